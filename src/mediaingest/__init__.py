@@ -1,0 +1,1 @@
+"""mediaingest: media ingestion backend."""

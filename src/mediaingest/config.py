@@ -1,0 +1,153 @@
+"""Settings, read from the environment (and an optional `.env`) by pydantic-settings.
+
+The defaults are the embedded default: SQLite and local storage under `./var/`, a local worker.
+Production swaps in PostgreSQL (`DATABASE_URL`), S3 (`STORAGE_BACKEND=s3`) and the Kubernetes
+operator (`EXECUTOR=kubernetes`) by configuration alone.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mediaingest.models.enums import Plan
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+
+class StorageBackendName(StrEnum):
+    LOCAL = "local"
+    S3 = "s3"
+
+
+class ExecutorName(StrEnum):
+    LOCAL = "local"  # IngestionJob rows leased by `mediaingest worker`
+    KUBERNETES = "kubernetes"  # a MediaAsset custom resource reconciled by the operator
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # --- service -----------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", alias="HOST")
+    port: int = Field(8000, alias="PORT")
+    public_url: str | None = Field(
+        None,
+        alias="PUBLIC_URL",
+        description="Base URL clients reach the service at; local-storage signed URLs point here.",
+    )
+    data_dir: Path = Field(Path("var"), alias="DATA_DIR")
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+    log_json: bool = Field(True, alias="LOG_JSON")
+
+    # --- database ----------------------------------------------------------------------------
+    database_url: str | None = Field(
+        None, alias="DATABASE_URL", description="SQLAlchemy URL; default sqlite:///{DATA_DIR}/mediaingest.db"
+    )
+
+    # --- auth --------------------------------------------------------------------------------
+    jwt_secret: SecretStr | None = Field(None, alias="JWT_SECRET")
+    jwt_jwks_url: str | None = Field(None, alias="JWT_JWKS_URL")
+    jwt_algorithms: list[str] = Field(["HS256", "RS256", "ES256"], alias="JWT_ALGORITHMS")
+    jwt_audience: str | None = Field(None, alias="JWT_AUDIENCE")
+    jwt_issuer: str | None = Field(None, alias="JWT_ISSUER")
+
+    # --- storage -----------------------------------------------------------------------------
+    storage_backend: StorageBackendName = Field(StorageBackendName.LOCAL, alias="STORAGE_BACKEND")
+    aws_region: str = Field("us-east-1", alias="AWS_REGION")
+    aws_access_key_id: str | None = Field(None, alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(None, alias="AWS_SECRET_ACCESS_KEY")
+    s3_endpoint_url: str | None = Field(None, alias="S3_ENDPOINT_URL")
+    s3_force_path_style: bool = Field(False, alias="S3_FORCE_PATH_STYLE")
+    bucket_incoming: str = Field("incoming", alias="AWS_S3_BUCKET_INCOMING")
+    bucket_processed: str = Field("processed", alias="AWS_S3_BUCKET_PROCESSED")
+    bucket_proxies: str = Field("proxies", alias="AWS_S3_BUCKET_PROXIES")
+    local_storage_secret: SecretStr | None = Field(
+        None,
+        alias="LOCAL_STORAGE_SECRET",
+        description="HMAC key for local-storage signed URLs; generated into DATA_DIR on first run if unset.",
+    )
+
+    # --- uploads -----------------------------------------------------------------------------
+    upload_url_ttl_seconds: int = Field(3600, alias="UPLOAD_URL_TTL_SECONDS")
+    download_url_ttl_seconds: int = Field(3600, alias="DOWNLOAD_URL_TTL_SECONDS")
+    max_file_size: int = Field(5 * GIB, alias="MAX_FILE_SIZE")
+    multipart_threshold: int = Field(100 * MIB, alias="MULTIPART_THRESHOLD")
+    multipart_part_size: int = Field(
+        16 * MIB, alias="MULTIPART_PART_SIZE", description="S3 requires >= 5 MiB except the last part."
+    )
+    quota_user: int = Field(5 * GIB, alias="QUOTA_USER")
+    quota_pro: int = Field(50 * GIB, alias="QUOTA_PRO")
+    quota_enterprise: int = Field(500 * GIB, alias="QUOTA_ENTERPRISE")
+
+    # --- processing --------------------------------------------------------------------------
+    ffmpeg_path: str = Field("ffmpeg", alias="FFMPEG_PATH")
+    ffprobe_path: str = Field("ffprobe", alias="FFPROBE_PATH")
+    executor: ExecutorName = Field(ExecutorName.LOCAL, alias="EXECUTOR")
+    proxy_heights: list[int] = Field([360, 720, 1080], alias="PROXY_HEIGHTS")
+    proxy_vp9: bool = Field(False, alias="PROXY_VP9")
+    sprite_interval_seconds: float = Field(2.0, alias="SPRITE_INTERVAL_SECONDS")
+    sprite_tile_width: int = Field(160, alias="SPRITE_TILE_WIDTH")
+    sprite_tile_height: int = Field(90, alias="SPRITE_TILE_HEIGHT")
+    sprite_columns: int = Field(10, alias="SPRITE_COLUMNS")
+    sprite_rows: int = Field(10, alias="SPRITE_ROWS")
+    waveform_width: int = Field(1800, alias="WAVEFORM_WIDTH")
+    waveform_height: int = Field(240, alias="WAVEFORM_HEIGHT")
+    spectrogram_width: int = Field(1024, alias="SPECTROGRAM_WIDTH")
+    spectrogram_height: int = Field(512, alias="SPECTROGRAM_HEIGHT")
+    work_dir: Path | None = Field(None, alias="WORK_DIR", description="Per-job temp folders; default system temp.")
+
+    # --- worker ------------------------------------------------------------------------------
+    worker_concurrency: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), alias="WORKER_CONCURRENCY")
+    worker_poll_interval_seconds: float = Field(1.0, alias="WORKER_POLL_INTERVAL_SECONDS")
+    worker_lease_seconds: int = Field(60, alias="WORKER_LEASE_SECONDS")
+    worker_heartbeat_seconds: int = Field(15, alias="WORKER_HEARTBEAT_SECONDS")
+    worker_metrics_port: int = Field(9101, alias="WORKER_METRICS_PORT")
+    job_max_attempts: int = Field(5, alias="JOB_MAX_ATTEMPTS")
+    job_backoff_base_seconds: float = Field(2.0, alias="JOB_BACKOFF_BASE_SECONDS")
+    job_backoff_max_seconds: float = Field(300.0, alias="JOB_BACKOFF_MAX_SECONDS")
+    sweep_interval_seconds: int = Field(300, alias="SWEEP_INTERVAL_SECONDS")
+
+    # --- kubernetes (EXECUTOR=kubernetes) ------------------------------------------------------
+    k8s_namespace: str = Field("default", alias="K8S_NAMESPACE")
+
+    @field_validator("multipart_part_size")
+    @classmethod
+    def _part_size_is_s3_compatible(cls, value: int) -> int:
+        # Tests lower it to exercise multipart without hundreds of megabytes; S3 itself refuses < 5 MiB.
+        if value < 1:
+            raise ValueError("MULTIPART_PART_SIZE must be positive")
+        return value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'mediaingest.db').resolve()}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def quota_for(self, plan: Plan) -> int:
+        return {Plan.USER: self.quota_user, Plan.PRO: self.quota_pro, Plan.ENTERPRISE: self.quota_enterprise}[plan]
+
+    def storage_secret(self) -> bytes:
+        """The local backend's HMAC key: configured, or generated once into DATA_DIR (mode 0600)."""
+        if self.local_storage_secret is not None:
+            return self.local_storage_secret.get_secret_value().encode()
+        path = self.data_dir / "local-storage.secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()

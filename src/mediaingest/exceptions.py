@@ -1,0 +1,114 @@
+"""Every error mediaingest raises on purpose, each carrying the HTTP status and code it renders as.
+
+    MediaIngestError                      500 internal_error
+    ├── AuthenticationError               401 unauthorized
+    ├── PermissionDeniedError             403 forbidden
+    ├── NotFoundError                     404 not_found
+    ├── ConflictError                     409 conflict
+    ├── ValidationFailedError             422 validation_error
+    │   ├── MimeTypeNotAllowedError       415 mime_type_not_allowed
+    │   ├── FileTooLargeError             413 file_too_large
+    │   └── IntegrityCheckError           422 integrity_check_failed (size, ETag, SHA-256, sniffed type)
+    ├── QuotaExceededError                413 quota_exceeded
+    ├── SignatureError                    403 invalid_signature (local storage URLs: tampered/expired/other key)
+    ├── StorageError                      502 storage_error        — transient: retried by the worker
+    │   └── ObjectNotFoundError           404 object_not_found
+    └── ProcessingError                   500 processing_error     — raised by pipeline stages
+        ├── TransientProcessingError      — retried with backoff (ffmpeg killed, I/O hiccup)
+        └── PermanentProcessingError      — never retried
+            └── MediaUnreadableError      — ffprobe/ffmpeg/Pillow cannot read the media
+
+Foreign errors (botocore ClientError, ffmpeg exit codes) are translated at the boundary that meets them,
+so callers only ever handle this tree. Messages are written for clients: they never carry secrets,
+signed URLs or stack traces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MediaIngestError(Exception):
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class AuthenticationError(MediaIngestError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class PermissionDeniedError(MediaIngestError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFoundError(MediaIngestError):
+    status_code = 404
+    code = "not_found"
+
+
+class ConflictError(MediaIngestError):
+    status_code = 409
+    code = "conflict"
+
+
+class ValidationFailedError(MediaIngestError):
+    status_code = 422
+    code = "validation_error"
+
+
+class MimeTypeNotAllowedError(ValidationFailedError):
+    status_code = 415
+    code = "mime_type_not_allowed"
+
+
+class FileTooLargeError(ValidationFailedError):
+    status_code = 413
+    code = "file_too_large"
+
+
+class IntegrityCheckError(ValidationFailedError):
+    status_code = 422
+    code = "integrity_check_failed"
+
+
+class QuotaExceededError(MediaIngestError):
+    status_code = 413
+    code = "quota_exceeded"
+
+
+class SignatureError(MediaIngestError):
+    status_code = 403
+    code = "invalid_signature"
+
+
+class StorageError(MediaIngestError):
+    status_code = 502
+    code = "storage_error"
+
+
+class ObjectNotFoundError(StorageError):
+    status_code = 404
+    code = "object_not_found"
+
+
+class ProcessingError(MediaIngestError):
+    code = "processing_error"
+
+
+class TransientProcessingError(ProcessingError):
+    code = "processing_transient"
+
+
+class PermanentProcessingError(ProcessingError):
+    code = "processing_failed"
+
+
+class MediaUnreadableError(PermanentProcessingError):
+    code = "media_unreadable"

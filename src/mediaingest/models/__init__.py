@@ -1,0 +1,7 @@
+"""SQLAlchemy models. Import from here so every table is registered on `Base.metadata`."""
+
+from mediaingest.models.asset import AssetMetadata, AssetProxy, MediaAsset
+from mediaingest.models.job import IngestionJob
+from mediaingest.models.user import ApiToken, User
+
+__all__ = ["ApiToken", "AssetMetadata", "AssetProxy", "IngestionJob", "MediaAsset", "User"]

@@ -1,0 +1,104 @@
+"""Enumerations shared by the database models, the API schemas, the pipeline and the operator.
+
+String values are stored as-is in the database (non-native enums), so adding a member needs no
+schema migration, only code.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Plan(StrEnum):
+    USER = "USER"
+    PRO = "PRO"
+    ENTERPRISE = "ENTERPRISE"
+
+
+class MediaType(StrEnum):
+    VIDEO = "VIDEO"
+    AUDIO = "AUDIO"
+    IMAGE = "IMAGE"
+
+
+class UploadStatus(StrEnum):
+    PENDING = "PENDING"  # URL issued, bytes not confirmed yet; its size is reserved against the quota
+    UPLOADING = "UPLOADING"  # confirmation in progress (integrity checks running)
+    UPLOADED = "UPLOADED"  # bytes verified and stored
+    FAILED = "FAILED"  # a check failed; the object was deleted and the reservation released
+    EXPIRED = "EXPIRED"  # abandoned: never confirmed before the URL expired; swept
+
+
+class AssetProcessingStatus(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+class ProxyType(StrEnum):
+    VIDEO = "VIDEO"  # H.264/AAC MP4 rendition for the web
+    VIDEO_VP9 = "VIDEO_VP9"  # optional VP9/Opus WebM rendition
+    POSTER = "POSTER"  # one representative frame (JPEG)
+    THUMBNAIL = "THUMBNAIL"  # a still image's downscaled copy (JPEG or WebP)
+    SPRITE_SHEET = "SPRITE_SHEET"  # a grid of tiles sampled every N seconds
+    STORYBOARD = "STORYBOARD"  # WebVTT mapping time ranges to sprite tiles
+    WAVEFORM = "WAVEFORM"  # PNG
+    WAVEFORM_PEAKS = "WAVEFORM_PEAKS"  # JSON min/max per bucket at several zoom levels
+    SPECTROGRAM = "SPECTROGRAM"  # PNG
+
+
+class IngestionJobType(StrEnum):
+    METADATA_EXTRACTION = "METADATA_EXTRACTION"
+    PROXY_GENERATION = "PROXY_GENERATION"
+    THUMBNAIL_GENERATION = "THUMBNAIL_GENERATION"
+    AUDIO_ANALYSIS = "AUDIO_ANALYSIS"
+
+
+class IngestionJobStatus(StrEnum):
+    PENDING = "PENDING"  # waiting for a worker
+    RUNNING = "RUNNING"  # leased by a worker (or a Kubernetes Job is running it)
+    RETRYING = "RETRYING"  # a transient failure; waiting out its backoff before the next attempt
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"  # permanent failure, or retries exhausted
+    CANCELLED = "CANCELLED"  # the asset was deleted while the job existed
+
+
+class JobPriority(StrEnum):
+    LOW = "LOW"
+    NORMAL = "NORMAL"
+    HIGH = "HIGH"
+    URGENT = "URGENT"
+
+    @property
+    def rank(self) -> int:
+        """Higher runs first; stored next to the enum so the lease query can ORDER BY an integer."""
+        return _PRIORITY_RANK[self]
+
+
+_PRIORITY_RANK = {JobPriority.LOW: 0, JobPriority.NORMAL: 1, JobPriority.HIGH: 2, JobPriority.URGENT: 3}
+
+
+class Stage(StrEnum):
+    """A pipeline stage: the unit the local worker leases and the operator runs as one Kubernetes Job."""
+
+    PROBE = "probe"
+    PROXIES = "proxies"
+    THUMBNAILS = "thumbnails"
+    AUDIO_VISUALS = "audio_visuals"
+
+    @property
+    def job_type(self) -> IngestionJobType:
+        return _STAGE_JOB_TYPE[self]
+
+    @classmethod
+    def for_job_type(cls, job_type: IngestionJobType) -> Stage:
+        return next(stage for stage, kind in _STAGE_JOB_TYPE.items() if kind == job_type)
+
+
+_STAGE_JOB_TYPE = {
+    Stage.PROBE: IngestionJobType.METADATA_EXTRACTION,
+    Stage.PROXIES: IngestionJobType.PROXY_GENERATION,
+    Stage.THUMBNAILS: IngestionJobType.THUMBNAIL_GENERATION,
+    Stage.AUDIO_VISUALS: IngestionJobType.AUDIO_ANALYSIS,
+}
