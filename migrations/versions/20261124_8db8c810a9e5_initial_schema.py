@@ -127,12 +127,8 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_media_assets_owner_project", ["owner_id", "project_id"], unique=False)
         batch_op.create_index("ix_media_assets_owner_type", ["owner_id", "type"], unique=False)
-        batch_op.create_index(
-            "ix_media_assets_owner_upload_status", ["owner_id", "upload_status"], unique=False
-        )
-        batch_op.create_index(
-            "ix_media_assets_upload_expiry", ["upload_status", "upload_expires_at"], unique=False
-        )
+        batch_op.create_index("ix_media_assets_owner_upload_status", ["owner_id", "upload_status"], unique=False)
+        batch_op.create_index("ix_media_assets_upload_expiry", ["upload_status", "upload_expires_at"], unique=False)
 
     op.create_table(
         "asset_metadata",
@@ -303,9 +299,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("ingestion_jobs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_ingestion_jobs_asset_id"), ["asset_id"], unique=False)
-        batch_op.create_index(
-            "ix_ingestion_jobs_claim", ["status", "available_at", "priority_rank"], unique=False
-        )
+        batch_op.create_index("ix_ingestion_jobs_claim", ["status", "available_at", "priority_rank"], unique=False)
         batch_op.create_index("ix_ingestion_jobs_lease_expiry", ["status", "lease_expires_at"], unique=False)
 
 

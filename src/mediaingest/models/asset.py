@@ -73,9 +73,7 @@ class AssetMetadata(Base):
 
     __tablename__ = "asset_metadata"
 
-    asset_id: Mapped[str] = mapped_column(
-        sa.ForeignKey("media_assets.id", ondelete="CASCADE"), primary_key=True
-    )
+    asset_id: Mapped[str] = mapped_column(sa.ForeignKey("media_assets.id", ondelete="CASCADE"), primary_key=True)
     format_name: Mapped[str | None] = mapped_column(sa.String(128))
     duration_seconds: Mapped[float | None] = mapped_column(sa.Float)
     bitrate: Mapped[int | None] = mapped_column(sa.BigInteger)

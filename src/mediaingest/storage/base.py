@@ -64,9 +64,7 @@ class Storage(ABC):
         """A single PUT of exactly `size` bytes of `content_type`; with `sha256`, the store verifies it."""
 
     @abstractmethod
-    def create_multipart_upload(
-        self, bucket: str, key: str, *, content_type: str, metadata: dict[str, str]
-    ) -> str:
+    def create_multipart_upload(self, bucket: str, key: str, *, content_type: str, metadata: dict[str, str]) -> str:
         """Starts a multipart upload and returns its upload id."""
 
     @abstractmethod
@@ -114,9 +112,7 @@ class Storage(ABC):
         return len(keys)
 
     @abstractmethod
-    def presign_get(
-        self, bucket: str, key: str, *, expires_in: int, download_name: str | None = None
-    ) -> str:
+    def presign_get(self, bucket: str, key: str, *, expires_in: int, download_name: str | None = None) -> str:
         """A GET URL (Range supported) valid for `expires_in` seconds."""
 
     # --- lifecycle ------------------------------------------------------------------------------

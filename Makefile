@@ -1,0 +1,61 @@
+# mediaingest — two commands matter: `make run` (the service on the embedded default) and `make test`.
+# Both work on a fresh Debian machine as root: they install what is missing (python3-venv, ffmpeg,
+# chromium for the browser tests) with apt-get, and the Python dependencies into .venv/.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PORT ?= 8000
+HOST ?= 127.0.0.1
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+
+.PHONY: run test lint format bench bench-quick system-deps browser-deps postgres clean help
+
+help:
+	@echo "make run    — serve the API and a worker on http://$(HOST):$(PORT) (SQLite + local storage in ./var)"
+	@echo "make test   — run the test suite (SQLite, PostgreSQL at 127.0.0.1:5432, moto S3, real ffmpeg)"
+	@echo "make lint   — ruff"
+	@echo "make bench  — benchmarks in bench/ (make bench-quick for a short run)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
+		|| { apt-get update -qq && $(APT_INSTALL) python3-venv; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+system-deps:
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null \
+		|| { echo "installing ffmpeg"; apt-get update -qq && $(APT_INSTALL) ffmpeg; }
+
+browser-deps:
+	@command -v chromium >/dev/null || test -x /usr/lib/chromium/chromium \
+		|| { echo "installing chromium"; apt-get update -qq && $(APT_INSTALL) chromium; }
+
+# Starts the machine's PostgreSQL cluster when it is installed but down (tests need it).
+postgres:
+	@if command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start || true; fi
+
+run: system-deps $(STAMP)
+	@mkdir -p var
+	$(BIN)/mediaingest db upgrade
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/mediaingest serve --embedded-worker
+
+test: system-deps browser-deps postgres $(STAMP)
+	$(BIN)/ruff check src tests bench migrations
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench migrations
+	$(BIN)/ruff format --check src tests bench migrations
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench migrations
+	$(BIN)/ruff check --fix src tests bench migrations
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache test-artifacts

@@ -1,0 +1,63 @@
+"""The application factory. Everything with side effects (engine, storage client, Kubernetes client)
+is built here from the settings passed in, never at import, so tests and processes choose their own."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from mediaingest import metrics
+from mediaingest.api.errors import install_error_handlers
+from mediaingest.api.health import router as health_router
+from mediaingest.api.middleware import RequestContextMiddleware
+from mediaingest.assets.endpoints import router as assets_router
+from mediaingest.assets.service import AssetService
+from mediaingest.config import Settings, StorageBackendName
+from mediaingest.db import create_db_engine, create_session_factory
+from mediaingest.dispatch import build_dispatcher
+from mediaingest.logging import configure_logging
+from mediaingest.storage import build_storage
+from mediaingest.users.auth import Authenticator
+
+
+def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
+    settings = settings or Settings()
+    if configure_logs:
+        configure_logging(settings.log_level, json=settings.log_json)
+    engine = create_db_engine(settings.resolved_database_url)
+    session_factory = create_session_factory(engine)
+    storage = build_storage(settings)
+    if settings.storage_backend == StorageBackendName.LOCAL:
+        storage.ensure_buckets([settings.bucket_incoming, settings.bucket_processed, settings.bucket_proxies])
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="mediaingest",
+        version="0.1.0",
+        summary="Secure direct uploads, media processing and Kubernetes-native scale-out.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory
+    app.state.storage = storage
+    app.state.authenticator = Authenticator(settings)
+    app.state.asset_service = AssetService(settings=settings, storage=storage, dispatcher=build_dispatcher(settings))
+    metrics.track_storage_usage(session_factory)
+
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(assets_router)
+    if settings.storage_backend == StorageBackendName.LOCAL:
+        # The embedded default serves its own signed URLs (same PUT/ETag protocol as S3).
+        from mediaingest.storage.local_endpoints import router as local_storage_router
+
+        app.include_router(local_storage_router)
+    return app

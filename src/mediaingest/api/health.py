@@ -1,0 +1,46 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from mediaingest.exceptions import StorageError
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up and serving."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> JSONResponse:
+    """The database and every bucket are reachable; load balancers route traffic only when 200."""
+    state = request.app.state
+    checks: dict[str, str] = {}
+    try:
+        with state.session_factory() as session:
+            session.execute(sa.text("SELECT 1"))
+        checks["database"] = "ok"
+    except sa.exc.SQLAlchemyError as exc:
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    try:
+        settings = state.settings
+        state.storage.check_ready([settings.bucket_incoming, settings.bucket_processed, settings.bucket_proxies])
+        checks["storage"] = "ok"
+    except StorageError as exc:
+        checks["storage"] = f"unavailable: {exc.message}"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+def prometheus_metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

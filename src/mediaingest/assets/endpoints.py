@@ -1,0 +1,172 @@
+"""The asset endpoints: thin — authenticate, call the service, shape the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Query, status
+
+from mediaingest import metrics
+from mediaingest.api.deps import Assets, CurrentPrincipal, DbSession
+from mediaingest.assets.schemas import (
+    AssetDetail,
+    AssetPage,
+    AssetStatus,
+    AssetSummary,
+    ConfirmUploadRequest,
+    ConfirmUploadResponse,
+    JobOut,
+    MetadataOut,
+    ProxyOut,
+    UploadUrlRequest,
+    UploadUrlResponse,
+)
+from mediaingest.exceptions import MediaIngestError
+from mediaingest.models.enums import AssetProcessingStatus, MediaType, UploadStatus
+from mediaingest.schemas import Envelope, ErrorEnvelope
+
+router = APIRouter(
+    prefix="/api/assets",
+    tags=["assets"],
+    responses={
+        401: {"model": ErrorEnvelope, "description": "Missing, invalid or expired credentials"},
+        404: {"model": ErrorEnvelope, "description": "No such asset for this user"},
+    },
+)
+
+
+@contextmanager
+def _counted(endpoint: str) -> Iterator[None]:
+    """`upload_requests_total{endpoint, outcome}`: outcome is "success" or the error code."""
+    try:
+        yield
+    except MediaIngestError as error:
+        metrics.upload_requests_total.labels(endpoint=endpoint, outcome=error.code).inc()
+        raise
+    metrics.upload_requests_total.labels(endpoint=endpoint, outcome="success").inc()
+
+
+@router.post(
+    "/upload-url",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Envelope[UploadUrlResponse],
+    responses={
+        413: {"model": ErrorEnvelope, "description": "File over 5 GB, or over the plan's quota"},
+        415: {"model": ErrorEnvelope, "description": "MIME type not allowed"},
+    },
+)
+def create_upload_url(
+    body: UploadUrlRequest, session: DbSession, principal: CurrentPrincipal, assets: Assets
+) -> Envelope[UploadUrlResponse]:
+    """Reserves quota and returns where to PUT the bytes (one URL, or one per part above 100 MB)."""
+    with _counted("upload-url"):
+        ticket = assets.create_upload(session, principal, body)
+    structlog.contextvars.bind_contextvars(asset_id=ticket.asset_id)
+    return Envelope(data=ticket)
+
+
+@router.post(
+    "/confirm-upload",
+    response_model=Envelope[ConfirmUploadResponse],
+    responses={
+        409: {"model": ErrorEnvelope, "description": "Not uploaded yet, expired, or already failed"},
+        422: {"model": ErrorEnvelope, "description": "Integrity check failed; the upload was discarded"},
+    },
+)
+def confirm_upload(
+    body: ConfirmUploadRequest, session: DbSession, principal: CurrentPrincipal, assets: Assets
+) -> Envelope[ConfirmUploadResponse]:
+    """Verifies size, ETag, type and SHA-256 of the stored bytes, then starts ingestion. Idempotent."""
+    structlog.contextvars.bind_contextvars(asset_id=body.asset_id)
+    with _counted("confirm-upload"):
+        confirmed = assets.confirm_upload(session, principal, body)
+    asset = confirmed.asset
+    return Envelope(
+        data=ConfirmUploadResponse(
+            asset_id=asset.id,
+            etag=asset.etag or "",
+            checksum=asset.checksum,
+            upload_status=asset.upload_status,
+            processing_status=asset.processing_status,
+        )
+    )
+
+
+@router.get("", response_model=Envelope[AssetPage])
+def list_assets(
+    session: DbSession,
+    principal: CurrentPrincipal,
+    assets: Assets,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=100)] = 20,
+    status_filter: Annotated[UploadStatus | None, Query(alias="status", description="Filter by upload status")] = None,
+    processing_status: Annotated[AssetProcessingStatus | None, Query(alias="processingStatus")] = None,
+    media_type: Annotated[MediaType | None, Query(alias="type")] = None,
+    project_id: Annotated[str | None, Query(alias="projectId", max_length=128)] = None,
+) -> Envelope[AssetPage]:
+    items, total = assets.list(
+        session,
+        principal,
+        page=page,
+        page_size=page_size,
+        upload_status=status_filter,
+        processing_status=processing_status,
+        media_type=media_type,
+        project_id=project_id,
+    )
+    return Envelope(
+        data=AssetPage(
+            items=[AssetSummary.model_validate(item) for item in items], total=total, page=page, page_size=page_size
+        )
+    )
+
+
+@router.get("/{asset_id}", response_model=Envelope[AssetDetail])
+def get_asset(asset_id: str, session: DbSession, principal: CurrentPrincipal, assets: Assets) -> Envelope[AssetDetail]:
+    """The asset with its metadata and derived files, each with a signed download URL."""
+    asset = assets.get(session, principal, asset_id, with_details=True)
+    detail = AssetDetail.model_validate(asset)
+    if asset.upload_status == UploadStatus.UPLOADED:
+        detail.download_url = assets.download_url(asset.storage_bucket, asset.storage_key, download_name=asset.name)
+    if asset.metadata_record is not None:
+        detail.metadata = MetadataOut.model_validate(asset.metadata_record)
+    detail.proxies = [
+        ProxyOut.model_validate(proxy).model_copy(
+            update={"url": assets.download_url(proxy.storage_bucket, proxy.storage_key)}
+        )
+        for proxy in asset.proxies
+    ]
+    return Envelope(data=detail)
+
+
+@router.get("/{asset_id}/status", response_model=Envelope[AssetStatus])
+def get_asset_status(
+    asset_id: str, session: DbSession, principal: CurrentPrincipal, assets: Assets
+) -> Envelope[AssetStatus]:
+    """uploadStatus, processingStatus and the current job's status, progress and message."""
+    asset = assets.get(session, principal, asset_id)
+    jobs = assets.jobs(session, asset)
+    current = assets.current_job(jobs)
+    return Envelope(
+        data=AssetStatus(
+            asset_id=asset.id,
+            upload_status=asset.upload_status,
+            processing_status=asset.processing_status,
+            error=asset.error,
+            current_job=JobOut.model_validate(current) if current else None,
+            jobs=[JobOut.model_validate(job) for job in jobs],
+        )
+    )
+
+
+@router.delete("/{asset_id}", response_model=Envelope[dict[str, str | bool]])
+def delete_asset(
+    asset_id: str, session: DbSession, principal: CurrentPrincipal, assets: Assets
+) -> Envelope[dict[str, str | bool]]:
+    """Stops its work and removes every object of the asset in all buckets, its rows and its quota."""
+    structlog.contextvars.bind_contextvars(asset_id=asset_id)
+    assets.delete(session, principal, asset_id)
+    return Envelope(data={"assetId": asset_id, "deleted": True})

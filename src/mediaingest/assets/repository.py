@@ -1,0 +1,110 @@
+"""Every query on assets, so the API, the worker and the operator share one meaning of "my assets"."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, selectinload
+
+from mediaingest.db import is_postgres
+from mediaingest.models import IngestionJob, MediaAsset, User
+from mediaingest.models.enums import AssetProcessingStatus, MediaType, UploadStatus
+
+
+def get_owned(
+    session: Session, *, asset_id: str, owner_id: str, for_update: bool = False, with_details: bool = False
+) -> MediaAsset | None:
+    """The tenant boundary: an asset is found only through its owner."""
+    query = sa.select(MediaAsset).where(MediaAsset.id == asset_id, MediaAsset.owner_id == owner_id)
+    if with_details:
+        query = query.options(selectinload(MediaAsset.metadata_record), selectinload(MediaAsset.proxies))
+    if for_update and is_postgres(session):
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def get_for_update(session: Session, asset_id: str) -> MediaAsset | None:
+    """For the worker and the operator, which act for the system rather than a tenant."""
+    query = sa.select(MediaAsset).where(MediaAsset.id == asset_id)
+    if is_postgres(session):
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def lock_user(session: Session, user_id: str) -> User | None:
+    """Serializes a tenant's quota decisions (SQLite serializes all writers at BEGIN IMMEDIATE)."""
+    query = sa.select(User).where(User.id == user_id)
+    if is_postgres(session):
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def bytes_used(session: Session, *, owner_id: str, now: datetime) -> tuple[int, int]:
+    """(stored, reserved): verified uploads, and the declared sizes of uploads still in flight."""
+    stored = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(MediaAsset.file_size), 0)).where(
+            MediaAsset.owner_id == owner_id, MediaAsset.upload_status == UploadStatus.UPLOADED
+        )
+    )
+    reserved = session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(MediaAsset.file_size), 0)).where(
+            MediaAsset.owner_id == owner_id,
+            MediaAsset.upload_status.in_([UploadStatus.PENDING, UploadStatus.UPLOADING]),
+            MediaAsset.upload_expires_at > now,
+        )
+    )
+    return int(stored or 0), int(reserved or 0)
+
+
+def list_owned(
+    session: Session,
+    *,
+    owner_id: str,
+    page: int,
+    page_size: int,
+    upload_status: UploadStatus | None = None,
+    processing_status: AssetProcessingStatus | None = None,
+    media_type: MediaType | None = None,
+    project_id: str | None = None,
+) -> tuple[Sequence[MediaAsset], int]:
+    conditions = [MediaAsset.owner_id == owner_id]
+    if upload_status is not None:
+        conditions.append(MediaAsset.upload_status == upload_status)
+    if processing_status is not None:
+        conditions.append(MediaAsset.processing_status == processing_status)
+    if media_type is not None:
+        conditions.append(MediaAsset.type == media_type)
+    if project_id is not None:
+        conditions.append(MediaAsset.project_id == project_id)
+    total = session.scalar(sa.select(sa.func.count()).select_from(MediaAsset).where(*conditions)) or 0
+    items = session.scalars(
+        sa.select(MediaAsset)
+        .where(*conditions)
+        .order_by(MediaAsset.created_at.desc(), MediaAsset.id)
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    ).all()
+    return items, int(total)
+
+
+def jobs_of(session: Session, asset_id: str) -> Sequence[IngestionJob]:
+    return session.scalars(
+        sa.select(IngestionJob).where(IngestionJob.asset_id == asset_id).order_by(IngestionJob.created_at)
+    ).all()
+
+
+def expired_pending_uploads(session: Session, *, now: datetime, limit: int = 500) -> Sequence[MediaAsset]:
+    query = (
+        sa.select(MediaAsset)
+        .where(
+            MediaAsset.upload_status.in_([UploadStatus.PENDING, UploadStatus.UPLOADING]),
+            MediaAsset.upload_expires_at <= now,
+        )
+        .order_by(MediaAsset.upload_expires_at)
+        .limit(limit)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    return session.scalars(query).all()

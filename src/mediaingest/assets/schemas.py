@@ -1,0 +1,185 @@
+"""Request and response bodies of the asset endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from mediaingest.models.enums import (
+    AssetProcessingStatus,
+    IngestionJobStatus,
+    IngestionJobType,
+    MediaType,
+    ProxyType,
+    UploadStatus,
+)
+from mediaingest.schemas import ApiModel
+
+
+class UploadUrlRequest(ApiModel):
+    file_name: str = Field(min_length=1, max_length=1024)
+    file_size: int = Field(description="Bytes; checked against the 5 GB cap and the plan's quota.")
+    mime_type: str = Field(min_length=3, max_length=128)
+    project_id: str | None = Field(None, max_length=128)
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-fA-F]{64}$", description="Hex SHA-256 of the file; verified on confirm."
+    )
+
+
+class PresignedPart(ApiModel):
+    part_number: int
+    url: str
+    size: int
+    headers: dict[str, str]
+
+
+class MultipartUpload(ApiModel):
+    upload_id: str
+    part_size: int
+    parts: list[PresignedPart]
+
+
+class UploadUrlResponse(ApiModel):
+    asset_id: str
+    storage_key: str
+    file_name: str
+    expires_at: datetime
+    method: str = "PUT"
+    upload_url: str | None = Field(None, description="Single-part upload: PUT the whole file here.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Send these headers with the PUT.")
+    multipart: MultipartUpload | None = Field(None, description="Files above the multipart threshold.")
+
+
+class ConfirmedPart(ApiModel):
+    part_number: int = Field(ge=1, le=10_000)
+    etag: str = Field(min_length=1, max_length=128)
+
+
+class ConfirmUploadRequest(ApiModel):
+    asset_id: str = Field(min_length=1, max_length=36)
+    etag: str | None = Field(None, max_length=128, description="The ETag the storage answered the PUT with.")
+    parts: list[ConfirmedPart] | None = Field(None, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _etag_or_parts(self) -> ConfirmUploadRequest:
+        if not self.etag and not self.parts:
+            raise ValueError("etag is required (or parts, for a multipart upload)")
+        return self
+
+
+class ConfirmUploadResponse(ApiModel):
+    asset_id: str
+    etag: str
+    checksum: str | None = Field(None, description="SHA-256 of the stored bytes, once known.")
+    upload_status: UploadStatus
+    processing_status: AssetProcessingStatus
+
+
+class ProxyOut(ApiModel):
+    id: str
+    type: ProxyType
+    resolution: str | None
+    format: str
+    content_type: str
+    size_bytes: int
+    quality: str | None
+    width: int | None
+    height: int | None
+    details: dict[str, Any] | None
+    url: str | None = None
+
+
+class MetadataOut(ApiModel):
+    format_name: str | None = None
+    duration_seconds: float | None = None
+    bitrate: int | None = None
+    video_codec: str | None = None
+    video_profile: str | None = None
+    video_bitrate: int | None = None
+    width: int | None = None
+    height: int | None = None
+    display_width: int | None = None
+    display_height: int | None = None
+    display_aspect_ratio: str | None = None
+    rotation: int | None = None
+    fps: float | None = None
+    pixel_format: str | None = None
+    bit_depth: int | None = None
+    color_space: str | None = None
+    color_primaries: str | None = None
+    color_transfer: str | None = None
+    color_range: str | None = None
+    has_hdr: bool = False
+    hdr_format: str | None = None
+    mastering_display: dict[str, Any] | None = None
+    content_light_level: dict[str, Any] | None = None
+    audio_codec: str | None = None
+    audio_bitrate: int | None = None
+    channels: int | None = None
+    channel_layout: str | None = None
+    sample_rate: int | None = None
+    has_audio: bool = False
+    has_video: bool = False
+    color_depth: int | None = None
+    has_alpha: bool | None = None
+    image_format: str | None = None
+    exif: dict[str, Any] | None = None
+    iptc: dict[str, Any] | None = None
+
+
+class AssetSummary(ApiModel):
+    id: str
+    name: str
+    original_name: str
+    type: MediaType
+    file_size: int
+    mime_type: str
+    upload_status: UploadStatus
+    processing_status: AssetProcessingStatus
+    project_id: str | None
+    etag: str | None
+    checksum: str | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    uploaded_at: datetime | None
+    processed_at: datetime | None
+
+
+class AssetDetail(AssetSummary):
+    storage_bucket: str
+    storage_key: str
+    download_url: str | None = None
+    metadata: MetadataOut | None = None
+    proxies: list[ProxyOut] = Field(default_factory=list)
+
+
+class AssetPage(ApiModel):
+    items: list[AssetSummary]
+    total: int
+    page: int
+    page_size: int
+
+
+class JobOut(ApiModel):
+    id: str
+    type: IngestionJobType
+    status: IngestionJobStatus
+    progress: float
+    message: str | None
+    error: str | None
+    retries: int
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class AssetStatus(ApiModel):
+    asset_id: str
+    upload_status: UploadStatus
+    processing_status: AssetProcessingStatus
+    error: str | None
+    current_job: JobOut | None
+    jobs: list[JobOut]

@@ -1,0 +1,357 @@
+"""The asset service: the upload protocol, integrity checks, quotas, listing, status and deletion.
+
+Endpoints, the CLI and the sweeper call it; it never commits (the request or job wrapper does).
+Storage calls are ordered so that a failure leaves nothing behind: rows are written before the
+storage operation they describe is acknowledged to the client, and objects are removed before the
+rows that point at them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy.orm import Session
+
+from mediaingest.assets import repository
+from mediaingest.assets.media_types import (
+    ALLOWED_MIME_TYPES,
+    SNIFF_BYTES,
+    extension_of,
+    sanitize_filename,
+    sniff,
+)
+from mediaingest.assets.schemas import (
+    ConfirmUploadRequest,
+    MultipartUpload,
+    PresignedPart,
+    UploadUrlRequest,
+    UploadUrlResponse,
+)
+from mediaingest.assets.storage_keys import derived_prefix, upload_key
+from mediaingest.config import Settings
+from mediaingest.db import new_id, utcnow
+from mediaingest.dispatch import Dispatcher
+from mediaingest.exceptions import (
+    ConflictError,
+    FileTooLargeError,
+    IntegrityCheckError,
+    MimeTypeNotAllowedError,
+    NotFoundError,
+    ObjectNotFoundError,
+    QuotaExceededError,
+    StorageError,
+    ValidationFailedError,
+)
+from mediaingest.models import IngestionJob, MediaAsset
+from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, MediaType, UploadStatus
+from mediaingest.storage.base import CompletedPart, Storage
+from mediaingest.users.auth import Principal
+
+log = structlog.stdlib.get_logger(__name__)
+
+S3_MAX_PARTS = 10_000
+
+
+@dataclass(frozen=True)
+class ConfirmedUpload:
+    asset: MediaAsset
+    already_confirmed: bool
+
+
+def _normalize_etag(etag: str) -> str:
+    return etag.strip().strip('"').lower()
+
+
+class AssetService:
+    def __init__(self, *, settings: Settings, storage: Storage, dispatcher: Dispatcher) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.dispatcher = dispatcher
+
+    # --- upload URL ---------------------------------------------------------------------------
+    def create_upload(self, session: Session, principal: Principal, request: UploadUrlRequest) -> UploadUrlResponse:
+        mime_type = request.mime_type.strip().lower()
+        allowed = ALLOWED_MIME_TYPES.get(mime_type)
+        if allowed is None:
+            raise MimeTypeNotAllowedError(
+                f"MIME type {request.mime_type!r} is not allowed; upload video, audio or image files",
+                details={"mimeType": request.mime_type},
+            )
+        media_type, default_extension = allowed
+        if request.file_size < 1:
+            raise ValidationFailedError("fileSize must be at least 1 byte", details={"fileSize": request.file_size})
+        if request.file_size > self.settings.max_file_size:
+            raise FileTooLargeError(
+                f"file is {request.file_size} bytes; the limit is {self.settings.max_file_size} bytes",
+                details={"fileSize": request.file_size, "maxFileSize": self.settings.max_file_size},
+            )
+
+        now = utcnow()
+        user = repository.lock_user(session, principal.user_id)
+        if user is None:  # a token whose user vanished between authentication and here
+            raise NotFoundError("user not found")
+        self._check_quota(session, principal, requested=request.file_size, now=now)
+
+        asset_id = new_id()
+        name = sanitize_filename(request.file_name, fallback_extension=default_extension)
+        key = upload_key(user_id=principal.user_id, asset_id=asset_id, extension=extension_of(name), at=now)
+        expires_in = self.settings.upload_url_ttl_seconds
+        asset = MediaAsset(
+            id=asset_id,
+            owner_id=principal.user_id,
+            project_id=request.project_id,
+            name=name,
+            original_name=request.file_name[:1024],
+            type=media_type,
+            file_size=request.file_size,
+            mime_type=mime_type,
+            upload_status=UploadStatus.PENDING,
+            processing_status=AssetProcessingStatus.PENDING,
+            storage_bucket=self.settings.bucket_incoming,
+            storage_key=key,
+            declared_sha256=request.sha256.lower() if request.sha256 else None,
+            upload_expires_at=now + timedelta(seconds=expires_in),
+            created_at=now,
+        )
+        session.add(asset)
+        session.flush()  # the row exists before any storage state that refers to it
+
+        object_metadata = {
+            "asset-id": asset_id,
+            "user-id": principal.user_id,
+            "original-name": request.file_name,
+        }
+        response = UploadUrlResponse(
+            asset_id=asset_id, storage_key=key, file_name=name, expires_at=asset.upload_expires_at
+        )
+        if request.file_size > self.settings.multipart_threshold:
+            part_size = max(self.settings.multipart_part_size, math.ceil(request.file_size / S3_MAX_PARTS))
+            upload_id = self.storage.create_multipart_upload(
+                asset.storage_bucket, key, content_type=mime_type, metadata=object_metadata
+            )
+            asset.multipart_upload_id = upload_id
+            asset.part_size = part_size
+            parts = []
+            for index in range(math.ceil(request.file_size / part_size)):
+                size = min(part_size, request.file_size - index * part_size)
+                presigned = self.storage.presign_upload_part(
+                    asset.storage_bucket, key, upload_id=upload_id, part_number=index + 1, size=size,
+                    expires_in=expires_in,
+                )  # fmt: skip
+                parts.append(
+                    PresignedPart(part_number=index + 1, url=presigned.url, size=size, headers=presigned.headers)
+                )
+            response.multipart = MultipartUpload(upload_id=upload_id, part_size=part_size, parts=parts)
+        else:
+            presigned = self.storage.presign_put(
+                asset.storage_bucket,
+                key,
+                size=request.file_size,
+                content_type=mime_type,
+                metadata=object_metadata,
+                expires_in=expires_in,
+                sha256=asset.declared_sha256,
+            )
+            response.upload_url = presigned.url
+            response.headers = presigned.headers
+        session.flush()
+        log.info(
+            "asset.upload_url_issued",
+            asset_id=asset_id,
+            user_id=principal.user_id,
+            size=request.file_size,
+            multipart=response.multipart is not None,
+        )
+        return response
+
+    def _check_quota(self, session: Session, principal: Principal, *, requested: int, now: datetime) -> None:
+        limit = self.settings.quota_for(principal.plan)
+        stored, reserved = repository.bytes_used(session, owner_id=principal.user_id, now=now)
+        if stored + reserved + requested > limit:
+            available = max(0, limit - stored - reserved)
+            raise QuotaExceededError(
+                f"storage quota exceeded: {principal.plan.value} plan allows {limit} bytes; "
+                f"{stored} stored, {reserved} reserved by uploads in progress, {requested} requested, "
+                f"{available} available",
+                details={
+                    "plan": principal.plan.value,
+                    "limit": limit,
+                    "stored": stored,
+                    "reserved": reserved,
+                    "requested": requested,
+                    "available": available,
+                },
+            )
+
+    # --- confirmation -------------------------------------------------------------------------
+    def confirm_upload(self, session: Session, principal: Principal, request: ConfirmUploadRequest) -> ConfirmedUpload:
+        asset = repository.get_owned(session, asset_id=request.asset_id, owner_id=principal.user_id, for_update=True)
+        if asset is None:
+            raise NotFoundError("asset not found")
+        if asset.upload_status == UploadStatus.UPLOADED:
+            if request.etag and asset.etag and _normalize_etag(request.etag) != asset.etag:
+                raise ConflictError("asset was already confirmed with a different ETag")
+            self.dispatcher.dispatch(session, asset)  # harmless if already dispatched; heals a lost dispatch
+            return ConfirmedUpload(asset=asset, already_confirmed=True)
+        if asset.upload_status in (UploadStatus.FAILED, UploadStatus.EXPIRED):
+            raise ConflictError(
+                f"upload is {asset.upload_status.value.lower()}: {asset.error or 'request a new upload URL'}"
+            )
+        if asset.upload_expires_at <= utcnow():
+            self._discard_upload(asset, UploadStatus.EXPIRED, "upload URL expired before the upload was confirmed")
+            raise ConflictError(
+                "upload URL expired before the upload was confirmed; request a new one", keep_changes=True
+            )
+
+        if asset.multipart_upload_id is not None:
+            info = self._complete_multipart(asset, request)
+        else:
+            try:
+                info = self.storage.head(asset.storage_bucket, asset.storage_key)
+            except ObjectNotFoundError as exc:
+                raise ConflictError("no uploaded object yet: PUT the file to the upload URL, then confirm") from exc
+
+        failure = self._integrity_failure(asset, info.size, info.etag, info.sha256, request.etag)
+        if failure is not None:
+            self._discard_upload(asset, UploadStatus.FAILED, failure)
+            log.warning("asset.integrity_check_failed", asset_id=asset.id, reason=failure)
+            raise IntegrityCheckError(failure, keep_changes=True)
+
+        now = utcnow()
+        asset.upload_status = UploadStatus.UPLOADED
+        asset.processing_status = AssetProcessingStatus.PENDING
+        asset.etag = _normalize_etag(info.etag)
+        asset.checksum = info.sha256  # None on S3 without a client checksum: the probe stage computes it
+        asset.multipart_upload_id = None
+        asset.uploaded_at = now
+        asset.error = None
+        session.flush()
+        self.dispatcher.dispatch(session, asset)
+        log.info("asset.upload_confirmed", asset_id=asset.id, user_id=asset.owner_id, size=info.size)
+        return ConfirmedUpload(asset=asset, already_confirmed=False)
+
+    def _complete_multipart(self, asset: MediaAsset, request: ConfirmUploadRequest):  # type: ignore[no-untyped-def]
+        if not request.parts:
+            raise ValidationFailedError("parts are required to confirm a multipart upload")
+        expected_parts = math.ceil(asset.file_size / (asset.part_size or asset.file_size))
+        numbers = sorted(part.part_number for part in request.parts)
+        if numbers != list(range(1, expected_parts + 1)):
+            raise ValidationFailedError(
+                f"expected parts 1..{expected_parts}, each once", details={"expectedParts": expected_parts}
+            )
+        assert asset.multipart_upload_id is not None
+        try:
+            return self.storage.complete_multipart_upload(
+                asset.storage_bucket,
+                asset.storage_key,
+                upload_id=asset.multipart_upload_id,
+                parts=[CompletedPart(part.part_number, _normalize_etag(part.etag)) for part in request.parts],
+            )
+        except StorageError as exc:
+            # Missing or mismatched parts: the client can upload the rest and confirm again.
+            raise ConflictError(f"could not complete the multipart upload: {exc.message}") from exc
+
+    def _integrity_failure(
+        self, asset: MediaAsset, size: int, etag: str, sha256: str | None, client_etag: str | None
+    ) -> str | None:
+        if size != asset.file_size:
+            return f"size mismatch: declared {asset.file_size} bytes, stored {size} bytes"
+        if client_etag and _normalize_etag(client_etag) != _normalize_etag(etag):
+            return "ETag mismatch: the stored object is not the one the client uploaded"
+        if asset.declared_sha256 and sha256 and sha256.lower() != asset.declared_sha256:
+            return "SHA-256 mismatch: the stored bytes do not match the declared sha256"
+        head = self.storage.read_range(asset.storage_bucket, asset.storage_key, 0, SNIFF_BYTES)
+        detected = sniff(head)
+        if not detected.could_be(asset.type):
+            found = detected.mime_type or "unrecognised content"
+            return f"content does not match the declared type: declared {asset.mime_type}, found {found}"
+        return None
+
+    def _discard_upload(self, asset: MediaAsset, status: UploadStatus, reason: str) -> None:
+        """Removes the bytes and marks the asset, which releases its quota reservation."""
+        self._delete_upload_objects(asset)
+        asset.upload_status = status
+        asset.processing_status = AssetProcessingStatus.FAILED
+        asset.error = reason
+        asset.multipart_upload_id = None
+
+    def _delete_upload_objects(self, asset: MediaAsset) -> None:
+        if asset.multipart_upload_id is not None:
+            self.storage.abort_multipart_upload(
+                asset.storage_bucket, asset.storage_key, upload_id=asset.multipart_upload_id
+            )
+        self.storage.delete(asset.storage_bucket, asset.storage_key)
+
+    # --- reading ------------------------------------------------------------------------------
+    def get(self, session: Session, principal: Principal, asset_id: str, *, with_details: bool = False) -> MediaAsset:
+        asset = repository.get_owned(session, asset_id=asset_id, owner_id=principal.user_id, with_details=with_details)
+        if asset is None:
+            raise NotFoundError("asset not found")
+        return asset
+
+    def list(
+        self,
+        session: Session,
+        principal: Principal,
+        *,
+        page: int,
+        page_size: int,
+        upload_status: UploadStatus | None = None,
+        processing_status: AssetProcessingStatus | None = None,
+        media_type: MediaType | None = None,
+        project_id: str | None = None,
+    ) -> tuple[Sequence[MediaAsset], int]:
+        return repository.list_owned(
+            session,
+            owner_id=principal.user_id,
+            page=page,
+            page_size=page_size,
+            upload_status=upload_status,
+            processing_status=processing_status,
+            media_type=media_type,
+            project_id=project_id,
+        )
+
+    def jobs(self, session: Session, asset: MediaAsset) -> Sequence[IngestionJob]:
+        return repository.jobs_of(session, asset.id)
+
+    @staticmethod
+    def current_job(jobs: Sequence[IngestionJob]) -> IngestionJob | None:
+        """The job a person wants to see: the running one, else a waiting one, else the latest."""
+        for wanted in (IngestionJobStatus.RUNNING, IngestionJobStatus.RETRYING, IngestionJobStatus.PENDING):
+            for job in jobs:
+                if job.status == wanted:
+                    return job
+        return max(jobs, key=lambda job: job.updated_at, default=None)
+
+    def download_url(self, bucket: str, key: str, *, download_name: str | None = None) -> str:
+        return self.storage.presign_get(
+            bucket, key, expires_in=self.settings.download_url_ttl_seconds, download_name=download_name
+        )
+
+    # --- deletion and sweeping ------------------------------------------------------------------
+    def delete(self, session: Session, principal: Principal, asset_id: str) -> None:
+        asset = repository.get_owned(session, asset_id=asset_id, owner_id=principal.user_id, for_update=True)
+        if asset is None:
+            raise NotFoundError("asset not found")
+        self.dispatcher.cancel(session, asset)
+        self._delete_upload_objects(asset)
+        prefix = derived_prefix(user_id=asset.owner_id, asset_id=asset.id)
+        for bucket in (self.settings.bucket_processed, self.settings.bucket_proxies):
+            self.storage.delete_prefix(bucket, prefix)
+        session.delete(asset)
+        session.flush()
+        log.info("asset.deleted", asset_id=asset_id, user_id=principal.user_id)
+
+    def sweep_expired_uploads(self, session: Session, *, now: datetime | None = None) -> int:
+        """Expires uploads never confirmed in time: multipart aborted, objects removed, quota released."""
+        expired = repository.expired_pending_uploads(session, now=now or utcnow())
+        for asset in expired:
+            self._discard_upload(asset, UploadStatus.EXPIRED, "upload was not confirmed before its URL expired")
+            log.info("asset.upload_expired", asset_id=asset.id, user_id=asset.owner_id)
+        session.flush()
+        return len(expired)

@@ -1,0 +1,159 @@
+"""The `mediaingest` command: serve the API, run workers and stages, manage users, sweep uploads."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mediaingest.config import Settings
+from mediaingest.models.enums import Plan
+
+app = typer.Typer(help="mediaingest: media ingestion backend.", no_args_is_help=True, add_completion=False)
+users_app = typer.Typer(help="Manage tenants and their API tokens.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(db_app, name="db")
+
+
+def _session_factory(settings: Settings):  # type: ignore[no-untyped-def]
+    from mediaingest.db import create_db_engine, create_session_factory
+
+    return create_session_factory(create_db_engine(settings.resolved_database_url, pool_size=2))
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the Alembic migrations to DATABASE_URL."""
+    from mediaingest.db.migrate import upgrade
+
+    settings = Settings()
+    upgrade(settings.resolved_database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="The user's e-mail (unique).")],
+    plan: Annotated[Plan, typer.Option(case_sensitive=False, help="Quota plan.")] = Plan.USER,
+    token_name: Annotated[str, typer.Option(help="A label for the first API token.")] = "default",  # noqa: S107
+) -> None:
+    """Create a user and print its first API token (shown once; only its hash is stored)."""
+    from mediaingest.db import session_scope
+    from mediaingest.users.service import create_user, issue_token
+
+    with session_scope(_session_factory(Settings())) as session:
+        user = create_user(session, email=email, plan=plan)
+        issued = issue_token(session, user=user, name=token_name)
+        user_id = user.id
+    typer.echo(f"user_id: {user_id}", err=True)
+    typer.echo(issued.token)
+
+
+@users_app.command("token")
+def users_token(
+    email: Annotated[str, typer.Option(help="The user's e-mail.")],
+    name: Annotated[str, typer.Option(help="A label for the token.")] = "default",
+) -> None:
+    """Issue another API token for an existing user."""
+    from mediaingest.db import session_scope
+    from mediaingest.users.service import get_user, issue_token
+
+    with session_scope(_session_factory(Settings())) as session:
+        issued = issue_token(session, user=get_user(session, email=email), name=name)
+    typer.echo(issued.token)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (PORT).")] = None,
+    embedded_worker: Annotated[
+        bool, typer.Option(help="Also run a local worker in this process (the embedded default).")
+    ] = False,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from mediaingest.api import create_app
+
+    settings = Settings()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    api = create_app(settings)
+    if not embedded_worker:
+        uvicorn.run(api, host=settings.host, port=settings.port, log_config=None, access_log=False)
+        return
+    from mediaingest.worker.loop import embedded_worker as run_embedded_worker
+
+    with run_embedded_worker(settings):
+        uvicorn.run(api, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="Jobs at once (WORKER_CONCURRENCY).")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus port (WORKER_METRICS_PORT); 0 disables it.")
+    ] = None,
+) -> None:
+    """Lease ingestion jobs from the database and run them until SIGTERM/SIGINT."""
+    import signal
+
+    from prometheus_client import start_http_server
+
+    from mediaingest.logging import configure_logging
+    from mediaingest.worker.loop import Worker
+
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    if port:
+        start_http_server(port, addr=settings.host)
+    runner = Worker.from_settings(settings, concurrency=concurrency)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runner.stop())
+    runner.run()
+
+
+@app.command("run-stage")
+def run_stage(
+    asset: Annotated[str, typer.Option(help="The asset id.")],
+    stage: Annotated[str, typer.Option(help="probe | proxies | thumbnails | audio_visuals")],
+    attempt: Annotated[int, typer.Option(min=1, help="Attempt number, counted by the operator.")] = 1,
+) -> None:
+    """Run one stage attempt for one asset, as a Kubernetes Job does. Exit 0 ok, 3 permanent, 1 transient."""
+    from mediaingest.logging import configure_logging
+    from mediaingest.models.enums import Stage
+    from mediaingest.worker.one_shot import run_one_stage
+
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    try:
+        stage_value = Stage(stage)
+    except ValueError as exc:
+        raise typer.BadParameter(f"unknown stage {stage!r}; one of {[s.value for s in Stage]}") from exc
+    raise typer.Exit(run_one_stage(settings, asset_id=asset, stage=stage_value, attempt=attempt))
+
+
+@app.command()
+def sweep() -> None:
+    """Expire uploads that were never confirmed: abort multipart uploads, delete objects, release quota."""
+    from mediaingest.assets.service import AssetService
+    from mediaingest.db import session_scope
+    from mediaingest.dispatch import build_dispatcher
+    from mediaingest.logging import configure_logging
+    from mediaingest.storage import build_storage
+
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    service = AssetService(settings=settings, storage=build_storage(settings), dispatcher=build_dispatcher(settings))
+    with session_scope(_session_factory(settings)) as session:
+        count = service.sweep_expired_uploads(session)
+    typer.echo(f"expired {count} upload(s)")
+
+
+if __name__ == "__main__":
+    app()

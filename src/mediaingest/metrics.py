@@ -1,0 +1,81 @@
+"""Every Prometheus metric mediaingest exports, in one place.
+
+The API serves them on /metrics; the worker on its own port (WORKER_METRICS_PORT); the operator
+adds its gauges from `mediaingest.operator`. `storage_usage_bytes` is computed from the database at
+scrape time, so every API replica reports the same truth instead of a per-process counter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from mediaingest.db import SessionFactory
+
+upload_requests_total = Counter(
+    "upload_requests_total",
+    "Upload API requests by endpoint and outcome.",
+    ["endpoint", "outcome"],
+)
+http_request_duration_seconds = Histogram(
+    "http_request_duration_seconds",
+    "API request latency by route template, method and status code.",
+    ["method", "route", "status"],
+)
+ingestion_jobs_total = Counter(
+    "ingestion_jobs_total",
+    "Ingestion job attempts finished, by job type and final status of the attempt.",
+    ["type", "status"],
+)
+ingestion_jobs_duration_seconds = Histogram(
+    "ingestion_jobs_duration_seconds",
+    "Wall time of one ingestion job attempt, by job type.",
+    ["type"],
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+ingestion_jobs_failed_total = Counter(
+    "ingestion_jobs_failed_total",
+    "Ingestion job attempts that failed, by job type and reason (transient, permanent, cancelled).",
+    ["type", "reason"],
+)
+
+
+class StorageUsageCollector(Collector):
+    """`storage_usage_bytes{bucket_role}`: bytes of verified uploads and of derived files."""
+
+    def __init__(self) -> None:
+        self.session_factory: SessionFactory | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "storage_usage_bytes", "Bytes stored, by bucket role (incoming, derived).", labels=["bucket_role"]
+        )
+        if self.session_factory is None:
+            return
+        # Imported here: models import this package's db layer, and metrics must stay importable alone.
+        from mediaingest.models import AssetProxy, MediaAsset
+        from mediaingest.models.enums import UploadStatus
+
+        with self.session_factory() as session:
+            uploads = session.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(MediaAsset.file_size), 0)).where(
+                    MediaAsset.upload_status == UploadStatus.UPLOADED
+                )
+            )
+            derived = session.scalar(sa.select(sa.func.coalesce(sa.func.sum(AssetProxy.size_bytes), 0)))
+        family.add_metric(["incoming"], float(uploads or 0))
+        family.add_metric(["derived"], float(derived or 0))
+        yield family
+
+
+storage_usage = StorageUsageCollector()
+REGISTRY.register(storage_usage)
+
+
+def track_storage_usage(session_factory: SessionFactory) -> None:
+    """Points the scrape-time storage gauge at this process's database."""
+    storage_usage.session_factory = session_factory

@@ -1,0 +1,32 @@
+"""The API's JSON envelope and camelCase base model, shared by every domain's schemas."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+T = TypeVar("T")
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire (the seed's API), snake_case in Python."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+
+class Envelope(BaseModel, Generic[T]):
+    success: bool = True
+    data: T
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    success: bool = False
+    error: ErrorBody

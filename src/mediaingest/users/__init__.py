@@ -1,0 +1,1 @@
+"""Tenants: users with a plan, their API tokens, and authentication of API requests."""

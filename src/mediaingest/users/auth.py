@@ -1,0 +1,103 @@
+"""Authenticating API requests: our own bearer tokens, or JWTs minted by the main product.
+
+A JWT is accepted only when `JWT_SECRET` (HS*) or `JWT_JWKS_URL` (RS*/ES*) is configured. Its `sub`
+is the user id and its `plan` claim the plan; the user row is created on first sight so quotas and
+ownership work the same for both kinds of credentials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import jwt
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from mediaingest.config import Settings
+from mediaingest.db import utcnow
+from mediaingest.exceptions import AuthenticationError
+from mediaingest.models import ApiToken, User
+from mediaingest.models.enums import Plan
+from mediaingest.users.service import TOKEN_PREFIX, hash_token
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling. Every asset query is scoped by `user_id`: that is the tenant boundary."""
+
+    user_id: str
+    plan: Plan
+
+
+class Authenticator:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def _jwks_client(self) -> jwt.PyJWKClient | None:
+        if not self.settings.jwt_jwks_url:
+            return None
+        return jwt.PyJWKClient(self.settings.jwt_jwks_url, cache_keys=True, lifespan=300)
+
+    @property
+    def jwt_enabled(self) -> bool:
+        return self.settings.jwt_secret is not None or self.settings.jwt_jwks_url is not None
+
+    def authenticate(self, session: Session, credentials: str | None) -> Principal:
+        if not credentials:
+            raise AuthenticationError("missing bearer token")
+        if credentials.startswith(TOKEN_PREFIX):
+            return self._from_api_token(session, credentials)
+        if self.jwt_enabled and credentials.count(".") == 2:
+            return self._from_jwt(session, credentials)
+        raise AuthenticationError("invalid bearer token")
+
+    def _from_api_token(self, session: Session, token: str) -> Principal:
+        row = session.execute(
+            sa.select(ApiToken, User.plan)
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == hash_token(token))
+        ).first()
+        if row is None:
+            raise AuthenticationError("invalid bearer token")
+        record, plan = row
+        now = utcnow()
+        if record.revoked_at is not None:
+            raise AuthenticationError("token revoked")
+        if record.expires_at is not None and record.expires_at <= now:
+            raise AuthenticationError("token expired")
+        return Principal(user_id=record.user_id, plan=plan)
+
+    def _from_jwt(self, session: Session, token: str) -> Principal:
+        try:
+            if self._jwks_client is not None:
+                key: object = self._jwks_client.get_signing_key_from_jwt(token).key
+            else:
+                assert self.settings.jwt_secret is not None
+                key = self.settings.jwt_secret.get_secret_value()
+            claims = jwt.decode(
+                token,
+                key=key,  # type: ignore[arg-type]
+                algorithms=self.settings.jwt_algorithms,
+                audience=self.settings.jwt_audience,
+                issuer=self.settings.jwt_issuer,
+                options={"require": ["sub", "exp"], "verify_aud": self.settings.jwt_audience is not None},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthenticationError("token expired") from exc
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise AuthenticationError("invalid bearer token") from exc
+        try:
+            plan = Plan(str(claims.get("plan", Plan.USER.value)).upper())
+        except ValueError as exc:
+            raise AuthenticationError("token carries an unknown plan") from exc
+        user_id = str(claims["sub"])
+        user = session.get(User, user_id)
+        if user is None:
+            user = User(id=user_id, plan=plan)
+            session.add(user)
+            session.flush()
+        elif user.plan != plan:
+            user.plan = plan  # the main product is the source of truth for plans
+        return Principal(user_id=user_id, plan=plan)

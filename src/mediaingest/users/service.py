@@ -1,0 +1,69 @@
+"""Creating users and issuing, hashing and revoking their API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from mediaingest.exceptions import ConflictError, NotFoundError
+from mediaingest.models import ApiToken, User
+from mediaingest.models.enums import Plan
+
+TOKEN_PREFIX = "mi_"  # noqa: S105  (a public marker, not a secret)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str  # shown once; only its hash is stored
+    record: ApiToken
+
+
+def create_user(session: Session, *, email: str | None, plan: Plan, user_id: str | None = None) -> User:
+    if email is not None and session.scalar(sa.select(User.id).where(User.email == email)):
+        raise ConflictError(f"a user with e-mail {email!r} already exists")
+    user = User(email=email, plan=plan)
+    if user_id is not None:
+        user.id = user_id
+    session.add(user)
+    session.flush()
+    return user
+
+
+def issue_token(
+    session: Session, *, user: User, name: str = "default", expires_at: datetime | None = None
+) -> IssuedToken:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    record = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_hash=hash_token(token),
+        token_prefix=token[:10],
+        expires_at=expires_at,
+    )
+    session.add(record)
+    session.flush()
+    return IssuedToken(token=token, record=record)
+
+
+def get_user(session: Session, *, user_id: str | None = None, email: str | None = None) -> User:
+    query = sa.select(User)
+    query = query.where(User.id == user_id) if user_id else query.where(User.email == email)
+    user = session.scalar(query)
+    if user is None:
+        raise NotFoundError("user not found")
+    return user
+
+
+def set_plan(session: Session, *, user: User, plan: Plan) -> User:
+    user.plan = plan
+    session.flush()
+    return user

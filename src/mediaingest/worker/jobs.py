@@ -1,0 +1,87 @@
+"""State changes of one IngestionJob row, fenced by its lease when a local worker holds one.
+
+A Kubernetes Job runs a stage without a lease (the operator owns attempts); a local worker passes
+its `lease_owner`, so a worker that lost its lease (reaped, cancelled, asset deleted) can no longer
+write: every update matches zero rows and the worker stops.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from mediaingest.db import SessionFactory, session_scope, utcnow
+from mediaingest.models import IngestionJob
+from mediaingest.models.enums import IngestionJobStatus
+
+MAX_LOG_ENTRIES = 200
+
+
+def log_entry(event: str, **fields: Any) -> dict[str, Any]:
+    return {"at": utcnow().isoformat(), "event": event, **fields}
+
+
+@dataclass
+class JobHandle:
+    """One attempt at one job, as seen by whoever runs it."""
+
+    job_id: str
+    lease_owner: str | None
+    attempt: int
+    _last_progress_write: float = field(default=0.0, repr=False)
+
+    def _where(self) -> list[sa.ColumnElement[bool]]:
+        conditions = [IngestionJob.id == self.job_id, IngestionJob.status == IngestionJobStatus.RUNNING]
+        if self.lease_owner is not None:
+            conditions.append(IngestionJob.lease_owner == self.lease_owner)
+        return conditions
+
+    def update(self, session: Session, **values: Any) -> bool:
+        """Fenced update; False when the job is no longer this attempt's to write."""
+        result = session.execute(
+            sa.update(IngestionJob).where(*self._where()).values(**values).execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def append_log(self, session: Session, entry: dict[str, Any]) -> None:
+        job = session.get(IngestionJob, self.job_id)
+        if job is not None:
+            job.logs = [*(job.logs or []), entry][-MAX_LOG_ENTRIES:]
+
+    def write_progress(
+        self, session_factory: SessionFactory, fraction: float, message: str, *, min_interval: float
+    ) -> bool:
+        """Rate-limited progress write; returns False when the job was taken from us."""
+        now = time.monotonic()
+        if fraction < 1.0 and now - self._last_progress_write < min_interval:
+            return True
+        self._last_progress_write = now
+        with session_scope(session_factory) as session:
+            return self.update(session, progress=round(max(0.0, min(1.0, fraction)) * 100, 1), message=message[:1024])
+
+    def heartbeat(self, session_factory: SessionFactory, lease_seconds: int) -> bool:
+        now = utcnow()
+        with session_scope(session_factory) as session:
+            return self.update(session, lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now)
+
+
+def start_unleased_attempt(session: Session, *, job: IngestionJob, attempt: int) -> JobHandle:
+    """A Kubernetes Job's attempt: the operator counts attempts, the row mirrors them."""
+    now = utcnow()
+    job.status = IngestionJobStatus.RUNNING
+    job.attempts = attempt
+    job.retries = max(0, attempt - 1)
+    job.started_at = job.started_at or now
+    job.finished_at = None
+    job.progress = 0.0
+    job.error = None
+    job.message = f"attempt {attempt} running"
+    job.lease_owner = None
+    job.logs = [*(job.logs or []), log_entry("job.started", attempt=attempt)][-MAX_LOG_ENTRIES:]
+    session.flush()
+    return JobHandle(job_id=job.id, lease_owner=None, attempt=attempt)

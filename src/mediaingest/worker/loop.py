@@ -1,0 +1,208 @@
+"""The local worker: leases jobs from the database and runs them, several at once.
+
+One thread claims (and reaps, and sweeps); a pool of threads runs stages (ffmpeg does the heavy
+lifting in subprocesses, so threads are enough); each running job has a heartbeat that extends its
+lease and notices cancellation. SIGTERM stops claiming and lets running jobs finish.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+
+import structlog
+
+from mediaingest import metrics
+from mediaingest.assets.service import AssetService
+from mediaingest.config import Settings
+from mediaingest.db import create_db_engine, create_session_factory, session_scope, utcnow
+from mediaingest.dispatch import build_dispatcher
+from mediaingest.exceptions import MediaIngestError, PermanentProcessingError
+from mediaingest.models import IngestionJob, MediaAsset
+from mediaingest.models.enums import Stage
+from mediaingest.pipeline.ffmpeg import StageCancelledError
+from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.storage import build_storage
+from mediaingest.worker import leases, progression
+from mediaingest.worker.jobs import JobHandle
+from mediaingest.worker.retry import RetryPolicy
+from mediaingest.worker.stage_runner import StageContext, execute_stage, remove_orphaned_workspaces
+
+log = structlog.stdlib.get_logger(__name__)
+
+
+class Worker:
+    def __init__(self, ctx: StageContext, *, concurrency: int | None = None, worker_id: str | None = None) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.concurrency = max(1, concurrency or ctx.settings.worker_concurrency)
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.policy = RetryPolicy.from_settings(ctx.settings)
+        self.stopping = threading.Event()
+        self._running: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._last_sweep = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: object) -> Worker:
+        engine = create_db_engine(settings.resolved_database_url, pool_size=max(4, settings.worker_concurrency * 2))
+        ctx = StageContext(
+            settings=settings,
+            session_factory=create_session_factory(engine),
+            storage=build_storage(settings),
+            options=PipelineOptions.from_settings(settings),
+        )
+        return cls(ctx, **kwargs)  # type: ignore[arg-type]
+
+    # --- the loop -----------------------------------------------------------------------------
+    def run(self) -> None:
+        log.info("worker.started", worker_id=self.worker_id, concurrency=self.concurrency)
+        removed = remove_orphaned_workspaces(self.settings)
+        if removed:
+            log.info("worker.orphaned_workspaces_removed", count=removed)
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="stage") as pool:
+            while not self.stopping.is_set():
+                claimed = self.tick(pool)
+                if not claimed:
+                    self.stopping.wait(self.settings.worker_poll_interval_seconds)
+        log.info("worker.stopped", worker_id=self.worker_id)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def tick(self, pool: ThreadPoolExecutor) -> int:
+        """Reap, sweep when due, claim as many jobs as there are free slots. Returns how many were claimed."""
+        try:
+            self._maintenance()
+            with self._lock:
+                free = self.concurrency - len(self._running)
+            if free <= 0:
+                return 0
+            with session_scope(self.ctx.session_factory) as session:
+                jobs = leases.claim_jobs(
+                    session,
+                    worker_id=self.worker_id,
+                    limit=free,
+                    lease_seconds=self.settings.worker_lease_seconds,
+                    now=utcnow(),
+                )
+                claimed = [(job.id, job.asset_id, Stage.for_job_type(job.type), job.attempts) for job in jobs]
+        except Exception:
+            log.exception("worker.tick_failed")
+            return 0
+        for job_id, asset_id, stage, attempt in claimed:
+            cancel = threading.Event()
+            with self._lock:
+                self._running[job_id] = cancel
+            handle = JobHandle(job_id=job_id, lease_owner=self.worker_id, attempt=attempt)
+            future: Future[None] = pool.submit(self._run_job, handle, asset_id, stage, cancel)
+            future.add_done_callback(lambda _f, job_id=job_id: self._forget(job_id))
+        return len(claimed)
+
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            self._running.pop(job_id, None)
+
+    def _maintenance(self) -> None:
+        with session_scope(self.ctx.session_factory) as session:
+            reaped = leases.reap_expired_leases(session, now=utcnow())
+            for asset_id, job_type, error in reaped.failed:
+                asset = session.get(MediaAsset, asset_id)
+                if asset is not None:
+                    progression.fail_asset(asset, stage=Stage.for_job_type(job_type), error=error)
+        if reaped.count:
+            log.warning("worker.leases_reaped", count=reaped.count)
+        if time.monotonic() - self._last_sweep >= self.settings.sweep_interval_seconds:
+            self._last_sweep = time.monotonic()
+            service = AssetService(
+                settings=self.settings, storage=self.ctx.storage, dispatcher=build_dispatcher(self.settings)
+            )
+            with session_scope(self.ctx.session_factory) as session:
+                expired = service.sweep_expired_uploads(session)
+            if expired:
+                log.info("worker.uploads_expired", count=expired)
+
+    # --- one job ------------------------------------------------------------------------------
+    def _run_job(self, handle: JobHandle, asset_id: str, stage: Stage, cancel: threading.Event) -> None:
+        structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage.value, job_id=handle.job_id)
+        heartbeat = threading.Thread(target=self._heartbeat, args=(handle, cancel), daemon=True)
+        heartbeat.start()
+        started = time.monotonic()
+        job_type = stage.job_type.value
+        try:
+            outcome = execute_stage(
+                self.ctx, asset_id=asset_id, stage=stage, handle=handle, cancel=cancel, enqueue_next=True
+            )
+            status = "completed" if outcome.completed else "cancelled"
+            metrics.ingestion_jobs_total.labels(type=job_type, status=status).inc()
+            if not outcome.completed:
+                metrics.ingestion_jobs_failed_total.labels(type=job_type, reason="cancelled").inc()
+        except StageCancelledError:
+            metrics.ingestion_jobs_total.labels(type=job_type, status="cancelled").inc()
+            metrics.ingestion_jobs_failed_total.labels(type=job_type, reason="cancelled").inc()
+            log.info("asset.stage_cancelled")
+        except Exception as error:
+            self._record_failure(handle, asset_id, stage, error)
+        finally:
+            cancel.set()  # stops the heartbeat
+            heartbeat.join(timeout=5)
+            metrics.ingestion_jobs_duration_seconds.labels(type=job_type).observe(time.monotonic() - started)
+            structlog.contextvars.clear_contextvars()
+
+    def _record_failure(self, handle: JobHandle, asset_id: str, stage: Stage, error: Exception) -> None:
+        job_type = stage.job_type.value
+        message = error.message if isinstance(error, MediaIngestError) else f"{type(error).__name__}: {error}"
+        if not isinstance(error, MediaIngestError):
+            log.exception("asset.stage_crashed")
+        with session_scope(self.ctx.session_factory) as session:
+            job = session.get(IngestionJob, handle.job_id)
+            max_attempts = job.max_attempts if job else self.policy.max_attempts
+            decision = self.policy.decide(error, attempts=handle.attempt, max_attempts=max_attempts)
+            progression.stage_failed(
+                session,
+                asset=session.get(MediaAsset, asset_id),
+                stage=stage,
+                handle=handle,
+                error=message,
+                decision=decision,
+            )
+        status = "retrying" if decision.retry else "failed"
+        metrics.ingestion_jobs_total.labels(type=job_type, status=status).inc()
+        metrics.ingestion_jobs_failed_total.labels(type=job_type, reason=decision.reason).inc()
+        log.warning(
+            "asset.stage_failed",
+            error=message,
+            attempt=handle.attempt,
+            retry=decision.retry,
+            delay_seconds=round(decision.delay_seconds, 2),
+            permanent=isinstance(error, PermanentProcessingError),
+        )
+
+    def _heartbeat(self, handle: JobHandle, cancel: threading.Event) -> None:
+        interval = max(0.2, min(self.settings.worker_heartbeat_seconds, self.settings.worker_lease_seconds / 3))
+        while not cancel.wait(interval):
+            try:
+                if not handle.heartbeat(self.ctx.session_factory, self.settings.worker_lease_seconds):
+                    log.info("asset.stage_lease_lost")
+                    cancel.set()
+            except Exception:
+                log.exception("worker.heartbeat_failed")
+
+
+@contextmanager
+def embedded_worker(settings: Settings) -> Iterator[Worker]:
+    """A worker in a thread of the current process: the embedded default's one-command set-up."""
+    worker = Worker.from_settings(settings)
+    thread = threading.Thread(target=worker.run, name="embedded-worker", daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(timeout=60)

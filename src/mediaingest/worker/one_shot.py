@@ -1,0 +1,85 @@
+"""One stage attempt outside the worker loop: what a Kubernetes Job runs (`mediaingest run-stage`).
+
+The operator owns attempts and backoff here; the job row mirrors them so the status endpoint and
+`kubectl get mediaassets` agree. Exit codes tell the operator what to do next.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import structlog
+
+from mediaingest import metrics
+from mediaingest.config import Settings
+from mediaingest.db import create_db_engine, create_session_factory, session_scope
+from mediaingest.exceptions import MediaIngestError, PermanentProcessingError
+from mediaingest.models import MediaAsset
+from mediaingest.models.enums import Stage
+from mediaingest.pipeline.ffmpeg import StageCancelledError
+from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.storage import build_storage
+from mediaingest.worker import progression
+from mediaingest.worker.jobs import start_unleased_attempt
+from mediaingest.worker.queue import enqueue_stage
+from mediaingest.worker.retry import RetryDecision
+from mediaingest.worker.stage_runner import StageContext, execute_stage
+
+log = structlog.stdlib.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_TRANSIENT = 1
+EXIT_PERMANENT = 3
+
+
+def run_one_stage(settings: Settings, *, asset_id: str, stage: Stage, attempt: int) -> int:
+    structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage.value, attempt=attempt)
+    engine = create_db_engine(settings.resolved_database_url, pool_size=2)
+    ctx = StageContext(
+        settings=settings,
+        session_factory=create_session_factory(engine),
+        storage=build_storage(settings),
+        options=PipelineOptions.from_settings(settings),
+    )
+    cancel = threading.Event()
+    # Kubernetes sends SIGTERM before killing a pod (deletion, deadline): stop ffmpeg and exit transient.
+    signal.signal(signal.SIGTERM, lambda *_: cancel.set())
+    with session_scope(ctx.session_factory) as session:
+        asset = session.get(MediaAsset, asset_id)
+        if asset is None:
+            log.info("asset.stage_skipped", reason="asset deleted")
+            return EXIT_OK
+        job = enqueue_stage(session, asset=asset, stage=stage, max_attempts=settings.job_max_attempts)
+        handle = start_unleased_attempt(session, job=job, attempt=attempt)
+    started = time.monotonic()
+    job_type = stage.job_type.value
+    try:
+        outcome = execute_stage(ctx, asset_id=asset_id, stage=stage, handle=handle, cancel=cancel, enqueue_next=False)
+        metrics.ingestion_jobs_total.labels(
+            type=job_type, status="completed" if outcome.completed else "cancelled"
+        ).inc()
+        return EXIT_OK
+    except StageCancelledError:
+        return EXIT_TRANSIENT if cancel.is_set() else EXIT_OK
+    except Exception as error:
+        permanent = isinstance(error, PermanentProcessingError)
+        message = error.message if isinstance(error, MediaIngestError) else f"{type(error).__name__}: {error}"
+        if not isinstance(error, MediaIngestError):
+            log.exception("asset.stage_crashed")
+        # The operator retries transient failures; the row says "retrying" until it decides otherwise.
+        decision = RetryDecision(
+            retry=not permanent, delay_seconds=0.0, reason="permanent" if permanent else "transient"
+        )
+        with session_scope(ctx.session_factory) as session:
+            progression.stage_failed(
+                session, asset=session.get(MediaAsset, asset_id), stage=stage, handle=handle, error=message,
+                decision=decision,
+            )  # fmt: skip
+        metrics.ingestion_jobs_failed_total.labels(type=job_type, reason=decision.reason).inc()
+        log.warning("asset.stage_failed", error=message, permanent=permanent)
+        return EXIT_PERMANENT if permanent else EXIT_TRANSIENT
+    finally:
+        metrics.ingestion_jobs_duration_seconds.labels(type=job_type).observe(time.monotonic() - started)
+        engine.dispose()

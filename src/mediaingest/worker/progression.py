@@ -1,0 +1,162 @@
+"""What an asset's state becomes when one of its stages succeeds or fails.
+
+Shared by the local worker (which also enqueues the stages that follow the probe) and by the
+`run-stage` entry point that Kubernetes Jobs run (where the operator decides what follows).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.orm import Session
+
+from mediaingest.db import utcnow
+from mediaingest.models import AssetProxy, IngestionJob, MediaAsset
+from mediaingest.models.enums import (
+    AssetProcessingStatus,
+    IngestionJobStatus,
+    ProxyType,
+    Stage,
+)
+from mediaingest.pipeline.plan import stages_for
+from mediaingest.pipeline.types import MediaMetadata
+from mediaingest.worker.jobs import JobHandle, log_entry
+from mediaingest.worker.queue import enqueue_stage
+from mediaingest.worker.retry import RetryDecision
+
+log = structlog.stdlib.get_logger(__name__)
+
+_VIDEO_KINDS = (ProxyType.VIDEO, ProxyType.VIDEO_VP9)
+
+
+def metadata_of(asset: MediaAsset) -> MediaMetadata | None:
+    row = asset.metadata_record
+    if row is None:
+        return None
+    return MediaMetadata.from_dict({attr.key: getattr(row, attr.key) for attr in sa.inspect(row).mapper.column_attrs})
+
+
+def plan_for(asset: MediaAsset) -> list[Stage]:
+    return stages_for(asset.type, metadata_of(asset))
+
+
+def mark_processing(session: Session, asset: MediaAsset) -> None:
+    if asset.processing_status == AssetProcessingStatus.PENDING:
+        asset.processing_status = AssetProcessingStatus.PROCESSING
+
+
+def stage_succeeded(
+    session: Session, *, asset: MediaAsset, stage: Stage, handle: JobHandle, message: str, enqueue_next: bool,
+    max_attempts: int,
+) -> bool:  # fmt: skip
+    """Completes the job; enqueues what follows the probe (local executor); READY when all are done.
+
+    Returns False when the job was no longer ours to complete (the caller then discards its work).
+    """
+    now = utcnow()
+    completed = handle.update(
+        session,
+        status=IngestionJobStatus.COMPLETED,
+        progress=100.0,
+        message=message or "completed",
+        finished_at=now,
+        lease_owner=None,
+        lease_expires_at=None,
+        error=None,
+    )
+    if not completed:
+        return False
+    handle.append_log(session, log_entry("job.completed", attempt=handle.attempt, message=message))
+    session.refresh(asset)
+    if stage == Stage.PROBE and enqueue_next:
+        for next_stage in plan_for(asset)[1:]:
+            enqueue_stage(session, asset=asset, stage=next_stage, max_attempts=max_attempts)
+    session.flush()
+    _ready_if_complete(session, asset)
+    return True
+
+
+def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
+    plan = plan_for(asset)
+    done = set(
+        session.scalars(
+            sa.select(IngestionJob.type).where(
+                IngestionJob.asset_id == asset.id, IngestionJob.status == IngestionJobStatus.COMPLETED
+            )
+        )
+    )
+    if not all(stage.job_type in done for stage in plan):
+        return
+    if asset.checksum is None:  # never READY before the bytes are known to be the ones uploaded
+        return
+    asset.processing_status = AssetProcessingStatus.READY
+    asset.processed_at = utcnow()
+    asset.error = None
+    proxies = session.scalars(sa.select(AssetProxy.type).where(AssetProxy.asset_id == asset.id)).all()
+    # The seed's completion event, with its field names.
+    log.info(
+        "Asset ingestion completed",
+        assetId=asset.id,
+        userId=asset.owner_id,
+        duration=round(
+            ((asset.processed_at - asset.uploaded_at) if asset.uploaded_at else timedelta()).total_seconds(), 3
+        ),
+        proxiesGenerated=sum(1 for kind in proxies if kind in _VIDEO_KINDS),
+        metadataExtracted=asset.metadata_record is not None,
+    )
+
+
+def stage_failed(
+    session: Session,
+    *,
+    asset: MediaAsset | None,
+    stage: Stage,
+    handle: JobHandle,
+    error: str,
+    decision: RetryDecision,
+) -> None:
+    """Either schedules the retry (RETRYING, available after the backoff) or fails job and asset."""
+    now = utcnow()
+    if decision.retry:
+        updated = handle.update(
+            session,
+            status=IngestionJobStatus.RETRYING,
+            retries=IngestionJob.retries + 1,
+            available_at=now + timedelta(seconds=decision.delay_seconds),
+            lease_owner=None,
+            lease_expires_at=None,
+            error=error[:4000],
+            message=f"attempt {handle.attempt} failed; retrying in {decision.delay_seconds:.0f} s",
+        )
+    else:
+        updated = handle.update(
+            session,
+            status=IngestionJobStatus.FAILED,
+            finished_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            error=error[:4000],
+            message=f"failed: {error[:200]}",
+        )
+    if not updated:
+        return
+    handle.append_log(
+        session,
+        log_entry(
+            "job.attempt_failed",
+            attempt=handle.attempt,
+            error=error[:1000],
+            retry=decision.retry,
+            delay_seconds=round(decision.delay_seconds, 2),
+            reason=decision.reason,
+        ),
+    )
+    if not decision.retry and asset is not None:
+        fail_asset(asset, stage=stage, error=error)
+
+
+def fail_asset(asset: MediaAsset, *, stage: Stage, error: str) -> None:
+    asset.processing_status = AssetProcessingStatus.FAILED
+    asset.error = f"{stage.value} stage failed: {error}"[:4000]

@@ -1,0 +1,275 @@
+"""Running one attempt of one stage for one asset: the code both executors share.
+
+The local worker calls `execute_stage` for each job it leases; a Kubernetes Job calls it through
+`mediaingest run-stage`. It downloads the source into a private temp folder, runs the pure stage
+function from `mediaingest.pipeline`, uploads the outputs under deterministic keys, and records
+rows and the job's completion in one transaction. Re-running a stage replaces its outputs; objects
+of an earlier run that this run did not produce are removed, so nothing strays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+import structlog
+
+from mediaingest.assets import repository
+from mediaingest.assets.storage_keys import derived_key, stage_prefix
+from mediaingest.config import Settings
+from mediaingest.db import SessionFactory, session_scope
+from mediaingest.exceptions import PermanentProcessingError, TransientProcessingError
+from mediaingest.models import AssetMetadata, AssetProxy, MediaAsset
+from mediaingest.models.enums import Stage, UploadStatus
+from mediaingest.pipeline import run_stage_function
+from mediaingest.pipeline.ffmpeg import StageCancelledError
+from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.pipeline.types import StageOutput, StageResult
+from mediaingest.storage.base import Storage
+from mediaingest.worker import progression
+from mediaingest.worker.jobs import JobHandle
+
+log = structlog.stdlib.get_logger(__name__)
+
+_HASH_CHUNK = 1024 * 1024
+WORKSPACE_PREFIX = "mediaingest-job-"
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a process needs to run stages, built once at worker or Job start."""
+
+    settings: Settings
+    session_factory: SessionFactory
+    storage: Storage
+    options: PipelineOptions
+
+    def bucket(self, role: str) -> str:
+        return self.settings.bucket_proxies if role == "proxies" else self.settings.bucket_processed
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    completed: bool  # False: the asset was deleted or the job taken away; nothing was recorded
+    outputs: int
+    message: str
+
+
+@dataclass(frozen=True)
+class _UploadedOutput:
+    output: StageOutput
+    bucket: str
+    key: str
+    size: int
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def job_workspace(settings: Settings, label: str) -> Iterator[Path]:
+    """A private folder removed on every exit path; the pid in its name lets a later worker reap it."""
+    root = settings.work_dir or Path(tempfile.gettempdir())
+    root.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f"{WORKSPACE_PREFIX}{os.getpid()}-{label}-", dir=root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_orphaned_workspaces(settings: Settings) -> int:
+    """Folders left by workers that were killed (SIGKILL skips every finally)."""
+    root = settings.work_dir or Path(tempfile.gettempdir())
+    removed = 0
+    for path in root.glob(f"{WORKSPACE_PREFIX}*"):
+        pid_text = path.name[len(WORKSPACE_PREFIX) :].split("-", 1)[0]
+        if pid_text.isdigit() and not _process_alive(int(pid_text)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Progress:
+    """The stage's progress callback: writes the job row at a sane rate and notices cancellation."""
+
+    def __init__(self, ctx: StageContext, handle: JobHandle, cancel: threading.Event, stage: Stage) -> None:
+        self.ctx, self.handle, self.cancel, self.stage = ctx, handle, cancel, stage
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.cancel.is_set():
+            raise StageCancelledError(f"{self.stage.value} cancelled")
+        if not self.handle.write_progress(self.ctx.session_factory, fraction, message, min_interval=0.5):
+            self.cancel.set()
+            raise StageCancelledError(f"{self.stage.value} job is no longer ours")
+
+
+def execute_stage(
+    ctx: StageContext,
+    *,
+    asset_id: str,
+    stage: Stage,
+    handle: JobHandle,
+    cancel: threading.Event,
+    enqueue_next: bool,
+) -> StageOutcome:
+    """One attempt. Raises ProcessingError/StorageError on failure; the caller applies the retry policy."""
+    with session_scope(ctx.session_factory) as session:
+        asset = session.get(MediaAsset, asset_id)
+        if asset is None:
+            return StageOutcome(completed=False, outputs=0, message="asset deleted")
+        if asset.upload_status != UploadStatus.UPLOADED:
+            raise TransientProcessingError(f"asset upload is {asset.upload_status.value}, not UPLOADED yet")
+        progression.mark_processing(session, asset)
+        media_type, bucket, key, owner_id = asset.type, asset.storage_bucket, asset.storage_key, asset.owner_id
+        known_checksum, declared_sha256 = asset.checksum, asset.declared_sha256
+        metadata = progression.metadata_of(asset)
+    if stage != Stage.PROBE and metadata is None:
+        raise TransientProcessingError("probe results are not recorded yet")
+
+    progress = _Progress(ctx, handle, cancel, stage)
+    with job_workspace(ctx.settings, stage.value) as workspace:
+        progress(0.0, "downloading source")
+        source = workspace / f"source{Path(key).suffix}"
+        ctx.storage.download_file(bucket, key, source)
+        checksum = None
+        if stage == Stage.PROBE:
+            checksum = _verify_checksum(source, known=known_checksum, declared=declared_sha256)
+        output_dir = workspace / "out"
+        output_dir.mkdir()
+        result = run_stage_function(
+            stage, source, media_type, metadata, output_dir, options=ctx.options, on_progress=progress
+        )
+        if cancel.is_set():
+            raise StageCancelledError(f"{stage.value} cancelled")
+        uploaded = _upload_outputs(ctx, result, owner_id=owner_id, asset_id=asset_id, stage=stage)
+    return _record(ctx, asset_id=asset_id, owner_id=owner_id, stage=stage, handle=handle, result=result,
+                   uploaded=uploaded, checksum=checksum, enqueue_next=enqueue_next)  # fmt: skip
+
+
+def _verify_checksum(source: Path, *, known: str | None, declared: str | None) -> str | None:
+    """The first full read of S3 uploads: computes the SHA-256 the confirm step could not."""
+    if known is not None:
+        return None
+    actual = sha256_of(source)
+    if declared is not None and actual != declared:
+        raise PermanentProcessingError("SHA-256 mismatch: the stored bytes do not match the declared sha256")
+    return actual
+
+
+def _upload_outputs(
+    ctx: StageContext, result: StageResult, *, owner_id: str, asset_id: str, stage: Stage
+) -> list[_UploadedOutput]:
+    uploaded = []
+    for output in result.outputs:
+        bucket = ctx.bucket(output.bucket)
+        key = derived_key(user_id=owner_id, asset_id=asset_id, stage=stage.value, filename=output.path.name)
+        info = ctx.storage.upload_file(bucket, key, output.path, content_type=output.content_type)
+        uploaded.append(_UploadedOutput(output=output, bucket=bucket, key=key, size=info.size))
+    return uploaded
+
+
+def _record(
+    ctx: StageContext,
+    *,
+    asset_id: str,
+    owner_id: str,
+    stage: Stage,
+    handle: JobHandle,
+    result: StageResult,
+    uploaded: list[_UploadedOutput],
+    checksum: str | None,
+    enqueue_next: bool,
+) -> StageOutcome:
+    prefix = stage_prefix(user_id=owner_id, asset_id=asset_id, stage=stage.value)
+    kept = {(item.bucket, item.key) for item in uploaded}
+    with session_scope(ctx.session_factory) as session:
+        asset = repository.get_for_update(session, asset_id)
+        recorded = asset is not None
+        if asset is not None:
+            _replace_rows(session, asset, stage=stage, prefix=prefix, result=result, uploaded=uploaded)
+            if checksum is not None:
+                asset.checksum = checksum
+            recorded = progression.stage_succeeded(
+                session, asset=asset, stage=stage, handle=handle, message=result.message, enqueue_next=enqueue_next,
+                max_attempts=ctx.settings.job_max_attempts,
+            )  # fmt: skip
+            if not recorded:
+                session.rollback()
+    if not recorded:
+        # Deleted while we worked, or the job was taken over: leave no objects behind for this attempt.
+        # (A successor writing the same keys will rewrite them; a deleted asset's prefix is gone for good.)
+        if asset is None:
+            for item in uploaded:
+                ctx.storage.delete(item.bucket, item.key)
+        return StageOutcome(completed=False, outputs=0, message="asset deleted or job taken over")
+    _remove_stale_objects(ctx, prefix=prefix, kept=kept)
+    log.info("asset.stage_completed", asset_id=asset_id, stage=stage.value, outputs=len(uploaded))
+    return StageOutcome(completed=True, outputs=len(uploaded), message=result.message)
+
+
+def _replace_rows(
+    session: sa.orm.Session,
+    asset: MediaAsset,
+    *,
+    stage: Stage,
+    prefix: str,
+    result: StageResult,
+    uploaded: list[_UploadedOutput],
+) -> None:
+    if result.metadata is not None:
+        session.execute(sa.delete(AssetMetadata).where(AssetMetadata.asset_id == asset.id))
+        session.add(AssetMetadata(asset_id=asset.id, **result.metadata.to_dict()))
+    session.execute(
+        sa.delete(AssetProxy).where(AssetProxy.asset_id == asset.id, AssetProxy.storage_key.startswith(prefix))
+    )
+    for item in uploaded:
+        output = item.output
+        session.add(
+            AssetProxy(
+                asset_id=asset.id,
+                type=output.kind,
+                resolution=output.resolution,
+                format=output.format,
+                content_type=output.content_type,
+                size_bytes=item.size,
+                quality=output.quality,
+                width=output.width,
+                height=output.height,
+                storage_bucket=item.bucket,
+                storage_key=item.key,
+                details=output.details or None,
+            )
+        )
+    session.flush()
+    session.expire(asset, ["metadata_record", "proxies"])
+
+
+def _remove_stale_objects(ctx: StageContext, *, prefix: str, kept: set[tuple[str, str]]) -> None:
+    for bucket in {ctx.settings.bucket_processed, ctx.settings.bucket_proxies}:
+        for key in ctx.storage.list_keys(bucket, prefix):
+            if (bucket, key) not in kept:
+                ctx.storage.delete(bucket, key)
