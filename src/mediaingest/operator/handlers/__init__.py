@@ -1,0 +1,1 @@
+"""The operator's logic; `mediaingest.operator.main` only registers these with kopf."""

@@ -1,0 +1,218 @@
+"""The MediaAsset handler: the only writer of a MediaAsset's status (and so of `status.phase`).
+
+Each run is one level-based reconciliation: read the spec, the status and the asset's Jobs from the
+kopf index; let the pure `reconcile` decide; then carry the decision out in an order that keeps the
+three records consistent if any step fails:
+
+1. create the Jobs it asks for (an existing one counts as created),
+2. mirror the stage transitions into the database (idempotent),
+3. write the status (kopf applies the patch when the handler returns or raises).
+
+A failure in 1 or 2 raises TemporaryError before the status is touched, so the next run makes the
+same decision again. A launch refused by a concurrency cap also ends in TemporaryError: the status
+says why the asset waits, and kopf calls again after a delay that is shorter for higher priorities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+import structlog
+from kubernetes.client.exceptions import ApiException
+
+from mediaingest.models.enums import JobPriority
+from mediaingest.operator import metrics, naming
+from mediaingest.operator.handlers.capacity import CapacityLedger
+from mediaingest.operator.handlers.reconcile import (
+    TERMINAL_ASSET_PHASES,
+    AssetFinished,
+    AssetPhase,
+    RetryPolicy,
+    StageFailed,
+    StagePhase,
+    format_time,
+    reconcile,
+    status_patch,
+    unsettled_failures,
+)
+from mediaingest.operator.jobs import build_stage_job
+from mediaingest.operator.kube import KubeApi
+from mediaingest.operator.mirror import StatusMirror, apply_transitions
+from mediaingest.operator.model import AssetSpec, JobObservation
+from mediaingest.operator.settings import OperatorSettings
+
+log = structlog.get_logger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass
+class OperatorContext:
+    """Everything the handlers share, built once at start-up and kept in kopf's memo."""
+
+    settings: OperatorSettings
+    kube: KubeApi
+    mirror: StatusMirror
+    ledger: CapacityLedger
+    clock: Callable[[], datetime] = utcnow
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.settings.max_attempts,
+            backoff_base_seconds=self.settings.backoff_base_seconds,
+            backoff_max_seconds=self.settings.backoff_max_seconds,
+        )
+
+    def capacity_delay(self, priority: JobPriority) -> float:
+        # Higher priorities look for a free slot more often, so they tend to get it first; the
+        # jitter keeps waiting assets from retrying in lockstep.
+        return self.settings.capacity_retry_seconds / (1 + priority.rank) * random.uniform(0.8, 1.2)
+
+
+def is_active(status: Mapping[str, Any], **_: Any) -> bool:
+    """The timer runs until the asset is Ready or Failed (kopf stops it, and drops its finalizer)."""
+    return status.get("phase") not in {phase.value for phase in TERMINAL_ASSET_PHASES}
+
+
+def index_asset_states(spec: Mapping[str, Any], status: Mapping[str, Any], name: str, **_: Any) -> dict[Any, str]:
+    """For the metrics: ("phase", phase) and ("stage", stage, pending|running) → MediaAsset name."""
+    phase = status.get("phase") or AssetPhase.PENDING.value
+    if phase in {p.value for p in TERMINAL_ASSET_PHASES}:
+        return {}
+    keys: dict[Any, str] = {("phase", phase): name}
+    recorded = status.get("stages") or {}
+    for stage in spec.get("stages") or []:
+        stage_phase = (recorded.get(stage) or {}).get("phase", StagePhase.PENDING.value)
+        if stage_phase in (StagePhase.PENDING, StagePhase.RETRYING):
+            keys[("stage", stage, "pending")] = name
+        elif stage_phase == StagePhase.RUNNING:
+            keys[("stage", stage, "running")] = name
+    return keys
+
+
+async def _with_pod_details(
+    ctx: OperatorContext, namespace: str, status: Mapping[str, Any], jobs: list[JobObservation]
+) -> list[JobObservation]:
+    """Adds exit code and termination message to failed Jobs the status has not recorded yet."""
+    unsettled = {job.name for job in unsettled_failures(status, jobs)}
+    enriched = []
+    for job in jobs:
+        if job.name in unsettled:
+            try:
+                ended = await ctx.kube.pod_termination(namespace, job.name)
+            except ApiException as exc:
+                log.warning("operator.pod_read_failed", job=job.name, status=exc.status)
+                ended = None
+            if ended is not None:
+                reason = job.reason if job.reason == "PodFailurePolicy" else (ended.reason or job.reason)
+                message = ended.message or job.message
+                job = dataclasses.replace(job, exit_code=ended.exit_code, reason=reason, message=message)
+        enriched.append(job)
+    return enriched
+
+
+async def reconcile_asset(
+    *,
+    name: str,
+    namespace: str,
+    body: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    stage_jobs: kopf.Index[tuple[str, str], JobObservation],
+    active_jobs: kopf.Index[str, str],
+    **_: Any,
+) -> None:
+    ctx: OperatorContext = memo.context
+    now = ctx.clock()
+    try:
+        asset = AssetSpec.from_spec(spec)
+    except ValueError as exc:
+        # The CRD schema should make this impossible; if it happens, say so where kubectl shows it.
+        patch.status["phase"] = AssetPhase.FAILED.value
+        patch.status["message"] = str(exc)[:4096]
+        patch.status["finishedAt"] = format_time(now)
+        raise kopf.PermanentError(str(exc)) from exc
+
+    observed = list(stage_jobs.get((namespace, name), []))
+    for job in observed:
+        ctx.ledger.forget(job.name)  # on the watch now: the index counts it
+    observed = await _with_pod_details(ctx, namespace, status, observed)
+    tenant = naming.label_value(asset.owner)
+
+    def admit(stage: Any, attempt: int, job_name: str) -> str | None:
+        reason = ctx.ledger.try_admit(job_name=job_name, tenant=tenant, active=active_jobs)
+        if reason is not None:
+            metrics.capacity_waits_total.labels(cap=reason.split(" ", 1)[0]).inc()
+        return reason
+
+    decision = reconcile(
+        asset_name=name,
+        spec=asset,
+        status=status,
+        jobs=observed,
+        now=now,
+        policy=ctx.policy,
+        admit=admit,
+        generation=meta.get("generation"),
+    )
+
+    # 1. Jobs first: the status must never claim a Job that could not be created.
+    for index, launch in enumerate(decision.launches):
+        job = build_stage_job(
+            asset=asset,
+            asset_name=name,
+            namespace=namespace,
+            stage=launch.stage,
+            attempt=launch.attempt,
+            settings=ctx.settings,
+        )
+        kopf.adopt(job, owner=dict(body))  # ownerReference to the MediaAsset: deleted with it
+        try:
+            created = await ctx.kube.create_job(namespace, job)
+        except ApiException as exc:
+            for pending in decision.launches[index:]:
+                ctx.ledger.forget(pending.job_name)
+            raise kopf.TemporaryError(
+                f"creating Job {launch.job_name} failed: {exc.status} {exc.reason}",
+                delay=ctx.settings.error_backoff_seconds,
+            ) from exc
+        if created:
+            metrics.jobs_created_total.labels(stage=launch.stage.value).inc()
+            log.info("operator.job_created", asset=name, job=launch.job_name, attempt=launch.attempt)
+
+    # 2. The database, so the API and kubectl agree.
+    try:
+        await asyncio.to_thread(apply_transitions, ctx.mirror, asset.asset_id, decision.transitions)
+    except Exception as exc:
+        raise kopf.TemporaryError(
+            f"mirroring into the database failed: {exc!r}", delay=ctx.settings.error_backoff_seconds
+        ) from exc
+
+    # 3. The status: only what changed, as a merge patch.
+    for key, value in status_patch(status, decision.status).items():
+        patch.status[key] = value
+    for item in decision.transitions:
+        if isinstance(item, StageFailed):
+            kind = "transient" if item.will_retry else "permanent"
+            metrics.stage_failures_total.labels(stage=item.stage.value, kind=kind).inc()
+            log.warning("operator.stage_failed", asset=name, stage=item.stage.value, attempt=item.attempt, kind=kind)
+        elif isinstance(item, AssetFinished):
+            metrics.assets_finished_total.labels(phase=item.phase.value).inc()
+            log.info("operator.asset_finished", asset=name, phase=item.phase.value)
+
+    if decision.waiting_for_capacity:
+        raise kopf.TemporaryError(
+            f"waiting for capacity: {decision.waiting_for_capacity}", delay=ctx.capacity_delay(asset.priority)
+        )

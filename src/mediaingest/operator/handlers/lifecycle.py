@@ -1,0 +1,86 @@
+"""Operator start-up and shutdown: kopf's own settings, the shared context, the metrics endpoint."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+import structlog
+
+from mediaingest.operator import metrics, naming
+from mediaingest.operator.handlers.capacity import CapacityLedger
+from mediaingest.operator.handlers.handle_asset import OperatorContext
+from mediaingest.operator.kube import KubeApi, load_api_client
+from mediaingest.operator.mirror import InMemoryMirror, SqlAlchemyMirror, StatusMirror
+from mediaingest.operator.settings import OperatorSettings
+
+log = structlog.get_logger(__name__)
+
+
+def build_mirror(settings: OperatorSettings) -> StatusMirror:
+    if not settings.mirror_database:
+        log.warning("operator.mirror_disabled")
+        return InMemoryMirror()
+    from mediaingest.config import Settings
+    from mediaingest.db import create_db_engine, create_session_factory
+
+    engine = create_db_engine(Settings().resolved_database_url, pool_size=4)
+    return SqlAlchemyMirror(create_session_factory(engine))
+
+
+async def startup(
+    settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
+    asset_states: kopf.Index[Any, str],
+    active_jobs: kopf.Index[str, str],
+    **_: Any,
+) -> None:
+    config: OperatorSettings = memo.operator_settings
+    # Handler progress and diff-bases in our own annotations; status stays ours alone, and nothing
+    # kopf writes there can be pruned away by the CRD's status schema.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=naming.GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{naming.GROUP}/operator"
+    # Kubernetes Events only for warnings and errors (e.g. a cap wait), not every handler run.
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = 8  # threads for the synchronous client and database calls
+
+    ledger = CapacityLedger(
+        max_running=config.max_running_jobs, max_running_per_tenant=config.max_running_jobs_per_tenant
+    )
+    kube = memo.get("kube") or KubeApi(load_api_client())
+    mirror = memo.get("mirror") or build_mirror(config)
+    memo.context = OperatorContext(settings=config, kube=kube, mirror=mirror, ledger=ledger)
+    if memo.get("clock"):
+        memo.context.clock = memo.clock
+
+    metrics.collector.track(asset_states=asset_states, active_jobs=active_jobs, max_running=config.max_running_jobs)
+    port = memo.get("metrics_port")
+    if port:
+        from prometheus_client import start_http_server
+
+        memo.metrics_server = start_http_server(port)
+    log.info(
+        "operator.started",
+        namespace=config.namespace,
+        max_running_jobs=config.max_running_jobs,
+        max_running_jobs_per_tenant=config.max_running_jobs_per_tenant,
+    )
+
+
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    server = memo.get("metrics_server")
+    if server:
+        httpd, thread = server
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+        memo.metrics_server = None
+
+
+async def probe_running_jobs(memo: kopf.Memo, active_jobs: kopf.Index[str, str], **_: Any) -> int:
+    """Shown on the liveness endpoint: stage Jobs active now."""
+    return sum(len(store) for store in active_jobs.values())

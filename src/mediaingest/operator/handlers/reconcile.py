@@ -1,0 +1,398 @@
+"""The MediaAsset state machine, as a pure function of (spec, status, observed Jobs, now).
+
+`reconcile` never talks to Kubernetes or the database: it returns a `Decision` (the whole new status,
+the Jobs to create, the transitions to mirror into the database) and the handler carries it out.
+Being level-based, it is safe to run any number of times on stale input: Job names are deterministic
+per (asset, stage, attempt), the highest attempt seen on the watch wins over a status that lost an
+update, and every transition it reports is idempotent for the mirror.
+
+Per stage:  Pending ─launch→ Running ─Job succeeded→ Succeeded
+                                     ─Job failed, transient, attempts left→ Retrying ─backoff over→ Running
+                                     ─exit 3, or attempts exhausted→ Failed
+            Pending/Retrying ─another stage Failed→ Cancelled
+The plan's first stage (probe) runs alone; the others start together once it has succeeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from mediaingest.models.enums import Stage
+from mediaingest.operator import naming
+from mediaingest.operator.jobs import PERMANENT_EXIT_CODE
+from mediaingest.operator.model import AssetSpec, JobObservation, JobState
+
+MESSAGE_LIMIT = 2048  # the CRD's maxLength for a stage message
+
+
+class StagePhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+class AssetPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    READY = "Ready"
+    FAILED = "Failed"
+
+
+TERMINAL_ASSET_PHASES = frozenset({AssetPhase.READY, AssetPhase.FAILED})
+_SETTLED = frozenset({StagePhase.SUCCEEDED, StagePhase.FAILED, StagePhase.CANCELLED})
+# The status keys this module owns; anything else someone put in status is left alone.
+MANAGED_KEYS = (
+    "phase",
+    "stage",
+    "progress",
+    "message",
+    "observedGeneration",
+    "startedAt",
+    "finishedAt",
+    "stages",
+    "conditions",
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    backoff_base_seconds: float
+    backoff_max_seconds: float
+
+    def delay(self, failed_attempt: int) -> float:
+        """Exponential: base, 2×base, 4×base… after the 1st, 2nd, 3rd failed attempt, capped."""
+        return min(self.backoff_base_seconds * 2 ** (failed_attempt - 1), self.backoff_max_seconds)
+
+
+# --- what the handler has to carry out ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Launch:
+    stage: Stage
+    attempt: int
+    job_name: str
+
+
+@dataclass(frozen=True)
+class StageStarted:
+    stage: Stage
+    attempt: int
+    job_name: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class StageFailed:
+    stage: Stage
+    attempt: int
+    will_retry: bool
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class StageSucceeded:
+    stage: Stage
+    attempt: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AssetFinished:
+    phase: AssetPhase
+    message: str | None
+    at: datetime
+
+
+Transition = StageStarted | StageFailed | StageSucceeded | AssetFinished
+# Asked before each launch: None to go ahead (a slot is now reserved), or why it must wait.
+Admit = Callable[[Stage, int, str], str | None]
+
+
+@dataclass
+class Decision:
+    status: dict[str, Any]
+    launches: list[Launch] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    waiting_for_capacity: str | None = None
+
+    @property
+    def phase(self) -> AssetPhase:
+        return AssetPhase(self.status["phase"])
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def is_permanent(job: JobObservation) -> bool:
+    # PodFailurePolicy: the Job's FailJob rule matched exit code 3 (see jobs.build_stage_job).
+    return job.reason == "PodFailurePolicy" or job.exit_code == PERMANENT_EXIT_CODE
+
+
+def failure_message(job: JobObservation) -> str:
+    parts = []
+    if job.exit_code is not None:
+        parts.append(f"exit code {job.exit_code}")
+    if job.reason:
+        parts.append(job.reason)
+    head = ", ".join(parts) or "failed"
+    text = f"{head}: {job.message}" if job.message else head
+    return truncate(text)
+
+
+def truncate(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def unsettled_failures(status: Mapping[str, Any], jobs: Iterable[JobObservation]) -> list[JobObservation]:
+    """Failed Jobs whose outcome the status does not record yet: worth a look at their pod."""
+    stages = status.get("stages") or {}
+    found = []
+    for job in jobs:
+        if job.state != JobState.FAILED:
+            continue
+        entry = stages.get(job.stage.value) or {}
+        recorded = int(entry.get("attempts") or 0)
+        if recorded < job.attempt or (recorded == job.attempt and entry.get("phase") == StagePhase.RUNNING):
+            found.append(job)
+    return found
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 merge patch that turns `old` into `new` (None deletes a key)."""
+    patch: dict[str, Any] = {key: None for key in old.keys() - new.keys()}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif key not in old or value != before:
+            patch[key] = value
+    return patch
+
+
+def status_patch(old_status: Mapping[str, Any], new_status: Mapping[str, Any]) -> dict[str, Any]:
+    """The status patch for the keys this module owns only."""
+    old = {key: old_status[key] for key in MANAGED_KEYS if key in old_status}
+    return merge_patch(old, new_status)
+
+
+# --- the state machine -----------------------------------------------------------------------------
+
+
+def reconcile(
+    *,
+    asset_name: str,
+    spec: AssetSpec,
+    status: Mapping[str, Any],
+    jobs: Iterable[JobObservation],
+    now: datetime,
+    policy: RetryPolicy,
+    admit: Admit,
+    generation: int | None = None,
+) -> Decision:
+    old_stages: Mapping[str, Any] = status.get("stages") or {}
+    observed: dict[tuple[Stage, int], JobObservation] = {(job.stage, job.attempt): job for job in jobs}
+    stamp = format_time(now)
+    decision = Decision(status={})
+    stages: dict[Stage, dict[str, Any]] = {}
+
+    # 1. Fold what the Jobs say into each stage.
+    for stage in spec.stages:
+        entry: dict[str, Any] = {"phase": StagePhase.PENDING.value, "attempts": 0}
+        entry.update(old_stages.get(stage.value) or {})
+        stages[stage] = entry
+        phase = StagePhase(entry["phase"])
+        if phase in _SETTLED:
+            continue
+        newest = max((attempt for (kind, attempt) in observed if kind == stage), default=0)
+        if newest > int(entry["attempts"]):
+            # The status lost (or has not caught up with) a launch the watch already shows: adopt it.
+            entry.update(
+                phase=StagePhase.RUNNING.value,
+                attempts=newest,
+                jobName=naming.job_name(asset_name, stage, newest),
+                startedAt=stamp,
+            )
+            entry.pop("nextAttemptAt", None)
+            entry.pop("finishedAt", None)
+            decision.transitions.append(StageStarted(stage, newest, entry["jobName"], now))
+            phase = StagePhase.RUNNING
+        if phase != StagePhase.RUNNING:
+            continue
+        attempt = int(entry["attempts"])
+        job = observed.get((stage, attempt))
+        if job is None:
+            # Created but not on the watch yet, or deleted behind our back: make sure it exists.
+            decision.launches.append(Launch(stage, attempt, naming.job_name(asset_name, stage, attempt)))
+        elif job.state == JobState.ACTIVE:
+            if job.started_at:
+                entry["startedAt"] = job.started_at
+        elif job.state == JobState.SUCCEEDED:
+            entry.update(phase=StagePhase.SUCCEEDED.value, finishedAt=job.finished_at or stamp)
+            entry.pop("message", None)
+            decision.transitions.append(StageSucceeded(stage, attempt, now))
+        else:
+            _fold_failure(entry, stage, attempt, job, now, policy, decision)
+
+    # 2. Launch what is due, in plan order, as far as the caps allow.
+    failed = [stage for stage in spec.stages if stages[stage]["phase"] == StagePhase.FAILED]
+    if failed:
+        for stage in spec.stages:
+            if stages[stage]["phase"] in (StagePhase.PENDING, StagePhase.RETRYING):
+                stages[stage].update(phase=StagePhase.CANCELLED.value, message=f"not run: {failed[0]} failed")
+                stages[stage].pop("nextAttemptAt", None)
+    else:
+        gate_open = stages[spec.stages[0]]["phase"] == StagePhase.SUCCEEDED
+        for index, stage in enumerate(spec.stages):
+            if index > 0 and not gate_open:
+                break
+            entry = stages[stage]
+            phase = StagePhase(entry["phase"])
+            if phase == StagePhase.RETRYING:
+                if parse_time(entry["nextAttemptAt"]) > now:
+                    continue
+            elif phase != StagePhase.PENDING:
+                continue
+            attempt = int(entry["attempts"]) + 1
+            name = naming.job_name(asset_name, stage, attempt)
+            reason = admit(stage, attempt, name)
+            if reason is not None:
+                decision.waiting_for_capacity = decision.waiting_for_capacity or reason
+                continue
+            entry.update(phase=StagePhase.RUNNING.value, attempts=attempt, jobName=name, startedAt=stamp)
+            for key in ("finishedAt", "nextAttemptAt"):
+                entry.pop(key, None)
+            decision.launches.append(Launch(stage, attempt, name))
+            decision.transitions.append(StageStarted(stage, attempt, name, now))
+
+    decision.status = _asset_status(spec, status, stages, failed, decision, now, generation)
+    return decision
+
+
+def _fold_failure(
+    entry: dict[str, Any],
+    stage: Stage,
+    attempt: int,
+    job: JobObservation,
+    now: datetime,
+    policy: RetryPolicy,
+    decision: Decision,
+) -> None:
+    message = failure_message(job)
+    finished = job.finished_at or format_time(now)
+    if is_permanent(job):
+        entry.update(phase=StagePhase.FAILED.value, finishedAt=finished, message=message)
+    elif attempt >= policy.max_attempts:
+        message = truncate(f"gave up after {attempt} attempts: {message}")
+        entry.update(phase=StagePhase.FAILED.value, finishedAt=finished, message=message)
+    else:
+        retry_at = now + timedelta(seconds=policy.delay(attempt))
+        entry.update(phase=StagePhase.RETRYING.value, nextAttemptAt=format_time(retry_at), message=message)
+        decision.transitions.append(StageFailed(stage, attempt, True, message, now))
+        return
+    decision.transitions.append(StageFailed(stage, attempt, False, message, now))
+
+
+def _asset_status(
+    spec: AssetSpec,
+    old: Mapping[str, Any],
+    stages: dict[Stage, dict[str, Any]],
+    failed: list[Stage],
+    decision: Decision,
+    now: datetime,
+    generation: int | None,
+) -> dict[str, Any]:
+    phases = {stage: StagePhase(stages[stage]["phase"]) for stage in spec.stages}
+    running = [stage.value for stage, phase in phases.items() if phase == StagePhase.RUNNING]
+    retrying = [stage for stage, phase in phases.items() if phase == StagePhase.RETRYING]
+    succeeded = sum(1 for phase in phases.values() if phase == StagePhase.SUCCEEDED)
+    message: str | None = None
+
+    if failed and not running:
+        phase, current = AssetPhase.FAILED, failed[0].value
+        message = truncate(f"{failed[0].value}: {stages[failed[0]].get('message', 'failed')}", 4096)
+    elif failed:
+        # Let the stages already running finish (their outcome is still mirrored), launch nothing new.
+        phase, current = AssetPhase.RUNNING, ",".join(running)
+        message = f"{failed[0].value} failed; waiting for {', '.join(running)} to finish"
+    elif succeeded == len(spec.stages):
+        phase, current = AssetPhase.READY, ""
+    elif any(phase != StagePhase.PENDING for phase in phases.values()):
+        phase, current = AssetPhase.RUNNING, ",".join(running + [stage.value for stage in retrying])
+        if retrying:
+            entry = stages[retrying[0]]
+            message = truncate(
+                f"{retrying[0].value} attempt {entry['attempts']} failed, retrying at {entry['nextAttemptAt']}: "
+                f"{entry.get('message', '')}",
+                4096,
+            )
+    else:
+        phase, current = AssetPhase.PENDING, spec.stages[0].value
+    if decision.waiting_for_capacity and phase in (AssetPhase.PENDING, AssetPhase.RUNNING) and not failed:
+        message = f"waiting for capacity ({decision.waiting_for_capacity})"
+
+    stamp = format_time(now)
+    status: dict[str, Any] = {
+        "phase": phase.value,
+        "progress": 100 * succeeded // len(spec.stages),
+        "stages": {stage.value: stages[stage] for stage in spec.stages},
+        "conditions": [_ready_condition(old, phase, message, stamp, generation)],
+    }
+    if current:
+        status["stage"] = current
+    if message:
+        status["message"] = message
+    if generation is not None:
+        status["observedGeneration"] = generation
+    started = old.get("startedAt") or (stamp if phase != AssetPhase.PENDING else None)
+    if started:
+        status["startedAt"] = started
+    if phase in TERMINAL_ASSET_PHASES:
+        status["finishedAt"] = old.get("finishedAt") or stamp
+        if old.get("phase") != phase.value:
+            decision.transitions.append(AssetFinished(phase, message, now))
+    return status
+
+
+def _ready_condition(
+    old: Mapping[str, Any], phase: AssetPhase, message: str | None, stamp: str, generation: int | None
+) -> dict[str, Any]:
+    ready = phase == AssetPhase.READY
+    reason = {
+        AssetPhase.READY: "Succeeded",
+        AssetPhase.FAILED: "StageFailed",
+        AssetPhase.RUNNING: "Processing",
+        AssetPhase.PENDING: "Pending",
+    }[phase]
+    status = "True" if ready else "False"
+    previous = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), None)
+    changed = previous is None or previous.get("status") != status
+    condition: dict[str, Any] = {
+        "type": "Ready",
+        "status": status,
+        "reason": reason,
+        "message": message or ("all stages succeeded" if ready else ""),
+        "lastTransitionTime": stamp if changed else previous["lastTransitionTime"],  # type: ignore[index]
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition

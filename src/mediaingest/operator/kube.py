@@ -1,0 +1,68 @@
+"""The few Kubernetes API calls the operator makes itself (kopf does the watching and the patching).
+
+The official client is synchronous, so each call runs in a worker thread. Built at operator start-up
+from the in-cluster service account, else the kubeconfig, never at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from mediaingest.operator import naming
+
+
+def load_api_client() -> kubernetes.client.ApiClient:
+    """In-cluster service account first, then $KUBECONFIG / ~/.kube/config."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    return kubernetes.client.ApiClient(configuration)
+
+
+@dataclass(frozen=True)
+class PodTermination:
+    exit_code: int | None
+    reason: str | None  # OOMKilled, Error, …
+    message: str | None  # the termination message, or the log tail (FallbackToLogsOnError)
+
+
+class KubeApi:
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        self._batch = kubernetes.client.BatchV1Api(api_client)
+        self._core = kubernetes.client.CoreV1Api(api_client)
+
+    async def create_job(self, namespace: str, body: Mapping[str, Any]) -> bool:
+        """Creates the Job; True if created now, False if it already existed (which is just as good)."""
+        try:
+            await asyncio.to_thread(self._batch.create_namespaced_job, namespace, dict(body))
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def pod_termination(self, namespace: str, job_name: str) -> PodTermination | None:
+        """How the stage container of the Job's last pod ended, if a pod is still there to say."""
+        pods = await asyncio.to_thread(self._core.list_namespaced_pod, namespace, label_selector=f"job-name={job_name}")
+        ended = []
+        for pod in pods.items:
+            if (pod.metadata.labels or {}).get("job-name") != job_name:
+                continue  # belt and braces for API servers that ignore the selector
+            for container in (pod.status and pod.status.container_statuses) or []:
+                terminated = container.state and container.state.terminated
+                if container.name == naming.CONTAINER_NAME and terminated is not None:
+                    ended.append((terminated.finished_at or pod.metadata.creation_timestamp, terminated))
+        if not ended:
+            return None
+        ended.sort(key=lambda item: str(item[0]))
+        terminated = ended[-1][1]
+        message = (terminated.message or "").strip() or None
+        return PodTermination(exit_code=terminated.exit_code, reason=terminated.reason, message=message)

@@ -1,0 +1,76 @@
+"""kopf registration only: which function handles what. The logic lives in `handlers/`.
+
+Handlers are registered on a registry built from the settings (the timer interval is one of them),
+rather than by import-time decorators on kopf's global registry, so importing this module has no
+side effects and tests can run the operator with their own settings.
+
+    index  stage_jobs    batch/v1 Jobs we manage → (namespace, MediaAsset) → JobObservation
+    index  active_jobs   Jobs still running, by tenant (for the caps)
+    index  asset_states  MediaAssets by phase and by stage state (for the metrics)
+    timer  reconcile     every MediaAsset until Ready or Failed: the one writer of its status
+"""
+
+from __future__ import annotations
+
+import kopf
+
+from mediaingest.operator import naming
+from mediaingest.operator.handlers import handle_asset, handle_job, lifecycle
+from mediaingest.operator.settings import OperatorSettings
+
+_OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
+
+
+def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    asset = (naming.GROUP, naming.VERSION, naming.PLURAL)
+
+    # In-cluster service account, else the kubeconfig: the same rule as the operator's own client.
+    kopf.on.login(registry=registry)(kopf.login_via_client)
+    kopf.on.startup(registry=registry)(lifecycle.startup)
+    kopf.on.cleanup(registry=registry)(lifecycle.cleanup)
+    kopf.on.probe(registry=registry, id="running_jobs")(lifecycle.probe_running_jobs)
+
+    kopf.index("batch", "v1", "jobs", registry=registry, id="stage_jobs", labels=_OURS)(handle_job.index_stage_jobs)
+    kopf.index("batch", "v1", "jobs", registry=registry, id="active_jobs", labels=_OURS)(handle_job.index_active_jobs)
+    kopf.index(*asset, registry=registry, id="asset_states")(handle_asset.index_asset_states)
+
+    kopf.timer(
+        *asset,
+        registry=registry,
+        id="reconcile",
+        interval=settings.reconcile_interval_seconds,
+        backoff=settings.error_backoff_seconds,
+        when=handle_asset.is_active,
+    )(handle_asset.reconcile_asset)
+    return registry
+
+
+def build_memo(settings: OperatorSettings, *, metrics_port: int | None = None, **overrides: object) -> kopf.Memo:
+    """The memo every handler sees; tests pass `kube`, `mirror` or `clock` overrides."""
+    return kopf.Memo(operator_settings=settings, metrics_port=metrics_port, **overrides)
+
+
+def run(namespace: str | None, liveness_port: int, metrics_port: int) -> None:
+    """Runs the operator until SIGINT/SIGTERM: `mediaingest operator`.
+
+    `namespace` None watches the namespace from K8S_NAMESPACE; "*" watches the whole cluster (then
+    the operator needs a ClusterRole). One replica only: the concurrency caps are counted in memory.
+    """
+    from mediaingest.config import Settings
+    from mediaingest.logging import configure_logging
+
+    app_settings = Settings()
+    configure_logging(app_settings.log_level, json=app_settings.log_json)
+    settings = OperatorSettings()
+    watched = namespace or settings.namespace
+    if watched != "*":
+        settings = settings.model_copy(update={"namespace": watched})
+    kopf.run(
+        registry=build_registry(settings),
+        memo=build_memo(settings, metrics_port=metrics_port),
+        standalone=True,  # no peering: one replica, Recreate strategy
+        clusterwide=watched == "*",
+        namespaces=[] if watched == "*" else [watched],
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
+    )

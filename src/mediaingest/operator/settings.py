@@ -1,0 +1,96 @@
+"""Operator-only settings, read from `OPERATOR_*` environment variables (the chart renders them).
+
+Kept out of `mediaingest.config.Settings` on purpose: the API and the stage Jobs never need them, and
+the operator's Deployment is the only place they are set. The one shared value, the namespace, is
+read from the same `K8S_NAMESPACE` variable the API's dispatcher uses.
+
+Per-stage resources arrive as one JSON object in `OPERATOR_STAGES` (camelCase keys, as in
+values.yaml); stages or keys it leaves out keep the defaults below.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mediaingest.models.enums import JobPriority, Stage
+
+
+class StageConfig(BaseModel):
+    """How one stage's Job is sized: container resources, its scratch volume and its deadline."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    # Kubernetes quantities as strings ("500m", "2Gi"); include `ephemeral-storage` for the scratch volume.
+    requests: dict[str, str]
+    limits: dict[str, str]
+    scratch_size_limit: str  # emptyDir sizeLimit of the WORK_DIR volume
+    active_deadline_seconds: int = Field(gt=0)
+
+
+def _stage(cpu: tuple[str, str], memory: tuple[str, str], scratch: str, limit: str, deadline: int) -> StageConfig:
+    return StageConfig(
+        requests={"cpu": cpu[0], "memory": memory[0], "ephemeral-storage": scratch},
+        limits={"cpu": cpu[1], "memory": memory[1], "ephemeral-storage": limit},
+        scratch_size_limit=scratch,
+        active_deadline_seconds=deadline,
+    )
+
+
+# The source is downloaded into the scratch volume (uploads go up to MAX_FILE_SIZE, 5 GiB by default),
+# so every stage gets room for it; proxies also hold their renditions until they are uploaded.
+DEFAULT_STAGES: dict[Stage, StageConfig] = {
+    Stage.PROBE: _stage(("250m", "1"), ("256Mi", "1Gi"), "6Gi", "7Gi", 900),
+    Stage.PROXIES: _stage(("2", "4"), ("2Gi", "4Gi"), "20Gi", "22Gi", 3 * 3600),
+    Stage.THUMBNAILS: _stage(("500m", "2"), ("512Mi", "2Gi"), "6Gi", "7Gi", 3600),
+    Stage.AUDIO_VISUALS: _stage(("500m", "2"), ("512Mi", "2Gi"), "6Gi", "7Gi", 3600),
+}
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPERATOR_", extra="ignore", populate_by_name=True)
+
+    namespace: str = Field("default", alias="K8S_NAMESPACE")
+
+    # --- the stage Jobs ------------------------------------------------------------------------
+    worker_image: str = "mediaingest:latest"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_secrets: list[str] = []
+    job_service_account: str | None = None  # none: the namespace's default, with no token mounted
+    job_config_map_name: str = "mediaingest"  # envFrom: DATABASE_URL host, STORAGE_BACKEND, bucket names…
+    job_secret_name: str = "mediaingest"  # noqa: S105 - a Secret object name; envFrom: DATABASE_URL, AWS_* keys
+    stages: dict[Stage, StageConfig] = Field(default_factory=lambda: dict(DEFAULT_STAGES))
+    ttl_seconds_after_finished: int = Field(3600, ge=0)
+    node_selector: dict[str, str] = {}
+    tolerations: list[dict[str, Any]] = []
+    priority_class_names: dict[JobPriority, str] = {}
+    run_as_user: int = Field(10001, ge=1)
+
+    # --- retries and caps ----------------------------------------------------------------------
+    max_attempts: int = Field(4, ge=1)
+    backoff_base_seconds: float = Field(15.0, ge=0)
+    backoff_max_seconds: float = Field(600.0, ge=0)
+    max_running_jobs: int = Field(20, ge=1)
+    max_running_jobs_per_tenant: int = Field(5, ge=1)
+    capacity_retry_seconds: float = Field(15.0, gt=0)
+
+    # --- the control loop ----------------------------------------------------------------------
+    reconcile_interval_seconds: float = Field(10.0, gt=0)
+    error_backoff_seconds: float = Field(10.0, gt=0)
+    mirror_database: bool = True  # mirror stage outcomes into DATABASE_URL (off: status only)
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _merge_stage_defaults(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        merged: dict[Stage, Any] = {stage: config.model_dump(by_alias=True) for stage, config in DEFAULT_STAGES.items()}
+        for key, override in value.items():
+            stage = Stage(key)
+            if isinstance(override, StageConfig):
+                override = override.model_dump(by_alias=True)
+            merged[stage] = {**merged[stage], **override}
+        return merged
