@@ -1,0 +1,380 @@
+"""Running ffmpeg and ffprobe: command building, progress, cancellation and error translation.
+
+This module is the boundary where ffmpeg's exit codes become our error tree:
+
+    exit 0                                   → success
+    killed by a signal, or exit 255          → TransientProcessingError   (OOM killer, SIGTERM: retry)
+    "No space left on device" and the like   → TransientProcessingError
+    ffmpeg rejected our own command          → PermanentProcessingError   (a bug here, not the media)
+    any other non-zero exit                  → MediaUnreadableError       (carries ffmpeg's last stderr lines)
+    our `cancel` event was set               → StageCancelledError
+    our timeout elapsed                      → TransientProcessingError
+
+Media is never read into Python memory: ffmpeg reads and writes the files itself, and the one stage
+that consumes decoded samples (waveform peaks) receives them in chunks through `stdout_sink`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mediaingest.exceptions import (
+    MediaUnreadableError,
+    PermanentProcessingError,
+    ProcessingError,
+    TransientProcessingError,
+)
+from mediaingest.pipeline.types import ProgressCallback
+
+STDERR_TAIL_LINES = 20
+_PATH_PREFIX = re.compile(r"^file:.*?: ")
+_READ_SIZE = 64 * 1024
+
+# Failures of the machine, not of the media: worth another attempt.
+_TRANSIENT_STDERR = re.compile(
+    r"No space left on device|Cannot allocate memory|Resource temporarily unavailable|"
+    r"Too many open files|received signal",
+    re.IGNORECASE,
+)
+# ffmpeg refusing the command line we built: permanent, but not the uploader's fault.
+_COMMAND_STDERR = re.compile(
+    r"Unrecognized option|Option not found|No such filter|Error parsing|Invalid stream specifier|"
+    r"Unknown encoder|Error splitting the argument list",
+    re.IGNORECASE,
+)
+
+
+class StageCancelledError(ProcessingError):
+    """The caller set the cancel event (the asset was deleted); ffmpeg was killed and its output is junk."""
+
+    code = "processing_cancelled"
+
+
+@dataclass(frozen=True)
+class FfmpegTools:
+    """Where the binaries are (Settings.ffmpeg_path / ffprobe_path)."""
+
+    ffmpeg: str = "ffmpeg"
+    ffprobe: str = "ffprobe"
+
+    def run(self, command: FfmpegCommand, **kwargs: Any) -> FfmpegRun:
+        """run_ffmpeg(command.argv(self.ffmpeg), **kwargs)."""
+        return run_ffmpeg(command.argv(self.ffmpeg), **kwargs)
+
+    def probe(self, path: Path | str, **kwargs: Any) -> dict[str, Any]:
+        """ffprobe_json with this binary."""
+        return ffprobe_json(path, ffprobe=self.ffprobe, **kwargs)
+
+
+# --- command building ---------------------------------------------------------------------------
+
+_LEVEL1 = str.maketrans({"\\": "\\\\", "'": "\\'", ":": "\\:"})
+_LEVEL2 = str.maketrans({c: "\\" + c for c in "\\'[],;"})
+
+
+def filter_spec(name: str, *args: object, **kwargs: object) -> str:
+    """One filter, e.g. filter_spec("scale", 1280, 720, flags="lanczos") → "scale=1280:720:flags=lanczos".
+
+    Values are escaped for both levels of ffmpeg's filter-graph syntax, so an expression such as
+    "min(320,iw)" needs no hand quoting.
+    """
+    parts = [_escape(value) for value in args]
+    parts += [f"{key}={_escape(value)}" for key, value in kwargs.items()]
+    return f"{name}={':'.join(parts)}" if parts else name
+
+
+def _escape(value: object) -> str:
+    if isinstance(value, bool):
+        value = int(value)
+    elif isinstance(value, float):
+        value = f"{value:.6g}"
+    return str(value).translate(_LEVEL1).translate(_LEVEL2)
+
+
+@dataclass
+class FilterGraph:
+    """A -filter_complex built chain by chain: [in]f1,f2[out];…"""
+
+    chains: list[str] = field(default_factory=list)
+
+    def chain(self, inputs: Sequence[str], filters: Sequence[str], outputs: Sequence[str]) -> None:
+        pads_in = "".join(f"[{label}]" for label in inputs)
+        pads_out = "".join(f"[{label}]" for label in outputs)
+        self.chains.append(f"{pads_in}{','.join(filters)}{pads_out}")
+
+    def render(self) -> str:
+        return ";".join(self.chains)
+
+
+@dataclass
+class FfmpegInput:
+    path: Path | str  # a Path is a file; a str is passed verbatim (e.g. a lavfi graph with -f lavfi)
+    options: list[str] = field(default_factory=list)  # placed before -i (e.g. -ss for a fast seek)
+
+
+@dataclass
+class FfmpegOutput:
+    path: Path | str  # a Path is a file; a str is passed verbatim (e.g. "pipe:1")
+    options: list[str] = field(default_factory=list)  # -map, codecs, -f …, placed before the path
+
+
+@dataclass
+class FfmpegCommand:
+    """One ffmpeg invocation. Stages build these as values, so tests can inspect them without running."""
+
+    inputs: list[FfmpegInput]
+    outputs: list[FfmpegOutput]
+    filter_graph: FilterGraph | None = None
+    global_options: list[str] = field(default_factory=list)
+
+    def argv(self, ffmpeg: str) -> list[str]:
+        args = [ffmpeg, "-y", *self.global_options]
+        for item in self.inputs:
+            args += [*item.options, "-i", _url(item.path)]
+        if self.filter_graph is not None and self.filter_graph.chains:
+            args += ["-filter_complex", self.filter_graph.render()]
+        for out in self.outputs:
+            args += [*out.options, _url(out.path)]
+        return args
+
+
+def _url(path: Path | str) -> str:
+    """A Path is a local file; a str goes to ffmpeg verbatim ("pipe:1", a lavfi graph)."""
+    if isinstance(path, Path):
+        # "file:" stops ffmpeg reading "a:b.mp4" as protocol "a", or "-x.mp4" as an option.
+        return f"file:{path}"
+    return path
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FfmpegRun:
+    returncode: int
+    elapsed_seconds: float
+    stderr_tail: list[str]  # ffmpeg's complaints even on success (e.g. decode errors it skipped)
+
+
+def run_ffmpeg(
+    args: Sequence[str],
+    *,
+    duration_seconds: float | None,
+    on_progress: ProgressCallback | None,
+    cancel: threading.Event | None = None,
+    timeout: float | None = None,
+    stdout_sink: Callable[[bytes], None] | None = None,
+    label: str = "ffmpeg",
+    progress_interval: float = 0.25,
+) -> FfmpegRun:
+    """Run `args` (argv, ffmpeg binary first) and report progress as a fraction of `duration_seconds`.
+
+    Progress comes from `-progress` on a dedicated pipe rather than stdout, so stdout stays free for
+    data (`stdout_sink` receives it in chunks). Everything happens on the calling thread: the
+    callback, which may touch a database session, is never called from another thread.
+    """
+    progress_r, progress_w = os.pipe()
+    interval = max(progress_interval, 0.05)
+    argv = [
+        args[0],
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-stats_period",
+        f"{interval:.3f}",
+        "-progress",
+        f"pipe:{progress_w}",
+        *args[1:],
+    ]
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout_sink else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(progress_w,),
+        )
+    except OSError as exc:
+        os.close(progress_r)
+        raise PermanentProcessingError(f"cannot start ffmpeg: {exc.strerror}") from exc
+    finally:
+        os.close(progress_w)
+
+    reporter = _ProgressReporter(duration_seconds, on_progress, label, interval)
+    stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    buffers: dict[str, bytes] = {"progress": b"", "stderr": b""}
+    deadline = started + timeout if timeout else None
+    stopped: str | None = None
+
+    with selectors.DefaultSelector() as selector, os.fdopen(progress_r, "rb", buffering=0) as progress:
+        selector.register(progress, selectors.EVENT_READ, "progress")
+        assert proc.stderr is not None
+        selector.register(proc.stderr, selectors.EVENT_READ, "stderr")
+        if stdout_sink is not None:
+            assert proc.stdout is not None
+            selector.register(proc.stdout, selectors.EVENT_READ, "stdout")
+        try:
+            while selector.get_map():
+                if cancel is not None and cancel.is_set():
+                    stopped = "cancelled"
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    stopped = "timeout"
+                    break
+                for key, _ in selector.select(timeout=0.2):
+                    chunk = os.read(key.fd, _READ_SIZE)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                        continue
+                    if key.data == "stdout":
+                        assert stdout_sink is not None
+                        stdout_sink(chunk)
+                        continue
+                    lines, buffers[key.data] = _split_lines(buffers[key.data] + chunk)
+                    if key.data == "progress":
+                        reporter.feed(lines)
+                    else:
+                        stderr_tail.extend(line[:500] for line in lines if line.strip())
+        except BaseException:
+            _kill(proc)
+            raise
+        finally:
+            if stopped is not None:
+                _kill(proc)
+            returncode = proc.wait()
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+    if buffers["stderr"].strip():
+        stderr_tail.append(buffers["stderr"].decode(errors="replace")[:500])
+    tail = list(stderr_tail)
+    elapsed = time.monotonic() - started
+
+    if stopped == "cancelled":
+        raise StageCancelledError(f"{label} cancelled")
+    if stopped == "timeout":
+        raise TransientProcessingError(f"{label} timed out after {timeout:.0f} s", details={"stderr": tail})
+    if returncode != 0:
+        raise _translate_failure(label, returncode, tail)
+    reporter.finish()
+    return FfmpegRun(returncode=returncode, elapsed_seconds=elapsed, stderr_tail=tail)
+
+
+def _split_lines(data: bytes) -> tuple[list[str], bytes]:
+    *complete, rest = data.split(b"\n")
+    return [line.decode(errors="replace").rstrip("\r") for line in complete], rest
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+
+
+def _translate_failure(label: str, returncode: int, tail: list[str]) -> ProcessingError:
+    details: dict[str, Any] = {"returncode": returncode, "stderr": tail}
+    reason = _reason(tail)
+    stderr = "\n".join(tail)
+    if returncode < 0:
+        name = _signal_name(-returncode)
+        return TransientProcessingError(f"{label} was killed by {name}", details=details)
+    # ffmpeg exits 255 after catching SIGINT/SIGTERM ("Exiting normally, received signal 15").
+    if returncode == 255 or _TRANSIENT_STDERR.search(stderr):
+        return TransientProcessingError(f"{label} was interrupted: {reason}", details=details)
+    if _COMMAND_STDERR.search(stderr):
+        return PermanentProcessingError(f"{label} rejected its command: {reason}", details=details)
+    return MediaUnreadableError(f"{label} cannot process the media: {reason}", details=details)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class _ProgressReporter:
+    """Turns -progress blocks into throttled, strictly increasing fractions that end at exactly 1.0."""
+
+    def __init__(self, duration: float | None, callback: ProgressCallback | None, label: str, interval: float) -> None:
+        self.duration = duration if duration and duration > 0 else None
+        self.callback = callback
+        self.label = label
+        self.interval = interval
+        self.last_fraction = 0.0
+        self.last_report = 0.0
+
+    def feed(self, lines: Iterable[str]) -> None:
+        if self.callback is None or self.duration is None:
+            return
+        for line in lines:
+            key, _, value = line.partition("=")
+            if key != "out_time_us" or not value.strip().lstrip("-").isdigit():
+                continue
+            # Stop short of 1.0: only a successful exit may claim completion.
+            fraction = min(int(value) / 1_000_000 / self.duration, 0.99)
+            now = time.monotonic()
+            if fraction > self.last_fraction and now - self.last_report >= self.interval:
+                self.last_fraction, self.last_report = fraction, now
+                self.callback(fraction, f"{self.label} {fraction:.0%}")
+
+    def finish(self) -> None:
+        if self.callback is not None:
+            self.callback(1.0, f"{self.label} done")
+
+
+# --- ffprobe ------------------------------------------------------------------------------------
+
+
+def ffprobe_json(
+    path: Path | str,
+    *,
+    ffprobe: str = "ffprobe",
+    extra_args: Sequence[str] = ("-show_format", "-show_streams"),
+    timeout: float = 120.0,
+) -> dict[str, Any]:
+    """ffprobe's JSON for `path`; MediaUnreadableError with ffprobe's own reason if it cannot read it."""
+    argv = [ffprobe, "-hide_banner", "-v", "error", "-print_format", "json", *extra_args, _url(Path(path))]
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise TransientProcessingError(f"ffprobe timed out after {timeout:.0f} s") from exc
+    except OSError as exc:
+        raise PermanentProcessingError(f"cannot start ffprobe: {exc.strerror}") from exc
+    stderr = done.stderr.decode(errors="replace").strip().splitlines()[-STDERR_TAIL_LINES:]
+    if done.returncode != 0:
+        if done.returncode < 0:
+            raise TransientProcessingError(
+                f"ffprobe was killed by {_signal_name(-done.returncode)}", details={"stderr": stderr}
+            )
+        reason = _reason(stderr)
+        raise MediaUnreadableError(
+            f"ffprobe cannot read the media: {reason}", details={"stderr": stderr, "returncode": done.returncode}
+        )
+    try:
+        data = json.loads(done.stdout)
+    except ValueError as exc:
+        raise MediaUnreadableError("ffprobe returned no usable description of the media") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _reason(tail: Sequence[str]) -> str:
+    """The most telling stderr line, without the temp path (it means nothing to a client)."""
+    lines = [line for line in tail if line.strip() and line.strip() != "Conversion failed!"]
+    if not lines:
+        return "no error output"
+    return _PATH_PREFIX.sub("", lines[-1]).strip()

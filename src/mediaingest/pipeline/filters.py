@@ -1,0 +1,59 @@
+"""Filter-graph pieces every video stage shares: picking the stream, deinterlacing, HDR tone mapping."""
+
+from __future__ import annotations
+
+from mediaingest.pipeline.ffmpeg import filter_spec
+from mediaingest.pipeline.types import MediaMetadata
+
+INTERLACED = {"tt", "bb", "tb", "bt"}
+
+
+def base_video_filters(metadata: MediaMetadata) -> list[str]:
+    """What every picture made from the video needs first (once, before any split): deinterlacing and
+    HDR → SDR tone mapping, so proxies, sprites and posters all look right on SDR screens.
+    """
+    filters: list[str] = []
+    if field_order(metadata) in INTERLACED:
+        filters.append(filter_spec("bwdif", mode="send_frame", deint="interlaced"))
+    if metadata.has_hdr:
+        # Debian's zscale refuses to convert untagged input ("no path between colorspaces"), and
+        # decoders do not always hand the tags on; restate them from the probe first.
+        filters += [
+            filter_spec(
+                "setparams",
+                color_primaries=metadata.color_primaries or "bt2020",
+                color_trc=metadata.color_transfer or "smpte2084",
+                colorspace=metadata.color_space or "bt2020nc",
+                range=metadata.color_range if metadata.color_range in ("tv", "pc") else "tv",
+            ),
+            filter_spec("zscale", t="linear", npl=100),
+            filter_spec("format", "gbrpf32le"),
+            filter_spec("zscale", p="bt709"),
+            filter_spec("tonemap", "hable", desat=0),
+            filter_spec("zscale", t="bt709", m="bt709", r="tv"),
+            filter_spec("format", "yuv420p"),
+        ]
+    return filters
+
+
+def video_stream_specifier(metadata: MediaMetadata) -> str:
+    """The probed picture stream by absolute index, so cover art stored first is never picked."""
+    for stream in (metadata.raw or {}).get("streams", []):
+        if stream.get("codec_type") == "video" and not (stream.get("disposition") or {}).get("attached_pic"):
+            return f"0:{stream['index']}"
+    return "0:v:0"
+
+
+def audio_stream_specifier(metadata: MediaMetadata) -> str:
+    for stream in (metadata.raw or {}).get("streams", []):
+        if stream.get("codec_type") == "audio":
+            return f"0:{stream['index']}"
+    return "0:a:0"
+
+
+def field_order(metadata: MediaMetadata) -> str | None:
+    specifier = video_stream_specifier(metadata)
+    for stream in (metadata.raw or {}).get("streams", []):
+        if f"0:{stream.get('index')}" == specifier:
+            return stream.get("field_order")
+    return None

@@ -1,0 +1,69 @@
+"""The knobs of the stage functions, gathered once from Settings so stages never read the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mediaingest.config import Settings
+from mediaingest.pipeline.ffmpeg import FfmpegTools
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    tools: FfmpegTools = field(default_factory=FfmpegTools)
+    # --- proxies
+    proxy_heights: tuple[int, ...] = (360, 720, 1080)
+    proxy_vp9: bool = False
+    # veryfast/23: proxies are for previewing, and encode time is what the user waits for.
+    x264_preset: str = "veryfast"
+    x264_crf: int = 23
+    vp9_crf: int = 34
+    vp9_cpu_used: int = 5
+    audio_bitrate_kbps: int = 128
+    # A web-playable source is remuxed only while it is proxy-sized: above this many bits per pixel
+    # per frame (a 1080p30 camera master at 100 Mbit/s is ~1.6; a phone clip ~0.3) it would make a
+    # poor proxy, so it is encoded.
+    remux_max_bits_per_pixel: float = 0.5
+    # --- sprites and storyboard (made in the proxies pass)
+    sprite_interval_seconds: float = 2.0
+    sprite_tile_width: int = 160
+    sprite_tile_height: int = 90
+    sprite_columns: int = 10
+    sprite_rows: int = 10
+    sprite_jpeg_qscale: int = 5  # ffmpeg -q:v, 2 (best) … 31
+    # --- thumbnails
+    poster_position: float = 0.1  # fraction of the duration
+    poster_max_size: int = 1280  # bounding box, so portrait posters are not 1280 wide and 2276 tall
+    image_thumbnail_sizes: tuple[int, ...] = (1280, 320)
+    image_jpeg_quality: int = 85
+    image_webp_quality: int = 80
+    # --- audio visuals
+    waveform_width: int = 1800
+    waveform_height: int = 240
+    waveform_color: str = "0x3b82f6"
+    spectrogram_width: int = 1024
+    spectrogram_height: int = 512
+    peaks_levels: tuple[int, ...] = (256, 1024, 4096)
+    peaks_sample_rate: int = 8000
+    # --- running ffmpeg
+    ffmpeg_timeout_seconds: float | None = None
+    progress_interval_seconds: float = 0.25
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: object) -> PipelineOptions:
+        values: dict[str, object] = {
+            "tools": FfmpegTools(ffmpeg=settings.ffmpeg_path, ffprobe=settings.ffprobe_path),
+            "proxy_heights": tuple(sorted(set(settings.proxy_heights))),
+            "proxy_vp9": settings.proxy_vp9,
+            "sprite_interval_seconds": settings.sprite_interval_seconds,
+            "sprite_tile_width": settings.sprite_tile_width,
+            "sprite_tile_height": settings.sprite_tile_height,
+            "sprite_columns": settings.sprite_columns,
+            "sprite_rows": settings.sprite_rows,
+            "waveform_width": settings.waveform_width,
+            "waveform_height": settings.waveform_height,
+            "spectrogram_width": settings.spectrogram_width,
+            "spectrogram_height": settings.spectrogram_height,
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""One module per stage; each takes local paths and parameters and returns a StageResult."""

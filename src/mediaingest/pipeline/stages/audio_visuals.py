@@ -1,0 +1,247 @@
+"""audio visuals: waveform PNG, spectrogram PNG and waveform peaks JSON, from one decode of the audio.
+
+One ffmpeg process splits the decoded audio three ways: showwavespic, showspectrumpic, and 8 kHz mono
+16-bit PCM on stdout, which is reduced to min/max peaks chunk by chunk as it arrives.
+
+Both picture filters hold every sample until the end of the input before drawing, so each branch is
+resampled first to bound that memory (see _spectrogram_rate); the waveform needs no more than 8 kHz to
+draw 1800 columns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+from array import array
+from pathlib import Path
+from typing import Any
+
+from mediaingest.exceptions import ProcessingError
+from mediaingest.models.enums import ProxyType
+from mediaingest.pipeline.ffmpeg import FfmpegCommand, FfmpegInput, FfmpegOutput, FilterGraph, filter_spec
+from mediaingest.pipeline.filters import audio_stream_specifier
+from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.pipeline.types import MediaMetadata, ProgressCallback, StageOutput, StageResult
+
+WAVEFORM_NAME = "waveform.png"
+SPECTROGRAM_NAME = "spectrogram.png"
+PEAKS_NAME = "peaks.json"
+# showspectrumpic keeps all input as 32-bit floats until EOF: cap it at 32 Mi samples (128 MiB).
+_SPECTROGRAM_MAX_SAMPLES = 32 * 1024 * 1024
+_SPECTROGRAM_MAX_RATE = 48000
+
+
+def generate_audio_visuals(
+    source: Path,
+    metadata: MediaMetadata,
+    out_dir: Path,
+    *,
+    options: PipelineOptions,
+    on_progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> StageResult:
+    if not metadata.has_audio:
+        # The Kubernetes operator runs a static plan: this must be a quick, successful no-op.
+        return StageResult(message="no audio stream")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    expected = int((metadata.duration_seconds or 0) * options.peaks_sample_rate)
+    peaks = PeaksAccumulator(expected_samples=expected, finest_level=max(options.peaks_levels))
+    command, spectrogram_rate = build_audio_visuals_command(source, metadata, out_dir, options)
+    options.tools.run(
+        command,
+        duration_seconds=metadata.duration_seconds,
+        on_progress=on_progress,
+        cancel=cancel,
+        timeout=options.ffmpeg_timeout_seconds,
+        stdout_sink=peaks.feed,
+        label="audio visuals",
+        progress_interval=options.progress_interval_seconds,
+    )
+    peaks.finish()
+
+    peaks_path = out_dir / PEAKS_NAME
+    document = peaks.to_document(options.peaks_levels, sample_rate=options.peaks_sample_rate)
+    peaks_path.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
+    outputs = [
+        _png_output(
+            ProxyType.WAVEFORM,
+            out_dir / WAVEFORM_NAME,
+            options.waveform_width,
+            options.waveform_height,
+            {"sample_rate": options.peaks_sample_rate, "channels": 1},
+        ),
+        _png_output(
+            ProxyType.SPECTROGRAM,
+            out_dir / SPECTROGRAM_NAME,
+            options.spectrogram_width,
+            options.spectrogram_height,
+            {"sample_rate": spectrogram_rate, "channels": 1, "scale": "log"},
+        ),
+        StageOutput(
+            kind=ProxyType.WAVEFORM_PEAKS,
+            path=peaks_path,
+            bucket="processed",
+            format="json",
+            content_type="application/json",
+            details={"levels": [level["buckets"] for level in document["levels"]], "samples": peaks.total},
+        ),
+    ]
+    return StageResult(outputs=outputs, message=f"waveform, spectrogram and peaks of {peaks.total} samples")
+
+
+def build_audio_visuals_command(
+    source: Path, metadata: MediaMetadata, out_dir: Path, options: PipelineOptions
+) -> tuple[FfmpegCommand, int]:
+    """The one command, and the sample rate the spectrogram is drawn at."""
+    spectrogram_rate = _spectrogram_rate(metadata)
+    graph = FilterGraph()
+    graph.chain([audio_stream_specifier(metadata)], [filter_spec("asplit", 2)], ["spectrum_in", "wave_in"])
+    graph.chain(
+        ["spectrum_in"],
+        [
+            filter_spec("aresample", spectrogram_rate),
+            filter_spec("aformat", channel_layouts="mono"),
+            # legend=0: otherwise axes and labels are added around the requested size.
+            filter_spec(
+                "showspectrumpic",
+                s=f"{options.spectrogram_width}x{options.spectrogram_height}",
+                legend=0,
+                scale="log",
+            ),
+        ],
+        ["spectrogram"],
+    )
+    graph.chain(
+        ["wave_in"],
+        [
+            filter_spec("aresample", options.peaks_sample_rate),
+            filter_spec("aformat", sample_fmts="s16", channel_layouts="mono"),
+            filter_spec("asplit", 2),
+        ],
+        ["wave", "pcm"],
+    )
+    graph.chain(
+        ["wave"],
+        [
+            filter_spec(
+                "showwavespic",
+                s=f"{options.waveform_width}x{options.waveform_height}",
+                colors=options.waveform_color,
+                filter="peak",
+                draw="full",
+            )
+        ],
+        ["waveform"],
+    )
+    picture = ["-frames:v", "1", "-c:v", "png", "-f", "image2", "-update", "1"]
+    command = FfmpegCommand(
+        inputs=[FfmpegInput(source)],
+        filter_graph=graph,
+        outputs=[
+            FfmpegOutput(out_dir / WAVEFORM_NAME, ["-map", "[waveform]", *picture]),
+            FfmpegOutput(out_dir / SPECTROGRAM_NAME, ["-map", "[spectrogram]", *picture]),
+            FfmpegOutput("pipe:1", ["-map", "[pcm]", "-c:a", "pcm_s16le", "-f", "s16le"]),
+        ],
+    )
+    return command, spectrogram_rate
+
+
+def _spectrogram_rate(metadata: MediaMetadata) -> int:
+    source_rate = metadata.sample_rate or 44100
+    if not metadata.duration_seconds:
+        return min(source_rate, 22050)
+    affordable = int(_SPECTROGRAM_MAX_SAMPLES / metadata.duration_seconds)
+    return max(8000, min(source_rate, _SPECTROGRAM_MAX_RATE, affordable))
+
+
+def _png_output(kind: ProxyType, path: Path, width: int, height: int, details: dict[str, Any]) -> StageOutput:
+    if not path.is_file() or path.stat().st_size == 0:
+        raise ProcessingError(f"ffmpeg finished but wrote no {path.name}")
+    return StageOutput(
+        kind=kind,
+        path=path,
+        bucket="processed",
+        format="png",
+        content_type="image/png",
+        resolution=f"{width}x{height}",
+        width=width,
+        height=height,
+        details=details,
+    )
+
+
+class PeaksAccumulator:
+    """Min/max of 16-bit mono PCM per block, fed in chunks; memory stays bounded whatever the length.
+
+    Blocks are kept at about four times the finest level's resolution. The block size comes from the
+    expected length, and doubles (merging neighbours) whenever the real audio turns out longer, so a
+    wrong duration costs precision at most, never memory.
+    """
+
+    def __init__(self, *, expected_samples: int, finest_level: int) -> None:
+        self.target_blocks = max(1, finest_level * 4)
+        self.block = max(1, math.ceil(expected_samples / self.target_blocks)) if expected_samples else 256
+        self.mins = array("h")
+        self.maxs = array("h")
+        self.total = 0
+        self._pending = array("h")
+        self._carry = b""
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._carry + chunk
+        usable = len(data) - len(data) % 2
+        self._carry = data[usable:]
+        samples = array("h")
+        samples.frombytes(data[:usable])
+        if sys.byteorder == "big":
+            samples.byteswap()  # s16le on the wire
+        self.total += len(samples)
+        if self._pending:
+            samples = self._pending + samples
+        start = 0
+        while len(samples) - start >= self.block:
+            part = samples[start : start + self.block]
+            self.mins.append(min(part))
+            self.maxs.append(max(part))
+            start += self.block
+            if len(self.mins) >= 2 * self.target_blocks:
+                self._halve()
+        self._pending = samples[start:]
+
+    def finish(self) -> None:
+        if self._pending:
+            self.mins.append(min(self._pending))
+            self.maxs.append(max(self._pending))
+            self._pending = array("h")
+
+    def _halve(self) -> None:
+        self.mins = array("h", (min(self.mins[i], self.mins[i + 1]) for i in range(0, len(self.mins), 2)))
+        self.maxs = array("h", (max(self.maxs[i], self.maxs[i + 1]) for i in range(0, len(self.maxs), 2)))
+        self.block *= 2
+
+    def level(self, buckets: int) -> dict[str, Any]:
+        """`buckets` min/max pairs (fewer if the audio has fewer blocks), interleaved as audiowaveform does."""
+        blocks = len(self.mins)
+        count = min(buckets, blocks)
+        data: list[int] = []
+        for index in range(count):
+            first, last = index * blocks // count, (index + 1) * blocks // count
+            data += [min(self.mins[first:last]), max(self.maxs[first:last])]
+        return {
+            "buckets": count,
+            "samples_per_bucket": round(self.total / count, 3) if count else 0,
+            "data": data,
+        }
+
+    def to_document(self, levels: tuple[int, ...], *, sample_rate: int) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "channels": 1,
+            "sample_rate": sample_rate,
+            "bits": 16,
+            "samples": self.total,
+            "duration_seconds": round(self.total / sample_rate, 3),
+            "levels": [self.level(n) for n in sorted(set(levels))],
+        }

@@ -1,0 +1,96 @@
+"""Values the stages return: what was measured (MediaMetadata) and what was written (StageOutput).
+
+Stages never touch the database or object storage; the worker (or a Kubernetes Job) turns these
+values into AssetMetadata / AssetProxy rows and uploads the files they name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from mediaingest.models.enums import ProxyType
+
+ProgressCallback = Callable[[float, str], None]
+"""Called with a fraction in [0, 1] and a short message; never more than a few times a second."""
+
+Bucket = Literal["processed", "proxies"]
+
+
+@dataclass
+class MediaMetadata:
+    """What probe measured. Field names mirror the AssetMetadata columns one to one."""
+
+    format_name: str | None = None
+    duration_seconds: float | None = None
+    bitrate: int | None = None
+    # video
+    video_codec: str | None = None
+    video_profile: str | None = None
+    video_bitrate: int | None = None
+    width: int | None = None  # as stored in the stream, before sample aspect ratio and rotation
+    height: int | None = None
+    display_width: int | None = None  # as shown: sample aspect ratio and rotation applied
+    display_height: int | None = None
+    display_aspect_ratio: str | None = None  # "16:9", of the displayed picture
+    rotation: int = 0  # degrees clockwise to turn the stored picture for display: 0, 90, 180, 270
+    fps: float | None = None
+    pixel_format: str | None = None
+    bit_depth: int | None = None
+    color_space: str | None = None
+    color_primaries: str | None = None
+    color_transfer: str | None = None
+    color_range: str | None = None
+    has_hdr: bool = False
+    hdr_format: str | None = None  # "PQ" or "HLG"
+    mastering_display: dict[str, float] | None = None
+    content_light_level: dict[str, int] | None = None  # {"MaxCLL": …, "MaxFALL": …}
+    # audio
+    audio_codec: str | None = None
+    audio_bitrate: int | None = None
+    channels: int | None = None
+    channel_layout: str | None = None
+    sample_rate: int | None = None
+    has_audio: bool = False
+    has_video: bool = False  # a real picture stream; cover art attached to audio does not count
+    # images
+    color_depth: int | None = None  # bits per channel
+    has_alpha: bool = False
+    exif: dict[str, Any] | None = None
+    iptc: dict[str, Any] | None = None
+    image_format: str | None = None  # Pillow's name: "JPEG", "PNG", …
+    raw: dict[str, Any] | None = None  # ffprobe's JSON as it came
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MediaMetadata:
+        """Rebuild from a stored row or JSON; unknown keys (ids, timestamps) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+
+@dataclass
+class StageOutput:
+    """One file a stage wrote into its output folder; the worker uploads it under a key built from path.name."""
+
+    kind: ProxyType
+    path: Path
+    bucket: Bucket
+    format: str  # "mp4", "webm", "jpeg", "webp", "png", "vtt", "json"
+    content_type: str
+    resolution: str | None = None  # "720p" for video renditions, "1280x720" for stills
+    width: int | None = None
+    height: int | None = None
+    quality: str | None = None  # how it was encoded, e.g. "crf23/veryfast", "q85", "copy"
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageResult:
+    outputs: list[StageOutput] = field(default_factory=list)
+    metadata: MediaMetadata | None = None  # set by probe only
+    message: str = ""
