@@ -1,0 +1,253 @@
+"""The HTTP side of the local backend: serves the URLs `LocalStorage` signs, speaking S3's protocol.
+
+    PUT  /storage/{bucket}/{key}                          a whole object (presign_put)
+    PUT  /storage/{bucket}/{key}?uploadId=…&partNumber=…  one part of a multipart upload
+    GET  /storage/{bucket}/{key}                          a download (presign_get), Range supported
+    HEAD /storage/{bucket}/{key}                          the same URL as GET, headers only
+    OPTIONS                                               CORS preflight for browser uploads
+
+Like S3: a PUT answers 200 with `ETag: "<md5>"`, errors are `<Error><Code>…</Code><Message>…</Message>`
+XML (SignatureDoesNotMatch, AccessDenied, BadDigest, IncompleteBody, NoSuchKey, …), and the client
+needs nothing but the URL and the headers it was given. The signature and expiry are checked before
+any byte of the body is read; the body is streamed to a temp file in the store (never held in
+memory), hashed on the way, and moved into place only once its size and checksum are right.
+
+Mount with `app.include_router(router)` and set `app.state.storage` to the app's `LocalStorage`.
+Responses carry permissive CORS headers (`*`, no credentials): a signed URL is itself the credential,
+as with S3 buckets configured for direct browser uploads.
+"""
+
+from __future__ import annotations
+
+import hmac
+from xml.sax.saxutils import escape
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from mediaingest.exceptions import MediaIngestError, ObjectNotFoundError, SignatureError, StorageError
+from mediaingest.logging import get_logger
+from mediaingest.storage import signing
+from mediaingest.storage.encoding import decode_metadata, encode_metadata
+from mediaingest.storage.errors import InvalidKeyError, InvalidPartError
+from mediaingest.storage.local import LocalStorage, ObjectWriter
+
+log = get_logger(__name__)
+
+router = APIRouter(prefix="/storage", tags=["storage"], include_in_schema=False)
+
+# Received chunks are small (uvicorn hands over ~64 KiB); writing and hashing them in batches of
+# this size, off the event loop, keeps the loop free without a thread hop per chunk.
+WRITE_BATCH = 1024 * 1024
+META_PREFIX = "x-amz-meta-"
+CHECKSUM_HEADER = "x-amz-checksum-sha256"
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "ETag, Content-Range, Accept-Ranges, x-amz-checksum-sha256",
+}
+
+
+class S3Error(Exception):
+    """An error answered the way S3 answers it."""
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+
+
+def _error_response(error: S3Error) -> Response:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{escape(error.code)}</Code><Message>{escape(error.message)}</Message></Error>"
+    )
+    return Response(body, status_code=error.status_code, media_type="application/xml", headers=CORS_HEADERS)
+
+
+def _translate(exc: MediaIngestError) -> S3Error:
+    """Our error tree to S3's codes. Messages are ours, written for clients: no paths, no secrets."""
+    if isinstance(exc, SignatureError):
+        if exc.details.get("reason") == "expired":
+            return S3Error(403, "AccessDenied", "Request has expired")
+        return S3Error(403, "SignatureDoesNotMatch", exc.message)
+    if isinstance(exc, ObjectNotFoundError):
+        return S3Error(404, str(exc.details.get("s3_code", "NoSuchKey")), exc.message)
+    if isinstance(exc, InvalidKeyError):
+        return S3Error(400, "InvalidArgument", exc.message)
+    if isinstance(exc, InvalidPartError):
+        return S3Error(400, "InvalidPart", exc.message)
+    return S3Error(500, "InternalError", "We encountered an internal error. Please try again.")
+
+
+def _local_storage(request: Request) -> LocalStorage:
+    storage = getattr(request.app.state, "storage", None)
+    if not isinstance(storage, LocalStorage):
+        # Mounted while STORAGE_BACKEND=s3: there is nothing here to serve.
+        raise S3Error(404, "NoSuchBucket", "The local storage backend is not enabled.")
+    return storage
+
+
+def _int_param(value: str | None) -> int | None:
+    """Query integers; anything unparsable becomes None, which then fails signature verification."""
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > 19:
+        return None
+    return int(value)
+
+
+def _signature(request: Request) -> str:
+    return request.query_params.get(signing.SIGNATURE_PARAM, "")
+
+
+async def _receive_body(request: Request, writer: ObjectWriter, *, limit: int) -> None:
+    """Streams the body into `writer`, stopping as soon as it exceeds `limit` bytes."""
+    pending = bytearray()
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise S3Error(400, "EntityTooLarge", "The body is longer than the signed size.")
+        pending += chunk
+        if len(pending) >= WRITE_BATCH:
+            await run_in_threadpool(writer.write, pending)
+            pending = bytearray()
+    if pending:
+        await run_in_threadpool(writer.write, pending)
+
+
+@router.put("/{bucket}/{key:path}")
+async def put_object(bucket: str, key: str, request: Request) -> Response:
+    writer: ObjectWriter | None = None
+    try:
+        storage = _local_storage(request)
+        query = request.query_params
+        headers = request.headers
+        is_part = signing.UPLOAD_ID_PARAM in query or signing.PART_NUMBER_PARAM in query
+        metadata = {name[len(META_PREFIX) :]: value for name, value in headers.items() if name.startswith(META_PREFIX)}
+        signed = signing.SignedRequest(
+            method="PUT",
+            bucket=bucket,
+            key=key,
+            expires=_int_param(query.get(signing.EXPIRES_PARAM)),
+            size=_int_param(query.get(signing.SIZE_PARAM)),
+            # A part signs neither type, checksum nor metadata (S3 takes them at create time).
+            content_type=None if is_part else headers.get("content-type"),
+            checksum_sha256=None if is_part else headers.get(CHECKSUM_HEADER),
+            metadata={} if is_part else metadata,
+            upload_id=query.get(signing.UPLOAD_ID_PARAM),
+            part_number=_int_param(query.get(signing.PART_NUMBER_PARAM)),
+        )
+        storage.verify(signed, _signature(request))
+        if is_part and metadata:
+            raise S3Error(400, "InvalidArgument", "Parts take no metadata; give it when the upload starts.")
+        size = signed.size
+        if size is None:  # only signed URLs get here, and every signed PUT carries its size
+            raise S3Error(400, "InvalidArgument", "The signed URL carries no size.")
+
+        declared = headers.get("content-length")
+        if declared is None:
+            raise S3Error(411, "MissingContentLength", "You must provide the Content-Length HTTP header.")
+        if _int_param(declared) != size:
+            raise S3Error(400, "IncompleteBody", "Content-Length differs from the signed size.")
+
+        writer = await run_in_threadpool(storage.new_writer)
+        await _receive_body(request, writer, limit=size)
+        if writer.size != size:
+            raise S3Error(400, "IncompleteBody", "The body is shorter than the signed size.")
+        response_headers = dict(CORS_HEADERS)
+        if signed.checksum_sha256 is not None:
+            if not hmac.compare_digest(writer.checksum_sha256_b64, signed.checksum_sha256):
+                raise S3Error(400, "BadDigest", "The SHA256 you specified did not match the calculated checksum.")
+            response_headers["x-amz-checksum-sha256"] = signed.checksum_sha256
+
+        if is_part:
+            assert signed.upload_id is not None and signed.part_number is not None  # signed, so present
+            etag = await run_in_threadpool(
+                storage.commit_part,
+                writer,
+                bucket,
+                key,
+                upload_id=signed.upload_id,
+                part_number=signed.part_number,
+            )
+        else:
+            info = await run_in_threadpool(
+                lambda: storage.commit_object(
+                    writer, bucket, key, content_type=signed.content_type, metadata=decode_metadata(metadata)
+                )
+            )
+            etag = info.etag
+        log.info("storage.local_put", bucket=bucket, key=key, size=size, part=signed.part_number)
+        return Response(status_code=200, headers={**response_headers, "ETag": f'"{etag}"'})
+    except S3Error as exc:
+        return _error_response(exc)
+    except ClientDisconnect:
+        # The client went away mid-body: nothing is stored, and nobody is left to answer.
+        log.info("storage.local_put_disconnected", bucket=bucket, key=key)
+        return _error_response(S3Error(400, "IncompleteBody", "The client disconnected."))
+    except MediaIngestError as exc:
+        error = _translate(exc)
+        if error.status_code >= 500:
+            log.warning("storage.local_put_failed", bucket=bucket, key=key, error=exc.message)
+        return _error_response(error)
+    except Exception:
+        # Still an S3-shaped answer for the client; the traceback goes to our log only.
+        log.exception("storage.local_put_crashed", bucket=bucket, key=key)
+        return _error_response(S3Error(500, "InternalError", "We encountered an internal error."))
+    finally:
+        if writer is not None:
+            writer.discard()  # a no-op once committed
+
+
+@router.api_route("/{bucket}/{key:path}", methods=["GET", "HEAD"])
+async def get_object(bucket: str, key: str, request: Request) -> Response:
+    """Serves a signed GET URL; HEAD is accepted with the same URL (it reveals less than GET)."""
+    try:
+        storage = _local_storage(request)
+        query = request.query_params
+        disposition = query.get(signing.DISPOSITION_PARAM)
+        signed = signing.SignedRequest(
+            method="GET",
+            bucket=bucket,
+            key=key,
+            expires=_int_param(query.get(signing.EXPIRES_PARAM)),
+            content_disposition=disposition,
+        )
+        storage.verify(signed, _signature(request))
+        path, stat, info = await run_in_threadpool(storage.open_for_read, bucket, key)
+    except S3Error as exc:
+        return _error_response(exc)
+    except MediaIngestError as exc:
+        if isinstance(exc, StorageError) and not isinstance(exc, ObjectNotFoundError | InvalidKeyError):
+            log.warning("storage.local_get_failed", bucket=bucket, key=key, error=exc.message)
+        return _error_response(_translate(exc))
+
+    headers = {**CORS_HEADERS, "ETag": f'"{info.etag}"'}
+    headers.update({f"{META_PREFIX}{name}": value for name, value in encode_metadata(info.metadata).items()})
+    if disposition:
+        headers["Content-Disposition"] = disposition
+    # FileResponse streams in chunks and answers Range (206, Content-Range, 416) and HEAD itself; it
+    # keeps our ETag (its own is only a default) and takes the stat that matches the sidecar.
+    return FileResponse(
+        path,
+        media_type=info.content_type or "application/octet-stream",
+        headers=headers,
+        stat_result=stat,
+    )
+
+
+@router.options("/{bucket}/{key:path}")
+async def preflight(bucket: str, key: str, request: Request) -> Response:
+    """CORS preflight: any origin may send the signed request; the signature decides the rest."""
+    requested = request.headers.get("access-control-request-headers")
+    headers = {
+        **CORS_HEADERS,
+        "Access-Control-Allow-Methods": "GET, HEAD, PUT",
+        "Access-Control-Max-Age": "3600",
+    }
+    if requested:
+        headers["Access-Control-Allow-Headers"] = requested
+    return Response(status_code=200, headers=headers)
