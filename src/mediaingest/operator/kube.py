@@ -7,24 +7,52 @@ from the in-cluster service account, else the kubeconfig, never at import.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import kopf
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from mediaingest.operator import naming
 
 
-def load_api_client() -> kubernetes.client.ApiClient:
-    """In-cluster service account first, then $KUBECONFIG / ~/.kube/config."""
+def load_configuration() -> kubernetes.client.Configuration:
+    """In-cluster service account first, then $KUBECONFIG (read now, not at import) or ~/.kube/config."""
     configuration = kubernetes.client.Configuration()
     try:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=configuration)
-    return kubernetes.client.ApiClient(configuration)
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
+    return configuration
+
+
+def load_api_client() -> kubernetes.client.ApiClient:
+    return kubernetes.client.ApiClient(load_configuration())
+
+
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials, from the same configuration the operator's own client uses."""
+    configuration = load_configuration()
+    # Newer clients keep the token under "BearerToken", older ones under "authorization".
+    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
+        "authorization"
+    )
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0] if parts else None)
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import kopf
 
-from mediaingest.operator import naming
+from mediaingest.operator import kube, naming
 from mediaingest.operator.handlers import handle_asset, handle_job, lifecycle
 from mediaingest.operator.settings import OperatorSettings
 
@@ -26,7 +26,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     asset = (naming.GROUP, naming.VERSION, naming.PLURAL)
 
     # In-cluster service account, else the kubeconfig: the same rule as the operator's own client.
-    kopf.on.login(registry=registry)(kopf.login_via_client)
+    kopf.on.login(registry=registry)(kube.login)
     kopf.on.startup(registry=registry)(lifecycle.startup)
     kopf.on.cleanup(registry=registry)(lifecycle.cleanup)
     kopf.on.probe(registry=registry, id="running_jobs")(lifecycle.probe_running_jobs)

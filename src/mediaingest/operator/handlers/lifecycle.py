@@ -46,6 +46,10 @@ async def startup(
     settings.persistence.finalizer = f"{naming.GROUP}/operator"
     # Kubernetes Events only for warnings and errors (e.g. a cap wait), not every handler run.
     settings.posting.level = logging.WARNING
+    if config.namespace != "*":
+        # One known namespace: no cluster-wide listing of namespaces and CRDs, so a namespaced Role
+        # is all the RBAC the operator needs.
+        settings.scanning.disabled = True
     settings.execution.max_workers = 8  # threads for the synchronous client and database calls
 
     ledger = CapacityLedger(

