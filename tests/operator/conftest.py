@@ -177,7 +177,6 @@ class ApiServer(kmock.KubernetesEmulator):
     creationTimestamp): the kubernetes client refuses owner references without the owner's uid.
     kmock never bumps resourceVersion, so kopf's optimistic JSON-patch `test` on it always holds."""
 
-
     async def _handle(self, request: kmock.Request) -> Any:
         if (
             request.resource is not None

@@ -51,8 +51,12 @@ def test_stage_job_for_every_stage_is_a_valid_hardened_job(
     asset = asset_factory(owner="auth0|tenant-7")
     for stage in Stage:
         job = build_stage_job(
-            asset=asset, asset_name=naming.asset_resource_name(asset.asset_id), namespace="media",
-            stage=stage, attempt=2, settings=operator_settings,
+            asset=asset,
+            asset_name=naming.asset_resource_name(asset.asset_id),
+            namespace="media",
+            stage=stage,
+            attempt=2,
+            settings=operator_settings,
         )
         kube_validate(job)
         spec = job["spec"]
@@ -64,7 +68,14 @@ def test_stage_job_for_every_stage_is_a_valid_hardened_job(
         assert spec["activeDeadlineSeconds"] == config.active_deadline_seconds
         assert spec["ttlSecondsAfterFinished"] == operator_settings.ttl_seconds_after_finished
         assert container["command"] + container["args"] == [
-            "mediaingest", "run-stage", "--asset", asset.asset_id, "--stage", stage.value, "--attempt", "2",
+            "mediaingest",
+            "run-stage",
+            "--asset",
+            asset.asset_id,
+            "--stage",
+            stage.value,
+            "--attempt",
+            "2",
         ]
         assert container["image"] == "registry.example/mediaingest:1.2.3"
         assert container["resources"] == {"requests": config.requests, "limits": config.limits}
@@ -72,7 +83,8 @@ def test_stage_job_for_every_stage_is_a_valid_hardened_job(
         assert pod["volumes"] == [{"name": "scratch", "emptyDir": {"sizeLimit": config.scratch_size_limit}}]
         assert {"name": "WORK_DIR", "value": "/scratch"} in container["env"]
         assert container["envFrom"] == [
-            {"configMapRef": {"name": "mediaingest"}}, {"secretRef": {"name": "mediaingest"}},
+            {"configMapRef": {"name": "mediaingest"}},
+            {"secretRef": {"name": "mediaingest"}},
         ]
         security = container["securityContext"]
         assert security["readOnlyRootFilesystem"] and security["runAsNonRoot"]
@@ -100,8 +112,9 @@ def test_stage_job_options_from_settings(asset_factory, kube_validate) -> None:
         job_secret_name="sec",
     )
     asset = asset_factory(priority=JobPriority.URGENT)
-    job = build_stage_job(asset=asset, asset_name="asset-x", namespace="ns", stage=Stage.PROXIES, attempt=1,
-                          settings=settings)
+    job = build_stage_job(
+        asset=asset, asset_name="asset-x", namespace="ns", stage=Stage.PROXIES, attempt=1, settings=settings
+    )
     kube_validate(job)
     pod = job["spec"]["template"]["spec"]
     assert job["spec"]["activeDeadlineSeconds"] == 42
@@ -116,8 +129,10 @@ def test_stage_job_options_from_settings(asset_factory, kube_validate) -> None:
 
 def _job(conditions=None, **status):
     return {
-        "metadata": {"name": "asset-a-probe-1", "labels": {naming.LABEL_STAGE: "probe", naming.LABEL_ATTEMPT: "1",
-                                                            naming.LABEL_TENANT: "t"}},
+        "metadata": {
+            "name": "asset-a-probe-1",
+            "labels": {naming.LABEL_STAGE: "probe", naming.LABEL_ATTEMPT: "1", naming.LABEL_TENANT: "t"},
+        },
         "status": {**status, **({"conditions": conditions} if conditions else {})},
     }
 
@@ -125,14 +140,34 @@ def _job(conditions=None, **status):
 def test_observe_job_reads_state_from_conditions() -> None:
     running = observe_job(_job(active=1, startTime="2030-01-01T00:00:00Z"))
     assert running is not None and running.state == JobState.ACTIVE and running.started_at == "2030-01-01T00:00:00Z"
-    done = observe_job(_job([{"type": "Complete", "status": "True", "lastTransitionTime": "2030-01-01T00:01:00Z"}],
-                            succeeded=1, completionTime="2030-01-01T00:01:00Z"))
+    done = observe_job(
+        _job(
+            [{"type": "Complete", "status": "True", "lastTransitionTime": "2030-01-01T00:01:00Z"}],
+            succeeded=1,
+            completionTime="2030-01-01T00:01:00Z",
+        )
+    )
     assert done is not None and done.state == JobState.SUCCEEDED and done.finished_at == "2030-01-01T00:01:00Z"
-    failed = observe_job(_job([{"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
-                                "message": "exit code 3", "lastTransitionTime": "2030-01-01T00:02:00Z"}], failed=1))
+    failed = observe_job(
+        _job(
+            [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "PodFailurePolicy",
+                    "message": "exit code 3",
+                    "lastTransitionTime": "2030-01-01T00:02:00Z",
+                }
+            ],
+            failed=1,
+        )
+    )
     assert failed is not None and failed.state == JobState.FAILED
-    assert (failed.reason, failed.message, failed.finished_at) == ("PodFailurePolicy", "exit code 3",
-                                                                  "2030-01-01T00:02:00Z")
+    assert (failed.reason, failed.message, failed.finished_at) == (
+        "PodFailurePolicy",
+        "exit code 3",
+        "2030-01-01T00:02:00Z",
+    )
     # A FailureTarget condition alone (pods still terminating) is not the end yet.
     terminating = observe_job(_job([{"type": "FailureTarget", "status": "True"}], active=1))
     assert terminating is not None and terminating.state == JobState.ACTIVE
@@ -140,10 +175,22 @@ def test_observe_job_reads_state_from_conditions() -> None:
 
 
 def test_asset_spec_round_trip_and_rejects_bad_specs() -> None:
-    asset = AssetSpec(asset_id="a1", owner="o", media_type=MediaType.AUDIO, bucket="b", key="k", size=3,
-                      priority=JobPriority.HIGH, stages=(Stage.PROBE, Stage.AUDIO_VISUALS))
+    asset = AssetSpec(
+        asset_id="a1",
+        owner="o",
+        media_type=MediaType.AUDIO,
+        bucket="b",
+        key="k",
+        size=3,
+        priority=JobPriority.HIGH,
+        stages=(Stage.PROBE, Stage.AUDIO_VISUALS),
+    )
     assert AssetSpec.from_spec(asset.to_spec()) == asset
-    for broken in ({**asset.to_spec(), "stages": []}, {**asset.to_spec(), "stages": ["probe", "probe"]},
-                   {**asset.to_spec(), "mediaType": "HOLOGRAM"}, {"assetId": "a1"}):
+    for broken in (
+        {**asset.to_spec(), "stages": []},
+        {**asset.to_spec(), "stages": ["probe", "probe"]},
+        {**asset.to_spec(), "mediaType": "HOLOGRAM"},
+        {"assetId": "a1"},
+    ):
         with pytest.raises(ValueError, match="invalid MediaAsset spec"):
             AssetSpec.from_spec(broken)

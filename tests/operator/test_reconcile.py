@@ -28,7 +28,13 @@ NOW = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=3, backoff_base_seconds=10, backoff_max_seconds=25)
 NAME = "asset-a1"
 VIDEO = AssetSpec(
-    asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1, priority="NORMAL",  # type: ignore[arg-type]
+    asset_id="a1",
+    owner="u1",
+    media_type=MediaType.VIDEO,
+    bucket="b",
+    key="k",
+    size=1,
+    priority="NORMAL",  # type: ignore[arg-type]
     stages=(Stage.PROBE, Stage.PROXIES, Stage.THUMBNAILS, Stage.AUDIO_VISUALS),
 )
 
@@ -82,8 +88,12 @@ def test_new_asset_launches_the_probe_alone(step) -> None:
     decision = step()
     assert [(launch.stage, launch.attempt) for launch in decision.launches] == [(Stage.PROBE, 1)]
     assert decision.launches[0].job_name == f"{NAME}-probe-1"
-    assert phases(decision) == {"probe": "Running", "proxies": "Pending", "thumbnails": "Pending",
-                                "audio_visuals": "Pending"}
+    assert phases(decision) == {
+        "probe": "Running",
+        "proxies": "Pending",
+        "thumbnails": "Pending",
+        "audio_visuals": "Pending",
+    }
     assert decision.status["phase"] == "Running" and decision.status["stage"] == "probe"
     assert decision.status["progress"] == 0 and decision.status["observedGeneration"] == 1
     assert decision.status["conditions"][0]["status"] == "False"
@@ -104,7 +114,10 @@ def test_probe_success_starts_the_other_stages_in_plan_order(step) -> None:
     decision = step(status, [job(Stage.PROBE, 1, JobState.SUCCEEDED, finished_at="2030-01-01T12:00:30Z")])
     assert [launch.stage for launch in decision.launches] == [Stage.PROXIES, Stage.THUMBNAILS, Stage.AUDIO_VISUALS]
     assert decision.status["stages"]["probe"] == {
-        "phase": "Succeeded", "attempts": 1, "jobName": f"{NAME}-probe-1", "startedAt": "2030-01-01T12:00:00Z",
+        "phase": "Succeeded",
+        "attempts": 1,
+        "jobName": f"{NAME}-probe-1",
+        "startedAt": "2030-01-01T12:00:00Z",
         "finishedAt": "2030-01-01T12:00:30Z",
     }
     assert decision.status["progress"] == 25 and decision.status["stage"] == "proxies,thumbnails,audio_visuals"
@@ -161,8 +174,12 @@ def test_transient_failures_retry_with_exponential_backoff_then_fail(step) -> No
     assert final.status["phase"] == "Failed" and final.status["stage"] == "probe"
     assert final.status["message"].startswith("probe: gave up after 3 attempts")
     assert final.status["conditions"][0] == {
-        "type": "Ready", "status": "False", "reason": "StageFailed", "message": final.status["message"],
-        "lastTransitionTime": "2030-01-01T12:00:00Z", "observedGeneration": 1,
+        "type": "Ready",
+        "status": "False",
+        "reason": "StageFailed",
+        "message": final.status["message"],
+        "lastTransitionTime": "2030-01-01T12:00:00Z",
+        "observedGeneration": 1,
     }
     assert StageFailed(Stage.PROBE, 3, False, entry["message"], later) in final.transitions
     assert final.transitions[-1] == AssetFinished(final.phase, final.status["message"], later)
@@ -179,8 +196,12 @@ def test_exit_code_3_fails_at_once_and_cancels_the_rest(step, failure: dict[str,
     status = step().status
     decision = step(status, [job(Stage.PROBE, 1, JobState.FAILED, **failure)])
     assert not decision.launches
-    assert phases(decision) == {"probe": "Failed", "proxies": "Cancelled", "thumbnails": "Cancelled",
-                                "audio_visuals": "Cancelled"}
+    assert phases(decision) == {
+        "probe": "Failed",
+        "proxies": "Cancelled",
+        "thumbnails": "Cancelled",
+        "audio_visuals": "Cancelled",
+    }
     assert decision.status["phase"] == "Failed"
     assert decision.status["stages"]["proxies"]["message"] == "not run: probe failed"
     assert [type(item) for item in decision.transitions] == [StageFailed, AssetFinished]
@@ -216,9 +237,15 @@ def test_caps_postpone_launches_and_say_why(step) -> None:
     status = step().status
     status = step(status, [job(Stage.PROBE, 1, JobState.SUCCEEDED)], admit=lambda *_: None).status
     allowed = iter([None, "tenant cap: 2/2 Jobs of this owner running", "tenant cap: 2/2 Jobs of this owner running"])
-    partial = step(status, [job(Stage.PROBE, 1, JobState.SUCCEEDED)] + [job(Stage.PROXIES, 1, JobState.ACTIVE)],
-                   admit=lambda *_: next(allowed))
+    partial = step(
+        status,
+        [job(Stage.PROBE, 1, JobState.SUCCEEDED), job(Stage.PROXIES, 1, JobState.ACTIVE)],
+        admit=lambda *_: next(allowed),
+    )
     assert partial.status["phase"] == "Running"
+    # proxies was already on the watch (adopted, not admitted again); thumbnails got the last slot.
+    assert [launch.stage for launch in partial.launches] == [Stage.THUMBNAILS]
+    assert phases(partial)["audio_visuals"] == "Pending" and partial.waiting_for_capacity
 
 
 def test_admission_is_asked_in_plan_order_until_refused(step) -> None:
