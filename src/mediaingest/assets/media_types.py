@@ -130,5 +130,10 @@ def sanitize_filename(raw: str, *, fallback_extension: str) -> str:
     return f"{stem}.{extension}"
 
 
+def printable_name(raw: str, *, limit: int = 1024) -> str:
+    """The client's name as given, minus control characters (PostgreSQL text cannot even hold NUL)."""
+    return "".join(ch for ch in unicodedata.normalize("NFC", raw) if unicodedata.category(ch)[0] != "C")[:limit]
+
+
 def extension_of(filename: str) -> str:
     return filename.rsplit(".", 1)[-1]

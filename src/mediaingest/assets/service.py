@@ -21,6 +21,7 @@ from mediaingest.assets.media_types import (
     ALLOWED_MIME_TYPES,
     SNIFF_BYTES,
     extension_of,
+    printable_name,
     sanitize_filename,
     sniff,
 )
@@ -105,7 +106,7 @@ class AssetService:
             owner_id=principal.user_id,
             project_id=request.project_id,
             name=name,
-            original_name=request.file_name[:1024],
+            original_name=printable_name(request.file_name),
             type=media_type,
             file_size=request.file_size,
             mime_type=mime_type,

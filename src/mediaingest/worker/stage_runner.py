@@ -161,7 +161,7 @@ def execute_stage(
         output_dir = workspace / "out"
         output_dir.mkdir()
         result = run_stage_function(
-            stage, source, media_type, metadata, output_dir, options=ctx.options, on_progress=progress
+            stage, source, media_type, metadata, output_dir, options=ctx.options, on_progress=progress, cancel=cancel
         )
         if cancel.is_set():
             raise StageCancelledError(f"{stage.value} cancelled")
