@@ -168,6 +168,9 @@ class S3Storage(Storage):
         headers = {"Content-Type": content_type, "Content-Length": str(size)}
         if sha256:
             params["ChecksumSHA256"] = headers["x-amz-checksum-sha256"] = sha256_hex_to_b64(sha256)
+            # Redundant for AWS (the checksum header alone suffices) but some S3-compatible stores,
+            # moto among them, only keep the checksum when the algorithm is named too.
+            params["ChecksumAlgorithm"] = headers["x-amz-sdk-checksum-algorithm"] = "SHA256"
         headers.update({f"x-amz-meta-{name}": value for name, value in encoded.items()})
         expires_at = datetime.now(UTC) + timedelta(seconds=expires_in)
         url = self._presign("put_object", params, expires_in, "PUT", bucket)

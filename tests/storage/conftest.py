@@ -1,0 +1,39 @@
+"""Storage fixtures: S3Storage against moto's server (fixtures.s3), LocalStorage over uvicorn
+(fixtures.storage)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from fixtures.s3 import MotoS3Server, moto_s3_server  # noqa: F401
+from fixtures.storage import local, local_bucket, local_server  # noqa: F401
+from mediaingest.storage.s3 import S3Storage
+
+
+@pytest.fixture
+def s3_storage(moto_s3_server: MotoS3Server) -> S3Storage:  # noqa: F811
+    return S3Storage(
+        region=moto_s3_server.region,
+        endpoint_url=moto_s3_server.endpoint_url,
+        access_key_id=moto_s3_server.access_key_id,
+        secret_access_key=moto_s3_server.secret_access_key,
+        force_path_style=True,
+        max_attempts=2,
+    )
+
+
+@pytest.fixture
+def s3_bucket(s3_storage: S3Storage) -> str:
+    bucket = f"test-{uuid.uuid4().hex[:16]}"
+    s3_storage.ensure_buckets([bucket])
+    return bucket
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30) as client:
+        yield client
