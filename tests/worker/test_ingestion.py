@@ -1,0 +1,220 @@
+"""Upload → confirm → worker → READY, with the real pipeline, storage and database."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from conftest import SettingsFactory, Users
+from fixtures.media import make_video
+from fixtures.uploads import put_bytes, request_upload, upload
+from mediaingest.api import create_app
+from mediaingest.config import Settings
+from mediaingest.models import AssetProxy, IngestionJob
+from mediaingest.models.enums import IngestionJobStatus, IngestionJobType
+from mediaingest.worker.loop import embedded_worker
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ingest_settings(make_settings: SettingsFactory) -> Settings:
+    return make_settings(worker_lease_seconds=5, worker_heartbeat_seconds=1, proxy_heights=[360, 720])
+
+
+@pytest.fixture
+def api(ingest_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(ingest_settings, configure_logs=False)) as client:
+        yield client
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def status_of(api: TestClient, headers: dict[str, str], asset_id: str) -> dict[str, Any]:
+    response = api.get(f"/api/assets/{asset_id}/status", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def test_video_is_ingested_to_ready_with_visible_progress(
+    api: TestClient, ingest_settings: Settings, users: Users, media_dir: Path
+) -> None:
+    # MPEG-4 Part 2 is not web-playable: every rung is encoded, long enough to watch progress.
+    source = make_video(media_dir / "progress.mp4", duration=10, size="1280x720", fps=25, video_codec="mpeg4")
+    user_id, headers = users.create()
+    asset_id = upload(api, headers, source, mime_type="video/mp4")["assetId"]
+    observed: list[dict[str, Any]] = []
+
+    with embedded_worker(ingest_settings):
+
+        def ready() -> bool:
+            status = status_of(api, headers, asset_id)
+            observed.append(status)
+            assert status["processingStatus"] != "FAILED", status
+            return status["processingStatus"] == "READY"
+
+        wait_for(ready, timeout=120, interval=0.05)
+
+    running = [s["currentJob"] for s in observed if s["currentJob"] and s["currentJob"]["status"] == "RUNNING"]
+    assert any(0 < job["progress"] < 100 for job in running), running
+    assert {s["processingStatus"] for s in observed} >= {"PROCESSING", "READY"}
+    final = observed[-1]
+    assert final["currentJob"]["progress"] == 100
+    assert {job["type"]: job["status"] for job in final["jobs"]} == {
+        "METADATA_EXTRACTION": "COMPLETED", "PROXY_GENERATION": "COMPLETED",
+        "THUMBNAIL_GENERATION": "COMPLETED", "AUDIO_ANALYSIS": "COMPLETED",
+    }  # fmt: skip
+    assert all(job["attempts"] == 1 and job["retries"] == 0 for job in final["jobs"])
+
+    detail = api.get(f"/api/assets/{asset_id}", headers=headers).json()["data"]
+    assert detail["checksum"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    metadata = detail["metadata"]
+    assert (metadata["width"], metadata["height"], metadata["videoCodec"]) == (1280, 720, "mpeg4")
+    assert metadata["audioCodec"] == "aac" and metadata["hasAudio"] is True
+    assert metadata["durationSeconds"] == pytest.approx(10, abs=0.2)
+    renditions = sorted((p["resolution"], p["width"], p["height"]) for p in detail["proxies"] if p["type"] == "VIDEO")
+    assert renditions == [("360p", 640, 360), ("720p", 1280, 720)]
+    by_type = {p["type"] for p in detail["proxies"]}
+    assert by_type >= {"VIDEO", "POSTER", "SPRITE_SHEET", "STORYBOARD", "WAVEFORM", "SPECTROGRAM", "WAVEFORM_PEAKS"}
+    for proxy in detail["proxies"]:
+        fetched = api.get(proxy["url"])
+        assert fetched.status_code == 200, proxy
+        assert len(fetched.content) == proxy["sizeBytes"]
+    poster = next(p for p in detail["proxies"] if p["type"] == "POSTER")
+    assert api.get(poster["url"]).content[:3] == b"\xff\xd8\xff"
+    # Every derived object in storage has its row, and no row points at a missing object.
+    storage = api.app.state.storage  # type: ignore[attr-defined]
+    stored = {
+        (bucket, key)
+        for bucket in (ingest_settings.bucket_processed, ingest_settings.bucket_proxies)
+        for key in storage.list_keys(bucket, f"assets/{user_id}/{asset_id}/")
+    }
+    assert stored == _rows(api, asset_id)
+
+
+def _rows(api: TestClient, asset_id: str) -> set[tuple[str, str]]:
+    with api.app.state.session_factory() as session:  # type: ignore[attr-defined]
+        rows = session.execute(
+            sa.select(AssetProxy.storage_bucket, AssetProxy.storage_key).where(AssetProxy.asset_id == asset_id)
+        ).all()
+    return {(bucket, key) for bucket, key in rows}
+
+
+@pytest.mark.parametrize(
+    ("fixture", "mime", "expected_types", "expected_jobs"),
+    [
+        (
+            "small_audio",
+            "audio/wav",
+            {"WAVEFORM", "SPECTROGRAM", "WAVEFORM_PEAKS"},
+            {"METADATA_EXTRACTION", "AUDIO_ANALYSIS"},
+        ),
+        ("small_jpeg", "image/jpeg", {"THUMBNAIL"}, {"METADATA_EXTRACTION", "THUMBNAIL_GENERATION"}),
+        (
+            "silent_video",
+            "video/mp4",
+            {"VIDEO", "POSTER", "SPRITE_SHEET", "STORYBOARD"},
+            {"METADATA_EXTRACTION", "PROXY_GENERATION", "THUMBNAIL_GENERATION"},
+        ),
+    ],
+)
+def test_each_media_type_runs_its_plan(
+    api: TestClient, ingest_settings: Settings, users: Users, request: pytest.FixtureRequest,
+    fixture: str, mime: str, expected_types: set[str], expected_jobs: set[str],
+) -> None:  # fmt: skip
+    source: Path = request.getfixturevalue(fixture)
+    _, headers = users.create()
+    asset_id = upload(api, headers, source, mime_type=mime)["assetId"]
+    with embedded_worker(ingest_settings):
+        wait_for(lambda: status_of(api, headers, asset_id)["processingStatus"] in ("READY", "FAILED"), timeout=90)
+    status = status_of(api, headers, asset_id)
+    assert status["processingStatus"] == "READY", status
+    assert {job["type"] for job in status["jobs"]} == expected_jobs
+    detail = api.get(f"/api/assets/{asset_id}", headers=headers).json()["data"]
+    assert {p["type"] for p in detail["proxies"]} == expected_types
+    for proxy in detail["proxies"]:
+        if proxy["format"] in ("png", "jpeg", "jpg", "webp"):
+            image = Image.open(io.BytesIO(api.get(proxy["url"]).content))
+            assert image.size == (proxy["width"], proxy["height"])
+
+
+def test_corrupt_media_fails_permanently_after_one_attempt(
+    api: TestClient, ingest_settings: Settings, users: Users, small_video: Path, tmp_path: Path
+) -> None:
+    # A real MP4 header (so the type sniffing accepts it) followed by garbage: ffprobe cannot read it.
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(small_video.read_bytes()[:64] + bytes(range(256)) * 64)
+    _, headers = users.create()
+    asset_id = upload(api, headers, corrupt, mime_type="video/mp4")["assetId"]
+    with embedded_worker(ingest_settings):
+        wait_for(lambda: status_of(api, headers, asset_id)["processingStatus"] == "FAILED", timeout=60)
+    status = status_of(api, headers, asset_id)
+    [probe] = status["jobs"]
+    assert (probe["type"], probe["status"], probe["attempts"], probe["retries"]) == (
+        "METADATA_EXTRACTION", "FAILED", 1, 0,
+    )  # fmt: skip
+    assert status["error"].startswith("probe stage failed: ")
+    assert probe["error"] and "Traceback" not in probe["error"]
+
+
+def test_deleting_an_asset_while_it_is_processed_stops_the_work(
+    api: TestClient, ingest_settings: Settings, users: Users, media_dir: Path
+) -> None:
+    source = make_video(media_dir / "long.mp4", duration=20, size="1280x720", fps=25)
+    user_id, headers = users.create()
+    asset_id = upload(api, headers, source, mime_type="video/mp4")["assetId"]
+    session_factory = api.app.state.session_factory  # type: ignore[attr-defined]
+
+    def proxies_running() -> bool:
+        with session_factory() as session:
+            job = session.scalar(
+                sa.select(IngestionJob).where(
+                    IngestionJob.asset_id == asset_id, IngestionJob.type == IngestionJobType.PROXY_GENERATION
+                )
+            )
+            return job is not None and job.status == IngestionJobStatus.RUNNING and job.progress > 0
+
+    with embedded_worker(ingest_settings) as worker:
+        wait_for(proxies_running, timeout=60)
+        assert api.delete(f"/api/assets/{asset_id}", headers=headers).status_code == 200
+        wait_for(lambda: not worker._running, timeout=30)  # the heartbeat noticed and ffmpeg was stopped
+    storage = api.app.state.storage  # type: ignore[attr-defined]
+    for bucket in ("incoming", "processed", "proxies"):
+        assert storage.list_keys(bucket, f"assets/{user_id}/{asset_id}/") == []
+    assert storage.list_keys("incoming", f"uploads/{user_id}/") == []
+    with session_factory() as session:
+        assert session.scalars(sa.select(AssetProxy).where(AssetProxy.asset_id == asset_id)).all() == []
+
+
+def test_a_second_confirm_after_ready_changes_nothing(
+    api: TestClient, ingest_settings: Settings, users: Users, small_jpeg: Path
+) -> None:
+    _, headers = users.create()
+    data = small_jpeg.read_bytes()
+    ticket = request_upload(api, headers, file_name="p.jpg", size=len(data), mime_type="image/jpeg").json()["data"]
+    body = put_bytes(api, ticket, data)
+    assert api.post("/api/assets/confirm-upload", json=body, headers=headers).status_code == 200
+    with embedded_worker(ingest_settings):
+        wait_for(lambda: status_of(api, headers, ticket["assetId"])["processingStatus"] == "READY", timeout=60)
+        before = _rows(api, ticket["assetId"])
+        assert api.post("/api/assets/confirm-upload", json=body, headers=headers).status_code == 200
+        time.sleep(0.5)
+    assert status_of(api, headers, ticket["assetId"])["processingStatus"] == "READY"
+    assert _rows(api, ticket["assetId"]) == before
