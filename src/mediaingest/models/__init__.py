@@ -3,5 +3,16 @@
 from mediaingest.models.asset import AssetMetadata, AssetProxy, MediaAsset
 from mediaingest.models.job import IngestionJob
 from mediaingest.models.user import ApiToken, User
+from mediaingest.models.webhook import WebhookDelivery, WebhookDeliveryStatus, WebhookSecret
 
-__all__ = ["ApiToken", "AssetMetadata", "AssetProxy", "IngestionJob", "MediaAsset", "User"]
+__all__ = [
+    "ApiToken",
+    "AssetMetadata",
+    "AssetProxy",
+    "IngestionJob",
+    "MediaAsset",
+    "User",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookSecret",
+]
