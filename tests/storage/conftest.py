@@ -9,13 +9,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from fixtures.s3 import MotoS3Server, moto_s3_server  # noqa: F401
-from fixtures.storage import local, local_bucket, local_server  # noqa: F401
+from fixtures.s3 import MotoS3Server
 from mediaingest.storage.s3 import S3Storage
 
 
 @pytest.fixture
-def s3_storage(moto_s3_server: MotoS3Server) -> S3Storage:  # noqa: F811
+def s3_storage(moto_s3_server: MotoS3Server) -> S3Storage:
     return S3Storage(
         region=moto_s3_server.region,
         endpoint_url=moto_s3_server.endpoint_url,

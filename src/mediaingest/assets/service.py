@@ -50,6 +50,7 @@ from mediaingest.exceptions import (
 from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, MediaType, UploadStatus
 from mediaingest.storage.base import CompletedPart, Storage
+from mediaingest.storage.errors import InvalidPartError
 from mediaingest.users.auth import Principal
 
 log = structlog.stdlib.get_logger(__name__)
@@ -252,8 +253,10 @@ class AssetService:
                 upload_id=asset.multipart_upload_id,
                 parts=[CompletedPart(part.part_number, _normalize_etag(part.etag)) for part in request.parts],
             )
+        except InvalidPartError:
+            raise  # 422 naming the bad part; the upload stays open, as on S3, for a corrected confirm
         except StorageError as exc:
-            # Missing or mismatched parts: the client can upload the rest and confirm again.
+            # Parts not uploaded yet (or the upload is gone): the client can upload the rest and confirm again.
             raise ConflictError(f"could not complete the multipart upload: {exc.message}") from exc
 
     def _integrity_failure(
