@@ -184,6 +184,11 @@ def run_ffmpeg(
     Progress comes from `-progress` on a dedicated pipe rather than stdout, so stdout stays free for
     data (`stdout_sink` receives it in chunks). Everything happens on the calling thread: the
     callback, which may touch a database session, is never called from another thread.
+
+    ffmpeg 5.1 prints no progress at all until every output has been initialised by its first frame,
+    so an output that gets its only frame at the end (showspectrumpic, a tile filter) silences
+    -progress for the whole run. Commands are built to avoid that, or measure progress from the data
+    they receive on stdout instead.
     """
     progress_r, progress_w = os.pipe()
     interval = max(progress_interval, 0.05)
@@ -215,7 +220,7 @@ def run_ffmpeg(
     finally:
         os.close(progress_w)
 
-    reporter = _ProgressReporter(duration_seconds, on_progress, label, interval)
+    throttle = ProgressThrottle(on_progress, label, interval)
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     buffers: dict[str, bytes] = {"progress": b"", "stderr": b""}
     deadline = started + timeout if timeout else None
@@ -247,7 +252,7 @@ def run_ffmpeg(
                         continue
                     lines, buffers[key.data] = _split_lines(buffers[key.data] + chunk)
                     if key.data == "progress":
-                        reporter.feed(lines)
+                        _feed_progress(throttle, duration_seconds, lines)
                     else:
                         stderr_tail.extend(line[:500] for line in lines if line.strip())
         except BaseException:
@@ -271,7 +276,7 @@ def run_ffmpeg(
         raise TransientProcessingError(f"{label} timed out after {timeout:.0f} s", details={"stderr": tail})
     if returncode != 0:
         raise _translate_failure(label, returncode, tail)
-    reporter.finish()
+    throttle.finish()
     return FfmpegRun(returncode=returncode, elapsed_seconds=elapsed, stderr_tail=tail)
 
 
@@ -307,34 +312,41 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-class _ProgressReporter:
-    """Turns -progress blocks into throttled, strictly increasing fractions that end at exactly 1.0."""
+class ProgressThrottle:
+    """Throttled, strictly increasing progress fractions that end at exactly 1.0.
 
-    def __init__(self, duration: float | None, callback: ProgressCallback | None, label: str, interval: float) -> None:
-        self.duration = duration if duration and duration > 0 else None
+    Below 1.0 until `finish()`: only a successful end may claim completion.
+    """
+
+    def __init__(self, callback: ProgressCallback | None, label: str, interval: float = 0.25) -> None:
         self.callback = callback
         self.label = label
         self.interval = interval
         self.last_fraction = 0.0
         self.last_report = 0.0
 
-    def feed(self, lines: Iterable[str]) -> None:
-        if self.callback is None or self.duration is None:
+    def update(self, fraction: float) -> None:
+        if self.callback is None:
             return
-        for line in lines:
-            key, _, value = line.partition("=")
-            if key != "out_time_us" or not value.strip().lstrip("-").isdigit():
-                continue
-            # Stop short of 1.0: only a successful exit may claim completion.
-            fraction = min(int(value) / 1_000_000 / self.duration, 0.99)
-            now = time.monotonic()
-            if fraction > self.last_fraction and now - self.last_report >= self.interval:
-                self.last_fraction, self.last_report = fraction, now
-                self.callback(fraction, f"{self.label} {fraction:.0%}")
+        fraction = min(fraction, 0.99)
+        now = time.monotonic()
+        if fraction > self.last_fraction and now - self.last_report >= self.interval:
+            self.last_fraction, self.last_report = fraction, now
+            self.callback(fraction, f"{self.label} {fraction:.0%}")
 
     def finish(self) -> None:
         if self.callback is not None:
             self.callback(1.0, f"{self.label} done")
+
+
+def _feed_progress(throttle: ProgressThrottle, duration: float | None, lines: Iterable[str]) -> None:
+    """-progress blocks: out_time_us against the expected duration."""
+    if not duration or duration <= 0:
+        return
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key == "out_time_us" and value.strip().isdigit():
+            throttle.update(int(value) / 1_000_000 / duration)
 
 
 # --- ffprobe ------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ class PipelineOptions:
     sprite_tile_height: int = 90
     sprite_columns: int = 10
     sprite_rows: int = 10
-    sprite_jpeg_qscale: int = 5  # ffmpeg -q:v, 2 (best) … 31
+    sprite_jpeg_quality: int = 75  # Pillow's scale, 1 … 95
     # --- thumbnails
     poster_position: float = 0.1  # fraction of the duration
     poster_max_size: int = 1280  # bounding box, so portrait posters are not 1280 wide and 2276 tall
@@ -40,7 +40,7 @@ class PipelineOptions:
     # --- audio visuals
     waveform_width: int = 1800
     waveform_height: int = 240
-    waveform_color: str = "0x3b82f6"
+    waveform_color: str = "#3b82f6"
     spectrogram_width: int = 1024
     spectrogram_height: int = 512
     peaks_levels: tuple[int, ...] = (256, 1024, 4096)

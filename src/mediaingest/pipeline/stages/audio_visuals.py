@@ -1,11 +1,14 @@
 """audio visuals: waveform PNG, spectrogram PNG and waveform peaks JSON, from one decode of the audio.
 
-One ffmpeg process splits the decoded audio three ways: showwavespic, showspectrumpic, and 8 kHz mono
-16-bit PCM on stdout, which is reduced to min/max peaks chunk by chunk as it arrives.
+One ffmpeg process splits the decoded audio two ways: showspectrumpic, and 8 kHz mono 16-bit PCM on
+stdout, which is reduced to min/max peaks chunk by chunk as it arrives. The waveform PNG is drawn from
+those peaks rather than by showwavespic: showwavespic keeps every decoded frame until the end of the
+input (measured: 300 MB for one hour of audio, growing with the length), and drawing the same min/max
+columns from the peaks costs nothing and guarantees the PNG and the JSON agree.
 
-Both picture filters hold every sample until the end of the input before drawing, so each branch is
-resampled first to bound that memory (see _spectrogram_rate); the waveform needs no more than 8 kHz to
-draw 1800 columns.
+showspectrumpic also holds all of its input until the end, so its branch is resampled to a rate that
+bounds that memory (see _spectrogram_rate). Neither picture output gets a frame before the end, which
+keeps ffmpeg 5.1 from printing -progress; progress is counted from the PCM received instead.
 """
 
 from __future__ import annotations
@@ -18,9 +21,18 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+from PIL import Image, ImageDraw
+
 from mediaingest.exceptions import ProcessingError
 from mediaingest.models.enums import ProxyType
-from mediaingest.pipeline.ffmpeg import FfmpegCommand, FfmpegInput, FfmpegOutput, FilterGraph, filter_spec
+from mediaingest.pipeline.ffmpeg import (
+    FfmpegCommand,
+    FfmpegInput,
+    FfmpegOutput,
+    FilterGraph,
+    ProgressThrottle,
+    filter_spec,
+)
 from mediaingest.pipeline.filters import audio_stream_specifier
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.types import MediaMetadata, ProgressCallback, StageOutput, StageResult
@@ -31,6 +43,7 @@ PEAKS_NAME = "peaks.json"
 # showspectrumpic keeps all input as 32-bit floats until EOF: cap it at 32 Mi samples (128 MiB).
 _SPECTROGRAM_MAX_SAMPLES = 32 * 1024 * 1024
 _SPECTROGRAM_MAX_RATE = 48000
+_SPECTROGRAM_MIN_RATE = 1000
 
 
 def generate_audio_visuals(
@@ -47,23 +60,32 @@ def generate_audio_visuals(
         return StageResult(message="no audio stream")
     out_dir.mkdir(parents=True, exist_ok=True)
     expected = int((metadata.duration_seconds or 0) * options.peaks_sample_rate)
-    peaks = PeaksAccumulator(expected_samples=expected, finest_level=max(options.peaks_levels))
+    peaks = PeaksAccumulator(expected_samples=expected, finest_level=max(*options.peaks_levels, options.waveform_width))
+    throttle = ProgressThrottle(on_progress, "audio visuals", options.progress_interval_seconds)
+
+    def consume(chunk: bytes) -> None:
+        peaks.feed(chunk)
+        if expected:
+            throttle.update(peaks.total / expected)
+
     command, spectrogram_rate = build_audio_visuals_command(source, metadata, out_dir, options)
     options.tools.run(
         command,
         duration_seconds=metadata.duration_seconds,
-        on_progress=on_progress,
+        on_progress=None,
         cancel=cancel,
         timeout=options.ffmpeg_timeout_seconds,
-        stdout_sink=peaks.feed,
+        stdout_sink=consume,
         label="audio visuals",
-        progress_interval=options.progress_interval_seconds,
     )
     peaks.finish()
 
     peaks_path = out_dir / PEAKS_NAME
     document = peaks.to_document(options.peaks_levels, sample_rate=options.peaks_sample_rate)
     peaks_path.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
+    waveform = draw_waveform(peaks, options.waveform_width, options.waveform_height, options.waveform_color)
+    waveform.save(out_dir / WAVEFORM_NAME, "PNG", optimize=True)
+    throttle.finish()
     outputs = [
         _png_output(
             ProxyType.WAVEFORM,
@@ -97,12 +119,15 @@ def build_audio_visuals_command(
     """The one command, and the sample rate the spectrogram is drawn at."""
     spectrogram_rate = _spectrogram_rate(metadata)
     graph = FilterGraph()
-    graph.chain([audio_stream_specifier(metadata)], [filter_spec("asplit", 2)], ["spectrum_in", "wave_in"])
+    graph.chain([audio_stream_specifier(metadata)], [filter_spec("asplit", 2)], ["spectrum_in", "pcm_in"])
     graph.chain(
         ["spectrum_in"],
         [
             filter_spec("aresample", spectrogram_rate),
             filter_spec("aformat", channel_layouts="mono"),
+            # One-second frames: the filter queues every frame until the end, and the overhead of
+            # ~1000-sample frames doubled that memory (measured for an hour: 367 MB → 187 MB).
+            filter_spec("asetnsamples", n=spectrogram_rate),
             # legend=0: otherwise axes and labels are added around the requested size.
             filter_spec(
                 "showspectrumpic",
@@ -114,33 +139,18 @@ def build_audio_visuals_command(
         ["spectrogram"],
     )
     graph.chain(
-        ["wave_in"],
+        ["pcm_in"],
         [
             filter_spec("aresample", options.peaks_sample_rate),
             filter_spec("aformat", sample_fmts="s16", channel_layouts="mono"),
-            filter_spec("asplit", 2),
         ],
-        ["wave", "pcm"],
-    )
-    graph.chain(
-        ["wave"],
-        [
-            filter_spec(
-                "showwavespic",
-                s=f"{options.waveform_width}x{options.waveform_height}",
-                colors=options.waveform_color,
-                filter="peak",
-                draw="full",
-            )
-        ],
-        ["waveform"],
+        ["pcm"],
     )
     picture = ["-frames:v", "1", "-c:v", "png", "-f", "image2", "-update", "1"]
     command = FfmpegCommand(
         inputs=[FfmpegInput(source)],
         filter_graph=graph,
         outputs=[
-            FfmpegOutput(out_dir / WAVEFORM_NAME, ["-map", "[waveform]", *picture]),
             FfmpegOutput(out_dir / SPECTROGRAM_NAME, ["-map", "[spectrogram]", *picture]),
             FfmpegOutput("pipe:1", ["-map", "[pcm]", "-c:a", "pcm_s16le", "-f", "s16le"]),
         ],
@@ -149,11 +159,15 @@ def build_audio_visuals_command(
 
 
 def _spectrogram_rate(metadata: MediaMetadata) -> int:
+    """The source's rate while the whole input fits the memory cap; lower for long inputs.
+
+    The price: an hour is drawn at ~9 kHz, so frequencies above ~4.5 kHz are left out of its picture.
+    """
     source_rate = metadata.sample_rate or 44100
     if not metadata.duration_seconds:
         return min(source_rate, 22050)
     affordable = int(_SPECTROGRAM_MAX_SAMPLES / metadata.duration_seconds)
-    return max(8000, min(source_rate, _SPECTROGRAM_MAX_RATE, affordable))
+    return max(_SPECTROGRAM_MIN_RATE, min(source_rate, _SPECTROGRAM_MAX_RATE, affordable))
 
 
 def _png_output(kind: ProxyType, path: Path, width: int, height: int, details: dict[str, Any]) -> StageOutput:
@@ -170,6 +184,21 @@ def _png_output(kind: ProxyType, path: Path, width: int, height: int, details: d
         height=height,
         details=details,
     )
+
+
+def draw_waveform(peaks: PeaksAccumulator, width: int, height: int, color: str) -> Image.Image:
+    """One vertical min→max line per column on a transparent background, as showwavespic draws it."""
+    image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    level = peaks.level(width)
+    buckets, data = level["buckets"], level["data"]
+    middle = (height - 1) / 2
+    for column in range(width if buckets else 0):
+        bucket = column * buckets // width  # stretches when there are fewer buckets than columns
+        low, high = data[2 * bucket], data[2 * bucket + 1]
+        top, bottom = round(middle - high / 32768 * middle), round(middle - low / 32768 * middle)
+        draw.line([(column, top), (column, bottom)], fill=color)
+    return image
 
 
 class PeaksAccumulator:

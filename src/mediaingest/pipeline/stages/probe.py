@@ -23,7 +23,7 @@ __all__ = ["MediaMetadata", "metadata_from_ffprobe", "probe"]
 
 HDR_TRANSFERS = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
 _ALPHA_PIX_FMT = re.compile(r"^(yuva|gbrap|ya\d|rgba|bgra|argb|abgr)")
-_PIX_FMT_DEPTH = re.compile(r"p(\d+)(le|be)$|^(?:gray|ya)(\d+)")
+_PIX_FMT_DEPTH = re.compile(r"p(?P<planar>\d+)(?:le|be)$|^(?:gray|ya)(?P<grey>\d+)")
 _PILLOW_DEPTH = {"1": 1, "I": 32, "F": 32, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16}
 _EXIF_ORIENTATION = 0x0112
 # EXIF orientation → degrees clockwise; 5 and 7 are mirrored variants of 90 and 270.
@@ -188,7 +188,7 @@ def _probe_image(source: Path, options: PipelineOptions) -> MediaMetadata:
             image.draft(mode, (256, 256))
             image.load()
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-        raise MediaUnreadableError(f"the image cannot be read: {exc}") from exc
+        raise image_unreadable(exc, source) from exc
 
     orientation = _int(exif.get(_EXIF_ORIENTATION)) or 1
     rotation = _ORIENTATION_ROTATION.get(orientation, 0)
@@ -215,6 +215,14 @@ def _probe_image(source: Path, options: PipelineOptions) -> MediaMetadata:
         image_format=image_format,
         raw=raw,
     )
+
+
+def image_unreadable(exc: Exception, source: Path) -> MediaUnreadableError:
+    """Pillow's complaint, without the temp path it likes to quote."""
+    if isinstance(exc, UnidentifiedImageError):
+        return MediaUnreadableError("the image cannot be read: unrecognised image format")
+    reason = str(exc).replace(f"'{source}'", "").replace(str(source), "").strip() or type(exc).__name__
+    return MediaUnreadableError(f"the image cannot be read: {reason}")
 
 
 def _exif_to_json(exif: Image.Exif) -> dict[str, Any] | None:
@@ -361,7 +369,7 @@ def _pix_fmt_depth(pix_fmt: str | None) -> int | None:
         return 32
     match = _PIX_FMT_DEPTH.search(pix_fmt)  # yuv420p10le, gbrap12be, p010le, gray16be, ya8
     if match:
-        return int(match.group(1) or match.group(2))
+        return int(match.group("planar") or match.group("grey"))
     return 8
 
 

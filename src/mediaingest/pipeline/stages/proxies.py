@@ -13,7 +13,6 @@ ffmpeg autorotates while decoding: what the scaler sees is the rotated, displaye
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -31,15 +30,13 @@ from mediaingest.pipeline.filters import (
     video_stream_specifier,
 )
 from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.pipeline.stages.sprites import STORYBOARD_NAME, SpriteGrid, SpriteSheetWriter, storyboard_vtt
 from mediaingest.pipeline.types import MediaMetadata, ProgressCallback, StageOutput, StageResult
 
 _WEB_CONTAINERS = {"mov", "mp4"}
 _WEB_H264_PROFILES = {"Constrained Baseline", "Baseline", "Main", "High"}
 # Bitrate cap for the CRF encode, in bits per pixel per frame: keeps grainy sources streamable.
 _MAXRATE_BITS_PER_PIXEL = 0.12
-SPRITE_PATTERN = "sprite_%03d.jpg"
-STORYBOARD_NAME = "storyboard.vtt"
-_TILES_LOG = "sprite_tiles.crc"
 
 
 @dataclass(frozen=True)
@@ -57,28 +54,9 @@ class Rendition:
 
 
 @dataclass(frozen=True)
-class SpriteLayout:
-    interval_seconds: float
-    tile_width: int
-    tile_height: int
-    columns: int
-    rows: int
-
-    @property
-    def per_sheet(self) -> int:
-        return self.columns * self.rows
-
-    def position(self, tile: int) -> tuple[int, int, int]:
-        """(sheet index, x, y) of tile number `tile`."""
-        sheet, cell = divmod(tile, self.per_sheet)
-        row, column = divmod(cell, self.columns)
-        return sheet, column * self.tile_width, row * self.tile_height
-
-
-@dataclass(frozen=True)
 class ProxyPlan:
     renditions: list[Rendition]
-    sprites: SpriteLayout | None
+    sprites: SpriteGrid | None
     command: FfmpegCommand | None  # None when there is nothing to do (no video stream)
 
 
@@ -133,7 +111,7 @@ def build_proxy_plan(source: Path, metadata: MediaMetadata, out_dir: Path, optio
         renditions.append(Rendition(rung, width, height, "h264", remux, out_dir / f"proxy_{rung}p.mp4"))
         if options.proxy_vp9:
             renditions.append(Rendition(rung, width, height, "vp9", False, out_dir / f"proxy_{rung}p.webm"))
-    sprites = _sprite_layout(metadata, options)
+    sprites = _sprite_grid(options)
 
     graph = FilterGraph()
     video_in = video_stream_specifier(metadata)
@@ -166,30 +144,16 @@ def build_proxy_plan(source: Path, metadata: MediaMetadata, out_dir: Path, optio
                 filter_spec("scale", tw, th, force_original_aspect_ratio="decrease", flags="bicubic"),
                 filter_spec("pad", tw, th, "(ow-iw)/2", "(oh-ih)/2", color="black"),
                 filter_spec("setsar", 1),
-                filter_spec("split", 2),
+                filter_spec("format", "rgb24"),
             ],
-            ["tiles", "tiles_counted"],
+            ["tiles"],
         )
-        graph.chain(["tiles"], [filter_spec("tile", f"{sprites.columns}x{sprites.rows}")], ["sheets"])
 
     outputs = [_rendition_output(r, metadata, options) for r in renditions]
     if sprites is not None:
-        outputs.append(
-            FfmpegOutput(
-                out_dir / SPRITE_PATTERN,
-                [
-                    *("-map", "[sheets]", "-fps_mode", "passthrough", "-c:v", "mjpeg", "-f", "image2"),
-                    *("-q:v", str(options.sprite_jpeg_qscale), "-start_number", "0"),
-                ],
-            )
-        )
-        # framecrc writes one line per tile: the exact tile count, which the tile filter's padded
-        # last sheet cannot tell us and the fps filter's rounding makes awkward to predict.
-        outputs.append(
-            FfmpegOutput(
-                out_dir / _TILES_LOG, ["-map", "[tiles_counted]", "-fps_mode", "passthrough", "-f", "framecrc"]
-            )
-        )
+        # Raw tiles to stdout, laid out into sheets by SpriteSheetWriter (see sprites.py for why).
+        tiles = ["-map", "[tiles]", "-fps_mode", "passthrough", "-c:v", "rawvideo", "-f", "rawvideo"]
+        outputs.append(FfmpegOutput("pipe:1", tiles))
     command = FfmpegCommand(
         inputs=[FfmpegInput(source)],
         outputs=outputs,
@@ -213,6 +177,9 @@ def generate_proxies(
         return StageResult(message="no video stream")
     for stale in out_dir.glob("sprite_*.jpg"):
         stale.unlink()  # a longer earlier attempt may have left more sheets than this run writes
+    writer = (
+        SpriteSheetWriter(out_dir, plan.sprites, jpeg_quality=options.sprite_jpeg_quality) if plan.sprites else None
+    )
 
     options.tools.run(
         plan.command,
@@ -220,13 +187,14 @@ def generate_proxies(
         on_progress=on_progress,
         cancel=cancel,
         timeout=options.ffmpeg_timeout_seconds,
+        stdout_sink=writer.feed if writer else None,
         label="proxies",
         progress_interval=options.progress_interval_seconds,
     )
 
     outputs = [_rendition_result(r, options) for r in plan.renditions]
-    if plan.sprites is not None:
-        outputs += _storyboard_outputs(plan.sprites, metadata.duration_seconds, out_dir)
+    if writer is not None and plan.sprites is not None:
+        outputs += _storyboard_outputs(writer, plan.sprites, metadata.duration_seconds, out_dir)
     remuxed = [r.resolution for r in plan.renditions if r.remux]
     encoded = [f"{r.resolution} {r.codec}" for r in plan.renditions if not r.remux]
     message = f"encoded {', '.join(encoded) or 'nothing'}"
@@ -297,55 +265,48 @@ def _rendition_result(rendition: Rendition, options: PipelineOptions) -> StageOu
     )
 
 
-def _sprite_layout(metadata: MediaMetadata, options: PipelineOptions) -> SpriteLayout | None:
-    interval = options.sprite_interval_seconds
-    if interval <= 0 or options.sprite_columns < 1 or options.sprite_rows < 1:
+def _sprite_grid(options: PipelineOptions) -> SpriteGrid | None:
+    if options.sprite_interval_seconds <= 0 or options.sprite_columns < 1 or options.sprite_rows < 1:
         return None
-    # Shrink the grid for short videos (a 6 s clip needs 3 tiles, not a 1600×900 sheet of black);
-    # the estimate mirrors the fps filter's rounding, and the VTT uses the real count either way.
-    expected = math.floor((metadata.duration_seconds or 0) / interval + 0.5) or options.sprite_columns
-    columns = min(options.sprite_columns, max(1, expected))
-    rows = min(options.sprite_rows, max(1, math.ceil(expected / columns)))
-    return SpriteLayout(interval, options.sprite_tile_width, options.sprite_tile_height, columns, rows)
+    return SpriteGrid(
+        interval_seconds=options.sprite_interval_seconds,
+        tile_width=options.sprite_tile_width,
+        tile_height=options.sprite_tile_height,
+        columns=options.sprite_columns,
+        rows=options.sprite_rows,
+    )
 
 
-def _storyboard_outputs(layout: SpriteLayout, duration: float | None, out_dir: Path) -> list[StageOutput]:
-    log = out_dir / _TILES_LOG
-    tiles = sum(1 for line in log.read_text().splitlines() if line and not line.startswith("#"))
-    log.unlink()
-    if tiles == 0:
+def _storyboard_outputs(
+    writer: SpriteSheetWriter, grid: SpriteGrid, duration: float | None, out_dir: Path
+) -> list[StageOutput]:
+    sheets = writer.finish()
+    if not sheets:
         return []
-    sheets = math.ceil(tiles / layout.per_sheet)
-    outputs = []
-    for sheet in range(sheets):
-        path = out_dir / (SPRITE_PATTERN % sheet)
-        if not path.is_file():
-            raise ProcessingError(f"ffmpeg finished but wrote no {path.name}")
-        in_sheet = min(layout.per_sheet, tiles - sheet * layout.per_sheet)
-        width, height = layout.columns * layout.tile_width, layout.rows * layout.tile_height
-        outputs.append(
-            StageOutput(
-                kind=ProxyType.SPRITE_SHEET,
-                path=path,
-                bucket="processed",
-                format="jpeg",
-                content_type="image/jpeg",
-                resolution=f"{width}x{height}",
-                width=width,
-                height=height,
-                details={
-                    "index": sheet,
-                    "tiles": in_sheet,
-                    "columns": layout.columns,
-                    "rows": layout.rows,
-                    "tile_width": layout.tile_width,
-                    "tile_height": layout.tile_height,
-                    "interval_seconds": layout.interval_seconds,
-                },
-            )
+    outputs = [
+        StageOutput(
+            kind=ProxyType.SPRITE_SHEET,
+            path=sheet.path,
+            bucket="processed",
+            format="jpeg",
+            content_type="image/jpeg",
+            resolution=f"{sheet.width}x{sheet.height}",
+            width=sheet.width,
+            height=sheet.height,
+            details={
+                "index": sheet.index,
+                "tiles": sheet.tiles,
+                "columns": sheet.columns,
+                "rows": sheet.rows,
+                "tile_width": grid.tile_width,
+                "tile_height": grid.tile_height,
+                "interval_seconds": grid.interval_seconds,
+            },
         )
+        for sheet in sheets
+    ]
     vtt = out_dir / STORYBOARD_NAME
-    vtt.write_text(storyboard_vtt(layout, tiles, duration), encoding="utf-8")
+    vtt.write_text(storyboard_vtt(writer.placements, grid, duration), encoding="utf-8")
     outputs.append(
         StageOutput(
             kind=ProxyType.STORYBOARD,
@@ -353,39 +314,10 @@ def _storyboard_outputs(layout: SpriteLayout, duration: float | None, out_dir: P
             bucket="processed",
             format="vtt",
             content_type="text/vtt",
-            details={"cues": tiles, "sheets": sheets, "interval_seconds": layout.interval_seconds},
+            details={"cues": len(writer.placements), "sheets": len(sheets), "interval_seconds": grid.interval_seconds},
         )
     )
     return outputs
-
-
-def storyboard_vtt(layout: SpriteLayout, tiles: int, duration: float | None) -> str:
-    """WebVTT thumbnails track: cue k covers [k·interval, (k+1)·interval), the last one until the end.
-
-    Sheets are referenced by bare file name: the worker stores them next to the VTT, so the
-    references resolve relative to wherever the VTT is served from.
-    """
-    lines = ["WEBVTT", ""]
-    for tile in range(tiles):
-        start = tile * layout.interval_seconds
-        end = start + layout.interval_seconds
-        if tile == tiles - 1 and duration and duration > start:
-            end = duration
-        sheet, x, y = layout.position(tile)
-        lines += [
-            f"{_timestamp(start)} --> {_timestamp(end)}",
-            f"{SPRITE_PATTERN % sheet}#xywh={x},{y},{layout.tile_width},{layout.tile_height}",
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def _timestamp(seconds: float) -> str:
-    millis = round(seconds * 1000)
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    secs, millis = divmod(millis, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
 
 
 def _even(value: float, limit: int) -> int:

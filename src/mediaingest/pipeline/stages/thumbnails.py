@@ -16,6 +16,7 @@ from mediaingest.models.enums import MediaType, ProxyType
 from mediaingest.pipeline.ffmpeg import FfmpegCommand, FfmpegInput, FfmpegOutput, FilterGraph, filter_spec
 from mediaingest.pipeline.filters import base_video_filters, video_stream_specifier
 from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.pipeline.stages.probe import image_unreadable
 from mediaingest.pipeline.types import MediaMetadata, ProgressCallback, StageOutput, StageResult
 
 POSTER_NAME = "poster.jpg"
@@ -124,7 +125,7 @@ def _image_thumbnails(
             icc_profile = opened.info.get("icc_profile")
             image = _web_mode(ImageOps.exif_transpose(opened))
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-        raise MediaUnreadableError(f"the image cannot be read: {exc}") from exc
+        raise image_unreadable(exc, source) from exc
 
     for index, size in enumerate(sizes):
         # Each size is made from the previous, larger one: a big original is resampled only once.

@@ -1,0 +1,153 @@
+"""probe: metadata of real files, and permanent failures for unreadable ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mediaingest.exceptions import MediaUnreadableError
+from mediaingest.models.enums import MediaType
+from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.pipeline.stages.probe import metadata_from_ffprobe, probe
+from mediaingest.pipeline.types import MediaMetadata
+
+
+def test_landscape_video_with_stereo_audio(video_1080p: Path, options: PipelineOptions) -> None:
+    md = probe(video_1080p, MediaType.VIDEO, options=options)
+    assert md.duration_seconds == pytest.approx(3.0, abs=0.1)
+    assert "mp4" in (md.format_name or "")
+    assert (md.video_codec, md.video_profile, md.pixel_format, md.bit_depth) == ("h264", "High", "yuv420p", 8)
+    assert (md.width, md.height, md.display_width, md.display_height) == (1920, 1080, 1920, 1080)
+    assert md.display_aspect_ratio == "16:9"
+    assert md.rotation == 0
+    assert md.fps == 10.0
+    assert md.bitrate and md.video_bitrate and md.audio_bitrate
+    assert (md.audio_codec, md.channels, md.channel_layout, md.sample_rate) == ("aac", 2, "stereo", 48000)
+    assert md.has_video and md.has_audio
+    assert not md.has_hdr and md.hdr_format is None and not md.has_alpha
+    assert md.raw is not None and md.raw["format"]["format_name"] == md.format_name
+    json.dumps(md.to_dict())  # stored as JSON as it is
+
+
+def test_rotated_phone_clip_is_portrait_for_display(phone_clip: Path, options: PipelineOptions) -> None:
+    md = probe(phone_clip, MediaType.VIDEO, options=options)
+    assert (md.width, md.height) == (640, 360)  # as stored
+    assert md.rotation == 90
+    assert (md.display_width, md.display_height) == (360, 640)
+    assert md.display_aspect_ratio == "9:16"
+    assert (md.channels, md.channel_layout) == (1, "mono")
+
+
+def test_audio_file_with_cover_art_is_not_a_video(audio_with_cover: Path, options: PipelineOptions) -> None:
+    md = probe(audio_with_cover, MediaType.AUDIO, options=options)
+    assert md.has_audio and not md.has_video
+    assert (md.audio_codec, md.channels, md.sample_rate) == ("mp3", 2, 44100)
+    assert md.audio_bitrate == pytest.approx(128_000, rel=0.05)
+    assert md.duration_seconds == pytest.approx(3.0, abs=0.1)
+    assert md.video_codec is None and md.width is None
+
+
+def test_hdr10_clip_reports_pq_and_its_mastering_metadata(hdr_pq_clip: Path, options: PipelineOptions) -> None:
+    md = probe(hdr_pq_clip, MediaType.VIDEO, options=options)
+    assert md.has_hdr and md.hdr_format == "PQ"
+    assert (md.pixel_format, md.bit_depth) == ("yuv420p10le", 10)
+    assert (md.color_primaries, md.color_transfer, md.color_space) == ("bt2020", "smpte2084", "bt2020nc")
+    assert md.color_range == "tv"
+    assert md.mastering_display is not None
+    assert md.mastering_display["max_luminance"] == pytest.approx(1000.0)
+    assert md.mastering_display["min_luminance"] == pytest.approx(0.0001)
+    assert md.mastering_display["red_x"] == pytest.approx(0.68)
+    assert md.mastering_display["white_point_y"] == pytest.approx(0.329)
+    assert md.content_light_level == {"MaxCLL": 1000, "MaxFALL": 400}
+    json.dumps(md.to_dict())
+
+
+def test_hlg_clip_is_hdr_without_mastering_data(hdr_hlg_clip: Path, options: PipelineOptions) -> None:
+    md = probe(hdr_hlg_clip, MediaType.VIDEO, options=options)
+    assert md.has_hdr and md.hdr_format == "HLG"
+    assert (md.video_profile, md.bit_depth) == ("High 10", 10)
+    assert md.mastering_display is None and md.content_light_level is None
+
+
+def test_jpeg_exif_and_iptc(jpeg_with_exif_iptc: Path, options: PipelineOptions) -> None:
+    md = probe(jpeg_with_exif_iptc, MediaType.IMAGE, options=options)
+    assert md.image_format == "JPEG"
+    assert (md.width, md.height) == (400, 200)
+    assert md.rotation == 90  # orientation 6
+    assert (md.display_width, md.display_height, md.display_aspect_ratio) == (200, 400, "1:2")
+    assert (md.color_depth, md.has_alpha) == (8, False)
+    assert md.exif is not None
+    assert md.exif["Orientation"] == 6
+    assert (md.exif["Make"], md.exif["Model"]) == ("TestCam", "Model 7")
+    assert md.exif["DateTimeOriginal"] == "2024:05:01 12:30:00"  # from the Exif sub-IFD
+    assert "ExifOffset" not in md.exif  # a pointer, not data
+    assert md.iptc is not None
+    assert md.iptc["ObjectName"] == "Sunset over the bay"
+    assert md.iptc["Keywords"] == ["beach", "sunset"]
+    assert md.iptc["By-line"] == ["Zoë Example"]
+    assert md.iptc["CopyrightNotice"] == "(c) 2024 Example"
+    assert md.iptc["RecordVersion"] == 4
+    assert not md.has_video and md.duration_seconds is None
+    json.dumps(md.to_dict())
+
+
+def test_png_alpha_and_depth(png_with_alpha: Path, png_16bit: Path, options: PipelineOptions) -> None:
+    rgba = probe(png_with_alpha, MediaType.IMAGE, options=options)
+    assert (rgba.image_format, rgba.has_alpha, rgba.color_depth) == ("PNG", True, 8)
+    assert (rgba.display_width, rgba.display_height, rgba.rotation) == (300, 200, 0)
+    assert rgba.exif is None and rgba.iptc is None
+    deep = probe(png_16bit, MediaType.IMAGE, options=options)
+    assert (deep.color_depth, deep.has_alpha) == (16, False)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "media_type", "reason"),
+    [
+        ("truncated_video", MediaType.VIDEO, "moov atom not found|Invalid data"),
+        ("garbage_file", MediaType.VIDEO, "Invalid data"),
+        ("audio_with_cover", MediaType.VIDEO, "no video stream"),
+        ("small_silent_video", MediaType.AUDIO, "no audio stream"),
+        ("truncated_jpeg", MediaType.IMAGE, "truncated"),
+        ("garbage_file", MediaType.IMAGE, "unrecognised image format"),
+    ],
+)
+def test_unreadable_media_is_a_permanent_failure_with_a_reason(
+    request: pytest.FixtureRequest, fixture: str, media_type: MediaType, reason: str, options: PipelineOptions
+) -> None:
+    path: Path = request.getfixturevalue(fixture)
+    with pytest.raises(MediaUnreadableError, match=reason) as caught:
+        probe(path, media_type, options=options)
+    assert str(path) not in caught.value.message
+
+
+def test_anamorphic_frame_rate_and_rotation_mapping() -> None:
+    """The pure ffprobe → metadata mapping: sample aspect ratio, NTSC rates, rotation sense, HLG."""
+    data = {
+        "format": {"format_name": "mpegts", "duration": "12.5", "bit_rate": "9000000"},
+        "streams": [
+            {"index": 0, "codec_type": "video", "codec_name": "mpeg2video", "disposition": {"attached_pic": 1},
+             "width": 64, "height": 64},
+            {"index": 1, "codec_type": "video", "codec_name": "h264", "width": 720, "height": 480,
+             "sample_aspect_ratio": "8:9", "avg_frame_rate": "0/0", "r_frame_rate": "30000/1001",
+             "pix_fmt": "yuv422p10le", "color_transfer": "arib-std-b67",
+             "side_data_list": [{"side_data_type": "Display Matrix", "rotation": 180}]},
+            {"index": 2, "codec_type": "audio", "codec_name": "ac3", "channels": 6,
+             "channel_layout": "5.1(side)", "sample_rate": "48000", "tags": {"BPS": "384000"}},
+        ],
+    }  # fmt: skip
+    md = metadata_from_ffprobe(data)
+    assert md.video_codec == "h264"  # the cover-art stream is skipped
+    assert (md.display_width, md.display_height, md.display_aspect_ratio) == (640, 480, "4:3")
+    assert md.fps == 29.97
+    assert md.rotation == 180
+    assert md.bit_depth == 10
+    assert md.hdr_format == "HLG" and md.has_hdr
+    assert (md.channels, md.audio_bitrate, md.sample_rate) == (6, 384000, 48000)
+    assert md.duration_seconds == 12.5
+
+
+def test_metadata_round_trips_through_a_dict() -> None:
+    md = MediaMetadata(duration_seconds=2.0, has_video=True, exif={"Orientation": 6})
+    assert MediaMetadata.from_dict({**md.to_dict(), "id": 7, "asset_id": "x"}) == md
