@@ -251,3 +251,43 @@ def helm() -> Path:
     path = Path(result.stdout.strip().splitlines()[-1])
     assert path.is_file(), path
     return path
+
+
+# --- database rows -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def db_asset() -> Callable[..., str]:
+    """Creates a user and an UPLOADED asset in the given database; returns the asset id."""
+    from mediaingest.db import create_db_engine, create_session_factory, session_scope
+    from mediaingest.models import MediaAsset, User
+    from mediaingest.models.enums import UploadStatus
+
+    engines = []
+
+    def create(database_url: str, *, media_type: MediaType = MediaType.VIDEO) -> str:
+        engine = create_db_engine(database_url, pool_size=1)
+        engines.append(engine)
+        with session_scope(create_session_factory(engine)) as session:
+            user = User(email=f"{uuid.uuid4().hex[:8]}@example.test")
+            session.add(user)
+            session.flush()
+            asset = MediaAsset(
+                owner_id=user.id,
+                name="clip.mp4",
+                original_name="clip.mp4",
+                type=media_type,
+                file_size=1234,
+                mime_type="video/mp4",
+                upload_status=UploadStatus.UPLOADED,
+                storage_bucket="incoming",
+                storage_key=f"uploads/{user.id}/{uuid.uuid4()}/clip.mp4",
+                upload_expires_at=datetime.now(UTC),
+            )
+            session.add(asset)
+            session.flush()
+            return asset.id
+
+    yield create  # type: ignore[misc]
+    for engine in engines:
+        engine.dispose()

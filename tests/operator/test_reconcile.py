@@ -286,6 +286,15 @@ def test_unsettled_failures_are_the_ones_status_has_not_recorded() -> None:
     assert unsettled_failures({}, [job(Stage.PROBE, 1, JobState.ACTIVE)]) == []
 
 
+def test_backoff_deadlines_round_up_to_whole_seconds(step) -> None:
+    spec = AssetSpec(**{**VIDEO.__dict__, "stages": (Stage.PROBE,)})
+    now = NOW + timedelta(milliseconds=300)
+    status = step(spec=spec, now=now).status
+    decision = step(status, [job(Stage.PROBE, 1, JobState.FAILED, exit_code=1)], now=now, spec=spec)
+    assert decision.status["stages"]["probe"]["nextAttemptAt"] == "2030-01-01T12:00:11Z"  # 10.3 s → 11 s
+    assert not decision.launches
+
+
 def test_merge_patch_and_retry_policy() -> None:
     assert merge_patch({"a": 1, "b": {"c": 1, "d": 2}}, {"a": 1, "b": {"c": 2}}) == {"b": {"c": 2, "d": None}}
     assert merge_patch({}, {"x": [1]}) == {"x": [1]}

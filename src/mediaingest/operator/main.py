@@ -12,6 +12,8 @@ side effects and tests can run the operator with their own settings.
 
 from __future__ import annotations
 
+import logging
+
 import kopf
 
 from mediaingest.operator import kube, naming
@@ -62,6 +64,8 @@ def run(namespace: str | None, liveness_port: int, metrics_port: int) -> None:
 
     app_settings = Settings()
     configure_logging(app_settings.log_level, json=app_settings.log_json)
+    # kopf logs every successful timer run at INFO; our own events (operator.*) say what happened.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = OperatorSettings()
     watched = namespace or settings.namespace
     if watched != "*":

@@ -133,7 +133,10 @@ class Decision:
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def format_time(moment: datetime) -> str:
+def format_time(moment: datetime, *, round_up: bool = False) -> str:
+    """RFC 3339 in whole seconds; `round_up` for deadlines, so a backoff is never cut short."""
+    if round_up and moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -306,7 +309,9 @@ def _fold_failure(
         entry.update(phase=StagePhase.FAILED.value, finishedAt=finished, message=message)
     else:
         retry_at = now + timedelta(seconds=policy.delay(attempt))
-        entry.update(phase=StagePhase.RETRYING.value, nextAttemptAt=format_time(retry_at), message=message)
+        entry.update(
+            phase=StagePhase.RETRYING.value, nextAttemptAt=format_time(retry_at, round_up=True), message=message
+        )
         decision.transitions.append(StageFailed(stage, attempt, True, message, now))
         return
     decision.transitions.append(StageFailed(stage, attempt, False, message, now))

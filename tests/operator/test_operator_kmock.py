@@ -1,0 +1,338 @@
+"""The whole operator (kopf, its indices, the timer, the Kubernetes client, the database mirror)
+running against a fake Kubernetes API server; the test plays the Job controller and the kubelet."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import kmock
+import kopf
+import pytest
+import sqlalchemy as sa
+
+from mediaingest.db import create_db_engine, create_session_factory
+from mediaingest.models import IngestionJob, MediaAsset
+from mediaingest.models.enums import (
+    AssetProcessingStatus,
+    IngestionJobStatus,
+    IngestionJobType,
+    JobPriority,
+    MediaType,
+    Stage,
+)
+from mediaingest.operator import naming
+from mediaingest.operator.dispatcher import KubernetesDispatcher
+from mediaingest.operator.kube import load_api_client
+from mediaingest.operator.main import build_memo, build_registry
+from mediaingest.operator.mirror import InMemoryMirror, SqlAlchemyMirror, StatusMirror
+from mediaingest.operator.settings import OperatorSettings
+
+JOBS = "/apis/batch/v1/namespaces/default/jobs"
+ASSETS = "/apis/mediaingest.io/v1alpha1/namespaces/default/mediaassets"
+TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def eventually(check: Callable[[], Any], what: str) -> Any:
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while not (result := check()):  # noqa: ASYNC110 - polling the fake server's object store
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+    return result
+
+
+class Operator:
+    def __init__(self, apiserver: Any, settings: OperatorSettings, mirror: StatusMirror) -> None:
+        self.apiserver = apiserver
+        self.settings = settings
+        self.mirror = mirror
+        self.liveness_port = free_port()
+        self.metrics_port = free_port()
+
+    def obj(self, plural: str, name: str) -> dict[str, Any] | None:
+        group = {"jobs": "batch/v1", "mediaassets": "mediaingest.io/v1alpha1", "pods": "v1"}[plural]
+        key = (kmock.resource(f"{group}/{plural}"), "default", name)
+        if key not in self.apiserver.objects or self.apiserver.objects[key].deleted:
+            return None
+        return dict(self.apiserver.objects[key].raw)
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """Every version of the MediaAsset the fake API server stored, oldest first."""
+        key = (kmock.resource("mediaingest.io/v1alpha1/mediaassets"), "default", name)
+        return [dict(version.raw) for version in self.apiserver.objects[key].history if version is not None]
+
+    def asset(self, name: str) -> dict[str, Any]:
+        body = self.obj("mediaassets", name)
+        assert body is not None, name
+        return body
+
+    def phase(self, name: str) -> str | None:
+        return (self.asset(name).get("status") or {}).get("phase")
+
+    async def job_created(self, name: str) -> dict[str, Any]:
+        return await eventually(lambda: self.obj("jobs", name), f"Job {name}")
+
+    async def succeed(self, name: str) -> None:
+        """What the Job controller writes when the pod exited 0."""
+        await self.job_created(name)
+        status = {
+            "succeeded": 1,
+            "active": 0,
+            "startTime": "2030-01-01T00:00:00Z",
+            "completionTime": "2030-01-01T00:01:00Z",
+            "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": "2030-01-01T00:01:00Z"}],
+        }
+        await self._patch_status(name, status)
+
+    async def fail(self, name: str, *, exit_code: int, message: str) -> None:
+        """A failed pod (with the kubelet's terminated state) and the Job controller's Failed condition."""
+        await self.job_created(name)
+        reason = "PodFailurePolicy" if exit_code == 3 else "BackoffLimitExceeded"
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"{name}-x7k2p", "namespace": "default", "labels": {"job-name": name}},
+            "spec": {"containers": [{"name": "stage", "image": "mediaingest"}]},
+            "status": {
+                "phase": "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "stage",
+                        "image": "mediaingest",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {
+                            "terminated": {
+                                "exitCode": exit_code,
+                                "reason": "Error",
+                                "message": message,
+                                "finishedAt": "2030-01-01T00:01:00Z",
+                                "startedAt": "2030-01-01T00:00:00Z",
+                            }
+                        },
+                    }
+                ],
+            },
+        }
+        async with self.apiserver.post("/api/v1/namespaces/default/pods", json=pod) as response:
+            assert response.status == 200, await response.text()
+        status = {
+            "failed": 1,
+            "active": 0,
+            "startTime": "2030-01-01T00:00:00Z",
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": reason,
+                    "message": "Job failed",
+                    "lastTransitionTime": "2030-01-01T00:01:00Z",
+                }
+            ],
+        }
+        await self._patch_status(name, status)
+
+    async def _patch_status(self, name: str, status: dict[str, Any]) -> None:
+        headers = {"Content-Type": "application/merge-patch+json"}
+        async with self.apiserver.patch(f"{JOBS}/{name}/status", json={"status": status}, headers=headers) as response:
+            assert response.status == 200, await response.text()
+
+
+@contextlib.asynccontextmanager
+async def running(apiserver: Any, settings: OperatorSettings, mirror: StatusMirror) -> AsyncIterator[Operator]:
+    """The operator in its own thread and event loop, as in production: kopf treats every task of its
+    loop as its own, so it must not share one with the fake API server's request handlers."""
+    operator = Operator(apiserver, settings, mirror)
+    stop, ready = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            asyncio.run(
+                kopf.operator(
+                    registry=build_registry(settings),
+                    memo=build_memo(settings, metrics_port=operator.metrics_port, mirror=mirror),
+                    standalone=True,
+                    clusterwide=False,
+                    namespaces=["default"],
+                    liveness_endpoint=f"http://127.0.0.1:{operator.liveness_port}/healthz",
+                    stop_flag=stop,
+                    ready_flag=ready,
+                )
+            )
+        except BaseException as exc:  # reported to the test below
+            failures.append(exc)
+
+    thread = threading.Thread(target=serve, name="operator", daemon=True)
+    thread.start()
+    try:
+        assert await asyncio.to_thread(ready.wait, TIMEOUT), "the operator did not start"
+        yield operator
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join, TIMEOUT)
+    assert not thread.is_alive(), "the operator did not stop"
+    assert not failures, failures
+
+
+@pytest.fixture
+def settings(operator_settings: OperatorSettings) -> OperatorSettings:
+    return operator_settings.model_copy(
+        update={"backoff_base_seconds": 0.3, "backoff_max_seconds": 1.0, "max_running_jobs_per_tenant": 4}
+    )
+
+
+def dispatcher() -> KubernetesDispatcher:
+    return KubernetesDispatcher(namespace="default", api_client=load_api_client())
+
+
+def http_get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - a loopback URL built here
+        return response.status, response.read().decode()
+
+
+async def test_video_goes_from_pending_to_ready_and_the_database_agrees(
+    apiserver, settings, sqlite_url, db_asset, validate_resource, kube_validate
+) -> None:
+    asset_id = db_asset(sqlite_url)
+    engine = create_db_engine(sqlite_url, pool_size=1)
+    mirror = SqlAlchemyMirror(create_session_factory(engine))
+    name = naming.asset_resource_name(asset_id)
+    api = dispatcher()
+    plan = [Stage.PROBE, Stage.PROXIES, Stage.THUMBNAILS, Stage.AUDIO_VISUALS]
+
+    async with running(apiserver, settings, mirror) as operator:
+        await asyncio.to_thread(
+            api.dispatch,
+            asset_id=asset_id,
+            owner_id="user-1",
+            media_type=MediaType.VIDEO,
+            bucket="incoming",
+            key="uploads/clip.mp4",
+            size=1234,
+            priority=JobPriority.HIGH,
+            stages=plan,
+        )
+        # Confirming twice is harmless: the resource exists, nothing changes.
+        await asyncio.to_thread(
+            api.dispatch,
+            asset_id=asset_id,
+            owner_id="user-1",
+            media_type=MediaType.VIDEO,
+            bucket="incoming",
+            key="uploads/clip.mp4",
+            size=1234,
+            priority=JobPriority.HIGH,
+            stages=plan,
+        )
+        probe = await operator.job_created(f"{name}-probe-1")
+        kube_validate(probe)
+        assert probe["metadata"]["ownerReferences"][0]["uid"] == operator.asset(name)["metadata"]["uid"]
+        assert operator.asset(name)["metadata"]["finalizers"] == ["mediaingest.io/operator"]
+        await eventually(lambda: operator.phase(name) == "Running", "Running")
+        validate_resource(operator.asset(name))
+        assert operator.obj("jobs", f"{name}-proxies-1") is None  # nothing before the probe succeeds
+
+        status, text = await asyncio.to_thread(http_get, f"http://127.0.0.1:{operator.metrics_port}/metrics")
+        assert status == 200
+        assert 'mediaingest_operator_stage_assets{stage="probe",state="running"} 1.0' in text
+        assert 'mediaingest_operator_stage_assets{stage="proxies",state="pending"} 1.0' in text
+        status, text = await asyncio.to_thread(http_get, f"http://127.0.0.1:{operator.liveness_port}/healthz")
+        assert status == 200 and '"running_jobs"' in text
+
+        await operator.succeed(f"{name}-probe-1")
+        for stage in ("proxies", "thumbnails", "audio-visuals"):
+            kube_validate(await operator.job_created(f"{name}-{stage}-1"))
+        await eventually(lambda: operator.asset(name)["status"].get("progress") == 25, "progress 25")
+        validate_resource(operator.asset(name))
+        for stage in ("proxies", "thumbnails", "audio-visuals"):
+            await operator.succeed(f"{name}-{stage}-1")
+
+        await eventually(lambda: operator.phase(name) == "Ready", "Ready")
+        ready = operator.asset(name)
+        validate_resource(ready)
+        assert ready["status"]["progress"] == 100
+        assert ready["status"]["conditions"][0]["status"] == "True"
+        for version in operator.history(name):  # every status the operator ever wrote
+            validate_resource(version)
+        # Finished: the timer stops, and kopf drops the finalizer it needed.
+        await eventually(lambda: not operator.asset(name)["metadata"].get("finalizers"), "finalizer removed")
+
+        with create_session_factory(engine)() as session:
+            asset = session.get(MediaAsset, asset_id)
+            assert asset is not None and asset.processing_status == AssetProcessingStatus.READY
+            jobs = {
+                job.type: job
+                for job in session.scalars(sa.select(IngestionJob).where(IngestionJob.asset_id == asset_id))
+            }
+        assert set(jobs) == {stage.job_type for stage in plan}
+        assert all(job.status == IngestionJobStatus.COMPLETED and job.attempts == 1 for job in jobs.values())
+
+        await asyncio.to_thread(api.cancel, asset_id=asset_id)
+        await asyncio.to_thread(api.cancel, asset_id=asset_id)  # already gone: still fine
+        assert operator.obj("mediaassets", name) is None
+    engine.dispose()
+
+
+async def test_transient_failure_is_retried_then_exit_3_fails_the_asset(
+    apiserver, settings, asset_factory, validate_resource
+) -> None:
+    mirror = InMemoryMirror()
+    asset = asset_factory(media_type=MediaType.AUDIO, stages=(Stage.PROBE, Stage.AUDIO_VISUALS))
+    name = naming.asset_resource_name(asset.asset_id)
+
+    async with running(apiserver, settings, mirror) as operator:
+        await asyncio.to_thread(
+            dispatcher().dispatch,
+            asset_id=asset.asset_id,
+            owner_id=asset.owner,
+            media_type=asset.media_type,
+            bucket=asset.bucket,
+            key=asset.key,
+            size=asset.size,
+            priority=asset.priority,
+            stages=list(asset.stages),
+        )
+        await operator.fail(f"{name}-probe-1", exit_code=1, message="connection reset by peer")
+        await operator.job_created(f"{name}-probe-2")  # after the backoff
+        retrying = [
+            version
+            for version in operator.history(name)
+            if version.get("status", {}).get("stages", {}).get("probe", {}).get("phase") == "Retrying"
+        ]
+        assert retrying, "the probe never showed as Retrying"
+        assert retrying[0]["status"]["stages"]["probe"]["message"] == "exit code 1, Error: connection reset by peer"
+        assert retrying[0]["status"]["stages"]["probe"]["attempts"] == 1
+
+        await operator.fail(f"{name}-probe-2", exit_code=3, message="Invalid data found when processing input")
+        await eventually(lambda: operator.phase(name) == "Failed", "Failed")
+        failed = operator.asset(name)
+        validate_resource(failed)
+        assert failed["status"]["message"] == (
+            "probe: exit code 3, PodFailurePolicy: Invalid data found when processing input"
+        )
+        assert failed["status"]["stages"]["audio_visuals"]["phase"] == "Cancelled"
+        for version in operator.history(name):
+            validate_resource(version)
+        await asyncio.sleep(3 * settings.reconcile_interval_seconds)
+        assert operator.obj("jobs", f"{name}-probe-3") is None  # permanent: no third attempt
+
+    assert [call for call, args in mirror.calls if call == "stage_failed"] == ["stage_failed", "stage_failed"]
+    record = mirror.stages[(asset.asset_id, Stage.PROBE)]
+    assert (record.status, record.attempts, record.retries) == (IngestionJobStatus.FAILED, 2, 1)
+    assert mirror.assets[asset.asset_id][0] == AssetProcessingStatus.FAILED
+    assert Stage.AUDIO_VISUALS.job_type == IngestionJobType.AUDIO_ANALYSIS
