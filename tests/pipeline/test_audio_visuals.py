@@ -25,8 +25,9 @@ def _pairs(data: list[int]) -> list[tuple[int, int]]:
 def test_audio_file_gets_waveform_spectrogram_and_peaks(
     audio_with_cover: Path, options: PipelineOptions, tmp_path: Path
 ) -> None:
-    # Sizes other than the defaults, to see that the configuration (not ffmpeg's default) decides.
-    sized = replace(options, waveform_width=640, waveform_height=120, spectrogram_width=300, spectrogram_height=200)
+    # Sizes other than the defaults, to see that the configuration (not ffmpeg's default) decides;
+    # a height of 500 also takes the spectrogram's draw-at-512-then-scale path (direct: ~15 s).
+    sized = replace(options, waveform_width=640, waveform_height=120, spectrogram_width=300, spectrogram_height=500)
     md = probe(audio_with_cover, MediaType.AUDIO, options=options)
     progress: list[float] = []
     result = generate_audio_visuals(
@@ -36,7 +37,7 @@ def test_audio_file_gets_waveform_spectrogram_and_peaks(
     assert set(outputs) == {ProxyType.WAVEFORM, ProxyType.SPECTROGRAM, ProxyType.WAVEFORM_PEAKS}
     assert {o.bucket for o in result.outputs} == {"processed"}
 
-    for kind, size in {ProxyType.WAVEFORM: (640, 120), ProxyType.SPECTROGRAM: (300, 200)}.items():
+    for kind, size in {ProxyType.WAVEFORM: (640, 120), ProxyType.SPECTROGRAM: (300, 500)}.items():
         with Image.open(outputs[kind].path) as image:
             image.verify()  # a complete, valid PNG
         with Image.open(outputs[kind].path) as image:
