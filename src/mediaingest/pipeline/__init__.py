@@ -8,7 +8,7 @@ module touch the database or object storage. Modules:
     ffmpeg.py     command building, running ffmpeg with progress and cancellation, ffprobe, errors
     filters.py    filter-graph pieces shared by the video stages (stream choice, tone mapping)
     plan.py       stages_for(media_type, metadata)
-    stages/       probe, proxies (+ sprites and storyboard), thumbnails, audio_visuals
+    stages/       probe, proxies (with sprites.py: sheets and storyboard), thumbnails, audio_visuals
 """
 
 from __future__ import annotations

@@ -250,7 +250,8 @@ def run_ffmpeg(
                         assert stdout_sink is not None
                         stdout_sink(chunk)
                         continue
-                    lines, buffers[key.data] = _split_lines(buffers[key.data] + chunk)
+                    lines, rest = _split_lines(buffers[key.data] + chunk)
+                    buffers[key.data] = rest[-4096:]  # a line without end must not grow forever
                     if key.data == "progress":
                         _feed_progress(throttle, duration_seconds, lines)
                     else:
