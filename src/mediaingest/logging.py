@@ -58,7 +58,8 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         logging.getLogger(name).propagate = True
     # Our own middleware logs each request with its ids; uvicorn's access line would say it twice.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "kubernetes"):
+    # httpx logs every request's full URL at INFO: for a signed URL that is a live credential.
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "kubernetes", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
