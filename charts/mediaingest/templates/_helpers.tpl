@@ -1,0 +1,70 @@
+{{- define "mediaingest.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mediaingest.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "mediaingest.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "mediaingest.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Selector labels for one component: (dict "root" $ "component" "api") */}}
+{{- define "mediaingest.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mediaingest.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "mediaingest.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "mediaingest.configName" -}}
+{{- include "mediaingest.fullname" . }}
+{{- end }}
+
+{{- define "mediaingest.secretName" -}}
+{{- default (include "mediaingest.fullname" .) .Values.secret.existingSecret }}
+{{- end }}
+
+{{- define "mediaingest.apiServiceAccount" -}}
+{{- printf "%s-api" (include "mediaingest.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mediaingest.operatorServiceAccount" -}}
+{{- printf "%s-operator" (include "mediaingest.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mediaingest.jobServiceAccount" -}}
+{{- printf "%s-stage-job" (include "mediaingest.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Settings from the ConfigMap and the Secret, shared by every container. */}}
+{{- define "mediaingest.envFrom" -}}
+- configMapRef:
+    name: {{ include "mediaingest.configName" . }}
+- secretRef:
+    name: {{ include "mediaingest.secretName" . }}
+{{- end }}
+
+{{- define "mediaingest.namespaceEnv" -}}
+- name: K8S_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- end }}

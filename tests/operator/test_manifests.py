@@ -1,0 +1,304 @@
+"""Every manifest against the official Kubernetes schemas (kubernetes-validate, strict), and the
+chart linted and rendered by a real helm with default and non-default values."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mediaingest.models.enums import JobPriority, MediaType, Stage
+from mediaingest.operator.jobs import build_stage_job
+from mediaingest.operator.model import AssetSpec
+from mediaingest.operator.settings import OperatorSettings
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_PATH = REPO / "crds" / "mediaasset.yaml"
+CHART_DIR = REPO / "charts" / "mediaingest"
+CHART_CRD_PATH = CHART_DIR / "files" / "crds" / "mediaasset.yaml"
+# Kinds the official schemas do not cover; checked by hand below.
+THIRD_PARTY = {"ScaledObject", "ServiceMonitor"}
+
+CUSTOM_VALUES = {
+    "fullnameOverride": "media",
+    "image": {"repository": "registry.example/media/mediaingest", "tag": "2.0.0", "pullPolicy": "Always"},
+    "imagePullSecrets": ["regcred"],
+    "crd": {"install": True, "keep": False},
+    "extraConfig": {"PROXY_HEIGHTS": "[360, 720]"},
+    "secret": {"existingSecret": "media-credentials"},
+    "api": {"autoscaling": {"enabled": True}, "nodeSelector": {"pool": "web"}, "migrations": False},
+    "operator": {"maxRunningJobs": 50, "maxRunningJobsPerTenant": 3, "maxAttempts": 6, "reconcileIntervalSeconds": 2},
+    "jobs": {
+        "ttlSecondsAfterFinished": 600,
+        "nodeSelector": {"pool": "transcode"},
+        "tolerations": [{"key": "transcode", "operator": "Exists", "effect": "NoSchedule"}],
+        "priorityClassNames": {"URGENT": "media-urgent"},
+        "stages": {
+            "proxies": {
+                "requests": {"cpu": "6", "memory": "8Gi", "ephemeral-storage": "50Gi"},
+                "limits": {"cpu": "8", "memory": "12Gi", "ephemeral-storage": "55Gi"},
+                "scratchSizeLimit": "50Gi",
+                "activeDeadlineSeconds": 21600,
+            }
+        },
+    },
+    "keda": {
+        "enabled": True,
+        "triggers": [
+            {
+                "type": "prometheus",
+                "metadata": {
+                    "serverAddress": "http://prometheus:9090",
+                    "threshold": "5",
+                    "query": 'sum(mediaingest_operator_stage_assets{state="pending"})',
+                },
+            }
+        ],
+    },
+    "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+}
+
+
+def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def render(helm: Path, tmp_path: Path, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    args = ["template", "media-release", str(CHART_DIR), "--namespace", "media"]
+    if values is not None:
+        path = tmp_path / "values.yaml"
+        path.write_text(yaml.safe_dump(values))
+        args += ["--values", str(path)]
+    result = run_helm(helm, *args)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container.get("env", []) if "value" in item}
+
+
+# --- the CRD ---------------------------------------------------------------------------------------
+
+
+def test_crd_is_valid_and_the_chart_carries_an_identical_copy(kube_validate) -> None:
+    crd = load_crd()
+    kube_validate(crd)
+    assert CHART_CRD_PATH.read_bytes() == CRD_PATH.read_bytes(), "run `make crd-sync`"
+    (version,) = crd["spec"]["versions"]
+    assert version["subresources"] == {"status": {}}
+    assert "ma" in crd["spec"]["names"]["shortNames"]
+    columns = {column["name"]: column["jsonPath"] for column in version["additionalPrinterColumns"]}
+    assert (
+        list(columns)[:4] == ["Type", "Phase", "Stage", "Progress"] and columns["Age"] == ".metadata.creationTimestamp"
+    )
+    schema = version["schema"]["openAPIV3Schema"]
+    for path in columns.values():
+        node = schema
+        for part in path.strip(".").split("."):
+            if part != "creationTimestamp":
+                node = node["properties"][part]
+    assert set(schema["properties"]["spec"]["properties"]["stages"]["items"]["enum"]) == {s.value for s in Stage}
+
+
+def test_schema_validators_are_not_vacuous(validate_status, validate_resource, kube_validate) -> None:
+    with pytest.raises(AssertionError, match="Additional properties"):
+        validate_status({"phase": "Running", "kopf": {"progress": {}}})  # would be pruned by the API server
+    with pytest.raises(AssertionError, match="is not one of"):
+        validate_status({"phase": "Done"})
+    with pytest.raises(AssertionError, match="date-time"):
+        validate_status({"stages": {"probe": {"phase": "Running", "attempts": 1, "startedAt": "yesterday"}}})
+    with pytest.raises(AssertionError, match="assetId"):
+        validate_resource(
+            {
+                "spec": {
+                    "assetId": "not/a/label",
+                    "owner": "o",
+                    "mediaType": "VIDEO",
+                    "source": {"bucket": "b", "key": "k"},
+                    "stages": ["probe"],
+                }
+            }
+        )
+    job = build_stage_job(
+        asset=_asset(), asset_name="asset-a", namespace="ns", stage=Stage.PROBE, attempt=1, settings=OperatorSettings()
+    )
+    job["spec"]["template"]["spec"]["containers"][0]["bogus"] = True
+    with pytest.raises(AssertionError, match="bogus"):
+        kube_validate(job)
+
+
+def load_crd() -> dict[str, Any]:
+    return yaml.safe_load(CRD_PATH.read_text())
+
+
+def _asset() -> AssetSpec:
+    return AssetSpec(
+        asset_id="a1",
+        owner="o",
+        media_type=MediaType.VIDEO,
+        bucket="b",
+        key="k",
+        size=1,
+        priority=JobPriority.NORMAL,
+        stages=tuple(Stage),
+    )
+
+
+def test_dispatcher_manifest_matches_the_crd(validate_resource) -> None:
+    from mediaingest.operator.dispatcher import build_media_asset
+
+    body = build_media_asset(
+        namespace="media",
+        asset_id="0b5b4a3e-1111-2222-3333-444455556666",
+        owner_id="auth0|abc",
+        media_type="IMAGE",
+        bucket="incoming",
+        key="u/x.png",
+        size=9,
+        priority="LOW",
+        stages=[Stage.PROBE, Stage.THUMBNAILS],
+    )
+    validate_resource(body)
+    assert body["metadata"]["name"] == "asset-0b5b4a3e-1111-2222-3333-444455556666"
+    assert body["spec"]["stages"] == ["probe", "thumbnails"]
+
+
+# --- the chart -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [None, CUSTOM_VALUES], ids=["defaults", "custom"])
+def test_chart_lints_and_renders_valid_manifests(
+    helm: Path, tmp_path: Path, kube_validate, values, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["lint", "--strict", str(CHART_DIR)]
+    if values is not None:
+        (tmp_path / "lint.yaml").write_text(yaml.safe_dump(values))
+        args += ["--values", str(tmp_path / "lint.yaml")]
+    lint = run_helm(helm, *args)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+    docs = render(helm, tmp_path, values)
+    for doc in docs:
+        if doc["kind"] not in THIRD_PARTY:
+            kube_validate(doc)
+    kinds = sorted(doc["kind"] for doc in docs)
+    assert {
+        "ConfigMap",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    } <= set(kinds)
+
+    (operator,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-operator")]
+    assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"] == {"type": "Recreate"}
+    (container,) = operator["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:3] == ["python", "-m", "mediaingest.operator"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+    # The operator's environment, as rendered, is what OperatorSettings reads: check it parses into
+    # the values given, and that the Jobs built from it are valid.
+    for name, value in env_of(container).items():
+        monkeypatch.setenv(name, value)
+    settings = OperatorSettings()
+    for stage in Stage:
+        kube_validate(
+            build_stage_job(
+                asset=_asset(), asset_name="asset-a", namespace="media", stage=stage, attempt=1, settings=settings
+            )
+        )
+    chosen = values or yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    assert settings.max_running_jobs == chosen["operator"].get("maxRunningJobs", 20)
+    assert settings.stages[Stage.PROXIES].scratch_size_limit == chosen["jobs"]["stages"]["proxies"]["scratchSizeLimit"]
+    assert settings.worker_image == container["image"]
+    assert settings.job_secret_name == (values["secret"]["existingSecret"] if values else "media-release-mediaingest")
+
+    (crd,) = by_kind(docs, "CustomResourceDefinition")
+    source = load_crd()
+    assert crd["spec"] == source["spec"]  # the chart renders the same CRD
+    keep = (values or {}).get("crd", {}).get("keep", True)
+    assert (crd["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep") == keep
+
+
+def test_defaults_have_hpa_and_secret_and_no_optional_extras(helm: Path, tmp_path: Path) -> None:
+    docs = render(helm, tmp_path)
+    assert len(by_kind(docs, "HorizontalPodAutoscaler")) == 1
+    assert len(by_kind(docs, "Secret")) == 1
+    assert not by_kind(docs, "ScaledObject") and not by_kind(docs, "ServiceMonitor")
+    roles = {role["metadata"]["name"]: role["rules"] for role in by_kind(docs, "Role")}
+    operator_rules = roles["media-release-mediaingest-operator"]
+    granted = {
+        (group, resource, verb)
+        for rule in operator_rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    for needed in [
+        ("mediaingest.io", "mediaassets", "watch"),
+        ("mediaingest.io", "mediaassets", "patch"),
+        ("mediaingest.io", "mediaassets/status", "patch"),
+        ("batch", "jobs", "create"),
+        ("batch", "jobs", "watch"),
+        ("", "pods", "list"),
+        ("", "events", "create"),
+    ]:
+        assert needed in granted, needed
+    api_rules = roles["media-release-mediaingest-api"]
+    assert api_rules == [
+        {"apiGroups": ["mediaingest.io"], "resources": ["mediaassets"], "verbs": ["get", "create", "delete"]}
+    ]
+    (job_account,) = [a for a in by_kind(docs, "ServiceAccount") if a["metadata"]["name"].endswith("-stage-job")]
+    assert job_account["automountServiceAccountToken"] is False
+
+
+def test_custom_values_swap_hpa_for_keda_and_add_a_service_monitor(helm: Path, tmp_path: Path) -> None:
+    docs = render(helm, tmp_path, CUSTOM_VALUES)
+    assert not by_kind(docs, "HorizontalPodAutoscaler") and not by_kind(docs, "Secret")
+    (scaled,) = by_kind(docs, "ScaledObject")
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "media-api"
+    assert scaled["spec"]["triggers"] == CUSTOM_VALUES["keda"]["triggers"]
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    ports = {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]}
+    services = {port["name"] for service in by_kind(docs, "Service") for port in service["spec"]["ports"]}
+    assert ports <= services
+    (config,) = by_kind(docs, "ConfigMap")
+    assert config["data"]["EXECUTOR"] == "kubernetes" and config["data"]["PROXY_HEIGHTS"] == "[360, 720]"
+    (api,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "media-api"]
+    pod = api["spec"]["template"]["spec"]
+    assert "initContainers" not in pod and pod["nodeSelector"] == {"pool": "web"}
+    assert {"secretRef": {"name": "media-credentials"}} in pod["containers"][0]["envFrom"]
+
+
+def test_crd_can_be_left_out(helm: Path, tmp_path: Path) -> None:
+    assert not by_kind(render(helm, tmp_path, {"crd": {"install": False}}), "CustomResourceDefinition")
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"operator": {"maxRunningJobs": 0}}, "maxRunningJobs"),
+        ({"jobs": {"stages": {"transcode": {}}}}, "transcode"),
+        ({"jobs": {"priorityClassNames": {"SOON": "x"}}}, "SOON"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
+        ({"jobs": {"stages": {"probe": {"requests": {"cpu": "lots"}}}}}, "cpu"),
+    ],
+)
+def test_values_schema_refuses_bad_values(helm: Path, tmp_path: Path, values: dict[str, Any], complaint: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(json.dumps(values))
+    result = run_helm(helm, "template", "x", str(CHART_DIR), "--values", str(path))
+    assert result.returncode != 0 and complaint in result.stderr, result.stderr
