@@ -52,8 +52,8 @@ def _worker_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "mediaingest.cli", "worker"]
+def _start_worker(settings: Settings, *, metrics_port: int = 0) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "mediaingest.cli", "worker", "--metrics-port", str(metrics_port)]
     return subprocess.Popen(command, env=_worker_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -93,9 +93,14 @@ def test_a_sigkilled_workers_job_is_taken_again_and_leaves_one_set_of_outputs(
             if first.poll() is None:
                 first.kill()
 
-        second = _start_worker(settings)
+        metrics_port = _free_port()
+        second = _start_worker(settings, metrics_port=metrics_port)
         try:
             wait_for(lambda: status_of(api, headers, asset_id)["processingStatus"] in ("READY", "FAILED"), timeout=180)
+            # The worker's own Prometheus endpoint counts what it ran.
+            exported = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+            assert 'ingestion_jobs_total{status="completed",type="PROXY_GENERATION"} 1.0' in exported
+            assert 'ingestion_jobs_duration_seconds_count{type="PROXY_GENERATION"} 1.0' in exported
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(timeout=60)
