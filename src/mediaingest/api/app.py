@@ -13,6 +13,7 @@ from mediaingest.api.errors import install_error_handlers
 from mediaingest.api.health import router as health_router
 from mediaingest.api.middleware import RequestContextMiddleware
 from mediaingest.assets.endpoints import router as assets_router
+from mediaingest.assets.events import router as asset_events_router
 from mediaingest.assets.service import AssetService
 from mediaingest.config import Settings, StorageBackendName
 from mediaingest.db import create_db_engine, create_session_factory
@@ -20,6 +21,8 @@ from mediaingest.dispatch import build_dispatcher
 from mediaingest.logging import configure_logging
 from mediaingest.storage import build_storage
 from mediaingest.users.auth import Authenticator
+from mediaingest.web import mount_web
+from mediaingest.webhooks.endpoints import router as webhooks_router
 
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
@@ -55,6 +58,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(assets_router)
+    app.include_router(asset_events_router)
+    app.include_router(webhooks_router)
+    mount_web(app)  # the upload page at /
     if settings.storage_backend == StorageBackendName.LOCAL:
         # The embedded default serves its own signed URLs (same PUT/ETag protocol as S3).
         from mediaingest.storage.local_endpoints import router as local_storage_router

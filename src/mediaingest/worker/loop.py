@@ -29,6 +29,7 @@ from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.storage import build_storage
+from mediaingest.webhooks.delivery import WebhookSender
 from mediaingest.worker import leases, progression
 from mediaingest.worker.jobs import JobHandle
 from mediaingest.worker.retry import RetryPolicy
@@ -48,6 +49,7 @@ class Worker:
         self._running: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._last_sweep = 0.0
+        self.webhooks = WebhookSender(ctx.session_factory, worker_id=self.worker_id)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: object) -> Worker:
@@ -71,6 +73,7 @@ class Worker:
                 claimed = self.tick(pool)
                 if not claimed:
                     self.stopping.wait(self.settings.worker_poll_interval_seconds)
+        self.webhooks.close()
         log.info("worker.stopped", worker_id=self.worker_id)
 
     def stop(self) -> None:
@@ -118,6 +121,7 @@ class Worker:
                     progression.fail_asset(asset, stage=Stage.for_job_type(job_type), error=error)
         if reaped.count:
             log.warning("worker.leases_reaped", count=reaped.count)
+        self.webhooks.dispatch_due()  # claims and hands off; the POSTs run in the sender's own threads
         if time.monotonic() - self._last_sweep >= self.settings.sweep_interval_seconds:
             self._last_sweep = time.monotonic()
             service = AssetService(

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from mediaingest.db import utcnow
 from mediaingest.models import AssetProxy, IngestionJob, MediaAsset
@@ -22,6 +22,7 @@ from mediaingest.models.enums import (
 )
 from mediaingest.pipeline.plan import stages_for
 from mediaingest.pipeline.types import MediaMetadata
+from mediaingest.webhooks.service import ASSET_FAILED, ASSET_READY, record_asset_event
 from mediaingest.worker.jobs import JobHandle, log_entry
 from mediaingest.worker.queue import enqueue_stage
 from mediaingest.worker.retry import RetryDecision
@@ -106,6 +107,7 @@ def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
         proxiesGenerated=sum(1 for kind in proxies if kind in _VIDEO_KINDS),
         metadataExtracted=asset.metadata_record is not None,
     )
+    record_asset_event(session, asset, ASSET_READY)  # outbox: commits with READY, or not at all
 
 
 def stage_failed(
@@ -160,3 +162,6 @@ def stage_failed(
 def fail_asset(asset: MediaAsset, *, stage: Stage, error: str) -> None:
     asset.processing_status = AssetProcessingStatus.FAILED
     asset.error = f"{stage.value} stage failed: {error}"[:4000]
+    session = object_session(asset)  # the caller's transaction: the outbox row commits with FAILED
+    if session is not None:
+        record_asset_event(session, asset, ASSET_FAILED)

@@ -1,0 +1,49 @@
+"""The upload page at `/`: plain HTML, CSS and JavaScript files served as they are (no build step, no CDN).
+
+    GET /            index.html
+    GET /ui/{file}   app.js, app.css
+
+The page talks to the same /api routes as every client, with the token the person signs in with (kept
+in sessionStorage, so it ends with the tab), and sends the bytes straight to the signed storage URLs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+
+from mediaingest.exceptions import NotFoundError
+
+WEB_DIR = Path(__file__).resolve().parent
+
+# script-src 'self' with no inline script is what stops injected markup from running; media, images and
+# uploads go to the storage's own origin (S3, or this service for the local backend), hence `*` there.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src * data: blob:; media-src * blob:; "
+    "connect-src *; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+_PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+# Served by name, not as a directory: nothing else in this package (its Python files) is reachable.
+_ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+
+
+def mount_web(app: FastAPI) -> None:
+    @app.get("/", include_in_schema=False)
+    def upload_page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+
+    @app.get("/ui/{name}", include_in_schema=False)
+    def page_asset(name: str) -> FileResponse:
+        media_type = _ASSETS.get(name)
+        if media_type is None:
+            raise NotFoundError("no such file")
+        return FileResponse(WEB_DIR / name, media_type=media_type, headers=_PAGE_HEADERS)

@@ -1,0 +1,777 @@
+// The mediaingest upload page: sign in with a token, send files straight to their signed storage URLs,
+// follow ingestion over Server-Sent Events, show the results. Plain ES modules, no dependencies.
+
+const TOKEN_KEY = "mediaingest.token";
+const PART_CONCURRENCY = 4; // multipart parts in flight per file
+const PART_ATTEMPTS = 4; // each part: first try + 3 retries with exponential backoff
+const FILE_CONCURRENCY = 3; // files uploading at once
+// The browser sets these itself and refuses them from scripts.
+const FORBIDDEN_HEADERS = new Set(["content-length", "host", "connection"]);
+const STAGE_NAMES = {
+  METADATA_EXTRACTION: "Reading metadata",
+  PROXY_GENERATION: "Making web proxies",
+  THUMBNAIL_GENERATION: "Making the poster and thumbnails",
+  AUDIO_ANALYSIS: "Drawing the waveform",
+};
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "className") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child);
+  }
+  return node;
+}
+
+// --- formatting -------------------------------------------------------------------------------------
+function formatBytes(bytes) {
+  if (!Number.isFinite(bytes)) return "?";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return `${value >= 100 || unit === 0 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
+}
+
+function formatDuration(seconds) {
+  if (!Number.isFinite(seconds) || seconds < 0) return "";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${s % 60} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+function formatClock(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function formatDate(iso) {
+  return iso ? new Date(iso).toLocaleString() : "";
+}
+
+// --- errors a person understands ---------------------------------------------------------------------
+class ApiError extends Error {
+  constructor(status, error) {
+    super((error && error.message) || `The server answered ${status}.`);
+    this.status = status;
+    this.code = (error && error.code) || "http_error";
+    this.details = (error && error.details) || {};
+  }
+}
+
+class SessionEndedError extends Error {}
+
+function describeError(error, fileName) {
+  const quoted = fileName ? `“${fileName}”` : "This file";
+  if (!(error instanceof ApiError)) return error.message || String(error);
+  const d = error.details;
+  switch (error.code) {
+    case "mime_type_not_allowed":
+      return `${quoted} can't be uploaded: only video, audio and image files are accepted ` +
+        `(this file is ${d.mimeType && d.mimeType !== "application/octet-stream" ? d.mimeType : "of an unknown type"}).`;
+    case "quota_exceeded":
+      return `Not enough storage for ${quoted}: it needs ${formatBytes(d.requested)}, but only ` +
+        `${formatBytes(d.available)} of your ${d.plan} plan's ${formatBytes(d.limit)} is free ` +
+        `(${formatBytes(d.stored)} stored, ${formatBytes(d.reserved)} reserved by uploads in progress).`;
+    case "file_too_large":
+      return `${quoted} is ${formatBytes(d.fileSize)}; the largest file you can upload is ${formatBytes(d.maxFileSize)}.`;
+    case "integrity_check_failed":
+      return `${quoted} arrived damaged or is not what its name says (${error.message}). Please try again.`;
+    default:
+      return error.message;
+  }
+}
+
+// --- session ------------------------------------------------------------------------------------------
+let token = sessionStorage.getItem(TOKEN_KEY);
+const watchers = new Set(); // AbortControllers of open event streams, closed on sign-out
+
+function showSignIn(message) {
+  token = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  for (const controller of watchers) controller.abort();
+  watchers.clear();
+  $("#workspace").hidden = true;
+  $("#account").hidden = true;
+  $("#sign-in").hidden = false;
+  $("#sign-in-error").textContent = message || "";
+  $("#token-input").value = "";
+  $("#token-input").focus();
+}
+
+function showWorkspace() {
+  $("#sign-in").hidden = true;
+  $("#workspace").hidden = false;
+  $("#account").hidden = false;
+  $("#account-label").textContent = `Signed in with token ${token.slice(0, 7)}…`;
+  refreshAssets();
+}
+
+async function api(path, { method = "GET", body, signal } = {}) {
+  if (!token) throw new SessionEndedError("signed out");
+  const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal,
+  });
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch {
+    payload = null;
+  }
+  if (response.status === 401) {
+    showSignIn("Your session has expired or your token is no longer valid. Please sign in again.");
+    throw new SessionEndedError("unauthorized");
+  }
+  if (!response.ok || !payload || payload.success === false) {
+    throw new ApiError(response.status, payload && payload.error);
+  }
+  return payload.data;
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const candidate = $("#token-input").value.trim();
+  const errorBox = $("#sign-in-error");
+  if (!candidate) {
+    errorBox.textContent = "Enter your API token.";
+    return;
+  }
+  errorBox.textContent = "";
+  const response = await fetch("/api/assets?pageSize=1", { headers: { Authorization: `Bearer ${candidate}` } })
+    .catch(() => null);
+  if (!response) {
+    errorBox.textContent = "The service could not be reached. Check your connection and try again.";
+    return;
+  }
+  if (response.status === 401) {
+    errorBox.textContent = "That token was not accepted: it is invalid, revoked or expired.";
+    $("#token-input").select();
+    return;
+  }
+  if (!response.ok) {
+    errorBox.textContent = `The service answered ${response.status}; please try again later.`;
+    return;
+  }
+  token = candidate;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  showWorkspace();
+}
+
+// --- bytes to storage -----------------------------------------------------------------------------
+class UploadError extends Error {
+  constructor(message, retryable) {
+    super(message);
+    this.retryable = retryable;
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function storageMessage(xhr) {
+  const code = /<Code>([^<]*)<\/Code>/.exec(xhr.responseText || "");
+  if (code && (code[1] === "AccessDenied" || code[1] === "SignatureDoesNotMatch")) {
+    return "the upload link expired or was refused; upload the file again";
+  }
+  return `storage answered ${xhr.status}${code ? ` (${code[1]})` : ""}`;
+}
+
+/** One PUT with upload progress; resolves with the ETag response header. */
+function putBlob(url, blob, headers, onProgress, inflight) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    inflight.add(xhr);
+    xhr.open("PUT", url);
+    for (const [name, value] of Object.entries(headers || {})) {
+      if (!FORBIDDEN_HEADERS.has(name.toLowerCase())) xhr.setRequestHeader(name, value);
+    }
+    xhr.upload.onprogress = (event) => onProgress(event.loaded);
+    xhr.onload = () => {
+      inflight.delete(xhr);
+      if (xhr.status >= 200 && xhr.status < 300) {
+        const etag = xhr.getResponseHeader("ETag");
+        if (etag) resolve(etag);
+        else reject(new UploadError("storage did not expose the ETag header (check the bucket's CORS rules)", false));
+      } else {
+        const retryable = xhr.status >= 500 || xhr.status === 408 || xhr.status === 429;
+        reject(new UploadError(storageMessage(xhr), retryable));
+      }
+    };
+    xhr.onerror = () => {
+      inflight.delete(xhr);
+      reject(new UploadError("the network connection to storage failed", true));
+    };
+    xhr.onabort = () => {
+      inflight.delete(xhr);
+      reject(new UploadError("upload cancelled", false));
+    };
+    xhr.send(blob);
+  });
+}
+
+async function withRetries(attemptFn, onRetry) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await attemptFn();
+    } catch (error) {
+      if (!(error instanceof UploadError) || !error.retryable || attempt >= PART_ATTEMPTS) throw error;
+      onRetry(attempt, error);
+      // 0.5 s, 1 s, 2 s … with jitter, so parallel parts do not retry in lockstep.
+      await sleep(500 * 2 ** (attempt - 1) * (0.75 + Math.random() * 0.5));
+    }
+  }
+}
+
+/** Sends the file per the ticket; returns the confirm-upload body. */
+async function sendBytes(file, ticket, onProgress, onRetry) {
+  const inflight = new Set();
+  if (!ticket.multipart) {
+    const etag = await withRetries(
+      () => putBlob(ticket.uploadUrl, file, ticket.headers, onProgress, inflight),
+      (attempt, error) => { onProgress(0); onRetry(1, attempt, error); },
+    );
+    return { assetId: ticket.assetId, etag };
+  }
+  const { parts, partSize } = ticket.multipart;
+  const loaded = new Array(parts.length).fill(0);
+  const done = new Array(parts.length);
+  const report = () => onProgress(loaded.reduce((sum, value) => sum + value, 0));
+  let next = 0;
+  let failed = null;
+  async function lane() {
+    while (next < parts.length && !failed) {
+      const index = next;
+      next += 1;
+      const part = parts[index];
+      const start = (part.partNumber - 1) * partSize;
+      const blob = file.slice(start, start + part.size);
+      try {
+        const etag = await withRetries(
+          () => putBlob(part.url, blob, part.headers, (n) => { loaded[index] = n; report(); }, inflight),
+          (attempt, error) => { loaded[index] = 0; report(); onRetry(part.partNumber, attempt, error); },
+        );
+        done[index] = { partNumber: part.partNumber, etag };
+      } catch (error) {
+        failed = failed || error;
+        for (const xhr of inflight) xhr.abort(); // no point finishing the other parts
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(PART_CONCURRENCY, parts.length) }, lane));
+  if (failed) throw failed;
+  return { assetId: ticket.assetId, parts: done };
+}
+
+/** Bytes per second over the last few seconds, and the time left at that rate. */
+class RateMeter {
+  constructor(total) {
+    this.total = total;
+    this.samples = [];
+  }
+
+  update(sent) {
+    const now = performance.now();
+    this.samples.push([now, sent]);
+    while (this.samples.length > 2 && now - this.samples[0][0] > 4000) this.samples.shift();
+    const [t0, b0] = this.samples[0];
+    const speed = now > t0 ? ((sent - b0) * 1000) / (now - t0) : 0;
+    return { speed, left: speed > 0 ? (this.total - sent) / speed : Infinity };
+  }
+}
+
+// --- live status over Server-Sent Events ------------------------------------------------------------
+/** Reads the event stream with fetch (so the token travels in a header, not the URL), reconnecting
+ *  with Last-Event-ID; resolves with the last status once the stream says `end` (or the asset is gone). */
+async function watchAsset(assetId, onStatus) {
+  const controller = new AbortController();
+  watchers.add(controller);
+  let lastId = null;
+  let retryMs = 2000;
+  let last = null;
+  try {
+    for (;;) {
+      try {
+        const headers = { Authorization: `Bearer ${token}`, Accept: "text/event-stream" };
+        if (lastId) headers["Last-Event-ID"] = lastId;
+        const response = await fetch(`/api/assets/${encodeURIComponent(assetId)}/events`, {
+          headers, signal: controller.signal, cache: "no-store",
+        });
+        if (response.status === 401) {
+          showSignIn("Your session has expired or your token is no longer valid. Please sign in again.");
+          return null;
+        }
+        if (response.status === 404) return { deleted: true, ...(last || {}) };
+        if (!response.ok || !response.body) throw new Error(`events answered ${response.status}`);
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value.replace(/\r\n?/g, "\n");
+          let boundary;
+          while ((boundary = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, boundary);
+            buffer = buffer.slice(boundary + 2);
+            let name = "message";
+            const data = [];
+            for (const line of block.split("\n")) {
+              if (!line || line.startsWith(":")) continue; // keep-alive comments
+              const colon = line.indexOf(":");
+              const field = colon < 0 ? line : line.slice(0, colon);
+              const fieldValue = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+              if (field === "event") name = fieldValue;
+              else if (field === "data") data.push(fieldValue);
+              else if (field === "id") lastId = fieldValue;
+              else if (field === "retry" && /^\d+$/.test(fieldValue)) retryMs = Number(fieldValue);
+            }
+            if (name === "status" && data.length) {
+              last = JSON.parse(data.join("\n"));
+              onStatus(last);
+            } else if (name === "end") {
+              return last;
+            } else if (name === "deleted") {
+              return { deleted: true, ...(last || {}) };
+            }
+          }
+        }
+      } catch (error) {
+        if (controller.signal.aborted) return null;
+      }
+      await sleep(retryMs); // the stream dropped: reconnect, continuing from the last event id
+    }
+  } finally {
+    watchers.delete(controller);
+  }
+}
+
+function describeProcessing(status) {
+  if (status.processingStatus === "READY") return { text: "Ready", progress: 100 };
+  if (status.processingStatus === "FAILED") return { text: `Failed: ${status.error || "processing failed"}`, progress: 100 };
+  const jobs = status.jobs || [];
+  const current = status.currentJob;
+  const finished = jobs.filter((job) => job.status === "COMPLETED").length;
+  if (!current || current.status === "COMPLETED") {
+    return { text: "Waiting for a worker…", progress: 0 };
+  }
+  const stage = STAGE_NAMES[current.type] || current.type;
+  const progress = Math.round(current.progress || 0);
+  const waiting = current.status === "RETRYING" ? " (retrying)" : current.status === "PENDING" ? " (queued)" : "";
+  const steps = jobs.length > 1 ? ` · ${finished} of ${jobs.length} steps done` : "";
+  return { text: `Processing: ${stage}${waiting}, ${progress}%${steps}`, progress };
+}
+
+// --- results ------------------------------------------------------------------------------------------
+function fileNameOf(url) {
+  try {
+    return decodeURIComponent(new URL(url, location.href).pathname.split("/").pop());
+  } catch {
+    return "";
+  }
+}
+
+function parseTimestamp(text) {
+  const parts = text.trim().split(":").map(Number);
+  return parts.reduce((total, part) => total * 60 + part, 0);
+}
+
+/** WebVTT thumbnail cues: `start --> end` then `sprite_000.jpg#xywh=x,y,w,h`. */
+export function parseStoryboard(text) {
+  const cues = [];
+  for (const block of text.replace(/\r\n?/g, "\n").split(/\n{2,}/)) {
+    const lines = block.split("\n").map((line) => line.trim()).filter(Boolean);
+    const timing = lines.findIndex((line) => line.includes("-->"));
+    if (timing < 0 || timing + 1 >= lines.length) continue;
+    const [start, end] = lines[timing].split("-->").map((side) => parseTimestamp(side.trim().split(/\s+/)[0]));
+    const match = /^(.*)#xywh=(\d+),(\d+),(\d+),(\d+)$/.exec(lines[timing + 1]);
+    if (!match) continue;
+    cues.push({ start, end, file: match[1], x: +match[2], y: +match[3], w: +match[4], h: +match[5] });
+  }
+  return cues;
+}
+
+function buildScrubber(cues, sprites, duration, video, name) {
+  const last = cues[cues.length - 1];
+  const total = duration || (last ? last.end : 0);
+  const frame = el("div", { className: "scrub-frame" });
+  const time = el("span", { className: "scrub-time", text: "0:00" });
+  const head = el("div", { className: "scrub-head" });
+  const bar = el("div", { className: "scrub-bar" }, head);
+  const scrub = el("div", {
+    className: "scrub",
+    tabindex: "0",
+    role: "slider",
+    "aria-label": `Storyboard of ${name}: point at or use the arrow keys to preview, Enter to play from there`,
+    "aria-valuemin": "0",
+    "aria-valuemax": String(Math.round(total)),
+    "aria-valuenow": "0",
+    "aria-valuetext": "0:00",
+  }, frame, time, bar);
+  let position = 0;
+  function show(seconds) {
+    position = Math.max(0, Math.min(total, seconds));
+    const cue = cues.find((c) => position >= c.start && position < c.end) || last;
+    if (!cue) return;
+    const sprite = sprites.get(cue.file);
+    frame.style.width = `${cue.w}px`;
+    frame.style.height = `${cue.h}px`;
+    if (sprite) frame.style.backgroundImage = `url("${sprite}")`;
+    frame.style.backgroundPosition = `-${cue.x}px -${cue.y}px`;
+    time.textContent = formatClock(position);
+    head.style.left = `${total ? (position / total) * 100 : 0}%`;
+    scrub.setAttribute("aria-valuenow", String(Math.round(position)));
+    scrub.setAttribute("aria-valuetext", formatClock(position));
+    scrub.dataset.cue = `${cue.file}#xywh=${cue.x},${cue.y},${cue.w},${cue.h}`;
+  }
+  scrub.addEventListener("pointermove", (event) => {
+    const box = bar.getBoundingClientRect();
+    show(((event.clientX - box.left) / box.width) * total);
+  });
+  scrub.addEventListener("click", () => {
+    if (video) {
+      video.currentTime = position;
+      video.play().catch(() => {});
+    }
+  });
+  scrub.addEventListener("keydown", (event) => {
+    const step = cues.length ? cues[0].end - cues[0].start : 1;
+    if (event.key === "ArrowRight" || event.key === "ArrowUp") show(position + step);
+    else if (event.key === "ArrowLeft" || event.key === "ArrowDown") show(position - step);
+    else if (event.key === "Home") show(0);
+    else if (event.key === "End") show(total);
+    else if (event.key === "Enter" && video) {
+      video.currentTime = position;
+      video.play().catch(() => {});
+    } else return;
+    event.preventDefault();
+  });
+  show(0);
+  return scrub;
+}
+
+async function renderResults(container, asset) {
+  container.replaceChildren();
+  const byType = (type) => asset.proxies.filter((proxy) => proxy.type === type);
+  const poster = byType("POSTER")[0] || byType("THUMBNAIL")[0];
+  const videos = byType("VIDEO").concat(byType("VIDEO_VP9"))
+    // The rendition closest to 720p first: sharp enough, not the heaviest.
+    .sort((a, b) => Math.abs((a.height || 0) - 720) - Math.abs((b.height || 0) - 720));
+  const waveform = byType("WAVEFORM")[0];
+  const storyboard = byType("STORYBOARD")[0];
+  const metadata = asset.metadata || {};
+  const grid = el("div", { className: "results" });
+  let video = null;
+
+  if (videos.length) {
+    video = el("video", {
+      className: "player", controls: true, preload: "metadata", playsinline: true,
+      poster: poster ? poster.url : null, "aria-label": `Preview of ${asset.name}`,
+    }, videos.map((proxy) => el("source", { src: proxy.url, type: proxy.contentType })));
+    grid.append(el("figure", { className: "result wide" }, video,
+      el("figcaption", { text: `Web proxy · ${videos.map((p) => p.resolution).filter(Boolean).join(", ")}` })));
+  } else if (asset.type === "AUDIO" && asset.downloadUrl) {
+    grid.append(el("figure", { className: "result wide" },
+      el("audio", { controls: true, preload: "metadata", src: asset.downloadUrl, "aria-label": `Play ${asset.name}` }),
+      el("figcaption", { text: "Original audio" })));
+  }
+  if (poster) {
+    grid.append(el("figure", { className: "result" },
+      el("img", { className: "poster", src: poster.url, alt: `Poster frame of ${asset.name}` }),
+      el("figcaption", { text: poster.type === "POSTER" ? "Poster" : "Thumbnail" })));
+  }
+  if (storyboard) {
+    const figure = el("figure", { className: "result" }, el("figcaption", { text: "Hover to scrub" }));
+    grid.append(figure);
+    try {
+      const response = await fetch(storyboard.url);
+      if (!response.ok) throw new Error(`storyboard answered ${response.status}`);
+      const cues = parseStoryboard(await response.text());
+      const sprites = new Map();
+      for (const sheet of byType("SPRITE_SHEET")) {
+        sprites.set(fileNameOf(sheet.url), sheet.url);
+        const index = sheet.details && sheet.details.index;
+        if (Number.isInteger(index)) sprites.set(`sprite_${String(index).padStart(3, "0")}.jpg`, sheet.url);
+      }
+      if (cues.length) figure.prepend(buildScrubber(cues, sprites, metadata.durationSeconds, video, asset.name));
+    } catch (error) {
+      figure.append(el("p", { className: "hint", text: `The storyboard could not be loaded (${error.message}).` }));
+    }
+  }
+  if (waveform) {
+    grid.append(el("figure", { className: "result wide" },
+      el("img", { className: "waveform", src: waveform.url, alt: `Waveform of ${asset.name}` }),
+      el("figcaption", { text: "Waveform" })));
+  }
+  const facts = [];
+  if (metadata.durationSeconds) facts.push(["Duration", formatDuration(metadata.durationSeconds)]);
+  if (metadata.width) facts.push(["Picture", `${metadata.width}×${metadata.height}${metadata.fps ? ` at ${Math.round(metadata.fps * 100) / 100} fps` : ""}`]);
+  if (metadata.videoCodec) facts.push(["Video", metadata.videoCodec]);
+  if (metadata.audioCodec) facts.push(["Audio", `${metadata.audioCodec}${metadata.channels ? `, ${metadata.channels} ch` : ""}`]);
+  facts.push(["Size", formatBytes(asset.fileSize)]);
+  container.append(grid, el("dl", { className: "facts" }, facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])));
+}
+
+// --- uploads --------------------------------------------------------------------------------------
+const queue = [];
+let active = 0;
+
+function addFiles(fileList) {
+  const files = Array.from(fileList || []);
+  if (!files.length) return;
+  $("#notice").textContent = "";
+  for (const file of files) {
+    const item = $("#upload-template").content.firstElementChild.cloneNode(true);
+    $(".upload-name", item).textContent = file.name;
+    $(".upload-size", item).textContent = formatBytes(file.size);
+    $(".upload-progress", item).setAttribute("aria-label", `Upload of ${file.name}`);
+    $(".upload-status", item).textContent = "Waiting to upload…";
+    $("#uploads").prepend(item);
+    queue.push({ file, item, project: $("#project-input").value.trim() || null });
+  }
+  pump();
+}
+
+function pump() {
+  while (active < FILE_CONCURRENCY && queue.length) {
+    const job = queue.shift();
+    active += 1;
+    uploadOne(job).finally(() => {
+      active -= 1;
+      pump();
+    });
+  }
+}
+
+function setState(item, state, text) {
+  item.dataset.state = state;
+  if (text !== undefined) $(".upload-status", item).textContent = text;
+}
+
+async function uploadOne({ file, item, project }) {
+  const bar = $(".upload-progress", item);
+  const meta = $(".upload-meta", item);
+  try {
+    if (file.size === 0) throw new Error(`“${file.name}” is empty; there is nothing to upload.`);
+    setState(item, "requesting", "Preparing the upload…");
+    const ticket = await api("/api/assets/upload-url", {
+      method: "POST",
+      body: {
+        fileName: file.name, fileSize: file.size,
+        mimeType: file.type || "application/octet-stream", projectId: project,
+      },
+    });
+    item.dataset.assetId = ticket.assetId;
+    item.dataset.multipart = ticket.multipart ? String(ticket.multipart.parts.length) : "";
+    const parts = ticket.multipart ? ` in ${ticket.multipart.parts.length} parts` : "";
+    setState(item, "uploading", `Uploading${parts}…`);
+    const meter = new RateMeter(file.size);
+    let lastPaint = 0;
+    const onProgress = (sent) => {
+      const now = performance.now();
+      if (now - lastPaint < 150 && sent < file.size) return;
+      lastPaint = now;
+      const { speed, left } = meter.update(sent);
+      bar.value = (sent / file.size) * 100;
+      const eta = Number.isFinite(left) ? ` · ${formatDuration(left)} left` : "";
+      meta.textContent = `${formatBytes(sent)} of ${formatBytes(file.size)} · ${formatBytes(speed)}/s${eta}`;
+    };
+    const onRetry = (partNumber, attempt, error) => {
+      const which = ticket.multipart ? `part ${partNumber}` : "the upload";
+      $(".upload-status", item).textContent = `Retrying ${which} (${error.message}; attempt ${attempt + 1} of ${PART_ATTEMPTS})…`;
+    };
+    const confirmBody = await sendBytes(file, ticket, onProgress, onRetry);
+    bar.value = 100;
+    setState(item, "confirming", "Verifying the upload…");
+    await api("/api/assets/confirm-upload", { method: "POST", body: confirmBody });
+    meta.textContent = `${formatBytes(file.size)} uploaded`;
+    setState(item, "processing", "Uploaded; waiting for processing…");
+    bar.value = 0;
+    bar.setAttribute("aria-label", `Processing of ${file.name}`);
+    refreshAssets();
+    const final = await watchAsset(ticket.assetId, (status) => {
+      const { text, progress } = describeProcessing(status);
+      bar.value = progress;
+      setState(item, "processing", text);
+    });
+    await finish(item, ticket.assetId, final, file.name);
+  } catch (error) {
+    if (error instanceof SessionEndedError) return;
+    bar.value = 0;
+    meta.textContent = "";
+    setState(item, error instanceof ApiError && error.status < 500 ? "rejected" : "failed", describeError(error, file.name));
+    $(".upload-status", item).classList.add("error");
+  }
+}
+
+async function finish(item, assetId, final, name) {
+  if (!final) return; // signed out
+  refreshAssets();
+  if (final.deleted) {
+    setState(item, "deleted", `“${name}” was deleted.`);
+    return;
+  }
+  if (final.processingStatus === "FAILED") {
+    setState(item, "failed", `Processing failed: ${final.error || "unknown error"}`);
+    $(".upload-status", item).classList.add("error");
+    return;
+  }
+  setState(item, "ready", "Ready");
+  $(".upload-progress", item).value = 100;
+  const asset = await api(`/api/assets/${encodeURIComponent(assetId)}`);
+  await renderResults($(".upload-results", item), asset);
+}
+
+// --- the asset list -------------------------------------------------------------------------------
+let refreshing = null;
+
+function refreshAssets() {
+  if (!token) return Promise.resolve();
+  // Coalesce bursts (several uploads finishing together) into one request after the current one.
+  if (refreshing) {
+    refreshing.again = true;
+    return refreshing.promise;
+  }
+  const state = { again: false };
+  state.promise = (async () => {
+    do {
+      state.again = false;
+      try {
+        const page = await api("/api/assets?pageSize=100");
+        renderAssets(page.items);
+      } catch (error) {
+        if (!(error instanceof SessionEndedError)) $("#notice").textContent = `Could not load your assets: ${describeError(error)}`;
+      }
+    } while (state.again);
+    refreshing = null;
+  })();
+  refreshing = state;
+  return state.promise;
+}
+
+function statusLabel(asset) {
+  if (asset.uploadStatus !== "UPLOADED") return { PENDING: "Uploading", UPLOADING: "Verifying" }[asset.uploadStatus] || asset.uploadStatus.toLowerCase();
+  return { PENDING: "Queued", PROCESSING: "Processing", READY: "Ready", FAILED: "Failed" }[asset.processingStatus];
+}
+
+function renderAssets(items) {
+  const body = $("#assets-body");
+  body.replaceChildren(...items.map((asset) => el("tr", { "data-asset-id": asset.id },
+    el("th", { scope: "row", className: "name-cell", text: asset.originalName || asset.name, title: asset.originalName }),
+    el("td", { text: asset.type.toLowerCase() }),
+    el("td", { text: formatBytes(asset.fileSize) }),
+    el("td", {}, el("span", { className: `badge ${(asset.processingStatus || "").toLowerCase()}`, text: statusLabel(asset) })),
+    el("td", { text: formatDate(asset.uploadedAt || asset.createdAt) }),
+    el("td", { className: "actions" },
+      el("button", { type: "button", className: "secondary", "aria-label": `View ${asset.name}`, onclick: () => openViewer(asset) }, "View"),
+      el("button", { type: "button", className: "danger", "aria-label": `Delete ${asset.name}`, onclick: () => deleteAsset(asset) }, "Delete")),
+  )));
+  $("#assets-table").hidden = items.length === 0;
+  $("#assets-empty").hidden = items.length !== 0;
+}
+
+async function deleteAsset(asset) {
+  // eslint-disable-next-line no-alert
+  if (!window.confirm(`Delete “${asset.name}”? The file and everything made from it will be removed.`)) return;
+  try {
+    await api(`/api/assets/${encodeURIComponent(asset.id)}`, { method: "DELETE" });
+    const row = $(`#assets-body tr[data-asset-id="${CSS.escape(asset.id)}"]`);
+    if (row) row.remove();
+    for (const card of document.querySelectorAll(`.upload[data-asset-id="${CSS.escape(asset.id)}"]`)) {
+      setState(card, "deleted", `“${asset.name}” was deleted.`);
+      $(".upload-results", card).replaceChildren();
+    }
+    if ($("#viewer").dataset.assetId === asset.id) closeViewer();
+    $("#announcer").textContent = `Deleted ${asset.name}.`;
+    refreshAssets();
+  } catch (error) {
+    if (!(error instanceof SessionEndedError)) $("#notice").textContent = `Could not delete “${asset.name}”: ${describeError(error)}`;
+  }
+}
+
+let viewerWatch = 0;
+
+async function openViewer(summary) {
+  const viewer = $("#viewer");
+  const watch = ++viewerWatch;
+  viewer.hidden = false;
+  viewer.dataset.assetId = summary.id;
+  $("#viewer-title").textContent = summary.originalName || summary.name;
+  $("#viewer-body").replaceChildren();
+  $("#viewer-status").textContent = "Loading…";
+  viewer.scrollIntoView({ behavior: "smooth", block: "start" });
+  try {
+    let asset = await api(`/api/assets/${encodeURIComponent(summary.id)}`);
+    if (asset.uploadStatus === "UPLOADED" && !["READY", "FAILED"].includes(asset.processingStatus)) {
+      const final = await watchAsset(summary.id, (status) => {
+        if (watch === viewerWatch) $("#viewer-status").textContent = describeProcessing(status).text;
+      });
+      if (!final || final.deleted || watch !== viewerWatch) return;
+      asset = await api(`/api/assets/${encodeURIComponent(summary.id)}`);
+    }
+    if (watch !== viewerWatch) return;
+    $("#viewer-status").textContent = asset.processingStatus === "FAILED"
+      ? `Failed: ${asset.error || "processing failed"}`
+      : asset.uploadStatus !== "UPLOADED" ? `Upload ${asset.uploadStatus.toLowerCase()}${asset.error ? `: ${asset.error}` : ""}` : "Ready";
+    await renderResults($("#viewer-body"), asset);
+  } catch (error) {
+    if (!(error instanceof SessionEndedError)) $("#viewer-status").textContent = describeError(error);
+  }
+}
+
+function closeViewer() {
+  viewerWatch += 1;
+  const viewer = $("#viewer");
+  viewer.hidden = true;
+  delete viewer.dataset.assetId;
+  $("#viewer-body").replaceChildren();
+}
+
+// --- wiring ----------------------------------------------------------------------------------------
+function wire() {
+  $("#sign-in-form").addEventListener("submit", signIn);
+  $("#sign-out").addEventListener("click", () => showSignIn("You are signed out."));
+  $("#refresh").addEventListener("click", () => refreshAssets());
+  $("#viewer-close").addEventListener("click", closeViewer);
+  const input = $("#file-input");
+  input.addEventListener("change", () => {
+    addFiles(input.files);
+    input.value = ""; // choosing the same file again still fires `change`
+  });
+  const zone = $("#dropzone");
+  for (const name of ["dragenter", "dragover"]) {
+    zone.addEventListener(name, (event) => {
+      event.preventDefault();
+      zone.classList.add("dragging");
+    });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    zone.addEventListener(name, () => zone.classList.remove("dragging"));
+  }
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    addFiles(event.dataTransfer && event.dataTransfer.files);
+  });
+  // A file dropped beside the zone must not make the browser navigate away from the page.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+  if (token) showWorkspace();
+  else showSignIn("");
+}
+
+wire();

@@ -1,0 +1,149 @@
+"""Setting a user's webhook, and recording completion events in the outbox.
+
+Like the asset service, nothing here commits: the request wrapper or the worker's transaction does,
+which is the point of `record_asset_event` — the delivery row commits or rolls back together with
+the status change it announces.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import structlog
+from sqlalchemy.orm import Session
+
+from mediaingest.assets.schemas import AssetSummary
+from mediaingest.db import new_id, utcnow
+from mediaingest.exceptions import NotFoundError, ValidationFailedError
+from mediaingest.models import MediaAsset, User, WebhookDelivery, WebhookSecret
+from mediaingest.webhooks import repository
+from mediaingest.webhooks.schemas import WebhookEvent
+
+log = structlog.stdlib.get_logger(__name__)
+
+ASSET_READY = "asset.ready"
+ASSET_FAILED = "asset.failed"
+EVENTS = frozenset({ASSET_READY, ASSET_FAILED})
+SECRET_PREFIX = "whsec_"  # noqa: S105  (a public marker, not a secret)
+MAX_URL_LENGTH = 2048
+DEFAULT_MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class WebhookState:
+    url: str | None
+    secret_created_at: datetime | None
+    secret: str | None = None  # only right after it was set
+
+
+def validate_url(url: str) -> str:
+    """http(s) with a host; no credentials (they would be stored and shown), no fragment, no whitespace."""
+    value = url.strip()
+    problem = None
+    if len(value) > MAX_URL_LENGTH:
+        problem = f"at most {MAX_URL_LENGTH} characters"
+    elif any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        problem = "no whitespace or control characters"
+    else:
+        try:
+            parts = urlsplit(value)
+            port = parts.port  # raises ValueError on a malformed port
+        except ValueError:
+            parts, port = None, None
+        if parts is None:
+            problem = "not a valid URL"
+        elif parts.scheme not in ("http", "https"):
+            problem = "the scheme must be http or https"
+        elif not parts.hostname:
+            problem = "a host is required"
+        elif parts.username is not None or parts.password is not None:
+            problem = "credentials in the URL are not accepted"
+        elif parts.fragment:
+            problem = "a fragment is not sent to servers; remove it"
+        elif port == 0:
+            problem = "port 0 is not valid"
+    if problem:
+        raise ValidationFailedError(f"invalid webhook URL: {problem}", details={"url": "invalid"})
+    return value
+
+
+def get_webhook(session: Session, *, user_id: str) -> WebhookState:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFoundError("user not found")
+    secret = session.get(WebhookSecret, user_id)
+    return WebhookState(url=user.webhook_url, secret_created_at=secret.created_at if secret else None)
+
+
+def set_webhook(session: Session, *, user_id: str, url: str) -> WebhookState:
+    """Sets the URL and issues a new signing secret, returned once (setting again rotates it)."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFoundError("user not found")
+    user.webhook_url = validate_url(url)
+    value = SECRET_PREFIX + secrets.token_urlsafe(32)
+    now = utcnow()
+    record = session.get(WebhookSecret, user_id)
+    if record is None:
+        record = WebhookSecret(user_id=user_id, secret=value, created_at=now)
+        session.add(record)
+    else:
+        record.secret, record.created_at = value, now
+    session.flush()
+    log.info("webhook.set", user_id=user_id)  # neither the URL's query nor the secret is logged
+    return WebhookState(url=user.webhook_url, secret_created_at=now, secret=value)
+
+
+def clear_webhook(session: Session, *, user_id: str) -> int:
+    """Removes the URL and the secret; deliveries still waiting are cancelled. Returns how many."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFoundError("user not found")
+    user.webhook_url = None
+    record = session.get(WebhookSecret, user_id)
+    if record is not None:
+        session.delete(record)
+    cancelled = repository.cancel_pending(session, user_id=user_id, now=utcnow())
+    session.flush()
+    log.info("webhook.cleared", user_id=user_id, cancelled=cancelled)
+    return cancelled
+
+
+def record_asset_event(session: Session, asset: MediaAsset, event: str) -> WebhookDelivery | None:
+    """Queues the announcement of `event` for the asset's owner, inside the caller's transaction.
+
+    Nothing is queued when the owner has no webhook. Idempotent per (asset, event): paths that may
+    reach READY twice (a stage re-run after a lost lease) announce it once.
+    """
+    if event not in EVENTS:
+        raise ValueError(f"unknown webhook event {event!r}")
+    user = session.get(User, asset.owner_id)
+    if user is None or not user.webhook_url:
+        return None
+    if repository.has_delivery(session, asset_id=asset.id, event=event):
+        return None
+    now = utcnow()
+    delivery_id = new_id()
+    session.flush()  # the asset's pending changes (status, processed_at, updated_at) land in the summary
+    summary = AssetSummary.model_validate(asset).model_dump(mode="json", by_alias=True)
+    payload = WebhookEvent(id=delivery_id, type=event, created_at=now, data={"asset": summary})
+    delivery = WebhookDelivery(
+        id=delivery_id,
+        user_id=asset.owner_id,
+        asset_id=asset.id,
+        event=event,
+        url=user.webhook_url,
+        payload=payload.model_dump(mode="json", by_alias=True),
+        max_attempts=DEFAULT_MAX_ATTEMPTS,
+        next_attempt_at=now,
+        attempt_log=[],
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(delivery)
+    session.flush()
+    log.info("webhook.event_recorded", delivery_id=delivery_id, asset_id=asset.id, webhook_event=event)
+    return delivery
