@@ -89,12 +89,9 @@ class InMemoryMirror:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def _current(self, asset_id: str, stage: Stage, attempt: int) -> StageRecord | None:
-        record = self.stages.get((asset_id, stage))
-        return (
-            None
-            if record is not None and record.attempts > attempt
-            else (record or StageRecord(IngestionJobStatus.PENDING, 0))
-        )
+        """The stage's record, or None when it already records a newer attempt (a stale report)."""
+        record = self.stages.get((asset_id, stage)) or StageRecord(IngestionJobStatus.PENDING, 0)
+        return None if record.attempts > attempt else record
 
     def stage_started(self, *, asset_id: str, stage: Stage, attempt: int, job_name: str, at: datetime) -> None:
         self.calls.append(("stage_started", {"asset_id": asset_id, "stage": stage, "attempt": attempt}))
