@@ -50,7 +50,6 @@ async def startup(
         # One known namespace: no cluster-wide listing of namespaces and CRDs, so a namespaced Role
         # is all the RBAC the operator needs.
         settings.scanning.disabled = True
-    settings.execution.max_workers = 8  # threads for the synchronous client and database calls
 
     ledger = CapacityLedger(
         max_running=config.max_running_jobs, max_running_per_tenant=config.max_running_jobs_per_tenant
