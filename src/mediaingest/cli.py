@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from mediaingest.client.cli import assets_app
+from mediaingest.client.cli import upload as upload_command
 from mediaingest.config import Settings
 from mediaingest.models.enums import Plan
 
@@ -14,6 +16,8 @@ users_app = typer.Typer(help="Manage tenants and their API tokens.", no_args_is_
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
+app.add_typer(assets_app, name="assets")  # the API client: upload, list, show, delete
+app.command("upload")(upload_command)
 
 
 def _session_factory(settings: Settings):  # type: ignore[no-untyped-def]
@@ -136,6 +140,20 @@ def run_stage(
     except ValueError as exc:
         raise typer.BadParameter(f"unknown stage {stage!r}; one of {[s.value for s in Stage]}") from exc
     raise typer.Exit(run_one_stage(settings, asset_id=asset, stage=stage_value, attempt=attempt))
+
+
+@app.command()
+def operator(
+    namespace: Annotated[
+        str | None, typer.Option(help='Namespace to watch (default K8S_NAMESPACE; "*" for the whole cluster).')
+    ] = None,
+    liveness_port: Annotated[int, typer.Option(help="kopf liveness endpoint port.")] = 8080,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus port for the operator's gauges.")] = 9102,
+) -> None:
+    """Run the Kubernetes operator that turns MediaAsset resources into one Job per stage."""
+    from mediaingest.operator.main import run
+
+    run(namespace, liveness_port, metrics_port)
 
 
 @app.command()
