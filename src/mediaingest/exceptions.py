@@ -11,6 +11,7 @@
     │   └── IntegrityCheckError           422 integrity_check_failed (size, ETag, SHA-256, sniffed type)
     ├── QuotaExceededError                413 quota_exceeded
     ├── SignatureError                    403 invalid_signature (local storage URLs: tampered/expired/other key)
+    ├── ExecutorUnavailableError          503 executor_unavailable (the Kubernetes API refused or is unreachable)
     ├── StorageError                      502 storage_error        — transient: retried by the worker
     │   └── ObjectNotFoundError           404 object_not_found
     └── ProcessingError                   500 processing_error     — raised by pipeline stages
@@ -89,6 +90,11 @@ class QuotaExceededError(MediaIngestError):
 class SignatureError(MediaIngestError):
     status_code = 403
     code = "invalid_signature"
+
+
+class ExecutorUnavailableError(MediaIngestError):
+    status_code = 503
+    code = "executor_unavailable"
 
 
 class StorageError(MediaIngestError):

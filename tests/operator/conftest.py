@@ -223,6 +223,19 @@ def write_kubeconfig(path: Path, server_url: str, namespace: str = "default") ->
 
 
 @pytest.fixture
+def use_kube_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Path]:
+    """Points KUBECONFIG (and so every client the code builds) at the given API server URL."""
+
+    def point(server_url: str) -> Path:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server_url)
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        return kubeconfig
+
+    return point
+
+
+@pytest.fixture
 async def apiserver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ApiServer]:
     """A running fake API server, with KUBECONFIG pointing at it."""
     async with ApiServer() as server, kmock.Server(server):

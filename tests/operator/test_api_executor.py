@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import kubernetes
 from fastapi.testclient import TestClient
 
 from conftest import SettingsFactory, Users
-from fixtures.uploads import upload
+from fixtures.uploads import put_bytes, request_upload, upload
 from mediaingest.api import create_app
 from mediaingest.operator import naming
 from mediaingest.operator.kube import load_api_client
@@ -51,3 +52,20 @@ async def test_confirm_creates_the_media_asset_and_delete_removes_it(
 
     await asyncio.to_thread(delete)
     assert await asyncio.to_thread(_media_assets) == []
+
+
+def test_an_unreachable_kubernetes_api_is_a_503_and_the_upload_can_be_confirmed_later(
+    make_settings: SettingsFactory, users: Users, small_video: Path, use_kube_api: Callable[[str], Path]
+) -> None:
+    use_kube_api("http://127.0.0.1:9")  # nothing listens there
+    settings = make_settings(executor="kubernetes", k8s_namespace="default")
+    _, headers = users.create()
+    with TestClient(create_app(settings, configure_logs=False)) as client:
+        data = small_video.read_bytes()
+        ticket = request_upload(client, headers, size=len(data)).json()["data"]
+        body = put_bytes(client, ticket, data)
+        response = client.post("/api/assets/confirm-upload", json=body, headers=headers)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "executor_unavailable"
+        status = client.get(f"/api/assets/{ticket['assetId']}/status", headers=headers).json()["data"]
+        assert status["uploadStatus"] == "PENDING"  # rolled back: a later confirm can still succeed

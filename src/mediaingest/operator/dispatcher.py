@@ -12,8 +12,10 @@ from typing import Any
 
 import kubernetes
 import structlog
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from mediaingest.exceptions import ExecutorUnavailableError
 from mediaingest.models.enums import JobPriority, MediaType, Stage
 from mediaingest.operator import naming
 from mediaingest.operator.kube import load_api_client
@@ -96,9 +98,11 @@ class KubernetesDispatcher:
             self._api.create_namespaced_custom_object(naming.GROUP, naming.VERSION, self.namespace, naming.PLURAL, body)
         except ApiException as exc:
             if exc.status != 409:
-                raise
+                raise _unavailable("create", exc) from exc
             log.info("asset.dispatch_exists", asset_id=asset_id, resource=body["metadata"]["name"])
             return
+        except urllib3.exceptions.HTTPError as exc:
+            raise _unavailable("create", exc) from exc
         log.info("asset.dispatched", asset_id=asset_id, resource=body["metadata"]["name"])
 
     def cancel(self, *, asset_id: str) -> None:
@@ -115,6 +119,15 @@ class KubernetesDispatcher:
             )
         except ApiException as exc:
             if exc.status != 404:
-                raise
+                raise _unavailable("delete", exc) from exc
             return
+        except urllib3.exceptions.HTTPError as exc:
+            raise _unavailable("delete", exc) from exc
         log.info("asset.dispatch_cancelled", asset_id=asset_id, resource=name)
+
+
+def _unavailable(action: str, error: Exception) -> ExecutorUnavailableError:
+    """The Kubernetes API's failure, translated at the boundary; the caller's transaction rolls back."""
+    reason = f"HTTP {error.status}" if isinstance(error, ApiException) else type(error).__name__
+    log.warning("asset.dispatch_failed", action=action, reason=reason)
+    return ExecutorUnavailableError(f"cannot {action} the MediaAsset resource ({reason}); try again")
