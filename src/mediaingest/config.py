@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -149,7 +150,16 @@ class Settings(BaseSettings):
         path = self.data_dir / "local-storage.secret"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Written whole under a temporary name, then linked into place: two processes starting at
+            # once (API and worker) agree on one secret, and neither ever reads a half-written file.
+            fd, name = tempfile.mkstemp(dir=self.data_dir, prefix=f".{path.name}.")  # mode 0600
+            candidate = Path(name)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(48))
+            try:
+                os.link(candidate, path)  # fails if another process won the race; theirs is kept
+            except FileExistsError:
+                pass
+            finally:
+                candidate.unlink()
         return path.read_text().strip().encode()

@@ -141,3 +141,25 @@ def test_unknown_routes_use_the_error_envelope(client: TestClient) -> None:
     response = client.get("/api/nope")
     assert response.status_code == 404
     assert response.json() == {"success": False, "error": {"code": "not_found", "message": "Not Found"}}
+
+
+def test_an_hs256_token_signed_with_a_jwks_style_key_is_refused(make_settings: SettingsFactory) -> None:
+    """Algorithm confusion: with an HMAC secret configured, only HS* tokens verify, and vice versa."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    client = TestClient(create_app(make_settings(jwt_secret=JWT_SECRET), configure_logs=False))
+    es256 = jwt.encode({"sub": "u1", "exp": int(time.time()) + 60}, ec.generate_private_key(ec.SECP256R1()), "ES256")
+    assert client.get("/api/assets", headers={"Authorization": f"Bearer {es256}"}).status_code == 401
+
+
+def test_the_generated_storage_secret_is_shared_by_every_process(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mediaingest.config import Settings
+
+    settings = [Settings(_env_file=None, data_dir=tmp_path) for _ in range(8)]  # type: ignore[call-arg]
+    with ThreadPoolExecutor(8) as pool:
+        secrets = set(pool.map(lambda s: s.storage_secret(), settings))
+    assert len(secrets) == 1 and len(next(iter(secrets))) >= 48
+    assert (tmp_path / "local-storage.secret").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["local-storage.secret"]

@@ -71,15 +71,19 @@ class Authenticator:
 
     def _from_jwt(self, session: Session, token: str) -> Principal:
         try:
+            # Only the algorithm family the key is for: an HMAC secret never verifies RS/ES tokens and a
+            # JWKS public key never verifies HS tokens (the classic algorithm-confusion attack).
             if self._jwks_client is not None:
                 key: object = self._jwks_client.get_signing_key_from_jwt(token).key
+                algorithms = [name for name in self.settings.jwt_algorithms if not name.startswith("HS")]
             else:
                 assert self.settings.jwt_secret is not None
                 key = self.settings.jwt_secret.get_secret_value()
+                algorithms = [name for name in self.settings.jwt_algorithms if name.startswith("HS")]
             claims = jwt.decode(
                 token,
                 key=key,  # type: ignore[arg-type]
-                algorithms=self.settings.jwt_algorithms,
+                algorithms=algorithms,
                 audience=self.settings.jwt_audience,
                 issuer=self.settings.jwt_issuer,
                 options={"require": ["sub", "exp"], "verify_aud": self.settings.jwt_audience is not None},
