@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, status
 
 from mediaingest import metrics
 from mediaingest.api.deps import Assets, CurrentPrincipal, DbSession
+from mediaingest.assets.repository import AssetFilters
 from mediaingest.assets.schemas import (
     AssetDetail,
     AssetPage,
@@ -107,16 +108,10 @@ def list_assets(
     media_type: Annotated[MediaType | None, Query(alias="type")] = None,
     project_id: Annotated[str | None, Query(alias="projectId", max_length=128)] = None,
 ) -> Envelope[AssetPage]:
-    items, total = assets.list(
-        session,
-        principal,
-        page=page,
-        page_size=page_size,
-        upload_status=status_filter,
-        processing_status=processing_status,
-        media_type=media_type,
-        project_id=project_id,
+    filters = AssetFilters(
+        upload_status=status_filter, processing_status=processing_status, media_type=media_type, project_id=project_id
     )
+    items, total = assets.list(session, principal, filters=filters, page=page, page_size=page_size)
     return Envelope(
         data=AssetPage(
             items=[AssetSummary.model_validate(item) for item in items], total=total, page=page, page_size=page_size

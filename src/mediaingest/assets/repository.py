@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -58,26 +59,30 @@ def bytes_used(session: Session, *, owner_id: str, now: datetime) -> tuple[int, 
     return int(stored or 0), int(reserved or 0)
 
 
+@dataclass(frozen=True)
+class AssetFilters:
+    upload_status: UploadStatus | None = None
+    processing_status: AssetProcessingStatus | None = None
+    media_type: MediaType | None = None
+    project_id: str | None = None
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        conditions = []
+        if self.upload_status is not None:
+            conditions.append(MediaAsset.upload_status == self.upload_status)
+        if self.processing_status is not None:
+            conditions.append(MediaAsset.processing_status == self.processing_status)
+        if self.media_type is not None:
+            conditions.append(MediaAsset.type == self.media_type)
+        if self.project_id is not None:
+            conditions.append(MediaAsset.project_id == self.project_id)
+        return conditions
+
+
 def list_owned(
-    session: Session,
-    *,
-    owner_id: str,
-    page: int,
-    page_size: int,
-    upload_status: UploadStatus | None = None,
-    processing_status: AssetProcessingStatus | None = None,
-    media_type: MediaType | None = None,
-    project_id: str | None = None,
+    session: Session, *, owner_id: str, filters: AssetFilters, page: int, page_size: int
 ) -> tuple[Sequence[MediaAsset], int]:
-    conditions = [MediaAsset.owner_id == owner_id]
-    if upload_status is not None:
-        conditions.append(MediaAsset.upload_status == upload_status)
-    if processing_status is not None:
-        conditions.append(MediaAsset.processing_status == processing_status)
-    if media_type is not None:
-        conditions.append(MediaAsset.type == media_type)
-    if project_id is not None:
-        conditions.append(MediaAsset.project_id == project_id)
+    conditions = [MediaAsset.owner_id == owner_id, *filters.conditions()]
     total = session.scalar(sa.select(sa.func.count()).select_from(MediaAsset).where(*conditions)) or 0
     items = session.scalars(
         sa.select(MediaAsset)

@@ -48,7 +48,7 @@ from mediaingest.exceptions import (
     ValidationFailedError,
 )
 from mediaingest.models import IngestionJob, MediaAsset
-from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, MediaType, UploadStatus
+from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, UploadStatus
 from mediaingest.storage.base import CompletedPart, Storage
 from mediaingest.storage.errors import InvalidPartError
 from mediaingest.users.auth import Principal
@@ -298,26 +298,10 @@ class AssetService:
         return asset
 
     def list(
-        self,
-        session: Session,
-        principal: Principal,
-        *,
-        page: int,
-        page_size: int,
-        upload_status: UploadStatus | None = None,
-        processing_status: AssetProcessingStatus | None = None,
-        media_type: MediaType | None = None,
-        project_id: str | None = None,
+        self, session: Session, principal: Principal, *, filters: repository.AssetFilters, page: int, page_size: int
     ) -> tuple[Sequence[MediaAsset], int]:
         return repository.list_owned(
-            session,
-            owner_id=principal.user_id,
-            page=page,
-            page_size=page_size,
-            upload_status=upload_status,
-            processing_status=processing_status,
-            media_type=media_type,
-            project_id=project_id,
+            session, owner_id=principal.user_id, filters=filters, page=page, page_size=page_size
         )
 
     def jobs(self, session: Session, asset: MediaAsset) -> Sequence[IngestionJob]:
