@@ -103,14 +103,13 @@ def status_snapshot(session: Session, assets: AssetService, principal: Principal
 
 def _poll(factory: SessionFactory, assets: AssetService, principal: Principal, asset_id: str) -> dict[str, Any] | None:
     """One short read; None once the asset is gone. The session (and its transaction) ends here."""
-    session = factory()
-    if True:
+    with factory() as session:
         try:
             return status_snapshot(session, assets, principal, asset_id)
         except NotFoundError:
             return None
         finally:
-            pass
+            session.rollback()  # read-only: end the transaction before the stream sleeps
 
 
 def _event(name: str, data: dict[str, Any], event_id: int | None = None) -> str:
