@@ -1,0 +1,289 @@
+"""`MediaIngestClient`: the API's routes as typed methods (the server's own response schemas)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import filetype
+import httpx
+
+from mediaingest.assets.schemas import (
+    AssetDetail,
+    AssetPage,
+    AssetStatus,
+    ConfirmUploadRequest,
+    ConfirmUploadResponse,
+    UploadUrlRequest,
+    UploadUrlResponse,
+)
+from mediaingest.client.errors import ApiError, ClientError
+from mediaingest.client.transfer import ProgressCallback, RetryPolicy, Transfer
+
+TERMINAL = ("READY", "FAILED")
+# Longer than the server's keep-alive comments (15 s), so a quiet stream is not mistaken for a dead one.
+EVENTS_READ_TIMEOUT = 60.0
+
+
+def guess_mime_type(path: Path) -> str:
+    """From the name first (what a browser would declare), else from the first bytes."""
+    guessed, _ = mimetypes.guess_type(path.name)
+    if guessed:
+        return guessed
+    kind = filetype.guess(str(path))
+    return kind.mime if kind is not None else "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    ticket: UploadUrlResponse
+    confirmed: ConfirmUploadResponse
+
+    @property
+    def asset_id(self) -> str:
+        return self.confirmed.asset_id
+
+
+class MediaIngestClient:
+    def __init__(
+        self,
+        server: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        concurrency: int = 4,
+        retry: RetryPolicy | None = None,
+        on_retry: Callable[[int, int, str], None] | None = None,
+    ) -> None:
+        self.server = server.rstrip("/")
+        self.api = httpx.Client(
+            base_url=self.server,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=timeout,
+        )
+        # No token here: storage URLs are signed, and the token must never leave for the store.
+        self.storage_http = httpx.Client(timeout=httpx.Timeout(timeout, write=max(timeout, 120.0)))
+        self.transfer = Transfer(self.storage_http, concurrency=concurrency, retry=retry, on_retry=on_retry)
+
+    def __enter__(self) -> MediaIngestClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.api.close()
+        self.storage_http.close()
+
+    # --- plumbing -------------------------------------------------------------------------------
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.api.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ClientError(f"cannot reach {self.server}: {exc}") from exc
+        return _unwrap(response)
+
+    # --- uploads --------------------------------------------------------------------------------
+    def request_upload(self, request: UploadUrlRequest) -> UploadUrlResponse:
+        body = request.model_dump(by_alias=True, exclude_none=True)
+        return UploadUrlResponse.model_validate(self._call("POST", "/api/assets/upload-url", json=body))
+
+    def send(
+        self, path: Path, ticket: UploadUrlResponse, on_progress: ProgressCallback | None = None
+    ) -> ConfirmUploadRequest:
+        return self.transfer.send(path, ticket, on_progress)
+
+    def confirm(self, request: ConfirmUploadRequest) -> ConfirmUploadResponse:
+        body = request.model_dump(by_alias=True, exclude_none=True)
+        return ConfirmUploadResponse.model_validate(self._call("POST", "/api/assets/confirm-upload", json=body))
+
+    def upload(
+        self,
+        path: Path,
+        *,
+        mime_type: str | None = None,
+        project_id: str | None = None,
+        declare_sha256: bool = False,
+        on_ticket: Callable[[UploadUrlResponse], None] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> UploadResult:
+        """Asks for the URL(s), sends the bytes, confirms. `declare_sha256` hashes the file first so the
+        store verifies it end to end (one extra read of the file)."""
+        size = path.stat().st_size
+        digest = _sha256(path) if declare_sha256 else None
+        ticket = self.request_upload(
+            UploadUrlRequest(
+                file_name=path.name,
+                file_size=size,
+                mime_type=mime_type or guess_mime_type(path),
+                project_id=project_id,
+                sha256=digest,
+            )
+        )
+        if on_ticket is not None:
+            on_ticket(ticket)
+        confirm = self.send(path, ticket, on_progress)
+        return UploadResult(ticket=ticket, confirmed=self.confirm(confirm))
+
+    # --- reading --------------------------------------------------------------------------------
+    def status(self, asset_id: str) -> AssetStatus:
+        return AssetStatus.model_validate(self._call("GET", f"/api/assets/{asset_id}/status"))
+
+    def get(self, asset_id: str) -> AssetDetail:
+        return AssetDetail.model_validate(self._call("GET", f"/api/assets/{asset_id}"))
+
+    def list(
+        self,
+        *,
+        page: int = 1,
+        page_size: int = 20,
+        status: str | None = None,
+        processing_status: str | None = None,
+        media_type: str | None = None,
+        project_id: str | None = None,
+    ) -> AssetPage:
+        params = {
+            "page": page,
+            "pageSize": page_size,
+            "status": status,
+            "processingStatus": processing_status,
+            "type": media_type,
+            "projectId": project_id,
+        }
+        query = {name: value for name, value in params.items() if value is not None}
+        return AssetPage.model_validate(self._call("GET", "/api/assets", params=query))
+
+    def delete(self, asset_id: str) -> None:
+        self._call("DELETE", f"/api/assets/{asset_id}")
+
+    # --- following ingestion ----------------------------------------------------------------------
+    def events(self, asset_id: str) -> Iterator[AssetStatus]:
+        """Each status change from the Server-Sent Events stream, until READY/FAILED (reconnecting
+        with Last-Event-ID if the stream drops). Ends quietly if the asset is deleted."""
+        last_id: str | None = None
+        retry_seconds = 2.0
+        failures = 0
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_id is not None:
+                headers["Last-Event-ID"] = last_id
+            try:
+                timeout = httpx.Timeout(self.api.timeout.connect, read=EVENTS_READ_TIMEOUT)
+                with self.api.stream(
+                    "GET", f"/api/assets/{asset_id}/events", headers=headers, timeout=timeout
+                ) as response:
+                    if response.status_code != 200:
+                        response.read()
+                        _unwrap(response)
+                    for event in _sse_events(response.iter_lines()):
+                        failures = 0
+                        if event.id is not None:
+                            last_id = event.id
+                        if event.retry is not None:
+                            retry_seconds = event.retry / 1000
+                        if event.name == "status":
+                            yield AssetStatus.model_validate(json.loads(event.data))
+                        elif event.name in ("end", "deleted"):
+                            return
+            except httpx.TransportError:
+                failures += 1
+                if failures >= 5:
+                    raise
+            time.sleep(retry_seconds)
+
+    def wait(
+        self,
+        asset_id: str,
+        *,
+        timeout: float | None = None,
+        on_status: Callable[[AssetStatus], None] | None = None,
+        use_events: bool = True,
+        poll_interval: float = 1.0,
+    ) -> AssetStatus:
+        """Follows the asset until READY or FAILED; returns the final status. Polls /status when asked
+        to, or when the event stream is unavailable (a proxy that buffers it, an older server)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if use_events:
+            try:
+                last: AssetStatus | None = None
+                for status in self.events(asset_id):
+                    last = status
+                    if on_status is not None:
+                        on_status(status)
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise ClientError(f"asset {asset_id} did not finish within {timeout:g} s")
+                if last is not None and last.processing_status.value in TERMINAL:
+                    return last
+            except (httpx.TransportError, ApiError) as error:
+                if isinstance(error, ApiError) and error.status_code in (401, 403, 404):
+                    raise
+        while True:
+            status = self.status(asset_id)
+            if on_status is not None:
+                on_status(status)
+            if status.processing_status.value in TERMINAL:
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise ClientError(f"asset {asset_id} did not finish within {timeout:g} s")
+            time.sleep(poll_interval)
+
+
+@dataclass(frozen=True)
+class _Event:
+    name: str
+    data: str
+    id: str | None
+    retry: int | None
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[_Event]:
+    """Server-Sent Events per the HTML standard: fields until a blank line; comments ignored."""
+    name, data, event_id, retry = "message", [], None, None
+    for line in lines:
+        if not line:
+            if data or name != "message" or retry is not None:
+                yield _Event(name, "\n".join(data), event_id, retry)
+            name, data, retry = "message", [], None
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+        elif field == "id":
+            event_id = value
+        elif field == "retry" and value.isdigit():
+            retry = int(value)
+
+
+def _unwrap(response: httpx.Response) -> Any:
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if response.is_success and isinstance(payload, dict) and payload.get("success", False):
+        return payload.get("data")
+    error = (payload or {}).get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        raise ApiError(response.status_code, str(error.get("code")), str(error.get("message")), error.get("details"))
+    raise ApiError(response.status_code, "http_error", f"the server answered {response.status_code}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()

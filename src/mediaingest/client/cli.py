@@ -1,0 +1,296 @@
+"""`mediaingest upload FILE… [--wait]` and `mediaingest assets list|show|delete`: the API from a shell.
+
+The server and the token come from --server/--token or MEDIAINGEST_SERVER/MEDIAINGEST_TOKEN. Progress
+and messages go to stderr, results to stdout (`--json` for scripts). Exit status: 0 when everything
+worked, 1 when an upload or an asset failed, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mediaingest.assets.schemas import AssetDetail, AssetStatus
+    from mediaingest.client.api import MediaIngestClient
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+STAGE_NAMES = {
+    "METADATA_EXTRACTION": "reading metadata",
+    "PROXY_GENERATION": "making web proxies",
+    "THUMBNAIL_GENERATION": "making thumbnails",
+    "AUDIO_ANALYSIS": "drawing the waveform",
+}
+
+assets_app = typer.Typer(help="List, show and delete your assets on a mediaingest server.", no_args_is_help=True)
+
+Server = Annotated[
+    str, typer.Option("--server", envvar="MEDIAINGEST_SERVER", help="The service's base URL.", show_default=True)
+]
+Token = Annotated[
+    str | None,
+    typer.Option("--token", envvar="MEDIAINGEST_TOKEN", help="API token (mi_…) or JWT.", show_default=False),
+]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON instead of a summary.")]
+
+
+def _consoles() -> tuple[Console, Console]:
+    from rich.console import Console
+
+    return Console(), Console(stderr=True)
+
+
+@contextmanager
+def _client(server: str, token: str | None, **kwargs: Any) -> Iterator[MediaIngestClient]:
+    from mediaingest.client.api import MediaIngestClient
+    from mediaingest.client.errors import ClientError, describe_error
+
+    if not token:
+        typer.echo("No token: pass --token or set MEDIAINGEST_TOKEN.", err=True)
+        raise typer.Exit(2)
+    try:
+        with MediaIngestClient(server, token, **kwargs) as client:
+            yield client
+    except ClientError as error:
+        typer.echo(f"Error: {describe_error(error)}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _dump(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def _stage_text(status: AssetStatus) -> str:
+    if status.processing_status.value in ("READY", "FAILED"):
+        return status.processing_status.value.lower()
+    job = status.current_job
+    if job is None or job.status.value == "COMPLETED":
+        return "waiting for a worker"
+    done = sum(1 for item in status.jobs if item.status.value == "COMPLETED")
+    return f"{STAGE_NAMES.get(job.type.value, job.type.value)} ({done}/{len(status.jobs)} done)"
+
+
+def _summary(console: Console, detail: AssetDetail) -> None:
+    from rich.markup import escape
+
+    from mediaingest.client.errors import format_bytes
+
+    state = detail.processing_status.value if detail.upload_status.value == "UPLOADED" else detail.upload_status.value
+    colour = {"READY": "green", "FAILED": "red"}.get(state, "yellow")
+    console.print(f"[bold]{escape(detail.original_name)}[/bold]  [dim]{detail.id}[/dim]")
+    facts = [detail.type.value.lower(), format_bytes(detail.file_size), detail.mime_type, f"[{colour}]{state}[/]"]
+    if detail.project_id:
+        facts.append(f"project {escape(detail.project_id)}")
+    console.print("  " + " · ".join(facts))
+    meta = detail.metadata
+    if meta is not None:
+        media = []
+        if meta.width and meta.height:
+            media.append(f"{meta.width}×{meta.height}" + (f" @ {meta.fps:g} fps" if meta.fps else ""))
+        if meta.duration_seconds:
+            media.append(f"{meta.duration_seconds:.1f} s")
+        codecs = "/".join(codec for codec in (meta.video_codec, meta.audio_codec) if codec)
+        if codecs:
+            media.append(codecs)
+        if media:
+            console.print("  " + " · ".join(media))
+    if detail.error:
+        console.print(f"  [red]{escape(detail.error)}[/red]")
+    if detail.proxies:
+        made = ", ".join(
+            f"{proxy.type.value.lower().replace('_', ' ')}" + (f" {proxy.resolution}" if proxy.resolution else "")
+            for proxy in detail.proxies
+        )
+        console.print(f"  derived: {escape(made)}")
+
+
+# --- upload -------------------------------------------------------------------------------------------
+def upload(
+    files: Annotated[list[Path], typer.Argument(help="Video, audio or image files.", exists=True, dir_okay=False)],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the ingestion until READY or FAILED.")] = False,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    project: Annotated[str | None, typer.Option("--project", help="Project id to file the assets under.")] = None,
+    mime_type: Annotated[
+        str | None, typer.Option("--mime-type", help="Declared type (default: from the name, else the bytes).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=16, help="Parts uploaded at once (multipart).")] = 4,
+    timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds.")] = 3600.0,
+    json_output: JsonOutput = False,
+) -> None:
+    """Upload files straight to storage (big ones in parallel parts), confirm, and print each asset."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from mediaingest.client.errors import ClientError, describe_error
+
+    out, err = _consoles()
+    failed = False
+    results: list[dict[str, Any]] = []
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+    def on_retry(part: int, attempt: int, why: str) -> None:
+        err.print(f"  retrying part {part} after attempt {attempt}: {why}")
+
+    with _client(server, token, concurrency=concurrency, on_retry=on_retry) as client:
+        uploaded: list[tuple[Path, str]] = []
+        with progress:
+            for path in files:
+                task = progress.add_task(path.name, total=path.stat().st_size)
+
+                def on_ticket(ticket: Any, task: Any = task, path: Path = path) -> None:
+                    if ticket.multipart is not None:
+                        parts = len(ticket.multipart.parts)
+                        progress.update(task, description=f"{path.name} ({parts} parts)")
+
+                try:
+                    result = client.upload(
+                        path,
+                        mime_type=mime_type,
+                        project_id=project,
+                        on_ticket=on_ticket,
+                        on_progress=lambda n, task=task: progress.advance(task, n),
+                    )
+                except ClientError as error:
+                    failed = True
+                    progress.update(task, description=f"{path.name} [red]failed[/red]")
+                    err.print(f"[red]✗[/red] {describe_error(error, path.name)}", highlight=False)
+                    results.append({"file": str(path), "error": describe_error(error, path.name)})
+                    continue
+                uploaded.append((path, result.asset_id))
+
+        for path, asset_id in uploaded:
+            if wait:
+                final = _follow(client, err, path.name, asset_id, timeout)
+                failed = failed or final.processing_status.value == "FAILED"
+            detail = client.get(asset_id)
+            results.append({"file": str(path), "asset": detail.model_dump(mode="json", by_alias=True)})
+            if not json_output:
+                _summary(out, detail)
+    if json_output:
+        _dump(results)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _follow(client: MediaIngestClient, err: Console, name: str, asset_id: str, timeout: float) -> AssetStatus:
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), console=err, transient=False
+    ) as bar:
+        task = bar.add_task(f"{name}: queued", total=100)
+
+        def on_status(status: AssetStatus) -> None:
+            job = status.current_job
+            value = 100.0 if status.processing_status.value in ("READY", "FAILED") else (job.progress if job else 0)
+            bar.update(task, completed=value, description=f"{name}: {_stage_text(status)}")
+
+        return client.wait(asset_id, timeout=timeout, on_status=on_status)
+
+
+# --- assets -------------------------------------------------------------------------------------------
+@assets_app.command("list")
+def assets_list(
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    page: Annotated[int, typer.Option(min=1)] = 1,
+    page_size: Annotated[int, typer.Option("--page-size", min=1, max=100)] = 20,
+    status: Annotated[str | None, typer.Option(help="Upload status: PENDING, UPLOADED, FAILED, EXPIRED…")] = None,
+    processing_status: Annotated[
+        str | None, typer.Option("--processing-status", help="PENDING, PROCESSING, READY or FAILED.")
+    ] = None,
+    media_type: Annotated[str | None, typer.Option("--type", help="VIDEO, AUDIO or IMAGE.")] = None,
+    project: Annotated[str | None, typer.Option("--project")] = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Your assets, newest first."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from mediaingest.client.errors import format_bytes
+
+    with _client(server, token) as client:
+        result = client.list(
+            page=page,
+            page_size=page_size,
+            status=status.upper() if status else None,
+            processing_status=processing_status.upper() if processing_status else None,
+            media_type=media_type.upper() if media_type else None,
+            project_id=project,
+        )
+    if json_output:
+        _dump(result.model_dump(mode="json", by_alias=True))
+        return
+    out, _ = _consoles()
+    table = Table(title=f"{result.total} asset(s), page {result.page}", title_justify="left")
+    for column in ("id", "name", "type", "size", "status", "created"):
+        table.add_column(column, no_wrap=column in ("id", "size"))
+    for item in result.items:
+        state = item.processing_status.value if item.upload_status.value == "UPLOADED" else item.upload_status.value
+        table.add_row(
+            item.id,
+            escape(item.original_name),
+            item.type.value.lower(),
+            format_bytes(item.file_size),
+            state,
+            item.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    out.print(table)
+
+
+@assets_app.command("show")
+def assets_show(
+    asset_id: Annotated[str, typer.Argument(help="The asset id.")],
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """One asset: its metadata and derived files (with signed download URLs under --json)."""
+    with _client(server, token) as client:
+        detail = client.get(asset_id)
+    if json_output:
+        _dump(detail.model_dump(mode="json", by_alias=True))
+        return
+    out, _ = _consoles()
+    _summary(out, detail)
+
+
+@assets_app.command("delete")
+def assets_delete(
+    asset_ids: Annotated[list[str], typer.Argument(help="One or more asset ids.")],
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete assets: their files, everything derived from them, and their quota use."""
+    if not yes:
+        typer.confirm(f"Delete {len(asset_ids)} asset(s) and everything made from them?", abort=True)
+    with _client(server, token) as client:
+        for asset_id in asset_ids:
+            client.delete(asset_id)
+            typer.echo(f"deleted {asset_id}")

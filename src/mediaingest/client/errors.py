@@ -1,0 +1,71 @@
+"""The client's errors, and the sentences a person reads for them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ClientError(Exception):
+    """Anything the client raises on purpose."""
+
+
+class ApiError(ClientError):
+    def __init__(self, status_code: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.status_code} {self.code})"
+
+
+class TransferError(ClientError):
+    """Storage refused a PUT (not retried) or kept failing it (after the retries)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retryable = retryable
+
+
+def format_bytes(size: float | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" or value >= 100 else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def describe_error(error: BaseException, file_name: str | None = None) -> str:
+    """A sentence for a person: the numbers of a quota error, what a rejected type was, what to do next."""
+    subject = f"“{file_name}”" if file_name else "The file"
+    if isinstance(error, ApiError):
+        d = error.details
+        if error.code == "mime_type_not_allowed":
+            kind = d.get("mimeType") or "of an unknown type"
+            return f"{subject} can't be uploaded: only video, audio and image files are accepted (this one is {kind})."
+        if error.code == "quota_exceeded":
+            return (
+                f"Not enough storage for {subject}: it needs {format_bytes(d.get('requested'))}, but only "
+                f"{format_bytes(d.get('available'))} of your {d.get('plan')} plan's {format_bytes(d.get('limit'))} "
+                f"is free ({format_bytes(d.get('stored'))} stored, {format_bytes(d.get('reserved'))} reserved by "
+                "uploads in progress)."
+            )
+        if error.code == "file_too_large":
+            return (
+                f"{subject} is {format_bytes(d.get('fileSize'))}; the largest file you can upload is "
+                f"{format_bytes(d.get('maxFileSize'))}."
+            )
+        if error.status_code == 401:
+            return f"The server did not accept the token ({error.message}). Check --token or MEDIAINGEST_TOKEN."
+        if error.status_code == 404:
+            return "No such asset (or it belongs to someone else)."
+        return error.message
+    if isinstance(error, TransferError):
+        return f"Uploading {subject} failed: {error}"
+    return str(error)

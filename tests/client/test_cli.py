@@ -1,0 +1,137 @@
+"""The real `mediaingest` command (a subprocess) against a live server with a worker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixtures.live_server import LiveServer, LiveServerFactory
+from fixtures.media import PDF_BYTES
+from mediaingest.client import MediaIngestClient
+
+pytestmark = pytest.mark.slow
+
+COMMAND = str(Path(sys.executable).with_name("mediaingest"))
+
+
+def run_cli(
+    server: LiveServer | None, token: str | None, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MEDIAINGEST_")}
+    if server is not None:
+        env["MEDIAINGEST_SERVER"] = server.url
+    if token is not None:
+        env["MEDIAINGEST_TOKEN"] = token
+    env["COLUMNS"] = "200"  # rich wraps at the terminal width; keep lines whole for the assertions
+    return subprocess.run(
+        [COMMAND, *args], env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+def _token(headers: dict[str, str]) -> str:
+    return headers["Authorization"].removeprefix("Bearer ")
+
+
+def test_upload_wait_then_list_show_and_delete(live_server: LiveServer, small_video: Path, small_audio: Path) -> None:
+    user_id, headers = live_server.create_user()
+    token = _token(headers)
+
+    uploaded = run_cli(live_server, token, "upload", str(small_video), str(small_audio), "--wait", "--json",
+                       "--project", "cli-test")  # fmt: skip
+    assert uploaded.returncode == 0, uploaded.stderr
+    results: list[dict[str, Any]] = json.loads(uploaded.stdout)
+    assert [Path(r["file"]).name for r in results] == [small_video.name, small_audio.name]
+    video, audio = (r["asset"] for r in results)
+    assert (video["processingStatus"], audio["processingStatus"]) == ("READY", "READY")
+    assert video["projectId"] == "cli-test" and video["mimeType"] == "video/mp4"
+    assert video["checksum"] == hashlib.sha256(small_video.read_bytes()).hexdigest()
+    assert {"VIDEO", "POSTER", "SPRITE_SHEET", "STORYBOARD", "WAVEFORM"} <= {p["type"] for p in video["proxies"]}
+    assert audio["mimeType"] in ("audio/wav", "audio/x-wav") and audio["metadata"]["hasAudio"] is True
+    assert "ready" in uploaded.stderr  # the stage progress went to stderr
+
+    listed = run_cli(live_server, token, "assets", "list", "--json", "--type", "video")
+    assert listed.returncode == 0, listed.stderr
+    assert [item["id"] for item in json.loads(listed.stdout)["items"]] == [video["id"]]
+    table = run_cli(live_server, token, "assets", "list")
+    assert video["id"] in table.stdout and small_audio.name in table.stdout and "2 asset(s)" in table.stdout
+
+    shown = run_cli(live_server, token, "assets", "show", video["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert small_video.name in shown.stdout and "READY" in shown.stdout and "320×240" in shown.stdout
+    assert "h264/aac" in shown.stdout and "poster" in shown.stdout
+
+    keys_before = live_server.storage.list_keys(live_server.settings.bucket_proxies, f"assets/{user_id}/{video['id']}/")
+    assert keys_before
+    deleted = run_cli(live_server, token, "assets", "delete", video["id"], "--yes")
+    assert deleted.returncode == 0 and f"deleted {video['id']}" in deleted.stdout
+    assert live_server.storage.list_keys(live_server.settings.bucket_proxies, f"assets/{user_id}/{video['id']}/") == []
+    gone = run_cli(live_server, token, "assets", "show", video["id"])
+    assert gone.returncode == 1 and "No such asset" in gone.stderr
+
+
+def test_big_file_goes_up_in_parallel_parts_with_flags_instead_of_env(
+    live_server_factory: LiveServerFactory, small_video: Path
+) -> None:
+    server = live_server_factory(worker=False, multipart_threshold=64 * 1024, multipart_part_size=32 * 1024)
+    _, headers = server.create_user()
+    size = small_video.stat().st_size
+    result = run_cli(None, None, "upload", str(small_video), "--server", server.url, "--token", _token(headers),
+                     "--json", "--concurrency", "3")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [entry] = json.loads(result.stdout)
+    asset = entry["asset"]
+    parts = -(-size // (32 * 1024))
+    assert parts > 3
+    assert asset["uploadStatus"] == "UPLOADED" and asset["etag"].endswith(f"-{parts}")  # S3's multipart ETag
+    assert asset["checksum"] == hashlib.sha256(small_video.read_bytes()).hexdigest()
+    assert f"({parts} parts)" in result.stderr
+
+
+def test_errors_a_person_understands(live_server_factory: LiveServerFactory, tmp_path: Path, small_video: Path) -> None:
+    server = live_server_factory(worker=False, quota_user=100_000)
+    _, headers = server.create_user()
+    token = _token(headers)
+    document = tmp_path / "notes.pdf"
+    document.write_bytes(PDF_BYTES)
+
+    rejected = run_cli(server, token, "upload", str(document))
+    assert rejected.returncode == 1
+    assert "“notes.pdf” can't be uploaded: only video, audio and image files are accepted" in rejected.stderr
+    assert "application/pdf" in rejected.stderr
+
+    over = run_cli(server, token, "upload", str(small_video))
+    assert over.returncode == 1
+    size = small_video.stat().st_size
+    assert f"Not enough storage for “{small_video.name}”: it needs {round(size / 1000)} KB" in over.stderr
+    assert "only 100 KB of your USER plan's 100 KB is free (0 B stored, 0 B reserved" in over.stderr
+
+    bad = run_cli(server, "mi_not-a-real-token", "assets", "list")
+    assert bad.returncode == 1 and "did not accept the token" in bad.stderr
+    missing = run_cli(server, None, "assets", "list")
+    assert missing.returncode == 2 and "MEDIAINGEST_TOKEN" in missing.stderr
+
+
+def test_library_waits_by_events_or_by_polling(live_server: LiveServer, small_video: Path) -> None:
+    _, headers = live_server.create_user()
+    seen: list[str] = []
+    with MediaIngestClient(live_server.url, _token(headers)) as client:
+        first = client.upload(small_video, project_id="lib")
+        final = client.wait(first.asset_id, timeout=90, on_status=lambda s: seen.append(s.processing_status.value))
+        assert final.processing_status.value == "READY" and seen[-1] == "READY"
+        assert final.current_job is not None and final.current_job.progress == 100
+        second = client.upload(small_video)
+        polled = client.wait(second.asset_id, timeout=90, use_events=False, poll_interval=0.2)
+        assert polled.processing_status.value == "READY"
+        detail = client.get(first.asset_id)
+        assert detail.metadata is not None and detail.metadata.width == 320
+        page = client.list(project_id="lib")
+        assert [item.id for item in page.items] == [first.asset_id] and page.total == 1
+        client.delete(second.asset_id)
+        assert client.list().total == 1
