@@ -1,0 +1,266 @@
+"""The upload page in Debian's chromium (Playwright, headless) against a live server with a worker.
+
+No `playwright install`: the browser is the distribution's (`make test` installs the `chromium` package).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from fixtures.live_server import LiveServer, LiveServerFactory, wait_until
+from fixtures.media import PDF_BYTES, make_video
+from mediaingest.db import session_scope, utcnow
+from mediaingest.models import ApiToken
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+READY_TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    executable = next((path for path in CHROMIUM_CANDIDATES if os.path.exists(path)), None)
+    if executable is None:
+        message = "chromium is not installed (apt-get install chromium; `make test` does it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture(scope="module")
+def page_video(media_dir: Path) -> Path:
+    """4 s: two storyboard tiles (one every 2 s), so hovering has somewhere to go."""
+    return make_video(media_dir / "page-clip.mp4", duration=4)
+
+
+def _token(headers: dict[str, str]) -> str:
+    return headers["Authorization"].removeprefix("Bearer ")
+
+
+def sign_in(page: Any, server: LiveServer, token: str) -> None:
+    page.goto(server.url + "/")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator("#workspace").wait_for(state="visible")
+
+
+def card(page: Any, name: str) -> Any:
+    return page.locator(".upload", has=page.locator(".upload-name", has_text=name))
+
+
+def drop_file(page: Any, path: Path, mime_type: str) -> None:
+    """A real drop event with a DataTransfer carrying the file, as a person dragging it would send."""
+    data_transfer = page.evaluate_handle(
+        """([b64, name, type]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type }));
+            return transfer;
+        }""",
+        [base64.b64encode(path.read_bytes()).decode(), path.name, mime_type],
+    )
+    page.dispatch_event("#dropzone", "dragenter", {"dataTransfer": data_transfer})
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": data_transfer})
+
+
+def test_video_chosen_and_image_dropped_reach_ready_with_poster_player_scrub_and_waveform(
+    live_server: LiveServer, page: Any, page_video: Path, small_jpeg: Path
+) -> None:
+    small_video = page_video
+    _, headers = live_server.create_user()
+    sign_in(page, live_server, _token(headers))
+    page.set_input_files("#file-input", str(small_video))
+    drop_file(page, small_jpeg, "image/jpeg")
+
+    video_card = card(page, small_video.name)
+    video_card.and_(page.locator("[data-state='ready']")).wait_for(timeout=READY_TIMEOUT_MS)
+    image_card = card(page, small_jpeg.name)
+    image_card.and_(page.locator("[data-state='ready']")).wait_for(timeout=READY_TIMEOUT_MS)
+
+    # The poster is shown (and decoded), the player has the proxy, the waveform is drawn.
+    poster = video_card.get_by_role("img", name=f"Poster frame of {small_video.name}")
+    poster.wait_for()
+    wait_until(lambda: poster.evaluate("img => img.complete && img.naturalWidth") == 320, timeout=10)
+    video = video_card.locator("video.player")
+    assert video.locator("source").first.get_attribute("type") == "video/mp4"
+    wait_until(lambda: video.evaluate("v => v.readyState") >= 1, timeout=10)  # metadata loaded from the proxy
+    assert video.evaluate("v => Math.round(v.duration)") == 4
+    waveform = video_card.get_by_role("img", name=f"Waveform of {small_video.name}")
+    wait_until(lambda: waveform.evaluate("img => img.complete && img.naturalWidth") > 0, timeout=10)
+
+    # Hover-scrub: the storyboard VTT's cues pick the sprite tile under the pointer.
+    scrub = video_card.get_by_role("slider")
+    assert scrub.get_attribute("data-cue") == "sprite_000.jpg#xywh=0,0,160,90"
+    scrub.scroll_into_view_if_needed()
+    box = scrub.locator(".scrub-bar").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
+    wait_until(lambda: scrub.get_attribute("data-cue") == "sprite_000.jpg#xywh=160,0,160,90", timeout=5)
+    assert scrub.get_attribute("aria-valuetext") == "0:03"
+    frame = scrub.locator(".scrub-frame")
+    assert "sprite_000.jpg" in frame.evaluate("f => f.style.backgroundImage")
+    assert frame.evaluate("f => f.style.backgroundPosition") == "-160px 0px"
+    scrub.focus()
+    page.keyboard.press("Home")
+    assert scrub.get_attribute("aria-valuenow") == "0"
+
+    # The dropped image: its thumbnail stands in for a poster; no player.
+    assert image_card.get_by_role("img", name=f"Poster frame of {small_jpeg.name}").is_visible()
+    assert image_card.locator("video").count() == 0
+
+    # Both are in the list, ready.
+    rows = page.locator("#assets-body tr")
+    wait_until(lambda: rows.count() == 2 and rows.locator(".badge.ready").count() == 2, timeout=10)
+    assert card(page, small_video.name).locator(".upload-status").get_attribute("aria-live") == "polite"
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+    page.screenshot(path=str(ARTIFACTS / "upload-page.png"), full_page=True)
+
+
+def test_disallowed_type_and_quota_are_explained(
+    live_server_factory: LiveServerFactory, page: Any, tmp_path: Path, small_video: Path
+) -> None:
+    server = live_server_factory(worker=False, quota_user=100_000)
+    _, headers = server.create_user()
+    sign_in(page, server, _token(headers))
+    document = tmp_path / "notes.pdf"
+    document.write_bytes(PDF_BYTES)
+    page.set_input_files("#file-input", str(document))
+    rejected = card(page, "notes.pdf")
+    rejected.and_(page.locator("[data-state='rejected']")).wait_for()
+    assert rejected.locator(".upload-status").inner_text() == (
+        "“notes.pdf” can't be uploaded: only video, audio and image files are accepted (this file is application/pdf)."
+    )
+
+    page.set_input_files("#file-input", str(small_video))
+    over = card(page, small_video.name)
+    over.and_(page.locator("[data-state='rejected']")).wait_for()
+    size_kb = round(small_video.stat().st_size / 1000)
+    assert over.locator(".upload-status").inner_text() == (
+        f"Not enough storage for “{small_video.name}”: it needs {size_kb} KB, but only 100 KB of your USER plan's "
+        "100 KB is free (0 B stored, 0 B reserved by uploads in progress)."
+    )
+    assert httpx.get(f"{server.url}/api/assets", headers=headers).json()["data"]["total"] == 0
+
+
+def test_invalid_token_and_expired_session_return_to_sign_in(live_server_factory: LiveServerFactory, page: Any) -> None:
+    server = live_server_factory(worker=False)
+    user_id, headers = server.create_user()
+    page.goto(server.url + "/")
+    page.get_by_label("API token").fill("mi_this-is-not-a-token")
+    page.get_by_role("button", name="Sign in").click()
+    alert = page.locator("#sign-in-error")
+    alert.wait_for()
+    assert alert.inner_text() == "That token was not accepted: it is invalid, revoked or expired."
+    assert alert.get_attribute("role") == "alert"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "sign-in.png"))
+    assert page.locator("#workspace").is_hidden()
+    assert page.evaluate("() => sessionStorage.getItem('mediaingest.token')") is None
+
+    sign_in(page, server, _token(headers))
+    assert page.evaluate("() => sessionStorage.getItem('mediaingest.token')") == _token(headers)
+    # The token is revoked while the page is open: the next request returns the person to sign-in.
+    with session_scope(server.app.state.session_factory) as session:
+        session.execute(sa.update(ApiToken).where(ApiToken.user_id == user_id).values(revoked_at=utcnow()))
+    page.get_by_role("button", name="Refresh").click()
+    page.locator("#sign-in").wait_for(state="visible")
+    assert "session has expired" in alert.inner_text()
+    assert page.evaluate("() => sessionStorage.getItem('mediaingest.token')") is None
+
+
+def test_deleting_an_asset_removes_it_from_the_list_and_from_storage(
+    live_server: LiveServer, page: Any, small_video: Path
+) -> None:
+    user_id, headers = live_server.create_user()
+    sign_in(page, live_server, _token(headers))
+    page.set_input_files("#file-input", str(small_video))
+    uploaded = card(page, small_video.name)
+    uploaded.and_(page.locator("[data-state='ready']")).wait_for(timeout=READY_TIMEOUT_MS)
+    asset_id = uploaded.get_attribute("data-asset-id")
+    row = page.locator(f"#assets-body tr[data-asset-id='{asset_id}']")
+    row.wait_for()
+    storage, settings = live_server.storage, live_server.settings
+    derived = f"assets/{user_id}/{asset_id}/"
+    assert storage.list_keys(settings.bucket_proxies, derived) and storage.list_keys(settings.bucket_processed, derived)
+    assert storage.list_keys(settings.bucket_incoming, f"uploads/{user_id}/")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name=f"Delete {small_video.name}").click()
+    row.wait_for(state="detached")
+    assert page.locator("#announcer").inner_text() == f"Deleted {small_video.name}."
+    assert uploaded.get_attribute("data-state") == "deleted"
+    for bucket, prefix in (
+        (settings.bucket_incoming, f"uploads/{user_id}/"),
+        (settings.bucket_proxies, derived),
+        (settings.bucket_processed, derived),
+    ):
+        assert storage.list_keys(bucket, prefix) == []
+    assert httpx.get(f"{live_server.url}/api/assets", headers=headers).json()["data"]["total"] == 0
+
+
+def test_multipart_upload_through_the_page_with_a_part_retried(
+    live_server_factory: LiveServerFactory, page: Any, small_video: Path
+) -> None:
+    server = live_server_factory(multipart_threshold=64 * 1024, multipart_part_size=32 * 1024)
+    _, headers = server.create_user()
+    sign_in(page, server, _token(headers))
+    failed_once: list[str] = []
+
+    def flaky_part_two(route: Any) -> None:
+        # The network drops part 2's first attempt (a 503 from a proxy): the page must retry that part.
+        if "partNumber=2" in route.request.url and not failed_once:
+            failed_once.append(route.request.url)
+            route.fulfill(status=503, body="<Error><Code>SlowDown</Code></Error>")
+            return
+        route.continue_()
+
+    page.route("**/storage/**", flaky_part_two)
+    page.set_input_files("#file-input", str(small_video))
+    uploaded = card(page, small_video.name)
+    uploaded.and_(page.locator("[data-state='ready']")).wait_for(timeout=READY_TIMEOUT_MS)
+    parts = -(-small_video.stat().st_size // (32 * 1024))
+    assert uploaded.get_attribute("data-multipart") == str(parts) and parts > 4
+    assert failed_once, "part 2 was never sent"
+    asset_id = uploaded.get_attribute("data-asset-id")
+    detail = httpx.get(f"{server.url}/api/assets/{asset_id}", headers=headers).json()["data"]
+    assert detail["etag"].endswith(f"-{parts}")  # assembled from every part
+    assert detail["checksum"] == hashlib.sha256(small_video.read_bytes()).hexdigest()
+    assert uploaded.get_by_role("img", name=f"Poster frame of {small_video.name}").is_visible()
