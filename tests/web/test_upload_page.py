@@ -222,11 +222,18 @@ def test_deleting_an_asset_removes_it_from_the_list_and_from_storage(
     assert storage.list_keys(settings.bucket_proxies, derived) and storage.list_keys(settings.bucket_processed, derived)
     assert storage.list_keys(settings.bucket_incoming, f"uploads/{user_id}/")
 
+    # "View" opens the asset's results in the viewer, from the list.
+    row.get_by_role("button", name=f"View {small_video.name}").click()
+    viewer = page.locator("#viewer")
+    viewer.get_by_role("img", name=f"Poster frame of {small_video.name}").wait_for()
+    assert viewer.locator("#viewer-status").inner_text() == "Ready"
+
     page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name=f"Delete {small_video.name}").click()
     row.wait_for(state="detached")
     assert page.locator("#announcer").inner_text() == f"Deleted {small_video.name}."
     assert uploaded.get_attribute("data-state") == "deleted"
+    assert viewer.is_hidden()  # the viewer showed the deleted asset: closed
     for bucket, prefix in (
         (settings.bucket_incoming, f"uploads/{user_id}/"),
         (settings.bucket_proxies, derived),
