@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from mediaingest.assets import repository
+from mediaingest.assets.lifecycle import mark_failed
 from mediaingest.assets.media_types import (
     ALLOWED_MIME_TYPES,
     SNIFF_BYTES,
@@ -204,7 +205,9 @@ class AssetService:
                 f"upload is {asset.upload_status.value.lower()}: {asset.error or 'request a new upload URL'}"
             )
         if asset.upload_expires_at <= utcnow():
-            self._discard_upload(asset, UploadStatus.EXPIRED, "upload URL expired before the upload was confirmed")
+            self._discard_upload(
+                session, asset, UploadStatus.EXPIRED, "upload URL expired before the upload was confirmed"
+            )
             raise ConflictError(
                 "upload URL expired before the upload was confirmed; request a new one", keep_changes=True
             )
@@ -219,7 +222,7 @@ class AssetService:
 
         failure = self._integrity_failure(asset, info.size, info.etag, info.sha256, request.etag)
         if failure is not None:
-            self._discard_upload(asset, UploadStatus.FAILED, failure)
+            self._discard_upload(session, asset, UploadStatus.FAILED, failure)
             log.warning("asset.integrity_check_failed", asset_id=asset.id, reason=failure)
             raise IntegrityCheckError(failure, keep_changes=True)
 
@@ -275,13 +278,12 @@ class AssetService:
             return f"content does not match the declared type: declared {asset.mime_type}, found {found}"
         return None
 
-    def _discard_upload(self, asset: MediaAsset, status: UploadStatus, reason: str) -> None:
+    def _discard_upload(self, session: Session, asset: MediaAsset, status: UploadStatus, reason: str) -> None:
         """Removes the bytes and marks the asset, which releases its quota reservation."""
         self._delete_upload_objects(asset)
         asset.upload_status = status
-        asset.processing_status = AssetProcessingStatus.FAILED
-        asset.error = reason
         asset.multipart_upload_id = None
+        mark_failed(session, asset, reason=reason)
 
     def _delete_upload_objects(self, asset: MediaAsset) -> None:
         if asset.multipart_upload_id is not None:
@@ -339,7 +341,9 @@ class AssetService:
         """Expires uploads never confirmed in time: multipart aborted, objects removed, quota released."""
         expired = repository.expired_pending_uploads(session, now=now or utcnow())
         for asset in expired:
-            self._discard_upload(asset, UploadStatus.EXPIRED, "upload was not confirmed before its URL expired")
+            self._discard_upload(
+                session, asset, UploadStatus.EXPIRED, "upload was not confirmed before its URL expired"
+            )
             log.info("asset.upload_expired", asset_id=asset.id, user_id=asset.owner_id)
         session.flush()
         return len(expired)

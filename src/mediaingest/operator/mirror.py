@@ -21,6 +21,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.orm import Session
 
+from mediaingest.assets.lifecycle import mark_failed, mark_ready
 from mediaingest.db import SessionFactory, session_scope
 from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, Stage
@@ -236,12 +237,9 @@ class SqlAlchemyMirror:
             if asset is None:
                 return
             if ready:
-                asset.processing_status = AssetProcessingStatus.READY
-                asset.processed_at = asset.processed_at or at
-                asset.error = None
+                mark_ready(session, asset, at=at)
                 return
-            asset.processing_status = AssetProcessingStatus.FAILED
-            asset.error = message
+            mark_failed(session, asset, reason=message or "failed")
             session.execute(
                 sa.update(IngestionJob)
                 .where(IngestionJob.asset_id == asset_id, IngestionJob.status.not_in(_FINISHED))

@@ -118,7 +118,7 @@ class Worker:
             for asset_id, job_type, error in reaped.failed:
                 asset = session.get(MediaAsset, asset_id)
                 if asset is not None:
-                    progression.fail_asset(asset, stage=Stage.for_job_type(job_type), error=error)
+                    progression.fail_asset(session, asset, stage=Stage.for_job_type(job_type), error=error)
         if reaped.count:
             log.warning("worker.leases_reaped", count=reaped.count)
         self.webhooks.dispatch_due()  # claims and hands off; the POSTs run in the sender's own threads

@@ -10,8 +10,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session
 
+from mediaingest.assets.lifecycle import mark_failed, mark_ready
 from mediaingest.db import utcnow
 from mediaingest.models import AssetProxy, IngestionJob, MediaAsset
 from mediaingest.models.enums import (
@@ -22,7 +23,6 @@ from mediaingest.models.enums import (
 )
 from mediaingest.pipeline.plan import stages_for
 from mediaingest.pipeline.types import MediaMetadata
-from mediaingest.webhooks.service import ASSET_FAILED, ASSET_READY, record_asset_event
 from mediaingest.worker.jobs import JobHandle, log_entry
 from mediaingest.worker.queue import enqueue_stage
 from mediaingest.worker.retry import RetryDecision
@@ -92,9 +92,7 @@ def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
         return
     if asset.checksum is None:  # never READY before the bytes are known to be the ones uploaded
         return
-    asset.processing_status = AssetProcessingStatus.READY
-    asset.processed_at = utcnow()
-    asset.error = None
+    mark_ready(session, asset)
     proxies = session.scalars(sa.select(AssetProxy.type).where(AssetProxy.asset_id == asset.id)).all()
     # The seed's completion event, with its field names.
     log.info(
@@ -107,7 +105,6 @@ def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
         proxiesGenerated=sum(1 for kind in proxies if kind in _VIDEO_KINDS),
         metadataExtracted=asset.metadata_record is not None,
     )
-    record_asset_event(session, asset, ASSET_READY)  # outbox: commits with READY, or not at all
 
 
 def stage_failed(
@@ -156,12 +153,8 @@ def stage_failed(
         ),
     )
     if not decision.retry and asset is not None:
-        fail_asset(asset, stage=stage, error=error)
+        fail_asset(session, asset, stage=stage, error=error)
 
 
-def fail_asset(asset: MediaAsset, *, stage: Stage, error: str) -> None:
-    asset.processing_status = AssetProcessingStatus.FAILED
-    asset.error = f"{stage.value} stage failed: {error}"[:4000]
-    session = object_session(asset)  # the caller's transaction: the outbox row commits with FAILED
-    if session is not None:
-        record_asset_event(session, asset, ASSET_FAILED)
+def fail_asset(session: Session, asset: MediaAsset, *, stage: Stage, error: str) -> None:
+    mark_failed(session, asset, reason=f"{stage.value} stage failed: {error}")
