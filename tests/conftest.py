@@ -34,6 +34,7 @@ def build_settings(data_dir: Path, database_url: str, **overrides: Any) -> Setti
         "worker_poll_interval_seconds": 0.1,
         "job_backoff_base_seconds": 0.2,
         "job_backoff_max_seconds": 1.0,
+        "webhook_allow_private_networks": True,  # the tests' receivers listen on loopback
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -119,6 +119,16 @@ class Settings(BaseSettings):
     job_backoff_max_seconds: float = Field(300.0, alias="JOB_BACKOFF_MAX_SECONDS")
     sweep_interval_seconds: int = Field(300, alias="SWEEP_INTERVAL_SECONDS")
 
+    # --- completion webhooks ---------------------------------------------------------------------
+    webhook_timeout_seconds: float = Field(10.0, alias="WEBHOOK_TIMEOUT_SECONDS")
+    webhook_backoff_base_seconds: float = Field(30.0, alias="WEBHOOK_BACKOFF_BASE_SECONDS")
+    webhook_allow_private_networks: bool = Field(
+        False,
+        alias="WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+        description="Deliver to loopback/private/link-local addresses (off: a tenant's URL must not reach "
+        "the cluster's internal services or the cloud metadata endpoint).",
+    )
+
     # --- kubernetes (EXECUTOR=kubernetes) ------------------------------------------------------
     k8s_namespace: str = Field("default", alias="K8S_NAMESPACE")
 

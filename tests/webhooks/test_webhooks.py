@@ -30,7 +30,7 @@ from mediaingest.webhooks import repository, signing
 from mediaingest.webhooks.delivery import DeliveryPolicy, WebhookSender
 from mediaingest.webhooks.service import ASSET_READY, record_asset_event, set_webhook
 
-FAST = DeliveryPolicy(timeout_seconds=2, backoff_base_seconds=0.2, backoff_max_seconds=0.5)
+FAST = DeliveryPolicy(timeout_seconds=2, backoff_base_seconds=0.2, backoff_max_seconds=0.5, allow_private_networks=True)
 
 
 # --- a receiver on loopback ----------------------------------------------------------------------------
@@ -273,7 +273,7 @@ def test_timeouts_are_recorded_and_retried_with_backoff(users: Users, receiver: 
     receiver.delay_seconds = 1.0
     user_id, _ = users.create()
     [delivery_id] = _pending_deliveries(users.session_factory, user_id, 1, url=receiver.url)
-    policy = DeliveryPolicy(timeout_seconds=0.3, backoff_base_seconds=60)
+    policy = DeliveryPolicy(timeout_seconds=0.3, backoff_base_seconds=60, allow_private_networks=True)
     sender = WebhookSender(users.session_factory, worker_id="test", policy=policy)
     try:
         assert sender.deliver_due_now() == 1
@@ -366,3 +366,25 @@ def test_failed_asset_is_announced(
     assert body["type"] == "asset.failed" and received.headers[signing.EVENT_HEADER] == "asset.failed"
     assert body["data"]["asset"]["id"] == asset_id
     assert body["data"]["asset"]["error"].startswith("probe stage failed")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:{port}/hook", "http://localhost:{port}/hook", "http://169.254.169.254/latest/meta-data/"],
+    ids=["loopback", "localhost", "cloud-metadata"],
+)
+def test_non_public_destinations_are_refused_by_default(users: Users, receiver: Receiver, url: str) -> None:
+    """A tenant's URL must not reach this machine, the cluster's services or the metadata endpoint."""
+    user_id, _ = users.create()
+    port = receiver.url.rsplit(":", 1)[1].split("/")[0]
+    [delivery_id] = _pending_deliveries(users.session_factory, user_id, 1, url=url.format(port=port))
+    sender = WebhookSender(users.session_factory, worker_id="test", policy=DeliveryPolicy(timeout_seconds=1))
+    try:
+        assert sender.deliver_due_now() == 1
+    finally:
+        sender.close()
+    assert receiver.requests == []
+    with session_scope(users.session_factory) as session:
+        row = session.get(WebhookDelivery, delivery_id)
+        assert row is not None and row.attempts == 1 and row.last_status_code is None
+        assert row.last_error is not None and "non-public address" in row.last_error

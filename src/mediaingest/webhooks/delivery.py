@@ -9,17 +9,21 @@ backoff (and jitter) up to the row's `max_attempts`; redirects are not followed 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
 
+from mediaingest.config import Settings
 from mediaingest.db import SessionFactory, session_scope, utcnow
 from mediaingest.models import WebhookDeliveryStatus
 from mediaingest.webhooks import repository, signing
@@ -36,6 +40,15 @@ class DeliveryPolicy:
     backoff_base_seconds: float = 30.0  # 30 s, 1 min, 2 min, … : 8 attempts span about an hour
     backoff_max_seconds: float = 3600.0
     concurrency: int = 4
+    allow_private_networks: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeliveryPolicy:
+        return cls(
+            timeout_seconds=settings.webhook_timeout_seconds,
+            backoff_base_seconds=settings.webhook_backoff_base_seconds,
+            allow_private_networks=settings.webhook_allow_private_networks,
+        )
 
     def delay(self, attempt: int) -> float:
         """Seconds before the attempt after `attempt` (1-based), with ±20 % jitter against thundering herds."""
@@ -67,6 +80,25 @@ class AttemptResult:
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def refused_destination(url: str) -> str | None:
+    """Why `url` must not be called, or None. Checked at every attempt (DNS may have changed since the URL
+    was set): a tenant's webhook must not reach loopback, private or link-local addresses — the cluster's
+    own services or the cloud metadata endpoint. An egress proxy is the stronger guard; this is the floor."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        infos = socket.getaddrinfo(
+            host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
+        )
+    except OSError as exc:
+        return f"cannot resolve {host!r}: {exc.strerror or exc}"
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            return f"destination {host!r} resolves to a non-public address ({address}); refused"
+    return None
 
 
 def encode_body(payload: dict[str, object]) -> bytes:
@@ -171,6 +203,9 @@ class WebhookSender:
             signing.ATTEMPT_HEADER: str(job.attempt),
         }
         started = time.perf_counter()
+        refused = None if self.policy.allow_private_networks else refused_destination(job.url)
+        if refused is not None:
+            return AttemptResult(None, refused, round((time.perf_counter() - started) * 1000, 1))
         try:
             response = http.post(job.url, content=job.body, headers=headers)
             status, error = response.status_code, None

@@ -29,7 +29,7 @@ from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.storage import build_storage
-from mediaingest.webhooks.delivery import WebhookSender
+from mediaingest.webhooks.delivery import DeliveryPolicy, WebhookSender
 from mediaingest.worker import leases, progression
 from mediaingest.worker.jobs import JobHandle
 from mediaingest.worker.retry import RetryPolicy
@@ -49,7 +49,9 @@ class Worker:
         self._running: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._last_sweep = 0.0
-        self.webhooks = WebhookSender(ctx.session_factory, worker_id=self.worker_id)
+        self.webhooks = WebhookSender(
+            ctx.session_factory, worker_id=self.worker_id, policy=DeliveryPolicy.from_settings(ctx.settings)
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: object) -> Worker:
