@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
 import pytest
+import structlog
 from fastapi.testclient import TestClient
 
 from conftest import SettingsFactory, Users
@@ -113,6 +116,18 @@ def test_storage_outage_is_a_clean_502_and_leaves_no_row(make_settings: Settings
     assert client.get("/api/assets", headers=headers).json()["data"]["total"] == 0
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """configure_logging replaces the root handlers; later tests must not write to this test's capture."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_logs_are_json_with_request_user_and_asset_ids_and_no_secrets(
     make_settings: SettingsFactory, users: Users, small_video: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
