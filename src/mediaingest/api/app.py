@@ -49,10 +49,11 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = session_factory
+    app.state.read_session_factory = create_session_factory(engine, read_only=True)
     app.state.storage = storage
     app.state.authenticator = Authenticator(settings)
     app.state.asset_service = AssetService(settings=settings, storage=storage, dispatcher=build_dispatcher(settings))
-    metrics.track_storage_usage(session_factory)
+    metrics.track_storage_usage(app.state.read_session_factory)
 
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)

@@ -24,7 +24,7 @@ def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     checks: dict[str, str] = {}
     try:
-        with state.session_factory() as session:
+        with state.read_session_factory() as session:
             session.execute(sa.text("SELECT 1"))
         checks["database"] = "ok"
     except sa.exc.SQLAlchemyError as exc:

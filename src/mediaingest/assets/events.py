@@ -178,7 +178,7 @@ async def asset_events(
     structlog.contextvars.bind_contextvars(asset_id=asset_id)
     # Checked before the stream starts, so a wrong id or another tenant's asset is a plain 404.
     first = await run_in_threadpool(status_snapshot, session, assets, principal, asset_id)
-    factory: SessionFactory = request.app.state.session_factory
+    factory: SessionFactory = request.app.state.read_session_factory
     return StreamingResponse(
         _stream(request, factory, assets, principal, asset_id, first, _first_id(last_event_id)),
         media_type="text/event-stream",

@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SessionFactory = sessionmaker[Session]
+READ_ONLY_OPTION = "mediaingest_read_only"
 
 
 def create_db_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
@@ -38,17 +39,22 @@ def _sqlite_engine(url: str, database: str | None) -> sa.Engine:
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
-    def _begin_immediate(connection: sa.Connection) -> None:
+    def _begin(connection: sa.Connection) -> None:
         # One writer at a time, taken at BEGIN: the quota check, the confirm and the job lease are
         # read-then-write sequences that must not interleave (PostgreSQL uses row locks instead).
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only sessions begin deferred: under WAL they read a snapshot and never wait for a writer.
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
 
-def create_session_factory(engine: sa.Engine) -> SessionFactory:
+def create_session_factory(engine: sa.Engine, *, read_only: bool = False) -> SessionFactory:
+    """Sessions on `engine`; `read_only` ones (status polling, metrics, readiness) never take SQLite's
+    write lock, so many watchers cannot slow uploads and workers down."""
+    bind = engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine
     # expire_on_commit=False: objects returned by a service stay readable after the wrapper commits.
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    return sessionmaker(bind=bind, expire_on_commit=False)
 
 
 @contextmanager

@@ -1,0 +1,41 @@
+"""SQLite concurrency as the embedded default uses it: writers serialize at BEGIN, readers never wait."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import sqlalchemy as sa
+
+from mediaingest.db import create_db_engine, create_session_factory
+from mediaingest.models import User
+
+
+def test_sqlite_readers_do_not_wait_for_a_writer_but_writers_queue(sqlite_url: str) -> None:
+    engine = create_db_engine(sqlite_url)
+    writes = create_session_factory(engine)
+    reads = create_session_factory(engine, read_only=True)
+    with writes.begin() as writer:
+        writer.add(User(email="held@example.test"))
+        writer.flush()  # the write lock is held until this block ends
+
+        started = time.monotonic()
+        with reads() as reader:
+            assert reader.scalar(sa.select(sa.func.count()).select_from(User)) == 0  # the committed snapshot
+        assert time.monotonic() - started < 1.0
+
+        second_writer_done = threading.Event()
+
+        def write_again() -> None:
+            with writes.begin() as other:
+                other.add(User(email="queued@example.test"))
+            second_writer_done.set()
+
+        thread = threading.Thread(target=write_again)
+        thread.start()
+        assert not second_writer_done.wait(0.5)  # BEGIN IMMEDIATE: waits for the first writer
+    thread.join(timeout=10)
+    assert second_writer_done.is_set()
+    with reads() as reader:
+        assert reader.scalar(sa.select(sa.func.count()).select_from(User)) == 2
+    engine.dispose()
