@@ -19,7 +19,6 @@ from mediaingest.assets.schemas import (
     AssetSummary,
     ConfirmUploadRequest,
     ConfirmUploadResponse,
-    JobOut,
     MetadataOut,
     ProxyOut,
     UploadUrlRequest,
@@ -142,19 +141,7 @@ def get_asset_status(
     asset_id: str, session: DbSession, principal: CurrentPrincipal, assets: Assets
 ) -> Envelope[AssetStatus]:
     """uploadStatus, processingStatus and the current job's status, progress and message."""
-    asset = assets.get(session, principal, asset_id)
-    jobs = assets.jobs(session, asset)
-    current = assets.current_job(jobs)
-    return Envelope(
-        data=AssetStatus(
-            asset_id=asset.id,
-            upload_status=asset.upload_status,
-            processing_status=asset.processing_status,
-            error=asset.error,
-            current_job=JobOut.model_validate(current) if current else None,
-            jobs=[JobOut.model_validate(job) for job in jobs],
-        )
-    )
+    return Envelope(data=assets.status(session, principal, asset_id))
 
 
 @router.delete("/{asset_id}", response_model=Envelope[dict[str, str | bool]])

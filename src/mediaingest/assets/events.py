@@ -39,7 +39,6 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from mediaingest.api.deps import Assets, DbSession
-from mediaingest.assets.schemas import AssetStatus, JobOut
 from mediaingest.assets.service import AssetService
 from mediaingest.db import SessionFactory
 from mediaingest.exceptions import NotFoundError
@@ -87,17 +86,7 @@ StreamPrincipal = Annotated[Principal, Depends(stream_principal)]
 
 def status_snapshot(session: Session, assets: AssetService, principal: Principal, asset_id: str) -> dict[str, Any]:
     """The asset's status as the status endpoint shows it; NotFoundError for anyone but its owner."""
-    asset = assets.get(session, principal, asset_id)
-    jobs = assets.jobs(session, asset)
-    current = assets.current_job(jobs)
-    status = AssetStatus(
-        asset_id=asset.id,
-        upload_status=asset.upload_status,
-        processing_status=asset.processing_status,
-        error=asset.error,
-        current_job=JobOut.model_validate(current) if current else None,
-        jobs=[JobOut.model_validate(job) for job in jobs],
-    )
+    status = assets.status(session, principal, asset_id)
     return status.model_dump(mode="json", by_alias=True)
 
 

@@ -27,7 +27,9 @@ from mediaingest.assets.media_types import (
     sniff,
 )
 from mediaingest.assets.schemas import (
+    AssetStatus,
     ConfirmUploadRequest,
+    JobOut,
     MultipartUpload,
     PresignedPart,
     UploadUrlRequest,
@@ -67,6 +69,15 @@ class ConfirmedUpload:
 
 def _normalize_etag(etag: str) -> str:
     return etag.strip().strip('"').lower()
+
+
+def _current_job(jobs: Sequence[IngestionJob]) -> IngestionJob | None:
+    """The running job, else a waiting one, else the one that changed last."""
+    for wanted in (IngestionJobStatus.RUNNING, IngestionJobStatus.RETRYING, IngestionJobStatus.PENDING):
+        for job in jobs:
+            if job.status == wanted:
+                return job
+    return max(jobs, key=lambda job: job.updated_at, default=None)
 
 
 class AssetService:
@@ -306,17 +317,19 @@ class AssetService:
             session, owner_id=principal.user_id, filters=filters, page=page, page_size=page_size
         )
 
-    def jobs(self, session: Session, asset: MediaAsset) -> Sequence[IngestionJob]:
-        return repository.jobs_of(session, asset.id)
-
-    @staticmethod
-    def current_job(jobs: Sequence[IngestionJob]) -> IngestionJob | None:
-        """The job a person wants to see: the running one, else a waiting one, else the latest."""
-        for wanted in (IngestionJobStatus.RUNNING, IngestionJobStatus.RETRYING, IngestionJobStatus.PENDING):
-            for job in jobs:
-                if job.status == wanted:
-                    return job
-        return max(jobs, key=lambda job: job.updated_at, default=None)
+    def status(self, session: Session, principal: Principal, asset_id: str) -> AssetStatus:
+        """Upload and processing status with every job, and the one a person wants to see first."""
+        asset = self.get(session, principal, asset_id)
+        jobs = repository.jobs_of(session, asset.id)
+        current = _current_job(jobs)
+        return AssetStatus(
+            asset_id=asset.id,
+            upload_status=asset.upload_status,
+            processing_status=asset.processing_status,
+            error=asset.error,
+            current_job=JobOut.model_validate(current) if current else None,
+            jobs=[JobOut.model_validate(job) for job in jobs],
+        )
 
     def download_url(self, bucket: str, key: str, *, download_name: str | None = None) -> str:
         return self.storage.presign_get(
