@@ -50,6 +50,14 @@ test: system-deps browser-deps postgres $(STAMP)
 	$(BIN)/ruff check src tests bench migrations
 	$(BIN)/pytest
 
+# Benchmarks (bench/, never collected by pytest): ratios against ffmpeg's floor and the naive ladder, upload
+# load. Sources are generated once into bench/.cache/; results go to bench/results/. BENCH_ARGS passes options.
+bench: system-deps $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: system-deps $(STAMP)
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench migrations
 	$(BIN)/ruff format --check src tests bench migrations

@@ -1,0 +1,444 @@
+"""Ingestion speed: mediaingest (confirm → READY) against ffmpeg's floor and the naive ladder.
+
+For each source, three ways of making the same derived files, run back to back in the same run:
+
+- mediaingest: the service as `make run` starts it (SQLite, local storage, embedded worker with its
+  default concurrency and polling). The source is uploaded first (not timed); the clock starts when
+  the confirm request is sent and stops when the asset reads READY. The first thumbnail (POSTER,
+  THUMBNAIL for images, WAVEFORM for audio) and first playable proxy (VIDEO) are the moments their
+  rows appear. The database is polled every 50 ms with plain read-only SELECTs on its own sqlite3
+  connection (the app's engine would take BEGIN IMMEDIATE, i.e. the write lock, on every poll).
+- floor: ONE bare ffmpeg process that decodes once and writes every output: the proxies plan's own
+  filter chains and output options (`build_proxy_plan`), its sprite branch laid out by ffmpeg's tile
+  filter, a poster branch with `build_poster_command`'s size and encoder options, and the audio
+  visuals command's spectrogram and PCM branches (PCM to a file: mediaingest draws waveform and peaks
+  from it). No probe, no copies, no database: what ffmpeg alone needs.
+- naive: one ffmpeg process per output, as a straightforward implementation runs them in turn: the
+  poster (its fast-seek command as the stage builds it), each rung from its own decode (every rung
+  encoded, remux or not, with the ladder's encoder settings), sprites, waveform (showwavespic) and
+  spectrogram. It makes no peaks JSON, which only flatters it.
+
+Everything is derived from the same PipelineOptions the service uses, so sizes and encoder settings
+match. Stills: mediaingest makes thumbnails with Pillow; floor and naive with ffmpeg (mjpeg, libwebp).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.client import ApiClient
+from bench.service import ServiceProcess
+from bench.sources import CACHE, Source
+from mediaingest.config import Settings
+from mediaingest.models.enums import MediaType
+from mediaingest.pipeline.ffmpeg import FfmpegCommand, FfmpegInput, FfmpegOutput, FilterGraph, filter_spec
+from mediaingest.pipeline.filters import audio_stream_specifier, base_video_filters, video_stream_specifier
+from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.pipeline.stages.audio_visuals import build_audio_visuals_command
+from mediaingest.pipeline.stages.probe import probe
+from mediaingest.pipeline.stages.proxies import build_proxy_plan
+from mediaingest.pipeline.stages.thumbnails import POSTER_NAME, build_poster_command
+from mediaingest.pipeline.types import MediaMetadata
+
+APPROACHES = ("mediaingest", "floor", "naive")
+_POLL_SECONDS = 0.05
+_FIRST_THUMBNAIL = {"video": ("POSTER",), "image": ("THUMBNAIL",), "audio": ("WAVEFORM",)}
+_MEDIA_TYPES = {"video": MediaType.VIDEO, "audio": MediaType.AUDIO, "image": MediaType.IMAGE}
+_LABEL = re.compile(r"^\[([^\]]+)\]")
+
+
+@dataclass
+class Timeline:
+    """One run of one approach, in seconds from its start."""
+
+    wall: float
+    first_thumbnail: float | None
+    first_playable: float | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+# --- ffmpeg commands: floor and naive ------------------------------------------------------------
+
+
+def _argv(command: FfmpegCommand) -> list[str]:
+    argv = command.argv("ffmpeg")
+    return [argv[0], "-hide_banner", "-nostdin", "-loglevel", "error", *argv[1:]]
+
+
+def _rechain(chain: str, new_input: str) -> str:
+    """A chain of the pipeline's graph fed from another pad (e.g. straight from the decoder)."""
+    return _LABEL.sub(lambda _: f"[{new_input}]", chain, count=1)
+
+
+def _sprite_layout(options: PipelineOptions, duration: float) -> str:
+    """COLSxROWS for ffmpeg's tile filter: one full-size sheet, or the rows a short video fills."""
+    tiles = max(1, int(duration // options.sprite_interval_seconds) + 1)
+    columns = min(options.sprite_columns, tiles)
+    rows = min(options.sprite_rows, -(-tiles // columns))
+    return f"{columns}x{rows}"
+
+
+def _sprite_output(out: Path) -> FfmpegOutput:
+    # -q:v 5 is mjpeg's nearest to Pillow's quality 75 that the stage uses for sheets.
+    return FfmpegOutput(out / "sprite_%03d.jpg", ["-map", "[sheets]", "-c:v", "mjpeg", "-q:v", "5", "-f", "image2"])
+
+
+def _audio_chains(source: Path, metadata: MediaMetadata, out: Path, options: PipelineOptions):  # type: ignore[no-untyped-def]
+    """The audio visuals command's chains and outputs, its PCM (piped to Python there) into a file."""
+    command, _ = build_audio_visuals_command(source, metadata, out, options)
+    assert command.filter_graph is not None
+    outputs = [
+        FfmpegOutput(out / "peaks.pcm", o.options) if o.path == "pipe:1" else FfmpegOutput(o.path, o.options)
+        for o in command.outputs
+    ]
+    return list(command.filter_graph.chains), outputs
+
+
+def floor_command(source: Source, metadata: MediaMetadata, out: Path, options: PipelineOptions) -> FfmpegCommand:
+    if source.kind == "image":
+        return _image_command(source.path, out, options, sizes=options.image_thumbnail_sizes, formats=("jpg", "webp"))
+    if source.kind == "audio":
+        chains, outputs = _audio_chains(source.path, metadata, out, options)
+        return FfmpegCommand([FfmpegInput(source.path)], outputs, FilterGraph(chains))
+
+    plan = build_proxy_plan(source.path, metadata, out, options)
+    assert plan.command is not None and plan.command.filter_graph is not None
+    # Chain 0 is the decoder → base filters → split; each other chain starts at its branch's pad.
+    branch_chains = plan.command.filter_graph.chains[1:]
+    branches = [_LABEL.match(chain).group(1) for chain in branch_chains]  # type: ignore[union-attr]
+    base = base_video_filters(metadata)
+    chains = [
+        f"[{video_stream_specifier(metadata)}]{','.join([*base, filter_spec('split', len(branches) + 1)])}"
+        + "".join(f"[{b}]" for b in [*branches, "poster_in"]),
+        *branch_chains,
+    ]
+    outputs = [o for o in plan.command.outputs if o.path != "pipe:1"]
+    if plan.sprites is not None:
+        layout = _sprite_layout(options, metadata.duration_seconds or 0)
+        chains.append(f"[tiles]{filter_spec('tile', layout)}[sheets]")
+        outputs.append(_sprite_output(out))
+    position = (metadata.duration_seconds or 0) * options.poster_position
+    poster, width, height = build_poster_command(source.path, metadata, out, options, position=position)
+    # Decoding runs through the whole file anyway: the poster branch keeps the frame at the position.
+    trim = [filter_spec("trim", start=f"{position:.3f}"), filter_spec("scale", width, height), filter_spec("setsar", 1)]
+    chains.append(f"[poster_in]{','.join(trim)}[poster]")
+    outputs += poster.outputs
+    if metadata.has_audio:
+        audio_chains, audio_outputs = _audio_chains(source.path, metadata, out, options)
+        chains += audio_chains
+        outputs += audio_outputs
+    return FfmpegCommand([FfmpegInput(source.path)], outputs, FilterGraph(chains))
+
+
+def _image_command(
+    path: Path, out: Path, options: PipelineOptions, *, sizes: tuple[int, ...], formats: tuple[str, ...]
+) -> FfmpegCommand:
+    """Decode once, one scaled branch per size, one encoder per format (Pillow's q85/q80 equivalents)."""
+    graph = FilterGraph()
+    sizes = tuple(sorted(set(sizes), reverse=True))
+    labels = [f"size{size}" for size in sizes]
+    graph.chain(["0:0"], [filter_spec("split", len(sizes)) if len(sizes) > 1 else "null"], labels)
+    outputs = []
+    for size, label in zip(sizes, labels, strict=True):
+        pads = [f"{label}_{fmt}" for fmt in formats]
+        filters = [filter_spec("scale", size, size, force_original_aspect_ratio="decrease", flags="lanczos")]
+        if len(formats) > 1:
+            filters.append(filter_spec("split", len(formats)))
+        graph.chain([label], filters, pads)
+        for fmt, pad in zip(formats, pads, strict=True):
+            codec = ["-c:v", "mjpeg", "-q:v", "3"] if fmt == "jpg" else ["-c:v", "libwebp", "-quality", "80"]
+            path_out = out / f"thumb_{size}.{fmt}"
+            outputs.append(FfmpegOutput(path_out, ["-map", f"[{pad}]", "-frames:v", "1", *codec, "-update", "1"]))
+    return FfmpegCommand([FfmpegInput(path)], outputs, graph)
+
+
+def naive_commands(
+    source: Source, metadata: MediaMetadata, out: Path, options: PipelineOptions
+) -> list[tuple[str, str, FfmpegCommand]]:
+    """(name, what it makes, command) in the order a straightforward implementation runs them."""
+    if source.kind == "image":
+        return [
+            (
+                f"thumb_{size}.{fmt}",
+                "thumbnail",
+                _image_command(source.path, out, options, sizes=(size,), formats=(fmt,)),
+            )
+            for size in sorted(set(options.image_thumbnail_sizes), reverse=True)
+            for fmt in ("jpg", "webp")
+        ]
+    commands: list[tuple[str, str, FfmpegCommand]] = []
+    if source.kind == "video":
+        position = (metadata.duration_seconds or 0) * options.poster_position
+        poster, _, _ = build_poster_command(source.path, metadata, out, options, position=position)
+        commands.append(("poster", "thumbnail", poster))
+        # Every rung from its own decode, always encoded: a straightforward ladder does not remux.
+        encode_all = dataclasses.replace(metadata, format_name="naive")
+        full = build_proxy_plan(source.path, encode_all, out, options)
+        for rendition in full.renditions:
+            single = dataclasses.replace(options, proxy_heights=(rendition.rung,), sprite_interval_seconds=0)
+            plan = build_proxy_plan(source.path, encode_all, out, single)
+            assert plan.command is not None
+            commands.append((f"proxy_{rendition.rung}p", "playable", plan.command))
+        assert full.command is not None and full.command.filter_graph is not None
+        sprite_chain = next(c for c in full.command.filter_graph.chains if c.startswith("[sprite_src_in]"))
+        layout = _sprite_layout(options, metadata.duration_seconds or 0)
+        graph = FilterGraph([_rechain(sprite_chain, video_stream_specifier(metadata))])
+        graph.chains.append(f"[tiles]{filter_spec('tile', layout)}[sheets]")
+        commands.append(("sprites", "sprites", FfmpegCommand([FfmpegInput(source.path)], [_sprite_output(out)], graph)))
+    if metadata.has_audio:
+        audio = audio_stream_specifier(metadata)
+        picture = ["-frames:v", "1", "-c:v", "png", "-f", "image2", "-update", "1"]
+        wave = [
+            filter_spec("aformat", channel_layouts="mono"),
+            filter_spec(
+                "showwavespic", s=f"{options.waveform_width}x{options.waveform_height}", colors=options.waveform_color
+            ),
+        ]
+        commands.append(
+            (
+                "waveform",
+                "thumbnail" if source.kind == "audio" else "audio",
+                FfmpegCommand(
+                    [FfmpegInput(source.path)],
+                    [FfmpegOutput(out / "waveform.png", ["-map", "[waveform]", *picture])],
+                    FilterGraph([f"[{audio}]{','.join(wave)}[waveform]"]),
+                ),
+            )
+        )
+        chains, outputs = _audio_chains(source.path, metadata, out, options)
+        spectrum = next(c for c in chains if c.startswith("[spectrum_in]"))
+        spectrogram = next(o for o in outputs if "[spectrogram]" in o.options)
+        commands.append(
+            (
+                "spectrogram",
+                "audio",
+                FfmpegCommand([FfmpegInput(source.path)], [spectrogram], FilterGraph([_rechain(spectrum, audio)])),
+            )
+        )
+    return commands
+
+
+def _run_checked(argv: list[str]) -> None:
+    done = subprocess.run(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed ({done.returncode}): {done.stderr.decode(errors='replace')[-800:]}")
+
+
+def _check_outputs(command: FfmpegCommand) -> None:
+    for output in command.outputs:
+        path = output.path
+        if isinstance(path, Path) and "%" not in path.name and (not path.is_file() or path.stat().st_size == 0):
+            raise RuntimeError(f"ffmpeg wrote no {output.path.name}")
+
+
+def _watch_file(path: Path, started: float, stop: threading.Event, seen: list[float]) -> None:
+    while not stop.is_set():
+        if path.is_file() and path.stat().st_size > 0:
+            seen.append(time.monotonic() - started)
+            return
+        stop.wait(0.02)
+
+
+def run_floor(source: Source, metadata: MediaMetadata, out: Path, options: PipelineOptions) -> Timeline:
+    command = floor_command(source, metadata, out, options)
+    first = {"video": out / POSTER_NAME, "audio": out / "spectrogram.png"}.get(source.kind)
+    if source.kind == "image":
+        first = out / f"thumb_{max(options.image_thumbnail_sizes)}.jpg"
+    stop, seen = threading.Event(), []  # type: ignore[var-annotated]
+    started = time.monotonic()
+    watcher = threading.Thread(target=_watch_file, args=(first, started, stop, seen), daemon=True)
+    watcher.start()
+    try:
+        _run_checked(_argv(command))
+    finally:
+        wall = time.monotonic() - started
+        stop.set()
+        watcher.join()
+    _check_outputs(command)
+    first_thumbnail = seen[0] if seen else wall
+    return Timeline(wall, min(first_thumbnail, wall), wall if source.kind == "video" else None)
+
+
+def run_naive(source: Source, metadata: MediaMetadata, out: Path, options: PipelineOptions) -> Timeline:
+    started = time.monotonic()
+    first: dict[str, float] = {}
+    steps = {}
+    for name, role, command in naive_commands(source, metadata, out, options):
+        step_started = time.monotonic()
+        _run_checked(_argv(command))
+        _check_outputs(command)
+        steps[name] = round(time.monotonic() - step_started, 3)
+        first.setdefault(role, time.monotonic() - started)
+    return Timeline(
+        time.monotonic() - started, first.get("thumbnail"), first.get("playable"), detail={"processes": steps}
+    )
+
+
+# --- mediaingest ---------------------------------------------------------------------------------
+
+
+def _db_time(value: str | None, origin: float) -> float | None:
+    if value is None:
+        return None
+    return round(datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp() - origin, 3)
+
+
+def _jobs(db: sqlite3.Connection, asset_id: str, origin: float) -> list[dict[str, Any]]:
+    rows = db.execute(
+        "SELECT type, created_at, started_at, finished_at, attempts FROM ingestion_jobs "
+        "WHERE asset_id = ? ORDER BY started_at",
+        (asset_id,),
+    ).fetchall()
+    return [
+        {
+            "type": job_type,
+            "enqueued": _db_time(created, origin),
+            "started": _db_time(started, origin),
+            "finished": _db_time(finished, origin),
+            "attempts": attempts,
+        }
+        for job_type, created, started, finished, attempts in rows
+    ]
+
+
+def _idle_gaps(jobs: list[dict[str, Any]], end: float) -> float:
+    """Seconds between confirm and READY during which no job of the asset was running."""
+    busy: list[tuple[float, float]] = sorted(
+        (job["started"], job["finished"] or end) for job in jobs if job["started"] is not None
+    )
+    idle, cursor = 0.0, 0.0
+    for start, finish in busy:
+        idle += max(0.0, start - cursor)
+        cursor = max(cursor, finish)
+    return round(idle + max(0.0, end - cursor), 3)
+
+
+def run_mediaingest(source: Source, api: ApiClient, database: Path, *, timeout: float) -> Timeline:
+    ticket = api.request_upload(source.path, source.mime_type)
+    body, _ = api.put(ticket, source.path)
+    asset_id = ticket["assetId"]
+    thumbnail_types = _FIRST_THUMBNAIL[source.kind]
+    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True, isolation_level=None, timeout=30)
+    try:
+        started, origin = time.monotonic(), time.time()
+        api.confirm(body)
+        confirmed = time.monotonic() - started
+        first_thumbnail = first_playable = None
+        status = "PENDING"
+        while status not in ("READY", "FAILED"):
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"{source.name}: not READY after {timeout:.0f} s")
+            time.sleep(_POLL_SECONDS)
+            now = time.monotonic() - started
+            (status,) = db.execute("SELECT processing_status FROM media_assets WHERE id = ?", (asset_id,)).fetchone()
+            types = {row[0] for row in db.execute("SELECT type FROM asset_proxies WHERE asset_id = ?", (asset_id,))}
+            if first_thumbnail is None and types & set(thumbnail_types):
+                first_thumbnail = now
+            if first_playable is None and "VIDEO" in types:
+                first_playable = now
+        wall = time.monotonic() - started
+        if status == "FAILED":
+            (error,) = db.execute("SELECT error FROM media_assets WHERE id = ?", (asset_id,)).fetchone()
+            raise RuntimeError(f"{source.name}: ingestion FAILED: {error}")
+        jobs = _jobs(db, asset_id, origin)
+    finally:
+        db.close()
+    api.delete(asset_id)  # the next case starts from an empty store
+    detail = {"confirm_request": round(confirmed, 3), "jobs": jobs, "idle": _idle_gaps(jobs, wall)}
+    return Timeline(wall, first_thumbnail, first_playable if source.kind == "video" else None, detail)
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 3) if present else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def summarize(source: Source, runs: dict[str, list[Timeline]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"source": source.name, "kind": source.kind, "description": source.description}
+    summary["media_seconds"] = source.media_seconds
+    summary["size_bytes"] = source.path.stat().st_size
+    for approach, timelines in runs.items():
+        wall = _median([t.wall for t in timelines])
+        summary[approach] = {
+            "wall": wall,
+            "realtime": _ratio(source.media_seconds, wall),
+            "first_thumbnail": _median([t.first_thumbnail for t in timelines]),
+            "first_playable": _median([t.first_playable for t in timelines]),
+            "runs": [dataclasses.asdict(t) for t in timelines],
+        }
+    mi, floor, naive = (summary[a]["wall"] for a in APPROACHES)
+    summary["mediaingest_over_floor"] = _ratio(mi, floor)
+    summary["naive_over_mediaingest"] = _ratio(naive, mi)
+    # Per repetition too: side-by-side ratios are what a noisy shared machine can still tell apart.
+    pairs = zip(*(runs[a] for a in APPROACHES), strict=True)
+    summary["ratios_per_rep"] = [
+        {"mediaingest_over_floor": _ratio(m.wall, f.wall), "naive_over_mediaingest": _ratio(n.wall, m.wall)}
+        for m, f, n in pairs
+    ]
+    return summary
+
+
+def run(sources: list[Source], *, reps: Callable[[Source], int], log: Callable[[str], None]) -> dict[str, Any]:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    options = PipelineOptions.from_settings(settings)
+    work = CACHE / "work"
+    results: dict[str, Any] = {"sources": [], "service": {}}
+    with ServiceProcess("pipeline", embedded_worker=True) as service:
+        [token] = service.create_tokens(1)
+        service.start()
+        results["service"] = {
+            "command": "mediaingest serve --embedded-worker",
+            "worker_concurrency": settings.worker_concurrency,
+            "worker_poll_interval_seconds": settings.worker_poll_interval_seconds,
+            "proxy_heights": list(options.proxy_heights),
+            "x264": f"{options.x264_preset}/crf{options.x264_crf}",
+        }
+        with httpx.Client(timeout=httpx.Timeout(600, connect=10)) as http:
+            api = ApiClient(service.url, token, http=http)
+            for source in sources:
+                metadata = probe(source.path, _MEDIA_TYPES[source.kind], options=options)
+                runs: dict[str, list[Timeline]] = {a: [] for a in APPROACHES}
+                count = reps(source)
+                for rep in range(count):
+                    # Rotate the order, so a burst of load from others does not always hit the same one.
+                    order = APPROACHES[rep % 3 :] + APPROACHES[: rep % 3]
+                    for approach in order:
+                        out = work / source.name / approach
+                        shutil.rmtree(out, ignore_errors=True)
+                        out.mkdir(parents=True)
+                        if approach == "mediaingest":
+                            timeout = 120 + 20 * source.media_seconds
+                            timeline = run_mediaingest(source, api, service.database_path, timeout=timeout)
+                        elif approach == "floor":
+                            timeline = run_floor(source, metadata, out, options)
+                        else:
+                            timeline = run_naive(source, metadata, out, options)
+                        runs[approach].append(timeline)
+                        log(f"  {source.name} rep {rep + 1}/{count} {approach:<11} {timeline.wall:7.2f} s")
+                        shutil.rmtree(out, ignore_errors=True)
+                results["sources"].append(summarize(source, runs))
+    shutil.rmtree(work, ignore_errors=True)
+    return results

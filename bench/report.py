@@ -1,0 +1,232 @@
+"""bench/results/latest.json and latest.md, the targets, and the comparison with the previous run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# The issue's targets (ratios measured side by side in the same run).
+MAX_OVER_FLOOR = 1.15
+MIN_NAIVE_OVER = {"video/mpeg": 1.4, "video/mp4-1080p": 2.0}
+RSS_FLAT_TOLERANCE = 1.15  # peak with big files at most 15 % above the peak with 1 MB files
+
+
+def _naive_target(source: dict[str, Any]) -> float | None:
+    if source["source"].startswith("mpeg2_"):
+        return MIN_NAIVE_OVER["video/mpeg"]
+    if source["source"].startswith("h264_1080p"):
+        return MIN_NAIVE_OVER["video/mp4-1080p"]
+    return None
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+    for source in results.get("pipeline", {}).get("sources", []):
+        over = source["mediaingest_over_floor"]
+        checks.append(
+            {
+                "target": f"{source['source']}: mediaingest/floor ≤ {MAX_OVER_FLOOR}",
+                "measured": over,
+                "met": over is not None and over <= MAX_OVER_FLOOR,
+            }
+        )
+        minimum = _naive_target(source)
+        if minimum is not None:
+            naive = source["naive_over_mediaingest"]
+            checks.append(
+                {
+                    "target": f"{source['source']}: naive/mediaingest ≥ {minimum}",
+                    "measured": naive,
+                    "met": naive is not None and naive >= minimum,
+                }
+            )
+    uploads = results.get("upload", [])
+    for case in uploads:
+        checks.append(
+            {
+                "target": f"upload {case['backend']} {case['clients']}×{case['file_mb']:g} MB: no errors",
+                "measured": f"{case['ok']} ok, {case['errors']} errors",
+                "met": case["errors"] == 0 and case["ok"] == case["clients"],
+            }
+        )
+    for small in uploads:
+        for big in uploads:
+            same = (small["backend"], small["clients"]) == (big["backend"], big["clients"])
+            if same and small["file_mb"] < big["file_mb"] and small["service_peak_rss_mib"]:
+                ratio = round(big["service_peak_rss_mib"] / small["service_peak_rss_mib"], 3)
+                checks.append(
+                    {
+                        "target": (
+                            f"service peak RSS flat in file size ({big['backend']}, {big['clients']} clients, "
+                            f"{small['file_mb']:g} → {big['file_mb']:g} MB)"
+                        ),
+                        "measured": f"{small['service_peak_rss_mib']} → {big['service_peak_rss_mib']} MiB (×{ratio})",
+                        "met": ratio <= RSS_FLAT_TOLERANCE,
+                    }
+                )
+    return checks
+
+
+def _s(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _x(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def markdown(results: dict[str, Any], comparison: list[str]) -> str:
+    meta = results["meta"]
+    lines = [
+        f"# mediaingest benchmarks ({meta['mode']})",
+        "",
+        f"{meta['finished_at']} · commit {meta['commit']} · {meta['cpus']} CPUs · ffmpeg {meta['ffmpeg']} · "
+        f"load average {meta['load_before']} before, {meta['load_after']} after · {meta['duration_s']:.0f} s in all",
+        "",
+    ]
+    pipeline = results.get("pipeline")
+    if pipeline:
+        service = pipeline["service"]
+        lines += [
+            "## Ingestion: confirm → READY, against ffmpeg's floor and the naive ladder",
+            "",
+            f"Service: `{service['command']}` (worker concurrency {service['worker_concurrency']}, idle polling "
+            f"{service['worker_poll_interval_seconds']} s), rungs {service['proxy_heights']}, x264 {service['x264']}. "
+            "Medians of the repetitions; realtime = media seconds per wall second.",
+            "",
+            "| source | reps | mediaingest s | floor s | naive s | realtime (mi) | mi/floor | naive/mi "
+            "| 1st thumbnail s (mi / floor / naive) | 1st playable s (mi / floor / naive) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        ]
+        for s in pipeline["sources"]:
+            mi, fl, nv = s["mediaingest"], s["floor"], s["naive"]
+            lines.append(
+                f"| {s['source']} | {len(mi['runs'])} | {_s(mi['wall'])} | {_s(fl['wall'])} | {_s(nv['wall'])} "
+                f"| {_s(mi['realtime'])} | {_x(s['mediaingest_over_floor'])} | {_x(s['naive_over_mediaingest'])} "
+                f"| {_s(mi['first_thumbnail'])} / {_s(fl['first_thumbnail'])} / {_s(nv['first_thumbnail'])} "
+                f"| {_s(mi['first_playable'])} / {_s(fl['first_playable'])} / {_s(nv['first_playable'])} |"
+            )
+        lines += [
+            "",
+            "Where mediaingest's time goes (last repetition; seconds from the confirm request; idle = no job of "
+            "the asset running):",
+            "",
+            "| source | confirm request | " + " | ".join(_JOB_NAMES.values()) + " | idle |",
+            "|---|---:|" + "---:|" * len(_JOB_NAMES) + "---:|",
+        ]
+        for s in pipeline["sources"]:
+            run = s["mediaingest"]["runs"][-1]["detail"]
+            jobs = {job["type"]: job for job in run["jobs"]}
+            cells = [_job_cell(jobs.get(job_type)) for job_type in _JOB_NAMES]
+            lines.append(f"| {s['source']} | {_s(run['confirm_request'])} | {' | '.join(cells)} | {_s(run['idle'])} |")
+        lines.append("")
+    uploads = results.get("upload")
+    if uploads:
+        lines += [
+            "## Upload load: upload URL → PUT → confirm, concurrent clients",
+            "",
+            "Service: `mediaingest serve` (no embedded worker), SQLite; S3 = moto server on loopback. "
+            "Latencies in seconds; RSS of the service process (VmHWM = peak).",
+            "",
+            "| backend | clients × file | multipart | ok / errors | uploads/s | requests/s | MB/s "
+            "| upload-url p50 / p99 | upload-url req/s | confirm p50 / p99 | confirm req/s "
+            "| service RSS before → peak MiB |",
+            "|---|---|---|---|---:|---:|---:|---|---:|---|---:|---|",
+        ]
+        for u in uploads:
+            lines.append(
+                f"| {u['backend']} | {u['clients']} × {u['file_mb']:g} MB | {'yes' if u['multipart'] else 'no'} "
+                f"| {u['ok']} / {u['errors']} | {u['uploads_per_s']} | {u['requests_per_s']} | {u['mb_per_s']} "
+                f"| {_s(u['upload_url_p50'], 3)} / {_s(u['upload_url_p99'], 3)} | {u['upload_url_rate']} "
+                f"| {_s(u['confirm_p50'], 3)} / {_s(u['confirm_p99'], 3)} | {u['confirm_rate']} "
+                f"| {u['service_rss_before_mib']} → {u['service_peak_rss_mib']} |"
+            )
+        notes = sorted({u["note"] for u in uploads if u["note"]})
+        lines += [""] + [f"- {note}" for note in notes] + ([""] if notes else [])
+    lines += ["## Targets", ""]
+    lines += [
+        f"- {'met' if c['met'] else '**MISSED**'}: {c['target']} (measured {c['measured']})" for c in results["targets"]
+    ]
+    if comparison:
+        lines += ["", "## Against the previous run", "", *[f"- {line}" for line in comparison]]
+    return "\n".join(lines) + "\n"
+
+
+_JOB_NAMES = {
+    "METADATA_EXTRACTION": "probe",
+    "PROXY_GENERATION": "proxies",
+    "THUMBNAIL_GENERATION": "thumbnails",
+    "AUDIO_ANALYSIS": "audio visuals",
+}
+
+
+def _job_cell(job: dict[str, Any] | None) -> str:
+    if job is None or job["started"] is None or job["finished"] is None:
+        return "–"
+    return f"{job['started']:.2f}→{job['finished']:.2f}"
+
+
+def _delta(old: float | None, new: float | None, unit: str = "") -> str:
+    if old is None or new is None:
+        return f"{old} → {new}"
+    change = f" ({(new - old) / old:+.0%})" if old else ""
+    return f"{old:g}{unit} → {new:g}{unit}{change}"
+
+
+def compare(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    lines = []
+    if previous.get("meta", {}).get("mode") != current["meta"]["mode"]:
+        lines.append(f"(previous run was {previous.get('meta', {}).get('mode')}, this one {current['meta']['mode']})")
+    old_sources = {s["source"]: s for s in previous.get("pipeline", {}).get("sources", [])}
+    for source in current.get("pipeline", {}).get("sources", []):
+        old = old_sources.get(source["source"])
+        if old is None:
+            continue
+        wall = _delta(old["mediaingest"]["wall"], source["mediaingest"]["wall"], " s")
+        lines.append(
+            f"{source['source']}: mediaingest {wall}, "
+            f"mi/floor {_delta(old['mediaingest_over_floor'], source['mediaingest_over_floor'])}, "
+            f"naive/mi {_delta(old['naive_over_mediaingest'], source['naive_over_mediaingest'])}"
+        )
+    old_uploads = {(u["backend"], u["clients"], u["file_mb"]): u for u in previous.get("upload", [])}
+    for upload in current.get("upload", []):
+        old = old_uploads.get((upload["backend"], upload["clients"], upload["file_mb"]))
+        if old is None:
+            continue
+        lines.append(
+            f"upload {upload['backend']} {upload['clients']}×{upload['file_mb']:g} MB: "
+            f"MB/s {_delta(old['mb_per_s'], upload['mb_per_s'])}, "
+            f"confirm p99 {_delta(old['confirm_p99'], upload['confirm_p99'], ' s')}, "
+            f"errors {old['errors']} → {upload['errors']}, "
+            f"peak RSS {_delta(old['service_peak_rss_mib'], upload['service_peak_rss_mib'], ' MiB')}"
+        )
+    return lines
+
+
+def result_paths(quick: bool) -> tuple[Path, Path]:
+    """latest.{json,md} for `make bench`; a quick run has its own pair, so it never replaces the full one."""
+    stem = "latest-quick" if quick else "latest"
+    return RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
+
+
+def write(results: dict[str, Any], *, quick: bool) -> tuple[str, list[str], Path]:
+    """Writes the JSON and the Markdown; returns the Markdown, the comparison with the last run and its path."""
+    latest_json, latest_md = result_paths(quick)
+    results["targets"] = targets(results)
+    comparison: list[str] = []
+    if latest_json.is_file():
+        try:
+            comparison = compare(json.loads(latest_json.read_text()), results)
+        except (ValueError, KeyError, TypeError) as exc:
+            comparison = [f"(previous latest.json not comparable: {type(exc).__name__}: {exc})"]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = markdown(results, comparison)
+    # Written under temporary names first: an interrupted run never leaves half a file behind.
+    for path, content in ((latest_json, json.dumps(results, indent=2) + "\n"), (latest_md, text)):
+        partial = path.with_suffix(path.suffix + ".tmp")
+        partial.write_text(content, encoding="utf-8")
+        partial.replace(path)
+    return text, comparison, latest_md
