@@ -86,13 +86,13 @@ def serve(
         settings.host = host
     if port:
         settings.port = port
-    api = create_app(settings)
     if not embedded_worker:
-        uvicorn.run(api, host=settings.host, port=settings.port, log_config=None, access_log=False)
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
         return
     from mediaingest.worker.loop import embedded_worker as run_embedded_worker
 
-    with run_embedded_worker(settings):
+    with run_embedded_worker(settings) as local_worker:
+        api = create_app(settings, on_work=local_worker.wake)
         uvicorn.run(api, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 

@@ -107,10 +107,10 @@ class Settings(BaseSettings):
     work_dir: Path | None = Field(None, alias="WORK_DIR", description="Per-job temp folders; default system temp.")
 
     # --- worker ------------------------------------------------------------------------------
-    worker_concurrency: int = Field(
-        default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), alias="WORKER_CONCURRENCY"
-    )
-    worker_poll_interval_seconds: float = Field(1.0, alias="WORKER_POLL_INTERVAL_SECONDS")
+    # At least two: after the probe, a video's stages run side by side, so the cheap poster and audio
+    # visuals are not queued behind a long proxies encode (ffmpeg's own threads share the cores).
+    worker_concurrency: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2), alias="WORKER_CONCURRENCY")
+    worker_poll_interval_seconds: float = Field(0.5, alias="WORKER_POLL_INTERVAL_SECONDS")
     worker_lease_seconds: int = Field(60, alias="WORKER_LEASE_SECONDS")
     worker_heartbeat_seconds: int = Field(15, alias="WORKER_HEARTBEAT_SECONDS")
     worker_metrics_port: int = Field(9101, alias="WORKER_METRICS_PORT")

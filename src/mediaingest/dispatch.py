@@ -7,8 +7,10 @@ Kubernetes Job per stage. Both run the same stage code (`mediaingest.worker.stag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mediaingest.config import ExecutorName, Settings
@@ -28,11 +30,16 @@ class Dispatcher(Protocol):
 class LocalDispatcher:
     """Probe first; the worker enqueues the rest of the plan once the probe says what the media is."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, on_work: Callable[[], None] | None = None) -> None:
         self.max_attempts = settings.job_max_attempts
+        self.on_work = on_work
 
     def dispatch(self, session: Session, asset: MediaAsset) -> None:
         enqueue_stage(session, asset=asset, stage=Stage.PROBE, max_attempts=self.max_attempts)
+        if self.on_work is not None:
+            # After the commit, not now: a worker woken before it would find the job not yet visible.
+            notify = self.on_work
+            sa.event.listen(session, "after_commit", lambda _session: notify(), once=True)
 
     def cancel(self, session: Session, asset: MediaAsset) -> None:
         cancel_jobs(session, asset_id=asset.id)
@@ -66,7 +73,8 @@ class KubernetesDispatcher:
         self._resources.cancel(asset_id=asset.id)
 
 
-def build_dispatcher(settings: Settings) -> Dispatcher:
+def build_dispatcher(settings: Settings, *, on_work: Callable[[], None] | None = None) -> Dispatcher:
+    """`on_work` is called after a commit that queued local work (an in-process worker's wake-up)."""
     if settings.executor == ExecutorName.KUBERNETES:
         return KubernetesDispatcher(settings)
-    return LocalDispatcher(settings)
+    return LocalDispatcher(settings, on_work=on_work)

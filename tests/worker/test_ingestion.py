@@ -218,3 +218,19 @@ def test_a_second_confirm_after_ready_changes_nothing(
         time.sleep(0.5)
     assert status_of(api, headers, ticket["assetId"])["processingStatus"] == "READY"
     assert _rows(api, ticket["assetId"]) == before
+
+
+def test_work_starts_when_committed_not_at_the_next_poll(
+    make_settings: SettingsFactory, users: Users, small_jpeg: Path
+) -> None:
+    """The API wakes an in-process worker after the confirm commits, and a finished stage wakes it for
+    the next one: with a 60 s poll interval, an image still goes through probe and thumbnails at once."""
+    settings = make_settings(worker_poll_interval_seconds=60)
+    with embedded_worker(settings) as worker:
+        time.sleep(0.3)  # let the worker's first, empty claim pass, so it is asleep for 60 s
+        with TestClient(create_app(settings, configure_logs=False, on_work=worker.wake)) as api:
+            _, headers = users.create()
+            asset_id = upload(api, headers, small_jpeg, mime_type="image/jpeg")["assetId"]
+            started = time.monotonic()
+            wait_for(lambda: status_of(api, headers, asset_id)["processingStatus"] == "READY", timeout=20)
+            assert time.monotonic() - started < 10

@@ -3,7 +3,7 @@ is built here from the settings passed in, never at import, so tests and process
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -25,7 +25,10 @@ from mediaingest.web import mount_web
 from mediaingest.webhooks.endpoints import router as webhooks_router
 
 
-def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, configure_logs: bool = True, on_work: Callable[[], None] | None = None
+) -> FastAPI:
+    """`on_work`: called after each commit that queued ingestion work (wakes an in-process worker)."""
     settings = settings or Settings()
     if configure_logs:
         configure_logging(settings.log_level, json=settings.log_json)
@@ -52,7 +55,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.read_session_factory = create_session_factory(engine, read_only=True)
     app.state.storage = storage
     app.state.authenticator = Authenticator(settings)
-    app.state.asset_service = AssetService(settings=settings, storage=storage, dispatcher=build_dispatcher(settings))
+    app.state.asset_service = AssetService(
+        settings=settings, storage=storage, dispatcher=build_dispatcher(settings, on_work=on_work)
+    )
     metrics.track_storage_usage(app.state.read_session_factory)
 
     app.add_middleware(RequestContextMiddleware)

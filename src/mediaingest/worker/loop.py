@@ -46,6 +46,9 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.policy = RetryPolicy.from_settings(ctx.settings)
         self.stopping = threading.Event()
+        # Set when a slot frees up (a finished job may have enqueued the next stages) or on stop:
+        # the loop claims again at once instead of sleeping out its poll interval.
+        self._wake = threading.Event()
         self._running: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._last_sweep = 0.0
@@ -74,12 +77,18 @@ class Worker:
             while not self.stopping.is_set():
                 claimed = self.tick(pool)
                 if not claimed:
-                    self.stopping.wait(self.settings.worker_poll_interval_seconds)
+                    self._wake.wait(self.settings.worker_poll_interval_seconds)
+                    self._wake.clear()
         self.webhooks.close()
         log.info("worker.stopped", worker_id=self.worker_id)
 
     def stop(self) -> None:
         self.stopping.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """New work was committed (by the API in this process): claim now rather than at the next poll."""
+        self._wake.set()
 
     def tick(self, pool: ThreadPoolExecutor) -> int:
         """Reap, sweep when due, claim as many jobs as there are free slots. Returns how many were claimed."""
@@ -113,6 +122,7 @@ class Worker:
     def _forget(self, job_id: str) -> None:
         with self._lock:
             self._running.pop(job_id, None)
+        self._wake.set()
 
     def _maintenance(self) -> None:
         with session_scope(self.ctx.session_factory) as session:
