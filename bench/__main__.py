@@ -38,8 +38,12 @@ def _upload_cases(quick: bool, clients: int | None) -> list[LoadCase]:
         f"S3 with big files: {s3_big} clients, not {many}: moto (a test double, in one Python process) "
         "builds each completed multipart object in memory twice; its MB/s measures moto, not S3."
     )
+    # A middle size too: with 1 MB files few streams overlap, so the peak with big files also holds more
+    # streams in flight at once; 20 MB → 200 MB shows whether the peak follows the file size.
+    mid = (10 if quick else 20) * MB
     cases = [
         LoadCase("local", 1 * MB, many),
+        LoadCase("local", mid, many),
         LoadCase("local", big, many),
         LoadCase("s3", 1 * MB, many),
     ]
@@ -55,10 +59,13 @@ def _meta(mode: str) -> dict[str, Any]:
         return done.stdout.strip()
 
     commit = run("git", "rev-parse", "--short", "HEAD")
+    # The service runs from this working tree: uncommitted changes under src/ are part of what was measured.
+    dirty = [line[3:] for line in run("git", "status", "--porcelain", "--", "src").splitlines()]
     ffmpeg = run("ffmpeg", "-hide_banner", "-version").split("\n")[0].split(" ")[2:3]
     return {
         "mode": mode,
-        "commit": commit,
+        "commit": commit + ("+uncommitted" if dirty else ""),
+        "uncommitted_src": dirty,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "ffmpeg": ffmpeg[0] if ffmpeg else "?",
@@ -101,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": round(time.monotonic() - started, 1),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    text, comparison, path = report.write(results, quick=args.quick)
+    partial = bool(args.only or args.source or args.reps or args.clients)
+    text, comparison, path = report.write(results, quick=args.quick, partial=partial)
     log("")
     log(text)
     if not comparison:

@@ -25,7 +25,9 @@ match. Stills: mediaingest makes thumbnails with Pillow; floor and naive with ff
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -69,6 +71,55 @@ class Timeline:
     first_thumbnail: float | None
     first_playable: float | None
     detail: dict[str, Any] = field(default_factory=dict)
+    cpu: float | None = None  # CPU seconds of the approach's processes (ffmpeg; the service and its children)
+    other_load: float | None = None  # cores busy with everything else meanwhile (others' tests, the bench)
+
+
+# --- CPU accounting: wall time on a shared machine is noisy, CPU seconds much less so ------------
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent not idle since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _CLOCK_TICKS
+
+
+def _process_cpu(pid: int) -> float:
+    """utime + stime + cutime + cstime: the process and every child it has reaped (ffmpeg, ffprobe)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return sum(int(v) for v in fields[11:15]) / _CLOCK_TICKS
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU seconds of one approach (the service's process tree, or the bench's ffmpeg children) and
+    the load everything else put on the machine over the same interval."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        self.pid = pid
+        self._start = (0.0, 0.0, 0.0)
+
+    def _ours(self) -> float:
+        return _process_cpu(self.pid) if self.pid is not None else _children_cpu()
+
+    def start(self) -> None:
+        self._start = (time.monotonic(), _machine_busy(), self._ours())
+
+    def stop(self, timeline: Timeline) -> Timeline:
+        started, busy, ours = self._start
+        elapsed = max(time.monotonic() - started, 1e-6)
+        cpu = self._ours() - ours
+        timeline.cpu = round(cpu, 2)
+        timeline.other_load = round(max(0.0, _machine_busy() - busy - cpu) / elapsed, 2)
+        return timeline
 
 
 # --- ffmpeg commands: floor and naive ------------------------------------------------------------
@@ -257,10 +308,12 @@ def _watch_file(path: Path, started: float, stop: threading.Event, seen: list[fl
 
 def run_floor(source: Source, metadata: MediaMetadata, out: Path, options: PipelineOptions) -> Timeline:
     command = floor_command(source, metadata, out, options)
+    meter = CpuMeter()
     first = {"video": out / POSTER_NAME, "audio": out / "spectrogram.png"}.get(source.kind)
     if source.kind == "image":
         first = out / f"thumb_{max(options.image_thumbnail_sizes)}.jpg"
     stop, seen = threading.Event(), []  # type: ignore[var-annotated]
+    meter.start()
     started = time.monotonic()
     watcher = threading.Thread(target=_watch_file, args=(first, started, stop, seen), daemon=True)
     watcher.start()
@@ -272,10 +325,12 @@ def run_floor(source: Source, metadata: MediaMetadata, out: Path, options: Pipel
         watcher.join()
     _check_outputs(command)
     first_thumbnail = seen[0] if seen else wall
-    return Timeline(wall, min(first_thumbnail, wall), wall if source.kind == "video" else None)
+    return meter.stop(Timeline(wall, min(first_thumbnail, wall), wall if source.kind == "video" else None))
 
 
 def run_naive(source: Source, metadata: MediaMetadata, out: Path, options: PipelineOptions) -> Timeline:
+    meter = CpuMeter()
+    meter.start()
     started = time.monotonic()
     first: dict[str, float] = {}
     steps = {}
@@ -285,9 +340,10 @@ def run_naive(source: Source, metadata: MediaMetadata, out: Path, options: Pipel
         _check_outputs(command)
         steps[name] = round(time.monotonic() - step_started, 3)
         first.setdefault(role, time.monotonic() - started)
-    return Timeline(
+    timeline = Timeline(
         time.monotonic() - started, first.get("thumbnail"), first.get("playable"), detail={"processes": steps}
     )
+    return meter.stop(timeline)
 
 
 # --- mediaingest ---------------------------------------------------------------------------------
@@ -329,13 +385,15 @@ def _idle_gaps(jobs: list[dict[str, Any]], end: float) -> float:
     return round(idle + max(0.0, end - cursor), 3)
 
 
-def run_mediaingest(source: Source, api: ApiClient, database: Path, *, timeout: float) -> Timeline:
+def run_mediaingest(source: Source, api: ApiClient, service: ServiceProcess, *, timeout: float) -> Timeline:
     ticket = api.request_upload(source.path, source.mime_type)
     body, _ = api.put(ticket, source.path)
     asset_id = ticket["assetId"]
     thumbnail_types = _FIRST_THUMBNAIL[source.kind]
-    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True, isolation_level=None, timeout=30)
+    db = sqlite3.connect(f"file:{service.database_path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+    meter = CpuMeter(service.pid)
     try:
+        meter.start()
         started, origin = time.monotonic(), time.time()
         api.confirm(body)
         confirmed = time.monotonic() - started
@@ -353,6 +411,7 @@ def run_mediaingest(source: Source, api: ApiClient, database: Path, *, timeout: 
             if first_playable is None and "VIDEO" in types:
                 first_playable = now
         wall = time.monotonic() - started
+        timeline = meter.stop(Timeline(wall, first_thumbnail, first_playable if source.kind == "video" else None))
         if status == "FAILED":
             (error,) = db.execute("SELECT error FROM media_assets WHERE id = ?", (asset_id,)).fetchone()
             raise RuntimeError(f"{source.name}: ingestion FAILED: {error}")
@@ -360,8 +419,8 @@ def run_mediaingest(source: Source, api: ApiClient, database: Path, *, timeout: 
     finally:
         db.close()
     api.delete(asset_id)  # the next case starts from an empty store
-    detail = {"confirm_request": round(confirmed, 3), "jobs": jobs, "idle": _idle_gaps(jobs, wall)}
-    return Timeline(wall, first_thumbnail, first_playable if source.kind == "video" else None, detail)
+    timeline.detail = {"confirm_request": round(confirmed, 3), "jobs": jobs, "idle": _idle_gaps(jobs, wall)}
+    return timeline
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -385,6 +444,8 @@ def summarize(source: Source, runs: dict[str, list[Timeline]]) -> dict[str, Any]
         summary[approach] = {
             "wall": wall,
             "realtime": _ratio(source.media_seconds, wall),
+            "cpu": _median([t.cpu for t in timelines]),
+            "other_load": _median([t.other_load for t in timelines]),
             "first_thumbnail": _median([t.first_thumbnail for t in timelines]),
             "first_playable": _median([t.first_playable for t in timelines]),
             "runs": [dataclasses.asdict(t) for t in timelines],
@@ -392,6 +453,9 @@ def summarize(source: Source, runs: dict[str, list[Timeline]]) -> dict[str, Any]
     mi, floor, naive = (summary[a]["wall"] for a in APPROACHES)
     summary["mediaingest_over_floor"] = _ratio(mi, floor)
     summary["naive_over_mediaingest"] = _ratio(naive, mi)
+    mi_cpu, floor_cpu, naive_cpu = (summary[a]["cpu"] for a in APPROACHES)
+    summary["cpu_mediaingest_over_floor"] = _ratio(mi_cpu, floor_cpu)
+    summary["cpu_naive_over_mediaingest"] = _ratio(naive_cpu, mi_cpu)
     # Per repetition too: side-by-side ratios are what a noisy shared machine can still tell apart.
     pairs = zip(*(runs[a] for a in APPROACHES), strict=True)
     summary["ratios_per_rep"] = [
@@ -431,13 +495,16 @@ def run(sources: list[Source], *, reps: Callable[[Source], int], log: Callable[[
                         out.mkdir(parents=True)
                         if approach == "mediaingest":
                             timeout = 120 + 20 * source.media_seconds
-                            timeline = run_mediaingest(source, api, service.database_path, timeout=timeout)
+                            timeline = run_mediaingest(source, api, service, timeout=timeout)
                         elif approach == "floor":
                             timeline = run_floor(source, metadata, out, options)
                         else:
                             timeline = run_naive(source, metadata, out, options)
                         runs[approach].append(timeline)
-                        log(f"  {source.name} rep {rep + 1}/{count} {approach:<11} {timeline.wall:7.2f} s")
+                        log(
+                            f"  {source.name} rep {rep + 1}/{count} {approach:<11} {timeline.wall:7.2f} s wall "
+                            f"{timeline.cpu:7.2f} s CPU, others' load {timeline.other_load:.2f} cores"
+                        )
                         shutil.rmtree(out, ignore_errors=True)
                 results["sources"].append(summarize(source, runs))
     shutil.rmtree(work, ignore_errors=True)

@@ -26,6 +26,7 @@ import httpx
 from bench.sources import CACHE
 
 ROOT = Path(__file__).resolve().parent.parent
+LOGS = CACHE / "logs"
 BIN = Path(sys.executable).parent
 # Settings every run sets itself; inherited values would make the bench measure something else.
 _OWNED_ENV = {
@@ -81,6 +82,7 @@ class ServiceProcess:
     """`mediaingest serve [--embedded-worker]` in a fresh DATA_DIR; removed again on exit."""
 
     def __init__(self, label: str, *, embedded_worker: bool, env: dict[str, str] | None = None) -> None:
+        self.label = label
         self.run_dir = CACHE / "runs" / f"{label}-{uuid.uuid4().hex[:8]}"
         self.data_dir = self.run_dir / "var"
         self.port = free_port()
@@ -155,8 +157,11 @@ class ServiceProcess:
     ) -> None:
         if self.process is not None:
             _stop(self.process)
+        if self.log_path.is_file():  # kept (the last run of each label) to explain errors afterwards
+            LOGS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.log_path, LOGS / f"{self.label}.log")
         if exc_type is None:
-            shutil.rmtree(self.run_dir, ignore_errors=True)  # gigabytes of uploads; the log stays on failure
+            shutil.rmtree(self.run_dir, ignore_errors=True)  # gigabytes of uploads; kept on failure
 
 
 class MotoProcess:
