@@ -6,26 +6,27 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 PORT ?= 8000
 HOST ?= 127.0.0.1
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: run test lint format bench bench-quick system-deps browser-deps postgres clean help
+.PHONY: run test lint format lock bench bench-quick system-deps browser-deps postgres clean help
 
 help:
 	@echo "make run    — serve the API and a worker on http://$(HOST):$(PORT) (SQLite + local storage in ./var)"
 	@echo "make test   — run the test suite (SQLite, PostgreSQL at 127.0.0.1:5432, moto S3, real ffmpeg)"
 	@echo "make lint   — ruff"
+	@echo "make lock   — upgrade the Python dependencies and record them in constraints.txt"
 	@echo "make bench  — benchmarks in bench/ (make bench-quick for a short run)"
 	@echo "make helm-lint, make image, make e2e-kind — Kubernetes (docs/kubernetes.md)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
 		|| { apt-get update -qq && $(APT_INSTALL) python3-venv; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -c constraints.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 system-deps:
@@ -65,6 +66,13 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench migrations
 	$(BIN)/ruff check --fix src tests bench migrations
+
+# The versions make test passed with are what everyone installs; upgrading is a deliberate, tested change.
+lock: $(STAMP)
+	$(BIN)/pip install -q --upgrade -e '.[dev]'
+	@{ echo "# Tested versions of every Python dependency (make lock rewrites it from .venv); pip installs with -c."; \
+		$(BIN)/pip freeze --exclude-editable | grep -iv '^mediaingest'; } > constraints.txt
+	@echo "constraints.txt updated: run make test before committing it"
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache test-artifacts

@@ -224,11 +224,12 @@ def test_hdr_source_is_tone_mapped_to_sdr(
     assert (video["codec_name"], video["pix_fmt"], video["width"], video["height"]) == ("h264", "yuv420p", 640, 360)
     assert (video["color_transfer"], video["color_primaries"]) == ("bt709", "bt709")
     # The fixture holds ordinary picture values tagged PQ: read as PQ and tone-mapped, its dark
-    # areas sink to black (measured: 49 % of values ≤ 16 against 37 % in a plain decode), so an
-    # untouched copy or a tile that skipped the tone mapping fails here.
+    # areas sink to black (measured at tile size: 46 % of values ≤ 16 against 36-37 % in a plain
+    # decode; 44.6 % in the sprite, whose small JPEG softens edges), so an untouched copy or a tile
+    # that skipped the tone mapping fails here. The margin sits halfway between the two.
     plain = _dark_share(hdr_pq_clip)
-    assert _dark_share(outputs["proxy_360p.mp4"].path) > plain + 0.08
-    assert _dark_share(outputs["sprite_000.jpg"].path) > plain + 0.08
+    assert _dark_share(outputs["proxy_360p.mp4"].path) > plain + 0.05
+    assert _dark_share(outputs["sprite_000.jpg"].path) > plain + 0.05
 
 
 @pytest.mark.slow
