@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
@@ -49,7 +50,7 @@ from mediaingest.storage.errors import InvalidKeyError, InvalidPartError
 
 log = get_logger(__name__)
 
-CHUNK_SIZE = 1024 * 1024
+CHUNK_SIZE = 256 * 1024  # per concurrent copy; larger reads bought no throughput (measured)
 MAX_KEY_BYTES = 1024  # S3's limit
 MAX_PART_NUMBER = 10_000  # S3's limit
 MAX_EXPIRES_IN = 7 * 24 * 3600  # S3's limit for SigV4 presigned URLs; kept for parity
@@ -100,6 +101,17 @@ def _fsync_and_close(handle: IO[bytes]) -> None:
 
 def _normalize_etag(etag: str) -> str:
     return etag.strip().strip('"').lower()
+
+
+def _chunks(handle: io.FileIO, buffer: memoryview | None = None) -> Iterator[memoryview]:
+    """The file's bytes as views of one reused buffer, each valid until the next is taken.
+
+    No allocation per chunk: concurrent copies then cost a buffer each, whatever the size of the
+    file, instead of leaving freed megabytes scattered over malloc's per-thread arenas.
+    """
+    buffer = buffer if buffer is not None else memoryview(bytearray(CHUNK_SIZE))
+    while count := handle.readinto(buffer):
+        yield buffer[:count]
 
 
 class ObjectWriter:
@@ -368,8 +380,8 @@ class LocalStorage(Storage):
 
     def upload_file(self, bucket: str, key: str, source: Path, *, content_type: str) -> ObjectInfo:
         self._paths(bucket, key)
-        with self._os_errors("upload"), self.new_writer() as writer, open(source, "rb") as handle:
-            while chunk := handle.read(CHUNK_SIZE):
+        with self._os_errors("upload"), self.new_writer() as writer, open(source, "rb", buffering=0) as handle:
+            for chunk in _chunks(handle):
                 writer.write(chunk)
             return self.commit_object(writer, bucket, key, content_type=content_type, metadata={})
 
@@ -478,14 +490,15 @@ class LocalStorage(Storage):
             raise InvalidPartError("Parts must be listed once each, in ascending order.")
         with self._os_errors("complete multipart upload"), self.new_writer() as writer:
             part_md5s = hashlib.md5(usedforsecurity=False)
+            buffer = memoryview(bytearray(CHUNK_SIZE))  # one for every part of the assembly
             for part in parts:
                 part_md5 = hashlib.md5(usedforsecurity=False)
                 try:
-                    handle = open(directory / f"{part.part_number:05d}", "rb")  # noqa: SIM115
+                    handle = open(directory / f"{part.part_number:05d}", "rb", buffering=0)  # noqa: SIM115
                 except FileNotFoundError:
                     raise InvalidPartError(f"Part {part.part_number} was not uploaded.") from None
                 with handle:
-                    while chunk := handle.read(CHUNK_SIZE):
+                    for chunk in _chunks(handle, buffer):
                         part_md5.update(chunk)
                         writer.write(chunk)
                 if part_md5.hexdigest() != _normalize_etag(part.etag):
