@@ -1,6 +1,7 @@
 """The asset service: the upload protocol, integrity checks, quotas, listing, status and deletion.
 
-Endpoints, the CLI and the sweeper call it; it never commits (the request or job wrapper does).
+Endpoints, the CLI and the sweeper call it; the request or job wrapper commits, except where a
+method says otherwise (confirm_upload commits before the storage work it must not hold locks over).
 Storage calls are ordered so that a failure leaves nothing behind: rows are written before the
 storage operation they describe is acknowledged to the client, and objects are removed before the
 rows that point at them.
@@ -203,8 +204,79 @@ class AssetService:
 
     # --- confirmation -------------------------------------------------------------------------
     def confirm_upload(self, session: Session, principal: Principal, request: ConfirmUploadRequest) -> ConfirmedUpload:
+        """Completes and verifies the upload, then starts ingestion. Idempotent.
+
+        Three steps, so that no database lock is held while storage works (completing a multipart
+        upload on the local backend reads and writes every byte; SQLite has one writer for the whole
+        service, and PostgreSQL would hold the asset's row): check the asset and commit; complete and
+        inspect the object; lock the asset again and record the outcome, re-checking what a
+        concurrent confirm, delete or sweep did meanwhile.
+        """
+        asset = self._confirmable(session, principal, request)
+        if isinstance(asset, ConfirmedUpload):
+            return asset
+        session.commit()
+
+        try:
+            if asset.multipart_upload_id is not None:
+                info = self._complete_multipart(asset, request)
+            else:
+                try:
+                    info = self.storage.head(asset.storage_bucket, asset.storage_key)
+                except ObjectNotFoundError as exc:
+                    raise ConflictError("no uploaded object yet: PUT the file to the upload URL, then confirm") from exc
+            failure = self._integrity_failure(asset, info.size, info.etag, info.sha256, request.etag)
+        except (ConflictError, StorageError):
+            # Another confirm may have completed this upload meanwhile, or a delete or sweep removed
+            # it: that answer wins over the storage error it caused here.
+            settled = self._confirmable(session, principal, request, fresh=asset)
+            if isinstance(settled, ConfirmedUpload):
+                return settled
+            raise
+
+        current = self._confirmable(session, principal, request, fresh=asset, orphan=asset)
+        if isinstance(current, ConfirmedUpload):
+            return current
+        if failure is not None:
+            self._discard_upload(session, current, UploadStatus.FAILED, failure)
+            log.warning("asset.integrity_check_failed", asset_id=current.id, reason=failure)
+            raise IntegrityCheckError(failure, keep_changes=True)
+
+        current.upload_status = UploadStatus.UPLOADED
+        current.processing_status = AssetProcessingStatus.PENDING
+        current.etag = _normalize_etag(info.etag)
+        current.checksum = info.sha256  # None on S3 without a client checksum: the probe stage computes it
+        current.multipart_upload_id = None
+        current.uploaded_at = utcnow()
+        current.error = None
+        session.flush()
+        self.dispatcher.dispatch(session, current)
+        log.info("asset.upload_confirmed", asset_id=current.id, user_id=current.owner_id, size=info.size)
+        return ConfirmedUpload(asset=current, already_confirmed=False)
+
+    def _confirmable(
+        self,
+        session: Session,
+        principal: Principal,
+        request: ConfirmUploadRequest,
+        *,
+        fresh: MediaAsset | None = None,
+        orphan: MediaAsset | None = None,
+    ) -> MediaAsset | ConfirmedUpload:
+        """The asset, locked, if its upload can still be confirmed; the earlier answer if it was.
+
+        `fresh`: the copy read before storage worked, reloaded so a concurrent change is seen.
+        `orphan`: whose completed object is removed when the asset can no longer take it (deleted,
+        expired or failed meanwhile), so no object outlives the row that would point at it.
+        """
+        # Read before `fresh` is expired: reloading a row deleted meanwhile would raise.
+        orphan_object = (orphan.storage_bucket, orphan.storage_key) if orphan is not None else None
+        if fresh is not None:
+            session.expire(fresh)
         asset = repository.get_owned(session, asset_id=request.asset_id, owner_id=principal.user_id, for_update=True)
         if asset is None:
+            if orphan_object is not None:
+                self.storage.delete(*orphan_object)
             raise NotFoundError("asset not found")
         if asset.upload_status == UploadStatus.UPLOADED:
             if request.etag and asset.etag and _normalize_etag(request.etag) != asset.etag:
@@ -212,43 +284,19 @@ class AssetService:
             self.dispatcher.dispatch(session, asset)  # harmless if already dispatched; heals a lost dispatch
             return ConfirmedUpload(asset=asset, already_confirmed=True)
         if asset.upload_status in (UploadStatus.FAILED, UploadStatus.EXPIRED):
+            if orphan_object is not None:
+                self.storage.delete(*orphan_object)
             raise ConflictError(
                 f"upload is {asset.upload_status.value.lower()}: {asset.error or 'request a new upload URL'}"
             )
-        if asset.upload_expires_at <= utcnow():
+        if fresh is None and asset.upload_expires_at <= utcnow():
             self._discard_upload(
                 session, asset, UploadStatus.EXPIRED, "upload URL expired before the upload was confirmed"
             )
             raise ConflictError(
                 "upload URL expired before the upload was confirmed; request a new one", keep_changes=True
             )
-
-        if asset.multipart_upload_id is not None:
-            info = self._complete_multipart(asset, request)
-        else:
-            try:
-                info = self.storage.head(asset.storage_bucket, asset.storage_key)
-            except ObjectNotFoundError as exc:
-                raise ConflictError("no uploaded object yet: PUT the file to the upload URL, then confirm") from exc
-
-        failure = self._integrity_failure(asset, info.size, info.etag, info.sha256, request.etag)
-        if failure is not None:
-            self._discard_upload(session, asset, UploadStatus.FAILED, failure)
-            log.warning("asset.integrity_check_failed", asset_id=asset.id, reason=failure)
-            raise IntegrityCheckError(failure, keep_changes=True)
-
-        now = utcnow()
-        asset.upload_status = UploadStatus.UPLOADED
-        asset.processing_status = AssetProcessingStatus.PENDING
-        asset.etag = _normalize_etag(info.etag)
-        asset.checksum = info.sha256  # None on S3 without a client checksum: the probe stage computes it
-        asset.multipart_upload_id = None
-        asset.uploaded_at = now
-        asset.error = None
-        session.flush()
-        self.dispatcher.dispatch(session, asset)
-        log.info("asset.upload_confirmed", asset_id=asset.id, user_id=asset.owner_id, size=info.size)
-        return ConfirmedUpload(asset=asset, already_confirmed=False)
+        return asset
 
     def _complete_multipart(self, asset: MediaAsset, request: ConfirmUploadRequest):  # type: ignore[no-untyped-def]
         if not request.parts:
@@ -269,8 +317,14 @@ class AssetService:
             )
         except InvalidPartError:
             raise  # 422 naming the bad part; the upload stays open, as on S3, for a corrected confirm
+        except ObjectNotFoundError as exc:
+            # Claimed by a concurrent confirm still at work (whose answer then holds), or aborted.
+            raise ConflictError(
+                "could not complete the multipart upload: no such upload in progress; if another confirm of "
+                "this asset is under way, retry once it has answered"
+            ) from exc
         except StorageError as exc:
-            # Parts not uploaded yet (or the upload is gone): the client can upload the rest and confirm again.
+            # Parts not uploaded yet: the client can upload the rest and confirm again.
             raise ConflictError(f"could not complete the multipart upload: {exc.message}") from exc
 
     def _integrity_failure(
