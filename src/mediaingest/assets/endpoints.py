@@ -10,7 +10,7 @@ import structlog
 from fastapi import APIRouter, Query, status
 
 from mediaingest import metrics
-from mediaingest.api.deps import Assets, CurrentPrincipal, DbSession
+from mediaingest.api.deps import Assets, CurrentPrincipal, Db
 from mediaingest.assets.repository import AssetFilters
 from mediaingest.assets.schemas import (
     AssetDetail,
@@ -59,10 +59,10 @@ def _counted(endpoint: str) -> Iterator[None]:
     },
 )
 def create_upload_url(
-    body: UploadUrlRequest, session: DbSession, principal: CurrentPrincipal, assets: Assets
+    body: UploadUrlRequest, db: Db, principal: CurrentPrincipal, assets: Assets
 ) -> Envelope[UploadUrlResponse]:
     """Reserves quota and returns where to PUT the bytes (one URL, or one per part above 100 MB)."""
-    with _counted("upload-url"):
+    with _counted("upload-url"), db.write() as session:
         ticket = assets.create_upload(session, principal, body)
     structlog.contextvars.bind_contextvars(asset_id=ticket.asset_id)
     return Envelope(data=ticket)
@@ -77,11 +77,11 @@ def create_upload_url(
     },
 )
 def confirm_upload(
-    body: ConfirmUploadRequest, session: DbSession, principal: CurrentPrincipal, assets: Assets
+    body: ConfirmUploadRequest, db: Db, principal: CurrentPrincipal, assets: Assets
 ) -> Envelope[ConfirmUploadResponse]:
     """Verifies size, ETag, type and SHA-256 of the stored bytes, then starts ingestion. Idempotent."""
     structlog.contextvars.bind_contextvars(asset_id=body.asset_id)
-    with _counted("confirm-upload"):
+    with _counted("confirm-upload"), db.write() as session:
         confirmed = assets.confirm_upload(session, principal, body)
     asset = confirmed.asset
     return Envelope(
@@ -97,7 +97,7 @@ def confirm_upload(
 
 @router.get("", response_model=Envelope[AssetPage])
 def list_assets(
-    session: DbSession,
+    db: Db,
     principal: CurrentPrincipal,
     assets: Assets,
     page: Annotated[int, Query(ge=1)] = 1,
@@ -110,45 +110,42 @@ def list_assets(
     filters = AssetFilters(
         upload_status=status_filter, processing_status=processing_status, media_type=media_type, project_id=project_id
     )
-    items, total = assets.list(session, principal, filters=filters, page=page, page_size=page_size)
-    return Envelope(
-        data=AssetPage(
-            items=[AssetSummary.model_validate(item) for item in items], total=total, page=page, page_size=page_size
-        )
-    )
+    with db.read() as session:
+        items, total = assets.list(session, principal, filters=filters, page=page, page_size=page_size)
+        summaries = [AssetSummary.model_validate(item) for item in items]
+    return Envelope(data=AssetPage(items=summaries, total=total, page=page, page_size=page_size))
 
 
 @router.get("/{asset_id}", response_model=Envelope[AssetDetail])
-def get_asset(asset_id: str, session: DbSession, principal: CurrentPrincipal, assets: Assets) -> Envelope[AssetDetail]:
+def get_asset(asset_id: str, db: Db, principal: CurrentPrincipal, assets: Assets) -> Envelope[AssetDetail]:
     """The asset with its metadata and derived files, each with a signed download URL."""
-    asset = assets.get(session, principal, asset_id, with_details=True)
-    detail = AssetDetail.model_validate(asset)
-    if asset.upload_status == UploadStatus.UPLOADED:
-        detail.download_url = assets.download_url(asset.storage_bucket, asset.storage_key, download_name=asset.name)
-    if asset.metadata_record is not None:
-        detail.metadata = MetadataOut.model_validate(asset.metadata_record)
-    detail.proxies = [
-        ProxyOut.model_validate(proxy).model_copy(
-            update={"url": assets.download_url(proxy.storage_bucket, proxy.storage_key)}
-        )
-        for proxy in asset.proxies
-    ]
+    with db.read() as session:
+        asset = assets.get(session, principal, asset_id, with_details=True)
+        detail = AssetDetail.model_validate(asset)
+        if asset.upload_status == UploadStatus.UPLOADED:
+            detail.download_url = assets.download_url(asset.storage_bucket, asset.storage_key, download_name=asset.name)
+        if asset.metadata_record is not None:
+            detail.metadata = MetadataOut.model_validate(asset.metadata_record)
+        detail.proxies = [
+            ProxyOut.model_validate(proxy).model_copy(
+                update={"url": assets.download_url(proxy.storage_bucket, proxy.storage_key)}
+            )
+            for proxy in asset.proxies
+        ]
     return Envelope(data=detail)
 
 
 @router.get("/{asset_id}/status", response_model=Envelope[AssetStatus])
-def get_asset_status(
-    asset_id: str, session: DbSession, principal: CurrentPrincipal, assets: Assets
-) -> Envelope[AssetStatus]:
+def get_asset_status(asset_id: str, db: Db, principal: CurrentPrincipal, assets: Assets) -> Envelope[AssetStatus]:
     """uploadStatus, processingStatus and the current job's status, progress and message."""
-    return Envelope(data=assets.status(session, principal, asset_id))
+    with db.read() as session:
+        return Envelope(data=assets.status(session, principal, asset_id))
 
 
 @router.delete("/{asset_id}", response_model=Envelope[dict[str, str | bool]])
-def delete_asset(
-    asset_id: str, session: DbSession, principal: CurrentPrincipal, assets: Assets
-) -> Envelope[dict[str, str | bool]]:
+def delete_asset(asset_id: str, db: Db, principal: CurrentPrincipal, assets: Assets) -> Envelope[dict[str, str | bool]]:
     """Stops its work and removes every object of the asset in all buckets, its rows and its quota."""
     structlog.contextvars.bind_contextvars(asset_id=asset_id)
-    assets.delete(session, principal, asset_id)
+    with db.write() as session:
+        assets.delete(session, principal, asset_id)
     return Envelope(data={"assetId": asset_id, "deleted": True})

@@ -38,7 +38,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from mediaingest.api.deps import Assets, DbSession
+from mediaingest.api.deps import Assets, Db, Transactions, authenticate
 from mediaingest.assets.service import AssetService
 from mediaingest.db import SessionFactory
 from mediaingest.exceptions import NotFoundError
@@ -67,7 +67,7 @@ _bearer = HTTPBearer(auto_error=False, description="An API token (mi_…) or a J
 
 async def stream_principal(
     request: Request,
-    session: DbSession,
+    db: Db,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     access_token: Annotated[
         str | None,
@@ -76,7 +76,7 @@ async def stream_principal(
 ) -> Principal:
     authenticator: Authenticator = request.app.state.authenticator
     token = credentials.credentials if credentials else access_token
-    principal = await run_in_threadpool(authenticator.authenticate, session, token)
+    principal = await run_in_threadpool(authenticate, db, authenticator, token)
     structlog.contextvars.bind_contextvars(user_id=principal.user_id)
     return principal
 
@@ -88,6 +88,11 @@ def status_snapshot(session: Session, assets: AssetService, principal: Principal
     """The asset's status as the status endpoint shows it; NotFoundError for anyone but its owner."""
     status = assets.status(session, principal, asset_id)
     return status.model_dump(mode="json", by_alias=True)
+
+
+def _first_snapshot(db: Transactions, assets: AssetService, principal: Principal, asset_id: str) -> dict[str, Any]:
+    with db.read() as session:
+        return status_snapshot(session, assets, principal, asset_id)
 
 
 def _poll(factory: SessionFactory, assets: AssetService, principal: Principal, asset_id: str) -> dict[str, Any] | None:
@@ -158,7 +163,7 @@ async def _stream(
 async def asset_events(
     asset_id: str,
     request: Request,
-    session: DbSession,
+    db: Db,
     principal: StreamPrincipal,
     assets: Assets,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
@@ -166,7 +171,7 @@ async def asset_events(
     """Every status and progress change of the asset, as Server-Sent Events, until READY or FAILED."""
     structlog.contextvars.bind_contextvars(asset_id=asset_id)
     # Checked before the stream starts, so a wrong id or another tenant's asset is a plain 404.
-    first = await run_in_threadpool(status_snapshot, session, assets, principal, asset_id)
+    first = await run_in_threadpool(_first_snapshot, db, assets, principal, asset_id)
     factory: SessionFactory = request.app.state.read_session_factory
     return StreamingResponse(
         _stream(request, factory, assets, principal, asset_id, first, _first_id(last_event_id)),

@@ -44,6 +44,11 @@ class Authenticator:
     def jwt_enabled(self) -> bool:
         return self.settings.jwt_secret is not None or self.settings.jwt_jwks_url is not None
 
+    def may_write(self, credentials: str | None) -> bool:
+        """Whether authenticating these credentials may write: a JWT's user is created on first sight
+        and its plan follows the main product's claim; an API token is only read."""
+        return bool(credentials) and not credentials.startswith(TOKEN_PREFIX)  # type: ignore[union-attr]
+
     def authenticate(self, session: Session, credentials: str | None) -> Principal:
         if not credentials:
             raise AuthenticationError("missing bearer token")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from mediaingest.api.deps import CurrentPrincipal, DbSession
+from mediaingest.api.deps import CurrentPrincipal, Db
 from mediaingest.schemas import Envelope, ErrorEnvelope
 from mediaingest.webhooks import repository, service
 from mediaingest.webhooks.schemas import WebhookDeliveryOut, WebhookIn, WebhookOut, WebhookSetOut
@@ -25,9 +25,10 @@ def _out(state: service.WebhookState) -> WebhookOut:
 
 
 @router.get("", response_model=Envelope[WebhookOut])
-def get_webhook(session: DbSession, principal: CurrentPrincipal) -> Envelope[WebhookOut]:
+def get_webhook(db: Db, principal: CurrentPrincipal) -> Envelope[WebhookOut]:
     """The URL that receives completion events (the secret is never shown again)."""
-    return Envelope(data=_out(service.get_webhook(session, user_id=principal.user_id)))
+    with db.read() as session:
+        return Envelope(data=_out(service.get_webhook(session, user_id=principal.user_id)))
 
 
 @router.put(
@@ -35,24 +36,27 @@ def get_webhook(session: DbSession, principal: CurrentPrincipal) -> Envelope[Web
     response_model=Envelope[WebhookSetOut],
     responses={422: {"model": ErrorEnvelope, "description": "Not an http(s) URL"}},
 )
-def set_webhook(body: WebhookIn, session: DbSession, principal: CurrentPrincipal) -> Envelope[WebhookSetOut]:
+def set_webhook(body: WebhookIn, db: Db, principal: CurrentPrincipal) -> Envelope[WebhookSetOut]:
     """Sets the URL and returns a new signing secret, once. Setting it again rotates the secret."""
-    state = service.set_webhook(session, user_id=principal.user_id, url=body.url)
+    with db.write() as session:
+        state = service.set_webhook(session, user_id=principal.user_id, url=body.url)
     assert state.secret is not None
     return Envelope(data=WebhookSetOut(**_out(state).model_dump(), secret=state.secret))
 
 
 @router.delete("", response_model=Envelope[WebhookOut])
-def clear_webhook(session: DbSession, principal: CurrentPrincipal) -> Envelope[WebhookOut]:
+def clear_webhook(db: Db, principal: CurrentPrincipal) -> Envelope[WebhookOut]:
     """Removes the URL and its secret; deliveries not yet sent are cancelled."""
-    service.clear_webhook(session, user_id=principal.user_id)
+    with db.write() as session:
+        service.clear_webhook(session, user_id=principal.user_id)
     return Envelope(data=WebhookOut(url=None, has_secret=False))
 
 
 @router.get("/deliveries", response_model=Envelope[list[WebhookDeliveryOut]])
 def list_deliveries(
-    session: DbSession, principal: CurrentPrincipal, limit: Annotated[int, Query(ge=1, le=100)] = 20
+    db: Db, principal: CurrentPrincipal, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> Envelope[list[WebhookDeliveryOut]]:
     """The most recent deliveries, newest first: status, attempts and the last answer."""
-    rows = repository.recent_of(session, user_id=principal.user_id, limit=limit)
-    return Envelope(data=[WebhookDeliveryOut.model_validate(row) for row in rows])
+    with db.read() as session:
+        rows = repository.recent_of(session, user_id=principal.user_id, limit=limit)
+        return Envelope(data=[WebhookDeliveryOut.model_validate(row) for row in rows])
