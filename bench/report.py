@@ -11,7 +11,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # The targets (ratios measured side by side in the same run).
 MAX_OVER_FLOOR = 1.15
 MIN_NAIVE_OVER = {"video/mpeg": 1.4, "video/mp4-1080p": 2.0}
-RSS_FLAT_TOLERANCE = 1.15  # peak with big files at most 15 % above the peak with 1 MB files
+RSS_FLAT_TOLERANCE = 1.15  # peak with the biggest files at most 15 % above the next size down (see targets)
 
 
 def _naive_target(source: dict[str, Any]) -> float | None:
