@@ -1,7 +1,8 @@
 """python -m bench [--quick] [--only pipeline|upload] [--reps N] [--clients N]
 
-`make bench` runs the full set (under 10 minutes on 2 cores once the sources are cached);
-`make bench-quick` shorter sources, one repetition and fewer clients (under 2 minutes).
+`make bench` runs the full set: about 15 minutes on 2 cores, 12.5 once the sources are cached (over
+the 10 the issue asked for: the three approaches on the issue's own sources take 9.3 minutes alone);
+`make bench-quick` seconds-long sources, fewer repetitions and clients (about 2 minutes).
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from bench.upload_load import MB, LoadCase
 # for the three approaches on 2 cores, so the long video cases run once and the short ones (WAV,
 # JPEG: seconds each) five times; a long run averages scheduler noise over itself, a short one cannot.
 FULL_REPS = {"video": 1, "audio": 5, "image": 5}
-QUICK_REPS = {"video": 1, "audio": 3, "image": 3}
+QUICK_REPS = {"video": 1, "audio": 2, "image": 2}
 
 
 def _upload_cases(quick: bool, clients: int | None) -> list[LoadCase]:
     many = clients or (10 if quick else 50)
-    big = (120 if quick else 200) * MB  # above the 100 MB multipart threshold either way
+    big = (110 if quick else 200) * MB  # above the 100 MB multipart threshold either way
     # moto assembles a multipart upload in memory twice over (a bytearray, then bytes): 50 × 200 MB
     # completing at once would need ~20 GB on this shared machine, so its big-file case has fewer clients
     # (the service never holds S3 bytes, so its RSS is not what that case can show anyway).
@@ -45,8 +46,9 @@ def _upload_cases(quick: bool, clients: int | None) -> list[LoadCase]:
         LoadCase("local", 1 * MB, many),
         LoadCase("local", mid, many),
         LoadCase("local", big, many),
-        LoadCase("s3", 1 * MB, many),
     ]
+    if not quick:  # quick: S3 at the big-file concurrency only (the full run has the 50-client case)
+        cases.append(LoadCase("s3", 1 * MB, many))
     if s3_big != many:
         cases.append(LoadCase("s3", 1 * MB, s3_big, note="S3 1 MB at the big-file case's concurrency, for its RSS"))
     cases.append(LoadCase("s3", big, s3_big, note=moto_note))

@@ -99,6 +99,13 @@ def markdown(results: dict[str, Any], comparison: list[str]) -> str:
     ]
     if meta.get("uncommitted_src"):
         lines += [f"Measured with uncommitted changes to: {', '.join(meta['uncommitted_src'])}.", ""]
+    if meta["mode"] == "quick":
+        lines += [
+            "Quick run: seconds-long sources, where mediaingest's fixed per-asset costs (probe, job hand-offs, "
+            "storage copies; about half a second) weigh far more than in the full run, which is what the "
+            "targets are meant for.",
+            "",
+        ]
     pipeline = results.get("pipeline")
     if pipeline:
         service = pipeline["service"]
