@@ -30,6 +30,7 @@ from mediaingest.client.transfer import ProgressCallback, RetryPolicy, Transfer
 TERMINAL = ("READY", "FAILED")
 # Longer than the server's keep-alive comments (15 s), so a quiet stream is not mistaken for a dead one.
 EVENTS_READ_TIMEOUT = 60.0
+CONFIRM_READ_TIMEOUT = 30 * 60.0
 
 
 def guess_mime_type(path: Path) -> str:
@@ -104,7 +105,12 @@ class MediaIngestClient:
 
     def confirm(self, request: ConfirmUploadRequest) -> ConfirmUploadResponse:
         body = request.model_dump(by_alias=True, exclude_none=True)
-        return ConfirmUploadResponse.model_validate(self._call("POST", "/api/assets/confirm-upload", json=body))
+        # Confirming completes a multipart upload server-side: minutes for a 5 GB file (the local backend
+        # reads and writes every byte; S3 assembles the parts). Giving up early would fail an upload that
+        # succeeds, and confirming again meanwhile is refused.
+        timeout = httpx.Timeout(self.api.timeout.connect, read=CONFIRM_READ_TIMEOUT)
+        answer = self._call("POST", "/api/assets/confirm-upload", json=body, timeout=timeout)
+        return ConfirmUploadResponse.model_validate(answer)
 
     def upload(
         self,
