@@ -7,6 +7,7 @@ anyway; a poster needs one frame, found with a fast input seek.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -154,8 +155,14 @@ def _save_thumbnail(
         flat = Image.new("RGB", image.size, (255, 255, 255))
         flat.paste(image, mask=image.getchannel("A"))
     # The ICC profile keeps wide-gamut photos' colours; EXIF is left out on purpose (GPS, serials).
-    flat.save(jpeg_path, "JPEG", quality=options.image_jpeg_quality, optimize=True, icc_profile=icc_profile)
-    image.save(webp_path, "WEBP", quality=options.image_webp_quality, method=4, icc_profile=icc_profile)
+    # Both encoders release the GIL, so the WebP is written on a second thread while the JPEG is; from
+    # a copy, because save() keeps its options on the image object (encoderinfo) for the plugin to read.
+    with ThreadPoolExecutor(1) as webp_writer:
+        webp_done = webp_writer.submit(
+            image.copy().save, webp_path, "WEBP", quality=options.image_webp_quality, method=4, icc_profile=icc_profile
+        )
+        flat.save(jpeg_path, "JPEG", quality=options.image_jpeg_quality, optimize=True, icc_profile=icc_profile)
+        webp_done.result()
     for path in (jpeg_path, webp_path):
         if not path.is_file():
             raise ProcessingError(f"Pillow wrote no {path.name}")
