@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
+import pytest
 import sqlalchemy as sa
 
-from mediaingest.db import create_db_engine, create_session_factory
+from mediaingest.db import create_db_engine, create_session_factory, session_scope
+from mediaingest.exceptions import ConflictError, IntegrityCheckError
 from mediaingest.models import User
 
 
@@ -39,3 +42,24 @@ def test_sqlite_readers_do_not_wait_for_a_writer_but_writers_queue(sqlite_url: s
     with reads() as reader:
         assert reader.scalar(sa.select(sa.func.count()).select_from(User)) == 2
     engine.dispose()
+
+
+def test_a_unit_of_work_keeps_a_recorded_failure_and_rolls_back_any_other_error(database_url: str) -> None:
+    """An error raised with keep_changes reports a state just written (an asset marked FAILED): kept."""
+    engine = create_db_engine(database_url, pool_size=1)
+    factory = create_session_factory(engine)
+    emails = {name: f"{name}-{uuid.uuid4().hex[:8]}@example.test" for name in ("kept", "dropped", "crashed")}
+    failures: list[Exception] = [
+        IntegrityCheckError("recorded", keep_changes=True),
+        ConflictError("not recorded"),
+        RuntimeError("a bug"),
+    ]
+    for email, failure in zip(emails.values(), failures, strict=True):
+        with pytest.raises(type(failure)), session_scope(factory) as session:
+            session.add(User(email=email))
+            session.flush()
+            raise failure
+    with factory() as session:
+        stored = set(session.scalars(sa.select(User.email).where(User.email.in_(emails.values()))))
+    engine.dispose()
+    assert stored == {emails["kept"]}

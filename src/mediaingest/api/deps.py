@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Annotated
 
 import structlog
@@ -14,8 +13,7 @@ from sqlalchemy.orm import Session
 
 from mediaingest.assets.service import AssetService
 from mediaingest.config import Settings
-from mediaingest.db import SessionFactory
-from mediaingest.exceptions import MediaIngestError
+from mediaingest.db import SessionFactory, session_scope
 from mediaingest.users.auth import Authenticator, Principal
 
 
@@ -33,29 +31,13 @@ class Transactions:
         self._factory = factory
         self._read_factory = read_factory
 
-    @contextmanager
-    def write(self) -> Iterator[Session]:
+    def write(self) -> AbstractContextManager[Session]:
         """Commits on success and on errors that report a state just recorded (asset FAILED)."""
-        session = self._factory()
-        try:
-            yield session
-            session.commit()
-        except MediaIngestError as error:
-            if error.keep_changes:
-                session.commit()
-            else:
-                session.rollback()
-            raise
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        return session_scope(self._factory)
 
-    @contextmanager
-    def read(self) -> Iterator[Session]:
-        with self._read_factory() as session:
-            yield session
+    def read(self) -> Session:
+        """A session for `with`: closed at the end, its deferred transaction never written to."""
+        return self._read_factory()
 
 
 def get_transactions(request: Request) -> Transactions:
