@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         None, alias="DATABASE_URL", description="SQLAlchemy URL; default sqlite:///{DATA_DIR}/mediaingest.db"
     )
 
+    max_request_body_bytes: int = Field(
+        1 * MIB,
+        alias="MAX_REQUEST_BODY_BYTES",
+        description="Largest API request body (JSON); larger ones get 413 before parsing or authentication.",
+    )
+
     # --- auth --------------------------------------------------------------------------------
     jwt_secret: SecretStr | None = Field(None, alias="JWT_SECRET")
     jwt_jwks_url: str | None = Field(None, alias="JWT_JWKS_URL")

@@ -16,6 +16,12 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
 
 
+class RequestModel(ApiModel):
+    """A request body: strict, so `true` is not a file size and `"5"` is not a part number."""
+
+    model_config = ConfigDict(strict=True)
+
+
 class Envelope(BaseModel, Generic[T]):
     success: bool = True
     data: T

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from mediaingest import metrics
 from mediaingest.api.errors import install_error_handlers
 from mediaingest.api.health import router as health_router
-from mediaingest.api.middleware import RequestContextMiddleware
+from mediaingest.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from mediaingest.assets.endpoints import router as assets_router
 from mediaingest.assets.events import router as asset_events_router
 from mediaingest.assets.service import AssetService
@@ -60,6 +60,8 @@ def create_app(
     )
     metrics.track_storage_usage(app.state.read_session_factory)
 
+    # Added last, so it runs first: the request id and access log cover the 413 answers too.
+    app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_request_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(health_router)

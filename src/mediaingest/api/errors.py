@@ -19,12 +19,20 @@ from mediaingest.exceptions import AuthenticationError, MediaIngestError
 log = structlog.stdlib.get_logger(__name__)
 
 
-def error_response(status_code: int, code: str, message: str, details: dict[str, Any] | None = None) -> JSONResponse:
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = details
-    headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
-    return JSONResponse({"success": False, "error": body}, status_code=status_code, headers=headers)
+    headers = dict(headers or {})
+    if status_code == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse({"success": False, "error": body}, status_code=status_code, headers=headers or None)
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -53,7 +61,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        # Starlette's own headers (Allow on a 405) are part of the answer's meaning: keep them.
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

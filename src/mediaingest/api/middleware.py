@@ -1,4 +1,5 @@
-"""Per-request context: a request id on every log line and response, latency metrics, an access log."""
+"""Per-request middleware: a request id on every log line and response, latency metrics, an access log;
+and a bound on API request bodies, enforced before anything parses or authenticates them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 import uuid
 
 import structlog
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mediaingest import metrics
@@ -56,3 +58,73 @@ class RequestContextMiddleware:
                     duration_ms=round(elapsed * 1000, 1),
                 )
             structlog.contextvars.clear_contextvars()
+
+
+class BodySizeLimitMiddleware:
+    """Answers 413 to an API request whose body exceeds `limit` bytes, before the app sees any of it.
+
+    FastAPI reads and parses a JSON body before it resolves dependencies, authentication included, so
+    without this an anonymous client could make the process hold a body of any size. A declared
+    Content-Length over the limit is refused at once; otherwise the body is read here, counting as it
+    arrives (chunked bodies have no declared length), and replayed to the app. Paths under `exempt`
+    (the local backend's signed upload URLs) stream their bodies and bound them by their signature.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int, exempt: tuple[str, ...] = ("/storage/",)) -> None:
+        self.app = app
+        self.limit = limit
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] in ("GET", "HEAD", "OPTIONS")
+            or scope["path"].startswith(self.exempt)
+        ):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        log.info("request.rejected", status=413, code="body_too_large", path=scope["path"])
+        response = JSONResponse(
+            {
+                "success": False,
+                "error": {
+                    "code": "body_too_large",
+                    "message": f"request body is over the limit of {self.limit} bytes",
+                    "details": {"limit": self.limit},
+                },
+            },
+            status_code=413,
+            headers={"Connection": "close"},  # the rest of the body is not read
+        )
+        await response(scope, receive, send)

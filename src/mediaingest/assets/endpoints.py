@@ -28,6 +28,9 @@ from mediaingest.exceptions import MediaIngestError
 from mediaingest.models.enums import AssetProcessingStatus, MediaType, UploadStatus
 from mediaingest.schemas import Envelope, ErrorEnvelope
 
+# Past this the offset means nothing (100 per page: ten million assets) and databases overflow on it.
+MAX_PAGE = 100_000
+
 router = APIRouter(
     prefix="/api/assets",
     tags=["assets"],
@@ -100,7 +103,7 @@ def list_assets(
     db: Db,
     principal: CurrentPrincipal,
     assets: Assets,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=100)] = 20,
     status_filter: Annotated[UploadStatus | None, Query(alias="status", description="Filter by upload status")] = None,
     processing_status: Annotated[AssetProcessingStatus | None, Query(alias="processingStatus")] = None,

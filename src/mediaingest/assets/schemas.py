@@ -15,10 +15,10 @@ from mediaingest.models.enums import (
     ProxyType,
     UploadStatus,
 )
-from mediaingest.schemas import ApiModel
+from mediaingest.schemas import ApiModel, RequestModel
 
 
-class UploadUrlRequest(ApiModel):
+class UploadUrlRequest(RequestModel):
     file_name: str = Field(min_length=1, max_length=1024)
     file_size: int = Field(description="Bytes; checked against the 5 GB cap and the plan's quota.")
     mime_type: str = Field(min_length=3, max_length=128)
@@ -52,12 +52,12 @@ class UploadUrlResponse(ApiModel):
     multipart: MultipartUpload | None = Field(None, description="Files above the multipart threshold.")
 
 
-class ConfirmedPart(ApiModel):
+class ConfirmedPart(RequestModel):
     part_number: int = Field(ge=1, le=10_000)
     etag: str = Field(min_length=1, max_length=128)
 
 
-class ConfirmUploadRequest(ApiModel):
+class ConfirmUploadRequest(RequestModel):
     asset_id: str = Field(min_length=1, max_length=36)
     etag: str | None = Field(None, max_length=128, description="The ETag the storage answered the PUT with.")
     parts: list[ConfirmedPart] | None = Field(None, max_length=10_000)

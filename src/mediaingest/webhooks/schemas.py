@@ -8,10 +8,10 @@ from typing import Any
 from pydantic import Field
 
 from mediaingest.models.webhook import WebhookDeliveryStatus
-from mediaingest.schemas import ApiModel
+from mediaingest.schemas import ApiModel, RequestModel
 
 
-class WebhookIn(ApiModel):
+class WebhookIn(RequestModel):
     url: str = Field(min_length=1, max_length=2048, description="http(s) URL that receives the signed POSTs.")
 
 
