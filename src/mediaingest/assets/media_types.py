@@ -49,6 +49,36 @@ ALLOWED_MIME_TYPES: dict[str, tuple[MediaType, str]] = {
     "image/avif": (MediaType.IMAGE, "avif"),
 }
 
+# Other extensions a file of each type is commonly named with; anything else is replaced by the type's
+# default extension, so the stored key and the download name always say what the verified bytes are.
+_EXTRA_EXTENSIONS: dict[str, frozenset[str]] = {
+    "video/mp4": frozenset({"m4v", "mp4v"}),
+    "video/quicktime": frozenset({"qt"}),
+    "video/mpeg": frozenset({"mpeg", "m2v", "mpe", "vob"}),
+    "video/mp2t": frozenset({"m2ts", "mts"}),
+    "video/3gpp": frozenset({"3gpp"}),
+    "audio/mpeg": frozenset({"mpga", "mp2"}),
+    "audio/mp4": frozenset({"mp4", "aac"}),
+    "audio/aac": frozenset({"adts"}),
+    "audio/wav": frozenset({"wave"}),
+    "audio/x-wav": frozenset({"wave"}),
+    "audio/wave": frozenset({"wav"}),
+    "audio/ogg": frozenset({"oga", "opus"}),
+    "audio/aiff": frozenset({"aif", "aifc"}),
+    "audio/x-aiff": frozenset({"aif", "aifc"}),
+    "image/jpeg": frozenset({"jpeg", "jpe", "jfif"}),
+    "image/tiff": frozenset({"tiff"}),
+    "image/heic": frozenset({"heif"}),
+    "image/heif": frozenset({"heic"}),
+}
+
+
+def extensions_for(mime_type: str) -> frozenset[str]:
+    """The extensions a file of this (allowed) MIME type may keep: its default and common aliases."""
+    default = ALLOWED_MIME_TYPES[mime_type][1]
+    return frozenset({default}) | _EXTRA_EXTENSIONS.get(mime_type, frozenset())
+
+
 # Containers that carry audio, video or both: their bytes alone cannot tell an .m4a from an .mp4.
 _AV_CONTAINERS = frozenset(
     {
@@ -107,12 +137,15 @@ _EXTENSION = re.compile(r"^[a-z0-9]{1,10}$")
 MAX_NAME_BYTES = 255
 
 
-def sanitize_filename(raw: str, *, fallback_extension: str) -> str:
+def sanitize_filename(raw: str, *, mime_type: str) -> str:
     """A display- and storage-safe file name: no path parts, no control characters, at most 255 bytes.
 
-    The extension is kept (lowercased) when it is short and alphanumeric; otherwise the MIME type's
-    default extension is appended, so the name always says what the bytes are.
+    The extension is kept (lowercased) only when it is one of the MIME type's (`clip.MOV` stays
+    `clip.mov`); any other extension is replaced by the type's default (`a.php` declared as JPEG is
+    `a.jpg`, and a name without one gets it), so the name always says what the verified bytes are.
     """
+    allowed = extensions_for(mime_type)
+    fallback_extension = ALLOWED_MIME_TYPES[mime_type][1]
     name = unicodedata.normalize("NFC", raw)
     name = re.split(r"[/\\]", name)[-1]  # drop any path, POSIX or Windows
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")  # control, format, private
@@ -124,6 +157,8 @@ def sanitize_filename(raw: str, *, fallback_extension: str) -> str:
     extension = extension.lower()
     if not _EXTENSION.match(extension):
         stem, extension = (name if dot else stem), fallback_extension
+    elif extension not in allowed:
+        extension = fallback_extension
     stem = stem.strip(" .") or "upload"
     budget = MAX_NAME_BYTES - len(extension) - 1
     stem = stem.encode()[:budget].decode(errors="ignore").rstrip(" .") or "upload"

@@ -239,7 +239,9 @@ async def get_object(bucket: str, key: str, request: Request) -> Response:
             log.warning("storage.local_get_failed", bucket=bucket, key=key, error=exc.message)
         return _error_response(_translate(exc))
 
-    headers = {**CORS_HEADERS, "ETag": f'"{info.etag}"'}
+    # The type recorded at upload (signed, and checked against the bytes at confirm), never a sniffed
+    # one: nosniff stops a browser from rendering a polyglot (a JPEG with HTML appended) as a page.
+    headers = {**CORS_HEADERS, "ETag": f'"{info.etag}"', "X-Content-Type-Options": "nosniff"}
     headers.update({f"{META_PREFIX}{name}": value for name, value in encode_metadata(info.metadata).items()})
     if disposition:
         headers["Content-Disposition"] = disposition
