@@ -206,7 +206,8 @@ def test_event_is_recorded_only_with_the_transaction_and_only_once(users: Users)
 
 def _pending_deliveries(factory: Any, user_id: str, count: int, *, url: str, max_attempts: int = 8) -> list[str]:
     with session_scope(factory) as session:
-        set_webhook(session, user_id=user_id, url=url)
+        # As if registered while its DNS still pointed elsewhere: each delivery checks it again.
+        set_webhook(session, user_id=user_id, url=url, allow_private=True)
         ids = []
         for index in range(count):
             row = WebhookDelivery(
@@ -387,4 +388,6 @@ def test_non_public_destinations_are_refused_by_default(users: Users, receiver: 
     with session_scope(users.session_factory) as session:
         row = session.get(WebhookDelivery, delivery_id)
         assert row is not None and row.attempts == 1 and row.last_status_code is None
-        assert row.last_error is not None and "non-public address" in row.last_error
+        # Refused once is refused for good: failed at once, with its reason, never retried.
+        assert row.status == WebhookDeliveryStatus.FAILED
+        assert row.last_error is not None and "is not a public address" in row.last_error

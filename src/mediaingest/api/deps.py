@@ -80,3 +80,4 @@ async def current_principal(
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 Assets = Annotated[AssetService, Depends(get_asset_service)]
+AppSettings = Annotated[Settings, Depends(get_settings)]

@@ -5,20 +5,20 @@ senders (one short transaction), hands each to a small thread pool, and returns.
 stored payload with no transaction open, then records the attempt in a second short transaction,
 fenced by its claim. Non-2xx answers, timeouts and connection errors are retried with exponential
 backoff (and jitter) up to the row's `max_attempts`; redirects are not followed (a 3xx is a failure).
+Each attempt resolves the host once, checks every address (`destinations`), and connects to the
+address it checked; a refused destination fails the delivery at once, with its reason.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import random
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import structlog
@@ -27,6 +27,7 @@ from mediaingest.config import Settings
 from mediaingest.db import SessionFactory, session_scope, utcnow
 from mediaingest.models import WebhookDeliveryStatus
 from mediaingest.webhooks import repository, signing
+from mediaingest.webhooks.destinations import Destination, RefusedDestination, UnresolvedHost, resolve
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -76,29 +77,27 @@ class AttemptResult:
     status_code: int | None
     error: str | None
     duration_ms: float
+    permanent: bool = False  # no later attempt can succeed (the destination is refused)
 
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def refused_destination(url: str) -> str | None:
-    """Why `url` must not be called, or None. Checked at every attempt (DNS may have changed since the URL
-    was set): a tenant's webhook must not reach loopback, private or link-local addresses — the cluster's
-    own services or the cloud metadata endpoint. An egress proxy is the stronger guard; this is the floor."""
+def pinned_request(url: str, destination: Destination) -> tuple[str, dict[str, object]]:
+    """The URL rewritten to the checked address, and the TLS name to verify (the original host).
+
+    The caller sends the original `Host` header; with `sni_hostname` httpx presents and verifies the
+    certificate of the name, so pinning the address changes nothing the receiver sees.
+    """
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        infos = socket.getaddrinfo(
-            host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
-        )
-    except OSError as exc:
-        return f"cannot resolve {host!r}: {exc.strerror or exc}"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            return f"destination {host!r} resolves to a non-public address ({address}); refused"
-    return None
+    address = destination.addresses[0]
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    pinned = urlunsplit((parts.scheme, f"{literal}:{destination.port}", parts.path or "/", parts.query, ""))
+    extensions: dict[str, object] = {}
+    if parts.scheme == "https":
+        extensions["sni_hostname"] = destination.host
+    return pinned, extensions
 
 
 def encode_body(payload: dict[str, object]) -> bytes:
@@ -203,11 +202,17 @@ class WebhookSender:
             signing.ATTEMPT_HEADER: str(job.attempt),
         }
         started = time.perf_counter()
-        refused = None if self.policy.allow_private_networks else refused_destination(job.url)
-        if refused is not None:
-            return AttemptResult(None, refused, round((time.perf_counter() - started) * 1000, 1))
         try:
-            response = http.post(job.url, content=job.body, headers=headers)
+            destination = resolve(job.url, allow_private=self.policy.allow_private_networks)
+        except RefusedDestination as refused:
+            elapsed = round((time.perf_counter() - started) * 1000, 1)
+            return AttemptResult(None, str(refused), elapsed, permanent=True)
+        except UnresolvedHost as unresolved:
+            return AttemptResult(None, str(unresolved), round((time.perf_counter() - started) * 1000, 1))
+        url, extensions = pinned_request(job.url, destination)
+        headers["Host"] = urlsplit(job.url).netloc
+        try:
+            response = http.post(url, content=job.body, headers=headers, extensions=extensions)
             status, error = response.status_code, None
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
@@ -238,7 +243,7 @@ class WebhookSender:
             row.lease_owner, row.lease_expires_at = None, None
             if result.ok:
                 row.status, row.delivered_at = WebhookDeliveryStatus.DELIVERED, now
-            elif job.attempt >= row.max_attempts:
+            elif result.permanent or job.attempt >= row.max_attempts:
                 row.status = WebhookDeliveryStatus.FAILED
             else:
                 row.status = WebhookDeliveryStatus.PENDING

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from mediaingest.api.deps import CurrentPrincipal, Db
+from mediaingest.api.deps import AppSettings, CurrentPrincipal, Db
 from mediaingest.schemas import Envelope, ErrorEnvelope
 from mediaingest.webhooks import repository, service
 from mediaingest.webhooks.schemas import WebhookDeliveryOut, WebhookIn, WebhookOut, WebhookSetOut
@@ -34,12 +34,16 @@ def get_webhook(db: Db, principal: CurrentPrincipal) -> Envelope[WebhookOut]:
 @router.put(
     "",
     response_model=Envelope[WebhookSetOut],
-    responses={422: {"model": ErrorEnvelope, "description": "Not an http(s) URL"}},
+    responses={422: {"model": ErrorEnvelope, "description": "Not an http(s) URL, or not a public destination"}},
 )
-def set_webhook(body: WebhookIn, db: Db, principal: CurrentPrincipal) -> Envelope[WebhookSetOut]:
-    """Sets the URL and returns a new signing secret, once. Setting it again rotates the secret."""
+def set_webhook(body: WebhookIn, db: Db, principal: CurrentPrincipal, settings: AppSettings) -> Envelope[WebhookSetOut]:
+    """Sets the URL and returns a new signing secret, once. Setting it again rotates the secret.
+
+    Refused with 422 when the host is not a public address (loopback, private, link-local)."""
     with db.write() as session:
-        state = service.set_webhook(session, user_id=principal.user_id, url=body.url)
+        state = service.set_webhook(
+            session, user_id=principal.user_id, url=body.url, allow_private=settings.webhook_allow_private_networks
+        )
     assert state.secret is not None
     return Envelope(data=WebhookSetOut(**_out(state).model_dump(), secret=state.secret))
 

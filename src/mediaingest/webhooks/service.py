@@ -20,6 +20,7 @@ from mediaingest.db import new_id, utcnow
 from mediaingest.exceptions import NotFoundError, ValidationFailedError
 from mediaingest.models import MediaAsset, User, WebhookDelivery, WebhookSecret
 from mediaingest.webhooks import repository
+from mediaingest.webhooks.destinations import RefusedDestination, UnresolvedHost, resolve
 from mediaingest.webhooks.schemas import WebhookEvent
 
 log = structlog.stdlib.get_logger(__name__)
@@ -78,12 +79,23 @@ def get_webhook(session: Session, *, user_id: str) -> WebhookState:
     return WebhookState(url=user.webhook_url, secret_created_at=secret.created_at if secret else None)
 
 
-def set_webhook(session: Session, *, user_id: str, url: str) -> WebhookState:
-    """Sets the URL and issues a new signing secret, returned once (setting again rotates it)."""
+def set_webhook(session: Session, *, user_id: str, url: str, allow_private: bool = False) -> WebhookState:
+    """Sets the URL and issues a new signing secret, returned once (setting again rotates it).
+
+    A URL whose host is not a public address is refused here, at once; every delivery checks again
+    (DNS may change), see `destinations`.
+    """
     user = session.get(User, user_id)
     if user is None:
         raise NotFoundError("user not found")
-    user.webhook_url = validate_url(url)
+    value = validate_url(url)
+    try:
+        resolve(value, allow_private=allow_private)
+    except RefusedDestination as refused:
+        raise ValidationFailedError(f"invalid webhook URL: {refused}", details={"url": "refused"}) from None
+    except UnresolvedHost:
+        pass  # its DNS may not be live yet: each delivery resolves and checks it again
+    user.webhook_url = value
     value = SECRET_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
     record = session.get(WebhookSecret, user_id)
