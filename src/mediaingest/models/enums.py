@@ -9,6 +9,14 @@ from __future__ import annotations
 from enum import StrEnum
 
 
+class IdentitySource(StrEnum):
+    """Who vouches for a user: our own API tokens, or the main product's JWTs. Never both: a JWT whose
+    subject names a token user is refused, so neither kind of credential can act as the other's user."""
+
+    API_TOKEN = "API_TOKEN"  # noqa: S105  (a label, not a secret)
+    JWT = "JWT"
+
+
 class Plan(StrEnum):
     USER = "USER"
     PRO = "PRO"

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mediaingest.db import Base, UTCDateTime, enum_column, new_id, utcnow
-from mediaingest.models.enums import Plan
+from mediaingest.models.enums import IdentitySource, Plan
 
 
 class User(Base):
@@ -18,6 +18,9 @@ class User(Base):
     # JWT-provisioned users may have no e-mail; the main product owns identity.
     email: Mapped[str | None] = mapped_column(sa.String(320), unique=True)
     plan: Mapped[Plan] = mapped_column(enum_column(Plan), default=Plan.USER)
+    identity_source: Mapped[IdentitySource] = mapped_column(
+        enum_column(IdentitySource), default=IdentitySource.API_TOKEN, server_default=IdentitySource.API_TOKEN.value
+    )
     webhook_url: Mapped[str | None] = mapped_column(sa.String(2048))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -2,11 +2,14 @@
 
 A JWT is accepted only when `JWT_SECRET` (HS*) or `JWT_JWKS_URL` (RS*/ES*) is configured. Its `sub`
 is the user id and its `plan` claim the plan; the user row is created on first sight so quotas and
-ownership work the same for both kinds of credentials.
+ownership work the same for both kinds of credentials. The two kinds of users live apart
+(`User.identity_source`): a JWT whose subject names an API-token user is refused, and a plan claim
+only ever changes a JWT user.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -18,8 +21,12 @@ from mediaingest.config import Settings
 from mediaingest.db import utcnow
 from mediaingest.exceptions import AuthenticationError
 from mediaingest.models import ApiToken, User
-from mediaingest.models.enums import Plan
+from mediaingest.models.enums import IdentitySource, Plan
 from mediaingest.users.service import TOKEN_PREFIX, hash_token
+
+# A subject is stored as the user's id (64 characters) and shows up in storage keys and logs:
+# printable ASCII without spaces (Auth0's "auth0|abc", Google's digits, e-mail-like ids all fit).
+_SUBJECT = re.compile(r"[\x21-\x7e]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -101,12 +108,17 @@ class Authenticator:
             plan = Plan(str(claims.get("plan", Plan.USER.value)).upper())
         except ValueError as exc:
             raise AuthenticationError("token carries an unknown plan") from exc
-        user_id = str(claims["sub"])
-        user = session.get(User, user_id)
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not _SUBJECT.fullmatch(subject):
+            raise AuthenticationError("token subject must be 1 to 64 printable characters without spaces")
+        user = session.get(User, subject)
         if user is None:
-            user = User(id=user_id, plan=plan)
+            user = User(id=subject, plan=plan, identity_source=IdentitySource.JWT)
             session.add(user)
             session.flush()
+        elif user.identity_source != IdentitySource.JWT:
+            # Its id is an API-token user's: a JWT can never act as that user, nor set its plan.
+            raise AuthenticationError("token subject is not a user of the main product")
         elif user.plan != plan:
-            user.plan = plan  # the main product is the source of truth for plans
-        return Principal(user_id=user_id, plan=plan)
+            user.plan = plan  # the main product is the source of truth for its users' plans
+        return Principal(user_id=subject, plan=plan)
