@@ -68,6 +68,78 @@ def users_token(
     typer.echo(issued.token)
 
 
+@users_app.command("revoke-token")
+def users_revoke_token(
+    token: Annotated[str, typer.Argument(help="The token, or the prefix `users tokens` shows (mi_…).")],
+) -> None:
+    """Revoke an API token: the next request that carries it gets 401."""
+    from mediaingest.db import session_scope
+    from mediaingest.exceptions import MediaIngestError
+    from mediaingest.users.service import revoke_token
+
+    try:
+        with session_scope(_session_factory(Settings())) as session:
+            record = revoke_token(session, token=token)
+            prefix, user_id = record.token_prefix, record.user_id
+    except MediaIngestError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"revoked token {prefix}… of user {user_id}")
+
+
+@users_app.command("tokens")
+def users_tokens(email: Annotated[str, typer.Option(help="The user's e-mail.")]) -> None:
+    """List a user's API tokens: prefix, name, created, state (tokens themselves are never stored)."""
+    from mediaingest.db import session_scope, utcnow
+    from mediaingest.exceptions import MediaIngestError
+    from mediaingest.users.service import get_user, list_tokens
+
+    try:
+        with session_scope(_session_factory(Settings())) as session:
+            rows = list_tokens(session, user=get_user(session, email=email))
+            now = utcnow()
+            for record in rows:
+                state = (
+                    "revoked" if record.revoked_at
+                    else "expired" if record.expires_at and record.expires_at <= now
+                    else "active"
+                )  # fmt: skip
+                typer.echo(f"{record.token_prefix}…\t{record.name}\t{record.created_at:%Y-%m-%d %H:%M}\t{state}")
+    except MediaIngestError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+@users_app.command("delete")
+def users_delete(
+    email: Annotated[str | None, typer.Option(help="The user's e-mail.")] = None,
+    user_id: Annotated[str | None, typer.Option("--id", help="The user's id (JWT users have no e-mail).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a user with every asset and stored object (as DELETE does), its tokens and webhook."""
+    from mediaingest.assets.service import AssetService
+    from mediaingest.db import session_scope
+    from mediaingest.dispatch import build_dispatcher
+    from mediaingest.exceptions import MediaIngestError
+    from mediaingest.storage import build_storage
+    from mediaingest.users.service import delete_user, get_user
+
+    if (email is None) == (user_id is None):
+        raise typer.BadParameter("give exactly one of --email or --id")
+    if not yes:
+        typer.confirm(f"Delete user {email or user_id} and all of its assets?", abort=True)
+    settings = Settings()
+    service = AssetService(settings=settings, storage=build_storage(settings), dispatcher=build_dispatcher(settings))
+    try:
+        with session_scope(_session_factory(settings)) as session:
+            user = get_user(session, user_id=user_id, email=email)
+            removed = delete_user(session, user=user, assets=service)
+    except MediaIngestError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"deleted user {email or user_id} and {removed} asset(s)")
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (HOST).")] = None,

@@ -26,6 +26,14 @@ def get_owned(
     return session.scalar(query)
 
 
+def all_owned(session: Session, *, owner_id: str) -> Sequence[MediaAsset]:
+    """Every asset of a tenant, locked (deleting a user takes them all)."""
+    query = sa.select(MediaAsset).where(MediaAsset.owner_id == owner_id).order_by(MediaAsset.created_at)
+    if is_postgres(session):
+        query = query.with_for_update()
+    return session.scalars(query).all()
+
+
 def get_for_update(session: Session, asset_id: str) -> MediaAsset | None:
     """For the worker and the operator, which act for the system rather than a tenant."""
     query = sa.select(MediaAsset).where(MediaAsset.id == asset_id)

@@ -96,7 +96,7 @@ class AssetService:
                 f"MIME type {request.mime_type!r} is not allowed; upload video, audio or image files",
                 details={"mimeType": request.mime_type},
             )
-        media_type, default_extension = allowed
+        media_type = allowed[0]
         if request.file_size < 1:
             raise ValidationFailedError("fileSize must be at least 1 byte", details={"fileSize": request.file_size})
         if request.file_size > self.settings.max_file_size:
@@ -112,7 +112,7 @@ class AssetService:
         self._check_quota(session, principal, requested=request.file_size, now=now)
 
         asset_id = new_id()
-        name = sanitize_filename(request.file_name, fallback_extension=default_extension)
+        name = sanitize_filename(request.file_name, mime_type=mime_type)
         key = upload_key(user_id=principal.user_id, asset_id=asset_id, extension=extension_of(name), at=now)
         expires_in = self.settings.upload_url_ttl_seconds
         asset = MediaAsset(
@@ -394,7 +394,18 @@ class AssetService:
     def delete(self, session: Session, principal: Principal, asset_id: str) -> None:
         asset = repository.get_owned(session, asset_id=asset_id, owner_id=principal.user_id, for_update=True)
         if asset is None:
-            raise NotFoundError("asset not found")
+            raise NotFoundError(f"asset {asset_id} not found")
+        self._delete_asset(session, asset)
+
+    def delete_all_owned_by(self, session: Session, *, owner_id: str) -> int:
+        """Every asset of a tenant, as DELETE removes each one (a user being deleted); returns how many."""
+        assets = repository.all_owned(session, owner_id=owner_id)
+        for asset in assets:
+            self._delete_asset(session, asset)
+        return len(assets)
+
+    def _delete_asset(self, session: Session, asset: MediaAsset) -> None:
+        """Stops its work, then removes its objects in every bucket before the row that points at them."""
         self.dispatcher.cancel(session, asset)
         self._delete_upload_objects(asset)
         prefix = derived_prefix(user_id=asset.owner_id, asset_id=asset.id)
@@ -402,7 +413,7 @@ class AssetService:
             self.storage.delete_prefix(bucket, prefix)
         session.delete(asset)
         session.flush()
-        log.info("asset.deleted", asset_id=asset_id, user_id=principal.user_id)
+        log.info("asset.deleted", asset_id=asset.id, user_id=asset.owner_id)
 
     def sweep_expired_uploads(self, session: Session, *, now: datetime | None = None) -> int:
         """Expires uploads never confirmed in time: multipart aborted, objects removed, quota released."""

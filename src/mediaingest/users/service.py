@@ -1,4 +1,4 @@
-"""Creating users and issuing, hashing and revoking their API tokens."""
+"""Creating and deleting users; issuing, hashing and revoking their API tokens."""
 
 from __future__ import annotations
 
@@ -6,13 +6,18 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from mediaingest.db import utcnow
 from mediaingest.exceptions import ConflictError, NotFoundError
 from mediaingest.models import ApiToken, User
 from mediaingest.models.enums import Plan
+
+if TYPE_CHECKING:
+    from mediaingest.assets.service import AssetService
 
 TOKEN_PREFIX = "mi_"  # noqa: S105  (a public marker, not a secret)
 
@@ -67,3 +72,36 @@ def set_plan(session: Session, *, user: User, plan: Plan) -> User:
     user.plan = plan
     session.flush()
     return user
+
+
+def revoke_token(session: Session, *, token: str) -> ApiToken:
+    """Revokes one token, named by its full value or by the prefix listings show; 401 from the next request.
+
+    A prefix must name exactly one live token. Revoking a revoked token is not an error (idempotent).
+    """
+    if token.startswith(TOKEN_PREFIX) and len(token) > 16:
+        records = session.scalars(sa.select(ApiToken).where(ApiToken.token_hash == hash_token(token))).all()
+    else:
+        records = session.scalars(sa.select(ApiToken).where(ApiToken.token_prefix == token)).all()
+    if not records:
+        raise NotFoundError("no such API token (give the whole token, or the prefix shown when it was listed)")
+    if len(records) > 1:
+        raise ConflictError(f"prefix {token!r} names {len(records)} tokens: give the whole token")
+    record = records[0]
+    if record.revoked_at is None:
+        record.revoked_at = utcnow()
+        session.flush()
+    return record
+
+
+def list_tokens(session: Session, *, user: User) -> list[ApiToken]:
+    return list(session.scalars(sa.select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at)))
+
+
+def delete_user(session: Session, *, user: User, assets: AssetService) -> int:
+    """Removes the user's assets and their objects (as DELETE does for each), then the user, its tokens,
+    webhook and deliveries (cascades). Quota goes with them. Returns how many assets were removed."""
+    removed = assets.delete_all_owned_by(session, owner_id=user.id)
+    session.delete(user)
+    session.flush()
+    return removed
