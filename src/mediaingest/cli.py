@@ -230,7 +230,7 @@ def operator(
 
 @app.command()
 def sweep() -> None:
-    """Expire uploads that were never confirmed: abort multipart uploads, delete objects, release quota."""
+    """Expire uploads never confirmed (multipart aborted, objects deleted, quota released); remove strays."""
     from mediaingest.assets.service import AssetService
     from mediaingest.db import session_scope
     from mediaingest.dispatch import build_dispatcher
@@ -240,9 +240,12 @@ def sweep() -> None:
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)
     service = AssetService(settings=settings, storage=build_storage(settings), dispatcher=build_dispatcher(settings))
-    with session_scope(_session_factory(settings)) as session:
+    factory = _session_factory(settings)
+    with session_scope(factory) as session:
         count = service.sweep_expired_uploads(session)
-    typer.echo(f"expired {count} upload(s)")
+    with session_scope(factory) as session:
+        strays = service.reap_stray_uploads(session)
+    typer.echo(f"expired {count} upload(s); removed {strays} stray object(s)")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ class FlakyStore:
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Like S3 with If-None-Match: *: a failed attempt still stored its body (the answer was lost), and
+    # a later PUT of the same key answers 412.
+    single_write: bool = False
 
 
 @pytest.fixture
@@ -56,6 +59,13 @@ def store() -> Iterator[FlakyStore]:
             time.sleep(state.delay_seconds)  # long enough for the parts to overlap
             with state.lock:
                 state.in_flight -= 1
+            if state.single_write and part in state.bodies and self.headers.get("If-None-Match") == "*":
+                self.send_response(412)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if state.single_write:
+                state.bodies[part] = body
             if attempt <= state.fail_first.get(part, 0):
                 payload = b"<Error><Code>InternalError</Code><Message>try again</Message></Error>"
                 if state.status == 403:
@@ -149,3 +159,21 @@ def test_an_expired_url_is_not_retried(store: FlakyStore, payload: Path) -> None
     assert caught.value.status_code == 403 and store.attempts == {1: 1}
     assert store.headers_seen[0]["Content-Length"] == str(size)
     assert "Transfer-Encoding" not in store.headers_seen[0]  # storage needs a declared length
+
+
+def test_a_single_write_url_refusing_a_retry_means_the_first_attempt_landed(store: FlakyStore, payload: Path) -> None:
+    """The first PUT was stored but its answer lost; the retry gets 412. The upload is done, and the
+    ETag to confirm with is the MD5 of the bytes (confirm checks it against the store's)."""
+    store.single_write = True
+    store.fail_first = {1: 1}
+    size = payload.stat().st_size
+    ticket = UploadUrlResponse(
+        asset_id="a1", storage_key="key", file_name="f.bin", expires_at=datetime.now(UTC),
+        upload_url=store.url, headers={"If-None-Match": "*"},
+    )  # fmt: skip
+    sent: list[int] = []
+    with httpx.Client(timeout=10) as http:
+        body = Transfer(http, retry=FAST).send(payload, ticket, on_progress=sent.append)
+    assert store.attempts[1] == 2
+    assert body.etag == hashlib.md5(payload.read_bytes()).hexdigest()  # noqa: S324
+    assert sum(sent) == size

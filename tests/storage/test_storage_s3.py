@@ -57,6 +57,7 @@ def test_presigned_put_signs_every_header_the_client_must_send(s3_storage: S3Sto
         "host",
         "content-type",
         "content-length",
+        "if-none-match",  # single-write: the URL can create the object, never replace it
         "x-amz-checksum-sha256",
         "x-amz-sdk-checksum-algorithm",
         "x-amz-meta-asset-id",
@@ -83,8 +84,8 @@ def test_presigned_put_without_checksum_signs_no_checksum_header(s3_storage: S3S
     )
     params = query(presigned.url)
     assert params["X-Amz-Expires"] == "900"
-    assert set(params["X-Amz-SignedHeaders"].split(";")) == {"host", "content-type", "content-length"}
-    assert set(presigned.headers) == {"Content-Type", "Content-Length"}
+    assert set(params["X-Amz-SignedHeaders"].split(";")) == {"host", "content-type", "content-length", "if-none-match"}
+    assert set(presigned.headers) == {"Content-Type", "Content-Length", "If-None-Match"}
 
 
 def test_presigned_part_and_get_urls(s3_storage: S3Storage) -> None:

@@ -73,5 +73,10 @@ def create_app(
         # The embedded default serves its own signed URLs (same PUT/ETag protocol as S3).
         from mediaingest.storage.local_endpoints import router as local_storage_router
 
+        def upload_gate(bucket: str, key: str) -> bool:
+            with app.state.read_session_factory() as session:
+                return bool(app.state.asset_service.accepts_upload(session, bucket=bucket, key=key))
+
+        app.state.upload_gate = upload_gate
         app.include_router(local_storage_router)
     return app

@@ -121,3 +121,33 @@ def expired_pending_uploads(session: Session, *, now: datetime, limit: int = 500
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     return session.scalars(query).all()
+
+
+_WAITING_FOR_BYTES = (UploadStatus.PENDING, UploadStatus.UPLOADING)
+
+
+def accepts_upload(session: Session, *, bucket: str, key: str, now: datetime) -> bool:
+    """Whether an upload URL may still write `bucket/key`: its asset exists and waits for its bytes."""
+    found = session.scalar(
+        sa.select(MediaAsset.id).where(
+            MediaAsset.storage_bucket == bucket,
+            MediaAsset.storage_key == key,
+            MediaAsset.upload_status.in_(_WAITING_FOR_BYTES),
+            MediaAsset.upload_expires_at > now,
+        )
+    )
+    return found is not None
+
+
+def keys_of_live_assets(session: Session, *, bucket: str, keys: Sequence[str]) -> set[str]:
+    """Which of these upload keys belong to an asset that may hold bytes there (waiting or verified)."""
+    if not keys:
+        return set()
+    rows = session.scalars(
+        sa.select(MediaAsset.storage_key).where(
+            MediaAsset.storage_bucket == bucket,
+            MediaAsset.storage_key.in_(keys),
+            MediaAsset.upload_status.in_([*_WAITING_FOR_BYTES, UploadStatus.UPLOADED]),
+        )
+    )
+    return set(rows)

@@ -36,7 +36,7 @@ from mediaingest.assets.schemas import (
     UploadUrlRequest,
     UploadUrlResponse,
 )
-from mediaingest.assets.storage_keys import derived_prefix, upload_key
+from mediaingest.assets.storage_keys import UPLOAD_PREFIX, derived_prefix, upload_key
 from mediaingest.config import Settings
 from mediaingest.db import new_id, utcnow
 from mediaingest.dispatch import Dispatcher
@@ -414,6 +414,33 @@ class AssetService:
         session.delete(asset)
         session.flush()
         log.info("asset.deleted", asset_id=asset.id, user_id=asset.owner_id)
+
+    def accepts_upload(self, session: Session, *, bucket: str, key: str) -> bool:
+        """The local backend's upload gate: bytes only for an asset still waiting for them."""
+        return bucket == self.settings.bucket_incoming and repository.accepts_upload(
+            session, bucket=bucket, key=key, now=utcnow()
+        )
+
+    def reap_stray_uploads(self, session: Session, *, batch: int = 1000) -> int:
+        """Removes objects under the upload prefix that no live asset owns; returns how many.
+
+        Strays come from an upload URL used after its asset was deleted or failed (an S3 presigned URL
+        cannot be revoked before it expires), or from a crash between a delete's storage and database
+        steps. Reading the listing before the rows is safe: an asset's row commits before its upload
+        URL is handed out, so a key whose row is missing now has no upload coming.
+        """
+        bucket = self.settings.bucket_incoming
+        keys = self.storage.list_keys(bucket, UPLOAD_PREFIX)
+        removed = 0
+        for offset in range(0, len(keys), batch):
+            chunk = keys[offset : offset + batch]
+            live = repository.keys_of_live_assets(session, bucket=bucket, keys=chunk)
+            for key in chunk:
+                if key not in live:
+                    self.storage.delete(bucket, key)
+                    removed += 1
+                    log.warning("asset.stray_object_removed", bucket=bucket, key=key)
+        return removed
 
     def sweep_expired_uploads(self, session: Session, *, now: datetime | None = None) -> int:
         """Expires uploads never confirmed in time: multipart aborted, objects removed, quota released."""

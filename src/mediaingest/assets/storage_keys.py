@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+UPLOAD_PREFIX = "uploads/"
+
 
 def upload_key(*, user_id: str, asset_id: str, extension: str, at: datetime) -> str:
     """`uploads/{userId}/{timestamp}-{assetId}.ext` in the incoming bucket (timestamp: epoch millis)."""
-    return f"uploads/{user_id}/{int(at.timestamp() * 1000)}-{asset_id}.{extension}"
+    return f"{UPLOAD_PREFIX}{user_id}/{int(at.timestamp() * 1000)}-{asset_id}.{extension}"
 
 
 def derived_prefix(*, user_id: str, asset_id: str) -> str:

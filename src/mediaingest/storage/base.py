@@ -61,7 +61,11 @@ class Storage(ABC):
         expires_in: int,
         sha256: str | None = None,
     ) -> PresignedRequest:
-        """A single PUT of exactly `size` bytes of `content_type`; with `sha256`, the store verifies it."""
+        """A single PUT of exactly `size` bytes of `content_type`; with `sha256`, the store verifies it.
+
+        Single-write: the request carries `If-None-Match: *` (signed), so once the object exists the
+        URL cannot replace it, whatever is left of its lifetime.
+        """
 
     @abstractmethod
     def create_multipart_upload(self, bucket: str, key: str, *, content_type: str, metadata: dict[str, str]) -> str:
@@ -75,7 +79,8 @@ class Storage(ABC):
     @abstractmethod
     def complete_multipart_upload(
         self, bucket: str, key: str, *, upload_id: str, parts: list[CompletedPart]
-    ) -> ObjectInfo: ...
+    ) -> ObjectInfo:
+        """Single-write like `presign_put`: PreconditionFailedError when the object already exists."""
 
     @abstractmethod
     def abort_multipart_upload(self, bucket: str, key: str, *, upload_id: str) -> None:
@@ -91,8 +96,12 @@ class Storage(ABC):
         """Up to `length` bytes from `start` (fewer at the end of the object), without reading the rest."""
 
     @abstractmethod
-    def download_file(self, bucket: str, key: str, destination: Path) -> None:
-        """Streams the object to `destination`; never holds it in memory."""
+    def download_file(self, bucket: str, key: str, destination: Path, *, etag: str | None = None) -> None:
+        """Streams the object to `destination`; never holds it in memory.
+
+        With `etag`, the read is pinned to those bytes (S3 `If-Match`): PreconditionFailedError when
+        the object is not the one that was verified.
+        """
 
     @abstractmethod
     def upload_file(self, bucket: str, key: str, source: Path, *, content_type: str) -> ObjectInfo: ...

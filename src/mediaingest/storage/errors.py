@@ -18,6 +18,14 @@ class InvalidPartError(IntegrityCheckError, StorageError):
     code = "integrity_check_failed"
 
 
+class PreconditionFailedError(StorageError):
+    """A conditional request's condition did not hold (S3 PreconditionFailed, 412): a single-write
+    upload found the object already there, or a read pinned to an ETag found other bytes."""
+
+    status_code = 412
+    code = "precondition_failed"
+
+
 class InvalidKeyError(ValidationFailedError, StorageError):
     """A bucket name or object key the store refuses (path traversal, control characters, empty parts)."""
 

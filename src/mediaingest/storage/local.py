@@ -46,7 +46,7 @@ from mediaingest.logging import get_logger
 from mediaingest.storage import signing
 from mediaingest.storage.base import CompletedPart, ObjectInfo, PresignedRequest, Storage
 from mediaingest.storage.encoding import content_disposition, encode_metadata, sha256_hex_to_b64
-from mediaingest.storage.errors import InvalidKeyError, InvalidPartError
+from mediaingest.storage.errors import InvalidKeyError, InvalidPartError, PreconditionFailedError
 
 log = get_logger(__name__)
 
@@ -299,10 +299,11 @@ class LocalStorage(Storage):
             content_type=content_type,
             checksum_sha256=checksum,
             metadata=encoded,
+            if_none_match="*",
         )
         params = {signing.EXPIRES_PARAM: str(expires), signing.SIZE_PARAM: str(size)}
         params[signing.SIGNATURE_PARAM] = signing.sign(self._secret, request)
-        headers = {"Content-Type": content_type, "Content-Length": str(size)}
+        headers = {"Content-Type": content_type, "Content-Length": str(size), "If-None-Match": "*"}
         if checksum:
             headers["x-amz-checksum-sha256"] = checksum
         headers.update({f"x-amz-meta-{name}": value for name, value in encoded.items()})
@@ -335,8 +336,13 @@ class LocalStorage(Storage):
         content_type: str | None,
         metadata: dict[str, str],
         etag: str | None = None,
+        if_none_match: bool = False,
     ) -> ObjectInfo:
-        """Makes the writer's bytes the object `bucket/key`, atomically. `etag` defaults to the MD5."""
+        """Makes the writer's bytes the object `bucket/key`, atomically. `etag` defaults to the MD5.
+
+        `if_none_match`: only if no object is there yet (checked under the bucket lock, so two
+        single-write uploads racing for one key cannot both win); else PreconditionFailedError.
+        """
         object_path, meta_path = self._paths(bucket, key)
         self._existing_bucket_dir(bucket)
         info = ObjectInfo(
@@ -369,6 +375,11 @@ class LocalStorage(Storage):
                     meta_path.parent.mkdir(parents=True, exist_ok=True)
                     if object_path.is_dir():
                         raise IsADirectoryError("the key is a prefix of other keys")
+                    if if_none_match and object_path.exists():
+                        raise PreconditionFailedError(
+                            "At least one of the pre-conditions you specified did not hold.",
+                            details={"s3_code": "PreconditionFailed"},
+                        )
                     os.replace(meta_tmp, meta_path)
                     os.replace(data_path, object_path)
             except BaseException:
@@ -512,6 +523,7 @@ class LocalStorage(Storage):
                 content_type=upload.content_type,
                 metadata=upload.metadata,
                 etag=etag,
+                if_none_match=True,
             )
 
     def abort_multipart_upload(self, bucket: str, key: str, *, upload_id: str) -> None:
@@ -529,9 +541,15 @@ class LocalStorage(Storage):
 
     # --- reading --------------------------------------------------------------------------------
     def _stat_and_sidecar(self, bucket: str, key: str) -> tuple[Path, os.stat_result, dict[str, Any]]:
+        self._paths(bucket, key)  # validated before the bucket name names a lock file
+        with self._os_errors("read"), self._bucket_lock(bucket, exclusive=False):
+            return self._stat_and_sidecar_unlocked(bucket, key)
+
+    def _stat_and_sidecar_unlocked(self, bucket: str, key: str) -> tuple[Path, os.stat_result, dict[str, Any]]:
+        """The caller holds the bucket lock (shared at least)."""
         object_path, meta_path = self._paths(bucket, key)
         self._existing_bucket_dir(bucket)
-        with self._os_errors("read"), self._bucket_lock(bucket, exclusive=False):
+        with self._os_errors("read"):
             try:
                 stat = object_path.stat()
                 sidecar = json.loads(meta_path.read_text())
@@ -571,11 +589,19 @@ class LocalStorage(Storage):
             handle.seek(start)
             return handle.read(length)
 
-    def download_file(self, bucket: str, key: str, destination: Path) -> None:
-        object_path, _, _ = self._stat_and_sidecar(bucket, key)
-        with self._os_errors("download"):
-            # copyfile streams (sendfile on Linux); the open source keeps its bytes if replaced meanwhile.
-            shutil.copyfile(object_path, destination)
+    def download_file(self, bucket: str, key: str, destination: Path, *, etag: str | None = None) -> None:
+        self._paths(bucket, key)
+        with self._os_errors("download"), self._bucket_lock(bucket, exclusive=False):
+            object_path, _, sidecar = self._stat_and_sidecar_unlocked(bucket, key)
+            if etag is not None and _normalize_etag(str(sidecar["etag"])) != _normalize_etag(etag):
+                raise PreconditionFailedError(
+                    "The object is not the one the read was pinned to (If-Match).",
+                    details={"s3_code": "PreconditionFailed"},
+                )
+            # Opened under the lock, so the bytes are those the sidecar describes even if replaced
+            # later; copyfileobj streams them without holding the object in memory.
+            with open(object_path, "rb") as source, open(destination, "wb") as target:
+                shutil.copyfileobj(source, target, CHUNK_SIZE)
 
     def list_keys(self, bucket: str, prefix: str) -> list[str]:
         bucket_dir = self._existing_bucket_dir(bucket)

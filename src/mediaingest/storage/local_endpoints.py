@@ -31,7 +31,7 @@ from mediaingest.exceptions import MediaIngestError, ObjectNotFoundError, Signat
 from mediaingest.logging import get_logger
 from mediaingest.storage import signing
 from mediaingest.storage.encoding import decode_metadata, encode_metadata
-from mediaingest.storage.errors import InvalidKeyError, InvalidPartError
+from mediaingest.storage.errors import InvalidKeyError, InvalidPartError, PreconditionFailedError
 from mediaingest.storage.local import LocalStorage, ObjectWriter
 
 log = get_logger(__name__)
@@ -82,6 +82,8 @@ def _translate(exc: MediaIngestError) -> S3Error:
         return S3Error(400, "InvalidArgument", exc.message)
     if isinstance(exc, InvalidPartError):
         return S3Error(400, "InvalidPart", exc.message)
+    if isinstance(exc, PreconditionFailedError):
+        return S3Error(412, "PreconditionFailed", exc.message)
     return S3Error(500, "InternalError", "We encountered an internal error. Please try again.")
 
 
@@ -102,6 +104,15 @@ def _int_param(value: str | None) -> int | None:
 
 def _signature(request: Request) -> str:
     return request.query_params.get(signing.SIGNATURE_PARAM, "")
+
+
+async def _check_upload_open(request: Request, bucket: str, key: str) -> None:
+    """Refuses bytes for an upload that is no longer waiting for them (confirmed, failed, expired or
+    deleted), before any byte is read. `app.state.upload_gate(bucket, key) -> bool` is the app's
+    answer (the asset service's); without one, as in a bare storage app, every signed PUT is open."""
+    gate = getattr(request.app.state, "upload_gate", None)
+    if gate is not None and not await run_in_threadpool(gate, bucket, key):
+        raise S3Error(403, "AccessDenied", "This upload is closed: the asset no longer accepts bytes.")
 
 
 async def _receive_body(request: Request, writer: ObjectWriter, *, limit: int) -> None:
@@ -153,8 +164,10 @@ async def put_object(bucket: str, key: str, request: Request) -> Response:
             metadata={} if is_part else metadata,
             upload_id=query.get(signing.UPLOAD_ID_PARAM),
             part_number=_int_param(query.get(signing.PART_NUMBER_PARAM)),
+            if_none_match=None if is_part else headers.get("if-none-match"),
         )
         storage.verify(signed, _signature(request))
+        await _check_upload_open(request, bucket, key)
         if is_part and metadata:
             raise S3Error(400, "InvalidArgument", "Parts take no metadata; give it when the upload starts.")
         size = signed.size
@@ -190,7 +203,12 @@ async def put_object(bucket: str, key: str, request: Request) -> Response:
         else:
             info = await run_in_threadpool(
                 lambda: storage.commit_object(
-                    writer, bucket, key, content_type=signed.content_type, metadata=decode_metadata(metadata)
+                    writer,
+                    bucket,
+                    key,
+                    content_type=signed.content_type,
+                    metadata=decode_metadata(metadata),
+                    if_none_match=signed.if_none_match == "*",
                 )
             )
             etag = info.etag

@@ -1,9 +1,11 @@
 """The S3 backend: boto3 against AWS or any S3-compatible endpoint (MinIO, R2, Ceph, …).
 
 Clients upload straight to S3 with presigned SigV4 URLs; the service never carries the bytes. A
-presigned PUT signs Content-Type, Content-Length, the `x-amz-meta-*` headers and, when the client
+presigned PUT signs Content-Type, Content-Length, the `x-amz-meta-*` headers, `If-None-Match: *` (S3's
+conditional write: the URL can create the object once and never replace it) and, when the client
 declared one, `x-amz-checksum-sha256`: S3 then refuses other bytes, stores the checksum, and `head()`
-reads it back (ChecksumMode=ENABLED) as the asset's SHA-256.
+reads it back (ChecksumMode=ENABLED) as the asset's SHA-256. Completing a multipart upload is
+conditional the same way, and the worker's reads are pinned to the verified ETag (`If-Match`).
 
 Every botocore/boto3/OS error is translated in `_translate` into the storage error tree; messages
 name the operation, bucket, key and S3 error code, never credentials or signed URLs.
@@ -30,13 +32,15 @@ from mediaingest.exceptions import ObjectNotFoundError, StorageError
 from mediaingest.logging import get_logger
 from mediaingest.storage.base import CompletedPart, ObjectInfo, PresignedRequest, Storage
 from mediaingest.storage.encoding import content_disposition, decode_metadata, encode_metadata, sha256_hex_to_b64
-from mediaingest.storage.errors import InvalidPartError
+from mediaingest.storage.errors import InvalidPartError, PreconditionFailedError
 
 log = get_logger(__name__)
 
 MAX_EXPIRES_IN = 7 * 24 * 3600  # SigV4 presigned URLs live at most a week
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound"})
 _BAD_PARTS_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall"})
+_PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+_DOWNLOAD_CHUNK = 1024 * 1024
 
 
 @contextmanager
@@ -51,6 +55,10 @@ def _translate(operation: str, bucket: str, key: str | None = None) -> Iterator[
         details = {"s3_code": code, "operation": operation}
         if code in _NOT_FOUND_CODES:
             raise ObjectNotFoundError(f"Not found in storage: {where} ({code}).", details=details) from exc
+        if code in _PRECONDITION_CODES:
+            raise PreconditionFailedError(
+                f"S3 {operation} refused for {where}: a condition did not hold ({code}).", details=details
+            ) from exc
         if code in _BAD_PARTS_CODES:
             raise InvalidPartError(f"S3 refused the part list for {where} ({code}).", details=details) from exc
         log.warning("storage.s3_error", operation=operation, bucket=bucket, key=key, code=code, status=status)
@@ -163,9 +171,10 @@ class S3Storage(Storage):
             "ContentType": content_type,
             "ContentLength": size,
             "Metadata": encoded,
+            "IfNoneMatch": "*",
         }
         # Signed as headers, so the client must send exactly these values and S3 enforces them.
-        headers = {"Content-Type": content_type, "Content-Length": str(size)}
+        headers = {"Content-Type": content_type, "Content-Length": str(size), "If-None-Match": "*"}
         if sha256:
             params["ChecksumSHA256"] = headers["x-amz-checksum-sha256"] = sha256_hex_to_b64(sha256)
             # Redundant for AWS (the checksum header alone suffices) but some S3-compatible stores,
@@ -207,7 +216,7 @@ class S3Storage(Storage):
         ]
         with _translate("complete multipart upload", bucket, key):
             self.client.complete_multipart_upload(
-                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": listed}
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": listed}, IfNoneMatch="*"
             )
         return self.head(bucket, key)
 
@@ -254,10 +263,22 @@ class S3Storage(Storage):
             finally:
                 body.close()
 
-    def download_file(self, bucket: str, key: str, destination: Path) -> None:
-        # s3transfer streams (ranged GETs in parallel for big objects) into a temp file it renames.
+    def download_file(self, bucket: str, key: str, destination: Path, *, etag: str | None = None) -> None:
+        if etag is None:
+            # s3transfer streams (ranged GETs in parallel for big objects) into a temp file it renames.
+            with _translate("download", bucket, key):
+                self.client.download_file(bucket, key, str(destination), Config=self._transfer)
+            return
+        # Pinned: one GET with If-Match (s3transfer takes no If-Match), streamed in chunks.
         with _translate("download", bucket, key):
-            self.client.download_file(bucket, key, str(destination), Config=self._transfer)
+            response = self.client.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag.strip().strip(chr(34))}"')
+            body = response["Body"]
+            try:
+                with destination.open("wb") as target:
+                    for chunk in body.iter_chunks(_DOWNLOAD_CHUNK):
+                        target.write(chunk)
+            finally:
+                body.close()
 
     def upload_file(self, bucket: str, key: str, source: Path, *, content_type: str) -> ObjectInfo:
         with _translate("upload", bucket, key):

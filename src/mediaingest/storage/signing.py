@@ -1,10 +1,11 @@
 """Signed URLs of the local backend: the canonical string, the HMAC-SHA256 signature, its check.
 
 A signature grants exactly one kind of request, like an S3 presigned URL. It covers the method,
-bucket, key and expiry; for a PUT also the size, the Content-Type, the `x-amz-meta-*` headers and the
-`x-amz-checksum-sha256` header (so the client must send those exact headers); for a part the upload id
-and part number; for a GET the Content-Disposition the response will carry. What travels in the query
-string (expiry, size, upload id, part number, disposition) is covered too, so editing any of it, or
+bucket, key and expiry; for a PUT also the size, the Content-Type, the `x-amz-meta-*` headers, the
+`x-amz-checksum-sha256` header and `If-None-Match: *` (so the client must send those exact headers);
+for a part the upload id and part number; for a GET the Content-Disposition the response will carry.
+What travels in the query string (expiry, size, upload id, part number, disposition) is covered too,
+so editing any of it, or
 replaying the URL for another key or method, fails verification.
 
 The canonical string is a JSON array: every field has its own slot and JSON escaping keeps a `/`, a
@@ -49,6 +50,7 @@ class SignedRequest:
     upload_id: str | None = None
     part_number: int | None = None
     content_disposition: str | None = None
+    if_none_match: str | None = None  # "*" on a single PUT: it may only create the object
 
 
 def canonical_string(request: SignedRequest) -> bytes:
@@ -65,6 +67,7 @@ def canonical_string(request: SignedRequest) -> bytes:
         request.upload_id,
         request.part_number,
         request.content_disposition,
+        request.if_none_match,
     ]
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 

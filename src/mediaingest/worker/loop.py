@@ -141,8 +141,10 @@ class Worker:
             )
             with session_scope(self.ctx.session_factory) as session:
                 expired = service.sweep_expired_uploads(session)
-            if expired:
-                log.info("worker.uploads_expired", count=expired)
+            with session_scope(self.ctx.session_factory) as session:
+                strays = service.reap_stray_uploads(session)
+            if expired or strays:
+                log.info("worker.uploads_swept", expired=expired, strays_removed=strays)
 
     # --- one job ------------------------------------------------------------------------------
     def _run_job(self, handle: JobHandle, asset_id: str, stage: Stage, cancel: threading.Event) -> None:

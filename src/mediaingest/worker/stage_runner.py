@@ -34,6 +34,7 @@ from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.types import StageOutput, StageResult
 from mediaingest.storage.base import Storage
+from mediaingest.storage.errors import PreconditionFailedError
 from mediaingest.worker import progression
 from mediaingest.worker.jobs import JobHandle
 
@@ -145,7 +146,7 @@ def execute_stage(
             raise TransientProcessingError(f"asset upload is {asset.upload_status.value}, not UPLOADED yet")
         progression.mark_processing(session, asset)
         media_type, bucket, key, owner_id = asset.type, asset.storage_bucket, asset.storage_key, asset.owner_id
-        known_checksum, declared_sha256 = asset.checksum, asset.declared_sha256
+        known_checksum, declared_sha256, verified_etag = asset.checksum, asset.declared_sha256, asset.etag
         metadata = progression.metadata_of(asset)
     if stage != Stage.PROBE and metadata is None:
         raise TransientProcessingError("probe results are not recorded yet")
@@ -154,7 +155,13 @@ def execute_stage(
     with job_workspace(ctx.settings, stage.value) as workspace:
         progress(0.0, "downloading source")
         source = workspace / f"source{Path(key).suffix}"
-        ctx.storage.download_file(bucket, key, source)
+        try:
+            # Pinned to the ETag verified at confirm: other bytes under the key are never processed.
+            ctx.storage.download_file(bucket, key, source, etag=verified_etag)
+        except PreconditionFailedError as exc:
+            raise PermanentProcessingError(
+                "the stored upload is not the one verified at confirm (its ETag changed); upload it again"
+            ) from exc
         checksum = None
         if stage == Stage.PROBE:
             checksum = _verify_checksum(source, known=known_checksum, declared=declared_sha256)
@@ -171,13 +178,17 @@ def execute_stage(
 
 
 def _verify_checksum(source: Path, *, known: str | None, declared: str | None) -> str | None:
-    """The first full read of S3 uploads: computes the SHA-256 the confirm step could not."""
-    if known is not None:
-        return None
+    """The probe's full read: the bytes must be those verified at confirm. Returns the SHA-256 to record
+    when confirm could not compute it (S3 without a client checksum), else None.
+
+    Hashed even when the checksum is known: a same-size swap keeps the size, and only the hash tells.
+    """
     actual = sha256_of(source)
+    if known is not None and actual != known:
+        raise PermanentProcessingError("SHA-256 mismatch: the stored bytes changed after they were verified")
     if declared is not None and actual != declared:
         raise PermanentProcessingError("SHA-256 mismatch: the stored bytes do not match the declared sha256")
-    return actual
+    return actual if known is None else None
 
 
 def _upload_outputs(
