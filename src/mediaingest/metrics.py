@@ -42,6 +42,12 @@ ingestion_jobs_failed_total = Counter(
     "Ingestion job attempts that failed, by job type and reason (transient, permanent, cancelled).",
     ["type", "reason"],
 )
+ingestion_stage_peak_rss_bytes = Histogram(
+    "ingestion_stage_peak_rss_bytes",
+    "Peak resident memory of one stage attempt: the stage process itself, and its largest ffmpeg/ffprobe.",
+    ["type", "process"],
+    buckets=[float(2**20 * mib) for mib in (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)],
+)
 
 
 class StorageUsageCollector(Collector):

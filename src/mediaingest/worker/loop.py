@@ -1,8 +1,9 @@
 """The local worker: leases jobs from the database and runs them, several at once.
 
-One thread claims (and reaps, and sweeps); a pool of threads runs stages (ffmpeg does the heavy
-lifting in subprocesses, so threads are enough); each running job has a heartbeat that extends its
-lease and notices cancellation. SIGTERM stops claiming and lets running jobs finish.
+One thread claims (and reaps, and sweeps); a pool of threads each watch one stage attempt, which runs
+in a process of its own (`isolation`: media work never shares memory with the worker, or with the
+API that hosts the embedded default); each running job has a heartbeat here that extends its lease
+and notices cancellation. SIGTERM stops claiming and lets running jobs finish.
 """
 
 from __future__ import annotations
@@ -23,17 +24,15 @@ from mediaingest.assets.service import AssetService
 from mediaingest.config import Settings
 from mediaingest.db import create_db_engine, create_session_factory, session_scope, utcnow
 from mediaingest.dispatch import build_dispatcher
-from mediaingest.exceptions import MediaIngestError, PermanentProcessingError
-from mediaingest.models import IngestionJob, MediaAsset
+from mediaingest.models import MediaAsset
 from mediaingest.models.enums import Stage
-from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.storage import build_storage
 from mediaingest.webhooks.delivery import DeliveryPolicy, WebhookSender
-from mediaingest.worker import leases, progression
-from mediaingest.worker.jobs import JobHandle
+from mediaingest.worker import isolation, leases, progression
+from mediaingest.worker.jobs import JobHandle, log_entry
 from mediaingest.worker.retry import RetryPolicy
-from mediaingest.worker.stage_runner import StageContext, execute_stage, remove_orphaned_workspaces
+from mediaingest.worker.stage_runner import StageContext, remove_orphaned_workspaces
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -154,53 +153,49 @@ class Worker:
         started = time.monotonic()
         job_type = stage.job_type.value
         try:
-            outcome = execute_stage(
-                self.ctx, asset_id=asset_id, stage=stage, handle=handle, cancel=cancel, enqueue_next=True
+            report = isolation.run_attempt(
+                self.ctx, handle=handle, asset_id=asset_id, stage=stage, cancel=cancel, policy=self.policy
             )
-            status = "completed" if outcome.completed else "cancelled"
-            metrics.ingestion_jobs_total.labels(type=job_type, status=status).inc()
-            if not outcome.completed:
-                metrics.ingestion_jobs_failed_total.labels(type=job_type, reason="cancelled").inc()
-        except StageCancelledError:
-            metrics.ingestion_jobs_total.labels(type=job_type, status="cancelled").inc()
-            metrics.ingestion_jobs_failed_total.labels(type=job_type, reason="cancelled").inc()
-            log.info("asset.stage_cancelled")
-        except Exception as error:
-            self._record_failure(handle, asset_id, stage, error)
+            self._observe(handle, job_type, report)
+        except Exception:
+            log.exception("worker.job_crashed")  # starting the stage process failed; the lease reaper retries
         finally:
             cancel.set()  # stops the heartbeat
             heartbeat.join(timeout=5)
             metrics.ingestion_jobs_duration_seconds.labels(type=job_type).observe(time.monotonic() - started)
             structlog.contextvars.clear_contextvars()
 
-    def _record_failure(self, handle: JobHandle, asset_id: str, stage: Stage, error: Exception) -> None:
-        job_type = stage.job_type.value
-        message = error.message if isinstance(error, MediaIngestError) else f"{type(error).__name__}: {error}"
-        if not isinstance(error, MediaIngestError):
-            log.exception("asset.stage_crashed")
-        with session_scope(self.ctx.session_factory) as session:
-            job = session.get(IngestionJob, handle.job_id)
-            max_attempts = job.max_attempts if job else self.policy.max_attempts
-            decision = self.policy.decide(error, attempts=handle.attempt, max_attempts=max_attempts)
-            progression.stage_failed(
-                session,
-                asset=session.get(MediaAsset, asset_id),
-                stage=stage,
-                handle=handle,
-                error=message,
-                decision=decision,
+    def _observe(self, handle: JobHandle, job_type: str, report: isolation.AttemptReport) -> None:
+        """Metrics and the job's log from what the stage process reported (it recorded the outcome)."""
+        if report.status == "failed":
+            status = "retrying" if report.retry else "failed"
+            metrics.ingestion_jobs_total.labels(type=job_type, status=status).inc()
+            metrics.ingestion_jobs_failed_total.labels(type=job_type, reason=report.reason or "transient").inc()
+        else:
+            metrics.ingestion_jobs_total.labels(type=job_type, status=report.status).inc()
+            if report.status == "cancelled":
+                metrics.ingestion_jobs_failed_total.labels(type=job_type, reason="cancelled").inc()
+        if report.peak_rss_bytes:
+            metrics.ingestion_stage_peak_rss_bytes.labels(type=job_type, process="stage").observe(report.peak_rss_bytes)
+            metrics.ingestion_stage_peak_rss_bytes.labels(type=job_type, process="tools").observe(
+                report.tools_peak_rss_bytes
             )
-        status = "retrying" if decision.retry else "failed"
-        metrics.ingestion_jobs_total.labels(type=job_type, status=status).inc()
-        metrics.ingestion_jobs_failed_total.labels(type=job_type, reason=decision.reason).inc()
-        log.warning(
-            "asset.stage_failed",
-            error=message,
-            attempt=handle.attempt,
-            retry=decision.retry,
-            delay_seconds=round(decision.delay_seconds, 2),
-            permanent=isinstance(error, PermanentProcessingError),
-        )
+            with session_scope(self.ctx.session_factory) as session:
+                handle.append_log(
+                    session,
+                    log_entry(
+                        "job.resources",
+                        attempt=handle.attempt,
+                        peakRssBytes=report.peak_rss_bytes,
+                        toolsPeakRssBytes=report.tools_peak_rss_bytes,
+                    ),
+                )
+            log.info(
+                "asset.stage_resources",
+                status=report.status,
+                peak_rss_mb=round(report.peak_rss_bytes / 2**20, 1),
+                tools_peak_rss_mb=round(report.tools_peak_rss_bytes / 2**20, 1),
+            )
 
     def _heartbeat(self, handle: JobHandle, cancel: threading.Event) -> None:
         interval = max(0.2, min(self.settings.worker_heartbeat_seconds, self.settings.worker_lease_seconds / 3))

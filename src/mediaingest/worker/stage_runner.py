@@ -26,8 +26,8 @@ from mediaingest.assets import repository
 from mediaingest.assets.storage_keys import derived_key, stage_prefix
 from mediaingest.config import Settings
 from mediaingest.db import SessionFactory, session_scope
-from mediaingest.exceptions import PermanentProcessingError, TransientProcessingError
-from mediaingest.models import AssetMetadata, AssetProxy, MediaAsset
+from mediaingest.exceptions import MediaIngestError, PermanentProcessingError, TransientProcessingError
+from mediaingest.models import AssetMetadata, AssetProxy, IngestionJob, MediaAsset
 from mediaingest.models.enums import Stage, UploadStatus
 from mediaingest.pipeline import run_stage_function
 from mediaingest.pipeline.ffmpeg import StageCancelledError
@@ -37,6 +37,7 @@ from mediaingest.storage.base import Storage
 from mediaingest.storage.errors import PreconditionFailedError
 from mediaingest.worker import progression
 from mediaingest.worker.jobs import JobHandle
+from mediaingest.worker.retry import RetryDecision, RetryPolicy
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -175,6 +176,34 @@ def execute_stage(
         uploaded = _upload_outputs(ctx, result, owner_id=owner_id, asset_id=asset_id, stage=stage)
     return _record(ctx, asset_id=asset_id, owner_id=owner_id, stage=stage, handle=handle, result=result,
                    uploaded=uploaded, checksum=checksum, enqueue_next=enqueue_next)  # fmt: skip
+
+
+def record_attempt_failure(
+    ctx: StageContext, *, handle: JobHandle, asset_id: str, stage: Stage, error: BaseException, policy: RetryPolicy
+) -> RetryDecision:
+    """Applies the retry policy to a failed attempt and records the outcome (retrying or failed).
+
+    One place for both ways an attempt fails: an error raised by the stage, recorded by the stage
+    process itself, and a stage process that died without a word, recorded by the worker.
+    """
+    message = error.message if isinstance(error, MediaIngestError) else f"{type(error).__name__}: {error}"
+    with session_scope(ctx.session_factory) as session:
+        job = session.get(IngestionJob, handle.job_id)
+        max_attempts = job.max_attempts if job else policy.max_attempts
+        decision = policy.decide(error, attempts=handle.attempt, max_attempts=max_attempts)
+        progression.stage_failed(
+            session, asset=session.get(MediaAsset, asset_id), stage=stage, handle=handle, error=message,
+            decision=decision,
+        )  # fmt: skip
+    log.warning(
+        "asset.stage_failed",
+        error=message,
+        attempt=handle.attempt,
+        retry=decision.retry,
+        delay_seconds=round(decision.delay_seconds, 2),
+        permanent=isinstance(error, PermanentProcessingError),
+    )
+    return decision
 
 
 def _verify_checksum(source: Path, *, known: str | None, declared: str | None) -> str | None:

@@ -1,0 +1,169 @@
+"""Each stage attempt in a process of its own, so media work never shares memory with the worker or API.
+
+The embedded default runs the worker inside the API process; a stage there once took that process
+from 153 MB to 2.1 GB on a 657 KB PNG. Here the worker's thread only starts a stage process, keeps the
+job's lease (its heartbeat stays in the worker), and waits. The stage process runs `execute_stage`
+and records its own result, exactly as a Kubernetes stage pod does, then reports back what happened
+and how much memory it and its ffmpeg children took at their peak.
+
+Processes come from a forkserver that has imported the pipeline once, so starting one costs a fork,
+not an interpreter start (a spawned interpreter takes about a second to import what a stage needs).
+Each stage process leads its own process group: cancelling it (the asset was deleted, the lease was
+lost) sends SIGTERM, which stops ffmpeg and ends the attempt as cancelled; one that died (the kernel's
+OOM killer, a crash) has its group killed so no ffmpeg outlives it, and the worker records the
+attempt as failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import resource
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+import sqlalchemy as sa
+import structlog
+
+from mediaingest.config import Settings
+from mediaingest.db import create_db_engine, create_session_factory
+from mediaingest.exceptions import MediaIngestError, TransientProcessingError
+from mediaingest.logging import configure_logging
+from mediaingest.models.enums import Stage
+from mediaingest.pipeline.ffmpeg import StageCancelledError
+from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.storage import build_storage
+from mediaingest.worker.jobs import JobHandle
+from mediaingest.worker.retry import RetryPolicy
+from mediaingest.worker.stage_runner import StageContext, execute_stage, record_attempt_failure
+
+log = structlog.stdlib.get_logger(__name__)
+
+# Set-up only (no process starts until the first stage does).
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["mediaingest.worker.isolation", "mediaingest.storage", "mediaingest.db"])
+_PR_SET_PDEATHSIG = 1
+# After SIGTERM a stage stops ffmpeg and records the cancellation within a second or two; past this
+# it is killed.
+CANCEL_GRACE_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class AttemptReport:
+    """What one stage process reports to the worker."""
+
+    status: str  # "completed" | "cancelled" | "failed"
+    reason: str | None = None  # when failed: "permanent" | "transient" | "exhausted"
+    retry: bool = False
+    message: str = ""
+    peak_rss_bytes: int = 0  # the stage process itself (Python, Pillow)
+    tools_peak_rss_bytes: int = 0  # the largest of its ffmpeg/ffprobe children
+
+
+def run_attempt(
+    ctx: StageContext, *, handle: JobHandle, asset_id: str, stage: Stage, cancel: threading.Event, policy: RetryPolicy
+) -> AttemptReport:
+    """Runs one attempt in a stage process and waits for it; `cancel` stops it. Never raises for the
+    stage's own failures: they are recorded (by the stage process, or here if it died) and reported.
+
+    The stage process builds its own engine and storage client from `ctx.settings`; `ctx` itself is
+    the worker's, used here only to record an attempt whose process died.
+    """
+    receiver, sender = _CONTEXT.Pipe(duplex=False)
+    process = _CONTEXT.Process(
+        target=_stage_process_main,
+        args=(ctx.settings, handle, asset_id, stage, sender),
+        name=f"stage-{stage.value}",
+        daemon=True,
+    )
+    process.start()
+    sender.close()
+    terminated_at: float | None = None
+    try:
+        while process.exitcode is None:
+            process.join(timeout=0.2)
+            if cancel.is_set() and process.exitcode is None:
+                if terminated_at is None:
+                    terminated_at = time.monotonic()
+                    _signal_group(process.pid, signal.SIGTERM)
+                elif time.monotonic() - terminated_at > CANCEL_GRACE_SECONDS:
+                    _signal_group(process.pid, signal.SIGKILL)
+        report = receiver.recv() if receiver.poll() else None
+    finally:
+        receiver.close()
+        _signal_group(process.pid, signal.SIGKILL)  # whatever is left of its group: an orphaned ffmpeg
+    if isinstance(report, AttemptReport):
+        return report
+    if cancel.is_set():
+        return AttemptReport(status="cancelled", message="stage process stopped")
+    # Died without a report: killed by the OOM killer, a signal, or a crash in native code.
+    exitcode = process.exitcode or 0
+    cause = signal.Signals(-exitcode).name if exitcode < 0 else f"exit code {exitcode}"
+    error = TransientProcessingError(f"the {stage.value} stage process died ({cause})")
+    decision = record_attempt_failure(ctx, handle=handle, asset_id=asset_id, stage=stage, error=error, policy=policy)
+    return AttemptReport(status="failed", reason=decision.reason, retry=decision.retry, message=error.message)
+
+
+def _signal_group(pid: int | None, signum: signal.Signals) -> None:
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+def _context_for(settings: Settings) -> tuple[StageContext, sa.Engine]:
+    engine = create_db_engine(settings.resolved_database_url, pool_size=2)
+    ctx = StageContext(
+        settings=settings,
+        session_factory=create_session_factory(engine),
+        storage=build_storage(settings),
+        options=PipelineOptions.from_settings(settings),
+    )
+    return ctx, engine
+
+
+def _stage_process_main(settings: Settings, handle: JobHandle, asset_id: str, stage: Stage, sender: Connection) -> None:
+    os.setpgid(0, 0)  # lead a group of our own, which ffmpeg joins: the worker stops both at once
+    with contextlib.suppress(OSError, AttributeError):  # Linux: end with the forkserver (and worker)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    cancel = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: cancel.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal; the worker decides
+    configure_logging(settings.log_level, json=settings.log_json)
+    structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage.value, job_id=handle.job_id)
+    ctx, engine = _context_for(settings)
+    report: AttemptReport
+    try:
+        outcome = execute_stage(ctx, asset_id=asset_id, stage=stage, handle=handle, cancel=cancel, enqueue_next=True)
+        report = AttemptReport(status="completed" if outcome.completed else "cancelled", message=outcome.message)
+    except StageCancelledError as cancelled:
+        log.info("asset.stage_cancelled")
+        report = AttemptReport(status="cancelled", message=cancelled.message)
+    except Exception as error:
+        if not isinstance(error, MediaIngestError):
+            log.exception("asset.stage_crashed")
+        decision = record_attempt_failure(
+            ctx, handle=handle, asset_id=asset_id, stage=stage, error=error, policy=RetryPolicy.from_settings(settings)
+        )
+        message = error.message if isinstance(error, MediaIngestError) else type(error).__name__
+        report = AttemptReport(status="failed", reason=decision.reason, retry=decision.retry, message=message)
+    finally:
+        engine.dispose()
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    tools = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    sender.send(
+        AttemptReport(
+            status=report.status,
+            reason=report.reason,
+            retry=report.retry,
+            message=report.message,
+            peak_rss_bytes=own,
+            tools_peak_rss_bytes=tools,
+        )
+    )
+    sender.close()
