@@ -50,7 +50,7 @@ from mediaingest.models.enums import MediaType
 from mediaingest.pipeline.ffmpeg import FfmpegCommand, FfmpegInput, FfmpegOutput, FilterGraph, filter_spec
 from mediaingest.pipeline.filters import audio_stream_specifier, base_video_filters, video_stream_specifier
 from mediaingest.pipeline.options import PipelineOptions
-from mediaingest.pipeline.stages.audio_visuals import build_audio_visuals_command
+from mediaingest.pipeline.stages.audio_visuals import build_audio_visuals_command, spectrogram_rate_for
 from mediaingest.pipeline.stages.probe import probe
 from mediaingest.pipeline.stages.proxies import build_proxy_plan
 from mediaingest.pipeline.stages.thumbnails import POSTER_NAME, build_poster_command
@@ -150,7 +150,8 @@ def _sprite_output(out: Path) -> FfmpegOutput:
 
 def _audio_chains(source: Path, metadata: MediaMetadata, out: Path, options: PipelineOptions):  # type: ignore[no-untyped-def]
     """The audio visuals command's chains and outputs, its PCM (piped to Python there) into a file."""
-    command, _ = build_audio_visuals_command(source, metadata, out, options)
+    rate = spectrogram_rate_for(metadata.duration_seconds, metadata.sample_rate)
+    command = build_audio_visuals_command(source, metadata, out, options, spectrogram_rate=rate)
     assert command.filter_graph is not None
     outputs = [
         FfmpegOutput(out / "peaks.pcm", o.options) if o.path == "pipe:1" else FfmpegOutput(o.path, o.options)

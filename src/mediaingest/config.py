@@ -111,6 +111,17 @@ class Settings(BaseSettings):
     spectrogram_width: int = Field(1024, alias="SPECTROGRAM_WIDTH")
     spectrogram_height: int = Field(512, alias="SPECTROGRAM_HEIGHT")
     work_dir: Path | None = Field(None, alias="WORK_DIR", description="Per-job temp folders; default system temp.")
+    max_decoded_pixels: int = Field(
+        50_000_000,
+        alias="MAX_DECODED_PIXELS",
+        description="Largest image or video frame (width x height) a stage decodes; larger media fail at probe.",
+    )
+    stage_memory_limit_mb: int = Field(
+        4096,
+        alias="STAGE_MEMORY_LIMIT_MB",
+        description="Address-space cap of each ffmpeg/ffprobe process (0: none). A 2160p source into three "
+        "H.264 rungs peaks near 1.1 GB on 2 cores; x264 adds threads, and memory, on larger machines.",
+    )
 
     # --- worker ------------------------------------------------------------------------------
     # At least two: after the probe, a video's stages run side by side, so the cheap poster and audio

@@ -17,7 +17,8 @@
     └── ProcessingError                   500 processing_error     — raised by pipeline stages
         ├── TransientProcessingError      — retried with backoff (ffmpeg killed, I/O hiccup)
         └── PermanentProcessingError      — never retried
-            └── MediaUnreadableError      — ffprobe/ffmpeg/Pillow cannot read the media
+            ├── MediaUnreadableError      — ffprobe/ffmpeg/Pillow cannot read the media
+            └── MediaTooLargeError        — over a processing bound (decoded pixels, memory)
 
 Foreign errors (botocore ClientError, ffmpeg exit codes) are translated at the boundary that meets them,
 so callers only ever handle this tree. Messages are written for clients: they never carry secrets,
@@ -121,3 +122,9 @@ class PermanentProcessingError(ProcessingError):
 
 class MediaUnreadableError(PermanentProcessingError):
     code = "media_unreadable"
+
+
+class MediaTooLargeError(PermanentProcessingError):
+    """The media would need more than a processing bound allows (decoded pixels, the stage memory limit)."""
+
+    code = "media_too_large"

@@ -9,6 +9,7 @@ This module is the boundary where ffmpeg's exit codes become our error tree:
     any other non-zero exit                  → MediaUnreadableError       (carries ffmpeg's last stderr lines)
     our `cancel` event was set               → StageCancelledError
     our timeout elapsed                      → TransientProcessingError
+    out of memory under our address-space cap → MediaTooLargeError         (the same input fails the same way)
 
 Media is never read into Python memory: ffmpeg reads and writes the files itself, and the one stage
 that consumes decoded samples (waveform peaks) receives them in chunks through `stdout_sink`.
@@ -20,6 +21,7 @@ import json
 import os
 import re
 import selectors
+import shutil
 import signal
 import subprocess
 import threading
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mediaingest.exceptions import (
+    MediaTooLargeError,
     MediaUnreadableError,
     PermanentProcessingError,
     ProcessingError,
@@ -64,18 +67,57 @@ class StageCancelledError(ProcessingError):
 
 @dataclass(frozen=True)
 class FfmpegTools:
-    """Where the binaries are (Settings.ffmpeg_path / ffprobe_path)."""
+    """Where the binaries are (Settings.ffmpeg_path / ffprobe_path), and the memory each may take.
+
+    `memory_limit_bytes` caps each ffmpeg/ffprobe process's address space (RLIMIT_AS, set by util-linux's
+    `prlimit` as it execs the tool, so nothing runs between fork and exec in our threaded process). A
+    media bomb then fails inside its own process, with a clear error, instead of taking the machine.
+    """
 
     ffmpeg: str = "ffmpeg"
     ffprobe: str = "ffprobe"
+    memory_limit_bytes: int | None = None
 
     def run(self, command: FfmpegCommand, **kwargs: Any) -> FfmpegRun:
-        """run_ffmpeg(command.argv(self.ffmpeg), **kwargs)."""
-        return run_ffmpeg(command.argv(self.ffmpeg), **kwargs)
+        """run_ffmpeg(command.argv(self.ffmpeg), **kwargs), under this memory limit."""
+        return run_ffmpeg(command.argv(self.ffmpeg), memory_limit_bytes=self.memory_limit_bytes, **kwargs)
 
     def probe(self, path: Path | str, **kwargs: Any) -> dict[str, Any]:
-        """ffprobe_json with this binary."""
-        return ffprobe_json(path, ffprobe=self.ffprobe, **kwargs)
+        """ffprobe_json with this binary, under this memory limit."""
+        return ffprobe_json(path, ffprobe=self.ffprobe, memory_limit_bytes=self.memory_limit_bytes, **kwargs)
+
+
+def _limited(argv: list[str], memory_limit_bytes: int | None) -> list[str]:
+    if not memory_limit_bytes:
+        return argv
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        raise PermanentProcessingError("cannot cap ffmpeg's memory: prlimit (util-linux) is not installed")
+    return [prlimit, f"--as={memory_limit_bytes}", "--", *argv]
+
+
+# What a tool capped by RLIMIT_AS says when an allocation fails: a message, or an abort/crash in a
+# library that does not check malloc's answer.
+_OUT_OF_MEMORY_STDERR = re.compile(
+    r"Cannot allocate memory|out of memory|std::bad_alloc|malloc|failed to map segment", re.IGNORECASE
+)
+_OUT_OF_MEMORY_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS})
+
+
+def _out_of_memory(returncode: int, tail: list[str], memory_limit_bytes: int | None) -> bool:
+    if not memory_limit_bytes:
+        return False
+    if returncode < 0 and -returncode in _OUT_OF_MEMORY_SIGNALS:
+        return True
+    return returncode != 0 and bool(_OUT_OF_MEMORY_STDERR.search("\n".join(tail)))
+
+
+def _memory_error(label: str, memory_limit_bytes: int, tail: list[str]) -> MediaTooLargeError:
+    return MediaTooLargeError(
+        f"{label} needs more memory than the stage limit of {memory_limit_bytes // 2**20} MiB: "
+        "the media is too large to process (STAGE_MEMORY_LIMIT_MB)",
+        details={"stderr": tail},
+    )
 
 
 # --- command building ---------------------------------------------------------------------------
@@ -162,6 +204,21 @@ def _url(path: Path | str) -> str:
 
 
 @dataclass(frozen=True)
+class FfmpegDeadline:
+    """How long a run may take: `base_seconds`, plus `per_media_second` for each second of the media's
+    length: the length its header claims, or what ffmpeg has reported decoding (-progress out_time)
+    once that is more. Slow but advancing work on long media goes on; a stall, or a run far past what
+    its media justifies, ends as a TransientProcessingError."""
+
+    base_seconds: float
+    per_media_second: float = 0.0
+    claimed_seconds: float = 0.0
+
+    def seconds(self, decoded_seconds: float) -> float:
+        return self.base_seconds + self.per_media_second * max(self.claimed_seconds, decoded_seconds)
+
+
+@dataclass(frozen=True)
 class FfmpegRun:
     returncode: int
     elapsed_seconds: float
@@ -174,10 +231,11 @@ def run_ffmpeg(
     duration_seconds: float | None,
     on_progress: ProgressCallback | None,
     cancel: threading.Event | None = None,
-    timeout: float | None = None,
+    timeout: float | FfmpegDeadline | None = None,
     stdout_sink: Callable[[bytes], None] | None = None,
     label: str = "ffmpeg",
     progress_interval: float = 0.25,
+    memory_limit_bytes: int | None = None,
 ) -> FfmpegRun:
     """Run `args` (argv, ffmpeg binary first) and report progress as a fraction of `duration_seconds`.
 
@@ -208,7 +266,7 @@ def run_ffmpeg(
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
-            argv,
+            _limited(argv, memory_limit_bytes),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if stdout_sink else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -223,7 +281,8 @@ def run_ffmpeg(
     throttle = ProgressThrottle(on_progress, label, interval)
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     buffers: dict[str, bytes] = {"progress": b"", "stderr": b""}
-    deadline = started + timeout if timeout else None
+    deadline = FfmpegDeadline(timeout) if isinstance(timeout, int | float) else timeout
+    decoded = _Decoded()
     stopped: str | None = None
 
     with selectors.DefaultSelector() as selector, os.fdopen(progress_r, "rb", buffering=0) as progress:
@@ -238,7 +297,7 @@ def run_ffmpeg(
                 if cancel is not None and cancel.is_set():
                     stopped = "cancelled"
                     break
-                if deadline is not None and time.monotonic() > deadline:
+                if deadline is not None and time.monotonic() - started > deadline.seconds(decoded.seconds):
                     stopped = "timeout"
                     break
                 for key, _ in selector.select(timeout=0.2):
@@ -253,7 +312,7 @@ def run_ffmpeg(
                     lines, rest = _split_lines(buffers[key.data] + chunk)
                     buffers[key.data] = rest[-4096:]  # a line without end must not grow forever
                     if key.data == "progress":
-                        _feed_progress(throttle, duration_seconds, lines)
+                        _feed_progress(throttle, duration_seconds, lines, decoded)
                     else:
                         stderr_tail.extend(line[:500] for line in lines if line.strip())
         except BaseException:
@@ -274,7 +333,10 @@ def run_ffmpeg(
     if stopped == "cancelled":
         raise StageCancelledError(f"{label} cancelled")
     if stopped == "timeout":
-        raise TransientProcessingError(f"{label} timed out after {timeout:.0f} s", details={"stderr": tail})
+        raise TransientProcessingError(f"{label} timed out after {elapsed:.0f} s", details={"stderr": tail})
+    if _out_of_memory(returncode, tail, memory_limit_bytes):
+        assert memory_limit_bytes is not None
+        raise _memory_error(label, memory_limit_bytes, tail)
     if returncode != 0:
         raise _translate_failure(label, returncode, tail)
     throttle.finish()
@@ -340,14 +402,19 @@ class ProgressThrottle:
             self.callback(1.0, f"{self.label} done")
 
 
-def _feed_progress(throttle: ProgressThrottle, duration: float | None, lines: Iterable[str]) -> None:
+@dataclass
+class _Decoded:
+    seconds: float = 0.0  # the furthest out_time ffmpeg reported
+
+
+def _feed_progress(throttle: ProgressThrottle, duration: float | None, lines: Iterable[str], decoded: _Decoded) -> None:
     """-progress blocks: out_time_us against the expected duration."""
-    if not duration or duration <= 0:
-        return
     for line in lines:
         key, _, value = line.partition("=")
         if key == "out_time_us" and value.strip().isdigit():
-            throttle.update(int(value) / 1_000_000 / duration)
+            decoded.seconds = max(decoded.seconds, int(value) / 1_000_000)
+            if duration and duration > 0:
+                throttle.update(decoded.seconds / duration)
 
 
 # --- ffprobe ------------------------------------------------------------------------------------
@@ -359,16 +426,26 @@ def ffprobe_json(
     ffprobe: str = "ffprobe",
     extra_args: Sequence[str] = ("-show_format", "-show_streams"),
     timeout: float = 120.0,
+    memory_limit_bytes: int | None = None,
 ) -> dict[str, Any]:
     """ffprobe's JSON for `path`; MediaUnreadableError with ffprobe's own reason if it cannot read it."""
     argv = [ffprobe, "-hide_banner", "-v", "error", "-print_format", "json", *extra_args, _url(Path(path))]
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        done = subprocess.run(
+            _limited(argv, memory_limit_bytes),
+            capture_output=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
         raise TransientProcessingError(f"ffprobe timed out after {timeout:.0f} s") from exc
     except OSError as exc:
         raise PermanentProcessingError(f"cannot start ffprobe: {exc.strerror}") from exc
     stderr = done.stderr.decode(errors="replace").strip().splitlines()[-STDERR_TAIL_LINES:]
+    if _out_of_memory(done.returncode, stderr, memory_limit_bytes):
+        assert memory_limit_bytes is not None
+        raise _memory_error("ffprobe", memory_limit_bytes, stderr)
     if done.returncode != 0:
         if done.returncode < 0:
             raise TransientProcessingError(

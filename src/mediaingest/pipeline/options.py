@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mediaingest.config import Settings
-from mediaingest.pipeline.ffmpeg import FfmpegTools
+from mediaingest.pipeline.ffmpeg import FfmpegDeadline, FfmpegTools
 
 
 @dataclass(frozen=True)
@@ -45,14 +45,34 @@ class PipelineOptions:
     spectrogram_height: int = 512
     peaks_levels: tuple[int, ...] = (256, 1024, 4096)
     peaks_sample_rate: int = 8000
-    # --- running ffmpeg
-    ffmpeg_timeout_seconds: float | None = None
+    # --- bounds (media bombs): pixels a stage may decode at once, checked from the header before any
+    # decoder runs (a 48 MP phone photo fits; a 657 KB PNG declaring 13000x13000 does not)
+    max_decoded_pixels: int = 50_000_000
+    # --- running ffmpeg: a run may take `base + per_media_second × duration`, where the duration grows
+    # with what ffmpeg has really decoded (a header may claim 1 s of a 2 h file); a stalled run ends.
+    ffmpeg_timeout_seconds: float | None = None  # an absolute override of the rule above
+    ffmpeg_timeout_base_seconds: float = 600.0
+    ffmpeg_timeout_per_media_second: float = 10.0
     progress_interval_seconds: float = 0.25
+
+    def ffmpeg_deadline(self, duration_seconds: float | None) -> FfmpegDeadline:
+        if self.ffmpeg_timeout_seconds is not None:
+            return FfmpegDeadline(base_seconds=self.ffmpeg_timeout_seconds)
+        return FfmpegDeadline(
+            base_seconds=self.ffmpeg_timeout_base_seconds,
+            per_media_second=self.ffmpeg_timeout_per_media_second,
+            claimed_seconds=duration_seconds or 0.0,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> PipelineOptions:
         values: dict[str, object] = {
-            "tools": FfmpegTools(ffmpeg=settings.ffmpeg_path, ffprobe=settings.ffprobe_path),
+            "tools": FfmpegTools(
+                ffmpeg=settings.ffmpeg_path,
+                ffprobe=settings.ffprobe_path,
+                memory_limit_bytes=settings.stage_memory_limit_mb * 2**20 if settings.stage_memory_limit_mb else None,
+            ),
+            "max_decoded_pixels": settings.max_decoded_pixels,
             "proxy_heights": tuple(sorted(set(settings.proxy_heights))),
             "proxy_vp9": settings.proxy_vp9,
             "sprite_interval_seconds": settings.sprite_interval_seconds,

@@ -63,6 +63,7 @@ class AttemptReport:
     message: str = ""
     peak_rss_bytes: int = 0  # the stage process itself (Python, Pillow)
     tools_peak_rss_bytes: int = 0  # the largest of its ffmpeg/ffprobe children
+    pid: int | None = None  # the stage process
 
 
 def run_attempt(
@@ -164,6 +165,7 @@ def _stage_process_main(settings: Settings, handle: JobHandle, asset_id: str, st
             message=report.message,
             peak_rss_bytes=own,
             tools_peak_rss_bytes=tools,
+            pid=os.getpid(),
         )
     )
     sender.close()

@@ -188,6 +188,7 @@ class Worker:
                         attempt=handle.attempt,
                         peakRssBytes=report.peak_rss_bytes,
                         toolsPeakRssBytes=report.tools_peak_rss_bytes,
+                        pid=report.pid,
                     ),
                 )
             log.info(

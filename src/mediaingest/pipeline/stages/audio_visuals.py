@@ -7,8 +7,12 @@ input (measured: 300 MB for one hour of audio, growing with the length), and dra
 columns from the peaks costs nothing and guarantees the PNG and the JSON agree.
 
 showspectrumpic also holds all of its input until the end, so its branch is resampled to a rate that
-bounds that memory (see _spectrogram_rate). Neither picture output gets a frame before the end, which
-keeps ffmpeg 5.1 from printing -progress; progress is counted from the PCM received instead.
+bounds that memory (see spectrogram_rate_for), and trimmed at that many samples whatever the header
+claims: a file whose header says 1 s but holds 2 h of audio (which once took ffmpeg to 1.4 GB) costs
+no more memory than an honest one. When the decoded length shows the header lied, the spectrogram is
+drawn again from a rate sized by the real length, so the picture still covers the whole file.
+Neither picture output gets a frame before the end, which keeps ffmpeg 5.1 from printing -progress;
+progress is counted from the PCM received instead.
 """
 
 from __future__ import annotations
@@ -68,17 +72,31 @@ def generate_audio_visuals(
         if expected:
             throttle.update(peaks.total / expected)
 
-    command, spectrogram_rate = build_audio_visuals_command(source, metadata, out_dir, options)
+    spectrogram_rate = spectrogram_rate_for(metadata.duration_seconds, metadata.sample_rate)
+    command = build_audio_visuals_command(source, metadata, out_dir, options, spectrogram_rate=spectrogram_rate)
     options.tools.run(
         command,
         duration_seconds=metadata.duration_seconds,
         on_progress=None,
         cancel=cancel,
-        timeout=options.ffmpeg_timeout_seconds,
+        timeout=options.ffmpeg_deadline(metadata.duration_seconds),
         stdout_sink=consume,
         label="audio visuals",
     )
     peaks.finish()
+    decoded_seconds = peaks.total / options.peaks_sample_rate
+    if decoded_seconds * spectrogram_rate > _SPECTROGRAM_MAX_SAMPLES:
+        # The header understated the length, so the trimmed spectrogram shows only the start: draw it
+        # again at the rate the real length affords (a second decode, paid only by such files).
+        spectrogram_rate = spectrogram_rate_for(decoded_seconds, metadata.sample_rate)
+        options.tools.run(
+            build_spectrogram_command(source, metadata, out_dir, options, spectrogram_rate=spectrogram_rate),
+            duration_seconds=decoded_seconds,
+            on_progress=None,
+            cancel=cancel,
+            timeout=options.ffmpeg_deadline(decoded_seconds),
+            label="spectrogram",
+        )
 
     peaks_path = out_dir / PEAKS_NAME
     document = peaks.to_document(options.peaks_levels, sample_rate=options.peaks_sample_rate)
@@ -114,33 +132,12 @@ def generate_audio_visuals(
 
 
 def build_audio_visuals_command(
-    source: Path, metadata: MediaMetadata, out_dir: Path, options: PipelineOptions
-) -> tuple[FfmpegCommand, int]:
-    """The one command, and the sample rate the spectrogram is drawn at."""
-    spectrogram_rate = _spectrogram_rate(metadata)
-    # showspectrumpic's FFT size follows the height, and sizes that are not powers of two can be
-    # very slow (measured: 1024×500 took 15 s for 3 s of audio, 1024×512 0.1 s). Draw at the next
-    # power of two and scale to the configured height.
-    fft_height = 1 << max(0, options.spectrogram_height - 1).bit_length()
-    resize: list[str] = []
-    if fft_height != options.spectrogram_height:
-        resize = [filter_spec("scale", options.spectrogram_width, options.spectrogram_height)]
+    source: Path, metadata: MediaMetadata, out_dir: Path, options: PipelineOptions, *, spectrogram_rate: int
+) -> FfmpegCommand:
+    """The one command: the spectrogram picture, and 8 kHz mono PCM on stdout for the peaks."""
     graph = FilterGraph()
     graph.chain([audio_stream_specifier(metadata)], [filter_spec("asplit", 2)], ["spectrum_in", "pcm_in"])
-    graph.chain(
-        ["spectrum_in"],
-        [
-            filter_spec("aresample", spectrogram_rate),
-            filter_spec("aformat", channel_layouts="mono"),
-            # One-second frames: the filter queues every frame until the end, and the overhead of
-            # ~1000-sample frames doubled that memory (measured for an hour: 367 MB → 187 MB).
-            filter_spec("asetnsamples", n=spectrogram_rate),
-            # legend=0: otherwise axes and labels are added around the requested size.
-            filter_spec("showspectrumpic", s=f"{options.spectrogram_width}x{fft_height}", legend=0, scale="log"),
-            *resize,
-        ],
-        ["spectrogram"],
-    )
+    graph.chain(["spectrum_in"], _spectrogram_filters(options, spectrogram_rate), ["spectrogram"])
     graph.chain(
         ["pcm_in"],
         [
@@ -149,27 +146,63 @@ def build_audio_visuals_command(
         ],
         ["pcm"],
     )
-    picture = ["-frames:v", "1", "-c:v", "png", "-f", "image2", "-update", "1"]
-    command = FfmpegCommand(
+    return FfmpegCommand(
         inputs=[FfmpegInput(source)],
         filter_graph=graph,
         outputs=[
-            FfmpegOutput(out_dir / SPECTROGRAM_NAME, ["-map", "[spectrogram]", *picture]),
+            FfmpegOutput(out_dir / SPECTROGRAM_NAME, ["-map", "[spectrogram]", *_PICTURE]),
             FfmpegOutput("pipe:1", ["-map", "[pcm]", "-c:a", "pcm_s16le", "-f", "s16le"]),
         ],
     )
-    return command, spectrogram_rate
 
 
-def _spectrogram_rate(metadata: MediaMetadata) -> int:
+def build_spectrogram_command(
+    source: Path, metadata: MediaMetadata, out_dir: Path, options: PipelineOptions, *, spectrogram_rate: int
+) -> FfmpegCommand:
+    """The spectrogram alone, for a second pass at a rate sized by the real length."""
+    graph = FilterGraph()
+    graph.chain([audio_stream_specifier(metadata)], _spectrogram_filters(options, spectrogram_rate), ["spectrogram"])
+    return FfmpegCommand(
+        inputs=[FfmpegInput(source)],
+        filter_graph=graph,
+        outputs=[FfmpegOutput(out_dir / SPECTROGRAM_NAME, ["-map", "[spectrogram]", *_PICTURE])],
+    )
+
+
+_PICTURE = ["-frames:v", "1", "-c:v", "png", "-f", "image2", "-update", "1"]
+
+
+def _spectrogram_filters(options: PipelineOptions, rate: int) -> list[str]:
+    # showspectrumpic's FFT size follows the height, and sizes that are not powers of two can be
+    # very slow (measured: 1024×500 took 15 s for 3 s of audio, 1024×512 0.1 s). Draw at the next
+    # power of two and scale to the configured height.
+    fft_height = 1 << max(0, options.spectrogram_height - 1).bit_length()
+    resize: list[str] = []
+    if fft_height != options.spectrogram_height:
+        resize = [filter_spec("scale", options.spectrogram_width, options.spectrogram_height)]
+    return [
+        filter_spec("aresample", rate),
+        filter_spec("aformat", channel_layouts="mono"),
+        # The memory bound that holds whatever the header claims: never more samples than that.
+        filter_spec("atrim", end_sample=_SPECTROGRAM_MAX_SAMPLES),
+        # One-second frames: the filter queues every frame until the end, and the overhead of
+        # ~1000-sample frames doubled that memory (measured for an hour: 367 MB → 187 MB).
+        filter_spec("asetnsamples", n=rate),
+        # legend=0: otherwise axes and labels are added around the requested size.
+        filter_spec("showspectrumpic", s=f"{options.spectrogram_width}x{fft_height}", legend=0, scale="log"),
+        *resize,
+    ]
+
+
+def spectrogram_rate_for(duration_seconds: float | None, sample_rate: int | None) -> int:
     """The source's rate while the whole input fits the memory cap; lower for long inputs.
 
     The price: an hour is drawn at ~9 kHz, so frequencies above ~4.5 kHz are left out of its picture.
     """
-    source_rate = metadata.sample_rate or 44100
-    if not metadata.duration_seconds:
+    source_rate = sample_rate or 44100
+    if not duration_seconds:
         return min(source_rate, 22050)
-    affordable = int(_SPECTROGRAM_MAX_SAMPLES / metadata.duration_seconds)
+    affordable = int(_SPECTROGRAM_MAX_SAMPLES / duration_seconds)
     return max(_SPECTROGRAM_MIN_RATE, min(source_rate, _SPECTROGRAM_MAX_RATE, affordable))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import ExifTags, Image, IptcImagePlugin, UnidentifiedImageError
 
-from mediaingest.exceptions import MediaUnreadableError, ProcessingError
+from mediaingest.exceptions import MediaTooLargeError, MediaUnreadableError, ProcessingError
 from mediaingest.models.enums import MediaType
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.types import MediaMetadata
@@ -34,6 +34,8 @@ def probe(source: Path, media_type: MediaType, *, options: PipelineOptions) -> M
     if media_type == MediaType.IMAGE:
         return _probe_image(source, options)
     metadata = metadata_from_ffprobe(options.tools.probe(source))
+    if metadata.width and metadata.height:
+        check_pixel_budget(metadata.width, metadata.height, options, what="video frames")
     if media_type == MediaType.VIDEO and not metadata.has_video:
         raise MediaUnreadableError("the file has no video stream", details={"format": metadata.format_name})
     if media_type == MediaType.AUDIO and not metadata.has_audio:
@@ -172,12 +174,37 @@ def _add_frame_side_data(source: Path, md: MediaMetadata, options: PipelineOptio
 # --- images -------------------------------------------------------------------------------------
 
 
+def check_pixel_budget(width: int, height: int, options: PipelineOptions, *, what: str = "the image") -> None:
+    """Refuses media whose pictures would decode to more pixels than a stage may hold (media bombs)."""
+    if width * height > options.max_decoded_pixels:
+        raise MediaTooLargeError(
+            f"{what} are {width}x{height} ({width * height / 1e6:.0f} megapixels); the limit is "
+            f"{options.max_decoded_pixels / 1e6:.0f} megapixels",
+            details={"width": width, "height": height, "maxPixels": options.max_decoded_pixels},
+        )
+
+
+def read_image_size(source: Path, options: PipelineOptions) -> None:
+    """The header's size, checked before any decoder runs (ffprobe decodes a PNG whole to describe it)."""
+    try:
+        with Image.open(source) as image:
+            width, height = image.size
+    except Image.DecompressionBombError as exc:
+        raise MediaTooLargeError(f"the image is too large to decode: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return  # not Pillow's format: ffprobe's dimensions are checked instead
+    check_pixel_budget(width, height, options, what="the image's pixels")
+
+
 def _probe_image(source: Path, options: PipelineOptions) -> MediaMetadata:
+    read_image_size(source, options)
     try:
         raw: dict[str, Any] | None = options.tools.probe(source)
     except MediaUnreadableError:
         raw = None  # formats ffmpeg lacks (some TIFF variants) may still open with Pillow
     stream = next((s for s in (raw or {}).get("streams", []) if s.get("codec_type") == "video"), {})
+    if stream.get("width") and stream.get("height"):
+        check_pixel_budget(int(stream["width"]), int(stream["height"]), options, what="the image's pixels")
     try:
         with Image.open(source) as image:
             image_format, mode, (width, height) = image.format, image.mode, image.size

@@ -186,7 +186,7 @@ def generate_proxies(
         duration_seconds=metadata.duration_seconds,
         on_progress=on_progress,
         cancel=cancel,
-        timeout=options.ffmpeg_timeout_seconds,
+        timeout=options.ffmpeg_deadline(metadata.duration_seconds),
         stdout_sink=writer.feed if writer else None,
         label="proxies",
         progress_interval=options.progress_interval_seconds,

@@ -17,7 +17,7 @@ from mediaingest.models.enums import MediaType, ProxyType
 from mediaingest.pipeline.ffmpeg import FfmpegCommand, FfmpegInput, FfmpegOutput, FilterGraph, filter_spec
 from mediaingest.pipeline.filters import base_video_filters, video_stream_specifier
 from mediaingest.pipeline.options import PipelineOptions
-from mediaingest.pipeline.stages.probe import image_unreadable
+from mediaingest.pipeline.stages.probe import check_pixel_budget, image_unreadable
 from mediaingest.pipeline.types import MediaMetadata, ProgressCallback, StageOutput, StageResult
 
 POSTER_NAME = "poster.jpg"
@@ -89,7 +89,7 @@ def _video_poster(
             duration_seconds=None,
             on_progress=on_progress,
             cancel=cancel,
-            timeout=options.ffmpeg_timeout_seconds,
+            timeout=options.ffmpeg_deadline(metadata.duration_seconds),
             label="poster",
         )
         if path.is_file() and path.stat().st_size > 0:
@@ -121,6 +121,7 @@ def _image_thumbnails(
     outputs: list[StageOutput] = []
     try:
         with Image.open(source) as opened:
+            check_pixel_budget(*opened.size, options)  # before anything decodes
             # JPEG decodes straight at 1/2, 1/4 or 1/8 scale when that still covers the largest size.
             opened.draft("RGB", (sizes[0], sizes[0]))
             icc_profile = opened.info.get("icc_profile")
