@@ -87,11 +87,36 @@ def _machine_busy() -> float:
     return (user + nice + system + irq + softirq + steal) / _CLOCK_TICKS
 
 
-def _process_cpu(pid: int) -> float:
-    """utime + stime + cutime + cstime: the process and every child it has reaped (ffmpeg, ffprobe)."""
+def _stat_fields(pid: int | str) -> list[str]:
     stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return sum(int(v) for v in fields[11:15]) / _CLOCK_TICKS
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _process_cpu(pid: int) -> float:
+    """utime + stime + cutime + cstime of the process and of every live descendant: each counts its own
+    time and that of the children it has reaped. The service's stage processes are children of its
+    multiprocessing forkserver, which reaps them, so the tree, not the service alone, holds their time."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(_stat_fields(entry.name)[1])
+            except (OSError, ValueError, IndexError):
+                continue  # exited while we looked
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, its_parent in parents.items():
+            if its_parent == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    total = 0
+    for member in tree:
+        try:
+            total += sum(int(v) for v in _stat_fields(member)[11:15])
+        except (OSError, ValueError):
+            continue
+    return total / _CLOCK_TICKS
 
 
 def _children_cpu() -> float:

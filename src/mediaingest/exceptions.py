@@ -34,13 +34,10 @@ class MediaIngestError(Exception):
     status_code: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None, keep_changes: bool = False) -> None:
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
-        # True when the error reports a state the service has just recorded (an asset FAILED by a
-        # failed integrity check): the unit of work commits before the error reaches the client.
-        self.keep_changes = keep_changes
 
 
 class AuthenticationError(MediaIngestError):

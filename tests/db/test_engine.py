@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from mediaingest.db import create_db_engine, create_session_factory, session_scope
-from mediaingest.exceptions import ConflictError, IntegrityCheckError
+from mediaingest.exceptions import IntegrityCheckError
 from mediaingest.models import User
 
 
@@ -44,17 +44,15 @@ def test_sqlite_readers_do_not_wait_for_a_writer_but_writers_queue(sqlite_url: s
     engine.dispose()
 
 
-def test_a_unit_of_work_keeps_a_recorded_failure_and_rolls_back_any_other_error(database_url: str) -> None:
-    """An error raised with keep_changes reports a state just written (an asset marked FAILED): kept."""
+def test_a_unit_of_work_commits_on_success_and_rolls_back_any_error(database_url: str) -> None:
+    """Only the wrapper decides: no exception, whatever its type, commits on its way out."""
     engine = create_db_engine(database_url, pool_size=1)
     factory = create_session_factory(engine)
-    emails = {name: f"{name}-{uuid.uuid4().hex[:8]}@example.test" for name in ("kept", "dropped", "crashed")}
-    failures: list[Exception] = [
-        IntegrityCheckError("recorded", keep_changes=True),
-        ConflictError("not recorded"),
-        RuntimeError("a bug"),
-    ]
-    for email, failure in zip(emails.values(), failures, strict=True):
+    emails = {name: f"{name}-{uuid.uuid4().hex[:8]}@example.test" for name in ("kept", "integrity", "bug")}
+    with session_scope(factory) as session:
+        session.add(User(email=emails["kept"]))
+    failures: list[Exception] = [IntegrityCheckError("not kept either"), RuntimeError("a bug")]
+    for email, failure in zip([emails["integrity"], emails["bug"]], failures, strict=True):
         with pytest.raises(type(failure)), session_scope(factory) as session:
             session.add(User(email=email))
             session.flush()

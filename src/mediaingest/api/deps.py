@@ -32,7 +32,7 @@ class Transactions:
         self._read_factory = read_factory
 
     def write(self) -> AbstractContextManager[Session]:
-        """Commits on success and on errors that report a state just recorded (asset FAILED)."""
+        """A unit of work: commits on success, rolls back on any error."""
         return session_scope(self._factory)
 
     def read(self) -> Session:

@@ -84,8 +84,8 @@ def confirm_upload(
 ) -> Envelope[ConfirmUploadResponse]:
     """Verifies size, ETag, type and SHA-256 of the stored bytes, then starts ingestion. Idempotent."""
     structlog.contextvars.bind_contextvars(asset_id=body.asset_id)
-    with _counted("confirm-upload"), db.write() as session:
-        confirmed = assets.confirm_upload(session, principal, body)
+    with _counted("confirm-upload"):
+        confirmed = assets.confirm_upload(db.write, principal, body)
     asset = confirmed.asset
     return Envelope(
         data=ConfirmUploadResponse(

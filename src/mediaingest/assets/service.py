@@ -1,7 +1,9 @@
 """The asset service: the upload protocol, integrity checks, quotas, listing, status and deletion.
 
-Endpoints, the CLI and the sweeper call it; the request or job wrapper commits, except where a
-method says otherwise (confirm_upload commits before the storage work it must not hold locks over).
+Endpoints, the CLI and the sweeper call it; services only flush, and the request or job wrapper
+commits (confirm_upload runs three units of work its caller opens, around storage work that must
+not hold locks). A failure that must be kept (an upload discarded) is a returned result that the
+wrapper commits, never an exception that commits on its way out.
 Storage calls are ordered so that a failure leaves nothing behind: rows are written before the
 storage operation they describe is acknowledged to the client, and objects are removed before the
 rows that point at them.
@@ -10,7 +12,8 @@ rows that point at them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,6 +47,7 @@ from mediaingest.exceptions import (
     ConflictError,
     FileTooLargeError,
     IntegrityCheckError,
+    MediaIngestError,
     MimeTypeNotAllowedError,
     NotFoundError,
     ObjectNotFoundError,
@@ -53,7 +57,7 @@ from mediaingest.exceptions import (
 )
 from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, UploadStatus
-from mediaingest.storage.base import CompletedPart, Storage
+from mediaingest.storage.base import CompletedPart, ObjectInfo, Storage
 from mediaingest.storage.errors import InvalidPartError
 from mediaingest.users.auth import Principal
 
@@ -64,8 +68,26 @@ S3_MAX_PARTS = 10_000
 
 @dataclass(frozen=True)
 class ConfirmedUpload:
+    """How a confirmation ended. With `failure`, the upload was discarded and that is recorded: the
+    unit of work commits it like any outcome, then the failure is raised to the client."""
+
     asset: MediaAsset
-    already_confirmed: bool
+    already_confirmed: bool = False
+    failure: MediaIngestError | None = None
+
+    def raise_for_failure(self) -> ConfirmedUpload:
+        if self.failure is not None:
+            raise self.failure
+        return self
+
+
+@dataclass(frozen=True)
+class UploadInspection:
+    info: ObjectInfo
+    failure: str | None  # why the stored object is not the declared upload, or None
+
+
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
 
 def _normalize_etag(etag: str) -> str:
@@ -203,45 +225,68 @@ class AssetService:
             )
 
     # --- confirmation -------------------------------------------------------------------------
-    def confirm_upload(self, session: Session, principal: Principal, request: ConfirmUploadRequest) -> ConfirmedUpload:
+    def confirm_upload(
+        self, unit_of_work: UnitOfWork, principal: Principal, request: ConfirmUploadRequest
+    ) -> ConfirmedUpload:
         """Completes and verifies the upload, then starts ingestion. Idempotent.
 
-        Three steps, so that no database lock is held while storage works (completing a multipart
-        upload on the local backend reads and writes every byte; SQLite has one writer for the whole
-        service, and PostgreSQL would hold the asset's row): check the asset and commit; complete and
-        inspect the object; lock the asset again and record the outcome, re-checking what a
-        concurrent confirm, delete or sweep did meanwhile.
+        Three phases, each in a unit of work the caller's `unit_of_work()` opens and commits, so that no
+        database lock is held while storage works (completing a multipart upload on the local backend
+        reads and writes every byte; SQLite has one writer for the whole service, and PostgreSQL would
+        hold the asset's row): check the asset; complete and inspect the object (no transaction);
+        lock the asset again and record the outcome, re-checking what a concurrent confirm, delete or
+        sweep did meanwhile. A failure is recorded (the asset FAILED or EXPIRED, its bytes removed) and
+        committed like any outcome; only then is it raised to the client.
         """
-        asset = self._confirmable(session, principal, request)
-        if isinstance(asset, ConfirmedUpload):
-            return asset
-        session.commit()
-
+        with unit_of_work() as session:
+            started = self._confirmable(session, principal, request)
+        if isinstance(started, ConfirmedUpload):
+            return started.raise_for_failure()
         try:
-            if asset.multipart_upload_id is not None:
-                info = self._complete_multipart(asset, request)
-            else:
-                try:
-                    info = self.storage.head(asset.storage_bucket, asset.storage_key)
-                except ObjectNotFoundError as exc:
-                    raise ConflictError("no uploaded object yet: PUT the file to the upload URL, then confirm") from exc
-            failure = self._integrity_failure(asset, info.size, info.etag, info.sha256, request.etag)
+            inspection = self._inspect_upload(started, request)
         except (ConflictError, StorageError):
             # Another confirm may have completed this upload meanwhile, or a delete or sweep removed
             # it: that answer wins over the storage error it caused here.
-            settled = self._confirmable(session, principal, request, fresh=asset)
+            with unit_of_work() as session:
+                settled = self._confirmable(session, principal, request, after_storage=True)
             if isinstance(settled, ConfirmedUpload):
-                return settled
+                return settled.raise_for_failure()
             raise
+        with unit_of_work() as session:
+            recorded = self._record_confirmation(session, principal, request, started, inspection)
+        return recorded.raise_for_failure()
 
-        current = self._confirmable(session, principal, request, fresh=asset, orphan=asset)
+    def _inspect_upload(self, asset: MediaAsset, request: ConfirmUploadRequest) -> UploadInspection:
+        """Phase two, storage only: completes a multipart upload, reads what the store holds."""
+        if asset.multipart_upload_id is not None:
+            info = self._complete_multipart(asset, request)
+        else:
+            try:
+                info = self.storage.head(asset.storage_bucket, asset.storage_key)
+            except ObjectNotFoundError as exc:
+                raise ConflictError("no uploaded object yet: PUT the file to the upload URL, then confirm") from exc
+        failure = self._integrity_failure(asset, info.size, info.etag, info.sha256, request.etag)
+        return UploadInspection(info=info, failure=failure)
+
+    def _record_confirmation(
+        self,
+        session: Session,
+        principal: Principal,
+        request: ConfirmUploadRequest,
+        started: MediaAsset,
+        inspection: UploadInspection,
+    ) -> ConfirmedUpload:
+        """Phase three: the asset, locked again, takes the verified upload (or its failure)."""
+        current = self._confirmable(
+            session, principal, request, after_storage=True, orphan=(started.storage_bucket, started.storage_key)
+        )
         if isinstance(current, ConfirmedUpload):
             return current
-        if failure is not None:
-            self._discard_upload(session, current, UploadStatus.FAILED, failure)
-            log.warning("asset.integrity_check_failed", asset_id=current.id, reason=failure)
-            raise IntegrityCheckError(failure, keep_changes=True)
-
+        if inspection.failure is not None:
+            self._discard_upload(session, current, UploadStatus.FAILED, inspection.failure)
+            log.warning("asset.integrity_check_failed", asset_id=current.id, reason=inspection.failure)
+            return ConfirmedUpload(asset=current, failure=IntegrityCheckError(inspection.failure))
+        info = inspection.info
         current.upload_status = UploadStatus.UPLOADED
         current.processing_status = AssetProcessingStatus.PENDING
         current.etag = _normalize_etag(info.etag)
@@ -260,45 +305,43 @@ class AssetService:
         principal: Principal,
         request: ConfirmUploadRequest,
         *,
-        fresh: MediaAsset | None = None,
-        orphan: MediaAsset | None = None,
+        after_storage: bool = False,
+        orphan: tuple[str, str] | None = None,
     ) -> MediaAsset | ConfirmedUpload:
-        """The asset, locked, if its upload can still be confirmed; the earlier answer if it was.
+        """The asset, locked, if its upload can still be confirmed; else the answer it already has.
 
-        `fresh`: the copy read before storage worked, reloaded so a concurrent change is seen.
-        `orphan`: whose completed object is removed when the asset can no longer take it (deleted,
-        expired or failed meanwhile), so no object outlives the row that would point at it.
+        `after_storage`: called once storage has worked, when expiry no longer applies (the client
+        confirmed in time). `orphan`: the (bucket, key) whose completed object is removed when the
+        asset can no longer take it (deleted, expired or failed meanwhile), so no object outlives the
+        row that would point at it.
         """
-        # Read before `fresh` is expired: reloading a row deleted meanwhile would raise.
-        orphan_object = (orphan.storage_bucket, orphan.storage_key) if orphan is not None else None
-        if fresh is not None:
-            session.expire(fresh)
         asset = repository.get_owned(session, asset_id=request.asset_id, owner_id=principal.user_id, for_update=True)
         if asset is None:
-            if orphan_object is not None:
-                self.storage.delete(*orphan_object)
-            raise NotFoundError("asset not found")
+            if orphan is not None:
+                self.storage.delete(*orphan)
+            raise NotFoundError(f"asset {request.asset_id} not found")
         if asset.upload_status == UploadStatus.UPLOADED:
             if request.etag and asset.etag and _normalize_etag(request.etag) != asset.etag:
                 raise ConflictError("asset was already confirmed with a different ETag")
             self.dispatcher.dispatch(session, asset)  # harmless if already dispatched; heals a lost dispatch
             return ConfirmedUpload(asset=asset, already_confirmed=True)
         if asset.upload_status in (UploadStatus.FAILED, UploadStatus.EXPIRED):
-            if orphan_object is not None:
-                self.storage.delete(*orphan_object)
+            if orphan is not None:
+                self.storage.delete(*orphan)
             raise ConflictError(
                 f"upload is {asset.upload_status.value.lower()}: {asset.error or 'request a new upload URL'}"
             )
-        if fresh is None and asset.upload_expires_at <= utcnow():
+        if not after_storage and asset.upload_expires_at <= utcnow():
             self._discard_upload(
                 session, asset, UploadStatus.EXPIRED, "upload URL expired before the upload was confirmed"
             )
-            raise ConflictError(
-                "upload URL expired before the upload was confirmed; request a new one", keep_changes=True
+            return ConfirmedUpload(
+                asset=asset,
+                failure=ConflictError("upload URL expired before the upload was confirmed; request a new one"),
             )
         return asset
 
-    def _complete_multipart(self, asset: MediaAsset, request: ConfirmUploadRequest):  # type: ignore[no-untyped-def]
+    def _complete_multipart(self, asset: MediaAsset, request: ConfirmUploadRequest) -> ObjectInfo:
         if not request.parts:
             raise ValidationFailedError("parts are required to confirm a multipart upload")
         expected_parts = math.ceil(asset.file_size / (asset.part_size or asset.file_size))

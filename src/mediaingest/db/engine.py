@@ -10,8 +10,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from mediaingest.exceptions import MediaIngestError
-
 SessionFactory = sessionmaker[Session]
 READ_ONLY_OPTION = "mediaingest_read_only"
 
@@ -61,18 +59,12 @@ def create_session_factory(engine: sa.Engine, *, read_only: bool = False) -> Ses
 
 @contextmanager
 def session_scope(factory: SessionFactory) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any exception — except an error that reports a
-    state the service just recorded (an asset marked FAILED or EXPIRED: `keep_changes`), which is kept."""
+    """One unit of work: commit on success, roll back on any exception. A failure that must be kept is
+    returned by the service as a result, committed here, and raised by the caller afterwards."""
     session = factory()
     try:
         yield session
         session.commit()
-    except MediaIngestError as error:
-        if error.keep_changes:
-            session.commit()
-        else:
-            session.rollback()
-        raise
     except BaseException:
         session.rollback()
         raise

@@ -25,6 +25,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 
 import sqlalchemy as sa
@@ -51,6 +52,11 @@ _PR_SET_PDEATHSIG = 1
 # After SIGTERM a stage stops ffmpeg and records the cancellation within a second or two; past this
 # it is killed.
 CANCEL_GRACE_SECONDS = 15.0
+
+
+def warm_up() -> None:
+    """Starts the forkserver now (it imports the pipeline once), so the first stage does not wait for it."""
+    forkserver.ensure_running()
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ class Worker:
     # --- the loop -----------------------------------------------------------------------------
     def run(self) -> None:
         log.info("worker.started", worker_id=self.worker_id, concurrency=self.concurrency)
+        isolation.warm_up()
         removed = remove_orphaned_workspaces(self.settings)
         if removed:
             log.info("worker.orphaned_workspaces_removed", count=removed)
