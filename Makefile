@@ -16,7 +16,7 @@ APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-instal
 help:
 	@echo "make run    — serve the API and a worker on http://$(HOST):$(PORT) (SQLite + local storage in ./var)"
 	@echo "make test   — run the test suite (SQLite, PostgreSQL at 127.0.0.1:5432, moto S3, real ffmpeg)"
-	@echo "make lint   — ruff"
+	@echo "make lint   — ruff, and mypy on src/ (every def typed, pydantic plugin)"
 	@echo "make lock   — upgrade the Python dependencies and record them in constraints.txt"
 	@echo "make bench  — benchmarks in bench/ (make bench-quick for a short run)"
 	@echo "make helm-lint, make image, make e2e-kind — Kubernetes (docs/kubernetes.md)"
@@ -49,6 +49,7 @@ run: system-deps $(STAMP)
 
 test: system-deps browser-deps postgres $(STAMP)
 	$(BIN)/ruff check src tests bench migrations
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 # Benchmarks (bench/, never collected by pytest): ratios against ffmpeg's floor and the naive ladder, upload
@@ -62,6 +63,7 @@ bench-quick: system-deps $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench migrations
 	$(BIN)/ruff format --check src tests bench migrations
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench migrations

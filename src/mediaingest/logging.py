@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -15,7 +16,7 @@ import structlog
 _SECRET_KEYS = frozenset({"authorization", "token", "password", "secret", "signature", "x-amz-signature"})
 
 
-def _redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Belt and braces: a secret passed by mistake as a field never reaches the log."""
     for key in list(event_dict):
         if key.lower() in _SECRET_KEYS:

@@ -6,6 +6,7 @@ traceback and answered as a bare 500, so no stack trace or internal detail ever 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -24,15 +25,15 @@ def error_response(
     code: str,
     message: str,
     details: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = details
-    headers = dict(headers or {})
+    sent = dict(headers or {})
     if status_code == 401:
-        headers.setdefault("WWW-Authenticate", "Bearer")
-    return JSONResponse({"success": False, "error": body}, status_code=status_code, headers=headers or None)
+        sent.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse({"success": False, "error": body}, status_code=status_code, headers=sent or None)
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:

@@ -253,7 +253,8 @@ class _Event:
 
 def _sse_events(lines: Iterator[str]) -> Iterator[_Event]:
     """Server-Sent Events per the HTML standard: fields until a blank line; comments ignored."""
-    name, data, event_id, retry = "message", [], None, None
+    name, event_id, retry = "message", None, None
+    data: list[str] = []
     for line in lines:
         if not line:
             if data or name != "message" or retry is not None:

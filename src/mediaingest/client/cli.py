@@ -7,6 +7,7 @@ worked, 1 when an upload or an asset failed, 2 for bad usage.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Iterator
@@ -173,7 +174,7 @@ def upload(
                         mime_type=mime_type,
                         project_id=project,
                         on_ticket=on_ticket,
-                        on_progress=lambda n, task=task: progress.advance(task, n),
+                        on_progress=functools.partial(progress.advance, task),
                     )
                 except ClientError as error:
                     failed = True

@@ -70,7 +70,9 @@ class KubeApi:
     async def create_job(self, namespace: str, body: Mapping[str, Any]) -> bool:
         """Creates the Job; True if created now, False if it already existed (which is just as good)."""
         try:
-            await asyncio.to_thread(self._batch.create_namespaced_job, namespace, dict(body))
+            # The client serializes a plain manifest as it would a V1Job; its stubs only name the model.
+            manifest: Any = dict(body)
+            await asyncio.to_thread(self._batch.create_namespaced_job, namespace, manifest)
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -82,12 +84,13 @@ class KubeApi:
         pods = await asyncio.to_thread(self._core.list_namespaced_pod, namespace, label_selector=f"job-name={job_name}")
         ended = []
         for pod in pods.items:
-            if (pod.metadata.labels or {}).get("job-name") != job_name:
+            metadata = pod.metadata
+            if metadata is None or (metadata.labels or {}).get("job-name") != job_name:
                 continue  # belt and braces for API servers that ignore the selector
             for container in (pod.status and pod.status.container_statuses) or []:
-                terminated = container.state and container.state.terminated
+                terminated = container.state.terminated if container.state is not None else None
                 if container.name == naming.CONTAINER_NAME and terminated is not None:
-                    ended.append((terminated.finished_at or pod.metadata.creation_timestamp, terminated))
+                    ended.append((terminated.finished_at or metadata.creation_timestamp, terminated))
         if not ended:
             return None
         ended.sort(key=lambda item: str(item[0]))

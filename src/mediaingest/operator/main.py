@@ -13,6 +13,8 @@ side effects and tests can run the operator with their own settings.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import kopf
 
@@ -29,9 +31,9 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
 
     # In-cluster service account, else the kubeconfig: the same rule as the operator's own client.
     kopf.on.login(registry=registry)(kube.login)
-    kopf.on.startup(registry=registry)(lifecycle.startup)
+    kopf.on.startup(registry=registry)(_with_indices(lifecycle.startup))
     kopf.on.cleanup(registry=registry)(lifecycle.cleanup)
-    kopf.on.probe(registry=registry, id="running_jobs")(lifecycle.probe_running_jobs)
+    kopf.on.probe(registry=registry, id="running_jobs")(_with_indices(lifecycle.probe_running_jobs))
 
     kopf.index("batch", "v1", "jobs", registry=registry, id="stage_jobs", labels=_OURS)(handle_job.index_stage_jobs)
     kopf.index("batch", "v1", "jobs", registry=registry, id="active_jobs", labels=_OURS)(handle_job.index_active_jobs)
@@ -44,8 +46,14 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         interval=settings.reconcile_interval_seconds,
         backoff=settings.error_backoff_seconds,
         when=handle_asset.is_active,
-    )(handle_asset.reconcile_asset)
+    )(_with_indices(handle_asset.reconcile_asset))
     return registry
+
+
+def _with_indices(handler: Callable[..., Any]) -> Any:
+    """kopf passes each index to every handler as a keyword argument named after the index's id; its
+    handler protocols cannot list them, so a handler that requires one is typed as any callable here."""
+    return handler
 
 
 def build_memo(settings: OperatorSettings, *, metrics_port: int | None = None, **overrides: object) -> kopf.Memo:

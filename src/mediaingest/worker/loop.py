@@ -8,6 +8,7 @@ and notices cancellation. SIGTERM stops claiming and lets running jobs finish.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -116,10 +117,10 @@ class Worker:
                 self._running[job_id] = cancel
             handle = JobHandle(job_id=job_id, lease_owner=self.worker_id, attempt=attempt)
             future: Future[None] = pool.submit(self._run_job, handle, asset_id, stage, cancel)
-            future.add_done_callback(lambda _f, job_id=job_id: self._forget(job_id))
+            future.add_done_callback(functools.partial(self._forget, job_id))
         return len(claimed)
 
-    def _forget(self, job_id: str) -> None:
+    def _forget(self, job_id: str, _done: Future[None]) -> None:
         with self._lock:
             self._running.pop(job_id, None)
         self._wake.set()

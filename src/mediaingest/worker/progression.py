@@ -100,7 +100,10 @@ def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
         assetId=asset.id,
         userId=asset.owner_id,
         duration=round(
-            ((asset.processed_at - asset.uploaded_at) if asset.uploaded_at else timedelta()).total_seconds(), 3
+            (
+                (asset.processed_at - asset.uploaded_at) if asset.processed_at and asset.uploaded_at else timedelta()
+            ).total_seconds(),
+            3,
         ),
         proxiesGenerated=sum(1 for kind in proxies if kind in _VIDEO_KINDS),
         metadataExtracted=asset.metadata_record is not None,

@@ -124,7 +124,7 @@ async def reconcile_asset(
     *,
     name: str,
     namespace: str,
-    body: Mapping[str, Any],
+    body: kopf.Body,
     spec: Mapping[str, Any],
     status: Mapping[str, Any],
     meta: Mapping[str, Any],
@@ -170,7 +170,7 @@ async def reconcile_asset(
 
     # 1. Jobs first: the status must never claim a Job that could not be created.
     for index, launch in enumerate(decision.launches):
-        job = build_stage_job(
+        manifest = build_stage_job(
             asset=asset,
             asset_name=name,
             namespace=namespace,
@@ -178,9 +178,9 @@ async def reconcile_asset(
             attempt=launch.attempt,
             settings=ctx.settings,
         )
-        kopf.adopt(job, owner=dict(body))  # ownerReference to the MediaAsset: deleted with it
+        kopf.adopt(manifest, owner=body)  # ownerReference to the MediaAsset: deleted with it
         try:
-            created = await ctx.kube.create_job(namespace, job)
+            created = await ctx.kube.create_job(namespace, manifest)
         except ApiException as exc:
             for pending in decision.launches[index:]:
                 ctx.ledger.forget(pending.job_name)

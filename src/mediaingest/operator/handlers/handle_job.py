@@ -22,11 +22,11 @@ def owner_asset(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-def index_stage_jobs(body: Mapping[str, Any], namespace: str, **_: Any) -> dict[tuple[str, str], JobObservation]:
+def index_stage_jobs(body: Mapping[str, Any], namespace: str | None, **_: Any) -> dict[tuple[str, str], JobObservation]:
     """(namespace, MediaAsset name) → each of its Jobs, as last seen."""
     asset = owner_asset(body)
     observation = observe_job(body)
-    if asset is None or observation is None:
+    if asset is None or observation is None or namespace is None:  # Jobs are namespaced: never None
         return {}
     return {(namespace, asset): observation}
 

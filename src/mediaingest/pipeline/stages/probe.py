@@ -12,7 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from PIL import ExifTags, Image, IptcImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, IptcImagePlugin, UnidentifiedImageError
 
 from mediaingest.exceptions import MediaTooLargeError, MediaUnreadableError, ProcessingError
 from mediaingest.models.enums import MediaType
@@ -202,7 +202,7 @@ def _probe_image(source: Path, options: PipelineOptions) -> MediaMetadata:
         raw: dict[str, Any] | None = options.tools.probe(source)
     except MediaUnreadableError:
         raw = None  # formats ffmpeg lacks (some TIFF variants) may still open with Pillow
-    stream = next((s for s in (raw or {}).get("streams", []) if s.get("codec_type") == "video"), {})
+    stream: dict[str, Any] = next((s for s in (raw or {}).get("streams", []) if s.get("codec_type") == "video"), {})
     if stream.get("width") and stream.get("height"):
         check_pixel_budget(int(stream["width"]), int(stream["height"]), options, what="the image's pixels")
     try:
@@ -350,7 +350,7 @@ _IPTC_NAMES = {
 _IPTC_REPEATABLE = {"Keywords", "SupplementalCategories", "By-line", "Contact", "Writer-Editor"}
 
 
-def _iptc_to_json(image: Image.Image) -> dict[str, Any] | None:
+def _iptc_to_json(image: ImageFile.ImageFile) -> dict[str, Any] | None:
     try:
         info = IptcImagePlugin.getiptcinfo(image)
     except (OSError, SyntaxError, ValueError, IndexError):
