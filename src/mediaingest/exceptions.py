@@ -16,7 +16,7 @@
     │   └── ObjectNotFoundError           404 object_not_found
     └── ProcessingError                   500 processing_error     — raised by pipeline stages
         ├── TransientProcessingError      — retried with backoff (ffmpeg killed, I/O hiccup)
-        └── PermanentProcessingError      — never retried
+        └── PermanentProcessingError      — never retried (carries the Permanent marker)
             ├── MediaUnreadableError      — ffprobe/ffmpeg/Pillow cannot read the media
             └── MediaTooLargeError        — over a processing bound (decoded pixels, memory)
 
@@ -28,6 +28,11 @@ signed URLs or stack traces.
 from __future__ import annotations
 
 from typing import Any
+
+
+class Permanent:
+    """Marks an error no later attempt can cure (the media is unreadable, a destination is refused):
+    every retry policy fails it at once."""
 
 
 class MediaIngestError(Exception):
@@ -113,7 +118,7 @@ class TransientProcessingError(ProcessingError):
     code = "processing_transient"
 
 
-class PermanentProcessingError(ProcessingError):
+class PermanentProcessingError(ProcessingError, Permanent):
     code = "processing_failed"
 
 

@@ -18,7 +18,8 @@ import pytest
 
 from mediaingest.assets.schemas import MultipartUpload, PresignedPart, UploadUrlResponse
 from mediaingest.client.errors import TransferError
-from mediaingest.client.transfer import RetryPolicy, Transfer
+from mediaingest.client.transfer import Transfer
+from mediaingest.retry import RetryPolicy
 
 FAST = RetryPolicy(max_attempts=3, base_seconds=0.01, max_seconds=0.05)
 

@@ -13,7 +13,6 @@ from mediaingest.operator import naming
 from mediaingest.operator.handlers.reconcile import (
     AssetFinished,
     Decision,
-    RetryPolicy,
     StageFailed,
     StageStarted,
     StageSucceeded,
@@ -23,9 +22,10 @@ from mediaingest.operator.handlers.reconcile import (
     unsettled_failures,
 )
 from mediaingest.operator.model import AssetSpec, JobObservation, JobState
+from mediaingest.retry import RetryPolicy
 
 NOW = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
-POLICY = RetryPolicy(max_attempts=3, backoff_base_seconds=10, backoff_max_seconds=25)
+POLICY = RetryPolicy(max_attempts=3, base_seconds=10, max_seconds=25, jitter=0.0)
 NAME = "asset-a1"
 VIDEO = AssetSpec(
     asset_id="a1",
@@ -299,4 +299,4 @@ def test_merge_patch_and_retry_policy() -> None:
     assert merge_patch({"a": 1, "b": {"c": 1, "d": 2}}, {"a": 1, "b": {"c": 2}}) == {"b": {"c": 2, "d": None}}
     assert merge_patch({}, {"x": [1]}) == {"x": [1]}
     assert status_patch({"phase": "Running", "kopf": {"x": 1}}, {"phase": "Ready"}) == {"phase": "Ready"}
-    assert [POLICY.delay(attempt) for attempt in (1, 2, 3, 4)] == [10, 20, 25, 25]
+    assert [POLICY.backoff(attempt) for attempt in (1, 2, 3, 4)] == [10, 20, 25, 25]

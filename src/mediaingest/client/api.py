@@ -25,7 +25,8 @@ from mediaingest.assets.schemas import (
     UploadUrlResponse,
 )
 from mediaingest.client.errors import ApiError, ClientError
-from mediaingest.client.transfer import ProgressCallback, RetryPolicy, Transfer
+from mediaingest.client.transfer import ProgressCallback, Transfer
+from mediaingest.retry import RetryPolicy
 
 TERMINAL = ("READY", "FAILED")
 # Longer than the server's keep-alive comments (15 s), so a quiet stream is not mistaken for a dead one.

@@ -38,9 +38,9 @@ from mediaingest.logging import configure_logging
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.retry import RetryPolicy
 from mediaingest.storage import build_storage
 from mediaingest.worker.jobs import JobHandle
-from mediaingest.worker.retry import RetryPolicy
 from mediaingest.worker.stage_runner import StageContext, execute_stage, record_attempt_failure
 
 log = structlog.stdlib.get_logger(__name__)
@@ -155,7 +155,7 @@ def _stage_process_main(settings: Settings, handle: JobHandle, asset_id: str, st
         if not isinstance(error, MediaIngestError):
             log.exception("asset.stage_crashed")
         decision = record_attempt_failure(
-            ctx, handle=handle, asset_id=asset_id, stage=stage, error=error, policy=RetryPolicy.from_settings(settings)
+            ctx, handle=handle, asset_id=asset_id, stage=stage, error=error, policy=RetryPolicy.for_stages(settings)
         )
         message = error.message if isinstance(error, MediaIngestError) else type(error).__name__
         report = AttemptReport(status="failed", reason=decision.reason, retry=decision.retry, message=message)

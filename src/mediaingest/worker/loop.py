@@ -28,11 +28,11 @@ from mediaingest.dispatch import build_dispatcher
 from mediaingest.models import MediaAsset
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.retry import RetryPolicy
 from mediaingest.storage import build_storage
 from mediaingest.webhooks.delivery import DeliveryPolicy, WebhookSender
 from mediaingest.worker import isolation, leases, progression
 from mediaingest.worker.jobs import JobHandle, log_entry
-from mediaingest.worker.retry import RetryPolicy
 from mediaingest.worker.stage_runner import StageContext, remove_orphaned_workspaces
 
 log = structlog.stdlib.get_logger(__name__)
@@ -44,7 +44,7 @@ class Worker:
         self.settings = ctx.settings
         self.concurrency = max(1, concurrency or ctx.settings.worker_concurrency)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.policy = RetryPolicy.from_settings(ctx.settings)
+        self.policy = RetryPolicy.for_stages(ctx.settings)
         self.stopping = threading.Event()
         # Set when a slot frees up (a finished job may have enqueued the next stages) or on stop:
         # the loop claims again at once instead of sleeping out its poll interval.

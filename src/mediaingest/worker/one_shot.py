@@ -20,11 +20,11 @@ from mediaingest.models import MediaAsset
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.retry import RetryDecision
 from mediaingest.storage import build_storage
 from mediaingest.worker import progression
 from mediaingest.worker.jobs import start_unleased_attempt
 from mediaingest.worker.queue import enqueue_stage
-from mediaingest.worker.retry import RetryDecision
 from mediaingest.worker.stage_runner import StageContext, execute_stage
 
 log = structlog.stdlib.get_logger(__name__)

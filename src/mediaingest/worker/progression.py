@@ -23,9 +23,9 @@ from mediaingest.models.enums import (
 )
 from mediaingest.pipeline.plan import stages_for
 from mediaingest.pipeline.types import MediaMetadata
+from mediaingest.retry import RetryDecision
 from mediaingest.worker.jobs import JobHandle, log_entry
 from mediaingest.worker.queue import enqueue_stage
-from mediaingest.worker.retry import RetryDecision
 
 log = structlog.stdlib.get_logger(__name__)
 

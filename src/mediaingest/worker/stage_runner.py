@@ -33,11 +33,11 @@ from mediaingest.pipeline import run_stage_function
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.types import StageOutput, StageResult
+from mediaingest.retry import RetryDecision, RetryPolicy
 from mediaingest.storage.base import Storage
 from mediaingest.storage.errors import PreconditionFailedError
 from mediaingest.worker import progression
 from mediaingest.worker.jobs import JobHandle
-from mediaingest.worker.retry import RetryDecision, RetryPolicy
 
 log = structlog.stdlib.get_logger(__name__)
 

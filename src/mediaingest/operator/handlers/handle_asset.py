@@ -33,7 +33,6 @@ from mediaingest.operator.handlers.reconcile import (
     TERMINAL_ASSET_PHASES,
     AssetFinished,
     AssetPhase,
-    RetryPolicy,
     StageFailed,
     StagePhase,
     format_time,
@@ -46,6 +45,7 @@ from mediaingest.operator.kube import KubeApi
 from mediaingest.operator.mirror import StatusMirror, apply_transitions
 from mediaingest.operator.model import AssetSpec, JobObservation
 from mediaingest.operator.settings import OperatorSettings
+from mediaingest.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
 
@@ -68,8 +68,9 @@ class OperatorContext:
     def policy(self) -> RetryPolicy:
         return RetryPolicy(
             max_attempts=self.settings.max_attempts,
-            backoff_base_seconds=self.settings.backoff_base_seconds,
-            backoff_max_seconds=self.settings.backoff_max_seconds,
+            base_seconds=self.settings.backoff_base_seconds,
+            max_seconds=self.settings.backoff_max_seconds,
+            jitter=0.0,  # the reconcile is a pure decision: the same input, the same retry time
         )
 
     def capacity_delay(self, priority: JobPriority) -> float:

@@ -25,6 +25,7 @@ from mediaingest.models.enums import Stage
 from mediaingest.operator import naming
 from mediaingest.operator.jobs import PERMANENT_EXIT_CODE
 from mediaingest.operator.model import AssetSpec, JobObservation, JobState
+from mediaingest.retry import RetryPolicy
 
 MESSAGE_LIMIT = 2048  # the CRD's maxLength for a stage message
 
@@ -59,17 +60,6 @@ MANAGED_KEYS = (
     "stages",
     "conditions",
 )
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int
-    backoff_base_seconds: float
-    backoff_max_seconds: float
-
-    def delay(self, failed_attempt: int) -> float:
-        """Exponential: base, 2×base, 4×base… after the 1st, 2nd, 3rd failed attempt, capped."""
-        return min(self.backoff_base_seconds * 2 ** (failed_attempt - 1), self.backoff_max_seconds)
 
 
 # --- what the handler has to carry out ------------------------------------------------------------
@@ -308,7 +298,7 @@ def _fold_failure(
         message = truncate(f"gave up after {attempt} attempts: {message}")
         entry.update(phase=StagePhase.FAILED.value, finishedAt=finished, message=message)
     else:
-        retry_at = now + timedelta(seconds=policy.delay(attempt))
+        retry_at = now + timedelta(seconds=policy.backoff(attempt))
         entry.update(
             phase=StagePhase.RETRYING.value, nextAttemptAt=format_time(retry_at, round_up=True), message=message
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mediaingest.exceptions import MediaUnreadableError, StorageError, TransientProcessingError
-from mediaingest.worker.retry import RetryPolicy
+from mediaingest.retry import RetryPolicy
 
 
 def test_permanent_failures_are_not_retried() -> None:
