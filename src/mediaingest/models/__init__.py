@@ -2,6 +2,7 @@
 
 from mediaingest.models.asset import AssetMetadata, AssetProxy, MediaAsset
 from mediaingest.models.job import IngestionJob
+from mediaingest.models.task import Task, TaskStatus
 from mediaingest.models.user import ApiToken, User
 from mediaingest.models.webhook import WebhookDelivery, WebhookDeliveryStatus, WebhookSecret
 
@@ -11,6 +12,8 @@ __all__ = [
     "AssetProxy",
     "IngestionJob",
     "MediaAsset",
+    "Task",
+    "TaskStatus",
     "User",
     "WebhookDelivery",
     "WebhookDeliveryStatus",

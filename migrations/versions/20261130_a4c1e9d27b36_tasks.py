@@ -1,0 +1,58 @@
+"""tasks: one queue for every background job
+
+Revision ID: a4c1e9d27b36
+Revises: 5b2f0c1d9a7e
+Create Date: 2026-11-30 20:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "a4c1e9d27b36"
+down_revision: str | None = "5b2f0c1d9a7e"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+JSON_TYPE = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "tasks",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("queue", sa.String(length=64), nullable=False),
+        sa.Column("payload", JSON_TYPE, nullable=False),
+        sa.Column("dedupe_key", sa.String(length=255), nullable=True),
+        sa.Column("priority", sa.Integer(), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", name="taskstatus", native_enum=False,
+                    length=32),
+            nullable=False,
+        ),  # fmt: skip
+        sa.Column("run_after", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("max_attempts", sa.Integer(), nullable=False),
+        sa.Column("lease_owner", sa.String(length=128), nullable=True),
+        sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tasks")),
+        sa.UniqueConstraint("dedupe_key", name=op.f("uq_tasks_dedupe_key")),
+    )
+    op.create_index("ix_tasks_claim", "tasks", ["status", "queue", "run_after", "priority"])
+    op.create_index("ix_tasks_lease_expiry", "tasks", ["status", "lease_expires_at"])
+    op.create_index("ix_tasks_finished", "tasks", ["status", "finished_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_tasks_finished", table_name="tasks")
+    op.drop_index("ix_tasks_lease_expiry", table_name="tasks")
+    op.drop_index("ix_tasks_claim", table_name="tasks")
+    op.drop_table("tasks")

@@ -1,0 +1,217 @@
+"""The task queue: defer, claim, heartbeat, finish, retry, cancel, reap. The only module that changes a
+task's state, and the only claim in the code base.
+
+Claiming is one statement: PostgreSQL takes due rows with `FOR UPDATE SKIP LOCKED` inside an
+`UPDATE … RETURNING`, so concurrent runners never block on or double-claim a row; SQLite runs the
+same statement in one short `BEGIN IMMEDIATE` transaction, which serializes writers anyway. A claim is
+a lease: the runner's heartbeat pushes its expiry forward, and `reap_expired` puts the tasks of a
+runner that stopped heartbeating back in the queue (or fails them, out of attempts). A retry is a
+decision of the task's `RetryPolicy`, applied here; nothing sleeps.
+
+Every function takes the caller's session and only flushes: the runner's unit of work commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from mediaingest.db import utcnow
+from mediaingest.models import Task, TaskStatus
+from mediaingest.retry import RetryDecision
+
+FINISHED = (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+def defer(
+    session: Session,
+    *,
+    name: str,
+    queue: str,
+    payload: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+    priority: int = 0,
+    max_attempts: int = 5,
+    run_after: datetime | None = None,
+) -> Task:
+    """Queues a task, in the caller's transaction (so it exists if and only if what caused it commits).
+
+    With `dedupe_key`, a task that already has the key is returned instead: deferring is idempotent.
+    """
+    if dedupe_key is not None:
+        existing = session.scalar(sa.select(Task).where(Task.dedupe_key == dedupe_key))
+        if existing is not None:
+            return existing
+    task = Task(
+        name=name,
+        queue=queue,
+        payload=payload or {},
+        dedupe_key=dedupe_key,
+        priority=priority,
+        max_attempts=max_attempts,
+        run_after=run_after or utcnow(),
+        status=TaskStatus.QUEUED,
+        attempts=0,
+    )
+    if dedupe_key is None:
+        session.add(task)
+        session.flush()
+        return task
+    # Two runners deferring the same periodic task at once: the unique key lets one insert win.
+    try:
+        with session.begin_nested():
+            session.add(task)
+            session.flush()
+    except sa.exc.IntegrityError:
+        winner = session.scalar(sa.select(Task).where(Task.dedupe_key == dedupe_key))
+        assert winner is not None
+        return winner
+    return task
+
+
+def claim(
+    session: Session, *, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float, now: datetime
+) -> Sequence[Task]:
+    """Takes up to `limit` due tasks of `queues` for `worker_id`, counting the attempt."""
+    if limit <= 0 or not queues:
+        return []
+    due = (Task.status == TaskStatus.QUEUED, Task.queue.in_(queues), Task.run_after <= now)
+    candidates = (
+        sa.select(Task.id)
+        .where(*due)
+        .order_by(Task.priority.desc(), Task.run_after, Task.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # ignored by SQLite, whose writers are already serialized
+        .scalar_subquery()
+    )
+    statement = (
+        sa.update(Task)
+        .where(Task.id.in_(candidates), *due)
+        .values(
+            status=TaskStatus.RUNNING,
+            lease_owner=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=Task.attempts + 1,
+            updated_at=now,
+        )
+        .returning(Task)
+        .execution_options(synchronize_session=False)
+    )
+    return session.scalars(statement).all()
+
+
+def _held(task_id: str, worker_id: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return (Task.id == task_id, Task.status == TaskStatus.RUNNING, Task.lease_owner == worker_id)
+
+
+def _update(session: Session, conditions: tuple[sa.ColumnElement[bool], ...], **values: Any) -> bool:
+    result = session.execute(
+        sa.update(Task).where(*conditions).values(**values).execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def heartbeat(session: Session, *, task_id: str, worker_id: str, lease_seconds: float, now: datetime) -> bool:
+    """Extends the lease; False when the task is no longer this runner's (cancelled, or reaped)."""
+    return _update(
+        session, _held(task_id, worker_id), lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now
+    )
+
+
+def holds(session: Session, *, task_id: str, worker_id: str) -> bool:
+    """Whether `worker_id` still holds the task: the fence every write on its behalf checks."""
+    return session.scalar(sa.select(Task.id).where(*_held(task_id, worker_id))) is not None
+
+
+def succeed(session: Session, *, task_id: str, worker_id: str, now: datetime) -> bool:
+    return _update(
+        session,
+        _held(task_id, worker_id),
+        status=TaskStatus.SUCCEEDED,
+        lease_owner=None,
+        lease_expires_at=None,
+        finished_at=now,
+        updated_at=now,
+        last_error=None,
+    )
+
+
+def fail(session: Session, *, task_id: str, worker_id: str, decision: RetryDecision, error: str, now: datetime) -> bool:
+    """Applies the retry policy's decision: queued again after its delay, or failed for good."""
+    values: dict[str, Any] = {
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "last_error": error[:4000],
+        "updated_at": now,
+    }
+    if decision.retry:
+        values |= {"status": TaskStatus.QUEUED, "run_after": now + timedelta(seconds=decision.delay_seconds)}
+    else:
+        values |= {"status": TaskStatus.FAILED, "finished_at": now}
+    return _update(session, _held(task_id, worker_id), **values)
+
+
+def release(session: Session, *, task_id: str, worker_id: str, now: datetime) -> bool:
+    """Gives the task back without counting the attempt (the runner is shutting down)."""
+    return _update(
+        session,
+        _held(task_id, worker_id),
+        status=TaskStatus.QUEUED,
+        lease_owner=None,
+        lease_expires_at=None,
+        attempts=Task.attempts - 1,
+        updated_at=now,
+    )
+
+
+def cancel(session: Session, *, dedupe_keys: Sequence[str], now: datetime | None = None) -> int:
+    """Cancels the unfinished tasks with these keys; a runner holding one notices at its next heartbeat."""
+    if not dedupe_keys:
+        return 0
+    result = session.execute(
+        sa.update(Task)
+        .where(Task.dedupe_key.in_(dedupe_keys), Task.status.not_in(FINISHED))
+        .values(status=TaskStatus.CANCELLED, lease_owner=None, lease_expires_at=None, finished_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Reaped:
+    requeued: list[Task]
+    failed: list[Task]  # out of attempts: their runners' deaths used the last one
+
+
+def reap_expired(session: Session, *, now: datetime) -> Reaped:
+    """Tasks whose runner stopped heartbeating go back to the queue, or fail when out of attempts."""
+    expired = (Task.status == TaskStatus.RUNNING, Task.lease_expires_at < now)
+    error = "the runner was lost during this attempt"
+    failed = session.scalars(
+        sa.update(Task)
+        .where(*expired, Task.attempts >= Task.max_attempts)
+        .values(status=TaskStatus.FAILED, lease_owner=None, lease_expires_at=None, finished_at=now,
+                last_error=error + "; no attempts left", updated_at=now)
+        .returning(Task)
+        .execution_options(synchronize_session=False)
+    ).all()  # fmt: skip
+    requeued = session.scalars(
+        sa.update(Task)
+        .where(*expired)
+        .values(status=TaskStatus.QUEUED, lease_owner=None, lease_expires_at=None, run_after=now,
+                last_error=error, updated_at=now)
+        .returning(Task)
+        .execution_options(synchronize_session=False)
+    ).all()  # fmt: skip
+    return Reaped(requeued=list(requeued), failed=list(failed))
+
+
+def prune_finished(session: Session, *, before: datetime) -> int:
+    """Deletes tasks finished before `before` (the records users see live elsewhere)."""
+    result = session.execute(sa.delete(Task).where(Task.status.in_(FINISHED), Task.finished_at < before))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
