@@ -174,8 +174,12 @@ def worker(
     metrics_port: Annotated[
         int | None, typer.Option(help="Prometheus port (WORKER_METRICS_PORT); 0 disables it.")
     ] = None,
+    queues: Annotated[
+        str,
+        typer.Option(help="Queues to run, comma-separated: stages (media work), default (deliveries, sweeps)."),
+    ] = "stages,default",
 ) -> None:
-    """Lease ingestion jobs from the database and run them until SIGTERM/SIGINT."""
+    """Run tasks from the database queue (stages, webhook deliveries, sweeps) until SIGTERM/SIGINT."""
     import signal
 
     from prometheus_client import start_http_server
@@ -188,7 +192,12 @@ def worker(
     port = settings.worker_metrics_port if metrics_port is None else metrics_port
     if port:
         start_http_server(port, addr=settings.host)
-    runner = Worker.from_settings(settings, concurrency=concurrency)
+    try:
+        runner = Worker.from_settings(
+            settings, concurrency=concurrency, queues=[name.strip() for name in queues.split(",") if name.strip()]
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--queues") from None
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())
     runner.run()

@@ -1,6 +1,7 @@
 """Handing a confirmed asset to an executor: the local worker queue or the Kubernetes operator.
 
-`EXECUTOR=local` (default) writes IngestionJob rows that `mediaingest worker` leases;
+`EXECUTOR=local` (default) writes IngestionJob rows and their `stages.run` tasks, which
+`mediaingest worker` claims from the task queue;
 `EXECUTOR=kubernetes` creates a MediaAsset custom resource that the operator reconciles into one
 Kubernetes Job per stage. Both run the same stage code (`mediaingest.worker.stage_runner`).
 """

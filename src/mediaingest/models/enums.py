@@ -88,7 +88,7 @@ _PRIORITY_RANK = {JobPriority.LOW: 0, JobPriority.NORMAL: 1, JobPriority.HIGH: 2
 
 
 class Stage(StrEnum):
-    """A pipeline stage: the unit the local worker leases and the operator runs as one Kubernetes Job."""
+    """A pipeline stage: one task on the local worker's queue, or one Kubernetes Job of the operator."""
 
     PROBE = "probe"
     PROXIES = "proxies"

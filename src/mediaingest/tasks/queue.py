@@ -1,8 +1,8 @@
 """The task queue: defer, claim, heartbeat, finish, retry, cancel, reap. The only module that changes a
 task's state, and the only claim in the code base.
 
-Claiming is one statement: PostgreSQL takes due rows with `FOR UPDATE SKIP LOCKED` inside an
-`UPDATE … RETURNING`, so concurrent runners never block on or double-claim a row; SQLite runs the
+Claiming is one statement: PostgreSQL takes due rows with `FOR UPDATE SKIP LOCKED` in a CTE that
+feeds an `UPDATE … RETURNING`, so concurrent runners never block on or double-claim a row; SQLite runs the
 same statement in one short `BEGIN IMMEDIATE` transaction, which serializes writers anyway. A claim is
 a lease: the runner's heartbeat pushes its expiry forward, and `reap_expired` puts the tasks of a
 runner that stopped heartbeating back in the queue (or fails them, out of attempts). A retry is a
@@ -81,17 +81,19 @@ def claim(
     if limit <= 0 or not queues:
         return []
     due = (Task.status == TaskStatus.QUEUED, Task.queue.in_(queues), Task.run_after <= now)
+    # A CTE, not `id IN (subquery)`: PostgreSQL may run such a subquery once per outer row, and with
+    # LIMIT … SKIP LOCKED each run picks other rows (seen: limit 1 claimed three). A locking CTE runs once.
     candidates = (
         sa.select(Task.id)
         .where(*due)
         .order_by(Task.priority.desc(), Task.run_after, Task.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)  # ignored by SQLite, whose writers are already serialized
-        .scalar_subquery()
+        .cte("candidates")
     )
     statement = (
         sa.update(Task)
-        .where(Task.id.in_(candidates), *due)
+        .where(Task.id == candidates.c.id, *due)
         .values(
             status=TaskStatus.RUNNING,
             lease_owner=worker_id,

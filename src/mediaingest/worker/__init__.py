@@ -1,1 +1,1 @@
-"""The local executor: a job queue in the database, leases, retries, and the worker loop."""
+"""The local executor: stage tasks on the task queue, the stage processes that run them, and the runner."""

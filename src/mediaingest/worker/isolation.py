@@ -66,6 +66,7 @@ class AttemptReport:
     status: str  # "completed" | "cancelled" | "failed"
     reason: str | None = None  # when failed: "permanent" | "transient" | "exhausted"
     retry: bool = False
+    delay_seconds: float = 0.0  # when retried: the backoff the policy chose
     message: str = ""
     peak_rss_bytes: int = 0  # the stage process itself (Python, Pillow)
     tools_peak_rss_bytes: int = 0  # the largest of its ffmpeg/ffprobe children
@@ -113,7 +114,13 @@ def run_attempt(
     cause = signal.Signals(-exitcode).name if exitcode < 0 else f"exit code {exitcode}"
     error = TransientProcessingError(f"the {stage.value} stage process died ({cause})")
     decision = record_attempt_failure(ctx, handle=handle, asset_id=asset_id, stage=stage, error=error, policy=policy)
-    return AttemptReport(status="failed", reason=decision.reason, retry=decision.retry, message=error.message)
+    return AttemptReport(
+        status="failed",
+        reason=decision.reason,
+        retry=decision.retry,
+        delay_seconds=decision.delay_seconds,
+        message=error.message,
+    )
 
 
 def _signal_group(pid: int | None, signum: signal.Signals) -> None:
@@ -158,7 +165,13 @@ def _stage_process_main(settings: Settings, handle: JobHandle, asset_id: str, st
             ctx, handle=handle, asset_id=asset_id, stage=stage, error=error, policy=RetryPolicy.for_stages(settings)
         )
         message = error.message if isinstance(error, MediaIngestError) else type(error).__name__
-        report = AttemptReport(status="failed", reason=decision.reason, retry=decision.retry, message=message)
+        report = AttemptReport(
+            status="failed",
+            reason=decision.reason,
+            retry=decision.retry,
+            delay_seconds=decision.delay_seconds,
+            message=message,
+        )
     finally:
         engine.dispose()
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
@@ -168,6 +181,7 @@ def _stage_process_main(settings: Settings, handle: JobHandle, asset_id: str, st
             status=report.status,
             reason=report.reason,
             retry=report.retry,
+            delay_seconds=report.delay_seconds,
             message=report.message,
             peak_rss_bytes=own,
             tools_peak_rss_bytes=tools,

@@ -1,15 +1,15 @@
-"""State changes of one IngestionJob row, fenced by its lease when a local worker holds one.
+"""State changes of one IngestionJob row, fenced by its runner when a local worker runs it.
 
-A Kubernetes Job runs a stage without a lease (the operator owns attempts); a local worker passes
-its `lease_owner`, so a worker that lost its lease (reaped, cancelled, asset deleted) can no longer
-write: every update matches zero rows and the worker stops.
+A Kubernetes Job runs a stage without a runner id (the operator owns attempts); a local worker
+passes its id (`lease_owner`, set when it started the attempt), so a worker whose task was reaped
+or cancelled can no longer write: every update matches zero rows and the worker stops. The lease
+itself is the task's (`mediaingest.tasks.queue`); the row only names who runs the attempt.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,11 +63,6 @@ class JobHandle:
         self._last_progress_write = now
         with session_scope(session_factory) as session:
             return self.update(session, progress=round(max(0.0, min(1.0, fraction)) * 100, 1), message=message[:1024])
-
-    def heartbeat(self, session_factory: SessionFactory, lease_seconds: int) -> bool:
-        now = utcnow()
-        with session_scope(session_factory) as session:
-            return self.update(session, lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now)
 
 
 def start_unleased_attempt(session: Session, *, job: IngestionJob, attempt: int) -> JobHandle:

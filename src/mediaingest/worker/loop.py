@@ -1,9 +1,13 @@
-"""The local worker: leases jobs from the database and runs them, several at once.
+"""The runner: claims tasks from its queues and runs them, several at once.
 
-One thread claims (and reaps, and sweeps); a pool of threads each watch one stage attempt, which runs
-in a process of its own (`isolation`: media work never shares memory with the worker, or with the
-API that hosts the embedded default); each running job has a heartbeat here that extends its lease
-and notices cancellation. SIGTERM stops claiming and lets running jobs finish.
+One thread ticks: it defers the periodic tasks that are due (once per period across every runner),
+then claims as many tasks of each queue as that queue has free slots, and hands each to a thread.
+A `stages` task runs its stage in a process of its own (`isolation`), so its slots are the machine's
+share of media work; `default` tasks (webhook deliveries, sweeps, reaping) are light and many. A
+heartbeat thread extends the lease of every task this runner holds and notices the ones it lost
+(cancelled, or reaped after a stall): their work is stopped. Failures become the task's retry
+policy's decisions, applied to the task in the same unit of work that records them where users see
+them. SIGTERM stops claiming and lets running tasks finish.
 """
 
 from __future__ import annotations
@@ -14,50 +18,67 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import structlog
 
-from mediaingest import metrics
-from mediaingest.assets.service import AssetService
 from mediaingest.config import Settings
 from mediaingest.db import create_db_engine, create_session_factory, session_scope, utcnow
-from mediaingest.dispatch import build_dispatcher
-from mediaingest.models import MediaAsset
-from mediaingest.models.enums import Stage
+from mediaingest.exceptions import MediaIngestError
+from mediaingest.models import Task
 from mediaingest.pipeline.options import PipelineOptions
-from mediaingest.retry import RetryPolicy
+from mediaingest.retry import RetryDecision
 from mediaingest.storage import build_storage
+from mediaingest.tasks import periodic, queue
+from mediaingest.tasks.catalog import REGISTRY
+from mediaingest.tasks.registry import DEFAULT_QUEUE, QUEUES, STAGES_QUEUE, RecordedFailure, TaskCancelled, TaskRun
 from mediaingest.webhooks.delivery import DeliveryPolicy, WebhookSender
-from mediaingest.worker import isolation, leases, progression
-from mediaingest.worker.jobs import JobHandle, log_entry
+from mediaingest.worker import isolation
 from mediaingest.worker.stage_runner import StageContext, remove_orphaned_workspaces
 
 log = structlog.stdlib.get_logger(__name__)
 
+DEFAULT_QUEUE_SLOTS = 4  # deliveries and chores wait on the network, not the CPU
+PERIODIC_CHECK_SECONDS = 1.0
+
 
 class Worker:
-    def __init__(self, ctx: StageContext, *, concurrency: int | None = None, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        ctx: StageContext,
+        *,
+        concurrency: int | None = None,
+        worker_id: str | None = None,
+        queues: Sequence[str] = QUEUES,
+    ) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
-        self.concurrency = max(1, concurrency or ctx.settings.worker_concurrency)
+        unknown = set(queues) - set(QUEUES)
+        if unknown:
+            raise ValueError(f"unknown queues {sorted(unknown)}; the queues are {list(QUEUES)}")
+        self.queues = tuple(queues)
+        stage_slots = max(1, concurrency or ctx.settings.worker_concurrency)
+        self.slots = {STAGES_QUEUE: stage_slots, DEFAULT_QUEUE: DEFAULT_QUEUE_SLOTS}
+        self.concurrency = stage_slots
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.policy = RetryPolicy.for_stages(ctx.settings)
         self.stopping = threading.Event()
-        # Set when a slot frees up (a finished job may have enqueued the next stages) or on stop:
-        # the loop claims again at once instead of sleeping out its poll interval.
+        # Set when a slot frees up (a finished stage may have queued the next ones) or on stop: the
+        # loop claims again at once instead of sleeping out its poll interval.
         self._wake = threading.Event()
-        self._running: dict[str, threading.Event] = {}
+        self._running: dict[str, TaskRun] = {}
+        self._running_by_queue = dict.fromkeys(QUEUES, 0)
         self._lock = threading.Lock()
-        self._last_sweep = 0.0
+        self._last_periodic = 0.0
         self.webhooks = WebhookSender(
             ctx.session_factory, worker_id=self.worker_id, policy=DeliveryPolicy.from_settings(ctx.settings)
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, **kwargs: object) -> Worker:
+    def from_settings(
+        cls, settings: Settings, *, concurrency: int | None = None, queues: Sequence[str] = QUEUES
+    ) -> Worker:
         engine = create_db_engine(settings.resolved_database_url, pool_size=max(4, settings.worker_concurrency * 2))
         ctx = StageContext(
             settings=settings,
@@ -65,21 +86,26 @@ class Worker:
             storage=build_storage(settings),
             options=PipelineOptions.from_settings(settings),
         )
-        return cls(ctx, **kwargs)  # type: ignore[arg-type]
+        return cls(ctx, concurrency=concurrency, queues=queues)
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self) -> None:
-        log.info("worker.started", worker_id=self.worker_id, concurrency=self.concurrency)
-        isolation.warm_up()
-        removed = remove_orphaned_workspaces(self.settings)
-        if removed:
-            log.info("worker.orphaned_workspaces_removed", count=removed)
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="stage") as pool:
+        log.info("worker.started", worker_id=self.worker_id, queues=list(self.queues), stage_slots=self.concurrency)
+        if STAGES_QUEUE in self.queues:
+            isolation.warm_up()
+            removed = remove_orphaned_workspaces(self.settings)
+            if removed:
+                log.info("worker.orphaned_workspaces_removed", count=removed)
+        heartbeat = threading.Thread(target=self._heartbeat, name="task-heartbeat", daemon=True)
+        heartbeat.start()
+        pool_size = sum(self.slots[name] for name in self.queues)
+        with ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="task") as pool:
             while not self.stopping.is_set():
                 claimed = self.tick(pool)
                 if not claimed:
                     self._wake.wait(self.settings.worker_poll_interval_seconds)
                     self._wake.clear()
+        heartbeat.join(timeout=5)
         self.webhooks.close()
         log.info("worker.stopped", worker_id=self.worker_id)
 
@@ -92,123 +118,112 @@ class Worker:
         self._wake.set()
 
     def tick(self, pool: ThreadPoolExecutor) -> int:
-        """Reap, sweep when due, claim as many jobs as there are free slots. Returns how many were claimed."""
+        """Defers due periodic tasks, claims what the free slots can take. Returns how many were claimed."""
         try:
-            self._maintenance()
-            with self._lock:
-                free = self.concurrency - len(self._running)
-            if free <= 0:
-                return 0
-            with session_scope(self.ctx.session_factory) as session:
-                jobs = leases.claim_jobs(
-                    session,
-                    worker_id=self.worker_id,
-                    limit=free,
-                    lease_seconds=self.settings.worker_lease_seconds,
-                    now=utcnow(),
-                )
-                claimed = [(job.id, job.asset_id, Stage.for_job_type(job.type), job.attempts) for job in jobs]
+            if time.monotonic() - self._last_periodic >= PERIODIC_CHECK_SECONDS:
+                self._last_periodic = time.monotonic()
+                with session_scope(self.ctx.session_factory) as session:
+                    periodic.defer_due(session, self.settings, now=utcnow())
+            if DEFAULT_QUEUE in self.queues:
+                self.webhooks.dispatch_due()  # claims and hands off; the POSTs run in the sender's threads
+            runs: list[tuple[str, TaskRun]] = []
+            for name in self.queues:
+                with self._lock:
+                    free = self.slots[name] - self._running_by_queue[name]
+                if free <= 0:
+                    continue
+                with session_scope(self.ctx.session_factory) as session:
+                    tasks = queue.claim(
+                        session,
+                        worker_id=self.worker_id,
+                        queues=[name],
+                        limit=free,
+                        lease_seconds=self.settings.worker_lease_seconds,
+                        now=utcnow(),
+                    )
+                    runs += [
+                        (name, TaskRun(task.id, task.name, dict(task.payload), task.attempts, task.max_attempts,
+                                       self.worker_id))
+                        for task in tasks
+                    ]  # fmt: skip
         except Exception:
             log.exception("worker.tick_failed")
             return 0
-        for job_id, asset_id, stage, attempt in claimed:
-            cancel = threading.Event()
+        for queue_name, run in runs:
             with self._lock:
-                self._running[job_id] = cancel
-            handle = JobHandle(job_id=job_id, lease_owner=self.worker_id, attempt=attempt)
-            future: Future[None] = pool.submit(self._run_job, handle, asset_id, stage, cancel)
-            future.add_done_callback(functools.partial(self._forget, job_id))
-        return len(claimed)
+                self._running[run.task_id] = run
+                self._running_by_queue[queue_name] += 1
+            future: Future[None] = pool.submit(self._execute, run)
+            future.add_done_callback(functools.partial(self._forget, run.task_id, queue_name))
+        return len(runs)
 
-    def _forget(self, job_id: str, _done: Future[None]) -> None:
+    def _forget(self, task_id: str, queue_name: str, _done: Future[None]) -> None:
         with self._lock:
-            self._running.pop(job_id, None)
+            self._running.pop(task_id, None)
+            self._running_by_queue[queue_name] -= 1
         self._wake.set()
 
-    def _maintenance(self) -> None:
-        with session_scope(self.ctx.session_factory) as session:
-            reaped = leases.reap_expired_leases(session, now=utcnow())
-            for asset_id, job_type, error in reaped.failed:
-                asset = session.get(MediaAsset, asset_id)
-                if asset is not None:
-                    progression.fail_asset(session, asset, stage=Stage.for_job_type(job_type), error=error)
-        if reaped.count:
-            log.warning("worker.leases_reaped", count=reaped.count)
-        self.webhooks.dispatch_due()  # claims and hands off; the POSTs run in the sender's own threads
-        if time.monotonic() - self._last_sweep >= self.settings.sweep_interval_seconds:
-            self._last_sweep = time.monotonic()
-            service = AssetService(
-                settings=self.settings, storage=self.ctx.storage, dispatcher=build_dispatcher(self.settings)
-            )
-            with session_scope(self.ctx.session_factory) as session:
-                expired = service.sweep_expired_uploads(session)
-            with session_scope(self.ctx.session_factory) as session:
-                strays = service.reap_stray_uploads(session)
-            if expired or strays:
-                log.info("worker.uploads_swept", expired=expired, strays_removed=strays)
-
-    # --- one job ------------------------------------------------------------------------------
-    def _run_job(self, handle: JobHandle, asset_id: str, stage: Stage, cancel: threading.Event) -> None:
-        structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage.value, job_id=handle.job_id)
-        heartbeat = threading.Thread(target=self._heartbeat, args=(handle, cancel), daemon=True)
-        heartbeat.start()
-        started = time.monotonic()
-        job_type = stage.job_type.value
+    # --- one task -----------------------------------------------------------------------------
+    def _execute(self, run: TaskRun) -> None:
+        structlog.contextvars.bind_contextvars(task_id=run.task_id, task=run.name, attempt=run.attempt)
+        spec = REGISTRY.get(run.name)
         try:
-            report = isolation.run_attempt(
-                self.ctx, handle=handle, asset_id=asset_id, stage=stage, cancel=cancel, policy=self.policy
-            )
-            self._observe(handle, job_type, report)
-        except Exception:
-            log.exception("worker.job_crashed")  # starting the stage process failed; the lease reaper retries
+            if spec is None:
+                raise RuntimeError(f"no task named {run.name!r} is registered")
+            spec.function(self.ctx, run)
+            with session_scope(self.ctx.session_factory) as session:
+                queue.succeed(session, task_id=run.task_id, worker_id=self.worker_id, now=utcnow())
+        except TaskCancelled:
+            log.info("task.cancelled")
+        except RecordedFailure as failure:
+            with session_scope(self.ctx.session_factory) as session:
+                queue.fail(session, task_id=run.task_id, worker_id=self.worker_id, decision=failure.decision,
+                           error=failure.message, now=utcnow())  # fmt: skip
+        except Exception as error:
+            self._record_failure(run, error)
         finally:
-            cancel.set()  # stops the heartbeat
-            heartbeat.join(timeout=5)
-            metrics.ingestion_jobs_duration_seconds.labels(type=job_type).observe(time.monotonic() - started)
             structlog.contextvars.clear_contextvars()
 
-    def _observe(self, handle: JobHandle, job_type: str, report: isolation.AttemptReport) -> None:
-        """Metrics and the job's log from what the stage process reported (it recorded the outcome)."""
-        if report.status == "failed":
-            status = "retrying" if report.retry else "failed"
-            metrics.ingestion_jobs_total.labels(type=job_type, status=status).inc()
-            metrics.ingestion_jobs_failed_total.labels(type=job_type, reason=report.reason or "transient").inc()
+    def _record_failure(self, run: TaskRun, error: Exception) -> None:
+        message = error.message if isinstance(error, MediaIngestError) else f"{type(error).__name__}: {error}"
+        if not isinstance(error, MediaIngestError):
+            log.exception("task.crashed")
+        spec = REGISTRY.get(run.name)
+        if spec is None:  # a task this version does not know: retrying cannot help
+            decision = RetryDecision(retry=False, delay_seconds=0.0, reason="permanent")
         else:
-            metrics.ingestion_jobs_total.labels(type=job_type, status=report.status).inc()
-            if report.status == "cancelled":
-                metrics.ingestion_jobs_failed_total.labels(type=job_type, reason="cancelled").inc()
-        if report.peak_rss_bytes:
-            metrics.ingestion_stage_peak_rss_bytes.labels(type=job_type, process="stage").observe(report.peak_rss_bytes)
-            metrics.ingestion_stage_peak_rss_bytes.labels(type=job_type, process="tools").observe(
-                report.tools_peak_rss_bytes
-            )
-            with session_scope(self.ctx.session_factory) as session:
-                handle.append_log(
-                    session,
-                    log_entry(
-                        "job.resources",
-                        attempt=handle.attempt,
-                        peakRssBytes=report.peak_rss_bytes,
-                        toolsPeakRssBytes=report.tools_peak_rss_bytes,
-                        pid=report.pid,
-                    ),
-                )
-            log.info(
-                "asset.stage_resources",
-                status=report.status,
-                peak_rss_mb=round(report.peak_rss_bytes / 2**20, 1),
-                tools_peak_rss_mb=round(report.tools_peak_rss_bytes / 2**20, 1),
-            )
+            decision = spec.retry(self.settings).decide(error, attempts=run.attempt, max_attempts=run.max_attempts)
+        with session_scope(self.ctx.session_factory) as session:
+            failed = queue.fail(session, task_id=run.task_id, worker_id=self.worker_id, decision=decision,
+                                error=message, now=utcnow())  # fmt: skip
+            task = session.get(Task, run.task_id)
+            if failed and spec is not None and spec.on_failure is not None and task is not None:
+                spec.on_failure(session, task, message, decision)
+        log.warning("task.failed", error=message, retry=decision.retry, delay_seconds=round(decision.delay_seconds, 2))
 
-    def _heartbeat(self, handle: JobHandle, cancel: threading.Event) -> None:
+    # --- leases -------------------------------------------------------------------------------
+    def _heartbeat(self) -> None:
+        """Extends every held lease; a task whose lease is gone (cancelled, reaped) is stopped."""
         interval = max(0.2, min(self.settings.worker_heartbeat_seconds, self.settings.worker_lease_seconds / 3))
-        while not cancel.wait(interval):
-            try:
-                if not handle.heartbeat(self.ctx.session_factory, self.settings.worker_lease_seconds):
-                    log.info("asset.stage_lease_lost")
-                    cancel.set()
-            except Exception:
-                log.exception("worker.heartbeat_failed")
+        while not (self.stopping.is_set() and not self._running):
+            time.sleep(interval)
+            with self._lock:
+                held = list(self._running.values())
+            for run in held:
+                try:
+                    with session_scope(self.ctx.session_factory) as session:
+                        kept = queue.heartbeat(
+                            session,
+                            task_id=run.task_id,
+                            worker_id=self.worker_id,
+                            lease_seconds=self.settings.worker_lease_seconds,
+                            now=utcnow(),
+                        )
+                    if not kept and not run.cancel.is_set():
+                        log.info("task.lease_lost", task_id=run.task_id, task=run.name)
+                        run.cancel.set()
+                except Exception:
+                    log.exception("worker.heartbeat_failed")
 
 
 @contextmanager

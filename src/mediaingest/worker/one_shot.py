@@ -24,7 +24,7 @@ from mediaingest.retry import RetryDecision
 from mediaingest.storage import build_storage
 from mediaingest.worker import progression
 from mediaingest.worker.jobs import start_unleased_attempt
-from mediaingest.worker.queue import enqueue_stage
+from mediaingest.worker.queue import ensure_job
 from mediaingest.worker.stage_runner import StageContext, execute_stage
 
 log = structlog.stdlib.get_logger(__name__)
@@ -51,7 +51,7 @@ def run_one_stage(settings: Settings, *, asset_id: str, stage: Stage, attempt: i
         if asset is None:
             log.info("asset.stage_skipped", reason="asset deleted")
             return EXIT_OK
-        job = enqueue_stage(session, asset=asset, stage=stage, max_attempts=settings.job_max_attempts)
+        job = ensure_job(session, asset=asset, stage=stage, max_attempts=settings.job_max_attempts)
         handle = start_unleased_attempt(session, job=job, attempt=attempt)
     started = time.monotonic()
     job_type = stage.job_type.value

@@ -24,7 +24,7 @@ from mediaingest.models.enums import (
 from mediaingest.pipeline.plan import stages_for
 from mediaingest.pipeline.types import MediaMetadata
 from mediaingest.retry import RetryDecision
-from mediaingest.worker.jobs import JobHandle, log_entry
+from mediaingest.worker.jobs import MAX_LOG_ENTRIES, JobHandle, log_entry
 from mediaingest.worker.queue import enqueue_stage
 
 log = structlog.stdlib.get_logger(__name__)
@@ -41,6 +41,51 @@ def metadata_of(asset: MediaAsset) -> MediaMetadata | None:
 
 def plan_for(asset: MediaAsset) -> list[Stage]:
     return stages_for(asset.type, metadata_of(asset))
+
+
+def stage_started(session: Session, *, job: IngestionJob, worker_id: str, attempt: int) -> JobHandle:
+    """A runner took the stage's task: the row shows the attempt and is fenced by the runner's id."""
+    now = utcnow()
+    job.status = IngestionJobStatus.RUNNING
+    job.attempts = attempt
+    job.lease_owner = worker_id
+    job.heartbeat_at = now
+    job.started_at = job.started_at or now
+    job.finished_at = None
+    job.progress = 0.0
+    job.error = None
+    job.message = f"attempt {attempt} running"
+    job.logs = [*(job.logs or []), log_entry("job.started", attempt=attempt)][-MAX_LOG_ENTRIES:]
+    session.flush()
+    return JobHandle(job_id=job.id, lease_owner=worker_id, attempt=attempt)
+
+
+def stage_reaped(session: Session, *, job: IngestionJob, stage: Stage, failed: bool) -> None:
+    """The runner of the stage's attempt was lost: retried (the task is queued again), or out of attempts."""
+    if job.status in (IngestionJobStatus.COMPLETED, IngestionJobStatus.FAILED, IngestionJobStatus.CANCELLED):
+        return
+    now = utcnow()
+    job.lease_owner = None
+    job.lease_expires_at = None
+    if failed:
+        error = "worker lost during the last attempt; no attempts left"
+        job.status, job.finished_at, job.error, job.message = (
+            IngestionJobStatus.FAILED,
+            now,
+            error,
+            "failed: worker lost",
+        )
+        asset = session.get(MediaAsset, job.asset_id)
+        if asset is not None:
+            fail_asset(session, asset, stage=stage, error=error)
+    else:
+        job.status, job.retries, job.message = (
+            IngestionJobStatus.RETRYING,
+            (job.retries or 0) + 1,
+            "worker lost; retrying",
+        )
+    job.logs = [*(job.logs or []), log_entry("job.reaped", attempt=job.attempts, failed=failed)][-MAX_LOG_ENTRIES:]
+    session.flush()
 
 
 def mark_processing(session: Session, asset: MediaAsset) -> None:

@@ -1,4 +1,5 @@
-"""Putting ingestion work on the database queue: one IngestionJob row per (asset, stage)."""
+"""Putting ingestion work on the task queue: one IngestionJob row (what users see) and one `stages.run`
+task (what a runner claims) per (asset, stage), created together in the caller's transaction."""
 
 from __future__ import annotations
 
@@ -8,12 +9,19 @@ from sqlalchemy.orm import Session
 from mediaingest.db import utcnow
 from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.models.enums import IngestionJobStatus, Stage
+from mediaingest.tasks import queue
+from mediaingest.tasks.registry import STAGES_QUEUE
 
+RUN_STAGE = "stages.run"
 _FINISHED = (IngestionJobStatus.COMPLETED, IngestionJobStatus.FAILED, IngestionJobStatus.CANCELLED)
 
 
-def enqueue_stage(session: Session, *, asset: MediaAsset, stage: Stage, max_attempts: int) -> IngestionJob:
-    """Creates the stage's job, or returns the existing one: dispatching twice is harmless."""
+def stage_task_key(asset_id: str, stage: Stage) -> str:
+    return f"stage:{asset_id}:{stage.value}"
+
+
+def ensure_job(session: Session, *, asset: MediaAsset, stage: Stage, max_attempts: int) -> IngestionJob:
+    """The stage's job row, created if missing (the Kubernetes executor's pods and mirror use it alone)."""
     job = session.scalar(
         sa.select(IngestionJob).where(IngestionJob.asset_id == asset.id, IngestionJob.type == stage.job_type)
     )
@@ -34,8 +42,24 @@ def enqueue_stage(session: Session, *, asset: MediaAsset, stage: Stage, max_atte
     return job
 
 
+def enqueue_stage(session: Session, *, asset: MediaAsset, stage: Stage, max_attempts: int) -> IngestionJob:
+    """The job row and its task; doing it twice is harmless (both are found by their keys)."""
+    job = ensure_job(session, asset=asset, stage=stage, max_attempts=max_attempts)
+    queue.defer(
+        session,
+        name=RUN_STAGE,
+        queue=STAGES_QUEUE,
+        payload={"assetId": asset.id, "stage": stage.value, "jobId": job.id},
+        dedupe_key=stage_task_key(asset.id, stage),
+        priority=asset.priority.rank,
+        max_attempts=max_attempts,
+    )
+    return job
+
+
 def cancel_jobs(session: Session, *, asset_id: str) -> int:
-    """Marks the asset's unfinished jobs CANCELLED; a worker running one notices at its next heartbeat."""
+    """Cancels the asset's unfinished jobs and their tasks; a runner holding one notices at its next heartbeat."""
+    queue.cancel(session, dedupe_keys=[stage_task_key(asset_id, stage) for stage in Stage])
     result = session.execute(
         sa.update(IngestionJob)
         .where(IngestionJob.asset_id == asset_id, IngestionJob.status.not_in(_FINISHED))

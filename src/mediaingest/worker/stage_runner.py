@@ -1,6 +1,6 @@
 """Running one attempt of one stage for one asset: the code both executors share.
 
-The local worker calls `execute_stage` for each job it leases; a Kubernetes Job calls it through
+The local worker's stage processes call `execute_stage` for each stage task it claims; a Kubernetes Job calls it through
 `mediaingest run-stage`. It downloads the source into a private temp folder, runs the pure stage
 function from `mediaingest.pipeline`, uploads the outputs under deterministic keys, and records
 rows and the job's completion in one transaction. Re-running a stage replaces its outputs; objects

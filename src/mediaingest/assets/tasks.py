@@ -1,0 +1,30 @@
+"""The upload sweep, as a periodic task: expire abandoned uploads, remove stray objects."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mediaingest.assets.service import AssetService
+from mediaingest.db import session_scope
+from mediaingest.dispatch import build_dispatcher
+from mediaingest.tasks.registry import DEFAULT_QUEUE, TaskRun, TaskSpec
+
+if TYPE_CHECKING:
+    from mediaingest.worker.stage_runner import StageContext
+
+log = structlog.stdlib.get_logger(__name__)
+
+
+def sweep_uploads(ctx: StageContext, run: TaskRun) -> None:
+    service = AssetService(settings=ctx.settings, storage=ctx.storage, dispatcher=build_dispatcher(ctx.settings))
+    with session_scope(ctx.session_factory) as session:
+        expired = service.sweep_expired_uploads(session)
+    with session_scope(ctx.session_factory) as session:
+        strays = service.reap_stray_uploads(session)
+    if expired or strays:
+        log.info("uploads.swept", expired=expired, strays_removed=strays)
+
+
+SWEEP = TaskSpec(name="uploads.sweep", queue=DEFAULT_QUEUE, function=sweep_uploads)

@@ -1,0 +1,120 @@
+"""Stage runs as tasks, against the real databases: one job row and one task per (asset, stage), priority
+from the asset, the job row following its task when a runner is lost, cancellation with the asset."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from mediaingest.db import SessionFactory, create_db_engine, create_session_factory, session_scope, utcnow
+from mediaingest.models import IngestionJob, MediaAsset, Task, TaskStatus, User
+from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, JobPriority, Stage, UploadStatus
+from mediaingest.tasks import queue
+from mediaingest.tasks.registry import STAGES_QUEUE, TaskRun
+from mediaingest.worker.queue import cancel_jobs, enqueue_stage
+from mediaingest.worker.stage_runner import StageContext
+from mediaingest.worker.stage_tasks import RUN
+
+
+def _seed(factory: SessionFactory, *, priorities: list[JobPriority]) -> list[str]:
+    ids = []
+    with session_scope(factory) as session:
+        user = User(email=None)
+        session.add(user)
+        session.flush()
+        for index, priority in enumerate(priorities):
+            asset = MediaAsset(
+                owner_id=user.id, name=f"{index}.mp4", original_name=f"{index}.mp4", type="VIDEO", file_size=1,
+                mime_type="video/mp4", upload_status=UploadStatus.UPLOADED, storage_bucket="incoming",
+                storage_key=f"uploads/{user.id}/{index}.mp4", upload_expires_at=utcnow(), priority=priority,
+            )  # fmt: skip
+            session.add(asset)
+            session.flush()
+            ids.append(enqueue_stage(session, asset=asset, stage=Stage.PROBE, max_attempts=2).asset_id)
+    return ids
+
+
+def test_enqueueing_twice_makes_one_job_and_one_task(database_url: str) -> None:
+    engine = create_db_engine(database_url)
+    factory = create_session_factory(engine)
+    [asset_id] = _seed(factory, priorities=[JobPriority.NORMAL])
+    with session_scope(factory) as session:
+        asset = session.get(MediaAsset, asset_id)
+        assert asset is not None
+        enqueue_stage(session, asset=asset, stage=Stage.PROBE, max_attempts=2)
+    with factory() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(IngestionJob)) == 1
+        [task] = session.scalars(sa.select(Task)).all()
+        assert (task.name, task.queue, task.payload["stage"]) == ("stages.run", STAGES_QUEUE, "probe")
+    engine.dispose()
+
+
+def test_stage_tasks_are_claimed_by_the_assets_priority(database_url: str) -> None:
+    engine = create_db_engine(database_url)
+    factory = create_session_factory(engine)
+    ids = _seed(factory, priorities=[JobPriority.LOW, JobPriority.URGENT, JobPriority.NORMAL])
+    order = []
+    for _ in range(3):
+        with session_scope(factory) as session:
+            [task] = queue.claim(session, worker_id="w", queues=[STAGES_QUEUE], limit=1, lease_seconds=60, now=utcnow())
+            order.append(task.payload["assetId"])
+    assert order == [ids[1], ids[2], ids[0]]
+    engine.dispose()
+
+
+def _claim_and_start(factory: SessionFactory, worker_id: str, *, lease_seconds: float, now) -> Task:  # type: ignore[no-untyped-def]
+    from mediaingest.worker import progression
+
+    with session_scope(factory) as session:
+        [task] = queue.claim(session, worker_id=worker_id, queues=[STAGES_QUEUE], limit=1,
+                             lease_seconds=lease_seconds, now=now)  # fmt: skip
+        job = session.get(IngestionJob, task.payload["jobId"])
+        assert job is not None
+        progression.stage_started(session, job=job, worker_id=worker_id, attempt=task.attempts)
+        return task
+
+
+def test_a_lost_runner_leaves_the_job_retrying_then_failed(database_url: str) -> None:
+    from mediaingest.tasks.maintenance import reap
+
+    engine = create_db_engine(database_url)
+    factory = create_session_factory(engine)
+    [asset_id] = _seed(factory, priorities=[JobPriority.NORMAL])
+    ctx = StageContext(settings=None, session_factory=factory, storage=None, options=None)  # type: ignore[arg-type]
+    _claim_and_start(factory, "dead", lease_seconds=0.05, now=utcnow())
+    time.sleep(0.2)  # the lease lapses: nobody heartbeats it
+    reap(ctx, TaskRun("r1", "tasks.reap", {}, 1, 1, "reaper"))
+    with factory() as session:
+        job = session.scalar(sa.select(IngestionJob).where(IngestionJob.asset_id == asset_id))
+        assert job is not None
+        assert (job.status, job.retries, job.lease_owner) == (IngestionJobStatus.RETRYING, 1, None)
+        assert session.scalar(sa.select(Task.status)) == TaskStatus.QUEUED
+
+    # Claimed again as attempt 2 of 2, and lost again: out of attempts, the job and the asset fail.
+    task = _claim_and_start(factory, "dead-too", lease_seconds=0.05, now=utcnow())
+    assert task.attempts == 2
+    time.sleep(0.2)
+    reap(ctx, TaskRun("r2", "tasks.reap", {}, 1, 1, "reaper"))
+    with factory() as session:
+        job = session.scalar(sa.select(IngestionJob).where(IngestionJob.asset_id == asset_id))
+        asset = session.get(MediaAsset, asset_id)
+        assert job is not None and asset is not None
+        assert job.status == IngestionJobStatus.FAILED and "worker lost" in (job.error or "")
+        assert asset.processing_status == AssetProcessingStatus.FAILED
+        assert session.scalar(sa.select(Task.status)) == TaskStatus.FAILED
+    assert RUN.on_reaped is not None
+    engine.dispose()
+
+
+def test_cancelling_an_assets_jobs_cancels_their_tasks_and_fences_the_runner(database_url: str) -> None:
+    engine = create_db_engine(database_url)
+    factory = create_session_factory(engine)
+    [asset_id] = _seed(factory, priorities=[JobPriority.NORMAL])
+    task = _claim_and_start(factory, "w", lease_seconds=60, now=utcnow())
+    with session_scope(factory) as session:
+        assert cancel_jobs(session, asset_id=asset_id) == 1
+    with session_scope(factory) as session:
+        assert not queue.heartbeat(session, task_id=task.id, worker_id="w", lease_seconds=60, now=utcnow())
+        assert session.get(Task, task.id).status == TaskStatus.CANCELLED  # type: ignore[union-attr]
+    engine.dispose()
