@@ -1,4 +1,4 @@
-"""tasks: one queue for every background job
+"""tasks: one queue for every background job; webhook deliveries claimed through it
 
 Revision ID: a4c1e9d27b36
 Revises: 5b2f0c1d9a7e
@@ -49,9 +49,31 @@ def upgrade() -> None:
     op.create_index("ix_tasks_claim", "tasks", ["status", "queue", "run_after", "priority"])
     op.create_index("ix_tasks_lease_expiry", "tasks", ["status", "lease_expires_at"])
     op.create_index("ix_tasks_finished", "tasks", ["status", "finished_at"])
+    # Deliveries are claimed and retried as tasks now: their own lease and claim index go.
+    with op.batch_alter_table("webhook_deliveries") as batch_op:
+        batch_op.drop_index("ix_webhook_deliveries_due")
+        batch_op.drop_column("lease_owner")
+        batch_op.drop_column("lease_expires_at")
+    # Deliveries waiting when this runs get their task, so none is lost in the upgrade.
+    payload = """'{"deliveryId": "' || id || '"}'"""
+    if op.get_bind().dialect.name == "postgresql":
+        payload = f"CAST({payload} AS JSONB)"
+    op.execute(
+        f"""
+        INSERT INTO tasks (id, name, queue, payload, dedupe_key, priority, status, run_after, attempts,
+                           max_attempts, created_at, updated_at)
+        SELECT id, 'webhooks.deliver', 'default', {payload}, 'webhook:' || id, 0, 'QUEUED',
+               next_attempt_at, attempts, max_attempts, created_at, updated_at
+        FROM webhook_deliveries WHERE status IN ('PENDING', 'SENDING')
+        """
+    )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("webhook_deliveries") as batch_op:
+        batch_op.add_column(sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("lease_owner", sa.String(length=128), nullable=True))
+        batch_op.create_index("ix_webhook_deliveries_due", ["status", "next_attempt_at"], unique=False)
     op.drop_index("ix_tasks_finished", table_name="tasks")
     op.drop_index("ix_tasks_lease_expiry", table_name="tasks")
     op.drop_index("ix_tasks_claim", table_name="tasks")

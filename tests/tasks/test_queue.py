@@ -3,8 +3,10 @@ retries as decisions, reaping, cancelling and pruning."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -156,3 +158,10 @@ def test_cancel_and_prune(factory: SessionFactory) -> None:
         assert queue.prune_finished(session, before=utcnow() + timedelta(seconds=1)) == 1
     with factory() as session:
         assert session.get(Task, gone) is None and session.get(Task, keep) is not None
+
+
+def test_one_claim_implementation() -> None:
+    """Claiming lives in tasks/queue.py alone: every background job is a task."""
+    src = Path(__file__).parents[2] / "src"
+    found = subprocess.run(["grep", "-rl", "skip_locked", str(src)], capture_output=True, text=True).stdout.split()
+    assert [Path(path).relative_to(src).as_posix() for path in found] == ["mediaingest/tasks/queue.py"]

@@ -17,9 +17,10 @@ from conftest import SettingsFactory, Users
 from mediaingest.api import create_app
 from mediaingest.db import session_scope, utcnow
 from mediaingest.models import WebhookDelivery, WebhookDeliveryStatus
-from mediaingest.webhooks.delivery import DeliveryPolicy, WebhookSender
+from mediaingest.webhooks.delivery import defer_delivery
 from mediaingest.webhooks.destinations import RefusedDestination, literal_address, refusal, resolve
 from mediaingest.webhooks.service import set_webhook
+from mediaingest.worker.loop import Worker
 
 REFUSED_HOSTS = [
     "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1",  # noqa: S104
@@ -103,7 +104,7 @@ def host_recorder() -> Iterator[tuple[str, list[str]]]:
 
 
 def test_delivery_connects_to_the_address_it_checked(
-    users: Users, host_recorder: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
+    users: Users, host_recorder: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch, make_settings: SettingsFactory
 ) -> None:
     """DNS rebinding: the name answers 127.0.0.1 once, then an address where nothing listens. The
     delivery resolves once and connects to what it checked, sending the original Host header."""
@@ -128,15 +129,11 @@ def test_delivery_connects_to_the_address_it_checked(
         )  # fmt: skip
         session.add(delivery)
         session.flush()
+        defer_delivery(session, delivery)
         delivery_id = delivery.id
     lookups.clear()
-    sender = WebhookSender(
-        users.session_factory, worker_id="t", policy=DeliveryPolicy(timeout_seconds=2, allow_private_networks=True)
-    )
-    try:
-        assert sender.deliver_due_now() == 1
-    finally:
-        sender.close()
+    runner = Worker.from_settings(make_settings(webhook_allow_private_networks=True), queues=["default"])
+    assert runner.run_due() == 1
     assert lookups == ["rebind.test"]  # resolved once for the attempt
     assert hosts == [f"rebind.test:{port}"]
     with session_scope(users.session_factory) as session:

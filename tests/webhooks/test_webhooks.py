@@ -8,7 +8,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,17 +19,36 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from conftest import Users
+from conftest import SettingsFactory, Users
 from fixtures.live_server import LiveServerFactory, wait_for_status, wait_until
 from fixtures.uploads import upload
-from mediaingest.db import create_db_engine, create_session_factory, session_scope, utcnow
+from mediaingest.db import session_scope, utcnow
 from mediaingest.models import MediaAsset, User, WebhookDelivery, WebhookDeliveryStatus
 from mediaingest.models.enums import MediaType
-from mediaingest.webhooks import repository, signing
-from mediaingest.webhooks.delivery import DeliveryPolicy, WebhookSender
+from mediaingest.tasks import queue
+from mediaingest.tasks.maintenance import reap
+from mediaingest.tasks.registry import TaskRun
+from mediaingest.webhooks import signing
+from mediaingest.webhooks.delivery import defer_delivery
 from mediaingest.webhooks.service import ASSET_READY, record_asset_event, set_webhook
+from mediaingest.worker.loop import Worker
 
-FAST = DeliveryPolicy(timeout_seconds=2, backoff_base_seconds=0.2, backoff_max_seconds=0.5, allow_private_networks=True)
+FAST = {"webhook_timeout_seconds": 2, "webhook_backoff_base_seconds": 0.2, "webhook_allow_private_networks": True}
+
+
+@pytest.fixture
+def runner_for(make_settings: SettingsFactory) -> Iterator[Any]:
+    """A runner of the default queue (deliveries), with these settings, that the test drives."""
+    runners: list[Worker] = []
+
+    def build(**overrides: Any) -> Worker:
+        runner = Worker.from_settings(make_settings(**overrides), queues=["default"])
+        runners.append(runner)
+        return runner
+
+    yield build
+    for runner in runners:
+        runner.ctx.session_factory.kw["bind"].dispose()
 
 
 # --- a receiver on loopback ----------------------------------------------------------------------------
@@ -217,48 +235,38 @@ def _pending_deliveries(factory: Any, user_id: str, count: int, *, url: str, max
             )  # fmt: skip
             session.add(row)
             session.flush()
+            defer_delivery(session, row)
             ids.append(row.id)
     return ids
 
 
-def test_two_workers_never_claim_the_same_delivery(users: Users, settings: Any) -> None:
+def test_a_delivery_whose_runner_died_is_sent_again(users: Users, receiver: Receiver, runner_for: Any) -> None:
+    """At least once, never lost: the dead runner's lease lapses, the reaper queues it again."""
     user_id, _ = users.create()
-    ids = _pending_deliveries(users.session_factory, user_id, 40, url="https://example.com/hook")
-    engine = create_db_engine(settings.resolved_database_url, pool_size=4)
-    factory = create_session_factory(engine)
-    claims: dict[str, list[str]] = {"a": [], "b": []}
-
-    def claim_all(worker_id: str) -> None:
-        for _ in range(40):
-            with session_scope(factory) as session:
-                rows = repository.claim_due(session, worker_id=worker_id, limit=3, lease_seconds=60, now=utcnow())
-                claims[worker_id] += [row.id for row in rows]
-
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(claim_all, ["a", "b"]))
-        assert not set(claims["a"]) & set(claims["b"])
-        assert sorted(claims["a"] + claims["b"]) == sorted(ids)
-        # A claim whose worker died lapses, and is taken again (at least once, never lost).
-        with session_scope(factory) as session:
-            later = utcnow() + timedelta(seconds=61)
-            retaken = repository.claim_due(session, worker_id="c", limit=100, lease_seconds=60, now=later)
-            assert sorted(row.id for row in retaken) == sorted(ids)
-            assert {row.attempts for row in retaken} == {2}
-    finally:
-        engine.dispose()
+    [delivery_id] = _pending_deliveries(users.session_factory, user_id, 1, url=receiver.url)
+    runner = runner_for(**FAST, worker_lease_seconds=1)
+    with session_scope(users.session_factory) as session:  # claimed by a runner that then dies
+        queue.claim(session, worker_id="dead", queues=["default"], limit=1, lease_seconds=0.05, now=utcnow())
+    time.sleep(0.2)
+    assert runner.run_due() == 0  # still leased to the dead runner until the reaper runs
+    reap(runner.ctx, TaskRun("r", "tasks.reap", {}, 1, 1, "reaper"))
+    assert runner.run_due() == 1
+    [received] = receiver.wait_for(1)
+    assert received.headers[signing.ATTEMPT_HEADER] == "2"  # the dead runner's attempt counted
+    with session_scope(users.session_factory) as session:
+        row = session.get(WebhookDelivery, delivery_id)
+        assert row is not None and row.status == WebhookDeliveryStatus.DELIVERED
 
 
-def test_failing_receiver_is_retried_until_max_attempts_then_failed(users: Users, receiver: Receiver) -> None:
+def test_failing_receiver_is_retried_until_max_attempts_then_failed(
+    users: Users, receiver: Receiver, runner_for: Any
+) -> None:
     receiver.answers = [503]
     user_id, _ = users.create()
     [delivery_id] = _pending_deliveries(users.session_factory, user_id, 1, url=receiver.url, max_attempts=3)
-    sender = WebhookSender(users.session_factory, worker_id="test", policy=FAST)
-    try:
-        for _ in range(3):
-            wait_until(lambda: sender.deliver_due_now(), timeout=5, interval=0.05)
-    finally:
-        sender.close()
+    runner = runner_for(**FAST)
+    for _ in range(3):
+        wait_until(runner.run_due, timeout=5, interval=0.05)
     assert len(receiver.requests) == 3
     assert [r.headers[signing.ATTEMPT_HEADER] for r in receiver.requests] == ["1", "2", "3"]
     assert {r.headers[signing.DELIVERY_HEADER] for r in receiver.requests} == {delivery_id}
@@ -267,20 +275,18 @@ def test_failing_receiver_is_retried_until_max_attempts_then_failed(users: Users
         assert row is not None
         assert (row.status, row.attempts, row.last_status_code) == (WebhookDeliveryStatus.FAILED, 3, 503)
         assert [entry["statusCode"] for entry in row.attempt_log] == [503, 503, 503]
-        assert row.delivered_at is None and row.lease_owner is None
+        assert row.delivered_at is None
 
 
-def test_timeouts_are_recorded_and_retried_with_backoff(users: Users, receiver: Receiver) -> None:
+def test_timeouts_are_recorded_and_retried_with_backoff(users: Users, receiver: Receiver, runner_for: Any) -> None:
     receiver.delay_seconds = 1.0
     user_id, _ = users.create()
     [delivery_id] = _pending_deliveries(users.session_factory, user_id, 1, url=receiver.url)
-    policy = DeliveryPolicy(timeout_seconds=0.3, backoff_base_seconds=60, allow_private_networks=True)
-    sender = WebhookSender(users.session_factory, worker_id="test", policy=policy)
-    try:
-        assert sender.deliver_due_now() == 1
-        assert sender.deliver_due_now() == 0  # not due again before its backoff
-    finally:
-        sender.close()
+    runner = runner_for(
+        webhook_timeout_seconds=0.3, webhook_backoff_base_seconds=60, webhook_allow_private_networks=True
+    )
+    assert runner.run_due() == 1
+    assert runner.run_due() == 0  # not due again before its backoff
     with session_scope(users.session_factory) as session:
         row = session.get(WebhookDelivery, delivery_id)
         assert row is not None
@@ -313,9 +319,7 @@ def test_ready_asset_is_announced_with_a_signed_post_retried_after_a_500(
     live_server_factory: LiveServerFactory, database_url: str, receiver: Receiver, small_video: Path
 ) -> None:
     receiver.answers = [500, 200]
-    server = live_server_factory(database_url=database_url)
-    assert server.worker is not None
-    server.worker.webhooks.policy = FAST
+    server = live_server_factory(database_url=database_url, **FAST)
     _, headers = server.create_user()
     with httpx.Client(base_url=server.url, timeout=30) as http:
         secret = http.put("/api/webhook", json={"url": receiver.url}, headers=headers).json()["data"]["secret"]
@@ -374,16 +378,14 @@ def test_failed_asset_is_announced(
     ["http://127.0.0.1:{port}/hook", "http://localhost:{port}/hook", "http://169.254.169.254/latest/meta-data/"],
     ids=["loopback", "localhost", "cloud-metadata"],
 )
-def test_non_public_destinations_are_refused_by_default(users: Users, receiver: Receiver, url: str) -> None:
+def test_non_public_destinations_are_refused_by_default(
+    users: Users, receiver: Receiver, url: str, runner_for: Any
+) -> None:
     """A tenant's URL must not reach this machine, the cluster's services or the metadata endpoint."""
     user_id, _ = users.create()
     port = receiver.url.rsplit(":", 1)[1].split("/")[0]
     [delivery_id] = _pending_deliveries(users.session_factory, user_id, 1, url=url.format(port=port))
-    sender = WebhookSender(users.session_factory, worker_id="test", policy=DeliveryPolicy(timeout_seconds=1))
-    try:
-        assert sender.deliver_due_now() == 1
-    finally:
-        sender.close()
+    assert runner_for(webhook_timeout_seconds=1, webhook_allow_private_networks=False).run_due() == 1
     assert receiver.requests == []
     with session_scope(users.session_factory) as session:
         row = session.get(WebhookDelivery, delivery_id)

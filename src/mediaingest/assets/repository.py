@@ -119,7 +119,8 @@ def expired_pending_uploads(session: Session, *, now: datetime, limit: int = 500
         .limit(limit)
     )
     if is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
+        # The sweep is a periodic task, one at a time: it may wait the moment a confirm holds a row.
+        query = query.with_for_update()
     return session.scalars(query).all()
 
 

@@ -19,7 +19,7 @@ from mediaingest.db import Base, JSONType, UTCDateTime, enum_column, new_id, utc
 
 class WebhookDeliveryStatus(StrEnum):
     PENDING = "PENDING"  # waiting for its next attempt (next_attempt_at)
-    SENDING = "SENDING"  # claimed by a worker until lease_expires_at; a dead worker's claim lapses
+    SENDING = "SENDING"  # an attempt is under way (its task is leased; a dead runner's task is reaped)
     DELIVERED = "DELIVERED"  # the receiver answered 2xx
     FAILED = "FAILED"  # every attempt failed
     CANCELLED = "CANCELLED"  # the user removed their webhook before it could be delivered
@@ -44,11 +44,7 @@ class WebhookSecret(Base):
 
 class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (
-        # The claim query: due rows by time.
-        sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
-        sa.Index("ix_webhook_deliveries_user_created", "user_id", "created_at"),
-    )
+    __table_args__ = (sa.Index("ix_webhook_deliveries_user_created", "user_id", "created_at"),)
 
     # Also the delivery id receivers deduplicate on (X-MediaIngest-Delivery): it is stable across retries.
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
@@ -64,8 +60,6 @@ class WebhookDelivery(Base):
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(sa.Integer, default=8)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    lease_owner: Mapped[str | None] = mapped_column(sa.String(128))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_status_code: Mapped[int | None] = mapped_column(sa.Integer)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     # One {"at", "attempt", "statusCode", "error", "durationMs"} entry per attempt.

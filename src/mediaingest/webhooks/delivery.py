@@ -1,69 +1,80 @@
-"""Sending webhook deliveries: what the worker runs from its maintenance tick.
+"""Sending a webhook delivery: the `webhooks.deliver` task.
 
-`WebhookSender.dispatch_due()` never blocks the tick: it claims as many due deliveries as it has free
-senders (one short transaction), hands each to a small thread pool, and returns. A sender POSTs the
-stored payload with no transaction open, then records the attempt in a second short transaction,
-fenced by its claim. Non-2xx answers, timeouts and connection errors are retried with exponential
-backoff (and jitter) up to the row's `max_attempts`; redirects are not followed (a 3xx is a failure).
-Each attempt resolves the host once, checks every address (`destinations`), and connects to the
-address it checked; a refused destination fails the delivery at once, with its reason.
+A delivery row (what users see through `/api/webhook/deliveries`) and its task are made together,
+in the transaction that changes the asset's state (`service.record_asset_event`). A runner claims
+the task; one attempt reads the row and the user's current endpoint in a short unit of work, POSTs
+the stored payload with no transaction open, then records the attempt on the row in a second unit,
+fenced by the task's lease. A non-2xx answer, a timeout or a connection error is retried by the
+delivery retry policy (exponential backoff with jitter, 8 attempts over about an hour); redirects
+are not followed (a 3xx is a failure). Each attempt resolves the host once, checks every address
+(`destinations`), and connects to the address it checked; a refused destination fails the delivery
+at once, with its reason.
 """
 
 from __future__ import annotations
 
 import json
-import random
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import structlog
+from sqlalchemy.orm import Session
 
 from mediaingest.config import Settings
-from mediaingest.db import SessionFactory, session_scope, utcnow
-from mediaingest.models import WebhookDeliveryStatus
+from mediaingest.db import session_scope, utcnow
+from mediaingest.exceptions import Permanent
+from mediaingest.models import Task, WebhookDelivery, WebhookDeliveryStatus
+from mediaingest.retry import RetryDecision, RetryPolicy
+from mediaingest.tasks import queue
+from mediaingest.tasks.registry import DEFAULT_QUEUE, RecordedFailure, TaskCancelled, TaskRun, TaskSpec
 from mediaingest.webhooks import repository, signing
 from mediaingest.webhooks.destinations import Destination, RefusedDestination, UnresolvedHost, resolve
 
+if TYPE_CHECKING:
+    from mediaingest.worker.stage_runner import StageContext
+
 log = structlog.stdlib.get_logger(__name__)
 
+DELIVER = "webhooks.deliver"
 USER_AGENT = "mediaingest-webhooks/0.1"
 MAX_LOG_ENTRIES = 50
+MAX_ATTEMPTS = 8
+# 30 s, 1 min, 2 min, … (± 20 %): 8 attempts span about an hour.
+
+
+DELIVERY_RETRY = RetryPolicy(max_attempts=MAX_ATTEMPTS, base_seconds=30.0, max_seconds=3600.0, jitter=0.2)
 
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
     timeout_seconds: float = 10.0
-    backoff_base_seconds: float = 30.0  # 30 s, 1 min, 2 min, … : 8 attempts span about an hour
-    backoff_max_seconds: float = 3600.0
-    concurrency: int = 4
     allow_private_networks: bool = False
+    retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(
+            max_attempts=MAX_ATTEMPTS, base_seconds=30.0, max_seconds=3600.0, jitter=0.2
+        )
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryPolicy:
         return cls(
             timeout_seconds=settings.webhook_timeout_seconds,
-            backoff_base_seconds=settings.webhook_backoff_base_seconds,
             allow_private_networks=settings.webhook_allow_private_networks,
+            retry=RetryPolicy(
+                max_attempts=MAX_ATTEMPTS,
+                base_seconds=settings.webhook_backoff_base_seconds,
+                max_seconds=3600.0,
+                jitter=0.2,
+            ),
         )
-
-    def delay(self, attempt: int) -> float:
-        """Seconds before the attempt after `attempt` (1-based), with ±20 % jitter against thundering herds."""
-        base = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** max(0, attempt - 1))
-        return base * random.uniform(0.8, 1.2)
-
-    @property
-    def lease_seconds(self) -> float:
-        # Long enough for a POST that runs into its timeout, so a live sender never loses its claim.
-        return self.timeout_seconds * 3 + 30
 
 
 @dataclass(frozen=True)
-class _Job:
+class _Attempt:
     delivery_id: str
     attempt: int
     event: str
@@ -82,6 +93,14 @@ class AttemptResult:
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class RefusedDelivery(Exception, Permanent):
+    pass
+
+
+class FailedDelivery(Exception):
+    pass
 
 
 def pinned_request(url: str, destination: Destination) -> tuple[str, dict[str, object]]:
@@ -104,161 +123,145 @@ def encode_body(payload: dict[str, object]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-class WebhookSender:
-    def __init__(
-        self, session_factory: SessionFactory, *, worker_id: str, policy: DeliveryPolicy | None = None
-    ) -> None:
-        self.session_factory = session_factory
-        self.worker_id = worker_id
-        self.policy = policy or DeliveryPolicy()
-        self._in_flight = 0
-        self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
-        self._http: httpx.Client | None = None
+def defer_delivery(session: Session, delivery: WebhookDelivery) -> None:
+    """The delivery's task, in the caller's transaction."""
+    queue.defer(
+        session,
+        name=DELIVER,
+        queue=DEFAULT_QUEUE,
+        payload={"deliveryId": delivery.id},
+        dedupe_key=delivery_task_key(delivery.id),
+        max_attempts=delivery.max_attempts,
+    )
 
-    def _started(self) -> tuple[ThreadPoolExecutor, httpx.Client]:
-        # Built on first use: a worker whose users never set a webhook opens no pool and no client.
-        if self._pool is None or self._http is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.policy.concurrency, thread_name_prefix="webhook")
-            self._http = httpx.Client(
-                timeout=self.policy.timeout_seconds, follow_redirects=False, headers={"User-Agent": USER_AGENT}
-            )
-        return self._pool, self._http
 
-    def dispatch_due(self) -> int:
-        """Claims due deliveries for the free senders and starts them; returns how many were claimed."""
-        with self._lock:
-            free = self.policy.concurrency - self._in_flight
-        if free <= 0:
-            return 0
-        jobs = self._claim(free)
-        if not jobs:
-            return 0
-        pool, _ = self._started()
-        for job in jobs:
-            with self._lock:
-                self._in_flight += 1
-            pool.submit(self._run, job)
-        return len(jobs)
+def delivery_task_key(delivery_id: str) -> str:
+    return f"webhook:{delivery_id}"
 
-    def deliver_due_now(self) -> int:
-        """Claims and sends synchronously, in this thread (tests and one-shot tools)."""
-        jobs = self._claim(self.policy.concurrency)
-        for job in jobs:
-            self._deliver(job)
-        return len(jobs)
 
-    def close(self) -> None:
-        """Waits for the sends in flight (each bounded by the timeout) and closes the client."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-        if self._http is not None:
-            self._http.close()
-        self._pool = self._http = None
+# --- the task ---------------------------------------------------------------------------------------
+def deliver(ctx: StageContext, run: TaskRun) -> None:
+    policy = DeliveryPolicy.from_settings(ctx.settings)
+    attempt = _start(ctx, run)
+    if attempt is None:
+        return
+    result = post(attempt, policy)
+    _record(ctx, run, attempt, result, policy)
 
-    # --- internals ------------------------------------------------------------------------------
-    def _claim(self, limit: int) -> list[_Job]:
-        now = utcnow()
-        jobs: list[_Job] = []
-        with session_scope(self.session_factory) as session:
-            claimed = repository.claim_due(
-                session, worker_id=self.worker_id, limit=limit, lease_seconds=self.policy.lease_seconds, now=now
-            )
-            if not claimed:
-                return []
-            endpoints = repository.endpoints_of(session, {row.user_id for row in claimed})
-            for row in claimed:
-                url, secret = endpoints.get(row.user_id, (None, None))
-                if not url or not secret:
-                    # The user removed their webhook after the event: nobody to tell any more.
-                    row.status = WebhookDeliveryStatus.CANCELLED
-                    row.lease_owner, row.lease_expires_at = None, None
-                    continue
-                # Sent to the user's current URL: fixing a wrong URL also fixes the retries.
-                row.url = url
-                jobs.append(_Job(row.id, row.attempts, row.event, url, secret, encode_body(row.payload)))
-        return jobs
 
-    def _run(self, job: _Job) -> None:
-        try:
-            self._deliver(job)
-        except Exception:
-            log.exception("webhook.delivery_crashed", delivery_id=job.delivery_id)
-        finally:
-            with self._lock:
-                self._in_flight -= 1
+def _start(ctx: StageContext, run: TaskRun) -> _Attempt | None:
+    with session_scope(ctx.session_factory) as session:
+        row = session.get(WebhookDelivery, run.payload["deliveryId"])
+        if row is None or row.status in (WebhookDeliveryStatus.DELIVERED, WebhookDeliveryStatus.CANCELLED):
+            return None
+        url, secret = repository.endpoints_of(session, {row.user_id}).get(row.user_id, (None, None))
+        if not url or not secret:
+            # The user removed their webhook after the event: nobody to tell any more.
+            row.status = WebhookDeliveryStatus.CANCELLED
+            return None
+        row.status, row.attempts = WebhookDeliveryStatus.SENDING, run.attempt
+        row.url = url  # sent to the user's current URL: fixing a wrong URL also fixes the retries
+        return _Attempt(row.id, run.attempt, row.event, url, secret, encode_body(row.payload))
 
-    def _deliver(self, job: _Job) -> None:
-        result = self._post(job)
-        self._record(job, result)
 
-    def _post(self, job: _Job) -> AttemptResult:
-        _, http = self._started()
-        headers = {
-            "Content-Type": "application/json",
-            signing.SIGNATURE_HEADER: signing.signature_header(job.secret, job.body),
-            signing.EVENT_HEADER: job.event,
-            signing.DELIVERY_HEADER: job.delivery_id,
-            signing.ATTEMPT_HEADER: str(job.attempt),
+def post(attempt: _Attempt, policy: DeliveryPolicy) -> AttemptResult:
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        signing.SIGNATURE_HEADER: signing.signature_header(attempt.secret, attempt.body),
+        signing.EVENT_HEADER: attempt.event,
+        signing.DELIVERY_HEADER: attempt.delivery_id,
+        signing.ATTEMPT_HEADER: str(attempt.attempt),
+    }
+    started = time.perf_counter()
+
+    def elapsed() -> float:
+        return round((time.perf_counter() - started) * 1000, 1)
+
+    try:
+        destination = resolve(attempt.url, allow_private=policy.allow_private_networks)
+    except RefusedDestination as refused:
+        return AttemptResult(None, str(refused), elapsed(), permanent=True)
+    except UnresolvedHost as unresolved:
+        return AttemptResult(None, str(unresolved), elapsed())
+    url, extensions = pinned_request(attempt.url, destination)
+    headers["Host"] = urlsplit(attempt.url).netloc
+    try:
+        with httpx.Client(timeout=policy.timeout_seconds, follow_redirects=False) as http:
+            response = http.post(url, content=attempt.body, headers=headers, extensions=extensions)
+        status, error = response.status_code, None
+        if not 200 <= status < 300:
+            error = f"HTTP {status}"
+    except httpx.TimeoutException:
+        status, error = None, f"timed out after {policy.timeout_seconds:g} s"
+    except httpx.HTTPError as exc:
+        # The message names the failure (refused, DNS…), never the headers, so no signature leaks.
+        status, error = None, f"{type(exc).__name__}: {exc}"[:500]
+    return AttemptResult(status, error, elapsed())
+
+
+def _record(ctx: StageContext, run: TaskRun, attempt: _Attempt, result: AttemptResult, policy: DeliveryPolicy) -> None:
+    """The attempt on the row, with the retry decision, fenced by the task's lease; raises when failed."""
+    now = utcnow()
+    decision: RetryDecision | None = None
+    with session_scope(ctx.session_factory) as session:
+        row = session.get(WebhookDelivery, attempt.delivery_id)
+        if row is None or not queue.holds(session, task_id=run.task_id, worker_id=run.worker_id):
+            # Cancelled meanwhile, or the lease lapsed and another runner took the task over.
+            log.info("webhook.attempt_unrecorded", delivery_id=attempt.delivery_id, attempt=attempt.attempt)
+            raise TaskCancelled("the delivery is no longer this runner's")
+        entry = {
+            "at": now.isoformat(),
+            "attempt": attempt.attempt,
+            "statusCode": result.status_code,
+            "error": result.error,
+            "durationMs": result.duration_ms,
         }
-        started = time.perf_counter()
-        try:
-            destination = resolve(job.url, allow_private=self.policy.allow_private_networks)
-        except RefusedDestination as refused:
-            elapsed = round((time.perf_counter() - started) * 1000, 1)
-            return AttemptResult(None, str(refused), elapsed, permanent=True)
-        except UnresolvedHost as unresolved:
-            return AttemptResult(None, str(unresolved), round((time.perf_counter() - started) * 1000, 1))
-        url, extensions = pinned_request(job.url, destination)
-        headers["Host"] = urlsplit(job.url).netloc
-        try:
-            response = http.post(url, content=job.body, headers=headers, extensions=extensions)
-            status, error = response.status_code, None
-            if not 200 <= status < 300:
-                error = f"HTTP {status}"
-        except httpx.TimeoutException:
-            status, error = None, f"timed out after {self.policy.timeout_seconds:g} s"
-        except httpx.HTTPError as exc:
-            # The message names the failure (refused, DNS…), never the headers, so no signature leaks.
-            status, error = None, f"{type(exc).__name__}: {exc}"[:500]
-        return AttemptResult(status, error, round((time.perf_counter() - started) * 1000, 1))
+        row.attempt_log = [*(row.attempt_log or []), entry][-MAX_LOG_ENTRIES:]
+        row.last_status_code, row.last_error = result.status_code, result.error
+        if result.ok:
+            row.status, row.delivered_at = WebhookDeliveryStatus.DELIVERED, now
+        else:
+            error: Exception = RefusedDelivery(result.error) if result.permanent else FailedDelivery(result.error)
+            decision = policy.retry.decide(error, attempts=attempt.attempt, max_attempts=row.max_attempts)
+            _apply(row, decision, now=now)
+        status = row.status
+    event_name = {
+        WebhookDeliveryStatus.DELIVERED: "webhook.delivered",
+        WebhookDeliveryStatus.FAILED: "webhook.delivery_failed",
+    }.get(status, "webhook.attempt_failed")
+    log.info(event_name, delivery_id=attempt.delivery_id, webhook_event=attempt.event, attempt=attempt.attempt,
+             status_code=result.status_code, error=result.error, duration_ms=result.duration_ms)  # fmt: skip
+    if decision is not None:
+        raise RecordedFailure(result.error or "delivery failed", decision)
 
-    def _record(self, job: _Job, result: AttemptResult) -> None:
-        now = utcnow()
-        with session_scope(self.session_factory) as session:
-            row = repository.get_claimed(session, delivery_id=job.delivery_id, worker_id=self.worker_id)
-            if row is None:
-                # Cancelled meanwhile, or our claim lapsed and another worker took it over.
-                log.info("webhook.attempt_unrecorded", delivery_id=job.delivery_id, attempt=job.attempt)
-                return
-            entry = {
-                "at": now.isoformat(),
-                "attempt": job.attempt,
-                "statusCode": result.status_code,
-                "error": result.error,
-                "durationMs": result.duration_ms,
-            }
-            row.attempt_log = [*(row.attempt_log or []), entry][-MAX_LOG_ENTRIES:]
-            row.last_status_code, row.last_error = result.status_code, result.error
-            row.lease_owner, row.lease_expires_at = None, None
-            if result.ok:
-                row.status, row.delivered_at = WebhookDeliveryStatus.DELIVERED, now
-            elif result.permanent or job.attempt >= row.max_attempts:
-                row.status = WebhookDeliveryStatus.FAILED
-            else:
-                row.status = WebhookDeliveryStatus.PENDING
-                row.next_attempt_at = now + timedelta(seconds=self.policy.delay(job.attempt))
-            status = row.status
-        event_name = {
-            WebhookDeliveryStatus.DELIVERED: "webhook.delivered",
-            WebhookDeliveryStatus.FAILED: "webhook.delivery_failed",
-        }.get(status, "webhook.attempt_failed")
-        log.info(
-            event_name,
-            delivery_id=job.delivery_id,
-            webhook_event=job.event,
-            attempt=job.attempt,
-            status_code=result.status_code,
-            error=result.error,
-            duration_ms=result.duration_ms,
-        )
+
+def _apply(row: WebhookDelivery, decision: RetryDecision, *, now: datetime) -> None:
+    if decision.retry:
+        row.status, row.next_attempt_at = WebhookDeliveryStatus.PENDING, now + timedelta(seconds=decision.delay_seconds)
+    else:
+        row.status = WebhookDeliveryStatus.FAILED
+
+
+def delivery_failed(session: Session, task: Task, error: str, decision: RetryDecision) -> None:
+    """A failure outside the attempt's own record (a crash): the row follows the task."""
+    row = session.get(WebhookDelivery, task.payload.get("deliveryId"))
+    if row is not None and row.status not in (WebhookDeliveryStatus.DELIVERED, WebhookDeliveryStatus.CANCELLED):
+        row.last_error = error[:4000]
+        _apply(row, decision, now=utcnow())
+
+
+def delivery_reaped(session: Session, task: Task, failed: bool) -> None:
+    row = session.get(WebhookDelivery, task.payload.get("deliveryId"))
+    if row is not None and row.status == WebhookDeliveryStatus.SENDING:
+        row.status = WebhookDeliveryStatus.FAILED if failed else WebhookDeliveryStatus.PENDING
+
+
+DELIVER_TASK = TaskSpec(
+    name=DELIVER,
+    queue=DEFAULT_QUEUE,
+    function=deliver,
+    retry=lambda settings: DeliveryPolicy.from_settings(settings).retry,
+    on_failure=delivery_failed,
+    on_reaped=delivery_reaped,
+)

@@ -1,8 +1,8 @@
 """Setting a user's webhook, and recording completion events in the outbox.
 
 Like the asset service, nothing here commits: the request wrapper or the worker's transaction does,
-which is the point of `record_asset_event` — the delivery row commits or rolls back together with
-the status change it announces.
+which is the point of `record_asset_event` — the delivery row and its task commit or roll back
+together with the status change they announce.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from mediaingest.assets.schemas import AssetSummary
 from mediaingest.db import new_id, utcnow
 from mediaingest.exceptions import NotFoundError, ValidationFailedError
 from mediaingest.models import MediaAsset, User, WebhookDelivery, WebhookSecret
+from mediaingest.tasks import queue
 from mediaingest.webhooks import repository
+from mediaingest.webhooks.delivery import MAX_ATTEMPTS, defer_delivery, delivery_task_key
 from mediaingest.webhooks.destinations import RefusedDestination, UnresolvedHost, resolve
 from mediaingest.webhooks.schemas import WebhookEvent
 
@@ -30,7 +32,6 @@ ASSET_FAILED = "asset.failed"
 EVENTS = frozenset({ASSET_READY, ASSET_FAILED})
 SECRET_PREFIX = "whsec_"  # noqa: S105  (a public marker, not a secret)
 MAX_URL_LENGTH = 2048
-DEFAULT_MAX_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,10 @@ def clear_webhook(session: Session, *, user_id: str) -> int:
     if record is not None:
         session.delete(record)
     cancelled = repository.cancel_pending(session, user_id=user_id, now=utcnow())
+    queue.cancel(session, dedupe_keys=[delivery_task_key(delivery_id) for delivery_id in cancelled])
     session.flush()
-    log.info("webhook.cleared", user_id=user_id, cancelled=cancelled)
-    return cancelled
+    log.info("webhook.cleared", user_id=user_id, cancelled=len(cancelled))
+    return len(cancelled)
 
 
 def record_asset_event(session: Session, asset: MediaAsset, event: str) -> WebhookDelivery | None:
@@ -149,7 +151,7 @@ def record_asset_event(session: Session, asset: MediaAsset, event: str) -> Webho
         event=event,
         url=user.webhook_url,
         payload=payload.model_dump(mode="json", by_alias=True),
-        max_attempts=DEFAULT_MAX_ATTEMPTS,
+        max_attempts=MAX_ATTEMPTS,
         next_attempt_at=now,
         attempt_log=[],
         created_at=now,
@@ -157,5 +159,6 @@ def record_asset_event(session: Session, asset: MediaAsset, event: str) -> Webho
     )
     session.add(delivery)
     session.flush()
+    defer_delivery(session, delivery)
     log.info("webhook.event_recorded", delivery_id=delivery_id, asset_id=asset.id, webhook_event=event)
     return delivery

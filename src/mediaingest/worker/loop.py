@@ -34,7 +34,6 @@ from mediaingest.storage import build_storage
 from mediaingest.tasks import periodic, queue
 from mediaingest.tasks.catalog import REGISTRY
 from mediaingest.tasks.registry import DEFAULT_QUEUE, QUEUES, STAGES_QUEUE, RecordedFailure, TaskCancelled, TaskRun
-from mediaingest.webhooks.delivery import DeliveryPolicy, WebhookSender
 from mediaingest.worker import isolation
 from mediaingest.worker.stage_runner import StageContext, remove_orphaned_workspaces
 
@@ -71,9 +70,6 @@ class Worker:
         self._running_by_queue = dict.fromkeys(QUEUES, 0)
         self._lock = threading.Lock()
         self._last_periodic = 0.0
-        self.webhooks = WebhookSender(
-            ctx.session_factory, worker_id=self.worker_id, policy=DeliveryPolicy.from_settings(ctx.settings)
-        )
 
     @classmethod
     def from_settings(
@@ -106,7 +102,6 @@ class Worker:
                     self._wake.wait(self.settings.worker_poll_interval_seconds)
                     self._wake.clear()
         heartbeat.join(timeout=5)
-        self.webhooks.close()
         log.info("worker.stopped", worker_id=self.worker_id)
 
     def stop(self) -> None:
@@ -124,8 +119,6 @@ class Worker:
                 self._last_periodic = time.monotonic()
                 with session_scope(self.ctx.session_factory) as session:
                     periodic.defer_due(session, self.settings, now=utcnow())
-            if DEFAULT_QUEUE in self.queues:
-                self.webhooks.dispatch_due()  # claims and hands off; the POSTs run in the sender's threads
             runs: list[tuple[str, TaskRun]] = []
             for name in self.queues:
                 with self._lock:
@@ -155,6 +148,23 @@ class Worker:
                 self._running_by_queue[queue_name] += 1
             future: Future[None] = pool.submit(self._execute, run)
             future.add_done_callback(functools.partial(self._forget, run.task_id, queue_name))
+        return len(runs)
+
+    def run_due(self) -> int:
+        """Claims the due tasks of this runner's queues and runs them in this thread, one by one; returns how
+        many ran. For tests and one-shot tools: the loop runs them concurrently instead."""
+        with session_scope(self.ctx.session_factory) as session:
+            tasks = queue.claim(
+                session,
+                worker_id=self.worker_id,
+                queues=self.queues,
+                limit=100,
+                lease_seconds=self.settings.worker_lease_seconds,
+                now=utcnow(),
+            )
+            runs = [TaskRun(t.id, t.name, dict(t.payload), t.attempts, t.max_attempts, self.worker_id) for t in tasks]
+        for run in runs:
+            self._execute(run)
         return len(runs)
 
     def _forget(self, task_id: str, queue_name: str, _done: Future[None]) -> None:
