@@ -302,3 +302,18 @@ def test_values_schema_refuses_bad_values(helm: Path, tmp_path: Path, values: di
     path.write_text(json.dumps(values))
     result = run_helm(helm, "template", "x", str(CHART_DIR), "--values", str(path))
     assert result.returncode != 0 and complaint in result.stderr, result.stderr
+
+
+def test_the_chart_runs_a_worker_for_deliveries_and_sweeps_but_never_stages(helm: Path, tmp_path: Path) -> None:
+    """Stages are the operator's Jobs; webhooks and the sweep are tasks that need a runner in the cluster."""
+    deployments = {d["metadata"]["name"]: d for d in by_kind(render(helm, tmp_path), "Deployment")}
+    worker = deployments["media-release-mediaingest-worker"]
+    [container] = worker["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert command[:2] == ["mediaingest", "worker"] and command[command.index("--queues") + 1] == "default"
+    api = deployments["media-release-mediaingest-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == api["envFrom"]  # the same database and storage as the API
+    names = {
+        d["metadata"]["name"] for d in by_kind(render(helm, tmp_path, {"worker": {"enabled": False}}), "Deployment")
+    }
+    assert "media-release-mediaingest-worker" not in names

@@ -215,10 +215,14 @@ class Worker:
     def _heartbeat(self) -> None:
         """Extends every held lease; a task whose lease is gone (cancelled, reaped) is stopped."""
         interval = max(0.2, min(self.settings.worker_heartbeat_seconds, self.settings.worker_lease_seconds / 3))
-        while not (self.stopping.is_set() and not self._running):
-            time.sleep(interval)
+        while True:
+            # Wakes at once on stop, then keeps the leases of the tasks still finishing.
+            if self.stopping.wait(interval) and self._running:
+                time.sleep(min(interval, 0.5))
             with self._lock:
                 held = list(self._running.values())
+            if self.stopping.is_set() and not held:
+                return
             for run in held:
                 try:
                     with session_scope(self.ctx.session_factory) as session:
