@@ -48,7 +48,7 @@ def runner_for(make_settings: SettingsFactory) -> Iterator[Any]:
 
     yield build
     for runner in runners:
-        runner.ctx.session_factory.kw["bind"].dispose()
+        runner.ctx.close()
 
 
 # --- a receiver on loopback ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import multiprocessing
 import os
 import resource
@@ -28,18 +29,14 @@ from dataclasses import dataclass
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 
-import sqlalchemy as sa
 import structlog
 
 from mediaingest.config import Settings
-from mediaingest.db import create_db_engine, create_session_factory
 from mediaingest.exceptions import MediaIngestError, TransientProcessingError
 from mediaingest.logging import configure_logging
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
-from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.retry import RetryPolicy
-from mediaingest.storage import build_storage
 from mediaingest.worker.jobs import JobHandle
 from mediaingest.worker.stage_runner import StageContext, execute_stage, record_attempt_failure
 
@@ -130,17 +127,6 @@ def _signal_group(pid: int | None, signum: signal.Signals) -> None:
         os.killpg(pid, signum)
 
 
-def _context_for(settings: Settings) -> tuple[StageContext, sa.Engine]:
-    engine = create_db_engine(settings.resolved_database_url, pool_size=2)
-    ctx = StageContext(
-        settings=settings,
-        session_factory=create_session_factory(engine),
-        storage=build_storage(settings),
-        options=PipelineOptions.from_settings(settings),
-    )
-    return ctx, engine
-
-
 def _stage_process_main(settings: Settings, handle: JobHandle, asset_id: str, stage: Stage, sender: Connection) -> None:
     os.setpgid(0, 0)  # lead a group of our own, which ffmpeg joins: the worker stops both at once
     with contextlib.suppress(OSError, AttributeError):  # Linux: end with the forkserver (and worker)
@@ -150,7 +136,7 @@ def _stage_process_main(settings: Settings, handle: JobHandle, asset_id: str, st
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal; the worker decides
     configure_logging(settings.log_level, json=settings.log_json)
     structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage.value, job_id=handle.job_id)
-    ctx, engine = _context_for(settings)
+    ctx = StageContext.open(settings)
     report: AttemptReport
     try:
         outcome = execute_stage(ctx, asset_id=asset_id, stage=stage, handle=handle, cancel=cancel, enqueue_next=True)
@@ -173,19 +159,8 @@ def _stage_process_main(settings: Settings, handle: JobHandle, asset_id: str, st
             message=message,
         )
     finally:
-        engine.dispose()
+        ctx.close()
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     tools = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    sender.send(
-        AttemptReport(
-            status=report.status,
-            reason=report.reason,
-            retry=report.retry,
-            delay_seconds=report.delay_seconds,
-            message=report.message,
-            peak_rss_bytes=own,
-            tools_peak_rss_bytes=tools,
-            pid=os.getpid(),
-        )
-    )
+    sender.send(dataclasses.replace(report, peak_rss_bytes=own, tools_peak_rss_bytes=tools, pid=os.getpid()))
     sender.close()

@@ -25,12 +25,10 @@ from contextlib import contextmanager
 import structlog
 
 from mediaingest.config import Settings
-from mediaingest.db import create_db_engine, create_session_factory, session_scope, utcnow
+from mediaingest.db import session_scope, utcnow
 from mediaingest.exceptions import MediaIngestError
 from mediaingest.models import Task
-from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.retry import RetryDecision
-from mediaingest.storage import build_storage
 from mediaingest.tasks import periodic, queue
 from mediaingest.tasks.catalog import REGISTRY
 from mediaingest.tasks.registry import DEFAULT_QUEUE, QUEUES, STAGES_QUEUE, RecordedFailure, TaskCancelled, TaskRun
@@ -75,13 +73,7 @@ class Worker:
     def from_settings(
         cls, settings: Settings, *, concurrency: int | None = None, queues: Sequence[str] = QUEUES
     ) -> Worker:
-        engine = create_db_engine(settings.resolved_database_url, pool_size=max(4, settings.worker_concurrency * 2))
-        ctx = StageContext(
-            settings=settings,
-            session_factory=create_session_factory(engine),
-            storage=build_storage(settings),
-            options=PipelineOptions.from_settings(settings),
-        )
+        ctx = StageContext.open(settings, pool_size=max(4, settings.worker_concurrency * 2))
         return cls(ctx, concurrency=concurrency, queues=queues)
 
     # --- the loop -----------------------------------------------------------------------------

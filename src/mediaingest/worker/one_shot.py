@@ -14,14 +14,12 @@ import structlog
 
 from mediaingest import metrics
 from mediaingest.config import Settings
-from mediaingest.db import create_db_engine, create_session_factory, session_scope
+from mediaingest.db import session_scope
 from mediaingest.exceptions import MediaIngestError, PermanentProcessingError
 from mediaingest.models import MediaAsset
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
-from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.retry import RetryDecision
-from mediaingest.storage import build_storage
 from mediaingest.worker import progression
 from mediaingest.worker.jobs import start_unleased_attempt
 from mediaingest.worker.queue import ensure_job
@@ -36,13 +34,7 @@ EXIT_PERMANENT = 3
 
 def run_one_stage(settings: Settings, *, asset_id: str, stage: Stage, attempt: int) -> int:
     structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage.value, attempt=attempt)
-    engine = create_db_engine(settings.resolved_database_url, pool_size=2)
-    ctx = StageContext(
-        settings=settings,
-        session_factory=create_session_factory(engine),
-        storage=build_storage(settings),
-        options=PipelineOptions.from_settings(settings),
-    )
+    ctx = StageContext.open(settings)
     cancel = threading.Event()
     # Kubernetes sends SIGTERM before killing a pod (deletion, deadline): stop ffmpeg and exit transient.
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
@@ -82,4 +74,4 @@ def run_one_stage(settings: Settings, *, asset_id: str, stage: Stage, attempt: i
         return EXIT_PERMANENT if permanent else EXIT_TRANSIENT
     finally:
         metrics.ingestion_jobs_duration_seconds.labels(type=job_type).observe(time.monotonic() - started)
-        engine.dispose()
+        ctx.close()

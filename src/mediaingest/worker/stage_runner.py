@@ -25,7 +25,7 @@ import structlog
 from mediaingest.assets import repository
 from mediaingest.assets.storage_keys import derived_key, stage_prefix
 from mediaingest.config import Settings
-from mediaingest.db import SessionFactory, session_scope
+from mediaingest.db import SessionFactory, create_db_engine, create_session_factory, session_scope
 from mediaingest.exceptions import MediaIngestError, PermanentProcessingError, TransientProcessingError
 from mediaingest.models import AssetMetadata, AssetProxy, IngestionJob, MediaAsset
 from mediaingest.models.enums import Stage, UploadStatus
@@ -34,6 +34,7 @@ from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.types import StageOutput, StageResult
 from mediaingest.retry import RetryDecision, RetryPolicy
+from mediaingest.storage import build_storage
 from mediaingest.storage.base import Storage
 from mediaingest.storage.errors import PreconditionFailedError
 from mediaingest.worker import progression
@@ -53,6 +54,23 @@ class StageContext:
     session_factory: SessionFactory
     storage: Storage
     options: PipelineOptions
+
+    @classmethod
+    def open(cls, settings: Settings, *, pool_size: int = 2) -> StageContext:
+        """Its own engine and storage client, built from the settings (a stage process, a pod, a worker)."""
+        engine = create_db_engine(settings.resolved_database_url, pool_size=pool_size)
+        return cls(
+            settings=settings,
+            session_factory=create_session_factory(engine),
+            storage=build_storage(settings),
+            options=PipelineOptions.from_settings(settings),
+        )
+
+    def close(self) -> None:
+        """Closes the database connections `open` made."""
+        bind = self.session_factory.kw.get("bind")
+        if isinstance(bind, sa.Engine):
+            bind.dispose()
 
     def bucket(self, role: str) -> str:
         return self.settings.bucket_proxies if role == "proxies" else self.settings.bucket_processed
