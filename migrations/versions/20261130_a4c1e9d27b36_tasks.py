@@ -17,6 +17,18 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 JSON_TYPE = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+TASK_STATUS = sa.Enum(
+    "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", name="taskstatus", native_enum=False, length=32
+)
+# Deliveries waiting when this runs get their task, so none is lost in the upgrade.
+_PENDING_DELIVERY_TASKS = """
+    INSERT INTO tasks (id, name, queue, payload, dedupe_key, priority, status, run_after, attempts,
+                       max_attempts, created_at, updated_at)
+    SELECT id, 'webhooks.deliver', 'default', {payload}, 'webhook:' || id, 0, 'QUEUED',
+           next_attempt_at, attempts, max_attempts, created_at, updated_at
+    FROM webhook_deliveries WHERE status IN ('PENDING', 'SENDING')
+"""
+_PAYLOAD = """'{"deliveryId": "' || id || '"}'"""
 
 
 def upgrade() -> None:
@@ -28,12 +40,7 @@ def upgrade() -> None:
         sa.Column("payload", JSON_TYPE, nullable=False),
         sa.Column("dedupe_key", sa.String(length=255), nullable=True),
         sa.Column("priority", sa.Integer(), nullable=False),
-        sa.Column(
-            "status",
-            sa.Enum("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", name="taskstatus", native_enum=False,
-                    length=32),
-            nullable=False,
-        ),  # fmt: skip
+        sa.Column("status", TASK_STATUS, nullable=False),
         sa.Column("run_after", sa.DateTime(timezone=True), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("max_attempts", sa.Integer(), nullable=False),
@@ -54,19 +61,8 @@ def upgrade() -> None:
         batch_op.drop_index("ix_webhook_deliveries_due")
         batch_op.drop_column("lease_owner")
         batch_op.drop_column("lease_expires_at")
-    # Deliveries waiting when this runs get their task, so none is lost in the upgrade.
-    payload = """'{"deliveryId": "' || id || '"}'"""
-    if op.get_bind().dialect.name == "postgresql":
-        payload = f"CAST({payload} AS JSONB)"
-    op.execute(
-        f"""
-        INSERT INTO tasks (id, name, queue, payload, dedupe_key, priority, status, run_after, attempts,
-                           max_attempts, created_at, updated_at)
-        SELECT id, 'webhooks.deliver', 'default', {payload}, 'webhook:' || id, 0, 'QUEUED',
-               next_attempt_at, attempts, max_attempts, created_at, updated_at
-        FROM webhook_deliveries WHERE status IN ('PENDING', 'SENDING')
-        """
-    )
+    payload = f"CAST({_PAYLOAD} AS JSONB)" if op.get_bind().dialect.name == "postgresql" else _PAYLOAD
+    op.execute(_PENDING_DELIVERY_TASKS.format(payload=payload))
 
 
 def downgrade() -> None:
