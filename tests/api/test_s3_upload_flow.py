@@ -24,11 +24,7 @@ from mediaingest.storage import build_storage
 
 @pytest.fixture
 def s3_settings(make_settings: SettingsFactory, moto_s3_server: MotoS3Server) -> Settings:
-    settings = make_settings(**moto_s3_server.settings_overrides())
-    build_storage(settings).ensure_buckets(
-        [settings.bucket_incoming, settings.bucket_processed, settings.bucket_proxies]
-    )
-    return settings
+    return moto_s3_server.settings(make_settings)
 
 
 @pytest.fixture

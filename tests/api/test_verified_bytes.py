@@ -20,7 +20,6 @@ from mediaingest.assets import repository
 from mediaingest.config import Settings
 from mediaingest.db import utcnow
 from mediaingest.exceptions import PermanentProcessingError
-from mediaingest.storage import build_storage
 from mediaingest.worker.loop import embedded_worker
 from mediaingest.worker.stage_runner import _verify_checksum
 
@@ -31,11 +30,7 @@ def backend_settings(
 ) -> Settings:
     if request.param == "local":
         return make_settings(proxy_heights=[360])
-    settings = make_settings(proxy_heights=[360], **moto_s3_server.settings_overrides())
-    build_storage(settings).ensure_buckets(
-        [settings.bucket_incoming, settings.bucket_processed, settings.bucket_proxies]
-    )
-    return settings
+    return moto_s3_server.settings(make_settings, proxy_heights=[360])
 
 
 @pytest.fixture

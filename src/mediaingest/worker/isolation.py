@@ -101,7 +101,8 @@ def run_attempt(
         report = receiver.recv() if receiver.poll() else None
     finally:
         receiver.close()
-        _signal_group(process.pid, signal.SIGKILL)  # whatever is left of its group: an orphaned ffmpeg
+        if process.exitcode != 0:
+            _signal_group(process.pid, signal.SIGKILL)  # whatever is left of its group: an orphaned ffmpeg
     if isinstance(report, AttemptReport):
         return report
     if cancel.is_set():

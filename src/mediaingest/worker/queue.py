@@ -43,8 +43,11 @@ def ensure_job(session: Session, *, asset: MediaAsset, stage: Stage, max_attempt
 
 
 def enqueue_stage(session: Session, *, asset: MediaAsset, stage: Stage, max_attempts: int) -> IngestionJob:
-    """The job row and its task; doing it twice is harmless (both are found by their keys)."""
+    """The job row and its task; doing it twice is harmless (both are found by their keys). A stage whose
+    job already finished gets no new task: finished tasks are pruned, and their keys with them."""
     job = ensure_job(session, asset=asset, stage=stage, max_attempts=max_attempts)
+    if job.status in _FINISHED:
+        return job
     queue.defer(
         session,
         name=RUN_STAGE,
