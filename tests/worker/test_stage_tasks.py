@@ -4,6 +4,7 @@ from the asset, the job row following its task when a runner is lost, cancellati
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -117,4 +118,22 @@ def test_cancelling_an_assets_jobs_cancels_their_tasks_and_fences_the_runner(dat
     with session_scope(factory) as session:
         assert not queue.heartbeat(session, task_id=task.id, worker_id="w", lease_seconds=60, now=utcnow())
         assert session.get(Task, task.id).status == TaskStatus.CANCELLED  # type: ignore[union-attr]
+    engine.dispose()
+
+
+def test_a_finished_stage_is_never_queued_again_even_after_its_task_is_pruned(database_url: str) -> None:
+    """A repeated confirm re-dispatches the probe: once it finished, that must run nothing."""
+    engine = create_db_engine(database_url)
+    factory = create_session_factory(engine)
+    [asset_id] = _seed(factory, priorities=[JobPriority.NORMAL])
+    with session_scope(factory) as session:
+        session.execute(sa.update(IngestionJob).values(status=IngestionJobStatus.COMPLETED))
+        session.execute(sa.update(Task).values(status=TaskStatus.SUCCEEDED, finished_at=utcnow()))
+        queue.prune_finished(session, before=utcnow() + timedelta(seconds=1))
+    with session_scope(factory) as session:
+        asset = session.get(MediaAsset, asset_id)
+        assert asset is not None
+        enqueue_stage(session, asset=asset, stage=Stage.PROBE, max_attempts=2)
+    with factory() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Task)) == 0
     engine.dispose()
