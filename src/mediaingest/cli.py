@@ -9,7 +9,7 @@ import typer
 from mediaingest.client.cli import assets_app
 from mediaingest.client.cli import upload as upload_command
 from mediaingest.config import Settings
-from mediaingest.models.enums import Plan
+from mediaingest.models.enums import Plan, Stage
 
 app = typer.Typer(help="mediaingest: media ingestion backend.", no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(help="Manage tenants and their API tokens.", no_args_is_help=True)
@@ -206,12 +206,11 @@ def worker(
 @app.command("run-stage")
 def run_stage(
     asset: Annotated[str, typer.Option(help="The asset id.")],
-    stage: Annotated[str, typer.Option(help="probe | proxies | thumbnails | audio_visuals")],
+    stage: Annotated[str, typer.Option(help="A stage of the registry: " + " | ".join(s.value for s in Stage))],
     attempt: Annotated[int, typer.Option(min=1, help="Attempt number, counted by the operator.")] = 1,
 ) -> None:
     """Run one stage attempt for one asset, as a Kubernetes Job does. Exit 0 ok, 3 permanent, 1 transient."""
     from mediaingest.logging import configure_logging
-    from mediaingest.models.enums import Stage
     from mediaingest.worker.one_shot import run_one_stage
 
     settings = Settings()

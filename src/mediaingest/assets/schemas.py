@@ -166,6 +166,7 @@ class AssetPage(ApiModel):
 class JobOut(ApiModel):
     id: str
     type: IngestionJobType
+    label: str = Field("", description="What the stage does, in words for people (from the stage registry).")
     status: IngestionJobStatus
     progress: float
     message: str | None
@@ -174,6 +175,14 @@ class JobOut(ApiModel):
     attempts: int
     started_at: datetime | None
     finished_at: datetime | None
+
+    @model_validator(mode="after")
+    def _label_from_registry(self) -> JobOut:
+        if not self.label:
+            from mediaingest.pipeline.registry import label_for
+
+            self.label = label_for(self.type)
+        return self
 
 
 class AssetStatus(ApiModel):

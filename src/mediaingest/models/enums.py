@@ -97,16 +97,13 @@ class Stage(StrEnum):
 
     @property
     def job_type(self) -> IngestionJobType:
-        return _STAGE_JOB_TYPE[self]
+        """The seed's name for this stage's IngestionJob (the registry holds the pairing)."""
+        from mediaingest.pipeline.registry import spec_for  # the registry imports this module
+
+        return spec_for(self).job_type
 
     @classmethod
     def for_job_type(cls, job_type: IngestionJobType) -> Stage:
-        return next(stage for stage, kind in _STAGE_JOB_TYPE.items() if kind == job_type)
+        from mediaingest.pipeline.registry import stage_for_job_type
 
-
-_STAGE_JOB_TYPE = {
-    Stage.PROBE: IngestionJobType.METADATA_EXTRACTION,
-    Stage.PROXIES: IngestionJobType.PROXY_GENERATION,
-    Stage.THUMBNAILS: IngestionJobType.THUMBNAIL_GENERATION,
-    Stage.AUDIO_VISUALS: IngestionJobType.AUDIO_ANALYSIS,
-}
+        return stage_for_job_type(job_type)

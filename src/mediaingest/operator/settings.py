@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mediaingest.models.enums import JobPriority, Stage
+from mediaingest.pipeline.registry import STAGES, JobResources
 
 
 class StageConfig(BaseModel):
@@ -31,23 +32,17 @@ class StageConfig(BaseModel):
     active_deadline_seconds: int = Field(gt=0)
 
 
-def _stage(cpu: tuple[str, str], memory: tuple[str, str], scratch: str, limit: str, deadline: int) -> StageConfig:
+def _stage(resources: JobResources) -> StageConfig:
     return StageConfig(
-        requests={"cpu": cpu[0], "memory": memory[0], "ephemeral-storage": scratch},
-        limits={"cpu": cpu[1], "memory": memory[1], "ephemeral-storage": limit},
-        scratch_size_limit=scratch,
-        active_deadline_seconds=deadline,
+        requests={"cpu": resources.cpu[0], "memory": resources.memory[0], "ephemeral-storage": resources.scratch},
+        limits={"cpu": resources.cpu[1], "memory": resources.memory[1], "ephemeral-storage": resources.scratch_limit},
+        scratch_size_limit=resources.scratch,
+        active_deadline_seconds=resources.deadline_seconds,
     )
 
 
-# The source is downloaded into the scratch volume (uploads go up to MAX_FILE_SIZE, 5 GiB by default),
-# so every stage gets room for it; proxies also hold their renditions until they are uploaded.
-DEFAULT_STAGES: dict[Stage, StageConfig] = {
-    Stage.PROBE: _stage(("250m", "1"), ("256Mi", "1Gi"), "6Gi", "7Gi", 900),
-    Stage.PROXIES: _stage(("2", "4"), ("2Gi", "4Gi"), "20Gi", "22Gi", 3 * 3600),
-    Stage.THUMBNAILS: _stage(("500m", "2"), ("512Mi", "2Gi"), "6Gi", "7Gi", 3600),
-    Stage.AUDIO_VISUALS: _stage(("500m", "2"), ("512Mi", "2Gi"), "6Gi", "7Gi", 3600),
-}
+# Each stage's Job, as the stage registry sizes it.
+DEFAULT_STAGES: dict[Stage, StageConfig] = {spec.stage: _stage(spec.resources) for spec in STAGES}
 
 
 class OperatorSettings(BaseSettings):

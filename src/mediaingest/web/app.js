@@ -7,12 +7,6 @@ const PART_ATTEMPTS = 4; // each part: first try + 3 retries with exponential ba
 const FILE_CONCURRENCY = 3; // files uploading at once
 // The browser sets these itself and refuses them from scripts.
 const FORBIDDEN_HEADERS = new Set(["content-length", "host", "connection"]);
-const STAGE_NAMES = {
-  METADATA_EXTRACTION: "Reading metadata",
-  PROXY_GENERATION: "Making web proxies",
-  THUMBNAIL_GENERATION: "Making the poster and thumbnails",
-  AUDIO_ANALYSIS: "Drawing the waveform",
-};
 
 const $ = (selector, root = document) => root.querySelector(selector);
 
@@ -370,7 +364,7 @@ function describeProcessing(status) {
   if (!current || current.status === "COMPLETED") {
     return { text: "Waiting for a worker…", progress: 0 };
   }
-  const stage = STAGE_NAMES[current.type] || current.type;
+  const stage = current.label || current.type;
   const progress = Math.round(current.progress || 0);
   const waiting = current.status === "RETRYING" ? " (retrying)" : current.status === "PENDING" ? " (queued)" : "";
   const steps = jobs.length > 1 ? ` · ${finished} of ${jobs.length} steps done` : "";
