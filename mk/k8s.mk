@@ -10,7 +10,9 @@
 #
 # e2e-kind needs docker and kind on the machine (neither is fetched); kubectl and helm come from PyPI.
 
-PYTHON ?= .venv/bin/python
+# The project's virtualenv (the Makefile's $(STAMP) fills it): its Python has the test dependencies.
+# Not `PYTHON`, which the Makefile sets to the system python3 that makes the virtualenv.
+VENV_PYTHON := .venv/bin/python
 TOOLS_BIN := .cache/bin
 HELM := $(TOOLS_BIN)/helm
 KUBECTL := $(TOOLS_BIN)/kubectl
@@ -25,11 +27,11 @@ E2E_KUBECONFIG ?= $(CURDIR)/.cache/kind-$(KIND_CLUSTER).kubeconfig
 
 .PHONY: helm kubectl crd-sync helm-lint image e2e-kind e2e-kind-down
 
-helm:
-	$(PYTHON) mk/fetch_tools.py helm
+helm: $(STAMP)
+	$(VENV_PYTHON) mk/fetch_tools.py helm
 
-kubectl:
-	$(PYTHON) mk/fetch_tools.py kubectl
+kubectl: $(STAMP)
+	$(VENV_PYTHON) mk/fetch_tools.py kubectl
 
 crd-sync:
 	cp crds/mediaasset.yaml $(CHART)/files/crds/mediaasset.yaml
@@ -60,7 +62,7 @@ e2e-kind: helm kubectl image
 		--set image.repository=$(firstword $(subst :, ,$(E2E_IMAGE))) --set image.tag=$(lastword $(subst :, ,$(E2E_IMAGE))) \
 		--wait --timeout 10m
 	KUBECONFIG=$(E2E_KUBECONFIG) E2E_NAMESPACE=$(E2E_NAMESPACE) E2E_RELEASE=$(E2E_RELEASE) E2E_KUBECTL=$(CURDIR)/$(KUBECTL) \
-		$(PYTHON) -m pytest -m cluster tests/operator/test_e2e_cluster.py -v
+		$(VENV_PYTHON) -m pytest -m cluster tests/operator/test_e2e_cluster.py -v
 
 e2e-kind-down:
 	$(KIND) delete cluster --name $(KIND_CLUSTER)

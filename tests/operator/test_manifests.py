@@ -317,3 +317,12 @@ def test_the_chart_runs_a_worker_for_deliveries_and_sweeps_but_never_stages(helm
         d["metadata"]["name"] for d in by_kind(render(helm, tmp_path, {"worker": {"enabled": False}}), "Deployment")
     }
     assert "media-release-mediaingest-worker" not in names
+
+
+def test_make_e2e_kind_runs_the_cluster_tests_with_the_projects_python() -> None:
+    """The Makefile's `PYTHON ?= python3` (which makes the virtualenv) must not leak into the e2e run,
+    whose tests need the virtualenv's dependencies."""
+    root = Path(__file__).resolve().parents[2]
+    planned = subprocess.run(["make", "-n", "e2e-kind"], cwd=root, capture_output=True, text=True, check=True).stdout
+    [pytest_line] = [line for line in planned.splitlines() if "-m pytest" in line]
+    assert ".venv/bin/python -m pytest -m cluster" in pytest_line
