@@ -326,3 +326,38 @@ def test_make_e2e_kind_runs_the_cluster_tests_with_the_projects_python() -> None
     planned = subprocess.run(["make", "-n", "e2e-kind"], cwd=root, capture_output=True, text=True, check=True).stdout
     [pytest_line] = [line for line in planned.splitlines() if "-m pytest" in line]
     assert ".venv/bin/python -m pytest -m cluster" in pytest_line
+
+
+def test_numeric_and_string_quantities_reach_the_operator_as_it_reads_them(
+    helm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--set jobs.stages.proxies.requests.cpu=2` is a number in values; the operator reads it from the
+    rendered Deployment's OPERATOR_STAGES and must take it, as the schema did."""
+    from mediaingest.operator.settings import QUANTITY_PATTERN, OperatorSettings
+
+    args = ["template", "media-release", str(CHART_DIR), "--namespace", "media",
+            "--set", "jobs.stages.proxies.requests.cpu=2", "--set", "jobs.stages.probe.limits.cpu=1.5",
+            "--set-string", "jobs.stages.thumbnails.requests.memory=768Mi"]  # fmt: skip
+    result = run_helm(helm, *args)
+    assert result.returncode == 0, result.stderr
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    [operator] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-operator")]
+    env = env_of(operator["spec"]["template"]["spec"]["containers"][0])
+    monkeypatch.setenv("OPERATOR_STAGES", env["OPERATOR_STAGES"])
+    stages = OperatorSettings().stages
+    assert stages["proxies"].requests["cpu"] == "2"
+    assert stages["probe"].limits["cpu"] == "1.5"
+    assert stages["thumbnails"].requests["memory"] == "768Mi"
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    proxies = schema["properties"]["jobs"]["properties"]["stages"]["properties"]["proxies"]["properties"]
+    assert proxies["requests"]["additionalProperties"]["pattern"] == QUANTITY_PATTERN  # one definition
+
+
+def test_the_operator_refuses_what_the_schema_refuses() -> None:
+    from pydantic import ValidationError
+
+    from mediaingest.operator.settings import StageConfig
+
+    for bad in ("two", "2 cores", True, "-1"):
+        with pytest.raises(ValidationError):
+            StageConfig(requests={"cpu": bad}, limits={}, scratch_size_limit="1Gi", active_deadline_seconds=60)

@@ -10,14 +10,29 @@ values.yaml); stages or keys it leaves out keep the defaults below.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mediaingest.models.enums import JobPriority, Stage
 from mediaingest.pipeline.registry import STAGES, JobResources
+
+# A Kubernetes quantity as values.yaml may spell it: "500m", "2Gi", or a bare number (`--set …cpu=2`
+# arrives as the integer 2). The chart's values.schema.json uses this same pattern (a test compares).
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
+
+
+def _quantity_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value  # refused below: true is no quantity
+    if isinstance(value, int | float):
+        return format(value, "g") if isinstance(value, float) else str(value)
+    return value
+
+
+Quantity = Annotated[str, BeforeValidator(_quantity_text), StringConstraints(pattern=QUANTITY_PATTERN)]
 
 
 class StageConfig(BaseModel):
@@ -25,10 +40,10 @@ class StageConfig(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
-    # Kubernetes quantities as strings ("500m", "2Gi"); include `ephemeral-storage` for the scratch volume.
-    requests: dict[str, str]
-    limits: dict[str, str]
-    scratch_size_limit: str  # emptyDir sizeLimit of the WORK_DIR volume
+    # Kubernetes quantities ("500m", "2Gi", 2); include `ephemeral-storage` for the scratch volume.
+    requests: dict[str, Quantity]
+    limits: dict[str, Quantity]
+    scratch_size_limit: Quantity  # emptyDir sizeLimit of the WORK_DIR volume
     active_deadline_seconds: int = Field(gt=0)
 
 
