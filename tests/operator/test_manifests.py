@@ -248,6 +248,7 @@ def test_defaults_have_hpa_and_secret_and_no_optional_extras(helm: Path, tmp_pat
     for needed in [
         ("mediaingest.io", "mediaassets", "watch"),
         ("mediaingest.io", "mediaassets", "patch"),
+        ("mediaingest.io", "mediaassets", "delete"),  # retention
         ("mediaingest.io", "mediaassets/status", "patch"),
         ("batch", "jobs", "create"),
         ("batch", "jobs", "watch"),

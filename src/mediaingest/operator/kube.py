@@ -66,6 +66,25 @@ class KubeApi:
     def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
         self._batch = kubernetes.client.BatchV1Api(api_client)
         self._core = kubernetes.client.CoreV1Api(api_client)
+        self._custom = kubernetes.client.CustomObjectsApi(api_client)
+
+    async def delete_media_asset(self, namespace: str, name: str) -> bool:
+        """Deletes the MediaAsset (its Jobs follow by owner reference); False if it was already gone."""
+        try:
+            await asyncio.to_thread(
+                self._custom.delete_namespaced_custom_object,
+                naming.GROUP,
+                naming.VERSION,
+                namespace,
+                naming.PLURAL,
+                name,
+                body=kubernetes.client.V1DeleteOptions(propagation_policy="Background"),
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     async def create_job(self, namespace: str, body: Mapping[str, Any]) -> bool:
         """Creates the Job; True if created now, False if it already existed (which is just as good)."""

@@ -8,6 +8,7 @@ side effects and tests can run the operator with their own settings.
     index  active_jobs   Jobs still running, by tenant (for the caps)
     index  asset_states  MediaAssets by phase and by stage state (for the metrics)
     timer  reconcile     every MediaAsset until Ready or Failed: the one writer of its status
+    index  finished_assets  Ready and Failed MediaAssets → finishedAt, swept by the retention loop (lifecycle)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     kopf.index("batch", "v1", "jobs", registry=registry, id="stage_jobs", labels=_OURS)(handle_job.index_stage_jobs)
     kopf.index("batch", "v1", "jobs", registry=registry, id="active_jobs", labels=_OURS)(handle_job.index_active_jobs)
     kopf.index(*asset, registry=registry, id="asset_states")(handle_asset.index_asset_states)
+    kopf.index(*asset, registry=registry, id="finished_assets")(handle_asset.index_finished_assets)
 
     kopf.timer(
         *asset,

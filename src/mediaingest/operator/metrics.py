@@ -33,6 +33,10 @@ assets_finished_total = Counter(
     "mediaingest_operator_assets_finished_total", "MediaAssets that reached Ready or Failed.", ["phase"]
 )
 
+assets_expired_total = Counter(
+    "mediaingest_operator_assets_expired_total", "Finished MediaAssets deleted by the retention policy."
+)
+
 # Index keys (see handlers.handle_asset.index_asset_states): ("phase", phase) and ("stage", stage, state).
 IndexView = Mapping[Any, Iterable[Any]]
 

@@ -91,6 +91,9 @@ class OperatorSettings(BaseSettings):
     reconcile_interval_seconds: float = Field(10.0, gt=0)
     error_backoff_seconds: float = Field(10.0, gt=0)
     mirror_database: bool = True  # mirror stage outcomes into DATABASE_URL (off: status only)
+    # Ready and Failed MediaAssets are deleted this long after they finished (0: never). Each is ~2 KB in
+    # etcd; the database keeps the record and the API keeps answering for the asset.
+    retention_seconds: float = Field(7 * 24 * 3600, ge=0)
 
     @field_validator("stages", mode="before")
     @classmethod

@@ -36,6 +36,7 @@ from mediaingest.operator.handlers.reconcile import (
     StageFailed,
     StagePhase,
     format_time,
+    parse_time,
     reconcile,
     status_patch,
     unsettled_failures,
@@ -82,6 +83,37 @@ class OperatorContext:
 def is_active(status: Mapping[str, Any], **_: Any) -> bool:
     """The timer runs until the asset is Ready or Failed (kopf stops it, and drops its finalizer)."""
     return status.get("phase") not in {phase.value for phase in TERMINAL_ASSET_PHASES}
+
+
+def index_finished_assets(
+    name: str, namespace: str | None, status: Mapping[str, Any], **_: Any
+) -> dict[tuple[str | None, str], str]:
+    """(namespace, name) → finishedAt of the Ready and Failed MediaAssets, for the retention sweep."""
+    finished = status.get("finishedAt")
+    if is_active(status) or not finished:
+        return {}
+    return {(namespace, name): str(finished)}
+
+
+async def sweep_finished_assets(ctx: OperatorContext, finished_assets: Mapping[Any, Any]) -> int:
+    """Retention: deletes the MediaAssets that finished more than `retention_seconds` ago, so etcd does
+    not grow with every upload ever made (like Argo's ttlStrategy). The database keeps the record and
+    the API keeps answering. Run by a loop the operator starts (no timer: a timer would make kopf keep
+    a finalizer on every finished resource). Returns how many were deleted."""
+    if not ctx.settings.retention_seconds:
+        return 0
+    now = ctx.clock()
+    deleted = 0
+    for (namespace, name), stamps in list(finished_assets.items()):
+        finished = max((parse_time(stamp) for stamp in stamps), default=None)
+        if namespace is None or finished is None:
+            continue
+        age = (now - finished).total_seconds()
+        if age >= ctx.settings.retention_seconds and await ctx.kube.delete_media_asset(namespace, name):
+            deleted += 1
+            metrics.assets_expired_total.inc()
+            log.info("operator.asset_expired", asset=name, age_seconds=round(age))
+    return deleted
 
 
 def index_asset_states(spec: Mapping[str, Any], status: Mapping[str, Any], name: str, **_: Any) -> dict[Any, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -10,7 +12,7 @@ import structlog
 
 from mediaingest.operator import metrics, naming
 from mediaingest.operator.handlers.capacity import CapacityLedger
-from mediaingest.operator.handlers.handle_asset import OperatorContext
+from mediaingest.operator.handlers.handle_asset import OperatorContext, sweep_finished_assets
 from mediaingest.operator.kube import KubeApi, load_api_client
 from mediaingest.operator.mirror import InMemoryMirror, SqlAlchemyMirror, StatusMirror
 from mediaingest.operator.settings import OperatorSettings
@@ -34,6 +36,7 @@ async def startup(
     memo: kopf.Memo,
     asset_states: kopf.Index[Any, str],
     active_jobs: kopf.Index[str, str],
+    finished_assets: kopf.Index[Any, str],
     **_: Any,
 ) -> None:
     config: OperatorSettings = memo.operator_settings
@@ -61,6 +64,8 @@ async def startup(
         memo.context.clock = memo.clock
 
     metrics.collector.track(asset_states=asset_states, active_jobs=active_jobs, max_running=config.max_running_jobs)
+    if config.retention_seconds:
+        memo.retention_task = asyncio.create_task(_retention_loop(memo.context, finished_assets))
     port = memo.get("metrics_port")
     if port:
         from prometheus_client import start_http_server
@@ -74,7 +79,26 @@ async def startup(
     )
 
 
+def retention_interval(config: OperatorSettings) -> float:
+    """Often enough that nothing outlives its retention by much; never more than once a minute."""
+    return max(60.0, min(3600.0, config.retention_seconds / 24))
+
+
+async def _retention_loop(ctx: OperatorContext, finished_assets: kopf.Index[Any, str]) -> None:
+    while True:
+        await asyncio.sleep(retention_interval(ctx.settings))
+        try:
+            await sweep_finished_assets(ctx, finished_assets)
+        except Exception:  # a failed sweep is retried at the next interval; the loop must live on
+            log.exception("operator.retention_sweep_failed")
+
+
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("retention_task")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     server = memo.get("metrics_server")
     if server:
         httpd, thread = server
