@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import kopf
 import kubernetes
 
 from mediaingest.models.enums import JobPriority, MediaType, Stage
@@ -71,3 +72,21 @@ async def test_finished_assets_are_deleted_after_their_retention(apiserver: Any)
 def test_the_sweep_runs_often_enough_but_at_most_once_a_minute() -> None:
     assert retention_interval(OperatorSettings(_env_file=None)) == 3600  # type: ignore[call-arg]
     assert retention_interval(OperatorSettings(_env_file=None, retention_seconds=600)) == 60  # type: ignore[call-arg]
+
+
+async def test_startup_sets_watch_timeouts_and_starts_the_retention_sweep() -> None:
+    """Without server and client timeouts a silently dropped watch never ends (kopf issue 585)."""
+    from mediaingest.operator.handlers.lifecycle import cleanup, startup
+
+    kopf_settings = kopf.OperatorSettings()
+    config = OperatorSettings(_env_file=None, namespace="default")  # type: ignore[call-arg]
+    memo = kopf.Memo(operator_settings=config, kube=object(), mirror=InMemoryMirror(), metrics_port=None)
+    await startup(settings=kopf_settings, memo=memo, asset_states={}, active_jobs={}, finished_assets={})
+    try:
+        assert kopf_settings.watching.server_timeout == 300
+        assert kopf_settings.watching.client_timeout == 330  # ends a watch the server never closes
+        assert kopf_settings.watching.connect_timeout == 30
+        assert memo.retention_task is not None and not memo.retention_task.done()
+    finally:
+        await cleanup(memo=memo)
+    assert memo.retention_task.cancelled()

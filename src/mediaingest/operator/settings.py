@@ -90,6 +90,11 @@ class OperatorSettings(BaseSettings):
     # --- the control loop ----------------------------------------------------------------------
     reconcile_interval_seconds: float = Field(10.0, gt=0)
     error_backoff_seconds: float = Field(10.0, gt=0)
+    # Watches end server-side after this long and are started again, and a client-side timeout a little
+    # longer ends one the network silently dropped: without both, a stalled watch freezes the pipeline
+    # while the process looks alive (kopf issue 585).
+    watch_server_timeout_seconds: float = Field(300.0, gt=0)
+    watch_connect_timeout_seconds: float = Field(30.0, gt=0)
     mirror_database: bool = True  # mirror stage outcomes into DATABASE_URL (off: status only)
     # Ready and Failed MediaAssets are deleted this long after they finished (0: never). Each is ~2 KB in
     # etcd; the database keeps the record and the API keeps answering for the asset.

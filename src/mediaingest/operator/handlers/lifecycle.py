@@ -47,6 +47,9 @@ async def startup(
         prefix=naming.GROUP, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{naming.GROUP}/operator"
+    settings.watching.server_timeout = config.watch_server_timeout_seconds
+    settings.watching.client_timeout = config.watch_server_timeout_seconds + 30
+    settings.watching.connect_timeout = config.watch_connect_timeout_seconds
     # Kubernetes Events only for warnings and errors (e.g. a cap wait), not every handler run.
     settings.posting.level = logging.WARNING
     if config.namespace != "*":
