@@ -185,7 +185,10 @@ async def test_new_media_asset_gets_its_probe_job(
     assert cluster.assets[name]["status"]["stages"]["probe"]["jobName"] == job_name
     assert cluster.mirror.stages[(asset.asset_id, Stage.PROBE)].status == IngestionJobStatus.RUNNING
     assert cluster.mirror.assets[asset.asset_id][0] == AssetProcessingStatus.PROCESSING
-    # Nothing changed: the next run creates nothing and patches nothing.
+    # The next run sees the Job on the watch and records that once; after that nothing changes, so a run
+    # creates nothing and patches nothing.
+    seen = await cluster.reconcile(name, validate_status)
+    assert seen["status"] == {"stages": {"probe": {"jobSeenAt": "2030-01-01T00:00:00Z"}}}
     again = await cluster.reconcile(name, validate_status)
     assert "status" not in again and len(cluster.kube.creates) == 1
 

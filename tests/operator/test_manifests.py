@@ -296,6 +296,7 @@ def test_crd_can_be_left_out(helm: Path, tmp_path: Path) -> None:
         ({"jobs": {"priorityClassNames": {"SOON": "x"}}}, "SOON"),
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"jobs": {"stages": {"probe": {"requests": {"cpu": "lots"}}}}}, "cpu"),
+        ({"jobs": {"ttlSecondsAfterFinished": 0}}, "ttlSecondsAfterFinished"),  # results must be read first
     ],
 )
 def test_values_schema_refuses_bad_values(helm: Path, tmp_path: Path, values: dict[str, Any], complaint: str) -> None:

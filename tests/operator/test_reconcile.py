@@ -300,3 +300,40 @@ def test_merge_patch_and_retry_policy() -> None:
     assert merge_patch({}, {"x": [1]}) == {"x": [1]}
     assert status_patch({"phase": "Running", "kopf": {"x": 1}}, {"phase": "Ready"}) == {"phase": "Ready"}
     assert [POLICY.backoff(attempt) for attempt in (1, 2, 3, 4)] == [10, 20, 25, 25]
+
+
+def test_a_job_seen_then_gone_is_a_failed_attempt_never_a_silent_rerun(step) -> None:
+    """The operator was down while the Job finished and its TTL removed it: the outcome is unknown, so
+    the attempt counts as failed and the next one gets a new Job; the same name is never made again."""
+    status = step().status
+    seen = step(status, [job(Stage.PROBE, 1, JobState.ACTIVE)])
+    assert seen.status["stages"]["probe"]["jobSeenAt"] == "2030-01-01T12:00:00Z"
+
+    gone = step(seen.status, [], now=NOW + timedelta(hours=2))
+    assert gone.launches == []  # probe-1 is not created again
+    probe = gone.status["stages"]["probe"]
+    assert probe["phase"] == "Retrying" and "deleted before its result was recorded" in probe["message"]
+    assert StageFailed(Stage.PROBE, 1, True, probe["message"], NOW + timedelta(hours=2)) in gone.transitions
+    later = step(gone.status, [], now=NOW + timedelta(hours=3))
+    assert [launch.job_name for launch in later.launches] == [f"{NAME}-probe-2"]
+    assert "jobSeenAt" not in later.status["stages"]["probe"]
+
+
+def test_vanishing_jobs_cannot_loop_forever(step) -> None:
+    """With every Job removed as soon as it ends, each vanished attempt still counts: the stage fails."""
+    status, now = step().status, NOW
+    for attempt in range(1, POLICY.max_attempts + 1):
+        status = step(status, [job(Stage.PROBE, attempt, JobState.ACTIVE)], now=now).status
+        now += timedelta(hours=1)
+        status = step(status, [], now=now).status
+        now += timedelta(hours=1)
+        status = step(status, [], now=now).status  # launches the next attempt, if any
+    assert status["stages"]["probe"]["phase"] == "Failed" and status["phase"] == "Failed"
+    assert f"gave up after {POLICY.max_attempts} attempts" in status["stages"]["probe"]["message"]
+
+
+def test_a_job_not_on_the_watch_yet_is_created_again_harmlessly(step) -> None:
+    """Launched but never seen: the watch may lag; creating it again is a no-op if it exists."""
+    status = step().status
+    again = step(status, [])
+    assert [launch.job_name for launch in again.launches] == [f"{NAME}-probe-1"]

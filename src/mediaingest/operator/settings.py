@@ -73,7 +73,8 @@ class OperatorSettings(BaseSettings):
     job_config_map_name: str = "mediaingest"  # envFrom: DATABASE_URL host, STORAGE_BACKEND, bucket names…
     job_secret_name: str = "mediaingest"  # noqa: S105 - a Secret object name; envFrom: DATABASE_URL, AWS_* keys
     stages: dict[Stage, StageConfig] = Field(default_factory=lambda: dict(DEFAULT_STAGES))
-    ttl_seconds_after_finished: int = Field(3600, ge=0)
+    # Long enough for the operator to fold a finished Job's result in (a vanished one costs an attempt).
+    ttl_seconds_after_finished: int = Field(3600, ge=300)
     node_selector: dict[str, str] = {}
     tolerations: list[dict[str, Any]] = []
     priority_class_names: dict[JobPriority, str] = {}

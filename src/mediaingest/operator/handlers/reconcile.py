@@ -227,19 +227,30 @@ def reconcile(
             )
             entry.pop("nextAttemptAt", None)
             entry.pop("finishedAt", None)
+            entry.pop("jobSeenAt", None)
             decision.transitions.append(StageStarted(stage, newest, entry["jobName"], now))
             phase = StagePhase.RUNNING
         if phase != StagePhase.RUNNING:
             continue
         attempt = int(entry["attempts"])
         job = observed.get((stage, attempt))
+        if job is None and "jobSeenAt" in entry:
+            # Seen, then gone before its result was folded in (its TTL ran out while the operator was
+            # down, or someone deleted it): its outcome is unknown, and re-creating it under the same
+            # name would run the attempt again unannounced. It counts as a failed attempt instead.
+            _fold_vanished(entry, stage, attempt, now, policy, decision)
+            continue
         if job is None:
-            # Created but not on the watch yet, or deleted behind our back: make sure it exists.
+            # Created but not on the watch yet: make sure it exists (an existing one counts as created).
             decision.launches.append(Launch(stage, attempt, naming.job_name(asset_name, stage, attempt)))
-        elif job.state == JobState.ACTIVE:
+            continue
+        if job.state == JobState.ACTIVE:
+            entry.setdefault("jobSeenAt", stamp)  # from now on, a missing Job was deleted, not late
             if job.started_at:
                 entry["startedAt"] = job.started_at
-        elif job.state == JobState.SUCCEEDED:
+            continue
+        entry.pop("jobSeenAt", None)  # its result is folded in: the Job may go
+        if job.state == JobState.SUCCEEDED:
             entry.update(phase=StagePhase.SUCCEEDED.value, finishedAt=job.finished_at or stamp)
             entry.pop("message", None)
             decision.transitions.append(StageSucceeded(stage, attempt, now))
@@ -272,7 +283,7 @@ def reconcile(
                 decision.waiting_for_capacity = decision.waiting_for_capacity or reason
                 continue
             entry.update(phase=StagePhase.RUNNING.value, attempts=attempt, jobName=name, startedAt=stamp)
-            for key in ("finishedAt", "nextAttemptAt"):
+            for key in ("finishedAt", "nextAttemptAt", "jobSeenAt"):
                 entry.pop(key, None)
             decision.launches.append(Launch(stage, attempt, name))
             decision.transitions.append(StageStarted(stage, attempt, name, now))
@@ -305,6 +316,24 @@ def _fold_failure(
         decision.transitions.append(StageFailed(stage, attempt, True, message, now))
         return
     decision.transitions.append(StageFailed(stage, attempt, False, message, now))
+
+
+VANISHED_MESSAGE = "the Job was deleted before its result was recorded (its TTL ran out, or by hand)"
+
+
+def _fold_vanished(
+    entry: dict[str, Any], stage: Stage, attempt: int, now: datetime, policy: RetryPolicy, decision: Decision
+) -> None:
+    if attempt >= policy.max_attempts:
+        message = truncate(f"gave up after {attempt} attempts: {VANISHED_MESSAGE}")
+        entry.update(phase=StagePhase.FAILED.value, finishedAt=format_time(now), message=message)
+        decision.transitions.append(StageFailed(stage, attempt, False, message, now))
+        return
+    retry_at = now + timedelta(seconds=policy.backoff(attempt))
+    entry.update(
+        phase=StagePhase.RETRYING.value, nextAttemptAt=format_time(retry_at, round_up=True), message=VANISHED_MESSAGE
+    )
+    decision.transitions.append(StageFailed(stage, attempt, True, VANISHED_MESSAGE, now))
 
 
 def _asset_status(
