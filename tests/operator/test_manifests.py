@@ -363,3 +363,38 @@ def test_the_operator_refuses_what_the_schema_refuses() -> None:
     for bad in ("two", "2 cores", True, "-1"):
         with pytest.raises(ValidationError):
             StageConfig(requests={"cpu": bad}, limits={}, scratch_size_limit="1Gi", active_deadline_seconds=60)
+
+
+@pytest.mark.parametrize("run_as_user", [None, 1000650000])
+def test_stage_jobs_take_annotations_affinity_extra_env_and_the_platforms_user(
+    helm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kube_validate, run_as_user: int | None
+) -> None:
+    """Karpenter/cluster-autoscaler annotations by default; OpenShift's restricted-v2 assigns the user
+    itself (runAsUser null), or takes one from its range."""
+    from mediaingest.models.enums import JobPriority, MediaType, Stage
+    from mediaingest.operator.jobs import build_stage_job
+    from mediaingest.operator.model import AssetSpec
+    from mediaingest.operator.settings import OperatorSettings
+
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["media"]}]}]}}}  # fmt: skip
+    values = {"jobs": {"runAsUser": run_as_user, "affinity": affinity,
+                       "extraEnv": [{"name": "FFREPORT", "value": "level=32"}]}}  # fmt: skip
+    [operator] = [d for d in by_kind(render(helm, tmp_path, values), "Deployment") if d["metadata"]["name"].endswith(
+        "-operator")]  # fmt: skip
+    for name, value in env_of(operator["spec"]["template"]["spec"]["containers"][0]).items():
+        monkeypatch.setenv(name, value)
+    settings = OperatorSettings()
+    assert settings.run_as_user == run_as_user
+    asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
+                      priority=JobPriority.NORMAL, stages=(Stage.PROBE,))  # fmt: skip
+    job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage.PROBE, attempt=1,
+                          settings=settings)  # fmt: skip
+    kube_validate(job)
+    template = job["spec"]["template"]
+    assert template["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
+    assert template["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+    assert template["spec"]["affinity"] == affinity
+    assert {"name": "FFREPORT", "value": "level=32"} in template["spec"]["containers"][0]["env"]
+    security = template["spec"]["securityContext"]
+    assert security.get("runAsUser") == run_as_user and security["runAsNonRoot"] is True

@@ -51,10 +51,12 @@ def build_stage_job(
         "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": settings.run_as_user,
-            "runAsGroup": settings.run_as_user,
-            "fsGroup": settings.run_as_user,
             "seccompProfile": {"type": "RuntimeDefault"},
+            **(
+                {"runAsUser": settings.run_as_user, "runAsGroup": settings.run_as_user, "fsGroup": settings.run_as_user}
+                if settings.run_as_user is not None
+                else {}
+            ),
         },
         "containers": [
             {
@@ -72,6 +74,7 @@ def build_stage_job(
                     {"name": "WORK_DIR", "value": SCRATCH_PATH},
                     {"name": "TMPDIR", "value": SCRATCH_PATH},
                     {"name": "HOME", "value": SCRATCH_PATH},
+                    *(dict(item) for item in settings.job_extra_env),
                 ],
                 "resources": {"requests": dict(config.requests), "limits": dict(config.limits)},
                 "securityContext": {
@@ -96,6 +99,8 @@ def build_stage_job(
         pod_spec["nodeSelector"] = dict(settings.node_selector)
     if settings.tolerations:
         pod_spec["tolerations"] = [dict(toleration) for toleration in settings.tolerations]
+    if settings.job_affinity:
+        pod_spec["affinity"] = dict(settings.job_affinity)
     priority_class = settings.priority_class_names.get(asset.priority)
     if priority_class:
         pod_spec["priorityClassName"] = priority_class
@@ -128,7 +133,10 @@ def build_stage_job(
                     {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
                 ]
             },
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+            "template": {
+                "metadata": {"labels": dict(labels), "annotations": dict(settings.job_pod_annotations)},
+                "spec": pod_spec,
+            },
         },
     }
 

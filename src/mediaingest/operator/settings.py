@@ -78,7 +78,15 @@ class OperatorSettings(BaseSettings):
     node_selector: dict[str, str] = {}
     tolerations: list[dict[str, Any]] = []
     priority_class_names: dict[JobPriority, str] = {}
-    run_as_user: int = Field(10001, ge=1)
+    # None: the pod names no user and the platform assigns one (OpenShift's restricted-v2 SCC does).
+    run_as_user: int | None = Field(10001, ge=1)
+    # A long encode must not be evicted for a scale-down: it would restart from zero.
+    job_pod_annotations: dict[str, str] = {
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+        "karpenter.sh/do-not-disrupt": "true",
+    }
+    job_affinity: dict[str, Any] = {}
+    job_extra_env: list[dict[str, Any]] = []  # [{"name": …, "value": …} or valueFrom], after ours
 
     # --- retries and caps ----------------------------------------------------------------------
     max_attempts: int = Field(4, ge=1)
@@ -100,6 +108,12 @@ class OperatorSettings(BaseSettings):
     # Ready and Failed MediaAssets are deleted this long after they finished (0: never). Each is ~2 KB in
     # etcd; the database keeps the record and the API keeps answering for the asset.
     retention_seconds: float = Field(7 * 24 * 3600, ge=0)
+
+    @field_validator("run_as_user", mode="before")
+    @classmethod
+    def _no_user(cls, value: Any) -> Any:
+        # The chart renders a null runAsUser as the text "null" (an environment variable is a string).
+        return None if isinstance(value, str) and value.strip().lower() in ("", "null", "none") else value
 
     @field_validator("stages", mode="before")
     @classmethod
