@@ -91,14 +91,24 @@ def test_health_readiness_and_metrics(client: TestClient, users: Users, small_vi
     assert 'http_request_duration_seconds_bucket{le="0.005",method="POST",route="/api/assets/upload-url"' in metrics
 
 
-def test_readiness_fails_when_storage_is_unreachable(make_settings: SettingsFactory) -> None:
+def test_readiness_reports_but_survives_a_storage_outage(make_settings: SettingsFactory) -> None:
+    """A bucket blip must not take every replica out of the Service at once (only the database decides)."""
     settings = make_settings(storage_backend="s3", s3_endpoint_url="http://127.0.0.1:9", aws_access_key_id="k",
                              aws_secret_access_key="s")  # fmt: skip
     client = TestClient(create_app(settings, configure_logs=False))
     response = client.get("/readyz")
-    assert response.status_code == 503
+    assert response.status_code == 200 and response.json()["status"] == "degraded"
     assert response.json()["checks"]["database"] == "ok"
     assert response.json()["checks"]["storage"].startswith("unavailable")
+
+
+def test_readiness_fails_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    from conftest import build_settings
+
+    settings = build_settings(tmp_path / "var", "postgresql+psycopg://nobody@127.0.0.1:9/none")
+    response = TestClient(create_app(settings, configure_logs=False)).get("/readyz")
+    assert response.status_code == 503 and response.json()["status"] == "not_ready"
+    assert response.json()["checks"]["database"].startswith("unavailable")
 
 
 def test_storage_outage_is_a_clean_502_and_leaves_no_row(make_settings: SettingsFactory, users: Users) -> None:

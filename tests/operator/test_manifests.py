@@ -63,7 +63,13 @@ CUSTOM_VALUES = {
 }
 
 
-def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
+# The chart refuses to render without a database (see test_installing_without_a_database_fails_clearly).
+DATABASE_URL = "postgresql+psycopg://mediaingest@postgres:5432/mediaingest"
+
+
+def run_helm(helm: Path, *args: str, database: bool = True) -> subprocess.CompletedProcess[str]:
+    if database and args and args[0] in ("template", "lint"):
+        args = (*args, "--set", f"secret.values.DATABASE_URL={DATABASE_URL}")
     return subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -234,7 +240,8 @@ def test_chart_lints_and_renders_valid_manifests(
 def test_defaults_have_hpa_and_secret_and_no_optional_extras(helm: Path, tmp_path: Path) -> None:
     docs = render(helm, tmp_path)
     assert len(by_kind(docs, "HorizontalPodAutoscaler")) == 1
-    assert len(by_kind(docs, "Secret")) == 1
+    # The release's Secret, and the migration hook's own (deleted once the hook Job succeeds).
+    assert len([d for d in by_kind(docs, "Secret") if "helm.sh/hook" not in d["metadata"].get("annotations", {})]) == 1
     assert not by_kind(docs, "ScaledObject") and not by_kind(docs, "ServiceMonitor")
     roles = {role["metadata"]["name"]: role["rules"] for role in by_kind(docs, "Role")}
     operator_rules = roles["media-release-mediaingest-operator"]
@@ -398,3 +405,42 @@ def test_stage_jobs_take_annotations_affinity_extra_env_and_the_platforms_user(
     assert {"name": "FFREPORT", "value": "level=32"} in template["spec"]["containers"][0]["env"]
     security = template["spec"]["securityContext"]
     assert security.get("runAsUser") == run_as_user and security["runAsNonRoot"] is True
+
+
+def test_installing_without_a_database_fails_clearly(helm: Path) -> None:
+    result = run_helm(helm, "template", "x", str(CHART_DIR), database=False)
+    assert result.returncode != 0
+    assert "set secret.values.DATABASE_URL" in result.stderr and "SQLite" in result.stderr
+    existing = run_helm(helm, "template", "x", str(CHART_DIR), "--set", "secret.existingSecret=creds", database=False)
+    assert existing.returncode == 0, existing.stderr
+
+
+def test_migrations_run_once_as_a_hook_job_not_in_every_api_pod(helm: Path, tmp_path: Path, kube_validate) -> None:
+    docs = render(helm, tmp_path)
+    [job] = [d for d in by_kind(docs, "Job") if d["metadata"]["name"].endswith("-migrate")]
+    kube_validate(job)
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["mediaingest", "db", "upgrade"]
+    secret_name = container["env"][0]["valueFrom"]["secretKeyRef"]["name"]
+    [hook_secret] = [d for d in by_kind(docs, "Secret") if d["metadata"]["name"] == secret_name]
+    assert hook_secret["metadata"]["annotations"]["helm.sh/hook-weight"] == "-5"  # before the Job
+    assert hook_secret["stringData"]["DATABASE_URL"] == DATABASE_URL
+    [api] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api")]
+    assert "initContainers" not in api["spec"]["template"]["spec"]
+    # An existing Secret is used as it is: no hook Secret of ours.
+    custom = render(helm, tmp_path, {"secret": {"existingSecret": "creds"}, "api": {"migrations": True}})
+    [job] = [d for d in by_kind(custom, "Job") if d["metadata"]["name"].endswith("-migrate")]
+    assert job["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "creds"
+    assert not [d for d in by_kind(custom, "Secret") if d["metadata"]["name"].endswith("-migrate")]
+
+
+def test_the_api_has_a_disruption_budget_and_spreads_over_nodes(helm: Path, tmp_path: Path, kube_validate) -> None:
+    docs = render(helm, tmp_path)
+    [budget] = by_kind(docs, "PodDisruptionBudget")
+    kube_validate(budget)
+    assert budget["spec"]["maxUnavailable"] == 1
+    [api] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api")]
+    [spread] = api["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert spread["labelSelector"]["matchLabels"] == budget["spec"]["selector"]["matchLabels"]

@@ -20,7 +20,12 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
-    """The database and every bucket are reachable; load balancers route traffic only when 200."""
+    """Ready when the database answers; load balancers route traffic only when 200.
+
+    Storage is checked and reported but does not decide: a bucket blip would take every replica out of
+    the Service at once, and then nothing answers, not even the requests that need no storage (reads,
+    status, upload URLs signed locally). Requests that do need it answer 502 on their own.
+    """
     state = request.app.state
     checks: dict[str, str] = {}
     try:
@@ -35,10 +40,9 @@ def readyz(request: Request) -> JSONResponse:
         checks["storage"] = "ok"
     except StorageError as exc:
         checks["storage"] = f"unavailable: {exc.message}"
-    ready = all(value == "ok" for value in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
-    )
+    ready = checks["database"] == "ok"
+    status = "not_ready" if not ready else "ready" if checks["storage"] == "ok" else "degraded"
+    return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
 
 @router.get("/metrics", include_in_schema=False)
