@@ -177,7 +177,21 @@ class ApiServer(kmock.KubernetesEmulator):
     creationTimestamp): the kubernetes client refuses owner references without the owner's uid.
     kmock never bumps resourceVersion, so kopf's optimistic JSON-patch `test` on it always holds."""
 
+    # (user agent, HTTP method, action, group, plural, subresource) of every request, for the RBAC test.
+    recorded: list[tuple[str, str, str, str, str, str]] = attrs.field(factory=list)
+
     async def _handle(self, request: kmock.Request) -> Any:
+        if request.resource is not None:
+            self.recorded.append(
+                (
+                    str(request.headers.get("User-Agent", "")),
+                    str(request.method.value if request.method else ""),
+                    str(request.action.value if request.action else ""),
+                    str(request.resource.group or ""),
+                    str(request.resource.plural or ""),
+                    str(request.subresource or ""),
+                )
+            )
         if (
             request.resource is not None
             and request.action == kmock_enums.action.CREATE

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from fixtures.chart import CHART_DIR, DATABASE_URL, by_kind, env_of, render, run_helm
 from mediaingest.models.enums import JobPriority, MediaType, Stage
 from mediaingest.operator.jobs import build_stage_job
 from mediaingest.operator.model import AssetSpec
@@ -18,7 +19,6 @@ from mediaingest.operator.settings import OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO / "crds" / "mediaasset.yaml"
-CHART_DIR = REPO / "charts" / "mediaingest"
 CHART_CRD_PATH = CHART_DIR / "files" / "crds" / "mediaasset.yaml"
 # Kinds the official schemas do not cover; checked by hand below.
 THIRD_PARTY = {"ScaledObject", "ServiceMonitor"}
@@ -61,35 +61,6 @@ CUSTOM_VALUES = {
     },
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
 }
-
-
-# The chart refuses to render without a database (see test_installing_without_a_database_fails_clearly).
-DATABASE_URL = "postgresql+psycopg://mediaingest@postgres:5432/mediaingest"
-
-
-def run_helm(helm: Path, *args: str, database: bool = True) -> subprocess.CompletedProcess[str]:
-    if database and args and args[0] in ("template", "lint"):
-        args = (*args, "--set", f"secret.values.DATABASE_URL={DATABASE_URL}")
-    return subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120, check=False)
-
-
-def render(helm: Path, tmp_path: Path, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    args = ["template", "media-release", str(CHART_DIR), "--namespace", "media"]
-    if values is not None:
-        path = tmp_path / "values.yaml"
-        path.write_text(yaml.safe_dump(values))
-        args += ["--values", str(path)]
-    result = run_helm(helm, *args)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [doc for doc in docs if doc["kind"] == kind]
-
-
-def env_of(container: dict[str, Any]) -> dict[str, str]:
-    return {item["name"]: item["value"] for item in container.get("env", []) if "value" in item}
 
 
 # --- the CRD ---------------------------------------------------------------------------------------
@@ -264,9 +235,7 @@ def test_defaults_have_hpa_and_secret_and_no_optional_extras(helm: Path, tmp_pat
     ]:
         assert needed in granted, needed
     api_rules = roles["media-release-mediaingest-api"]
-    assert api_rules == [
-        {"apiGroups": ["mediaingest.io"], "resources": ["mediaassets"], "verbs": ["get", "create", "delete"]}
-    ]
+    assert api_rules == [{"apiGroups": ["mediaingest.io"], "resources": ["mediaassets"], "verbs": ["create", "delete"]}]
     (job_account,) = [a for a in by_kind(docs, "ServiceAccount") if a["metadata"]["name"].endswith("-stage-job")]
     assert job_account["automountServiceAccountToken"] is False
 
@@ -378,10 +347,6 @@ def test_stage_jobs_take_annotations_affinity_extra_env_and_the_platforms_user(
 ) -> None:
     """Karpenter/cluster-autoscaler annotations by default; OpenShift's restricted-v2 assigns the user
     itself (runAsUser null), or takes one from its range."""
-    from mediaingest.models.enums import JobPriority, MediaType, Stage
-    from mediaingest.operator.jobs import build_stage_job
-    from mediaingest.operator.model import AssetSpec
-    from mediaingest.operator.settings import OperatorSettings
 
     affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
         {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["media"]}]}]}}}  # fmt: skip

@@ -205,8 +205,41 @@ def http_get(url: str) -> tuple[int, str]:
         return response.status, response.read().decode()
 
 
+# Grants the happy path does not exercise, each with where it is used.
+USED_ELSEWHERE = {
+    ("mediaingest.io", "mediaassets", "delete"): "the retention sweep (test_retention.py)",
+    ("mediaingest.io", "mediaassets/finalizers", "update"): "admission of blockOwnerDeletion on Jobs (OpenShift)",
+    ("", "pods", "list"): "a failed stage's exit code and message (the failure test below)",
+    ("", "events", "create"): "kopf's Events for handler warnings and errors (settings.posting.level)",
+}
+_VERB = {("GET", "LIST"): "list", ("GET", "WATCH"): "watch", ("GET", "FETCH"): "get", ("POST", "CREATE"): "create",
+         ("PATCH", "UPDATE"): "patch", ("PUT", "UPDATE"): "update", ("DELETE", "DELETE"): "delete"}  # fmt: skip
+
+
+def assert_every_grant_is_used(helm: Any, tmp_path: Any, recorded: list[tuple[str, ...]]) -> None:
+    """The operator's Role grants exactly what it uses: every request it made is granted, and every grant
+    is either seen here or named in USED_ELSEWHERE. (The API's own request, creating the MediaAsset, and
+    the test's stand-in for the Job controller are left out; discovery needs no grant.)"""
+    from fixtures.chart import by_kind, render
+
+    roles = {role["metadata"]["name"]: role["rules"] for role in by_kind(render(helm, tmp_path), "Role")}
+    granted = {
+        (group, resource, verb)
+        for rule in roles["media-release-mediaingest-operator"]
+        for group in rule["apiGroups"] for resource in rule["resources"] for verb in rule["verbs"]
+    }  # fmt: skip
+    used = {
+        (group, f"{plural}/{sub}" if sub else plural, _VERB[(method, action)])
+        for agent, method, action, group, plural, sub in recorded
+        if plural and agent.startswith(("kopf/", "OpenAPI-Generator/"))
+        and not (method == "POST" and plural == "mediaassets")  # the API's, not the operator's
+    }  # fmt: skip
+    assert used <= granted, used - granted
+    assert granted - used == set(USED_ELSEWHERE), granted - used
+
+
 async def test_video_goes_from_pending_to_ready_and_the_database_agrees(
-    apiserver, settings, sqlite_url, db_asset, validate_resource, kube_validate
+    apiserver, settings, sqlite_url, db_asset, validate_resource, kube_validate, helm, tmp_path
 ) -> None:
     asset_id = db_asset(sqlite_url)
     engine = create_db_engine(sqlite_url, pool_size=1)
@@ -271,6 +304,7 @@ async def test_video_goes_from_pending_to_ready_and_the_database_agrees(
             validate_resource(version)
         # Finished: the timer stops, and kopf drops the finalizer it needed.
         await eventually(lambda: not operator.asset(name)["metadata"].get("finalizers"), "finalizer removed")
+        assert_every_grant_is_used(helm, tmp_path, apiserver.recorded)
 
         with create_session_factory(engine)() as session:
             asset = session.get(MediaAsset, asset_id)
