@@ -148,6 +148,11 @@ class Settings(BaseSettings):
 
     # --- kubernetes (EXECUTOR=kubernetes) ------------------------------------------------------
     k8s_namespace: str = Field("default", alias="K8S_NAMESPACE")
+    k8s_release: str | None = Field(
+        None,
+        alias="K8S_RELEASE",
+        description="The Helm release: its MediaAssets carry it, and only its operator runs them.",
+    )
 
     @field_validator("multipart_part_size")
     @classmethod

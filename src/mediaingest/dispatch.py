@@ -53,7 +53,7 @@ class KubernetesDispatcher:
         # Imported lazily: the kubernetes client is only needed, and only configured, in this mode.
         from mediaingest.operator.dispatcher import KubernetesDispatcher as ResourceClient
 
-        self._resources = ResourceClient(namespace=settings.k8s_namespace)
+        self._resources = ResourceClient(namespace=settings.k8s_namespace, release=settings.k8s_release)
 
     def dispatch(self, session: Session, asset: MediaAsset) -> None:
         from mediaingest.pipeline.plan import stages_for

@@ -409,3 +409,34 @@ def test_the_api_has_a_disruption_budget_and_spreads_over_nodes(helm: Path, tmp_
     [spread] = api["spec"]["template"]["spec"]["topologySpreadConstraints"]
     assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["whenUnsatisfiable"] == "ScheduleAnyway"
     assert spread["labelSelector"]["matchLabels"] == budget["spec"]["selector"]["matchLabels"]
+
+
+def test_each_release_handles_only_its_own_media_assets(helm: Path, tmp_path: Path) -> None:
+    """Two releases in one namespace: the API labels its MediaAssets with its release, the operator's
+    handlers and indices filter on it, and its Jobs carry it too."""
+    from mediaingest.operator import naming
+    from mediaingest.operator.dispatcher import build_media_asset
+    from mediaingest.operator.main import build_registry
+
+    docs = render(helm, tmp_path, {"operator": {"priorityClassName": "media-control"}})
+    [config] = by_kind(docs, "ConfigMap")
+    assert config["data"]["K8S_RELEASE"] == "media-release"
+    [operator] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-operator")]
+    assert operator["spec"]["template"]["spec"]["priorityClassName"] == "media-control"
+
+    manifest = build_media_asset(namespace="media", asset_id="a1", owner_id="u1", media_type=MediaType.VIDEO,
+                                 bucket="b", key="k", size=1, priority=JobPriority.NORMAL, stages=[Stage.PROBE],
+                                 release="media-release")  # fmt: skip
+    assert manifest["metadata"]["labels"][naming.LABEL_RELEASE] == "media-release"
+    settings = OperatorSettings(_env_file=None, K8S_RELEASE="media-release")  # type: ignore[call-arg]
+    registry = build_registry(settings)
+    handlers = [*registry._indexing.get_all_handlers(), *registry._spawning.get_all_handlers()]
+    assert handlers and all((h.labels or {}).get(naming.LABEL_RELEASE) == "media-release" for h in handlers)
+    asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
+                      priority=JobPriority.NORMAL, stages=(Stage.PROBE,))  # fmt: skip
+    job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage.PROBE, attempt=1,
+                          settings=settings)  # fmt: skip
+    assert job["metadata"]["labels"][naming.LABEL_RELEASE] == "media-release"
+    # Without a release (outside the chart) the operator takes every MediaAsset, as before.
+    unscoped = build_registry(OperatorSettings(_env_file=None))  # type: ignore[call-arg]
+    assert not any(h.labels for h in unscoped._spawning.get_all_handlers())

@@ -35,8 +35,9 @@ def build_media_asset(
     size: int,
     priority: JobPriority,
     stages: list[Stage],
+    release: str | None = None,
 ) -> dict[str, Any]:
-    """The MediaAsset manifest (pure)."""
+    """The MediaAsset manifest (pure). `release` labels it for its release's operator alone."""
     spec = AssetSpec(
         asset_id=asset_id,
         owner=owner_id,
@@ -59,6 +60,7 @@ def build_media_asset(
                 naming.LABEL_ASSET_ID: naming.label_value(asset_id),
                 naming.LABEL_TENANT: naming.label_value(owner_id),
                 naming.LABEL_MEDIA_TYPE: spec.media_type.value,
+                **({naming.LABEL_RELEASE: naming.label_value(release)} if release else {}),
             },
             "annotations": {naming.ANNOTATION_OWNER: owner_id},
         },
@@ -67,8 +69,11 @@ def build_media_asset(
 
 
 class KubernetesDispatcher:
-    def __init__(self, *, namespace: str, api_client: kubernetes.client.ApiClient | None = None) -> None:
+    def __init__(
+        self, *, namespace: str, release: str | None = None, api_client: kubernetes.client.ApiClient | None = None
+    ) -> None:
         self.namespace = namespace
+        self.release = release
         self._api = kubernetes.client.CustomObjectsApi(api_client or load_api_client())
 
     def dispatch(
@@ -93,6 +98,7 @@ class KubernetesDispatcher:
             size=size,
             priority=priority,
             stages=stages,
+            release=self.release,
         )
         try:
             self._api.create_namespaced_custom_object(naming.GROUP, naming.VERSION, self.namespace, naming.PLURAL, body)

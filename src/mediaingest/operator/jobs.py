@@ -20,8 +20,8 @@ SCRATCH_PATH = "/scratch"
 PERMANENT_EXIT_CODE = 3
 
 
-def job_labels(*, asset: AssetSpec, stage: Stage, attempt: int) -> dict[str, str]:
-    return {
+def job_labels(*, asset: AssetSpec, stage: Stage, attempt: int, release: str | None = None) -> dict[str, str]:
+    labels = {
         naming.LABEL_NAME: "mediaingest",
         naming.LABEL_COMPONENT: "stage-job",
         naming.LABEL_MANAGED_BY: naming.MANAGED_BY,
@@ -31,6 +31,9 @@ def job_labels(*, asset: AssetSpec, stage: Stage, attempt: int) -> dict[str, str
         naming.LABEL_TENANT: naming.label_value(asset.owner),
         naming.LABEL_MEDIA_TYPE: asset.media_type.value,
     }
+    if release:
+        labels[naming.LABEL_RELEASE] = naming.label_value(release)
+    return labels
 
 
 def build_stage_job(
@@ -44,7 +47,7 @@ def build_stage_job(
 ) -> dict[str, Any]:
     """The batch/v1 Job that runs one attempt of one stage: `mediaingest run-stage …` in the worker image."""
     config = settings.stages[stage]
-    labels = job_labels(asset=asset, stage=stage, attempt=attempt)
+    labels = job_labels(asset=asset, stage=stage, attempt=attempt, release=settings.release)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         # Stage code talks to the database and object storage, never to the Kubernetes API.

@@ -29,6 +29,9 @@ _OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     asset = (naming.GROUP, naming.VERSION, naming.PLURAL)
+    # With a release, only its own MediaAssets and Jobs: another release in the namespace is not ours.
+    release = {naming.LABEL_RELEASE: naming.label_value(settings.release)} if settings.release else {}
+    ours = {**_OURS, **release}
 
     # In-cluster service account, else the kubeconfig: the same rule as the operator's own client.
     kopf.on.login(registry=registry)(kube.login)
@@ -36,15 +39,16 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     kopf.on.cleanup(registry=registry)(lifecycle.cleanup)
     kopf.on.probe(registry=registry, id="running_jobs")(_with_indices(lifecycle.probe_running_jobs))
 
-    kopf.index("batch", "v1", "jobs", registry=registry, id="stage_jobs", labels=_OURS)(handle_job.index_stage_jobs)
-    kopf.index("batch", "v1", "jobs", registry=registry, id="active_jobs", labels=_OURS)(handle_job.index_active_jobs)
-    kopf.index(*asset, registry=registry, id="asset_states")(handle_asset.index_asset_states)
-    kopf.index(*asset, registry=registry, id="finished_assets")(handle_asset.index_finished_assets)
+    kopf.index("batch", "v1", "jobs", registry=registry, id="stage_jobs", labels=ours)(handle_job.index_stage_jobs)
+    kopf.index("batch", "v1", "jobs", registry=registry, id="active_jobs", labels=ours)(handle_job.index_active_jobs)
+    kopf.index(*asset, registry=registry, id="asset_states", labels=release or None)(handle_asset.index_asset_states)
+    kopf.index(*asset, registry=registry, id="finished_assets", labels=release or None)(handle_asset.index_finished_assets)
 
     kopf.timer(
         *asset,
         registry=registry,
         id="reconcile",
+        labels=release or None,
         interval=settings.reconcile_interval_seconds,
         backoff=settings.error_backoff_seconds,
         when=handle_asset.is_active,

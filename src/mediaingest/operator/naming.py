@@ -27,6 +27,8 @@ LABEL_STAGE = f"{GROUP}/stage"
 LABEL_ATTEMPT = f"{GROUP}/attempt"
 LABEL_TENANT = f"{GROUP}/tenant"
 LABEL_MEDIA_TYPE = f"{GROUP}/media-type"
+# The Helm release (K8S_RELEASE) that made a MediaAsset or Job: each release's operator handles its own.
+LABEL_RELEASE = f"{GROUP}/release"
 # Label values are limited to 63 characters of a narrow alphabet; the raw owner id goes here instead.
 ANNOTATION_OWNER = f"{GROUP}/owner"
 

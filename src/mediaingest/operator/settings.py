@@ -64,6 +64,9 @@ class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPERATOR_", extra="ignore", populate_by_name=True)
 
     namespace: str = Field("default", alias="K8S_NAMESPACE")
+    # Set by the chart to the release name: this operator handles only MediaAssets and Jobs labelled with
+    # it, so two releases in one namespace never run each other's work. None: every one.
+    release: str | None = Field(None, alias="K8S_RELEASE")
 
     # --- the stage Jobs ------------------------------------------------------------------------
     worker_image: str = "mediaingest:latest"
