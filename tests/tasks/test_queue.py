@@ -147,6 +147,16 @@ def test_reaping_requeues_or_fails_out_of_attempts(factory: SessionFactory) -> N
     assert _task(factory, last).status == TaskStatus.FAILED
 
 
+def test_a_runner_ends_a_task_it_finds_pointless_only_while_it_holds_it(factory: SessionFactory) -> None:
+    [task_id] = _defer(factory, 1)
+    now = utcnow()
+    with session_scope(factory) as session:
+        queue.claim(session, worker_id="a", queues=["default"], limit=1, lease_seconds=60, now=now)
+        assert not queue.cancelled(session, task_id=task_id, worker_id="b", now=now)
+        assert queue.cancelled(session, task_id=task_id, worker_id="a", now=now)
+    assert _task(factory, task_id).status == TaskStatus.CANCELLED
+
+
 def test_cancel_and_prune(factory: SessionFactory) -> None:
     with session_scope(factory) as session:
         keep = queue.defer(session, name="t", queue="default", dedupe_key="k:keep").id

@@ -42,7 +42,9 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     kopf.index("batch", "v1", "jobs", registry=registry, id="stage_jobs", labels=ours)(handle_job.index_stage_jobs)
     kopf.index("batch", "v1", "jobs", registry=registry, id="active_jobs", labels=ours)(handle_job.index_active_jobs)
     kopf.index(*asset, registry=registry, id="asset_states", labels=release or None)(handle_asset.index_asset_states)
-    kopf.index(*asset, registry=registry, id="finished_assets", labels=release or None)(handle_asset.index_finished_assets)
+    kopf.index(*asset, registry=registry, id="finished_assets", labels=release or None)(
+        handle_asset.index_finished_assets
+    )
 
     kopf.timer(
         *asset,

@@ -158,6 +158,19 @@ def fail(session: Session, *, task_id: str, worker_id: str, decision: RetryDecis
     return _update(session, _held(task_id, worker_id), **values)
 
 
+def cancelled(session: Session, *, task_id: str, worker_id: str, now: datetime) -> bool:
+    """The runner found there is nothing left to do (what the task was for is gone): ended, not retried."""
+    return _update(
+        session,
+        _held(task_id, worker_id),
+        status=TaskStatus.CANCELLED,
+        lease_owner=None,
+        lease_expires_at=None,
+        finished_at=now,
+        updated_at=now,
+    )
+
+
 def release(session: Session, *, task_id: str, worker_id: str, now: datetime) -> bool:
     """Gives the task back without counting the attempt (the runner is shutting down)."""
     return _update(

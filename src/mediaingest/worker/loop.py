@@ -177,6 +177,8 @@ class Worker:
                 queue.succeed(session, task_id=run.task_id, worker_id=self.worker_id, now=utcnow())
         except TaskCancelled:
             log.info("task.cancelled")
+            with session_scope(self.ctx.session_factory) as session:  # a no-op when no longer ours
+                queue.cancelled(session, task_id=run.task_id, worker_id=self.worker_id, now=utcnow())
         except RecordedFailure as failure:
             with session_scope(self.ctx.session_factory) as session:
                 queue.fail(session, task_id=run.task_id, worker_id=self.worker_id, decision=failure.decision,
