@@ -352,3 +352,31 @@ def test_capacity_ledger_counts_reservations_until_seen_and_expires_them() -> No
     assert ledger.try_admit(job_name="c-1", tenant="c", active={"a": ["a-1"]}) is None
     clock[0] = 31.0  # reservations of Jobs never seen (a create that failed silently) expire
     assert ledger.running({}) == {}
+
+
+async def test_with_kueue_jobs_are_created_suspended_and_kueue_admits_them(
+    asset_factory, validate_status, operator_settings, kube_validate
+) -> None:
+    """Kueue's quotas, fair sharing and priorities replace the operator's own caps: three assets against a
+    cap of one all get their Job, suspended and labelled for the queue; the status says it waits for
+    admission until Kueue lets the Job start."""
+    settings = operator_settings.model_copy(
+        update={"kueue_queue_name": "media-stages", "max_running_jobs": 1, "max_running_jobs_per_tenant": 1}
+    )
+    cluster = Cluster(settings=settings)
+    names = [cluster.add(asset_factory(owner="one-tenant")) for _ in range(3)]
+    for name in names:
+        await cluster.reconcile(name, validate_status)  # never waits on a cap
+    assert len(cluster.kube.jobs) == 3
+    job = cluster.kube.jobs[f"{names[0]}-probe-1"]
+    kube_validate(job)
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "media-stages"
+
+    await cluster.reconcile(names[0], validate_status)  # on the watch now, still suspended
+    probe = cluster.assets[names[0]]["status"]["stages"]["probe"]
+    assert probe["phase"] == "Running" and probe["message"] == "waiting for admission by the Kueue queue"
+    job["spec"]["suspend"] = False  # Kueue admitted it; the Job controller starts its pod
+    job["status"] = {"active": 1, "startTime": "2030-01-01T00:00:10Z"}
+    await cluster.reconcile(names[0], validate_status)
+    assert "message" not in cluster.assets[names[0]]["status"]["stages"]["probe"]

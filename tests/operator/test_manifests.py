@@ -440,3 +440,13 @@ def test_each_release_handles_only_its_own_media_assets(helm: Path, tmp_path: Pa
     # Without a release (outside the chart) the operator takes every MediaAsset, as before.
     unscoped = build_registry(OperatorSettings(_env_file=None))  # type: ignore[call-arg]
     assert not any(h.labels for h in unscoped._spawning.get_all_handlers())
+
+
+def test_the_kueue_queue_reaches_the_operator(helm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = render(helm, tmp_path, {"jobs": {"kueue": {"queueName": "media-stages"}}})
+    [operator] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-operator")]
+    for name, value in env_of(operator["spec"]["template"]["spec"]["containers"][0]).items():
+        monkeypatch.setenv(name, value)
+    assert OperatorSettings().kueue_queue_name == "media-stages"
+    monkeypatch.setenv("OPERATOR_KUEUE_QUEUE_NAME", "")  # the default: no Kueue
+    assert OperatorSettings().kueue_queue_name is None

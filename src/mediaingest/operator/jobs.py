@@ -36,6 +36,12 @@ def job_labels(*, asset: AssetSpec, stage: Stage, attempt: int, release: str | N
     return labels
 
 
+def _job_metadata_labels(labels: dict[str, str], settings: OperatorSettings) -> dict[str, str]:
+    if settings.kueue_queue_name:
+        return {**labels, naming.LABEL_KUEUE_QUEUE: settings.kueue_queue_name}
+    return labels
+
+
 def build_stage_job(
     *,
     asset: AssetSpec,
@@ -114,10 +120,12 @@ def build_stage_job(
         "metadata": {
             "name": naming.job_name(asset_name, stage, attempt),
             "namespace": namespace,
-            "labels": labels,
+            "labels": _job_metadata_labels(labels, settings),
             "annotations": {naming.ANNOTATION_OWNER: asset.owner},
         },
         "spec": {
+            # Under Kueue, created suspended: Kueue starts it once its queue admits it.
+            **({"suspend": True} if settings.kueue_queue_name else {}),
             "backoffLimit": 0,  # the operator owns retries, with its own backoff and attempt count
             "activeDeadlineSeconds": config.active_deadline_seconds,
             "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
@@ -161,6 +169,7 @@ def observe_job(body: Mapping[str, Any]) -> JobObservation | None:
     except (KeyError, ValueError):
         return None
     status = body.get("status") or {}
+    suspended = bool((body.get("spec") or {}).get("suspend")) and not status.get("active")
     complete = _condition(status, "Complete")
     failed = _condition(status, "Failed")
     state = JobState.ACTIVE
@@ -184,4 +193,5 @@ def observe_job(body: Mapping[str, Any]) -> JobObservation | None:
         finished_at=finished_at,
         reason=reason,
         message=message,
+        suspended=suspended and state == JobState.ACTIVE,
     )

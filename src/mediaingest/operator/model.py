@@ -77,3 +77,4 @@ class JobObservation:
     reason: str | None = None  # the Failed condition's reason: PodFailurePolicy, DeadlineExceeded, …
     message: str | None = None
     exit_code: int | None = None  # from the pod, filled in by the handler for unsettled failures
+    suspended: bool = False  # created suspended, not admitted yet (Kueue)

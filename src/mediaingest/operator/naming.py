@@ -27,6 +27,7 @@ LABEL_STAGE = f"{GROUP}/stage"
 LABEL_ATTEMPT = f"{GROUP}/attempt"
 LABEL_TENANT = f"{GROUP}/tenant"
 LABEL_MEDIA_TYPE = f"{GROUP}/media-type"
+LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 # The Helm release (K8S_RELEASE) that made a MediaAsset or Job: each release's operator handles its own.
 LABEL_RELEASE = f"{GROUP}/release"
 # Label values are limited to 63 characters of a narrow alphabet; the raw owner id goes here instead.

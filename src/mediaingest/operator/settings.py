@@ -90,6 +90,10 @@ class OperatorSettings(BaseSettings):
     }
     job_affinity: dict[str, Any] = {}
     job_extra_env: list[dict[str, Any]] = []  # [{"name": …, "value": …} or valueFrom], after ours
+    # With Kueue installed: its LocalQueue for stage Jobs. Jobs are then created suspended with the
+    # queue label and Kueue admits them (quotas, fair sharing, priorities, preemption); the operator's
+    # own caps stand aside. None: the operator's caps (max_running_jobs, …) decide.
+    kueue_queue_name: str | None = None
 
     # --- retries and caps ----------------------------------------------------------------------
     max_attempts: int = Field(4, ge=1)
@@ -111,6 +115,11 @@ class OperatorSettings(BaseSettings):
     # Ready and Failed MediaAssets are deleted this long after they finished (0: never). Each is ~2 KB in
     # etcd; the database keeps the record and the API keeps answering for the asset.
     retention_seconds: float = Field(7 * 24 * 3600, ge=0)
+
+    @field_validator("kueue_queue_name", mode="before")
+    @classmethod
+    def _no_queue(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("run_as_user", mode="before")
     @classmethod

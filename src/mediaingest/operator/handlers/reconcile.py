@@ -246,6 +246,10 @@ def reconcile(
             continue
         if job.state == JobState.ACTIVE:
             entry.setdefault("jobSeenAt", stamp)  # from now on, a missing Job was deleted, not late
+            if job.suspended:
+                entry["message"] = WAITING_FOR_ADMISSION
+            elif entry.get("message") == WAITING_FOR_ADMISSION:
+                entry.pop("message")
             if job.started_at:
                 entry["startedAt"] = job.started_at
             continue
@@ -318,6 +322,7 @@ def _fold_failure(
     decision.transitions.append(StageFailed(stage, attempt, False, message, now))
 
 
+WAITING_FOR_ADMISSION = "waiting for admission by the Kueue queue"
 VANISHED_MESSAGE = "the Job was deleted before its result was recorded (its TTL ran out, or by hand)"
 
 
