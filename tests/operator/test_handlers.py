@@ -380,3 +380,24 @@ async def test_with_kueue_jobs_are_created_suspended_and_kueue_admits_them(
     job["status"] = {"active": 1, "startTime": "2030-01-01T00:00:10Z"}
     await cluster.reconcile(names[0], validate_status)
     assert "message" not in cluster.assets[names[0]]["status"]["stages"]["probe"]
+
+
+async def test_capacity_waits_do_not_log_at_error(asset_factory, validate_status, operator_settings) -> None:
+    """kopf logs a TemporaryError as ERROR ("… failed temporarily: …") and posts it as an Event; a wait for
+    capacity is normal, so the operator's filter drops exactly those lines and keeps real errors."""
+    import logging
+
+    from mediaingest.operator.handlers.handle_asset import QuietCapacityWaits
+
+    cluster = Cluster(settings=operator_settings.model_copy(update={"max_running_jobs": 1}))
+    first, second = (cluster.add(asset_factory(owner=owner)) for owner in ("a", "b"))
+    await cluster.reconcile(first, validate_status)
+    with pytest.raises(kopf.TemporaryError) as waiting:
+        await cluster.reconcile(second, validate_status)
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", logging.ERROR, __file__, 1, message, None, None)
+
+    quiet = QuietCapacityWaits()
+    assert not quiet.filter(record(f"Timer 'reconcile' failed temporarily: {waiting.value}"))
+    assert quiet.filter(record("Timer 'reconcile' failed temporarily: creating Job x failed: 500 Internal"))

@@ -82,6 +82,7 @@ def run(namespace: str | None, liveness_port: int, metrics_port: int) -> None:
     configure_logging(app_settings.log_level, json=app_settings.log_json)
     # kopf logs every successful timer run at INFO; our own events (operator.*) say what happened.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").addFilter(handle_asset.QuietCapacityWaits())
     settings = OperatorSettings()
     watched = namespace or settings.namespace
     if watched != "*":
