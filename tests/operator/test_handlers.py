@@ -401,3 +401,31 @@ async def test_capacity_waits_do_not_log_at_error(asset_factory, validate_status
     quiet = QuietCapacityWaits()
     assert not quiet.filter(record(f"Timer 'reconcile' failed temporarily: {waiting.value}"))
     assert quiet.filter(record("Timer 'reconcile' failed temporarily: creating Job x failed: 500 Internal"))
+
+
+def test_freed_slots_go_to_the_longest_and_most_urgent_waiters_and_nobody_starves() -> None:
+    clock = [0.0]
+    ledger = CapacityLedger(max_running=1, max_running_per_tenant=1, aging_seconds=300, clock=lambda: clock[0])
+    busy = {"x": ["x-1"]}  # the one slot is taken
+    assert ledger.try_admit(job_name="low-1", tenant="low", active=busy, rank=0) == "global cap: 1/1 stage Jobs running"
+    clock[0] = 100.0
+    assert ledger.try_admit(job_name="high-1", tenant="high", active=busy, rank=3) is not None
+    # The slot frees: the urgent one (3 + 0.0) outranks the low one (0 + 0.33) even though it came later…
+    assert ledger.try_admit(job_name="low-1", tenant="low", active={}, rank=0).startswith("queued behind 1")  # type: ignore[union-attr]
+    assert ledger.try_admit(job_name="high-1", tenant="high", active={}, rank=3) is None
+    # …but waiting ages: after 20 minutes the low one (0 + 4) outranks a fresh urgent one (3 + 0).
+    ledger.forget("high-1")
+    full = {"high": ["high-1"]}
+    while clock[0] < 1200.0:  # the waiting asset retries every 15 s, as its reconcile does
+        clock[0] += 15.0
+        assert ledger.try_admit(job_name="low-1", tenant="low", active=full, rank=0) is not None
+    assert ledger.try_admit(job_name="urgent-2", tenant="other", active=full, rank=3) is not None
+    assert ledger.try_admit(job_name="urgent-2", tenant="other", active={}, rank=3).startswith("queued behind 1")  # type: ignore[union-attr]
+    assert ledger.try_admit(job_name="low-1", tenant="low", active={}, rank=0) is None
+
+
+def test_a_waiter_whose_tenant_is_at_its_cap_holds_nobody_back() -> None:
+    ledger = CapacityLedger(max_running=3, max_running_per_tenant=1, clock=lambda: 0.0)
+    running = {"greedy": ["greedy-1"]}
+    assert ledger.try_admit(job_name="greedy-2", tenant="greedy", active=running, rank=3).startswith("tenant cap")  # type: ignore[union-attr]
+    assert ledger.try_admit(job_name="modest-1", tenant="modest", active=running, rank=0) is None

@@ -188,7 +188,7 @@ async def reconcile_asset(
     def admit(stage: Any, attempt: int, job_name: str) -> str | None:
         if ctx.settings.kueue_queue_name:
             return None  # Kueue admits the suspended Job: quotas, fair sharing, priorities are its
-        reason = ctx.ledger.try_admit(job_name=job_name, tenant=tenant, active=active_jobs)
+        reason = ctx.ledger.try_admit(job_name=job_name, tenant=tenant, active=active_jobs, rank=asset.priority.rank)
         if reason is not None:
             metrics.capacity_waits_total.labels(cap=reason.split(" ", 1)[0]).inc()
         return reason
