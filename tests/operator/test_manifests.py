@@ -60,6 +60,8 @@ CUSTOM_VALUES = {
         ],
     },
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    "networkPolicy": {"enabled": True, "extraStageEgress": [{"ports": [{"protocol": "TCP", "port": 9000}]}]},
+    "serviceAccount": {"jobs": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/stages"}}},
 }
 
 
@@ -450,3 +452,32 @@ def test_the_kueue_queue_reaches_the_operator(helm: Path, tmp_path: Path, monkey
     assert OperatorSettings().kueue_queue_name == "media-stages"
     monkeypatch.setenv("OPERATOR_KUEUE_QUEUE_NAME", "")  # the default: no Kueue
     assert OperatorSettings().kueue_queue_name is None
+
+
+def test_stage_pods_are_fenced_and_each_component_can_assume_its_own_cloud_role(
+    helm: Path, tmp_path: Path, kube_validate
+) -> None:
+    """networkPolicy.enabled: the pods that run ffmpeg on uploads take no ingress and reach only DNS, the
+    database and HTTPS; serviceAccount.*.annotations: IRSA or Workload Identity instead of static keys."""
+    role = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/mediaingest-stages"}
+    workload_identity = {"iam.gke.io/gcp-service-account": "api@p.iam"}
+    accounts_values = {"jobs": {"annotations": role}, "api": {"annotations": workload_identity}}
+    docs = render(helm, tmp_path, {"networkPolicy": {"enabled": True}, "serviceAccount": accounts_values})
+    policies = {p["metadata"]["name"]: p for p in by_kind(docs, "NetworkPolicy")}
+    for policy in policies.values():
+        kube_validate(policy)
+    stage = policies["media-release-mediaingest-stage-jobs"]["spec"]
+    assert stage["ingress"] == [] and set(stage["policyTypes"]) == {"Ingress", "Egress"}
+    ports = sorted(port["port"] for rule in stage["egress"] for port in rule["ports"])
+    assert ports == [53, 53, 443, 5432]
+    asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
+                      priority=JobPriority.NORMAL, stages=(Stage.PROBE,))  # fmt: skip
+    job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage.PROBE, attempt=1,
+                          settings=OperatorSettings(_env_file=None))  # type: ignore[call-arg]  # fmt: skip
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert stage["podSelector"]["matchLabels"].items() <= pod_labels.items()  # the policy selects stage pods
+    accounts = {a["metadata"]["name"]: a for a in by_kind(docs, "ServiceAccount")}
+    assert accounts["media-release-mediaingest-stage-job"]["metadata"]["annotations"] == role
+    assert accounts["media-release-mediaingest-api"]["metadata"]["annotations"] == workload_identity
+    assert "annotations" not in accounts["media-release-mediaingest-operator"]["metadata"]
+    assert not by_kind(render(helm, tmp_path), "NetworkPolicy")  # off by default
