@@ -45,6 +45,10 @@ postgres:
 run: system-deps $(STAMP)
 	@mkdir -p var
 	$(BIN)/mediaingest db upgrade
+	@echo
+	@echo "  mediaingest on http://$(HOST):$(PORT)  (the upload page; API docs at /docs)"
+	@echo "  a user and its API token:  $(BIN)/mediaingest users create --email you@example.com"
+	@echo
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/mediaingest serve --embedded-worker
 
 test: system-deps browser-deps postgres $(STAMP)

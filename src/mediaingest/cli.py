@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -10,6 +13,9 @@ from mediaingest.client.cli import assets_app
 from mediaingest.client.cli import upload as upload_command
 from mediaingest.config import Settings
 from mediaingest.models.enums import Plan, Stage
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 app = typer.Typer(help="mediaingest: media ingestion backend.", no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(help="Manage tenants and their API tokens.", no_args_is_help=True)
@@ -20,10 +26,44 @@ app.add_typer(assets_app, name="assets")  # the API client: upload, list, show, 
 app.command("upload")(upload_command)
 
 
-def _session_factory(settings: Settings):  # type: ignore[no-untyped-def]
-    from mediaingest.db import create_db_engine, create_session_factory
+def _fail(message: str) -> NoReturn:
+    """One line a person can act on, and exit 1: never a traceback."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
 
-    return create_session_factory(create_db_engine(settings.resolved_database_url, pool_size=2))
+
+@contextmanager
+def _unit_of_work(settings: Settings) -> Iterator[Session]:
+    """A unit of work on the service's database; our errors and an unready database become one line."""
+    import sqlalchemy as sa
+
+    from mediaingest.db import create_db_engine, create_session_factory, session_scope
+    from mediaingest.exceptions import MediaIngestError
+
+    url = sa.engine.make_url(settings.resolved_database_url)
+    where = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        # Connecting would create an empty file here and hide the real problem: the wrong folder.
+        _fail(
+            f"no database at {url.database}: run this where the service runs (its DATA_DIR), or create it "
+            "with `mediaingest db upgrade`"
+        )
+    engine = create_db_engine(settings.resolved_database_url, pool_size=2)
+    try:
+        with session_scope(create_session_factory(engine)) as session:
+            yield session
+    except MediaIngestError as error:
+        _fail(error.message)
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+        if "no such table" in reason or "does not exist" in reason:
+            _fail(
+                f"the database at {where} has no mediaingest tables: run `mediaingest db upgrade` "
+                "(make run does), or point DATABASE_URL or DATA_DIR at the service's database"
+            )
+        _fail(f"cannot use the database at {where}: {reason}")
+    finally:
+        engine.dispose()
 
 
 @db_app.command("upgrade")
@@ -43,10 +83,9 @@ def users_create(
     token_name: Annotated[str, typer.Option(help="A label for the first API token.")] = "default",  # noqa: S107
 ) -> None:
     """Create a user and print its first API token (shown once; only its hash is stored)."""
-    from mediaingest.db import session_scope
     from mediaingest.users.service import create_user, issue_token
 
-    with session_scope(_session_factory(Settings())) as session:
+    with _unit_of_work(Settings()) as session:
         user = create_user(session, email=email, plan=plan)
         issued = issue_token(session, user=user, name=token_name)
         user_id = user.id
@@ -60,10 +99,9 @@ def users_token(
     name: Annotated[str, typer.Option(help="A label for the token.")] = "default",
 ) -> None:
     """Issue another API token for an existing user."""
-    from mediaingest.db import session_scope
     from mediaingest.users.service import get_user, issue_token
 
-    with session_scope(_session_factory(Settings())) as session:
+    with _unit_of_work(Settings()) as session:
         issued = issue_token(session, user=get_user(session, email=email), name=name)
     typer.echo(issued.token)
 
@@ -73,41 +111,30 @@ def users_revoke_token(
     token: Annotated[str, typer.Argument(help="The token, or the prefix `users tokens` shows (mi_…).")],
 ) -> None:
     """Revoke an API token: the next request that carries it gets 401."""
-    from mediaingest.db import session_scope
-    from mediaingest.exceptions import MediaIngestError
     from mediaingest.users.service import revoke_token
 
-    try:
-        with session_scope(_session_factory(Settings())) as session:
-            record = revoke_token(session, token=token)
-            prefix, user_id = record.token_prefix, record.user_id
-    except MediaIngestError as error:
-        typer.echo(f"error: {error.message}", err=True)
-        raise typer.Exit(1) from None
+    with _unit_of_work(Settings()) as session:
+        record = revoke_token(session, token=token)
+        prefix, user_id = record.token_prefix, record.user_id
     typer.echo(f"revoked token {prefix}… of user {user_id}")
 
 
 @users_app.command("tokens")
 def users_tokens(email: Annotated[str, typer.Option(help="The user's e-mail.")]) -> None:
     """List a user's API tokens: prefix, name, created, state (tokens themselves are never stored)."""
-    from mediaingest.db import session_scope, utcnow
-    from mediaingest.exceptions import MediaIngestError
+    from mediaingest.db import utcnow
     from mediaingest.users.service import get_user, list_tokens
 
-    try:
-        with session_scope(_session_factory(Settings())) as session:
-            rows = list_tokens(session, user=get_user(session, email=email))
-            now = utcnow()
-            for record in rows:
-                state = (
-                    "revoked" if record.revoked_at
-                    else "expired" if record.expires_at and record.expires_at <= now
-                    else "active"
-                )  # fmt: skip
-                typer.echo(f"{record.token_prefix}…\t{record.name}\t{record.created_at:%Y-%m-%d %H:%M}\t{state}")
-    except MediaIngestError as error:
-        typer.echo(f"error: {error.message}", err=True)
-        raise typer.Exit(1) from None
+    with _unit_of_work(Settings()) as session:
+        rows = list_tokens(session, user=get_user(session, email=email))
+        now = utcnow()
+        for record in rows:
+            state = (
+                "revoked" if record.revoked_at
+                else "expired" if record.expires_at and record.expires_at <= now
+                else "active"
+            )  # fmt: skip
+            typer.echo(f"{record.token_prefix}…\t{record.name}\t{record.created_at:%Y-%m-%d %H:%M}\t{state}")
 
 
 @users_app.command("delete")
@@ -118,9 +145,7 @@ def users_delete(
 ) -> None:
     """Delete a user with every asset and stored object (as DELETE does), its tokens and webhook."""
     from mediaingest.assets.service import AssetService
-    from mediaingest.db import session_scope
     from mediaingest.dispatch import build_dispatcher
-    from mediaingest.exceptions import MediaIngestError
     from mediaingest.storage import build_storage
     from mediaingest.users.service import delete_user, get_user
 
@@ -130,13 +155,9 @@ def users_delete(
         typer.confirm(f"Delete user {email or user_id} and all of its assets?", abort=True)
     settings = Settings()
     service = AssetService(settings=settings, storage=build_storage(settings), dispatcher=build_dispatcher(settings))
-    try:
-        with session_scope(_session_factory(settings)) as session:
-            user = get_user(session, user_id=user_id, email=email)
-            removed = delete_user(session, user=user, assets=service)
-    except MediaIngestError as error:
-        typer.echo(f"error: {error.message}", err=True)
-        raise typer.Exit(1) from None
+    with _unit_of_work(settings) as session:
+        user = get_user(session, user_id=user_id, email=email)
+        removed = delete_user(session, user=user, assets=service)
     typer.echo(f"deleted user {email or user_id} and {removed} asset(s)")
 
 
@@ -240,7 +261,6 @@ def operator(
 def sweep() -> None:
     """Expire uploads never confirmed (multipart aborted, objects deleted, quota released); remove strays."""
     from mediaingest.assets.service import AssetService
-    from mediaingest.db import session_scope
     from mediaingest.dispatch import build_dispatcher
     from mediaingest.logging import configure_logging
     from mediaingest.storage import build_storage
@@ -248,10 +268,9 @@ def sweep() -> None:
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)
     service = AssetService(settings=settings, storage=build_storage(settings), dispatcher=build_dispatcher(settings))
-    factory = _session_factory(settings)
-    with session_scope(factory) as session:
+    with _unit_of_work(settings) as session:
         count = service.sweep_expired_uploads(session)
-    with session_scope(factory) as session:
+    with _unit_of_work(settings) as session:
         strays = service.reap_stray_uploads(session)
     typer.echo(f"expired {count} upload(s); removed {strays} stray object(s)")
 

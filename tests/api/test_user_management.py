@@ -108,3 +108,34 @@ def test_delete_needs_exactly_one_identifier(settings: Settings, client: TestCli
     assert result.returncode == 2 and "exactly one" in result.stderr
     missing = _cli(settings, "users", "delete", "--email", "nobody@example.test", "--yes")
     assert missing.returncode == 1 and "user not found" in missing.stderr
+
+
+def test_a_second_user_with_the_same_email_is_one_line_not_a_traceback(settings: Settings, client: TestClient) -> None:
+    assert _cli(settings, "users", "create", "--email", "twice@example.test").returncode == 0
+    again = _cli(settings, "users", "create", "--email", "twice@example.test")
+    assert again.returncode == 1 and again.stdout == ""  # no token to capture by mistake
+    assert again.stderr.strip() == "error: a user with e-mail 'twice@example.test' already exists"
+
+
+def test_the_wrong_folder_is_said_plainly_and_creates_nothing(tmp_path: Path) -> None:
+    """Run outside the project: no SQLite file appears, and one line says what to do."""
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "elsewhere")}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run([COMMAND, "users", "create", "--email", "a@b.c"], env=env, capture_output=True,
+                            text=True, timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "no database at" in result.stderr and "mediaingest db upgrade" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "elsewhere" / "mediaingest.db").exists()
+
+
+def test_an_unmigrated_database_is_said_plainly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "fresh"
+    data_dir.mkdir()
+    (data_dir / "mediaingest.db").touch()  # exists, but has no tables
+    env = {**os.environ, "DATA_DIR": str(data_dir)}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run([COMMAND, "users", "tokens", "--email", "a@b.c"], env=env, capture_output=True,
+                            text=True, timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert result.returncode == 1 and "has no mediaingest tables" in result.stderr
+    assert "Traceback" not in result.stderr
