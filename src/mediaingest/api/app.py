@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from mediaingest import metrics
+from mediaingest.api.docs import mount_docs
 from mediaingest.api.errors import install_error_handlers
 from mediaingest.api.health import router as health_router
 from mediaingest.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -48,6 +49,8 @@ def create_app(
         version="0.1.0",
         summary="Secure direct uploads, media processing and Kubernetes-native scale-out.",
         lifespan=lifespan,
+        docs_url=None,  # mount_docs serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -69,6 +72,7 @@ def create_app(
     app.include_router(asset_events_router)
     app.include_router(webhooks_router)
     mount_web(app)  # the upload page at /
+    mount_docs(app)
     if settings.storage_backend == StorageBackendName.LOCAL:
         # The embedded default serves its own signed URLs (same PUT/ETag protocol as S3).
         from mediaingest.storage.local_endpoints import router as local_storage_router
