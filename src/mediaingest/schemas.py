@@ -36,3 +36,9 @@ class ErrorBody(BaseModel):
 class ErrorEnvelope(BaseModel):
     success: bool = False
     error: ErrorBody
+
+
+# OpenAPI `responses` shared by routers, so each documented error is written once.
+UNAUTHENTICATED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorEnvelope, "description": "Missing, invalid or expired credentials"}
+}

@@ -1,4 +1,5 @@
-"""Rendering every error as the seed's envelope: `{"success": false, "error": {"code", "message"}}`.
+"""Rendering every error as the seed's envelope: `{"success": false, "error": {"code", "message"}}`,
+and documenting it so: the OpenAPI document shows the envelope wherever FastAPI would show its own 422 body.
 
 Expected errors carry their own status (`mediaingest.exceptions`); anything else is logged with its
 traceback and answered as a bare 500, so no stack trace or internal detail ever reaches a client.
@@ -12,10 +13,12 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mediaingest.exceptions import AuthenticationError, MediaIngestError
+from mediaingest.schemas import ErrorEnvelope
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -45,7 +48,46 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[st
     return summary or "invalid request", problems
 
 
+_FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+_VALIDATION_DESCRIPTION = "The request does not match its schema: `error.details.errors` names each field"
+
+
+def _document_envelope_for_validation_errors(spec: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI documents a 422 as `{detail: [...]}` wherever a route validates input; `_invalid` below
+    answers with the envelope, so the document says that instead."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    envelope = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(envelope.pop("$defs", {}))
+    schemas.setdefault(ErrorEnvelope.__name__, envelope)
+    fastapi_ref = f"#/components/schemas/{_FASTAPI_VALIDATION_SCHEMAS[0]}"
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get("422")
+            schema = (answer or {}).get("content", {}).get("application/json", {}).get("schema", {})
+            if schema.get("$ref") == fastapi_ref:
+                schema["$ref"] = f"#/components/schemas/{ErrorEnvelope.__name__}"
+                answer["description"] = _VALIDATION_DESCRIPTION
+    for name in _FASTAPI_VALIDATION_SCHEMAS:
+        schemas.pop(name, None)
+    return spec
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title,
+                version=app.version,
+                openapi_version=app.openapi_version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = _document_envelope_for_validation_errors(spec)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(MediaIngestError)
     async def _expected(request: Request, exc: MediaIngestError) -> JSONResponse:
         if exc.status_code >= 500:

@@ -13,12 +13,14 @@ from mediaingest import metrics
 from mediaingest.api.deps import Assets, CurrentPrincipal, Db
 from mediaingest.assets.repository import AssetFilters
 from mediaingest.assets.schemas import (
+    UNKNOWN_ASSET,
     AssetDetail,
     AssetPage,
     AssetStatus,
     AssetSummary,
     ConfirmUploadRequest,
     ConfirmUploadResponse,
+    DeletedAsset,
     MetadataOut,
     ProxyOut,
     UploadUrlRequest,
@@ -26,7 +28,7 @@ from mediaingest.assets.schemas import (
 )
 from mediaingest.exceptions import MediaIngestError
 from mediaingest.models.enums import AssetProcessingStatus, MediaType, UploadStatus
-from mediaingest.schemas import Envelope, ErrorEnvelope
+from mediaingest.schemas import UNAUTHENTICATED, Envelope, ErrorEnvelope
 
 # Past this the offset means nothing (100 per page: ten million assets) and databases overflow on it.
 MAX_PAGE = 100_000
@@ -34,10 +36,7 @@ MAX_PAGE = 100_000
 router = APIRouter(
     prefix="/api/assets",
     tags=["assets"],
-    responses={
-        401: {"model": ErrorEnvelope, "description": "Missing, invalid or expired credentials"},
-        404: {"model": ErrorEnvelope, "description": "No such asset for this user"},
-    },
+    responses=UNAUTHENTICATED,
 )
 
 
@@ -75,8 +74,12 @@ def create_upload_url(
     "/confirm-upload",
     response_model=Envelope[ConfirmUploadResponse],
     responses={
+        **UNKNOWN_ASSET,
         409: {"model": ErrorEnvelope, "description": "Not uploaded yet, expired, or already failed"},
-        422: {"model": ErrorEnvelope, "description": "Integrity check failed; the upload was discarded"},
+        422: {
+            "model": ErrorEnvelope,
+            "description": "Invalid request, or integrity check failed (the upload was discarded)",
+        },
     },
 )
 def confirm_upload(
@@ -119,7 +122,7 @@ def list_assets(
     return Envelope(data=AssetPage(items=summaries, total=total, page=page, page_size=page_size))
 
 
-@router.get("/{asset_id}", response_model=Envelope[AssetDetail])
+@router.get("/{asset_id}", response_model=Envelope[AssetDetail], responses=UNKNOWN_ASSET)
 def get_asset(asset_id: str, db: Db, principal: CurrentPrincipal, assets: Assets) -> Envelope[AssetDetail]:
     """The asset with its metadata and derived files, each with a signed download URL."""
     with db.read() as session:
@@ -138,17 +141,17 @@ def get_asset(asset_id: str, db: Db, principal: CurrentPrincipal, assets: Assets
     return Envelope(data=detail)
 
 
-@router.get("/{asset_id}/status", response_model=Envelope[AssetStatus])
+@router.get("/{asset_id}/status", response_model=Envelope[AssetStatus], responses=UNKNOWN_ASSET)
 def get_asset_status(asset_id: str, db: Db, principal: CurrentPrincipal, assets: Assets) -> Envelope[AssetStatus]:
     """uploadStatus, processingStatus and the current job's status, progress and message."""
     with db.read() as session:
         return Envelope(data=assets.status(session, principal, asset_id))
 
 
-@router.delete("/{asset_id}", response_model=Envelope[dict[str, str | bool]])
-def delete_asset(asset_id: str, db: Db, principal: CurrentPrincipal, assets: Assets) -> Envelope[dict[str, str | bool]]:
+@router.delete("/{asset_id}", response_model=Envelope[DeletedAsset], responses=UNKNOWN_ASSET)
+def delete_asset(asset_id: str, db: Db, principal: CurrentPrincipal, assets: Assets) -> Envelope[DeletedAsset]:
     """Stops its work and removes every object of the asset in all buckets, its rows and its quota."""
     structlog.contextvars.bind_contextvars(asset_id=asset_id)
     with db.write() as session:
         assets.delete(session, principal, asset_id)
-    return Envelope(data={"assetId": asset_id, "deleted": True})
+    return Envelope(data=DeletedAsset(asset_id=asset_id))

@@ -39,11 +39,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from mediaingest.api.deps import Assets, Db, Transactions, authenticate
+from mediaingest.assets.schemas import UNKNOWN_ASSET
 from mediaingest.assets.service import AssetService
 from mediaingest.db import SessionFactory
 from mediaingest.exceptions import NotFoundError
 from mediaingest.models.enums import AssetProcessingStatus
-from mediaingest.schemas import ErrorEnvelope
+from mediaingest.schemas import UNAUTHENTICATED
 from mediaingest.users.auth import Authenticator, Principal
 
 log = structlog.stdlib.get_logger(__name__)
@@ -56,10 +57,7 @@ TERMINAL = (AssetProcessingStatus.READY, AssetProcessingStatus.FAILED)
 router = APIRouter(
     prefix="/api/assets",
     tags=["assets"],
-    responses={
-        401: {"model": ErrorEnvelope, "description": "Missing, invalid or expired credentials"},
-        404: {"model": ErrorEnvelope, "description": "No such asset for this user"},
-    },
+    responses={**UNAUTHENTICATED, **UNKNOWN_ASSET},
 )
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (mi_…) or a JWT from the main product.")

@@ -15,7 +15,7 @@ from mediaingest.models.enums import (
     ProxyType,
     UploadStatus,
 )
-from mediaingest.schemas import ApiModel, RequestModel
+from mediaingest.schemas import ApiModel, ErrorEnvelope, RequestModel
 
 
 class UploadUrlRequest(RequestModel):
@@ -163,6 +163,11 @@ class AssetPage(ApiModel):
     page_size: int
 
 
+class DeletedAsset(ApiModel):
+    asset_id: str
+    deleted: bool = True
+
+
 class JobOut(ApiModel):
     id: str
     type: IngestionJobType
@@ -192,3 +197,8 @@ class AssetStatus(ApiModel):
     error: str | None
     current_job: JobOut | None
     jobs: list[JobOut]
+
+
+UNKNOWN_ASSET: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorEnvelope, "description": "No such asset for this user"}
+}

@@ -7,14 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from mediaingest.api.deps import AppSettings, CurrentPrincipal, Db
-from mediaingest.schemas import Envelope, ErrorEnvelope
+from mediaingest.schemas import UNAUTHENTICATED, Envelope, ErrorEnvelope
 from mediaingest.webhooks import repository, service
 from mediaingest.webhooks.schemas import WebhookDeliveryOut, WebhookIn, WebhookOut, WebhookSetOut
 
 router = APIRouter(
     prefix="/api/webhook",
     tags=["webhooks"],
-    responses={401: {"model": ErrorEnvelope, "description": "Missing, invalid or expired credentials"}},
+    responses=UNAUTHENTICATED,
 )
 
 
@@ -34,7 +34,9 @@ def get_webhook(db: Db, principal: CurrentPrincipal) -> Envelope[WebhookOut]:
 @router.put(
     "",
     response_model=Envelope[WebhookSetOut],
-    responses={422: {"model": ErrorEnvelope, "description": "Not an http(s) URL, or not a public destination"}},
+    responses={
+        422: {"model": ErrorEnvelope, "description": "Invalid request, not an http(s) URL, or not a public destination"}
+    },
 )
 def set_webhook(body: WebhookIn, db: Db, principal: CurrentPrincipal, settings: AppSettings) -> Envelope[WebhookSetOut]:
     """Sets the URL and returns a new signing secret, once. Setting it again rotates the secret.
