@@ -36,6 +36,8 @@ class Permanent:
 
 
 class MediaIngestError(Exception):
+    """Every error raised on purpose derives from this (raised itself: an unexpected failure)."""
+
     status_code: int = 500
     code: str = "internal_error"
 
@@ -46,66 +48,92 @@ class MediaIngestError(Exception):
 
 
 class AuthenticationError(MediaIngestError):
+    """Missing, invalid, revoked or expired credentials."""
+
     status_code = 401
     code = "unauthorized"
 
 
 class PermissionDeniedError(MediaIngestError):
+    """The credentials are valid but may not do this."""
+
     status_code = 403
     code = "forbidden"
 
 
 class NotFoundError(MediaIngestError):
+    """No such resource for this user (another tenant's assets are not found either)."""
+
     status_code = 404
     code = "not_found"
 
 
 class ConflictError(MediaIngestError):
+    """The resource is not in a state that allows this (not uploaded yet, expired, already failed)."""
+
     status_code = 409
     code = "conflict"
 
 
 class ValidationFailedError(MediaIngestError):
+    """The request does not match its schema; `details.errors` names each field."""
+
     status_code = 422
     code = "validation_error"
 
 
 class MimeTypeNotAllowedError(ValidationFailedError):
+    """Not a video, audio or image type this service ingests."""
+
     status_code = 415
     code = "mime_type_not_allowed"
 
 
 class FileTooLargeError(ValidationFailedError):
+    """Over the 5 GB a file."""
+
     status_code = 413
     code = "file_too_large"
 
 
 class IntegrityCheckError(ValidationFailedError):
+    """The bytes do not match what was declared (size, ETag, SHA-256, real type, or the parts named)."""
+
     status_code = 422
     code = "integrity_check_failed"
 
 
 class QuotaExceededError(MediaIngestError):
+    """The upload would take the user over the plan's storage quota."""
+
     status_code = 413
     code = "quota_exceeded"
 
 
 class SignatureError(MediaIngestError):
+    """A signed storage URL was altered, has expired, or names another object."""
+
     status_code = 403
     code = "invalid_signature"
 
 
 class ExecutorUnavailableError(MediaIngestError):
+    """The Kubernetes API refused or could not be reached; try again shortly."""
+
     status_code = 503
     code = "executor_unavailable"
 
 
 class StorageError(MediaIngestError):
+    """Object storage failed or could not be reached; try again shortly."""
+
     status_code = 502
     code = "storage_error"
 
 
 class ObjectNotFoundError(StorageError):
+    """The object is not in storage (not uploaded, or already removed)."""
+
     status_code = 404
     code = "object_not_found"
 

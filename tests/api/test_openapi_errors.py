@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import Users
+from mediaingest.api.errors import error_codes
 
 # One request per route that validates its input, each invalid in the way clients most often get wrong.
 INVALID_REQUESTS = [
@@ -66,6 +67,7 @@ def test_invalid_requests_are_answered_as_documented(
     jsonschema.validate(response.json(), _documented_schema(spec, method, path, 422))
     error = response.json()["error"]
     assert error["code"] == "validation_error"
+    assert f"`{error['code']}`" in spec["info"]["description"]
     assert error["details"]["errors"], "each invalid field is named"
 
 
@@ -86,6 +88,7 @@ def test_missing_credentials_are_answered_as_documented(client: TestClient, spec
                 continue
             response = client.request(method, path)
             assert response.status_code == 401, (method, path)
+            assert f"`{response.json()['error']['code']}`" in spec["info"]["description"]
             jsonschema.validate(response.json(), _documented_schema(spec, method, path, 401))
 
 
@@ -103,3 +106,14 @@ def test_not_found_is_documented_only_where_an_asset_is_named(spec: dict[str, An
         ("get", "/api/assets/{asset_id}/status"),
         ("get", "/api/assets/{asset_id}/events"),
     }
+
+
+def test_error_codes_are_listed_with_their_status(spec: dict[str, Any]) -> None:
+    description = spec["info"]["description"]
+    for status, code, meaning in error_codes():
+        assert f"| {status} | `{code}` | {meaning} |" in description
+        assert meaning, code
+    listed = {code for _, code, _ in error_codes()}
+    assert {"unauthorized", "not_found", "validation_error", "quota_exceeded", "body_too_large"} <= listed
+    # Ingestion failures are reported on the job, never as an answer.
+    assert not {"processing_failed", "media_unreadable"} & listed

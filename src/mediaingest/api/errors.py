@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mediaingest.exceptions import AuthenticationError, MediaIngestError
+from mediaingest.exceptions import AuthenticationError, MediaIngestError, ProcessingError
 from mediaingest.schemas import ErrorEnvelope
 
 log = structlog.stdlib.get_logger(__name__)
@@ -72,6 +72,44 @@ def _document_envelope_for_validation_errors(spec: dict[str, Any]) -> dict[str, 
     return spec
 
 
+# Answers made outside the exception tree (Starlette, the body limit, the catch-all below).
+_CODES_OUTSIDE_THE_TREE = [
+    (405, "method_not_allowed", "The path exists but not with this method; the `Allow` header lists those it has."),
+    (413, "body_too_large", "The request body is over the server's limit (checked before authentication)."),
+    (500, "internal_error", "An unexpected failure; the details are in the server's log, never in the answer."),
+]
+
+
+def _first_sentence(error_class: type[MediaIngestError]) -> str:
+    text = " ".join((error_class.__doc__ or "").split())
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
+
+
+def error_codes() -> list[tuple[int, str, str]]:
+    """(status, code, meaning) of every error an API answer can carry, from the exception tree itself.
+    Processing errors are left out: they end up in an ingestion job's `error`, never in an answer."""
+    found: dict[str, tuple[int, str, str]] = {
+        code: (status, code, text) for status, code, text in _CODES_OUTSIDE_THE_TREE
+    }
+    pending = list(MediaIngestError.__subclasses__())
+    while pending:  # breadth first: where two classes share a code, the more general one describes it
+        error_class = pending.pop(0)
+        if issubclass(error_class, ProcessingError):
+            continue
+        pending.extend(error_class.__subclasses__())
+        found.setdefault(error_class.code, (error_class.status_code, error_class.code, _first_sentence(error_class)))
+    return sorted(found.values())
+
+
+def _error_codes_markdown() -> str:
+    rows = "\n".join(f"| {status} | `{code}` | {meaning} |" for status, code, meaning in error_codes())
+    return (
+        'Every error is answered as `{"success": false, "error": {"code", "message", "details"}}`; '
+        "`code` is stable, `message` is for people.\n\n| Status | Code | Meaning |\n|---|---|---|\n" + rows
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -80,7 +118,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 version=app.version,
                 openapi_version=app.openapi_version,
                 summary=app.summary,
-                description=app.description,
+                description="\n\n".join(part for part in (app.description, _error_codes_markdown()) if part),
                 routes=app.routes,
             )
             app.openapi_schema = _document_envelope_for_validation_errors(spec)
