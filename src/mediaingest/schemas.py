@@ -17,9 +17,11 @@ class ApiModel(BaseModel):
 
 
 class RequestModel(ApiModel):
-    """A request body: strict, so `true` is not a file size and `"5"` is not a part number."""
+    """A request body: strict, so `true` is not a file size and `"5"` is not a part number, and camelCase
+    only, so `file_name` is not silently taken beside `fileName` (one style on the wire). Python code builds
+    one from field names with `model_validate({...}, by_name=True)`."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, populate_by_name=False, validate_by_name=False, validate_by_alias=True)
 
 
 class Envelope(BaseModel, Generic[T]):

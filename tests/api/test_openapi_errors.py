@@ -16,7 +16,9 @@ from mediaingest.api.errors import error_codes
 INVALID_REQUESTS = [
     ("post", "/api/assets/upload-url", {"json": []}),
     ("post", "/api/assets/upload-url", {"json": {"filename": "a.mp4", "mimeType": "video/mp4", "fileSize": "5"}}),
+    ("post", "/api/assets/upload-url", {"json": {"file_name": "a.mp4", "file_size": 5, "mime_type": "video/mp4"}}),
     ("post", "/api/assets/confirm-upload", {"json": {}}),
+    ("post", "/api/assets/confirm-upload", {"json": {"asset_id": "x", "etag": "y"}}),
     ("get", "/api/assets", {"params": {"page": 0}}),
     ("get", "/api/assets", {"params": {"pageSize": 101}}),
     ("put", "/api/webhook", {"json": {"url": 5}}),
@@ -117,3 +119,12 @@ def test_error_codes_are_listed_with_their_status(spec: dict[str, Any]) -> None:
     assert {"unauthorized", "not_found", "validation_error", "quota_exceeded", "body_too_large"} <= listed
     # Ingestion failures are reported on the job, never as an answer.
     assert not {"processing_failed", "media_unreadable"} & listed
+
+
+def test_snake_case_bodies_are_refused_naming_the_camel_case_field(client: TestClient, users: Users) -> None:
+    _, headers = users.create()
+    body = {"file_name": "a.mp4", "file_size": 5, "mime_type": "video/mp4"}
+    response = client.post("/api/assets/upload-url", json=body, headers=headers)
+    assert response.status_code == 422
+    named = {problem["field"] for problem in response.json()["error"]["details"]["errors"]}
+    assert named == {"fileName", "fileSize", "mimeType"}

@@ -128,12 +128,15 @@ class MediaIngestClient:
         size = path.stat().st_size
         digest = _sha256(path) if declare_sha256 else None
         ticket = self.request_upload(
-            UploadUrlRequest(
-                file_name=path.name,
-                file_size=size,
-                mime_type=mime_type or guess_mime_type(path),
-                project_id=project_id,
-                sha256=digest,
+            UploadUrlRequest.model_validate(
+                {
+                    "file_name": path.name,
+                    "file_size": size,
+                    "mime_type": mime_type or guess_mime_type(path),
+                    "project_id": project_id,
+                    "sha256": digest,
+                },
+                by_name=True,
             )
         )
         if on_ticket is not None:

@@ -93,7 +93,7 @@ class Transfer:
             assert ticket.upload_url is not None
             size = path.stat().st_size
             etag = self._put(ticket.upload_url, ticket.headers, path, 0, size, 1, report)
-            return ConfirmUploadRequest(asset_id=ticket.asset_id, etag=etag)
+            return ConfirmUploadRequest.model_validate({"asset_id": ticket.asset_id, "etag": etag}, by_name=True)
 
         multipart = ticket.multipart
         stop = threading.Event()
@@ -103,9 +103,8 @@ class Transfer:
                 raise TransferError("upload abandoned")
             try:
                 start = (part_number - 1) * multipart.part_size
-                return ConfirmedPart(
-                    part_number=part_number, etag=self._put(url, headers, path, start, size, part_number, report)
-                )
+                etag = self._put(url, headers, path, start, size, part_number, report)
+                return ConfirmedPart.model_validate({"part_number": part_number, "etag": etag}, by_name=True)
             except BaseException:
                 stop.set()
                 raise
@@ -120,7 +119,7 @@ class Transfer:
                     first_error = first_error or error
         if first_error is not None:
             raise first_error
-        return ConfirmUploadRequest(asset_id=ticket.asset_id, parts=results)
+        return ConfirmUploadRequest.model_validate({"asset_id": ticket.asset_id, "parts": results}, by_name=True)
 
     def _put(
         self,
