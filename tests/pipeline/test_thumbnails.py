@@ -27,7 +27,7 @@ def test_video_poster_at_a_tenth_of_the_duration(video_1080p: Path, options: Pip
     )
     [poster] = result.outputs
     assert (poster.kind, poster.bucket, poster.path.name) == (ProxyType.POSTER, "processed", "poster.jpg")
-    assert poster.details["position_seconds"] == pytest.approx(0.3, abs=0.01)
+    assert poster.details["positionSeconds"] == pytest.approx(0.3, abs=0.01)
     with Image.open(poster.path) as image:
         assert image.format == "JPEG"
         assert image.size == (poster.width, poster.height) == (1280, 720)  # fitted into 1280
@@ -55,7 +55,7 @@ def test_poster_falls_back_to_the_first_frame_when_the_duration_lies(
     md = probe(small_silent_video, MediaType.VIDEO, options=options)
     lying = MediaMetadata.from_dict({**md.to_dict(), "duration_seconds": 600.0})  # seek lands at 60 s
     [poster] = generate_thumbnails(small_silent_video, lying, MediaType.VIDEO, tmp_path, options=options).outputs
-    assert poster.details["position_seconds"] == 0.0
+    assert poster.details["positionSeconds"] == 0.0
     with Image.open(poster.path) as image:
         assert image.size == (320, 180)
 

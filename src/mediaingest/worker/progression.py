@@ -139,18 +139,17 @@ def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
         return
     mark_ready(session, asset)
     proxies = session.scalars(sa.select(AssetProxy.type).where(AssetProxy.asset_id == asset.id)).all()
-    # The seed's completion event, with its field names.
+    took = (asset.processed_at - asset.uploaded_at) if asset.processed_at and asset.uploaded_at else timedelta()
+    # The seed's completion event with its field names (duration: seconds; proxiesGenerated: video
+    # renditions), and beside them the unit spelled out and every file the ingest made.
     log.info(
         "Asset ingestion completed",
         assetId=asset.id,
         userId=asset.owner_id,
-        duration=round(
-            (
-                (asset.processed_at - asset.uploaded_at) if asset.processed_at and asset.uploaded_at else timedelta()
-            ).total_seconds(),
-            3,
-        ),
+        duration=round(took.total_seconds(), 3),
+        durationSeconds=round(took.total_seconds(), 3),
         proxiesGenerated=sum(1 for kind in proxies if kind in _VIDEO_KINDS),
+        outputsGenerated=len(proxies),
         metadataExtracted=asset.metadata_record is not None,
     )
 

@@ -314,7 +314,7 @@ def _storyboard_outputs(
             bucket="processed",
             format="vtt",
             content_type="text/vtt",
-            details={"cues": len(writer.placements), "sheets": len(sheets), "interval_seconds": grid.interval_seconds},
+            details={"cues": len(writer.placements), "sheets": len(sheets), "intervalSeconds": grid.interval_seconds},
         )
     )
     return outputs

@@ -103,7 +103,7 @@ def _video_poster(
                 width=width,
                 height=height,
                 quality="q3",
-                details={"position_seconds": round(attempt, 3)},
+                details={"positionSeconds": round(attempt, 3)},
             )
             return StageResult(outputs=[output], message=f"poster at {attempt:.1f} s")
     raise MediaUnreadableError("no video frame could be decoded for the poster")
@@ -189,5 +189,5 @@ def _thumbnail_output(
         width=width,
         height=height,
         quality=quality,
-        details={"max_size": size, "alpha": alpha},
+        details={"maxSize": size, "alpha": alpha},
     )
