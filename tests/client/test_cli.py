@@ -61,6 +61,7 @@ def test_upload_wait_then_list_show_and_delete(live_server: LiveServer, small_vi
     assert [item["id"] for item in json.loads(listed.stdout)["items"]] == [video["id"]]
     table = run_cli(live_server, token, "assets", "list")
     assert video["id"] in table.stdout and small_audio.name in table.stdout and "2 asset(s)" in table.stdout
+    assert "project" in table.stdout and "cli-test" in table.stdout
 
     shown = run_cli(live_server, token, "assets", "show", video["id"])
     assert shown.returncode == 0, shown.stderr
@@ -73,7 +74,11 @@ def test_upload_wait_then_list_show_and_delete(live_server: LiveServer, small_vi
     assert deleted.returncode == 0 and f"deleted {video['id']}" in deleted.stdout
     assert live_server.storage.list_keys(live_server.settings.bucket_proxies, f"assets/{user_id}/{video['id']}/") == []
     gone = run_cli(live_server, token, "assets", "show", video["id"])
-    assert gone.returncode == 1 and "No such asset" in gone.stderr
+    assert gone.returncode == 1 and f"No asset {video['id']}" in gone.stderr
+    # An unknown id among several is named, and the others are still deleted.
+    mixed = run_cli(live_server, token, "assets", "delete", video["id"], audio["id"], "--yes")
+    assert mixed.returncode == 1
+    assert f"No asset {video['id']}" in mixed.stderr and f"deleted {audio['id']}" in mixed.stdout
 
 
 def test_big_file_goes_up_in_parallel_parts_with_flags_instead_of_env(

@@ -249,13 +249,14 @@ def assets_list(
         return
     out, _ = _consoles()
     table = Table(title=f"{result.total} asset(s), page {result.page}", title_justify="left")
-    for column in ("id", "name", "type", "size", "status", "created"):
+    for column in ("id", "name", "project", "type", "size", "status", "created"):
         table.add_column(column, no_wrap=column in ("id", "size"))
     for item in result.items:
         state = item.processing_status.value if item.upload_status.value == "UPLOADED" else item.upload_status.value
         table.add_row(
             item.id,
             escape(item.original_name),
+            escape(item.project_id or "—"),
             item.type.value.lower(),
             format_bytes(item.file_size),
             state,
@@ -272,8 +273,14 @@ def assets_show(
     json_output: JsonOutput = False,
 ) -> None:
     """One asset: its metadata and derived files (with signed download URLs under --json)."""
+    from mediaingest.client.errors import ApiError, describe_error
+
     with _client(server, token) as client:
-        detail = client.get(asset_id)
+        try:
+            detail = client.get(asset_id)
+        except ApiError as error:
+            typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
+            raise typer.Exit(1) from None
     if json_output:
         _dump(detail.model_dump(mode="json", by_alias=True))
         return
@@ -291,7 +298,17 @@ def assets_delete(
     """Delete assets: their files, everything derived from them, and their quota use."""
     if not yes:
         typer.confirm(f"Delete {len(asset_ids)} asset(s) and everything made from them?", abort=True)
+    from mediaingest.client.errors import ApiError, describe_error
+
+    failed = False
     with _client(server, token) as client:
         for asset_id in asset_ids:
-            client.delete(asset_id)
+            try:
+                client.delete(asset_id)
+            except ApiError as error:  # name the id, and still delete the others
+                typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
+                failed = True
+                continue
             typer.echo(f"deleted {asset_id}")
+    if failed:
+        raise typer.Exit(1)

@@ -41,7 +41,7 @@ def format_bytes(size: float | None) -> str:
     raise AssertionError("unreachable")
 
 
-def describe_error(error: BaseException, file_name: str | None = None) -> str:
+def describe_error(error: BaseException, file_name: str | None = None, *, asset_id: str | None = None) -> str:
     """A sentence for a person: the numbers of a quota error, what a rejected type was, what to do next."""
     subject = f"“{file_name}”" if file_name else "The file"
     if isinstance(error, ApiError):
@@ -64,7 +64,8 @@ def describe_error(error: BaseException, file_name: str | None = None) -> str:
         if error.status_code == 401:
             return f"The server did not accept the token ({error.message}). Check --token or MEDIAINGEST_TOKEN."
         if error.status_code == 404:
-            return "No such asset (or it belongs to someone else)."
+            named = f"No asset {asset_id}" if asset_id else "No such asset"
+            return f"{named} (or it belongs to someone else)."
         return error.message
     if isinstance(error, TransferError):
         return f"Uploading {subject} failed: {error}"
