@@ -21,7 +21,7 @@ class RequestModel(ApiModel):
     only, so `file_name` is not silently taken beside `fileName` (one style on the wire). Python code builds
     one from field names with `model_validate({...}, by_name=True)`."""
 
-    model_config = ConfigDict(strict=True, populate_by_name=False, validate_by_name=False, validate_by_alias=True)
+    model_config = ConfigDict(strict=True, validate_by_name=False)
 
 
 class Envelope(BaseModel, Generic[T]):

@@ -13,7 +13,6 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -111,17 +110,13 @@ def _error_codes_markdown() -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    fastapi_openapi = app.openapi  # FastAPI's own builder (servers, tags, webhooks…); it caches its result
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            spec = get_openapi(
-                title=app.title,
-                version=app.version,
-                openapi_version=app.openapi_version,
-                summary=app.summary,
-                description="\n\n".join(part for part in (app.description, _error_codes_markdown()) if part),
-                routes=app.routes,
-            )
-            app.openapi_schema = _document_envelope_for_validation_errors(spec)
+            app.description = "\n\n".join(part for part in (app.description, _error_codes_markdown()) if part)
+            _document_envelope_for_validation_errors(fastapi_openapi())
+        assert app.openapi_schema is not None
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
