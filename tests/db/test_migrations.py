@@ -59,3 +59,23 @@ def test_waiting_deliveries_get_their_tasks_in_the_upgrade(fresh_database: str) 
     _, name, status, attempts, payload = by_key["webhook:d-pending"]
     assert (name, status, attempts) == ("webhooks.deliver", "QUEUED", 1)
     assert (payload if isinstance(payload, dict) else json.loads(payload)) == {"deliveryId": "d-pending"}
+
+
+def test_the_migrations_build_the_schema_the_models_describe(fresh_database: str) -> None:
+    """A column added to a model without its migration (or the other way round) fails here, not in production."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from mediaingest.db import Base
+    from mediaingest.models import asset, job, task, user, webhook  # noqa: F401  (register every table)
+
+    upgrade(fresh_database)
+    engine = sa.create_engine(fresh_database)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": False})
+        differences = [
+            diff for diff in compare_metadata(context, Base.metadata)
+            if diff[0] in ("add_column", "remove_column", "add_table", "remove_table")
+        ]  # fmt: skip
+    engine.dispose()
+    assert differences == []

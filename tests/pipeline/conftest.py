@@ -1,7 +1,8 @@
 """Media for the pipeline tests, generated once per session from lavfi sources: small and short.
 
-1080p only where a test needs it, at 10 fps, so the whole pipeline suite stays well under a minute and
-a half on two shared cores.
+1080p only where a test needs it, at 25 fps (a standard rate: proxies are encoded at the nearest
+standard rate, and only a source already at it can be remuxed), so the whole pipeline suite stays well
+under a minute and a half on two shared cores.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _ffmpeg(*args: str | Path) -> None:
     subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True)
 
 
-def _testsrc(size: str, duration: float, fps: int = 10) -> list[str]:
+def _testsrc(size: str, duration: float, fps: int = 25) -> list[str]:
     return ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={duration}"]
 
 

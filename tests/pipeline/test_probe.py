@@ -22,7 +22,12 @@ def test_landscape_video_with_stereo_audio(video_1080p: Path, options: PipelineO
     assert (md.width, md.height, md.display_width, md.display_height) == (1920, 1080, 1920, 1080)
     assert md.display_aspect_ratio == "16:9"
     assert md.rotation == 0
-    assert md.fps == 10.0
+    assert md.fps == 25.0
+    assert (md.frame_rate, md.is_variable_frame_rate, md.frame_count, md.timecode) == ("25/1", False, 75, None)
+    assert md.audio_tracks == [
+        {"index": 0, "streamIndex": 1, "codec": "aac", "channels": 2, "channelLayout": "stereo",
+         "sampleRate": 48000, "language": None, "title": None}
+    ]  # fmt: skip
     assert md.bitrate and md.video_bitrate and md.audio_bitrate
     assert (md.audio_codec, md.channels, md.channel_layout, md.sample_rate) == ("aac", 2, "stereo", 48000)
     assert md.has_video and md.has_audio
@@ -135,6 +140,9 @@ def test_anamorphic_frame_rate_and_rotation_mapping() -> None:
              "side_data_list": [{"side_data_type": "Display Matrix", "rotation": 180}]},
             {"index": 2, "codec_type": "audio", "codec_name": "ac3", "channels": 6,
              "channel_layout": "5.1(side)", "sample_rate": "48000", "tags": {"BPS": "384000"}},
+            {"index": 3, "codec_type": "audio", "codec_name": "pcm_s24le", "channels": 1,
+             "channel_layout": "mono", "sample_rate": "48000", "tags": {"language": "eng", "title": "Lav 1"}},
+            {"index": 4, "codec_type": "data", "codec_tag_string": "tmcd", "tags": {"timecode": "10:00:00;02"}},
         ],
     }  # fmt: skip
     md = metadata_from_ffprobe(data)
@@ -146,6 +154,13 @@ def test_anamorphic_frame_rate_and_rotation_mapping() -> None:
     assert md.hdr_format == "HLG" and md.has_hdr
     assert (md.channels, md.audio_bitrate, md.sample_rate) == (6, 384000, 48000)
     assert md.duration_seconds == 12.5
+    assert md.timecode == "10:00:00;02"  # from the tmcd track, drop-frame kept
+    assert [
+        (t["index"], t["streamIndex"], t["channelLayout"], t["language"], t["title"]) for t in md.audio_tracks or []
+    ] == [
+        (0, 2, "5.1(side)", None, None),
+        (1, 3, "mono", "eng", "Lav 1"),
+    ]
 
 
 def test_metadata_round_trips_through_a_dict() -> None:

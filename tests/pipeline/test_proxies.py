@@ -99,8 +99,8 @@ def test_one_ffmpeg_command_decodes_once_and_splits(
     argv = plan.command.argv("ffmpeg")
     assert argv.count("-i") == 1 and argv.count("-filter_complex") == 1
     graph = argv[argv.index("-filter_complex") + 1]
-    # 360p, 720p and the sprite branch share one decode; 1080p is a stream copy of the input.
-    assert graph.startswith("[0:0]split=3[")
+    # 360p, 720p, the sprite and the shot branches share one decode at the timeline rate; 1080p is a copy.
+    assert md.frame_rate == "25/1" and graph.startswith("[0:0]fps=25/1,split=4[")
     assert graph.count("libx264") == 0 and argv.count("libx264") == 2
     assert [r.resolution for r in plan.renditions] == ["360p", "720p", "1080p"]
     assert [r.remux for r in plan.renditions] == [False, False, True]
@@ -245,14 +245,15 @@ def test_non_web_playable_source_is_encoded_and_never_upscaled(
     assert _codecs(probe_file, videos[0].path) == {"video": "h264", "audio": "aac"}
 
 
-def test_small_silent_source_is_remuxed_once_at_its_own_size(
+def test_small_silent_source_gets_one_rung_at_its_own_size_encoded_for_scrubbing(
     small_silent_video: Path, options: PipelineOptions, tmp_path: Path, probe_file: ProbeFile
 ) -> None:
     md = probe(small_silent_video, MediaType.VIDEO, options=options)
     outputs = _by_name(generate_proxies(small_silent_video, md, tmp_path, options=options))
     videos = [o for o in outputs.values() if o.kind == ProxyType.VIDEO]
+    # Web-playable, but its only rung is the lowest one, which is always encoded for scrubbing.
     assert [(o.path.name, o.width, o.height, o.details["remuxed"]) for o in videos] == [
-        ("proxy_180p.mp4", 320, 180, True)
+        ("proxy_180p.mp4", 320, 180, False)
     ]
     assert _codecs(probe_file, videos[0].path) == {"video": "h264"}
     assert _moov_before_mdat(videos[0].path)
@@ -270,7 +271,7 @@ def test_vp9_renditions_when_configured(
     video = _video(probe_file, webm.path)
     assert (video["codec_name"], video["width"], video["height"]) == ("vp9", 320, 180)
     assert "webm" in probe_file(webm.path)["format"]["format_name"]
-    assert outputs["proxy_180p.mp4"].details["remuxed"] is True  # the H.264 rung is still a copy
+    assert outputs["proxy_180p.mp4"].details["codec"] == "h264"  # beside the H.264 rung
 
 
 def test_long_video_gets_several_sprite_sheets(long_tiny_video: Path, options: PipelineOptions, tmp_path: Path) -> None:

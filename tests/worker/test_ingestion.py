@@ -89,10 +89,19 @@ def test_video_is_ingested_to_ready_with_visible_progress(
     assert (metadata["width"], metadata["height"], metadata["videoCodec"]) == (1280, 720, "mpeg4")
     assert metadata["audioCodec"] == "aac" and metadata["hasAudio"] is True
     assert metadata["durationSeconds"] == pytest.approx(10, abs=0.2)
+    # What an editing timeline reads (#14), in the API's names: measured by the probe, then by the later
+    # stages (loudness in the audio pass, shots in the proxies pass) over the same record.
+    assert (metadata["frameRate"], metadata["isVariableFrameRate"], metadata["frameCount"]) == ("25/1", False, 250)
+    assert metadata["timecode"] is None and isinstance(metadata["shots"], list)
+    assert [(t["index"], t["codec"], t["channels"]) for t in metadata["audioTracks"]] == [(0, "aac", 2)]
+    assert metadata["loudness"] == metadata["audioTracks"][0]["loudness"]
+    assert metadata["loudness"]["integratedLufs"] < -10
     renditions = sorted((p["resolution"], p["width"], p["height"]) for p in detail["proxies"] if p["type"] == "VIDEO")
     assert renditions == [("360p", 640, 360), ("720p", 1280, 720)]
     by_type = {p["type"] for p in detail["proxies"]}
-    assert by_type >= {"VIDEO", "POSTER", "SPRITE_SHEET", "STORYBOARD", "WAVEFORM", "SPECTROGRAM", "WAVEFORM_PEAKS"}
+    assert by_type >= {
+        "VIDEO", "AUDIO", "POSTER", "SPRITE_SHEET", "STORYBOARD", "WAVEFORM", "SPECTROGRAM", "WAVEFORM_PEAKS"
+    }  # fmt: skip
     for proxy in detail["proxies"]:
         fetched = api.get(proxy["url"])
         assert fetched.status_code == 200, proxy
@@ -123,7 +132,7 @@ def _rows(api: TestClient, asset_id: str) -> set[tuple[str, str]]:
         (
             "small_audio",
             "audio/wav",
-            {"WAVEFORM", "SPECTROGRAM", "WAVEFORM_PEAKS"},
+            {"AUDIO", "WAVEFORM", "SPECTROGRAM", "WAVEFORM_PEAKS"},
             {"METADATA_EXTRACTION", "AUDIO_ANALYSIS"},
         ),
         ("small_jpeg", "image/jpeg", {"THUMBNAIL"}, {"METADATA_EXTRACTION", "THUMBNAIL_GENERATION"}),

@@ -105,6 +105,14 @@ class MetadataOut(ApiModel):
     display_aspect_ratio: str | None = None
     rotation: int | None = None
     fps: float | None = None
+    frame_rate: str | None = Field(
+        None, description='The timeline rate every video proxy is encoded at, exact: "30000/1001".'
+    )
+    is_variable_frame_rate: bool | None = Field(None, description="The source's frame intervals vary (phones).")
+    frame_count: int | None = Field(None, description="Frames in the source's picture stream.")
+    timecode: str | None = Field(
+        None, description='Start timecode of the source, also written into every MP4 proxy; ";" marks drop-frame.'
+    )
     pixel_format: str | None = None
     bit_depth: int | None = None
     color_space: str | None = None
@@ -121,12 +129,21 @@ class MetadataOut(ApiModel):
     channel_layout: str | None = None
     sample_rate: int | None = None
     has_audio: bool = False
+    audio_tracks: list[dict[str, Any]] | None = Field(
+        None,
+        description="Every audio track: index, streamIndex, codec, channels, channelLayout, sampleRate, language, "
+        "title, and its loudness once the audio stage has measured it.",
+    )
+    loudness: dict[str, Any] | None = Field(
+        None, description="EBU R128 of the first audio track: integratedLufs, loudnessRangeLu, truePeakDbtp."
+    )
     has_video: bool = False
     color_depth: int | None = None
     has_alpha: bool | None = None
     image_format: str | None = None
     exif: dict[str, Any] | None = None
     iptc: dict[str, Any] | None = None
+    shots: list[float] | None = Field(None, description="Seconds at which the picture cuts to a new shot.")
 
 
 class AssetSummary(ApiModel):

@@ -24,10 +24,11 @@ import selectors
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,10 @@ class FfmpegTools:
     def probe(self, path: Path | str, **kwargs: Any) -> dict[str, Any]:
         """ffprobe_json with this binary, under this memory limit."""
         return ffprobe_json(path, ffprobe=self.ffprobe, memory_limit_bytes=self.memory_limit_bytes, **kwargs)
+
+    def probe_lines(self, path: Path | str, **kwargs: Any) -> Iterator[str]:
+        """ffprobe_lines with this binary, under this memory limit."""
+        return ffprobe_lines(path, ffprobe=self.ffprobe, memory_limit_bytes=self.memory_limit_bytes, **kwargs)
 
 
 def _limited(argv: list[str], memory_limit_bytes: int | None) -> list[str]:
@@ -442,24 +447,70 @@ def ffprobe_json(
         raise TransientProcessingError(f"ffprobe timed out after {timeout:.0f} s") from exc
     except OSError as exc:
         raise PermanentProcessingError(f"cannot start ffprobe: {exc.strerror}") from exc
-    stderr = done.stderr.decode(errors="replace").strip().splitlines()[-STDERR_TAIL_LINES:]
-    if _out_of_memory(done.returncode, stderr, memory_limit_bytes):
-        assert memory_limit_bytes is not None
-        raise _memory_error("ffprobe", memory_limit_bytes, stderr)
-    if done.returncode != 0:
-        if done.returncode < 0:
-            raise TransientProcessingError(
-                f"ffprobe was killed by {_signal_name(-done.returncode)}", details={"stderr": stderr}
-            )
-        reason = _reason(stderr)
-        raise MediaUnreadableError(
-            f"ffprobe cannot read the media: {reason}", details={"stderr": stderr, "returncode": done.returncode}
-        )
+    _check_ffprobe_exit(done.returncode, done.stderr, memory_limit_bytes)
     try:
         data = json.loads(done.stdout)
     except ValueError as exc:
         raise MediaUnreadableError("ffprobe returned no usable description of the media") from exc
     return data if isinstance(data, dict) else {}
+
+
+def ffprobe_lines(
+    path: Path | str,
+    *,
+    ffprobe: str = "ffprobe",
+    args: Sequence[str],
+    timeout: float,
+    memory_limit_bytes: int | None = None,
+) -> Iterator[str]:
+    """ffprobe's output line by line as it reads (a packet list of a ten-hour file is never held whole);
+    failures as in ffprobe_json, raised once the output ends."""
+    argv = [ffprobe, "-hide_banner", "-v", "error", *args, _url(Path(path))]
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            proc = subprocess.Popen(
+                _limited(argv, memory_limit_bytes), stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL
+            )
+        except OSError as exc:
+            raise PermanentProcessingError(f"cannot start ffprobe: {exc.strerror}") from exc
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
+            _kill(proc)
+
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                yield line.decode(errors="replace").strip()
+            returncode = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                _kill(proc)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        if timed_out.is_set():
+            raise TransientProcessingError(f"ffprobe timed out after {timeout:.0f} s")
+        stderr.seek(0)
+        _check_ffprobe_exit(returncode, stderr.read(), memory_limit_bytes)
+
+
+def _check_ffprobe_exit(returncode: int, stderr_bytes: bytes, memory_limit_bytes: int | None) -> None:
+    stderr = stderr_bytes.decode(errors="replace").strip().splitlines()[-STDERR_TAIL_LINES:]
+    if _out_of_memory(returncode, stderr, memory_limit_bytes):
+        assert memory_limit_bytes is not None
+        raise _memory_error("ffprobe", memory_limit_bytes, stderr)
+    if returncode != 0:
+        if returncode < 0:
+            raise TransientProcessingError(
+                f"ffprobe was killed by {_signal_name(-returncode)}", details={"stderr": stderr}
+            )
+        raise MediaUnreadableError(
+            f"ffprobe cannot read the media: {_reason(stderr)}", details={"stderr": stderr, "returncode": returncode}
+        )
 
 
 def _reason(tail: Sequence[str]) -> str:

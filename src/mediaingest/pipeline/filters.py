@@ -1,6 +1,8 @@
-"""Filter-graph pieces every video stage shares: picking the stream, deinterlacing, HDR tone mapping."""
+"""Filter-graph pieces the stages share: picking the streams, deinterlacing, HDR tone mapping."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from mediaingest.pipeline.ffmpeg import filter_spec
 from mediaingest.pipeline.types import MediaMetadata
@@ -42,6 +44,27 @@ def video_stream_specifier(metadata: MediaMetadata) -> str:
         if stream.get("codec_type") == "video" and not (stream.get("disposition") or {}).get("attached_pic"):
             return f"0:{stream['index']}"
     return "0:v:0"
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    number: int  # 0 for the first audio stream, as `audioTracks[].index` counts them
+    specifier: str  # "0:<stream index>"
+    channels: int | None
+    channel_layout: str | None
+
+
+def audio_tracks(metadata: MediaMetadata) -> list[AudioTrack]:
+    """Every audio stream, in the order `audioTracks` lists them (the first is what browsers play)."""
+    listed = metadata.audio_tracks or []
+    tracks = [
+        AudioTrack(int(t["index"]), f"0:{t['streamIndex']}", t.get("channels"), t.get("channelLayout"))
+        for t in listed
+        if isinstance(t.get("streamIndex"), int)
+    ]
+    if not tracks and metadata.has_audio:  # metadata probed before audioTracks existed
+        tracks = [AudioTrack(0, audio_stream_specifier(metadata), metadata.channels, metadata.channel_layout)]
+    return tracks
 
 
 def audio_stream_specifier(metadata: MediaMetadata) -> str:

@@ -32,7 +32,9 @@ class PipelineOptions:
     sprite_rows: int = 10
     sprite_jpeg_quality: int = 75  # Pillow's scale, 1 … 95
     # --- thumbnails
-    poster_position: float = 0.1  # fraction of the duration
+    poster_position: float = 0.1  # fraction of the duration, when no shot tells a better place
+    poster_min_luma: float = 0.1  # a poster whose mean luma (0–1) is below this is near-black: try elsewhere
+    shot_threshold: float = 10.0  # scdet's scene score (0–100) above which a frame starts a new shot
     poster_max_size: int = 1280  # bounding box, so portrait posters are not 1280 wide and 2276 tall
     image_thumbnail_sizes: tuple[int, ...] = (1280, 320)
     image_jpeg_quality: int = 85

@@ -36,7 +36,11 @@ class MediaMetadata:
     display_height: int | None = None
     display_aspect_ratio: str | None = None  # "16:9", of the displayed picture
     rotation: int = 0  # degrees clockwise to turn the stored picture for display: 0, 90, 180, 270
-    fps: float | None = None
+    fps: float | None = None  # the container's average, as ffprobe reports it
+    frame_rate: str | None = None  # the timeline rate every proxy is encoded at, exact: "30000/1001"
+    is_variable_frame_rate: bool | None = None
+    frame_count: int | None = None  # frames in the source's picture stream, counted from its packets
+    timecode: str | None = None  # start timecode, "01:00:00:00" (";" before the frames when drop-frame)
     pixel_format: str | None = None
     bit_depth: int | None = None
     color_space: str | None = None
@@ -54,6 +58,8 @@ class MediaMetadata:
     channel_layout: str | None = None
     sample_rate: int | None = None
     has_audio: bool = False
+    audio_tracks: list[dict[str, Any]] | None = None  # every audio stream: index, codec, channels, layout…
+    loudness: dict[str, Any] | None = None  # EBU R128 of the first track: integratedLufs, loudnessRangeLu, …
     has_video: bool = False  # a real picture stream; cover art attached to audio does not count
     # images
     color_depth: int | None = None  # bits per channel
@@ -62,6 +68,7 @@ class MediaMetadata:
     iptc: dict[str, Any] | None = None
     image_format: str | None = None  # Pillow's name: "JPEG", "PNG", …
     raw: dict[str, Any] | None = None  # ffprobe's JSON as it came
+    shots: list[float] | None = None  # seconds where the picture cuts to a new shot
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,5 +99,13 @@ class StageOutput:
 @dataclass
 class StageResult:
     outputs: list[StageOutput] = field(default_factory=list)
-    metadata: MediaMetadata | None = None  # set by probe only
+    metadata: MediaMetadata | None = None  # set by probe only: the whole record
+    # What a later stage measured on its way (loudness in the audio pass, shots in the picture pass):
+    # MediaMetadata field names and values, written over the probe's record.
+    measurements: dict[str, Any] = field(default_factory=dict)
     message: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.measurements) - {f.name for f in fields(MediaMetadata)}
+        if unknown:
+            raise ValueError(f"not metadata fields: {sorted(unknown)}")

@@ -459,6 +459,13 @@ function buildScrubber(cues, sprites, duration, video, name) {
   return scrub;
 }
 
+function formatFrameRate(metadata) {
+  // "30000/1001" → "29.97 fps"; the proxies are at this constant rate even when the source was not.
+  const [num, den] = metadata.frameRate.split("/").map(Number);
+  const fps = `${Math.round((num / (den || 1)) * 1000) / 1000} fps`;
+  return metadata.isVariableFrameRate ? `${fps} (source variable)` : fps;
+}
+
 async function renderResults(container, asset) {
   container.replaceChildren();
   const byType = (type) => asset.proxies.filter((proxy) => proxy.type === type);
@@ -479,10 +486,12 @@ async function renderResults(container, asset) {
     }, videos.map((proxy) => el("source", { src: proxy.url, type: proxy.contentType })));
     grid.append(el("figure", { className: "result wide" }, video,
       el("figcaption", { text: `Web proxy · ${videos.map((p) => p.resolution).filter(Boolean).join(", ")}` })));
-  } else if (asset.type === "AUDIO" && asset.downloadUrl) {
+  } else if (asset.type === "AUDIO" && (byType("AUDIO").length || asset.downloadUrl)) {
+    // The first track's AAC proxy plays in every browser; the original (FLAC, WAV…) may not.
+    const track = byType("AUDIO").sort((a, b) => (a.details?.track ?? 0) - (b.details?.track ?? 0))[0];
     grid.append(el("figure", { className: "result wide" },
-      el("audio", { controls: true, preload: "metadata", src: asset.downloadUrl, "aria-label": `Play ${asset.name}` }),
-      el("figcaption", { text: "Original audio" })));
+      el("audio", { controls: true, preload: "metadata", src: track ? track.url : asset.downloadUrl, "aria-label": `Play ${asset.name}` }),
+      el("figcaption", { text: track ? "Audio proxy" : "Original audio" })));
   }
   if (poster) {
     grid.append(el("figure", { className: "result" },
@@ -514,9 +523,17 @@ async function renderResults(container, asset) {
   }
   const facts = [];
   if (metadata.durationSeconds) facts.push(["Duration", formatDuration(metadata.durationSeconds)]);
-  if (metadata.width) facts.push(["Picture", `${metadata.width}×${metadata.height}${metadata.fps ? ` at ${Math.round(metadata.fps * 100) / 100} fps` : ""}`]);
+  if (metadata.width) facts.push(["Picture", `${metadata.width}×${metadata.height}`]);
+  if (metadata.frameRate) facts.push(["Frame rate", formatFrameRate(metadata)]);
+  if (metadata.timecode) facts.push(["Timecode", metadata.timecode]);
   if (metadata.videoCodec) facts.push(["Video", metadata.videoCodec]);
-  if (metadata.audioCodec) facts.push(["Audio", `${metadata.audioCodec}${metadata.channels ? `, ${metadata.channels} ch` : ""}`]);
+  const tracks = metadata.audioTracks || [];
+  if (metadata.audioCodec) facts.push(["Audio", `${metadata.audioCodec}${metadata.channels ? `, ${metadata.channels} ch` : ""}${tracks.length > 1 ? ` · ${tracks.length} tracks` : ""}`]);
+  if (metadata.loudness && metadata.loudness.integratedLufs !== null) {
+    const peak = metadata.loudness.truePeakDbtp;
+    facts.push(["Loudness", `${metadata.loudness.integratedLufs.toFixed(1)} LUFS${peak !== null ? `, peak ${peak.toFixed(1)} dBTP` : ""}`]);
+  }
+  if (metadata.shots && metadata.shots.length) facts.push(["Shots", String(metadata.shots.length + 1)]);
   facts.push(["Size", formatBytes(asset.fileSize)]);
   container.append(grid, el("dl", { className: "facts" }, facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])));
 }

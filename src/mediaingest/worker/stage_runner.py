@@ -301,6 +301,10 @@ def _replace_rows(
     if result.metadata is not None:
         session.execute(sa.delete(AssetMetadata).where(AssetMetadata.asset_id == asset.id))
         session.add(AssetMetadata(asset_id=asset.id, **result.metadata.to_dict()))
+    if result.measurements:
+        session.execute(
+            sa.update(AssetMetadata).where(AssetMetadata.asset_id == asset.id).values(**result.measurements)
+        )
     session.execute(
         sa.delete(AssetProxy).where(AssetProxy.asset_id == asset.id, AssetProxy.storage_key.startswith(prefix))
     )

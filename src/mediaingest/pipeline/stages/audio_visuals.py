@@ -37,7 +37,7 @@ from mediaingest.pipeline.ffmpeg import (
     ProgressThrottle,
     filter_spec,
 )
-from mediaingest.pipeline.filters import audio_stream_specifier
+from mediaingest.pipeline.filters import AudioTrack, audio_stream_specifier, audio_tracks
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.types import MediaMetadata, ProgressCallback, StageOutput, StageResult
 
@@ -72,8 +72,13 @@ def generate_audio_visuals(
         if expected:
             throttle.update(peaks.total / expected)
 
+    tracks = audio_tracks(metadata)
+    for stale in [*out_dir.glob("peaks_track*"), *out_dir.glob("loudness_track*")]:
+        stale.unlink()  # an earlier attempt's, whose track count may differ
     spectrogram_rate = spectrogram_rate_for(metadata.duration_seconds, metadata.sample_rate)
-    command = build_audio_visuals_command(source, metadata, out_dir, options, spectrogram_rate=spectrogram_rate)
+    command = build_audio_visuals_command(
+        source, metadata, out_dir, options, spectrogram_rate=spectrogram_rate, tracks=tracks
+    )
     options.tools.run(
         command,
         duration_seconds=metadata.duration_seconds,
@@ -98,9 +103,10 @@ def generate_audio_visuals(
             label="spectrogram",
         )
 
-    peaks_path = out_dir / PEAKS_NAME
-    document = peaks.to_document(options.peaks_levels, sample_rate=options.peaks_sample_rate)
-    peaks_path.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
+    track_peaks = {tracks[0].number: peaks}
+    for track in tracks[1:]:
+        track_peaks[track.number] = _peaks_from_file(peaks_pcm_path(out_dir, track), expected, options)
+    loudness = {track.number: read_loudness(loudness_log(out_dir, track)) for track in tracks}
     waveform = draw_waveform(peaks, options.waveform_width, options.waveform_height, options.waveform_color)
     waveform.save(out_dir / WAVEFORM_NAME, "PNG", optimize=True)
     throttle.finish()
@@ -119,41 +125,171 @@ def generate_audio_visuals(
             options.spectrogram_height,
             {"sample_rate": spectrogram_rate, "channels": 1, "scale": "log"},
         ),
-        StageOutput(
-            kind=ProxyType.WAVEFORM_PEAKS,
-            path=peaks_path,
-            bucket="processed",
-            format="json",
-            content_type="application/json",
-            details={"levels": [level["buckets"] for level in document["levels"]], "samples": peaks.total},
-        ),
     ]
-    return StageResult(outputs=outputs, message=f"waveform, spectrogram and peaks of {peaks.total} samples")
+    for track in tracks:
+        outputs.append(_peaks_output(out_dir / peaks_name(track), track, track_peaks[track.number], options))
+        outputs.append(_audio_proxy_output(audio_proxy_path(out_dir, track), track))
+    listed = [
+        {**listed_track, "loudness": loudness.get(listed_track.get("index", -1))}
+        for listed_track in metadata.audio_tracks or []
+    ]
+    measurements: dict[str, Any] = {"loudness": loudness[tracks[0].number]}
+    if listed:
+        measurements["audio_tracks"] = listed
+    first = loudness[tracks[0].number]
+    summary = f"{first['integratedLufs']} LUFS" if first and first.get("integratedLufs") is not None else "silent"
+    return StageResult(
+        outputs=outputs,
+        measurements=measurements,
+        message=f"waveform, spectrogram, peaks and loudness ({summary}) of {len(tracks)} track(s)",
+    )
+
+
+def _peaks_from_file(path: Path, expected_samples: int, options: PipelineOptions) -> PeaksAccumulator:
+    peaks = PeaksAccumulator(
+        expected_samples=expected_samples, finest_level=max(*options.peaks_levels, options.waveform_width)
+    )
+    with path.open("rb") as pcm:
+        while chunk := pcm.read(1 << 20):
+            peaks.feed(chunk)
+    peaks.finish()
+    path.unlink()  # scratch only: the peaks JSON is what is kept
+    return peaks
+
+
+def _peaks_output(path: Path, track: AudioTrack, peaks: PeaksAccumulator, options: PipelineOptions) -> StageOutput:
+    document = peaks.to_document(options.peaks_levels, sample_rate=options.peaks_sample_rate)
+    path.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
+    return StageOutput(
+        kind=ProxyType.WAVEFORM_PEAKS,
+        path=path,
+        bucket="processed",
+        format="json",
+        content_type="application/json",
+        details={
+            "levels": [level["buckets"] for level in document["levels"]],
+            "samples": peaks.total,
+            "track": track.number,
+        },
+    )
+
+
+def _audio_proxy_output(path: Path, track: AudioTrack) -> StageOutput:
+    if not path.is_file() or path.stat().st_size == 0:
+        raise ProcessingError(f"ffmpeg finished but wrote no {path.name}")
+    return StageOutput(
+        kind=ProxyType.AUDIO,
+        path=path,
+        bucket="proxies",
+        format="m4a",
+        content_type="audio/mp4",
+        quality="aac",
+        details={"track": track.number, "channels": track.channels, "channelLayout": track.channel_layout},
+    )
+
+
+def read_loudness(log: Path) -> dict[str, float | None] | None:
+    """EBU R128 from ebur128's per-frame metadata log: its last values are the whole track's.
+
+    Only the file's tail is read (the log grows by about 8 MB an hour). True peak is the highest
+    channel's, in dBTP; silence has none. None when the track had no audio frames at all.
+    """
+    if not log.is_file():
+        return None
+    with log.open("rb") as handle:
+        handle.seek(max(0, log.stat().st_size - 8192))
+        tail = handle.read().decode(errors="replace").splitlines()
+    log.unlink()
+    values: dict[str, float] = {}
+    for line in tail:
+        key, _, value = line.partition("=")
+        if key.startswith("lavfi.r128."):
+            try:
+                values[key.removeprefix("lavfi.r128.")] = float(value)
+            except ValueError:
+                continue
+    if "I" not in values:
+        return None
+    peaks = [value for key, value in values.items() if key.startswith("true_peaks_ch")]
+    peak = max(peaks, default=0.0)
+    return {
+        "integratedLufs": round(values["I"], 2),
+        "loudnessRangeLu": round(values["LRA"], 2) if "LRA" in values else None,
+        "truePeakDbtp": round(20 * math.log10(peak), 2) if peak > 0 else None,
+    }
 
 
 def build_audio_visuals_command(
-    source: Path, metadata: MediaMetadata, out_dir: Path, options: PipelineOptions, *, spectrogram_rate: int
+    source: Path,
+    metadata: MediaMetadata,
+    out_dir: Path,
+    options: PipelineOptions,
+    *,
+    spectrogram_rate: int,
+    tracks: list[AudioTrack] | None = None,
 ) -> FfmpegCommand:
-    """The one command: the spectrogram picture, and 8 kHz mono PCM on stdout for the peaks."""
+    """The one command: the first track's spectrogram and 8 kHz mono PCM on stdout for its peaks; every
+    track's loudness (EBU R128), its own AAC proxy at its own layout, and (past the first) its peaks PCM."""
+    tracks = audio_tracks(metadata) if tracks is None else tracks
     graph = FilterGraph()
-    graph.chain([audio_stream_specifier(metadata)], [filter_spec("asplit", 2)], ["spectrum_in", "pcm_in"])
+    outputs: list[FfmpegOutput] = []
+    for track in tracks:
+        first = track.number == tracks[0].number
+        branches = (["spectrum_in"] if first else []) + [f"pcm{track.number}_in", f"loud{track.number}_in"]
+        graph.chain([track.specifier], [filter_spec("asplit", len(branches))], branches)
+        graph.chain([f"pcm{track.number}_in"], _peaks_pcm_filters(options), [f"pcm{track.number}"])
+        graph.chain(
+            [f"loud{track.number}_in"],
+            [
+                filter_spec("ebur128", peak="true", metadata=1),
+                filter_spec("ametadata", mode="print", file=str(loudness_log(out_dir, track))),
+                "anullsink",
+            ],
+            [],
+        )
+        pcm_target: Path | str = "pipe:1" if first else peaks_pcm_path(out_dir, track)
+        outputs.append(FfmpegOutput(pcm_target, ["-map", f"[pcm{track.number}]", "-c:a", "pcm_s16le", "-f", "s16le"]))
+        outputs.append(FfmpegOutput(audio_proxy_path(out_dir, track), _aac_args(track, metadata, options)))
     graph.chain(["spectrum_in"], _spectrogram_filters(options, spectrogram_rate), ["spectrogram"])
-    graph.chain(
-        ["pcm_in"],
-        [
-            filter_spec("aresample", options.peaks_sample_rate),
-            filter_spec("aformat", sample_fmts="s16", channel_layouts="mono"),
-        ],
-        ["pcm"],
+    outputs.insert(0, FfmpegOutput(out_dir / SPECTROGRAM_NAME, ["-map", "[spectrogram]", *_PICTURE]))
+    return FfmpegCommand(inputs=[FfmpegInput(source)], filter_graph=graph, outputs=outputs)
+
+
+def loudness_log(out_dir: Path, track: AudioTrack) -> Path:
+    return out_dir / f"loudness_track{track.number}.log"
+
+
+def peaks_pcm_path(out_dir: Path, track: AudioTrack) -> Path:
+    return out_dir / f"peaks_track{track.number}.pcm"
+
+
+def audio_proxy_path(out_dir: Path, track: AudioTrack) -> Path:
+    return out_dir / f"audio_track{track.number}.m4a"
+
+
+def peaks_name(track: AudioTrack) -> str:
+    return PEAKS_NAME if track.number == 0 else f"peaks_track{track.number}.json"
+
+
+def _peaks_pcm_filters(options: PipelineOptions) -> list[str]:
+    return [
+        filter_spec("aresample", options.peaks_sample_rate),
+        filter_spec("aformat", sample_fmts="s16", channel_layouts="mono"),
+    ]
+
+
+def _aac_args(track: AudioTrack, metadata: MediaMetadata, options: PipelineOptions) -> list[str]:
+    """The track as it is (its channels, its layout), for a timeline that mixes tracks itself."""
+    per_channel = max(32, options.audio_bitrate_kbps // 2)
+    bitrate = min(512, per_channel * (track.channels or 2))
+    args = ["-map", track.specifier, "-map_metadata", "-1", "-c:a", "aac", "-b:a", f"{bitrate}k"]
+    rate = next(
+        (t.get("sampleRate") for t in metadata.audio_tracks or [] if t.get("index") == track.number),
+        metadata.sample_rate,
     )
-    return FfmpegCommand(
-        inputs=[FfmpegInput(source)],
-        filter_graph=graph,
-        outputs=[
-            FfmpegOutput(out_dir / SPECTROGRAM_NAME, ["-map", "[spectrogram]", *_PICTURE]),
-            FfmpegOutput("pipe:1", ["-map", "[pcm]", "-c:a", "pcm_s16le", "-f", "s16le"]),
-        ],
-    )
+    if (rate or 48000) > 48000:
+        args += ["-ar", "48000"]
+    return [*args, "-movflags", "+faststart", "-f", "mp4"]
 
 
 def build_spectrogram_command(

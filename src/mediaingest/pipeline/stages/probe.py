@@ -17,6 +17,7 @@ from PIL import ExifTags, Image, ImageFile, IptcImagePlugin, UnidentifiedImageEr
 from mediaingest.exceptions import MediaTooLargeError, MediaUnreadableError, ProcessingError
 from mediaingest.models.enums import MediaType
 from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.pipeline.timing import rate_text, read_frame_timing
 from mediaingest.pipeline.types import MediaMetadata
 
 __all__ = ["MediaMetadata", "metadata_from_ffprobe", "probe"]
@@ -25,6 +26,8 @@ HDR_TRANSFERS = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
 _ALPHA_PIX_FMT = re.compile(r"^(yuva|gbrap|ya\d|rgba|bgra|argb|abgr)")
 _PIX_FMT_DEPTH = re.compile(r"p(?P<planar>\d+)(?:le|be)$|^(?:gray|ya)(?P<grey>\d+)")
 _PILLOW_DEPTH = {"1": 1, "I": 32, "F": 32, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16}
+_TIMECODE = re.compile(r"^\d{2}:\d{2}:\d{2}[:;.]\d{2,3}$")
+_GENERIC_HANDLER = re.compile(r"handler|core media|iso media|^\s*(sound|audio)\s*$", re.IGNORECASE)
 _EXIF_ORIENTATION = 0x0112
 # EXIF orientation → degrees clockwise; 5 and 7 are mirrored variants of 90 and 270.
 _ORIENTATION_ROTATION = {1: 0, 2: 0, 3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 270}
@@ -42,6 +45,8 @@ def probe(source: Path, media_type: MediaType, *, options: PipelineOptions) -> M
         raise MediaUnreadableError("the file has no audio stream", details={"format": metadata.format_name})
     if metadata.has_hdr and metadata.mastering_display is None:
         _add_frame_side_data(source, metadata, options)
+    if metadata.has_video:
+        _add_frame_timing(source, metadata, options)
     return metadata
 
 
@@ -50,7 +55,8 @@ def metadata_from_ffprobe(data: dict[str, Any]) -> MediaMetadata:
     fmt = data.get("format") or {}
     streams = data.get("streams") or []
     video = next((s for s in streams if _is_picture_stream(s)), None)
-    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    audio_streams = [s for s in streams if s.get("codec_type") == "audio"]
+    audio = audio_streams[0] if audio_streams else None
     if video is None and audio is None:
         raise MediaUnreadableError("the file has no audio or video stream")
 
@@ -68,6 +74,8 @@ def metadata_from_ffprobe(data: dict[str, Any]) -> MediaMetadata:
     )
     if video is not None:
         _fill_video(md, video)
+    md.timecode = _timecode(fmt, streams)
+    md.audio_tracks = [_audio_track(number, stream) for number, stream in enumerate(audio_streams)] or None
     if audio is not None:
         md.audio_codec = audio.get("codec_name")
         md.audio_bitrate = _stream_bitrate(audio)
@@ -75,6 +83,49 @@ def metadata_from_ffprobe(data: dict[str, Any]) -> MediaMetadata:
         md.channel_layout = audio.get("channel_layout")
         md.sample_rate = _int(audio.get("sample_rate"))
     return md
+
+
+def _timecode(fmt: dict[str, Any], streams: list[dict[str, Any]]) -> str | None:
+    """The start timecode: a QuickTime `tmcd` track's, the picture stream's tag, or the container's."""
+    ordered = sorted(streams, key=lambda s: (s.get("codec_tag_string") != "tmcd", s.get("codec_type") != "video"))
+    for tags in [*((s.get("tags") or {}) for s in ordered), fmt.get("tags") or {}]:
+        value = tags.get("timecode")
+        if isinstance(value, str) and _TIMECODE.match(value.strip()):
+            return value.strip()
+    return None
+
+
+def _audio_track(number: int, stream: dict[str, Any]) -> dict[str, Any]:
+    tags = stream.get("tags") or {}
+    return {
+        "index": number,
+        "streamIndex": stream.get("index"),
+        "codec": stream.get("codec_name"),
+        "channels": _int(stream.get("channels")),
+        "channelLayout": stream.get("channel_layout"),
+        "sampleRate": _int(stream.get("sample_rate")),
+        "language": tags.get("language") if tags.get("language") not in (None, "und") else None,
+        "title": tags.get("title") or _track_name(tags.get("handler_name")),
+    }
+
+
+def _track_name(handler_name: object) -> str | None:
+    """QuickTime keeps a track's name in its handler name, beside muxers' boilerplate ("SoundHandler")."""
+    if not isinstance(handler_name, str) or not handler_name.strip() or _GENERIC_HANDLER.search(handler_name):
+        return None
+    return handler_name.strip()
+
+
+def _add_frame_timing(source: Path, md: MediaMetadata, options: PipelineOptions) -> None:
+    stream_index = next((s.get("index") for s in (md.raw or {}).get("streams", []) if _is_picture_stream(s)), None)
+    if not isinstance(stream_index, int):
+        return
+    timing = read_frame_timing(source, stream_index, options=options, duration_seconds=md.duration_seconds)
+    if timing is None:
+        return  # a single frame, or no timestamps at all: nothing to conform
+    md.frame_count = timing.frames
+    md.is_variable_frame_rate = timing.variable
+    md.frame_rate = rate_text(timing.timeline_rate)
 
 
 def _is_picture_stream(stream: dict[str, Any]) -> bool:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
+from math import ceil
 from pathlib import Path
 from typing import Literal
 
-from mediaingest.exceptions import ProcessingError
+from mediaingest.exceptions import PermanentProcessingError, ProcessingError
 from mediaingest.models.enums import ProxyType
 from mediaingest.pipeline.ffmpeg import FfmpegCommand, FfmpegInput, FfmpegOutput, FilterGraph, filter_spec
 from mediaingest.pipeline.filters import (
@@ -31,8 +32,11 @@ from mediaingest.pipeline.filters import (
 )
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.stages.sprites import STORYBOARD_NAME, SpriteGrid, SpriteSheetWriter, storyboard_vtt
+from mediaingest.pipeline.timing import conforms_to_timeline
 from mediaingest.pipeline.types import MediaMetadata, ProgressCallback, StageOutput, StageResult
 
+SHOTS_LOG = "shots.log"
+MAX_SHOTS = 10_000
 _WEB_CONTAINERS = {"mov", "mp4"}
 _WEB_H264_PROFILES = {"Constrained Baseline", "Baseline", "Main", "High"}
 # Bitrate cap for the CRF encode, in bits per pixel per frame: keeps grainy sources streamable.
@@ -46,6 +50,7 @@ class Rendition:
     height: int
     codec: Literal["h264", "vp9"]
     remux: bool
+    scrub: bool  # the lowest rung: a keyframe every second and no B-frames, so any frame is near a keyframe
     path: Path
 
     @property
@@ -97,6 +102,8 @@ def is_web_playable_at(metadata: MediaMetadata, width: int, height: int, options
         and (metadata.display_width, metadata.display_height) == (width, height)
         and field_order(metadata) not in INTERLACED
         and (bits_per_pixel is None or bits_per_pixel <= options.remux_max_bits_per_pixel)
+        # A copied stream keeps the source's frame timing: only a constant rate that is the timeline's.
+        and conforms_to_timeline(metadata.fps, metadata.frame_rate, metadata.is_variable_frame_rate)
     )
 
 
@@ -106,11 +113,15 @@ def build_proxy_plan(source: Path, metadata: MediaMetadata, out_dir: Path, optio
         return ProxyPlan(renditions=[], sprites=None, command=None)
 
     renditions: list[Rendition] = []
-    for rung, width, height in rendition_sizes(metadata.display_width, metadata.display_height, options.proxy_heights):
-        remux = is_web_playable_at(metadata, width, height, options)
-        renditions.append(Rendition(rung, width, height, "h264", remux, out_dir / f"proxy_{rung}p.mp4"))
+    sizes = rendition_sizes(metadata.display_width, metadata.display_height, options.proxy_heights)
+    scrub_rung = sizes[0][0]
+    for rung, width, height in sizes:
+        # The lowest rung is the scrubbing rung: always encoded, for its short closed GOPs without B-frames.
+        remux = rung != scrub_rung and is_web_playable_at(metadata, width, height, options)
+        scrub = rung == scrub_rung
+        renditions.append(Rendition(rung, width, height, "h264", remux, scrub, out_dir / f"proxy_{rung}p.mp4"))
         if options.proxy_vp9:
-            renditions.append(Rendition(rung, width, height, "vp9", False, out_dir / f"proxy_{rung}p.webm"))
+            renditions.append(Rendition(rung, width, height, "vp9", False, scrub, out_dir / f"proxy_{rung}p.webm"))
     sprites = _sprite_grid(options)
 
     graph = FilterGraph()
@@ -120,8 +131,13 @@ def build_proxy_plan(source: Path, metadata: MediaMetadata, out_dir: Path, optio
     branches = [f"scaled{rung}" for rung, _, _ in encoded_rungs]
     if sprites is not None:
         branches.append("sprite_src")
+    branches.append("shots_src")
     if branches:
         base = base_video_filters(metadata)
+        if metadata.frame_rate:
+            # Every rung at the timeline's constant rate: frames of a variable-rate source are repeated or
+            # dropped once, here, so all rungs count the same frames.
+            base.append(filter_spec("fps", metadata.frame_rate))
         if len(branches) > 1:
             base.append(filter_spec("split", len(branches)))
         graph.chain([video_in], base or ["null"], [f"{b}_in" for b in branches])
@@ -149,7 +165,20 @@ def build_proxy_plan(source: Path, metadata: MediaMetadata, out_dir: Path, optio
             ["tiles"],
         )
 
-    outputs = [_rendition_output(r, metadata, options) for r in renditions]
+    # Scene cuts, found where the picture is decoded anyway: scdet on a thumbnail-sized copy (the score
+    # compares whole pictures; a small one costs almost nothing), the cut times printed to a file.
+    graph.chain(
+        ["shots_src_in"],
+        [
+            filter_spec("scale", 160, 90, flags="fast_bilinear"),
+            filter_spec("scdet", threshold=options.shot_threshold),
+            filter_spec("metadata", mode="print", key="lavfi.scd.time", file=str(out_dir / SHOTS_LOG)),
+            "nullsink",
+        ],
+        [],
+    )
+
+    outputs = [rendition_output(r, metadata, options) for r in renditions]
     if sprites is not None:
         # Raw tiles to stdout, laid out into sheets by SpriteSheetWriter (see sprites.py for why).
         tiles = ["-map", "[tiles]", "-fps_mode", "passthrough", "-c:v", "rawvideo", "-f", "rawvideo"]
@@ -193,6 +222,8 @@ def generate_proxies(
     )
 
     outputs = [_rendition_result(r, options) for r in plan.renditions]
+    check_renditions(plan.renditions, metadata, options)
+    shots = read_shots(out_dir / SHOTS_LOG)
     if writer is not None and plan.sprites is not None:
         outputs += _storyboard_outputs(writer, plan.sprites, metadata.duration_seconds, out_dir)
     remuxed = [r.resolution for r in plan.renditions if r.remux]
@@ -200,32 +231,55 @@ def generate_proxies(
     message = f"encoded {', '.join(encoded) or 'nothing'}"
     if remuxed:
         message += f"; remuxed {', '.join(remuxed)}"
-    return StageResult(outputs=outputs, message=message)
+    message += f"; {len(shots)} cut(s)"
+    return StageResult(outputs=outputs, measurements={"shots": shots}, message=message)
+
+
+def read_shots(log: Path) -> list[float]:
+    """The cut times scdet printed, in seconds; at most MAX_SHOTS (pure noise would cut at every frame)."""
+    shots: list[float] = []
+    if not log.is_file():
+        return shots
+    with log.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            key, _, value = line.strip().partition("=")
+            if key == "lavfi.scd.time" and len(shots) < MAX_SHOTS:
+                try:
+                    shots.append(round(float(value), 3))
+                except ValueError:
+                    continue
+    log.unlink()
+    return shots
 
 
 # --- command parts ------------------------------------------------------------------------------
 
 
-def _rendition_output(rendition: Rendition, metadata: MediaMetadata, options: PipelineOptions) -> FfmpegOutput:
+def rendition_output(rendition: Rendition, metadata: MediaMetadata, options: PipelineOptions) -> FfmpegOutput:
     # Proxies are served to other people: drop container metadata (phones record GPS there).
     args = ["-map_metadata", "-1", "-map_chapters", "-1"]
     audio = ["-map", audio_stream_specifier(metadata)] if metadata.has_audio else []
     if rendition.remux:
         args += ["-map", video_stream_specifier(metadata), *audio]
-        args += ["-c", "copy", "-movflags", "+faststart", "-f", "mp4"]
+        args += ["-c", "copy", *_timecode_args(metadata), "-movflags", "+faststart", "-f", "mp4"]
         return FfmpegOutput(rendition.path, args)
 
     args += ["-map", f"[{rendition.codec}_{rendition.rung}]", *audio]
-    fps = min(metadata.fps or 30.0, 60.0)
-    # A keyframe every 2 s keeps seeking in the browser snappy, whatever the frame rate.
-    keyframes = ["-force_key_frames", "expr:gte(t,n_forced*2)"]
+    fps = float(Fraction(metadata.frame_rate)) if metadata.frame_rate else min(metadata.fps or 30.0, 60.0)
+    # A keyframe every 2 s keeps seeking in the browser snappy, whatever the frame rate; every second on
+    # the scrubbing rung, so reaching any frame decodes at most a second of it.
+    keyframe_seconds = 1 if rendition.scrub else 2
+    keyframes = ["-force_key_frames", f"expr:gte(t,n_forced*{keyframe_seconds})"]
     if rendition.codec == "h264":
         maxrate = int(rendition.width * rendition.height * fps * _MAXRATE_BITS_PER_PIXEL)
         args += ["-c:v", "libx264", "-preset", options.x264_preset, "-crf", str(options.x264_crf)]
         args += ["-profile:v", "high", "-pix_fmt", "yuv420p", "-maxrate", str(maxrate)]
         args += ["-bufsize", str(2 * maxrate), *keyframes]
+        if rendition.scrub:
+            # x264's GOPs are closed unless asked otherwise; no B-frames means decode order is display order.
+            args += ["-bf", "0", "-g", str(ceil(fps) * keyframe_seconds)]
         audio_codec = ["-c:a", "aac", "-b:a", f"{options.audio_bitrate_kbps}k"]
-        container = ["-movflags", "+faststart", "-f", "mp4"]
+        container = [*_timecode_args(metadata), "-movflags", "+faststart", "-f", "mp4"]
     else:
         args += ["-c:v", "libvpx-vp9", "-crf", str(options.vp9_crf), "-b:v", "0", "-deadline", "good"]
         args += ["-cpu-used", str(options.vp9_cpu_used), "-row-mt", "1", *keyframes]
@@ -240,6 +294,23 @@ def _rendition_output(rendition: Rendition, metadata: MediaMetadata, options: Pi
         if (metadata.sample_rate or 48000) > 48000:
             args += ["-ar", "48000"]
     return FfmpegOutput(rendition.path, args + container)
+
+
+def _timecode_args(metadata: MediaMetadata) -> list[str]:
+    """The source's start timecode as the proxy's `tmcd` track, so an editor relinks proxy and original.
+
+    ffmpeg refuses a drop-frame timecode at any rate but 29.97 and 59.94, and a frame number the rate
+    never reaches; such a proxy goes without (the timecode stays in the metadata).
+    """
+    timecode, rate = metadata.timecode, metadata.frame_rate
+    if not timecode or not rate:
+        return []
+    frames = int(timecode.replace(";", ":").replace(".", ":").rsplit(":", 1)[1])
+    if frames >= ceil(float(Fraction(rate))):
+        return []
+    if ";" in timecode and Fraction(rate) not in (Fraction(30000, 1001), Fraction(60000, 1001)):
+        return []
+    return ["-timecode", timecode]
 
 
 def _rendition_result(rendition: Rendition, options: PipelineOptions) -> StageOutput:
@@ -263,6 +334,84 @@ def _rendition_result(rendition: Rendition, options: PipelineOptions) -> StageOu
         quality=quality,
         details={"remuxed": rendition.remux, "codec": rendition.codec},
     )
+
+
+# --- quality control ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RungCheck:
+    rendition: Rendition
+    frames: int
+    duration_seconds: float
+
+
+def check_renditions(renditions: list[Rendition], metadata: MediaMetadata, options: PipelineOptions) -> list[RungCheck]:
+    """Every rung holds duration × rate frames (within one), and the rungs' lengths agree with each other and
+    with the source's picture within max(1.5 frames, 100 ms): a timeline may then cut any rung at any
+    frame and land on the same picture. A rung that fails is a permanent stage error, not a silent row."""
+    if not metadata.frame_rate or not renditions:
+        return []
+    rate = float(Fraction(metadata.frame_rate))
+    tolerance = max(1.5 / rate, 0.1)
+    checks = [_measure(rendition, options) for rendition in renditions]
+    for check in checks:
+        expected = check.duration_seconds * rate
+        if abs(check.frames - expected) > 1:
+            raise PermanentProcessingError(
+                f"the {check.rendition.path.name} proxy has {check.frames} frames where "
+                f"{check.duration_seconds:.3f} s at {metadata.frame_rate} needs {expected:.0f}",
+                details={"proxy": check.rendition.path.name, "frames": check.frames, "expected": round(expected)},
+            )
+    source_seconds = _picture_duration(metadata)
+    lengths = [(check.rendition.path.name, check.duration_seconds) for check in checks]
+    if source_seconds is not None:
+        lengths.append(("source", source_seconds))
+    shortest, longest = min(lengths, key=lambda item: item[1]), max(lengths, key=lambda item: item[1])
+    if longest[1] - shortest[1] > tolerance:
+        raise PermanentProcessingError(
+            f"the proxies disagree in length: {shortest[0]} lasts {shortest[1]:.3f} s and {longest[0]} "
+            f"{longest[1]:.3f} s (at most {tolerance:.3f} s apart)",
+            details={"durations": {name: round(seconds, 3) for name, seconds in lengths}},
+        )
+    return checks
+
+
+def _measure(rendition: Rendition, options: PipelineOptions) -> RungCheck:
+    found = options.tools.probe(
+        rendition.path,
+        extra_args=(
+            "-select_streams", "v:0", "-count_packets",
+            "-show_entries", "stream=nb_read_packets,duration:format=duration",
+        ),
+    )  # fmt: skip
+    stream = (found.get("streams") or [{}])[0]
+    # WebM keeps no per-stream duration; its container's is the picture's (the audio ends with it).
+    duration = _seconds(stream.get("duration")) or _seconds((found.get("format") or {}).get("duration")) or 0.0
+    return RungCheck(rendition, int(stream.get("nb_read_packets") or 0), duration)
+
+
+def _picture_duration(metadata: MediaMetadata) -> float | None:
+    for stream in (metadata.raw or {}).get("streams", []):
+        if f"0:{stream.get('index')}" == video_stream_specifier(metadata):
+            seconds = _seconds(stream.get("duration")) or _seconds((stream.get("tags") or {}).get("DURATION"))
+            if seconds is not None:
+                return seconds
+    return metadata.duration_seconds
+
+
+def _seconds(value: object) -> float | None:
+    """ffprobe's "12.345000", or Matroska's "00:00:12.345000000" tag."""
+    if not isinstance(value, str | int | float):
+        return None
+    text = str(value)
+    try:
+        if ":" in text:
+            hours, minutes, seconds = text.split(":")
+            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _sprite_grid(options: PipelineOptions) -> SpriteGrid | None:

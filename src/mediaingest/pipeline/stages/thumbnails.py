@@ -1,16 +1,18 @@
 """thumbnails: a poster frame for videos; JPEG and WebP thumbnails for still images.
 
 Sprite sheets and the storyboard are not made here but in the proxies pass, which decodes the video
-anyway; a poster needs one frame, found with a fast input seek.
+anyway; a poster needs one frame, found with a fast input seek, and is never near-black when the video
+has a brighter picture at one of the places it looks.
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageStat, UnidentifiedImageError
 
 from mediaingest.exceptions import MediaUnreadableError, ProcessingError
 from mediaingest.models.enums import MediaType, ProxyType
@@ -21,6 +23,7 @@ from mediaingest.pipeline.stages.probe import check_pixel_budget, image_unreadab
 from mediaingest.pipeline.types import MediaMetadata, ProgressCallback, StageOutput, StageResult
 
 POSTER_NAME = "poster.jpg"
+_SHOT_CANDIDATES = 3
 
 
 def generate_thumbnails(
@@ -69,6 +72,20 @@ def build_poster_command(
     return command, width, height
 
 
+def poster_positions(metadata: MediaMetadata, options: PipelineOptions) -> list[float]:
+    """Where to look for the poster, best first: the first shots after the first second (fades and slates
+    live in it) when the proxies pass has found them, then `poster_position` of the way in, then further."""
+    duration = metadata.duration_seconds or 0.0
+    if duration <= 0:
+        return [0.0]
+    rate = float(Fraction(metadata.frame_rate)) if metadata.frame_rate else 25.0
+    # Half a frame into the shot, so a timestamp rounded on the way cannot land on the shot before.
+    shots = [cut + 0.5 / rate for cut in metadata.shots or [] if cut >= 1.0][:_SHOT_CANDIDATES]
+    fractions = (options.poster_position, 0.25, 0.5, 0.75)
+    positions = [*shots, *(duration * fraction for fraction in fractions), 0.0]
+    return [round(p, 3) for p in dict.fromkeys(positions) if p < duration][: _SHOT_CANDIDATES + len(fractions) + 1]
+
+
 def _video_poster(
     source: Path,
     metadata: MediaMetadata,
@@ -77,36 +94,59 @@ def _video_poster(
     on_progress: ProgressCallback | None,
     cancel: threading.Event | None,
 ) -> StageResult:
+    """The first candidate frame that is not near-black (a fade, a black leader); the brightest if all are.
+
+    A container that overstates its duration makes a seek land past the last frame, and ffmpeg then
+    writes nothing without failing: that candidate is skipped.
+    """
     path = out_dir / POSTER_NAME
-    path.unlink(missing_ok=True)
-    position = (metadata.duration_seconds or 0.0) * options.poster_position
-    # A container that overstates its duration makes the seek land past the last frame, and ffmpeg
-    # then writes nothing without failing: fall back to the first frame.
-    for attempt in dict.fromkeys((position, 0.0)):
-        command, width, height = build_poster_command(source, metadata, out_dir, options, position=attempt)
+    brightest: tuple[float, float, Path] | None = None  # (luma, position, kept file)
+    for position in poster_positions(metadata, options):
+        path.unlink(missing_ok=True)
+        command, width, height = build_poster_command(source, metadata, out_dir, options, position=position)
         options.tools.run(
             command,
             duration_seconds=None,
-            on_progress=on_progress,
+            on_progress=None,
             cancel=cancel,
             timeout=options.ffmpeg_deadline(metadata.duration_seconds),
             label="poster",
         )
-        if path.is_file() and path.stat().st_size > 0:
-            output = StageOutput(
-                kind=ProxyType.POSTER,
-                path=path,
-                bucket="processed",
-                format="jpeg",
-                content_type="image/jpeg",
-                resolution=f"{width}x{height}",
-                width=width,
-                height=height,
-                quality="q3",
-                details={"positionSeconds": round(attempt, 3)},
-            )
-            return StageResult(outputs=[output], message=f"poster at {attempt:.1f} s")
-    raise MediaUnreadableError("no video frame could be decoded for the poster")
+        if not path.is_file() or path.stat().st_size == 0:
+            continue
+        luma = mean_luma(path)
+        if brightest is None or luma > brightest[0]:
+            kept = path.replace(out_dir / f"candidate-{position:.3f}.jpg")
+            if brightest is not None:
+                brightest[2].unlink(missing_ok=True)
+            brightest = (luma, position, kept)
+        if luma >= options.poster_min_luma:
+            break
+    if brightest is None:
+        raise MediaUnreadableError("no video frame could be decoded for the poster")
+    luma, position, kept = brightest
+    kept.replace(path)
+    if on_progress is not None:
+        on_progress(1.0, "poster")
+    output = StageOutput(
+        kind=ProxyType.POSTER,
+        path=path,
+        bucket="processed",
+        format="jpeg",
+        content_type="image/jpeg",
+        resolution=f"{width}x{height}",
+        width=width,
+        height=height,
+        quality="q3",
+        details={"positionSeconds": position, "meanLuma": round(luma, 3)},
+    )
+    return StageResult(outputs=[output], message=f"poster at {position:.1f} s")
+
+
+def mean_luma(path: Path) -> float:
+    """Mean brightness of a picture, 0 (black) to 1 (white)."""
+    with Image.open(path) as image:
+        return float(ImageStat.Stat(image.convert("L")).mean[0]) / 255
 
 
 # --- still images -------------------------------------------------------------------------------

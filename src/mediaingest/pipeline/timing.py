@@ -1,0 +1,132 @@
+"""Frame timing: is the picture variable-rate, how many frames does it hold, and at which standard rate
+does an editing timeline show it.
+
+Phones record variable frame rate (frames dropped in low light, timestamps that wander), while a
+timeline counts frames at one constant rate. So the probe reads every video packet's timestamp (a
+demux, no decode: seconds for an hour of footage) and the proxies are encoded at the `timeline_rate`,
+the standard rate nearest to the source's regular frame interval. Only the timestamps' statistics are
+kept, never the list, so memory stays flat whatever the length.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from math import log
+from pathlib import Path
+
+from mediaingest.pipeline.options import PipelineOptions
+
+STANDARD_RATES = (
+    Fraction(24000, 1001),
+    Fraction(24),
+    Fraction(25),
+    Fraction(30000, 1001),
+    Fraction(30),
+    Fraction(48),
+    Fraction(50),
+    Fraction(60000, 1001),
+    Fraction(60),
+)
+# Decoders reorder B-frames by at most 16 frames (H.264/HEVC DPB size), so a heap of this many
+# packets turns decode order back into presentation order.
+_REORDER_WINDOW = 32
+# Container timebases round timestamps (Matroska to the millisecond): intervals within this of the
+# usual one are the same interval, rounded.
+_ROUNDING_SECONDS = 0.0015
+_ROUNDING_SHARE = 0.02
+# A source rate this close to a standard rate is that rate (29.97 written as 2997/100, say).
+_SAME_RATE_SHARE = 0.001
+
+
+@dataclass(frozen=True)
+class FrameTiming:
+    frames: int
+    variable: bool  # some frame intervals differ from the usual one beyond timestamp rounding
+    source_rate: Fraction  # frames per second over the regular intervals
+    timeline_rate: Fraction  # the standard rate every proxy is encoded at
+    duration_seconds: float  # first frame's start to the last frame's end
+
+
+def nearest_standard_rate(rate: Fraction | float) -> Fraction:
+    """The standard rate closest in ratio (so 59.94 → 60000/1001, 15 → 24000/1001, 120 → 60)."""
+    return min(STANDARD_RATES, key=lambda standard: abs(log(float(rate) / float(standard))))
+
+
+def conforms_to_timeline(fps: float | None, frame_rate: str | None, variable: bool | None) -> bool:
+    """A constant-rate source already at its timeline rate: its frames can be copied one to one."""
+    if variable or not fps or not frame_rate:
+        return False
+    return abs(fps / float(Fraction(frame_rate)) - 1) <= _SAME_RATE_SHARE
+
+
+def rate_text(rate: Fraction) -> str:
+    """ "30000/1001", "25/1": ffmpeg's and the API's spelling of an exact rate."""
+    return f"{rate.numerator}/{rate.denominator}"
+
+
+def analyse_timestamps(timestamps: Iterable[float]) -> FrameTiming | None:
+    """FrameTiming from packet presentation times in decode order; None when there are too few to tell."""
+    pending: list[float] = []
+    previous: float | None = None
+    first: float | None = None
+    intervals: Counter[int] = Counter()  # microseconds → how often
+    frames = 0
+
+    def emit(timestamp: float) -> None:
+        nonlocal previous, first, frames
+        frames += 1
+        if previous is None:
+            first = timestamp
+        elif timestamp > previous:
+            intervals[round((timestamp - previous) * 1_000_000)] += 1
+        previous = timestamp
+
+    for timestamp in timestamps:
+        heapq.heappush(pending, timestamp)
+        if len(pending) > _REORDER_WINDOW:
+            emit(heapq.heappop(pending))
+    while pending:
+        emit(heapq.heappop(pending))
+
+    if not intervals or first is None or previous is None:
+        return None
+    usual = intervals.most_common(1)[0][0]
+    tolerance = max(_ROUNDING_SECONDS * 1_000_000, usual * _ROUNDING_SHARE)
+    regular = {interval: count for interval, count in intervals.items() if abs(interval - usual) <= tolerance}
+    variable = len(regular) < len(intervals)
+    regular_sum = sum(interval * count for interval, count in regular.items())
+    source_rate = Fraction(sum(regular.values()) * 1_000_000, regular_sum).limit_denominator(1001)
+    timeline_rate = nearest_standard_rate(source_rate)
+    if not variable and abs(source_rate / timeline_rate - 1) <= _SAME_RATE_SHARE:
+        source_rate = timeline_rate  # the exact rate, rather than one rebuilt from rounded timestamps
+    return FrameTiming(
+        frames=frames,
+        variable=variable,
+        source_rate=source_rate,
+        timeline_rate=timeline_rate,
+        duration_seconds=previous - first + usual / 1_000_000,
+    )
+
+
+def read_frame_timing(
+    source: Path, stream_index: int, *, options: PipelineOptions, duration_seconds: float | None
+) -> FrameTiming | None:
+    """Every packet time of one video stream, read by ffprobe without decoding, analysed as it streams."""
+    lines = options.tools.probe_lines(
+        source,
+        args=("-select_streams", str(stream_index), "-show_entries", "packet=pts_time", "-of", "csv=p=0"),
+        timeout=options.ffmpeg_deadline(duration_seconds).seconds(duration_seconds or 0.0),
+    )
+    return analyse_timestamps(_times(lines))
+
+
+def _times(lines: Iterable[str]) -> Iterator[float]:
+    for line in lines:
+        try:
+            yield float(line.rstrip(","))
+        except ValueError:
+            continue  # "N/A": a packet without a time (some AVI and raw streams) says nothing about rate
