@@ -159,6 +159,27 @@ def markdown(results: dict[str, Any], comparison: list[str]) -> str:
             cells = [_job_cell(jobs.get(job_type)) for job_type in _JOB_NAMES]
             lines.append(f"| {s['source']} | {_s(run['confirm_request'])} | {' | '.join(cells)} | {_s(run['idle'])} |")
         lines.append("")
+    seeks = results.get("seek")
+    if seeks:
+        lines += [
+            "## Scrubbing: landing on 100 random frames of the lowest rung",
+            "",
+            "The same rung encoded as before (2 s GOPs, B-frames) and as the scrubbing rung (a closed GOP every "
+            "second, no B-frames). Frames decoded to show the target come from the keyframe index (no noise); "
+            "the seek time is one ffmpeg process per frame (median), process start included.",
+            "",
+            "| source | rung | seek ms (before / scrub) | before/scrub | frames decoded mean (before / scrub) "
+            "| max | rung MB (before / scrub) |",
+            "|---|---|---|---:|---|---|---|",
+        ]
+        for row in seeks:
+            lines.append(
+                f"| {row['source']} | {row['rung']} | {row['before_median_ms']} / {row['scrub_median_ms']} "
+                f"| {_x(row['seek_ratio'])} | {row['before_decoded_mean']} / {row['scrub_decoded_mean']} "
+                f"| {row['before_decoded_max']} / {row['scrub_decoded_max']} "
+                f"| {row['before_bytes'] / 1e6:.2f} / {row['scrub_bytes'] / 1e6:.2f} |"
+            )
+        lines.append("")
     uploads = results.get("upload")
     if uploads:
         lines += [
