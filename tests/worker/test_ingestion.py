@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +24,6 @@ from mediaingest.models.enums import IngestionJobStatus, IngestionJobType
 from mediaingest.worker.loop import embedded_worker
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def ingest_settings(make_settings: SettingsFactory) -> Settings:
-    return make_settings(worker_lease_seconds=5, worker_heartbeat_seconds=1, proxy_heights=[360, 720])
-
-
-@pytest.fixture
-def api(ingest_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(ingest_settings, configure_logs=False)) as client:
-        yield client
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1) -> Any:

@@ -21,6 +21,7 @@ from mediaingest.assets.schemas import (
     ConfirmUploadRequest,
     ConfirmUploadResponse,
     DeletedAsset,
+    IngestionJobOut,
     MetadataOut,
     ProxyOut,
     UploadUrlRequest,
@@ -138,6 +139,7 @@ def get_asset(asset_id: str, db: Db, principal: CurrentPrincipal, assets: Assets
             )
             for proxy in asset.proxies
         ]
+        detail.ingestion_jobs = [IngestionJobOut.model_validate(job) for job in assets.jobs(session, asset)]
     return Envelope(data=detail)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, computed_field, model_validator
 
 from mediaingest.models.enums import (
     AssetProcessingStatus,
     IngestionJobStatus,
     IngestionJobType,
+    JobPriority,
     MediaType,
     ProxyType,
     UploadStatus,
@@ -90,6 +91,10 @@ class ProxyOut(ApiModel):
     details: dict[str, Any] | None
     url: str | None = None
 
+    @computed_field(description="The seed's flag: a proxy is listed only once its file is stored, so always true.")
+    def is_processed(self) -> bool:
+        return True
+
 
 class MetadataOut(ApiModel):
     format_name: str | None = None
@@ -145,9 +150,48 @@ class MetadataOut(ApiModel):
     iptc: dict[str, Any] | None = None
     shots: list[float] | None = Field(None, description="Seconds at which the picture cuts to a new shot.")
 
+    # The seed's names for the same facts (the main product reads these); each is derived from its richer
+    # field above, so the two can never disagree.
+    @computed_field(description="The seed's name for durationSeconds.")
+    def duration(self) -> float | None:
+        return self.duration_seconds
+
+    @computed_field(description="The seed's name for videoCodec.")
+    def codec_video(self) -> str | None:
+        return self.video_codec
+
+    @computed_field(description="The seed's name for audioCodec.")
+    def codec_audio(self) -> str | None:
+        return self.audio_codec
+
+    @computed_field(description="The seed's name for displayAspectRatio.")
+    def aspect_ratio(self) -> str | None:
+        return self.display_aspect_ratio
+
+    @computed_field(alias="hasHDR", description="The seed's name for hasHdr.")
+    def has_hdr_seed(self) -> bool:
+        return self.has_hdr
+
+    @computed_field(description="The seed's name for audioBitrate.")
+    def bitrate_audio(self) -> int | None:
+        return self.audio_bitrate
+
+    @computed_field(description="The seed's name for exif.")
+    def exif_data(self) -> dict[str, Any] | None:
+        return self.exif
+
+    @computed_field(description="The seed's name for iptc.")
+    def iptc_data(self) -> dict[str, Any] | None:
+        return self.iptc
+
 
 class AssetSummary(ApiModel):
     id: str
+    user_id: str = Field(
+        validation_alias=AliasChoices("owner_id", "user_id", "userId"),
+        serialization_alias="userId",
+        description="The owner (the seed's MediaAsset.userId).",
+    )
     name: str
     original_name: str
     type: MediaType
@@ -171,6 +215,9 @@ class AssetDetail(AssetSummary):
     download_url: str | None = None
     metadata: MetadataOut | None = None
     proxies: list[ProxyOut] = Field(default_factory=list)
+    ingestion_jobs: list[IngestionJobOut] = Field(
+        default_factory=list, description="Every stage's job, in the seed's IngestionJob shape, oldest first."
+    )
 
 
 class AssetPage(ApiModel):
@@ -205,6 +252,15 @@ class JobOut(ApiModel):
 
             self.label = label_for(self.type)
         return self
+
+
+class IngestionJobOut(JobOut):
+    """The seed's IngestionJob: status, type, priority, progress, message, logs, retries and error."""
+
+    priority: JobPriority
+    logs: list[dict[str, Any]] = Field(default_factory=list, description="What happened to the job, oldest first.")
+    created_at: datetime
+    updated_at: datetime
 
 
 class AssetStatus(ApiModel):

@@ -414,6 +414,9 @@ class AssetService:
             session, owner_id=principal.user_id, filters=filters, page=page, page_size=page_size
         )
 
+    def jobs(self, session: Session, asset: MediaAsset) -> Sequence[IngestionJob]:
+        return repository.jobs_of(session, asset.id)
+
     def status(self, session: Session, principal: Principal, asset_id: str) -> AssetStatus:
         """Upload and processing status with every job, and the one a person wants to see first."""
         asset = self.get(session, principal, asset_id)
