@@ -204,6 +204,8 @@ def floor_command(source: Source, metadata: MediaMetadata, out: Path, options: P
         *branch_chains,
     ]
     outputs = [o for o in plan.command.outputs if o.path != "pipe:1"]
+    if plan.remux_command is not None:  # the same input: the floor copies in its one process
+        outputs += plan.remux_command.outputs
     if plan.sprites is not None:
         layout = _sprite_layout(options, metadata.duration_seconds or 0)
         chains.append(f"[tiles]{filter_spec('tile', layout)}[sheets]")
@@ -430,11 +432,14 @@ def run_mediaingest(source: Source, api: ApiClient, service: ServiceProcess, *, 
                 raise RuntimeError(f"{source.name}: not READY after {timeout:.0f} s")
             time.sleep(_POLL_SECONDS)
             now = time.monotonic() - started
-            (status,) = db.execute("SELECT processing_status FROM media_assets WHERE id = ?", (asset_id,)).fetchone()
+            status, playable = db.execute(
+                "SELECT processing_status, playable_seconds FROM media_assets WHERE id = ?", (asset_id,)
+            ).fetchone()
             types = {row[0] for row in db.execute("SELECT type FROM asset_proxies WHERE asset_id = ?", (asset_id,))}
             if first_thumbnail is None and types & set(thumbnail_types):
                 first_thumbnail = now
-            if first_playable is None and "VIDEO" in types:
+            # Playable: the first HLS segment of any rung is published (or, before HLS, an MP4 rung).
+            if first_playable is None and ((playable or 0) > 0 or "VIDEO" in types):
                 first_playable = now
         wall = time.monotonic() - started
         timeline = meter.stop(Timeline(wall, first_thumbnail, first_playable if source.kind == "video" else None))

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
         description="HMAC key for local-storage signed URLs; generated into DATA_DIR on first run if unset.",
     )
 
+    url_signing_secret: SecretStr | None = Field(
+        None,
+        alias="URL_SIGNING_SECRET",
+        description="HMAC key for the API's own signed URLs (HLS playlists); every API replica needs the same. "
+        "Defaults to the local-storage secret.",
+    )
+
     # --- uploads -----------------------------------------------------------------------------
     upload_url_ttl_seconds: int = Field(3600, alias="UPLOAD_URL_TTL_SECONDS")
     download_url_ttl_seconds: int = Field(3600, alias="DOWNLOAD_URL_TTL_SECONDS")
@@ -174,6 +181,11 @@ class Settings(BaseSettings):
 
     def quota_for(self, plan: Plan) -> int:
         return {Plan.USER: self.quota_user, Plan.PRO: self.quota_pro, Plan.ENTERPRISE: self.quota_enterprise}[plan]
+
+    def url_secret(self) -> bytes:
+        if self.url_signing_secret is not None:
+            return self.url_signing_secret.get_secret_value().encode()
+        return self.storage_secret()
 
     def storage_secret(self) -> bytes:
         """The local backend's HMAC key: configured, or generated once into DATA_DIR (mode 0600)."""

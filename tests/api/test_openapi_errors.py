@@ -107,6 +107,7 @@ def test_not_found_is_documented_only_where_an_asset_is_named(spec: dict[str, An
         ("delete", "/api/assets/{asset_id}"),
         ("get", "/api/assets/{asset_id}/status"),
         ("get", "/api/assets/{asset_id}/events"),
+        ("get", "/api/assets/{asset_id}/hls/{name}"),
     }
 
 

@@ -210,11 +210,20 @@ def test_chart_lints_and_renders_valid_manifests(
     assert (crd["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep") == keep
 
 
+def _release_secrets(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in by_kind(docs, "Secret") if "helm.sh/hook" not in d["metadata"].get("annotations", {})]
+
+
 def test_defaults_have_hpa_and_secret_and_no_optional_extras(helm: Path, tmp_path: Path) -> None:
     docs = render(helm, tmp_path)
     assert len(by_kind(docs, "HorizontalPodAutoscaler")) == 1
     # The release's Secret, and the migration hook's own (deleted once the hook Job succeeds).
-    assert len([d for d in by_kind(docs, "Secret") if "helm.sh/hook" not in d["metadata"].get("annotations", {})]) == 1
+    [release_secret] = _release_secrets(docs)
+    # Playback URLs are signed by whichever API replica answers: one generated key for all of them.
+    assert len(release_secret["stringData"]["URL_SIGNING_SECRET"]) == 48
+    given = render(helm, tmp_path, {"secret": {"values": {"URL_SIGNING_SECRET": "k" * 40}}})
+    [given_secret] = _release_secrets(given)
+    assert given_secret["stringData"]["URL_SIGNING_SECRET"] == "k" * 40
     assert not by_kind(docs, "ScaledObject") and not by_kind(docs, "ServiceMonitor")
     roles = {role["metadata"]["name"]: role["rules"] for role in by_kind(docs, "Role")}
     operator_rules = roles["media-release-mediaingest-operator"]

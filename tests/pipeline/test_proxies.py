@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from mediaingest.models.enums import MediaType, ProxyType
+from mediaingest.pipeline.hls import parse_media_playlist
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.stages.probe import probe
 from mediaingest.pipeline.stages.proxies import build_proxy_plan, generate_proxies, rendition_sizes
@@ -104,9 +105,14 @@ def test_one_ffmpeg_command_decodes_once_and_splits(
     assert graph.count("libx264") == 0 and argv.count("libx264") == 2
     assert [r.resolution for r in plan.renditions] == ["360p", "720p", "1080p"]
     assert [r.remux for r in plan.renditions] == [False, False, True]
-    outputs = {Path(str(o.path)).name: o.options for o in plan.command.outputs}
-    assert "copy" in outputs["proxy_1080p.mp4"]
-    assert outputs["pipe:1"][:2] == ["-map", "[tiles]"]  # sprite tiles, streamed to SpriteSheetWriter
+    assert plan.command.outputs[-1].path == "pipe:1"  # sprite tiles, streamed to SpriteSheetWriter
+    assert plan.command.outputs[-1].options[:2] == ["-map", "[tiles]"]
+    # The 1080p copy runs first, alone (packets only, no decode): each rung's encoder or copy feeds its
+    # MP4 and its HLS playlist through one tee.
+    assert plan.remux_command is not None and plan.remux_command.filter_graph is None
+    (remux,) = plan.remux_command.outputs
+    assert "copy" in remux.options and remux.options[-2:] == ["-f", "tee"]
+    assert str(remux.path).startswith(f"[f=mp4:movflags=+faststart]{tmp_path / 'proxy_1080p.mp4'}|[f=hls:")
 
 
 def test_a_heavy_web_playable_source_is_encoded_not_remuxed(
@@ -304,5 +310,16 @@ def test_re_running_replaces_outputs_without_leftovers(
     first = generate_proxies(long_tiny_video, md, tmp_path, options=options)
     second = generate_proxies(long_tiny_video, md, tmp_path, options=options)
     assert [o.path.name for o in first.outputs] == [o.path.name for o in second.outputs]
-    # Exactly the reported files remain: no stale sheet from the earlier attempt.
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(o.path.name for o in second.outputs)
+    # Exactly the reported files remain: no stale sheet from the earlier attempt, and in the HLS folder
+    # the master and, per rung, the playlist with the init segment and segments it lists.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [o.path.name for o in second.outputs if "/" not in o.key_name] + ["hls"]
+    )
+    hls = tmp_path / "hls"
+    expected = {"master.m3u8"}
+    (master,) = [o for o in second.outputs if o.kind == ProxyType.HLS]
+    for rung in master.details["rungs"]:
+        playlist = parse_media_playlist((hls / rung / "index.m3u8").read_text())
+        assert playlist.ended and playlist.init
+        expected |= {f"{rung}/index.m3u8", f"{rung}/{playlist.init}", *(f"{rung}/{s}" for s, _ in playlist.segments)}
+    assert {p.relative_to(hls).as_posix() for p in hls.rglob("*") if p.is_file()} == expected

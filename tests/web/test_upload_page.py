@@ -80,8 +80,10 @@ def test_video_chosen_and_image_dropped_reach_ready_with_poster_player_scrub_and
     poster.wait_for()
     wait_until(lambda: poster.evaluate("img => img.complete && img.naturalWidth") == 320, timeout=10)
     video = video_card.locator("video.player")
-    assert video.locator("source").first.get_attribute("type") == "video/mp4"
+    # Adaptive HLS through hls.js (Media Source Extensions), the MP4 renditions being the fallback.
+    assert "HLS" in video_card.locator("figcaption", has_text="Web proxy").inner_text()
     wait_until(lambda: video.evaluate("v => v.readyState") >= 1, timeout=10)  # metadata loaded from the proxy
+    assert video.evaluate("v => v.src.startsWith('blob:')")
     assert video.evaluate("v => Math.round(v.duration)") == 4
     waveform = video_card.get_by_role("img", name=f"Waveform of {small_video.name}")
     wait_until(lambda: waveform.evaluate("img => img.complete && img.naturalWidth") > 0, timeout=10)

@@ -21,6 +21,7 @@ from mediaingest.api import create_app
 from mediaingest.config import Settings
 from mediaingest.models import AssetProxy, IngestionJob
 from mediaingest.models.enums import IngestionJobStatus, IngestionJobType
+from mediaingest.pipeline.hls import parse_media_playlist
 from mediaingest.worker.loop import embedded_worker
 
 pytestmark = pytest.mark.slow
@@ -97,14 +98,30 @@ def test_video_is_ingested_to_ready_with_visible_progress(
         assert len(fetched.content) == proxy["sizeBytes"]
     poster = next(p for p in detail["proxies"] if p["type"] == "POSTER")
     assert api.get(poster["url"]).content[:3] == b"\xff\xd8\xff"
-    # Every derived object in storage has its row, and no row points at a missing object.
+    # Every derived object in storage has its row, and no row points at a missing object; the HLS tree
+    # (media playlists, init segments, segments) is the one HLS row's, each file listed by a playlist.
     storage = api.app.state.storage  # type: ignore[attr-defined]
     stored = {
         (bucket, key)
         for bucket in (ingest_settings.bucket_processed, ingest_settings.bucket_proxies)
         for key in storage.list_keys(bucket, f"assets/{user_id}/{asset_id}/")
     }
-    assert stored == _rows(api, asset_id)
+    hls_tree = {(bucket, key) for bucket, key in stored if "/proxies/hls/" in key and not key.endswith("master.m3u8")}
+    assert stored - hls_tree == _rows(api, asset_id)
+    assert hls_tree == hls_files(storage, ingest_settings.bucket_proxies, f"assets/{user_id}/{asset_id}/proxies/hls/")
+
+
+def hls_files(storage: Any, bucket: str, root: str) -> set[tuple[str, str]]:
+    """What the stored master's media playlists name, with those playlists themselves."""
+    master = storage.read_range(bucket, f"{root}master.m3u8", 0, 1 << 20).decode()
+    files = set()
+    for media in (line for line in master.splitlines() if line and not line.startswith("#")):
+        folder = f"{root}{media.rsplit('/', 1)[0]}/"
+        playlist = parse_media_playlist(storage.read_range(bucket, f"{root}{media}", 0, 1 << 20).decode())
+        assert playlist.ended and playlist.init
+        files |= {(bucket, f"{root}{media}"), (bucket, folder + playlist.init)}
+        files |= {(bucket, folder + segment) for segment, _ in playlist.segments}
+    return files
 
 
 def _rows(api: TestClient, asset_id: str) -> set[tuple[str, str]]:
@@ -128,7 +145,7 @@ def _rows(api: TestClient, asset_id: str) -> set[tuple[str, str]]:
         (
             "silent_video",
             "video/mp4",
-            {"VIDEO", "POSTER", "SPRITE_SHEET", "STORYBOARD"},
+            {"VIDEO", "HLS", "POSTER", "SPRITE_SHEET", "STORYBOARD"},
             {"METADATA_EXTRACTION", "PROXY_GENERATION", "THUMBNAIL_GENERATION"},
         ),
     ],

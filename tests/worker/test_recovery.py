@@ -28,7 +28,7 @@ from mediaingest.models import AssetProxy, IngestionJob
 from mediaingest.models.enums import IngestionJobStatus, IngestionJobType
 from mediaingest.storage import build_storage
 from mediaingest.worker.loop import embedded_worker
-from worker.test_ingestion import status_of, wait_for
+from worker.test_ingestion import hls_files, status_of, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -123,7 +123,11 @@ def test_a_sigkilled_workers_job_is_taken_again_and_leaves_one_set_of_outputs(
             for bucket in (settings.bucket_processed, settings.bucket_proxies)
             for key in storage.list_keys(bucket, f"assets/{user_id}/{asset_id}/")
         }
-        assert stored == {(bucket, key) for _, _, bucket, key in rows}  # no stray objects
+        # No stray objects: every one is a row's, or a file of the HLS tree its playlists name; the HLS the
+        # killed attempt published was replaced, never left pointing at a segment that is gone.
+        hls_tree = {(b, k) for b, k in stored if "/proxies/hls/" in k and not k.endswith("master.m3u8")}
+        assert stored - hls_tree == {(bucket, key) for _, _, bucket, key in rows}
+        assert hls_tree == hls_files(storage, settings.bucket_proxies, f"assets/{user_id}/{asset_id}/proxies/hls/")
         assert not any(settings.work_dir.glob("mediaingest-job-*"))  # the dead worker's folder was reaped
 
 

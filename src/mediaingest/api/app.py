@@ -15,6 +15,7 @@ from mediaingest.api.health import router as health_router
 from mediaingest.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from mediaingest.assets.endpoints import router as assets_router
 from mediaingest.assets.events import router as asset_events_router
+from mediaingest.assets.playback import router as playback_router
 from mediaingest.assets.service import AssetService
 from mediaingest.config import Settings, StorageBackendName
 from mediaingest.db import create_db_engine, create_session_factory
@@ -70,6 +71,7 @@ def create_app(
     app.include_router(health_router)
     app.include_router(assets_router)
     app.include_router(asset_events_router)
+    app.include_router(playback_router)
     app.include_router(webhooks_router)
     mount_web(app)  # the upload page at /
     mount_docs(app)

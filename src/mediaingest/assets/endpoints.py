@@ -139,7 +139,9 @@ def get_asset(asset_id: str, db: Db, principal: CurrentPrincipal, assets: Assets
             )
             for proxy in asset.proxies
         ]
-        detail.ingestion_jobs = [IngestionJobOut.model_validate(job) for job in assets.jobs(session, asset)]
+        jobs = assets.jobs(session, asset)
+        detail.ingestion_jobs = [IngestionJobOut.model_validate(job) for job in jobs]
+        detail.playback = assets.playback(asset, jobs)
     return Envelope(data=detail)
 
 

@@ -209,10 +209,18 @@ class AssetSummary(ApiModel):
     processed_at: datetime | None
 
 
+class Playback(ApiModel):
+    hls_url: str | None = Field(None, description="Signed master playlist (CMAF HLS); set once `ready`.")
+    ready: bool = Field(description="At least one segment of one rendition can be played.")
+    playable_seconds: float = Field(description="Seconds from the start that play now; grows while ingesting.")
+    complete: bool = Field(description="Every rendition's playlist is finished (the proxies pass is done).")
+
+
 class AssetDetail(AssetSummary):
     storage_bucket: str
     storage_key: str
     download_url: str | None = None
+    playback: Playback | None = Field(None, description="HLS playback, from the first segment on (video only).")
     metadata: MetadataOut | None = None
     proxies: list[ProxyOut] = Field(default_factory=list)
     ingestion_jobs: list[IngestionJobOut] = Field(
@@ -270,6 +278,7 @@ class AssetStatus(ApiModel):
     error: str | None
     current_job: JobOut | None
     jobs: list[JobOut]
+    playback: Playback | None = None
 
 
 UNKNOWN_ASSET: dict[int | str, dict[str, Any]] = {

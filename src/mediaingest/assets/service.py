@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from mediaingest.assets import repository
+from mediaingest.assets.hls_access import playback_of
 from mediaingest.assets.lifecycle import mark_failed
 from mediaingest.assets.media_types import (
     ALLOWED_MIME_TYPES,
@@ -35,6 +36,7 @@ from mediaingest.assets.schemas import (
     ConfirmUploadRequest,
     JobOut,
     MultipartUpload,
+    Playback,
     PresignedPart,
     UploadUrlRequest,
     UploadUrlResponse,
@@ -56,7 +58,7 @@ from mediaingest.exceptions import (
     ValidationFailedError,
 )
 from mediaingest.models import IngestionJob, MediaAsset
-from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, UploadStatus
+from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, IngestionJobType, UploadStatus
 from mediaingest.storage.base import CompletedPart, ObjectInfo, Storage
 from mediaingest.storage.errors import InvalidPartError
 from mediaingest.users.auth import Principal
@@ -429,7 +431,15 @@ class AssetService:
             error=asset.error,
             current_job=JobOut.model_validate(current) if current else None,
             jobs=[JobOut.model_validate(job) for job in jobs],
+            playback=self.playback(asset, jobs),
         )
+
+    def playback(self, asset: MediaAsset, jobs: Sequence[IngestionJob]) -> Playback | None:
+        """HLS playback once the proxies pass has published a segment; complete when that pass is done."""
+        complete = any(
+            job.type == IngestionJobType.PROXY_GENERATION and job.status == IngestionJobStatus.COMPLETED for job in jobs
+        )
+        return playback_of(asset, self.settings, complete=complete)
 
     def download_url(self, bucket: str, key: str, *, download_name: str | None = None) -> str:
         return self.storage.presign_get(

@@ -54,6 +54,8 @@ class MediaAsset(Base):
     upload_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Seconds from the start playable over HLS while the proxies pass runs (the whole length once done).
+    playable_seconds: Mapped[float | None] = mapped_column(sa.Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

@@ -47,6 +47,7 @@ class AssetProcessingStatus(StrEnum):
 class ProxyType(StrEnum):
     VIDEO = "VIDEO"  # H.264/AAC MP4 rendition for the web
     VIDEO_VP9 = "VIDEO_VP9"  # optional VP9/Opus WebM rendition
+    HLS = "HLS"  # CMAF HLS master playlist over the H.264 rungs (media playlists and segments beside it)
     AUDIO = "AUDIO"  # one audio track as AAC in MP4 (.m4a), at the track's own channel layout
     POSTER = "POSTER"  # one representative frame (JPEG)
     THUMBNAIL = "THUMBNAIL"  # a still image's downscaled copy (JPEG or WebP)

@@ -23,7 +23,7 @@ from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.plan import stages_for
 from mediaingest.pipeline.registry import StageInput, spec_for
 from mediaingest.pipeline.stages.probe import probe
-from mediaingest.pipeline.types import MediaMetadata, ProgressCallback, StageOutput, StageResult
+from mediaingest.pipeline.types import LiveOutputs, MediaMetadata, ProgressCallback, StageOutput, StageResult
 
 __all__ = [
     "FfmpegTools",
@@ -48,6 +48,7 @@ def run_stage_function(
     options: PipelineOptions,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    live: LiveOutputs | None = None,
 ) -> StageResult:
     """Run one stage on a local file, writing its outputs into `out_dir`.
 
@@ -61,5 +62,5 @@ def run_stage_function(
             return StageResult(message=f"{stage.value} does not apply to {media_type.value.lower()}")
         if metadata is None:
             metadata = probe(source, media_type, options=options)
-    job = StageInput(source, media_type, metadata or MediaMetadata(), out_dir, options, on_progress, cancel)
+    job = StageInput(source, media_type, metadata or MediaMetadata(), out_dir, options, on_progress, cancel, live)
     return spec.run(job)

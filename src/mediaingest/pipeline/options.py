@@ -14,6 +14,7 @@ class PipelineOptions:
     # --- proxies
     proxy_heights: tuple[int, ...] = (360, 720, 1080)
     proxy_vp9: bool = False
+    hls_segment_seconds: int = 2  # the keyframe grid every encoded rung shares; segments hold whole GOPs
     # veryfast/23: proxies are for previewing, and encode time is what the user waits for.
     x264_preset: str = "veryfast"
     x264_crf: int = 23

@@ -17,7 +17,7 @@ from mediaingest.pipeline.stages.audio_visuals import generate_audio_visuals
 from mediaingest.pipeline.stages.probe import probe
 from mediaingest.pipeline.stages.proxies import generate_proxies
 from mediaingest.pipeline.stages.thumbnails import generate_thumbnails
-from mediaingest.pipeline.types import MediaMetadata, ProgressCallback, StageResult
+from mediaingest.pipeline.types import LiveOutputs, MediaMetadata, ProgressCallback, StageResult
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class StageInput:
     options: PipelineOptions
     on_progress: ProgressCallback | None
     cancel: threading.Event | None
+    live: LiveOutputs | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,13 @@ STAGES: tuple[StageSpec, ...] = (
         label="Making web proxies",
         media=frozenset({MediaType.VIDEO}),
         run=lambda job: generate_proxies(
-            job.source, job.metadata, job.out_dir, options=job.options, on_progress=job.on_progress, cancel=job.cancel
+            job.source,
+            job.metadata,
+            job.out_dir,
+            options=job.options,
+            on_progress=job.on_progress,
+            cancel=job.cancel,
+            live=job.live,
         ),
         resources=JobResources(("2", "4"), ("2Gi", "4Gi"), "20Gi", "22Gi", 3 * 3600),
     ),

@@ -16,6 +16,19 @@ from mediaingest.models.enums import ProxyType
 ProgressCallback = Callable[[float, str], None]
 """Called with a fraction in [0, 1] and a short message; never more than a few times a second."""
 
+
+@dataclass(frozen=True)
+class LiveOutputs:
+    """How a stage publishes files before it ends (HLS segments and playlists while ffmpeg writes them).
+
+    Stages still never touch storage or the database themselves: the caller (the stage runner) decides
+    what publishing and being playable mean.
+    """
+
+    publish: Callable[[Path, str], None]  # stores the file under a name relative to the stage's folder
+    playable: Callable[[float], None]  # seconds from the start that can now be played
+
+
 Bucket = Literal["processed", "proxies"]
 
 
@@ -94,6 +107,11 @@ class StageOutput:
     height: int | None = None
     quality: str | None = None  # how it was encoded, e.g. "crf23/veryfast", "q85", "copy"
     details: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None  # its name under the stage's folder when not path.name ("hls/master.m3u8")
+
+    @property
+    def key_name(self) -> str:
+        return self.name or self.path.name
 
 
 @dataclass
@@ -104,6 +122,7 @@ class StageResult:
     # MediaMetadata field names and values, written over the probe's record.
     measurements: dict[str, Any] = field(default_factory=dict)
     message: str = ""
+    published: set[str] = field(default_factory=set)  # names the stage stored itself through LiveOutputs
 
     def __post_init__(self) -> None:
         unknown = set(self.measurements) - {f.name for f in fields(MediaMetadata)}

@@ -1,7 +1,7 @@
 """The upload page at `/`: plain HTML, CSS and JavaScript files served as they are (no build step, no CDN).
 
     GET /            index.html
-    GET /ui/{file}   app.js, app.css
+    GET /ui/{file}   app.js, app.css, and hls.js (vendor/: pinned, with its licence; loaded only to play HLS)
 
 The page talks to the same /api routes as every client, with the token the person signs in with (kept
 in sessionStorage, so it ends with the tab), and sends the bytes straight to the signed storage URLs.
@@ -32,8 +32,17 @@ _PAGE_HEADERS = {
 }
 
 
+# hls.js, pinned: the light ES-module build of the npm package (no alternate audio, subtitles or DRM,
+# which proxies do not have), checked against this digest by the tests.
+HLS_JS_VERSION = "1.7.4"
+HLS_JS_SHA256 = "3d82a88cf9ae0d9aaab3cbe9ff6ecbb64bb89c54a399c34ae9bf8b559baeb20f"
+
 # Served by name, not as a directory: nothing else in this package (its Python files) is reachable.
-_ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+_ASSETS = {
+    "app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "app.css": ("app.css", "text/css; charset=utf-8"),
+    "hls.light.min.mjs": ("vendor/hls.light.min.mjs", "text/javascript; charset=utf-8"),
+}
 
 
 def mount_web(app: FastAPI) -> None:
@@ -43,7 +52,7 @@ def mount_web(app: FastAPI) -> None:
 
     @app.get("/ui/{name}", include_in_schema=False)
     def page_asset(name: str) -> FileResponse:
-        media_type = _ASSETS.get(name)
-        if media_type is None:
+        if name not in _ASSETS:
             raise NotFoundError("no such file")
-        return FileResponse(WEB_DIR / name, media_type=media_type, headers=_PAGE_HEADERS)
+        path, media_type = _ASSETS[name]
+        return FileResponse(WEB_DIR / path, media_type=media_type, headers=_PAGE_HEADERS)

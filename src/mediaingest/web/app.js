@@ -1,5 +1,6 @@
 // The mediaingest upload page: sign in with a token, send files straight to their signed storage URLs,
-// follow ingestion over Server-Sent Events, show the results. Plain ES modules, no dependencies.
+// follow ingestion over Server-Sent Events, show the results. Plain ES modules; hls.js (pinned, served by
+// this service) is loaded only when a video is played over HLS.
 
 const TOKEN_KEY = "mediaingest.token";
 const PART_CONCURRENCY = 4; // multipart parts in flight per file
@@ -459,6 +460,63 @@ function buildScrubber(cues, sprites, duration, video, name) {
   return scrub;
 }
 
+// --- HLS playback ------------------------------------------------------------------------------------
+let hlsModule = null;
+
+/** Plays `url` (a signed HLS master playlist) in `video`: with hls.js over Media Source Extensions where
+ * the browser has them, else natively (Safari on iOS). Resolves false when neither is possible. hls.js
+ * comes first because some browsers claim native HLS through canPlayType and then refuse the source. */
+async function attachHls(video, url) {
+  hlsModule = hlsModule || import("/ui/hls.light.min.mjs");
+  const { default: Hls } = await hlsModule;
+  if (Hls.isSupported()) {
+    // From the start, not the live edge: a growing (EVENT) playlist is a video being ingested, watched
+    // from 0. No worker: the page's CSP allows scripts from this origin only, and proxies demux cheaply.
+    const hls = new Hls({ enableWorker: false, startPosition: 0 });
+    hls.loadSource(url);
+    hls.attachMedia(video);
+    video.hls = hls;
+    return true;
+  }
+  if (video.canPlayType("application/vnd.apple.mpegurl")) {
+    video.src = url;
+    return true;
+  }
+  return false;
+}
+
+function detachHls(video) {
+  if (video && video.hls) {
+    video.hls.destroy();
+    video.hls = null;
+  }
+}
+
+/** While ingesting: a player on the HLS published so far, and how much of the timeline is ready. */
+async function showEarlyPlayback(container, assetId, playback) {
+  let figure = $(".early-playback", container);
+  if (!figure) {
+    const asset = await api(`/api/assets/${encodeURIComponent(assetId)}`).catch(() => null);
+    if ($(".early-playback", container)) return; // another status event got here first
+    const video = el("video", {
+      className: "player early-player", controls: true, preload: "auto", playsinline: true, muted: true,
+      "aria-label": `Preview of ${asset ? asset.name : "the video"} while it is processed`,
+    });
+    figure = el("figure", { className: "result wide early-playback" }, video,
+      el("figcaption", { className: "playable" }));
+    figure.dataset.duration = String((asset && asset.metadata && asset.metadata.durationSeconds) || 0);
+    container.replaceChildren(figure);
+    if (!(await attachHls(video, playback.hlsUrl))) {
+      figure.remove();
+      return;
+    }
+  }
+  const total = Number(figure.dataset.duration);
+  const ready = total ? ` of ${formatClock(total)}` : "";
+  $(".playable", figure).textContent =
+    `Playable while processing: ${formatClock(playback.playableSeconds)}${ready} ready`;
+}
+
 function formatFrameRate(metadata) {
   // "30000/1001" → "29.97 fps"; the proxies are at this constant rate even when the source was not.
   const [num, den] = metadata.frameRate.split("/").map(Number);
@@ -467,6 +525,7 @@ function formatFrameRate(metadata) {
 }
 
 async function renderResults(container, asset) {
+  for (const old of container.querySelectorAll("video")) detachHls(old);
   container.replaceChildren();
   const byType = (type) => asset.proxies.filter((proxy) => proxy.type === type);
   const poster = byType("POSTER")[0] || byType("THUMBNAIL")[0];
@@ -483,9 +542,16 @@ async function renderResults(container, asset) {
     video = el("video", {
       className: "player", controls: true, preload: "metadata", playsinline: true,
       poster: poster ? poster.url : null, "aria-label": `Preview of ${asset.name}`,
-    }, videos.map((proxy) => el("source", { src: proxy.url, type: proxy.contentType })));
-    grid.append(el("figure", { className: "result wide" }, video,
-      el("figcaption", { text: `Web proxy · ${videos.map((p) => p.resolution).filter(Boolean).join(", ")}` })));
+    });
+    const rungs = videos.map((p) => p.resolution).filter(Boolean).join(", ");
+    const caption = el("figcaption", { text: `Web proxy · ${rungs}` });
+    grid.append(el("figure", { className: "result wide" }, video, caption));
+    // Adaptive HLS where it plays; the MP4 renditions otherwise.
+    if (asset.playback && asset.playback.hlsUrl && (await attachHls(video, asset.playback.hlsUrl))) {
+      caption.textContent = `Web proxy · HLS, ${rungs}`;
+    } else {
+      video.append(...videos.map((proxy) => el("source", { src: proxy.url, type: proxy.contentType })));
+    }
   } else if (asset.type === "AUDIO" && (byType("AUDIO").length || asset.downloadUrl)) {
     // The first track's AAC proxy plays in every browser; the original (FLAC, WAV…) may not.
     const track = byType("AUDIO").sort((a, b) => (a.details?.track ?? 0) - (b.details?.track ?? 0))[0];
@@ -619,6 +685,10 @@ async function uploadOne({ file, item, project }) {
       const { text, progress } = describeProcessing(status);
       bar.value = progress;
       setState(item, "processing", text);
+      if (status.playback && status.playback.ready && status.processingStatus !== "READY") {
+        showEarlyPlayback($(".upload-results", item), ticket.assetId, status.playback)
+          .catch((error) => console.warn("early playback unavailable", error));
+      }
     });
     await finish(item, ticket.assetId, final, file.name);
   } catch (error) {
@@ -730,7 +800,12 @@ async function openViewer(summary) {
     let asset = await api(`/api/assets/${encodeURIComponent(summary.id)}`);
     if (asset.uploadStatus === "UPLOADED" && !["READY", "FAILED"].includes(asset.processingStatus)) {
       const final = await watchAsset(summary.id, (status) => {
-        if (watch === viewerWatch) $("#viewer-status").textContent = describeProcessing(status).text;
+        if (watch !== viewerWatch) return;
+        $("#viewer-status").textContent = describeProcessing(status).text;
+        if (status.playback && status.playback.ready && status.processingStatus !== "READY") {
+          showEarlyPlayback($("#viewer-body"), summary.id, status.playback)
+            .catch((error) => console.warn("early playback unavailable", error));
+        }
       });
       if (!final || final.deleted || watch !== viewerWatch) return;
       asset = await api(`/api/assets/${encodeURIComponent(summary.id)}`);

@@ -88,6 +88,19 @@ def stage_reaped(session: Session, *, job: IngestionJob, stage: Stage, failed: b
     session.flush()
 
 
+def record_playable(session: Session, *, asset_id: str, seconds: float) -> None:
+    """More of the asset plays over HLS; the figure only grows (a retried pass starts again from 0 s, while
+    the segments the last attempt published stay valid)."""
+    session.execute(
+        sa.update(MediaAsset)
+        .where(
+            MediaAsset.id == asset_id,
+            sa.or_(MediaAsset.playable_seconds.is_(None), MediaAsset.playable_seconds < seconds),
+        )
+        .values(playable_seconds=seconds)
+    )
+
+
 def mark_processing(session: Session, asset: MediaAsset) -> None:
     if asset.processing_status == AssetProcessingStatus.PENDING:
         asset.processing_status = AssetProcessingStatus.PROCESSING

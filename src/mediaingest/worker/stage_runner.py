@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,11 +29,12 @@ from mediaingest.config import Settings
 from mediaingest.db import SessionFactory, create_db_engine, create_session_factory, session_scope
 from mediaingest.exceptions import MediaIngestError, PermanentProcessingError, TransientProcessingError
 from mediaingest.models import AssetMetadata, AssetProxy, IngestionJob, MediaAsset
-from mediaingest.models.enums import Stage, UploadStatus
+from mediaingest.models.enums import ProxyType, Stage, UploadStatus
 from mediaingest.pipeline import run_stage_function
 from mediaingest.pipeline.ffmpeg import StageCancelledError
+from mediaingest.pipeline.hls import PLAYLIST_TYPE, SEGMENT_TYPE
 from mediaingest.pipeline.options import PipelineOptions
-from mediaingest.pipeline.types import StageOutput, StageResult
+from mediaingest.pipeline.types import LiveOutputs, StageOutput, StageResult
 from mediaingest.retry import RetryDecision, RetryPolicy
 from mediaingest.storage import build_storage
 from mediaingest.storage.base import Storage
@@ -186,14 +188,58 @@ def execute_stage(
             checksum = _verify_checksum(source, known=known_checksum, declared=declared_sha256)
         output_dir = workspace / "out"
         output_dir.mkdir()
-        result = run_stage_function(
-            stage, source, media_type, metadata, output_dir, options=ctx.options, on_progress=progress, cancel=cancel
-        )
+        live = _LivePublisher(ctx, owner_id=owner_id, asset_id=asset_id, stage=stage, cancel=cancel)
+        try:
+            result = run_stage_function(
+                stage, source, media_type, metadata, output_dir, options=ctx.options, on_progress=progress,
+                cancel=cancel, live=LiveOutputs(publish=live.publish, playable=live.playable),
+            )  # fmt: skip
+        except StageCancelledError:
+            live.discard_if_asset_deleted()
+            raise
         if cancel.is_set():
             raise StageCancelledError(f"{stage.value} cancelled")
         uploaded = _upload_outputs(ctx, result, owner_id=owner_id, asset_id=asset_id, stage=stage)
     return _record(ctx, asset_id=asset_id, owner_id=owner_id, stage=stage, handle=handle, result=result,
-                   uploaded=uploaded, checksum=checksum, enqueue_next=enqueue_next)  # fmt: skip
+                   uploaded=uploaded, checksum=checksum, enqueue_next=enqueue_next,
+                   published=live.keys)  # fmt: skip
+
+
+class _LivePublisher:
+    """What a stage publishes while it runs (HLS segments, playlists) goes to the proxies bucket at once, under
+    the stage's prefix; how much plays is written to the asset at most twice a second."""
+
+    def __init__(
+        self, ctx: StageContext, *, owner_id: str, asset_id: str, stage: Stage, cancel: threading.Event
+    ) -> None:
+        self.ctx, self.owner_id, self.asset_id, self.stage, self.cancel = ctx, owner_id, asset_id, stage, cancel
+        self.keys: set[tuple[str, str]] = set()
+        self._last_write = 0.0
+
+    def discard_if_asset_deleted(self) -> None:
+        """The asset was deleted while this stage published: what it stored since then would stray."""
+        with session_scope(self.ctx.session_factory) as session:
+            if session.get(MediaAsset, self.asset_id) is not None:
+                return  # taken over by another attempt, which publishes the same names
+        for bucket, key in self.keys:
+            self.ctx.storage.delete(bucket, key)
+
+    def publish(self, path: Path, name: str) -> None:
+        if self.cancel.is_set():
+            raise StageCancelledError(f"{self.stage.value} cancelled")
+        bucket = self.ctx.bucket("proxies")
+        key = derived_key(user_id=self.owner_id, asset_id=self.asset_id, stage=self.stage.value, filename=name)
+        content_type = PLAYLIST_TYPE if name.endswith(".m3u8") else SEGMENT_TYPE
+        self.ctx.storage.upload_file(bucket, key, path, content_type=content_type)
+        self.keys.add((bucket, key))
+
+    def playable(self, seconds: float) -> None:
+        now = time.monotonic()
+        if now - self._last_write < 0.5 and self._last_write:
+            return
+        self._last_write = now
+        with session_scope(self.ctx.session_factory) as session:
+            progression.record_playable(session, asset_id=self.asset_id, seconds=round(seconds, 3))
 
 
 def record_attempt_failure(
@@ -244,7 +290,7 @@ def _upload_outputs(
     uploaded = []
     for output in result.outputs:
         bucket = ctx.bucket(output.bucket)
-        key = derived_key(user_id=owner_id, asset_id=asset_id, stage=stage.value, filename=output.path.name)
+        key = derived_key(user_id=owner_id, asset_id=asset_id, stage=stage.value, filename=output.key_name)
         info = ctx.storage.upload_file(bucket, key, output.path, content_type=output.content_type)
         uploaded.append(_UploadedOutput(output=output, bucket=bucket, key=key, size=info.size))
     return uploaded
@@ -261,14 +307,20 @@ def _record(
     uploaded: list[_UploadedOutput],
     checksum: str | None,
     enqueue_next: bool,
+    published: set[tuple[str, str]],
 ) -> StageOutcome:
     prefix = stage_prefix(user_id=owner_id, asset_id=asset_id, stage=stage.value)
-    kept = {(item.bucket, item.key) for item in uploaded}
+    kept = {(item.bucket, item.key) for item in uploaded} | published
     with session_scope(ctx.session_factory) as session:
         asset = repository.get_for_update(session, asset_id)
         recorded = asset is not None
         if asset is not None:
             _replace_rows(session, asset, stage=stage, prefix=prefix, result=result, uploaded=uploaded)
+            hls = next((o for o in result.outputs if o.kind == ProxyType.HLS), None)
+            if hls is not None:  # the whole length plays now, whatever the last throttled write said
+                progression.record_playable(
+                    session, asset_id=asset_id, seconds=float(hls.details.get("durationSeconds") or 0.0)
+                )
             if checksum is not None:
                 asset.checksum = checksum
             recorded = progression.stage_succeeded(
@@ -281,8 +333,8 @@ def _record(
         # Deleted while we worked, or the job was taken over: leave no objects behind for this attempt.
         # (A successor writing the same keys will rewrite them; a deleted asset's prefix is gone for good.)
         if asset is None:
-            for item in uploaded:
-                ctx.storage.delete(item.bucket, item.key)
+            for bucket, key in kept:
+                ctx.storage.delete(bucket, key)
         return StageOutcome(completed=False, outputs=0, message="asset deleted or job taken over")
     _remove_stale_objects(ctx, prefix=prefix, kept=kept)
     log.info("asset.stage_completed", asset_id=asset_id, stage=stage.value, outputs=len(uploaded))

@@ -14,7 +14,7 @@ ffmpeg autorotates while decoding: what the scaler sees is the rotated, displaye
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from math import ceil
 from pathlib import Path
@@ -30,12 +30,22 @@ from mediaingest.pipeline.filters import (
     field_order,
     video_stream_specifier,
 )
+from mediaingest.pipeline.hls import (
+    HLS_DIR,
+    INIT_SEGMENT,
+    MASTER_NAME,
+    MEDIA_PLAYLIST,
+    PLAYLIST_TYPE,
+    HlsPublisher,
+    HlsRung,
+)
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.stages.sprites import STORYBOARD_NAME, SpriteGrid, SpriteSheetWriter, storyboard_vtt
 from mediaingest.pipeline.timing import conforms_to_timeline
-from mediaingest.pipeline.types import MediaMetadata, ProgressCallback, StageOutput, StageResult
+from mediaingest.pipeline.types import LiveOutputs, MediaMetadata, ProgressCallback, StageOutput, StageResult
 
 SHOTS_LOG = "shots.log"
+_REMUX_SHARE = 0.05  # of the stage's progress bar: copying packets is quick next to encoding
 MAX_SHOTS = 10_000
 _WEB_CONTAINERS = {"mov", "mp4"}
 _WEB_H264_PROFILES = {"Constrained Baseline", "Baseline", "Main", "High"}
@@ -63,6 +73,8 @@ class ProxyPlan:
     renditions: list[Rendition]
     sprites: SpriteGrid | None
     command: FfmpegCommand | None  # None when there is nothing to do (no video stream)
+    hls_rungs: list[HlsRung] = field(default_factory=list)  # the H.264 rungs, as the master playlist lists them
+    remux_command: FfmpegCommand | None = None  # the remuxed rungs, copied before the encoding pass
 
 
 def rendition_sizes(display_width: int, display_height: int, heights: tuple[int, ...]) -> list[tuple[int, int, int]]:
@@ -178,7 +190,17 @@ def build_proxy_plan(source: Path, metadata: MediaMetadata, out_dir: Path, optio
         [],
     )
 
-    outputs = [rendition_output(r, metadata, options) for r in renditions]
+    hls_rungs = [_hls_rung(r, metadata, options) for r in renditions if r.codec == "h264"]
+
+    def output(rendition: Rendition) -> FfmpegOutput:
+        hls_dir = out_dir / HLS_DIR / rendition.resolution if rendition.codec == "h264" else None
+        return rendition_output(rendition, metadata, options, hls_dir=hls_dir)
+
+    outputs = [output(r) for r in renditions if not r.remux]
+    # Remuxed rungs go first, in a process of their own that only copies packets: it runs at the speed
+    # of the disk, so a web-playable source plays within a second while the encodes are still starting.
+    remuxes = [output(r) for r in renditions if r.remux]
+    remux_command = FfmpegCommand(inputs=[FfmpegInput(source)], outputs=remuxes) if remuxes else None
     if sprites is not None:
         # Raw tiles to stdout, laid out into sheets by SpriteSheetWriter (see sprites.py for why).
         tiles = ["-map", "[tiles]", "-fps_mode", "passthrough", "-c:v", "rawvideo", "-f", "rawvideo"]
@@ -188,7 +210,9 @@ def build_proxy_plan(source: Path, metadata: MediaMetadata, out_dir: Path, optio
         outputs=outputs,
         filter_graph=graph if graph.chains else None,
     )
-    return ProxyPlan(renditions=renditions, sprites=sprites, command=command)
+    return ProxyPlan(
+        renditions=renditions, sprites=sprites, command=command, hls_rungs=hls_rungs, remux_command=remux_command
+    )
 
 
 def generate_proxies(
@@ -199,7 +223,9 @@ def generate_proxies(
     options: PipelineOptions,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    live: LiveOutputs | None = None,
 ) -> StageResult:
+    """The pass; with `live`, each HLS segment is published as soon as ffmpeg has finished it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = build_proxy_plan(source, metadata, out_dir, options)
     if plan.command is None:
@@ -209,11 +235,40 @@ def generate_proxies(
     writer = (
         SpriteSheetWriter(out_dir, plan.sprites, jpeg_quality=options.sprite_jpeg_quality) if plan.sprites else None
     )
+    publisher = HlsPublisher(
+        out_dir,
+        plan.hls_rungs,
+        metadata.frame_rate,
+        publish=live.publish if live else _keep_local,
+        on_playable=live.playable if live else None,
+    )
+    publisher.prepare()
 
+    def progress_between(start: float, end: float) -> ProgressCallback:
+        def progress(fraction: float, message: str) -> None:
+            publisher.scan()
+            if on_progress is not None:
+                on_progress(start + (end - start) * fraction, message)
+
+        return progress
+
+    encode_from = 0.0
+    if plan.remux_command is not None:
+        encode_from = _REMUX_SHARE
+        options.tools.run(
+            plan.remux_command,
+            duration_seconds=metadata.duration_seconds,
+            on_progress=progress_between(0.0, _REMUX_SHARE),
+            cancel=cancel,
+            timeout=options.ffmpeg_deadline(metadata.duration_seconds),
+            label="remux",
+            progress_interval=options.progress_interval_seconds,
+        )
+        publisher.scan()
     options.tools.run(
         plan.command,
         duration_seconds=metadata.duration_seconds,
-        on_progress=on_progress,
+        on_progress=progress_between(encode_from, 1.0),
         cancel=cancel,
         timeout=options.ffmpeg_deadline(metadata.duration_seconds),
         stdout_sink=writer.feed if writer else None,
@@ -224,6 +279,9 @@ def generate_proxies(
     outputs = [_rendition_result(r, options) for r in plan.renditions]
     check_renditions(plan.renditions, metadata, options)
     shots = read_shots(out_dir / SHOTS_LOG)
+    if plan.hls_rungs:
+        playlist = publisher.finish()
+        outputs.append(_hls_result(out_dir, plan.hls_rungs, playlist.seconds, options))
     if writer is not None and plan.sprites is not None:
         outputs += _storyboard_outputs(writer, plan.sprites, metadata.duration_seconds, out_dir)
     remuxed = [r.resolution for r in plan.renditions if r.remux]
@@ -232,7 +290,39 @@ def generate_proxies(
     if remuxed:
         message += f"; remuxed {', '.join(remuxed)}"
     message += f"; {len(shots)} cut(s)"
-    return StageResult(outputs=outputs, measurements={"shots": shots}, message=message)
+    return StageResult(outputs=outputs, measurements={"shots": shots}, message=message, published=publisher.published())
+
+
+def _keep_local(path: Path, name: str) -> None:
+    """Without a caller to publish to (tests, benchmarks), the files simply stay in out_dir."""
+
+
+def _hls_rung(rendition: Rendition, metadata: MediaMetadata, options: PipelineOptions) -> HlsRung:
+    audio = options.audio_bitrate_kbps * 1000 if metadata.has_audio else 0
+    if rendition.remux:
+        video = metadata.video_bitrate or metadata.bitrate or 0
+    else:
+        fps = float(Fraction(metadata.frame_rate)) if metadata.frame_rate else 30.0
+        video = int(rendition.width * rendition.height * fps * _MAXRATE_BITS_PER_PIXEL)
+    return HlsRung(rendition.resolution, rendition.width, rendition.height, bandwidth=int((video + audio) * 1.1))
+
+
+def _hls_result(out_dir: Path, rungs: list[HlsRung], seconds: float, options: PipelineOptions) -> StageOutput:
+    master = out_dir / HLS_DIR / MASTER_NAME
+    return StageOutput(
+        kind=ProxyType.HLS,
+        path=master,
+        bucket="proxies",
+        format="m3u8",
+        content_type=PLAYLIST_TYPE,
+        quality="cmaf",
+        details={
+            "rungs": [rung.name for rung in rungs],
+            "segmentSeconds": options.hls_segment_seconds,
+            "durationSeconds": round(seconds, 3),
+        },
+        name=f"{HLS_DIR}/{MASTER_NAME}",
+    )
 
 
 def read_shots(log: Path) -> list[float]:
@@ -255,20 +345,22 @@ def read_shots(log: Path) -> list[float]:
 # --- command parts ------------------------------------------------------------------------------
 
 
-def rendition_output(rendition: Rendition, metadata: MediaMetadata, options: PipelineOptions) -> FfmpegOutput:
+def rendition_output(
+    rendition: Rendition, metadata: MediaMetadata, options: PipelineOptions, *, hls_dir: Path | None = None
+) -> FfmpegOutput:
+    """The rung's output; an H.264 rung with `hls_dir` also feeds its HLS playlist from the same encoder."""
     # Proxies are served to other people: drop container metadata (phones record GPS there).
     args = ["-map_metadata", "-1", "-map_chapters", "-1"]
     audio = ["-map", audio_stream_specifier(metadata)] if metadata.has_audio else []
     if rendition.remux:
-        args += ["-map", video_stream_specifier(metadata), *audio]
-        args += ["-c", "copy", *_timecode_args(metadata), "-movflags", "+faststart", "-f", "mp4"]
-        return FfmpegOutput(rendition.path, args)
+        args += ["-map", video_stream_specifier(metadata), *audio, "-c", "copy", *_timecode_args(metadata)]
+        return _mp4_output(rendition, args, options, hls_dir)
 
     args += ["-map", f"[{rendition.codec}_{rendition.rung}]", *audio]
     fps = float(Fraction(metadata.frame_rate)) if metadata.frame_rate else min(metadata.fps or 30.0, 60.0)
     # A keyframe every 2 s keeps seeking in the browser snappy, whatever the frame rate; every second on
     # the scrubbing rung, so reaching any frame decodes at most a second of it.
-    keyframe_seconds = 1 if rendition.scrub else 2
+    keyframe_seconds = 1 if rendition.scrub else options.hls_segment_seconds
     keyframes = ["-force_key_frames", f"expr:gte(t,n_forced*{keyframe_seconds})"]
     if rendition.codec == "h264":
         maxrate = int(rendition.width * rendition.height * fps * _MAXRATE_BITS_PER_PIXEL)
@@ -279,7 +371,7 @@ def rendition_output(rendition: Rendition, metadata: MediaMetadata, options: Pip
             # x264's GOPs are closed unless asked otherwise; no B-frames means decode order is display order.
             args += ["-bf", "0", "-g", str(ceil(fps) * keyframe_seconds)]
         audio_codec = ["-c:a", "aac", "-b:a", f"{options.audio_bitrate_kbps}k"]
-        container = [*_timecode_args(metadata), "-movflags", "+faststart", "-f", "mp4"]
+        container = _timecode_args(metadata)
     else:
         args += ["-c:v", "libvpx-vp9", "-crf", str(options.vp9_crf), "-b:v", "0", "-deadline", "good"]
         args += ["-cpu-used", str(options.vp9_cpu_used), "-row-mt", "1", *keyframes]
@@ -293,7 +385,29 @@ def rendition_output(rendition: Rendition, metadata: MediaMetadata, options: Pip
             args += ["-ac", "2"]  # browsers and phones: stereo
         if (metadata.sample_rate or 48000) > 48000:
             args += ["-ar", "48000"]
+    if rendition.codec == "h264":
+        return _mp4_output(rendition, args + container, options, hls_dir)
     return FfmpegOutput(rendition.path, args + container)
+
+
+def _mp4_output(rendition: Rendition, args: list[str], options: PipelineOptions, hls_dir: Path | None) -> FfmpegOutput:
+    """The faststart MP4, and through ffmpeg's tee muxer the rung's HLS from the very same packets."""
+    if hls_dir is None:
+        return FfmpegOutput(rendition.path, [*args, "-movflags", "+faststart", "-f", "mp4"])
+    hls = {
+        "f": "hls",
+        "hls_time": options.hls_segment_seconds,
+        "hls_segment_type": "fmp4",
+        "hls_playlist_type": "event",
+        "hls_flags": "independent_segments",
+        "hls_fmp4_init_filename": INIT_SEGMENT,
+        "hls_segment_filename": str(hls_dir / "seg_%05d.m4s"),
+    }
+    slaves = [
+        f"[f=mp4:movflags=+faststart]{rendition.path}",
+        "[" + ":".join(f"{key}={value}" for key, value in hls.items()) + f"]{hls_dir / MEDIA_PLAYLIST}",
+    ]
+    return FfmpegOutput("|".join(slaves), [*args, "-f", "tee"])
 
 
 def _timecode_args(metadata: MediaMetadata) -> list[str]:

@@ -1,0 +1,89 @@
+"""Playing an asset over HLS, from its first published segment on: `playback` in the API, and the route
+that serves its playlists.
+
+Players fetch playlists and segments without our Bearer header (hls.js, Safari, ffmpeg), so access is
+by signed URL. The playlists are served by the API, which signs every reference in them as it serves
+them: the master's media playlists with the same asset-scoped signature, and each init segment and
+media segment as a presigned storage URL (the local backend's own, or S3's). Stored playlists hold only
+relative names, so no signed URL is ever stored where it could outlive its expiry; an EVENT playlist
+that grows is re-signed on every reload. The signature's expiry is rounded up to a 10-minute step, so
+the URL in `playback` stays the same between polls and status events do not change for nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from mediaingest.api.deps import AppSettings, Assets, Db
+from mediaingest.assets.hls_access import check_signature, rewrite_master, rewrite_media
+from mediaingest.assets.schemas import UNKNOWN_ASSET
+from mediaingest.assets.storage_keys import derived_key
+from mediaingest.exceptions import NotFoundError, ObjectNotFoundError
+from mediaingest.models import MediaAsset
+from mediaingest.models.enums import Stage
+from mediaingest.pipeline.hls import HLS_DIR, MASTER_NAME, MEDIA_PLAYLIST, PLAYLIST_TYPE
+from mediaingest.schemas import UNAUTHENTICATED
+from mediaingest.storage.base import Storage
+
+log = structlog.stdlib.get_logger(__name__)
+
+_MEDIA_PLAYLIST_NAME = re.compile(rf"^(?P<rung>\d{{2,5}}p)/{re.escape(MEDIA_PLAYLIST)}$")
+_MAX_PLAYLIST_BYTES = 4 * 1024 * 1024
+
+router = APIRouter(prefix="/api/assets", tags=["playback"])
+
+
+@router.get(
+    "/{asset_id}/hls/{name:path}",
+    response_class=Response,
+    responses={
+        200: {"content": {PLAYLIST_TYPE: {}}, "description": "The playlist, every reference in it signed"},
+        **UNAUTHENTICATED,
+        **UNKNOWN_ASSET,
+    },
+)
+def hls_playlist(
+    asset_id: str,
+    name: str,
+    db: Db,
+    settings: AppSettings,
+    assets: Assets,
+    expires: Annotated[int, Query(description="From the signed URL in `playback.hlsUrl`.")],
+    signature: Annotated[str, Query(max_length=128)],
+) -> Response:
+    """A playlist of the asset's HLS, by the signed URL in `playback.hlsUrl` (no Bearer header needed)."""
+    structlog.contextvars.bind_contextvars(asset_id=asset_id)
+    check_signature(asset_id, expires, signature, settings)
+    if name != MASTER_NAME and not _MEDIA_PLAYLIST_NAME.match(name):
+        raise NotFoundError(f"no playlist {name!r}")
+    with db.read() as session:
+        asset = session.get(MediaAsset, asset_id)
+        if asset is None:
+            raise NotFoundError("asset not found")
+        owner_id = asset.owner_id
+    bucket = settings.bucket_proxies
+    key = derived_key(user_id=owner_id, asset_id=asset_id, stage=Stage.PROXIES.value, filename=f"{HLS_DIR}/{name}")
+    storage = assets.storage
+    text = _read_playlist(storage, bucket, key)
+    if name == MASTER_NAME:
+        body = rewrite_master(text, asset_id, settings, expires, signature)
+    else:
+        folder = key.rsplit("/", 1)[0]
+        ttl = max(60, int(expires - time.time()))
+        body = rewrite_media(text, lambda file: storage.presign_get(bucket, f"{folder}/{file}", expires_in=ttl))
+    # A growing (EVENT) playlist must be fetched again on every reload, never from a cache.
+    return Response(body, media_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-store"})
+
+
+def _read_playlist(storage: Storage, bucket: str, key: str) -> str:
+    try:
+        info = storage.head(bucket, key)
+    except ObjectNotFoundError:
+        raise NotFoundError("this asset has no HLS playlist (yet)") from None
+    return storage.read_range(bucket, key, 0, min(info.size, _MAX_PLAYLIST_BYTES)).decode("utf-8", "replace")

@@ -1,0 +1,179 @@
+"""CMAF HLS from the proxies pass, published while ffmpeg is still writing it.
+
+Each H.264 rung's encoder feeds two muxers through ffmpeg's tee: the faststart MP4 proxy and an HLS
+media playlist of fMP4 segments (EVENT type: it grows, and ENDLIST closes it). Keyframes are forced
+on the same 2-second grid in every encoded rung (every second on the scrubbing rung), so segments cut
+at the first keyframe past each 2 s hold whole GOPs and line up across rungs.
+
+`HlsPublisher.scan` runs between ffmpeg's progress reports: it uploads each rung's init segment and
+every finished segment, and only then the playlist that lists them, so a stored playlist never
+points at a missing segment, whatever moment the stage is killed at. ffmpeg writes EVENT playlists
+to a temporary file and renames it, so a scan never reads half a playlist. The master playlist
+lists the rungs whose playlists are stored, and is rewritten when one more appears.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from mediaingest.exceptions import ProcessingError
+
+HLS_DIR = "hls"
+MASTER_NAME = "master.m3u8"
+MEDIA_PLAYLIST = "index.m3u8"
+INIT_SEGMENT = "init.mp4"
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+SEGMENT_TYPE = "video/mp4"
+_EXTINF = re.compile(r"^#EXTINF:([\d.]+)")
+
+
+@dataclass(frozen=True)
+class HlsRung:
+    name: str  # "720p": the rung's folder under hls/
+    width: int
+    height: int
+    bandwidth: int  # bits per second at peak, for the master playlist
+
+
+@dataclass(frozen=True)
+class MediaPlaylist:
+    segments: list[tuple[str, float]]  # (file name, seconds), in order
+    init: str | None
+    ended: bool
+
+    @property
+    def seconds(self) -> float:
+        return sum(duration for _, duration in self.segments)
+
+
+def parse_media_playlist(text: str) -> MediaPlaylist:
+    segments: list[tuple[str, float]] = []
+    init: str | None = None
+    pending: float | None = None
+    for line in (raw.strip() for raw in text.splitlines()):
+        if match := _EXTINF.match(line):
+            pending = float(match.group(1))
+        elif line.startswith("#EXT-X-MAP:"):
+            uri = re.search(r'URI="([^"]+)"', line)
+            init = uri.group(1) if uri else None
+        elif line and not line.startswith("#") and pending is not None:
+            segments.append((line, pending))
+            pending = None
+    return MediaPlaylist(segments=segments, init=init, ended="#EXT-X-ENDLIST" in text)
+
+
+def master_playlist(rungs: Sequence[HlsRung], frame_rate: str | None) -> str:
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    rate = f",FRAME-RATE={float(Fraction(frame_rate)):.3f}" if frame_rate else ""
+    for rung in sorted(rungs, key=lambda r: r.bandwidth):
+        lines.append(f"#EXT-X-STREAM-INF:BANDWIDTH={rung.bandwidth},RESOLUTION={rung.width}x{rung.height}{rate}")
+        lines.append(f"{rung.name}/{MEDIA_PLAYLIST}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class HlsPublisher:
+    """Uploads what ffmpeg has finished, in an order that never exposes a missing file."""
+
+    out_dir: Path
+    rungs: list[HlsRung]
+    frame_rate: str | None
+    publish: Callable[[Path, str], None]  # stores a file under a name relative to out_dir ("hls/720p/…")
+    on_playable: Callable[[float], None] | None = None
+    _stored: set[str] = field(default_factory=set)  # relative paths already published, unchanged since
+    _playlists: dict[str, str] = field(default_factory=dict)  # rung → last playlist text published
+    _listed: tuple[str, ...] = ()  # rungs in the last master published
+    playable_seconds: float = 0.0
+
+    @property
+    def root(self) -> Path:
+        return self.out_dir / HLS_DIR
+
+    def rung_dir(self, rung: str) -> Path:
+        return self.root / rung
+
+    def prepare(self) -> None:
+        """Empty rung folders for ffmpeg (a retried attempt starts from no segments at all)."""
+        for rung in self.rungs:
+            folder = self.rung_dir(rung.name)
+            if folder.exists():
+                for stale in folder.iterdir():
+                    stale.unlink()
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def scan(self) -> None:
+        for rung in self.rungs:
+            self._publish_rung(rung.name)
+        listed = tuple(rung.name for rung in self.rungs if rung.name in self._playlists)
+        if listed and listed != self._listed:
+            master = self.root / MASTER_NAME
+            master.write_text(
+                master_playlist([r for r in self.rungs if r.name in listed], self.frame_rate), encoding="utf-8"
+            )
+            self._upload(master)
+            self._listed = listed
+        seconds = max((parse_media_playlist(text).seconds for text in self._playlists.values()), default=0.0)
+        if seconds > self.playable_seconds:
+            self.playable_seconds = seconds
+            if self.on_playable is not None:
+                self.on_playable(seconds)
+
+    def finish(self) -> MediaPlaylist:
+        """The last scan once ffmpeg has exited; every rung must then be complete (ENDLIST)."""
+        self.scan()
+        shortest: MediaPlaylist | None = None
+        for rung in self.rungs:
+            text = self._playlists.get(rung.name)
+            playlist = parse_media_playlist(text or "")
+            if text is None or not playlist.ended or not playlist.segments:
+                raise ProcessingError(f"ffmpeg finished but the {rung.name} HLS playlist is not complete")
+            if shortest is None or playlist.seconds < shortest.seconds:
+                shortest = playlist
+        assert shortest is not None
+        return shortest
+
+    def published(self) -> set[str]:
+        return set(self._stored)
+
+    def _publish_rung(self, rung: str) -> None:
+        playlist_path = self.rung_dir(rung) / MEDIA_PLAYLIST
+        try:
+            text = playlist_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        if text == self._playlists.get(rung):
+            return
+        playlist = parse_media_playlist(text)
+        if not playlist.segments:
+            return
+        for name in [playlist.init, *(segment for segment, _ in playlist.segments)]:
+            if name is not None:
+                self._upload_once(self.rung_dir(rung) / name)
+        self._upload(playlist_path, text)
+        self._playlists[rung] = text
+
+    def _upload_once(self, path: Path) -> None:
+        # Finished segments never change: ffmpeg lists a segment only once it has closed it.
+        if self._relative(path) not in self._stored:
+            self._upload(path)
+
+    def _upload(self, path: Path, snapshot: str | None = None) -> None:
+        name = self._relative(path)
+        if snapshot is None:
+            self.publish(path, name)
+        else:
+            # The playlist as parsed, not as it may be by now: it must list only what was uploaded.
+            frozen = path.with_name(f".{path.name}.published")
+            frozen.write_text(snapshot, encoding="utf-8")
+            try:
+                self.publish(frozen, name)
+            finally:
+                frozen.unlink()
+        self._stored.add(name)
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.out_dir).as_posix()
