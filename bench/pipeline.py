@@ -426,6 +426,8 @@ def run_mediaingest(source: Source, api: ApiClient, service: ServiceProcess, *, 
         api.confirm(body)
         confirmed = time.monotonic() - started
         first_thumbnail = first_playable = None
+        rungs_complete: dict[str, float] = {}
+        hls_root = service.data_dir / "storage" / "proxies"
         status = "PENDING"
         while status not in ("READY", "FAILED"):
             if time.monotonic() - started > timeout:
@@ -441,6 +443,10 @@ def run_mediaingest(source: Source, api: ApiClient, service: ServiceProcess, *, 
             # Playable: the first HLS segment of any rung is published (or, before HLS, an MP4 rung).
             if first_playable is None and ((playable or 0) > 0 or "VIDEO" in types):
                 first_playable = now
+            for playlist in hls_root.glob(f"assets/*/{asset_id}/proxies/hls/*/index.m3u8"):
+                rung = playlist.parent.name
+                if rung not in rungs_complete and "#EXT-X-ENDLIST" in playlist.read_text(errors="replace"):
+                    rungs_complete[rung] = round(now, 3)  # its playlist is closed: every segment is out
         wall = time.monotonic() - started
         timeline = meter.stop(Timeline(wall, first_thumbnail, first_playable if source.kind == "video" else None))
         if status == "FAILED":
@@ -450,7 +456,12 @@ def run_mediaingest(source: Source, api: ApiClient, service: ServiceProcess, *, 
     finally:
         db.close()
     api.delete(asset_id)  # the next case starts from an empty store
-    timeline.detail = {"confirm_request": round(confirmed, 3), "jobs": jobs, "idle": _idle_gaps(jobs, wall)}
+    timeline.detail = {
+        "confirm_request": round(confirmed, 3),
+        "jobs": jobs,
+        "idle": _idle_gaps(jobs, wall),
+        "rungs_complete": dict(sorted(rungs_complete.items(), key=lambda item: int(item[0].rstrip("p")))),
+    }
     return timeline
 
 

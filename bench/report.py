@@ -158,6 +158,21 @@ def markdown(results: dict[str, Any], comparison: list[str]) -> str:
             jobs = {job["type"]: job for job in run["jobs"]}
             cells = [_job_cell(jobs.get(job_type)) for job_type in _JOB_NAMES]
             lines.append(f"| {s['source']} | {_s(run['confirm_request'])} | {' | '.join(cells)} | {_s(run['idle'])} |")
+        videos = [s for s in pipeline["sources"] if s["kind"] == "video"]
+        if videos:
+            lines += [
+                "",
+                "Playable while ingesting (last repetition, seconds from the confirm request): the first HLS "
+                "segment of any rung, then each rung's playlist closed (every segment published).",
+                "",
+                "| source | first playable | each rung complete |",
+                "|---|---:|---|",
+            ]
+            for s in videos:
+                run = s["mediaingest"]["runs"][-1]
+                rungs = run["detail"].get("rungs_complete") or {}
+                cells = ", ".join(f"{rung} {seconds:.2f}" for rung, seconds in rungs.items()) or "–"
+                lines.append(f"| {s['source']} | {_s(run['first_playable'])} | {cells} |")
         lines.append("")
     seeks = results.get("seek")
     if seeks:
