@@ -129,6 +129,14 @@ def test_list_filters_and_paginates_only_the_callers_assets(
     page = client.get("/api/assets", params={"page": 2, "pageSize": 2}, headers=alice).json()["data"]
     assert (page["total"], len(page["items"]), page["page"]) == (3, 1, 2)
     assert client.get("/api/assets", headers=bob).json()["data"]["total"] == 1
+    # Short ids, as the CLI's table shows them: the caller's asset only, and never fewer than 4 characters.
+    bobs = client.get("/api/assets", headers=bob).json()["data"]["items"][0]["id"]
+    mine = everything["items"][0]["id"]
+    by_prefix = client.get("/api/assets", params={"idPrefix": mine[:8].upper()}, headers=alice).json()["data"]
+    assert [item["id"] for item in by_prefix["items"]] == [mine]
+    assert client.get("/api/assets", params={"idPrefix": bobs[:8]}, headers=alice).json()["data"]["total"] == 0
+    for bad in ("abc", "ab%_", "../x"):
+        assert client.get("/api/assets", params={"idPrefix": bad}, headers=alice).status_code == 422
 
 
 def test_delete_removes_objects_rows_and_quota(client: TestClient, users: Users, small_video: Path) -> None:

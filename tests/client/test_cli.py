@@ -54,16 +54,19 @@ def test_upload_wait_then_list_show_and_delete(live_server: LiveServer, small_vi
     assert video["checksum"] == hashlib.sha256(small_video.read_bytes()).hexdigest()
     assert {"VIDEO", "POSTER", "SPRITE_SHEET", "STORYBOARD", "WAVEFORM"} <= {p["type"] for p in video["proxies"]}
     assert audio["mimeType"] in ("audio/wav", "audio/x-wav") and audio["metadata"]["hasAudio"] is True
-    assert "ready" in uploaded.stderr  # the stage progress went to stderr
+    assert "ready" in uploaded.stderr  # the stage progress went to stderr, both files followed together
+    assert f"{small_video.name}: ready" in uploaded.stderr and f"{small_audio.name}: ready" in uploaded.stderr
 
     listed = run_cli(live_server, token, "assets", "list", "--json", "--type", "video")
     assert listed.returncode == 0, listed.stderr
     assert [item["id"] for item in json.loads(listed.stdout)["items"]] == [video["id"]]
     table = run_cli(live_server, token, "assets", "list")
-    assert video["id"] in table.stdout and small_audio.name in table.stdout and "2 asset(s)" in table.stdout
+    # The table shows short ids, and show and delete take them as they are shown.
+    assert video["id"][:8] in table.stdout and video["id"] not in table.stdout
+    assert small_audio.name in table.stdout and "2 asset(s)" in table.stdout
     assert "project" in table.stdout and "cli-test" in table.stdout
 
-    shown = run_cli(live_server, token, "assets", "show", video["id"])
+    shown = run_cli(live_server, token, "assets", "show", video["id"][:8])
     assert shown.returncode == 0, shown.stderr
     assert small_video.name in shown.stdout and "READY" in shown.stdout and "320×240" in shown.stdout
     assert "h264/aac" in shown.stdout and "poster" in shown.stdout
@@ -75,10 +78,10 @@ def test_upload_wait_then_list_show_and_delete(live_server: LiveServer, small_vi
     assert live_server.storage.list_keys(live_server.settings.bucket_proxies, f"assets/{user_id}/{video['id']}/") == []
     gone = run_cli(live_server, token, "assets", "show", video["id"])
     assert gone.returncode == 1 and f"No asset {video['id']}" in gone.stderr
-    # An unknown id among several is named, and the others are still deleted.
-    mixed = run_cli(live_server, token, "assets", "delete", video["id"], audio["id"], "--yes")
+    # An unknown id among several is named, and the others are still deleted (by short id too).
+    mixed = run_cli(live_server, token, "assets", "delete", video["id"][:8], audio["id"][:6], "--yes")
     assert mixed.returncode == 1
-    assert f"No asset {video['id']}" in mixed.stderr and f"deleted {audio['id']}" in mixed.stdout
+    assert f"No asset {video['id'][:8]}" in mixed.stderr and f"deleted {audio['id']}" in mixed.stdout
 
 
 def test_big_file_goes_up_in_parallel_parts_with_flags_instead_of_env(

@@ -113,9 +113,23 @@ def list_assets(
     processing_status: Annotated[AssetProcessingStatus | None, Query(alias="processingStatus")] = None,
     media_type: Annotated[MediaType | None, Query(alias="type")] = None,
     project_id: Annotated[str | None, Query(alias="projectId", max_length=128)] = None,
+    id_prefix: Annotated[
+        str | None,
+        Query(
+            alias="idPrefix",
+            min_length=4,
+            max_length=36,
+            pattern=r"^[0-9a-fA-F-]+$",
+            description="Only assets whose id starts with this (the short ids a listing shows).",
+        ),
+    ] = None,
 ) -> Envelope[AssetPage]:
     filters = AssetFilters(
-        upload_status=status_filter, processing_status=processing_status, media_type=media_type, project_id=project_id
+        upload_status=status_filter,
+        processing_status=processing_status,
+        media_type=media_type,
+        project_id=project_id,
+        id_prefix=id_prefix,
     )
     with db.read() as session:
         items, total = assets.list(session, principal, filters=filters, page=page, page_size=page_size)

@@ -73,9 +73,12 @@ class AssetFilters:
     processing_status: AssetProcessingStatus | None = None
     media_type: MediaType | None = None
     project_id: str | None = None
+    id_prefix: str | None = None  # the first characters of an id, as people type them from a listing
 
     def conditions(self) -> list[sa.ColumnElement[bool]]:
         conditions = []
+        if self.id_prefix is not None:
+            conditions.append(MediaAsset.id.startswith(self.id_prefix.lower(), autoescape=True))
         if self.upload_status is not None:
             conditions.append(MediaAsset.upload_status == self.upload_status)
         if self.processing_status is not None:

@@ -24,11 +24,12 @@ from mediaingest.assets.schemas import (
     UploadUrlRequest,
     UploadUrlResponse,
 )
-from mediaingest.client.errors import ApiError, ClientError
+from mediaingest.client.errors import AmbiguousIdError, ApiError, ClientError
 from mediaingest.client.transfer import ProgressCallback, Transfer
 from mediaingest.retry import RetryPolicy
 
 TERMINAL = ("READY", "FAILED")
+_FULL_ID_LENGTH = 36  # a UUID
 # Longer than the server's keep-alive comments (15 s), so a quiet stream is not mistaken for a dead one.
 EVENTS_READ_TIMEOUT = 60.0
 CONFIRM_READ_TIMEOUT = 30 * 60.0
@@ -148,6 +149,18 @@ class MediaIngestClient:
     def status(self, asset_id: str) -> AssetStatus:
         return AssetStatus.model_validate(self._call("GET", f"/api/assets/{asset_id}/status"))
 
+    def resolve_id(self, asset_id: str) -> str:
+        """A whole id as it is; a short one (≥ 4 characters, as `assets list` shows them) → the one asset
+        whose id starts with it. ApiError 404 when none does, AmbiguousIdError when several do."""
+        if len(asset_id) >= _FULL_ID_LENGTH or len(asset_id) < 4:
+            return asset_id
+        page = self.list(page_size=3, id_prefix=asset_id)
+        if page.total == 1:
+            return page.items[0].id
+        if page.total == 0:
+            raise ApiError(404, "not_found", f"no asset starts with {asset_id}")
+        raise AmbiguousIdError(asset_id, [item.id for item in page.items], page.total)
+
     def get(self, asset_id: str) -> AssetDetail:
         return AssetDetail.model_validate(self._call("GET", f"/api/assets/{asset_id}"))
 
@@ -160,6 +173,7 @@ class MediaIngestClient:
         processing_status: str | None = None,
         media_type: str | None = None,
         project_id: str | None = None,
+        id_prefix: str | None = None,
     ) -> AssetPage:
         params = {
             "page": page,
@@ -168,6 +182,7 @@ class MediaIngestClient:
             "processingStatus": processing_status,
             "type": media_type,
             "projectId": project_id,
+            "idPrefix": id_prefix,
         }
         query = {name: value for name, value in params.items() if value is not None}
         return AssetPage.model_validate(self._call("GET", "/api/assets", params=query))

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mediaingest.client.api import MediaIngestClient
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+SHORT_ID = 8  # characters of an id in tables; unique among a person's assets in practice
 STAGE_NAMES = {
     "METADATA_EXTRACTION": "reading metadata",
     "PROXY_GENERATION": "making web proxies",
@@ -159,6 +160,7 @@ def upload(
 
     with _client(server, token, concurrency=concurrency, on_retry=on_retry) as client:
         uploaded: list[tuple[Path, str]] = []
+        errors: list[str] = []
         with progress:
             for path in files:
                 task = progress.add_task(path.name, total=path.stat().st_size)
@@ -179,15 +181,17 @@ def upload(
                 except ClientError as error:
                     failed = True
                     progress.update(task, description=f"{path.name} [red]failed[/red]")
-                    err.print(f"[red]✗[/red] {describe_error(error, path.name)}", highlight=False)
+                    errors.append(describe_error(error, path.name))
                     results.append({"file": str(path), "error": describe_error(error, path.name)})
                     continue
                 uploaded.append((path, result.asset_id))
+        for message in errors:  # below the bars, next to the one that failed, not lost among them
+            err.print(f"[red]✗[/red] {message}", highlight=False)
 
+        if wait and uploaded:
+            finals = _follow_all(client, err, uploaded, timeout)
+            failed = failed or any(final.processing_status.value == "FAILED" for final in finals)
         for path, asset_id in uploaded:
-            if wait:
-                final = _follow(client, err, path.name, asset_id, timeout)
-                failed = failed or final.processing_status.value == "FAILED"
             detail = client.get(asset_id)
             results.append({"file": str(path), "asset": detail.model_dump(mode="json", by_alias=True)})
             if not json_output:
@@ -198,20 +202,43 @@ def upload(
         raise typer.Exit(1)
 
 
-def _follow(client: MediaIngestClient, err: Console, name: str, asset_id: str, timeout: float) -> AssetStatus:
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+def _follow_all(
+    client: MediaIngestClient, err: Console, assets: list[tuple[Path, str]], timeout: float
+) -> list[AssetStatus]:
+    """Follows every asset at once (one event stream each), one bar per asset with the time left."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), console=err, transient=False
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
     ) as bar:
-        task = bar.add_task(f"{name}: queued", total=100)
 
-        def on_status(status: AssetStatus) -> None:
-            job = status.current_job
-            value = 100.0 if status.processing_status.value in ("READY", "FAILED") else (job.progress if job else 0)
-            bar.update(task, completed=value, description=f"{name}: {_stage_text(status)}")
+        def follow(path: Path, asset_id: str) -> AssetStatus:
+            task = bar.add_task(f"{path.name}: queued", total=100)
 
-        return client.wait(asset_id, timeout=timeout, on_status=on_status)
+            def on_status(status: AssetStatus) -> None:
+                bar.update(task, completed=_overall_progress(status), description=f"{path.name}: {_stage_text(status)}")
+
+            return client.wait(asset_id, timeout=timeout, on_status=on_status)
+
+        with ThreadPoolExecutor(max_workers=min(len(assets), 8), thread_name_prefix="follow") as pool:
+            return list(pool.map(lambda item: follow(*item), assets))
+
+
+def _overall_progress(status: AssetStatus) -> float:
+    """Percent of the asset's whole ingestion: every job counts, so the bar never runs back to 0 between
+    stages and the time left is about the asset, not the stage that happens to run."""
+    if status.processing_status.value in ("READY", "FAILED"):
+        return 100.0
+    if not status.jobs:
+        return 0.0
+    return sum(100.0 if job.status.value == "COMPLETED" else job.progress for job in status.jobs) / len(status.jobs)
 
 
 # --- assets -------------------------------------------------------------------------------------------
@@ -248,13 +275,14 @@ def assets_list(
         _dump(result.model_dump(mode="json", by_alias=True))
         return
     out, _ = _consoles()
+    # Short ids: `assets show` and `assets delete` take them (and --json has the whole ones).
     table = Table(title=f"{result.total} asset(s), page {result.page}", title_justify="left")
     for column in ("id", "name", "project", "type", "size", "status", "created"):
         table.add_column(column, no_wrap=column in ("id", "size"))
     for item in result.items:
         state = item.processing_status.value if item.upload_status.value == "UPLOADED" else item.upload_status.value
         table.add_row(
-            item.id,
+            item.id[:SHORT_ID],
             escape(item.original_name),
             escape(item.project_id or "—"),
             item.type.value.lower(),
@@ -267,18 +295,18 @@ def assets_list(
 
 @assets_app.command("show")
 def assets_show(
-    asset_id: Annotated[str, typer.Argument(help="The asset id.")],
+    asset_id: Annotated[str, typer.Argument(help="The asset id, or its first characters (at least 4).")],
     server: Server = DEFAULT_SERVER,
     token: Token = None,
     json_output: JsonOutput = False,
 ) -> None:
     """One asset: its metadata and derived files (with signed download URLs under --json)."""
-    from mediaingest.client.errors import ApiError, describe_error
+    from mediaingest.client.errors import AmbiguousIdError, ApiError, describe_error
 
     with _client(server, token) as client:
         try:
-            detail = client.get(asset_id)
-        except ApiError as error:
+            detail = client.get(client.resolve_id(asset_id))
+        except (ApiError, AmbiguousIdError) as error:
             typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
             raise typer.Exit(1) from None
     if json_output:
@@ -290,7 +318,7 @@ def assets_show(
 
 @assets_app.command("delete")
 def assets_delete(
-    asset_ids: Annotated[list[str], typer.Argument(help="One or more asset ids.")],
+    asset_ids: Annotated[list[str], typer.Argument(help="One or more asset ids, or their first characters.")],
     server: Server = DEFAULT_SERVER,
     token: Token = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -298,17 +326,18 @@ def assets_delete(
     """Delete assets: their files, everything derived from them, and their quota use."""
     if not yes:
         typer.confirm(f"Delete {len(asset_ids)} asset(s) and everything made from them?", abort=True)
-    from mediaingest.client.errors import ApiError, describe_error
+    from mediaingest.client.errors import AmbiguousIdError, ApiError, describe_error
 
     failed = False
     with _client(server, token) as client:
         for asset_id in asset_ids:
             try:
-                client.delete(asset_id)
-            except ApiError as error:  # name the id, and still delete the others
+                full_id = client.resolve_id(asset_id)
+                client.delete(full_id)
+            except (ApiError, AmbiguousIdError) as error:  # name the id, and still delete the others
                 typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
                 failed = True
                 continue
-            typer.echo(f"deleted {asset_id}")
+            typer.echo(f"deleted {full_id}")
     if failed:
         raise typer.Exit(1)

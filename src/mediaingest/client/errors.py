@@ -21,6 +21,14 @@ class ApiError(ClientError):
         return f"{self.message} ({self.status_code} {self.code})"
 
 
+class AmbiguousIdError(ClientError):
+    """A short id that names more than one asset."""
+
+    def __init__(self, prefix: str, shown: list[str], total: int) -> None:
+        listed = ", ".join(shown) + (", …" if total > len(shown) else "")
+        super().__init__(f"{prefix} is the start of {total} asset ids ({listed}); type more of it.")
+
+
 class TransferError(ClientError):
     """Storage refused a PUT (not retried) or kept failing it (after the retries)."""
 
@@ -66,7 +74,8 @@ def describe_error(error: BaseException, file_name: str | None = None, *, asset_
         if error.status_code == 404:
             named = f"No asset {asset_id}" if asset_id else "No such asset"
             return f"{named} (or it belongs to someone else)."
-        return error.message
+        # Several files go up at once: say which one the server refused.
+        return f"{subject} was refused: {error.message}" if file_name else error.message
     if isinstance(error, TransferError):
         return f"Uploading {subject} failed: {error}"
     return str(error)
