@@ -73,7 +73,7 @@ def test_the_page_plays_the_video_before_it_is_ready(
     item.locator(".upload-status", has_text="Ready").wait_for(timeout=READY_TIMEOUT_MS)
     final = item.locator(".upload-results video.player")
     final.wait_for(state="visible")
-    assert "HLS" in item.locator(".upload-results figcaption").first.inner_text()
+    item.locator(".upload-results figcaption", has_text="Web proxy · HLS").wait_for()
     page.wait_for_function(
         """(video) => { video.muted = true; video.play().catch(() => {}); return video.currentTime > 0.5; }""",
         arg=final.element_handle(),

@@ -81,7 +81,7 @@ def test_video_chosen_and_image_dropped_reach_ready_with_poster_player_scrub_and
     wait_until(lambda: poster.evaluate("img => img.complete && img.naturalWidth") == 320, timeout=10)
     video = video_card.locator("video.player")
     # Adaptive HLS through hls.js (Media Source Extensions), the MP4 renditions being the fallback.
-    assert "HLS" in video_card.locator("figcaption", has_text="Web proxy").inner_text()
+    video_card.locator("figcaption", has_text="Web proxy · HLS").wait_for()
     wait_until(lambda: video.evaluate("v => v.readyState") >= 1, timeout=10)  # metadata loaded from the proxy
     assert video.evaluate("v => v.src.startsWith('blob:')")
     assert video.evaluate("v => Math.round(v.duration)") == 4

@@ -6,6 +6,7 @@ const TOKEN_KEY = "mediaingest.token";
 const PART_CONCURRENCY = 4; // multipart parts in flight per file
 const PART_ATTEMPTS = 4; // each part: first try + 3 retries with exponential backoff
 const FILE_CONCURRENCY = 3; // files uploading at once
+const UPLOAD_SHARE = 50; // of a card's bar: sending the bytes; processing fills the rest
 // The browser sets these itself and refuses them from scripts.
 const FORBIDDEN_HEADERS = new Set(["content-length", "host", "connection"]);
 
@@ -369,7 +370,9 @@ function describeProcessing(status) {
   const progress = Math.round(current.progress || 0);
   const waiting = current.status === "RETRYING" ? " (retrying)" : current.status === "PENDING" ? " (queued)" : "";
   const steps = jobs.length > 1 ? ` · ${finished} of ${jobs.length} steps done` : "";
-  return { text: `Processing: ${stage}${waiting}, ${progress}%${steps}`, progress };
+  // The whole ingestion's share done: every job counts, so the bar never runs back between stages.
+  const overall = jobs.reduce((sum, job) => sum + (job.status === "COMPLETED" ? 100 : job.progress || 0), 0) / jobs.length;
+  return { text: `Processing: ${stage}${waiting}, ${progress}%${steps}`, progress: overall };
 }
 
 // --- results ------------------------------------------------------------------------------------------
@@ -546,11 +549,16 @@ async function renderResults(container, asset) {
     const rungs = videos.map((p) => p.resolution).filter(Boolean).join(", ");
     const caption = el("figcaption", { text: `Web proxy · ${rungs}` });
     grid.append(el("figure", { className: "result wide" }, video, caption));
-    // Adaptive HLS where it plays; the MP4 renditions otherwise.
-    if (asset.playback && asset.playback.hlsUrl && (await attachHls(video, asset.playback.hlsUrl))) {
-      caption.textContent = `Web proxy · HLS, ${rungs}`;
+    // Adaptive HLS where it plays; the MP4 renditions otherwise. Not awaited: the rest of the results
+    // (poster, storyboard, waveform) must not wait for hls.js to load.
+    const mp4s = () => video.append(...videos.map((proxy) => el("source", { src: proxy.url, type: proxy.contentType })));
+    if (asset.playback && asset.playback.hlsUrl) {
+      attachHls(video, asset.playback.hlsUrl).then(
+        (playing) => (playing ? (caption.textContent = `Web proxy · HLS, ${rungs}`) : mp4s()),
+        () => mp4s(),
+      );
     } else {
-      video.append(...videos.map((proxy) => el("source", { src: proxy.url, type: proxy.contentType })));
+      mp4s();
     }
   } else if (asset.type === "AUDIO" && (byType("AUDIO").length || asset.downloadUrl)) {
     // The first track's AAC proxy plays in every browser; the original (FLAC, WAV…) may not.
@@ -664,7 +672,7 @@ async function uploadOne({ file, item, project }) {
       if (now - lastPaint < 150 && sent < file.size) return;
       lastPaint = now;
       const { speed, left } = meter.update(sent);
-      bar.value = (sent / file.size) * 100;
+      bar.value = (sent / file.size) * UPLOAD_SHARE; // one bar for the whole way: upload, then processing
       const eta = Number.isFinite(left) ? ` · ${formatDuration(left)} left` : "";
       meta.textContent = `${formatBytes(sent)} of ${formatBytes(file.size)} · ${formatBytes(speed)}/s${eta}`;
     };
@@ -673,17 +681,16 @@ async function uploadOne({ file, item, project }) {
       $(".upload-status", item).textContent = `Retrying ${which} (${error.message}; attempt ${attempt + 1} of ${PART_ATTEMPTS})…`;
     };
     const confirmBody = await sendBytes(file, ticket, onProgress, onRetry);
-    bar.value = 100;
+    bar.value = UPLOAD_SHARE;
     setState(item, "confirming", "Verifying the upload…");
     await api("/api/assets/confirm-upload", { method: "POST", body: confirmBody });
     meta.textContent = `${formatBytes(file.size)} uploaded`;
     setState(item, "processing", "Uploaded; waiting for processing…");
-    bar.value = 0;
-    bar.setAttribute("aria-label", `Processing of ${file.name}`);
+    bar.setAttribute("aria-label", `Upload and processing of ${file.name}`);
     refreshAssets();
     const final = await watchAsset(ticket.assetId, (status) => {
       const { text, progress } = describeProcessing(status);
-      bar.value = progress;
+      bar.value = Math.max(bar.value, UPLOAD_SHARE + (progress * (100 - UPLOAD_SHARE)) / 100);
       setState(item, "processing", text);
       if (status.playback && status.playback.ready && status.processingStatus !== "READY") {
         showEarlyPlayback($(".upload-results", item), ticket.assetId, status.playback)
