@@ -153,17 +153,16 @@ def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
     mark_ready(session, asset)
     proxies = session.scalars(sa.select(AssetProxy.type).where(AssetProxy.asset_id == asset.id)).all()
     took = (asset.processed_at - asset.uploaded_at) if asset.processed_at and asset.uploaded_at else timedelta()
-    # The seed's completion event with its field names (duration: seconds; proxiesGenerated: video
-    # renditions), and beside them the unit spelled out and every file the ingest made.
+    # One style in every log line: snake_case keys, a dotted event name, units in the names (the API's
+    # camelCase is the wire's, not the logs'). The seed's completion event, in that style.
     log.info(
-        "Asset ingestion completed",
-        assetId=asset.id,
-        userId=asset.owner_id,
-        duration=round(took.total_seconds(), 3),
-        durationSeconds=round(took.total_seconds(), 3),
-        proxiesGenerated=sum(1 for kind in proxies if kind in _VIDEO_KINDS),
-        outputsGenerated=len(proxies),
-        metadataExtracted=asset.metadata_record is not None,
+        "asset.ingestion_completed",
+        asset_id=asset.id,
+        user_id=asset.owner_id,
+        duration_seconds=round(took.total_seconds(), 3),
+        video_proxies=sum(1 for kind in proxies if kind in _VIDEO_KINDS),
+        outputs=len(proxies),
+        metadata_extracted=asset.metadata_record is not None,
     )
 
 
