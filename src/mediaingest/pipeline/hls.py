@@ -136,9 +136,6 @@ class HlsPublisher:
         assert shortest is not None
         return shortest
 
-    def published(self) -> set[str]:
-        return set(self._stored)
-
     def _publish_rung(self, rung: str) -> None:
         playlist_path = self.rung_dir(rung) / MEDIA_PLAYLIST
         try:

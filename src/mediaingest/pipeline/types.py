@@ -122,7 +122,6 @@ class StageResult:
     # MediaMetadata field names and values, written over the probe's record.
     measurements: dict[str, Any] = field(default_factory=dict)
     message: str = ""
-    published: set[str] = field(default_factory=set)  # names the stage stored itself through LiveOutputs
 
     def __post_init__(self) -> None:
         unknown = set(self.measurements) - {f.name for f in fields(MediaMetadata)}

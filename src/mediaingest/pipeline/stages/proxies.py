@@ -290,7 +290,7 @@ def generate_proxies(
     if remuxed:
         message += f"; remuxed {', '.join(remuxed)}"
     message += f"; {len(shots)} cut(s)"
-    return StageResult(outputs=outputs, measurements={"shots": shots}, message=message, published=publisher.published())
+    return StageResult(outputs=outputs, measurements={"shots": shots}, message=message)
 
 
 def _keep_local(path: Path, name: str) -> None:
