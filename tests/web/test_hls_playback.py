@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from fixtures.live_server import LiveServerFactory
+from fixtures.live_server import LiveServerFactory, wait_until
 from fixtures.media import make_video
 from mediaingest.web import HLS_JS_SHA256, HLS_JS_VERSION, WEB_DIR
 
@@ -79,5 +80,43 @@ def test_the_page_plays_the_video_before_it_is_ready(
         arg=final.element_handle(),
         timeout=30_000,
     )
+    # The player's bar: the timecode where the video is, and a rendition switch over the HLS levels.
+    timecode = item.locator(".upload-results .timecode")
+    wait_until(lambda: re.fullmatch(r"00:00:\d\d:\d\d", timecode.inner_text()) is not None, timeout=10)
+    rendition = item.locator(".upload-results select.rendition")
+    wait_until(lambda: rendition.locator("option").all_inner_texts() == ["Auto", "360p", "720p"], timeout=10)
+    rendition.select_option(label="360p")
+    assert final.evaluate("v => v.hls.currentLevel") == 0
+    spectrogram = item.get_by_role("img", name="Spectrogram of early.mp4")
+    wait_until(lambda: spectrogram.evaluate("img => img.complete && img.naturalWidth") > 0, timeout=10)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    item.locator(".upload-results").screenshot(path=str(ARTIFACTS / "asset-results-1280.png"))
+    page.set_viewport_size({"width": 390, "height": 900})
+    item.locator(".upload-results").screenshot(path=str(ARTIFACTS / "asset-results-390.png"))
     # hls.js came from this service, pinned: never from a CDN.
     assert httpx.get(f"{server.url}/ui/hls.light.min.mjs", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("seconds", "metadata", "expected"),
+    [
+        (0, {"frameRate": "30000/1001", "timecode": "01:00:00;00"}, "01:00:00;00"),
+        (1799 / (30000 / 1001), {"frameRate": "30000/1001", "timecode": "01:00:00;00"}, "01:00:59;29"),
+        # Drop-frame skips frame numbers 00 and 01 at each minute but every tenth.
+        (1800 / (30000 / 1001), {"frameRate": "30000/1001", "timecode": "01:00:00;00"}, "01:01:00;02"),
+        (17982 / (30000 / 1001), {"frameRate": "30000/1001", "timecode": "00:00:00;00"}, "00:10:00;00"),
+        (10.5, {"frameRate": "25/1", "timecode": "10:00:00:00"}, "10:00:10:12"),
+        (2, {"frameRate": "24000/1001"}, "00:00:01:23"),
+        (75, {}, "1:15"),
+    ],
+)
+def test_the_player_shows_the_sources_timecode(
+    live_server_factory: LiveServerFactory, page: Any, seconds: float, metadata: dict[str, str], expected: str
+) -> None:
+    server = live_server_factory(worker=False)
+    page.goto(server.url + "/")
+    shown = page.evaluate(
+        "async ([seconds, metadata]) => (await import('/ui/app.js')).formatTimecode(seconds, metadata)",
+        [seconds, metadata],
+    )
+    assert shown == expected

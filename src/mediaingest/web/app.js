@@ -49,6 +49,34 @@ function formatDuration(seconds) {
   return `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
+/** The source's timecode at `seconds` into the proxy: its start timecode plus the frames since, at the
+ * timeline rate (drop-frame counted as SMPTE does at 29.97 and 59.94). Without a start timecode, from 0. */
+export function formatTimecode(seconds, metadata) {
+  const [num, den] = (metadata.frameRate || "").split("/").map(Number);
+  const rate = num ? num / (den || 1) : 0;
+  if (!rate) return formatClock(seconds);
+  const nominal = Math.round(rate);
+  const start = metadata.timecode || "00:00:00:00";
+  const drop = start.includes(";") && (nominal === 30 || nominal === 60);
+  const [hh, mm, ss, ff] = start.split(/[:;.]/).map(Number);
+  const dropPerMinute = drop ? nominal / 15 : 0; // 2 frame numbers at 29.97, 4 at 59.94
+  const startMinutes = hh * 60 + mm;
+  let frames = (startMinutes * 60 + ss) * nominal + ff
+    - dropPerMinute * (startMinutes - Math.floor(startMinutes / 10)) + Math.floor(seconds * rate + 1e-6);
+  if (drop) { // frame count → frame number: put back the numbers skipped each minute but every tenth
+    const perTen = 600 * nominal - 9 * dropPerMinute;
+    const perMinute = 60 * nominal - dropPerMinute;
+    const tens = Math.floor(frames / perTen);
+    const rest = frames % perTen;
+    frames += 9 * dropPerMinute * tens + (rest > dropPerMinute ? dropPerMinute * Math.floor((rest - dropPerMinute) / perMinute) : 0);
+  }
+  const pad = (n) => String(n).padStart(2, "0");
+  const f = frames % nominal;
+  const totalSeconds = Math.floor(frames / nominal);
+  const sep = drop ? ";" : ":";
+  return `${pad(Math.floor(totalSeconds / 3600) % 24)}:${pad(Math.floor(totalSeconds / 60) % 60)}:${pad(totalSeconds % 60)}${sep}${pad(f)}`;
+}
+
 function formatClock(seconds) {
   const s = Math.max(0, Math.floor(seconds));
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
@@ -548,15 +576,41 @@ async function renderResults(container, asset) {
     });
     const rungs = videos.map((p) => p.resolution).filter(Boolean).join(", ");
     const caption = el("figcaption", { text: `Web proxy · ${rungs}` });
-    grid.append(el("figure", { className: "result wide" }, video, caption));
+    const rendition = el("select", { className: "rendition", "aria-label": "Rendition" },
+      el("option", { value: "auto", text: "Auto" }));
+    const timecode = el("output", { className: "timecode", "aria-label": "Timecode" });
+    const showTimecode = () => { timecode.textContent = formatTimecode(video.currentTime, metadata); };
+    video.addEventListener("timeupdate", showTimecode);
+    video.addEventListener("seeked", showTimecode);
+    showTimecode();
+    grid.append(el("figure", { className: "result wide" }, video,
+      el("div", { className: "player-bar" }, timecode, rendition), caption));
     // Adaptive HLS where it plays; the MP4 renditions otherwise. Not awaited: the rest of the results
     // (poster, storyboard, waveform) must not wait for hls.js to load.
-    const mp4s = () => video.append(...videos.map((proxy) => el("source", { src: proxy.url, type: proxy.contentType })));
+    const mp4s = () => {
+      const files = videos.filter((proxy) => proxy.contentType === "video/mp4");
+      video.append(...videos.map((proxy) => el("source", { src: proxy.url, type: proxy.contentType })));
+      rendition.replaceChildren(...files.map((proxy) => el("option", { value: proxy.url, text: proxy.resolution })));
+      rendition.onchange = () => { // keep the place and the play state across the switch
+        const [at, paused] = [video.currentTime, video.paused];
+        video.src = rendition.value;
+        video.addEventListener("loadedmetadata", () => {
+          video.currentTime = at;
+          if (!paused) video.play().catch(() => {});
+        }, { once: true });
+      };
+    };
     if (asset.playback && asset.playback.hlsUrl) {
-      attachHls(video, asset.playback.hlsUrl).then(
-        (playing) => (playing ? (caption.textContent = `Web proxy · HLS, ${rungs}`) : mp4s()),
-        () => mp4s(),
-      );
+      attachHls(video, asset.playback.hlsUrl).then((playing) => {
+        if (!playing) return mp4s();
+        caption.textContent = `Web proxy · HLS, ${rungs}`;
+        if (!video.hls) return; // native HLS chooses its own rendition
+        video.hls.on("hlsManifestParsed", (_, data) => {
+          rendition.append(...data.levels.map((level, index) =>
+            el("option", { value: String(index), text: `${level.height}p` })));
+        });
+        rendition.onchange = () => { video.hls.currentLevel = rendition.value === "auto" ? -1 : Number(rendition.value); };
+      }, () => mp4s());
     } else {
       mp4s();
     }
@@ -594,6 +648,12 @@ async function renderResults(container, asset) {
     grid.append(el("figure", { className: "result wide" },
       el("img", { className: "waveform", src: waveform.url, alt: `Waveform of ${asset.name}` }),
       el("figcaption", { text: "Waveform" })));
+  }
+  const spectrogram = byType("SPECTROGRAM")[0];
+  if (spectrogram) {
+    grid.append(el("figure", { className: "result wide" },
+      el("img", { className: "spectrogram", src: spectrogram.url, alt: `Spectrogram of ${asset.name}` }),
+      el("figcaption", { text: "Spectrogram (time across, frequency up)" })));
   }
   const facts = [];
   if (metadata.durationSeconds) facts.push(["Duration", formatDuration(metadata.durationSeconds)]);
