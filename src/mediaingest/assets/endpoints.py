@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Literal
 
 import structlog
 from fastapi import APIRouter, Query, status
@@ -17,7 +17,6 @@ from mediaingest.assets.schemas import (
     AssetDetail,
     AssetPage,
     AssetStatus,
-    AssetSummary,
     ConfirmUploadRequest,
     ConfirmUploadResponse,
     DeletedAsset,
@@ -123,6 +122,13 @@ def list_assets(
             description="Only assets whose id starts with this (the short ids a listing shows).",
         ),
     ] = None,
+    search: Annotated[
+        str | None, Query(alias="q", max_length=255, description="Only names containing this (any case).")
+    ] = None,
+    sort: Annotated[
+        Literal["-createdAt", "createdAt", "name", "-name", "fileSize", "-fileSize"],
+        Query(description="Order: newest first by default; `-` in front for descending."),
+    ] = "-createdAt",
 ) -> Envelope[AssetPage]:
     filters = AssetFilters(
         upload_status=status_filter,
@@ -130,10 +136,10 @@ def list_assets(
         media_type=media_type,
         project_id=project_id,
         id_prefix=id_prefix,
+        name_contains=search.strip() if search else None,
     )
     with db.read() as session:
-        items, total = assets.list(session, principal, filters=filters, page=page, page_size=page_size)
-        summaries = [AssetSummary.model_validate(item) for item in items]
+        summaries, total = assets.list(session, principal, filters=filters, page=page, page_size=page_size, sort=sort)
     return Envelope(data=AssetPage(items=summaries, total=total, page=page, page_size=page_size))
 
 

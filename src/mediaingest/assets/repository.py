@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
@@ -74,9 +75,13 @@ class AssetFilters:
     media_type: MediaType | None = None
     project_id: str | None = None
     id_prefix: str | None = None  # the first characters of an id, as people type them from a listing
+    name_contains: str | None = None  # a search as people type it: case-insensitive, anywhere in the name
 
     def conditions(self) -> list[sa.ColumnElement[bool]]:
         conditions = []
+        if self.name_contains:
+            name = sa.func.lower(MediaAsset.original_name)
+            conditions.append(name.contains(self.name_contains.lower(), autoescape=True))
         if self.id_prefix is not None:
             conditions.append(MediaAsset.id.startswith(self.id_prefix.lower(), autoescape=True))
         if self.upload_status is not None:
@@ -90,19 +95,37 @@ class AssetFilters:
         return conditions
 
 
+# How a listing can be ordered: the API's names → columns; "-" in front for descending.
+SORTS: dict[str, Any] = {
+    "createdAt": MediaAsset.created_at,
+    "name": sa.func.lower(MediaAsset.original_name),
+    "fileSize": MediaAsset.file_size,
+}
+
+
 def list_owned(
-    session: Session, *, owner_id: str, filters: AssetFilters, page: int, page_size: int
+    session: Session,
+    *,
+    owner_id: str,
+    filters: AssetFilters,
+    page: int,
+    page_size: int,
+    sort: str = "-createdAt",
+    with_previews: bool = False,
 ) -> tuple[Sequence[MediaAsset], int]:
     conditions = [MediaAsset.owner_id == owner_id, *filters.conditions()]
     total = session.scalar(sa.select(sa.func.count()).select_from(MediaAsset).where(*conditions)) or 0
-    items = session.scalars(
+    column = SORTS[sort.removeprefix("-")]
+    query = (
         sa.select(MediaAsset)
         .where(*conditions)
-        .order_by(MediaAsset.created_at.desc(), MediaAsset.id)
+        .order_by(column.desc() if sort.startswith("-") else column.asc(), MediaAsset.id)
         .limit(page_size)
         .offset((page - 1) * page_size)
-    ).all()
-    return items, int(total)
+    )
+    if with_previews:  # the poster and the duration of each row, in two queries for the whole page
+        query = query.options(selectinload(MediaAsset.metadata_record), selectinload(MediaAsset.proxies))
+    return session.scalars(query).all(), int(total)
 
 
 def jobs_of(session: Session, asset_id: str) -> Sequence[IngestionJob]:

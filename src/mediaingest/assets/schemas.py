@@ -207,6 +207,8 @@ class AssetSummary(ApiModel):
     updated_at: datetime
     uploaded_at: datetime | None
     processed_at: datetime | None
+    poster_url: str | None = Field(None, description="In listings: the poster's (or thumbnail's) signed URL.")
+    duration_seconds: float | None = Field(None, description="In listings: the media's length, once probed.")
 
 
 class Playback(ApiModel):

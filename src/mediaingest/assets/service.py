@@ -33,6 +33,7 @@ from mediaingest.assets.media_types import (
 )
 from mediaingest.assets.schemas import (
     AssetStatus,
+    AssetSummary,
     ConfirmUploadRequest,
     JobOut,
     MultipartUpload,
@@ -58,7 +59,13 @@ from mediaingest.exceptions import (
     ValidationFailedError,
 )
 from mediaingest.models import IngestionJob, MediaAsset
-from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, IngestionJobType, UploadStatus
+from mediaingest.models.enums import (
+    AssetProcessingStatus,
+    IngestionJobStatus,
+    IngestionJobType,
+    ProxyType,
+    UploadStatus,
+)
 from mediaingest.storage.base import CompletedPart, ObjectInfo, Storage
 from mediaingest.storage.errors import InvalidPartError
 from mediaingest.users.auth import Principal
@@ -410,11 +417,30 @@ class AssetService:
         return asset
 
     def list(
-        self, session: Session, principal: Principal, *, filters: repository.AssetFilters, page: int, page_size: int
-    ) -> tuple[Sequence[MediaAsset], int]:
-        return repository.list_owned(
-            session, owner_id=principal.user_id, filters=filters, page=page, page_size=page_size
-        )
+        self,
+        session: Session,
+        principal: Principal,
+        *,
+        filters: repository.AssetFilters,
+        page: int,
+        page_size: int,
+        sort: str = "-createdAt",
+    ) -> tuple[list[AssetSummary], int]:
+        """A page of the caller's assets, each with its poster's signed URL and its duration (a library row)."""
+        items, total = repository.list_owned(
+            session, owner_id=principal.user_id, filters=filters, page=page, page_size=page_size, sort=sort,
+            with_previews=True,
+        )  # fmt: skip
+        return [self._summary(asset) for asset in items], total
+
+    def _summary(self, asset: MediaAsset) -> AssetSummary:
+        summary = AssetSummary.model_validate(asset)
+        poster = next((p for p in asset.proxies if p.type in (ProxyType.POSTER, ProxyType.THUMBNAIL)), None)
+        if poster is not None:
+            summary.poster_url = self.download_url(poster.storage_bucket, poster.storage_key)
+        if asset.metadata_record is not None:
+            summary.duration_seconds = asset.metadata_record.duration_seconds
+        return summary
 
     def jobs(self, session: Session, asset: MediaAsset) -> Sequence[IngestionJob]:
         return repository.jobs_of(session, asset.id)

@@ -800,8 +800,8 @@ function refreshAssets() {
     do {
       state.again = false;
       try {
-        const page = await api("/api/assets?pageSize=100");
-        renderAssets(page.items);
+        const page = await api(`/api/assets?${libraryQuery()}`);
+        renderAssets(page.items, page);
       } catch (error) {
         if (!(error instanceof SessionEndedError)) $("#notice").textContent = `Could not load your assets: ${describeError(error)}`;
       }
@@ -817,10 +817,27 @@ function statusLabel(asset) {
   return { PENDING: "Queued", PROCESSING: "Processing", READY: "Ready", FAILED: "Failed" }[asset.processingStatus];
 }
 
-function renderAssets(items) {
+// The library's view: search, filters, order and page, as the API takes them.
+const library = { page: 1, pageSize: 20 };
+
+function libraryQuery() {
+  const params = new URLSearchParams({ page: String(library.page), pageSize: String(library.pageSize) });
+  const search = $("#library-search").value.trim();
+  if (search) params.set("q", search);
+  if ($("#library-type").value) params.set("type", $("#library-type").value);
+  if ($("#library-status").value) params.set("processingStatus", $("#library-status").value);
+  params.set("sort", $("#library-sort").value);
+  return params.toString();
+}
+
+function renderAssets(items, page = { total: items.length, page: 1, pageSize: items.length || 1 }) {
   const body = $("#assets-body");
   body.replaceChildren(...items.map((asset) => el("tr", { "data-asset-id": asset.id },
+    el("td", { className: "thumb-cell" }, asset.posterUrl
+      ? el("img", { className: "row-poster", src: asset.posterUrl, alt: "", loading: "lazy" })
+      : el("span", { className: "row-poster placeholder", "aria-hidden": "true", text: asset.type.slice(0, 1) })),
     el("th", { scope: "row", className: "name-cell", text: asset.originalName || asset.name, title: asset.originalName }),
+    el("td", { text: asset.durationSeconds ? formatClock(asset.durationSeconds) : "—" }),
     el("td", { text: asset.type.toLowerCase() }),
     el("td", { text: formatBytes(asset.fileSize) }),
     el("td", {}, el("span", { className: `badge ${(asset.processingStatus || "").toLowerCase()}`, text: statusLabel(asset) })),
@@ -829,8 +846,29 @@ function renderAssets(items) {
       el("button", { type: "button", className: "secondary", "aria-label": `View ${asset.name}`, onclick: () => openViewer(asset) }, "View"),
       el("button", { type: "button", className: "danger", "aria-label": `Delete ${asset.name}`, onclick: () => deleteAsset(asset) }, "Delete")),
   )));
+  const filtered = Boolean($("#library-search").value.trim() || $("#library-type").value || $("#library-status").value);
   $("#assets-table").hidden = items.length === 0;
   $("#assets-empty").hidden = items.length !== 0;
+  $("#assets-empty").textContent = filtered ? "No asset matches." : "No assets yet: upload something above.";
+  const pages = Math.max(1, Math.ceil(page.total / page.pageSize));
+  $("#library-pager").hidden = pages <= 1;
+  $("#page-info").textContent = `Page ${page.page} of ${pages} · ${page.total} assets`;
+  $("#page-prev").disabled = page.page <= 1;
+  $("#page-next").disabled = page.page >= pages;
+}
+
+function wireLibrary() {
+  let typing = null;
+  $("#library-search").addEventListener("input", () => { // search as people type, once they pause
+    clearTimeout(typing);
+    typing = setTimeout(() => { library.page = 1; refreshAssets(); }, 250);
+  });
+  $("#library-filters").addEventListener("submit", (event) => event.preventDefault());
+  for (const id of ["#library-type", "#library-status", "#library-sort"]) {
+    $(id).addEventListener("change", () => { library.page = 1; refreshAssets(); });
+  }
+  $("#page-prev").addEventListener("click", () => { library.page = Math.max(1, library.page - 1); refreshAssets(); });
+  $("#page-next").addEventListener("click", () => { library.page += 1; refreshAssets(); });
 }
 
 async function deleteAsset(asset) {
@@ -900,6 +938,7 @@ function wire() {
   $("#sign-in-form").addEventListener("submit", signIn);
   $("#sign-out").addEventListener("click", () => showSignIn("You are signed out."));
   $("#refresh").addEventListener("click", () => refreshAssets());
+  wireLibrary();
   $("#viewer-close").addEventListener("click", closeViewer);
   const input = $("#file-input");
   input.addEventListener("change", () => {
