@@ -163,3 +163,19 @@ def test_delete_removes_objects_rows_and_quota(client: TestClient, users: Users,
     with session_factory() as session:
         assert session.get(MediaAsset, asset_id) is None
         assert session.scalars(sa.select(IngestionJob).where(IngestionJob.asset_id == asset_id)).all() == []
+
+
+def test_me_tells_the_plan_and_the_quota_upload_url_checks(client: TestClient, users: Users, small_video: Path) -> None:
+    _, headers = users.create()
+    before = client.get("/api/me", headers=headers).json()["data"]
+    assert before["plan"] == "USER" and before["email"]
+    assert before["quota"] == {
+        "limitBytes": 5 * 1024**3, "storedBytes": 0, "reservedBytes": 0, "availableBytes": 5 * 1024**3
+    }  # fmt: skip
+    upload(client, headers, small_video, mime_type="video/mp4")
+    request_upload(client, headers, size=1000, file_name="later.mov", mime_type="video/quicktime")
+    after = client.get("/api/me", headers=headers).json()["data"]["quota"]
+    size = small_video.stat().st_size
+    assert (after["storedBytes"], after["reservedBytes"]) == (size, 1000)
+    assert after["availableBytes"] == 5 * 1024**3 - size - 1000
+    assert client.get("/api/me").status_code == 401

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +108,12 @@ def test_video_chosen_and_image_dropped_reach_ready_with_poster_player_scrub_and
     assert image_card.get_by_role("img", name=f"Poster frame of {small_jpeg.name}").is_visible()
     assert image_card.locator("video").count() == 0
 
-    # Both are in the list, ready.
+    # Both are in the list, ready; the header tells who is signed in, the plan and the quota used.
     rows = page.locator("#assets-body tr")
     wait_until(lambda: rows.count() == 2 and rows.locator(".badge.ready").count() == 2, timeout=10)
+    label = page.locator("#account-label")
+    header = r"\S+@\S+ · User plan · [\d.]+ [KM]B of 5.4 GB used"  # 5 GiB, in the page's decimal units
+    wait_until(lambda: re.fullmatch(header, label.inner_text()), timeout=10, message=label.inner_text())
     assert card(page, small_video.name).locator(".upload-status").get_attribute("aria-live") == "polite"
 
     ARTIFACTS.mkdir(exist_ok=True)

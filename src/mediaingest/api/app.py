@@ -23,6 +23,7 @@ from mediaingest.dispatch import build_dispatcher
 from mediaingest.logging import configure_logging
 from mediaingest.storage import build_storage
 from mediaingest.users.auth import Authenticator
+from mediaingest.users.endpoints import router as account_router
 from mediaingest.web import mount_web
 from mediaingest.webhooks.endpoints import router as webhooks_router
 
@@ -73,6 +74,7 @@ def create_app(
     app.include_router(asset_events_router)
     app.include_router(playback_router)
     app.include_router(webhooks_router)
+    app.include_router(account_router)
     mount_web(app)  # the upload page at /
     mount_docs(app)
     if settings.storage_backend == StorageBackendName.LOCAL:

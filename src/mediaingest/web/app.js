@@ -140,8 +140,18 @@ function showWorkspace() {
   $("#sign-in").hidden = true;
   $("#workspace").hidden = false;
   $("#account").hidden = false;
-  $("#account-label").textContent = `Signed in with token ${token.slice(0, 7)}…`;
+  $("#account-label").textContent = "Signed in";
   refreshAssets();
+}
+
+/** The header: who is signed in, their plan, and how much of its quota is used. */
+async function refreshAccount() {
+  const me = await api("/api/me");
+  const used = me.quota.storedBytes + me.quota.reservedBytes;
+  const who = me.email || `user ${me.userId.slice(0, 8)}`;
+  $("#account-label").textContent =
+    `${who} · ${me.plan.charAt(0)}${me.plan.slice(1).toLowerCase()} plan · ${formatBytes(used)} of ${formatBytes(me.quota.limitBytes)} used`;
+  $("#account-label").title = `${formatBytes(me.quota.availableBytes)} free for new uploads`;
 }
 
 async function api(path, { method = "GET", body, signal } = {}) {
@@ -800,7 +810,7 @@ function refreshAssets() {
     do {
       state.again = false;
       try {
-        const page = await api(`/api/assets?${libraryQuery()}`);
+        const [page] = await Promise.all([api(`/api/assets?${libraryQuery()}`), refreshAccount()]);
         renderAssets(page.items, page);
       } catch (error) {
         if (!(error instanceof SessionEndedError)) $("#notice").textContent = `Could not load your assets: ${describeError(error)}`;

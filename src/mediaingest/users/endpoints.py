@@ -1,0 +1,47 @@
+"""`GET /api/me`: who the caller is, their plan, and how much of its quota is used (the page's header)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from mediaingest.api.deps import AppSettings, CurrentPrincipal, Db
+from mediaingest.assets import repository
+from mediaingest.db import utcnow
+from mediaingest.models import User
+from mediaingest.models.enums import Plan
+from mediaingest.schemas import UNAUTHENTICATED, ApiModel, Envelope
+
+router = APIRouter(prefix="/api", tags=["account"], responses=UNAUTHENTICATED)
+
+
+class Quota(ApiModel):
+    limit_bytes: int = Field(description="What the plan allows.")
+    stored_bytes: int = Field(description="Verified uploads.")
+    reserved_bytes: int = Field(description="Declared sizes of uploads still in flight.")
+    available_bytes: int = Field(description="What a new upload may declare now.")
+
+
+class Me(ApiModel):
+    user_id: str
+    email: str | None = Field(None, description="None for users the main product signs in with a JWT.")
+    plan: Plan
+    quota: Quota
+
+
+@router.get("/me", response_model=Envelope[Me])
+def me(db: Db, principal: CurrentPrincipal, settings: AppSettings) -> Envelope[Me]:
+    """The caller, their plan and their quota: the same figures upload-url checks against."""
+    limit = settings.quota_for(principal.plan)
+    with db.read() as session:
+        user = session.get(User, principal.user_id)
+        stored, reserved = repository.bytes_used(session, owner_id=principal.user_id, now=utcnow())
+    quota = Quota(
+        limit_bytes=limit,
+        stored_bytes=stored,
+        reserved_bytes=reserved,
+        available_bytes=max(0, limit - stored - reserved),
+    )
+    return Envelope(
+        data=Me(user_id=principal.user_id, email=user.email if user else None, plan=principal.plan, quota=quota)
+    )
