@@ -164,6 +164,7 @@ def test_invalid_token_and_expired_session_return_to_sign_in(live_server_factory
 
     sign_in(page, server, _token(headers))
     assert page.evaluate("() => sessionStorage.getItem('mediaingest.token')") == _token(headers)
+    page.locator("#account-label", has_text="@").wait_for()  # the first load is done
     # The token is revoked while the page is open: the next request returns the person to sign-in.
     with session_scope(server.app.state.session_factory) as session:
         session.execute(sa.update(ApiToken).where(ApiToken.user_id == user_id).values(revoked_at=utcnow()))
@@ -238,3 +239,22 @@ def test_multipart_upload_through_the_page_with_a_part_retried(
     assert detail["etag"].endswith(f"-{parts}")  # assembled from every part
     assert detail["checksum"] == hashlib.sha256(small_video.read_bytes()).hexdigest()
     assert uploaded.get_by_role("img", name=f"Poster frame of {small_video.name}").is_visible()
+
+
+def test_the_queue_is_compact_and_finished_cards_can_be_cleared(
+    live_server: LiveServer, page: Any, small_jpeg: Path, tmp_path: Path
+) -> None:
+    _, headers = live_server.create_user()
+    sign_in(page, live_server, _token(headers))
+    document = tmp_path / "notes.mp4"
+    document.write_bytes(PDF_BYTES)
+    page.set_input_files("#file-input", [str(small_jpeg), str(document)])
+    ready, refused = card(page, small_jpeg.name), card(page, "notes.mp4")
+    ready.and_(page.locator("[data-state='ready']")).wait_for(timeout=READY_TIMEOUT_MS)
+    refused.and_(page.locator("[data-state='rejected'], [data-state='failed']")).wait_for(timeout=READY_TIMEOUT_MS)
+    wait_until(lambda: page.locator("#uploads-summary").inner_text() == "1 ready · 1 failed", timeout=10)
+    # A failed card goes on its own; the rest with "Clear finished".
+    refused.get_by_role("button", name="Dismiss notes.mp4").click()
+    assert refused.count() == 0 and page.locator("#uploads-summary").inner_text() == "1 ready"
+    page.get_by_role("button", name="Clear finished").click()
+    assert page.locator("#uploads .upload").count() == 0 and page.locator("#uploads-bar").is_hidden()

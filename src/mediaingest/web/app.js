@@ -696,7 +696,10 @@ function addFiles(fileList) {
     $(".upload-size", item).textContent = formatBytes(file.size);
     $(".upload-progress", item).setAttribute("aria-label", `Upload of ${file.name}`);
     $(".upload-status", item).textContent = "Waiting to upload…";
+    $(".dismiss", item).setAttribute("aria-label", `Dismiss ${file.name}`);
+    $(".dismiss", item).addEventListener("click", () => dismiss(item));
     $("#uploads").prepend(item);
+    updateQueueBar();
     queue.push({ file, item, project: $("#project-input").value.trim() || null });
   }
   pump();
@@ -713,9 +716,32 @@ function pump() {
   }
 }
 
+const FINISHED = new Set(["ready", "failed", "rejected", "deleted"]);
+
 function setState(item, state, text) {
   item.dataset.state = state;
   if (text !== undefined) $(".upload-status", item).textContent = text;
+  $(".dismiss", item).hidden = !FINISHED.has(state);
+  updateQueueBar();
+}
+
+/** Above the cards: how many are in flight, ready or failed, and one button to clear the finished ones. */
+function updateQueueBar() {
+  const cards = [...document.querySelectorAll("#uploads .upload")];
+  const count = (states) => cards.filter((card) => states.includes(card.dataset.state)).length;
+  const ready = count(["ready"]);
+  const failed = count(["failed", "rejected", "deleted"]);
+  const active = cards.length - ready - failed;
+  const parts = [active && `${active} in progress`, ready && `${ready} ready`, failed && `${failed} failed`];
+  $("#uploads-summary").textContent = parts.filter(Boolean).join(" · ");
+  $("#uploads-bar").hidden = cards.length === 0;
+  $("#clear-finished").disabled = ready + failed === 0;
+}
+
+function dismiss(item) {
+  for (const video of item.querySelectorAll("video")) detachHls(video);
+  item.remove();
+  updateQueueBar();
 }
 
 async function uploadOne({ file, item, project }) {
@@ -949,6 +975,9 @@ function wire() {
   $("#sign-out").addEventListener("click", () => showSignIn("You are signed out."));
   $("#refresh").addEventListener("click", () => refreshAssets());
   wireLibrary();
+  $("#clear-finished").addEventListener("click", () => {
+    for (const card of document.querySelectorAll("#uploads .upload")) if (FINISHED.has(card.dataset.state)) dismiss(card);
+  });
   $("#viewer-close").addEventListener("click", closeViewer);
   const input = $("#file-input");
   input.addEventListener("change", () => {
