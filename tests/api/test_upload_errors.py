@@ -172,6 +172,8 @@ def test_content_not_matching_the_declared_type_is_discarded(client: TestClient,
 
     error = _error(client.post("/api/assets/confirm-upload", json=body, headers=headers), 422, "integrity_check_failed")
     assert "declared video/mp4" in error["message"] and "application/pdf" in error["message"]
+    # Which check failed, for advice that fits ("a PDF, not a video").
+    assert error["details"] == {"check": "type", "declared": "video/mp4", "found": "application/pdf"}
     asset = _asset(client, ticket["assetId"])
     assert asset is not None and asset.upload_status == UploadStatus.FAILED
     assert asset.error is not None and "does not match the declared type" in asset.error
@@ -199,7 +201,7 @@ def test_wrong_etag_fails_the_upload(client: TestClient, users: Users, small_vid
     put_bytes(client, ticket, data)
     body = {"assetId": ticket["assetId"], "etag": '"0123456789abcdef0123456789abcdef"'}
     error = _error(client.post("/api/assets/confirm-upload", json=body, headers=headers), 422, "integrity_check_failed")
-    assert "ETag" in error["message"]
+    assert "ETag" in error["message"] and error["details"] == {"check": "etag"}
     asset = _asset(client, ticket["assetId"])
     assert asset is not None and asset.upload_status == UploadStatus.FAILED and not _object_exists(client, asset)
     assert _usage(client, user_id) == (0, 0)
@@ -215,6 +217,7 @@ def test_size_mismatch_fails_the_upload(client: TestClient, users: Users, small_
     body = {"assetId": ticket["assetId"], "etag": info.etag}
     error = _error(client.post("/api/assets/confirm-upload", json=body, headers=headers), 422, "integrity_check_failed")
     assert f"declared {len(data) + 10} bytes, stored {len(data)} bytes" in error["message"]
+    assert error["details"] == {"check": "size", "declared": len(data) + 10, "found": len(data)}
     assert storage.list_keys("incoming", ticket["storageKey"]) == []
     assert _usage(client, user_id) == (0, 0)
 

@@ -253,6 +253,10 @@ def test_the_queue_is_compact_and_finished_cards_can_be_cleared(
     ready.and_(page.locator("[data-state='ready']")).wait_for(timeout=READY_TIMEOUT_MS)
     refused.and_(page.locator("[data-state='rejected'], [data-state='failed']")).wait_for(timeout=READY_TIMEOUT_MS)
     wait_until(lambda: page.locator("#uploads-summary").inner_text() == "1 ready · 1 failed", timeout=10)
+    # Advice that fits: what the file really is, and what to upload instead.
+    assert refused.locator(".upload-status").inner_text() == (
+        "“notes.mp4” is a PDF, not a video: upload a video, audio or image file."
+    )
     # A failed card goes on its own; the rest with "Clear finished".
     refused.get_by_role("button", name="Dismiss notes.mp4").click()
     assert refused.count() == 0 and page.locator("#uploads-summary").inner_text() == "1 ready"

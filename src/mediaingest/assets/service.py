@@ -93,7 +93,7 @@ class ConfirmedUpload:
 @dataclass(frozen=True)
 class UploadInspection:
     info: ObjectInfo
-    failure: str | None  # why the stored object is not the declared upload, or None
+    failure: IntegrityCheckError | None  # why the stored object is not the declared upload, or None
 
 
 UnitOfWork = Callable[[], AbstractContextManager[Session]]
@@ -292,9 +292,9 @@ class AssetService:
         if isinstance(current, ConfirmedUpload):
             return current
         if inspection.failure is not None:
-            self._discard_upload(session, current, UploadStatus.FAILED, inspection.failure)
-            log.warning("asset.integrity_check_failed", asset_id=current.id, reason=inspection.failure)
-            return ConfirmedUpload(asset=current, failure=IntegrityCheckError(inspection.failure))
+            self._discard_upload(session, current, UploadStatus.FAILED, inspection.failure.message)
+            log.warning("asset.integrity_check_failed", asset_id=current.id, reason=inspection.failure.message)
+            return ConfirmedUpload(asset=current, failure=inspection.failure)
         info = inspection.info
         current.upload_status = UploadStatus.UPLOADED
         current.processing_status = AssetProcessingStatus.PENDING
@@ -381,18 +381,30 @@ class AssetService:
 
     def _integrity_failure(
         self, asset: MediaAsset, size: int, etag: str, sha256: str | None, client_etag: str | None
-    ) -> str | None:
+    ) -> IntegrityCheckError | None:
+        """Which check the stored object fails, with what was declared and what was found (`details.check`:
+        size, etag, sha256 or type), so a client can give advice that fits; None when it passes them all."""
         if size != asset.file_size:
-            return f"size mismatch: declared {asset.file_size} bytes, stored {size} bytes"
+            return IntegrityCheckError(
+                f"size mismatch: declared {asset.file_size} bytes, stored {size} bytes",
+                details={"check": "size", "declared": asset.file_size, "found": size},
+            )
         if client_etag and _normalize_etag(client_etag) != _normalize_etag(etag):
-            return "ETag mismatch: the stored object is not the one the client uploaded"
+            return IntegrityCheckError(
+                "ETag mismatch: the stored object is not the one the client uploaded", details={"check": "etag"}
+            )
         if asset.declared_sha256 and sha256 and sha256.lower() != asset.declared_sha256:
-            return "SHA-256 mismatch: the stored bytes do not match the declared sha256"
+            return IntegrityCheckError(
+                "SHA-256 mismatch: the stored bytes do not match the declared sha256", details={"check": "sha256"}
+            )
         head = self.storage.read_range(asset.storage_bucket, asset.storage_key, 0, SNIFF_BYTES)
         detected = sniff(head)
         if not detected.could_be(asset.type):
             found = detected.mime_type or "unrecognised content"
-            return f"content does not match the declared type: declared {asset.mime_type}, found {found}"
+            return IntegrityCheckError(
+                f"content does not match the declared type: declared {asset.mime_type}, found {found}",
+                details={"check": "type", "declared": asset.mime_type, "found": detected.mime_type},
+            )
         return None
 
     def _discard_upload(self, session: Session, asset: MediaAsset, status: UploadStatus, reason: str) -> None:

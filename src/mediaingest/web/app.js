@@ -98,6 +98,17 @@ class ApiError extends Error {
 
 class SessionEndedError extends Error {}
 
+// What people call the files a renamed upload turns out to be.
+const KIND_NAMES = {
+  "application/pdf": "a PDF", "application/zip": "a ZIP archive", "text/html": "a web page",
+  "application/x-msdownload": "a Windows program", "text/plain": "a text file",
+};
+
+function describeKind(mimeType) {
+  const kind = (mimeType || "").split("/")[0];
+  return { video: "a video", audio: "an audio file", image: "an image" }[kind] || `a ${mimeType || "media file"}`;
+}
+
 function describeError(error, fileName) {
   const quoted = fileName ? `“${fileName}”` : "This file";
   if (!(error instanceof ApiError)) return error.message || String(error);
@@ -113,7 +124,14 @@ function describeError(error, fileName) {
     case "file_too_large":
       return `${quoted} is ${formatBytes(d.fileSize)}; the largest file you can upload is ${formatBytes(d.maxFileSize)}.`;
     case "integrity_check_failed":
-      return `${quoted} arrived damaged or is not what its name says (${error.message}). Please try again.`;
+      if (d.check === "type") {
+        const kind = KIND_NAMES[d.found] || (d.found ? `a ${d.found} file` : "not a file we recognise");
+        return `${quoted} is ${kind}, not ${describeKind(d.declared)}: upload a video, audio or image file.`;
+      }
+      if (d.check === "size") {
+        return `${quoted} arrived incomplete (${formatBytes(d.found)} of ${formatBytes(d.declared)}): upload it again.`;
+      }
+      return `${quoted} arrived changed on the way (${error.message}): upload it again.`;
     default:
       return error.message;
   }
