@@ -15,13 +15,9 @@ from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.stages.audio_visuals import generate_audio_visuals
 from mediaingest.pipeline.stages.probe import probe
 
-from .conftest import FFMPEG, FFPROBE
+from .conftest import FFMPEG, FFPROBE, _ffmpeg
 
 LAYOUTS = ("stereo", "mono", "5.1", "mono")
-
-
-def _ffmpeg(*args: str | Path) -> None:
-    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True)
 
 
 @pytest.fixture(scope="module")

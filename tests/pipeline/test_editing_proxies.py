@@ -20,11 +20,7 @@ from mediaingest.pipeline.stages.thumbnails import generate_thumbnails, mean_lum
 from mediaingest.pipeline.timing import analyse_timestamps, nearest_standard_rate
 from mediaingest.pipeline.types import StageOutput
 
-from .conftest import FFMPEG, FFPROBE
-
-
-def _ffmpeg(*args: str | Path) -> None:
-    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True)
+from .conftest import FFPROBE, _ffmpeg
 
 
 def _packets(path: Path) -> list[dict[str, str]]:

@@ -52,15 +52,11 @@ def rewrite_master(text: str, asset_id: str, settings: Settings, expires: int, s
     """Each media playlist's line → this route, with the same signature (it covers the asset, not a file)."""
     query = urlencode({"expires": expires, "signature": signature})
     base = f"{settings.resolved_public_url}/api/assets/{asset_id}/hls"
-    return _map_uris(text, lambda name: f"{base}/{name}?{query}")
+    return rewrite_media(text, lambda name: f"{base}/{name}?{query}")
 
 
-def rewrite_media(text: str, sign: Callable[[str], str]) -> str:
-    """The init segment and every media segment → a presigned storage URL."""
-    return _map_uris(text, sign)
-
-
-def _map_uris(text: str, target: Callable[[str], str]) -> str:
+def rewrite_media(text: str, target: Callable[[str], str]) -> str:
+    """Every reference in a playlist (media playlists, the init segment, segments) → `target(name)`."""
     lines = []
     for line in text.splitlines():
         stripped = line.strip()

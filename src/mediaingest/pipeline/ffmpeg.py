@@ -422,6 +422,12 @@ def _feed_progress(throttle: ProgressThrottle, duration: float | None, lines: It
                 throttle.update(decoded.seconds / duration)
 
 
+def require_output(path: Path) -> None:
+    """ffmpeg can exit 0 without writing an output (a seek past the end, a branch that got no frame)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        raise ProcessingError(f"ffmpeg finished but wrote no {path.name}")
+
+
 # --- ffprobe ------------------------------------------------------------------------------------
 
 

@@ -48,7 +48,6 @@ class FrameTiming:
     variable: bool  # some frame intervals differ from the usual one beyond timestamp rounding
     source_rate: Fraction  # frames per second over the regular intervals
     timeline_rate: Fraction  # the standard rate every proxy is encoded at
-    duration_seconds: float  # first frame's start to the last frame's end
 
 
 def nearest_standard_rate(rate: Fraction | float) -> Fraction:
@@ -72,16 +71,13 @@ def analyse_timestamps(timestamps: Iterable[float]) -> FrameTiming | None:
     """FrameTiming from packet presentation times in decode order; None when there are too few to tell."""
     pending: list[float] = []
     previous: float | None = None
-    first: float | None = None
     intervals: Counter[int] = Counter()  # microseconds → how often
     frames = 0
 
     def emit(timestamp: float) -> None:
-        nonlocal previous, first, frames
+        nonlocal previous, frames
         frames += 1
-        if previous is None:
-            first = timestamp
-        elif timestamp > previous:
+        if previous is not None and timestamp > previous:
             intervals[round((timestamp - previous) * 1_000_000)] += 1
         previous = timestamp
 
@@ -92,7 +88,7 @@ def analyse_timestamps(timestamps: Iterable[float]) -> FrameTiming | None:
     while pending:
         emit(heapq.heappop(pending))
 
-    if not intervals or first is None or previous is None:
+    if not intervals:
         return None
     usual = intervals.most_common(1)[0][0]
     tolerance = max(_ROUNDING_SECONDS * 1_000_000, usual * _ROUNDING_SHARE)
@@ -108,7 +104,6 @@ def analyse_timestamps(timestamps: Iterable[float]) -> FrameTiming | None:
         variable=variable,
         source_rate=source_rate,
         timeline_rate=timeline_rate,
-        duration_seconds=previous - first + usual / 1_000_000,
     )
 
 

@@ -52,8 +52,7 @@ function formatDuration(seconds) {
 /** The source's timecode at `seconds` into the proxy: its start timecode plus the frames since, at the
  * timeline rate (drop-frame counted as SMPTE does at 29.97 and 59.94). Without a start timecode, from 0. */
 export function formatTimecode(seconds, metadata) {
-  const [num, den] = (metadata.frameRate || "").split("/").map(Number);
-  const rate = num ? num / (den || 1) : 0;
+  const rate = frameRateOf(metadata);
   if (!rate) return formatClock(seconds);
   const nominal = Math.round(rate);
   const start = metadata.timecode || "00:00:00:00";
@@ -576,10 +575,15 @@ async function showEarlyPlayback(container, assetId, playback) {
     `Playable while processing: ${formatClock(playback.playableSeconds)}${ready} ready`;
 }
 
+/** The timeline rate as a number: "30000/1001" → 29.97…; 0 when unknown. */
+function frameRateOf(metadata) {
+  const [num, den] = (metadata.frameRate || "").split("/").map(Number);
+  return num ? num / (den || 1) : 0;
+}
+
 function formatFrameRate(metadata) {
   // "30000/1001" → "29.97 fps"; the proxies are at this constant rate even when the source was not.
-  const [num, den] = metadata.frameRate.split("/").map(Number);
-  const fps = `${Math.round((num / (den || 1)) * 1000) / 1000} fps`;
+  const fps = `${Math.round(frameRateOf(metadata) * 1000) / 1000} fps`;
   return metadata.isVariableFrameRate ? `${fps} (source variable)` : fps;
 }
 

@@ -27,7 +27,6 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from mediaingest.exceptions import ProcessingError
 from mediaingest.models.enums import ProxyType
 from mediaingest.pipeline.ffmpeg import (
     FfmpegCommand,
@@ -36,6 +35,7 @@ from mediaingest.pipeline.ffmpeg import (
     FilterGraph,
     ProgressThrottle,
     filter_spec,
+    require_output,
 )
 from mediaingest.pipeline.filters import AudioTrack, audio_stream_specifier, audio_tracks
 from mediaingest.pipeline.options import PipelineOptions
@@ -175,8 +175,7 @@ def _peaks_output(path: Path, track: AudioTrack, peaks: PeaksAccumulator, option
 
 
 def _audio_proxy_output(path: Path, track: AudioTrack) -> StageOutput:
-    if not path.is_file() or path.stat().st_size == 0:
-        raise ProcessingError(f"ffmpeg finished but wrote no {path.name}")
+    require_output(path)
     return StageOutput(
         kind=ProxyType.AUDIO,
         path=path,
@@ -343,8 +342,7 @@ def spectrogram_rate_for(duration_seconds: float | None, sample_rate: int | None
 
 
 def _png_output(kind: ProxyType, path: Path, width: int, height: int, details: dict[str, Any]) -> StageOutput:
-    if not path.is_file() or path.stat().st_size == 0:
-        raise ProcessingError(f"ffmpeg finished but wrote no {path.name}")
+    require_output(path)
     return StageOutput(
         kind=kind,
         path=path,

@@ -20,9 +20,16 @@ from math import ceil
 from pathlib import Path
 from typing import Literal
 
-from mediaingest.exceptions import PermanentProcessingError, ProcessingError
+from mediaingest.exceptions import PermanentProcessingError
 from mediaingest.models.enums import ProxyType
-from mediaingest.pipeline.ffmpeg import FfmpegCommand, FfmpegInput, FfmpegOutput, FilterGraph, filter_spec
+from mediaingest.pipeline.ffmpeg import (
+    FfmpegCommand,
+    FfmpegInput,
+    FfmpegOutput,
+    FilterGraph,
+    filter_spec,
+    require_output,
+)
 from mediaingest.pipeline.filters import (
     INTERLACED,
     audio_stream_specifier,
@@ -428,8 +435,7 @@ def _timecode_args(metadata: MediaMetadata) -> list[str]:
 
 
 def _rendition_result(rendition: Rendition, options: PipelineOptions) -> StageOutput:
-    if not rendition.path.is_file() or rendition.path.stat().st_size == 0:
-        raise ProcessingError(f"ffmpeg finished but wrote no {rendition.path.name}")
+    require_output(rendition.path)
     if rendition.codec == "h264":
         kind, fmt, content_type = ProxyType.VIDEO, "mp4", "video/mp4"
         quality = "copy" if rendition.remux else f"crf{options.x264_crf}/{options.x264_preset}"
