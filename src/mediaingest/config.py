@@ -92,6 +92,12 @@ class Settings(BaseSettings):
 
     # --- uploads -----------------------------------------------------------------------------
     upload_url_ttl_seconds: int = Field(3600, alias="UPLOAD_URL_TTL_SECONDS")
+    upload_session_idle_seconds: int = Field(
+        24 * 3600,
+        alias="UPLOAD_SESSION_IDLE_SECONDS",
+        description="An upload stays open while parts or requests for URLs keep coming; this long idle, "
+        "the sweeper expires it and releases its quota.",
+    )
     download_url_ttl_seconds: int = Field(3600, alias="DOWNLOAD_URL_TTL_SECONDS")
     max_file_size: int = Field(5 * GIB, alias="MAX_FILE_SIZE")
     multipart_threshold: int = Field(100 * MIB, alias="MULTIPART_THRESHOLD")

@@ -106,6 +106,9 @@ def test_not_found_is_documented_only_where_an_asset_is_named(spec: dict[str, An
         ("get", "/api/assets/{asset_id}"),
         ("delete", "/api/assets/{asset_id}"),
         ("get", "/api/assets/{asset_id}/status"),
+        ("get", "/api/assets/{asset_id}/upload"),
+        ("post", "/api/assets/{asset_id}/upload/parts"),
+        ("post", "/api/assets/{asset_id}/upload/abort"),
         ("get", "/api/assets/{asset_id}/events"),
         ("get", "/api/assets/{asset_id}/hls/{name}"),
     }

@@ -115,6 +115,6 @@ def test_abandoned_multipart_upload_is_aborted_by_the_sweeper(
         assert http.put(first["url"], content=bytes(first["size"]), headers=first["headers"]).status_code == 200
         service = client.app.state.asset_service  # type: ignore[attr-defined]
         with client.app.state.session_factory.begin() as session:  # type: ignore[attr-defined]
-            assert service.sweep_expired_uploads(session, now=utcnow() + timedelta(hours=2)) == 1
+            assert service.sweep_expired_uploads(session, now=utcnow() + timedelta(hours=25)) == 1
         uploads = storage.client.list_multipart_uploads(Bucket=settings.bucket_incoming).get("Uploads", [])
         assert [u for u in uploads if u["UploadId"] == ticket["multipart"]["uploadId"]] == []

@@ -46,7 +46,7 @@ def _asset(client: TestClient, asset_id: str) -> MediaAsset | None:
 
 def _usage(client: TestClient, user_id: str) -> tuple[int, int]:
     with client.app.state.session_factory() as session:  # type: ignore[attr-defined]
-        return repository.bytes_used(session, owner_id=user_id, now=utcnow())
+        return repository.bytes_used(session, owner_id=user_id)
 
 
 def _object_exists(client: TestClient, asset: MediaAsset) -> bool:
@@ -298,7 +298,7 @@ def test_expired_uploads_are_swept_and_release_their_reservation(
     service = client.app.state.asset_service  # type: ignore[attr-defined]
     with client.app.state.session_factory.begin() as session:  # type: ignore[attr-defined]
         assert service.sweep_expired_uploads(session) == 0
-        assert service.sweep_expired_uploads(session, now=utcnow() + timedelta(hours=2)) == 1
+        assert service.sweep_expired_uploads(session, now=utcnow() + timedelta(hours=25)) == 1
     asset = _asset(client, ticket["assetId"])
     assert asset is not None and asset.upload_status == UploadStatus.EXPIRED
     assert not _object_exists(client, asset)
@@ -306,7 +306,9 @@ def test_expired_uploads_are_swept_and_release_their_reservation(
     _error(client.post("/api/assets/confirm-upload", json=body, headers=headers), 409, "conflict")
 
 
-def test_confirm_after_the_url_expired_discards_the_upload(client: TestClient, users: Users, small_video: Path) -> None:
+def test_confirm_after_the_session_lapsed_discards_the_upload(
+    client: TestClient, users: Users, small_video: Path
+) -> None:
     _, headers = users.create()
     data = small_video.read_bytes()
     ticket = request_upload(client, headers, size=len(data)).json()["data"]

@@ -18,7 +18,6 @@ from fixtures.uploads import put_bytes, request_upload
 from mediaingest.api import create_app
 from mediaingest.assets import repository
 from mediaingest.config import Settings
-from mediaingest.db import utcnow
 from mediaingest.exceptions import PermanentProcessingError
 from mediaingest.worker.loop import embedded_worker
 from mediaingest.worker.stage_runner import _verify_checksum
@@ -95,7 +94,7 @@ def test_local_upload_urls_die_with_their_pending_state(client: TestClient, user
 
     assert _keys(client, settings) == []
     with client.app.state.session_factory() as session:  # type: ignore[attr-defined]
-        assert repository.bytes_used(session, owner_id=user_id, now=utcnow()) == (0, 0)
+        assert repository.bytes_used(session, owner_id=user_id) == (0, 0)
 
 
 def test_local_part_urls_die_with_their_pending_state(make_settings: SettingsFactory, users: Users) -> None:

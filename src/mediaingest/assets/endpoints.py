@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Query, status
@@ -14,6 +14,7 @@ from mediaingest.api.deps import Assets, CurrentPrincipal, Db
 from mediaingest.assets.repository import AssetFilters
 from mediaingest.assets.schemas import (
     UNKNOWN_ASSET,
+    AbortedUpload,
     AssetDetail,
     AssetPage,
     AssetStatus,
@@ -23,6 +24,9 @@ from mediaingest.assets.schemas import (
     IngestionJobOut,
     MetadataOut,
     ProxyOut,
+    SignedParts,
+    SignPartsRequest,
+    UploadState,
     UploadUrlRequest,
     UploadUrlResponse,
 )
@@ -99,6 +103,53 @@ def confirm_upload(
             processing_status=asset.processing_status,
         )
     )
+
+
+_UPLOAD_CLOSED: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorEnvelope, "description": "The upload is confirmed, failed or expired"}
+}
+
+
+@router.get("/{asset_id}/upload", response_model=Envelope[UploadState], responses={**UNKNOWN_ASSET, **_UPLOAD_CLOSED})
+def get_upload_state(asset_id: str, db: Db, principal: CurrentPrincipal, assets: Assets) -> Envelope[UploadState]:
+    """Resume: the parts storage holds (with their ETags) and fresh URLs for exactly the ones missing.
+
+    Asking keeps the upload open: its idle deadline moves forward.
+    """
+    structlog.contextvars.bind_contextvars(asset_id=asset_id)
+    with _counted("upload-state"), db.write() as session:
+        return Envelope(data=assets.upload_state(session, principal, asset_id))
+
+
+@router.post(
+    "/{asset_id}/upload/parts",
+    response_model=Envelope[SignedParts],
+    responses={**UNKNOWN_ASSET, **_UPLOAD_CLOSED},
+)
+def sign_upload_parts(
+    asset_id: str, body: SignPartsRequest, db: Db, principal: CurrentPrincipal, assets: Assets
+) -> Envelope[SignedParts]:
+    """URLs for these parts of a multipart upload, each part's SHA-256 signed in: storage refuses a
+    part whose bytes differ, and the client sends that part again."""
+    structlog.contextvars.bind_contextvars(asset_id=asset_id)
+    with _counted("upload-parts"), db.write() as session:
+        return Envelope(data=assets.sign_parts(session, principal, asset_id, body))
+
+
+@router.post(
+    "/{asset_id}/upload/abort",
+    response_model=Envelope[AbortedUpload],
+    responses={
+        **UNKNOWN_ASSET,
+        409: {"model": ErrorEnvelope, "description": "Already confirmed: DELETE the asset instead"},
+    },
+)
+def abort_upload(asset_id: str, db: Db, principal: CurrentPrincipal, assets: Assets) -> Envelope[AbortedUpload]:
+    """Cancels an upload in progress: parts deleted, quota released, the asset gone."""
+    structlog.contextvars.bind_contextvars(asset_id=asset_id)
+    with _counted("upload-abort"), db.write() as session:
+        assets.abort_upload(session, principal, asset_id)
+    return Envelope(data=AbortedUpload(asset_id=asset_id))
 
 
 @router.get("", response_model=Envelope[AssetPage])

@@ -51,7 +51,7 @@ def lock_user(session: Session, user_id: str) -> User | None:
     return session.scalar(query)
 
 
-def bytes_used(session: Session, *, owner_id: str, now: datetime) -> tuple[int, int]:
+def bytes_used(session: Session, *, owner_id: str) -> tuple[int, int]:
     """(stored, reserved): verified uploads, and the declared sizes of uploads still in flight."""
     stored = session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(MediaAsset.file_size), 0)).where(
@@ -61,8 +61,8 @@ def bytes_used(session: Session, *, owner_id: str, now: datetime) -> tuple[int, 
     reserved = session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(MediaAsset.file_size), 0)).where(
             MediaAsset.owner_id == owner_id,
+            # Until the sweeper expires it: an upload past its deadline may still be receiving parts.
             MediaAsset.upload_status.in_([UploadStatus.PENDING, UploadStatus.UPLOADING]),
-            MediaAsset.upload_expires_at > now,
         )
     )
     return int(stored or 0), int(reserved or 0)
@@ -153,14 +153,14 @@ def expired_pending_uploads(session: Session, *, now: datetime, limit: int = 500
 _WAITING_FOR_BYTES = (UploadStatus.PENDING, UploadStatus.UPLOADING)
 
 
-def accepts_upload(session: Session, *, bucket: str, key: str, now: datetime) -> bool:
-    """Whether an upload URL may still write `bucket/key`: its asset exists and waits for its bytes."""
+def accepts_upload(session: Session, *, bucket: str, key: str) -> bool:
+    """Whether an upload URL may still write `bucket/key`: its asset exists and waits for its bytes.
+    Past its idle deadline too, until swept: a part arriving then keeps the session open, as on S3."""
     found = session.scalar(
         sa.select(MediaAsset.id).where(
             MediaAsset.storage_bucket == bucket,
             MediaAsset.storage_key == key,
             MediaAsset.upload_status.in_(_WAITING_FOR_BYTES),
-            MediaAsset.upload_expires_at > now,
         )
     )
     return found is not None

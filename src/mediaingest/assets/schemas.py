@@ -27,13 +27,18 @@ class UploadUrlRequest(RequestModel):
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-fA-F]{64}$", description="Hex SHA-256 of the file; verified on confirm."
     )
+    part_size: int | None = Field(
+        None,
+        description="Multipart only: the size of every part but the last (at least 5 MiB, at most 10,000 parts). "
+        "Default: the server's MULTIPART_PART_SIZE, larger when the file needs it.",
+    )
 
 
 class PresignedPart(ApiModel):
     part_number: int
     url: str
     size: int
-    headers: dict[str, str]
+    headers: dict[str, str] = Field(description="Send exactly these headers with the PUT (they are signed).")
 
 
 class MultipartUpload(ApiModel):
@@ -46,11 +51,64 @@ class UploadUrlResponse(ApiModel):
     asset_id: str
     storage_key: str
     file_name: str
-    expires_at: datetime
+    expires_at: datetime = Field(description="When these URLs expire; GET /api/assets/{id}/upload signs new ones.")
+    session_expires_at: datetime = Field(
+        description="When the upload is abandoned if nothing happens meanwhile; each part, and each request "
+        "for URLs, moves it forward."
+    )
     method: str = "PUT"
     upload_url: str | None = Field(None, description="Single-part upload: PUT the whole file here.")
     headers: dict[str, str] = Field(default_factory=dict, description="Send these headers with the PUT.")
     multipart: MultipartUpload | None = Field(None, description="Files above the multipart threshold.")
+
+
+class ReceivedPart(ApiModel):
+    part_number: int
+    size: int
+    etag: str
+
+
+class UploadState(ApiModel):
+    """Where an upload in progress stands, and what is left to send (the resume API)."""
+
+    asset_id: str
+    upload_status: UploadStatus
+    file_size: int
+    upload_id: str | None = Field(None, description="Multipart uploads only.")
+    part_size: int | None = None
+    received_parts: list[ReceivedPart] = Field(
+        default_factory=list, description="The parts storage holds, with the ETags to confirm them with."
+    )
+    parts: list[PresignedPart] = Field(
+        default_factory=list, description="Fresh URLs for exactly the parts still missing (no checksum signed in)."
+    )
+    upload_url: str | None = Field(None, description="Single-part upload not stored yet: PUT the file here.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Send these headers with that PUT.")
+    complete: bool = Field(description="Every byte is in storage: confirm the upload.")
+    expires_at: datetime = Field(description="When these URLs expire.")
+    session_expires_at: datetime
+
+
+class PartToSign(RequestModel):
+    part_number: int = Field(ge=1, le=10_000)
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-fA-F]{64}$", description="Hex SHA-256 of the part: storage refuses other bytes."
+    )
+
+
+class SignPartsRequest(RequestModel):
+    parts: list[PartToSign] = Field(min_length=1, max_length=1000)
+
+
+class SignedParts(ApiModel):
+    parts: list[PresignedPart]
+    expires_at: datetime
+    session_expires_at: datetime
+
+
+class AbortedUpload(ApiModel):
+    asset_id: str
+    aborted: bool = True
 
 
 class ConfirmedPart(RequestModel):

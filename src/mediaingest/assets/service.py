@@ -11,8 +11,9 @@ rows that point at them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +40,10 @@ from mediaingest.assets.schemas import (
     MultipartUpload,
     Playback,
     PresignedPart,
+    ReceivedPart,
+    SignedParts,
+    SignPartsRequest,
+    UploadState,
     UploadUrlRequest,
     UploadUrlResponse,
 )
@@ -66,13 +71,18 @@ from mediaingest.models.enums import (
     ProxyType,
     UploadStatus,
 )
-from mediaingest.storage.base import CompletedPart, ObjectInfo, Storage
+from mediaingest.storage.base import CompletedPart, ObjectInfo, PartInfo, PresignedRequest, Storage
 from mediaingest.storage.errors import InvalidPartError
 from mediaingest.users.auth import Principal
 
 log = structlog.stdlib.get_logger(__name__)
 
 S3_MAX_PARTS = 10_000
+S3_MIN_PART_SIZE = 5 * 1024 * 1024
+S3_MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
+
+
+IDLE_EXPIRY_REASON = "upload expired: it was left idle (no part, no request for URLs) past its deadline"
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,11 @@ UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
 def _normalize_etag(etag: str) -> str:
     return etag.strip().strip('"').lower()
+
+
+def _object_metadata(asset: MediaAsset) -> dict[str, str]:
+    """What the stored object says of itself (x-amz-meta-*), so storage alone can tell whose it is."""
+    return {"asset-id": asset.id, "user-id": asset.owner_id, "original-name": asset.original_name}
 
 
 def _current_job(jobs: Sequence[IngestionJob]) -> IngestionJob | None:
@@ -136,16 +151,17 @@ class AssetService:
                 details={"fileSize": request.file_size, "maxFileSize": self.settings.max_file_size},
             )
 
+        part_size = self._part_size(request) if request.file_size > self.settings.multipart_threshold else None
+
         now = utcnow()
         user = repository.lock_user(session, principal.user_id)
         if user is None:  # a token whose user vanished between authentication and here
             raise NotFoundError("user not found")
-        self._check_quota(session, principal, requested=request.file_size, now=now)
+        self._check_quota(session, principal, requested=request.file_size)
 
         asset_id = new_id()
         name = sanitize_filename(request.file_name, mime_type=mime_type)
         key = upload_key(user_id=principal.user_id, asset_id=asset_id, extension=extension_of(name), at=now)
-        expires_in = self.settings.upload_url_ttl_seconds
         asset = MediaAsset(
             id=asset_id,
             owner_id=principal.user_id,
@@ -160,48 +176,31 @@ class AssetService:
             storage_bucket=self.settings.bucket_incoming,
             storage_key=key,
             declared_sha256=request.sha256.lower() if request.sha256 else None,
-            upload_expires_at=now + timedelta(seconds=expires_in),
+            upload_expires_at=now + timedelta(seconds=self.settings.upload_session_idle_seconds),
             created_at=now,
         )
         session.add(asset)
         session.flush()  # the row exists before any storage state that refers to it
 
-        object_metadata = {
-            "asset-id": asset_id,
-            "user-id": principal.user_id,
-            "original-name": request.file_name,
-        }
         response = UploadUrlResponse(
-            asset_id=asset_id, storage_key=key, file_name=name, expires_at=asset.upload_expires_at
+            asset_id=asset_id,
+            storage_key=key,
+            file_name=name,
+            expires_at=now + timedelta(seconds=self.settings.upload_url_ttl_seconds),
+            session_expires_at=asset.upload_expires_at,
         )
-        if request.file_size > self.settings.multipart_threshold:
-            part_size = max(self.settings.multipart_part_size, math.ceil(request.file_size / S3_MAX_PARTS))
+        if part_size is not None:
             upload_id = self.storage.create_multipart_upload(
-                asset.storage_bucket, key, content_type=mime_type, metadata=object_metadata
+                asset.storage_bucket, key, content_type=mime_type, metadata=_object_metadata(asset)
             )
             asset.multipart_upload_id = upload_id
             asset.part_size = part_size
-            parts = []
-            for index in range(math.ceil(request.file_size / part_size)):
-                size = min(part_size, request.file_size - index * part_size)
-                presigned = self.storage.presign_upload_part(
-                    asset.storage_bucket, key, upload_id=upload_id, part_number=index + 1, size=size,
-                    expires_in=expires_in,
-                )  # fmt: skip
-                parts.append(
-                    PresignedPart(part_number=index + 1, url=presigned.url, size=size, headers=presigned.headers)
-                )
-            response.multipart = MultipartUpload(upload_id=upload_id, part_size=part_size, parts=parts)
-        else:
-            presigned = self.storage.presign_put(
-                asset.storage_bucket,
-                key,
-                size=request.file_size,
-                content_type=mime_type,
-                metadata=object_metadata,
-                expires_in=expires_in,
-                sha256=asset.declared_sha256,
+            wanted = dict.fromkeys(range(1, self._part_count(asset) + 1))
+            response.multipart = MultipartUpload(
+                upload_id=upload_id, part_size=part_size, parts=self._presign_parts(asset, wanted)
             )
+        else:
+            presigned = self._presign_single_put(asset)
             response.upload_url = presigned.url
             response.headers = presigned.headers
         session.flush()
@@ -214,9 +213,156 @@ class AssetService:
         )
         return response
 
-    def _check_quota(self, session: Session, principal: Principal, *, requested: int, now: datetime) -> None:
+    def _part_size(self, request: UploadUrlRequest) -> int:
+        """The client's part size when it asked for one S3 can take, else the server's."""
+        fitting = math.ceil(request.file_size / S3_MAX_PARTS)  # the smallest that keeps within 10,000 parts
+        if request.part_size is None:
+            return max(self.settings.multipart_part_size, fitting)
+        smallest = min(S3_MIN_PART_SIZE, self.settings.multipart_part_size)
+        if not max(smallest, fitting) <= request.part_size <= S3_MAX_PART_SIZE:
+            raise ValidationFailedError(
+                f"partSize must be between {max(smallest, fitting)} and {S3_MAX_PART_SIZE} bytes for this file",
+                details={"partSize": request.part_size, "minimum": max(smallest, fitting)},
+            )
+        return request.part_size
+
+    @staticmethod
+    def _part_count(asset: MediaAsset) -> int:
+        return math.ceil(asset.file_size / (asset.part_size or asset.file_size))
+
+    def _presign_parts(self, asset: MediaAsset, wanted: Mapping[int, str | None]) -> list[PresignedPart]:
+        """URLs for these part numbers, each with its SHA-256 (hex) signed in when one is given."""
+        assert asset.multipart_upload_id is not None and asset.part_size is not None
+        count = self._part_count(asset)
+        parts = []
+        for number, sha256 in wanted.items():
+            if number > count:
+                raise ValidationFailedError(
+                    f"part {number} does not exist: this upload has parts 1..{count}",
+                    details={"partNumber": number, "parts": count},
+                )
+            size = min(asset.part_size, asset.file_size - (number - 1) * asset.part_size)
+            presigned = self.storage.presign_upload_part(
+                asset.storage_bucket,
+                asset.storage_key,
+                upload_id=asset.multipart_upload_id,
+                part_number=number,
+                size=size,
+                expires_in=self.settings.upload_url_ttl_seconds,
+                sha256=sha256.lower() if sha256 else None,
+            )
+            parts.append(PresignedPart(part_number=number, url=presigned.url, size=size, headers=presigned.headers))
+        return parts
+
+    def _presign_single_put(self, asset: MediaAsset) -> PresignedRequest:
+        return self.storage.presign_put(
+            asset.storage_bucket,
+            asset.storage_key,
+            size=asset.file_size,
+            content_type=asset.mime_type,
+            metadata=_object_metadata(asset),
+            expires_in=self.settings.upload_url_ttl_seconds,
+            sha256=asset.declared_sha256,
+        )
+
+    # --- resuming and cancelling ------------------------------------------------------------------
+    def upload_state(self, session: Session, principal: Principal, asset_id: str) -> UploadState:
+        """What storage holds of the upload and fresh URLs for the rest; keeps the session open."""
+        asset, now = self._open_upload(session, principal, asset_id)
+        state = UploadState(
+            asset_id=asset.id,
+            upload_status=asset.upload_status,
+            file_size=asset.file_size,
+            complete=False,
+            expires_at=now + timedelta(seconds=self.settings.upload_url_ttl_seconds),
+            session_expires_at=asset.upload_expires_at,
+        )
+        if asset.multipart_upload_id is not None:
+            count = self._part_count(asset)
+            received = [part for part in self._parts_of(asset) if part.part_number <= count]
+            state.upload_id = asset.multipart_upload_id
+            state.part_size = asset.part_size
+            state.received_parts = [
+                ReceivedPart(part_number=part.part_number, size=part.size, etag=part.etag) for part in received
+            ]
+            have = {part.part_number for part in received}
+            missing = {n: None for n in range(1, count + 1) if n not in have}
+            state.parts = self._presign_parts(asset, missing)
+            state.complete = not missing
+        else:
+            try:
+                self.storage.head(asset.storage_bucket, asset.storage_key)
+                state.complete = True
+            except ObjectNotFoundError:
+                presigned = self._presign_single_put(asset)
+                state.upload_url, state.headers = presigned.url, presigned.headers
+        return state
+
+    def sign_parts(
+        self, session: Session, principal: Principal, asset_id: str, request: SignPartsRequest
+    ) -> SignedParts:
+        """URLs for the parts asked for, each with its declared SHA-256 signed in."""
+        asset, now = self._open_upload(session, principal, asset_id)
+        if asset.multipart_upload_id is None:
+            raise ConflictError("this is a single-part upload: GET its upload state for the URL")
+        return SignedParts(
+            parts=self._presign_parts(asset, {part.part_number: part.sha256 for part in request.parts}),
+            expires_at=now + timedelta(seconds=self.settings.upload_url_ttl_seconds),
+            session_expires_at=asset.upload_expires_at,
+        )
+
+    def abort_upload(self, session: Session, principal: Principal, asset_id: str) -> None:
+        """Cancels an upload in progress: its parts or object and its row go, and so its reservation."""
+        asset = repository.get_owned(session, asset_id=asset_id, owner_id=principal.user_id, for_update=True)
+        if asset is None:
+            raise NotFoundError(f"asset {asset_id} not found")
+        if asset.upload_status not in (UploadStatus.PENDING, UploadStatus.FAILED, UploadStatus.EXPIRED):
+            raise ConflictError(
+                f"upload is {asset.upload_status.value.lower()}: nothing to cancel; DELETE the asset to remove it"
+            )
+        self._delete_asset(session, asset)
+        log.info("asset.upload_aborted", asset_id=asset.id, user_id=asset.owner_id)
+
+    def _open_upload(self, session: Session, principal: Principal, asset_id: str) -> tuple[MediaAsset, datetime]:
+        """The asset, locked, while its upload takes bytes; the session's idle deadline moves forward."""
+        asset = repository.get_owned(session, asset_id=asset_id, owner_id=principal.user_id, for_update=True)
+        if asset is None:
+            raise NotFoundError(f"asset {asset_id} not found")
+        if asset.upload_status != UploadStatus.PENDING:
+            status = asset.upload_status.value.lower()
+            reason = f": {asset.error}" if asset.error else ""
+            raise ConflictError(f"upload is {status}{reason}; there is nothing left to send")
+        now = utcnow()
+        if self._lapsed(asset, now):
+            raise ConflictError("upload expired: nothing arrived for too long; request a new upload URL")
+        asset.upload_expires_at = now + timedelta(seconds=self.settings.upload_session_idle_seconds)
+        session.flush()
+        return asset, now
+
+    def _parts_of(self, asset: MediaAsset) -> list[PartInfo]:
+        assert asset.multipart_upload_id is not None
+        return self.storage.list_parts(asset.storage_bucket, asset.storage_key, upload_id=asset.multipart_upload_id)
+
+    def _lapsed(self, asset: MediaAsset, now: datetime) -> bool:
+        """Whether the upload sat idle past its deadline. A part that arrived meanwhile (the store knows;
+        S3 tells no one) keeps it open: the deadline moves to that part's time plus the idle limit."""
+        if asset.upload_expires_at > now:
+            return False
+        if asset.multipart_upload_id is None:
+            return True
+        try:
+            latest = max((part.last_modified for part in self._parts_of(asset)), default=None)
+        except ObjectNotFoundError:
+            return True
+        idle = timedelta(seconds=self.settings.upload_session_idle_seconds)
+        if latest is not None and latest + idle > now:
+            asset.upload_expires_at = latest + idle
+            return False
+        return True
+
+    def _check_quota(self, session: Session, principal: Principal, *, requested: int) -> None:
         limit = self.settings.quota_for(principal.plan)
-        stored, reserved = repository.bytes_used(session, owner_id=principal.user_id, now=now)
+        stored, reserved = repository.bytes_used(session, owner_id=principal.user_id)
         if stored + reserved + requested > limit:
             available = max(0, limit - stored - reserved)
             raise QuotaExceededError(
@@ -274,6 +420,12 @@ class AssetService:
                 info = self.storage.head(asset.storage_bucket, asset.storage_key)
             except ObjectNotFoundError as exc:
                 raise ConflictError("no uploaded object yet: PUT the file to the upload URL, then confirm") from exc
+        if asset.declared_sha256 and info.sha256 is None and info.size == asset.file_size:
+            # S3 keeps a multipart object's checksum only as a checksum of part checksums: the
+            # declared whole-file SHA-256 is checked here by one streamed read, before ingestion.
+            info = dataclasses.replace(
+                info, sha256=self.storage.sha256_of(asset.storage_bucket, asset.storage_key, etag=info.etag)
+            )
         failure = self._integrity_failure(asset, info.size, info.etag, info.sha256, request.etag)
         return UploadInspection(info=info, failure=failure)
 
@@ -340,13 +492,10 @@ class AssetService:
             raise ConflictError(
                 f"upload is {asset.upload_status.value.lower()}: {asset.error or 'request a new upload URL'}"
             )
-        if not after_storage and asset.upload_expires_at <= utcnow():
-            self._discard_upload(
-                session, asset, UploadStatus.EXPIRED, "upload URL expired before the upload was confirmed"
-            )
+        if not after_storage and self._lapsed(asset, utcnow()):
+            self._discard_upload(session, asset, UploadStatus.EXPIRED, IDLE_EXPIRY_REASON)
             return ConfirmedUpload(
-                asset=asset,
-                failure=ConflictError("upload URL expired before the upload was confirmed; request a new one"),
+                asset=asset, failure=ConflictError(f"{IDLE_EXPIRY_REASON}; request a new upload URL")
             )
         return asset
 
@@ -511,9 +660,7 @@ class AssetService:
 
     def accepts_upload(self, session: Session, *, bucket: str, key: str) -> bool:
         """The local backend's upload gate: bytes only for an asset still waiting for them."""
-        return bucket == self.settings.bucket_incoming and repository.accepts_upload(
-            session, bucket=bucket, key=key, now=utcnow()
-        )
+        return bucket == self.settings.bucket_incoming and repository.accepts_upload(session, bucket=bucket, key=key)
 
     def reap_stray_uploads(self, session: Session, *, batch: int = 1000) -> int:
         """Removes objects under the upload prefix that no live asset owns; returns how many.
@@ -537,12 +684,12 @@ class AssetService:
         return removed
 
     def sweep_expired_uploads(self, session: Session, *, now: datetime | None = None) -> int:
-        """Expires uploads never confirmed in time: multipart aborted, objects removed, quota released."""
-        expired = repository.expired_pending_uploads(session, now=now or utcnow())
+        """Expires uploads left idle past their deadline (no part, no request for URLs): multipart aborted,
+        objects removed, quota released. One still receiving parts only has its deadline moved."""
+        now = now or utcnow()
+        expired = [asset for asset in repository.expired_pending_uploads(session, now=now) if self._lapsed(asset, now)]
         for asset in expired:
-            self._discard_upload(
-                session, asset, UploadStatus.EXPIRED, "upload was not confirmed before its URL expired"
-            )
+            self._discard_upload(session, asset, UploadStatus.EXPIRED, IDLE_EXPIRY_REASON)
             log.info("asset.upload_expired", asset_id=asset.id, user_id=asset.owner_id)
         session.flush()
         return len(expired)

@@ -45,6 +45,17 @@ class CompletedPart:
     etag: str
 
 
+@dataclass(frozen=True)
+class PartInfo:
+    """One part a multipart upload holds, as the store reports it."""
+
+    part_number: int
+    size: int
+    etag: str  # without quotes
+    last_modified: datetime
+    sha256: str | None = None  # lowercase hex, when the part was sent with its checksum
+
+
 class Storage(ABC):
     """Object storage with presigned direct-upload support."""
 
@@ -69,12 +80,26 @@ class Storage(ABC):
 
     @abstractmethod
     def create_multipart_upload(self, bucket: str, key: str, *, content_type: str, metadata: dict[str, str]) -> str:
-        """Starts a multipart upload and returns its upload id."""
+        """Starts a multipart upload whose parts may carry SHA-256 checksums; returns its upload id."""
 
     @abstractmethod
     def presign_upload_part(
-        self, bucket: str, key: str, *, upload_id: str, part_number: int, size: int, expires_in: int
-    ) -> PresignedRequest: ...
+        self,
+        bucket: str,
+        key: str,
+        *,
+        upload_id: str,
+        part_number: int,
+        size: int,
+        expires_in: int,
+        sha256: str | None = None,
+    ) -> PresignedRequest:
+        """One part of exactly `size` bytes; with `sha256` (hex) signed in, the store refuses other bytes."""
+
+    @abstractmethod
+    def list_parts(self, bucket: str, key: str, *, upload_id: str) -> list[PartInfo]:
+        """Every part the upload holds, by part number (all pages). ObjectNotFoundError when the upload
+        is unknown, aborted or completed."""
 
     @abstractmethod
     def complete_multipart_upload(
@@ -94,6 +119,11 @@ class Storage(ABC):
     @abstractmethod
     def read_range(self, bucket: str, key: str, start: int, length: int) -> bytes:
         """Up to `length` bytes from `start` (fewer at the end of the object), without reading the rest."""
+
+    @abstractmethod
+    def sha256_of(self, bucket: str, key: str, *, etag: str) -> str:
+        """The object's SHA-256 (hex): what the store recorded, else computed by streaming the bytes
+        pinned to `etag` (bounded memory; one read of the object)."""
 
     @abstractmethod
     def download_file(self, bucket: str, key: str, destination: Path, *, etag: str | None = None) -> None:

@@ -4,7 +4,8 @@ Layout under `root`:
 
     {bucket}/{key}                 the object's bytes, exactly
     .meta/{bucket}/{key}.json      its sidecar: size, etag, sha256, content type, user metadata
-    .uploads/{upload_id}/          a multipart upload: upload.json and one file per part (00001, …)
+    .uploads/{upload_id}/          a multipart upload: upload.json, one file per part (00001, …) and
+                                   its sidecar (00001.json: size, ETag, SHA-256)
     .tmp/                          bytes still arriving; same filesystem, so os.replace is atomic
     .locks/{bucket}.lock           flock that makes the (sidecar, object) pair change as one
 
@@ -44,7 +45,7 @@ from mediaingest.config import Settings
 from mediaingest.exceptions import ObjectNotFoundError, StorageError
 from mediaingest.logging import get_logger
 from mediaingest.storage import signing
-from mediaingest.storage.base import CompletedPart, ObjectInfo, PresignedRequest, Storage
+from mediaingest.storage.base import CompletedPart, ObjectInfo, PartInfo, PresignedRequest, Storage
 from mediaingest.storage.encoding import content_disposition, encode_metadata, sha256_hex_to_b64
 from mediaingest.storage.errors import InvalidKeyError, InvalidPartError, PreconditionFailedError
 
@@ -414,7 +415,15 @@ class LocalStorage(Storage):
         return upload_id
 
     def presign_upload_part(
-        self, bucket: str, key: str, *, upload_id: str, part_number: int, size: int, expires_in: int
+        self,
+        bucket: str,
+        key: str,
+        *,
+        upload_id: str,
+        part_number: int,
+        size: int,
+        expires_in: int,
+        sha256: str | None = None,
     ) -> PresignedRequest:
         self._paths(bucket, key)
         _validate_upload_id(upload_id)
@@ -423,12 +432,14 @@ class LocalStorage(Storage):
         if size < 0:
             raise ValueError("size must not be negative")
         expires, expires_at = self._expiry(expires_in)
+        checksum = sha256_hex_to_b64(sha256) if sha256 else None
         request = signing.SignedRequest(
             method="PUT",
             bucket=bucket,
             key=key,
             expires=expires,
             size=size,
+            checksum_sha256=checksum,
             upload_id=upload_id,
             part_number=part_number,
         )
@@ -439,7 +450,10 @@ class LocalStorage(Storage):
             signing.SIZE_PARAM: str(size),
             signing.SIGNATURE_PARAM: signing.sign(self._secret, request),
         }
-        return PresignedRequest(self._url(bucket, key, params), "PUT", {"Content-Length": str(size)}, expires_at)
+        headers = {"Content-Length": str(size)}
+        if checksum:
+            headers["x-amz-checksum-sha256"] = checksum
+        return PresignedRequest(self._url(bucket, key, params), "PUT", headers, expires_at)
 
     def _read_upload(self, directory: Path, bucket: str, key: str) -> _Upload:
         try:
@@ -455,19 +469,52 @@ class LocalStorage(Storage):
         directory = self._upload_dir(upload_id)
         if not 1 <= part_number <= MAX_PART_NUMBER:
             raise InvalidPartError("Part number out of range.")
+        etag = writer.md5.hexdigest()
+        sidecar = {"size": writer.size, "etag": etag, "sha256": writer.sha256.hexdigest()}
         with self._os_errors("write part"):
             self._read_upload(directory, bucket, key)
             data_path = writer._hand_over()
+            sidecar_tmp = data_path.with_name(f"{data_path.name}.json")
             try:
+                sidecar_tmp.write_text(json.dumps(sidecar))
+                # Bytes first, sidecar second: a crash between them leaves a part whose sidecar
+                # disagrees on the size (or is missing), which list_parts reports as not received.
                 os.replace(data_path, directory / f"{part_number:05d}")
+                os.replace(sidecar_tmp, directory / f"{part_number:05d}.json")
             except BaseException as exc:
                 data_path.unlink(missing_ok=True)
+                sidecar_tmp.unlink(missing_ok=True)
                 if isinstance(exc, FileNotFoundError):  # aborted or completed meanwhile
                     raise ObjectNotFoundError(
                         "No such multipart upload.", details={"s3_code": "NoSuchUpload"}
                     ) from None
                 raise
-        return writer.md5.hexdigest()
+        return etag
+
+    def list_parts(self, bucket: str, key: str, *, upload_id: str) -> list[PartInfo]:
+        self._paths(bucket, key)
+        directory = self._upload_dir(upload_id)
+        parts: list[PartInfo] = []
+        with self._os_errors("list parts"):
+            self._read_upload(directory, bucket, key)
+            for entry in sorted(directory.glob("[0-9]" * 5)):
+                try:
+                    stat = entry.stat()
+                    sidecar = json.loads(entry.with_name(f"{entry.name}.json").read_text())
+                except (FileNotFoundError, json.JSONDecodeError):
+                    continue  # replaced or written just now, or torn by a crash: not received
+                if sidecar.get("size") != stat.st_size:
+                    continue
+                parts.append(
+                    PartInfo(
+                        part_number=int(entry.name),
+                        size=stat.st_size,
+                        etag=sidecar["etag"],
+                        last_modified=datetime.fromtimestamp(stat.st_mtime, UTC),
+                        sha256=sidecar["sha256"],
+                    )
+                )
+        return parts
 
     def complete_multipart_upload(
         self, bucket: str, key: str, *, upload_id: str, parts: list[CompletedPart]
@@ -540,6 +587,16 @@ class LocalStorage(Storage):
                 shutil.rmtree(candidate, ignore_errors=True)
 
     # --- reading --------------------------------------------------------------------------------
+    def sha256_of(self, bucket: str, key: str, *, etag: str) -> str:
+        info = self.head(bucket, key)  # every object here is hashed as it is written
+        if _normalize_etag(info.etag) != _normalize_etag(etag):
+            raise PreconditionFailedError(
+                "At least one of the pre-conditions you specified did not hold.",
+                details={"s3_code": "PreconditionFailed"},
+            )
+        assert info.sha256 is not None
+        return info.sha256
+
     def _stat_and_sidecar(self, bucket: str, key: str) -> tuple[Path, os.stat_result, dict[str, Any]]:
         self._paths(bucket, key)  # validated before the bucket name names a lock file
         with self._os_errors("read"), self._bucket_lock(bucket, exclusive=False):

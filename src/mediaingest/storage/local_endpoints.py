@@ -158,9 +158,9 @@ async def put_object(bucket: str, key: str, request: Request) -> Response:
             key=key,
             expires=_int_param(query.get(signing.EXPIRES_PARAM)),
             size=_int_param(query.get(signing.SIZE_PARAM)),
-            # A part signs neither type, checksum nor metadata (S3 takes them at create time).
+            # A part signs neither type nor metadata (S3 takes them at create time); its checksum, if any.
             content_type=None if is_part else headers.get("content-type"),
-            checksum_sha256=None if is_part else headers.get(CHECKSUM_HEADER),
+            checksum_sha256=headers.get(CHECKSUM_HEADER),
             metadata={} if is_part else metadata,
             upload_id=query.get(signing.UPLOAD_ID_PARAM),
             part_number=_int_param(query.get(signing.PART_NUMBER_PARAM)),

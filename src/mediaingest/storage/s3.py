@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from mediaingest.config import Settings
 from mediaingest.exceptions import ObjectNotFoundError, StorageError
 from mediaingest.logging import get_logger
-from mediaingest.storage.base import CompletedPart, ObjectInfo, PresignedRequest, Storage
+from mediaingest.storage.base import CompletedPart, ObjectInfo, PartInfo, PresignedRequest, Storage
 from mediaingest.storage.encoding import content_disposition, decode_metadata, encode_metadata, sha256_hex_to_b64
 from mediaingest.storage.errors import InvalidPartError, PreconditionFailedError
 
@@ -95,6 +96,8 @@ class S3Storage(Storage):
 
     # Objects per DeleteObjects call; S3's maximum. An attribute so tests can exercise batching.
     delete_batch_size = 1000
+    # Parts per ListParts page; S3's maximum. An attribute so tests can exercise paging.
+    list_parts_page_size = 1000
 
     def __init__(
         self,
@@ -187,33 +190,79 @@ class S3Storage(Storage):
 
     def create_multipart_upload(self, bucket: str, key: str, *, content_type: str, metadata: dict[str, str]) -> str:
         with _translate("create multipart upload", bucket, key):
+            # SHA256 declared up front: S3 then keeps each part's checksum (sent by the client, or
+            # computed when a part came without one), lists it, and wants it back at completion.
             response = self.client.create_multipart_upload(
-                Bucket=bucket, Key=key, ContentType=content_type, Metadata=encode_metadata(metadata)
+                Bucket=bucket,
+                Key=key,
+                ContentType=content_type,
+                Metadata=encode_metadata(metadata),
+                ChecksumAlgorithm="SHA256",
             )
         return str(response["UploadId"])
 
     def presign_upload_part(
-        self, bucket: str, key: str, *, upload_id: str, part_number: int, size: int, expires_in: int
+        self,
+        bucket: str,
+        key: str,
+        *,
+        upload_id: str,
+        part_number: int,
+        size: int,
+        expires_in: int,
+        sha256: str | None = None,
     ) -> PresignedRequest:
-        params = {
+        params: dict[str, Any] = {
             "Bucket": bucket,
             "Key": key,
             "UploadId": upload_id,
             "PartNumber": part_number,
             "ContentLength": size,
         }
+        headers = {"Content-Length": str(size)}
+        if sha256:
+            # A signed header: the client must send it, and S3 refuses a part whose bytes differ.
+            params["ChecksumSHA256"] = headers["x-amz-checksum-sha256"] = sha256_hex_to_b64(sha256)
         expires_at = datetime.now(UTC) + timedelta(seconds=expires_in)
         url = self._presign("upload_part", params, expires_in, "PUT", bucket)
-        return PresignedRequest(url=url, method="PUT", headers={"Content-Length": str(size)}, expires_at=expires_at)
+        return PresignedRequest(url=url, method="PUT", headers=headers, expires_at=expires_at)
+
+    def list_parts(self, bucket: str, key: str, *, upload_id: str) -> list[PartInfo]:
+        parts: list[PartInfo] = []
+        with _translate("list parts", bucket, key):
+            pages = self.client.get_paginator("list_parts").paginate(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PaginationConfig={"PageSize": self.list_parts_page_size},
+            )
+            for page in pages:
+                parts.extend(
+                    PartInfo(
+                        part_number=int(item["PartNumber"]),
+                        size=int(item["Size"]),
+                        etag=str(item["ETag"]).strip('"'),
+                        last_modified=item["LastModified"],
+                        sha256=_sha256_hex(item.get("ChecksumSHA256"), None),
+                    )
+                    for item in page.get("Parts", [])
+                )
+        return sorted(parts, key=lambda part: part.part_number)
 
     def complete_multipart_upload(
         self, bucket: str, key: str, *, upload_id: str, parts: list[CompletedPart]
     ) -> ObjectInfo:
-        listed = [
+        # An upload created with a checksum algorithm must name each part's checksum again: S3 lists them.
+        checksums = {
+            part.part_number: part.sha256 for part in self.list_parts(bucket, key, upload_id=upload_id) if part.sha256
+        }
+        listed: list[dict[str, Any]] = []
+        for part in parts:
             # S3 wants the ETags quoted, as its PUT answered them; clients often strip the quotes.
-            {"PartNumber": part.part_number, "ETag": f'"{part.etag.strip().strip(chr(34))}"'}
-            for part in parts
-        ]
+            entry = {"PartNumber": part.part_number, "ETag": f'"{part.etag.strip().strip(chr(34))}"'}
+            if checksum := checksums.get(part.part_number):
+                entry["ChecksumSHA256"] = sha256_hex_to_b64(checksum)
+            listed.append(entry)
         with _translate("complete multipart upload", bucket, key):
             self.client.complete_multipart_upload(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": listed}, IfNoneMatch="*"
@@ -237,7 +286,12 @@ class S3Storage(Storage):
             size=int(response["ContentLength"]),
             etag=str(response["ETag"]).strip('"'),
             content_type=response.get("ContentType"),
-            sha256=_sha256_hex(response.get("ChecksumSHA256"), response.get("ChecksumType")),
+            sha256=_sha256_hex(
+                response.get("ChecksumSHA256"),
+                # A multipart object's SHA256 is a checksum of its parts' unless S3 says FULL_OBJECT
+                # (some S3-compatible stores leave out the "-N" that marks it).
+                response.get("ChecksumType") or ("COMPOSITE" if "-" in str(response["ETag"]) else None),
+            ),
             metadata=decode_metadata(response.get("Metadata") or {}),
         )
 
@@ -262,6 +316,21 @@ class S3Storage(Storage):
                 return bytes(body.read())
             finally:
                 body.close()
+
+    def sha256_of(self, bucket: str, key: str, *, etag: str) -> str:
+        info = self.head(bucket, key)
+        if info.sha256 is not None:
+            return info.sha256
+        digest = hashlib.sha256()
+        with _translate("checksum", bucket, key):
+            response = self.client.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag.strip().strip(chr(34))}"')
+            body = response["Body"]
+            try:
+                for chunk in body.iter_chunks(_DOWNLOAD_CHUNK):
+                    digest.update(chunk)
+            finally:
+                body.close()
+        return digest.hexdigest()
 
     def download_file(self, bucket: str, key: str, destination: Path, *, etag: str | None = None) -> None:
         if etag is None:

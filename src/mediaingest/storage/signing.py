@@ -3,7 +3,8 @@
 A signature grants exactly one kind of request, like an S3 presigned URL. It covers the method,
 bucket, key and expiry; for a PUT also the size, the Content-Type, the `x-amz-meta-*` headers, the
 `x-amz-checksum-sha256` header and `If-None-Match: *` (so the client must send those exact headers);
-for a part the upload id and part number; for a GET the Content-Disposition the response will carry.
+for a part the upload id, part number and (when declared) its `x-amz-checksum-sha256`; for a GET the
+Content-Disposition the response will carry.
 What travels in the query string (expiry, size, upload id, part number, disposition) is covered too,
 so editing any of it, or
 replaying the URL for another key or method, fails verification.

@@ -7,7 +7,6 @@ from pydantic import Field
 
 from mediaingest.api.deps import AppSettings, CurrentPrincipal, Db
 from mediaingest.assets import repository
-from mediaingest.db import utcnow
 from mediaingest.models import User
 from mediaingest.models.enums import Plan
 from mediaingest.schemas import UNAUTHENTICATED, ApiModel, Envelope
@@ -35,7 +34,7 @@ def me(db: Db, principal: CurrentPrincipal, settings: AppSettings) -> Envelope[M
     limit = settings.quota_for(principal.plan)
     with db.read() as session:
         user = session.get(User, principal.user_id)
-        stored, reserved = repository.bytes_used(session, owner_id=principal.user_id, now=utcnow())
+        stored, reserved = repository.bytes_used(session, owner_id=principal.user_id)
     quota = Quota(
         limit_bytes=limit,
         stored_bytes=stored,
