@@ -5,20 +5,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fixtures.live_server import LiveServer, LiveServerFactory
+from fixtures.live_server import LiveServer, LiveServerFactory, wait_until
 from fixtures.media import PDF_BYTES
 from mediaingest.client import MediaIngestClient
 
 pytestmark = pytest.mark.slow
 
 COMMAND = str(Path(sys.executable).with_name("mediaingest"))
+
+
+@pytest.fixture(autouse=True)
+def _own_resume_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's CLI keeps its resume state (uploads.json) in the test's folder, not in ~/.local."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    return state
 
 
 def run_cli(
@@ -143,3 +153,64 @@ def test_library_waits_by_events_or_by_polling(live_server: LiveServer, small_vi
         assert [item.id for item in page.items] == [first.asset_id] and page.total == 1
         client.delete(second.asset_id)
         assert client.list().total == 1
+
+
+def test_an_interrupted_upload_resumes_sending_only_the_missing_parts(
+    live_server_factory: LiveServerFactory, small_video: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C, then a killed process: each run again sends only what storage does not hold."""
+    server = live_server_factory(worker=False, multipart_threshold=64 * 1024, multipart_part_size=64 * 1024)
+    _, headers = server.create_user()
+    video = tmp_path / "long take.mp4"
+    video.write_bytes(small_video.read_bytes() + bytes(1024 * 1024))  # a real header, padded to many parts
+    parts = -(-video.stat().st_size // (64 * 1024))
+
+    # Each part lands a little slowly (the real store, delayed), so a run can be stopped in the middle.
+    storage = server.storage
+    received: list[int] = []
+    commit_part = storage.commit_part
+
+    def slow_commit(*args: Any, **kwargs: Any) -> str:
+        time.sleep(0.15)
+        received.append(kwargs["part_number"])
+        return str(commit_part(*args, **kwargs))
+
+    storage.commit_part = slow_commit
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MEDIAINGEST_")}
+    env |= {"MEDIAINGEST_SERVER": server.url, "MEDIAINGEST_TOKEN": _token(headers), "COLUMNS": "200"}
+    command = [COMMAND, "upload", str(video), "--concurrency", "2"]
+
+    def stopped_after(count: int, sig: signal.Signals) -> subprocess.CompletedProcess[str]:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        before = len(received)
+        wait_until(lambda: len(received) >= before + count, timeout=30, message="parts should arrive")
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=30)
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+    interrupted = stopped_after(3, signal.SIGINT)
+    assert interrupted.returncode == 130, interrupted.stderr
+    assert "Interrupted." in interrupted.stderr and "again to resume" in interrupted.stderr
+    first_run = set(received)
+
+    killed = stopped_after(3, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    second_run = received[len(first_run) :]
+    assert not first_run & set(second_run), "the second run sent parts storage already held"
+
+    settled = -1
+    while settled != len(received):  # parts whose bytes had all arrived before the kill still land
+        settled = len(received)
+        time.sleep(0.5)
+    held = set(received)
+    before_last = len(received)
+    finished = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    last_run = received[before_last:]
+    missing = set(range(1, parts + 1)) - held
+    assert sorted(last_run) == sorted(missing)  # exactly the parts storage did not hold
+    [entry] = json.loads(finished.stdout)
+    asset = entry["asset"]
+    assert asset["uploadStatus"] == "UPLOADED" and asset["etag"].endswith(f"-{parts}")
+    assert asset["checksum"] == hashlib.sha256(video.read_bytes()).hexdigest()
+    assert f"({parts} parts, {len(held)} already stored)" in finished.stderr

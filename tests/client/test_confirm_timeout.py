@@ -38,5 +38,5 @@ def test_a_confirm_slower_than_the_client_timeout_still_succeeds(
         result = client.upload(small_video)
 
     assert time.monotonic() - started >= HELD_SECONDS
-    assert result.ticket.multipart is not None
+    assert result.plan.multipart
     assert result.confirmed.upload_status == "UPLOADED"

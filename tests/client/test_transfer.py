@@ -22,6 +22,7 @@ from mediaingest.client.transfer import Transfer
 from mediaingest.retry import RetryPolicy
 
 FAST = RetryPolicy(max_attempts=3, base_seconds=0.01, max_seconds=0.05)
+NOW = datetime.now(UTC)
 
 
 @dataclass
@@ -106,7 +107,7 @@ def _ticket(store: FlakyStore, size: int, part_size: int) -> UploadUrlResponse:
         for n in range(1, count + 1)
     ]
     return UploadUrlResponse(
-        asset_id="a1", storage_key="key", file_name="f.bin", expires_at=datetime.now(UTC),
+        asset_id="a1", storage_key="key", file_name="f.bin", expires_at=NOW, session_expires_at=NOW,
         multipart=MultipartUpload(upload_id="u1", part_size=part_size, parts=parts),
     )  # fmt: skip
 
@@ -152,7 +153,7 @@ def test_an_expired_url_is_not_retried(store: FlakyStore, payload: Path) -> None
     store.fail_first, store.status = {1: 99}, 403
     size = payload.stat().st_size
     ticket = UploadUrlResponse(
-        asset_id="a1", storage_key="key", file_name="f.bin", expires_at=datetime.now(UTC),
+        asset_id="a1", storage_key="key", file_name="f.bin", expires_at=NOW, session_expires_at=NOW,
         upload_url=store.url, headers={"Content-Type": "application/octet-stream"},
     )  # fmt: skip
     with httpx.Client() as http, pytest.raises(TransferError, match="expired or was refused") as caught:
@@ -169,7 +170,7 @@ def test_a_single_write_url_refusing_a_retry_means_the_first_attempt_landed(stor
     store.fail_first = {1: 1}
     size = payload.stat().st_size
     ticket = UploadUrlResponse(
-        asset_id="a1", storage_key="key", file_name="f.bin", expires_at=datetime.now(UTC),
+        asset_id="a1", storage_key="key", file_name="f.bin", expires_at=NOW, session_expires_at=NOW,
         upload_url=store.url, headers={"If-None-Match": "*"},
     )  # fmt: skip
     sent: list[int] = []

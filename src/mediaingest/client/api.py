@@ -21,11 +21,15 @@ from mediaingest.assets.schemas import (
     AssetStatus,
     ConfirmUploadRequest,
     ConfirmUploadResponse,
+    PresignedPart,
+    SignedParts,
+    UploadState,
     UploadUrlRequest,
     UploadUrlResponse,
 )
 from mediaingest.client.errors import AmbiguousIdError, ApiError, ClientError
-from mediaingest.client.transfer import ProgressCallback, Transfer
+from mediaingest.client.resume import ResumeStore
+from mediaingest.client.transfer import ProgressCallback, Transfer, TransferPlan, md5_of
 from mediaingest.retry import RetryPolicy
 
 TERMINAL = ("READY", "FAILED")
@@ -46,12 +50,16 @@ def guess_mime_type(path: Path) -> str:
 
 @dataclass(frozen=True)
 class UploadResult:
-    ticket: UploadUrlResponse
+    plan: TransferPlan  # what had to be sent: everything, or what a resumed upload still missed
     confirmed: ConfirmUploadResponse
 
     @property
     def asset_id(self) -> str:
         return self.confirmed.asset_id
+
+    @property
+    def resumed(self) -> bool:
+        return bool(self.plan.received) or self.plan.single_stored
 
 
 class MediaIngestClient:
@@ -101,9 +109,9 @@ class MediaIngestClient:
         return UploadUrlResponse.model_validate(self._call("POST", "/api/assets/upload-url", json=body))
 
     def send(
-        self, path: Path, ticket: UploadUrlResponse, on_progress: ProgressCallback | None = None
+        self, path: Path, plan: TransferPlan | UploadUrlResponse, on_progress: ProgressCallback | None = None
     ) -> ConfirmUploadRequest:
-        return self.transfer.send(path, ticket, on_progress)
+        return self.transfer.send(path, plan, on_progress)
 
     def confirm(self, request: ConfirmUploadRequest) -> ConfirmUploadResponse:
         body = request.model_dump(by_alias=True, exclude_none=True)
@@ -114,6 +122,18 @@ class MediaIngestClient:
         answer = self._call("POST", "/api/assets/confirm-upload", json=body, timeout=timeout)
         return ConfirmUploadResponse.model_validate(answer)
 
+    def upload_state(self, asset_id: str) -> UploadState:
+        """The resume API: what storage holds of the upload, fresh URLs for the rest."""
+        return UploadState.model_validate(self._call("GET", f"/api/assets/{asset_id}/upload"))
+
+    def sign_part(self, asset_id: str, part_number: int, sha256: str) -> PresignedPart:
+        body = {"parts": [{"partNumber": part_number, "sha256": sha256}]}
+        signed = SignedParts.model_validate(self._call("POST", f"/api/assets/{asset_id}/upload/parts", json=body))
+        return signed.parts[0]
+
+    def abort_upload(self, asset_id: str) -> None:
+        self._call("POST", f"/api/assets/{asset_id}/upload/abort")
+
     def upload(
         self,
         path: Path,
@@ -121,29 +141,81 @@ class MediaIngestClient:
         mime_type: str | None = None,
         project_id: str | None = None,
         declare_sha256: bool = False,
-        on_ticket: Callable[[UploadUrlResponse], None] | None = None,
+        resume: ResumeStore | None = None,
+        asset_id: str | None = None,
+        on_plan: Callable[[TransferPlan], None] | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> UploadResult:
-        """Asks for the URL(s), sends the bytes, confirms. `declare_sha256` hashes the file first so the
-        store verifies it end to end (one extra read of the file)."""
+        """Asks for the URL(s), sends the bytes (each part with its SHA-256 signed in), confirms.
+
+        With `resume`, an interrupted upload of the same file (same path, size and modification time)
+        is picked up where it stopped: only the parts storage does not hold are sent. `asset_id`
+        resumes that asset's upload explicitly; its stored parts are checked against the file first.
+        `declare_sha256` hashes the whole file first so the store verifies it end to end.
+        """
         size = path.stat().st_size
-        digest = _sha256(path) if declare_sha256 else None
-        ticket = self.request_upload(
-            UploadUrlRequest.model_validate(
-                {
-                    "file_name": path.name,
-                    "file_size": size,
-                    "mime_type": mime_type or guess_mime_type(path),
-                    "project_id": project_id,
-                    "sha256": digest,
-                },
-                by_name=True,
+        key = ResumeStore.key(self.server, path) if resume is not None else None
+        plan = None
+        if asset_id is not None:
+            plan = self._resumed_plan(path, asset_id, size, explicit=True)
+        elif resume is not None and key is not None and (known := resume.get(key)):
+            plan = self._resumed_plan(path, known, size, explicit=False)
+            if plan is None:
+                resume.forget(key)
+        if plan is None:
+            digest = _sha256(path) if declare_sha256 else None
+            ticket = self.request_upload(
+                UploadUrlRequest.model_validate(
+                    {
+                        "file_name": path.name,
+                        "file_size": size,
+                        "mime_type": mime_type or guess_mime_type(path),
+                        "project_id": project_id,
+                        "sha256": digest,
+                    },
+                    by_name=True,
+                )
             )
-        )
-        if on_ticket is not None:
-            on_ticket(ticket)
-        confirm = self.send(path, ticket, on_progress)
-        return UploadResult(ticket=ticket, confirmed=self.confirm(confirm))
+            if resume is not None and key is not None:
+                resume.remember(key, ticket.asset_id)  # before any byte goes: a kill from here on resumes
+            plan = TransferPlan.from_ticket(ticket, sign=self._signer(ticket.asset_id))
+        if on_plan is not None:
+            on_plan(plan)
+        if on_progress is not None and plan.received_bytes:
+            on_progress(plan.received_bytes)
+        confirm = self.send(path, plan, on_progress)
+        confirmed = self.confirm(confirm)
+        if resume is not None and key is not None:
+            resume.forget(key)
+        return UploadResult(plan=plan, confirmed=confirmed)
+
+    def _signer(self, asset_id: str) -> Callable[[int, str], PresignedPart]:
+        return lambda part_number, sha256: self.sign_part(asset_id, part_number, sha256)
+
+    def _resumed_plan(self, path: Path, asset_id: str, size: int, *, explicit: bool) -> TransferPlan | None:
+        """The plan that finishes this asset's upload, or None when it cannot be resumed (then, unless
+        the asset was named, a new upload starts)."""
+        try:
+            state = self.upload_state(asset_id)
+        except ApiError as error:
+            if explicit or error.status_code not in (404, 409):
+                raise
+            return None
+        if state.file_size != size:
+            if explicit:
+                raise ClientError(f"asset {asset_id} expects {state.file_size} bytes; {path.name} has {size}")
+            return None
+        plan = TransferPlan.from_state(state, sign=self._signer(asset_id))
+        if explicit:
+            for part in plan.received:  # named by hand: make sure these bytes are this file's
+                start = (part.part_number - 1) * plan.part_size
+                length = min(plan.part_size, size - start)
+                if md5_of(path, start, length) != part.etag.strip('"'):
+                    raise ClientError(
+                        f"part {part.part_number} of asset {asset_id} is not the same bytes as {path.name}: "
+                        "not the same file"
+                    )
+        return plan
 
     # --- reading --------------------------------------------------------------------------------
     def status(self, asset_id: str) -> AssetStatus:

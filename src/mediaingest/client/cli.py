@@ -126,9 +126,20 @@ def upload(
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=16, help="Parts uploaded at once (multipart).")] = 4,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds.")] = 3600.0,
+    asset: Annotated[
+        str | None,
+        typer.Option(
+            "--asset", help="Resume this asset's interrupted upload (one FILE; its stored parts are checked)."
+        ),
+    ] = None,
     json_output: JsonOutput = False,
 ) -> None:
-    """Upload files straight to storage (big ones in parallel parts), confirm, and print each asset."""
+    """Upload files straight to storage (big ones in parallel parts), confirm, and print each asset.
+
+    An interrupted upload (Ctrl-C, a lost connection, a killed process) resumes when the same command
+    runs again: only the parts storage does not hold yet are sent.
+    """
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -140,6 +151,8 @@ def upload(
     )
 
     from mediaingest.client.errors import ClientError, describe_error
+    from mediaingest.client.resume import ResumeStore
+    from mediaingest.client.transfer import TransferPlan
 
     out, err = _consoles()
     failed = False
@@ -158,26 +171,47 @@ def upload(
     def on_retry(part: int, attempt: int, why: str) -> None:
         err.print(f"  retrying part {part} after attempt {attempt}: {why}")
 
+    if asset is not None and len(files) != 1:
+        err.print("[red]✗[/red] --asset resumes one upload: give exactly one FILE.")
+        raise typer.Exit(2)
+    resume = ResumeStore()
     with _client(server, token, concurrency=concurrency, on_retry=on_retry) as client:
         uploaded: list[tuple[Path, str]] = []
         errors: list[str] = []
         with progress:
             for path in files:
                 task = progress.add_task(path.name, total=path.stat().st_size)
+                current: list[TransferPlan] = []
 
-                def on_ticket(ticket: Any, task: Any = task, path: Path = path) -> None:
-                    if ticket.multipart is not None:
-                        parts = len(ticket.multipart.parts)
-                        progress.update(task, description=f"{path.name} ({parts} parts)")
+                def on_plan(
+                    plan: TransferPlan, task: Any = task, path: Path = path, current: list[TransferPlan] = current
+                ) -> None:
+                    current.append(plan)
+                    if plan.multipart:
+                        have = f", {len(plan.received)} already stored" if plan.received else ""
+                        progress.update(task, description=f"{path.name} ({plan.part_count} parts{have})")
+                    elif plan.single_stored:
+                        progress.update(task, description=f"{path.name} (already stored)")
 
                 try:
                     result = client.upload(
                         path,
                         mime_type=mime_type,
                         project_id=project,
-                        on_ticket=on_ticket,
+                        resume=resume,
+                        asset_id=client.resolve_id(asset) if asset else None,
+                        on_plan=on_plan,
                         on_progress=functools.partial(progress.advance, task),
                     )
+                except KeyboardInterrupt:
+                    progress.stop()
+                    which = f" (asset {current[0].asset_id[:8]})" if current else ""
+                    err.print(
+                        f"[yellow]Interrupted.[/yellow] What reached storage is kept{which}: run "
+                        f"[bold]mediaingest upload {escape(str(path))}[/bold] again to resume.",
+                        highlight=False,
+                    )
+                    raise typer.Exit(130) from None
                 except ClientError as error:
                     failed = True
                     progress.update(task, description=f"{path.name} [red]failed[/red]")

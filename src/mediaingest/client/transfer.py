@@ -1,4 +1,9 @@
-"""Sending a file's bytes to the signed URLs of an upload ticket: one PUT, or parts in parallel.
+"""Sending a file's bytes to the signed URLs of an upload: one PUT, or the missing parts in parallel.
+
+A `TransferPlan` says what is left to send: a fresh ticket (everything), or the answer of the resume
+API (the parts storage does not hold yet). With a `sign` callback, each part is hashed before each
+attempt and sent on a URL that carries its SHA-256 (the store refuses other bytes), signed just then,
+so a part never fails because the URLs of an hour ago expired.
 
 Storage requests use their own HTTP client that never carries the API token: a signed URL is its own
 credential, and the store (S3, or whoever runs it) has no business seeing our bearer token. Each PUT is
@@ -15,11 +20,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from mediaingest.assets.schemas import ConfirmedPart, ConfirmUploadRequest, UploadUrlResponse
+from mediaingest.assets.schemas import (
+    ConfirmedPart,
+    ConfirmUploadRequest,
+    PresignedPart,
+    UploadState,
+    UploadUrlResponse,
+)
 from mediaingest.client.errors import TransferError
 from mediaingest.retry import RetryPolicy
 
@@ -47,11 +59,76 @@ def _file_chunks(path: Path, start: int, length: int, sent: ProgressCallback) ->
             sent(len(chunk))  # after the chunk went to the socket, so progress never runs ahead
 
 
-def _md5_of(path: Path, start: int, size: int) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
+def _digest_of(path: Path, start: int, size: int, algorithm: str) -> str:
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     for chunk in _file_chunks(path, start, size, lambda _n: None):
         digest.update(chunk)
     return digest.hexdigest()
+
+
+def md5_of(path: Path, start: int, size: int) -> str:
+    """What S3 answers as the ETag of these bytes sent in one PUT."""
+    return _digest_of(path, start, size, "md5")
+
+
+SignPart = Callable[[int, str], PresignedPart]  # (part number, SHA-256 hex) → a URL with it signed in
+
+
+@dataclass(frozen=True)
+class TransferPlan:
+    """What is left to send of one upload, and what storage already holds."""
+
+    asset_id: str
+    upload_url: str | None = None  # a single PUT still to make
+    headers: dict[str, str] = field(default_factory=dict)
+    single_stored: bool = False  # the single PUT already landed: nothing to send
+    part_size: int = 0
+    part_count: int = 0
+    missing: list[PresignedPart] = field(default_factory=list)
+    received: list[ConfirmedPart] = field(default_factory=list)
+    received_bytes: int = 0  # of the file, already in storage
+    sign: SignPart | None = None
+
+    @property
+    def multipart(self) -> bool:
+        return self.part_count > 0
+
+    @classmethod
+    def from_ticket(cls, ticket: UploadUrlResponse, sign: SignPart | None = None) -> TransferPlan:
+        if ticket.multipart is None:
+            return cls(asset_id=ticket.asset_id, upload_url=ticket.upload_url, headers=ticket.headers)
+        multipart = ticket.multipart
+        return cls(
+            asset_id=ticket.asset_id,
+            part_size=multipart.part_size,
+            part_count=len(multipart.parts),
+            missing=list(multipart.parts),
+            sign=sign,
+        )
+
+    @classmethod
+    def from_state(cls, state: UploadState, sign: SignPart | None = None) -> TransferPlan:
+        if state.upload_id is None:
+            return cls(
+                asset_id=state.asset_id,
+                upload_url=state.upload_url,
+                headers=state.headers,
+                single_stored=state.complete,
+                received_bytes=state.file_size if state.complete else 0,
+            )
+        received = [
+            ConfirmedPart.model_validate({"part_number": p.part_number, "etag": p.etag}, by_name=True)
+            for p in state.received_parts
+        ]
+        return cls(
+            asset_id=state.asset_id,
+            part_size=state.part_size or 0,
+            part_count=len(state.received_parts) + len(state.parts),
+            missing=list(state.parts),
+            received=received,
+            received_bytes=sum(p.size for p in state.received_parts),
+            sign=sign,
+        )
 
 
 def _refusal(response: httpx.Response) -> TransferError:
@@ -59,6 +136,10 @@ def _refusal(response: httpx.Response) -> TransferError:
     code = match.group(1) if match else None
     if code in ("AccessDenied", "SignatureDoesNotMatch"):
         message = "the upload URL expired or was refused; upload the file again"
+    elif code in ("BadDigest", "XAmzContentChecksumMismatch"):
+        # The part's bytes arrived different from the checksum signed for them (damaged on the way,
+        # or the file changed meanwhile): this part alone is sent again, hashed afresh.
+        return TransferError("storage refused a part whose bytes did not match its checksum", retryable=True)
     else:
         message = f"storage answered {response.status_code}" + (f" ({code})" if code else "")
     return TransferError(message, status_code=response.status_code, retryable=response.status_code in _RETRYABLE_STATUS)
@@ -80,51 +161,77 @@ class Transfer:
         self._lock = threading.Lock()
 
     def send(
-        self, path: Path, ticket: UploadUrlResponse, on_progress: ProgressCallback | None = None
+        self, path: Path, plan: TransferPlan | UploadUrlResponse, on_progress: ProgressCallback | None = None
     ) -> ConfirmUploadRequest:
-        """PUTs the file per the ticket; returns the body that confirms it."""
+        """PUTs what the plan says is missing; returns the body that confirms the whole upload.
+
+        Ctrl-C stops it cleanly: no new part starts, the parts in flight finish (they are kept and
+        count for a resume), then KeyboardInterrupt goes on up.
+        """
+        if isinstance(plan, UploadUrlResponse):
+            plan = TransferPlan.from_ticket(plan)
         progress = on_progress or (lambda _n: None)
 
         def report(count: int) -> None:
             with self._lock:  # parts report from several threads; the callback need not be thread-safe
                 progress(count)
 
-        if ticket.multipart is None:
-            assert ticket.upload_url is not None
+        def confirm_single(etag: str) -> ConfirmUploadRequest:
+            return ConfirmUploadRequest.model_validate({"asset_id": plan.asset_id, "etag": etag}, by_name=True)
+
+        if not plan.multipart:
             size = path.stat().st_size
-            etag = self._put(ticket.upload_url, ticket.headers, path, 0, size, 1, report)
-            return ConfirmUploadRequest.model_validate({"asset_id": ticket.asset_id, "etag": etag}, by_name=True)
+            if plan.single_stored:
+                return confirm_single(md5_of(path, 0, size))
+            assert plan.upload_url is not None
+            url, headers = plan.upload_url, plan.headers
+            return confirm_single(self._put(lambda: (url, headers), path, 0, size, 1, report))
 
-        multipart = ticket.multipart
         stop = threading.Event()
+        sign = plan.sign
 
-        def one(part_number: int, url: str, headers: dict[str, str], size: int) -> ConfirmedPart:
-            if stop.is_set():  # another part failed for good: don't start more
+        def one(part: PresignedPart) -> ConfirmedPart:
+            if stop.is_set():  # another part failed for good, or Ctrl-C: don't start more
                 raise TransferError("upload abandoned")
+            start = (part.part_number - 1) * plan.part_size
+
+            def request() -> tuple[str, dict[str, str]]:
+                if sign is None:
+                    return part.url, part.headers
+                # Hashed now (the bytes this attempt sends) and signed now (a URL that has not expired).
+                signed = sign(part.part_number, _digest_of(path, start, part.size, "sha256"))
+                return signed.url, signed.headers
+
             try:
-                start = (part_number - 1) * multipart.part_size
-                etag = self._put(url, headers, path, start, size, part_number, report)
-                return ConfirmedPart.model_validate({"part_number": part_number, "etag": etag}, by_name=True)
+                etag = self._put(request, path, start, part.size, part.part_number, report)
+                return ConfirmedPart.model_validate({"part_number": part.part_number, "etag": etag}, by_name=True)
             except BaseException:
                 stop.set()
                 raise
 
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(multipart.parts))) as pool:
-            futures = [pool.submit(one, p.part_number, p.url, p.headers, p.size) for p in multipart.parts]
-            results, first_error = [], None
+        results = list(plan.received)
+        pool = ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(plan.missing))))
+        try:
+            futures = [pool.submit(one, part) for part in plan.missing]
+            first_error: BaseException | None = None
             for future in futures:
                 try:
                     results.append(future.result())
-                except BaseException as error:
+                except TransferError as error:
                     first_error = first_error or error
+        except BaseException:
+            stop.set()  # Ctrl-C lands here, in the main thread
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         if first_error is not None:
             raise first_error
-        return ConfirmUploadRequest.model_validate({"asset_id": ticket.asset_id, "parts": results}, by_name=True)
+        results.sort(key=lambda part: part.part_number)
+        return ConfirmUploadRequest.model_validate({"asset_id": plan.asset_id, "parts": results}, by_name=True)
 
     def _put(
         self,
-        url: str,
-        headers: dict[str, str],
+        request: Callable[[], tuple[str, dict[str, str]]],
         path: Path,
         start: int,
         size: int,
@@ -139,9 +246,10 @@ class Transfer:
                 sent += n
                 report(n)
 
-            # Content-Length given explicitly: httpx then streams without chunked encoding, as storage needs.
-            request_headers = {**headers, "Content-Length": str(size)}
             try:
+                url, headers = request()
+                # Content-Length given explicitly: httpx then streams without chunked encoding, as storage needs.
+                request_headers = {**headers, "Content-Length": str(size)}
                 response = self.http.put(url, content=_file_chunks(path, start, size, count), headers=request_headers)
                 if 200 <= response.status_code < 300:
                     etag = response.headers.get("etag")
@@ -152,7 +260,7 @@ class Transfer:
                     # A single-write URL refusing our retry: the earlier attempt did land (its answer
                     # was lost). A single PUT's ETag is the MD5 of its bytes; confirm checks it.
                     report(size - sent)
-                    return _md5_of(path, start, size)
+                    return md5_of(path, start, size)
                 error = _refusal(response)
             except httpx.TransportError as exc:
                 error = TransferError(f"{type(exc).__name__}: {exc or 'connection failed'}", retryable=True)
