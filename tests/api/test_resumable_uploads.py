@@ -212,7 +212,7 @@ def test_a_confirmed_upload_cannot_be_aborted_or_resumed(
     assert state["uploadUrl"] and state["uploadId"] is None and not state["complete"]
     body = put_bytes(http, {**ticket, "uploadUrl": state["uploadUrl"], "headers": state["headers"]}, data)
     stored = _state(api, headers, ticket["assetId"])
-    assert stored["complete"] and stored["uploadUrl"] is None
+    assert stored["complete"] and stored["uploadUrl"] is None and stored["etag"] == body["etag"].strip('"')
     assert api.post("/api/assets/confirm-upload", json=body, headers=headers).status_code == 200
     for response in (
         api.post(f"/api/assets/{ticket['assetId']}/upload/abort", headers=headers),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,17 @@ def test_disallowed_type_and_quota_are_explained(
         "“notes.pdf” can't be uploaded: only video, audio and image files are accepted (this file is application/pdf)."
     )
 
+    # Named like a video, but its first bytes say PDF: refused in the browser before anything is sent.
+    disguised = tmp_path / "notes.mp4"
+    disguised.write_bytes(PDF_BYTES)
+    page.set_input_files("#file-input", str(disguised))
+    refused = card(page, "notes.mp4")
+    refused.and_(page.locator("[data-state='rejected']")).wait_for()
+    assert refused.locator(".upload-status").inner_text() == (
+        "“notes.mp4” is a PDF, not a video: upload a video, audio or image file."
+    )
+    assert refused.get_attribute("data-asset-id") is None  # no upload was even asked for
+
     page.set_input_files("#file-input", str(small_video))
     over = card(page, small_video.name)
     over.and_(page.locator("[data-state='rejected']")).wait_for()
@@ -262,3 +274,107 @@ def test_the_queue_is_compact_and_finished_cards_can_be_cleared(
     assert refused.count() == 0 and page.locator("#uploads-summary").inner_text() == "1 ready"
     page.get_by_role("button", name="Clear finished").click()
     assert page.locator("#uploads .upload").count() == 0 and page.locator("#uploads-bar").is_hidden()
+
+
+def test_a_reload_mid_upload_resumes_without_sending_stored_parts_again(
+    live_server_factory: LiveServerFactory, page: Any, small_video: Path, tmp_path: Path
+) -> None:
+    server = live_server_factory(worker=False, multipart_threshold=64 * 1024, multipart_part_size=64 * 1024)
+    _, headers = server.create_user()
+    video = tmp_path / "interview.mp4"
+    video.write_bytes(small_video.read_bytes() + bytes(1024 * 1024))  # a real header, padded to many parts
+    parts = -(-video.stat().st_size // (64 * 1024))
+    received: list[int] = []
+    commit_part = server.storage.commit_part
+
+    def slow_commit(*args: Any, **kwargs: Any) -> str:  # the real store, each part landing a little slowly
+        time.sleep(0.15)
+        received.append(kwargs["part_number"])
+        return str(commit_part(*args, **kwargs))
+
+    server.storage.commit_part = slow_commit
+    sign_in(page, server, _token(headers))
+    page.set_input_files("#file-input", str(video))
+    sending = card(page, video.name)
+    sending.and_(page.locator("[data-state='uploading']")).wait_for()
+    wait_until(lambda: len(received) >= 4, timeout=30, message="parts should arrive")
+
+    # Pause stops sending; what landed stays; Resume goes on from there.
+    sending.get_by_role("button", name=f"Pause {video.name}").click()
+    sending.and_(page.locator("[data-state='paused']")).wait_for()
+    settled = _settled(received)
+    time.sleep(0.5)
+    assert len(received) == settled, "parts kept arriving while paused"
+    sending.get_by_role("button", name=f"Resume {video.name}").click()
+    sending.and_(page.locator("[data-state='uploading']")).wait_for()
+    wait_until(lambda: len(received) >= settled + 3, timeout=30, message="resume should send more parts")
+
+    # Leaving asks first; going anyway loses nothing.
+    dialogs: list[str] = []
+    page.once("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.accept()))
+    page.reload()
+    assert dialogs == ["beforeunload"]
+    held = set(received[: _settled(received)])
+    interrupted = card(page, video.name)
+    interrupted.and_(page.locator("[data-state='interrupted']")).wait_for()
+    assert f"Choose “{video.name}” again to resume" in interrupted.locator(".upload-status").inner_text()
+    _screenshots(page, "upload-interrupted")
+
+    before = len(received)
+    page.set_input_files("#file-input", str(video))
+    interrupted.and_(page.locator("[data-state='processing']")).wait_for(timeout=60_000)
+    assert page.locator("#uploads .upload").count() == 1  # the interrupted card took the file
+    resent = received[before:]
+    assert sorted(resent) == sorted(set(range(1, parts + 1)) - held)  # only what storage lacked
+    asset_id = interrupted.get_attribute("data-asset-id")
+    detail = httpx.get(f"{server.url}/api/assets/{asset_id}", headers=headers).json()["data"]
+    assert detail["etag"].endswith(f"-{parts}")
+    assert detail["checksum"] == hashlib.sha256(video.read_bytes()).hexdigest()
+
+
+def test_cancel_releases_the_quota_and_leaves_nothing(
+    live_server_factory: LiveServerFactory, page: Any, small_video: Path, tmp_path: Path
+) -> None:
+    server = live_server_factory(worker=False, multipart_threshold=64 * 1024, multipart_part_size=64 * 1024)
+    _, headers = server.create_user()
+    video = tmp_path / "outtake.mp4"
+    video.write_bytes(small_video.read_bytes() + bytes(1024 * 1024))
+    commit_part = server.storage.commit_part
+
+    def slow_commit(*args: Any, **kwargs: Any) -> str:
+        time.sleep(0.15)
+        return str(commit_part(*args, **kwargs))
+
+    server.storage.commit_part = slow_commit
+    sign_in(page, server, _token(headers))
+    page.set_input_files("#file-input", str(video))
+    sending = card(page, video.name)
+    sending.and_(page.locator("[data-state='uploading']")).wait_for()
+    sending.get_by_role("button", name=f"Cancel {video.name}").click()
+    sending.wait_for(state="detached")
+    wait_until(
+        lambda: httpx.get(f"{server.url}/api/me", headers=headers).json()["data"]["quota"]["reservedBytes"] == 0,
+        timeout=10,
+        message="the reservation should be released",
+    )
+    assert httpx.get(f"{server.url}/api/assets", headers=headers).json()["data"]["total"] == 0
+    time.sleep(0.5)  # parts in flight when Cancel was pressed are refused once the asset is gone
+    assert server.storage.list_keys(server.settings.bucket_incoming, "uploads/") == []
+    assert list((server.settings.data_dir / "storage" / ".uploads").iterdir()) == []
+
+
+def _settled(received: list[int]) -> int:
+    """How many parts have landed once the ones in flight are done."""
+    count = -1
+    while count != len(received):
+        count = len(received)
+        time.sleep(0.4)
+    return count
+
+
+def _screenshots(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 800})
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 800})

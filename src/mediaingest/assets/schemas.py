@@ -85,6 +85,7 @@ class UploadState(ApiModel):
     upload_url: str | None = Field(None, description="Single-part upload not stored yet: PUT the file here.")
     headers: dict[str, str] = Field(default_factory=dict, description="Send these headers with that PUT.")
     complete: bool = Field(description="Every byte is in storage: confirm the upload.")
+    etag: str | None = Field(None, description="Single-part upload stored: the ETag to confirm it with.")
     expires_at: datetime = Field(description="When these URLs expire.")
     session_expires_at: datetime
 

@@ -291,7 +291,7 @@ class AssetService:
             state.complete = not missing
         else:
             try:
-                self.storage.head(asset.storage_bucket, asset.storage_key)
+                state.etag = self.storage.head(asset.storage_bucket, asset.storage_key).etag
                 state.complete = True
             except ObjectNotFoundError:
                 presigned = self._presign_single_put(asset)

@@ -159,6 +159,7 @@ function showWorkspace() {
   $("#account").hidden = false;
   $("#account-label").textContent = "Signed in";
   refreshAssets();
+  offerInterruptedUploads().catch((error) => console.warn("could not look for interrupted uploads", error));
 }
 
 /** The header: who is signed in, their plan, and how much of its quota is used. */
@@ -241,6 +242,7 @@ function storageMessage(xhr) {
   if (code && (code[1] === "AccessDenied" || code[1] === "SignatureDoesNotMatch")) {
     return "the upload link expired or was refused; upload the file again";
   }
+  if (code && code[1] === "BadDigest") return "a part arrived damaged (its checksum did not match)";
   return `storage answered ${xhr.status}${code ? ` (${code[1]})` : ""}`;
 }
 
@@ -261,7 +263,8 @@ function putBlob(url, blob, headers, onProgress, inflight) {
         if (etag) resolve(etag);
         else reject(new UploadError("storage did not expose the ETag header (check the bucket's CORS rules)", false));
       } else {
-        const retryable = xhr.status >= 500 || xhr.status === 408 || xhr.status === 429;
+        // A part damaged on the way (BadDigest) is signed and sent again, hashed afresh.
+        const retryable = xhr.status >= 500 || xhr.status === 408 || xhr.status === 429 || /<Code>BadDigest</.test(xhr.responseText || "");
         reject(new UploadError(storageMessage(xhr), retryable));
       }
     };
@@ -277,11 +280,12 @@ function putBlob(url, blob, headers, onProgress, inflight) {
   });
 }
 
-async function withRetries(attemptFn, onRetry) {
+async function withRetries(attemptFn, onRetry, stopped = () => false) {
   for (let attempt = 1; ; attempt += 1) {
     try {
       return await attemptFn();
     } catch (error) {
+      if (stopped()) throw new PausedError("paused");
       if (!(error instanceof UploadError) || !error.retryable || attempt >= PART_ATTEMPTS) throw error;
       onRetry(attempt, error);
       // 0.5 s, 1 s, 2 s … with jitter, so parallel parts do not retry in lockstep.
@@ -290,44 +294,97 @@ async function withRetries(attemptFn, onRetry) {
   }
 }
 
-/** Sends the file per the ticket; returns the confirm-upload body. */
-async function sendBytes(file, ticket, onProgress, onRetry) {
-  const inflight = new Set();
-  if (!ticket.multipart) {
-    const etag = await withRetries(
-      () => putBlob(ticket.uploadUrl, file, ticket.headers, onProgress, inflight),
-      (attempt, error) => { onProgress(0); onRetry(1, attempt, error); },
-    );
-    return { assetId: ticket.assetId, etag };
+class PausedError extends Error {}
+
+/** What is left to send of an upload: from a fresh ticket, or from the resume API's answer. */
+function planFromTicket(ticket) {
+  if (!ticket.multipart) return { assetId: ticket.assetId, single: { url: ticket.uploadUrl, headers: ticket.headers } };
+  const { partSize, parts } = ticket.multipart;
+  return { assetId: ticket.assetId, partSize, partCount: parts.length, missing: parts, received: [] };
+}
+
+function planFromState(state) {
+  if (!state.uploadId) {
+    return {
+      assetId: state.assetId, single: state.complete ? null : { url: state.uploadUrl, headers: state.headers },
+      storedEtag: state.complete ? state.etag : null,
+    };
   }
-  const { parts, partSize } = ticket.multipart;
-  const loaded = new Array(parts.length).fill(0);
-  const done = new Array(parts.length);
-  const report = () => onProgress(loaded.reduce((sum, value) => sum + value, 0));
+  return {
+    assetId: state.assetId, partSize: state.partSize, missing: state.parts, received: state.receivedParts,
+    partCount: state.parts.length + state.receivedParts.length,
+  };
+}
+
+const receivedBytes = (plan) => (plan.received || []).reduce((sum, part) => sum + part.size, 0);
+
+async function sha256Hex(blob) {
+  const digest = await crypto.subtle.digest("SHA-256", await blob.arrayBuffer());
+  return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/** A URL for this part with its SHA-256 signed in (storage refuses other bytes), signed just now.
+ * Without WebCrypto (a page served over plain http to another host) the resume API's URL is used. */
+async function signedPart(assetId, part, blob) {
+  if (!(globalThis.crypto && crypto.subtle)) return part;
+  const sha256 = await sha256Hex(blob);
+  const signed = await api(`/api/assets/${encodeURIComponent(assetId)}/upload/parts`, {
+    method: "POST", body: { parts: [{ partNumber: part.partNumber, sha256 }] },
+  });
+  return signed.parts[0];
+}
+
+/** Sends what the plan says is missing; returns the confirm-upload body. `control.paused` or
+ * `control.cancelled` stops it (in-flight PUTs are aborted) with a PausedError. */
+async function sendBytes(file, plan, onProgress, onRetry, control) {
+  const inflight = control.inflight;
+  const stopped = () => control.paused || control.cancelled;
+  if (!plan.partCount) {
+    if (plan.storedEtag) return { assetId: plan.assetId, etag: plan.storedEtag }; // landed before a reload
+    const etag = await withRetries(
+      () => putBlob(plan.single.url, file, plan.single.headers, onProgress, inflight),
+      (attempt, error) => { onProgress(0); onRetry(1, attempt, error); },
+      stopped,
+    );
+    return { assetId: plan.assetId, etag };
+  }
+  const { missing, partSize } = plan;
+  const base = receivedBytes(plan);
+  const loaded = new Array(missing.length).fill(0);
+  const done = plan.received.map(({ partNumber, etag }) => ({ partNumber, etag }));
+  const report = () => onProgress(base + loaded.reduce((sum, value) => sum + value, 0));
+  report();
   let next = 0;
   let failed = null;
   async function lane() {
-    while (next < parts.length && !failed) {
+    while (next < missing.length && !failed && !stopped()) {
       const index = next;
       next += 1;
-      const part = parts[index];
+      const part = missing[index];
       const start = (part.partNumber - 1) * partSize;
       const blob = file.slice(start, start + part.size);
       try {
         const etag = await withRetries(
-          () => putBlob(part.url, blob, part.headers, (n) => { loaded[index] = n; report(); }, inflight),
+          async () => {
+            const signed = await signedPart(plan.assetId, part, blob);
+            return putBlob(signed.url, blob, signed.headers, (n) => { loaded[index] = n; report(); }, inflight);
+          },
           (attempt, error) => { loaded[index] = 0; report(); onRetry(part.partNumber, attempt, error); },
+          stopped,
         );
-        done[index] = { partNumber: part.partNumber, etag };
+        loaded[index] = part.size;
+        done.push({ partNumber: part.partNumber, etag });
       } catch (error) {
         failed = failed || error;
         for (const xhr of inflight) xhr.abort(); // no point finishing the other parts
       }
     }
   }
-  await Promise.all(Array.from({ length: Math.min(PART_CONCURRENCY, parts.length) }, lane));
+  await Promise.all(Array.from({ length: Math.min(PART_CONCURRENCY, missing.length) }, lane));
+  if (stopped()) throw new PausedError("paused");
   if (failed) throw failed;
-  return { assetId: ticket.assetId, parts: done };
+  done.sort((a, b) => a.partNumber - b.partNumber);
+  return { assetId: plan.assetId, parts: done };
 }
 
 /** Bytes per second over the last few seconds, and the time left at that rate. */
@@ -707,22 +764,83 @@ async function renderResults(container, asset) {
 // --- uploads --------------------------------------------------------------------------------------
 const queue = [];
 let active = 0;
+// Uploads not confirmed yet, by file (name, size, modification time), so a reload can resume them.
+const PENDING_KEY = "mediaingest.pendingUploads";
+const ACTIVE_STATES = new Set(["requesting", "uploading", "paused", "confirming"]);
+
+const fileKey = (file) => `${file.name}|${file.size}|${file.lastModified}`;
+
+function pendingUploads() {
+  try {
+    return JSON.parse(localStorage.getItem(PENDING_KEY) || "{}");
+  } catch {
+    return {};
+  }
+}
+
+function rememberPending(file, assetId) {
+  const pending = pendingUploads();
+  pending[fileKey(file)] = { assetId, name: file.name, size: file.size, savedAt: Date.now() };
+  localStorage.setItem(PENDING_KEY, JSON.stringify(pending));
+}
+
+function forgetPending(key) {
+  const pending = pendingUploads();
+  delete pending[key];
+  localStorage.setItem(PENDING_KEY, JSON.stringify(pending));
+}
+
+// Signatures of files that are certainly not media, from their first bytes: refused before anything is
+// sent. Anything else goes to the server, whose own check (and ffprobe) decide.
+const NOT_MEDIA = [
+  ["application/pdf", [0x25, 0x50, 0x44, 0x46, 0x2d]], // %PDF-
+  ["application/zip", [0x50, 0x4b, 0x03, 0x04]],
+  ["application/x-msdownload", [0x4d, 0x5a]], // MZ
+];
+
+async function notMediaReason(file) {
+  // A declared non-media type is the server's to refuse (415, with the type named).
+  if (!/^(video|audio|image)\//.test(file.type)) return null;
+  const head = new Uint8Array(await file.slice(0, 512).arrayBuffer());
+  let found = NOT_MEDIA.find(([, magic]) => magic.every((byte, i) => head[i] === byte));
+  if (!found) {
+    const text = new TextDecoder().decode(head).trimStart().toLowerCase();
+    if (text.startsWith("<!doctype html") || text.startsWith("<html")) found = ["text/html"];
+  }
+  if (!found) return null;
+  return `“${file.name}” is ${KIND_NAMES[found[0]]}, not ${describeKind(file.type)}: upload a video, audio or image file.`;
+}
+
+function newCard(name, size) {
+  const item = $("#upload-template").content.firstElementChild.cloneNode(true);
+  $(".upload-name", item).textContent = name;
+  $(".upload-size", item).textContent = formatBytes(size);
+  $(".upload-progress", item).setAttribute("aria-label", `Upload of ${name}`);
+  $(".dismiss", item).setAttribute("aria-label", `Dismiss ${name}`);
+  $(".dismiss", item).addEventListener("click", () => dismiss(item));
+  $(".pause", item).setAttribute("aria-label", `Pause ${name}`);
+  $(".resume", item).setAttribute("aria-label", `Resume ${name}`);
+  $(".cancel", item).setAttribute("aria-label", `Cancel ${name}`);
+  $(".cancel", item).onclick = () => cancelUpload(item, item.dataset.assetId); // until an upload takes the card
+  $(".choose", item).addEventListener("click", () => $("#file-input").click());
+  $("#uploads").prepend(item);
+  return item;
+}
 
 function addFiles(fileList) {
   const files = Array.from(fileList || []);
   if (!files.length) return;
   $("#notice").textContent = "";
+  const pending = pendingUploads();
   for (const file of files) {
-    const item = $("#upload-template").content.firstElementChild.cloneNode(true);
-    $(".upload-name", item).textContent = file.name;
-    $(".upload-size", item).textContent = formatBytes(file.size);
-    $(".upload-progress", item).setAttribute("aria-label", `Upload of ${file.name}`);
+    const key = fileKey(file);
+    // The same file as an upload a reload interrupted: that card takes it and resumes.
+    const waiting = document.querySelector(`#uploads .upload[data-state="interrupted"][data-file-key="${CSS.escape(key)}"]`);
+    const item = waiting || newCard(file.name, file.size);
+    item.dataset.fileKey = key;
     $(".upload-status", item).textContent = "Waiting to upload…";
-    $(".dismiss", item).setAttribute("aria-label", `Dismiss ${file.name}`);
-    $(".dismiss", item).addEventListener("click", () => dismiss(item));
-    $("#uploads").prepend(item);
     updateQueueBar();
-    queue.push({ file, item, project: $("#project-input").value.trim() || null });
+    queue.push({ file, item, project: $("#project-input").value.trim() || null, resumeAssetId: pending[key]?.assetId });
   }
   pump();
 }
@@ -744,6 +862,10 @@ function setState(item, state, text) {
   item.dataset.state = state;
   if (text !== undefined) $(".upload-status", item).textContent = text;
   $(".dismiss", item).hidden = !FINISHED.has(state);
+  $(".pause", item).hidden = state !== "uploading";
+  $(".resume", item).hidden = state !== "paused";
+  $(".cancel", item).hidden = !["requesting", "uploading", "paused", "interrupted"].includes(state);
+  $(".choose", item).hidden = state !== "interrupted";
   updateQueueBar();
 }
 
@@ -753,8 +875,9 @@ function updateQueueBar() {
   const count = (states) => cards.filter((card) => states.includes(card.dataset.state)).length;
   const ready = count(["ready"]);
   const failed = count(["failed", "rejected", "deleted"]);
-  const active = cards.length - ready - failed;
-  const parts = [active && `${active} in progress`, ready && `${ready} ready`, failed && `${failed} failed`];
+  const interrupted = count(["interrupted"]);
+  const active = cards.length - ready - failed - interrupted;
+  const parts = [active && `${active} in progress`, interrupted && `${interrupted} to resume`, ready && `${ready} ready`, failed && `${failed} failed`];
   $("#uploads-summary").textContent = parts.filter(Boolean).join(" · ");
   $("#uploads-bar").hidden = cards.length === 0;
   $("#clear-finished").disabled = ready + failed === 0;
@@ -766,23 +889,89 @@ function dismiss(item) {
   updateQueueBar();
 }
 
-async function uploadOne({ file, item, project }) {
+/** Cancel: storage and the server forget the upload (parts deleted, quota released), the card goes. */
+async function cancelUpload(item, assetId) {
+  try {
+    if (assetId) await api(`/api/assets/${encodeURIComponent(assetId)}/upload/abort`, { method: "POST" });
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 404)) {
+      $(".upload-status", item).textContent = `Could not cancel: ${describeError(error)}`;
+      return;
+    }
+  }
+  if (item.dataset.fileKey) forgetPending(item.dataset.fileKey);
+  dismiss(item);
+  refreshAccount();
+}
+
+/** After a reload: a card per upload the page was sending, asking for the file again (a browser
+ * keeps no file across a reload); choosing it resumes with the parts storage does not hold. */
+async function offerInterruptedUploads() {
+  for (const [key, entry] of Object.entries(pendingUploads())) {
+    if (document.querySelector(`#uploads .upload[data-file-key="${CSS.escape(key)}"]`)) continue;
+    let state;
+    try {
+      state = await api(`/api/assets/${encodeURIComponent(entry.assetId)}/upload`);
+    } catch (error) {
+      if (error instanceof ApiError && (error.status === 404 || error.status === 409)) forgetPending(key);
+      continue;
+    }
+    const item = newCard(entry.name, entry.size);
+    item.dataset.fileKey = key;
+    item.dataset.assetId = entry.assetId;
+    const stored = state.receivedParts.reduce((sum, part) => sum + part.size, 0) || (state.complete ? state.fileSize : 0);
+    $(".upload-progress", item).value = (stored / entry.size) * UPLOAD_SHARE;
+    $(".upload-meta", item).textContent = `${formatBytes(stored)} of ${formatBytes(entry.size)} already stored`;
+    setState(item, "interrupted", `Interrupted. Choose “${entry.name}” again to resume where it stopped.`);
+  }
+}
+
+async function uploadOne({ file, item, project, resumeAssetId }) {
   const bar = $(".upload-progress", item);
   const meta = $(".upload-meta", item);
+  const control = { paused: false, cancelled: false, inflight: new Set(), resume: null };
+  const stopAll = () => { for (const xhr of control.inflight) xhr.abort(); };
+  $(".pause", item).onclick = () => { control.paused = true; stopAll(); };
+  $(".resume", item).onclick = () => control.resume && control.resume();
+  $(".cancel", item).onclick = () => {
+    control.cancelled = true;
+    stopAll();
+    if (control.resume) control.resume();
+  };
+  $(".upload-status", item).classList.remove("error");
+  let assetId = resumeAssetId || null;
   try {
     if (file.size === 0) throw new Error(`“${file.name}” is empty; there is nothing to upload.`);
-    setState(item, "requesting", "Preparing the upload…");
-    const ticket = await api("/api/assets/upload-url", {
-      method: "POST",
-      body: {
-        fileName: file.name, fileSize: file.size,
-        mimeType: file.type || "application/octet-stream", projectId: project,
-      },
-    });
-    item.dataset.assetId = ticket.assetId;
-    item.dataset.multipart = ticket.multipart ? String(ticket.multipart.parts.length) : "";
-    const parts = ticket.multipart ? ` in ${ticket.multipart.parts.length} parts` : "";
-    setState(item, "uploading", `Uploading${parts}…`);
+    const notMedia = await notMediaReason(file);
+    if (notMedia) {
+      setState(item, "rejected", notMedia);
+      $(".upload-status", item).classList.add("error");
+      return;
+    }
+    setState(item, "requesting", resumeAssetId ? "Checking what is already stored…" : "Preparing the upload…");
+    let plan = null;
+    if (resumeAssetId) {
+      try {
+        plan = planFromState(await api(`/api/assets/${encodeURIComponent(resumeAssetId)}/upload`));
+      } catch (error) {
+        if (!(error instanceof ApiError && (error.status === 404 || error.status === 409))) throw error;
+        forgetPending(fileKey(file)); // confirmed, expired or gone meanwhile: a new upload
+      }
+    }
+    if (!plan) {
+      const ticket = await api("/api/assets/upload-url", {
+        method: "POST",
+        body: {
+          fileName: file.name, fileSize: file.size,
+          mimeType: file.type || "application/octet-stream", projectId: project,
+        },
+      });
+      rememberPending(file, ticket.assetId);
+      plan = planFromTicket(ticket);
+    }
+    assetId = plan.assetId;
+    item.dataset.assetId = assetId;
+    item.dataset.multipart = plan.partCount ? String(plan.partCount) : "";
     const meter = new RateMeter(file.size);
     let lastPaint = 0;
     const onProgress = (sent) => {
@@ -795,27 +984,50 @@ async function uploadOne({ file, item, project }) {
       meta.textContent = `${formatBytes(sent)} of ${formatBytes(file.size)} · ${formatBytes(speed)}/s${eta}`;
     };
     const onRetry = (partNumber, attempt, error) => {
-      const which = ticket.multipart ? `part ${partNumber}` : "the upload";
+      const which = plan.partCount ? `part ${partNumber}` : "the upload";
       $(".upload-status", item).textContent = `Retrying ${which} (${error.message}; attempt ${attempt + 1} of ${PART_ATTEMPTS})…`;
     };
-    const confirmBody = await sendBytes(file, ticket, onProgress, onRetry);
+    let confirmBody;
+    for (;;) {
+      const stored = plan.received && plan.received.length ? `, ${plan.received.length} already stored` : "";
+      setState(item, "uploading", plan.partCount ? `Uploading in ${plan.partCount} parts${stored}…` : "Uploading…");
+      try {
+        confirmBody = await sendBytes(file, plan, onProgress, onRetry, control);
+        break;
+      } catch (error) {
+        if (!(error instanceof PausedError)) throw error;
+      }
+      if (!control.cancelled) {
+        setState(item, "paused", "Paused. What reached storage is kept.");
+        await new Promise((resolve) => { control.resume = resolve; });
+        control.resume = null;
+      }
+      if (control.cancelled) {
+        await cancelUpload(item, assetId);
+        return;
+      }
+      control.paused = false;
+      setState(item, "requesting", "Checking what is already stored…");
+      plan = planFromState(await api(`/api/assets/${encodeURIComponent(assetId)}/upload`));
+    }
     bar.value = UPLOAD_SHARE;
     setState(item, "confirming", "Verifying the upload…");
     await api("/api/assets/confirm-upload", { method: "POST", body: confirmBody });
+    forgetPending(fileKey(file));
     meta.textContent = `${formatBytes(file.size)} uploaded`;
     setState(item, "processing", "Uploaded; waiting for processing…");
     bar.setAttribute("aria-label", `Upload and processing of ${file.name}`);
     refreshAssets();
-    const final = await watchAsset(ticket.assetId, (status) => {
+    const final = await watchAsset(assetId, (status) => {
       const { text, progress } = describeProcessing(status);
       bar.value = Math.max(bar.value, UPLOAD_SHARE + (progress * (100 - UPLOAD_SHARE)) / 100);
       setState(item, "processing", text);
       if (status.playback && status.playback.ready && status.processingStatus !== "READY") {
-        showEarlyPlayback($(".upload-results", item), ticket.assetId, status.playback)
+        showEarlyPlayback($(".upload-results", item), assetId, status.playback)
           .catch((error) => console.warn("early playback unavailable", error));
       }
     });
-    await finish(item, ticket.assetId, final, file.name);
+    await finish(item, assetId, final, file.name);
   } catch (error) {
     if (error instanceof SessionEndedError) return;
     bar.value = 0;
@@ -824,6 +1036,15 @@ async function uploadOne({ file, item, project }) {
     $(".upload-status", item).classList.add("error");
   }
 }
+
+// Leaving while bytes are on their way loses nothing (a reload resumes), but it stops the upload: ask.
+window.addEventListener("beforeunload", (event) => {
+  const sending = [...document.querySelectorAll("#uploads .upload")].some((card) => ACTIVE_STATES.has(card.dataset.state));
+  if (sending) {
+    event.preventDefault();
+    event.returnValue = "";
+  }
+});
 
 async function finish(item, assetId, final, name) {
   if (!final) return; // signed out
