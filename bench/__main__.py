@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import pipeline, report, seek, upload_load
+from bench import pipeline, report, resume, seek, upload_load
 from bench.service import ROOT
 from bench.sources import Source, ensure_sources
 from bench.upload_load import MB, LoadCase
@@ -78,7 +78,7 @@ def _meta(mode: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short sources, fewer repetitions and clients")
-    parser.add_argument("--only", choices=["pipeline", "seek", "upload"], help="run one part only")
+    parser.add_argument("--only", choices=["pipeline", "seek", "upload", "resume"], help="run one part only")
     parser.add_argument("--reps", type=int, help="repetitions of every pipeline case (default: by media kind)")
     parser.add_argument("--clients", type=int, help="concurrent upload clients (default 50, quick 10)")
     parser.add_argument("--source", action="append", help="only sources whose name starts with this (repeatable)")
@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "upload"):
         log("upload load:")
         results["upload"] = upload_load.run(_upload_cases(args.quick, args.clients), log)
+    if args.only in (None, "resume"):
+        log("resumed uploads (dropped at 40 % of the bytes, then run again):")
+        size = (160 if args.quick else 480) * MB
+        results["resume"] = resume.run(size=size, reps=3 if args.quick else 5, drop_at=0.4, log=log)
     results["meta"] |= {
         "load_after": round(os.getloadavg()[0], 2),
         "duration_s": round(time.monotonic() - started, 1),

@@ -105,7 +105,7 @@ async def test_kubernetes_mode_delivers_webhooks_and_sweeps_with_no_stage_run_tw
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     settings = make_settings(
-        executor="kubernetes", k8s_namespace="default", upload_url_ttl_seconds=2, sweep_interval_seconds=1,
+        executor="kubernetes", k8s_namespace="default", upload_session_idle_seconds=2, sweep_interval_seconds=1,
         worker_poll_interval_seconds=0.1,
     )  # fmt: skip
     _, headers = users.create()

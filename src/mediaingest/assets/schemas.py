@@ -27,6 +27,11 @@ class UploadUrlRequest(RequestModel):
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-fA-F]{64}$", description="Hex SHA-256 of the file; verified on confirm."
     )
+    multipart: bool | None = Field(
+        None,
+        description="true for parts, false for one PUT (up to 5 GB); default: parts above MULTIPART_THRESHOLD, "
+        "or when partSize is given.",
+    )
     part_size: int | None = Field(
         None,
         description="Multipart only: the size of every part but the last (at least 5 MiB, at most 10,000 parts). "

@@ -151,7 +151,12 @@ class AssetService:
                 details={"fileSize": request.file_size, "maxFileSize": self.settings.max_file_size},
             )
 
-        part_size = self._part_size(request) if request.file_size > self.settings.multipart_threshold else None
+        multipart = request.multipart
+        if multipart is None:
+            multipart = request.file_size > self.settings.multipart_threshold or request.part_size is not None
+        if not multipart and request.part_size is not None:
+            raise ValidationFailedError("partSize is for multipart uploads; leave it out with multipart false")
+        part_size = self._part_size(request) if multipart else None
 
         now = utcnow()
         user = repository.lock_user(session, principal.user_id)

@@ -21,11 +21,20 @@ class Quota(ApiModel):
     available_bytes: int = Field(description="What a new upload may declare now.")
 
 
+class UploadLimits(ApiModel):
+    """What an uploader needs to cut files the way the server expects."""
+
+    max_file_size: int
+    multipart_threshold: int = Field(description="Files above this go up in parts.")
+    part_size: int = Field(description="The default part size (larger when a file needs more than 10,000 parts).")
+
+
 class Me(ApiModel):
     user_id: str
     email: str | None = Field(None, description="None for users the main product signs in with a JWT.")
     plan: Plan
     quota: Quota
+    uploads: UploadLimits
 
 
 @router.get("/me", response_model=Envelope[Me])
@@ -41,6 +50,17 @@ def me(db: Db, principal: CurrentPrincipal, settings: AppSettings) -> Envelope[M
         reserved_bytes=reserved,
         available_bytes=max(0, limit - stored - reserved),
     )
+    uploads = UploadLimits(
+        max_file_size=settings.max_file_size,
+        multipart_threshold=settings.multipart_threshold,
+        part_size=settings.multipart_part_size,
+    )
     return Envelope(
-        data=Me(user_id=principal.user_id, email=user.email if user else None, plan=principal.plan, quota=quota)
+        data=Me(
+            user_id=principal.user_id,
+            email=user.email if user else None,
+            plan=principal.plan,
+            quota=quota,
+            uploads=uploads,
+        )
     )

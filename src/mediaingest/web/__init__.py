@@ -1,7 +1,8 @@
 """The upload page at `/`: plain HTML, CSS and JavaScript files served as they are (no build step, no CDN).
 
     GET /            index.html
-    GET /ui/{file}   app.js, app.css, and hls.js (vendor/: pinned, with its licence; loaded only to play HLS)
+    GET /ui/{file}   app.js, app.css, Uppy (sends the bytes) and hls.js (loaded only to play HLS); vendor/:
+                     pinned releases, each with its licence
 
 The page talks to the same /api routes as every client, with the token the person signs in with (kept
 in sessionStorage, so it ends with the tab), and sends the bytes straight to the signed storage URLs.
@@ -37,11 +38,20 @@ _PAGE_HEADERS = {
 HLS_JS_VERSION = "1.7.4"
 HLS_JS_SHA256 = "3d82a88cf9ae0d9aaab3cbe9ff6ecbb64bb89c54a399c34ae9bf8b559baeb20f"
 
+# Uppy, pinned: the bundle of the npm package `uppy` (core, the AwsS3 plugin driven by our own endpoints
+# for parts, listing and completion, and Golden Retriever, which keeps uploads across a reload). Release
+# 5.2.4 because Uppy 6's AwsS3 speaks the S3 API from the browser (it creates, lists and completes
+# multipart uploads itself on URLs that carry no signed headers), where our server completes and
+# verifies every upload and signs checksums and conditions into each URL.
+UPPY_VERSION = "5.2.4"
+UPPY_SHA256 = "e06d4c76ff37277f64ebb19986b85bb1de50f02b2fcaa84017ca523d6655a10a"
+
 # Served by name, not as a directory: nothing else in this package (its Python files) is reachable.
 _ASSETS = {
     "app.js": ("app.js", "text/javascript; charset=utf-8"),
     "app.css": ("app.css", "text/css; charset=utf-8"),
     "hls.light.min.mjs": ("vendor/hls.light.min.mjs", "text/javascript; charset=utf-8"),
+    "uppy.min.mjs": ("vendor/uppy.min.mjs", "text/javascript; charset=utf-8"),
 }
 
 

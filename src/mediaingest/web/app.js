@@ -3,12 +3,7 @@
 // this service) is loaded only when a video is played over HLS.
 
 const TOKEN_KEY = "mediaingest.token";
-const PART_CONCURRENCY = 4; // multipart parts in flight per file
-const PART_ATTEMPTS = 4; // each part: first try + 3 retries with exponential backoff
-const FILE_CONCURRENCY = 3; // files uploading at once
 const UPLOAD_SHARE = 50; // of a card's bar: sending the bytes; processing fills the rest
-// The browser sets these itself and refuses them from scripts.
-const FORBIDDEN_HEADERS = new Set(["content-length", "host", "connection"]);
 
 const $ = (selector, root = document) => root.querySelector(selector);
 
@@ -145,6 +140,7 @@ function showSignIn(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   for (const controller of watchers) controller.abort();
   watchers.clear();
+  retireUploader();
   $("#workspace").hidden = true;
   $("#account").hidden = true;
   $("#sign-in").hidden = false;
@@ -159,7 +155,8 @@ function showWorkspace() {
   $("#account").hidden = false;
   $("#account-label").textContent = "Signed in";
   refreshAssets();
-  offerInterruptedUploads().catch((error) => console.warn("could not look for interrupted uploads", error));
+  // Golden Retriever brings back this user's uploads from before a reload or a sign-out.
+  getUploader().catch((error) => console.warn("the uploader could not start", error));
 }
 
 /** The header: who is signed in, their plan, and how much of its quota is used. */
@@ -228,163 +225,11 @@ async function signIn(event) {
 }
 
 // --- bytes to storage -----------------------------------------------------------------------------
-class UploadError extends Error {
-  constructor(message, retryable) {
-    super(message);
-    this.retryable = retryable;
-  }
-}
-
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function storageMessage(xhr) {
-  const code = /<Code>([^<]*)<\/Code>/.exec(xhr.responseText || "");
-  if (code && (code[1] === "AccessDenied" || code[1] === "SignatureDoesNotMatch")) {
-    return "the upload link expired or was refused; upload the file again";
-  }
-  if (code && code[1] === "BadDigest") return "a part arrived damaged (its checksum did not match)";
-  return `storage answered ${xhr.status}${code ? ` (${code[1]})` : ""}`;
-}
-
-/** One PUT with upload progress; resolves with the ETag response header. */
-function putBlob(url, blob, headers, onProgress, inflight) {
-  return new Promise((resolve, reject) => {
-    const xhr = new XMLHttpRequest();
-    inflight.add(xhr);
-    xhr.open("PUT", url);
-    for (const [name, value] of Object.entries(headers || {})) {
-      if (!FORBIDDEN_HEADERS.has(name.toLowerCase())) xhr.setRequestHeader(name, value);
-    }
-    xhr.upload.onprogress = (event) => onProgress(event.loaded);
-    xhr.onload = () => {
-      inflight.delete(xhr);
-      if (xhr.status >= 200 && xhr.status < 300) {
-        const etag = xhr.getResponseHeader("ETag");
-        if (etag) resolve(etag);
-        else reject(new UploadError("storage did not expose the ETag header (check the bucket's CORS rules)", false));
-      } else {
-        // A part damaged on the way (BadDigest) is signed and sent again, hashed afresh.
-        const retryable = xhr.status >= 500 || xhr.status === 408 || xhr.status === 429 || /<Code>BadDigest</.test(xhr.responseText || "");
-        reject(new UploadError(storageMessage(xhr), retryable));
-      }
-    };
-    xhr.onerror = () => {
-      inflight.delete(xhr);
-      reject(new UploadError("the network connection to storage failed", true));
-    };
-    xhr.onabort = () => {
-      inflight.delete(xhr);
-      reject(new UploadError("upload cancelled", false));
-    };
-    xhr.send(blob);
-  });
-}
-
-async function withRetries(attemptFn, onRetry, stopped = () => false) {
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await attemptFn();
-    } catch (error) {
-      if (stopped()) throw new PausedError("paused");
-      if (!(error instanceof UploadError) || !error.retryable || attempt >= PART_ATTEMPTS) throw error;
-      onRetry(attempt, error);
-      // 0.5 s, 1 s, 2 s … with jitter, so parallel parts do not retry in lockstep.
-      await sleep(500 * 2 ** (attempt - 1) * (0.75 + Math.random() * 0.5));
-    }
-  }
-}
-
-class PausedError extends Error {}
-
-/** What is left to send of an upload: from a fresh ticket, or from the resume API's answer. */
-function planFromTicket(ticket) {
-  if (!ticket.multipart) return { assetId: ticket.assetId, single: { url: ticket.uploadUrl, headers: ticket.headers } };
-  const { partSize, parts } = ticket.multipart;
-  return { assetId: ticket.assetId, partSize, partCount: parts.length, missing: parts, received: [] };
-}
-
-function planFromState(state) {
-  if (!state.uploadId) {
-    return {
-      assetId: state.assetId, single: state.complete ? null : { url: state.uploadUrl, headers: state.headers },
-      storedEtag: state.complete ? state.etag : null,
-    };
-  }
-  return {
-    assetId: state.assetId, partSize: state.partSize, missing: state.parts, received: state.receivedParts,
-    partCount: state.parts.length + state.receivedParts.length,
-  };
-}
-
-const receivedBytes = (plan) => (plan.received || []).reduce((sum, part) => sum + part.size, 0);
 
 async function sha256Hex(blob) {
   const digest = await crypto.subtle.digest("SHA-256", await blob.arrayBuffer());
   return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
-}
-
-/** A URL for this part with its SHA-256 signed in (storage refuses other bytes), signed just now.
- * Without WebCrypto (a page served over plain http to another host) the resume API's URL is used. */
-async function signedPart(assetId, part, blob) {
-  if (!(globalThis.crypto && crypto.subtle)) return part;
-  const sha256 = await sha256Hex(blob);
-  const signed = await api(`/api/assets/${encodeURIComponent(assetId)}/upload/parts`, {
-    method: "POST", body: { parts: [{ partNumber: part.partNumber, sha256 }] },
-  });
-  return signed.parts[0];
-}
-
-/** Sends what the plan says is missing; returns the confirm-upload body. `control.paused` or
- * `control.cancelled` stops it (in-flight PUTs are aborted) with a PausedError. */
-async function sendBytes(file, plan, onProgress, onRetry, control) {
-  const inflight = control.inflight;
-  const stopped = () => control.paused || control.cancelled;
-  if (!plan.partCount) {
-    if (plan.storedEtag) return { assetId: plan.assetId, etag: plan.storedEtag }; // landed before a reload
-    const etag = await withRetries(
-      () => putBlob(plan.single.url, file, plan.single.headers, onProgress, inflight),
-      (attempt, error) => { onProgress(0); onRetry(1, attempt, error); },
-      stopped,
-    );
-    return { assetId: plan.assetId, etag };
-  }
-  const { missing, partSize } = plan;
-  const base = receivedBytes(plan);
-  const loaded = new Array(missing.length).fill(0);
-  const done = plan.received.map(({ partNumber, etag }) => ({ partNumber, etag }));
-  const report = () => onProgress(base + loaded.reduce((sum, value) => sum + value, 0));
-  report();
-  let next = 0;
-  let failed = null;
-  async function lane() {
-    while (next < missing.length && !failed && !stopped()) {
-      const index = next;
-      next += 1;
-      const part = missing[index];
-      const start = (part.partNumber - 1) * partSize;
-      const blob = file.slice(start, start + part.size);
-      try {
-        const etag = await withRetries(
-          async () => {
-            const signed = await signedPart(plan.assetId, part, blob);
-            return putBlob(signed.url, blob, signed.headers, (n) => { loaded[index] = n; report(); }, inflight);
-          },
-          (attempt, error) => { loaded[index] = 0; report(); onRetry(part.partNumber, attempt, error); },
-          stopped,
-        );
-        loaded[index] = part.size;
-        done.push({ partNumber: part.partNumber, etag });
-      } catch (error) {
-        failed = failed || error;
-        for (const xhr of inflight) xhr.abort(); // no point finishing the other parts
-      }
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(PART_CONCURRENCY, missing.length) }, lane));
-  if (stopped()) throw new PausedError("paused");
-  if (failed) throw failed;
-  done.sort((a, b) => a.partNumber - b.partNumber);
-  return { assetId: plan.assetId, parts: done };
 }
 
 /** Bytes per second over the last few seconds, and the time left at that rate. */
@@ -762,32 +607,225 @@ async function renderResults(container, asset) {
 }
 
 // --- uploads --------------------------------------------------------------------------------------
-const queue = [];
-let active = 0;
-// Uploads not confirmed yet, by file (name, size, modification time), so a reload can resume them.
-const PENDING_KEY = "mediaingest.pendingUploads";
+// Uppy (pinned, served by this service) sends the bytes: its AwsS3 plugin cuts big files into parts and
+// asks our endpoints for each part's URL, for the parts storage already holds and to complete; Golden
+// Retriever keeps every upload across a reload (small files whole, big ones until chosen again). The
+// cards, the confirmation and everything after it are this page's.
+const MIB = 1024 * 1024;
+const UPPY_MIN_PART = 5 * MIB; // Uppy's AwsS3 never cuts a part smaller, nor a file this small
 const ACTIVE_STATES = new Set(["requesting", "uploading", "paused", "confirming"]);
+const cards = new Map(); // Uppy file id → card
+const uploaders = new Map(); // user id → Promise<Uppy>: one per account, kept across a sign-out
+let uploaderReady = null; // the signed-in user's
+let limits = null;
 
-const fileKey = (file) => `${file.name}|${file.size}|${file.lastModified}`;
+function getUploader() {
+  uploaderReady = uploaderReady || (async () => {
+    const me = await api("/api/me");
+    limits = me.uploads;
+    if (!uploaders.has(me.userId)) uploaders.set(me.userId, createUploader(me.userId));
+    const uppy = await uploaders.get(me.userId);
+    uppy.resumeAll(); // paused by a sign-out
+    showRestoredUploads(uppy);
+    return uppy;
+  })();
+  return uploaderReady;
+}
 
-function pendingUploads() {
+/** Signing out pauses this user's uploads (what reached storage stays) and clears their cards. */
+function retireUploader() {
+  if (uploaderReady) uploaderReady.then((uppy) => uppy.pauseAll()).catch(() => {});
+  uploaderReady = null;
+  for (const card of document.querySelectorAll("#uploads .upload")) dismiss(card);
+}
+
+// Which files go in parts, and how big: Uppy and the server must cut them alike.
+const usesParts = (file) => file.size > Math.max(limits.multipartThreshold, UPPY_MIN_PART);
+const partSizeFor = (size) => Math.max(limits.partSize, UPPY_MIN_PART, Math.ceil(size / 10000));
+
+async function requestTicket(uppy, file) {
+  const card = cards.get(file.id);
+  if (card) setState(card, "requesting", "Preparing the upload…");
+  const multipart = usesParts(file);
+  const ticket = await api("/api/assets/upload-url", {
+    method: "POST",
+    body: {
+      fileName: file.name, fileSize: file.size, mimeType: file.type || "application/octet-stream",
+      projectId: file.meta.project || null, multipart, partSize: multipart ? partSizeFor(file.size) : undefined,
+    },
+  });
+  uppy.setFileMeta(file.id, { assetId: ticket.assetId }); // kept by Golden Retriever across a reload
+  if (card) {
+    card.dataset.assetId = ticket.assetId;
+    card.dataset.multipart = ticket.multipart ? String(ticket.multipart.parts.length) : "";
+    const parts = ticket.multipart ? ` in ${ticket.multipart.parts.length} parts` : "";
+    setState(card, "uploading", `Uploading${parts}…`);
+  }
+  return ticket;
+}
+
+async function createUploader(userId) {
+  const { Uppy, AwsS3, GoldenRetriever } = await import("/ui/uppy.min.mjs");
+  // One store of uploads per user: another account signing in on this browser sees none of them.
+  const uppy = new Uppy({ id: `mediaingest-${userId}`, autoProceed: true, allowMultipleUploadBatches: true });
+  uppy.use(AwsS3, {
+    limit: 6,
+    shouldUseMultipart: usesParts,
+    getChunkSize: (data) => partSizeFor(data.size),
+    async getUploadParameters(file) {
+      let assetId = uppy.getFile(file.id)?.meta.assetId;
+      if (assetId) {
+        // Restarted after a reload: the same asset, on a fresh URL.
+        const state = await api(`/api/assets/${encodeURIComponent(assetId)}/upload`);
+        if (state.uploadUrl) return { method: "PUT", url: state.uploadUrl, headers: state.headers };
+        assetId = null;
+      }
+      const ticket = await requestTicket(uppy, file);
+      return { method: "PUT", url: ticket.uploadUrl, headers: ticket.headers };
+    },
+    async createMultipartUpload(file) {
+      const ticket = await requestTicket(uppy, file);
+      return { uploadId: ticket.multipart.uploadId, key: ticket.assetId };
+    },
+    async listParts(file, { key }) {
+      const state = await api(`/api/assets/${encodeURIComponent(key)}/upload`);
+      return state.receivedParts.map((part) => ({ PartNumber: part.partNumber, Size: part.size, ETag: part.etag }));
+    },
+    async signPart(file, { key, partNumber, body }) {
+      // The part's SHA-256, signed into its URL: storage refuses other bytes and only this part is
+      // sent again. (No WebCrypto on plain http to another host: then the part goes unhashed.)
+      const sha256 = globalThis.crypto && crypto.subtle ? await sha256Hex(body) : undefined;
+      const signed = await api(`/api/assets/${encodeURIComponent(key)}/upload/parts`, {
+        method: "POST", body: { parts: [{ partNumber, sha256 }] },
+      });
+      const [part] = signed.parts;
+      return { method: "PUT", url: part.url, headers: part.headers };
+    },
+    async completeMultipartUpload(file, { key, parts }) {
+      const body = { assetId: key, parts: parts.map((part) => ({ partNumber: part.PartNumber, etag: part.ETag })) };
+      await confirmUpload(uppy, file, body);
+      return {};
+    },
+    async abortMultipartUpload(file, { key }) {
+      await abortUpload(key);
+    },
+  });
+  uppy.use(GoldenRetriever);
+
+  uppy.on("upload-progress", (file, progress) => {
+    const card = cards.get(file.id);
+    if (card && card.dataset.state === "uploading") card.onProgress?.(progress.bytesUploaded);
+  });
+  uppy.on("upload-pause", (file, paused) => {
+    const card = cards.get(file.id);
+    if (card) setState(card, paused ? "paused" : "uploading", paused ? "Paused. What reached storage is kept." : "Uploading…");
+  });
+  uppy.on("upload-success", async (file, response) => {
+    const card = cards.get(file.id);
+    try {
+      // A single PUT is confirmed here; parts were confirmed when Uppy completed them.
+      if (!file.meta.confirmed) await confirmUpload(uppy, file, { assetId: file.meta.assetId, etag: response.body.ETag });
+      const assetId = file.meta.assetId;
+      cards.delete(file.id);
+      uppy.removeFile(file.id); // done with the bytes: Golden Retriever forgets it
+      if (card) await followProcessing(card, assetId, file.name, file.size);
+    } catch (error) {
+      if (card) showFailure(card, error, file.name);
+    }
+  });
+  uppy.on("upload-error", async (file, error) => {
+    const card = cards.get(file.id);
+    if (error instanceof ApiError && error.status === 409 && file.meta.assetId && (await wasConfirmed(file.meta.assetId))) {
+      // Confirmed just before a reload, whose answer the page never saw: nothing was wrong.
+      cards.delete(file.id);
+      uppy.setFileMeta(file.id, { settled: true });
+      uppy.removeFile(file.id);
+      if (card) await followProcessing(card, file.meta.assetId, file.name, file.size);
+      return;
+    }
+    if (card) showFailure(card, error, file.name);
+    if (error instanceof ApiError && error.status < 500) {
+      // Refused by the server (quota, type, integrity): settled there, nothing to resume.
+      cards.delete(file.id);
+      uppy.setFileMeta(file.id, { settled: true });
+      uppy.removeFile(file.id);
+    } else if (card) {
+      // Storage or the network failed for good: what landed is kept, and Retry sends the rest.
+      const retry = $(".resume", card);
+      retry.textContent = "Retry";
+      retry.setAttribute("aria-label", `Retry ${file.name}`);
+      retry.hidden = false;
+      retry.onclick = () => {
+        retry.textContent = "Resume";
+        retry.setAttribute("aria-label", `Resume ${file.name}`);
+        retry.onclick = () => uppy.pauseResume(file.id);
+        setState(card, "uploading", "Retrying…");
+        uppy.retryUpload(file.id);
+      };
+    }
+  });
+  uppy.on("file-removed", (file) => {
+    // Cancelled (not finished): the server forgets the upload too, and releases its quota.
+    const card = cards.get(file.id);
+    cards.delete(file.id);
+    if (file.meta.assetId && !file.meta.confirmed && !file.meta.settled) {
+      abortUpload(file.meta.assetId).then(() => refreshAccount()).catch((error) => console.warn("abort failed", error));
+    }
+    if (card) dismiss(card);
+  });
+  uppy.on("restored", () => showRestoredUploads(uppy));
+  return uppy;
+}
+
+async function confirmUpload(uppy, file, body) {
+  const card = cards.get(file.id);
+  if (card) {
+    $(".upload-progress", card).value = UPLOAD_SHARE;
+    setState(card, "confirming", "Verifying the upload…");
+  }
+  await api("/api/assets/confirm-upload", { method: "POST", body });
+  uppy.setFileMeta(file.id, { confirmed: true });
+}
+
+async function wasConfirmed(assetId) {
   try {
-    return JSON.parse(localStorage.getItem(PENDING_KEY) || "{}");
+    return (await api(`/api/assets/${encodeURIComponent(assetId)}/status`)).uploadStatus === "UPLOADED";
   } catch {
-    return {};
+    return false;
   }
 }
 
-function rememberPending(file, assetId) {
-  const pending = pendingUploads();
-  pending[fileKey(file)] = { assetId, name: file.name, size: file.size, savedAt: Date.now() };
-  localStorage.setItem(PENDING_KEY, JSON.stringify(pending));
+async function abortUpload(assetId) {
+  try {
+    await api(`/api/assets/${encodeURIComponent(assetId)}/upload/abort`, { method: "POST" });
+  } catch (error) {
+    if (!(error instanceof ApiError && (error.status === 404 || error.status === 409))) throw error;
+  }
 }
 
-function forgetPending(key) {
-  const pending = pendingUploads();
-  delete pending[key];
-  localStorage.setItem(PENDING_KEY, JSON.stringify(pending));
+/** After a reload: a card per upload Golden Retriever kept. Files it could keep whole carry on at
+ * once; for bigger ones the card asks for the file again and then resumes where storage stopped. */
+function showRestoredUploads(uppy) {
+  for (const file of uppy.getFiles()) {
+    if (cards.has(file.id)) continue;
+    const card = newCard(file.name, file.size, file.id);
+    if (file.meta.assetId) card.dataset.assetId = file.meta.assetId;
+    card.dataset.multipart = usesParts(file) ? String(Math.ceil(file.size / partSizeFor(file.size))) : "";
+    const done = file.progress.bytesUploaded || 0;
+    $(".upload-progress", card).value = file.size ? (done / file.size) * UPLOAD_SHARE : 0;
+    if (file.isGhost) {
+      $(".upload-meta", card).textContent = `${formatBytes(done)} of ${formatBytes(file.size)} sent before the page was left`;
+      setState(card, "interrupted", `Interrupted. Choose “${file.name}” again to resume where it stopped.`);
+    } else {
+      setState(card, "uploading", "Resuming…");
+    }
+  }
+  resumeWhenWhole(uppy);
+}
+
+function resumeWhenWhole(uppy) {
+  const { recoveredState } = uppy.getState();
+  if (recoveredState && !uppy.getFiles().some((file) => file.isGhost)) uppy.emit("restore-confirmed");
 }
 
 // Signatures of files that are certainly not media, from their first bytes: refused before anything is
@@ -811,49 +849,77 @@ async function notMediaReason(file) {
   return `“${file.name}” is ${KIND_NAMES[found[0]]}, not ${describeKind(file.type)}: upload a video, audio or image file.`;
 }
 
-function newCard(name, size) {
+function newCard(name, size, fileId) {
   const item = $("#upload-template").content.firstElementChild.cloneNode(true);
   $(".upload-name", item).textContent = name;
   $(".upload-size", item).textContent = formatBytes(size);
   $(".upload-progress", item).setAttribute("aria-label", `Upload of ${name}`);
-  $(".dismiss", item).setAttribute("aria-label", `Dismiss ${name}`);
-  $(".dismiss", item).addEventListener("click", () => dismiss(item));
-  $(".pause", item).setAttribute("aria-label", `Pause ${name}`);
-  $(".resume", item).setAttribute("aria-label", `Resume ${name}`);
-  $(".cancel", item).setAttribute("aria-label", `Cancel ${name}`);
-  $(".cancel", item).onclick = () => cancelUpload(item, item.dataset.assetId); // until an upload takes the card
+  for (const [selector, verb] of [[".dismiss", "Dismiss"], [".pause", "Pause"], [".resume", "Resume"], [".cancel", "Cancel"]]) {
+    $(selector, item).setAttribute("aria-label", `${verb} ${name}`);
+  }
+  $(".dismiss", item).addEventListener("click", () => discard(item));
   $(".choose", item).addEventListener("click", () => $("#file-input").click());
+  if (fileId) attachToUploader(item, fileId, size);
   $("#uploads").prepend(item);
+  updateQueueBar();
   return item;
 }
 
-function addFiles(fileList) {
+function attachToUploader(item, fileId, size) {
+  cards.set(fileId, item);
+  item.dataset.fileId = fileId;
+  const withUploader = (action) => getUploader().then(action);
+  $(".pause", item).onclick = () => withUploader((uppy) => uppy.pauseResume(fileId));
+  $(".resume", item).onclick = () => withUploader((uppy) => uppy.pauseResume(fileId));
+  $(".cancel", item).onclick = () => withUploader((uppy) => uppy.removeFile(fileId));
+  const meter = new RateMeter(size);
+  let lastPaint = 0;
+  item.onProgress = (sent) => {
+    const now = performance.now();
+    if (now - lastPaint < 150 && sent < size) return;
+    lastPaint = now;
+    const { speed, left } = meter.update(sent);
+    $(".upload-progress", item).value = (sent / size) * UPLOAD_SHARE; // one bar: upload, then processing
+    const eta = Number.isFinite(left) ? ` · ${formatDuration(left)} left` : "";
+    $(".upload-meta", item).textContent = `${formatBytes(sent)} of ${formatBytes(size)} · ${formatBytes(speed)}/s${eta}`;
+  };
+}
+
+async function addFiles(fileList) {
   const files = Array.from(fileList || []);
   if (!files.length) return;
   $("#notice").textContent = "";
-  const pending = pendingUploads();
-  for (const file of files) {
-    const key = fileKey(file);
-    // The same file as an upload a reload interrupted: that card takes it and resumes.
-    const waiting = document.querySelector(`#uploads .upload[data-state="interrupted"][data-file-key="${CSS.escape(key)}"]`);
-    const item = waiting || newCard(file.name, file.size);
-    item.dataset.fileKey = key;
-    $(".upload-status", item).textContent = "Waiting to upload…";
-    updateQueueBar();
-    queue.push({ file, item, project: $("#project-input").value.trim() || null, resumeAssetId: pending[key]?.assetId });
+  const project = $("#project-input").value.trim() || null;
+  let uppy;
+  try {
+    uppy = await getUploader();
+  } catch (error) {
+    if (!(error instanceof SessionEndedError)) $("#notice").textContent = `Uploads are unavailable: ${describeError(error)}`;
+    return;
   }
-  pump();
+  for (const file of files) {
+    const reason = file.size === 0 ? `“${file.name}” is empty; there is nothing to upload.` : await notMediaReason(file);
+    if (reason) {
+      showFailure(newCard(file.name, file.size), new Error(reason), file.name, "rejected");
+      continue;
+    }
+    try {
+      const fileId = uppy.addFile({ name: file.name, type: file.type, data: file, source: "page", meta: { project } });
+      const card = cards.get(fileId); // a card from before a reload takes its file back
+      if (card) setState(card, "uploading", "Resuming…");
+      else setState(newCard(file.name, file.size, fileId), "requesting", "Waiting to upload…");
+    } catch (error) {
+      $("#notice").textContent = `“${file.name}”: ${error.message}`; // already in the queue
+    }
+  }
+  resumeWhenWhole(uppy);
 }
 
-function pump() {
-  while (active < FILE_CONCURRENCY && queue.length) {
-    const job = queue.shift();
-    active += 1;
-    uploadOne(job).finally(() => {
-      active -= 1;
-      pump();
-    });
-  }
+function showFailure(card, error, name, state) {
+  $(".upload-progress", card).value = 0;
+  $(".upload-meta", card).textContent = "";
+  setState(card, state || (error instanceof ApiError && error.status < 500 ? "rejected" : "failed"), describeError(error, name));
+  $(".upload-status", card).classList.add("error");
 }
 
 const FINISHED = new Set(["ready", "failed", "rejected", "deleted"]);
@@ -861,8 +927,10 @@ const FINISHED = new Set(["ready", "failed", "rejected", "deleted"]);
 function setState(item, state, text) {
   item.dataset.state = state;
   if (text !== undefined) $(".upload-status", item).textContent = text;
+  $(".upload-status", item).classList.remove("error");
   $(".dismiss", item).hidden = !FINISHED.has(state);
-  $(".pause", item).hidden = state !== "uploading";
+  // Only parts can pause: a single PUT can only start again.
+  $(".pause", item).hidden = !(state === "uploading" && item.dataset.multipart);
   $(".resume", item).hidden = state !== "paused";
   $(".cancel", item).hidden = !["requesting", "uploading", "paused", "interrupted"].includes(state);
   $(".choose", item).hidden = state !== "interrupted";
@@ -871,153 +939,39 @@ function setState(item, state, text) {
 
 /** Above the cards: how many are in flight, ready or failed, and one button to clear the finished ones. */
 function updateQueueBar() {
-  const cards = [...document.querySelectorAll("#uploads .upload")];
-  const count = (states) => cards.filter((card) => states.includes(card.dataset.state)).length;
+  const all = [...document.querySelectorAll("#uploads .upload")];
+  const count = (states) => all.filter((card) => states.includes(card.dataset.state)).length;
   const ready = count(["ready"]);
   const failed = count(["failed", "rejected", "deleted"]);
   const interrupted = count(["interrupted"]);
-  const active = cards.length - ready - failed - interrupted;
+  const active = all.length - ready - failed - interrupted;
   const parts = [active && `${active} in progress`, interrupted && `${interrupted} to resume`, ready && `${ready} ready`, failed && `${failed} failed`];
   $("#uploads-summary").textContent = parts.filter(Boolean).join(" · ");
-  $("#uploads-bar").hidden = cards.length === 0;
+  $("#uploads-bar").hidden = all.length === 0;
   $("#clear-finished").disabled = ready + failed === 0;
+}
+
+/** Dismiss: a card whose upload Uppy still holds (failed, resumable) cancels that upload too. */
+function discard(item) {
+  const fileId = item.dataset.fileId;
+  if (fileId && cards.has(fileId) && uploaderReady) uploaderReady.then((uppy) => uppy.removeFile(fileId));
+  else dismiss(item);
 }
 
 function dismiss(item) {
   for (const video of item.querySelectorAll("video")) detachHls(video);
+  if (item.dataset.fileId) cards.delete(item.dataset.fileId);
   item.remove();
   updateQueueBar();
 }
 
-/** Cancel: storage and the server forget the upload (parts deleted, quota released), the card goes. */
-async function cancelUpload(item, assetId) {
-  try {
-    if (assetId) await api(`/api/assets/${encodeURIComponent(assetId)}/upload/abort`, { method: "POST" });
-  } catch (error) {
-    if (!(error instanceof ApiError && error.status === 404)) {
-      $(".upload-status", item).textContent = `Could not cancel: ${describeError(error)}`;
-      return;
-    }
-  }
-  if (item.dataset.fileKey) forgetPending(item.dataset.fileKey);
-  dismiss(item);
-  refreshAccount();
-}
-
-/** After a reload: a card per upload the page was sending, asking for the file again (a browser
- * keeps no file across a reload); choosing it resumes with the parts storage does not hold. */
-async function offerInterruptedUploads() {
-  for (const [key, entry] of Object.entries(pendingUploads())) {
-    if (document.querySelector(`#uploads .upload[data-file-key="${CSS.escape(key)}"]`)) continue;
-    let state;
-    try {
-      state = await api(`/api/assets/${encodeURIComponent(entry.assetId)}/upload`);
-    } catch (error) {
-      if (error instanceof ApiError && (error.status === 404 || error.status === 409)) forgetPending(key);
-      continue;
-    }
-    const item = newCard(entry.name, entry.size);
-    item.dataset.fileKey = key;
-    item.dataset.assetId = entry.assetId;
-    const stored = state.receivedParts.reduce((sum, part) => sum + part.size, 0) || (state.complete ? state.fileSize : 0);
-    $(".upload-progress", item).value = (stored / entry.size) * UPLOAD_SHARE;
-    $(".upload-meta", item).textContent = `${formatBytes(stored)} of ${formatBytes(entry.size)} already stored`;
-    setState(item, "interrupted", `Interrupted. Choose “${entry.name}” again to resume where it stopped.`);
-  }
-}
-
-async function uploadOne({ file, item, project, resumeAssetId }) {
+async function followProcessing(item, assetId, name, size) {
   const bar = $(".upload-progress", item);
-  const meta = $(".upload-meta", item);
-  const control = { paused: false, cancelled: false, inflight: new Set(), resume: null };
-  const stopAll = () => { for (const xhr of control.inflight) xhr.abort(); };
-  $(".pause", item).onclick = () => { control.paused = true; stopAll(); };
-  $(".resume", item).onclick = () => control.resume && control.resume();
-  $(".cancel", item).onclick = () => {
-    control.cancelled = true;
-    stopAll();
-    if (control.resume) control.resume();
-  };
-  $(".upload-status", item).classList.remove("error");
-  let assetId = resumeAssetId || null;
+  $(".upload-meta", item).textContent = `${formatBytes(size)} uploaded`;
+  setState(item, "processing", "Uploaded; waiting for processing…");
+  bar.setAttribute("aria-label", `Upload and processing of ${name}`);
+  refreshAssets();
   try {
-    if (file.size === 0) throw new Error(`“${file.name}” is empty; there is nothing to upload.`);
-    const notMedia = await notMediaReason(file);
-    if (notMedia) {
-      setState(item, "rejected", notMedia);
-      $(".upload-status", item).classList.add("error");
-      return;
-    }
-    setState(item, "requesting", resumeAssetId ? "Checking what is already stored…" : "Preparing the upload…");
-    let plan = null;
-    if (resumeAssetId) {
-      try {
-        plan = planFromState(await api(`/api/assets/${encodeURIComponent(resumeAssetId)}/upload`));
-      } catch (error) {
-        if (!(error instanceof ApiError && (error.status === 404 || error.status === 409))) throw error;
-        forgetPending(fileKey(file)); // confirmed, expired or gone meanwhile: a new upload
-      }
-    }
-    if (!plan) {
-      const ticket = await api("/api/assets/upload-url", {
-        method: "POST",
-        body: {
-          fileName: file.name, fileSize: file.size,
-          mimeType: file.type || "application/octet-stream", projectId: project,
-        },
-      });
-      rememberPending(file, ticket.assetId);
-      plan = planFromTicket(ticket);
-    }
-    assetId = plan.assetId;
-    item.dataset.assetId = assetId;
-    item.dataset.multipart = plan.partCount ? String(plan.partCount) : "";
-    const meter = new RateMeter(file.size);
-    let lastPaint = 0;
-    const onProgress = (sent) => {
-      const now = performance.now();
-      if (now - lastPaint < 150 && sent < file.size) return;
-      lastPaint = now;
-      const { speed, left } = meter.update(sent);
-      bar.value = (sent / file.size) * UPLOAD_SHARE; // one bar for the whole way: upload, then processing
-      const eta = Number.isFinite(left) ? ` · ${formatDuration(left)} left` : "";
-      meta.textContent = `${formatBytes(sent)} of ${formatBytes(file.size)} · ${formatBytes(speed)}/s${eta}`;
-    };
-    const onRetry = (partNumber, attempt, error) => {
-      const which = plan.partCount ? `part ${partNumber}` : "the upload";
-      $(".upload-status", item).textContent = `Retrying ${which} (${error.message}; attempt ${attempt + 1} of ${PART_ATTEMPTS})…`;
-    };
-    let confirmBody;
-    for (;;) {
-      const stored = plan.received && plan.received.length ? `, ${plan.received.length} already stored` : "";
-      setState(item, "uploading", plan.partCount ? `Uploading in ${plan.partCount} parts${stored}…` : "Uploading…");
-      try {
-        confirmBody = await sendBytes(file, plan, onProgress, onRetry, control);
-        break;
-      } catch (error) {
-        if (!(error instanceof PausedError)) throw error;
-      }
-      if (!control.cancelled) {
-        setState(item, "paused", "Paused. What reached storage is kept.");
-        await new Promise((resolve) => { control.resume = resolve; });
-        control.resume = null;
-      }
-      if (control.cancelled) {
-        await cancelUpload(item, assetId);
-        return;
-      }
-      control.paused = false;
-      setState(item, "requesting", "Checking what is already stored…");
-      plan = planFromState(await api(`/api/assets/${encodeURIComponent(assetId)}/upload`));
-    }
-    bar.value = UPLOAD_SHARE;
-    setState(item, "confirming", "Verifying the upload…");
-    await api("/api/assets/confirm-upload", { method: "POST", body: confirmBody });
-    forgetPending(fileKey(file));
-    meta.textContent = `${formatBytes(file.size)} uploaded`;
-    setState(item, "processing", "Uploaded; waiting for processing…");
-    bar.setAttribute("aria-label", `Upload and processing of ${file.name}`);
-    refreshAssets();
     const final = await watchAsset(assetId, (status) => {
       const { text, progress } = describeProcessing(status);
       bar.value = Math.max(bar.value, UPLOAD_SHARE + (progress * (100 - UPLOAD_SHARE)) / 100);
@@ -1027,17 +981,13 @@ async function uploadOne({ file, item, project, resumeAssetId }) {
           .catch((error) => console.warn("early playback unavailable", error));
       }
     });
-    await finish(item, assetId, final, file.name);
+    await finish(item, assetId, final, name);
   } catch (error) {
-    if (error instanceof SessionEndedError) return;
-    bar.value = 0;
-    meta.textContent = "";
-    setState(item, error instanceof ApiError && error.status < 500 ? "rejected" : "failed", describeError(error, file.name));
-    $(".upload-status", item).classList.add("error");
+    if (!(error instanceof SessionEndedError)) showFailure(item, error, name);
   }
 }
 
-// Leaving while bytes are on their way loses nothing (a reload resumes), but it stops the upload: ask.
+// Leaving while bytes are on their way loses nothing (Golden Retriever resumes), but it stops the upload: ask.
 window.addEventListener("beforeunload", (event) => {
   const sending = [...document.querySelectorAll("#uploads .upload")].some((card) => ACTIVE_STATES.has(card.dataset.state));
   if (sending) {
@@ -1219,7 +1169,7 @@ function wire() {
   $("#refresh").addEventListener("click", () => refreshAssets());
   wireLibrary();
   $("#clear-finished").addEventListener("click", () => {
-    for (const card of document.querySelectorAll("#uploads .upload")) if (FINISHED.has(card.dataset.state)) dismiss(card);
+    for (const card of document.querySelectorAll("#uploads .upload")) if (FINISHED.has(card.dataset.state)) discard(card);
   });
   $("#viewer-close").addEventListener("click", closeViewer);
   const input = $("#file-input");
