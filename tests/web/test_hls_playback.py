@@ -72,27 +72,31 @@ def test_the_page_plays_the_video_before_it_is_ready(
         assert overflow <= 0, f"the page scrolls sideways at {width} px: {wide}"
 
     item.locator(".upload-status", has_text="Ready").wait_for(timeout=READY_TIMEOUT_MS)
-    final = item.locator(".upload-results video.player")
+    # The card stays a compact line (the early player, still playing, stays too); the asset opens in
+    # the asset view.
+    item.get_by_role("button", name="Open early.mp4").click()
+    viewer = page.locator("#viewer")
+    final = viewer.locator("video.player")
     final.wait_for(state="visible")
-    item.locator(".upload-results figcaption", has_text="Web proxy · HLS").wait_for()
+    viewer.locator("figcaption", has_text="Web proxy · HLS").wait_for()
     page.wait_for_function(
         """(video) => { video.muted = true; video.play().catch(() => {}); return video.currentTime > 0.5; }""",
         arg=final.element_handle(),
         timeout=30_000,
     )
     # The player's bar: the timecode where the video is, and a rendition switch over the HLS levels.
-    timecode = item.locator(".upload-results .timecode")
+    timecode = viewer.locator(".timecode")
     wait_until(lambda: re.fullmatch(r"00:00:\d\d:\d\d", timecode.inner_text()) is not None, timeout=10)
-    rendition = item.locator(".upload-results select.rendition")
+    rendition = viewer.locator("select.rendition")
     wait_until(lambda: rendition.locator("option").all_inner_texts() == ["Auto", "360p", "720p"], timeout=10)
     rendition.select_option(label="360p")
     assert final.evaluate("v => v.hls.currentLevel") == 0
-    spectrogram = item.get_by_role("img", name="Spectrogram of early.mp4")
+    spectrogram = viewer.get_by_role("img", name="Spectrogram of early.mp4")
     wait_until(lambda: spectrogram.evaluate("img => img.complete && img.naturalWidth") > 0, timeout=10)
     page.set_viewport_size({"width": 1280, "height": 900})
-    item.locator(".upload-results").screenshot(path=str(ARTIFACTS / "asset-results-1280.png"))
+    viewer.screenshot(path=str(ARTIFACTS / "asset-results-1280.png"))
     page.set_viewport_size({"width": 390, "height": 900})
-    item.locator(".upload-results").screenshot(path=str(ARTIFACTS / "asset-results-390.png"))
+    viewer.screenshot(path=str(ARTIFACTS / "asset-results-390.png"))
     # hls.js came from this service, pinned: never from a CDN.
     assert httpx.get(f"{server.url}/ui/hls.light.min.mjs", timeout=10).status_code == 200
 

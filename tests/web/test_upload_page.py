@@ -79,21 +79,27 @@ def test_video_chosen_and_image_dropped_reach_ready_with_poster_player_scrub_and
     image_card = card(page, small_jpeg.name)
     image_card.and_(page.locator("[data-state='ready']")).wait_for(timeout=READY_TIMEOUT_MS)
 
-    # The poster is shown (and decoded), the player has the proxy, the waveform is drawn.
-    poster = video_card.get_by_role("img", name=f"Poster frame of {small_video.name}")
+    # Finished cards stay one line each; the asset view has the player, the storyboard and the rest.
+    thumb = video_card.get_by_role("img", name=f"Poster frame of {small_video.name}")
+    wait_until(lambda: thumb.evaluate("img => img.complete && img.naturalWidth") == 320, timeout=10)
+    assert video_card.locator("video").count() == 0
+    video_card.get_by_role("button", name=f"Open {small_video.name}").click()
+    viewer = page.locator("#viewer")
+    poster = viewer.get_by_role("img", name=f"Poster frame of {small_video.name}")
     poster.wait_for()
     wait_until(lambda: poster.evaluate("img => img.complete && img.naturalWidth") == 320, timeout=10)
-    video = video_card.locator("video.player")
+    video = viewer.locator("video.player")
     # Adaptive HLS through hls.js (Media Source Extensions), the MP4 renditions being the fallback.
-    video_card.locator("figcaption", has_text="Web proxy · HLS").wait_for()
+    viewer.locator("figcaption", has_text="Web proxy · HLS").wait_for()
     wait_until(lambda: video.evaluate("v => v.readyState") >= 1, timeout=10)  # metadata loaded from the proxy
     assert video.evaluate("v => v.src.startsWith('blob:')")
     assert video.evaluate("v => Math.round(v.duration)") == 4
-    waveform = video_card.get_by_role("img", name=f"Waveform of {small_video.name}")
+    waveform = viewer.get_by_role("img", name=f"Waveform of {small_video.name}")
     wait_until(lambda: waveform.evaluate("img => img.complete && img.naturalWidth") > 0, timeout=10)
 
-    # Hover-scrub: the storyboard VTT's cues pick the sprite tile under the pointer.
-    scrub = video_card.get_by_role("slider")
+    # The storyboard is the player's seek bar: pointing previews the frame above the pointer.
+    scrub = viewer.get_by_role("slider")
+    assert scrub.evaluate("(s, video) => s.previousElementSibling === video", video.element_handle())
     assert scrub.get_attribute("data-cue") == "sprite_000.jpg#xywh=0,0,160,90"
     scrub.scroll_into_view_if_needed()
     box = scrub.locator(".scrub-bar").bounding_box()
@@ -103,9 +109,24 @@ def test_video_chosen_and_image_dropped_reach_ready_with_poster_player_scrub_and
     frame = scrub.locator(".scrub-frame")
     assert "sprite_000.jpg" in frame.evaluate("f => f.style.backgroundImage")
     assert frame.evaluate("f => f.style.backgroundPosition") == "-160px 0px"
+    shown = scrub.locator(".scrub-preview").bounding_box()
+    assert shown is not None and shown["y"] + shown["height"] <= box["y"] + 1  # above the bar
+    assert shown["x"] <= box["x"] + box["width"] * 0.75 <= shown["x"] + shown["width"]  # at the pointer
+    ARTIFACTS.mkdir(exist_ok=True)
+    top = shown["y"] - 10
+    around = {"x": box["x"] - 10, "y": top, "width": box["width"] + 20, "height": box["y"] - top + 30}
+    page.screenshot(path=str(ARTIFACTS / "seek-bar-preview.png"), clip=around)  # no scrolling: the hover stays
+    page.mouse.down()
+    page.mouse.up()  # letting go seeks there
+    wait_until(lambda: abs(video.evaluate("v => v.currentTime") - 3) < 0.3, timeout=5)
     scrub.focus()
     page.keyboard.press("Home")
     assert scrub.get_attribute("aria-valuenow") == "0"
+    # The original: downloaded as it was uploaded, or a signed link that says how long it works.
+    download = viewer.get_by_role("link", name="Download original")
+    assert httpx.get(download.get_attribute("href"), timeout=10).content == small_video.read_bytes()
+    viewer.get_by_role("button", name=f"Copy a download link for {small_video.name}").click()
+    wait_until(lambda: "works until" in viewer.locator(".asset-actions .hint").inner_text(), timeout=5)
 
     # The dropped image: its thumbnail stands in for a poster; no player.
     assert image_card.get_by_role("img", name=f"Poster frame of {small_jpeg.name}").is_visible()
@@ -119,9 +140,7 @@ def test_video_chosen_and_image_dropped_reach_ready_with_poster_player_scrub_and
     wait_until(lambda: re.fullmatch(header, label.inner_text()), timeout=10, message=label.inner_text())
     assert card(page, small_video.name).locator(".upload-status").get_attribute("aria-live") == "polite"
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
-    page.screenshot(path=str(ARTIFACTS / "upload-page.png"), full_page=True)
+    _screenshots(page, "upload-page")
 
 
 def test_disallowed_type_and_quota_are_explained(

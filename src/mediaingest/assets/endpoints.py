@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import structlog
@@ -30,6 +31,7 @@ from mediaingest.assets.schemas import (
     UploadUrlRequest,
     UploadUrlResponse,
 )
+from mediaingest.db import utcnow
 from mediaingest.exceptions import MediaIngestError
 from mediaingest.models.enums import AssetProcessingStatus, MediaType, UploadStatus
 from mediaingest.schemas import UNAUTHENTICATED, Envelope, ErrorEnvelope
@@ -202,6 +204,7 @@ def get_asset(asset_id: str, db: Db, principal: CurrentPrincipal, assets: Assets
         detail = AssetDetail.model_validate(asset)
         if asset.upload_status == UploadStatus.UPLOADED:
             detail.download_url = assets.download_url(asset.storage_bucket, asset.storage_key, download_name=asset.name)
+            detail.download_expires_at = utcnow() + timedelta(seconds=assets.settings.download_url_ttl_seconds)
         if asset.metadata_record is not None:
             detail.metadata = MetadataOut.model_validate(asset.metadata_record)
         detail.proxies = [

@@ -285,7 +285,8 @@ class Playback(ApiModel):
 class AssetDetail(AssetSummary):
     storage_bucket: str
     storage_key: str
-    download_url: str | None = None
+    download_url: str | None = Field(None, description="The original, signed; it stops working at downloadExpiresAt.")
+    download_expires_at: datetime | None = None
     playback: Playback | None = Field(None, description="HLS playback, from the first segment on (video only).")
     metadata: MetadataOut | None = None
     proxies: list[ProxyOut] = Field(default_factory=list)

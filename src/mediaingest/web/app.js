@@ -361,23 +361,31 @@ export function parseStoryboard(text) {
   return cues;
 }
 
+/** The storyboard as a scrubber. With a video it is the player's seek bar: it shows what has played,
+ * pointing at it (or dragging a finger along it) previews the frame above the pointer, and letting go
+ * seeks there; without one it is a standalone preview strip. */
 function buildScrubber(cues, sprites, duration, video, name) {
   const last = cues[cues.length - 1];
   const total = duration || (last ? last.end : 0);
   const frame = el("div", { className: "scrub-frame" });
   const time = el("span", { className: "scrub-time", text: "0:00" });
+  const preview = el("div", { className: "scrub-preview" }, frame, time);
   const head = el("div", { className: "scrub-head" });
-  const bar = el("div", { className: "scrub-bar" }, head);
+  const fill = el("div", { className: "scrub-fill" });
+  const bar = el("div", { className: "scrub-bar" }, fill, head);
+  const label = video
+    ? `Seek bar of ${name}: point at it or use the arrow keys to preview a frame, click or Enter to go there`
+    : `Storyboard of ${name}: point at or use the arrow keys to preview`;
   const scrub = el("div", {
-    className: "scrub",
+    className: video ? "scrub timeline" : "scrub",
     tabindex: "0",
     role: "slider",
-    "aria-label": `Storyboard of ${name}: point at or use the arrow keys to preview, Enter to play from there`,
+    "aria-label": label,
     "aria-valuemin": "0",
     "aria-valuemax": String(Math.round(total)),
     "aria-valuenow": "0",
     "aria-valuetext": "0:00",
-  }, frame, time, bar);
+  }, preview, bar);
   let position = 0;
   function show(seconds) {
     position = Math.max(0, Math.min(total, seconds));
@@ -389,31 +397,55 @@ function buildScrubber(cues, sprites, duration, video, name) {
     if (sprite) frame.style.backgroundImage = `url("${sprite}")`;
     frame.style.backgroundPosition = `-${cue.x}px -${cue.y}px`;
     time.textContent = formatClock(position);
-    head.style.left = `${total ? (position / total) * 100 : 0}%`;
+    const share = total ? position / total : 0;
+    head.style.left = `${share * 100}%`;
+    if (video) {
+      // Above the pointer, kept inside the bar's width.
+      const width = bar.clientWidth;
+      const left = Math.max(0, Math.min(width - cue.w, share * width - cue.w / 2));
+      preview.style.left = `${left}px`;
+    }
     scrub.setAttribute("aria-valuenow", String(Math.round(position)));
     scrub.setAttribute("aria-valuetext", formatClock(position));
     scrub.dataset.cue = `${cue.file}#xywh=${cue.x},${cue.y},${cue.w},${cue.h}`;
   }
-  scrub.addEventListener("pointermove", (event) => {
+  const atPointer = (event) => {
     const box = bar.getBoundingClientRect();
-    show(((event.clientX - box.left) / box.width) * total);
-  });
-  scrub.addEventListener("click", () => {
-    if (video) {
-      video.currentTime = position;
-      video.play().catch(() => {});
-    }
-  });
+    return ((event.clientX - box.left) / box.width) * total;
+  };
+  const seek = () => {
+    if (!video) return;
+    video.currentTime = position;
+    if (!video.paused) video.play().catch(() => {});
+  };
+  scrub.addEventListener("pointermove", (event) => show(atPointer(event)));
+  if (video) {
+    // Touch: press, slide to preview, lift to seek (touch-action: none keeps the page from scrolling).
+    scrub.addEventListener("pointerdown", (event) => {
+      scrub.setPointerCapture(event.pointerId);
+      scrub.classList.add("active");
+      show(atPointer(event));
+    });
+    scrub.addEventListener("pointerup", (event) => {
+      scrub.classList.remove("active");
+      show(atPointer(event));
+      seek();
+    });
+    scrub.addEventListener("pointercancel", () => scrub.classList.remove("active"));
+    video.addEventListener("timeupdate", () => {
+      fill.style.width = `${total ? Math.min(1, video.currentTime / total) * 100 : 0}%`;
+    });
+  } else {
+    scrub.addEventListener("click", seek);
+  }
   scrub.addEventListener("keydown", (event) => {
     const step = cues.length ? cues[0].end - cues[0].start : 1;
     if (event.key === "ArrowRight" || event.key === "ArrowUp") show(position + step);
     else if (event.key === "ArrowLeft" || event.key === "ArrowDown") show(position - step);
     else if (event.key === "Home") show(0);
     else if (event.key === "End") show(total);
-    else if (event.key === "Enter" && video) {
-      video.currentTime = position;
-      video.play().catch(() => {});
-    } else return;
+    else if (event.key === "Enter") seek();
+    else return;
     event.preventDefault();
   });
   show(0);
@@ -561,8 +593,10 @@ async function renderResults(container, asset) {
       el("figcaption", { text: poster.type === "POSTER" ? "Poster" : "Thumbnail" })));
   }
   if (storyboard) {
-    const figure = el("figure", { className: "result" }, el("figcaption", { text: "Hover to scrub" }));
-    grid.append(figure);
+    // With a player, the storyboard becomes its seek bar, under the picture; else a preview strip.
+    const playerFigure = video ? video.closest("figure") : null;
+    const figure = playerFigure || el("figure", { className: "result" }, el("figcaption", { text: "Point at it to preview" }));
+    if (!playerFigure) grid.append(figure);
     try {
       const response = await fetch(storyboard.url);
       if (!response.ok) throw new Error(`storyboard answered ${response.status}`);
@@ -573,7 +607,9 @@ async function renderResults(container, asset) {
         const index = sheet.details && sheet.details.index;
         if (Number.isInteger(index)) sprites.set(`sprite_${String(index).padStart(3, "0")}.jpg`, sheet.url);
       }
-      if (cues.length) figure.prepend(buildScrubber(cues, sprites, metadata.durationSeconds, video, asset.name));
+      const scrubber = cues.length ? buildScrubber(cues, sprites, metadata.durationSeconds, video, asset.name) : null;
+      if (scrubber && video) video.after(scrubber);
+      else if (scrubber) figure.prepend(scrubber);
     } catch (error) {
       figure.append(el("p", { className: "hint", text: `The storyboard could not be loaded (${error.message}).` }));
     }
@@ -604,6 +640,27 @@ async function renderResults(container, asset) {
   if (metadata.shots && metadata.shots.length) facts.push(["Shots", String(metadata.shots.length + 1)]);
   facts.push(["Size", formatBytes(asset.fileSize)]);
   container.append(grid, el("dl", { className: "facts" }, facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])));
+  if (asset.downloadUrl) container.append(downloadActions(asset));
+}
+
+/** Download the original, or copy a link to it that says how long it works (it is signed). */
+function downloadActions(asset) {
+  const name = asset.originalName || asset.name;
+  const until = asset.downloadExpiresAt ? new Date(asset.downloadExpiresAt) : null;
+  const validity = until ? `works until ${until.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}` : "works for a while";
+  const note = el("span", { className: "hint", role: "status" });
+  const copy = el("button", { type: "button", className: "secondary", text: "Copy link", "aria-label": `Copy a download link for ${name}` });
+  copy.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(asset.downloadUrl);
+      note.textContent = `Link copied; it ${validity}.`;
+    } catch {
+      note.textContent = `Copy this link (it ${validity}): ${asset.downloadUrl}`;
+    }
+  });
+  return el("div", { className: "asset-actions" },
+    el("a", { className: "button", href: asset.downloadUrl, download: asset.name, text: "Download original" }),
+    copy, note);
 }
 
 // --- uploads --------------------------------------------------------------------------------------
@@ -1011,7 +1068,29 @@ async function finish(item, assetId, final, name) {
   setState(item, "ready", "Ready");
   $(".upload-progress", item).value = 100;
   const asset = await api(`/api/assets/${encodeURIComponent(assetId)}`);
-  await renderResults($(".upload-results", item), asset);
+  const results = $(".upload-results", item);
+  const watching = [...results.querySelectorAll("video")].some((video) => !video.paused);
+  if (!watching) { // the queue stays compact: the whole asset opens in the asset view
+    for (const video of results.querySelectorAll("video")) detachHls(video);
+    results.replaceChildren();
+  }
+  results.append(readySummary(asset));
+}
+
+/** A finished card's one line: poster, duration and picture size, and Open for the asset view. */
+function readySummary(asset) {
+  const poster = asset.proxies.find((proxy) => proxy.type === "POSTER") || asset.proxies.find((proxy) => proxy.type === "THUMBNAIL");
+  const metadata = asset.metadata || {};
+  const facts = [
+    metadata.durationSeconds ? formatClock(metadata.durationSeconds) : null,
+    metadata.width && metadata.height ? `${metadata.width}×${metadata.height}` : null,
+    asset.type.toLowerCase(),
+  ].filter(Boolean);
+  const name = asset.originalName || asset.name;
+  return el("div", { className: "ready-summary" },
+    poster ? el("img", { className: "ready-thumb", src: poster.url, alt: `Poster frame of ${asset.name}` }) : null,
+    el("span", { className: "hint", text: facts.join(" · ") }),
+    el("button", { type: "button", className: "secondary", text: "Open", "aria-label": `Open ${name}`, onclick: () => openViewer(asset) }));
 }
 
 // --- the asset list -------------------------------------------------------------------------------
