@@ -455,3 +455,27 @@ def _screenshots(page: Any, name: str) -> None:
         page.set_viewport_size({"width": width, "height": 800})
         page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
     page.set_viewport_size({"width": 1280, "height": 800})
+
+
+def test_a_photo_shows_its_camera_and_exposure(live_server: LiveServer, page: Any, tmp_path: Path) -> None:
+    from PIL import Image
+
+    photo = tmp_path / "harbour.jpg"
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0132] = "Fujifilm", "X-T4", "2026:11:30 07:15:00"  # Make, Model, DateTime
+    exif.get_ifd(0x8769).update({0x829A: 1 / 250, 0x829D: 5.6, 0x8827: 400})  # ExposureTime, FNumber, ISO
+    Image.new("RGB", (640, 480), (30, 90, 160)).save(photo, exif=exif)
+    _, headers = live_server.create_user()
+    sign_in(page, live_server, _token(headers))
+    page.set_input_files("#file-input", str(photo))
+    item = card(page, photo.name)
+    item.and_(page.locator("[data-state='ready']")).wait_for(timeout=READY_TIMEOUT_MS)
+    item.get_by_role("button", name=f"Open {photo.name}").click()
+    facts = page.locator("#viewer .facts").first
+    facts.wait_for()
+    text = facts.inner_text()
+    assert "Fujifilm X-T4" in text and "2026:11:30 07:15:00" in text
+    assert "1/250 s · f/5.6 · ISO 400" in text
+    page.locator("#viewer summary", has_text="All EXIF fields").click()
+    assert "ExposureTime" in page.locator("#viewer details.exif").inner_text()
+    _screenshots(page, "photo-exif")

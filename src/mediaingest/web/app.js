@@ -638,9 +638,34 @@ async function renderResults(container, asset) {
     facts.push(["Loudness", `${metadata.loudness.integratedLufs.toFixed(1)} LUFS${peak !== null ? `, peak ${peak.toFixed(1)} dBTP` : ""}`]);
   }
   if (metadata.shots && metadata.shots.length) facts.push(["Shots", String(metadata.shots.length + 1)]);
+  const exif = metadata.exif || null;
+  if (exif) facts.push(...exifFacts(exif));
   facts.push(["Size", formatBytes(asset.fileSize)]);
-  container.append(grid, el("dl", { className: "facts" }, facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])));
+  const factList = (pairs) => el("dl", { className: "facts" }, pairs.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+  container.append(grid, factList(facts));
+  if (exif) {
+    const all = Object.entries(exif).map(([tag, value]) => [tag, typeof value === "object" ? JSON.stringify(value) : String(value)]);
+    container.append(el("details", { className: "exif" }, el("summary", { text: `All EXIF fields (${all.length})` }), factList(all)));
+  }
   if (asset.downloadUrl) container.append(downloadActions(asset));
+}
+
+/** What a photographer looks for first: the camera, when, and how it was exposed. */
+function exifFacts(exif) {
+  const facts = [];
+  const camera = [exif.Make, exif.Model].filter(Boolean).join(" ").trim();
+  if (camera) facts.push(["Camera", camera]);
+  const taken = exif.DateTimeOriginal || exif.DateTime;
+  if (taken) facts.push(["Taken", String(taken)]);
+  const shutter = Number(exif.ExposureTime);
+  const exposure = [
+    shutter > 0 ? `${shutter < 1 ? `1/${Math.round(1 / shutter)}` : shutter} s` : null,
+    exif.FNumber ? `f/${exif.FNumber}` : null,
+    exif.ISOSpeedRatings ? `ISO ${exif.ISOSpeedRatings}` : null,
+    exif.FocalLength ? `${exif.FocalLength} mm` : null,
+  ].filter(Boolean);
+  if (exposure.length) facts.push(["Exposure", exposure.join(" · ")]);
+  return facts;
 }
 
 /** Download the original, or copy a link to it that says how long it works (it is signed). */
