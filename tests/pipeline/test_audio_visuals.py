@@ -144,3 +144,19 @@ def test_peaks_of_very_short_audio_have_fewer_buckets() -> None:
     document = accumulator.to_document((256, 4096), sample_rate=8000)
     assert [level["buckets"] for level in document["levels"]] == [3, 3]
     assert document["levels"][0]["data"] == [5, 5, -7, -7, 9, 9]
+
+
+def test_a_short_clips_spectrogram_is_drawn_to_its_right_edge(options: PipelineOptions, tmp_path: Path) -> None:
+    """AAC's padding makes a 4 s clip 4.02 s long: its last second was padded with silence and drawn black."""
+    clip = tmp_path / "tone.m4a"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=f=440:d=4", "-c:a", "aac", str(clip)], check=True
+    )
+    md = probe(clip, MediaType.AUDIO, options=options)
+    result = generate_audio_visuals(clip, md, tmp_path / "out", options=options)
+    spectrogram = next(o for o in result.outputs if o.kind == ProxyType.SPECTROGRAM)
+    with Image.open(spectrogram.path) as image:
+        gray = image.convert("L")
+        width, height = gray.size
+        dark = [x for x in range(width) if max(gray.getpixel((x, y)) for y in range(0, height, 4)) == 0]
+    assert len(dark) <= width // 100, f"{len(dark)} of {width} columns drawn black"

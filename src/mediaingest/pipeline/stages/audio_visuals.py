@@ -321,8 +321,10 @@ def _spectrogram_filters(options: PipelineOptions, rate: int) -> list[str]:
         # The memory bound that holds whatever the header claims: never more samples than that.
         filter_spec("atrim", end_sample=_SPECTROGRAM_MAX_SAMPLES),
         # One-second frames: the filter queues every frame until the end, and the overhead of
-        # ~1000-sample frames doubled that memory (measured for an hour: 367 MB → 187 MB).
-        filter_spec("asetnsamples", n=rate),
+        # ~1000-sample frames doubled that memory (measured for an hour: 367 MB → 187 MB). The last
+        # one is left short (p=0): padded with silence it drew up to a second of black at the right,
+        # a fifth of the picture for a 4 s clip.
+        filter_spec("asetnsamples", n=rate, p=0),
         # legend=0: otherwise axes and labels are added around the requested size.
         filter_spec("showspectrumpic", s=f"{options.spectrogram_width}x{fft_height}", legend=0, scale="log"),
         *resize,
