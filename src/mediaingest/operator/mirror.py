@@ -7,7 +7,8 @@ reconciler may report the same transition again (a status patch it made was not 
 
     StatusMirror          the protocol the handler calls
     InMemoryMirror        for tests and for running without a database (OPERATOR_MIRROR_DATABASE=false)
-    SqlAlchemyMirror      IngestionJob rows (one per asset and stage) and MediaAsset.processing_status
+    SqlAlchemyMirror      the database, through worker.progression (which owns IngestionJob rows and
+                          MediaAsset.processing_status)
 """
 
 from __future__ import annotations
@@ -17,13 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-import sqlalchemy as sa
-import structlog
-from sqlalchemy.orm import Session
-
-from mediaingest.assets.lifecycle import mark_failed, mark_ready
 from mediaingest.db import SessionFactory, session_scope
-from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, Stage
 from mediaingest.operator.handlers.reconcile import (
     AssetFinished,
@@ -33,10 +28,7 @@ from mediaingest.operator.handlers.reconcile import (
     StageSucceeded,
     Transition,
 )
-
-log = structlog.get_logger(__name__)
-
-_FINISHED = (IngestionJobStatus.COMPLETED, IngestionJobStatus.FAILED, IngestionJobStatus.CANCELLED)
+from mediaingest.worker import progression
 
 
 class StatusMirror(Protocol):
@@ -97,7 +89,7 @@ class InMemoryMirror:
     def stage_started(self, *, asset_id: str, stage: Stage, attempt: int, job_name: str, at: datetime) -> None:
         self.calls.append(("stage_started", {"asset_id": asset_id, "stage": stage, "attempt": attempt}))
         record = self._current(asset_id, stage, attempt)
-        if record is None or (record.attempts == attempt and record.status in _FINISHED):
+        if record is None or (record.attempts == attempt and record.status in progression.FINISHED_STATUSES):
             return
         self.stages[(asset_id, stage)] = StageRecord(IngestionJobStatus.RUNNING, attempt, record.retries, record.error)
         if self.assets.get(asset_id, (AssetProcessingStatus.PENDING, None))[0] == AssetProcessingStatus.PENDING:
@@ -129,119 +121,39 @@ class InMemoryMirror:
         self.assets[asset_id] = (AssetProcessingStatus.READY if ready else AssetProcessingStatus.FAILED, message)
         if not ready:
             for (asset, stage), record in list(self.stages.items()):
-                if asset == asset_id and record.status not in _FINISHED:
+                if asset == asset_id and record.status not in progression.FINISHED_STATUSES:
                     self.stages[(asset, stage)] = StageRecord(
                         IngestionJobStatus.CANCELLED, record.attempts, record.retries, record.error
                     )
 
 
 class SqlAlchemyMirror:
-    """IngestionJob rows keyed by (asset, stage type), as the local worker keeps them."""
+    """Reports into the database through `worker.progression`, the one owner of job and asset state;
+    each report in a unit of work of its own."""
 
     def __init__(self, session_factory: SessionFactory) -> None:
         self._session_factory = session_factory
 
-    def _job(self, session: Session, asset_id: str, stage: Stage) -> IngestionJob | None:
-        job = session.scalar(
-            sa.select(IngestionJob)
-            .where(IngestionJob.asset_id == asset_id, IngestionJob.type == stage.job_type)
-            .with_for_update()
-        )
-        if job is not None:
-            return job
-        asset = session.get(MediaAsset, asset_id)
-        if asset is None:
-            # Deleted from the database while its resource still exists: nothing to mirror into.
-            log.info("operator.mirror_asset_missing", asset_id=asset_id, stage=stage.value)
-            return None
-        job = IngestionJob(
-            asset_id=asset_id,
-            type=stage.job_type,
-            status=IngestionJobStatus.PENDING,
-            priority=asset.priority,
-            priority_rank=asset.priority.rank,
-            attempts=0,
-            retries=0,
-            progress=0.0,
-            logs=[],
-        )
-        session.add(job)
-        session.flush()
-        return job
-
-    @staticmethod
-    def _log(job: IngestionJob, at: datetime, event: str, **fields: Any) -> None:
-        # Reassigned, not appended in place: JSON columns only notice a new value.
-        job.logs = [*(job.logs or []), {"at": at.isoformat(), "event": event, **fields}]
-
     def stage_started(self, *, asset_id: str, stage: Stage, attempt: int, job_name: str, at: datetime) -> None:
         with session_scope(self._session_factory) as session:
-            job = self._job(session, asset_id, stage)
-            if job is None or job.attempts > attempt:
-                return
-            if job.attempts == attempt and job.status in (*_FINISHED, IngestionJobStatus.RUNNING):
-                return
-            job.status = IngestionJobStatus.RUNNING
-            if job.attempts < attempt:
-                job.progress = 0.0
-            job.attempts = attempt
-            job.started_at = at
-            job.finished_at = None
-            job.message = f"attempt {attempt}: Kubernetes Job {job_name}"
-            self._log(job, at, "job.started", stage=stage.value, attempt=attempt, kubernetes_job=job_name)
-            session.execute(
-                sa.update(MediaAsset)
-                .where(MediaAsset.id == asset_id, MediaAsset.processing_status == AssetProcessingStatus.PENDING)
-                .values(processing_status=AssetProcessingStatus.PROCESSING)
+            progression.observed_stage_started(
+                session, asset_id=asset_id, stage=stage, attempt=attempt, job_name=job_name, at=at
             )
 
     def stage_failed(
         self, *, asset_id: str, stage: Stage, attempt: int, will_retry: bool, message: str, at: datetime
     ) -> None:
-        status = IngestionJobStatus.RETRYING if will_retry else IngestionJobStatus.FAILED
         with session_scope(self._session_factory) as session:
-            job = self._job(session, asset_id, stage)
-            if job is None or job.attempts > attempt:
-                return
-            if job.attempts == attempt and job.status == status and job.error == message:
-                return
-            job.status = status
-            job.attempts = attempt
-            job.error = message
-            if will_retry:
-                job.retries = max(job.retries or 0, attempt)
-                job.message = f"attempt {attempt} failed; retrying"
-            else:
-                job.message = f"failed after {attempt} attempt{'s' if attempt > 1 else ''}"
-                job.finished_at = at
-            self._log(job, at, "job.failed", stage=stage.value, attempt=attempt, will_retry=will_retry, error=message)
+            progression.observed_stage_failed(
+                session, asset_id=asset_id, stage=stage, attempt=attempt, will_retry=will_retry, message=message, at=at
+            )
 
     def stage_succeeded(self, *, asset_id: str, stage: Stage, attempt: int, at: datetime) -> None:
         with session_scope(self._session_factory) as session:
-            job = self._job(session, asset_id, stage)
-            if job is None or job.attempts > attempt:
-                return
-            if job.status == IngestionJobStatus.COMPLETED and job.attempts == attempt:
-                return
-            job.status = IngestionJobStatus.COMPLETED
-            job.attempts = attempt
-            job.progress = 100.0
-            job.finished_at = at
-            job.message = "completed"
-            self._log(job, at, "job.completed", stage=stage.value, attempt=attempt)
+            progression.observed_stage_succeeded(session, asset_id=asset_id, stage=stage, attempt=attempt, at=at)
 
     def asset_finished(self, *, asset_id: str, phase: AssetPhase, message: str | None, at: datetime) -> None:
-        ready = phase == AssetPhase.READY
         with session_scope(self._session_factory) as session:
-            asset = session.get(MediaAsset, asset_id, with_for_update=True)
-            if asset is None:
-                return
-            if ready:
-                mark_ready(session, asset, at=at)
-                return
-            mark_failed(session, asset, reason=message or "failed")
-            session.execute(
-                sa.update(IngestionJob)
-                .where(IngestionJob.asset_id == asset_id, IngestionJob.status.not_in(_FINISHED))
-                .values(status=IngestionJobStatus.CANCELLED, finished_at=at, message="cancelled: asset failed")
+            progression.observed_asset_finished(
+                session, asset_id=asset_id, ready=phase == AssetPhase.READY, message=message, at=at
             )

@@ -63,20 +63,3 @@ class JobHandle:
         self._last_progress_write = now
         with session_scope(session_factory) as session:
             return self.update(session, progress=round(max(0.0, min(1.0, fraction)) * 100, 1), message=message[:1024])
-
-
-def start_unleased_attempt(session: Session, *, job: IngestionJob, attempt: int) -> JobHandle:
-    """A Kubernetes Job's attempt: the operator counts attempts, the row mirrors them."""
-    now = utcnow()
-    job.status = IngestionJobStatus.RUNNING
-    job.attempts = attempt
-    job.retries = max(0, attempt - 1)
-    job.started_at = job.started_at or now
-    job.finished_at = None
-    job.progress = 0.0
-    job.error = None
-    job.message = f"attempt {attempt} running"
-    job.lease_owner = None
-    job.logs = [*(job.logs or []), log_entry("job.started", attempt=attempt)][-MAX_LOG_ENTRIES:]
-    session.flush()
-    return JobHandle(job_id=job.id, lease_owner=None, attempt=attempt)

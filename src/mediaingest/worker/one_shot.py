@@ -21,7 +21,6 @@ from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.retry import RetryDecision
 from mediaingest.worker import progression
-from mediaingest.worker.jobs import start_unleased_attempt
 from mediaingest.worker.queue import ensure_job
 from mediaingest.worker.stage_runner import StageContext, execute_stage
 
@@ -44,7 +43,7 @@ def run_one_stage(settings: Settings, *, asset_id: str, stage: Stage, attempt: i
             log.info("asset.stage_skipped", reason="asset deleted")
             return EXIT_OK
         job = ensure_job(session, asset=asset, stage=stage, max_attempts=settings.job_max_attempts)
-        handle = start_unleased_attempt(session, job=job, attempt=attempt)
+        handle = progression.stage_started_unleased(session, job=job, attempt=attempt)
     started = time.monotonic()
     job_type = stage.job_type.value
     try:

@@ -1,12 +1,15 @@
-"""What an asset's state becomes when one of its stages succeeds or fails.
+"""What an asset's state becomes when one of its stages starts, succeeds or fails: the one owner of
+the IngestionJob rows and of the asset's processing status.
 
-Shared by the local worker (which also enqueues the stages that follow the probe) and by the
-`run-stage` entry point that Kubernetes Jobs run (where the operator decides what follows).
+Shared by the local worker (which also enqueues the stages that follow the probe), by the `run-stage`
+entry point that Kubernetes Jobs run, and by the operator, which reports what it observes of those
+Jobs (`observed_*` below, through `operator.mirror`).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 import structlog
@@ -25,11 +28,12 @@ from mediaingest.pipeline.plan import stages_for
 from mediaingest.pipeline.types import MediaMetadata
 from mediaingest.retry import RetryDecision
 from mediaingest.worker.jobs import MAX_LOG_ENTRIES, JobHandle, log_entry
-from mediaingest.worker.queue import enqueue_stage
+from mediaingest.worker.queue import enqueue_stage, ensure_job
 
 log = structlog.stdlib.get_logger(__name__)
 
 _VIDEO_KINDS = (ProxyType.VIDEO, ProxyType.VIDEO_VP9)
+FINISHED_STATUSES = (IngestionJobStatus.COMPLETED, IngestionJobStatus.FAILED, IngestionJobStatus.CANCELLED)
 
 
 def metadata_of(asset: MediaAsset) -> MediaMetadata | None:
@@ -60,9 +64,26 @@ def stage_started(session: Session, *, job: IngestionJob, worker_id: str, attemp
     return JobHandle(job_id=job.id, lease_owner=worker_id, attempt=attempt)
 
 
+def stage_started_unleased(session: Session, *, job: IngestionJob, attempt: int) -> JobHandle:
+    """A Kubernetes Job's attempt: the operator counts attempts, the row mirrors them (no lease)."""
+    now = utcnow()
+    job.status = IngestionJobStatus.RUNNING
+    job.attempts = attempt
+    job.retries = max(0, attempt - 1)
+    job.started_at = job.started_at or now
+    job.finished_at = None
+    job.progress = 0.0
+    job.error = None
+    job.message = f"attempt {attempt} running"
+    job.lease_owner = None
+    job.logs = [*(job.logs or []), log_entry("job.started", attempt=attempt)][-MAX_LOG_ENTRIES:]
+    session.flush()
+    return JobHandle(job_id=job.id, lease_owner=None, attempt=attempt)
+
+
 def stage_reaped(session: Session, *, job: IngestionJob, stage: Stage, failed: bool) -> None:
     """The runner of the stage's attempt was lost: retried (the task is queued again), or out of attempts."""
-    if job.status in (IngestionJobStatus.COMPLETED, IngestionJobStatus.FAILED, IngestionJobStatus.CANCELLED):
+    if job.status in FINISHED_STATUSES:
         return
     now = utcnow()
     job.lease_owner = None
@@ -217,3 +238,105 @@ def stage_failed(
 
 def fail_asset(session: Session, asset: MediaAsset, *, stage: Stage, error: str) -> None:
     mark_failed(session, asset, reason=f"{stage.value} stage failed: {error}")
+
+
+# --- observed from Kubernetes Jobs ------------------------------------------------------------------
+# The operator watches the Jobs and reports each transition, possibly more than once (a level-based
+# reconciler sees a state again before its own status patch is visible) and possibly late: every
+# function is idempotent and ignores a report about an attempt older than the one recorded.
+
+
+def _observed_job(session: Session, asset_id: str, stage: Stage) -> IngestionJob | None:
+    """The stage's row (one per asset and stage), locked; created on the first report."""
+    job = session.scalar(
+        sa.select(IngestionJob)
+        .where(IngestionJob.asset_id == asset_id, IngestionJob.type == stage.job_type)
+        .with_for_update()
+    )
+    if job is not None:
+        return job
+    asset = session.get(MediaAsset, asset_id)
+    if asset is None:
+        # Deleted from the database while its resource still exists: nothing to record.
+        log.info("operator.mirror_asset_missing", asset_id=asset_id, stage=stage.value)
+        return None
+    return ensure_job(session, asset=asset, stage=stage)
+
+
+def _observed_log(job: IngestionJob, at: datetime, event: str, **fields: Any) -> None:
+    entry = {**log_entry(event, **fields), "at": at.isoformat()}  # when Kubernetes saw it, not now
+    job.logs = [*(job.logs or []), entry][-MAX_LOG_ENTRIES:]
+
+
+def observed_stage_started(
+    session: Session, *, asset_id: str, stage: Stage, attempt: int, job_name: str, at: datetime
+) -> None:
+    job = _observed_job(session, asset_id, stage)
+    if job is None or job.attempts > attempt:
+        return
+    if job.attempts == attempt and job.status in (*FINISHED_STATUSES, IngestionJobStatus.RUNNING):
+        return
+    job.status = IngestionJobStatus.RUNNING
+    if job.attempts < attempt:
+        job.progress = 0.0
+    job.attempts = attempt
+    job.started_at = at
+    job.finished_at = None
+    job.message = f"attempt {attempt}: Kubernetes Job {job_name}"
+    _observed_log(job, at, "job.started", stage=stage.value, attempt=attempt, kubernetes_job=job_name)
+    session.execute(
+        sa.update(MediaAsset)
+        .where(MediaAsset.id == asset_id, MediaAsset.processing_status == AssetProcessingStatus.PENDING)
+        .values(processing_status=AssetProcessingStatus.PROCESSING)
+    )
+
+
+def observed_stage_failed(
+    session: Session, *, asset_id: str, stage: Stage, attempt: int, will_retry: bool, message: str, at: datetime
+) -> None:
+    status = IngestionJobStatus.RETRYING if will_retry else IngestionJobStatus.FAILED
+    job = _observed_job(session, asset_id, stage)
+    if job is None or job.attempts > attempt:
+        return
+    if job.attempts == attempt and job.status == status and job.error == message:
+        return
+    job.status = status
+    job.attempts = attempt
+    job.error = message
+    if will_retry:
+        job.retries = max(job.retries or 0, attempt)
+        job.message = f"attempt {attempt} failed; retrying"
+    else:
+        job.message = f"failed after {attempt} attempt{'s' if attempt > 1 else ''}"
+        job.finished_at = at
+    _observed_log(job, at, "job.failed", stage=stage.value, attempt=attempt, will_retry=will_retry, error=message)
+
+
+def observed_stage_succeeded(session: Session, *, asset_id: str, stage: Stage, attempt: int, at: datetime) -> None:
+    job = _observed_job(session, asset_id, stage)
+    if job is None or job.attempts > attempt:
+        return
+    if job.status == IngestionJobStatus.COMPLETED and job.attempts == attempt:
+        return
+    job.status = IngestionJobStatus.COMPLETED
+    job.attempts = attempt
+    job.progress = 100.0
+    job.finished_at = at
+    job.message = "completed"
+    _observed_log(job, at, "job.completed", stage=stage.value, attempt=attempt)
+
+
+def observed_asset_finished(session: Session, *, asset_id: str, ready: bool, message: str | None, at: datetime) -> None:
+    """The operator's verdict on the whole asset: READY, or FAILED with its unfinished stages cancelled."""
+    asset = session.get(MediaAsset, asset_id, with_for_update=True)
+    if asset is None:
+        return
+    if ready:
+        mark_ready(session, asset, at=at)
+        return
+    mark_failed(session, asset, reason=message or "failed")
+    session.execute(
+        sa.update(IngestionJob)
+        .where(IngestionJob.asset_id == asset_id, IngestionJob.status.not_in(FINISHED_STATUSES))
+        .values(status=IngestionJobStatus.CANCELLED, finished_at=at, message="cancelled: asset failed")
+    )

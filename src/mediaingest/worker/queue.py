@@ -20,8 +20,9 @@ def stage_task_key(asset_id: str, stage: Stage) -> str:
     return f"stage:{asset_id}:{stage.value}"
 
 
-def ensure_job(session: Session, *, asset: MediaAsset, stage: Stage, max_attempts: int) -> IngestionJob:
-    """The stage's job row, created if missing (the Kubernetes executor's pods and mirror use it alone)."""
+def ensure_job(session: Session, *, asset: MediaAsset, stage: Stage, max_attempts: int | None = None) -> IngestionJob:
+    """The stage's job row, created if missing (the Kubernetes executor's pods and the operator's reports
+    use it alone). Without `max_attempts`, the column's default: the operator counts attempts itself."""
     job = session.scalar(
         sa.select(IngestionJob).where(IngestionJob.asset_id == asset.id, IngestionJob.type == stage.job_type)
     )
@@ -33,7 +34,7 @@ def ensure_job(session: Session, *, asset: MediaAsset, stage: Stage, max_attempt
         status=IngestionJobStatus.PENDING,
         priority=asset.priority,
         priority_rank=asset.priority.rank,
-        max_attempts=max_attempts,
+        **({"max_attempts": max_attempts} if max_attempts is not None else {}),
         available_at=utcnow(),
         logs=[{"at": utcnow().isoformat(), "event": "job.enqueued", "stage": stage.value}],
     )
