@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from conftest import SettingsFactory, Users
 from fixtures.live_server import wait_until
 from fixtures.s3 import MotoS3Server
 from fixtures.uploads import put_bytes, request_upload
-from mediaingest.api import create_app
 from mediaingest.config import MIB, Settings
 from mediaingest.db import utcnow
 from mediaingest.exceptions import ObjectNotFoundError
@@ -31,7 +29,7 @@ from mediaingest.worker.loop import embedded_worker
 
 
 @pytest.fixture(params=["local", "s3"])
-def settings_for(
+def backend_settings(
     request: pytest.FixtureRequest, make_settings: SettingsFactory, moto_s3_server: MotoS3Server
 ) -> Settings:
     # S3 (and moto) refuse parts under 5 MiB but the last; URLs live two seconds (at least one: expiry
@@ -45,22 +43,6 @@ def settings_for(
     if request.param == "local":
         return make_settings(**options)
     return moto_s3_server.settings(make_settings, **options)
-
-
-@pytest.fixture
-def api(settings_for: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for, configure_logs=False)) as client:
-        yield client
-
-
-@pytest.fixture
-def http(api: TestClient, settings_for: Settings) -> Iterator[httpx.Client | TestClient]:
-    """Local URLs are served by the app itself; S3 URLs by moto, over the wire."""
-    if settings_for.storage_backend == "local":
-        yield api
-        return
-    with httpx.Client(timeout=30) as client:
-        yield client
 
 
 @pytest.fixture
@@ -89,7 +71,7 @@ def _sha256(data: bytes) -> str:
 
 
 def test_an_upload_resumes_on_fresh_urls_after_its_urls_expired(
-    api: TestClient, http: httpx.Client | TestClient, settings_for: Settings, users: Users, three_parts: bytes
+    api: TestClient, http: httpx.Client | TestClient, backend_settings: Settings, users: Users, three_parts: bytes
 ) -> None:
     _, headers = users.create()
     api.app.state.storage.list_parts_page_size = 2  # type: ignore[attr-defined]  # S3: ListParts paged
@@ -101,7 +83,7 @@ def test_an_upload_resumes_on_fresh_urls_after_its_urls_expired(
         assert _put_part(http, part, _chunk(three_parts, part, part_size)).status_code == 200
 
     time.sleep(3.05)  # every URL of the ticket is now expired
-    if settings_for.storage_backend == "local":
+    if backend_settings.storage_backend == "local":
         refused = _put_part(http, third, _chunk(three_parts, third, part_size))
         assert refused.status_code == 403 and "expired" in refused.text
 
@@ -137,7 +119,7 @@ def test_an_upload_resumes_on_fresh_urls_after_its_urls_expired(
     assert confirmed.json()["data"]["checksum"] == _sha256(three_parts)
     assert api.get(f"/api/assets/{ticket['assetId']}/upload", headers=headers).status_code == 409
 
-    with embedded_worker(settings_for):
+    with embedded_worker(backend_settings):
         wait_until(
             lambda: (
                 api.get(f"/api/assets/{ticket['assetId']}", headers=headers).json()["data"]["processingStatus"]
@@ -149,7 +131,7 @@ def test_an_upload_resumes_on_fresh_urls_after_its_urls_expired(
 
 
 def test_a_corrupted_part_is_refused_on_its_own(
-    api: TestClient, http: httpx.Client | TestClient, settings_for: Settings, users: Users, three_parts: bytes
+    api: TestClient, http: httpx.Client | TestClient, backend_settings: Settings, users: Users, three_parts: bytes
 ) -> None:
     _, headers = users.create()
     ticket = request_upload(api, headers, size=len(three_parts)).json()["data"]
@@ -161,7 +143,7 @@ def test_a_corrupted_part_is_refused_on_its_own(
         headers=headers,
     ).json()["data"]["parts"][0]
     assert signed["headers"]["x-amz-checksum-sha256"]  # the client must send it, exactly
-    if settings_for.storage_backend == "s3":
+    if backend_settings.storage_backend == "s3":
         # moto verifies nothing; S3 does, because boto3 signed the header into the URL.
         assert "x-amz-checksum-sha256" in signed["url"].split("X-Amz-SignedHeaders=")[1].split("&")[0]
         return
@@ -182,7 +164,7 @@ def test_a_corrupted_part_is_refused_on_its_own(
 
 
 def test_abort_leaves_nothing_and_releases_the_quota(
-    api: TestClient, http: httpx.Client | TestClient, settings_for: Settings, users: Users, three_parts: bytes
+    api: TestClient, http: httpx.Client | TestClient, backend_settings: Settings, users: Users, three_parts: bytes
 ) -> None:
     _, headers = users.create()
     ticket = request_upload(api, headers, size=len(three_parts)).json()["data"]
@@ -197,8 +179,8 @@ def test_abort_leaves_nothing_and_releases_the_quota(
     storage = api.app.state.storage  # type: ignore[attr-defined]
     with pytest.raises(ObjectNotFoundError):
         upload_id = ticket["multipart"]["uploadId"]
-        storage.list_parts(settings_for.bucket_incoming, ticket["storageKey"], upload_id=upload_id)
-    assert storage.list_keys(settings_for.bucket_incoming, "uploads/") == []
+        storage.list_parts(backend_settings.bucket_incoming, ticket["storageKey"], upload_id=upload_id)
+    assert storage.list_keys(backend_settings.bucket_incoming, "uploads/") == []
     assert api.post(f"/api/assets/{ticket['assetId']}/upload/abort", headers=headers).status_code == 404
 
 
@@ -223,7 +205,7 @@ def test_a_confirmed_upload_cannot_be_aborted_or_resumed(
 
 
 def test_a_session_stays_open_while_parts_arrive_and_is_swept_once_idle(
-    api: TestClient, http: httpx.Client | TestClient, settings_for: Settings, users: Users, three_parts: bytes
+    api: TestClient, http: httpx.Client | TestClient, backend_settings: Settings, users: Users, three_parts: bytes
 ) -> None:
     _, headers = users.create()
     ticket = request_upload(api, headers, size=len(three_parts)).json()["data"]

@@ -3,7 +3,6 @@ bytes; the pipeline reads exactly the bytes confirm verified; no object outlives
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,22 +29,6 @@ def backend_settings(
     if request.param == "local":
         return make_settings(proxy_heights=[360])
     return moto_s3_server.settings(make_settings, proxy_heights=[360])
-
-
-@pytest.fixture
-def api(backend_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(backend_settings, configure_logs=False)) as client:
-        yield client
-
-
-@pytest.fixture
-def http(api: TestClient, backend_settings: Settings) -> Iterator[httpx.Client | TestClient]:
-    """Local URLs are served by the app itself; S3 URLs by moto, over the wire."""
-    if backend_settings.storage_backend == "local":
-        yield api
-        return
-    with httpx.Client(timeout=30) as client:
-        yield client
 
 
 def _put(http: httpx.Client | TestClient, ticket: dict, data: bytes) -> httpx.Response:  # type: ignore[type-arg]

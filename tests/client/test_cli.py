@@ -165,17 +165,7 @@ def test_an_interrupted_upload_resumes_sending_only_the_missing_parts(
     video.write_bytes(small_video.read_bytes() + bytes(1024 * 1024))  # a real header, padded to many parts
     parts = -(-video.stat().st_size // (64 * 1024))
 
-    # Each part lands a little slowly (the real store, delayed), so a run can be stopped in the middle.
-    storage = server.storage
-    received: list[int] = []
-    commit_part = storage.commit_part
-
-    def slow_commit(*args: Any, **kwargs: Any) -> str:
-        time.sleep(0.15)
-        received.append(kwargs["part_number"])
-        return str(commit_part(*args, **kwargs))
-
-    storage.commit_part = slow_commit
+    received = server.record_parts(delay=0.15)  # each part lands a little slowly: a run can be stopped
     env = {key: value for key, value in os.environ.items() if not key.startswith("MEDIAINGEST_")}
     env |= {"MEDIAINGEST_SERVER": server.url, "MEDIAINGEST_TOKEN": _token(headers), "COLUMNS": "200"}
     command = [COMMAND, "upload", str(video), "--concurrency", "2"]

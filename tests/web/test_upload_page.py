@@ -250,8 +250,7 @@ def test_multipart_upload_through_the_page_with_a_part_retried(
     # Uppy cuts parts of at least 5 MiB: a real video padded to three of them.
     server = live_server_factory(multipart_threshold=MIB, multipart_part_size=5 * MIB)
     _, headers = server.create_user()
-    video = tmp_path / "long take.mp4"
-    video.write_bytes(small_video.read_bytes() + bytes(11 * MIB))
+    video = _padded(small_video, tmp_path / "long take.mp4", 11)
     sign_in(page, server, _token(headers))
     failed_once: list[str] = []
     checksums: list[str] = []
@@ -318,18 +317,9 @@ def test_a_reload_mid_upload_resumes_without_sending_stored_parts_again(
     server = live_server_factory(worker=False, multipart_threshold=MIB, multipart_part_size=5 * MIB)
     _, headers = server.create_user()
     # Over Golden Retriever's 10 MiB: after the reload the browser has no copy, and asks for the file.
-    video = tmp_path / "interview.mp4"
-    video.write_bytes(small_video.read_bytes() + bytes(95 * MIB))
+    video = _padded(small_video, tmp_path / "interview.mp4", 95)
     parts = -(-video.stat().st_size // (5 * MIB))
-    received: list[int] = []
-    commit_part = server.storage.commit_part
-
-    def slow_commit(*args: Any, **kwargs: Any) -> str:  # the real store, each part landing slowly
-        time.sleep(1.5)
-        received.append(kwargs["part_number"])
-        return str(commit_part(*args, **kwargs))
-
-    server.storage.commit_part = slow_commit
+    received = server.record_parts(delay=1.5)
     sign_in(page, server, _token(headers))
     page.set_input_files("#file-input", str(video))
     sending = card(page, video.name)
@@ -375,16 +365,8 @@ def test_a_small_upload_resumes_by_itself_after_a_reload(
     """Under 10 MiB Golden Retriever keeps the file itself: no need to choose it again."""
     server = live_server_factory(worker=False, multipart_threshold=MIB, multipart_part_size=5 * MIB)
     _, headers = server.create_user()
-    video = tmp_path / "b-roll.mp4"
-    video.write_bytes(small_video.read_bytes() + bytes(6 * MIB))  # two parts
-    received: list[int] = []
-    commit_part = server.storage.commit_part
-
-    def counting_commit(*args: Any, **kwargs: Any) -> str:
-        received.append(kwargs["part_number"])
-        return str(commit_part(*args, **kwargs))
-
-    server.storage.commit_part = counting_commit
+    video = _padded(small_video, tmp_path / "b-roll.mp4", 6)  # two parts
+    received = server.record_parts()
 
     def hold_part_two(route: Any) -> None:
         if route.request.method == "PUT" and "partNumber=2" in route.request.url:
@@ -414,15 +396,8 @@ def test_cancel_releases_the_quota_and_leaves_nothing(
 ) -> None:
     server = live_server_factory(worker=False, multipart_threshold=MIB, multipart_part_size=5 * MIB)
     _, headers = server.create_user()
-    video = tmp_path / "outtake.mp4"
-    video.write_bytes(small_video.read_bytes() + bytes(30 * MIB))
-    commit_part = server.storage.commit_part
-
-    def slow_commit(*args: Any, **kwargs: Any) -> str:
-        time.sleep(0.5)
-        return str(commit_part(*args, **kwargs))
-
-    server.storage.commit_part = slow_commit
+    video = _padded(small_video, tmp_path / "outtake.mp4", 30)
+    server.record_parts(delay=0.5)
     sign_in(page, server, _token(headers))
     page.set_input_files("#file-input", str(video))
     sending = card(page, video.name)
@@ -438,6 +413,12 @@ def test_cancel_releases_the_quota_and_leaves_nothing(
     time.sleep(0.5)  # parts in flight when Cancel was pressed are refused once the asset is gone
     assert server.storage.list_keys(server.settings.bucket_incoming, "uploads/") == []
     assert list((server.settings.data_dir / "storage" / ".uploads").iterdir()) == []
+
+
+def _padded(small_video: Path, path: Path, mib: int) -> Path:
+    """A real video (the server checks the type) padded with `mib` MiB, to make parts of."""
+    path.write_bytes(small_video.read_bytes() + bytes(mib * MIB))
+    return path
 
 
 def _settled(received: list[int]) -> int:
