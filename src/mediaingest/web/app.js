@@ -721,6 +721,10 @@ function retireUploader() {
   for (const card of document.querySelectorAll("#uploads .upload")) dismiss(card);
 }
 
+// The browser sets Content-Length itself and refuses it from scripts; the rest are signed and must go as given.
+const browserHeaders = (headers) =>
+  Object.fromEntries(Object.entries(headers || {}).filter(([name]) => name.toLowerCase() !== "content-length"));
+
 // Which files go in parts, and how big: Uppy and the server must cut them alike.
 const usesParts = (file) => file.size > Math.max(limits.multipartThreshold, UPPY_MIN_PART);
 const partSizeFor = (size) => Math.max(limits.partSize, UPPY_MIN_PART, Math.ceil(size / 10000));
@@ -759,11 +763,11 @@ async function createUploader(userId) {
       if (assetId) {
         // Restarted after a reload: the same asset, on a fresh URL.
         const state = await api(`/api/assets/${encodeURIComponent(assetId)}/upload`);
-        if (state.uploadUrl) return { method: "PUT", url: state.uploadUrl, headers: state.headers };
+        if (state.uploadUrl) return { method: "PUT", url: state.uploadUrl, headers: browserHeaders(state.headers) };
         assetId = null;
       }
       const ticket = await requestTicket(uppy, file);
-      return { method: "PUT", url: ticket.uploadUrl, headers: ticket.headers };
+      return { method: "PUT", url: ticket.uploadUrl, headers: browserHeaders(ticket.headers) };
     },
     async createMultipartUpload(file) {
       const ticket = await requestTicket(uppy, file);
@@ -781,7 +785,7 @@ async function createUploader(userId) {
         method: "POST", body: { parts: [{ partNumber, sha256 }] },
       });
       const [part] = signed.parts;
-      return { method: "PUT", url: part.url, headers: part.headers };
+      return { method: "PUT", url: part.url, headers: browserHeaders(part.headers) };
     },
     async completeMultipartUpload(file, { key, parts }) {
       const body = { assetId: key, parts: parts.map((part) => ({ partNumber: part.PartNumber, etag: part.ETag })) };
