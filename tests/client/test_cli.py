@@ -17,6 +17,7 @@ import pytest
 from fixtures.live_server import LiveServer, LiveServerFactory, wait_until
 from fixtures.media import PDF_BYTES
 from mediaingest.client import MediaIngestClient
+from mediaingest.client.errors import ClientError
 
 pytestmark = pytest.mark.slow
 
@@ -204,3 +205,35 @@ def test_an_interrupted_upload_resumes_sending_only_the_missing_parts(
     assert asset["uploadStatus"] == "UPLOADED" and asset["etag"].endswith(f"-{parts}")
     assert asset["checksum"] == hashlib.sha256(video.read_bytes()).hexdigest()
     assert f"({parts} parts, {len(held)} already stored)" in finished.stderr
+
+
+def test_naming_the_asset_resumes_it_only_with_the_same_file(
+    live_server_factory: LiveServerFactory, small_video: Path, tmp_path: Path
+) -> None:
+    server = live_server_factory(worker=False, multipart_threshold=64 * 1024, multipart_part_size=64 * 1024)
+    _, headers = server.create_user()
+    video = tmp_path / "take.mp4"
+    video.write_bytes(small_video.read_bytes() + bytes(256 * 1024))
+    received = server.record_parts()
+
+    class Dropped(BaseException):
+        pass
+
+    def drop_after_two_parts(_count: int) -> None:
+        if len(received) >= 2:
+            raise Dropped
+
+    with MediaIngestClient(server.url, _token(headers), concurrency=1) as client:
+        with pytest.raises(Dropped):
+            client.upload(video, on_progress=drop_after_two_parts)
+        [pending] = client.list(status="PENDING").items
+        other = tmp_path / "other.mp4"  # same size, other bytes
+        other.write_bytes(bytes(reversed(video.read_bytes())))
+        with pytest.raises(ClientError, match=r"is not the same bytes as other\.mp4"):
+            client.upload(other, asset_id=pending.id)
+        before = len(received)
+        result = client.upload(video, asset_id=pending.id)
+    assert result.resumed and result.asset_id == pending.id
+    assert sorted(received[before:]) == sorted(
+        set(range(1, -(-video.stat().st_size // (64 * 1024)) + 1)) - set(received[:before])
+    )

@@ -339,7 +339,7 @@ class AssetService:
             raise ConflictError(f"upload is {status}{reason}; there is nothing left to send")
         now = utcnow()
         if self._lapsed(asset, now):
-            raise ConflictError("upload expired: nothing arrived for too long; request a new upload URL")
+            raise ConflictError(f"{IDLE_EXPIRY_REASON}; request a new upload URL")
         asset.upload_expires_at = now + timedelta(seconds=self.settings.upload_session_idle_seconds)
         session.flush()
         return asset, now
