@@ -329,6 +329,7 @@ def test_a_reload_mid_upload_resumes_without_sending_stored_parts_again(
     # Pause stops sending; what landed stays; Resume goes on from there.
     sending.get_by_role("button", name=f"Pause {video.name}").click()
     sending.and_(page.locator("[data-state='paused']")).wait_for()
+    _screenshots(page, "upload-paused")
     settled = _settled(received)
     time.sleep(2.0)
     assert len(received) == settled, "parts kept arriving while paused"

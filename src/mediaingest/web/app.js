@@ -741,6 +741,7 @@ async function requestTicket(uppy, file) {
     },
   });
   uppy.setFileMeta(file.id, { assetId: ticket.assetId }); // kept by Golden Retriever across a reload
+  refreshAccount().catch(() => {}); // the header's quota counts the reservation from now on
   if (card) {
     card.dataset.assetId = ticket.assetId;
     card.dataset.multipart = ticket.multipart ? String(ticket.multipart.parts.length) : "";
@@ -804,7 +805,13 @@ async function createUploader(userId) {
   });
   uppy.on("upload-pause", (file, paused) => {
     const card = cards.get(file.id);
-    if (card) setState(card, paused ? "paused" : "uploading", paused ? "Paused. What reached storage is kept." : "Uploading…");
+    if (!card) return;
+    setState(card, paused ? "paused" : "uploading", paused ? "Paused. What reached storage is kept." : "Uploading…");
+    if (paused) { // no speed or time left while nothing moves
+      const sent = Number(card.dataset.sent || 0);
+      $(".upload-progress", card).value = (sent / file.size) * UPLOAD_SHARE;
+      $(".upload-meta", card).textContent = `${formatBytes(sent)} of ${formatBytes(file.size)} sent`;
+    }
   });
   uppy.on("upload-success", async (file, response) => {
     const card = cards.get(file.id);
@@ -961,6 +968,7 @@ function attachToUploader(item, fileId, size) {
   const meter = new RateMeter(size);
   let lastPaint = 0;
   item.onProgress = (sent) => {
+    item.dataset.sent = String(sent);
     const now = performance.now();
     if (now - lastPaint < 150 && sent < size) return;
     lastPaint = now;
