@@ -180,9 +180,7 @@ class MediaIngestClient:
                 resume.remember(key, ticket.asset_id)  # before any byte goes: a kill from here on resumes
             plan = TransferPlan.from_ticket(ticket, sign=self._signer(ticket.asset_id))
         if on_plan is not None:
-            on_plan(plan)
-        if on_progress is not None and plan.received_bytes:
-            on_progress(plan.received_bytes)
+            on_plan(plan)  # plan.received_bytes: what storage holds already; on_progress counts what goes now
         confirm = self.send(path, plan, on_progress)
         confirmed = self.confirm(confirm)
         if resume is not None and key is not None:

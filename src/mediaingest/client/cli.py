@@ -187,6 +187,8 @@ def upload(
                     plan: TransferPlan, task: Any = task, path: Path = path, current: list[TransferPlan] = current
                 ) -> None:
                     current.append(plan)
+                    # Already stored counts as done, but not toward the speed (reset clears its samples).
+                    progress.reset(task, total=path.stat().st_size, completed=plan.received_bytes)
                     if plan.multipart:
                         have = f", {len(plan.received)} already stored" if plan.received else ""
                         progress.update(task, description=f"{path.name} ({plan.part_count} parts{have})")
