@@ -369,8 +369,10 @@ def test_a_small_upload_resumes_by_itself_after_a_reload(
     video = _padded(small_video, tmp_path / "b-roll.mp4", 6)  # two parts
     received = server.record_parts()
 
+    released: list[bool] = []
+
     def hold_part_two(route: Any) -> None:
-        if route.request.method == "PUT" and "partNumber=2" in route.request.url:
+        if route.request.method == "PUT" and "partNumber=2" in route.request.url and not released:
             return  # never answered: the connection hangs until the page goes away
         route.continue_()
 
@@ -382,7 +384,7 @@ def test_a_small_upload_resumes_by_itself_after_a_reload(
             break
         page.wait_for_timeout(100)
     assert received == [1], "part 1 should land"
-    page.unroute("**/storage/**")
+    released.append(True)  # after the reload (the hanging PUT dies with the page)
     page.once("dialog", lambda dialog: dialog.accept())
     page.reload()
     resumed = card(page, video.name)
@@ -390,6 +392,33 @@ def test_a_small_upload_resumes_by_itself_after_a_reload(
     assert received == [1, 2]  # part 1 was not sent again
     detail = httpx.get(f"{server.url}/api/assets/{resumed.get_attribute('data-asset-id')}", headers=headers)
     assert detail.json()["data"]["checksum"] == hashlib.sha256(video.read_bytes()).hexdigest()
+
+
+def test_an_upload_left_idle_too_long_says_to_upload_again(
+    live_server_factory: LiveServerFactory, page: Any, small_video: Path, tmp_path: Path
+) -> None:
+    server = live_server_factory(
+        worker=False, multipart_threshold=MIB, multipart_part_size=5 * MIB, upload_session_idle_seconds=1
+    )
+    _, headers = server.create_user()
+    video = _padded(small_video, tmp_path / "rushes.mp4", 6)
+    received = server.record_parts()
+    sign_in(page, server, _token(headers))
+    page.route("**/storage/**", lambda route: None if "partNumber=2" in route.request.url else route.continue_())
+    page.set_input_files("#file-input", str(video))
+    for _ in range(300):  # Playwright's sync API runs the route handler only while it is called
+        if received == [1]:
+            break
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(2000)  # idle past the session's one second, part 2 still hanging
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.reload()
+    expired = card(page, video.name)
+    expired.and_(page.locator("[data-state='rejected']")).wait_for(timeout=30_000)
+    assert (
+        expired.locator(".upload-status").inner_text() == "“rushes.mp4” waited too long and expired; upload it again."
+    )
+    assert received == [1]
 
 
 def test_cancel_releases_the_quota_and_leaves_nothing(

@@ -126,6 +126,10 @@ function describeError(error, fileName) {
         return `${quoted} arrived incomplete (${formatBytes(d.found)} of ${formatBytes(d.declared)}): upload it again.`;
       }
       return `${quoted} arrived changed on the way (${error.message}): upload it again.`;
+    case "conflict":
+      // An upload left idle past its deadline (a day by default) was swept; its parts are gone.
+      if (/expired/.test(error.message)) return `${quoted} waited too long and expired; upload it again.`;
+      return error.message;
     default:
       return error.message;
   }
