@@ -764,12 +764,14 @@ async function createUploader(userId) {
     shouldUseMultipart: usesParts,
     getChunkSize: (data) => partSizeFor(data.size),
     async getUploadParameters(file) {
-      let assetId = uppy.getFile(file.id)?.meta.assetId;
+      const assetId = uppy.getFile(file.id)?.meta.assetId;
       if (assetId) {
-        // Restarted after a reload: the same asset, on a fresh URL.
+        // Restarted after a reload: the same asset, on a fresh URL; or, if the bytes had landed,
+        // confirmed with what storage holds (the upload-error handler then follows the processing).
         const state = await api(`/api/assets/${encodeURIComponent(assetId)}/upload`);
         if (state.uploadUrl) return { method: "PUT", url: state.uploadUrl, headers: browserHeaders(state.headers) };
-        assetId = null;
+        await confirmUpload(uppy, file, { assetId, etag: state.etag });
+        throw new AlreadyConfirmed();
       }
       const ticket = await requestTicket(uppy, file);
       return { method: "PUT", url: ticket.uploadUrl, headers: browserHeaders(ticket.headers) };
@@ -832,8 +834,10 @@ async function createUploader(userId) {
   });
   uppy.on("upload-error", async (file, error) => {
     const card = cards.get(file.id);
-    if (error instanceof ApiError && error.status === 409 && file.meta.assetId && (await wasConfirmed(file.meta.assetId))) {
-      // Confirmed just before a reload, whose answer the page never saw: nothing was wrong.
+    const confirmed = error instanceof AlreadyConfirmed ||
+      (error instanceof ApiError && error.status === 409 && file.meta.assetId && (await wasConfirmed(file.meta.assetId)));
+    if (confirmed) {
+      // Confirmed just before a reload (whose answer the page never saw), or just now: nothing was wrong.
       cards.delete(file.id);
       uppy.setFileMeta(file.id, { settled: true });
       uppy.removeFile(file.id);
@@ -883,6 +887,9 @@ async function confirmUpload(uppy, file, body) {
   await api("/api/assets/confirm-upload", { method: "POST", body });
   uppy.setFileMeta(file.id, { confirmed: true });
 }
+
+/** The bytes were already in storage and are now confirmed: not an upload to make. */
+class AlreadyConfirmed extends Error {}
 
 async function wasConfirmed(assetId) {
   try {
