@@ -131,9 +131,6 @@ class MediaIngestClient:
         signed = SignedParts.model_validate(self._call("POST", f"/api/assets/{asset_id}/upload/parts", json=body))
         return signed.parts[0]
 
-    def abort_upload(self, asset_id: str) -> None:
-        self._call("POST", f"/api/assets/{asset_id}/upload/abort")
-
     def upload(
         self,
         path: Path,
