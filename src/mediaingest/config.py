@@ -90,6 +90,15 @@ class Settings(BaseSettings):
         "Defaults to the local-storage secret.",
     )
 
+    # --- a Kubernetes stage pod ----------------------------------------------------------------
+    stage_api_url: str | None = Field(
+        None,
+        alias="STAGE_API_URL",
+        description="Set by the operator on stage pods: the API they report to (with STAGE_TOKEN) instead of "
+        "writing the database and storage themselves.",
+    )
+    stage_token: SecretStr | None = Field(None, alias="STAGE_TOKEN", description="The attempt's stage token.")
+
     # --- uploads -----------------------------------------------------------------------------
     upload_url_ttl_seconds: int = Field(3600, alias="UPLOAD_URL_TTL_SECONDS")
     upload_session_idle_seconds: int = Field(

@@ -21,6 +21,7 @@ from mediaingest.config import Settings, StorageBackendName
 from mediaingest.db import create_db_engine, create_session_factory
 from mediaingest.dispatch import build_dispatcher
 from mediaingest.logging import configure_logging
+from mediaingest.stage_reports.endpoints import router as stage_reports_router
 from mediaingest.storage import build_storage
 from mediaingest.users.auth import Authenticator
 from mediaingest.users.endpoints import router as account_router
@@ -75,6 +76,7 @@ def create_app(
     app.include_router(playback_router)
     app.include_router(webhooks_router)
     app.include_router(account_router)
+    app.include_router(stage_reports_router)
     mount_web(app)  # the upload page at /
     mount_docs(app)
     if settings.storage_backend == StorageBackendName.LOCAL:

@@ -47,7 +47,7 @@ from mediaingest.assets.schemas import (
     UploadUrlRequest,
     UploadUrlResponse,
 )
-from mediaingest.assets.storage_keys import UPLOAD_PREFIX, derived_prefix, upload_key
+from mediaingest.assets.storage_keys import UPLOAD_PREFIX, asset_of_derived_key, derived_prefix, upload_key
 from mediaingest.config import Settings
 from mediaingest.db import new_id, utcnow
 from mediaingest.dispatch import Dispatcher
@@ -664,8 +664,14 @@ class AssetService:
         log.info("asset.deleted", asset_id=asset.id, user_id=asset.owner_id)
 
     def accepts_upload(self, session: Session, *, bucket: str, key: str) -> bool:
-        """The local backend's upload gate: bytes only for an asset still waiting for them."""
-        return bucket == self.settings.bucket_incoming and repository.accepts_upload(session, bucket=bucket, key=key)
+        """The local backend's upload gate: bytes only for an asset still waiting for them, and derived
+        files (a stage pod's outputs, on URLs the API signed for it) only for an asset that still exists."""
+        if bucket == self.settings.bucket_incoming:
+            return repository.accepts_upload(session, bucket=bucket, key=key)
+        if bucket in (self.settings.bucket_processed, self.settings.bucket_proxies):
+            asset_id = asset_of_derived_key(key)
+            return asset_id is not None and session.get(MediaAsset, asset_id) is not None
+        return False
 
     def reap_stray_uploads(self, session: Session, *, batch: int = 1000) -> int:
         """Removes objects under the upload prefix that no live asset owns; returns how many.

@@ -23,3 +23,9 @@ def stage_prefix(*, user_id: str, asset_id: str, stage: str) -> str:
 
 def derived_key(*, user_id: str, asset_id: str, stage: str, filename: str) -> str:
     return f"{stage_prefix(user_id=user_id, asset_id=asset_id, stage=stage)}{filename}"
+
+
+def asset_of_derived_key(key: str) -> str | None:
+    """The asset id in `assets/{userId}/{assetId}/…`; None for any other key."""
+    parts = key.split("/")
+    return parts[2] if len(parts) >= 4 and parts[0] == "assets" and parts[2] else None

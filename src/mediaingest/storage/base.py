@@ -71,11 +71,13 @@ class Storage(ABC):
         metadata: dict[str, str],
         expires_in: int,
         sha256: str | None = None,
+        replace: bool = False,
     ) -> PresignedRequest:
         """A single PUT of exactly `size` bytes of `content_type`; with `sha256`, the store verifies it.
 
         Single-write: the request carries `If-None-Match: *` (signed), so once the object exists the
-        URL cannot replace it, whatever is left of its lifetime.
+        URL cannot replace it, whatever is left of its lifetime. `replace=True` drops that condition, for
+        derived files a later attempt rewrites under the same name (never for uploads).
         """
 
     @abstractmethod

@@ -284,6 +284,7 @@ class LocalStorage(Storage):
         metadata: dict[str, str],
         expires_in: int,
         sha256: str | None = None,
+        replace: bool = False,
     ) -> PresignedRequest:
         self._paths(bucket, key)
         if size < 0:
@@ -300,11 +301,13 @@ class LocalStorage(Storage):
             content_type=content_type,
             checksum_sha256=checksum,
             metadata=encoded,
-            if_none_match="*",
+            if_none_match=None if replace else "*",
         )
         params = {signing.EXPIRES_PARAM: str(expires), signing.SIZE_PARAM: str(size)}
         params[signing.SIGNATURE_PARAM] = signing.sign(self._secret, request)
-        headers = {"Content-Type": content_type, "Content-Length": str(size), "If-None-Match": "*"}
+        headers = {"Content-Type": content_type, "Content-Length": str(size)}
+        if not replace:
+            headers["If-None-Match"] = "*"
         if checksum:
             headers["x-amz-checksum-sha256"] = checksum
         headers.update({f"x-amz-meta-{name}": value for name, value in encoded.items()})

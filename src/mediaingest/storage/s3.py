@@ -166,6 +166,7 @@ class S3Storage(Storage):
         metadata: dict[str, str],
         expires_in: int,
         sha256: str | None = None,
+        replace: bool = False,
     ) -> PresignedRequest:
         encoded = encode_metadata(metadata)
         params: dict[str, Any] = {
@@ -174,10 +175,11 @@ class S3Storage(Storage):
             "ContentType": content_type,
             "ContentLength": size,
             "Metadata": encoded,
-            "IfNoneMatch": "*",
         }
         # Signed as headers, so the client must send exactly these values and S3 enforces them.
-        headers = {"Content-Type": content_type, "Content-Length": str(size), "If-None-Match": "*"}
+        headers = {"Content-Type": content_type, "Content-Length": str(size)}
+        if not replace:
+            params["IfNoneMatch"] = headers["If-None-Match"] = "*"
         if sha256:
             params["ChecksumSHA256"] = headers["x-amz-checksum-sha256"] = sha256_hex_to_b64(sha256)
             # Redundant for AWS (the checksum header alone suffices) but some S3-compatible stores,

@@ -38,7 +38,7 @@ from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.retry import RetryPolicy
 from mediaingest.worker.jobs import JobHandle
-from mediaingest.worker.stage_runner import StageContext, execute_stage, record_attempt_failure
+from mediaingest.worker.stage_runner import StageContext, direct_host, execute_stage, record_attempt_failure
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -140,7 +140,8 @@ def _stage_process_main(settings: Settings, handle: JobHandle, asset_id: str, st
     ctx = StageContext.open(settings)
     report: AttemptReport
     try:
-        outcome = execute_stage(ctx, asset_id=asset_id, stage=stage, handle=handle, cancel=cancel, enqueue_next=True)
+        host = direct_host(ctx, asset_id=asset_id, stage=stage, handle=handle, enqueue_next=True)
+        outcome = execute_stage(host, stage=stage, cancel=cancel, settings=settings, options=ctx.options)
         report = AttemptReport(status="completed" if outcome.completed else "cancelled", message=outcome.message)
     except StageCancelledError as cancelled:
         log.info("asset.stage_cancelled")

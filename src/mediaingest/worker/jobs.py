@@ -39,6 +39,8 @@ class JobHandle:
         conditions = [IngestionJob.id == self.job_id, IngestionJob.status == IngestionJobStatus.RUNNING]
         if self.lease_owner is not None:
             conditions.append(IngestionJob.lease_owner == self.lease_owner)
+        else:  # a Kubernetes attempt: a later attempt's start fences this one out
+            conditions.append(IngestionJob.attempts == self.attempt)
         return conditions
 
     def update(self, session: Session, **values: Any) -> bool:

@@ -2,6 +2,10 @@
 
 The operator owns attempts and backoff here; the job row mirrors them so the status endpoint and
 `kubectl get mediaassets` agree. Exit codes tell the operator what to do next.
+
+A pod the operator started has STAGE_API_URL and STAGE_TOKEN and no other credentials: it reports to
+the API (`stage_reports.client.ApiStageHost`). Without them (run by hand beside a database), the
+attempt writes the database and storage itself, exactly as a local stage process does.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from mediaingest.exceptions import MediaIngestError, PermanentProcessingError
 from mediaingest.models import MediaAsset
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
+from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.retry import RetryDecision
 from mediaingest.worker import progression
 from mediaingest.worker.queue import ensure_job
-from mediaingest.worker.stage_runner import StageContext, execute_stage
+from mediaingest.worker.stage_host import StageHost
+from mediaingest.worker.stage_runner import StageContext, direct_host, execute_stage
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -33,21 +39,39 @@ EXIT_PERMANENT = 3
 
 def run_one_stage(settings: Settings, *, asset_id: str, stage: Stage, attempt: int) -> int:
     structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage.value, attempt=attempt)
-    ctx = StageContext.open(settings)
     cancel = threading.Event()
     # Kubernetes sends SIGTERM before killing a pod (deletion, deadline): stop ffmpeg and exit transient.
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
-    with session_scope(ctx.session_factory) as session:
-        asset = session.get(MediaAsset, asset_id)
-        if asset is None:
-            log.info("asset.stage_skipped", reason="asset deleted")
-            return EXIT_OK
-        job = ensure_job(session, asset=asset, stage=stage, max_attempts=settings.job_max_attempts)
-        handle = progression.stage_started_unleased(session, job=job, attempt=attempt)
+    if settings.stage_api_url and settings.stage_token is not None:
+        from mediaingest.stage_reports.client import ApiStageHost
+
+        api_host = ApiStageHost(settings.stage_api_url, settings.stage_token.get_secret_value(), stage=stage)
+        try:
+            return _attempt(api_host, settings, stage=stage, cancel=cancel)
+        finally:
+            api_host.close()
+    ctx = StageContext.open(settings)
+    try:
+        with session_scope(ctx.session_factory) as session:
+            asset = session.get(MediaAsset, asset_id)
+            if asset is None:
+                log.info("asset.stage_skipped", reason="asset deleted")
+                return EXIT_OK
+            job = ensure_job(session, asset=asset, stage=stage, max_attempts=settings.job_max_attempts)
+            handle = progression.stage_started_unleased(session, job=job, attempt=attempt)
+        host = direct_host(ctx, asset_id=asset_id, stage=stage, handle=handle, enqueue_next=False)
+        return _attempt(host, settings, stage=stage, cancel=cancel)
+    finally:
+        ctx.close()
+
+
+def _attempt(host: StageHost, settings: Settings, *, stage: Stage, cancel: threading.Event) -> int:
     started = time.monotonic()
     job_type = stage.job_type.value
     try:
-        outcome = execute_stage(ctx, asset_id=asset_id, stage=stage, handle=handle, cancel=cancel, enqueue_next=False)
+        outcome = execute_stage(
+            host, stage=stage, cancel=cancel, settings=settings, options=PipelineOptions.from_settings(settings)
+        )
         metrics.ingestion_jobs_total.labels(
             type=job_type, status="completed" if outcome.completed else "cancelled"
         ).inc()
@@ -63,14 +87,12 @@ def run_one_stage(settings: Settings, *, asset_id: str, stage: Stage, attempt: i
         decision = RetryDecision(
             retry=not permanent, delay_seconds=0.0, reason="permanent" if permanent else "transient"
         )
-        with session_scope(ctx.session_factory) as session:
-            progression.stage_failed(
-                session, asset=session.get(MediaAsset, asset_id), stage=stage, handle=handle, error=message,
-                decision=decision,
-            )  # fmt: skip
+        try:
+            host.fail(message, decision)
+        except MediaIngestError as report_error:  # the exit code still tells the operator
+            log.warning("asset.stage_failure_unreported", error=report_error.message)
         metrics.ingestion_jobs_failed_total.labels(type=job_type, reason=decision.reason).inc()
         log.warning("asset.stage_failed", error=message, permanent=permanent)
         return EXIT_PERMANENT if permanent else EXIT_TRANSIENT
     finally:
         metrics.ingestion_jobs_duration_seconds.labels(type=job_type).observe(time.monotonic() - started)
-        ctx.close()

@@ -1,10 +1,10 @@
 """Running one attempt of one stage for one asset: the code both executors share.
 
-The local worker's stage processes call `execute_stage` for each stage task it claims; a Kubernetes Job calls it through
-`mediaingest run-stage`. It downloads the source into a private temp folder, runs the pure stage
-function from `mediaingest.pipeline`, uploads the outputs under deterministic keys, and records
-rows and the job's completion in one transaction. Re-running a stage replaces its outputs; objects
-of an earlier run that this run did not produce are removed, so nothing strays.
+The local worker's stage processes call `execute_stage` for each stage task it claims; a Kubernetes Job
+calls it through `mediaingest run-stage`. It downloads the source into a private temp folder, runs the
+pure stage function from `mediaingest.pipeline`, stores the outputs and has them recorded — all through
+a `StageHost` (`stage_host`): the database and storage directly in a local stage process, the API in a
+stage pod.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,24 +22,20 @@ from pathlib import Path
 import sqlalchemy as sa
 import structlog
 
-from mediaingest.assets import repository
-from mediaingest.assets.storage_keys import derived_key, stage_prefix
 from mediaingest.config import Settings
 from mediaingest.db import SessionFactory, create_db_engine, create_session_factory, session_scope
 from mediaingest.exceptions import MediaIngestError, PermanentProcessingError, TransientProcessingError
-from mediaingest.models import AssetMetadata, AssetProxy, IngestionJob, MediaAsset
-from mediaingest.models.enums import ProxyType, Stage, UploadStatus
+from mediaingest.models import IngestionJob
+from mediaingest.models.enums import Stage
 from mediaingest.pipeline import run_stage_function
 from mediaingest.pipeline.ffmpeg import StageCancelledError
-from mediaingest.pipeline.hls import PLAYLIST_TYPE, SEGMENT_TYPE
 from mediaingest.pipeline.options import PipelineOptions
-from mediaingest.pipeline.types import LiveOutputs, StageOutput, StageResult
+from mediaingest.pipeline.types import LiveOutputs
 from mediaingest.retry import RetryDecision, RetryPolicy
 from mediaingest.storage import build_storage
 from mediaingest.storage.base import Storage
-from mediaingest.storage.errors import PreconditionFailedError
-from mediaingest.worker import progression
 from mediaingest.worker.jobs import JobHandle
+from mediaingest.worker.stage_host import DirectStageHost, StageHost, StageOutcome
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -76,21 +71,6 @@ class StageContext:
 
     def bucket(self, role: str) -> str:
         return self.settings.bucket_proxies if role == "proxies" else self.settings.bucket_processed
-
-
-@dataclass(frozen=True)
-class StageOutcome:
-    completed: bool  # False: the asset was deleted or the job taken away; nothing was recorded
-    outputs: int
-    message: str
-
-
-@dataclass(frozen=True)
-class _UploadedOutput:
-    output: StageOutput
-    bucket: str
-    key: str
-    size: int
 
 
 def sha256_of(path: Path) -> str:
@@ -136,110 +116,70 @@ def _process_alive(pid: int) -> bool:
 
 
 class _Progress:
-    """The stage's progress callback: writes the job row at a sane rate and notices cancellation."""
+    """The stage's progress callback: reports at a sane rate and notices cancellation."""
 
-    def __init__(self, ctx: StageContext, handle: JobHandle, cancel: threading.Event, stage: Stage) -> None:
-        self.ctx, self.handle, self.cancel, self.stage = ctx, handle, cancel, stage
+    def __init__(self, host: StageHost, cancel: threading.Event, stage: Stage) -> None:
+        self.host, self.cancel, self.stage = host, cancel, stage
 
     def __call__(self, fraction: float, message: str) -> None:
         if self.cancel.is_set():
             raise StageCancelledError(f"{self.stage.value} cancelled")
-        if not self.handle.write_progress(self.ctx.session_factory, fraction, message, min_interval=0.5):
+        if not self.host.report_progress(fraction, message):
             self.cancel.set()
             raise StageCancelledError(f"{self.stage.value} job is no longer ours")
 
 
-def execute_stage(
-    ctx: StageContext,
-    *,
-    asset_id: str,
-    stage: Stage,
-    handle: JobHandle,
-    cancel: threading.Event,
-    enqueue_next: bool,
-) -> StageOutcome:
-    """One attempt. Raises ProcessingError/StorageError on failure; the caller applies the retry policy."""
-    with session_scope(ctx.session_factory) as session:
-        asset = session.get(MediaAsset, asset_id)
-        if asset is None:
-            return StageOutcome(completed=False, outputs=0, message="asset deleted")
-        if asset.upload_status != UploadStatus.UPLOADED:
-            raise TransientProcessingError(f"asset upload is {asset.upload_status.value}, not UPLOADED yet")
-        progression.mark_processing(session, asset)
-        media_type, bucket, key, owner_id = asset.type, asset.storage_bucket, asset.storage_key, asset.owner_id
-        known_checksum, declared_sha256, verified_etag = asset.checksum, asset.declared_sha256, asset.etag
-        metadata = progression.metadata_of(asset)
-    if stage != Stage.PROBE and metadata is None:
-        raise TransientProcessingError("probe results are not recorded yet")
-
-    progress = _Progress(ctx, handle, cancel, stage)
-    with job_workspace(ctx.settings, stage.value) as workspace:
-        progress(0.0, "downloading source")
-        source = workspace / f"source{Path(key).suffix}"
-        try:
-            # Pinned to the ETag verified at confirm: other bytes under the key are never processed.
-            ctx.storage.download_file(bucket, key, source, etag=verified_etag)
-        except PreconditionFailedError as exc:
-            raise PermanentProcessingError(
-                "the stored upload is not the one verified at confirm (its ETag changed); upload it again"
-            ) from exc
-        checksum = None
-        if stage == Stage.PROBE:
-            checksum = _verify_checksum(source, known=known_checksum, declared=declared_sha256)
-        output_dir = workspace / "out"
-        output_dir.mkdir()
-        live = _LivePublisher(ctx, owner_id=owner_id, asset_id=asset_id, stage=stage, cancel=cancel)
-        try:
-            result = run_stage_function(
-                stage, source, media_type, metadata, output_dir, options=ctx.options, on_progress=progress,
-                cancel=cancel, live=LiveOutputs(publish=live.publish, playable=live.playable),
-            )  # fmt: skip
-        except StageCancelledError:
-            live.discard_if_asset_deleted()
-            raise
-        if cancel.is_set():
-            raise StageCancelledError(f"{stage.value} cancelled")
-        uploaded = _upload_outputs(ctx, result, owner_id=owner_id, asset_id=asset_id, stage=stage)
-    return _record(ctx, asset_id=asset_id, owner_id=owner_id, stage=stage, handle=handle, result=result,
-                   uploaded=uploaded, checksum=checksum, enqueue_next=enqueue_next,
-                   published=live.keys)  # fmt: skip
-
-
 class _LivePublisher:
-    """What a stage publishes while it runs (HLS segments, playlists) goes to the proxies bucket at once, under
-    the stage's prefix; how much plays is written to the asset at most twice a second."""
+    """What a stage publishes while it runs (HLS segments, playlists) is stored at once under the stage's
+    folder; the names are kept so the outcome keeps them (or a cancellation removes them)."""
 
-    def __init__(
-        self, ctx: StageContext, *, owner_id: str, asset_id: str, stage: Stage, cancel: threading.Event
-    ) -> None:
-        self.ctx, self.owner_id, self.asset_id, self.stage, self.cancel = ctx, owner_id, asset_id, stage, cancel
-        self.keys: set[tuple[str, str]] = set()
-        self._last_write = 0.0
-
-    def discard_if_asset_deleted(self) -> None:
-        """The asset was deleted while this stage published: what it stored since then would stray."""
-        with session_scope(self.ctx.session_factory) as session:
-            if session.get(MediaAsset, self.asset_id) is not None:
-                return  # taken over by another attempt, which publishes the same names
-        for bucket, key in self.keys:
-            self.ctx.storage.delete(bucket, key)
+    def __init__(self, host: StageHost, stage: Stage, cancel: threading.Event) -> None:
+        self.host, self.stage, self.cancel = host, stage, cancel
+        self.names: set[str] = set()
 
     def publish(self, path: Path, name: str) -> None:
         if self.cancel.is_set():
             raise StageCancelledError(f"{self.stage.value} cancelled")
-        bucket = self.ctx.bucket("proxies")
-        key = derived_key(user_id=self.owner_id, asset_id=self.asset_id, stage=self.stage.value, filename=name)
-        content_type = PLAYLIST_TYPE if name.endswith(".m3u8") else SEGMENT_TYPE
-        self.ctx.storage.upload_file(bucket, key, path, content_type=content_type)
-        self.keys.add((bucket, key))
+        self.host.publish(path, name)
+        self.names.add(name)
 
-    def playable(self, seconds: float) -> None:
-        now = time.monotonic()
-        if now - self._last_write < 0.5 and self._last_write:
-            return
-        self._last_write = now
-        with session_scope(self.ctx.session_factory) as session:
-            progression.record_playable(session, asset_id=self.asset_id, seconds=round(seconds, 3))
+
+def execute_stage(host: StageHost, *, stage: Stage, cancel: threading.Event, settings: Settings,
+                  options: PipelineOptions) -> StageOutcome:  # fmt: skip
+    """One attempt. Raises ProcessingError/StorageError on failure; the caller applies the retry policy."""
+    begun = host.begin()
+    if begun is None:
+        return StageOutcome(completed=False, outputs=0, message="asset deleted")
+    if stage != Stage.PROBE and begun.metadata is None:
+        raise TransientProcessingError("probe results are not recorded yet")
+
+    progress = _Progress(host, cancel, stage)
+    with job_workspace(settings, stage.value) as workspace:
+        progress(0.0, "downloading source")
+        source = workspace / f"source{begun.source_suffix}"
+        host.download_source(source)
+        checksum = None
+        if stage == Stage.PROBE:
+            checksum = _verify_checksum(source, known=begun.checksum, declared=begun.declared_sha256)
+        output_dir = workspace / "out"
+        output_dir.mkdir()
+        live = _LivePublisher(host, stage, cancel)
+        try:
+            result = run_stage_function(
+                stage, source, begun.media_type, begun.metadata, output_dir, options=options, on_progress=progress,
+                cancel=cancel, live=LiveOutputs(publish=live.publish, playable=host.report_playable),
+            )  # fmt: skip
+        except StageCancelledError:
+            host.discard(live.names)
+            raise
+        if cancel.is_set():
+            raise StageCancelledError(f"{stage.value} cancelled")
+        stored = [host.store(output) for output in result.outputs]
+    return host.record(result, stored, checksum=checksum, published=live.names)
+
+
+def direct_host(ctx: StageContext, *, asset_id: str, stage: Stage, handle: JobHandle, enqueue_next: bool) -> StageHost:
+    return DirectStageHost(ctx, asset_id=asset_id, stage=stage, handle=handle, enqueue_next=enqueue_next)
 
 
 def record_attempt_failure(
@@ -254,11 +194,8 @@ def record_attempt_failure(
     with session_scope(ctx.session_factory) as session:
         job = session.get(IngestionJob, handle.job_id)
         max_attempts = job.max_attempts if job else policy.max_attempts
-        decision = policy.decide(error, attempts=handle.attempt, max_attempts=max_attempts)
-        progression.stage_failed(
-            session, asset=session.get(MediaAsset, asset_id), stage=stage, handle=handle, error=message,
-            decision=decision,
-        )  # fmt: skip
+    decision = policy.decide(error, attempts=handle.attempt, max_attempts=max_attempts)
+    direct_host(ctx, asset_id=asset_id, stage=stage, handle=handle, enqueue_next=False).fail(message, decision)
     log.warning(
         "asset.stage_failed",
         error=message,
@@ -282,108 +219,3 @@ def _verify_checksum(source: Path, *, known: str | None, declared: str | None) -
     if declared is not None and actual != declared:
         raise PermanentProcessingError("SHA-256 mismatch: the stored bytes do not match the declared sha256")
     return actual if known is None else None
-
-
-def _upload_outputs(
-    ctx: StageContext, result: StageResult, *, owner_id: str, asset_id: str, stage: Stage
-) -> list[_UploadedOutput]:
-    uploaded = []
-    for output in result.outputs:
-        bucket = ctx.bucket(output.bucket)
-        key = derived_key(user_id=owner_id, asset_id=asset_id, stage=stage.value, filename=output.key_name)
-        info = ctx.storage.upload_file(bucket, key, output.path, content_type=output.content_type)
-        uploaded.append(_UploadedOutput(output=output, bucket=bucket, key=key, size=info.size))
-    return uploaded
-
-
-def _record(
-    ctx: StageContext,
-    *,
-    asset_id: str,
-    owner_id: str,
-    stage: Stage,
-    handle: JobHandle,
-    result: StageResult,
-    uploaded: list[_UploadedOutput],
-    checksum: str | None,
-    enqueue_next: bool,
-    published: set[tuple[str, str]],
-) -> StageOutcome:
-    prefix = stage_prefix(user_id=owner_id, asset_id=asset_id, stage=stage.value)
-    kept = {(item.bucket, item.key) for item in uploaded} | published
-    with session_scope(ctx.session_factory) as session:
-        asset = repository.get_for_update(session, asset_id)
-        recorded = asset is not None
-        if asset is not None:
-            _replace_rows(session, asset, stage=stage, prefix=prefix, result=result, uploaded=uploaded)
-            hls = next((o for o in result.outputs if o.kind == ProxyType.HLS), None)
-            if hls is not None:  # the whole length plays now, whatever the last throttled write said
-                progression.record_playable(
-                    session, asset_id=asset_id, seconds=float(hls.details.get("durationSeconds") or 0.0)
-                )
-            if checksum is not None:
-                asset.checksum = checksum
-            recorded = progression.stage_succeeded(
-                session, asset=asset, stage=stage, handle=handle, message=result.message, enqueue_next=enqueue_next,
-                max_attempts=ctx.settings.job_max_attempts,
-            )  # fmt: skip
-            if not recorded:
-                session.rollback()
-    if not recorded:
-        # Deleted while we worked, or the job was taken over: leave no objects behind for this attempt.
-        # (A successor writing the same keys will rewrite them; a deleted asset's prefix is gone for good.)
-        if asset is None:
-            for bucket, key in kept:
-                ctx.storage.delete(bucket, key)
-        return StageOutcome(completed=False, outputs=0, message="asset deleted or job taken over")
-    _remove_stale_objects(ctx, prefix=prefix, kept=kept)
-    log.info("asset.stage_completed", asset_id=asset_id, stage=stage.value, outputs=len(uploaded))
-    return StageOutcome(completed=True, outputs=len(uploaded), message=result.message)
-
-
-def _replace_rows(
-    session: sa.orm.Session,
-    asset: MediaAsset,
-    *,
-    stage: Stage,
-    prefix: str,
-    result: StageResult,
-    uploaded: list[_UploadedOutput],
-) -> None:
-    if result.metadata is not None:
-        session.execute(sa.delete(AssetMetadata).where(AssetMetadata.asset_id == asset.id))
-        session.add(AssetMetadata(asset_id=asset.id, **result.metadata.to_dict()))
-    if result.measurements:
-        session.execute(
-            sa.update(AssetMetadata).where(AssetMetadata.asset_id == asset.id).values(**result.measurements)
-        )
-    session.execute(
-        sa.delete(AssetProxy).where(AssetProxy.asset_id == asset.id, AssetProxy.storage_key.startswith(prefix))
-    )
-    for item in uploaded:
-        output = item.output
-        session.add(
-            AssetProxy(
-                asset_id=asset.id,
-                type=output.kind,
-                resolution=output.resolution,
-                format=output.format,
-                content_type=output.content_type,
-                size_bytes=item.size,
-                quality=output.quality,
-                width=output.width,
-                height=output.height,
-                storage_bucket=item.bucket,
-                storage_key=item.key,
-                details=output.details or None,
-            )
-        )
-    session.flush()
-    session.expire(asset, ["metadata_record", "proxies"])
-
-
-def _remove_stale_objects(ctx: StageContext, *, prefix: str, kept: set[tuple[str, str]]) -> None:
-    for bucket in {ctx.settings.bucket_processed, ctx.settings.bucket_proxies}:
-        for key in ctx.storage.list_keys(bucket, prefix):
-            if (bucket, key) not in kept:
-                ctx.storage.delete(bucket, key)
