@@ -131,6 +131,7 @@ def kube_validate() -> Callable[[Mapping[str, Any]], None]:
 def operator_settings() -> OperatorSettings:
     return OperatorSettings(
         K8S_NAMESPACE="default",
+        URL_SIGNING_SECRET="test-url-signing-secret",
         worker_image="registry.example/mediaingest:1.2.3",
         max_attempts=3,
         backoff_base_seconds=10,

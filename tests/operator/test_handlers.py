@@ -23,6 +23,7 @@ from mediaingest.operator.kube import PodTermination
 from mediaingest.operator.mirror import InMemoryMirror
 from mediaingest.operator.model import AssetSpec
 from mediaingest.operator.settings import OperatorSettings
+from mediaingest.stage_reports import tokens
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -181,6 +182,10 @@ async def test_new_media_asset_gets_its_probe_job(
         "--stage",
         "probe",
     ]
+    # The pod's only credential: a token the API accepts for this asset's probe, attempt 1, and nothing else.
+    env = {item["name"]: item.get("value") for item in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    claims = tokens.verify(cluster.settings.stage_token_secret(), env["STAGE_TOKEN"])
+    assert claims == tokens.StageClaims(asset_id=asset.asset_id, owner_id=asset.owner, stage=Stage.PROBE, attempt=1)
     assert patch["status"]["phase"] == "Running"
     assert cluster.assets[name]["status"]["stages"]["probe"]["jobName"] == job_name
     assert cluster.mirror.stages[(asset.asset_id, Stage.PROBE)].status == IngestionJobStatus.RUNNING

@@ -108,7 +108,13 @@ def test_schema_validators_are_not_vacuous(validate_status, validate_resource, k
             }
         )
     job = build_stage_job(
-        asset=_asset(), asset_name="asset-a", namespace="ns", stage=Stage.PROBE, attempt=1, settings=OperatorSettings()
+        asset=_asset(),
+        asset_name="asset-a",
+        namespace="ns",
+        stage=Stage.PROBE,
+        attempt=1,
+        settings=OperatorSettings(),
+        stage_token="t",
     )
     job["spec"]["template"]["spec"]["containers"][0]["bogus"] = True
     with pytest.raises(AssertionError, match="bogus"):
@@ -194,14 +200,28 @@ def test_chart_lints_and_renders_valid_manifests(
     for stage in Stage:
         kube_validate(
             build_stage_job(
-                asset=_asset(), asset_name="asset-a", namespace="media", stage=stage, attempt=1, settings=settings
+                asset=_asset(),
+                asset_name="asset-a",
+                namespace="media",
+                stage=stage,
+                attempt=1,
+                settings=settings,
+                stage_token="t",
             )
         )
     chosen = values or yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     assert settings.max_running_jobs == chosen["operator"].get("maxRunningJobs", 20)
     assert settings.stages[Stage.PROXIES].scratch_size_limit == chosen["jobs"]["stages"]["proxies"]["scratchSizeLimit"]
     assert settings.worker_image == container["image"]
-    assert settings.job_secret_name == (values["secret"]["existingSecret"] if values else "media-release-mediaingest")
+    # Stage pods report to the release's API Service, in its namespace; they get none of its Secret.
+    (api_service,) = [d for d in by_kind(docs, "Service") if d["metadata"]["name"].endswith("-api")]
+    port = api_service["spec"]["ports"][0]["port"]
+    assert settings.stage_api_url == f"http://{api_service['metadata']['name']}.media.svc:{port}"
+    elsewhere = render(helm, tmp_path, {"api": {"enabled": False}, "jobs": {"apiUrl": "https://media.example"}})
+    [operator_elsewhere] = [d for d in by_kind(elsewhere, "Deployment") if d["metadata"]["name"].endswith("-operator")]
+    assert env_of(operator_elsewhere["spec"]["template"]["spec"]["containers"][0])["OPERATOR_STAGE_API_URL"] == (
+        "https://media.example"
+    )
 
     (crd,) = by_kind(docs, "CustomResourceDefinition")
     source = load_crd()
@@ -284,6 +304,8 @@ def test_crd_can_be_left_out(helm: Path, tmp_path: Path) -> None:
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"jobs": {"stages": {"probe": {"requests": {"cpu": "lots"}}}}}, "cpu"),
         ({"jobs": {"ttlSecondsAfterFinished": 0}}, "ttlSecondsAfterFinished"),  # results must be read first
+        ({"api": {"enabled": False}}, "jobs.apiUrl"),  # stage pods would have no one to report to
+        ({"jobs": {"apiUrl": "api:8000"}}, "apiUrl"),
     ],
 )
 def test_values_schema_refuses_bad_values(helm: Path, tmp_path: Path, values: dict[str, Any], complaint: str) -> None:
@@ -372,7 +394,7 @@ def test_stage_jobs_take_annotations_affinity_extra_env_and_the_platforms_user(
     asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
                       priority=JobPriority.NORMAL, stages=(Stage.PROBE,))  # fmt: skip
     job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage.PROBE, attempt=1,
-                          settings=settings)  # fmt: skip
+                          settings=settings, stage_token="t")  # fmt: skip
     kube_validate(job)
     template = job["spec"]["template"]
     assert template["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
@@ -446,7 +468,7 @@ def test_each_release_handles_only_its_own_media_assets(helm: Path, tmp_path: Pa
     asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
                       priority=JobPriority.NORMAL, stages=(Stage.PROBE,))  # fmt: skip
     job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage.PROBE, attempt=1,
-                          settings=settings)  # fmt: skip
+                          settings=settings, stage_token="t")  # fmt: skip
     assert job["metadata"]["labels"][naming.LABEL_RELEASE] == "media-release"
     # Without a release (outside the chart) the operator takes every MediaAsset, as before.
     unscoped = build_registry(OperatorSettings(_env_file=None))  # type: ignore[call-arg]
@@ -467,7 +489,7 @@ def test_stage_pods_are_fenced_and_each_component_can_assume_its_own_cloud_role(
     helm: Path, tmp_path: Path, kube_validate
 ) -> None:
     """networkPolicy.enabled: the pods that run ffmpeg on uploads take no ingress and reach only DNS, the
-    database and HTTPS; serviceAccount.*.annotations: IRSA or Workload Identity instead of static keys."""
+    API and HTTPS; serviceAccount.*.annotations: IRSA or Workload Identity instead of static keys."""
     role = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/mediaingest-stages"}
     workload_identity = {"iam.gke.io/gcp-service-account": "api@p.iam"}
     accounts_values = {"jobs": {"annotations": role}, "api": {"annotations": workload_identity}}
@@ -478,11 +500,15 @@ def test_stage_pods_are_fenced_and_each_component_can_assume_its_own_cloud_role(
     stage = policies["media-release-mediaingest-stage-jobs"]["spec"]
     assert stage["ingress"] == [] and set(stage["policyTypes"]) == {"Ingress", "Egress"}
     ports = sorted(port["port"] for rule in stage["egress"] for port in rule["ports"])
-    assert ports == [53, 53, 443, 5432]
+    assert ports == [53, 53, 443, 8000]  # DNS, storage, and the API — never the database
+    [to_api] = [rule for rule in stage["egress"] if "to" in rule]
+    [api] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api")]
+    api_labels = api["spec"]["template"]["metadata"]["labels"]
+    assert to_api["to"][0]["podSelector"]["matchLabels"].items() <= api_labels.items()
     asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
                       priority=JobPriority.NORMAL, stages=(Stage.PROBE,))  # fmt: skip
     job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage.PROBE, attempt=1,
-                          settings=OperatorSettings(_env_file=None))  # type: ignore[call-arg]  # fmt: skip
+                          settings=OperatorSettings(_env_file=None), stage_token="t")  # type: ignore[call-arg]  # fmt: skip
     pod_labels = job["spec"]["template"]["metadata"]["labels"]
     assert stage["podSelector"]["matchLabels"].items() <= pod_labels.items()  # the policy selects stage pods
     accounts = {a["metadata"]["name"]: a for a in by_kind(docs, "ServiceAccount")}

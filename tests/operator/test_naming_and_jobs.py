@@ -57,6 +57,7 @@ def test_stage_job_for_every_stage_is_a_valid_hardened_job(
             stage=stage,
             attempt=2,
             settings=operator_settings,
+            stage_token="the-attempt-token",
         )
         kube_validate(job)
         spec = job["spec"]
@@ -82,10 +83,11 @@ def test_stage_job_for_every_stage_is_a_valid_hardened_job(
         assert "ephemeral-storage" in container["resources"]["requests"]
         assert pod["volumes"] == [{"name": "scratch", "emptyDir": {"sizeLimit": config.scratch_size_limit}}]
         assert {"name": "WORK_DIR", "value": "/scratch"} in container["env"]
-        assert container["envFrom"] == [
-            {"configMapRef": {"name": "mediaingest"}},
-            {"secretRef": {"name": "mediaingest"}},
-        ]
+        # The release's settings and the attempt's token; no Secret, so no database or storage credentials.
+        assert container["envFrom"] == [{"configMapRef": {"name": "mediaingest"}}]
+        assert {"name": "STAGE_TOKEN", "value": "the-attempt-token"} in container["env"]
+        assert {"name": "STAGE_API_URL", "value": operator_settings.stage_api_url} in container["env"]
+        assert not any("secretKeyRef" in str(item.get("valueFrom")) for item in container["env"])
         security = container["securityContext"]
         assert security["readOnlyRootFilesystem"] and security["runAsNonRoot"]
         assert security["capabilities"] == {"drop": ["ALL"]} and not security["allowPrivilegeEscalation"]
@@ -109,11 +111,16 @@ def test_stage_job_options_from_settings(asset_factory, kube_validate) -> None:
         tolerations=[{"key": "transcode", "operator": "Exists", "effect": "NoSchedule"}],
         priority_class_names={"URGENT": "media-urgent"},
         job_config_map_name="cfg",
-        job_secret_name="sec",
     )
     asset = asset_factory(priority=JobPriority.URGENT)
     job = build_stage_job(
-        asset=asset, asset_name="asset-x", namespace="ns", stage=Stage.PROXIES, attempt=1, settings=settings
+        asset=asset,
+        asset_name="asset-x",
+        namespace="ns",
+        stage=Stage.PROXIES,
+        attempt=1,
+        settings=settings,
+        stage_token="t",
     )
     kube_validate(job)
     pod = job["spec"]["template"]["spec"]
@@ -123,7 +130,7 @@ def test_stage_job_options_from_settings(asset_factory, kube_validate) -> None:
     assert pod["volumes"][0]["emptyDir"]["sizeLimit"] == "20Gi"
     assert pod["serviceAccountName"] == "media-jobs" and pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["nodeSelector"] == {"pool": "transcode"} and pod["priorityClassName"] == "media-urgent"
-    assert pod["containers"][0]["envFrom"][1] == {"secretRef": {"name": "sec"}}
+    assert pod["containers"][0]["envFrom"] == [{"configMapRef": {"name": "cfg"}}]
     assert isinstance(settings.stages[Stage.PROBE], StageConfig)
 
 

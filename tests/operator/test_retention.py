@@ -11,6 +11,7 @@ from typing import Any
 
 import kopf
 import kubernetes
+import pytest
 
 from mediaingest.models.enums import JobPriority, MediaType, Stage
 from mediaingest.operator import naming
@@ -79,7 +80,12 @@ async def test_startup_sets_watch_timeouts_and_starts_the_retention_sweep() -> N
     from mediaingest.operator.handlers.lifecycle import cleanup, startup
 
     kopf_settings = kopf.OperatorSettings()
-    config = OperatorSettings(_env_file=None, namespace="default")  # type: ignore[call-arg]
+    # Without the key that signs stage tokens the operator refuses to start, saying which setting is missing.
+    unsigned = OperatorSettings(_env_file=None, namespace="default")  # type: ignore[call-arg]
+    memo = kopf.Memo(operator_settings=unsigned, kube=object(), mirror=InMemoryMirror(), metrics_port=None)
+    with pytest.raises(ValueError, match="URL_SIGNING_SECRET"):
+        await startup(settings=kopf_settings, memo=memo, asset_states={}, active_jobs={}, finished_assets={})
+    config = OperatorSettings(_env_file=None, namespace="default", URL_SIGNING_SECRET="k" * 40)  # type: ignore[call-arg]
     memo = kopf.Memo(operator_settings=config, kube=object(), mirror=InMemoryMirror(), metrics_port=None)
     await startup(settings=kopf_settings, memo=memo, asset_states={}, active_jobs={}, finished_assets={})
     try:

@@ -68,3 +68,8 @@ app.kubernetes.io/component: {{ .component }}
     fieldRef:
       fieldPath: metadata.namespace
 {{- end }}
+
+{{/* Where stage pods report: jobs.apiUrl, else this release's API Service. */}}
+{{- define "mediaingest.stageApiUrl" -}}
+{{- .Values.jobs.apiUrl | default (printf "http://%s-api.%s.svc:%v" (include "mediaingest.fullname" .) .Release.Namespace .Values.api.service.port) -}}
+{{- end }}

@@ -13,6 +13,7 @@ from mediaingest.models.enums import Stage
 from mediaingest.operator import naming
 from mediaingest.operator.model import AssetSpec, JobObservation, JobState
 from mediaingest.operator.settings import OperatorSettings
+from mediaingest.stage_reports import tokens
 
 SCRATCH_VOLUME = "scratch"
 SCRATCH_PATH = "/scratch"
@@ -36,6 +37,13 @@ def job_labels(*, asset: AssetSpec, stage: Stage, attempt: int, release: str | N
     return labels
 
 
+def issue_stage_token(settings: OperatorSettings, asset: AssetSpec, stage: Stage, attempt: int) -> str:
+    """The token a stage pod reports with: this asset, stage and attempt, for its deadline plus the grace."""
+    ttl = settings.stages[stage].active_deadline_seconds + settings.stage_token_grace_seconds
+    claims = tokens.StageClaims(asset_id=asset.asset_id, owner_id=asset.owner, stage=stage, attempt=attempt)
+    return tokens.issue(settings.stage_token_secret(), claims, ttl_seconds=ttl)
+
+
 def _job_metadata_labels(labels: dict[str, str], settings: OperatorSettings) -> dict[str, str]:
     if settings.kueue_queue_name:
         return {**labels, naming.LABEL_KUEUE_QUEUE: settings.kueue_queue_name}
@@ -50,13 +58,17 @@ def build_stage_job(
     stage: Stage,
     attempt: int,
     settings: OperatorSettings,
+    stage_token: str,
 ) -> dict[str, Any]:
-    """The batch/v1 Job that runs one attempt of one stage: `mediaingest run-stage …` in the worker image."""
+    """The batch/v1 Job that runs one attempt of one stage: `mediaingest run-stage …` in the worker image.
+
+    The pod holds no credentials but `stage_token`, good for this attempt only (`stage_reports.tokens`).
+    """
     config = settings.stages[stage]
     labels = job_labels(asset=asset, stage=stage, attempt=attempt, release=settings.release)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        # Stage code talks to the database and object storage, never to the Kubernetes API.
+        # Stage code talks to the API and to storage on signed URLs, never to the Kubernetes API.
         "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
@@ -74,12 +86,13 @@ def build_stage_job(
                 "imagePullPolicy": settings.image_pull_policy,
                 "command": ["mediaingest"],
                 "args": ["run-stage", "--asset", asset.asset_id, "--stage", stage.value, "--attempt", str(attempt)],
-                "envFrom": [
-                    {"configMapRef": {"name": settings.job_config_map_name}},
-                    {"secretRef": {"name": settings.job_secret_name}},
-                ],
+                # The release's settings (pipeline options), never its Secret: no database password, no
+                # storage keys, no JWT secret in a pod that runs ffmpeg on untrusted uploads.
+                "envFrom": [{"configMapRef": {"name": settings.job_config_map_name}}],
                 # The root filesystem is read-only: downloads, ffmpeg temp files and HOME live on scratch.
                 "env": [
+                    {"name": "STAGE_API_URL", "value": settings.stage_api_url},
+                    {"name": "STAGE_TOKEN", "value": stage_token},
                     {"name": "WORK_DIR", "value": SCRATCH_PATH},
                     {"name": "TMPDIR", "value": SCRATCH_PATH},
                     {"name": "HOME", "value": SCRATCH_PATH},

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -73,8 +73,14 @@ class OperatorSettings(BaseSettings):
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     image_pull_secrets: list[str] = []
     job_service_account: str | None = None  # none: the namespace's default, with no token mounted
-    job_config_map_name: str = "mediaingest"  # envFrom: DATABASE_URL host, STORAGE_BACKEND, bucket names…
-    job_secret_name: str = "mediaingest"  # noqa: S105 - a Secret object name; envFrom: DATABASE_URL, AWS_* keys
+    job_config_map_name: str = "mediaingest"  # envFrom: pipeline options, bucket names (no secrets in it)
+    # Stage pods get no database or storage credentials: they report to the API here, with a token for
+    # their attempt signed under URL_SIGNING_SECRET (the key the API replicas share to verify it).
+    stage_api_url: str = "http://mediaingest-api:8000"
+    url_signing_secret: SecretStr | None = Field(None, alias="URL_SIGNING_SECRET")
+    # A token lives for the stage's deadline plus this: time for the Job to wait for admission (Kueue)
+    # and for its pod to be scheduled. One that expires costs an attempt, never a result.
+    stage_token_grace_seconds: int = Field(24 * 3600, ge=60)
     stages: dict[Stage, StageConfig] = Field(default_factory=lambda: dict(DEFAULT_STAGES))
     # Long enough for the operator to fold a finished Job's result in (a vanished one costs an attempt).
     ttl_seconds_after_finished: int = Field(3600, ge=300)
@@ -139,3 +145,8 @@ class OperatorSettings(BaseSettings):
                 override = override.model_dump(by_alias=True)
             merged[stage] = {**merged[stage], **override}
         return merged
+
+    def stage_token_secret(self) -> bytes:
+        if self.url_signing_secret is None:
+            raise ValueError("URL_SIGNING_SECRET is not set: the operator signs each stage pod's token with it")
+        return self.url_signing_secret.get_secret_value().encode()

@@ -42,7 +42,7 @@ from mediaingest.operator.handlers.reconcile import (
     status_patch,
     unsettled_failures,
 )
-from mediaingest.operator.jobs import build_stage_job
+from mediaingest.operator.jobs import build_stage_job, issue_stage_token
 from mediaingest.operator.kube import KubeApi
 from mediaingest.operator.mirror import StatusMirror, apply_transitions
 from mediaingest.operator.model import AssetSpec, JobObservation
@@ -213,6 +213,7 @@ async def reconcile_asset(
             stage=launch.stage,
             attempt=launch.attempt,
             settings=ctx.settings,
+            stage_token=issue_stage_token(ctx.settings, asset, launch.stage, launch.attempt),
         )
         kopf.adopt(manifest, owner=body)  # ownerReference to the MediaAsset: deleted with it
         try:

@@ -40,6 +40,7 @@ async def startup(
     **_: Any,
 ) -> None:
     config: OperatorSettings = memo.operator_settings
+    config.stage_token_secret()  # fail at start, saying why, rather than at the first Job
     # Handler progress and diff-bases in our own annotations; status stays ours alone, and nothing
     # kopf writes there can be pruned away by the CRD's status schema.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.GROUP)
