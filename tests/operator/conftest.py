@@ -174,8 +174,9 @@ def asset_factory() -> Callable[..., AssetSpec]:
 
 @attrs.define(kw_only=True)
 class ApiServer(kmock.KubernetesEmulator):
-    """kmock's emulator plus what a real API server adds on create (uid, resourceVersion, generation,
-    creationTimestamp): the kubernetes client refuses owner references without the owner's uid.
+    """kmock's emulator plus what a real API server adds on create (namespace, uid, resourceVersion,
+    generation, creationTimestamp): the kubernetes client refuses owner references without the owner's
+    uid, and kmock's watches match an object's namespace from its metadata.
     kmock never bumps resourceVersion, so kopf's optimistic JSON-patch `test` on it always holds."""
 
     # (user agent, HTTP method, action, group, plural, subresource) of every request, for the RBAC test.
@@ -199,6 +200,8 @@ class ApiServer(kmock.KubernetesEmulator):
             and isinstance(request.data, dict)
         ):
             metadata = request.data.setdefault("metadata", {})
+            if request.namespace:  # from the URL, as a real API server fills it in
+                metadata.setdefault("namespace", request.namespace)
             metadata.setdefault("uid", str(uuid.uuid4()))
             metadata.setdefault("resourceVersion", "1")
             metadata.setdefault("generation", 1)
@@ -207,7 +210,7 @@ class ApiServer(kmock.KubernetesEmulator):
 
 
 def declare_resources(server: kmock.KubernetesEmulator) -> None:
-    """What discovery must list: the CRD's resource, Jobs, pods, events, and namespaces for kopf."""
+    """What discovery must list: the CRD's resource, Jobs, pods, events, and namespaces and peerings for kopf."""
     info = kmock.ResourceInfo
     every = {"get", "list", "watch", "create", "update", "patch", "delete"}
     server.resources["mediaingest.io/v1alpha1/mediaassets"] = info(
@@ -217,6 +220,7 @@ def declare_resources(server: kmock.KubernetesEmulator) -> None:
     server.resources["v1/pods"] = info(kind="Pod", namespaced=True, verbs=every)
     server.resources["v1/events"] = info(kind="Event", namespaced=True, verbs=every)
     server.resources["v1/namespaces"] = info(kind="Namespace", namespaced=False, verbs={"get", "list", "watch"})
+    server.resources["kopf.dev/v1/kopfpeerings"] = info(kind="KopfPeering", namespaced=True, verbs=every)
 
 
 def write_kubeconfig(path: Path, server_url: str, namespace: str = "default") -> Path:

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -22,6 +23,12 @@ CRD_PATH = REPO / "crds" / "mediaasset.yaml"
 CHART_CRD_PATH = CHART_DIR / "files" / "crds" / "mediaasset.yaml"
 # Kinds the official schemas do not cover; checked by hand below.
 THIRD_PARTY = {"ScaledObject", "ServiceMonitor"}
+PEERING_SCHEMA = {
+    **yaml.safe_load((REPO / "crds" / "kopfpeering.yaml").read_text())["spec"]["versions"][0]["schema"][
+        "openAPIV3Schema"
+    ],
+    "required": ["apiVersion", "kind", "metadata"],
+}
 
 CUSTOM_VALUES = {
     "fullnameOverride": "media",
@@ -72,6 +79,9 @@ def test_crd_is_valid_and_the_chart_carries_an_identical_copy(kube_validate) -> 
     crd = load_crd()
     kube_validate(crd)
     assert CHART_CRD_PATH.read_bytes() == CRD_PATH.read_bytes(), "run `make crd-sync`"
+    peering = REPO / "crds" / "kopfpeering.yaml"
+    kube_validate(yaml.safe_load(peering.read_text()))
+    assert (CHART_DIR / "files" / "crds" / "kopfpeering.yaml").read_bytes() == peering.read_bytes(), "make crd-sync"
     (version,) = crd["spec"]["versions"]
     assert version["subresources"] == {"status": {}}
     assert "ma" in crd["spec"]["names"]["shortNames"]
@@ -173,7 +183,9 @@ def test_chart_lints_and_renders_valid_manifests(
 
     docs = render(helm, tmp_path, values)
     for doc in docs:
-        if doc["kind"] not in THIRD_PARTY:
+        if doc["kind"] == "KopfPeering":  # against its CRD's schema, which the chart installs beside ours
+            jsonschema.validate(doc, PEERING_SCHEMA)
+        elif doc["kind"] not in THIRD_PARTY:
             kube_validate(doc)
     kinds = sorted(doc["kind"] for doc in docs)
     assert {
@@ -187,7 +199,17 @@ def test_chart_lints_and_renders_valid_manifests(
     } <= set(kinds)
 
     (operator,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-operator")]
-    assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"] == {"type": "Recreate"}
+    # Peering keeps one operator working, so an update may overlap old and new.
+    assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"]["type"] == "RollingUpdate"
+    (peering,) = by_kind(docs, "KopfPeering")
+    assert (
+        env_of(operator["spec"]["template"]["spec"]["containers"][0])["OPERATOR_PEERING_NAME"]
+        == (peering["metadata"]["name"])
+    )
+    assert {crd["metadata"]["name"] for crd in by_kind(docs, "CustomResourceDefinition")} == {
+        "mediaassets.mediaingest.io",
+        "kopfpeerings.kopf.dev",
+    }
     (container,) = operator["spec"]["template"]["spec"]["containers"]
     assert container["command"][:3] == ["python", "-m", "mediaingest.operator"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -223,7 +245,7 @@ def test_chart_lints_and_renders_valid_manifests(
         "https://media.example"
     )
 
-    (crd,) = by_kind(docs, "CustomResourceDefinition")
+    (crd,) = [d for d in by_kind(docs, "CustomResourceDefinition") if d["spec"]["group"] == "mediaingest.io"]
     source = load_crd()
     assert crd["spec"] == source["spec"]  # the chart renders the same CRD
     keep = (values or {}).get("crd", {}).get("keep", True)

@@ -35,6 +35,7 @@ from mediaingest.operator.settings import OperatorSettings
 
 JOBS = "/apis/batch/v1/namespaces/default/jobs"
 ASSETS = "/apis/mediaingest.io/v1alpha1/namespaces/default/mediaassets"
+PEERINGS = "/apis/kopf.dev/v1/namespaces/default/kopfpeerings"
 TIMEOUT = 15.0
 
 
@@ -63,7 +64,12 @@ class Operator:
         self.metrics_port = free_port()
 
     def obj(self, plural: str, name: str) -> dict[str, Any] | None:
-        group = {"jobs": "batch/v1", "mediaassets": "mediaingest.io/v1alpha1", "pods": "v1"}[plural]
+        group = {
+            "jobs": "batch/v1",
+            "mediaassets": "mediaingest.io/v1alpha1",
+            "pods": "v1",
+            "kopfpeerings": "kopf.dev/v1",
+        }[plural]
         key = (kmock.resource(f"{group}/{plural}"), "default", name)
         if key not in self.apiserver.objects or self.apiserver.objects[key].deleted:
             return None
@@ -159,6 +165,10 @@ async def running(apiserver: Any, settings: OperatorSettings, mirror: StatusMirr
     operator = Operator(apiserver, settings, mirror)
     stop, ready = threading.Event(), threading.Event()
     failures: list[BaseException] = []
+    if settings.peering_name and operator.obj("kopfpeerings", settings.peering_name) is None:
+        body = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": settings.peering_name}}
+        async with apiserver.post(PEERINGS, json=body) as response:  # as the chart does
+            assert response.status in (200, 201), await response.text()
 
     def serve() -> None:
         try:
@@ -166,7 +176,9 @@ async def running(apiserver: Any, settings: OperatorSettings, mirror: StatusMirr
                 kopf.operator(
                     registry=build_registry(settings),
                     memo=build_memo(settings, metrics_port=operator.metrics_port, mirror=mirror),
-                    standalone=True,
+                    standalone=settings.peering_name is None,
+                    peering_name=settings.peering_name,
+                    priority=settings.peering_priority,
                     clusterwide=False,
                     namespaces=["default"],
                     liveness_endpoint=f"http://127.0.0.1:{operator.liveness_port}/healthz",
@@ -192,7 +204,12 @@ async def running(apiserver: Any, settings: OperatorSettings, mirror: StatusMirr
 @pytest.fixture
 def settings(operator_settings: OperatorSettings) -> OperatorSettings:
     return operator_settings.model_copy(
-        update={"backoff_base_seconds": 0.3, "backoff_max_seconds": 1.0, "max_running_jobs_per_tenant": 4}
+        update={
+            "backoff_base_seconds": 0.3,
+            "backoff_max_seconds": 1.0,
+            "max_running_jobs_per_tenant": 4,
+            "peering_name": "media-release-mediaingest-operator",  # as the chart names it
+        }
     )
 
 
@@ -370,3 +387,44 @@ async def test_transient_failure_is_retried_then_exit_3_fails_the_asset(
     assert (record.status, record.attempts, record.retries) == (IngestionJobStatus.FAILED, 2, 1)
     assert mirror.assets[asset.asset_id][0] == AssetProcessingStatus.FAILED
     assert Stage.AUDIO_VISUALS.job_type == IngestionJobType.AUDIO_ANALYSIS
+
+
+async def test_operators_of_one_release_agree_that_one_works_and_another_takes_over(
+    apiserver, settings, asset_factory
+) -> None:
+    """Two operators of the release (a second replica, a stray Deployment, a laptop) on one KopfPeering:
+    only the higher priority handles MediaAssets; when it stops, the other takes over within seconds."""
+    first, second = InMemoryMirror(), InMemoryMirror()
+    leader = settings.model_copy(update={"peering_priority": 200})
+    standby = settings.model_copy(update={"peering_priority": 100})
+
+    async def dispatch() -> tuple[str, str]:
+        asset = asset_factory(media_type=MediaType.AUDIO, stages=(Stage.PROBE,))
+        await asyncio.to_thread(
+            dispatcher().dispatch, asset_id=asset.asset_id, owner_id=asset.owner, media_type=asset.media_type,
+            bucket=asset.bucket, key=asset.key, size=asset.size, priority=asset.priority, stages=[Stage.PROBE],
+        )  # fmt: skip
+        return asset.asset_id, naming.asset_resource_name(asset.asset_id)
+
+    def handled(mirror: InMemoryMirror, asset_id: str) -> bool:
+        return any(args.get("asset_id") == asset_id for _, args in mirror.calls)
+
+    async with contextlib.AsyncExitStack() as standing_by:
+        standby_operator = await standing_by.enter_async_context(running(apiserver, standby, second))
+        async with running(apiserver, leader, first) as operator:
+            await eventually(
+                lambda: len((operator.obj("kopfpeerings", str(settings.peering_name)) or {}).get("status") or {}) == 2,
+                "both operators in the peering",
+            )
+            asset_id, name = await dispatch()
+            await operator.job_created(f"{name}-probe-1")
+            await operator.succeed(f"{name}-probe-1")
+            await eventually(lambda: operator.phase(name) == "Ready", "Ready")
+            assert first.assets[asset_id][0] == AssetProcessingStatus.READY
+            assert not handled(second, asset_id)  # the standby saw it and did nothing
+        # The leader left (and took itself out of the peering): the standby works now.
+        asset_id, name = await dispatch()
+        await standby_operator.job_created(f"{name}-probe-1")
+        await standby_operator.succeed(f"{name}-probe-1")
+        await eventually(lambda: standby_operator.phase(name) == "Ready", "Ready (by the standby)")
+        assert second.assets[asset_id][0] == AssetProcessingStatus.READY and not handled(first, asset_id)

@@ -173,5 +173,7 @@ def test_cancel_and_prune(factory: SessionFactory) -> None:
 def test_one_claim_implementation() -> None:
     """Claiming lives in tasks/queue.py alone: every background job is a task."""
     src = Path(__file__).parents[2] / "src"
-    found = subprocess.run(["grep", "-rl", "skip_locked", str(src)], capture_output=True, text=True).stdout.split()
+    found = subprocess.run(
+        ["grep", "-rl", "--include=*.py", "skip_locked", str(src)], capture_output=True, text=True
+    ).stdout.split()
     assert [Path(path).relative_to(src).as_posix() for path in found] == ["mediaingest/tasks/queue.py"]

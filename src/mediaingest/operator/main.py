@@ -73,7 +73,7 @@ def run(namespace: str | None, liveness_port: int, metrics_port: int) -> None:
     """Runs the operator until SIGINT/SIGTERM: `mediaingest operator`.
 
     `namespace` None watches the namespace from K8S_NAMESPACE; "*" watches the whole cluster (then
-    the operator needs a ClusterRole). One replica only: the concurrency caps are counted in memory.
+    the operator needs a ClusterRole). Replicas agree through kopf peering which one of them works.
     """
     from mediaingest.config import Settings
     from mediaingest.logging import configure_logging
@@ -90,7 +90,10 @@ def run(namespace: str | None, liveness_port: int, metrics_port: int) -> None:
     kopf.run(
         registry=build_registry(settings),
         memo=build_memo(settings, metrics_port=metrics_port),
-        standalone=True,  # no peering: one replica, Recreate strategy
+        # With peering, replicas of the release agree who works (the chart creates the KopfPeering).
+        standalone=settings.peering_name is None,
+        peering_name=settings.peering_name,
+        priority=settings.peering_priority,
         clusterwide=watched == "*",
         namespaces=[] if watched == "*" else [watched],
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",

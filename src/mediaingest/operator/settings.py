@@ -10,6 +10,7 @@ values.yaml); stages or keys it leaves out keep the defaults below.
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StringConstraints, field_validator
@@ -110,6 +111,12 @@ class OperatorSettings(BaseSettings):
     capacity_retry_seconds: float = Field(15.0, gt=0)
 
     # --- the control loop ----------------------------------------------------------------------
+    # kopf peering: every operator of a release (replicas, a second Deployment, a laptop) keeps itself
+    # alive in this namespaced KopfPeering object and only the highest priority alive works. None: no
+    # peering (kopf's standalone mode), for a single operator outside the chart.
+    peering_name: str | None = None
+    # Random by default, so replicas never tie (kopf pauses every operator of a tie).
+    peering_priority: int = Field(default_factory=lambda: secrets.randbelow(1_000_000) + 1, ge=0)
     reconcile_interval_seconds: float = Field(10.0, gt=0)
     error_backoff_seconds: float = Field(10.0, gt=0)
     # Watches end server-side after this long and are started again, and a client-side timeout a little
@@ -122,9 +129,9 @@ class OperatorSettings(BaseSettings):
     # etcd; the database keeps the record and the API keeps answering for the asset.
     retention_seconds: float = Field(7 * 24 * 3600, ge=0)
 
-    @field_validator("kueue_queue_name", mode="before")
+    @field_validator("kueue_queue_name", "peering_name", mode="before")
     @classmethod
-    def _no_queue(cls, value: Any) -> Any:
+    def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("run_as_user", mode="before")

@@ -60,11 +60,15 @@ URL_SECONDS = 3600
 
 
 class AssetGoneError(MediaIngestError):
+    """The asset a stage pod reports on was deleted (stage pods only)."""
+
     status_code = 410
     code = "asset_deleted"
 
 
 class StageNotReadyError(MediaIngestError):
+    """The asset is not ready for this stage yet; the operator retries it (stage pods only)."""
+
     status_code = 503
     code = "stage_not_ready"
 
