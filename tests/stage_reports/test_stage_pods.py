@@ -207,3 +207,17 @@ def test_a_pod_for_a_deleted_asset_ends_quietly(local_server: LiveServer, small_
     assert finished.returncode == 0, finished.stderr[-2000:]
     for bucket in (local_server.settings.bucket_processed, local_server.settings.bucket_proxies):
         assert local_server.storage.list_keys(bucket, f"assets/{owner_id}/{asset_id}/") == []
+
+
+def test_a_long_videos_result_is_heard_and_only_from_its_pod(local_server: LiveServer, small_video: Path) -> None:
+    """A result names every HLS file the pod published (tens of thousands for a long video): over the
+    API's 1 MiB body limit, so the token is checked before the body is read."""
+    asset_id, owner_id, _ = _uploaded(local_server, small_video)
+    big = {"message": "done", "published": [f"hls/720p/seg_{n:06d}.m4s" for n in range(60_000)]}
+    anonymous = httpx.post(f"{local_server.url}/internal/stage-run/record", json=big, timeout=30)
+    assert anonymous.status_code == 401
+    token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage.PROXIES)
+    assert _call(local_server, token, "start").status_code == 200
+    answer = _call(local_server, token, "record", big)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"] == {"completed": True, "outputs": 0}

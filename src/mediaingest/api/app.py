@@ -21,6 +21,7 @@ from mediaingest.config import Settings, StorageBackendName
 from mediaingest.db import create_db_engine, create_session_factory
 from mediaingest.dispatch import build_dispatcher
 from mediaingest.logging import configure_logging
+from mediaingest.stage_reports.endpoints import RECORD_PATH as STAGE_RECORD_PATH
 from mediaingest.stage_reports.endpoints import router as stage_reports_router
 from mediaingest.storage import build_storage
 from mediaingest.users.auth import Authenticator
@@ -67,7 +68,9 @@ def create_app(
     metrics.track_storage_usage(app.state.read_session_factory)
 
     # Added last, so it runs first: the request id and access log cover the 413 answers too.
-    app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_request_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware, limit=settings.max_request_body_bytes, exempt=("/storage/", STAGE_RECORD_PATH)
+    )
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(health_router)

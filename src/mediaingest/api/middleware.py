@@ -67,7 +67,8 @@ class BodySizeLimitMiddleware:
     without this an anonymous client could make the process hold a body of any size. A declared
     Content-Length over the limit is refused at once; otherwise the body is read here, counting as it
     arrives (chunked bodies have no declared length), and replayed to the app. Paths under `exempt`
-    (the local backend's signed upload URLs) stream their bodies and bound them by their signature.
+    bound their bodies themselves: the local backend's signed upload URLs by their signature, a stage
+    pod's result after its token was checked.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int, exempt: tuple[str, ...] = ("/storage/",)) -> None:

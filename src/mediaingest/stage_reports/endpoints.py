@@ -14,10 +14,12 @@ from typing import Annotated
 import sqlalchemy as sa
 import structlog
 from fastapi import APIRouter, Depends, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError as PydanticValidationError
 
 from mediaingest.api.deps import Db
-from mediaingest.config import Settings
+from mediaingest.config import MIB, Settings
 from mediaingest.exceptions import (
     AuthenticationError,
     ConflictError,
@@ -57,6 +59,8 @@ router = APIRouter(prefix="/internal/stage-run", tags=["internal"], include_in_s
 _bearer = HTTPBearer(auto_error=False)
 # Signed URLs handed to a pod live this long: it asks for each one just before using it.
 URL_SECONDS = 3600
+RECORD_PATH = "/internal/stage-run/record"
+RECORD_BODY_LIMIT = 64 * MIB  # a 10-hour video's HLS names are about 2 MiB
 
 
 class AssetGoneError(MediaIngestError):
@@ -64,6 +68,13 @@ class AssetGoneError(MediaIngestError):
 
     status_code = 410
     code = "asset_deleted"
+
+
+class StageResultTooLargeError(MediaIngestError):
+    """A stage result over its limit (the middleware's `body_too_large`, for a path it leaves alone)."""
+
+    status_code = 413
+    code = "body_too_large"
 
 
 class StageNotReadyError(MediaIngestError):
@@ -188,8 +199,25 @@ def sign_outputs(request: OutputFiles, db: Db, ctx: Context, claims: Claims) -> 
 
 
 @router.post("/record", response_model=Envelope[StageRecorded])
-def record(report: StageRecord, db: Db, ctx: Context, claims: Claims) -> Envelope[StageRecorded]:
-    """The stage's result: its rows and the job's completion, from outputs that storage really holds."""
+async def record(request: Request, db: Db, ctx: Context, claims: Claims) -> Envelope[StageRecorded]:
+    """The stage's result: its rows and the job's completion, from outputs that storage really holds.
+
+    Read only once the token is checked (the body-size middleware leaves this path alone): a long
+    video's proxies publish tens of thousands of HLS files, whose names the result lists.
+    """
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > RECORD_BODY_LIMIT:
+            raise StageResultTooLargeError(f"the stage result is over {RECORD_BODY_LIMIT // MIB} MiB")
+    try:
+        report = StageRecord.model_validate_json(bytes(body))
+    except PydanticValidationError as exc:
+        raise ValidationFailedError(f"not a stage result: {exc.errors()[0]['msg']}") from exc
+    return await run_in_threadpool(_record, report, db, ctx, claims)
+
+
+def _record(report: StageRecord, db: Db, ctx: StageContext, claims: tokens.StageClaims) -> Envelope[StageRecorded]:
     host = _host(ctx, claims, _job_id(db, claims))
     stored = []
     try:

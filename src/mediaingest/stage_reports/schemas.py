@@ -101,7 +101,7 @@ class StageRecord(ApiModel):
     measurements: dict[str, Any] = Field(default_factory=dict)
     outputs: list[OutputRecord] = Field(default_factory=list, max_length=200)
     checksum: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
-    published: list[str] = Field(default_factory=list, max_length=100_000)
+    published: list[str] = Field(default_factory=list, max_length=1_000_000)
 
     def metadata_value(self) -> MediaMetadata | None:
         return MediaMetadata.from_dict(self.metadata) if self.metadata is not None else None
