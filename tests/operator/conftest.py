@@ -219,6 +219,7 @@ def declare_resources(server: kmock.KubernetesEmulator) -> None:
     server.resources["batch/v1/jobs"] = info(kind="Job", namespaced=True, verbs=every, subresources={"status"})
     server.resources["v1/pods"] = info(kind="Pod", namespaced=True, verbs=every)
     server.resources["v1/events"] = info(kind="Event", namespaced=True, verbs=every)
+    server.resources["v1/secrets"] = info(kind="Secret", namespaced=True, verbs=every)
     server.resources["v1/namespaces"] = info(kind="Namespace", namespaced=False, verbs={"get", "list", "watch"})
     server.resources["kopf.dev/v1/kopfpeerings"] = info(kind="KopfPeering", namespaced=True, verbs=every)
 

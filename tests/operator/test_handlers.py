@@ -37,6 +37,15 @@ class FakeKube:
     fail_creates: int = 0
     creates: list[str] = field(default_factory=list)
 
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> bool:
+        name = body["metadata"]["name"]
+        if name in self.secrets:
+            return False
+        self.secrets[name] = copy.deepcopy(body)
+        return True
+
     async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
         name = body["metadata"]["name"]
         self.creates.append(name)
@@ -182,9 +191,11 @@ async def test_new_media_asset_gets_its_probe_job(
         "--stage",
         "probe",
     ]
-    # The pod's only credential: a token the API accepts for this asset's probe, attempt 1, and nothing else.
-    env = {item["name"]: item.get("value") for item in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    claims = tokens.verify(cluster.settings.stage_token_secret(), env["STAGE_TOKEN"])
+    # The pod's only credential: a token the API accepts for this asset's probe, attempt 1, and nothing else,
+    # in a Secret of the Job's name that goes with the MediaAsset.
+    secret = cluster.kube.secrets[job_name]
+    assert secret["metadata"]["ownerReferences"] == job["metadata"]["ownerReferences"]
+    claims = tokens.verify(cluster.settings.stage_token_secret(), secret["stringData"]["STAGE_TOKEN"])
     assert claims == tokens.StageClaims(asset_id=asset.asset_id, owner_id=asset.owner, stage=Stage.PROBE, attempt=1)
     assert patch["status"]["phase"] == "Running"
     assert cluster.assets[name]["status"]["stages"]["probe"]["jobName"] == job_name

@@ -124,7 +124,6 @@ def test_schema_validators_are_not_vacuous(validate_status, validate_resource, k
         stage=Stage.PROBE,
         attempt=1,
         settings=OperatorSettings(),
-        stage_token="t",
     )
     job["spec"]["template"]["spec"]["containers"][0]["bogus"] = True
     with pytest.raises(AssertionError, match="bogus"):
@@ -228,7 +227,6 @@ def test_chart_lints_and_renders_valid_manifests(
                 stage=stage,
                 attempt=1,
                 settings=settings,
-                stage_token="t",
             )
         )
     chosen = values or yaml.safe_load((CHART_DIR / "values.yaml").read_text())
@@ -416,7 +414,7 @@ def test_stage_jobs_take_annotations_affinity_extra_env_and_the_platforms_user(
     asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
                       priority=JobPriority.NORMAL, stages=(Stage.PROBE,))  # fmt: skip
     job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage.PROBE, attempt=1,
-                          settings=settings, stage_token="t")  # fmt: skip
+                          settings=settings)  # fmt: skip
     kube_validate(job)
     template = job["spec"]["template"]
     assert template["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
@@ -490,7 +488,7 @@ def test_each_release_handles_only_its_own_media_assets(helm: Path, tmp_path: Pa
     asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
                       priority=JobPriority.NORMAL, stages=(Stage.PROBE,))  # fmt: skip
     job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage.PROBE, attempt=1,
-                          settings=settings, stage_token="t")  # fmt: skip
+                          settings=settings)  # fmt: skip
     assert job["metadata"]["labels"][naming.LABEL_RELEASE] == "media-release"
     # Without a release (outside the chart) the operator takes every MediaAsset, as before.
     unscoped = build_registry(OperatorSettings(_env_file=None))  # type: ignore[call-arg]
@@ -530,7 +528,7 @@ def test_stage_pods_are_fenced_and_each_component_can_assume_its_own_cloud_role(
     asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
                       priority=JobPriority.NORMAL, stages=(Stage.PROBE,))  # fmt: skip
     job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage.PROBE, attempt=1,
-                          settings=OperatorSettings(_env_file=None), stage_token="t")  # type: ignore[call-arg]  # fmt: skip
+                          settings=OperatorSettings(_env_file=None))  # type: ignore[call-arg]  # fmt: skip
     pod_labels = job["spec"]["template"]["metadata"]["labels"]
     assert stage["podSelector"]["matchLabels"].items() <= pod_labels.items()  # the policy selects stage pods
     accounts = {a["metadata"]["name"]: a for a in by_kind(docs, "ServiceAccount")}

@@ -8,9 +8,10 @@ import pytest
 
 from mediaingest.models.enums import JobPriority, MediaType, Stage
 from mediaingest.operator import naming
-from mediaingest.operator.jobs import PERMANENT_EXIT_CODE, build_stage_job, observe_job
+from mediaingest.operator.jobs import PERMANENT_EXIT_CODE, build_stage_job, build_token_secret, observe_job
 from mediaingest.operator.model import AssetSpec, JobState
 from mediaingest.operator.settings import OperatorSettings, StageConfig
+from mediaingest.stage_reports import tokens
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
@@ -57,7 +58,6 @@ def test_stage_job_for_every_stage_is_a_valid_hardened_job(
             stage=stage,
             attempt=2,
             settings=operator_settings,
-            stage_token="the-attempt-token",
         )
         kube_validate(job)
         spec = job["spec"]
@@ -85,9 +85,24 @@ def test_stage_job_for_every_stage_is_a_valid_hardened_job(
         assert {"name": "WORK_DIR", "value": "/scratch"} in container["env"]
         # The release's settings and the attempt's token; no Secret, so no database or storage credentials.
         assert container["envFrom"] == [{"configMapRef": {"name": "mediaingest"}}]
-        assert {"name": "STAGE_TOKEN", "value": "the-attempt-token"} in container["env"]
         assert {"name": "STAGE_API_URL", "value": operator_settings.stage_api_url} in container["env"]
-        assert not any("secretKeyRef" in str(item.get("valueFrom")) for item in container["env"])
+        # The token from the attempt's own Secret (named like the Job), readable by the pod only.
+        [token] = [item for item in container["env"] if item["name"] == "STAGE_TOKEN"]
+        assert token == {
+            "name": "STAGE_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": job["metadata"]["name"], "key": "STAGE_TOKEN"}},
+        }
+        secret = build_token_secret(asset=asset, asset_name=naming.asset_resource_name(asset.asset_id),
+                                    namespace="media", stage=stage, attempt=2, settings=operator_settings)  # fmt: skip
+        kube_validate(secret)
+        assert secret["metadata"]["name"] == job["metadata"]["name"] and secret["type"] == "Opaque"
+        claims = tokens.verify(operator_settings.stage_token_secret(), secret["stringData"]["STAGE_TOKEN"])
+        assert (claims.asset_id, claims.owner_id, claims.stage, claims.attempt) == (
+            asset.asset_id,
+            asset.owner,
+            stage,
+            2,
+        )
         security = container["securityContext"]
         assert security["readOnlyRootFilesystem"] and security["runAsNonRoot"]
         assert security["capabilities"] == {"drop": ["ALL"]} and not security["allowPrivilegeEscalation"]
@@ -120,7 +135,6 @@ def test_stage_job_options_from_settings(asset_factory, kube_validate) -> None:
         stage=Stage.PROXIES,
         attempt=1,
         settings=settings,
-        stage_token="t",
     )
     kube_validate(job)
     pod = job["spec"]["template"]["spec"]

@@ -19,6 +19,7 @@ SCRATCH_VOLUME = "scratch"
 SCRATCH_PATH = "/scratch"
 # The run-stage contract: exit 3 = the media is unusable, never retry; any other failure is transient.
 PERMANENT_EXIT_CODE = 3
+TOKEN_KEY = "STAGE_TOKEN"  # noqa: S105 - the key of the token in its Secret, not a secret
 
 
 def job_labels(*, asset: AssetSpec, stage: Stage, attempt: int, release: str | None = None) -> dict[str, str]:
@@ -37,11 +38,24 @@ def job_labels(*, asset: AssetSpec, stage: Stage, attempt: int, release: str | N
     return labels
 
 
-def issue_stage_token(settings: OperatorSettings, asset: AssetSpec, stage: Stage, attempt: int) -> str:
-    """The token a stage pod reports with: this asset, stage and attempt, for its deadline plus the grace."""
+def build_token_secret(
+    *, asset: AssetSpec, asset_name: str, namespace: str, stage: Stage, attempt: int, settings: OperatorSettings
+) -> dict[str, Any]:
+    """The Secret holding the token a stage pod reports with: this asset, stage and attempt, for the stage's
+    deadline plus the grace. Named like its Job; the handler makes the MediaAsset its owner."""
     ttl = settings.stages[stage].active_deadline_seconds + settings.stage_token_grace_seconds
     claims = tokens.StageClaims(asset_id=asset.asset_id, owner_id=asset.owner, stage=stage, attempt=attempt)
-    return tokens.issue(settings.stage_token_secret(), claims, ttl_seconds=ttl)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": naming.job_name(asset_name, stage, attempt),
+            "namespace": namespace,
+            "labels": job_labels(asset=asset, stage=stage, attempt=attempt, release=settings.release),
+        },
+        "type": "Opaque",
+        "stringData": {TOKEN_KEY: tokens.issue(settings.stage_token_secret(), claims, ttl_seconds=ttl)},
+    }
 
 
 def _job_metadata_labels(labels: dict[str, str], settings: OperatorSettings) -> dict[str, str]:
@@ -58,14 +72,15 @@ def build_stage_job(
     stage: Stage,
     attempt: int,
     settings: OperatorSettings,
-    stage_token: str,
 ) -> dict[str, Any]:
     """The batch/v1 Job that runs one attempt of one stage: `mediaingest run-stage …` in the worker image.
 
-    The pod holds no credentials but `stage_token`, good for this attempt only (`stage_reports.tokens`).
+    The pod holds no credentials but its attempt's token, from the Secret of the Job's name
+    (`build_token_secret`), good for this attempt only (`stage_reports.tokens`).
     """
     config = settings.stages[stage]
     labels = job_labels(asset=asset, stage=stage, attempt=attempt, release=settings.release)
+    job_name = naming.job_name(asset_name, stage, attempt)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         # Stage code talks to the API and to storage on signed URLs, never to the Kubernetes API.
@@ -92,7 +107,11 @@ def build_stage_job(
                 # The root filesystem is read-only: downloads, ffmpeg temp files and HOME live on scratch.
                 "env": [
                     {"name": "STAGE_API_URL", "value": settings.stage_api_url},
-                    {"name": "STAGE_TOKEN", "value": stage_token},
+                    # From a Secret, not the pod spec: the `view` role may read Jobs but not Secrets.
+                    {
+                        "name": "STAGE_TOKEN",
+                        "valueFrom": {"secretKeyRef": {"name": job_name, "key": TOKEN_KEY}},
+                    },
                     {"name": "WORK_DIR", "value": SCRATCH_PATH},
                     {"name": "TMPDIR", "value": SCRATCH_PATH},
                     {"name": "HOME", "value": SCRATCH_PATH},
@@ -131,7 +150,7 @@ def build_stage_job(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": naming.job_name(asset_name, stage, attempt),
+            "name": job_name,
             "namespace": namespace,
             "labels": _job_metadata_labels(labels, settings),
             "annotations": {naming.ANNOTATION_OWNER: asset.owner},

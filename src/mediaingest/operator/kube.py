@@ -98,6 +98,17 @@ class KubeApi:
             raise
         return True
 
+    async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> bool:
+        """Creates the Secret; True if created now, False if it already existed (the same attempt's)."""
+        try:
+            manifest: Any = dict(body)
+            await asyncio.to_thread(self._core.create_namespaced_secret, namespace, manifest)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
     async def pod_termination(self, namespace: str, job_name: str) -> PodTermination | None:
         """How the stage container of the Job's last pod ended, if a pod is still there to say."""
         pods = await asyncio.to_thread(self._core.list_namespaced_pod, namespace, label_selector=f"job-name={job_name}")

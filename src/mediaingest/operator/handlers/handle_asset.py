@@ -42,7 +42,7 @@ from mediaingest.operator.handlers.reconcile import (
     status_patch,
     unsettled_failures,
 )
-from mediaingest.operator.jobs import build_stage_job, issue_stage_token
+from mediaingest.operator.jobs import build_stage_job, build_token_secret
 from mediaingest.operator.kube import KubeApi
 from mediaingest.operator.mirror import StatusMirror, apply_transitions
 from mediaingest.operator.model import AssetSpec, JobObservation
@@ -206,17 +206,14 @@ async def reconcile_asset(
 
     # 1. Jobs first: the status must never claim a Job that could not be created.
     for index, launch in enumerate(decision.launches):
-        manifest = build_stage_job(
-            asset=asset,
-            asset_name=name,
-            namespace=namespace,
-            stage=launch.stage,
-            attempt=launch.attempt,
-            settings=ctx.settings,
-            stage_token=issue_stage_token(ctx.settings, asset, launch.stage, launch.attempt),
-        )
-        kopf.adopt(manifest, owner=body)  # ownerReference to the MediaAsset: deleted with it
+        secret = build_token_secret(asset=asset, asset_name=name, namespace=namespace, stage=launch.stage,
+                                    attempt=launch.attempt, settings=ctx.settings)  # fmt: skip
+        manifest = build_stage_job(asset=asset, asset_name=name, namespace=namespace, stage=launch.stage,
+                                   attempt=launch.attempt, settings=ctx.settings)  # fmt: skip
+        kopf.adopt(secret, owner=body)  # ownerReference to the MediaAsset: deleted with it
+        kopf.adopt(manifest, owner=body)
         try:
+            await ctx.kube.create_secret(namespace, secret)  # first: the pod reads its token from it
             created = await ctx.kube.create_job(namespace, manifest)
         except ApiException as exc:
             for pending in decision.launches[index:]:
