@@ -3,6 +3,7 @@ and the in-memory mirror: Jobs created, statuses written, retries, caps and fail
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from mediaingest.operator.kube import PodTermination
 from mediaingest.operator.mirror import InMemoryMirror
 from mediaingest.operator.model import AssetSpec
 from mediaingest.operator.settings import OperatorSettings
+from mediaingest.operator.watch_health import WatchHealth
 from mediaingest.stage_reports import tokens
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -38,6 +40,12 @@ class FakeKube:
     creates: list[str] = field(default_factory=list)
 
     secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    served_versions: dict[str, str] = field(default_factory=dict)  # what the API server holds, by MediaAsset
+    version_reads: list[str] = field(default_factory=list)
+
+    async def media_asset_version(self, namespace: str, name: str) -> str | None:
+        self.version_reads.append(name)
+        return self.served_versions.get(name)
 
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> bool:
         name = body["metadata"]["name"]
@@ -445,3 +453,38 @@ def test_a_waiter_whose_tenant_is_at_its_cap_holds_nobody_back() -> None:
     running = {"greedy": ["greedy-1"]}
     assert ledger.try_admit(job_name="greedy-2", tenant="greedy", active=running, rank=3).startswith("tenant cap")  # type: ignore[union-attr]
     assert ledger.try_admit(job_name="modest-1", tenant="modest", active=running, rank=0) is None
+
+
+async def test_liveness_fails_when_the_watch_stops_delivering_what_the_server_holds(
+    asset_factory, validate_status, operator_settings
+) -> None:
+    """kopf issue 585: a stream that stays open and delivers nothing. The timer keeps running on the last
+    body it got; compared with the API server's now and then, a version never delivered fails liveness."""
+    from mediaingest.operator.handlers.lifecycle import probe_watch
+
+    settings = operator_settings.model_copy(update={"watch_check_interval_seconds": 0.01, "watch_stall_seconds": 0.3})
+    cluster = Cluster(settings=settings)
+    cluster.memo.context.watch_health = WatchHealth(check_interval=0.01, stall_after=0.3, forget_after=30)
+    name = cluster.add(asset_factory())
+    cluster.assets[name]["metadata"]["resourceVersion"] = "7"
+    # In step: the server holds what the stream delivered.
+    cluster.kube.served_versions[name] = "7"
+    await cluster.reconcile(name, validate_status)
+    assert cluster.kube.version_reads == [name] and await probe_watch(cluster.memo) == "ok"
+    # The server moves on (someone patched it); a live stream delivers it before the next run.
+    cluster.kube.served_versions[name] = "8"
+    await asyncio.sleep(0.02)
+    await cluster.reconcile(name, validate_status)
+    cluster.assets[name]["metadata"]["resourceVersion"] = "8"
+    await asyncio.sleep(0.4)
+    await cluster.reconcile(name, validate_status)
+    assert await probe_watch(cluster.memo) == "ok"
+    # It moves on again and the stream never says so: once that lasts, liveness fails.
+    cluster.kube.served_versions[name] = "9"
+    await asyncio.sleep(0.02)
+    await cluster.reconcile(name, validate_status)
+    assert await probe_watch(cluster.memo) == "ok"  # behind for a moment is normal
+    await asyncio.sleep(0.4)
+    await cluster.reconcile(name, validate_status)
+    with pytest.raises(kopf.PermanentError, match="lagged the API server"):
+        await probe_watch(cluster.memo)

@@ -86,6 +86,18 @@ class KubeApi:
             raise
         return True
 
+    async def media_asset_version(self, namespace: str, name: str) -> str | None:
+        """The resourceVersion the API server holds for the MediaAsset; None when it is gone."""
+        try:
+            body: Any = await asyncio.to_thread(
+                self._custom.get_namespaced_custom_object, naming.GROUP, naming.VERSION, namespace, naming.PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return str(body["metadata"]["resourceVersion"])
+
     async def create_job(self, namespace: str, body: Mapping[str, Any]) -> bool:
         """Creates the Job; True if created now, False if it already existed (which is just as good)."""
         try:

@@ -38,6 +38,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     kopf.on.startup(registry=registry)(_with_indices(lifecycle.startup))
     kopf.on.cleanup(registry=registry)(lifecycle.cleanup)
     kopf.on.probe(registry=registry, id="running_jobs")(_with_indices(lifecycle.probe_running_jobs))
+    kopf.on.probe(registry=registry, id="watch")(lifecycle.probe_watch)
 
     kopf.index("batch", "v1", "jobs", registry=registry, id="stage_jobs", labels=ours)(handle_job.index_stage_jobs)
     kopf.index("batch", "v1", "jobs", registry=registry, id="active_jobs", labels=ours)(handle_job.index_active_jobs)

@@ -124,6 +124,10 @@ class OperatorSettings(BaseSettings):
     # while the process looks alive (kopf issue 585).
     watch_server_timeout_seconds: float = Field(300.0, gt=0)
     watch_connect_timeout_seconds: float = Field(30.0, gt=0)
+    # A stream can also stay open and deliver nothing: at most this often a reconcile compares its
+    # MediaAsset with the API server's, and liveness fails when the stream lags this long (watch_health).
+    watch_check_interval_seconds: float = Field(60.0, gt=0)
+    watch_stall_seconds: float = Field(120.0, gt=0)
     mirror_database: bool = True  # mirror stage outcomes into DATABASE_URL (off: status only)
     # Ready and Failed MediaAssets are deleted this long after they finished (0: never). Each is ~2 KB in
     # etcd; the database keeps the record and the API keeps answering for the asset.

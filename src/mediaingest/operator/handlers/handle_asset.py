@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +48,7 @@ from mediaingest.operator.kube import KubeApi
 from mediaingest.operator.mirror import StatusMirror, apply_transitions
 from mediaingest.operator.model import AssetSpec, JobObservation
 from mediaingest.operator.settings import OperatorSettings
+from mediaingest.operator.watch_health import WatchHealth
 from mediaingest.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -64,6 +66,7 @@ class OperatorContext:
     kube: KubeApi
     mirror: StatusMirror
     ledger: CapacityLedger
+    watch_health: WatchHealth = dataclasses.field(default_factory=WatchHealth)
     clock: Callable[[], datetime] = utcnow
 
     @property
@@ -154,6 +157,20 @@ async def _with_pod_details(
     return enriched
 
 
+async def _check_watch(ctx: OperatorContext, namespace: str, name: str, watched_version: str) -> None:
+    """Feeds `watch_health`: this run's body is what the stream delivered; now and then, the server's."""
+    health, moment = ctx.watch_health, time.monotonic()
+    health.delivered(name=name, watched_version=watched_version, now=moment)
+    if not health.due(moment):
+        return
+    try:
+        served = await ctx.kube.media_asset_version(namespace, name)
+    except ApiException as exc:  # the API server's trouble, not the stream's: kopf reports it elsewhere
+        log.info("operator.watch_check_failed", asset=name, status=exc.status)
+        return
+    health.compared(name=name, watched_version=watched_version, served_version=served, now=moment)
+
+
 async def reconcile_asset(
     *,
     name: str,
@@ -170,6 +187,7 @@ async def reconcile_asset(
 ) -> None:
     ctx: OperatorContext = memo.context
     now = ctx.clock()
+    await _check_watch(ctx, namespace, name, str(meta.get("resourceVersion") or ""))
     try:
         asset = AssetSpec.from_spec(spec)
     except ValueError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import kopf
@@ -16,6 +17,7 @@ from mediaingest.operator.handlers.handle_asset import OperatorContext, sweep_fi
 from mediaingest.operator.kube import KubeApi, load_api_client
 from mediaingest.operator.mirror import InMemoryMirror, SqlAlchemyMirror, StatusMirror
 from mediaingest.operator.settings import OperatorSettings
+from mediaingest.operator.watch_health import WatchHealth
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +65,12 @@ async def startup(
     )
     kube = memo.get("kube") or KubeApi(load_api_client())
     mirror = memo.get("mirror") or build_mirror(config)
-    memo.context = OperatorContext(settings=config, kube=kube, mirror=mirror, ledger=ledger)
+    watch_health = WatchHealth(
+        check_interval=config.watch_check_interval_seconds,
+        stall_after=config.watch_stall_seconds,
+        forget_after=max(30.0, 3 * config.reconcile_interval_seconds),
+    )
+    memo.context = OperatorContext(settings=config, kube=kube, mirror=mirror, ledger=ledger, watch_health=watch_health)
     if memo.get("clock"):
         memo.context.clock = memo.clock
 
@@ -115,3 +122,12 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 async def probe_running_jobs(memo: kopf.Memo, active_jobs: kopf.Index[str, str], **_: Any) -> int:
     """Shown on the liveness endpoint: stage Jobs active now."""
     return sum(len(store) for store in active_jobs.values())
+
+
+async def probe_watch(memo: kopf.Memo, **_: Any) -> str:
+    """Fails the liveness endpoint once the MediaAsset stream lags the API server (`watch_health`)."""
+    stalled = memo.context.watch_health.stalled_for(time.monotonic())
+    if stalled is not None:
+        log.error("operator.watch_stalled", lagging_seconds=round(stalled))
+        raise kopf.PermanentError(f"the MediaAsset watch has lagged the API server for {stalled:.0f} s")
+    return "ok"
