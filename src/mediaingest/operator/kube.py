@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,26 +100,11 @@ class KubeApi:
 
     async def create_job(self, namespace: str, body: Mapping[str, Any]) -> bool:
         """Creates the Job; True if created now, False if it already existed (which is just as good)."""
-        try:
-            # The client serializes a plain manifest as it would a V1Job; its stubs only name the model.
-            manifest: Any = dict(body)
-            await asyncio.to_thread(self._batch.create_namespaced_job, namespace, manifest)
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
-        return True
+        return await _create(self._batch.create_namespaced_job, namespace, body)
 
     async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> bool:
         """Creates the Secret; True if created now, False if it already existed (the same attempt's)."""
-        try:
-            manifest: Any = dict(body)
-            await asyncio.to_thread(self._core.create_namespaced_secret, namespace, manifest)
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
-        return True
+        return await _create(self._core.create_namespaced_secret, namespace, body)
 
     async def pod_termination(self, namespace: str, job_name: str) -> PodTermination | None:
         """How the stage container of the Job's last pod ended, if a pod is still there to say."""
@@ -139,3 +124,16 @@ class KubeApi:
         terminated = ended[-1][1]
         message = (terminated.message or "").strip() or None
         return PodTermination(exit_code=terminated.exit_code, reason=terminated.reason, message=message)
+
+
+async def _create(create: Callable[..., Any], namespace: str, body: Mapping[str, Any]) -> bool:
+    """One create call in a worker thread; an object that already exists (409) is not an error."""
+    try:
+        # The client serializes a plain manifest as it would its model; its stubs only name the model.
+        manifest: Any = dict(body)
+        await asyncio.to_thread(create, namespace, manifest)
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True
