@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import socket
 import subprocess
@@ -147,6 +148,14 @@ def test_upload_goes_from_pending_to_ready_and_the_api_agrees() -> None:
             time.sleep(2)
         assert seen[-1] == "Ready", f"phases seen: {seen}; status: {body.get('status')}"
         assert "Ready" in kubectl("get", "mediaassets", name)
+        # The stage pods ran with the ConfigMap and their attempt's token only: no database or storage keys.
+        jobs = json.loads(kubectl("get", "jobs", "-l", f"{naming.LABEL_ASSET_ID}={asset_id}", "-o", "json"))
+        assert jobs["items"]
+        for job in jobs["items"]:
+            (container,) = job["spec"]["template"]["spec"]["containers"]
+            assert all("secretRef" not in source for source in container.get("envFrom", []))
+            secrets = {item["valueFrom"]["secretKeyRef"]["name"] for item in container["env"] if "valueFrom" in item}
+            assert secrets == {job["metadata"]["name"]}
 
         status = api.get(f"/api/assets/{asset_id}/status", headers=headers)
         assert status.status_code == 200, status.text
