@@ -40,7 +40,7 @@ from mediaingest.stage_reports.schemas import (
     StageRecorded,
     StageStart,
 )
-from mediaingest.worker.stage_host import SOURCE_CHANGED, StageInput, StageOutcome, StoredOutput, live_content_type
+from mediaingest.worker.stage_host import SOURCE_CHANGED, StageAsset, StageOutcome, StoredOutput, live_content_type
 from mediaingest.worker.stage_runner import sha256_of
 
 log = structlog.stdlib.get_logger(__name__)
@@ -129,7 +129,7 @@ class ApiStageHost:
         return self._with_retries(f"reporting {path}", call)
 
     # --- StageHost --------------------------------------------------------------------------------
-    def begin(self) -> StageInput | None:
+    def begin(self) -> StageAsset | None:
         try:
             start = self._post("start", None, StageStart)
         except _Gone:
@@ -138,7 +138,7 @@ class ApiStageHost:
             raise StageCancelledError(f"{self.stage.value}: a later attempt started") from exc
         assert start is not None
         self._start = start
-        return StageInput(
+        return StageAsset(
             media_type=start.media_type,
             source_suffix=start.source_suffix,
             checksum=start.checksum,

@@ -49,7 +49,7 @@ SOURCE_CHANGED = "the stored upload is not the one verified at confirm (its ETag
 
 
 @dataclass(frozen=True)
-class StageInput:
+class StageAsset:
     """What a stage needs to know about its asset before it starts."""
 
     media_type: MediaType
@@ -77,7 +77,7 @@ class StageOutcome:
 
 
 class StageHost(Protocol):
-    def begin(self) -> StageInput | None:
+    def begin(self) -> StageAsset | None:
         """None when the asset was deleted; TransientProcessingError while it is not uploaded yet."""
 
     def download_source(self, destination: Path) -> None:
@@ -130,7 +130,7 @@ class DirectStageHost:
         self._last_playable_write = 0.0
 
     # --- reading ----------------------------------------------------------------------------------
-    def begin(self) -> StageInput | None:
+    def begin(self) -> StageAsset | None:
         with session_scope(self.ctx.session_factory) as session:
             asset = session.get(MediaAsset, self.asset_id)
             if asset is None:
@@ -140,7 +140,7 @@ class DirectStageHost:
             progression.mark_processing(session, asset)
             self.owner_id = asset.owner_id
             self._source = (asset.storage_bucket, asset.storage_key, asset.etag)
-            return StageInput(
+            return StageAsset(
                 media_type=asset.type,
                 source_suffix=Path(asset.storage_key).suffix,
                 checksum=asset.checksum,

@@ -144,8 +144,9 @@ class _LivePublisher:
         self.names.add(name)
 
 
-def execute_stage(host: StageHost, *, stage: Stage, cancel: threading.Event, settings: Settings,
-                  options: PipelineOptions) -> StageOutcome:  # fmt: skip
+def execute_stage(
+    host: StageHost, *, stage: Stage, cancel: threading.Event, settings: Settings, options: PipelineOptions
+) -> StageOutcome:
     """One attempt. Raises ProcessingError/StorageError on failure; the caller applies the retry policy."""
     begun = host.begin()
     if begun is None:
