@@ -144,6 +144,10 @@ def test_only_a_valid_unexpired_stage_token_is_heard(local_server: LiveServer, s
     refused = _call(local_server, expired, "start")
     assert refused.status_code == 401 and refused.json()["error"]["message"] == "the stage token has expired"
     assert httpx.post(f"{local_server.url}/internal/stage-run/start", timeout=10).status_code == 401
+    # A token for the asset under another owner (a MediaAsset whose spec lies) writes nothing anywhere.
+    stranger = token_for(local_server, asset_id=asset_id, owner_id="someone-else", stage=Stage.PROBE)
+    assert _call(local_server, stranger, "start").status_code == 403
+    assert _call(local_server, stranger, "record", {"message": "done"}).status_code == 410
     # Nothing was started by any of them.
     status = httpx.get(f"{local_server.url}/api/assets/{asset_id}/status", headers=headers, timeout=10).json()
     assert [(job["status"], job["attempts"]) for job in status["data"]["jobs"]] == [("PENDING", 0)]

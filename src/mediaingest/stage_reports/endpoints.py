@@ -25,6 +25,7 @@ from mediaingest.exceptions import (
     ConflictError,
     MediaIngestError,
     ObjectNotFoundError,
+    PermissionDeniedError,
     TransientProcessingError,
     ValidationFailedError,
 )
@@ -122,8 +123,12 @@ def _host(ctx: StageContext, claims: tokens.StageClaims, job_id: str) -> DirectS
 def _job_id(db: Db, claims: tokens.StageClaims) -> str:
     with db.read() as session:
         job_id = session.scalar(
-            sa.select(IngestionJob.id).where(
-                IngestionJob.asset_id == claims.asset_id, IngestionJob.type == claims.stage.job_type
+            sa.select(IngestionJob.id)
+            .join(MediaAsset, MediaAsset.id == IngestionJob.asset_id)
+            .where(
+                IngestionJob.asset_id == claims.asset_id,
+                IngestionJob.type == claims.stage.job_type,
+                MediaAsset.owner_id == claims.owner_id,
             )
         )
     if job_id is None:
@@ -138,6 +143,8 @@ def start(db: Db, ctx: Context, claims: Claims) -> Envelope[StageStart]:
         asset = session.get(MediaAsset, claims.asset_id)
         if asset is None:
             raise AssetGoneError("the asset no longer exists")
+        if asset.owner_id != claims.owner_id:  # a MediaAsset whose spec names another owner than the row
+            raise PermissionDeniedError("the stage token names another owner than the asset's")
         job = ensure_job(session, asset=asset, stage=claims.stage, max_attempts=ctx.settings.job_max_attempts)
         if job.attempts > claims.attempt:
             raise ConflictError(f"attempt {claims.attempt} was superseded by attempt {job.attempts}")
