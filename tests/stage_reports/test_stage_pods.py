@@ -196,6 +196,10 @@ def test_a_pod_refuses_a_source_that_is_not_the_verified_upload(
     other.write_bytes(small_video.read_bytes()[:-1] + b"\0")
     local_server.storage.upload_file(bucket, key, other, content_type="video/mp4")
     token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage.PROBE)
+    # The signed source URL answers 412 to a reader pinned to the verified bytes, before sending others.
+    start = _call(local_server, token, "start").json()["data"]
+    pinned = httpx.get(start["sourceUrl"], headers={"If-Match": f'"{start["sourceEtag"]}"'}, timeout=10)
+    assert pinned.status_code == 412 and not pinned.content.startswith(small_video.read_bytes()[:16])
     finished = run_pod(local_server, tmp_path, asset_id=asset_id, stage=Stage.PROBE, token=token)
     assert finished.returncode == 3, finished.stderr[-2000:]
     detail = _detail(local_server, headers, asset_id)

@@ -153,7 +153,11 @@ class ApiStageHost:
 
         def call() -> None:
             try:
-                with self.http.stream("GET", start.source_url) as response:
+                # Pinned like S3's If-Match: other bytes under the key are refused before they are sent.
+                pinned = {"If-Match": f'"{_etag(start.source_etag)}"'} if start.source_etag else {}
+                with self.http.stream("GET", start.source_url, headers=pinned) as response:
+                    if response.status_code == 412:
+                        raise PermanentProcessingError(SOURCE_CHANGED)
                     if response.status_code >= 500:
                         raise _Retryable(f"source GET answered {response.status_code}")
                     if response.status_code != 200:

@@ -257,6 +257,12 @@ async def get_object(bucket: str, key: str, request: Request) -> Response:
             log.warning("storage.local_get_failed", bucket=bucket, key=key, error=exc.message)
         return _error_response(_translate(exc))
 
+    # If-Match, as S3 answers it: a reader pinned to the bytes it verified gets 412 for any others.
+    expected = request.headers.get("if-match")
+    if expected and expected.strip() != "*" and expected.strip().strip('"').lower() != info.etag.lower():
+        return _error_response(
+            S3Error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
+        )
     # The type recorded at upload (signed, and checked against the bytes at confirm), never a sniffed
     # one: nosniff stops a browser from rendering a polyglot (a JPEG with HTML appended) as a page.
     headers = {**CORS_HEADERS, "ETag": f'"{info.etag}"', "X-Content-Type-Options": "nosniff"}
