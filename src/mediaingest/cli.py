@@ -230,7 +230,12 @@ def run_stage(
     stage: Annotated[str, typer.Option(help="A stage of the registry: " + " | ".join(s.value for s in Stage))],
     attempt: Annotated[int, typer.Option(min=1, help="Attempt number, counted by the operator.")] = 1,
 ) -> None:
-    """Run one stage attempt for one asset, as a Kubernetes Job does. Exit 0 ok, 3 permanent, 1 transient."""
+    """Run one stage attempt for one asset, as a Kubernetes Job does. Exit 0 ok, 3 permanent, 1 transient.
+
+    With STAGE_API_URL and STAGE_TOKEN (set by the operator) it reports to the API, holding no other secret.
+
+    Without them it writes the database and storage itself.
+    """
     from mediaingest.logging import configure_logging
     from mediaingest.worker.one_shot import run_one_stage
 
