@@ -462,9 +462,8 @@ async def test_liveness_fails_when_the_watch_stops_delivering_what_the_server_ho
     body it got; compared with the API server's now and then, a version never delivered fails liveness."""
     from mediaingest.operator.handlers.lifecycle import probe_watch
 
-    settings = operator_settings.model_copy(update={"watch_check_interval_seconds": 0.01, "watch_stall_seconds": 0.3})
-    cluster = Cluster(settings=settings)
-    cluster.memo.context.watch_health = WatchHealth(check_interval=0.01, stall_after=0.3, forget_after=30)
+    cluster = Cluster(settings=operator_settings)
+    cluster.memo.context.watch_health = WatchHealth(check_interval=0.01, stall_after=1.0, forget_after=30)
     name = cluster.add(asset_factory())
     cluster.assets[name]["metadata"]["resourceVersion"] = "7"
     # In step: the server holds what the stream delivered.
@@ -476,7 +475,7 @@ async def test_liveness_fails_when_the_watch_stops_delivering_what_the_server_ho
     await asyncio.sleep(0.02)
     await cluster.reconcile(name, validate_status)
     cluster.assets[name]["metadata"]["resourceVersion"] = "8"
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(1.2)
     await cluster.reconcile(name, validate_status)
     assert await probe_watch(cluster.memo) == "ok"
     # It moves on again and the stream never says so: once that lasts, liveness fails.
@@ -484,7 +483,7 @@ async def test_liveness_fails_when_the_watch_stops_delivering_what_the_server_ho
     await asyncio.sleep(0.02)
     await cluster.reconcile(name, validate_status)
     assert await probe_watch(cluster.memo) == "ok"  # behind for a moment is normal
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(1.2)
     await cluster.reconcile(name, validate_status)
     with pytest.raises(kopf.PermanentError, match="lagged the API server"):
         await probe_watch(cluster.memo)
