@@ -8,6 +8,7 @@ import contextlib
 import socket
 import threading
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ import kmock
 import kopf
 import pytest
 import sqlalchemy as sa
+from kopf._core.engines.peering import Identity
 
 from mediaingest.db import create_db_engine, create_session_factory
 from mediaingest.models import IngestionJob, MediaAsset
@@ -179,6 +181,9 @@ async def running(apiserver: Any, settings: OperatorSettings, mirror: StatusMirr
                     standalone=settings.peering_name is None,
                     peering_name=settings.peering_name,
                     priority=settings.peering_priority,
+                    # kopf's own id is user@host/start-second: two operators started together in one
+                    # process would share it (pods have their own hostnames).
+                    identity=Identity(f"operator-{uuid.uuid4().hex[:8]}"),
                     clusterwide=False,
                     namespaces=["default"],
                     liveness_endpoint=f"http://127.0.0.1:{operator.liveness_port}/healthz",
@@ -395,8 +400,12 @@ async def test_operators_of_one_release_agree_that_one_works_and_another_takes_o
     """Two operators of the release (a second replica, a stray Deployment, a laptop) on one KopfPeering:
     only the higher priority handles MediaAssets; when it stops, the other takes over within seconds."""
     first, second = InMemoryMirror(), InMemoryMirror()
-    leader = settings.model_copy(update={"peering_priority": 200})
-    standby = settings.model_copy(update={"peering_priority": 100})
+    # A short lifetime: should the fake API server drop the leader's goodbye (it drops events sent between
+    # a watcher's listing and its stream; a real one replays them), its entry expires within seconds.
+    leader = settings.model_copy(update={"peering_priority": 200, "peering_lifetime_seconds": 3})
+    standby = settings.model_copy(update={"peering_priority": 100, "peering_lifetime_seconds": 3})
+
+    peering = str(settings.peering_name)
 
     async def dispatch() -> tuple[str, str]:
         asset = asset_factory(media_type=MediaType.AUDIO, stages=(Stage.PROBE,))
@@ -409,20 +418,20 @@ async def test_operators_of_one_release_agree_that_one_works_and_another_takes_o
     def handled(mirror: InMemoryMirror, asset_id: str) -> bool:
         return any(args.get("asset_id") == asset_id for _, args in mirror.calls)
 
-    async with contextlib.AsyncExitStack() as standing_by:
+    async with contextlib.AsyncExitStack() as leading, contextlib.AsyncExitStack() as standing_by:
+        operator = await leading.enter_async_context(running(apiserver, leader, first))
+        await eventually(lambda: len((operator.obj("kopfpeerings", peering) or {}).get("status") or {}) == 1, "leader")
+        # A second operator of the release joins: it finds a live peer above it and never starts working.
         standby_operator = await standing_by.enter_async_context(running(apiserver, standby, second))
-        async with running(apiserver, leader, first) as operator:
-            await eventually(
-                lambda: len((operator.obj("kopfpeerings", str(settings.peering_name)) or {}).get("status") or {}) == 2,
-                "both operators in the peering",
-            )
-            asset_id, name = await dispatch()
-            await operator.job_created(f"{name}-probe-1")
-            await operator.succeed(f"{name}-probe-1")
-            await eventually(lambda: operator.phase(name) == "Ready", "Ready")
-            assert first.assets[asset_id][0] == AssetProcessingStatus.READY
-            assert not handled(second, asset_id)  # the standby saw it and did nothing
-        # The leader left (and took itself out of the peering): the standby works now.
+        await eventually(lambda: len((operator.obj("kopfpeerings", peering) or {}).get("status") or {}) == 2, "peers")
+        asset_id, name = await dispatch()
+        await operator.job_created(f"{name}-probe-1")
+        await operator.succeed(f"{name}-probe-1")
+        await eventually(lambda: operator.phase(name) == "Ready", "Ready")
+        assert first.assets[asset_id][0] == AssetProcessingStatus.READY
+        assert not handled(second, asset_id)  # the standby saw it and did nothing
+        # The leader leaves (taking itself out of the peering, or expiring): the standby works now.
+        await leading.aclose()
         asset_id, name = await dispatch()
         await standby_operator.job_created(f"{name}-probe-1")
         await standby_operator.succeed(f"{name}-probe-1")

@@ -117,6 +117,9 @@ class OperatorSettings(BaseSettings):
     peering_name: str | None = None
     # Random by default, so replicas never tie (kopf pauses every operator of a tie).
     peering_priority: int = Field(default_factory=lambda: secrets.randbelow(1_000_000) + 1, ge=0)
+    # How long an operator counts as alive after its last keep-alive (sent a few seconds sooner): a
+    # standby takes over this long after a leader that died without saying goodbye.
+    peering_lifetime_seconds: int = Field(60, ge=2)
     reconcile_interval_seconds: float = Field(10.0, gt=0)
     error_backoff_seconds: float = Field(10.0, gt=0)
     # Watches end server-side after this long and are started again, and a client-side timeout a little

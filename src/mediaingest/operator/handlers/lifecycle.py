@@ -53,6 +53,7 @@ async def startup(
     settings.watching.server_timeout = config.watch_server_timeout_seconds
     settings.watching.client_timeout = config.watch_server_timeout_seconds + 30
     settings.watching.connect_timeout = config.watch_connect_timeout_seconds
+    settings.peering.lifetime = config.peering_lifetime_seconds
     # Kubernetes Events only for warnings and errors (e.g. a cap wait), not every handler run.
     settings.posting.level = logging.WARNING
     if config.namespace != "*":
