@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         "writing the database and storage themselves.",
     )
     stage_token: SecretStr | None = Field(None, alias="STAGE_TOKEN", description="The attempt's stage token.")
+    termination_message_path: Path | None = Field(
+        None,
+        alias="TERMINATION_MESSAGE_PATH",
+        description="Set by the operator on stage pods: a failed attempt writes its reason there, which "
+        "Kubernetes keeps as the container's termination message (the operator shows it on the MediaAsset).",
+    )
 
     # --- uploads -----------------------------------------------------------------------------
     upload_url_ttl_seconds: int = Field(3600, alias="UPLOAD_URL_TTL_SECONDS")

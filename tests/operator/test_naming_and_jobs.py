@@ -83,6 +83,9 @@ def test_stage_job_for_every_stage_is_a_valid_hardened_job(
         assert "ephemeral-storage" in container["resources"]["requests"]
         assert pod["volumes"] == [{"name": "scratch", "emptyDir": {"sizeLimit": config.scratch_size_limit}}]
         assert {"name": "WORK_DIR", "value": "/scratch"} in container["env"]
+        # run-stage writes a failure's reason where Kubernetes reads the termination message.
+        path = container["terminationMessagePath"]
+        assert {"name": "TERMINATION_MESSAGE_PATH", "value": path} in container["env"]
         # The release's settings and the attempt's token; no Secret, so no database or storage credentials.
         assert container["envFrom"] == [{"configMapRef": {"name": "mediaingest"}}]
         assert {"name": "STAGE_API_URL", "value": operator_settings.stage_api_url} in container["env"]

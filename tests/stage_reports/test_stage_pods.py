@@ -70,6 +70,7 @@ def run_pod(
         "S3_ENDPOINT_URL": f"http://{NOWHERE}",
         "STAGE_API_URL": server.url,
         "STAGE_TOKEN": token,
+        "TERMINATION_MESSAGE_PATH": str(scratch / "termination-log"),
     }
     return subprocess.run(
         [MEDIAINGEST, "run-stage", "--asset", asset_id, "--stage", stage.value, "--attempt", str(attempt)],
@@ -202,6 +203,9 @@ def test_a_pod_refuses_a_source_that_is_not_the_verified_upload(
     assert pinned.status_code == 412 and not pinned.content.startswith(small_video.read_bytes()[:16])
     finished = run_pod(local_server, tmp_path, asset_id=asset_id, stage=Stage.PROBE, token=token)
     assert finished.returncode == 3, finished.stderr[-2000:]
+    # The reason in one line where Kubernetes keeps it, for the MediaAsset's status.
+    reason = (tmp_path / "scratch-probe-1" / "termination-log").read_text()
+    assert reason.startswith("the stored upload is not the one verified at confirm")
     detail = _detail(local_server, headers, asset_id)
     assert detail["processingStatus"] == "FAILED"
     assert "not the one verified at confirm" in detail["error"]

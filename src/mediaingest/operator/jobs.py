@@ -19,6 +19,7 @@ SCRATCH_VOLUME = "scratch"
 SCRATCH_PATH = "/scratch"
 # The run-stage contract: exit 3 = the media is unusable, never retry; any other failure is transient.
 PERMANENT_EXIT_CODE = 3
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"  # Kubernetes' default, named so run-stage knows it
 TOKEN_KEY = "STAGE_TOKEN"  # noqa: S105 - the key of the token in its Secret, not a secret
 
 
@@ -112,6 +113,7 @@ def build_stage_job(
                         "name": "STAGE_TOKEN",
                         "valueFrom": {"secretKeyRef": {"name": job_name, "key": TOKEN_KEY}},
                     },
+                    {"name": "TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
                     {"name": "WORK_DIR", "value": SCRATCH_PATH},
                     {"name": "TMPDIR", "value": SCRATCH_PATH},
                     {"name": "HOME", "value": SCRATCH_PATH},
@@ -127,6 +129,7 @@ def build_stage_job(
                 },
                 "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH}],
                 # The failure reason the operator copies into status: the stage's last words, or its log tail.
+                "terminationMessagePath": TERMINATION_MESSAGE_PATH,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],

@@ -93,6 +93,17 @@ def _attempt(host: StageHost, settings: Settings, *, stage: Stage, cancel: threa
             log.warning("asset.stage_failure_unreported", error=report_error.message)
         metrics.ingestion_jobs_failed_total.labels(type=job_type, reason=decision.reason).inc()
         log.warning("asset.stage_failed", error=message, permanent=permanent)
+        _leave_termination_message(settings, message)
         return EXIT_PERMANENT if permanent else EXIT_TRANSIENT
     finally:
         metrics.ingestion_jobs_duration_seconds.labels(type=job_type).observe(time.monotonic() - started)
+
+
+def _leave_termination_message(settings: Settings, message: str) -> None:
+    """The reason in one line where Kubernetes keeps it for the pod's status, instead of a log tail."""
+    if settings.termination_message_path is None:
+        return
+    try:
+        settings.termination_message_path.write_text(message[:4000])  # Kubernetes keeps 4 KiB at most
+    except OSError as exc:
+        log.info("asset.termination_message_unwritten", error=str(exc))
