@@ -47,23 +47,27 @@ class FakeKube:
         self.version_reads.append(name)
         return self.served_versions.get(name)
 
-    async def create_secret(self, namespace: str, body: dict[str, Any]) -> bool:
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> str | None:
         name = body["metadata"]["name"]
         if name in self.secrets:
-            return False
+            return None
         self.secrets[name] = copy.deepcopy(body)
-        return True
+        return f"uid-secret-{name}"
 
-    async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
+    async def hand_secret_to_job(self, namespace: str, secret_name: str, *, job_name: str, job_uid: str) -> None:
+        owner = {"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": job_uid}
+        self.secrets[secret_name]["metadata"]["ownerReferences"] = [owner]
+
+    async def create_job(self, namespace: str, body: dict[str, Any]) -> str | None:
         name = body["metadata"]["name"]
         self.creates.append(name)
         if self.fail_creates:
             self.fail_creates -= 1
             raise ApiException(status=500, reason="Internal Server Error")
         if name in self.jobs:
-            return False
+            return None
         self.jobs[name] = copy.deepcopy(body)
-        return True
+        return f"uid-job-{name}"
 
     async def pod_termination(self, namespace: str, job_name: str) -> PodTermination | None:
         return self.pods.get(job_name)
@@ -200,9 +204,11 @@ async def test_new_media_asset_gets_its_probe_job(
         "probe",
     ]
     # The pod's only credential: a token the API accepts for this asset's probe, attempt 1, and nothing else,
-    # in a Secret of the Job's name that goes with the MediaAsset.
+    # in a Secret of the Job's name that goes with the Job (its TTL), not days later with the MediaAsset.
     secret = cluster.kube.secrets[job_name]
-    assert secret["metadata"]["ownerReferences"] == job["metadata"]["ownerReferences"]
+    assert secret["metadata"]["ownerReferences"] == [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": f"uid-job-{job_name}"}
+    ]
     claims = tokens.verify(cluster.settings.stage_token_secret(), secret["stringData"]["STAGE_TOKEN"])
     assert claims == tokens.StageClaims(asset_id=asset.asset_id, owner_id=asset.owner, stage=Stage.PROBE, attempt=1)
     assert patch["status"]["phase"] == "Running"

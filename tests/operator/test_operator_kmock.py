@@ -71,6 +71,7 @@ class Operator:
             "mediaassets": "mediaingest.io/v1alpha1",
             "pods": "v1",
             "kopfpeerings": "kopf.dev/v1",
+            "secrets": "v1",
         }[plural]
         key = (kmock.resource(f"{group}/{plural}"), "default", name)
         if key not in self.apiserver.objects or self.apiserver.objects[key].deleted:
@@ -297,6 +298,13 @@ async def test_video_goes_from_pending_to_ready_and_the_database_agrees(
         probe = await operator.job_created(f"{name}-probe-1")
         kube_validate(probe)
         assert probe["metadata"]["ownerReferences"][0]["uid"] == operator.asset(name)["metadata"]["uid"]
+
+        # Its token's Secret is the Job's: it goes with the Job's TTL.
+        def token_owners() -> list[tuple[str, str]]:
+            secret = operator.obj("secrets", f"{name}-probe-1") or {}
+            return [(ref["kind"], ref["uid"]) for ref in secret.get("metadata", {}).get("ownerReferences", [])]
+
+        await eventually(lambda: token_owners() == [("Job", probe["metadata"]["uid"])], "the token Secret is the Job's")
         assert operator.asset(name)["metadata"]["finalizers"] == ["mediaingest.io/operator"]
         await eventually(lambda: operator.phase(name) == "Running", "Running")
         validate_resource(operator.asset(name))

@@ -98,13 +98,19 @@ class KubeApi:
             raise
         return str(body["metadata"]["resourceVersion"])
 
-    async def create_job(self, namespace: str, body: Mapping[str, Any]) -> bool:
-        """Creates the Job; True if created now, False if it already existed (which is just as good)."""
+    async def create_job(self, namespace: str, body: Mapping[str, Any]) -> str | None:
+        """Creates the Job; its uid if created now, None if it already existed (which is just as good)."""
         return await _create(self._batch.create_namespaced_job, namespace, body)
 
-    async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> bool:
-        """Creates the Secret; True if created now, False if it already existed (the same attempt's)."""
+    async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> str | None:
+        """Creates the Secret; its uid if created now, None if it already existed (the same attempt's)."""
         return await _create(self._core.create_namespaced_secret, namespace, body)
+
+    async def hand_secret_to_job(self, namespace: str, secret_name: str, *, job_name: str, job_uid: str) -> None:
+        """Makes the Job the Secret's only owner, so the Secret goes when the Job's TTL removes it."""
+        owner = {"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": job_uid}
+        patch: Any = [{"op": "replace", "path": "/metadata/ownerReferences", "value": [owner]}]
+        await asyncio.to_thread(self._core.patch_namespaced_secret, secret_name, namespace, patch)
 
     async def pod_termination(self, namespace: str, job_name: str) -> PodTermination | None:
         """How the stage container of the Job's last pod ended, if a pod is still there to say."""
@@ -126,14 +132,14 @@ class KubeApi:
         return PodTermination(exit_code=terminated.exit_code, reason=terminated.reason, message=message)
 
 
-async def _create(create: Callable[..., Any], namespace: str, body: Mapping[str, Any]) -> bool:
-    """One create call in a worker thread; an object that already exists (409) is not an error."""
+async def _create(create: Callable[..., Any], namespace: str, body: Mapping[str, Any]) -> str | None:
+    """One create call in a worker thread: the new object's uid; None when it already exists (409)."""
     try:
         # The client serializes a plain manifest as it would its model; its stubs only name the model.
         manifest: Any = dict(body)
-        await asyncio.to_thread(create, namespace, manifest)
+        created = await asyncio.to_thread(create, namespace, manifest)
     except ApiException as exc:
         if exc.status == 409:
-            return False
+            return None
         raise
-    return True
+    return str(created.metadata.uid)

@@ -157,6 +157,15 @@ async def _with_pod_details(
     return enriched
 
 
+async def _hand_token_to_job(ctx: OperatorContext, namespace: str, job_name: str, job_uid: str) -> None:
+    """The token's Secret goes with its Job (the Job's TTL), not with the MediaAsset days later: one per
+    attempt kept for the retention period would weigh on etcd more than the MediaAssets themselves."""
+    try:
+        await ctx.kube.hand_secret_to_job(namespace, job_name, job_name=job_name, job_uid=job_uid)
+    except ApiException as exc:  # it then goes with the MediaAsset: later, but it goes
+        log.warning("operator.token_secret_kept_by_asset", job=job_name, status=exc.status)
+
+
 async def _check_watch(ctx: OperatorContext, namespace: str, name: str, watched_version: str) -> None:
     """Feeds `watch_health`: this run's body is what the stream delivered; now and then, the server's."""
     health, moment = ctx.watch_health, time.monotonic()
@@ -228,8 +237,8 @@ async def reconcile_asset(
                                     attempt=launch.attempt, settings=ctx.settings)  # fmt: skip
         manifest = build_stage_job(asset=asset, asset_name=name, namespace=namespace, stage=launch.stage,
                                    attempt=launch.attempt, settings=ctx.settings)  # fmt: skip
-        kopf.adopt(secret, owner=body)  # ownerReference to the MediaAsset: deleted with it
-        kopf.adopt(manifest, owner=body)
+        kopf.adopt(manifest, owner=body)  # ownerReference to the MediaAsset: deleted with it
+        kopf.adopt(secret, owner=body)  # until the Job exists and takes it over (below)
         try:
             await ctx.kube.create_secret(namespace, secret)  # first: the pod reads its token from it
             created = await ctx.kube.create_job(namespace, manifest)
@@ -243,6 +252,7 @@ async def reconcile_asset(
         if created:
             metrics.jobs_created_total.labels(stage=launch.stage.value).inc()
             log.info("operator.job_created", asset=name, job=launch.job_name, attempt=launch.attempt)
+            await _hand_token_to_job(ctx, namespace, launch.job_name, created)
 
     # 2. The database, so the API and kubectl agree.
     try:
