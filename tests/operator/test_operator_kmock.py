@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+import httpx
 import kmock
 import kopf
 import pytest
 import sqlalchemy as sa
 from kopf._core.engines.peering import Identity
+from pydantic import SecretStr
 
+from fixtures.uploads import upload
 from mediaingest.db import create_db_engine, create_session_factory
 from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.models.enums import (
@@ -445,3 +452,64 @@ async def test_operators_of_one_release_agree_that_one_works_and_another_takes_o
         await standby_operator.succeed(f"{name}-probe-1")
         await eventually(lambda: standby_operator.phase(name) == "Ready", "Ready (by the standby)")
         assert second.assets[asset_id][0] == AssetProcessingStatus.READY and not handled(first, asset_id)
+
+
+async def test_the_whole_chain_with_pods_that_hold_only_their_token(
+    apiserver, settings, live_server_factory, small_video, tmp_path
+) -> None:
+    """Upload → the API's MediaAsset → the operator's Secret and Job → a pod run as the kubelet would, with
+    the Job's command and environment and the token from its Secret, its database and storage pointed at
+    closed ports → the API records what it reports → the operator sees the Job end → Ready, everywhere."""
+    secret = "chain-url-signing-secret"
+    server = await asyncio.to_thread(
+        live_server_factory, worker=False, executor="kubernetes", k8s_namespace="default", url_signing_secret=secret
+    )
+    config = settings.model_copy(update={"stage_api_url": server.url, "url_signing_secret": SecretStr(secret)})
+    engine = create_db_engine(server.settings.resolved_database_url, pool_size=1)
+    mirror = SqlAlchemyMirror(create_session_factory(engine))
+    _, headers = server.create_user()
+
+    def confirm() -> str:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            return str(upload(client, headers, small_video, mime_type="video/mp4")["assetId"])
+
+    def kubelet(job: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        env = {"PATH": os.environ["PATH"], "PROXY_HEIGHTS": "[240]", "LOG_JSON": "true"}
+        for item in container["env"]:
+            if "value" in item:
+                env[item["name"]] = item["value"]
+            else:  # the token, from the Secret the reference names
+                ref = item["valueFrom"]["secretKeyRef"]
+                token_secret = operator.obj("secrets", ref["name"])
+                assert token_secret is not None, ref
+                env[item["name"]] = token_secret["stringData"][ref["key"]]
+        scratch = tmp_path / job["metadata"]["name"]
+        scratch.mkdir()
+        env |= {"WORK_DIR": str(scratch), "TMPDIR": str(scratch), "HOME": str(scratch), "DATA_DIR": str(scratch)}
+        env |= {"DATABASE_URL": "postgresql+psycopg://nobody:nothing@127.0.0.1:9/none", "STORAGE_BACKEND": "s3"}
+        env["TERMINATION_MESSAGE_PATH"] = str(scratch / "termination-log")
+        command = [str(Path(sys.executable).parent / container["command"][0]), *container["args"]]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, check=False)
+
+    async with running(apiserver, config, mirror) as operator:
+        asset_id = await asyncio.to_thread(confirm)
+        name = naming.asset_resource_name(asset_id)
+        for stages in (["probe"], ["proxies", "thumbnails", "audio-visuals"]):
+            for stage in stages:
+                job = await operator.job_created(f"{name}-{stage}-1")
+                finished = await asyncio.to_thread(kubelet, job)
+                assert finished.returncode == 0, finished.stderr[-3000:]
+                await operator.succeed(job["metadata"]["name"])
+        await eventually(lambda: operator.phase(name) == "Ready", "Ready")
+
+    status = await asyncio.to_thread(
+        lambda: httpx.get(f"{server.url}/api/assets/{asset_id}/status", headers=headers, timeout=10).json()["data"]
+    )
+    assert status["processingStatus"] == "READY"
+    assert {job["status"] for job in status["jobs"]} == {"COMPLETED"} and len(status["jobs"]) == 4
+    detail = await asyncio.to_thread(
+        lambda: httpx.get(f"{server.url}/api/assets/{asset_id}", headers=headers, timeout=10).json()["data"]
+    )
+    assert {"VIDEO", "HLS", "POSTER", "WAVEFORM"} <= {proxy["type"] for proxy in detail["proxies"]}
+    engine.dispose()
