@@ -54,8 +54,6 @@ from mediaingest.worker.queue import ensure_job
 from mediaingest.worker.stage_host import DirectStageHost
 from mediaingest.worker.stage_runner import StageContext
 
-log = structlog.stdlib.get_logger(__name__)
-
 router = APIRouter(prefix="/internal/stage-run", tags=["internal"], include_in_schema=False)
 _bearer = HTTPBearer(auto_error=False)
 # Signed URLs handed to a pod live this long: it asks for each one just before using it.
@@ -99,9 +97,10 @@ def _context(request: Request) -> StageContext:
     return context
 
 
-def _claims(
+async def _claims(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> tokens.StageClaims:
+    # async, like the API's principal: a log binding made in a worker thread would not reach the endpoint.
     if credentials is None:
         raise AuthenticationError("a stage token is required")
     claims = tokens.verify(request.app.state.settings.url_secret(), credentials.credentials)
