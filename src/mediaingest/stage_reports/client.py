@@ -68,6 +68,8 @@ class _Retryable(Exception):
 
 
 class ApiStageHost:
+    """A `StageHost` over HTTP: every call is a request to the API with the attempt's token."""
+
     def __init__(
         self,
         api_url: str,
