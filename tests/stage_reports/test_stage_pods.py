@@ -133,7 +133,9 @@ def _call(server: LiveServer, token: str, path: str, body: dict[str, Any] | None
     )
 
 
-def test_only_a_valid_unexpired_stage_token_is_heard(local_server: LiveServer, small_video: Path) -> None:
+def test_only_a_valid_unexpired_stage_token_is_heard(
+    local_server: LiveServer, small_video: Path, tmp_path: Path
+) -> None:
     asset_id, owner_id, headers = _uploaded(local_server, small_video)
     # A user's own API token, a token signed with another key, an expired one: 401, saying why.
     user_token = headers["Authorization"].removeprefix("Bearer ")
@@ -149,6 +151,9 @@ def test_only_a_valid_unexpired_stage_token_is_heard(local_server: LiveServer, s
     stranger = token_for(local_server, asset_id=asset_id, owner_id="someone-else", stage=Stage.PROBE)
     assert _call(local_server, stranger, "start").status_code == 403
     assert _call(local_server, stranger, "record", {"message": "done"}).status_code == 410
+    # Its pod gives up for good (exit 3): no later attempt can own someone else's asset.
+    refused = run_pod(local_server, tmp_path, asset_id=asset_id, stage=Stage.PROBE, token=stranger)
+    assert refused.returncode == 3, refused.stderr[-2000:]
     # Nothing was started by any of them.
     status = httpx.get(f"{local_server.url}/api/assets/{asset_id}/status", headers=headers, timeout=10).json()
     assert [(job["status"], job["attempts"]) for job in status["data"]["jobs"]] == [("PENDING", 0)]

@@ -121,6 +121,8 @@ class ApiStageHost:
                 raise _Superseded()
             if response.status_code >= 500:
                 raise _Retryable(f"{response.status_code} {_message(response)}")
+            if response.status_code == 403:  # the token names another owner than the asset's: never ours
+                raise PermanentProcessingError(f"the API refused {path}: {_message(response)}")
             if response.status_code >= 400:
                 # 401 (an expired token) or 422: this attempt cannot go on; the operator starts another.
                 raise TransientProcessingError(f"the API refused {path}: {response.status_code} {_message(response)}")
