@@ -238,3 +238,26 @@ def test_a_long_videos_result_is_heard_and_only_from_its_pod(local_server: LiveS
     answer = _call(local_server, token, "record", big)
     assert answer.status_code == 200, answer.text
     assert answer.json()["data"] == {"completed": True, "outputs": 0}
+
+
+def test_what_a_cancelled_pod_published_goes_only_if_its_asset_is_gone(
+    local_server: LiveServer, small_video: Path, tmp_path: Path
+) -> None:
+    """An S3 URL signed before a delete still works after it: the pod's cancellation sweeps up behind it."""
+    asset_id, owner_id, headers = _uploaded(local_server, small_video)
+    token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage.PROXIES)
+    assert _call(local_server, token, "start").status_code == 200
+    bucket = local_server.settings.bucket_proxies
+    key = f"assets/{owner_id}/{asset_id}/proxies/hls/240p/seg_00001.m4s"
+    segment = tmp_path / "seg.m4s"
+    segment.write_bytes(b"\0" * 64)
+    local_server.storage.upload_file(bucket, key, segment, content_type="video/iso.segment")
+    published = {"published": ["hls/240p/seg_00001.m4s"]}
+    # The asset is still there: a successor attempt publishes the same names, so nothing is removed.
+    assert _call(local_server, token, "discard", published).status_code == 204
+    assert local_server.storage.list_keys(bucket, f"assets/{owner_id}/{asset_id}/") == [key]
+    assert httpx.delete(f"{local_server.url}/api/assets/{asset_id}", headers=headers, timeout=10).status_code == 200
+    local_server.storage.upload_file(bucket, key, segment, content_type="video/iso.segment")  # a late PUT lands
+    assert _call(local_server, token, "discard", published).status_code == 204
+    assert local_server.storage.list_keys(bucket, f"assets/{owner_id}/{asset_id}/") == []
+    assert _call(local_server, token, "discard", {"published": ["../probe/x"]}).status_code == 422

@@ -25,6 +25,7 @@ from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.types import MediaMetadata, StageOutput, StageResult
 from mediaingest.retry import RetryDecision, RetryPolicy
 from mediaingest.stage_reports.schemas import (
+    PREFIX,
     DiscardReport,
     FailureReport,
     OutputFile,
@@ -82,7 +83,7 @@ class ApiStageHost:
         self.stage = stage
         self.retry = retry
         self.http = http or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0))
-        self._api = api_url.rstrip("/") + "/internal/stage-run"
+        self._api = api_url.rstrip("/") + PREFIX
         self._auth = {"Authorization": f"Bearer {token}"}
         self._start: StageStart | None = None
         self._last_progress = 0.0

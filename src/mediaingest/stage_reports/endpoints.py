@@ -36,6 +36,7 @@ from mediaingest.retry import RetryDecision
 from mediaingest.schemas import Envelope
 from mediaingest.stage_reports import tokens
 from mediaingest.stage_reports.schemas import (
+    PREFIX,
     DiscardReport,
     FailureReport,
     OutputFiles,
@@ -51,14 +52,14 @@ from mediaingest.stage_reports.schemas import (
 from mediaingest.worker import progression
 from mediaingest.worker.jobs import JobHandle
 from mediaingest.worker.queue import ensure_job
-from mediaingest.worker.stage_host import DirectStageHost
+from mediaingest.worker.stage_host import DirectStageHost, discard_published
 from mediaingest.worker.stage_runner import StageContext
 
-router = APIRouter(prefix="/internal/stage-run", tags=["internal"], include_in_schema=False)
+router = APIRouter(prefix=PREFIX, tags=["internal"], include_in_schema=False)
 _bearer = HTTPBearer(auto_error=False)
 # Signed URLs handed to a pod live this long: it asks for each one just before using it.
 URL_SECONDS = 3600
-RECORD_PATH = "/internal/stage-run/record"
+RECORD_PATH = f"{PREFIX}/record"
 RECORD_BODY_LIMIT = 64 * MIB  # a 10-hour video's HLS names are about 2 MiB
 
 
@@ -256,11 +257,8 @@ def fail(report: FailureReport, db: Db, ctx: Context, claims: Claims) -> None:
 @router.post("/discard", status_code=status.HTTP_204_NO_CONTENT)
 def discard(report: DiscardReport, ctx: Context, claims: Claims) -> None:
     """A cancelled attempt's published files go if the asset is gone (its job row went with it)."""
-    host = DirectStageHost(
-        ctx, asset_id=claims.asset_id, stage=claims.stage, handle=JobHandle(job_id="", lease_owner=None, attempt=0),
-        enqueue_next=False, owner_id=claims.owner_id,
-    )  # fmt: skip
     try:
-        host.discard(report.published)
+        discard_published(ctx, owner_id=claims.owner_id, asset_id=claims.asset_id, stage=claims.stage,
+                          names=report.published)  # fmt: skip
     except ValueError as exc:
         raise ValidationFailedError(str(exc)) from exc

@@ -13,6 +13,7 @@ from mediaingest.pipeline.types import MediaMetadata, StageOutput
 from mediaingest.schemas import ApiModel
 
 Role = Literal["processed", "proxies"]
+PREFIX = "/internal/stage-run"  # where the API serves stage reports
 
 
 class StageStart(ApiModel):

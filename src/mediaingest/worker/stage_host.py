@@ -180,14 +180,10 @@ class DirectStageHost:
 
     # --- objects ----------------------------------------------------------------------------------
     def output_location(self, name: str, role: str) -> tuple[str, str]:
-        """Bucket and key of a file the stage names (`hls/seg_00001.ts`), always inside its own folder."""
         if self.owner_id is None:
             raise RuntimeError("the asset's owner is unknown")
-        if not OUTPUT_NAME.fullmatch(name) or ".." in name.split("/"):
-            raise ValueError(f"not an output name: {name!r}")
-        return self.ctx.bucket(role), derived_key(
-            user_id=self.owner_id, asset_id=self.asset_id, stage=self.stage.value, filename=name
-        )
+        return output_location(self.ctx, owner_id=self.owner_id, asset_id=self.asset_id, stage=self.stage, name=name,
+                               role=role)  # fmt: skip
 
     def publish(self, path: Path, name: str) -> None:
         bucket, key = self.output_location(name, "proxies")
@@ -214,11 +210,9 @@ class DirectStageHost:
         return StoredOutput(output=output, bucket=bucket, key=key, size=self.ctx.storage.head(bucket, key).size)
 
     def discard(self, published: Iterable[str]) -> None:
-        with session_scope(self.ctx.session_factory) as session:
-            if session.get(MediaAsset, self.asset_id) is not None:
-                return  # taken over by another attempt, which publishes the same names
-        for name in published:
-            self.ctx.storage.delete(*self.output_location(name, "proxies"))
+        if self.owner_id is None:
+            raise RuntimeError("the asset's owner is unknown")
+        discard_published(self.ctx, owner_id=self.owner_id, asset_id=self.asset_id, stage=self.stage, names=published)
 
     # --- outcome ----------------------------------------------------------------------------------
     def record(
@@ -270,6 +264,25 @@ class DirectStageHost:
             for key in self.ctx.storage.list_keys(bucket, prefix):
                 if (bucket, key) not in kept:
                     self.ctx.storage.delete(bucket, key)
+
+
+def output_location(
+    ctx: StageContext, *, owner_id: str, asset_id: str, stage: Stage, name: str, role: str
+) -> tuple[str, str]:
+    """Bucket and key of a file the stage names (`hls/seg_00001.ts`), always inside its own folder."""
+    if not OUTPUT_NAME.fullmatch(name) or ".." in name.split("/"):
+        raise ValueError(f"not an output name: {name!r}")
+    return ctx.bucket(role), derived_key(user_id=owner_id, asset_id=asset_id, stage=stage.value, filename=name)
+
+
+def discard_published(ctx: StageContext, *, owner_id: str, asset_id: str, stage: Stage, names: Iterable[str]) -> None:
+    """What a cancelled attempt published, removed if its asset is gone (a later attempt reuses the names)."""
+    with session_scope(ctx.session_factory) as session:
+        if session.get(MediaAsset, asset_id) is not None:
+            return
+    for name in names:
+        ctx.storage.delete(*output_location(ctx, owner_id=owner_id, asset_id=asset_id, stage=stage, name=name,
+                                            role="proxies"))  # fmt: skip
 
 
 def _replace_rows(
