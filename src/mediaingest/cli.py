@@ -12,7 +12,7 @@ import typer
 from mediaingest.client.cli import assets_app
 from mediaingest.client.cli import upload as upload_command
 from mediaingest.config import Settings
-from mediaingest.models.enums import Plan, Stage
+from mediaingest.models.enums import Plan
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -227,7 +227,7 @@ def worker(
 @app.command("run-stage")
 def run_stage(
     asset: Annotated[str, typer.Option(help="The asset id.")],
-    stage: Annotated[str, typer.Option(help="A stage of the registry: " + " | ".join(s.value for s in Stage))],
+    stage: Annotated[str, typer.Option(help="A registered stage: probe, proxies, … or one of STAGE_MODULES.")],
     attempt: Annotated[int, typer.Option(min=1, help="Attempt number, counted by the operator.")] = 1,
 ) -> None:
     """Run one stage attempt for one asset, as a Kubernetes Job does. Exit 0 ok, 3 permanent, 1 transient.
@@ -237,14 +237,16 @@ def run_stage(
     Without them it writes the database and storage itself.
     """
     from mediaingest.logging import configure_logging
+    from mediaingest.pipeline.registry import UnknownStageError, load_stage_modules, stage_named
     from mediaingest.worker.one_shot import run_one_stage
 
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    load_stage_modules(settings.stage_modules)
     try:
-        stage_value = Stage(stage)
-    except ValueError as exc:
-        raise typer.BadParameter(f"unknown stage {stage!r}; one of {[s.value for s in Stage]}") from exc
+        stage_value = stage_named(stage)
+    except UnknownStageError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     raise typer.Exit(run_one_stage(settings, asset_id=asset, stage=stage_value, attempt=attempt))
 
 

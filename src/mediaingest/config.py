@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     ffmpeg_path: str = Field("ffmpeg", alias="FFMPEG_PATH")
     ffprobe_path: str = Field("ffprobe", alias="FFPROBE_PATH")
     executor: ExecutorName = Field(ExecutorName.LOCAL, alias="EXECUTOR")
+    stage_modules: list[str] = Field(
+        [],
+        alias="STAGE_MODULES",
+        description="Modules that register more stages when imported (pipeline/registry.py), as JSON: "
+        '["acme.loudness"]. Every process that plans or runs stages imports them as it starts.',
+    )
     proxy_heights: list[int] = Field([360, 720, 1080], alias="PROXY_HEIGHTS")
     proxy_vp9: bool = Field(False, alias="PROXY_VP9")
     sprite_interval_seconds: float = Field(2.0, alias="SPRITE_INTERVAL_SECONDS")

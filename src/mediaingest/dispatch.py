@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from mediaingest.config import ExecutorName, Settings
 from mediaingest.models import MediaAsset
-from mediaingest.models.enums import Stage
+from mediaingest.pipeline.registry import PROBE
 from mediaingest.worker.queue import cancel_jobs, enqueue_stage
 
 
@@ -36,7 +36,7 @@ class LocalDispatcher:
         self.on_work = on_work
 
     def dispatch(self, session: Session, asset: MediaAsset) -> None:
-        enqueue_stage(session, asset=asset, stage=Stage.PROBE, max_attempts=self.max_attempts)
+        enqueue_stage(session, asset=asset, stage=PROBE, max_attempts=self.max_attempts)
         if self.on_work is not None:
             # After the commit, not now: a worker woken before it would find the job not yet visible.
             notify = self.on_work

@@ -99,7 +99,7 @@ def test_confirm_is_idempotent_and_dispatches_once(client: TestClient, users: Us
     session_factory = client.app.state.session_factory  # type: ignore[attr-defined]
     with session_factory() as session:
         jobs = session.scalars(sa.select(IngestionJob).where(IngestionJob.asset_id == ticket["assetId"])).all()
-    assert [job.type for job in jobs] == [IngestionJobType.METADATA_EXTRACTION]
+    assert [job.type for job in jobs] == [IngestionJobType("METADATA_EXTRACTION")]
 
 
 def test_declared_sha256_is_checked_on_the_stored_bytes(client: TestClient, users: Users, small_audio: Path) -> None:

@@ -149,7 +149,7 @@ def make_asset(
     asset_id: str | None = None,
     owner: str = "user-1",
     media_type: MediaType = MediaType.VIDEO,
-    stages: tuple[Stage, ...] = (Stage.PROBE, Stage.PROXIES, Stage.THUMBNAILS, Stage.AUDIO_VISUALS),
+    stages: tuple[Stage, ...] = (Stage("probe"), Stage("proxies"), Stage("thumbnails"), Stage("audio_visuals")),
     priority: JobPriority = JobPriority.NORMAL,
 ) -> AssetSpec:
     return AssetSpec(

@@ -210,10 +210,10 @@ async def test_new_media_asset_gets_its_probe_job(
         {"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": f"uid-job-{job_name}"}
     ]
     claims = tokens.verify(cluster.settings.stage_token_secret(), secret["stringData"]["STAGE_TOKEN"])
-    assert claims == tokens.StageClaims(asset_id=asset.asset_id, owner_id=asset.owner, stage=Stage.PROBE, attempt=1)
+    assert claims == tokens.StageClaims(asset_id=asset.asset_id, owner_id=asset.owner, stage=Stage("probe"), attempt=1)
     assert patch["status"]["phase"] == "Running"
     assert cluster.assets[name]["status"]["stages"]["probe"]["jobName"] == job_name
-    assert cluster.mirror.stages[(asset.asset_id, Stage.PROBE)].status == IngestionJobStatus.RUNNING
+    assert cluster.mirror.stages[(asset.asset_id, Stage("probe"))].status == IngestionJobStatus.RUNNING
     assert cluster.mirror.assets[asset.asset_id][0] == AssetProcessingStatus.PROCESSING
     # The next run sees the Job on the watch and records that once; after that nothing changes, so a run
     # creates nothing and patches nothing.
@@ -251,7 +251,7 @@ async def test_probe_success_launches_the_rest_then_ready(cluster: Cluster, asse
 
 
 async def test_failed_job_is_retried_with_backoff_then_fails(cluster: Cluster, asset_factory, validate_status) -> None:
-    asset = asset_factory(stages=(Stage.PROBE, Stage.THUMBNAILS))
+    asset = asset_factory(stages=(Stage("probe"), Stage("thumbnails")))
     name = cluster.add(asset)
     await cluster.reconcile(name, validate_status)
     cluster.kube.finish(f"{name}-probe-1", succeeded=False)
@@ -260,7 +260,7 @@ async def test_failed_job_is_retried_with_backoff_then_fails(cluster: Cluster, a
     entry = cluster.assets[name]["status"]["stages"]["probe"]
     assert entry["phase"] == "Retrying" and entry["message"] == "exit code 1, Error: connection reset"
     assert entry["nextAttemptAt"] == "2030-01-01T00:00:10Z"  # backoff base 10 s
-    assert cluster.mirror.stages[(asset.asset_id, Stage.PROBE)].status == IngestionJobStatus.RETRYING
+    assert cluster.mirror.stages[(asset.asset_id, Stage("probe"))].status == IngestionJobStatus.RETRYING
 
     cluster.now = T0 + timedelta(seconds=9)
     await cluster.reconcile(name, validate_status)
@@ -278,13 +278,13 @@ async def test_failed_job_is_retried_with_backoff_then_fails(cluster: Cluster, a
     assert status["message"] == "probe: exit code 3, PodFailurePolicy: moov atom not found"
     assert status["stages"]["thumbnails"]["phase"] == "Cancelled"
     assert f"{name}-probe-3" not in cluster.kube.jobs
-    record = cluster.mirror.stages[(asset.asset_id, Stage.PROBE)]
+    record = cluster.mirror.stages[(asset.asset_id, Stage("probe"))]
     assert (record.status, record.attempts, record.retries) == (IngestionJobStatus.FAILED, 2, 1)
     assert cluster.mirror.assets[asset.asset_id][0] == AssetProcessingStatus.FAILED
 
 
 async def test_retries_run_out(cluster: Cluster, asset_factory, validate_status) -> None:
-    name = cluster.add(asset_factory(stages=(Stage.PROBE,)))
+    name = cluster.add(asset_factory(stages=(Stage("probe"),)))
     for attempt in (1, 2, 3):
         await cluster.reconcile(name, validate_status)
         cluster.kube.finish(f"{name}-probe-{attempt}", succeeded=False, reason="DeadlineExceeded")

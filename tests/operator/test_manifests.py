@@ -17,6 +17,7 @@ from mediaingest.models.enums import JobPriority, MediaType, Stage
 from mediaingest.operator.jobs import build_stage_job
 from mediaingest.operator.model import AssetSpec
 from mediaingest.operator.settings import OperatorSettings
+from mediaingest.pipeline.registry import stage_names
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO / "crds" / "mediaasset.yaml"
@@ -95,7 +96,7 @@ def test_crd_is_valid_and_the_chart_carries_an_identical_copy(kube_validate) -> 
         for part in path.strip(".").split("."):
             if part != "creationTimestamp":
                 node = node["properties"][part]
-    assert set(schema["properties"]["spec"]["properties"]["stages"]["items"]["enum"]) == {s.value for s in Stage}
+    assert set(schema["properties"]["spec"]["properties"]["stages"]["items"]["enum"]) == set(stage_names())
 
 
 def test_schema_validators_are_not_vacuous(validate_status, validate_resource, kube_validate) -> None:
@@ -121,7 +122,7 @@ def test_schema_validators_are_not_vacuous(validate_status, validate_resource, k
         asset=_asset(),
         asset_name="asset-a",
         namespace="ns",
-        stage=Stage.PROBE,
+        stage=Stage("probe"),
         attempt=1,
         settings=OperatorSettings(),
     )
@@ -143,7 +144,7 @@ def _asset() -> AssetSpec:
         key="k",
         size=1,
         priority=JobPriority.NORMAL,
-        stages=tuple(Stage),
+        stages=tuple(stage_names()),
     )
 
 
@@ -159,7 +160,7 @@ def test_dispatcher_manifest_matches_the_crd(validate_resource) -> None:
         key="u/x.png",
         size=9,
         priority="LOW",
-        stages=[Stage.PROBE, Stage.THUMBNAILS],
+        stages=[Stage("probe"), Stage("thumbnails")],
     )
     validate_resource(body)
     assert body["metadata"]["name"] == "asset-0b5b4a3e-1111-2222-3333-444455556666"
@@ -218,7 +219,7 @@ def test_chart_lints_and_renders_valid_manifests(
     for name, value in env_of(container).items():
         monkeypatch.setenv(name, value)
     settings = OperatorSettings()
-    for stage in Stage:
+    for stage in stage_names():
         kube_validate(
             build_stage_job(
                 asset=_asset(),
@@ -231,7 +232,7 @@ def test_chart_lints_and_renders_valid_manifests(
         )
     chosen = values or yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     assert settings.max_running_jobs == chosen["operator"].get("maxRunningJobs", 20)
-    assert settings.stages[Stage.PROXIES].scratch_size_limit == chosen["jobs"]["stages"]["proxies"]["scratchSizeLimit"]
+    assert settings.stages["proxies"].scratch_size_limit == chosen["jobs"]["stages"]["proxies"]["scratchSizeLimit"]
     assert settings.worker_image == container["image"]
     # Stage pods report to the release's API Service, in its namespace; they get none of its Secret.
     (api_service,) = [d for d in by_kind(docs, "Service") if d["metadata"]["name"].endswith("-api")]
@@ -412,8 +413,8 @@ def test_stage_jobs_take_annotations_affinity_extra_env_and_the_platforms_user(
     settings = OperatorSettings()
     assert settings.run_as_user == run_as_user
     asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
-                      priority=JobPriority.NORMAL, stages=(Stage.PROBE,))  # fmt: skip
-    job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage.PROBE, attempt=1,
+                      priority=JobPriority.NORMAL, stages=(Stage("probe"),))  # fmt: skip
+    job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage("probe"), attempt=1,
                           settings=settings)  # fmt: skip
     kube_validate(job)
     template = job["spec"]["template"]
@@ -478,7 +479,7 @@ def test_each_release_handles_only_its_own_media_assets(helm: Path, tmp_path: Pa
     assert operator["spec"]["template"]["spec"]["priorityClassName"] == "media-control"
 
     manifest = build_media_asset(namespace="media", asset_id="a1", owner_id="u1", media_type=MediaType.VIDEO,
-                                 bucket="b", key="k", size=1, priority=JobPriority.NORMAL, stages=[Stage.PROBE],
+                                 bucket="b", key="k", size=1, priority=JobPriority.NORMAL, stages=[Stage("probe")],
                                  release="media-release")  # fmt: skip
     assert manifest["metadata"]["labels"][naming.LABEL_RELEASE] == "media-release"
     settings = OperatorSettings(_env_file=None, K8S_RELEASE="media-release")  # type: ignore[call-arg]
@@ -486,8 +487,8 @@ def test_each_release_handles_only_its_own_media_assets(helm: Path, tmp_path: Pa
     handlers = [*registry._indexing.get_all_handlers(), *registry._spawning.get_all_handlers()]
     assert handlers and all((h.labels or {}).get(naming.LABEL_RELEASE) == "media-release" for h in handlers)
     asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
-                      priority=JobPriority.NORMAL, stages=(Stage.PROBE,))  # fmt: skip
-    job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage.PROBE, attempt=1,
+                      priority=JobPriority.NORMAL, stages=(Stage("probe"),))  # fmt: skip
+    job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage("probe"), attempt=1,
                           settings=settings)  # fmt: skip
     assert job["metadata"]["labels"][naming.LABEL_RELEASE] == "media-release"
     # Without a release (outside the chart) the operator takes every MediaAsset, as before.
@@ -526,8 +527,8 @@ def test_stage_pods_are_fenced_and_each_component_can_assume_its_own_cloud_role(
     api_labels = api["spec"]["template"]["metadata"]["labels"]
     assert to_api["to"][0]["podSelector"]["matchLabels"].items() <= api_labels.items()
     asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
-                      priority=JobPriority.NORMAL, stages=(Stage.PROBE,))  # fmt: skip
-    job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage.PROBE, attempt=1,
+                      priority=JobPriority.NORMAL, stages=(Stage("probe"),))  # fmt: skip
+    job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage("probe"), attempt=1,
                           settings=OperatorSettings(_env_file=None))  # type: ignore[call-arg]  # fmt: skip
     pod_labels = job["spec"]["template"]["metadata"]["labels"]
     assert stage["podSelector"]["matchLabels"].items() <= pod_labels.items()  # the policy selects stage pods

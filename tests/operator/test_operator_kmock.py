@@ -41,6 +41,7 @@ from mediaingest.operator.kube import load_api_client
 from mediaingest.operator.main import build_memo, build_registry
 from mediaingest.operator.mirror import InMemoryMirror, SqlAlchemyMirror, StatusMirror
 from mediaingest.operator.settings import OperatorSettings
+from mediaingest.pipeline.registry import job_type_for
 
 JOBS = "/apis/batch/v1/namespaces/default/jobs"
 ASSETS = "/apis/mediaingest.io/v1alpha1/namespaces/default/mediaassets"
@@ -276,7 +277,7 @@ async def test_video_goes_from_pending_to_ready_and_the_database_agrees(
     mirror = SqlAlchemyMirror(create_session_factory(engine))
     name = naming.asset_resource_name(asset_id)
     api = dispatcher()
-    plan = [Stage.PROBE, Stage.PROXIES, Stage.THUMBNAILS, Stage.AUDIO_VISUALS]
+    plan = [Stage("probe"), Stage("proxies"), Stage("thumbnails"), Stage("audio_visuals")]
 
     async with running(apiserver, settings, mirror) as operator:
         await asyncio.to_thread(
@@ -350,7 +351,7 @@ async def test_video_goes_from_pending_to_ready_and_the_database_agrees(
                 job.type: job
                 for job in session.scalars(sa.select(IngestionJob).where(IngestionJob.asset_id == asset_id))
             }
-        assert set(jobs) == {stage.job_type for stage in plan}
+        assert set(jobs) == {job_type_for(stage) for stage in plan}
         assert all(job.status == IngestionJobStatus.COMPLETED and job.attempts == 1 for job in jobs.values())
 
         await asyncio.to_thread(api.cancel, asset_id=asset_id)
@@ -363,7 +364,7 @@ async def test_transient_failure_is_retried_then_exit_3_fails_the_asset(
     apiserver, settings, asset_factory, validate_resource
 ) -> None:
     mirror = InMemoryMirror()
-    asset = asset_factory(media_type=MediaType.AUDIO, stages=(Stage.PROBE, Stage.AUDIO_VISUALS))
+    asset = asset_factory(media_type=MediaType.AUDIO, stages=(Stage("probe"), Stage("audio_visuals")))
     name = naming.asset_resource_name(asset.asset_id)
 
     async with running(apiserver, settings, mirror) as operator:
@@ -403,10 +404,10 @@ async def test_transient_failure_is_retried_then_exit_3_fails_the_asset(
         assert operator.obj("jobs", f"{name}-probe-3") is None  # permanent: no third attempt
 
     assert [call for call, args in mirror.calls if call == "stage_failed"] == ["stage_failed", "stage_failed"]
-    record = mirror.stages[(asset.asset_id, Stage.PROBE)]
+    record = mirror.stages[(asset.asset_id, Stage("probe"))]
     assert (record.status, record.attempts, record.retries) == (IngestionJobStatus.FAILED, 2, 1)
     assert mirror.assets[asset.asset_id][0] == AssetProcessingStatus.FAILED
-    assert Stage.AUDIO_VISUALS.job_type == IngestionJobType.AUDIO_ANALYSIS
+    assert job_type_for(Stage("audio_visuals")) == IngestionJobType("AUDIO_ANALYSIS")
 
 
 async def test_operators_of_one_release_agree_that_one_works_and_another_takes_over(
@@ -423,10 +424,10 @@ async def test_operators_of_one_release_agree_that_one_works_and_another_takes_o
     peering = str(settings.peering_name)
 
     async def dispatch() -> tuple[str, str]:
-        asset = asset_factory(media_type=MediaType.AUDIO, stages=(Stage.PROBE,))
+        asset = asset_factory(media_type=MediaType.AUDIO, stages=(Stage("probe"),))
         await asyncio.to_thread(
             dispatcher().dispatch, asset_id=asset.asset_id, owner_id=asset.owner, media_type=asset.media_type,
-            bucket=asset.bucket, key=asset.key, size=asset.size, priority=asset.priority, stages=[Stage.PROBE],
+            bucket=asset.bucket, key=asset.key, size=asset.size, priority=asset.priority, stages=[Stage("probe")],
         )  # fmt: skip
         return asset.asset_id, naming.asset_resource_name(asset.asset_id)
 

@@ -35,7 +35,7 @@ VIDEO = AssetSpec(
     key="k",
     size=1,
     priority="NORMAL",  # type: ignore[arg-type]
-    stages=(Stage.PROBE, Stage.PROXIES, Stage.THUMBNAILS, Stage.AUDIO_VISUALS),
+    stages=(Stage("probe"), Stage("proxies"), Stage("thumbnails"), Stage("audio_visuals")),
 )
 
 
@@ -86,7 +86,7 @@ def phases(decision: Decision) -> dict[str, str]:
 
 def test_new_asset_launches_the_probe_alone(step) -> None:
     decision = step()
-    assert [(launch.stage, launch.attempt) for launch in decision.launches] == [(Stage.PROBE, 1)]
+    assert [(launch.stage, launch.attempt) for launch in decision.launches] == [(Stage("probe"), 1)]
     assert decision.launches[0].job_name == f"{NAME}-probe-1"
     assert phases(decision) == {
         "probe": "Running",
@@ -97,12 +97,12 @@ def test_new_asset_launches_the_probe_alone(step) -> None:
     assert decision.status["phase"] == "Running" and decision.status["stage"] == "probe"
     assert decision.status["progress"] == 0 and decision.status["observedGeneration"] == 1
     assert decision.status["conditions"][0]["status"] == "False"
-    assert decision.transitions == [StageStarted(Stage.PROBE, 1, f"{NAME}-probe-1", NOW)]
+    assert decision.transitions == [StageStarted(Stage("probe"), 1, f"{NAME}-probe-1", NOW)]
 
 
 def test_a_running_job_changes_nothing_and_reruns_are_idempotent(step) -> None:
     first = step()
-    running = [job(Stage.PROBE, 1, JobState.ACTIVE, started_at="2030-01-01T12:00:02Z")]
+    running = [job(Stage("probe"), 1, JobState.ACTIVE, started_at="2030-01-01T12:00:02Z")]
     second = step(first.status, running, now=NOW + timedelta(seconds=5))
     assert not second.launches and not second.transitions
     third = step(second.status, running, now=NOW + timedelta(seconds=10))
@@ -111,8 +111,12 @@ def test_a_running_job_changes_nothing_and_reruns_are_idempotent(step) -> None:
 
 def test_probe_success_starts_the_other_stages_in_plan_order(step) -> None:
     status = step().status
-    decision = step(status, [job(Stage.PROBE, 1, JobState.SUCCEEDED, finished_at="2030-01-01T12:00:30Z")])
-    assert [launch.stage for launch in decision.launches] == [Stage.PROXIES, Stage.THUMBNAILS, Stage.AUDIO_VISUALS]
+    decision = step(status, [job(Stage("probe"), 1, JobState.SUCCEEDED, finished_at="2030-01-01T12:00:30Z")])
+    assert [launch.stage for launch in decision.launches] == [
+        Stage("proxies"),
+        Stage("thumbnails"),
+        Stage("audio_visuals"),
+    ]
     assert decision.status["stages"]["probe"] == {
         "phase": "Succeeded",
         "attempts": 1,
@@ -121,12 +125,12 @@ def test_probe_success_starts_the_other_stages_in_plan_order(step) -> None:
         "finishedAt": "2030-01-01T12:00:30Z",
     }
     assert decision.status["progress"] == 25 and decision.status["stage"] == "proxies,thumbnails,audio_visuals"
-    assert StageSucceeded(Stage.PROBE, 1, NOW) in decision.transitions
+    assert StageSucceeded(Stage("probe"), 1, NOW) in decision.transitions
 
 
 def test_all_stages_succeeded_is_ready_once(step) -> None:
     status = step().status
-    done = [job(Stage.PROBE, 1, JobState.SUCCEEDED)]
+    done = [job(Stage("probe"), 1, JobState.SUCCEEDED)]
     status = step(status, done).status
     done += [job(stage, 1, JobState.SUCCEEDED) for stage in VIDEO.stages[1:]]
     decision = step(status, done)
@@ -141,14 +145,14 @@ def test_all_stages_succeeded_is_ready_once(step) -> None:
 
 
 def test_transient_failures_retry_with_exponential_backoff_then_fail(step) -> None:
-    spec = AssetSpec(**{**VIDEO.__dict__, "stages": (Stage.PROBE,)})
+    spec = AssetSpec(**{**VIDEO.__dict__, "stages": (Stage("probe"),)})
     status = step(spec=spec).status
-    failed = [job(Stage.PROBE, 1, JobState.FAILED, reason="BackoffLimitExceeded", exit_code=1, message="boom")]
+    failed = [job(Stage("probe"), 1, JobState.FAILED, reason="BackoffLimitExceeded", exit_code=1, message="boom")]
     decision = step(status, failed, spec=spec)
     entry = decision.status["stages"]["probe"]
     assert entry["phase"] == "Retrying" and entry["nextAttemptAt"] == "2030-01-01T12:00:10Z"
     assert entry["message"] == "exit code 1, BackoffLimitExceeded: boom"
-    assert decision.transitions == [StageFailed(Stage.PROBE, 1, True, entry["message"], NOW)]
+    assert decision.transitions == [StageFailed(Stage("probe"), 1, True, entry["message"], NOW)]
     assert not decision.launches and decision.status["phase"] == "Running"
     assert "retrying" in decision.status["message"]
 
@@ -157,17 +161,17 @@ def test_transient_failures_retry_with_exponential_backoff_then_fail(step) -> No
 
     due = NOW + timedelta(seconds=10)
     second = step(early.status, failed, now=due, spec=spec)
-    assert [(launch.stage, launch.attempt) for launch in second.launches] == [(Stage.PROBE, 2)]
+    assert [(launch.stage, launch.attempt) for launch in second.launches] == [(Stage("probe"), 2)]
     assert second.status["stages"]["probe"]["phase"] == "Running"
 
-    failed.append(job(Stage.PROBE, 2, JobState.FAILED, reason="DeadlineExceeded"))
+    failed.append(job(Stage("probe"), 2, JobState.FAILED, reason="DeadlineExceeded"))
     third = step(second.status, failed, now=due, spec=spec)
     assert third.status["stages"]["probe"]["nextAttemptAt"] == "2030-01-01T12:00:30Z"  # 2 × 10 s
 
     later = due + timedelta(seconds=20)
     fourth = step(third.status, failed, now=later, spec=spec)
     assert fourth.launches[0].attempt == 3
-    failed.append(job(Stage.PROBE, 3, JobState.FAILED, exit_code=137, reason="OOMKilled"))
+    failed.append(job(Stage("probe"), 3, JobState.FAILED, exit_code=137, reason="OOMKilled"))
     final = step(fourth.status, failed, now=later, spec=spec)
     entry = final.status["stages"]["probe"]
     assert entry["phase"] == "Failed" and entry["message"].startswith("gave up after 3 attempts: exit code 137")
@@ -181,7 +185,7 @@ def test_transient_failures_retry_with_exponential_backoff_then_fail(step) -> No
         "lastTransitionTime": "2030-01-01T12:00:00Z",
         "observedGeneration": 1,
     }
-    assert StageFailed(Stage.PROBE, 3, False, entry["message"], later) in final.transitions
+    assert StageFailed(Stage("probe"), 3, False, entry["message"], later) in final.transitions
     assert final.transitions[-1] == AssetFinished(final.phase, final.status["message"], later)
 
 
@@ -194,7 +198,7 @@ def test_transient_failures_retry_with_exponential_backoff_then_fail(step) -> No
 )
 def test_exit_code_3_fails_at_once_and_cancels_the_rest(step, failure: dict[str, Any]) -> None:
     status = step().status
-    decision = step(status, [job(Stage.PROBE, 1, JobState.FAILED, **failure)])
+    decision = step(status, [job(Stage("probe"), 1, JobState.FAILED, **failure)])
     assert not decision.launches
     assert phases(decision) == {
         "probe": "Failed",
@@ -210,18 +214,18 @@ def test_exit_code_3_fails_at_once_and_cancels_the_rest(step, failure: dict[str,
 
 def test_a_failed_stage_lets_running_siblings_finish_before_failing(step) -> None:
     status = step().status
-    jobs = [job(Stage.PROBE, 1, JobState.SUCCEEDED)]
+    jobs = [job(Stage("probe"), 1, JobState.SUCCEEDED)]
     status = step(status, jobs).status
     jobs += [
-        job(Stage.PROXIES, 1, JobState.FAILED, reason="PodFailurePolicy"),
-        job(Stage.THUMBNAILS, 1, JobState.ACTIVE),
-        job(Stage.AUDIO_VISUALS, 1, JobState.FAILED, exit_code=1),
+        job(Stage("proxies"), 1, JobState.FAILED, reason="PodFailurePolicy"),
+        job(Stage("thumbnails"), 1, JobState.ACTIVE),
+        job(Stage("audio_visuals"), 1, JobState.FAILED, exit_code=1),
     ]
     decision = step(status, jobs)
     assert decision.status["phase"] == "Running" and "waiting for thumbnails" in decision.status["message"]
     assert phases(decision)["audio_visuals"] == "Cancelled"  # its retry is not worth it any more
     assert not decision.launches and not any(isinstance(item, AssetFinished) for item in decision.transitions)
-    jobs[2] = job(Stage.THUMBNAILS, 1, JobState.SUCCEEDED)
+    jobs[2] = job(Stage("thumbnails"), 1, JobState.SUCCEEDED)
     final = step(decision.status, jobs)
     assert final.status["phase"] == "Failed" and final.status["message"].startswith("proxies:")
     assert final.status["progress"] == 50
@@ -235,16 +239,16 @@ def test_caps_postpone_launches_and_say_why(step) -> None:
     assert decision.status["conditions"][0]["reason"] == "Pending"
 
     status = step().status
-    status = step(status, [job(Stage.PROBE, 1, JobState.SUCCEEDED)], admit=lambda *_: "tenant cap").status
+    status = step(status, [job(Stage("probe"), 1, JobState.SUCCEEDED)], admit=lambda *_: "tenant cap").status
     allowed = iter([None, "tenant cap: 2/2 Jobs of this owner running"])
     partial = step(
         status,
-        [job(Stage.PROBE, 1, JobState.SUCCEEDED), job(Stage.PROXIES, 1, JobState.ACTIVE)],
+        [job(Stage("probe"), 1, JobState.SUCCEEDED), job(Stage("proxies"), 1, JobState.ACTIVE)],
         admit=lambda *_: next(allowed),
     )
     assert partial.status["phase"] == "Running"
     # proxies was already on the watch (adopted, not admitted again); thumbnails got the last slot.
-    assert [launch.stage for launch in partial.launches] == [Stage.THUMBNAILS]
+    assert [launch.stage for launch in partial.launches] == [Stage("thumbnails")]
     assert phases(partial)["audio_visuals"] == "Pending" and partial.waiting_for_capacity
 
 
@@ -254,43 +258,43 @@ def test_admission_is_asked_in_plan_order_until_refused(step) -> None:
 
     def admit(stage: Stage, attempt: int, name: str) -> str | None:
         asked.append(stage)
-        return None if stage == Stage.PROXIES else "tenant cap: 2/2 Jobs of this owner running"
+        return None if stage == Stage("proxies") else "tenant cap: 2/2 Jobs of this owner running"
 
-    decision = step(status, [job(Stage.PROBE, 1, JobState.SUCCEEDED)], admit=admit)
-    assert asked == [Stage.PROXIES, Stage.THUMBNAILS, Stage.AUDIO_VISUALS]
-    assert [launch.stage for launch in decision.launches] == [Stage.PROXIES]
+    decision = step(status, [job(Stage("probe"), 1, JobState.SUCCEEDED)], admit=admit)
+    assert asked == ["proxies", "thumbnails", "audio_visuals"]
+    assert [launch.stage for launch in decision.launches] == [Stage("proxies")]
     assert phases(decision)["thumbnails"] == "Pending" and decision.waiting_for_capacity
 
 
 def test_a_launch_the_status_lost_is_adopted_not_duplicated(step) -> None:
-    decision = step({}, [job(Stage.PROBE, 1, JobState.ACTIVE)])
+    decision = step({}, [job(Stage("probe"), 1, JobState.ACTIVE)])
     assert not decision.launches
     assert decision.status["stages"]["probe"]["attempts"] == 1
-    retrying = step({}, [job(Stage.PROBE, 1, JobState.FAILED, exit_code=1), job(Stage.PROBE, 2, JobState.ACTIVE)])
+    retrying = step({}, [job(Stage("probe"), 1, JobState.FAILED, exit_code=1), job(Stage("probe"), 2, JobState.ACTIVE)])
     assert retrying.status["stages"]["probe"]["attempts"] == 2 and not retrying.launches
 
 
 def test_a_running_stage_without_its_job_recreates_the_same_attempt_without_asking_caps(step) -> None:
     status = step().status
     refused = step(status, [], admit=lambda *_: "global cap: 4/4 stage Jobs running")
-    assert [(launch.stage, launch.attempt) for launch in refused.launches] == [(Stage.PROBE, 1)]
+    assert [(launch.stage, launch.attempt) for launch in refused.launches] == [(Stage("probe"), 1)]
     assert refused.waiting_for_capacity is None
 
 
 def test_unsettled_failures_are_the_ones_status_has_not_recorded() -> None:
-    fresh = job(Stage.PROBE, 1, JobState.FAILED)
+    fresh = job(Stage("probe"), 1, JobState.FAILED)
     assert unsettled_failures({}, [fresh]) == [fresh]
     recorded = {"stages": {"probe": {"phase": "Retrying", "attempts": 1}}}
     assert unsettled_failures(recorded, [fresh]) == []
     assert unsettled_failures({"stages": {"probe": {"phase": "Running", "attempts": 1}}}, [fresh]) == [fresh]
-    assert unsettled_failures({}, [job(Stage.PROBE, 1, JobState.ACTIVE)]) == []
+    assert unsettled_failures({}, [job(Stage("probe"), 1, JobState.ACTIVE)]) == []
 
 
 def test_backoff_deadlines_round_up_to_whole_seconds(step) -> None:
-    spec = AssetSpec(**{**VIDEO.__dict__, "stages": (Stage.PROBE,)})
+    spec = AssetSpec(**{**VIDEO.__dict__, "stages": (Stage("probe"),)})
     now = NOW + timedelta(milliseconds=300)
     status = step(spec=spec, now=now).status
-    decision = step(status, [job(Stage.PROBE, 1, JobState.FAILED, exit_code=1)], now=now, spec=spec)
+    decision = step(status, [job(Stage("probe"), 1, JobState.FAILED, exit_code=1)], now=now, spec=spec)
     assert decision.status["stages"]["probe"]["nextAttemptAt"] == "2030-01-01T12:00:11Z"  # 10.3 s → 11 s
     assert not decision.launches
 
@@ -306,14 +310,14 @@ def test_a_job_seen_then_gone_is_a_failed_attempt_never_a_silent_rerun(step) -> 
     """The operator was down while the Job finished and its TTL removed it: the outcome is unknown, so
     the attempt counts as failed and the next one gets a new Job; the same name is never made again."""
     status = step().status
-    seen = step(status, [job(Stage.PROBE, 1, JobState.ACTIVE)])
+    seen = step(status, [job(Stage("probe"), 1, JobState.ACTIVE)])
     assert seen.status["stages"]["probe"]["jobSeenAt"] == "2030-01-01T12:00:00Z"
 
     gone = step(seen.status, [], now=NOW + timedelta(hours=2))
     assert gone.launches == []  # probe-1 is not created again
     probe = gone.status["stages"]["probe"]
     assert probe["phase"] == "Retrying" and "deleted before its result was recorded" in probe["message"]
-    assert StageFailed(Stage.PROBE, 1, True, probe["message"], NOW + timedelta(hours=2)) in gone.transitions
+    assert StageFailed(Stage("probe"), 1, True, probe["message"], NOW + timedelta(hours=2)) in gone.transitions
     later = step(gone.status, [], now=NOW + timedelta(hours=3))
     assert [launch.job_name for launch in later.launches] == [f"{NAME}-probe-2"]
     assert "jobSeenAt" not in later.status["stages"]["probe"]
@@ -323,7 +327,7 @@ def test_vanishing_jobs_cannot_loop_forever(step) -> None:
     """With every Job removed as soon as it ends, each vanished attempt still counts: the stage fails."""
     status, now = step().status, NOW
     for attempt in range(1, POLICY.max_attempts + 1):
-        status = step(status, [job(Stage.PROBE, attempt, JobState.ACTIVE)], now=now).status
+        status = step(status, [job(Stage("probe"), attempt, JobState.ACTIVE)], now=now).status
         now += timedelta(hours=1)
         status = step(status, [], now=now).status
         now += timedelta(hours=1)

@@ -32,7 +32,7 @@ def _create() -> str:
     asset_id = str(uuid.uuid4())
     KubernetesDispatcher(namespace="default").dispatch(
         asset_id=asset_id, owner_id="u1", media_type=MediaType.VIDEO, bucket="incoming", key=f"uploads/u1/{asset_id}",
-        size=1, priority=JobPriority.NORMAL, stages=[Stage.PROBE],
+        size=1, priority=JobPriority.NORMAL, stages=[Stage("probe")],
     )  # fmt: skip
     return naming.asset_resource_name(asset_id)
 

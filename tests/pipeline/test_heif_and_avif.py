@@ -18,12 +18,12 @@ def test_phone_image_formats_probe_and_thumbnail(tmp_path: Path, suffix: str, mi
     Image.new("RGBA", (400, 300), (10, 200, 30, 128)).save(source)
     assert sniff(source.read_bytes()[:4096]).mime_type == mime
     options = PipelineOptions()
-    probed = run_stage_function(Stage.PROBE, source, MediaType.IMAGE, None, tmp_path, options=options)
+    probed = run_stage_function(Stage("probe"), source, MediaType.IMAGE, None, tmp_path, options=options)
     assert probed.metadata is not None
     assert (probed.metadata.display_width, probed.metadata.display_height) == (400, 300)
     out = tmp_path / "out"
     out.mkdir()
-    result = run_stage_function(Stage.THUMBNAILS, source, MediaType.IMAGE, probed.metadata, out, options=options)
+    result = run_stage_function(Stage("thumbnails"), source, MediaType.IMAGE, probed.metadata, out, options=options)
     thumbnails = [output for output in result.outputs if output.kind == ProxyType.THUMBNAIL]
     assert thumbnails
     for output in thumbnails:

@@ -15,15 +15,20 @@ from mediaingest.pipeline.types import MediaMetadata
 
 
 def test_plans_start_with_probe() -> None:
-    assert stages_for(MediaType.VIDEO) == [Stage.PROBE, Stage.PROXIES, Stage.THUMBNAILS, Stage.AUDIO_VISUALS]
-    assert stages_for(MediaType.AUDIO) == [Stage.PROBE, Stage.AUDIO_VISUALS]
-    assert stages_for(MediaType.IMAGE) == [Stage.PROBE, Stage.THUMBNAILS]
+    assert stages_for(MediaType.VIDEO) == [
+        Stage("probe"),
+        Stage("proxies"),
+        Stage("thumbnails"),
+        Stage("audio_visuals"),
+    ]
+    assert stages_for(MediaType.AUDIO) == [Stage("probe"), Stage("audio_visuals")]
+    assert stages_for(MediaType.IMAGE) == [Stage("probe"), Stage("thumbnails")]
 
 
 def test_a_silent_video_skips_audio_visuals_once_probed() -> None:
     silent = MediaMetadata(has_video=True, has_audio=False)
-    assert stages_for(MediaType.VIDEO, silent) == [Stage.PROBE, Stage.PROXIES, Stage.THUMBNAILS]
-    assert Stage.AUDIO_VISUALS in stages_for(MediaType.VIDEO, MediaMetadata(has_video=True, has_audio=True))
+    assert stages_for(MediaType.VIDEO, silent) == [Stage("probe"), Stage("proxies"), Stage("thumbnails")]
+    assert Stage("audio_visuals") in stages_for(MediaType.VIDEO, MediaMetadata(has_video=True, has_audio=True))
 
 
 def test_options_from_settings() -> None:
@@ -35,7 +40,7 @@ def test_options_from_settings() -> None:
 
 
 def test_probe_stage_returns_metadata(video_1080p: Path, options: PipelineOptions, tmp_path: Path) -> None:
-    result = run_stage_function(Stage.PROBE, video_1080p, MediaType.VIDEO, None, tmp_path, options=options)
+    result = run_stage_function(Stage("probe"), video_1080p, MediaType.VIDEO, None, tmp_path, options=options)
     assert result.outputs == []
     assert result.metadata is not None and result.metadata.has_audio
     assert "1920x1080" in result.message
@@ -46,15 +51,17 @@ def test_stages_probe_for_themselves_when_given_no_metadata(
 ) -> None:
     # The static Kubernetes plan runs audio visuals for every video: a silent one is a quick no-op.
     result = run_stage_function(
-        Stage.AUDIO_VISUALS, small_silent_video, MediaType.VIDEO, None, tmp_path, options=options
+        Stage("audio_visuals"), small_silent_video, MediaType.VIDEO, None, tmp_path, options=options
     )
     assert (result.outputs, result.message) == ([], "no audio stream")
-    thumbs = run_stage_function(Stage.THUMBNAILS, small_silent_video, MediaType.VIDEO, None, tmp_path, options=options)
+    thumbs = run_stage_function(
+        Stage("thumbnails"), small_silent_video, MediaType.VIDEO, None, tmp_path, options=options
+    )
     assert [o.kind for o in thumbs.outputs] == [ProxyType.POSTER]
 
 
 def test_a_stage_outside_the_plan_is_a_no_op(png_with_alpha: Path, options: PipelineOptions, tmp_path: Path) -> None:
-    result = run_stage_function(Stage.PROXIES, png_with_alpha, MediaType.IMAGE, None, tmp_path, options=options)
+    result = run_stage_function(Stage("proxies"), png_with_alpha, MediaType.IMAGE, None, tmp_path, options=options)
     assert result.outputs == [] and "does not apply" in result.message
 
 
@@ -62,4 +69,4 @@ def test_a_corrupt_upload_fails_permanently_at_probe(
     truncated_video: Path, options: PipelineOptions, tmp_path: Path
 ) -> None:
     with pytest.raises(MediaUnreadableError):
-        run_stage_function(Stage.PROBE, truncated_video, MediaType.VIDEO, None, tmp_path, options=options)
+        run_stage_function(Stage("probe"), truncated_video, MediaType.VIDEO, None, tmp_path, options=options)

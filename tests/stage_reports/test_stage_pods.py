@@ -7,9 +7,6 @@ it would fail. The API (a live server on either backend) records what the pod re
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,14 +17,12 @@ import sqlalchemy as sa
 
 from fixtures.live_server import LiveServer, LiveServerFactory
 from fixtures.s3 import MotoS3Server
+from fixtures.stage_pods import run_pod, token_for
 from fixtures.uploads import upload
 from mediaingest.models import AssetProxy, MediaAsset
 from mediaingest.models.enums import Stage
 from mediaingest.stage_reports import tokens
 from mediaingest.storage import build_storage
-
-MEDIAINGEST = str(Path(sys.executable).parent / "mediaingest")
-NOWHERE = "127.0.0.1:9"  # the discard port: nothing listens
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -42,40 +37,6 @@ def pod_server(
         [server.settings.bucket_incoming, server.settings.bucket_processed, server.settings.bucket_proxies]
     )
     return server
-
-
-def token_for(
-    server: LiveServer, *, asset_id: str, owner_id: str, stage: Stage, attempt: int = 1, ttl: int = 600
-) -> str:
-    claims = tokens.StageClaims(asset_id=asset_id, owner_id=owner_id, stage=stage, attempt=attempt)
-    return tokens.issue(server.settings.url_secret(), claims, ttl_seconds=ttl)
-
-
-def run_pod(
-    server: LiveServer, tmp_path: Path, *, asset_id: str, stage: Stage, token: str, attempt: int = 1
-) -> subprocess.CompletedProcess[str]:
-    scratch = tmp_path / f"scratch-{stage.value}-{attempt}"
-    scratch.mkdir()
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(scratch),
-        "WORK_DIR": str(scratch),
-        "TMPDIR": str(scratch),
-        "DATA_DIR": str(scratch / "data"),
-        "LOG_JSON": "true",
-        "PROXY_HEIGHTS": "[240]",
-        # What a pod must never use: any direct access would fail on these.
-        "DATABASE_URL": f"postgresql+psycopg://nobody:nothing@{NOWHERE}/none",
-        "STORAGE_BACKEND": "s3",
-        "S3_ENDPOINT_URL": f"http://{NOWHERE}",
-        "STAGE_API_URL": server.url,
-        "STAGE_TOKEN": token,
-        "TERMINATION_MESSAGE_PATH": str(scratch / "termination-log"),
-    }
-    return subprocess.run(
-        [MEDIAINGEST, "run-stage", "--asset", asset_id, "--stage", stage.value, "--attempt", str(attempt)],
-        env=env, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
 
 
 def _uploaded(server: LiveServer, video: Path) -> tuple[str, str, dict[str, str]]:
@@ -95,7 +56,7 @@ def test_stage_pods_with_only_a_token_take_a_video_to_ready(
     pod_server: LiveServer, small_video: Path, tmp_path: Path
 ) -> None:
     asset_id, owner_id, headers = _uploaded(pod_server, small_video)
-    for stage in (Stage.PROBE, Stage.PROXIES, Stage.THUMBNAILS, Stage.AUDIO_VISUALS):
+    for stage in (Stage("probe"), Stage("proxies"), Stage("thumbnails"), Stage("audio_visuals")):
         token = token_for(pod_server, asset_id=asset_id, owner_id=owner_id, stage=stage)
         finished = run_pod(pod_server, tmp_path, asset_id=asset_id, stage=stage, token=token)
         assert finished.returncode == 0, finished.stderr[-3000:]
@@ -140,7 +101,7 @@ def test_only_a_valid_unexpired_stage_token_is_heard(
     # A user's own API token, a token signed with another key, an expired one: 401, saying why.
     user_token = headers["Authorization"].removeprefix("Bearer ")
     assert _call(local_server, user_token, "start").status_code == 401
-    claims = tokens.StageClaims(asset_id=asset_id, owner_id=owner_id, stage=Stage.PROBE, attempt=1)
+    claims = tokens.StageClaims(asset_id=asset_id, owner_id=owner_id, stage=Stage("probe"), attempt=1)
     forged = tokens.issue(b"another-secret", claims, ttl_seconds=600)
     assert _call(local_server, forged, "start").json()["error"]["message"] == "not a valid stage token"
     expired = tokens.issue(local_server.settings.url_secret(), claims, ttl_seconds=60, now=time.time() - 120)
@@ -148,11 +109,11 @@ def test_only_a_valid_unexpired_stage_token_is_heard(
     assert refused.status_code == 401 and refused.json()["error"]["message"] == "the stage token has expired"
     assert httpx.post(f"{local_server.url}/internal/stage-run/start", timeout=10).status_code == 401
     # A token for the asset under another owner (a MediaAsset whose spec lies) writes nothing anywhere.
-    stranger = token_for(local_server, asset_id=asset_id, owner_id="someone-else", stage=Stage.PROBE)
+    stranger = token_for(local_server, asset_id=asset_id, owner_id="someone-else", stage=Stage("probe"))
     assert _call(local_server, stranger, "start").status_code == 403
     assert _call(local_server, stranger, "record", {"message": "done"}).status_code == 410
     # Its pod gives up for good (exit 3): no later attempt can own someone else's asset.
-    refused = run_pod(local_server, tmp_path, asset_id=asset_id, stage=Stage.PROBE, token=stranger)
+    refused = run_pod(local_server, tmp_path, asset_id=asset_id, stage=Stage("probe"), token=stranger)
     assert refused.returncode == 3, refused.stderr[-2000:]
     # Nothing was started by any of them.
     status = httpx.get(f"{local_server.url}/api/assets/{asset_id}/status", headers=headers, timeout=10).json()
@@ -161,8 +122,8 @@ def test_only_a_valid_unexpired_stage_token_is_heard(
 
 def test_a_later_attempt_fences_out_the_earlier_one(local_server: LiveServer, small_video: Path) -> None:
     asset_id, owner_id, _ = _uploaded(local_server, small_video)
-    first = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage.PROBE, attempt=1)
-    second = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage.PROBE, attempt=2)
+    first = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage("probe"), attempt=1)
+    second = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage("probe"), attempt=2)
     assert _call(local_server, first, "start").status_code == 200
     progress = {"fraction": 0.5, "message": "half"}
     assert _call(local_server, first, "progress", progress).json()["data"] == {"current": True}
@@ -176,7 +137,7 @@ def test_a_later_attempt_fences_out_the_earlier_one(local_server: LiveServer, sm
 
 def test_a_pod_writes_only_inside_its_stage_folder(local_server: LiveServer, small_video: Path) -> None:
     asset_id, owner_id, _ = _uploaded(local_server, small_video)
-    token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage.THUMBNAILS)
+    token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage("thumbnails"))
     assert _call(local_server, token, "start").status_code == 200
     file = {"role": "proxies", "size": 3, "contentType": "image/jpeg", "sha256": "0" * 64}
     for name in ("../probe/poster.jpg", "/etc/passwd", "a/../../b", "..", "x/" * 6 + "y"):
@@ -201,12 +162,12 @@ def test_a_pod_refuses_a_source_that_is_not_the_verified_upload(
     other = tmp_path / "other.mp4"
     other.write_bytes(small_video.read_bytes()[:-1] + b"\0")
     local_server.storage.upload_file(bucket, key, other, content_type="video/mp4")
-    token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage.PROBE)
+    token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage("probe"))
     # The signed source URL answers 412 to a reader pinned to the verified bytes, before sending others.
     start = _call(local_server, token, "start").json()["data"]
     pinned = httpx.get(start["sourceUrl"], headers={"If-Match": f'"{start["sourceEtag"]}"'}, timeout=10)
     assert pinned.status_code == 412 and not pinned.content.startswith(small_video.read_bytes()[:16])
-    finished = run_pod(local_server, tmp_path, asset_id=asset_id, stage=Stage.PROBE, token=token)
+    finished = run_pod(local_server, tmp_path, asset_id=asset_id, stage=Stage("probe"), token=token)
     assert finished.returncode == 3, finished.stderr[-2000:]
     # The reason in one line where Kubernetes keeps it, for the MediaAsset's status.
     reason = (tmp_path / "scratch-probe-1" / "termination-log").read_text()
@@ -219,8 +180,8 @@ def test_a_pod_refuses_a_source_that_is_not_the_verified_upload(
 def test_a_pod_for_a_deleted_asset_ends_quietly(local_server: LiveServer, small_video: Path, tmp_path: Path) -> None:
     asset_id, owner_id, headers = _uploaded(local_server, small_video)
     assert httpx.delete(f"{local_server.url}/api/assets/{asset_id}", headers=headers, timeout=10).status_code == 200
-    token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage.PROBE)
-    finished = run_pod(local_server, tmp_path, asset_id=asset_id, stage=Stage.PROBE, token=token)
+    token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage("probe"))
+    finished = run_pod(local_server, tmp_path, asset_id=asset_id, stage=Stage("probe"), token=token)
     assert finished.returncode == 0, finished.stderr[-2000:]
     for bucket in (local_server.settings.bucket_processed, local_server.settings.bucket_proxies):
         assert local_server.storage.list_keys(bucket, f"assets/{owner_id}/{asset_id}/") == []
@@ -233,7 +194,7 @@ def test_a_long_videos_result_is_heard_and_only_from_its_pod(local_server: LiveS
     big = {"message": "done", "published": [f"hls/720p/seg_{n:06d}.m4s" for n in range(60_000)]}
     anonymous = httpx.post(f"{local_server.url}/internal/stage-run/record", json=big, timeout=30)
     assert anonymous.status_code == 401
-    token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage.PROXIES)
+    token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage("proxies"))
     assert _call(local_server, token, "start").status_code == 200
     answer = _call(local_server, token, "record", big)
     assert answer.status_code == 200, answer.text
@@ -245,7 +206,7 @@ def test_what_a_cancelled_pod_published_goes_only_if_its_asset_is_gone(
 ) -> None:
     """An S3 URL signed before a delete still works after it: the pod's cancellation sweeps up behind it."""
     asset_id, owner_id, headers = _uploaded(local_server, small_video)
-    token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage.PROXIES)
+    token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage("proxies"))
     assert _call(local_server, token, "start").status_code == 200
     bucket = local_server.settings.bucket_proxies
     key = f"assets/{owner_id}/{asset_id}/proxies/hls/240p/seg_00001.m4s"

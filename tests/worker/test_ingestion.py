@@ -201,7 +201,7 @@ def test_deleting_an_asset_while_it_is_processed_stops_the_work(
         with session_factory() as session:
             job = session.scalar(
                 sa.select(IngestionJob).where(
-                    IngestionJob.asset_id == asset_id, IngestionJob.type == IngestionJobType.PROXY_GENERATION
+                    IngestionJob.asset_id == asset_id, IngestionJob.type == IngestionJobType("PROXY_GENERATION")
                 )
             )
             return job is not None and job.status == IngestionJobStatus.RUNNING and job.progress > 0

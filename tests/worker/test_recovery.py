@@ -71,7 +71,7 @@ def test_a_sigkilled_workers_job_is_taken_again_and_leaves_one_set_of_outputs(
             with session_factory() as session:
                 return session.scalar(
                     sa.select(IngestionJob).where(
-                        IngestionJob.asset_id == asset_id, IngestionJob.type == IngestionJobType.PROXY_GENERATION
+                        IngestionJob.asset_id == asset_id, IngestionJob.type == IngestionJobType("PROXY_GENERATION")
                     )
                 )
 
@@ -185,7 +185,7 @@ def test_s3_outage_is_retried_with_backoff_and_ingestion_completes(
         with api.app.state.session_factory() as session:  # type: ignore[attr-defined]
             job = session.scalar(
                 sa.select(IngestionJob).where(
-                    IngestionJob.asset_id == asset_id, IngestionJob.type == IngestionJobType.METADATA_EXTRACTION
+                    IngestionJob.asset_id == asset_id, IngestionJob.type == IngestionJobType("METADATA_EXTRACTION")
                 )
             )
             assert job is not None

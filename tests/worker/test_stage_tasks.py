@@ -32,7 +32,7 @@ def _seed(factory: SessionFactory, *, priorities: list[JobPriority]) -> list[str
             )  # fmt: skip
             session.add(asset)
             session.flush()
-            ids.append(enqueue_stage(session, asset=asset, stage=Stage.PROBE, max_attempts=2).asset_id)
+            ids.append(enqueue_stage(session, asset=asset, stage=Stage("probe"), max_attempts=2).asset_id)
     return ids
 
 
@@ -43,7 +43,7 @@ def test_enqueueing_twice_makes_one_job_and_one_task(database_url: str) -> None:
     with session_scope(factory) as session:
         asset = session.get(MediaAsset, asset_id)
         assert asset is not None
-        enqueue_stage(session, asset=asset, stage=Stage.PROBE, max_attempts=2)
+        enqueue_stage(session, asset=asset, stage=Stage("probe"), max_attempts=2)
     with factory() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(IngestionJob)) == 1
         [task] = session.scalars(sa.select(Task)).all()
@@ -133,7 +133,7 @@ def test_a_finished_stage_is_never_queued_again_even_after_its_task_is_pruned(da
     with session_scope(factory) as session:
         asset = session.get(MediaAsset, asset_id)
         assert asset is not None
-        enqueue_stage(session, asset=asset, stage=Stage.PROBE, max_attempts=2)
+        enqueue_stage(session, asset=asset, stage=Stage("probe"), max_attempts=2)
     with factory() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Task)) == 0
     engine.dispose()

@@ -21,6 +21,7 @@ from mediaingest.config import Settings, StorageBackendName
 from mediaingest.db import create_db_engine, create_session_factory
 from mediaingest.dispatch import build_dispatcher
 from mediaingest.logging import configure_logging
+from mediaingest.pipeline.registry import load_stage_modules
 from mediaingest.stage_reports.endpoints import RECORD_PATH as STAGE_RECORD_PATH
 from mediaingest.stage_reports.endpoints import router as stage_reports_router
 from mediaingest.storage import build_storage
@@ -37,6 +38,7 @@ def create_app(
     settings = settings or Settings()
     if configure_logs:
         configure_logging(settings.log_level, json=settings.log_json)
+    load_stage_modules(settings.stage_modules)  # the plans it dispatches and the job types it documents
     engine = create_db_engine(settings.resolved_database_url)
     session_factory = create_session_factory(engine)
     storage = build_storage(settings)

@@ -26,8 +26,8 @@ from mediaingest.assets.schemas import UNKNOWN_ASSET
 from mediaingest.assets.storage_keys import derived_key
 from mediaingest.exceptions import NotFoundError, ObjectNotFoundError
 from mediaingest.models import MediaAsset
-from mediaingest.models.enums import Stage
 from mediaingest.pipeline.hls import HLS_DIR, MASTER_NAME, MEDIA_PLAYLIST, PLAYLIST_TYPE
+from mediaingest.pipeline.registry import PROXIES
 from mediaingest.schemas import UNAUTHENTICATED
 from mediaingest.storage.base import Storage
 
@@ -68,7 +68,7 @@ def hls_playlist(
             raise NotFoundError("asset not found")
         owner_id = asset.owner_id
     bucket = settings.bucket_proxies
-    key = derived_key(user_id=owner_id, asset_id=asset_id, stage=Stage.PROXIES.value, filename=f"{HLS_DIR}/{name}")
+    key = derived_key(user_id=owner_id, asset_id=asset_id, stage=PROXIES, filename=f"{HLS_DIR}/{name}")
     storage = assets.storage
     text = _read_playlist(storage, bucket, key)
     if name == MASTER_NAME:

@@ -307,9 +307,16 @@ class DeletedAsset(ApiModel):
     deleted: bool = True
 
 
+def _registered_job_types(schema: dict[str, Any]) -> None:
+    """Documents the job types of the stages registered when the schema is generated (after STAGE_MODULES)."""
+    from mediaingest.pipeline.registry import stages
+
+    schema["enum"] = [spec.job_type for spec in stages()]
+
+
 class JobOut(ApiModel):
     id: str
-    type: IngestionJobType
+    type: IngestionJobType = Field(description="The stage's job type.", json_schema_extra=_registered_job_types)
     label: str = Field("", description="What the stage does, in words for people (from the stage registry).")
     status: IngestionJobStatus
     progress: float

@@ -67,10 +67,10 @@ from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.models.enums import (
     AssetProcessingStatus,
     IngestionJobStatus,
-    IngestionJobType,
     ProxyType,
     UploadStatus,
 )
+from mediaingest.pipeline.registry import PROXIES, job_type_for
 from mediaingest.storage.base import CompletedPart, ObjectInfo, PartInfo, PresignedRequest, Storage
 from mediaingest.storage.errors import InvalidPartError
 from mediaingest.users.auth import Principal
@@ -628,9 +628,7 @@ class AssetService:
 
     def playback(self, asset: MediaAsset, jobs: Sequence[IngestionJob]) -> Playback | None:
         """HLS playback once the proxies pass has published a segment; complete when that pass is done."""
-        complete = any(
-            job.type == IngestionJobType.PROXY_GENERATION and job.status == IngestionJobStatus.COMPLETED for job in jobs
-        )
+        complete = any(job.type == job_type_for(PROXIES) and job.status == IngestionJobStatus.COMPLETED for job in jobs)
         return playback_of(asset, self.settings, complete=complete)
 
     def download_url(self, bucket: str, key: str, *, download_name: str | None = None) -> str:

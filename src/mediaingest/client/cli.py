@@ -25,13 +25,6 @@ if TYPE_CHECKING:
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 SHORT_ID = 8  # characters of an id in tables; unique among a person's assets in practice
-STAGE_NAMES = {
-    "METADATA_EXTRACTION": "reading metadata",
-    "PROXY_GENERATION": "making web proxies",
-    "THUMBNAIL_GENERATION": "making thumbnails",
-    "AUDIO_ANALYSIS": "drawing the waveform",
-}
-
 assets_app = typer.Typer(help="List, show and delete your assets on a mediaingest server.", no_args_is_help=True)
 
 Server = Annotated[
@@ -77,7 +70,8 @@ def _stage_text(status: AssetStatus) -> str:
     if job is None or job.status.value == "COMPLETED":
         return "waiting for a worker"
     done = sum(1 for item in status.jobs if item.status.value == "COMPLETED")
-    return f"{STAGE_NAMES.get(job.type.value, job.type.value)} ({done}/{len(status.jobs)} done)"
+    label = job.label or job.type  # the server's words for the stage, from its registry
+    return f"{label[:1].lower()}{label[1:]} ({done}/{len(status.jobs)} done)"
 
 
 def _summary(console: Console, detail: AssetDetail) -> None:

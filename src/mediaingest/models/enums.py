@@ -7,6 +7,7 @@ schema migration, only code.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import NewType
 
 
 class IdentitySource(StrEnum):
@@ -58,13 +59,6 @@ class ProxyType(StrEnum):
     SPECTROGRAM = "SPECTROGRAM"  # PNG
 
 
-class IngestionJobType(StrEnum):
-    METADATA_EXTRACTION = "METADATA_EXTRACTION"
-    PROXY_GENERATION = "PROXY_GENERATION"
-    THUMBNAIL_GENERATION = "THUMBNAIL_GENERATION"
-    AUDIO_ANALYSIS = "AUDIO_ANALYSIS"
-
-
 class IngestionJobStatus(StrEnum):
     PENDING = "PENDING"  # waiting for a worker
     RUNNING = "RUNNING"  # leased by a worker (or a Kubernetes Job is running it)
@@ -89,23 +83,8 @@ class JobPriority(StrEnum):
 _PRIORITY_RANK = {JobPriority.LOW: 0, JobPriority.NORMAL: 1, JobPriority.HIGH: 2, JobPriority.URGENT: 3}
 
 
-class Stage(StrEnum):
-    """A pipeline stage: one task on the local worker's queue, or one Kubernetes Job of the operator."""
-
-    PROBE = "probe"
-    PROXIES = "proxies"
-    THUMBNAILS = "thumbnails"
-    AUDIO_VISUALS = "audio_visuals"
-
-    @property
-    def job_type(self) -> IngestionJobType:
-        """The seed's name for this stage's IngestionJob (the registry holds the pairing)."""
-        from mediaingest.pipeline.registry import spec_for  # the registry imports this module
-
-        return spec_for(self).job_type
-
-    @classmethod
-    def for_job_type(cls, job_type: IngestionJobType) -> Stage:
-        from mediaingest.pipeline.registry import stage_for_job_type
-
-        return stage_for_job_type(job_type)
+# Stages are open: the registry (pipeline/registry.py) holds them, and a stage module adds one by
+# registering its StageSpec. So a stage and its IngestionJob type are names, checked against the
+# registry where they arrive from outside (`registry.stage_named`), not closed enums.
+Stage = NewType("Stage", str)  # "probe", "proxies", …: a task's payload, a Job's label, the CRD's list
+IngestionJobType = NewType("IngestionJobType", str)  # the seed's name for a stage's IngestionJob

@@ -24,7 +24,7 @@ class IngestionJob(Base):
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
     asset_id: Mapped[str] = mapped_column(sa.ForeignKey("media_assets.id", ondelete="CASCADE"), index=True)
-    type: Mapped[IngestionJobType] = mapped_column(enum_column(IngestionJobType))
+    type: Mapped[IngestionJobType] = mapped_column(sa.String(32))  # a registered stage's job type
     status: Mapped[IngestionJobStatus] = mapped_column(
         enum_column(IngestionJobStatus), default=IngestionJobStatus.PENDING
     )

@@ -20,6 +20,7 @@ from mediaingest.models.enums import JobPriority, MediaType, Stage
 from mediaingest.operator import naming
 from mediaingest.operator.kube import load_api_client
 from mediaingest.operator.model import AssetSpec
+from mediaingest.pipeline.registry import stage_named
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +47,7 @@ def build_media_asset(
         key=key,
         size=size,
         priority=JobPriority(priority),
-        stages=tuple(Stage(stage) for stage in stages),
+        stages=tuple(stage_named(stage) for stage in stages),
     )
     return {
         "apiVersion": naming.API_VERSION,

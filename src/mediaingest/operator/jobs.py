@@ -13,6 +13,7 @@ from mediaingest.models.enums import Stage
 from mediaingest.operator import naming
 from mediaingest.operator.model import AssetSpec, JobObservation, JobState
 from mediaingest.operator.settings import OperatorSettings
+from mediaingest.pipeline.registry import stage_named
 from mediaingest.stage_reports import tokens
 
 SCRATCH_VOLUME = "scratch"
@@ -29,7 +30,7 @@ def job_labels(*, asset: AssetSpec, stage: Stage, attempt: int, release: str | N
         naming.LABEL_COMPONENT: "stage-job",
         naming.LABEL_MANAGED_BY: naming.MANAGED_BY,
         naming.LABEL_ASSET_ID: asset.asset_id,
-        naming.LABEL_STAGE: stage.value,
+        naming.LABEL_STAGE: stage,
         naming.LABEL_ATTEMPT: str(attempt),
         naming.LABEL_TENANT: naming.label_value(asset.owner),
         naming.LABEL_MEDIA_TYPE: asset.media_type.value,
@@ -101,7 +102,7 @@ def build_stage_job(
                 "image": settings.worker_image,
                 "imagePullPolicy": settings.image_pull_policy,
                 "command": ["mediaingest"],
-                "args": ["run-stage", "--asset", asset.asset_id, "--stage", stage.value, "--attempt", str(attempt)],
+                "args": ["run-stage", "--asset", asset.asset_id, "--stage", stage, "--attempt", str(attempt)],
                 # The release's settings (pipeline options), never its Secret: no database password, no
                 # storage keys, no JWT secret in a pod that runs ffmpeg on untrusted uploads.
                 "envFrom": [{"configMapRef": {"name": settings.job_config_map_name}}],
@@ -199,7 +200,7 @@ def observe_job(body: Mapping[str, Any]) -> JobObservation | None:
     metadata = body.get("metadata") or {}
     labels = metadata.get("labels") or {}
     try:
-        stage = Stage(labels[naming.LABEL_STAGE])
+        stage = stage_named(labels[naming.LABEL_STAGE])
         attempt = int(labels[naming.LABEL_ATTEMPT])
     except (KeyError, ValueError):
         return None

@@ -78,9 +78,11 @@ def run(namespace: str | None, liveness_port: int, metrics_port: int) -> None:
     """
     from mediaingest.config import Settings
     from mediaingest.logging import configure_logging
+    from mediaingest.pipeline.registry import load_stage_modules
 
     app_settings = Settings()
     configure_logging(app_settings.log_level, json=app_settings.log_json)
+    load_stage_modules(app_settings.stage_modules)  # before OperatorSettings: their Jobs' sizes default from them
     # kopf logs every successful timer run at INFO; our own events (operator.*) say what happened.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").addFilter(handle_asset.QuietCapacityWaits())

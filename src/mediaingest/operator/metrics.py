@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from mediaingest.models.enums import Stage
+from mediaingest.pipeline.registry import stage_names
 
 jobs_created_total = Counter(
     "mediaingest_operator_jobs_created_total", "Stage Jobs created by the operator.", ["stage"]
@@ -65,7 +65,7 @@ class OperatorCollector(Collector):
         limit = GaugeMetricFamily("mediaingest_operator_jobs_limit", "The global cap on stage Jobs running at once.")
         # Every series is present from the start, at zero, so dashboards and KEDA never see a gap.
         phase_counts = {phase: 0 for phase in ("Pending", "Running")}
-        stage_counts = {(stage.value, state): 0 for stage in Stage for state in ("pending", "running")}
+        stage_counts = {(stage, state): 0 for stage in stage_names() for state in ("pending", "running")}
         if self.asset_states is not None:
             for key, store in list(self.asset_states.items()):
                 if key[0] == "phase":

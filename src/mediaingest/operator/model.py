@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from mediaingest.models.enums import JobPriority, MediaType, Stage
+from mediaingest.pipeline.registry import stage_named
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class AssetSpec:
     def from_spec(cls, spec: Mapping[str, Any]) -> AssetSpec:
         try:
             source = spec["source"]
-            stages = tuple(Stage(stage) for stage in spec["stages"])
+            stages = tuple(stage_named(stage) for stage in spec["stages"])
             parsed = cls(
                 asset_id=str(spec["assetId"]),
                 owner=str(spec["owner"]),
@@ -53,7 +54,7 @@ class AssetSpec:
             "source": {"bucket": self.bucket, "key": self.key},
             "size": self.size,
             "priority": self.priority.value,
-            "stages": [stage.value for stage in self.stages],
+            "stages": list(self.stages),
         }
 
 

@@ -56,7 +56,7 @@ def asset_resource_name(asset_id: str) -> str:
 
 
 def stage_slug(stage: Stage) -> str:
-    return stage.value.replace("_", "-")
+    return stage.replace("_", "-")
 
 
 def job_name(asset_name: str, stage: Stage, attempt: int) -> str:

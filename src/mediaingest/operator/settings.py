@@ -18,7 +18,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mediaingest.models.enums import JobPriority, Stage
-from mediaingest.pipeline.registry import STAGES, JobResources
+from mediaingest.pipeline.registry import JobResources, stage_named, stages
 
 # A Kubernetes quantity as values.yaml may spell it: "500m", "2Gi", or a bare number (`--set …cpu=2`
 # arrives as the integer 2). The chart's values.schema.json uses this same pattern (a test compares).
@@ -57,8 +57,9 @@ def _stage(resources: JobResources) -> StageConfig:
     )
 
 
-# Each stage's Job, as the stage registry sizes it.
-DEFAULT_STAGES: dict[Stage, StageConfig] = {spec.stage: _stage(spec.resources) for spec in STAGES}
+def default_stage_configs() -> dict[Stage, StageConfig]:
+    """Each registered stage's Job, as its StageSpec sizes it."""
+    return {spec.stage: _stage(spec.resources) for spec in stages()}
 
 
 class OperatorSettings(BaseSettings):
@@ -82,7 +83,7 @@ class OperatorSettings(BaseSettings):
     # A token lives for the stage's deadline plus this: time for the Job to wait for admission (Kueue)
     # and for its pod to be scheduled. One that expires costs an attempt, never a result.
     stage_token_grace_seconds: int = Field(24 * 3600, ge=60)
-    stages: dict[Stage, StageConfig] = Field(default_factory=lambda: dict(DEFAULT_STAGES))
+    stages: dict[Stage, StageConfig] = Field(default_factory=default_stage_configs)
     # Long enough for the operator to fold a finished Job's result in (a vanished one costs an attempt).
     ttl_seconds_after_finished: int = Field(3600, ge=300)
     node_selector: dict[str, str] = {}
@@ -152,9 +153,10 @@ class OperatorSettings(BaseSettings):
     def _merge_stage_defaults(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
-        merged: dict[Stage, Any] = {stage: config.model_dump(by_alias=True) for stage, config in DEFAULT_STAGES.items()}
+        defaults = default_stage_configs()
+        merged: dict[Stage, Any] = {stage: config.model_dump(by_alias=True) for stage, config in defaults.items()}
         for key, override in value.items():
-            stage = Stage(key)
+            stage = stage_named(key)
             if isinstance(override, StageConfig):
                 override = override.model_dump(by_alias=True)
             merged[stage] = {**merged[stage], **override}

@@ -7,7 +7,7 @@ module touch the database or object storage. Modules:
     options.py    PipelineOptions (from Settings)
     ffmpeg.py     command building, running ffmpeg with progress and cancellation, ffprobe, errors
     filters.py    filter-graph pieces shared by the video stages (stream choice, tone mapping)
-    registry.py   STAGES: every stage once (function, media, label, Job resources)
+    registry.py   every stage once (StageSpec: function, media, label, Job resources), STAGE_MODULES
     plan.py       stages_for(media_type, metadata), from the registry
     stages/       probe, proxies (with sprites.py: sheets and storyboard), thumbnails, audio_visuals
 """
@@ -21,7 +21,7 @@ from mediaingest.models.enums import MediaType, Stage
 from mediaingest.pipeline.ffmpeg import FfmpegTools, StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.plan import stages_for
-from mediaingest.pipeline.registry import StageInput, spec_for
+from mediaingest.pipeline.registry import PROBE, StageInput, spec_for
 from mediaingest.pipeline.stages.probe import probe
 from mediaingest.pipeline.types import LiveOutputs, MediaMetadata, ProgressCallback, StageOutput, StageResult
 
@@ -57,9 +57,9 @@ def run_stage_function(
     type's plan is a successful no-op, like audio visuals for a silent video.
     """
     spec = spec_for(stage)
-    if stage != Stage.PROBE:
+    if stage != PROBE:
         if stage not in stages_for(media_type):
-            return StageResult(message=f"{stage.value} does not apply to {media_type.value.lower()}")
+            return StageResult(message=f"{stage} does not apply to {media_type.value.lower()}")
         if metadata is None:
             metadata = probe(source, media_type, options=options)
     job = StageInput(source, media_type, metadata or MediaMetadata(), out_dir, options, on_progress, cancel, live)

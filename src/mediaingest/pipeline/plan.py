@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from mediaingest.models.enums import MediaType, Stage
-from mediaingest.pipeline.registry import STAGES
+from mediaingest.pipeline.registry import stages
 from mediaingest.pipeline.types import MediaMetadata
 
 
 def stages_for(media_type: MediaType, metadata: MediaMetadata | None = None) -> list[Stage]:
-    """The registry's stages for `media_type`, probe first.
+    """The registered stages for `media_type`, probe first.
 
     Without metadata (before probe has run, or for the operator's static plan) a video keeps its audio
     visuals stage; generate_audio_visuals then finishes at once with "no audio stream" if there is none.
     """
     return [
         spec.stage
-        for spec in STAGES
+        for spec in stages()
         if media_type in spec.media and not (spec.needs_audio and metadata is not None and not metadata.has_audio)
     ]

@@ -1,13 +1,21 @@
 """Every stage, once: what it is called, what it runs, which media go through it, what people read while
 it works, and how big its Kubernetes Job is. The plan, the dispatch, the operator's defaults, the job
-labels of the API and page, and (through tests) the CRD's stage enum and the chart's values all follow
-from `STAGES`; a stage is one module with its function plus one entry here.
+labels of the API and page, and (through `make stages`) the CRD's stage list and the chart's values all
+follow from the registered StageSpecs.
+
+A stage is one module with its function plus one registry entry: a line in `BUILT_IN` below, or, for a
+stage kept outside this package, its module in the `STAGE_MODULES` setting. Such a module calls
+`register(StageSpec(...))` when imported, and every process that runs or plans stages (the API, the
+worker and its stage processes, a stage pod, the operator) imports those modules as it starts, through
+`load_stage_modules`, as procrastinate's workers import their tasks' modules.
 """
 
 from __future__ import annotations
 
+import importlib
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +53,16 @@ class JobResources:
     deadline_seconds: int
 
 
+class UnknownStageError(ValueError):
+    """A stage or job type that no registered StageSpec names (a typo, or a module not loaded)."""
+
+
+# A stage is an item of the CRD's plan (32 characters) and a Kubernetes label value (`_` becomes `-` in
+# Job names); a job type fills a 32-character column.
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_JOB_TYPE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
+
+
 @dataclass(frozen=True)
 class StageSpec:
     stage: Stage
@@ -80,21 +98,26 @@ def describe(metadata: MediaMetadata) -> str:
 
 _ALL_MEDIA = frozenset(MediaType)
 
+# The stages the rest of the code names: the probe's metadata feeds every other stage, and the
+# proxies' folder holds the HLS ladder the player reads.
+PROBE = Stage("probe")
+PROXIES = Stage("proxies")
+
 # Order matters: the probe first (every other stage needs its metadata), then the rest side by side.
 # Every stage downloads the source into its scratch volume (uploads go up to MAX_FILE_SIZE, 5 GiB by
 # default), so each Job has room for it; proxies also hold their renditions until they are uploaded.
-STAGES: tuple[StageSpec, ...] = (
+BUILT_IN: tuple[StageSpec, ...] = (
     StageSpec(
-        stage=Stage.PROBE,
-        job_type=IngestionJobType.METADATA_EXTRACTION,
+        stage=PROBE,
+        job_type=IngestionJobType("METADATA_EXTRACTION"),
         label="Reading metadata",
         media=_ALL_MEDIA,
         run=_probe,
         resources=JobResources(("250m", "1"), ("256Mi", "1Gi"), "6Gi", "7Gi", 900),
     ),
     StageSpec(
-        stage=Stage.PROXIES,
-        job_type=IngestionJobType.PROXY_GENERATION,
+        stage=PROXIES,
+        job_type=IngestionJobType("PROXY_GENERATION"),
         label="Making web proxies",
         media=frozenset({MediaType.VIDEO}),
         run=lambda job: generate_proxies(
@@ -109,8 +132,8 @@ STAGES: tuple[StageSpec, ...] = (
         resources=JobResources(("2", "4"), ("2Gi", "4Gi"), "20Gi", "22Gi", 3 * 3600),
     ),
     StageSpec(
-        stage=Stage.THUMBNAILS,
-        job_type=IngestionJobType.THUMBNAIL_GENERATION,
+        stage=Stage("thumbnails"),
+        job_type=IngestionJobType("THUMBNAIL_GENERATION"),
         label="Making the poster and thumbnails",
         media=frozenset({MediaType.VIDEO, MediaType.IMAGE}),
         run=lambda job: generate_thumbnails(
@@ -125,8 +148,8 @@ STAGES: tuple[StageSpec, ...] = (
         resources=JobResources(("500m", "2"), ("512Mi", "2Gi"), "6Gi", "7Gi", 3600),
     ),
     StageSpec(
-        stage=Stage.AUDIO_VISUALS,
-        job_type=IngestionJobType.AUDIO_ANALYSIS,
+        stage=Stage("audio_visuals"),
+        job_type=IngestionJobType("AUDIO_ANALYSIS"),
         label="Drawing the waveform",
         media=frozenset({MediaType.VIDEO, MediaType.AUDIO}),
         run=lambda job: generate_audio_visuals(
@@ -138,13 +161,69 @@ STAGES: tuple[StageSpec, ...] = (
 )
 
 
-def spec_for(stage: Stage) -> StageSpec:
-    return next(spec for spec in STAGES if spec.stage == stage)
+_registered: dict[Stage, StageSpec] = {}  # in plan order: the built-in stages, then loaded modules
 
 
-def stage_for_job_type(job_type: IngestionJobType | str) -> Stage:
-    return next(spec.stage for spec in STAGES if spec.job_type == job_type)
+def register(spec: StageSpec) -> StageSpec:
+    """Adds a stage to every plan from now on (in this process). Registering the same spec again is a
+    no-op, so a module imported twice is harmless; another spec under a taken name or job type is not."""
+    if _registered.get(spec.stage) is spec:
+        return spec
+    if not _STAGE_NAME.match(spec.stage):
+        raise ValueError(f"stage name {spec.stage!r}: lower-case letters, digits and _, at most 32")
+    if not _JOB_TYPE_NAME.match(spec.job_type):
+        raise ValueError(f"job type {spec.job_type!r}: upper-case letters, digits and _, at most 32")
+    if not spec.media:
+        raise ValueError(f"stage {spec.stage!r} applies to no media type")
+    for other in _registered.values():
+        if spec.stage == other.stage or spec.job_type == other.job_type:
+            raise ValueError(f"stage {spec.stage!r} ({spec.job_type}) clashes with the registered {other.stage!r}")
+    if not _registered and spec.stage != PROBE:
+        raise ValueError("the probe is registered first: every other stage reads its metadata")
+    _registered[spec.stage] = spec
+    return spec
 
 
-def label_for(job_type: IngestionJobType | str) -> str:
-    return next((spec.label for spec in STAGES if spec.job_type == job_type), str(job_type))
+def load_stage_modules(modules: Iterable[str]) -> None:
+    """Imports each module, which registers its stages (the `STAGE_MODULES` setting). Idempotent."""
+    for name in modules:
+        importlib.import_module(name)
+
+
+def stages() -> tuple[StageSpec, ...]:
+    return tuple(_registered.values())
+
+
+def stage_names() -> list[Stage]:
+    return list(_registered)
+
+
+def spec_for(stage: str) -> StageSpec:
+    try:
+        return _registered[Stage(stage)]
+    except KeyError:
+        raise UnknownStageError(f"unknown stage {stage!r}; one of {stage_names()}") from None
+
+
+def stage_named(name: str) -> Stage:
+    """The registered stage called `name`, for names from outside: a CLI flag, a CRD, a task, a token."""
+    return spec_for(name).stage
+
+
+def stage_for_job_type(job_type: str) -> Stage:
+    for spec in _registered.values():
+        if spec.job_type == job_type:
+            return spec.stage
+    raise UnknownStageError(f"no stage makes {job_type!r} jobs")
+
+
+def job_type_for(stage: str) -> IngestionJobType:
+    return spec_for(stage).job_type
+
+
+def label_for(job_type: str) -> str:
+    return next((spec.label for spec in _registered.values() if spec.job_type == job_type), job_type)
+
+
+for _spec in BUILT_IN:
+    register(_spec)

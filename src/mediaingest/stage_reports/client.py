@@ -140,7 +140,7 @@ class ApiStageHost:
         except _Gone:
             return None
         except _Superseded as exc:
-            raise StageCancelledError(f"{self.stage.value}: a later attempt started") from exc
+            raise StageCancelledError(f"{self.stage}: a later attempt started") from exc
         assert start is not None
         self._start = start
         return StageAsset(
@@ -198,7 +198,7 @@ class ApiStageHost:
         try:
             self._post("playable", PlayableReport(seconds=round(seconds, 3)), None)
         except (_Gone, _Superseded) as exc:
-            raise StageCancelledError(f"{self.stage.value}: no longer this attempt's") from exc
+            raise StageCancelledError(f"{self.stage}: no longer this attempt's") from exc
 
     def _put(self, path: Path, name: str, role: Role, content_type: str) -> SignedPut:
         size = path.stat().st_size
@@ -208,7 +208,7 @@ class ApiStageHost:
         try:
             signed = self._post("outputs", request, SignedPuts)
         except (_Gone, _Superseded) as exc:
-            raise StageCancelledError(f"{self.stage.value}: no longer this attempt's") from exc
+            raise StageCancelledError(f"{self.stage}: no longer this attempt's") from exc
         assert signed is not None
         put = signed.files[0]
 

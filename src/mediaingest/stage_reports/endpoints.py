@@ -31,6 +31,7 @@ from mediaingest.exceptions import (
 )
 from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.pipeline.registry import job_type_for
 from mediaingest.pipeline.types import StageResult
 from mediaingest.retry import RetryDecision
 from mediaingest.schemas import Envelope
@@ -105,7 +106,7 @@ async def _claims(
     if credentials is None:
         raise AuthenticationError("a stage token is required")
     claims = tokens.verify(request.app.state.settings.url_secret(), credentials.credentials)
-    structlog.contextvars.bind_contextvars(asset_id=claims.asset_id, stage=claims.stage.value, attempt=claims.attempt)
+    structlog.contextvars.bind_contextvars(asset_id=claims.asset_id, stage=claims.stage, attempt=claims.attempt)
     return claims
 
 
@@ -127,7 +128,7 @@ def _job_id(db: Db, claims: tokens.StageClaims) -> str:
             .join(MediaAsset, MediaAsset.id == IngestionJob.asset_id)
             .where(
                 IngestionJob.asset_id == claims.asset_id,
-                IngestionJob.type == claims.stage.job_type,
+                IngestionJob.type == job_type_for(claims.stage),
                 MediaAsset.owner_id == claims.owner_id,
             )
         )

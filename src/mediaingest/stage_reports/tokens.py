@@ -16,6 +16,7 @@ import jwt
 
 from mediaingest.exceptions import AuthenticationError
 from mediaingest.models.enums import Stage
+from mediaingest.pipeline.registry import stage_named
 
 AUDIENCE = "mediaingest:stage-report"
 _ALGORITHM = "HS256"
@@ -41,7 +42,7 @@ def issue(url_signing_secret: bytes, claims: StageClaims, *, ttl_seconds: int, n
         "aud": AUDIENCE,
         "sub": claims.asset_id,
         "own": claims.owner_id,
-        "stg": claims.stage.value,
+        "stg": claims.stage,
         "att": claims.attempt,
         "iat": issued,
         "exp": issued + ttl_seconds,
@@ -62,7 +63,7 @@ def verify(url_signing_secret: bytes, token: str) -> StageClaims:
         return StageClaims(
             asset_id=str(payload["sub"]),
             owner_id=str(payload["own"]),
-            stage=Stage(payload["stg"]),
+            stage=stage_named(payload["stg"]),
             attempt=int(payload["att"]),
         )
     except jwt.ExpiredSignatureError as exc:

@@ -83,7 +83,7 @@ def run_attempt(
     process = _CONTEXT.Process(
         target=_stage_process_main,
         args=(ctx.settings, handle, asset_id, stage, sender),
-        name=f"stage-{stage.value}",
+        name=f"stage-{stage}",
         daemon=True,
     )
     process.start()
@@ -110,7 +110,7 @@ def run_attempt(
     # Died without a report: killed by the OOM killer, a signal, or a crash in native code.
     exitcode = process.exitcode or 0
     cause = signal.Signals(-exitcode).name if exitcode < 0 else f"exit code {exitcode}"
-    error = TransientProcessingError(f"the {stage.value} stage process died ({cause})")
+    error = TransientProcessingError(f"the {stage} stage process died ({cause})")
     decision = record_attempt_failure(ctx, handle=handle, asset_id=asset_id, stage=stage, error=error, policy=policy)
     return AttemptReport(
         status="failed",
@@ -136,7 +136,7 @@ def _stage_process_main(settings: Settings, handle: JobHandle, asset_id: str, st
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal; the worker decides
     configure_logging(settings.log_level, json=settings.log_json)
-    structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage.value, job_id=handle.job_id)
+    structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage, job_id=handle.job_id)
     ctx = StageContext.open(settings)
     report: AttemptReport
     try:

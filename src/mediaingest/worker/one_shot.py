@@ -24,6 +24,7 @@ from mediaingest.models import MediaAsset
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.pipeline.registry import job_type_for
 from mediaingest.retry import RetryDecision
 from mediaingest.worker import progression
 from mediaingest.worker.queue import ensure_job
@@ -38,7 +39,7 @@ EXIT_PERMANENT = 3
 
 
 def run_one_stage(settings: Settings, *, asset_id: str, stage: Stage, attempt: int) -> int:
-    structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage.value, attempt=attempt)
+    structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage, attempt=attempt)
     cancel = threading.Event()
     # Kubernetes sends SIGTERM before killing a pod (deletion, deadline): stop ffmpeg and exit transient.
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
@@ -67,7 +68,7 @@ def run_one_stage(settings: Settings, *, asset_id: str, stage: Stage, attempt: i
 
 def _attempt(host: StageHost, settings: Settings, *, stage: Stage, cancel: threading.Event) -> int:
     started = time.monotonic()
-    job_type = stage.job_type.value
+    job_type = job_type_for(stage)
     try:
         outcome = execute_stage(
             host, stage=stage, cancel=cancel, settings=settings, options=PipelineOptions.from_settings(settings)

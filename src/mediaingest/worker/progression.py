@@ -25,6 +25,7 @@ from mediaingest.models.enums import (
     Stage,
 )
 from mediaingest.pipeline.plan import stages_for
+from mediaingest.pipeline.registry import PROBE, job_type_for
 from mediaingest.pipeline.types import MediaMetadata
 from mediaingest.retry import RetryDecision
 from mediaingest.worker.jobs import MAX_LOG_ENTRIES, JobHandle, log_entry
@@ -150,7 +151,7 @@ def stage_succeeded(
         return False
     handle.append_log(session, log_entry("job.completed", attempt=handle.attempt, message=message))
     session.refresh(asset)
-    if stage == Stage.PROBE and enqueue_next:
+    if stage == PROBE and enqueue_next:
         for next_stage in plan_for(asset)[1:]:
             enqueue_stage(session, asset=asset, stage=next_stage, max_attempts=max_attempts)
     session.flush()
@@ -167,7 +168,7 @@ def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
             )
         )
     )
-    if not all(stage.job_type in done for stage in plan):
+    if not all(job_type_for(stage) in done for stage in plan):
         return
     if asset.checksum is None:  # never READY before the bytes are known to be the ones uploaded
         return
@@ -237,7 +238,7 @@ def stage_failed(
 
 
 def fail_asset(session: Session, asset: MediaAsset, *, stage: Stage, error: str) -> None:
-    mark_failed(session, asset, reason=f"{stage.value} stage failed: {error}")
+    mark_failed(session, asset, reason=f"{stage} stage failed: {error}")
 
 
 # --- observed from Kubernetes Jobs ------------------------------------------------------------------
@@ -250,7 +251,7 @@ def _observed_job(session: Session, asset_id: str, stage: Stage) -> IngestionJob
     """The stage's row (one per asset and stage), locked; created on the first report."""
     job = session.scalar(
         sa.select(IngestionJob)
-        .where(IngestionJob.asset_id == asset_id, IngestionJob.type == stage.job_type)
+        .where(IngestionJob.asset_id == asset_id, IngestionJob.type == job_type_for(stage))
         .with_for_update()
     )
     if job is not None:
@@ -258,7 +259,7 @@ def _observed_job(session: Session, asset_id: str, stage: Stage) -> IngestionJob
     asset = session.get(MediaAsset, asset_id)
     if asset is None:
         # Deleted from the database while its resource still exists: nothing to record.
-        log.info("operator.mirror_asset_missing", asset_id=asset_id, stage=stage.value)
+        log.info("operator.mirror_asset_missing", asset_id=asset_id, stage=stage)
         return None
     return ensure_job(session, asset=asset, stage=stage)
 
@@ -283,7 +284,7 @@ def observed_stage_started(
     job.started_at = at
     job.finished_at = None
     job.message = f"attempt {attempt}: Kubernetes Job {job_name}"
-    _observed_log(job, at, "job.started", stage=stage.value, attempt=attempt, kubernetes_job=job_name)
+    _observed_log(job, at, "job.started", stage=stage, attempt=attempt, kubernetes_job=job_name)
     session.execute(
         sa.update(MediaAsset)
         .where(MediaAsset.id == asset_id, MediaAsset.processing_status == AssetProcessingStatus.PENDING)
@@ -309,7 +310,7 @@ def observed_stage_failed(
     else:
         job.message = f"failed after {attempt} attempt{'s' if attempt > 1 else ''}"
         job.finished_at = at
-    _observed_log(job, at, "job.failed", stage=stage.value, attempt=attempt, will_retry=will_retry, error=message)
+    _observed_log(job, at, "job.failed", stage=stage, attempt=attempt, will_retry=will_retry, error=message)
 
 
 def observed_stage_succeeded(session: Session, *, asset_id: str, stage: Stage, attempt: int, at: datetime) -> None:
@@ -323,7 +324,7 @@ def observed_stage_succeeded(session: Session, *, asset_id: str, stage: Stage, a
     job.progress = 100.0
     job.finished_at = at
     job.message = "completed"
-    _observed_log(job, at, "job.completed", stage=stage.value, attempt=attempt)
+    _observed_log(job, at, "job.completed", stage=stage, attempt=attempt)
 
 
 def observed_asset_finished(session: Session, *, asset_id: str, ready: bool, message: str | None, at: datetime) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from mediaingest.db import utcnow
 from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.models.enums import IngestionJobStatus, Stage
+from mediaingest.pipeline.registry import job_type_for, stage_names
 from mediaingest.tasks import queue
 from mediaingest.tasks.registry import STAGES_QUEUE
 
@@ -17,26 +18,26 @@ _FINISHED = (IngestionJobStatus.COMPLETED, IngestionJobStatus.FAILED, IngestionJ
 
 
 def stage_task_key(asset_id: str, stage: Stage) -> str:
-    return f"stage:{asset_id}:{stage.value}"
+    return f"stage:{asset_id}:{stage}"
 
 
 def ensure_job(session: Session, *, asset: MediaAsset, stage: Stage, max_attempts: int | None = None) -> IngestionJob:
     """The stage's job row, created if missing (the Kubernetes executor's pods and the operator's reports
     use it alone). Without `max_attempts`, the column's default: the operator counts attempts itself."""
     job = session.scalar(
-        sa.select(IngestionJob).where(IngestionJob.asset_id == asset.id, IngestionJob.type == stage.job_type)
+        sa.select(IngestionJob).where(IngestionJob.asset_id == asset.id, IngestionJob.type == job_type_for(stage))
     )
     if job is not None:
         return job
     job = IngestionJob(
         asset_id=asset.id,
-        type=stage.job_type,
+        type=job_type_for(stage),
         status=IngestionJobStatus.PENDING,
         priority=asset.priority,
         priority_rank=asset.priority.rank,
         **({"max_attempts": max_attempts} if max_attempts is not None else {}),
         available_at=utcnow(),
-        logs=[{"at": utcnow().isoformat(), "event": "job.enqueued", "stage": stage.value}],
+        logs=[{"at": utcnow().isoformat(), "event": "job.enqueued", "stage": stage}],
     )
     session.add(job)
     session.flush()
@@ -53,7 +54,7 @@ def enqueue_stage(session: Session, *, asset: MediaAsset, stage: Stage, max_atte
         session,
         name=RUN_STAGE,
         queue=STAGES_QUEUE,
-        payload={"assetId": asset.id, "stage": stage.value, "jobId": job.id},
+        payload={"assetId": asset.id, "stage": stage, "jobId": job.id},
         dedupe_key=stage_task_key(asset.id, stage),
         priority=asset.priority.rank,
         max_attempts=max_attempts,
@@ -63,7 +64,7 @@ def enqueue_stage(session: Session, *, asset: MediaAsset, stage: Stage, max_atte
 
 def cancel_jobs(session: Session, *, asset_id: str) -> int:
     """Cancels the asset's unfinished jobs and their tasks; a runner holding one notices at its next heartbeat."""
-    queue.cancel(session, dedupe_keys=[stage_task_key(asset_id, stage) for stage in Stage])
+    queue.cancel(session, dedupe_keys=[stage_task_key(asset_id, stage) for stage in stage_names()])
     result = session.execute(
         sa.update(IngestionJob)
         .where(IngestionJob.asset_id == asset_id, IngestionJob.status.not_in(_FINISHED))

@@ -220,7 +220,7 @@ class DirectStageHost:
     ) -> StageOutcome:
         if self.owner_id is None:
             raise RuntimeError("the asset's owner is unknown")
-        prefix = stage_prefix(user_id=self.owner_id, asset_id=self.asset_id, stage=self.stage.value)
+        prefix = stage_prefix(user_id=self.owner_id, asset_id=self.asset_id, stage=self.stage)
         kept = {(item.bucket, item.key) for item in stored} | {self.output_location(n, "proxies") for n in published}
         with session_scope(self.ctx.session_factory) as session:
             asset = repository.get_for_update(session, self.asset_id)
@@ -248,7 +248,7 @@ class DirectStageHost:
                     self.ctx.storage.delete(bucket, key)
             return StageOutcome(completed=False, outputs=0, message="asset deleted or job taken over")
         self._remove_stale_objects(prefix=prefix, kept=kept)
-        log.info("asset.stage_completed", asset_id=self.asset_id, stage=self.stage.value, outputs=len(stored))
+        log.info("asset.stage_completed", asset_id=self.asset_id, stage=self.stage, outputs=len(stored))
         return StageOutcome(completed=True, outputs=len(stored), message=result.message)
 
     def fail(self, message: str, decision: RetryDecision) -> None:
@@ -272,7 +272,7 @@ def output_location(
     """Bucket and key of a file the stage names (`hls/seg_00001.ts`), always inside its own folder."""
     if not OUTPUT_NAME.fullmatch(name) or ".." in name.split("/"):
         raise ValueError(f"not an output name: {name!r}")
-    return ctx.bucket(role), derived_key(user_id=owner_id, asset_id=asset_id, stage=stage.value, filename=name)
+    return ctx.bucket(role), derived_key(user_id=owner_id, asset_id=asset_id, stage=stage, filename=name)
 
 
 def discard_published(ctx: StageContext, *, owner_id: str, asset_id: str, stage: Stage, names: Iterable[str]) -> None:

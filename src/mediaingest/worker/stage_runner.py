@@ -30,6 +30,7 @@ from mediaingest.models.enums import Stage
 from mediaingest.pipeline import run_stage_function
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.pipeline.registry import PROBE, load_stage_modules
 from mediaingest.pipeline.types import LiveOutputs
 from mediaingest.retry import RetryDecision, RetryPolicy
 from mediaingest.storage import build_storage
@@ -54,7 +55,9 @@ class StageContext:
 
     @classmethod
     def open(cls, settings: Settings, *, pool_size: int = 2) -> StageContext:
-        """Its own engine and storage client, built from the settings (a stage process, a pod, a worker)."""
+        """Its own engine and storage client, built from the settings (a stage process, a pod, a worker),
+        and the stages of STAGE_MODULES registered in this process."""
+        load_stage_modules(settings.stage_modules)
         engine = create_db_engine(settings.resolved_database_url, pool_size=pool_size)
         return cls(
             settings=settings,
@@ -123,10 +126,10 @@ class _Progress:
 
     def __call__(self, fraction: float, message: str) -> None:
         if self.cancel.is_set():
-            raise StageCancelledError(f"{self.stage.value} cancelled")
+            raise StageCancelledError(f"{self.stage} cancelled")
         if not self.host.report_progress(fraction, message):
             self.cancel.set()
-            raise StageCancelledError(f"{self.stage.value} job is no longer ours")
+            raise StageCancelledError(f"{self.stage} job is no longer ours")
 
 
 class _LivePublisher:
@@ -139,7 +142,7 @@ class _LivePublisher:
 
     def publish(self, path: Path, name: str) -> None:
         if self.cancel.is_set():
-            raise StageCancelledError(f"{self.stage.value} cancelled")
+            raise StageCancelledError(f"{self.stage} cancelled")
         self.host.publish(path, name)
         self.names.add(name)
 
@@ -151,16 +154,16 @@ def execute_stage(
     begun = host.begin()
     if begun is None:
         return StageOutcome(completed=False, outputs=0, message="asset deleted")
-    if stage != Stage.PROBE and begun.metadata is None:
+    if stage != PROBE and begun.metadata is None:
         raise TransientProcessingError("probe results are not recorded yet")
 
     progress = _Progress(host, cancel, stage)
-    with job_workspace(settings, stage.value) as workspace:
+    with job_workspace(settings, stage) as workspace:
         progress(0.0, "downloading source")
         source = workspace / f"source{begun.source_suffix}"
         host.download_source(source)
         checksum = None
-        if stage == Stage.PROBE:
+        if stage == PROBE:
             checksum = _verify_checksum(source, known=begun.checksum, declared=begun.declared_sha256)
         output_dir = workspace / "out"
         output_dir.mkdir()
@@ -174,7 +177,7 @@ def execute_stage(
             host.discard(live.names)
             raise
         if cancel.is_set():
-            raise StageCancelledError(f"{stage.value} cancelled")
+            raise StageCancelledError(f"{stage} cancelled")
         stored = [host.store(output) for output in result.outputs]
     return host.record(result, stored, checksum=checksum, published=live.names)
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from mediaingest import metrics
 from mediaingest.db import session_scope
 from mediaingest.models import IngestionJob, Task
-from mediaingest.models.enums import Stage
+from mediaingest.pipeline.registry import job_type_for, stage_named
 from mediaingest.retry import RetryDecision, RetryPolicy
 from mediaingest.tasks.registry import STAGES_QUEUE, RecordedFailure, TaskCancelled, TaskRun, TaskSpec
 from mediaingest.worker import isolation, progression
@@ -28,10 +28,10 @@ log = structlog.stdlib.get_logger(__name__)
 
 
 def run_stage(ctx: StageContext, run: TaskRun) -> None:
-    stage = Stage(run.payload["stage"])
+    stage = stage_named(run.payload["stage"])
     asset_id = str(run.payload["assetId"])
-    job_type = stage.job_type.value
-    structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage.value, job_id=run.payload.get("jobId"))
+    job_type = job_type_for(stage)
+    structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage, job_id=run.payload.get("jobId"))
     with session_scope(ctx.session_factory) as session:
         job = session.get(IngestionJob, run.payload.get("jobId"))
         if job is None:  # the asset was deleted: its rows went with it
@@ -89,7 +89,7 @@ def _observe(ctx: StageContext, job_id: str, attempt: int, job_type: str, report
 def stage_reaped(session: Session, task: Task, failed: bool) -> None:
     job = session.get(IngestionJob, task.payload.get("jobId"))
     if job is not None:
-        progression.stage_reaped(session, job=job, stage=Stage(task.payload["stage"]), failed=failed)
+        progression.stage_reaped(session, job=job, stage=stage_named(task.payload["stage"]), failed=failed)
 
 
 RUN = TaskSpec(name=RUN_STAGE, queue=STAGES_QUEUE, function=run_stage, retry=RetryPolicy.for_stages,

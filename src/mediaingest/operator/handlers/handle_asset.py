@@ -250,7 +250,7 @@ async def reconcile_asset(
                 delay=ctx.settings.error_backoff_seconds,
             ) from exc
         if created:
-            metrics.jobs_created_total.labels(stage=launch.stage.value).inc()
+            metrics.jobs_created_total.labels(stage=launch.stage).inc()
             log.info("operator.job_created", asset=name, job=launch.job_name, attempt=launch.attempt)
             await _hand_token_to_job(ctx, namespace, launch.job_name, created)
 
@@ -268,8 +268,8 @@ async def reconcile_asset(
     for item in decision.transitions:
         if isinstance(item, StageFailed):
             kind = "transient" if item.will_retry else "permanent"
-            metrics.stage_failures_total.labels(stage=item.stage.value, kind=kind).inc()
-            log.warning("operator.stage_failed", asset=name, stage=item.stage.value, attempt=item.attempt, kind=kind)
+            metrics.stage_failures_total.labels(stage=item.stage, kind=kind).inc()
+            log.warning("operator.stage_failed", asset=name, stage=item.stage, attempt=item.attempt, kind=kind)
         elif isinstance(item, AssetFinished):
             metrics.assets_finished_total.labels(phase=item.phase.value).inc()
             log.info("operator.asset_finished", asset=name, phase=item.phase.value)

@@ -161,7 +161,7 @@ def unsettled_failures(status: Mapping[str, Any], jobs: Iterable[JobObservation]
     for job in jobs:
         if job.state != JobState.FAILED:
             continue
-        entry = stages.get(job.stage.value) or {}
+        entry = stages.get(job.stage) or {}
         recorded = int(entry.get("attempts") or 0)
         if recorded < job.attempt or (recorded == job.attempt and entry.get("phase") == StagePhase.RUNNING):
             found.append(job)
@@ -211,7 +211,7 @@ def reconcile(
     # 1. Fold what the Jobs say into each stage.
     for stage in spec.stages:
         entry: dict[str, Any] = {"phase": StagePhase.PENDING.value, "attempts": 0}
-        entry.update(old_stages.get(stage.value) or {})
+        entry.update(old_stages.get(stage) or {})
         stages[stage] = entry
         phase = StagePhase(entry["phase"])
         if phase in _SETTLED:
@@ -351,31 +351,32 @@ def _asset_status(
     generation: int | None,
 ) -> dict[str, Any]:
     phases = {stage: StagePhase(stages[stage]["phase"]) for stage in spec.stages}
-    running = [stage.value for stage, phase in phases.items() if phase == StagePhase.RUNNING]
+    running = [stage for stage, phase in phases.items() if phase == StagePhase.RUNNING]
     retrying = [stage for stage, phase in phases.items() if phase == StagePhase.RETRYING]
     succeeded = sum(1 for phase in phases.values() if phase == StagePhase.SUCCEEDED)
     message: str | None = None
+    current: str  # the stage(s) the status column shows
 
     if failed and not running:
-        phase, current = AssetPhase.FAILED, failed[0].value
-        message = truncate(f"{failed[0].value}: {stages[failed[0]].get('message', 'failed')}", 4096)
+        phase, current = AssetPhase.FAILED, failed[0]
+        message = truncate(f"{failed[0]}: {stages[failed[0]].get('message', 'failed')}", 4096)
     elif failed:
         # Let the stages already running finish (their outcome is still mirrored), launch nothing new.
         phase, current = AssetPhase.RUNNING, ",".join(running)
-        message = f"{failed[0].value} failed; waiting for {', '.join(running)} to finish"
+        message = f"{failed[0]} failed; waiting for {', '.join(running)} to finish"
     elif succeeded == len(spec.stages):
         phase, current = AssetPhase.READY, ""
     elif any(phase != StagePhase.PENDING for phase in phases.values()):
-        phase, current = AssetPhase.RUNNING, ",".join(running + [stage.value for stage in retrying])
+        phase, current = AssetPhase.RUNNING, ",".join(running + retrying)
         if retrying:
             entry = stages[retrying[0]]
             message = truncate(
-                f"{retrying[0].value} attempt {entry['attempts']} failed, retrying at {entry['nextAttemptAt']}: "
+                f"{retrying[0]} attempt {entry['attempts']} failed, retrying at {entry['nextAttemptAt']}: "
                 f"{entry.get('message', '')}",
                 4096,
             )
     else:
-        phase, current = AssetPhase.PENDING, spec.stages[0].value
+        phase, current = AssetPhase.PENDING, spec.stages[0]
     if decision.waiting_for_capacity and phase in (AssetPhase.PENDING, AssetPhase.RUNNING) and not failed:
         message = f"waiting for capacity ({decision.waiting_for_capacity})"
 
@@ -383,7 +384,7 @@ def _asset_status(
     status: dict[str, Any] = {
         "phase": phase.value,
         "progress": 100 * succeeded // len(spec.stages),
-        "stages": {stage.value: stages[stage] for stage in spec.stages},
+        "stages": {stage: stages[stage] for stage in spec.stages},
         "conditions": [_ready_condition(old, phase, message, stamp, generation)],
     }
     if current:

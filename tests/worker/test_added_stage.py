@@ -1,0 +1,150 @@
+"""A stage added as one module plus one registry entry runs like the built-in ones.
+
+The module (`fixtures/midpoint_still.py`) registers its StageSpec when imported, and the STAGE_MODULES
+setting names it: nothing else in the code base mentions it. It then runs through the local worker's
+stage processes (which import it themselves), the operator's plan and its Jobs, and a stage pod.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import SettingsFactory, Users
+from fixtures.live_server import LiveServerFactory
+from fixtures.stage_pods import run_pod, token_for
+from fixtures.uploads import upload
+from mediaingest.config import Settings
+from mediaingest.models.enums import JobPriority, MediaType
+from mediaingest.operator import naming
+from mediaingest.operator.handlers.reconcile import reconcile
+from mediaingest.operator.jobs import build_stage_job
+from mediaingest.operator.model import AssetSpec, JobObservation, JobState
+from mediaingest.operator.settings import OperatorSettings
+from mediaingest.pipeline import registry
+from mediaingest.pipeline.plan import stages_for
+from mediaingest.pipeline.registry import PROBE, StageSpec, load_stage_modules, spec_for
+from mediaingest.retry import RetryPolicy
+from mediaingest.worker.loop import embedded_worker
+
+pytestmark = pytest.mark.slow
+
+TESTS_DIR = Path(__file__).resolve().parents[1]
+MODULE = "fixtures.midpoint_still"  # imported only through the registry: importing it registers the stage
+
+
+@pytest.fixture
+def added_stage(monkeypatch: pytest.MonkeyPatch) -> Iterator[StageSpec]:
+    """The stage registered in this process for one test (other processes import MODULE themselves)."""
+    monkeypatch.setattr(registry, "_registered", dict(registry._registered))
+    sys.modules.pop(MODULE, None)
+    load_stage_modules([MODULE])
+    yield spec_for("midpoint_still")
+    sys.modules.pop(MODULE, None)
+
+
+@pytest.fixture
+def ingest_settings(make_settings: SettingsFactory, added_stage: StageSpec) -> Settings:
+    return make_settings(
+        worker_lease_seconds=5, worker_heartbeat_seconds=1, proxy_heights=[240], stage_modules=[MODULE]
+    )
+
+
+def _ready(api: TestClient, headers: dict[str, str], asset_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = api.get(f"/api/assets/{asset_id}/status", headers=headers).json()["data"]
+        assert status["processingStatus"] != "FAILED", status
+        if status["processingStatus"] == "READY":
+            return dict(status)
+        time.sleep(0.1)
+    raise AssertionError(f"{asset_id} not READY within {timeout} s")
+
+
+def test_an_added_stage_runs_through_the_local_worker(
+    api: TestClient, ingest_settings: Settings, users: Users, small_video: Path, added_stage: StageSpec
+) -> None:
+    assert stages_for(MediaType.VIDEO)[-1] == "midpoint_still" and "midpoint_still" not in stages_for(MediaType.AUDIO)
+    _, headers = users.create()
+    asset_id = upload(api, headers, small_video, mime_type="video/mp4")["assetId"]
+    with embedded_worker(ingest_settings):
+        status = _ready(api, headers, asset_id)
+
+    jobs = {job["type"]: job for job in status["jobs"]}
+    assert len(jobs) == 5 and all(job["status"] == "COMPLETED" for job in jobs.values()), jobs
+    added = jobs["MIDPOINT_STILL"]
+    assert (added["label"], added["progress"], added["message"]) == (
+        "Taking the middle frame",
+        100,
+        "the frame at 1.0 s",
+    )
+    detail = api.get(f"/api/assets/{asset_id}", headers=headers).json()["data"]
+    [still] = [proxy for proxy in detail["proxies"] if proxy["type"] == "THUMBNAIL"]
+    assert (still["width"], still["height"], still["details"]["positionSeconds"]) == (320, 240, 1.0)
+    fetched = api.get(still["url"])
+    assert fetched.status_code == 200 and fetched.content[:3] == b"\xff\xd8\xff"
+    assert len(fetched.content) == still["sizeBytes"]
+    # The seed's IngestionJob documents the job types of the stages the service has registered.
+    documented = api.get("/openapi.json").json()["components"]["schemas"]["IngestionJobOut"]["properties"]["type"]
+    assert documented["enum"][-1] == "MIDPOINT_STILL"
+
+
+def test_the_operator_plans_and_sizes_an_added_stage_and_its_pod_runs_it(
+    added_stage: StageSpec, live_server_factory: LiveServerFactory, small_video: Path, tmp_path: Path
+) -> None:
+    # The operator's plan: after the probe, the added stage launches beside the built-in ones.
+    asset = AssetSpec(
+        asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
+        priority=JobPriority.NORMAL, stages=tuple(stages_for(MediaType.VIDEO)),
+    )  # fmt: skip
+    probed = JobObservation(
+        name=naming.job_name("asset-a1", PROBE, 1), stage=PROBE, attempt=1, tenant="u1", state=JobState.SUCCEEDED
+    )
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    policy = RetryPolicy(max_attempts=2, base_seconds=1, max_seconds=1)
+    first = reconcile(
+        asset_name="asset-a1", spec=asset, status={}, jobs=[], now=now, policy=policy, admit=lambda *_: None
+    )
+    decision = reconcile(
+        asset_name="asset-a1", spec=asset, status=first.status, jobs=[probed], now=now, policy=policy,
+        admit=lambda *_: None,
+    )  # fmt: skip
+    assert [launch.stage for launch in decision.launches][-1] == "midpoint_still"
+    assert decision.status["stages"]["midpoint_still"]["phase"] == "Running"
+
+    # Its Job is sized by its StageSpec, and runs the stage by name.
+    settings = OperatorSettings(_env_file=None, URL_SIGNING_SECRET="s" * 32)  # type: ignore[call-arg]
+    job = build_stage_job(
+        asset=asset, asset_name="asset-a1", namespace="media", stage=added_stage.stage, attempt=1, settings=settings
+    )
+    assert job["metadata"]["name"] == "asset-a1-midpoint-still-1"
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["args"][-4:] == ["--stage", "midpoint_still", "--attempt", "1"]
+    assert container["resources"]["requests"]["cpu"] == "100m" and job["spec"]["activeDeadlineSeconds"] == 600
+
+    # The pod: `mediaingest run-stage` with STAGE_MODULES, reporting to an API that loaded it too.
+    server = live_server_factory(worker=False, stage_modules=[MODULE])
+    owner_id, headers = server.create_user()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        asset_id = str(upload(client, headers, small_video, mime_type="video/mp4")["assetId"])
+    pod_env = {"STAGE_MODULES": json.dumps([MODULE]), "PYTHONPATH": str(TESTS_DIR)}
+    for stage in (PROBE, added_stage.stage):
+        token = token_for(server, asset_id=asset_id, owner_id=owner_id, stage=stage)
+        finished = run_pod(server, tmp_path, asset_id=asset_id, stage=stage, token=token, extra_env=pod_env)
+        assert finished.returncode == 0, finished.stderr[-3000:]
+    status = httpx.get(f"{server.url}/api/assets/{asset_id}/status", headers=headers, timeout=10).json()["data"]
+    recorded = {job["type"]: job["status"] for job in status["jobs"]}
+    assert recorded["METADATA_EXTRACTION"] == recorded["MIDPOINT_STILL"] == "COMPLETED", recorded
+    detail = httpx.get(f"{server.url}/api/assets/{asset_id}", headers=headers, timeout=10).json()["data"]
+    [still] = [proxy for proxy in detail["proxies"] if proxy["type"] == "THUMBNAIL"]
+    assert httpx.get(still["url"], timeout=10).content[:3] == b"\xff\xd8\xff"
