@@ -11,7 +11,7 @@ import typer
 
 from mediaingest.client.cli import assets_app
 from mediaingest.client.cli import upload as upload_command
-from mediaingest.config import Settings
+from mediaingest.config import ConfigurationError, Settings
 from mediaingest.models.enums import Plan
 
 if TYPE_CHECKING:
@@ -282,5 +282,28 @@ def sweep() -> None:
     typer.echo(f"expired {count} upload(s); removed {strays} stray object(s)")
 
 
+def main() -> None:
+    """The `mediaingest` console script: a setting that cannot work ends in one line, not a traceback."""
+    import sys
+
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    try:
+        app()
+        return
+    except ConfigurationError as error:
+        message = str(error)
+    except SettingsError as error:  # a value that is not even JSON: say where the parser stopped
+        message = f"{error}: {error.__cause__}" if error.__cause__ else str(error)
+    except ValidationError as error:
+        if error.title not in ("Settings", "OperatorSettings"):
+            raise
+        problems = "; ".join(f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors())
+        message = f"invalid settings: {problems}"
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -24,6 +24,10 @@ MIB = 1024 * KIB
 GIB = 1024 * MIB
 
 
+class ConfigurationError(ValueError):
+    """A setting that cannot work as given, found as a process starts (the CLI prints it as one line)."""
+
+
 class StorageBackendName(StrEnum):
     LOCAL = "local"
     S3 = "s3"

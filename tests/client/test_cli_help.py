@@ -3,9 +3,14 @@ flag, never a Python annotation ("<list[Path]>", "<bool>")."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -31,3 +36,31 @@ def test_every_help_names_values_without_python_annotations() -> None:
     upload = runner.invoke(app, ["upload", "--help"], env={"COLUMNS": "120"}).output
     assert re.search(r"--wait\s+Follow", upload)  # a flag takes no value: nothing between it and its help
     assert re.search(r"--server\s+TEXT", upload)
+
+
+MEDIAINGEST = str(Path(sys.executable).parent / "mediaingest")
+
+
+@pytest.mark.parametrize(
+    ("command", "setting", "said"),
+    [
+        (
+            "serve",
+            {"STAGE_MODULES": '["acme.loudness"]'},
+            "error: STAGE_MODULES names 'acme.loudness', which cannot be imported: No module named 'acme'",
+        ),
+        (
+            "worker",
+            {"STAGE_MODULES": "acme.loudness"},
+            'error: error parsing value for field "stage_modules" from source "EnvSettingsSource": Expecting value',
+        ),
+        ("sweep", {"PORT": "eighty"}, "error: invalid settings: PORT: Input should be a valid integer"),
+    ],
+)
+def test_a_setting_that_cannot_work_ends_in_one_line(
+    command: str, setting: dict[str, str], said: str, tmp_path: Path
+) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DATA_DIR": str(tmp_path / "var"), **setting}
+    ran = subprocess.run([MEDIAINGEST, command], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert ran.returncode == 1 and ran.stdout == ""
+    assert ran.stderr.startswith(said) and ran.stderr.count("\n") == 1, ran.stderr

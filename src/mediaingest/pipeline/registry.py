@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mediaingest.config import ConfigurationError
 from mediaingest.models.enums import IngestionJobType, MediaType, Stage
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.stages.audio_visuals import generate_audio_visuals
@@ -187,7 +188,10 @@ def register(spec: StageSpec) -> StageSpec:
 def load_stage_modules(modules: Iterable[str]) -> None:
     """Imports each module, which registers its stages (the `STAGE_MODULES` setting). Idempotent."""
     for name in modules:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigurationError(f"STAGE_MODULES names {name!r}, which cannot be imported: {exc}") from exc
 
 
 def stages() -> tuple[StageSpec, ...]:
