@@ -8,11 +8,13 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from conftest import SettingsFactory
 from mediaingest.db import SessionFactory, create_db_engine, create_session_factory, session_scope, utcnow
 from mediaingest.models import IngestionJob, MediaAsset, Task, TaskStatus, User
 from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, JobPriority, Stage, UploadStatus
 from mediaingest.tasks import queue
 from mediaingest.tasks.registry import STAGES_QUEUE, TaskRun
+from mediaingest.worker.loop import embedded_worker
 from mediaingest.worker.queue import cancel_jobs, enqueue_stage
 from mediaingest.worker.stage_runner import StageContext
 from mediaingest.worker.stage_tasks import RUN
@@ -136,4 +138,39 @@ def test_a_finished_stage_is_never_queued_again_even_after_its_task_is_pruned(da
         enqueue_stage(session, asset=asset, stage=Stage("probe"), max_attempts=2)
     with factory() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Task)) == 0
+    engine.dispose()
+
+
+def test_a_stage_this_worker_does_not_know_fails_its_job_and_asset_saying_so(make_settings: SettingsFactory) -> None:
+    """A task queued by a worker with more STAGE_MODULES (a rolling update) is retried, perhaps by another
+    worker; out of attempts, the job and the asset fail with the reason instead of staying queued."""
+    settings = make_settings()
+    engine = create_db_engine(settings.resolved_database_url)
+    factory = create_session_factory(engine)
+    [asset_id] = _seed(factory, priorities=[JobPriority.NORMAL])
+    with session_scope(factory) as session:
+        task = session.scalars(sa.select(Task)).one()
+        task.payload = {**task.payload, "stage": "loudness"}
+
+    def job() -> IngestionJob:
+        with factory() as session:
+            found = session.scalar(sa.select(IngestionJob).where(IngestionJob.asset_id == asset_id))
+            assert found is not None
+            return found
+
+    seen: set[IngestionJobStatus] = set()
+    with embedded_worker(settings):
+        deadline = time.monotonic() + 30
+        while job().status != IngestionJobStatus.FAILED and time.monotonic() < deadline:
+            seen.add(job().status)
+            time.sleep(0.02)
+    failed = job()
+    assert IngestionJobStatus.RETRYING in seen and failed.status == IngestionJobStatus.FAILED
+    assert failed.error is not None and "unknown stage 'loudness'; one of ['probe'" in failed.error
+    assert (failed.retries, failed.logs[-1]["event"]) == (1, "job.attempt_unrecorded")
+    with factory() as session:
+        asset = session.get(MediaAsset, asset_id)
+        assert asset is not None and asset.processing_status == AssetProcessingStatus.FAILED
+        assert "loudness stage failed: UnknownStageError: unknown stage 'loudness'" in (asset.error or "")
+        assert session.scalar(sa.select(Task.status)) == TaskStatus.FAILED
     engine.dispose()

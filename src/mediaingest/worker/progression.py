@@ -82,31 +82,35 @@ def stage_started_unleased(session: Session, *, job: IngestionJob, attempt: int)
     return JobHandle(job_id=job.id, lease_owner=None, attempt=attempt)
 
 
-def stage_reaped(session: Session, *, job: IngestionJob, stage: Stage, failed: bool) -> None:
-    """The runner of the stage's attempt was lost: retried (the task is queued again), or out of attempts."""
+def attempt_unrecorded(session: Session, *, job: IngestionJob, stage: Stage, failed: bool, cause: str) -> None:
+    """An attempt ended without its stage recording how: its runner was lost (the task was reaped), or it
+    failed before the stage ran (a stage this worker does not know). Retried (the task is queued again),
+    or out of attempts: the job and its asset fail, saying why."""
     if job.status in FINISHED_STATUSES:
         return
     now = utcnow()
     job.lease_owner = None
     job.lease_expires_at = None
     if failed:
-        error = "worker lost during the last attempt; no attempts left"
+        error = f"{cause} during the last attempt; no attempts left"
         job.status, job.finished_at, job.error, job.message = (
             IngestionJobStatus.FAILED,
             now,
-            error,
-            "failed: worker lost",
+            error[:4000],
+            f"failed: {cause[:200]}",
         )
         asset = session.get(MediaAsset, job.asset_id)
         if asset is not None:
             fail_asset(session, asset, stage=stage, error=error)
     else:
-        job.status, job.retries, job.message = (
+        job.status, job.retries, job.error, job.message = (
             IngestionJobStatus.RETRYING,
             (job.retries or 0) + 1,
-            "worker lost; retrying",
+            cause[:4000],
+            f"{cause[:200]}; retrying",
         )
-    job.logs = [*(job.logs or []), log_entry("job.reaped", attempt=job.attempts, failed=failed)][-MAX_LOG_ENTRIES:]
+    entry = log_entry("job.attempt_unrecorded", attempt=job.attempts, failed=failed, cause=cause[:1000])
+    job.logs = [*(job.logs or []), entry][-MAX_LOG_ENTRIES:]
     session.flush()
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from mediaingest import metrics
 from mediaingest.db import session_scope
 from mediaingest.models import IngestionJob, Task
+from mediaingest.models.enums import Stage
 from mediaingest.pipeline.registry import job_type_for, stage_named
 from mediaingest.retry import RetryDecision, RetryPolicy
 from mediaingest.tasks.registry import STAGES_QUEUE, RecordedFailure, TaskCancelled, TaskRun, TaskSpec
@@ -87,10 +88,19 @@ def _observe(ctx: StageContext, job_id: str, attempt: int, job_type: str, report
 
 
 def stage_reaped(session: Session, task: Task, failed: bool) -> None:
+    _unrecorded(session, task, failed=failed, cause="worker lost")
+
+
+def stage_crashed(session: Session, task: Task, error: str, decision: RetryDecision) -> None:
+    """run_stage failed before its stage process recorded anything (those failures arrive recorded)."""
+    _unrecorded(session, task, failed=not decision.retry, cause=error)
+
+
+def _unrecorded(session: Session, task: Task, *, failed: bool, cause: str) -> None:
     job = session.get(IngestionJob, task.payload.get("jobId"))
-    if job is not None:
-        progression.stage_reaped(session, job=job, stage=stage_named(task.payload["stage"]), failed=failed)
+    if job is not None:  # the payload's own name: it may be a stage this worker does not know
+        progression.attempt_unrecorded(session, job=job, stage=Stage(task.payload["stage"]), failed=failed, cause=cause)
 
 
 RUN = TaskSpec(name=RUN_STAGE, queue=STAGES_QUEUE, function=run_stage, retry=RetryPolicy.for_stages,
-               on_reaped=stage_reaped)  # fmt: skip
+               on_failure=stage_crashed, on_reaped=stage_reaped)  # fmt: skip
