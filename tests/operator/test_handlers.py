@@ -370,6 +370,25 @@ async def test_a_spec_the_schema_should_have_refused_fails_permanently(
     assert cluster.assets[name]["status"]["phase"] == "Failed" and not cluster.kube.jobs
 
 
+async def test_a_stage_this_operator_does_not_know_fails_the_asset_in_kubernetes_and_the_database(
+    cluster: Cluster, asset_factory, validate_status
+) -> None:
+    """The API planned a stage of its STAGE_MODULES that the operator's settings lack."""
+    name = cluster.add(asset_factory())
+    asset_id = cluster.assets[name]["spec"]["assetId"]
+    cluster.assets[name]["spec"]["stages"] = ["probe", "loudness"]
+    with pytest.raises(kopf.PermanentError, match="unknown stage 'loudness'"):
+        await cluster.reconcile(name, validate_status)
+    status = cluster.assets[name]["status"]
+    assert status["phase"] == "Failed" and "unknown stage 'loudness'" in status["message"] and not cluster.kube.jobs
+    processing, message = cluster.mirror.assets[asset_id]
+    assert processing == AssetProcessingStatus.FAILED and message == status["message"]
+    # Seen again (kopf retries nothing permanent, but a restart re-lists): the database is told once.
+    with pytest.raises(kopf.PermanentError):
+        await cluster.reconcile(name, validate_status)
+    assert [call for call, _ in cluster.mirror.calls].count("asset_finished") == 1
+
+
 def test_capacity_ledger_counts_reservations_until_seen_and_expires_them() -> None:
     clock = [0.0]
     ledger = CapacityLedger(max_running=2, max_running_per_tenant=1, reservation_ttl_seconds=30, clock=lambda: clock[0])

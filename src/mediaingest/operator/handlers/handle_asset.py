@@ -200,11 +200,24 @@ async def reconcile_asset(
     try:
         asset = AssetSpec.from_spec(spec)
     except ValueError as exc:
-        # The CRD schema should make this impossible; if it happens, say so where kubectl shows it.
+        # The CRD schema refuses most of this; what it cannot know is a stage the API registered and this
+        # operator did not (their STAGE_MODULES differ). Say so where kubectl shows it, and in the
+        # database the API answers from, or the asset would look PROCESSING there for ever.
+        message = str(exc)[:4096]
+        asset_id = spec.get("assetId")
+        if isinstance(asset_id, str) and status.get("phase") != AssetPhase.FAILED.value:
+            try:
+                await asyncio.to_thread(
+                    ctx.mirror.asset_finished, asset_id=asset_id, phase=AssetPhase.FAILED, message=message, at=now
+                )
+            except Exception as mirror_error:
+                raise kopf.TemporaryError(
+                    f"mirroring into the database failed: {mirror_error!r}", delay=ctx.settings.error_backoff_seconds
+                ) from mirror_error
         patch.status["phase"] = AssetPhase.FAILED.value
-        patch.status["message"] = str(exc)[:4096]
+        patch.status["message"] = message
         patch.status["finishedAt"] = format_time(now)
-        raise kopf.PermanentError(str(exc)) from exc
+        raise kopf.PermanentError(message) from exc
 
     observed = list(stage_jobs.get((namespace, name), []))
     for job in observed:
