@@ -127,5 +127,8 @@ def test_job_answers_carry_the_registrys_label_and_document_its_job_types() -> N
         message=None, error=None, retries=0, attempts=1, started_at=None, finished_at=None,
     )  # fmt: skip
     assert job.model_dump(by_alias=True)["label"] == spec_for("proxies").label == "Making web proxies"
-    documented = IngestionJobOut.model_json_schema()["properties"]["type"]["enum"]
+    # Documented as the seed's named enum, from the registry as it is when the document is made.
+    schema = IngestionJobOut.model_json_schema()
+    assert schema["properties"]["type"] == {"$ref": "#/$defs/IngestionJobType"}
+    documented = schema["$defs"]["IngestionJobType"]["enum"]
     assert documented == ["METADATA_EXTRACTION", "PROXY_GENERATION", "THUMBNAIL_GENERATION", "AUDIO_ANALYSIS"]

@@ -94,7 +94,7 @@ def test_an_added_stage_runs_through_the_local_worker(
     assert fetched.status_code == 200 and fetched.content[:3] == b"\xff\xd8\xff"
     assert len(fetched.content) == still["sizeBytes"]
     # The seed's IngestionJob documents the job types of the stages the service has registered.
-    documented = api.get("/openapi.json").json()["components"]["schemas"]["IngestionJobOut"]["properties"]["type"]
+    documented = api.get("/openapi.json").json()["components"]["schemas"]["IngestionJobType"]
     assert documented["enum"][-1] == "MIDPOINT_STILL"
 
 

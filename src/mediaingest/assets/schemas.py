@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, computed_field, model_validator
+from pydantic import AliasChoices, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, computed_field, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from mediaingest.models.enums import (
     AssetProcessingStatus,
@@ -307,16 +309,25 @@ class DeletedAsset(ApiModel):
     deleted: bool = True
 
 
-def _registered_job_types(schema: dict[str, Any]) -> None:
-    """Documents the job types of the stages registered when the schema is generated (after STAGE_MODULES)."""
-    from mediaingest.pipeline.registry import stages
+class _RegisteredJobTypes:
+    """Documents IngestionJob.type as the component `IngestionJobType` (its name while it was a closed enum),
+    listing the job types of the stages registered when the document is generated (after STAGE_MODULES)."""
 
-    schema["enum"] = [spec.job_type for spec in stages()]
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.str_schema(ref="IngestionJobType")
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        from mediaingest.pipeline.registry import stages
+
+        reference = handler(schema)
+        definition = handler.resolve_ref_schema(reference)
+        definition.update(title="IngestionJobType", enum=[spec.job_type for spec in stages()])
+        return reference
 
 
 class JobOut(ApiModel):
     id: str
-    type: IngestionJobType = Field(description="The stage's job type.", json_schema_extra=_registered_job_types)
+    type: Annotated[IngestionJobType, _RegisteredJobTypes()]
     label: str = Field("", description="What the stage does, in words for people (from the stage registry).")
     status: IngestionJobStatus
     progress: float
