@@ -92,7 +92,7 @@ def attempt_unrecorded(session: Session, *, job: IngestionJob, stage: Stage, fai
     job.lease_owner = None
     job.lease_expires_at = None
     if failed:
-        error = f"{cause} during the last attempt; no attempts left"
+        error = f"{cause} (no attempts left)"
         job.status, job.finished_at, job.error, job.message = (
             IngestionJobStatus.FAILED,
             now,
