@@ -76,13 +76,13 @@ def render(root: Path = ROOT) -> dict[Path, str]:
 
 
 def main(argv: list[str]) -> int:
-    stale = [path for path, text in render().items() if (ROOT / path).read_text() != text]
+    stale = {path: text for path, text in render().items() if (ROOT / path).read_text() != text}
     if "--check" in argv:
         for path in stale:
             print(f"{path}: differs from the stage registry (run make crd-sync)")
         return 1 if stale else 0
-    for path in stale:
-        (ROOT / path).write_text(render()[path])
+    for path, text in stale.items():
+        (ROOT / path).write_text(text)
         print(f"wrote {path}")
     return 0
 

@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +37,7 @@ from mediaingest.operator.handlers.reconcile import (
     AssetPhase,
     StageFailed,
     StagePhase,
+    Transition,
     format_time,
     parse_time,
     reconcile,
@@ -166,6 +167,16 @@ async def _hand_token_to_job(ctx: OperatorContext, namespace: str, job_name: str
         log.warning("operator.token_secret_kept_by_asset", job=job_name, status=exc.status)
 
 
+async def _mirror(ctx: OperatorContext, asset_id: str, transitions: Sequence[Transition]) -> None:
+    """Records the transitions in the database; a failure there is retried after the error backoff."""
+    try:
+        await asyncio.to_thread(apply_transitions, ctx.mirror, asset_id, transitions)
+    except Exception as exc:
+        raise kopf.TemporaryError(
+            f"mirroring into the database failed: {exc!r}", delay=ctx.settings.error_backoff_seconds
+        ) from exc
+
+
 async def _check_watch(ctx: OperatorContext, namespace: str, name: str, watched_version: str) -> None:
     """Feeds `watch_health`: this run's body is what the stream delivered; now and then, the server's."""
     health, moment = ctx.watch_health, time.monotonic()
@@ -206,14 +217,7 @@ async def reconcile_asset(
         message = str(exc)[:4096]
         asset_id = spec.get("assetId")
         if isinstance(asset_id, str) and status.get("phase") != AssetPhase.FAILED.value:
-            try:
-                await asyncio.to_thread(
-                    ctx.mirror.asset_finished, asset_id=asset_id, phase=AssetPhase.FAILED, message=message, at=now
-                )
-            except Exception as mirror_error:
-                raise kopf.TemporaryError(
-                    f"mirroring into the database failed: {mirror_error!r}", delay=ctx.settings.error_backoff_seconds
-                ) from mirror_error
+            await _mirror(ctx, asset_id, [AssetFinished(AssetPhase.FAILED, message, now)])
         patch.status["phase"] = AssetPhase.FAILED.value
         patch.status["message"] = message
         patch.status["finishedAt"] = format_time(now)
@@ -268,12 +272,7 @@ async def reconcile_asset(
             await _hand_token_to_job(ctx, namespace, launch.job_name, created)
 
     # 2. The database, so the API and kubectl agree.
-    try:
-        await asyncio.to_thread(apply_transitions, ctx.mirror, asset.asset_id, decision.transitions)
-    except Exception as exc:
-        raise kopf.TemporaryError(
-            f"mirroring into the database failed: {exc!r}", delay=ctx.settings.error_backoff_seconds
-        ) from exc
+    await _mirror(ctx, asset.asset_id, decision.transitions)
 
     # 3. The status: only what changed, as a merge patch.
     for key, value in status_patch(status, decision.status).items():
