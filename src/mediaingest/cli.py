@@ -228,13 +228,12 @@ def worker(
 def run_stage(
     asset: Annotated[str, typer.Option(help="The asset id.")],
     stage: Annotated[str, typer.Option(help="A registered stage: probe, proxies, … or one of STAGE_MODULES.")],
-    attempt: Annotated[int, typer.Option(min=1, help="Attempt number, counted by the operator.")] = 1,
+    attempt: Annotated[int, typer.Option(min=1, help="The stage task's attempt number.")] = 1,
 ) -> None:
-    """Run one stage attempt for one asset, as a Kubernetes Job does. Exit 0 ok, 3 permanent, 1 transient.
+    """Run one stage attempt for one asset in a Kubernetes Job's pod. Exit 0 ok, 3 permanent, 1 transient.
 
-    With STAGE_API_URL and STAGE_TOKEN (set by the operator) it reports to the API, holding no other secret.
-
-    Without them it writes the database and storage itself.
+    It reports to the API at STAGE_API_URL with the pod's projected token (STAGE_TOKEN_FILE), both set by the
+    operator, and holds no other secret.
     """
     from mediaingest.logging import configure_logging
     from mediaingest.pipeline.registry import UnknownStageError, load_stage_modules, stage_named
