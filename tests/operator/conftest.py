@@ -169,77 +169,9 @@ def asset_factory() -> Callable[..., AssetSpec]:
     return make_asset
 
 
-# --- a fake Kubernetes API server --------------------------------------------------------------------
+# --- a fake Kubernetes API server: fixtures.kube (apiserver, threaded_apiserver) -------------------------
 
-
-@attrs.define(kw_only=True)
-class ApiServer(kmock.KubernetesEmulator):
-    """kmock's emulator plus what a real API server adds on create (namespace, uid, resourceVersion,
-    generation, creationTimestamp): the kubernetes client refuses owner references without the owner's
-    uid, and kmock's watches match an object's namespace from its metadata.
-    kmock never bumps resourceVersion, so kopf's optimistic JSON-patch `test` on it always holds."""
-
-    # (user agent, HTTP method, action, group, plural, subresource) of every request, for the RBAC test.
-    recorded: list[tuple[str, str, str, str, str, str]] = attrs.field(factory=list)
-
-    async def _handle(self, request: kmock.Request) -> Any:
-        if request.resource is not None:
-            self.recorded.append(
-                (
-                    str(request.headers.get("User-Agent", "")),
-                    str(request.method.value if request.method else ""),
-                    str(request.action.value if request.action else ""),
-                    str(request.resource.group or ""),
-                    str(request.resource.plural or ""),
-                    str(request.subresource or ""),
-                )
-            )
-        if (
-            request.resource is not None
-            and request.action == kmock_enums.action.CREATE
-            and isinstance(request.data, dict)
-        ):
-            metadata = request.data.setdefault("metadata", {})
-            if request.namespace:  # from the URL, as a real API server fills it in
-                metadata.setdefault("namespace", request.namespace)
-            metadata.setdefault("uid", str(uuid.uuid4()))
-            metadata.setdefault("resourceVersion", "1")
-            metadata.setdefault("generation", 1)
-            metadata.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-        return await super()._handle(request)
-
-
-def declare_resources(server: kmock.KubernetesEmulator) -> None:
-    """What discovery must list: the CRD's resource, Jobs, pods, events, and namespaces and peerings for kopf."""
-    info = kmock.ResourceInfo
-    every = {"get", "list", "watch", "create", "update", "patch", "delete"}
-    server.resources["mediaingest.io/v1alpha1/mediaassets"] = info(
-        kind="MediaAsset", namespaced=True, verbs=every, subresources={"status"}, shortnames={"ma"}
-    )
-    server.resources["batch/v1/jobs"] = info(kind="Job", namespaced=True, verbs=every, subresources={"status"})
-    server.resources["v1/pods"] = info(kind="Pod", namespaced=True, verbs=every)
-    server.resources["v1/events"] = info(kind="Event", namespaced=True, verbs=every)
-    server.resources["v1/secrets"] = info(kind="Secret", namespaced=True, verbs=every)
-    server.resources["v1/namespaces"] = info(kind="Namespace", namespaced=False, verbs={"get", "list", "watch"})
-    server.resources["kopf.dev/v1/kopfpeerings"] = info(kind="KopfPeering", namespaced=True, verbs=every)
-
-
-def write_kubeconfig(path: Path, server_url: str, namespace: str = "default") -> Path:
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": server_url}}],
-                "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
-                "contexts": [
-                    {"name": "fake", "context": {"cluster": "fake", "user": "tester", "namespace": namespace}}
-                ],
-                "current-context": "fake",
-            }
-        )
-    )
-    return path
+from fixtures.kube import ApiServer, declare_resources, write_kubeconfig  # noqa: E402,F401  (re-exported)
 
 
 @pytest.fixture
@@ -253,16 +185,6 @@ def use_kube_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[s
         return kubeconfig
 
     return point
-
-
-@pytest.fixture
-async def apiserver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ApiServer]:
-    """A running fake API server, with KUBECONFIG pointing at it."""
-    async with ApiServer() as server, kmock.Server(server):
-        declare_resources(server)
-        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", str(server.url))))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        yield server
 
 
 # --- a real helm -------------------------------------------------------------------------------------

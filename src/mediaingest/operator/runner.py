@@ -231,7 +231,10 @@ class KubernetesRunner:
         free = self.settings.max_running_jobs - len(self.held)
         if free <= 0:
             return 0
-        attempts = await asyncio.to_thread(self._claim_attempts, free)
+        attempts = await asyncio.to_thread(
+            claim_attempts, self.session_factory, runner_id=self.runner_id, limit=free,
+            lease_seconds=self.settings.lease_seconds, tenant_cap=self.app_settings.tenant_max_running_stages,
+        )  # fmt: skip
         created = 0
         for attempt in attempts:
             for stale in _older_attempts(jobs, attempt):  # a reaped attempt's Job may still run
@@ -249,37 +252,6 @@ class KubernetesRunner:
                                                      attempt.attempt, attempt.job_name, time.monotonic())  # fmt: skip
             log.info("operator.job_created", job=attempt.job_name, asset_id=attempt.asset_id, attempt=attempt.attempt)
         return created
-
-    def _claim_attempts(self, limit: int) -> list[StageAttempt]:
-        with session_scope(self.session_factory) as session:
-            tasks = queue.claim(
-                session, worker_id=self.runner_id, queues=[STAGE_JOBS_QUEUE], limit=limit,
-                lease_seconds=self.settings.lease_seconds, now=utcnow(),
-                tenant_cap=self.app_settings.tenant_max_running_stages,
-            )  # fmt: skip
-            return [attempt for task in tasks if (attempt := self._begin(session, task)) is not None]
-
-    def _begin(self, session: Any, task: Task) -> StageAttempt | None:
-        """The attempt starts in the database as a worker's would; None when there is nothing to run."""
-        job = session.get(IngestionJob, task.payload.get("jobId"))
-        asset = session.get(MediaAsset, task.payload.get("assetId"))
-        if task.name != RUN_STAGE or job is None or asset is None:  # deleted with its asset
-            queue.cancelled(session, task_id=task.id, worker_id=self.runner_id, now=utcnow())
-            return None
-        try:
-            metadata = progression.metadata_of(asset)
-            attempt = _attempt_of(task, owner_id=asset.owner_id, media_type=asset.type.value, priority=asset.priority,
-                                  duration=metadata.duration_seconds if metadata is not None else None)  # fmt: skip
-        except UnknownStageError as exc:  # a stage the API registered and this operator did not
-            decision = RetryDecision(retry=False, delay_seconds=0.0, reason="permanent")
-            queue.fail(session, task_id=task.id, worker_id=self.runner_id, decision=decision, error=str(exc),
-                       now=utcnow())  # fmt: skip
-            if RUN.on_failure is not None:
-                RUN.on_failure(session, task, str(exc), decision)
-            return None
-        progression.stage_started(session, job=job, worker_id=self.runner_id, attempt=task.attempts,
-                                  message=f"attempt {task.attempts}: Kubernetes Job {attempt.job_name}")  # fmt: skip
-        return attempt
 
     def _give_back(self, task_id: str) -> None:
         with session_scope(self.session_factory) as session:
@@ -321,6 +293,40 @@ class KubernetesRunner:
             else:
                 queue.fail(session, task_id=task_id, worker_id=self.runner_id, decision=failed,
                            error="creating the MediaAsset failed", now=utcnow())  # fmt: skip
+
+
+def claim_attempts(
+    session_factory: SessionFactory, *, runner_id: str, limit: int, lease_seconds: float, tenant_cap: int | None
+) -> list[StageAttempt]:
+    """Claims due stage-job tasks and starts their attempts in the database, as a worker's thread does."""
+    with session_scope(session_factory) as session:
+        tasks = queue.claim(
+            session, worker_id=runner_id, queues=[STAGE_JOBS_QUEUE], limit=limit, lease_seconds=lease_seconds,
+            now=utcnow(), tenant_cap=tenant_cap,
+        )  # fmt: skip
+        return [attempt for task in tasks if (attempt := _begin(session, task, runner_id)) is not None]
+
+
+def _begin(session: Any, task: Task, runner_id: str) -> StageAttempt | None:
+    """The attempt starts in the database as a worker's would; None when there is nothing to run."""
+    job = session.get(IngestionJob, task.payload.get("jobId"))
+    asset = session.get(MediaAsset, task.payload.get("assetId"))
+    if task.name != RUN_STAGE or job is None or asset is None:  # deleted with its asset
+        queue.cancelled(session, task_id=task.id, worker_id=runner_id, now=utcnow())
+        return None
+    try:
+        metadata = progression.metadata_of(asset)
+        attempt = _attempt_of(task, owner_id=asset.owner_id, media_type=asset.type.value, priority=asset.priority,
+                              duration=metadata.duration_seconds if metadata is not None else None)  # fmt: skip
+    except UnknownStageError as exc:  # a stage the API registered and this operator did not
+        decision = RetryDecision(retry=False, delay_seconds=0.0, reason="permanent")
+        queue.fail(session, task_id=task.id, worker_id=runner_id, decision=decision, error=str(exc), now=utcnow())
+        if RUN.on_failure is not None:
+            RUN.on_failure(session, task, str(exc), decision)
+        return None
+    progression.stage_started(session, job=job, worker_id=runner_id, attempt=task.attempts,
+                              message=f"attempt {task.attempts}: Kubernetes Job {attempt.job_name}")  # fmt: skip
+    return attempt
 
 
 _ACTIVE = JobObservation(name="", task_id="", stage=Stage(""), attempt=0, state=JobState.ACTIVE)

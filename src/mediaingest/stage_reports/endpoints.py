@@ -144,7 +144,7 @@ class CurrentAttempt:
     owner_id: str
 
 
-def _current(db: Db, claims: identity.StageClaims) -> CurrentAttempt:
+def _current(db: Db, claims: Claims) -> CurrentAttempt:
     """The attempt's handle, if it is still the current one: its task RUNNING at this attempt number.
     410 when the asset is gone, 409 for any other attempt (finished, superseded, cancelled, not begun)."""
     with db.read() as session:
