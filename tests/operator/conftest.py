@@ -12,20 +12,16 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import attrs
 import jsonschema
-import kmock
 import pytest
 import yaml
-from kmock._internal import enums as kmock_enums
 
-from mediaingest.models.enums import JobPriority, MediaType, Stage
-from mediaingest.operator.model import AssetSpec
+from mediaingest.models.enums import MediaType
 from mediaingest.operator.settings import OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,42 +127,15 @@ def kube_validate() -> Callable[[Mapping[str, Any]], None]:
 def operator_settings() -> OperatorSettings:
     return OperatorSettings(
         K8S_NAMESPACE="default",
-        URL_SIGNING_SECRET="test-url-signing-secret",
+        K8S_RELEASE="media-release",
         worker_image="registry.example/mediaingest:1.2.3",
-        max_attempts=3,
-        backoff_base_seconds=10,
-        backoff_max_seconds=60,
         max_running_jobs=4,
-        max_running_jobs_per_tenant=2,
-        capacity_retry_seconds=5,
-        reconcile_interval_seconds=0.2,
-        error_backoff_seconds=0.5,
+        poll_interval_seconds=0.1,
+        lease_seconds=10,
+        projection_interval_seconds=0.2,
+        progress_interval_seconds=0,
+        job_missing_seconds=5,
     )
-
-
-def make_asset(
-    *,
-    asset_id: str | None = None,
-    owner: str = "user-1",
-    media_type: MediaType = MediaType.VIDEO,
-    stages: tuple[Stage, ...] = (Stage("probe"), Stage("proxies"), Stage("thumbnails"), Stage("audio_visuals")),
-    priority: JobPriority = JobPriority.NORMAL,
-) -> AssetSpec:
-    return AssetSpec(
-        asset_id=asset_id or str(uuid.uuid4()),
-        owner=owner,
-        media_type=media_type,
-        bucket="incoming",
-        key=f"uploads/{owner}/clip.mp4",
-        size=1234,
-        priority=priority,
-        stages=stages,
-    )
-
-
-@pytest.fixture
-def asset_factory() -> Callable[..., AssetSpec]:
-    return make_asset
 
 
 # --- a fake Kubernetes API server: fixtures.kube (apiserver, threaded_apiserver) -------------------------

@@ -101,7 +101,9 @@ def test_stage_pods_with_only_a_token_take_a_video_to_ready(
         tasks = session.scalars(sa.select(Task).where(Task.payload["assetId"].as_string() == asset_id)).all()
         rows = session.scalars(sa.select(AssetProxy).where(AssetProxy.asset_id == asset_id)).all()
     # Each pod's report finished its own task: one record of how each attempt ended.
-    assert sorted((t.name, t.status.value) for t in tasks if t.name == "stages.run") == [("stages.run", "SUCCEEDED")] * 4
+    assert (
+        sorted((t.name, t.status.value) for t in tasks if t.name == "stages.run") == [("stages.run", "SUCCEEDED")] * 4
+    )
     kinds = {proxy["type"] for proxy in detail["proxies"]}
     assert {"VIDEO", "HLS", "POSTER", "SPRITE_SHEET", "STORYBOARD", "WAVEFORM"} <= kinds
     assert len(rows) == len(detail["proxies"])
@@ -134,8 +136,14 @@ REPORTS: list[tuple[str, dict[str, Any] | None]] = [
     ("start", None),
     ("progress", {"fraction": 0.5, "message": "half"}),
     ("playable", {"seconds": 1.0}),
-    ("outputs", {"files": [{"name": "poster.jpg", "role": "proxies", "size": 3, "contentType": "image/jpeg",
-                            "sha256": "0" * 64}]}),  # fmt: skip
+    (
+        "outputs",
+        {
+            "files": [
+                {"name": "poster.jpg", "role": "proxies", "size": 3, "contentType": "image/jpeg", "sha256": "0" * 64}
+            ]
+        },
+    ),  # fmt: skip
     ("record", {"message": "done", "outputs": []}),
     ("fail", {"message": "it broke", "permanent": True}),
 ]
@@ -161,11 +169,26 @@ def test_every_report_from_a_credential_that_is_not_the_current_attempts_is_refu
         # Another asset's pod claiming this asset's attempt: its token is not this Job's pod's.
         "another asset's pod": (pod_token(kube, local_server, other), thumbnails, 403),
         "a forged token": ("not-a-token", thumbnails, 401),
-        "another audience": (kube.mint_token(namespace="default", service_account="mediaingest-stage",
-                                             pod_name=pod_name(thumbnails), audience="vault"), thumbnails, 401),  # fmt: skip
-        "another account": (kube.mint_token(namespace="default", service_account="default",
-                                            pod_name=pod_name(thumbnails), audience="mediaingest-stage-report"),
-                            thumbnails, 401),  # fmt: skip
+        "another audience": (
+            kube.mint_token(
+                namespace="default",
+                service_account="mediaingest-stage",
+                pod_name=pod_name(thumbnails),
+                audience="vault",
+            ),
+            thumbnails,
+            401,
+        ),  # fmt: skip
+        "another account": (
+            kube.mint_token(
+                namespace="default",
+                service_account="default",
+                pod_name=pod_name(thumbnails),
+                audience="mediaingest-stage-report",
+            ),
+            thumbnails,
+            401,
+        ),  # fmt: skip
         "a user's API token": (headers["Authorization"].removeprefix("Bearer "), thumbnails, 401),
     }
     before = _snapshot(local_server, asset_id)
