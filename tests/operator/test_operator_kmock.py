@@ -42,9 +42,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def eventually(check: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
+async def eventually(check: Callable[[], Any], what: str, within: float = TIMEOUT) -> Any:
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while not (result := check()):  # noqa: ASYNC110 - polling the fake server's object store
                 await asyncio.sleep(0.05)
     except TimeoutError:
@@ -207,7 +207,10 @@ async def test_an_attempt_killed_for_memory_is_retried_with_twice_the_memory(
         memory = [job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
                   for job in (first, second)]  # fmt: skip
         assert memory == ["2048Mi", "4096Mi"]
-    status = httpx.get(f"{k8s_server.url}/api/assets/{asset_id}/status", headers=headers, timeout=10).json()["data"]
+    answer = await asyncio.to_thread(
+        httpx.get, f"{k8s_server.url}/api/assets/{asset_id}/status", headers=headers, timeout=10
+    )
+    status = answer.json()["data"]
     [thumbnails] = [job for job in status["jobs"] if job["type"] == "THUMBNAIL_GENERATION"]
     assert (thumbnails["status"], thumbnails["attempts"]) == ("COMPLETED", 2)
     with k8s_server.app.state.read_session_factory() as session:
@@ -232,7 +235,9 @@ async def test_deleting_an_asset_deletes_its_running_job_and_its_media_asset(
         name = naming.asset_resource_name(asset_id)
         await eventually(lambda: operator.obj("jobs", f"{name}-proxies-1"), "the proxies Job")
         await eventually(lambda: operator.phase(name) == "Running", "Running")
-        deleted = httpx.delete(f"{k8s_server.url}/api/assets/{asset_id}", headers=headers, timeout=10)
+        deleted = await asyncio.to_thread(
+            httpx.delete, f"{k8s_server.url}/api/assets/{asset_id}", headers=headers, timeout=10
+        )
         assert deleted.status_code == 200
         await eventually(lambda: operator.obj("jobs", f"{name}-proxies-1") is None, "the Job deleted")
         await eventually(lambda: operator.obj("mediaassets", name) is None, "the MediaAsset deleted")

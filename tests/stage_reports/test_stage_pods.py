@@ -84,8 +84,9 @@ def test_stage_pods_with_only_a_token_take_a_video_to_ready(
     # The probe first; its result enqueues the rest of the plan, which the operator then starts together.
     while attempts := [a for (asset, _), a in start_attempts(pod_server).items() if asset == asset_id]:
         for attempt in attempts:
-            finished = run_pod(pod_server, tmp_path, attempt=attempt,
-                               token=pod_token(threaded_apiserver, pod_server, attempt))  # fmt: skip
+            finished = run_pod(
+                pod_server, tmp_path, attempt=attempt, token=pod_token(threaded_apiserver, pod_server, attempt)
+            )
             assert finished.returncode == 0, finished.stderr[-3000:]
             ran.append(attempt.stage)
     assert ran[0] == "probe" and sorted(ran[1:]) == ["audio_visuals", "proxies", "thumbnails"]
@@ -127,8 +128,12 @@ def _snapshot(server: LiveServer, asset_id: str) -> tuple[Any, ...]:
             sorted((t.dedupe_key or "", t.status, t.attempts, t.last_error or "") for t in tasks),
         )
     owner = asset.owner_id if asset else ""
-    stored = tuple(sorted(server.storage.list_keys(bucket, f"assets/{owner}/{asset_id}/")
-                          for bucket in (server.settings.bucket_processed, server.settings.bucket_proxies)))  # fmt: skip
+    stored = tuple(
+        sorted(
+            server.storage.list_keys(bucket, f"assets/{owner}/{asset_id}/")
+            for bucket in (server.settings.bucket_processed, server.settings.bucket_proxies)
+        )
+    )
     return (*state, stored)
 
 
@@ -143,7 +148,7 @@ REPORTS: list[tuple[str, dict[str, Any] | None]] = [
                 {"name": "poster.jpg", "role": "proxies", "size": 3, "contentType": "image/jpeg", "sha256": "0" * 64}
             ]
         },
-    ),  # fmt: skip
+    ),
     ("record", {"message": "done", "outputs": []}),
     ("fail", {"message": "it broke", "permanent": True}),
 ]
@@ -178,7 +183,7 @@ def test_every_report_from_a_credential_that_is_not_the_current_attempts_is_refu
             ),
             thumbnails,
             401,
-        ),  # fmt: skip
+        ),
         "another account": (
             kube.mint_token(
                 namespace="default",
@@ -188,7 +193,7 @@ def test_every_report_from_a_credential_that_is_not_the_current_attempts_is_refu
             ),
             thumbnails,
             401,
-        ),  # fmt: skip
+        ),
         "a user's API token": (headers["Authorization"].removeprefix("Bearer "), thumbnails, 401),
     }
     before = _snapshot(local_server, asset_id)
@@ -246,8 +251,12 @@ def test_a_pod_writes_only_inside_its_stage_folder(
 ) -> None:
     asset_id, owner_id, _ = _uploaded(local_server, small_video)
     probe = _started(local_server, asset_id, "probe")
-    assert run_pod(local_server, tmp_path, attempt=probe, token=pod_token(threaded_apiserver, local_server, probe)
-                   ).returncode == 0  # fmt: skip
+    assert (
+        run_pod(
+            local_server, tmp_path, attempt=probe, token=pod_token(threaded_apiserver, local_server, probe)
+        ).returncode
+        == 0
+    )
     attempt = _started(local_server, asset_id, "thumbnails")
     token = pod_token(threaded_apiserver, local_server, attempt)
     assert _call(local_server, token, attempt, "start").status_code == 200
@@ -308,8 +317,12 @@ def test_a_long_videos_result_is_heard_and_only_from_its_pod(
     API's 1 MiB body limit, so the token is checked before the body is read."""
     asset_id, _, _ = _uploaded(local_server, small_video)
     probe = _started(local_server, asset_id, "probe")
-    assert run_pod(local_server, tmp_path, attempt=probe, token=pod_token(threaded_apiserver, local_server, probe)
-                   ).returncode == 0  # fmt: skip
+    assert (
+        run_pod(
+            local_server, tmp_path, attempt=probe, token=pod_token(threaded_apiserver, local_server, probe)
+        ).returncode
+        == 0
+    )
     big = {"message": "done", "published": [f"hls/720p/seg_{n:06d}.m4s" for n in range(60_000)]}
     anonymous = httpx.post(f"{local_server.url}/internal/stage-run/record", json=big, timeout=30)
     assert anonymous.status_code == 401
@@ -327,8 +340,12 @@ def test_what_a_cancelled_pod_published_goes_only_if_its_asset_is_gone(
     """An S3 URL signed before a delete still works after it: the pod's cancellation sweeps up behind it."""
     asset_id, owner_id, headers = _uploaded(local_server, small_video)
     probe = _started(local_server, asset_id, "probe")
-    assert run_pod(local_server, tmp_path, attempt=probe, token=pod_token(threaded_apiserver, local_server, probe)
-                   ).returncode == 0  # fmt: skip
+    assert (
+        run_pod(
+            local_server, tmp_path, attempt=probe, token=pod_token(threaded_apiserver, local_server, probe)
+        ).returncode
+        == 0
+    )
     attempt = _started(local_server, asset_id, "proxies")
     token = pod_token(threaded_apiserver, local_server, attempt)
     assert _call(local_server, token, attempt, "start").status_code == 200
