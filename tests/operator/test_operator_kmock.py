@@ -143,9 +143,40 @@ def http_get(url: str) -> tuple[int, str]:
         return response.status, response.read().decode()
 
 
+_VERB = {("GET", "LIST"): "list", ("GET", "WATCH"): "watch", ("GET", "FETCH"): "get", ("POST", "CREATE"): "create",
+         ("PATCH", "UPDATE"): "patch", ("PUT", "UPDATE"): "update", ("DELETE", "DELETE"): "delete"}  # fmt: skip
+# Grants the happy path does not exercise, each with where it is used.
+USED_ELSEWHERE = {
+    ("batch", "jobs", "delete"): "cancel on delete (test_deleting_an_asset…)",
+    ("mediaingest.io", "mediaassets", "delete"): "retention (test_finished_media_assets_leave_etcd…)",
+    ("", "pods", "list"): "why a Job failed: an OOM kill (test_an_attempt_killed_for_memory…)",
+}
+
+
+def assert_every_grant_is_used(helm: Any, tmp_path: Path, recorded: list[Any]) -> None:
+    """The operator's Role grants exactly what it uses: every request it made is granted, and every grant
+    is seen here or named in USED_ELSEWHERE. (The API's TokenReviews have their own binding; discovery needs
+    no grant.)"""
+    from fixtures.chart import by_kind, render
+
+    roles = {role["metadata"]["name"]: role["rules"] for role in by_kind(render(helm, tmp_path), "Role")}
+    granted = {
+        (group, resource, verb)
+        for rule in roles["media-release-mediaingest-operator"]
+        for group in rule["apiGroups"] for resource in rule["resources"] for verb in rule["verbs"]
+    }  # fmt: skip
+    used = {
+        (r.group, f"{r.plural}/{r.subresource}" if r.subresource else r.plural, _VERB[(r.method, r.action.upper())])
+        for r in recorded
+        if r.plural and r.plural != "tokenreviews" and r.agent.startswith(("kopf/", "OpenAPI-Generator/"))
+    }
+    assert used <= granted, used - granted
+    assert granted - used == set(USED_ELSEWHERE), granted - used
+
+
 async def test_a_video_goes_to_ready_with_nine_objects_and_few_writes_and_every_watch_selects(
     apiserver: ApiServer, settings: OperatorSettings, k8s_server: LiveServer, small_video: Path, tmp_path: Path,
-    validate_resource: Any, kube_validate: Any,
+    validate_resource: Any, kube_validate: Any, helm: Any,
 ) -> None:  # fmt: skip
     # The production pace of status writes: progress alone at most every 30 s.
     settings = settings.model_copy(update={"progress_interval_seconds": 30, "projection_interval_seconds": 1})
@@ -186,6 +217,7 @@ async def test_a_video_goes_to_ready_with_nine_objects_and_few_writes_and_every_
     # Every list and watch of jobs and MediaAssets selected on the server: memory follows the work in flight.
     reads = [r for r in apiserver.recorded if r.plural in SELECTED and r.action.upper() in ("LIST", "WATCH")]
     assert reads and all(r.selector for r in reads), [r for r in reads if not r.selector]
+    assert_every_grant_is_used(helm, tmp_path, apiserver.recorded)
     # The database agrees: every stage completed once, every task succeeded by its pod's report.
     with k8s_server.app.state.read_session_factory() as session:
         jobs = session.scalars(sa.select(IngestionJob).where(IngestionJob.asset_id == asset_id)).all()
