@@ -6,114 +6,25 @@ run-stage` as each Job says, with a projected token the API reviews."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import threading
 import urllib.request
-import uuid
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import kmock
-import kopf
 import pytest
 import sqlalchemy as sa
-from kopf._core.engines.peering import Identity
 
 from fixtures.kube import ApiServer
 from fixtures.kubelet import Kubelet, kubelet_running
 from fixtures.live_server import LiveServer, LiveServerFactory
+from fixtures.operator import eventually, running
 from fixtures.uploads import upload
 from mediaingest.models import IngestionJob, Task
 from mediaingest.models.enums import Stage
 from mediaingest.operator import naming
-from mediaingest.operator.main import build_memo, build_registry
 from mediaingest.operator.settings import OperatorSettings
 
-TIMEOUT = 60.0
 SELECTED = ("jobs", "mediaassets")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def eventually(check: Callable[[], Any], what: str, within: float = TIMEOUT) -> Any:
-    try:
-        async with asyncio.timeout(within):
-            while not (result := check()):  # noqa: ASYNC110 - polling the fake server's object store
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-    return result
-
-
-class Operator:
-    def __init__(self, apiserver: ApiServer, settings: OperatorSettings) -> None:
-        self.apiserver = apiserver
-        self.settings = settings
-        self.liveness_port = free_port()
-        self.metrics_port = free_port()
-
-    def obj(self, plural: str, name: str) -> dict[str, Any] | None:
-        group = {"jobs": "batch/v1", "mediaassets": "mediaingest.io/v1alpha1", "pods": "v1"}[plural]
-        key = (kmock.resource(f"{group}/{plural}"), "default", name)
-        if key not in self.apiserver.objects or self.apiserver.objects[key].deleted:
-            return None
-        return dict(self.apiserver.objects[key].raw)
-
-    def ever(self, plural: str) -> list[str]:
-        """Names of every object of the kind ever created, deleted or not."""
-        return sorted({name for (resource, _, name) in self.apiserver.objects if resource.plural == plural})
-
-    def history(self, name: str) -> list[dict[str, Any]]:
-        key = (kmock.resource("mediaingest.io/v1alpha1/mediaassets"), "default", name)
-        return [dict(version.raw) for version in self.apiserver.objects[key].history if version is not None]
-
-    def phase(self, name: str) -> str | None:
-        return ((self.obj("mediaassets", name) or {}).get("status") or {}).get("phase")
-
-
-@contextlib.asynccontextmanager
-async def running(apiserver: ApiServer, settings: OperatorSettings, server: LiveServer) -> AsyncIterator[Operator]:
-    """The operator in its own thread and event loop, as in production: kopf treats every task of its
-    loop as its own, so it must not share one with the fake API server's request handlers."""
-    operator = Operator(apiserver, settings)
-    stop, ready = threading.Event(), threading.Event()
-    failures: list[BaseException] = []
-
-    def serve() -> None:
-        try:
-            asyncio.run(
-                kopf.operator(
-                    registry=build_registry(settings),
-                    memo=build_memo(settings, metrics_port=operator.metrics_port, app_settings=server.settings),
-                    standalone=True,
-                    identity=Identity(f"operator-{uuid.uuid4().hex[:8]}"),
-                    clusterwide=False,
-                    namespaces=["default"],
-                    liveness_endpoint=f"http://127.0.0.1:{operator.liveness_port}/healthz",
-                    stop_flag=stop,
-                    ready_flag=ready,
-                )
-            )
-        except BaseException as exc:  # reported to the test below
-            failures.append(exc)
-
-    thread = threading.Thread(target=serve, name="operator", daemon=True)
-    thread.start()
-    try:
-        assert await asyncio.to_thread(ready.wait, 15), "the operator did not start"
-        yield operator
-    finally:
-        stop.set()
-        await asyncio.to_thread(thread.join, 15)
-    assert not thread.is_alive(), "the operator did not stop"
-    assert not failures, failures
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ operator alone, decided by nothing but the rows `progression` keeps.
 
 etcd stays small: a MediaAsset that reaches Ready or Failed is labelled `mediaingest.io/finished=true`,
 which drops it from the operator's watch (its selector leaves finished ones out on the server), and it
-is deleted `retention_seconds` later (at once with 0). Writes are few: a status patch only when what it
-shows changed, progress alone at most every `progress_interval_seconds`.
+is deleted `retention_seconds` later (at once with 0). Writes are few: a status patch at once when the
+phase changes, and for anything else (the stages running, progress, a retry) only when it changed and at
+most every `progress_interval_seconds`.
 """
 
 from __future__ import annotations
@@ -281,12 +282,11 @@ class Projector:
         patch = merge_patch(asset.status, status)
         if not patch:
             return 0
-        only_progress = (
-            set(patch) <= {"progress", "stages", "conditions", "message"}
-            and (asset.status.get("phase") == status["phase"] and asset.status.get("stage") == status["stage"])
-            and not _stage_phases_changed(asset.status, status)
-        )
-        if only_progress and now - self._written.get(asset_id, 0.0) < self.settings.progress_interval_seconds:
+        # A new phase is written at once (Running, Ready, Failed: what people and `kubectl wait` watch for);
+        # anything else — the stages running, progress, a retry — at most every progress interval.
+        if asset.status.get("phase") == status["phase"] and (
+            now - self._written.get(asset_id, 0.0) < self.settings.progress_interval_seconds
+        ):
             return 0
         finished = status["phase"] in FINISHED_PHASES
         if finished and not self.settings.retention_seconds:
@@ -327,12 +327,6 @@ class Projector:
             return False
         self._last_sweep = time.monotonic()
         return True
-
-
-def _stage_phases_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    before = {name: (entry or {}).get("phase") for name, entry in (old.get("stages") or {}).items()}
-    after = {name: entry.get("phase") for name, entry in (new.get("stages") or {}).items()}
-    return before != after
 
 
 def _release_selector(settings: OperatorSettings) -> list[str]:

@@ -125,8 +125,8 @@ class OperatorSettings(BaseSettings):
     job_missing_seconds: float = Field(120.0, gt=0)
 
     # --- the MediaAssets -----------------------------------------------------------------------
-    # How often unfinished MediaAssets are brought up to date from the database; a change of progress
-    # alone is written at most every `progress_interval_seconds` per asset.
+    # How often unfinished MediaAssets are brought up to date from the database. A new phase is written at
+    # once; any other change (stages running, progress, a retry) at most every `progress_interval_seconds`.
     projection_interval_seconds: float = Field(5.0, gt=0)
     progress_interval_seconds: float = Field(30.0, ge=0)
     # Ready and Failed MediaAssets are deleted this long after they finished (0: at once). Each is ~2 KB in
