@@ -118,7 +118,7 @@ def test_a_lost_runner_leaves_the_job_retrying_then_failed(database_url: str) ->
         job = session.scalar(sa.select(IngestionJob).where(IngestionJob.asset_id == asset_id))
         asset = session.get(MediaAsset, asset_id)
         assert job is not None and asset is not None
-        assert job.status == IngestionJobStatus.FAILED and "worker lost" in (job.error or "")
+        assert job.status == IngestionJobStatus.FAILED and "its runner was lost" in (job.error or "")
         assert asset.processing_status == AssetProcessingStatus.FAILED
         assert session.scalar(sa.select(Task.status)) == TaskStatus.FAILED
     assert RUN.on_reaped is not None
