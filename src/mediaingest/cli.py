@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -170,7 +170,6 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the HTTP API."""
-    import uvicorn
 
     from mediaingest.api import create_app
 
@@ -179,14 +178,54 @@ def serve(
         settings.host = host
     if port:
         settings.port = port
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr=settings.host)
     if not embedded_worker:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+        _serve_ports(create_app(settings), settings)
         return
     from mediaingest.worker.loop import embedded_worker as run_embedded_worker
 
     with run_embedded_worker(settings) as local_worker:
-        api = create_app(settings, on_work=local_worker.wake)
-        uvicorn.run(api, host=settings.host, port=settings.port, log_config=None, access_log=False)
+        _serve_ports(create_app(settings, on_work=local_worker.wake), settings)
+
+
+def _serve_ports(api: Any, settings: Settings) -> None:
+    """The API on PORT and, with INTERNAL_PORT, the stage reports on theirs, in one process and event loop;
+    SIGTERM or SIGINT shuts both down gracefully."""
+    import asyncio
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    def config(app: Any, port: int) -> uvicorn.Config:
+        return uvicorn.Config(app, host=settings.host, port=port, log_config=None, access_log=False)
+
+    internal = getattr(api.state, "internal_app", None)
+    if internal is None:
+        uvicorn.Server(config(api, settings.port)).run()
+        return
+
+    class Together(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # one handler below stops both servers
+            yield
+
+    servers = [Together(config(api, settings.port)), Together(config(internal, settings.internal_port))]
+
+    async def serve_both() -> None:
+        def stop() -> None:
+            for server in servers:
+                server.should_exit = True
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop)
+        await asyncio.gather(*(server.serve() for server in servers))
+
+    asyncio.run(serve_both())
 
 
 @app.command()

@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     # --- service -----------------------------------------------------------------------------
     host: str = Field("127.0.0.1", alias="HOST")
     port: int = Field(8000, alias="PORT")
+    internal_port: int = Field(
+        0,
+        alias="INTERNAL_PORT",
+        description="A port of its own for the stage pods' reports (/internal/stage-run/*), then not served on "
+        "PORT, so a NetworkPolicy can admit only stage pods to it (0: served on PORT, as on one machine).",
+    )
+    metrics_port: int = Field(
+        0, alias="METRICS_PORT", description="A port of its own for /metrics, then not served on PORT (0: on PORT)."
+    )
     public_url: str | None = Field(
         None,
         alias="PUBLIC_URL",
