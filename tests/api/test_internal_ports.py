@@ -50,10 +50,10 @@ def test_serve_runs_the_three_ports_and_a_sigterm_stops_them(tmp_path: Path) -> 
     server = subprocess.Popen([MEDIAINGEST, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
+        probes = ((port, "/healthz"), (internal, "/healthz"), (metrics, "/metrics"))
         while True:
             try:
-                answers = [httpx.get(f"http://127.0.0.1:{p}{path}", timeout=2).status_code
-                           for p, path in ((port, "/healthz"), (internal, "/healthz"), (metrics, "/metrics"))]  # fmt: skip
+                answers = [httpx.get(f"http://127.0.0.1:{p}{path}", timeout=2).status_code for p, path in probes]
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "mediaingest serve did not start"
