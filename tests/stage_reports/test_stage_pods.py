@@ -68,6 +68,16 @@ def _started(server: LiveServer, asset_id: str, stage: str) -> StageAttempt:
     return start_attempts(server)[(asset_id, Stage(stage))]
 
 
+def _after_the_probe(
+    server: LiveServer, kube: ThreadedApiServer, tmp_path: Path, asset_id: str, stage: str
+) -> StageAttempt:
+    """The probe's pod runs (its result enqueues the rest of the plan); then `stage`'s attempt starts."""
+    probe = _started(server, asset_id, "probe")
+    finished = run_pod(server, tmp_path, attempt=probe, token=pod_token(kube, server, probe))
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    return _started(server, asset_id, stage)
+
+
 def _call(
     server: LiveServer, token: str, attempt: StageAttempt | str, path: str, body: dict[str, Any] | None = None
 ) -> httpx.Response:
@@ -250,14 +260,7 @@ def test_a_pod_writes_only_inside_its_stage_folder(
     local_server: LiveServer, threaded_apiserver: ThreadedApiServer, small_video: Path, tmp_path: Path
 ) -> None:
     asset_id, owner_id, _ = _uploaded(local_server, small_video)
-    probe = _started(local_server, asset_id, "probe")
-    assert (
-        run_pod(
-            local_server, tmp_path, attempt=probe, token=pod_token(threaded_apiserver, local_server, probe)
-        ).returncode
-        == 0
-    )
-    attempt = _started(local_server, asset_id, "thumbnails")
+    attempt = _after_the_probe(local_server, threaded_apiserver, tmp_path, asset_id, "thumbnails")
     token = pod_token(threaded_apiserver, local_server, attempt)
     assert _call(local_server, token, attempt, "start").status_code == 200
     file = {"role": "proxies", "size": 3, "contentType": "image/jpeg", "sha256": "0" * 64}
@@ -339,14 +342,7 @@ def test_what_a_cancelled_pod_published_goes_only_if_its_asset_is_gone(
 ) -> None:
     """An S3 URL signed before a delete still works after it: the pod's cancellation sweeps up behind it."""
     asset_id, owner_id, headers = _uploaded(local_server, small_video)
-    probe = _started(local_server, asset_id, "probe")
-    assert (
-        run_pod(
-            local_server, tmp_path, attempt=probe, token=pod_token(threaded_apiserver, local_server, probe)
-        ).returncode
-        == 0
-    )
-    attempt = _started(local_server, asset_id, "proxies")
+    attempt = _after_the_probe(local_server, threaded_apiserver, tmp_path, asset_id, "proxies")
     token = pod_token(threaded_apiserver, local_server, attempt)
     assert _call(local_server, token, attempt, "start").status_code == 200
     bucket = local_server.settings.bucket_proxies

@@ -142,28 +142,13 @@ class KubeApi:
 
     async def patch_media_asset_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
         """A merge patch of the status subresource; False when the MediaAsset is gone."""
-        try:
-            await self._call(
-                "patch", naming.KIND, self._custom.patch_namespaced_custom_object_status,
-                naming.GROUP, naming.VERSION, namespace, naming.PLURAL, name, {"status": dict(status)},
-            )  # fmt: skip
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        patch = self._custom.patch_namespaced_custom_object_status
+        return await self._patch(patch, namespace, name, {"status": dict(status)})
 
     async def label_media_asset(self, namespace: str, name: str, labels: Mapping[str, str]) -> bool:
-        try:
-            await self._call(
-                "patch", naming.KIND, self._custom.patch_namespaced_custom_object,
-                naming.GROUP, naming.VERSION, namespace, naming.PLURAL, name, {"metadata": {"labels": dict(labels)}},
-            )  # fmt: skip
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        """Merges labels into the MediaAsset's; False when it is gone."""
+        patch = self._custom.patch_namespaced_custom_object
+        return await self._patch(patch, namespace, name, {"metadata": {"labels": dict(labels)}})
 
     async def delete_media_asset(self, namespace: str, name: str) -> bool:
         """Deletes the MediaAsset; False if it was already gone."""
@@ -198,6 +183,16 @@ class KubeApi:
             await self._call("create", kind, create, namespace, manifest)
         except ApiException as exc:
             if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def _patch(self, patch: Callable[..., Any], namespace: str, name: str, body: Mapping[str, Any]) -> bool:
+        try:
+            await self._call("patch", naming.KIND, patch, naming.GROUP, naming.VERSION, namespace, naming.PLURAL, name,
+                             dict(body))  # fmt: skip
+        except ApiException as exc:
+            if exc.status == 404:
                 return False
             raise
         return True
