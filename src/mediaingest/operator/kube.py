@@ -32,8 +32,12 @@ def load_configuration() -> kubernetes.client.Configuration:
     return configuration
 
 
-def load_api_client() -> kubernetes.client.ApiClient:
-    return kubernetes.client.ApiClient(load_configuration())
+def load_api_client(*, pool_size: int | None = None) -> kubernetes.client.ApiClient:
+    """`pool_size`: connections kept to the API server, for a caller with many requests at once."""
+    configuration = load_configuration()
+    if pool_size is not None:
+        configuration.connection_pool_maxsize = pool_size
+    return kubernetes.client.ApiClient(configuration)
 
 
 def login(**_: Any) -> kopf.ConnectionInfo:

@@ -108,7 +108,8 @@ def _reviewer(request: Request) -> identity.TokenReviewer:
         # needs a Kubernetes client (in-cluster service account, else the kubeconfig).
         from mediaingest.operator.kube import load_api_client
 
-        state.token_reviewer = identity.KubernetesTokenReviewer(load_api_client())
+        # As many connections as request threads: every stage pod's first report asks at once at load.
+        state.token_reviewer = identity.KubernetesTokenReviewer(load_api_client(pool_size=40))
     reviewer: identity.TokenReviewer = state.token_reviewer
     return reviewer
 
