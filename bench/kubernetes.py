@@ -134,7 +134,7 @@ class Kubelet:
     """Pods for the operator's Jobs: a pod object, a minted token, the API's /start and /record, then the
     pod's and the Job's final status — what a real kubelet and Job controller write."""
 
-    def __init__(self, apiserver: LoadApiServer, api_url: str, metadata: dict[str, Any], parallel: int = 64) -> None:
+    def __init__(self, apiserver: LoadApiServer, api_url: str, metadata: dict[str, Any], parallel: int = 32) -> None:
         self.apiserver, self.api_url, self.metadata = apiserver, api_url, metadata
         self.limit = asyncio.Semaphore(parallel)
         self.http = httpx.AsyncClient(timeout=60)
@@ -330,15 +330,9 @@ def add_finished_history(database_url: str, count: int) -> None:
     engine.dispose()
 
 
-def count(database_url: str, statement: Any) -> int:
-    from mediaingest.db import create_db_engine
-
-    engine = create_db_engine(database_url, pool_size=1)
-    try:
-        with engine.connect() as connection:
-            return int(connection.execute(statement).scalar_one())
-    finally:
-        engine.dispose()
+def count(engine: sa.Engine, statement: Any) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(statement).scalar_one())
 
 
 async def run_profile(name: str, assets: int, placement: dict[str, str], *, history: bool, log: Any) -> dict[str, Any]:
@@ -403,15 +397,19 @@ async def run_profile(name: str, assets: int, placement: dict[str, str], *, hist
                 ready_statement = sa.select(sa.func.count()).where(
                     MediaAsset.processing_status == AssetProcessingStatus.READY
                 )
+                from mediaingest.db import create_db_engine
+
+                counting = create_db_engine(database_url, pool_size=1)
                 while True:
                     operator.sample()
-                    done = await asyncio.to_thread(count, database_url, ready_statement)
+                    done = await asyncio.to_thread(count, counting, ready_statement)
                     if done >= assets and all(u.done() for u in uploads):
                         break
                     if time.monotonic() - started > 3600 or kubelet.failures:
                         raise RuntimeError(f"{done}/{assets} READY; pod failures: {kubelet.failures[:3]}")
                     await asyncio.sleep(1)
                 took = time.monotonic() - started
+                counting.dispose()
                 log(f"  {name}: {assets} assets READY in {took:.0f} s; waiting for their MediaAssets to expire")
 
                 def media_assets_left() -> int:
