@@ -36,7 +36,7 @@ kubectl: $(STAMP)
 
 crd-sync: $(STAMP)
 	$(VENV_PYTHON) mk/sync_stages.py
-	cp crds/mediaasset.yaml crds/kopfpeering.yaml $(CHART)/files/crds/
+	cp crds/mediaasset.yaml $(CHART)/files/crds/
 
 # The chart refuses to render without a database URL: lint with a placeholder one.
 LINT_VALUES := --set secret.values.DATABASE_URL=postgresql+psycopg://lint@db/lint

@@ -62,6 +62,8 @@ def render(root: Path = ROOT) -> dict[Path, str]:
             lines.append(f"      {field}: {{{quantities}}}")
         lines.append(f"      scratchSizeLimit: {_quantity(config.scratch_size_limit)}")
         lines.append(f"      activeDeadlineSeconds: {config.active_deadline_seconds}")
+        lines.append(f"      deadlineSecondsPerMediaSecond: {config.deadline_seconds_per_media_second:g}")
+        lines.append(f"      memoryCap: {_quantity(config.memory_cap)}")
     values = (root / VALUES).read_text()
     match = _VALUES_BLOCK.search(values)
     if match is None:
@@ -72,6 +74,9 @@ def render(root: Path = ROOT) -> dict[Path, str]:
     stages = schema["properties"]["jobs"]["properties"]["stages"]
     one_stage = next(iter(stages["properties"].values()))  # every stage is sized alike
     stages["properties"] = {name: one_stage for name in names}
+    placement = schema["properties"]["stagePlacement"]
+    one_placement = next(iter(placement["properties"].values()))
+    placement["properties"] = {name: one_placement for name in names}
     return {CRD: crd, VALUES: values, VALUES_SCHEMA: json.dumps(schema, indent=2, ensure_ascii=False) + "\n"}
 
 

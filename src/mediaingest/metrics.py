@@ -82,6 +82,54 @@ storage_usage = StorageUsageCollector()
 REGISTRY.register(storage_usage)
 
 
+class TaskQueueCollector(Collector):
+    """The task queue as it stands, at scrape time, for every executor alike (one query, grouped):
+
+    `mediaingest_tasks{queue,state}` — `waiting` (due, not yet claimed), `backing_off` (a retry's delay not
+    over), `running` (held by a worker or the operator); `mediaingest_tasks_oldest_waiting_seconds{queue}` —
+    how long the oldest due task has waited: the backlog to alert and scale on (`stages`: the workers' stage
+    processes; `stage-jobs`: the operator's Jobs).
+    """
+
+    def __init__(self) -> None:
+        self.session_factory: SessionFactory | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.session_factory is None:
+            return
+        from mediaingest.db import utcnow
+        from mediaingest.models import Task, TaskStatus
+
+        now = utcnow()
+        tasks = GaugeMetricFamily(
+            "mediaingest_tasks", "Unfinished tasks by queue and state.", labels=["queue", "state"]
+        )
+        oldest = GaugeMetricFamily(
+            "mediaingest_tasks_oldest_waiting_seconds", "Age of the oldest due, unclaimed task.", labels=["queue"]
+        )
+        state = sa.case(
+            (Task.status == TaskStatus.RUNNING, "running"), (Task.run_after > now, "backing_off"), else_="waiting"
+        )
+        with self.session_factory() as session:
+            rows = session.execute(
+                sa.select(Task.queue, state, sa.func.count(), sa.func.min(Task.run_after))
+                .where(Task.status.in_((TaskStatus.QUEUED, TaskStatus.RUNNING)))
+                .group_by(Task.queue, state)
+            ).all()
+        for queue, label, count, first in rows:
+            tasks.add_metric([queue, label], float(count))
+            if label == "waiting" and first is not None:
+                first = first if first.tzinfo else first.replace(tzinfo=now.tzinfo)
+                oldest.add_metric([queue], max(0.0, (now - first).total_seconds()))
+        yield tasks
+        yield oldest
+
+
+task_queue = TaskQueueCollector()
+REGISTRY.register(task_queue)
+
+
 def track_storage_usage(session_factory: SessionFactory) -> None:
-    """Points the scrape-time storage gauge at this process's database."""
+    """Points the scrape-time gauges (storage, the task queue) at this process's database."""
     storage_usage.session_factory = session_factory
+    task_queue.session_factory = session_factory

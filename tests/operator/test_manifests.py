@@ -4,18 +4,17 @@ chart linted and rendered by a real helm with default and non-default values."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 
 from fixtures.chart import CHART_DIR, DATABASE_URL, by_kind, env_of, render, run_helm
 from mediaingest.models.enums import JobPriority, MediaType, Stage
-from mediaingest.operator.jobs import build_stage_job
-from mediaingest.operator.model import AssetSpec
+from mediaingest.operator.jobs import StageAttempt, build_stage_job
 from mediaingest.operator.settings import OperatorSettings
 from mediaingest.pipeline.registry import stage_names
 
@@ -23,13 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO / "crds" / "mediaasset.yaml"
 CHART_CRD_PATH = CHART_DIR / "files" / "crds" / "mediaasset.yaml"
 # Kinds the official schemas do not cover; checked by hand below.
-THIRD_PARTY = {"ScaledObject", "ServiceMonitor"}
-PEERING_SCHEMA = {
-    **yaml.safe_load((REPO / "crds" / "kopfpeering.yaml").read_text())["spec"]["versions"][0]["schema"][
-        "openAPIV3Schema"
-    ],
-    "required": ["apiVersion", "kind", "metadata"],
-}
+THIRD_PARTY = {"ScaledObject", "ServiceMonitor", "TriggerAuthentication"}
 
 CUSTOM_VALUES = {
     "fullnameOverride": "media",
@@ -39,7 +32,8 @@ CUSTOM_VALUES = {
     "extraConfig": {"PROXY_HEIGHTS": "[360, 720]"},
     "secret": {"existingSecret": "media-credentials"},
     "api": {"autoscaling": {"enabled": True}, "nodeSelector": {"pool": "web"}, "migrations": False},
-    "operator": {"maxRunningJobs": 50, "maxRunningJobsPerTenant": 3, "maxAttempts": 6, "reconcileIntervalSeconds": 2},
+    "operator": {"maxRunningJobs": 50, "retentionSeconds": 120, "apiQps": 5},
+    "queue": {"maxAttempts": 6, "tenantMaxRunningStages": 3},
     "jobs": {
         "ttlSecondsAfterFinished": 600,
         "nodeSelector": {"pool": "transcode"},
@@ -51,6 +45,8 @@ CUSTOM_VALUES = {
                 "limits": {"cpu": "8", "memory": "12Gi", "ephemeral-storage": "55Gi"},
                 "scratchSizeLimit": "50Gi",
                 "activeDeadlineSeconds": 21600,
+                "runtimeClassName": "gvisor",
+                "nodeSelector": {"pool": "spot"},
             }
         },
     },
@@ -80,22 +76,21 @@ def test_crd_is_valid_and_the_chart_carries_an_identical_copy(kube_validate) -> 
     crd = load_crd()
     kube_validate(crd)
     assert CHART_CRD_PATH.read_bytes() == CRD_PATH.read_bytes(), "run `make crd-sync`"
-    peering = REPO / "crds" / "kopfpeering.yaml"
-    kube_validate(yaml.safe_load(peering.read_text()))
-    assert (CHART_DIR / "files" / "crds" / "kopfpeering.yaml").read_bytes() == peering.read_bytes(), "make crd-sync"
     (version,) = crd["spec"]["versions"]
     assert version["subresources"] == {"status": {}}
     assert "ma" in crd["spec"]["names"]["shortNames"]
     columns = {column["name"]: column["jsonPath"] for column in version["additionalPrinterColumns"]}
-    assert (
-        list(columns)[:4] == ["Type", "Phase", "Stage", "Progress"] and columns["Age"] == ".metadata.creationTimestamp"
-    )
+    # What a person scans for first; owner, asset id and message with -o wide.
+    assert list(columns)[:7] == ["Type", "Phase", "Ready", "Stage", "Progress", "Took", "Age"]
+    assert columns["Age"] == ".metadata.creationTimestamp"
+    wide = [column["name"] for column in version["additionalPrinterColumns"] if column.get("priority") == 1]
+    assert wide == ["Owner", "Asset", "Message"]
     schema = version["schema"]["openAPIV3Schema"]
     for path in columns.values():
         node = schema
-        for part in path.strip(".").split("."):
+        for part in re.sub(r"\[.*?\]", "", path).strip(".").split("."):  # a filter picks list items
             if part != "creationTimestamp":
-                node = node["properties"][part]
+                node = node["properties"][part] if "properties" in node else node["items"]["properties"][part]
     assert set(schema["properties"]["spec"]["properties"]["stages"]["items"]["enum"]) == set(stage_names())
 
 
@@ -118,14 +113,7 @@ def test_schema_validators_are_not_vacuous(validate_status, validate_resource, k
                 }
             }
         )
-    job = build_stage_job(
-        asset=_asset(),
-        asset_name="asset-a",
-        namespace="ns",
-        stage=Stage("probe"),
-        attempt=1,
-        settings=OperatorSettings(),
-    )
+    job = build_stage_job(_attempt(Stage("probe")), namespace="ns", settings=OperatorSettings())
     job["spec"]["template"]["spec"]["containers"][0]["bogus"] = True
     with pytest.raises(AssertionError, match="bogus"):
         kube_validate(job)
@@ -135,33 +123,22 @@ def load_crd() -> dict[str, Any]:
     return yaml.safe_load(CRD_PATH.read_text())
 
 
-def _asset() -> AssetSpec:
-    return AssetSpec(
-        asset_id="a1",
-        owner="o",
-        media_type=MediaType.VIDEO,
-        bucket="b",
-        key="k",
-        size=1,
-        priority=JobPriority.NORMAL,
-        stages=tuple(stage_names()),
-    )
+def _attempt(stage: Stage, *, priority: JobPriority = JobPriority.NORMAL, attempt: int = 1) -> StageAttempt:
+    return StageAttempt(task_id="t1", asset_id="a1", owner_id="o", media_type="VIDEO", priority=priority,
+                        stage=stage, attempt=attempt)  # fmt: skip
 
 
-def test_dispatcher_manifest_matches_the_crd(validate_resource) -> None:
-    from mediaingest.operator.dispatcher import build_media_asset
+def _media_asset(asset_id: str, owner_id: str, media_type: MediaType, priority: JobPriority) -> dict[str, Any]:
+    from mediaingest.models import MediaAsset
+    from mediaingest.operator.projection import build_media_asset
 
-    body = build_media_asset(
-        namespace="media",
-        asset_id="0b5b4a3e-1111-2222-3333-444455556666",
-        owner_id="auth0|abc",
-        media_type="IMAGE",
-        bucket="incoming",
-        key="u/x.png",
-        size=9,
-        priority="LOW",
-        stages=[Stage("probe"), Stage("thumbnails")],
-    )
+    asset = MediaAsset(id=asset_id, owner_id=owner_id, type=media_type, storage_bucket="incoming",
+                       storage_key="u/x.png", file_size=9, priority=priority)  # fmt: skip
+    return build_media_asset(asset, namespace="media", release="media-release")
+
+
+def test_the_media_asset_manifest_matches_the_crd(validate_resource) -> None:
+    body = _media_asset("0b5b4a3e-1111-2222-3333-444455556666", "auth0|abc", MediaType.IMAGE, JobPriority.LOW)
     validate_resource(body)
     assert body["metadata"]["name"] == "asset-0b5b4a3e-1111-2222-3333-444455556666"
     assert body["spec"]["stages"] == ["probe", "thumbnails"]
@@ -183,9 +160,7 @@ def test_chart_lints_and_renders_valid_manifests(
 
     docs = render(helm, tmp_path, values)
     for doc in docs:
-        if doc["kind"] == "KopfPeering":  # against its CRD's schema, which the chart installs beside ours
-            jsonschema.validate(doc, PEERING_SCHEMA)
-        elif doc["kind"] not in THIRD_PARTY:
+        if doc["kind"] not in THIRD_PARTY:
             kube_validate(doc)
     kinds = sorted(doc["kind"] for doc in docs)
     assert {
@@ -199,16 +174,11 @@ def test_chart_lints_and_renders_valid_manifests(
     } <= set(kinds)
 
     (operator,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-operator")]
-    # Peering keeps one operator working, so an update may overlap old and new.
-    assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"]["type"] == "RollingUpdate"
-    (peering,) = by_kind(docs, "KopfPeering")
-    assert (
-        env_of(operator["spec"]["template"]["spec"]["containers"][0])["OPERATOR_PEERING_NAME"]
-        == (peering["metadata"]["name"])
-    )
+    # One operator per release, never two at once: an update stops the old one before the new one starts.
+    assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"] == {"type": "Recreate"}
+    assert operator["spec"]["template"]["spec"]["containers"][0]["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert {crd["metadata"]["name"] for crd in by_kind(docs, "CustomResourceDefinition")} == {
-        "mediaassets.mediaingest.io",
-        "kopfpeerings.kopf.dev",
+        "mediaassets.mediaingest.io"
     }
     (container,) = operator["spec"]["template"]["spec"]["containers"]
     assert container["command"][:3] == ["python", "-m", "mediaingest.operator"]
@@ -220,18 +190,9 @@ def test_chart_lints_and_renders_valid_manifests(
         monkeypatch.setenv(name, value)
     settings = OperatorSettings()
     for stage in stage_names():
-        kube_validate(
-            build_stage_job(
-                asset=_asset(),
-                asset_name="asset-a",
-                namespace="media",
-                stage=stage,
-                attempt=1,
-                settings=settings,
-            )
-        )
+        kube_validate(build_stage_job(_attempt(stage), namespace="media", settings=settings))
     chosen = values or yaml.safe_load((CHART_DIR / "values.yaml").read_text())
-    assert settings.max_running_jobs == chosen["operator"].get("maxRunningJobs", 20)
+    assert settings.max_running_jobs == chosen["operator"].get("maxRunningJobs", 200)
     assert settings.stages["proxies"].scratch_size_limit == chosen["jobs"]["stages"]["proxies"]["scratchSizeLimit"]
     assert settings.worker_image == container["image"]
     # Stage pods report to the release's API Service, in its namespace; they get none of its Secret.
@@ -249,6 +210,11 @@ def test_chart_lints_and_renders_valid_manifests(
     assert crd["spec"] == source["spec"]  # the chart renders the same CRD
     keep = (values or {}).get("crd", {}).get("keep", True)
     assert (crd["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep") == keep
+
+
+def config_value(docs: list[dict[str, Any]], name: str) -> str:
+    [config] = by_kind(docs, "ConfigMap")
+    return str(config["data"][name])
 
 
 def _release_secrets(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -275,21 +241,23 @@ def test_defaults_have_hpa_and_secret_and_no_optional_extras(helm: Path, tmp_pat
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
-    for needed in [
-        ("mediaingest.io", "mediaassets", "watch"),
-        ("mediaingest.io", "mediaassets", "patch"),
-        ("mediaingest.io", "mediaassets", "delete"),  # retention
+    # No Secrets (stage credentials are projected by the kubelet), no Events, no peering objects.
+    assert granted == {
+        ("mediaingest.io", "mediaassets", verb) for verb in ("list", "watch", "create", "patch", "delete")
+    } | {
         ("mediaingest.io", "mediaassets/status", "patch"),
-        ("batch", "jobs", "create"),
-        ("batch", "jobs", "watch"),
+        *(("batch", "jobs", verb) for verb in ("list", "watch", "create", "delete")),
         ("", "pods", "list"),
-        ("", "events", "create"),
-    ]:
-        assert needed in granted, needed
-    api_rules = roles["media-release-mediaingest-api"]
-    assert api_rules == [{"apiGroups": ["mediaingest.io"], "resources": ["mediaassets"], "verbs": ["create", "delete"]}]
+    }
+    # The API needs no Role: it reviews stage pods' tokens (system:auth-delegator), nothing more.
+    assert "media-release-mediaingest-api" not in roles
+    [review] = by_kind(docs, "ClusterRoleBinding")
+    assert review["roleRef"]["name"] == "system:auth-delegator"
+    assert review["metadata"]["name"].startswith("media-")  # named after its namespace and release
+    assert [(s["name"], s["namespace"]) for s in review["subjects"]] == [("media-release-mediaingest-api", "media")]
     (job_account,) = [a for a in by_kind(docs, "ServiceAccount") if a["metadata"]["name"].endswith("-stage-job")]
     assert job_account["automountServiceAccountToken"] is False
+    assert config_value(docs, "STAGE_SERVICE_ACCOUNT") == job_account["metadata"]["name"]
 
 
 def test_custom_values_swap_hpa_for_keda_and_add_a_service_monitor(helm: Path, tmp_path: Path) -> None:
@@ -336,13 +304,37 @@ def test_values_schema_refuses_bad_values(helm: Path, tmp_path: Path, values: di
     assert result.returncode != 0 and complaint in result.stderr, result.stderr
 
 
-def test_the_chart_runs_a_worker_for_deliveries_and_sweeps_but_never_stages(helm: Path, tmp_path: Path) -> None:
-    """Stages are the operator's Jobs; webhooks and the sweep are tasks that need a runner in the cluster."""
+def test_the_chart_runs_a_worker_for_deliveries_and_sweeps_and_stages_only_where_placed(
+    helm: Path, tmp_path: Path, kube_validate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default every stage is a Job and the worker runs the default queue (webhooks, the sweep); the
+    scale profile places the light stages on workers, which KEDA scales on the queue's stage tasks."""
+    from mediaingest.config import Settings
+    from mediaingest.worker.queue import stage_queue
+
     deployments = {d["metadata"]["name"]: d for d in by_kind(render(helm, tmp_path), "Deployment")}
     worker = deployments["media-release-mediaingest-worker"]
     [container] = worker["spec"]["template"]["spec"]["containers"]
     command = container["command"]
     assert command[:2] == ["mediaingest", "worker"] and command[command.index("--queues") + 1] == "default"
+    scale = yaml.safe_load((CHART_DIR / "values-scale.yaml").read_text())
+    docs = render(helm, tmp_path, scale)
+    [scaled] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-worker")]
+    [stage_worker] = scaled["spec"]["template"]["spec"]["containers"]
+    assert stage_worker["command"][stage_worker["command"].index("--queues") + 1] == "default,stages"
+    assert "replicas" not in scaled["spec"]  # KEDA owns it
+    kube_validate(scaled)
+    [scaler] = by_kind(docs, "ScaledObject")
+    [trigger] = scaler["spec"]["triggers"]
+    assert trigger["type"] == "postgresql" and "queue = 'stages'" in trigger["metadata"]["query"]
+    assert trigger["metadata"]["targetQueryValue"] == str(scale["worker"]["stageConcurrency"])
+    # The API and the operator read the placement from the same ConfigMap: the light stages go to workers.
+    [config] = by_kind(docs, "ConfigMap")
+    for name, value in config["data"].items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    placed = {stage: stage_queue(settings, stage) for stage in stage_names()}
+    assert placed == {"probe": "stages", "proxies": "stage-jobs", "thumbnails": "stages", "audio_visuals": "stages"}
     api = deployments["media-release-mediaingest-api"]["spec"]["template"]["spec"]["containers"][0]
     assert container["envFrom"] == api["envFrom"]  # the same database and storage as the API
     names = {
@@ -412,10 +404,7 @@ def test_stage_jobs_take_annotations_affinity_extra_env_and_the_platforms_user(
         monkeypatch.setenv(name, value)
     settings = OperatorSettings()
     assert settings.run_as_user == run_as_user
-    asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
-                      priority=JobPriority.NORMAL, stages=(Stage("probe"),))  # fmt: skip
-    job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage("probe"), attempt=1,
-                          settings=settings)  # fmt: skip
+    job = build_stage_job(_attempt(Stage("probe")), namespace="media", settings=settings)
     kube_validate(job)
     template = job["spec"]["template"]
     assert template["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
@@ -465,12 +454,11 @@ def test_the_api_has_a_disruption_budget_and_spreads_over_nodes(helm: Path, tmp_
     assert spread["labelSelector"]["matchLabels"] == budget["spec"]["selector"]["matchLabels"]
 
 
-def test_each_release_handles_only_its_own_media_assets(helm: Path, tmp_path: Path) -> None:
-    """Two releases in one namespace: the API labels its MediaAssets with its release, the operator's
-    handlers and indices filter on it, and its Jobs carry it too."""
+def test_each_release_handles_only_its_own_media_assets_and_jobs(helm: Path, tmp_path: Path) -> None:
+    """Two releases in one namespace: the operator labels its MediaAssets and Jobs with its release, and
+    its watches select on it (and on the MediaAssets not finished) on the server."""
     from mediaingest.operator import naming
-    from mediaingest.operator.dispatcher import build_media_asset
-    from mediaingest.operator.main import build_registry
+    from mediaingest.operator.projection import jobs_selector, live_selector
 
     docs = render(helm, tmp_path, {"operator": {"priorityClassName": "media-control"}})
     [config] = by_kind(docs, "ConfigMap")
@@ -478,22 +466,16 @@ def test_each_release_handles_only_its_own_media_assets(helm: Path, tmp_path: Pa
     [operator] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-operator")]
     assert operator["spec"]["template"]["spec"]["priorityClassName"] == "media-control"
 
-    manifest = build_media_asset(namespace="media", asset_id="a1", owner_id="u1", media_type=MediaType.VIDEO,
-                                 bucket="b", key="k", size=1, priority=JobPriority.NORMAL, stages=[Stage("probe")],
-                                 release="media-release")  # fmt: skip
+    manifest = _media_asset("a1", "u1", MediaType.VIDEO, JobPriority.NORMAL)
     assert manifest["metadata"]["labels"][naming.LABEL_RELEASE] == "media-release"
     settings = OperatorSettings(_env_file=None, K8S_RELEASE="media-release")  # type: ignore[call-arg]
-    registry = build_registry(settings)
-    handlers = [*registry._indexing.get_all_handlers(), *registry._spawning.get_all_handlers()]
-    assert handlers and all((h.labels or {}).get(naming.LABEL_RELEASE) == "media-release" for h in handlers)
-    asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
-                      priority=JobPriority.NORMAL, stages=(Stage("probe"),))  # fmt: skip
-    job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage("probe"), attempt=1,
-                          settings=settings)  # fmt: skip
+    job = build_stage_job(_attempt(Stage("probe")), namespace="media", settings=settings)
     assert job["metadata"]["labels"][naming.LABEL_RELEASE] == "media-release"
-    # Without a release (outside the chart) the operator takes every MediaAsset, as before.
-    unscoped = build_registry(OperatorSettings(_env_file=None))  # type: ignore[call-arg]
-    assert not any(h.labels for h in unscoped._spawning.get_all_handlers())
+    assert live_selector(settings) == (
+        "app.kubernetes.io/managed-by=mediaingest-operator,mediaingest.io/release=media-release,"
+        "mediaingest.io/finished!=true"
+    )
+    assert "mediaingest.io/release=media-release" in jobs_selector(settings)
 
 
 def test_the_kueue_queue_reaches_the_operator(helm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -526,10 +508,7 @@ def test_stage_pods_are_fenced_and_each_component_can_assume_its_own_cloud_role(
     [api] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api")]
     api_labels = api["spec"]["template"]["metadata"]["labels"]
     assert to_api["to"][0]["podSelector"]["matchLabels"].items() <= api_labels.items()
-    asset = AssetSpec(asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
-                      priority=JobPriority.NORMAL, stages=(Stage("probe"),))  # fmt: skip
-    job = build_stage_job(asset=asset, asset_name="ma-a1", namespace="media", stage=Stage("probe"), attempt=1,
-                          settings=OperatorSettings(_env_file=None))  # type: ignore[call-arg]  # fmt: skip
+    job = build_stage_job(_attempt(Stage("probe")), namespace="media", settings=OperatorSettings(_env_file=None))  # type: ignore[call-arg]
     pod_labels = job["spec"]["template"]["metadata"]["labels"]
     assert stage["podSelector"]["matchLabels"].items() <= pod_labels.items()  # the policy selects stage pods
     accounts = {a["metadata"]["name"]: a for a in by_kind(docs, "ServiceAccount")}
