@@ -136,8 +136,8 @@ class OperatorSettings(BaseSettings):
     # --- the Kubernetes API --------------------------------------------------------------------
     # A client-side budget for the operator's own calls (creates, patches, deletes, reads), like
     # client-go's QPS and burst: a burst of uploads never floods the API server.
-    api_qps: float = Field(20.0, gt=0)
-    api_burst: int = Field(40, ge=1)
+    api_qps: float = Field(50.0, gt=0)
+    api_burst: int = Field(100, ge=1)
     # Watches end server-side after this long and are started again, and a client-side timeout a little
     # longer ends one the network silently dropped; a stream that stays open and delivers not even a
     # bookmark for `watch_inactivity_seconds` is restarted too.
