@@ -12,7 +12,20 @@ import jsonschema
 import pytest
 import yaml
 
-from fixtures.chart import CHART_DIR, DATABASE_URL, URL_SIGNING_SECRET, by_kind, env_of, render, run_helm
+from fixtures.chart import (
+    CHART_DIR,
+    CUSTOM_VALUES,
+    DATABASE_URL,
+    KEDA,
+    OPENSHIFT,
+    PROMETHEUS_OPERATOR,
+    URL_SIGNING_SECRET,
+    VALUE_SETS,
+    by_kind,
+    env_of,
+    render,
+    run_helm,
+)
 from mediaingest.models.enums import JobPriority, MediaType, Stage
 from mediaingest.operator.jobs import build_stage_job
 from mediaingest.operator.model import AssetSpec
@@ -25,84 +38,11 @@ CRD_PATH = REPO / "crds" / "mediaasset.yaml"
 CHART_CRD_PATH = CHART_DIR / "crds" / "mediaasset.yaml"
 # Kinds the official schemas do not cover; checked by hand below.
 THIRD_PARTY = {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
-# What the clusters of the value sets below serve beyond the built-in kinds (`helm template --api-versions`).
-PROMETHEUS_OPERATOR = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
-KEDA = ("keda.sh/v1alpha1/ScaledObject",)
-OPENSHIFT = ("security.openshift.io/v1", "route.openshift.io/v1")
 PEERING_SCHEMA = {
     **yaml.safe_load((REPO / "crds" / "kopfpeering.yaml").read_text())["spec"]["versions"][0]["schema"][
         "openAPIV3Schema"
     ],
     "required": ["apiVersion", "kind", "metadata"],
-}
-
-CUSTOM_VALUES = {
-    "fullnameOverride": "media",
-    "image": {"repository": "registry.example/media/mediaingest", "tag": "2.0.0", "pullPolicy": "Always"},
-    "imagePullSecrets": ["regcred"],
-    "extraConfig": {"PROXY_HEIGHTS": "[360, 720]"},
-    "secret": {"existingSecret": "media-credentials"},
-    "api": {"autoscaling": {"enabled": True}, "nodeSelector": {"pool": "web"}, "migrations": False},
-    "operator": {"maxRunningJobs": 50, "maxRunningJobsPerTenant": 3, "maxAttempts": 6, "reconcileIntervalSeconds": 2},
-    "jobs": {
-        "ttlSecondsAfterFinished": 600,
-        "nodeSelector": {"pool": "transcode"},
-        "tolerations": [{"key": "transcode", "operator": "Exists", "effect": "NoSchedule"}],
-        "priorityClassNames": {"URGENT": "media-urgent"},
-        "stages": {
-            "proxies": {
-                "requests": {"cpu": "6", "memory": "8Gi", "ephemeral-storage": "50Gi"},
-                "limits": {"cpu": "8", "memory": "12Gi", "ephemeral-storage": "55Gi"},
-                "scratchSizeLimit": "50Gi",
-                "activeDeadlineSeconds": 21600,
-            }
-        },
-    },
-    "keda": {
-        "enabled": True,
-        "triggers": [
-            {
-                "type": "prometheus",
-                "metadata": {
-                    "serverAddress": "http://prometheus:9090",
-                    "threshold": "5",
-                    "query": 'sum(mediaingest_operator_stage_assets{state="pending"})',
-                },
-            }
-        ],
-    },
-    "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
-    "networkPolicy": {"enabled": True, "extraStageEgress": [{"ports": [{"protocol": "TCP", "port": 9000}]}]},
-    "serviceAccount": {"jobs": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/stages"}}},
-}
-# EKS: IRSA instead of static keys, the policies fencing the API server's addresses, Prometheus Operator.
-EKS_VALUES = {
-    "secret": {"existingSecret": "media-credentials"},
-    "config": {"AWS_REGION": "eu-west-1"},
-    "serviceAccount": {
-        "api": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/media-api"}},
-        "migrate": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/media-db"}},
-    },
-    "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.0.0.0/28"], "ports": [443]}},
-    "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
-    "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
-    "grafanaDashboard": {"enabled": True},
-    "helmTest": {"tokenSecret": {"name": "media-helm-test"}},
-}
-OPENSHIFT_DNS_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "openshift-dns"}}}
-# OpenShift (restricted-v2 assigns the users: no overrides needed), with Kueue admitting the stage Jobs
-# and KEDA scaling the API.
-OPENSHIFT_VALUES = {
-    "secret": {"existingSecret": "media-credentials"},
-    "jobs": {"kueue": {"queueName": "media-stages"}},
-    "keda": {"enabled": True},
-    "networkPolicy": {"dns": {"to": [OPENSHIFT_DNS_PEER]}},
-}
-VALUE_SETS = {
-    "defaults": (None, ()),
-    "custom": (CUSTOM_VALUES, PROMETHEUS_OPERATOR + KEDA),
-    "eks": (EKS_VALUES, PROMETHEUS_OPERATOR),
-    "openshift": (OPENSHIFT_VALUES, OPENSHIFT + KEDA),
 }
 
 
