@@ -5,6 +5,7 @@
 #   make crd-sync      write the stage registry into the CRD (crds/ and the chart's crds/) and the
 #                      chart's values (tests fail when they differ)
 #   make helm-lint     helm lint --strict and helm template of charts/mediaingest
+#   make chart-readme  write the chart README's values table from values.schema.json (tests fail when they differ)
 #   make image         build the one image (API, operator, stage Jobs)
 #   make e2e-kind      kind cluster + image + PostgreSQL/MinIO + chart, then the `cluster` tests
 #   make e2e-kind-down delete that kind cluster
@@ -26,7 +27,7 @@ E2E_NAMESPACE ?= mediaingest
 E2E_RELEASE ?= mediaingest
 E2E_KUBECONFIG ?= $(CURDIR)/.cache/kind-$(KIND_CLUSTER).kubeconfig
 
-.PHONY: helm kubectl crd-sync helm-lint image e2e-kind e2e-kind-down
+.PHONY: helm kubectl crd-sync chart-readme helm-lint image e2e-kind e2e-kind-down
 
 helm: $(STAMP)
 	$(VENV_PYTHON) mk/fetch_tools.py helm
@@ -37,6 +38,9 @@ kubectl: $(STAMP)
 crd-sync: $(STAMP)
 	$(VENV_PYTHON) mk/sync_stages.py
 	cp crds/kopfpeering.yaml $(CHART)/files/crds/
+
+chart-readme: $(STAMP)
+	$(VENV_PYTHON) mk/chart_readme.py
 
 # The chart refuses to render without a database URL and a signing key: lint with placeholders.
 LINT_VALUES := --set secret.values.DATABASE_URL=postgresql+psycopg://lint@db/lint \
