@@ -227,5 +227,16 @@ def test_extra_stage_egress_and_a_narrower_dns_selector(helm: Path, tmp_path: Pa
     assert not allowed(policies, stage, Pod({"app": "other"}), 9000)
     assert allowed(policies, stage, KUBE_DNS, 53, "UDP")
     assert not allowed(policies, stage, OPENSHIFT_DNS, 5353, "UDP")
+    # The API's port narrowed to an ingress controller: this release's stage pods still report there.
+    controller = Pod({"app": "ingress-nginx"}, namespace="ingress-nginx")
+    narrowed = {
+        "apiIngressFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+    }
+    docs = render(helm, tmp_path, {"networkPolicy": narrowed, "helmTest": {"tokenSecret": {"name": "t"}}})
+    policies, pods = by_kind(docs, "NetworkPolicy"), _pods(docs)
+    assert allowed(policies, controller, pods["api"], 8000) and allowed(policies, stage, pods["api"], 8000)
+    assert allowed(policies, pods["test"], pods["api"], 8000)
+    assert not allowed(policies, POSTGRES, pods["api"], 8000)
+    assert not allowed(policies, _stage_pod("other-release"), pods["api"], 8000)
     # Off: no policy at all (the evaluator then allows everything, as a cluster does).
     assert not by_kind(render(helm, tmp_path, {"networkPolicy": {"enabled": False}}), "NetworkPolicy")

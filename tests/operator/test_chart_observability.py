@@ -17,7 +17,16 @@ import promql_parser
 import pytest
 import yaml
 
-from fixtures.chart import CHART_DIR, OPENSHIFT, PROMETHEUS_OPERATOR, by_kind, render, run_helm
+from fixtures.chart import (
+    CHART_DIR,
+    DATABASE_URL,
+    OPENSHIFT,
+    PROMETHEUS_OPERATOR,
+    URL_SIGNING_SECRET,
+    by_kind,
+    render,
+    run_helm,
+)
 from fixtures.live_server import LiveServer
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "mediaingest"
@@ -258,3 +267,24 @@ def test_the_chart_readme_is_generated_from_the_schema_and_lists_every_value() -
     # Every value values.yaml sets is in the table, itself or within a map row (e.g. secret.values).
     for leaf in leaves(yaml.safe_load((CHART_DIR / "values.yaml").read_text()), ()):
         assert any(".".join(leaf[:n]) in rows for n in range(len(leaf), 0, -1)), leaf
+
+
+# --- NOTES.txt -------------------------------------------------------------------------------------------
+
+
+def _notes(helm: Path, *args: str) -> str:
+    """What `helm install` prints after installing (a client-side dry run: no cluster)."""
+    result = run_helm(helm, "install", "media-release", str(CHART_DIR), "--dry-run=client", "-n", "media",
+                      "--set", f"secret.values.DATABASE_URL={DATABASE_URL}",
+                      "--set", f"secret.values.URL_SIGNING_SECRET={URL_SIGNING_SECRET}", *args)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("\nNOTES:\n", 1)[1]
+
+
+def test_notes_say_how_to_upgrade_the_crd_and_what_was_left_out(helm: Path) -> None:
+    notes = _notes(helm)
+    assert "SQLite" not in notes  # a database is required: the chart does not render without one
+    assert "kubectl apply --server-side -f crds/mediaasset.yaml" in notes
+    assert "NOT RENDERED" not in notes and "helm test" not in notes
+    asked = _notes(helm, "--set", "serviceMonitor.enabled=true", "--set", "helmTest.tokenSecret.name=t")
+    assert "NOT RENDERED: serviceMonitor.enabled" in asked and "helm test media-release" in asked
