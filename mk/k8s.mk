@@ -72,6 +72,7 @@ e2e-kind: helm kubectl image
 		--set image.repository=$(firstword $(subst :, ,$(E2E_IMAGE))) --set image.tag=$(lastword $(subst :, ,$(E2E_IMAGE))) \
 		--wait --timeout 10m
 	KUBECONFIG=$(E2E_KUBECONFIG) E2E_NAMESPACE=$(E2E_NAMESPACE) E2E_RELEASE=$(E2E_RELEASE) E2E_KUBECTL=$(CURDIR)/$(KUBECTL) \
+		E2E_HELM=$(CURDIR)/$(HELM) \
 		$(VENV_PYTHON) -m pytest -m cluster tests/operator/test_e2e_cluster.py -v
 
 e2e-kind-down:
