@@ -19,8 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from fixtures.chart import CHART_DIR as CHART
-from fixtures.chart import EKS_VALUES, PROMETHEUS_OPERATOR, VALUE_SETS, run_helm
+from fixtures.chart import EKS_VALUES, PROMETHEUS_OPERATOR, VALUE_SETS, template
 
 # Kinds from other projects' CRDs that the chart may render when their values ask for them: the cluster
 # must have those CRDs before the release, and the chart renders the kind only where the cluster serves
@@ -81,16 +80,10 @@ def install_order(
     namespace: str = "media",
 ) -> list[Manifest]:
     """The chart as `helm install` applies it: crds/ first, then the templates, each with its source file."""
-    args = ["template", release, str(CHART), "--namespace", namespace, "--include-crds"]
-    args += [f"--api-versions={version}" for version in api_versions]
-    if values is not None:
-        path = tmp_path / f"{release}-{namespace}.yaml"
-        path.write_text(yaml.safe_dump(values))
-        args += ["--values", str(path)]
-    result = run_helm(helm, *args)
-    assert result.returncode == 0, result.stderr
+    output = template(helm, tmp_path, values, release=release, namespace=namespace, api_versions=api_versions,
+                      include_crds=True)  # fmt: skip
     manifests = []
-    for chunk in re.split(r"^---\n", result.stdout, flags=re.M):
+    for chunk in re.split(r"^---\n", output, flags=re.M):
         source = re.search(r"^# Source: (\S+)$", chunk, flags=re.M)
         doc = yaml.safe_load(chunk)
         if doc:
