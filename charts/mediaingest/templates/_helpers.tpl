@@ -103,7 +103,7 @@ server's addresses (networkPolicy.apiServer.cidrs) excepted. (dict "root" $ "api
     {{- end }}
 {{- end }}
 
-{{/* The egress rule for name resolution (networkPolicy.dns), the same for every pod of the release. */}}
+{{/* The stage pods' egress rule for name resolution (networkPolicy.dns); the other pods' general egress covers DNS. */}}
 {{- define "mediaingest.dnsEgress" -}}
 {{- $dns := .Values.networkPolicy.dns }}
 - ports:
