@@ -325,6 +325,10 @@ def test_custom_values_swap_hpa_for_keda_and_add_a_service_monitor(helm: Path, t
         ({"jobs": {"ttlSecondsAfterFinished": 0}}, "ttlSecondsAfterFinished"),  # results must be read first
         ({"api": {"enabled": False}}, "jobs.apiUrl"),  # stage pods would have no one to report to
         ({"jobs": {"apiUrl": "api:8000"}}, "apiUrl"),
+        ({"networkPolicy": {"deniedCIDRs": ["169.254.169.254"]}}, "deniedCIDRs"),  # an address, not a CIDR
+        ({"networkPolicy": {"dns": {"ports": []}}}, "dns/ports"),  # no name resolution at all
+        ({"prometheusRule": {"failureRatio": 2}}, "failureRatio"),
+        ({"crd": {"install": False}}, "crd"),  # gone: the CRD is in crds/ (helm install --skip-crds)
     ],
 )
 def test_values_schema_refuses_bad_values(helm: Path, tmp_path: Path, values: dict[str, Any], complaint: str) -> None:
