@@ -24,7 +24,7 @@ from mediaingest.operator.settings import OperatorSettings
 
 NAMESPACE = "media"
 RELEASE = "media-release"
-METADATA = ("169.254.169.254", "fd00:ec2::254")
+METADATA = ("169.254.169.254", "fd00:ec2::254", "169.254.169.252")  # the last: GKE's metadata server
 API_SERVER = "10.0.0.5"  # in networkPolicy.apiServer.cidrs below
 S3 = "52.216.0.1"
 
@@ -240,3 +240,22 @@ def test_extra_stage_egress_and_a_narrower_dns_selector(helm: Path, tmp_path: Pa
     assert not allowed(policies, _stage_pod("other-release"), pods["api"], 8000)
     # Off: no policy at all (the evaluator then allows everything, as a cluster does).
     assert not by_kind(render(helm, tmp_path, {"networkPolicy": {"enabled": False}}), "NetworkPolicy")
+
+
+def test_gke_workload_identity_reaches_its_metadata_server_only_from_the_pods_that_use_cloud_storage(
+    helm: Path, tmp_path: Path, rendered
+) -> None:
+    """GKE serves Workload Identity's tokens from its metadata server (169.254.169.254:80, redirected to
+    169.254.169.252:988): allowed, when asked, for the pods that hold a cloud identity, never the others."""
+    gke_metadata = ((METADATA[0], 80), ("169.254.169.252", 988))
+    policies, pods = rendered
+    for component, pod in pods.items():  # by default nobody
+        assert not any(allowed(policies, pod, Address(ip), port) for ip, port in gke_metadata), component
+    docs = render(helm, tmp_path, {**VALUES, "networkPolicy": {**VALUES["networkPolicy"], "gkeMetadataServer": True}})
+    policies, pods = by_kind(docs, "NetworkPolicy"), _pods(docs)
+    reach = {
+        c for c, pod in pods.items() if all(allowed(policies, pod, Address(ip), port) for ip, port in gke_metadata)
+    }
+    assert reach == {"api", "worker", "migrate", "test"}
+    for component, pod in pods.items():  # and only on those ports: the rest of the endpoint stays denied
+        assert not allowed(policies, pod, Address(METADATA[0]), 8080), component

@@ -123,7 +123,8 @@ server's addresses (networkPolicy.apiServer.cidrs) excepted. (dict "root" $ "api
 {{/*
 Egress of a pod that talks to the database, object storage and the outside (webhooks): any pod in the
 cluster and any address but the denied ones, on any port (DNS included); with "apiServer" true, the
-Kubernetes API server too. (dict "root" $ "apiServer" bool)
+Kubernetes API server too; with "cloudIdentity" true and networkPolicy.gkeMetadataServer, GKE's metadata
+server (Workload Identity's tokens). (dict "root" $ "apiServer" bool "cloudIdentity" bool)
 */}}
 {{- define "mediaingest.generalEgress" -}}
 {{- $np := .root.Values.networkPolicy }}
@@ -140,6 +141,17 @@ Kubernetes API server too. (dict "root" $ "apiServer" bool)
     {{- range $np.apiServer.ports }}
     - {protocol: TCP, port: {{ . }}}
     {{- end }}
+{{- end }}
+{{- if and .cloudIdentity $np.gkeMetadataServer }}
+# GKE's metadata server: with Workload Identity it hands out this pod's own Google identity only.
+- to:
+    - ipBlock: {cidr: 169.254.169.254/32}
+  ports:
+    - {protocol: TCP, port: 80}
+- to:
+    - ipBlock: {cidr: 169.254.169.252/32}
+  ports:
+    - {protocol: TCP, port: 988}
 {{- end }}
 {{- end }}
 
