@@ -42,6 +42,11 @@ ingestion_jobs_failed_total = Counter(
     "Ingestion job attempts that failed, by job type and reason (transient, permanent, cancelled).",
     ["type", "reason"],
 )
+assets_finished_total = Counter(
+    "mediaingest_assets_finished_total",
+    "Assets that reached READY or FAILED, counted where it was decided (a worker, or the API for a stage pod).",
+    ["status"],
+)
 ingestion_stage_peak_rss_bytes = Histogram(
     "ingestion_stage_peak_rss_bytes",
     "Peak resident memory of one stage attempt: the stage process itself, and its largest ffmpeg/ffprobe.",

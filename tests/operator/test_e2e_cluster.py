@@ -174,3 +174,29 @@ def test_upload_goes_from_pending_to_ready_and_the_api_agrees() -> None:
         status = api.get(f"/api/assets/{asset_id}/status", headers=headers)
         assert status.status_code == 200, status.text
         assert status.json()["data"]["processingStatus"] == "READY"
+
+
+def test_helm_test_uploads_a_clip_through_the_release_and_it_becomes_ready() -> None:
+    """`helm test`: the chart's test Pod, with a user's token from a Secret (helmTest.tokenSecret), uploads a
+    generated clip and waits for READY — behind the chart's NetworkPolicies, on the cluster's DNS."""
+    _cluster_or_skip()
+    helm = os.environ.get("E2E_HELM", "helm")
+    token = kubectl("exec", f"deploy/{FULLNAME}-api", "-c", "api", "--", "mediaingest", "users", "create",
+                    "--email", f"e2e-helm-test-{int(time.time())}@example.test").strip().splitlines()[-1]  # fmt: skip
+    secret = f"{FULLNAME}-helm-test"
+    manifest = kubectl("create", "secret", "generic", secret, f"--from-literal=token={token}",
+                       "--dry-run=client", "-o", "yaml")  # fmt: skip
+    applied = subprocess.run([KUBECTL, "-n", NAMESPACE, "apply", "-f", "-"], input=manifest, capture_output=True,
+                             text=True, timeout=60, check=False)  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+
+    def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([helm, "-n", NAMESPACE, *args], capture_output=True, text=True,
+                              timeout=READY_TIMEOUT + 120, check=False)  # fmt: skip
+
+    upgraded = run_helm("upgrade", RELEASE, "charts/mediaingest", "--reuse-values",
+                        "--set", f"helmTest.tokenSecret.name={secret}", "--wait", "--timeout", "10m")  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stderr
+    tested = run_helm("test", RELEASE, "--logs", "--timeout", f"{int(READY_TIMEOUT)}s")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert ": READY" in tested.stdout

@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError as PydanticValidationError
 
+from mediaingest import metrics
 from mediaingest.api.deps import Db
 from mediaingest.config import MIB, Settings
 from mediaingest.exceptions import (
@@ -271,6 +272,8 @@ def _record(report: StageRecord, db: Db, ctx: StageContext, claims: identity.Sta
     except ValueError as exc:
         raise ValidationFailedError(str(exc)) from exc
     outcome = host.record(result, stored, checksum=report.checksum, published=report.published)
+    if outcome.completed:  # a pod's own metrics are never scraped: its outcomes are counted where recorded
+        metrics.ingestion_jobs_total.labels(type=job_type_for(claims.stage), status="completed").inc()
     return Envelope(data=StageRecorded(completed=outcome.completed, outputs=outcome.outputs))
 
 
@@ -285,6 +288,9 @@ def fail(report: FailureReport, db: Db, ctx: Context, claims: Claims, current: C
     policy = RetryPolicy.for_stages(ctx.settings)
     decision = policy.decide(error, attempts=current.handle.attempt, max_attempts=max_attempts)
     _host(ctx, claims, current).fail(report.message, decision)
+    job_type = job_type_for(claims.stage)
+    metrics.ingestion_jobs_total.labels(type=job_type, status="retrying" if decision.retry else "failed").inc()
+    metrics.ingestion_jobs_failed_total.labels(type=job_type, reason=decision.reason).inc()
 
 
 @router.post("/discard", status_code=status.HTTP_204_NO_CONTENT)

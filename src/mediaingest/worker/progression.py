@@ -16,6 +16,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.orm import Session
 
+from mediaingest import metrics
 from mediaingest.assets.lifecycle import mark_failed, mark_ready
 from mediaingest.config import Settings
 from mediaingest.db import utcnow
@@ -171,6 +172,7 @@ def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
     if asset.checksum is None:  # never READY before the bytes are known to be the ones uploaded
         return
     mark_ready(session, asset)
+    metrics.assets_finished_total.labels(status="READY").inc()
     proxies = session.scalars(sa.select(AssetProxy.type).where(AssetProxy.asset_id == asset.id)).all()
     took = (asset.processed_at - asset.uploaded_at) if asset.processed_at and asset.uploaded_at else timedelta()
     # One style in every log line: snake_case keys, a dotted event name, units in the names (the API's
@@ -239,3 +241,4 @@ def stage_failed(
 
 def fail_asset(session: Session, asset: MediaAsset, *, stage: Stage, error: str) -> None:
     mark_failed(session, asset, reason=f"{stage} stage failed: {error}")
+    metrics.assets_finished_total.labels(status="FAILED").inc()
