@@ -188,7 +188,8 @@ def test_only_the_api_and_the_operator_reach_the_kubernetes_api_server(rendered)
 def test_stage_pods_reach_only_dns_their_api_and_object_storage(rendered) -> None:
     policies, pods = rendered
     stage, api = pods["stage"], pods["api"]
-    assert allowed(policies, stage, api, 8000)  # their reports, on the API's port
+    assert allowed(policies, stage, api, 8001)  # their reports, on the API's internal port
+    assert not allowed(policies, stage, api, 8000)  # not the public API
     assert allowed(policies, stage, Address(S3), 443)  # signed URLs
     assert not allowed(policies, stage, api, 9102)
     assert not allowed(policies, stage, POSTGRES, 5432)  # never the database
@@ -208,10 +209,12 @@ def test_the_other_pods_reach_what_they_serve_and_use(rendered) -> None:
     assert allowed(policies, pods["test"], pods["api"], 8000)  # `helm test` uploads through the API
     prometheus = Pod({"app.kubernetes.io/name": "prometheus"}, namespace="monitoring")
     assert allowed(policies, prometheus, pods["worker"], 9101) and allowed(policies, prometheus, pods["operator"], 9102)
+    assert allowed(policies, prometheus, pods["api"], 9100)
     assert not allowed(policies, prometheus, pods["worker"], 5432)
     ingress_controller = Pod({"app": "ingress-nginx"}, namespace="ingress-nginx")
     assert allowed(policies, ingress_controller, pods["api"], 8000)
     assert not allowed(policies, ingress_controller, pods["api"], 9000)
+    assert not allowed(policies, ingress_controller, pods["api"], 8001)  # the stage reports: stage pods only
 
 
 def test_extra_stage_egress_and_a_narrower_dns_selector(helm: Path, tmp_path: Path) -> None:
@@ -232,10 +235,10 @@ def test_extra_stage_egress_and_a_narrower_dns_selector(helm: Path, tmp_path: Pa
     }
     docs = render(helm, tmp_path, {"networkPolicy": narrowed, "helmTest": {"tokenSecret": {"name": "t"}}})
     policies, pods = by_kind(docs, "NetworkPolicy"), _pods(docs)
-    assert allowed(policies, controller, pods["api"], 8000) and allowed(policies, stage, pods["api"], 8000)
+    assert allowed(policies, controller, pods["api"], 8000) and allowed(policies, stage, pods["api"], 8001)
     assert allowed(policies, pods["test"], pods["api"], 8000)
     assert not allowed(policies, POSTGRES, pods["api"], 8000)
-    assert not allowed(policies, _stage_pod("other-release"), pods["api"], 8000)
+    assert not allowed(policies, _stage_pod("other-release"), pods["api"], 8001)
     # Off: no policy at all (the evaluator then allows everything, as a cluster does).
     assert not by_kind(render(helm, tmp_path, {"networkPolicy": {"enabled": False}}), "NetworkPolicy")
 

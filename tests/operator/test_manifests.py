@@ -171,10 +171,13 @@ def test_chart_lints_and_renders_valid_manifests(
     # OpenShift's restricted-v2 assigns the stage pods' user too, with nothing set by hand.
     assert settings.run_as_user == (None if OPENSHIFT[0] in api_versions else chosen["jobs"]["runAsUser"])
     assert settings.worker_image == container["image"]
-    # Stage pods report to the release's API Service, in its namespace; they get none of its Secret.
-    (api_service,) = [d for d in by_kind(docs, "Service") if d["metadata"]["name"].endswith("-api")]
-    port = api_service["spec"]["ports"][0]["port"]
-    assert settings.stage_api_url == f"http://{api_service['metadata']['name']}.media.svc:{port}"
+    # Stage pods report to the release's internal API Service, in its namespace; they get none of its Secret.
+    (internal,) = [d for d in by_kind(docs, "Service") if d["metadata"]["name"].endswith("-api-internal")]
+    [port] = internal["spec"]["ports"]
+    assert settings.stage_api_url == f"http://{internal['metadata']['name']}.media.svc:{port['port']}"
+    [api] = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api")]
+    api_env = env_of(api["spec"]["template"]["spec"]["containers"][0])
+    assert api_env["INTERNAL_PORT"] == str(port["port"]) and "METRICS_PORT" in api_env
     elsewhere = render(helm, tmp_path, {"api": {"enabled": False}, "jobs": {"apiUrl": "https://media.example"}})
     [operator_elsewhere] = [d for d in by_kind(elsewhere, "Deployment") if d["metadata"]["name"].endswith("-operator")]
     assert env_of(operator_elsewhere["spec"]["template"]["spec"]["containers"][0])["OPERATOR_STAGE_API_URL"] == (

@@ -75,7 +75,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Where stage pods report: jobs.apiUrl, else this release's API Service. */}}
 {{- define "mediaingest.stageApiUrl" -}}
-{{- .Values.jobs.apiUrl | default (printf "http://%s-api.%s.svc:%v" (include "mediaingest.fullname" .) .Release.Namespace .Values.api.service.port) -}}
+{{- .Values.jobs.apiUrl | default (printf "http://%s-api-internal.%s.svc:%v" (include "mediaingest.fullname" .) .Release.Namespace .Values.api.internalPort) -}}
 {{- end }}
 
 {{/*
@@ -157,7 +157,7 @@ server (Workload Identity's tokens). (dict "root" $ "apiServer" bool "cloudIdent
 
 {{/* The API port stage pods report to (the one the stage-run endpoints listen on). */}}
 {{- define "mediaingest.stageApiPort" -}}
-{{- .Values.api.port -}}
+{{- .Values.api.internalPort -}}
 {{- end }}
 
 {{/* "true" on OpenShift (the cluster serves security.openshift.io/v1, as `helm install` and Argo CD tell helm), else "". */}}
