@@ -42,6 +42,11 @@ ingestion_jobs_failed_total = Counter(
     "Ingestion job attempts that failed, by job type and reason (transient, permanent, cancelled).",
     ["type", "reason"],
 )
+webhook_delivery_attempts_total = Counter(
+    "mediaingest_webhook_delivery_attempts_total",
+    "Completion webhook delivery attempts, by outcome: delivered, retrying, failed (given up).",
+    ["outcome"],
+)
 assets_finished_total = Counter(
     "mediaingest_assets_finished_total",
     "Assets that reached READY or FAILED, counted where it was decided (a worker, or the API for a stage pod).",
