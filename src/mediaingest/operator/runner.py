@@ -88,7 +88,8 @@ class KubernetesRunner:
 
     def job_counts(self, jobs: Mapping[str, Any]) -> dict[str, int]:
         """Held attempts by whether their Job runs or waits to be admitted (Kueue), for the gauge."""
-        waiting = sum(1 for held in self.held.values() if (_observed(jobs, held) or _ACTIVE).suspended)
+        observed = (_observed(jobs, held) for held in self.held.values())
+        waiting = sum(1 for job in observed if job is not None and job.suspended)
         return {"running": len(self.held) - waiting, "waiting": waiting}
 
     # --- start ------------------------------------------------------------------------------------
@@ -328,8 +329,6 @@ def _begin(session: Any, task: Task, runner_id: str) -> StageAttempt | None:
                               message=f"attempt {task.attempts}: Kubernetes Job {attempt.job_name}")  # fmt: skip
     return attempt
 
-
-_ACTIVE = JobObservation(name="", task_id="", stage=Stage(""), attempt=0, state=JobState.ACTIVE)
 
 
 def _observed(jobs: Mapping[str, Any], held: HeldAttempt) -> JobObservation | None:
