@@ -183,13 +183,11 @@ class Kubelet:
         asset_id = job["spec"]["template"]["spec"]["containers"][0]["args"][2]
         headers = {"Authorization": f"Bearer {token}", "X-Stage-Attempt": f"{asset_id}/{stage}/{attempt}"}
         base = f"{self.api_url}/internal/stage-run"
-        started = await self.http.post(f"{base}/start", headers=headers)
-        started.raise_for_status()
+        await self._report(f"{base}/start", headers, None)
         record: dict[str, Any] = {"message": "synthetic", "outputs": []}
         if stage == "probe":
             record["metadata"] = self.metadata
-        recorded = await self.http.post(f"{base}/record", headers=headers, json=record)
-        recorded.raise_for_status()
+        await self._report(f"{base}/record", headers, record)
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         patch = {"Content-Type": "application/merge-patch+json"}
         pod_status = {
@@ -220,6 +218,21 @@ class Kubelet:
         url = f"/apis/batch/v1/namespaces/default/jobs/{name}/status"
         async with self.apiserver.patch(url, json=job_status, headers=patch):
             pass
+
+
+    async def _report(self, url: str, headers: dict[str, str], body: dict[str, Any] | None) -> None:
+        """As a real pod reports (`stage_reports.client`): a dropped connection or a 5xx is tried again."""
+        for attempt in range(1, 6):
+            try:
+                answer = await self.http.post(url, headers=headers, json=body)
+                if answer.status_code < 500:
+                    answer.raise_for_status()
+                    return
+            except httpx.TransportError:
+                if attempt == 5:
+                    raise
+            await asyncio.sleep(0.2 * 2**attempt)
+        answer.raise_for_status()
 
 
 class OperatorProcess:
@@ -388,8 +401,15 @@ async def run_profile(name: str, assets: int, placement: dict[str, str], *, hist
                 tenants = [server.create_user()[1] for _ in range(TENANTS)]
 
                 def upload_one(index: int) -> None:
-                    with httpx.Client(base_url=server.url, timeout=60) as client:
-                        upload(client, tenants[index % TENANTS], clip, mime_type="video/mp4")
+                    for attempt in range(1, 6):  # as a client does: a dropped connection is tried again
+                        try:
+                            with httpx.Client(base_url=server.url, timeout=60) as client:
+                                upload(client, tenants[index % TENANTS], clip, mime_type="video/mp4")
+                            return
+                        except httpx.TransportError:
+                            if attempt == 5:
+                                raise
+                            time.sleep(0.2 * 2**attempt)
 
                 started = time.monotonic()
                 pool = ThreadPoolExecutor(8)
