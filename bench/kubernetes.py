@@ -60,6 +60,12 @@ class LoadApiServer(ApiServer):
 
     created_jobs: asyncio.Queue[dict[str, Any]] = attrs.field(factory=asyncio.Queue)
 
+    def __iter__(self) -> Iterator[Any]:
+        # kmock finds each request's reaction by looking for the request among every request it has
+        # recorded, oldest first: with 50,000 requests the emulator, not mediaingest, would be what is
+        # measured. Newest first, the request in hand is found at once (the order matters to nothing here).
+        yield from reversed(self._requests)
+
     async def _handle(self, request: kmock.Request) -> Any:
         response = await super()._handle(request)
         resource = request.resource
