@@ -64,8 +64,8 @@ class LoadApiServer(ApiServer):
         # kmock finds each request's reaction by materializing every request it has recorded: with 50,000
         # requests the emulator, not mediaingest, would be what is measured. It keeps the recent ones only
         # (the request in hand among them); `recorded` keeps what the measurement needs of every request.
-        if len(self._requests) > 4000:
-            del self._requests[:-1000]
+        if len(self._requests) > 400:
+            del self._requests[:-200]
         response = await super()._handle(request)
         resource = request.resource
         created = request.method is not None and request.method.value == "POST" and isinstance(request.data, dict)
