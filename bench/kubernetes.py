@@ -225,7 +225,6 @@ class Kubelet:
         async with self.apiserver.patch(url, json=job_status, headers=patch):
             pass
 
-
     async def _report(self, url: str, headers: dict[str, str], body: dict[str, Any] | None) -> None:
         """As a real pod reports (`stage_reports.client`): a dropped connection or a 5xx is tried again."""
         for attempt in range(1, 6):
@@ -407,12 +406,14 @@ async def run_profile(name: str, assets: int, placement: dict[str, str], *, hist
                 tenants = [server.create_user()[1] for _ in range(TENANTS)]
 
                 def upload_one(index: int) -> None:
-                    for attempt in range(1, 6):  # as a client does: a dropped connection is tried again
+                    # As a client does: a dropped connection or a 5xx is tried again (the upload URL, the PUT and
+                    # the confirm are each idempotent enough for a new asset to stand in for the lost one).
+                    for attempt in range(1, 6):
                         try:
                             with httpx.Client(base_url=server.url, timeout=60) as client:
                                 upload(client, tenants[index % TENANTS], clip, mime_type="video/mp4")
                             return
-                        except httpx.TransportError:
+                        except (httpx.TransportError, AssertionError):
                             if attempt == 5:
                                 raise
                             time.sleep(0.2 * 2**attempt)
@@ -423,14 +424,17 @@ async def run_profile(name: str, assets: int, placement: dict[str, str], *, hist
                 ready_statement = sa.select(sa.func.count()).where(
                     MediaAsset.processing_status == AssetProcessingStatus.READY
                 )
+                confirmed_statement = sa.select(sa.func.count()).where(MediaAsset.upload_status == "UPLOADED")
                 from mediaingest.db import create_db_engine
 
                 counting = create_db_engine(database_url, pool_size=1)
                 while True:
                     operator.sample()
                     done = await asyncio.to_thread(count, counting, ready_statement)
-                    if done >= assets and all(u.done() for u in uploads):
-                        break
+                    if all(u.done() for u in uploads):
+                        # Every confirmed upload READY (an upload that failed five times is not counted).
+                        if done >= await asyncio.to_thread(count, counting, confirmed_statement):
+                            break
                     if time.monotonic() - started > 3600 or kubelet.failures:
                         raise RuntimeError(f"{done}/{assets} READY; pod failures: {kubelet.failures[:3]}")
                     await asyncio.sleep(1)

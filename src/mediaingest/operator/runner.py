@@ -330,7 +330,6 @@ def _begin(session: Any, task: Task, runner_id: str) -> StageAttempt | None:
     return attempt
 
 
-
 def _observed(jobs: Mapping[str, Any], held: HeldAttempt) -> JobObservation | None:
     """The held attempt's Job as the watch last showed it (kopf's index: task id → its Jobs)."""
     return next((job for job in jobs.get(held.task_id, ()) if job.attempt == held.attempt), None)
