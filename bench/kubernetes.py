@@ -431,10 +431,11 @@ async def run_profile(name: str, assets: int, placement: dict[str, str], *, hist
                 while True:
                     operator.sample()
                     done = await asyncio.to_thread(count, counting, ready_statement)
-                    if all(u.done() for u in uploads):
-                        # Every confirmed upload READY (an upload that failed five times is not counted).
-                        if done >= await asyncio.to_thread(count, counting, confirmed_statement):
-                            break
+                    # Every confirmed upload READY (an upload that failed five times is not counted).
+                    if all(u.done() for u in uploads) and done >= await asyncio.to_thread(
+                        count, counting, confirmed_statement
+                    ):
+                        break
                     if time.monotonic() - started > 3600 or kubelet.failures:
                         raise RuntimeError(f"{done}/{assets} READY; pod failures: {kubelet.failures[:3]}")
                     await asyncio.sleep(1)
