@@ -17,8 +17,7 @@ import sqlalchemy as sa
 
 from fixtures.live_server import LiveServer, LiveServerFactory
 from fixtures.s3 import MotoS3Server
-from fixtures.stage_pods import run_pod, token_for
-from fixtures.uploads import upload
+from fixtures.stage_pods import asset_detail, run_pod, run_stages, token_for, uploaded_video
 from mediaingest.models import AssetProxy, MediaAsset
 from mediaingest.models.enums import Stage
 from mediaingest.stage_reports import tokens
@@ -39,29 +38,14 @@ def pod_server(
     return server
 
 
-def _uploaded(server: LiveServer, video: Path) -> tuple[str, str, dict[str, str]]:
-    owner_id, headers = server.create_user()
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        confirmed = upload(client, headers, video, mime_type="video/mp4")
-    return str(confirmed["assetId"]), owner_id, headers
-
-
-def _detail(server: LiveServer, headers: dict[str, str], asset_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{server.url}/api/assets/{asset_id}", headers=headers, timeout=10)
-    response.raise_for_status()
-    return dict(response.json()["data"])
-
-
 def test_stage_pods_with_only_a_token_take_a_video_to_ready(
     pod_server: LiveServer, small_video: Path, tmp_path: Path
 ) -> None:
-    asset_id, owner_id, headers = _uploaded(pod_server, small_video)
-    for stage in (Stage("probe"), Stage("proxies"), Stage("thumbnails"), Stage("audio_visuals")):
-        token = token_for(pod_server, asset_id=asset_id, owner_id=owner_id, stage=stage)
-        finished = run_pod(pod_server, tmp_path, asset_id=asset_id, stage=stage, token=token)
-        assert finished.returncode == 0, finished.stderr[-3000:]
+    asset_id, owner_id, headers = uploaded_video(pod_server, small_video)
+    stages = [Stage("probe"), Stage("proxies"), Stage("thumbnails"), Stage("audio_visuals")]
+    run_stages(pod_server, tmp_path, asset_id=asset_id, owner_id=owner_id, stages=stages)
 
-    detail = _detail(pod_server, headers, asset_id)
+    detail = asset_detail(pod_server, headers, asset_id)
     assert detail["processingStatus"] == "READY"
     assert detail["metadata"]["durationSeconds"] == pytest.approx(2.0, abs=0.1)
     status = httpx.get(f"{pod_server.url}/api/assets/{asset_id}/status", headers=headers, timeout=10).json()["data"]
@@ -97,7 +81,7 @@ def _call(server: LiveServer, token: str, path: str, body: dict[str, Any] | None
 def test_only_a_valid_unexpired_stage_token_is_heard(
     local_server: LiveServer, small_video: Path, tmp_path: Path
 ) -> None:
-    asset_id, owner_id, headers = _uploaded(local_server, small_video)
+    asset_id, owner_id, headers = uploaded_video(local_server, small_video)
     # A user's own API token, a token signed with another key, an expired one: 401, saying why.
     user_token = headers["Authorization"].removeprefix("Bearer ")
     assert _call(local_server, user_token, "start").status_code == 401
@@ -121,7 +105,7 @@ def test_only_a_valid_unexpired_stage_token_is_heard(
 
 
 def test_a_later_attempt_fences_out_the_earlier_one(local_server: LiveServer, small_video: Path) -> None:
-    asset_id, owner_id, _ = _uploaded(local_server, small_video)
+    asset_id, owner_id, _ = uploaded_video(local_server, small_video)
     first = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage("probe"), attempt=1)
     second = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage("probe"), attempt=2)
     assert _call(local_server, first, "start").status_code == 200
@@ -136,7 +120,7 @@ def test_a_later_attempt_fences_out_the_earlier_one(local_server: LiveServer, sm
 
 
 def test_a_pod_writes_only_inside_its_stage_folder(local_server: LiveServer, small_video: Path) -> None:
-    asset_id, owner_id, _ = _uploaded(local_server, small_video)
+    asset_id, owner_id, _ = uploaded_video(local_server, small_video)
     token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage("thumbnails"))
     assert _call(local_server, token, "start").status_code == 200
     file = {"role": "proxies", "size": 3, "contentType": "image/jpeg", "sha256": "0" * 64}
@@ -154,7 +138,7 @@ def test_a_pod_writes_only_inside_its_stage_folder(local_server: LiveServer, sma
 def test_a_pod_refuses_a_source_that_is_not_the_verified_upload(
     local_server: LiveServer, small_video: Path, tmp_path: Path
 ) -> None:
-    asset_id, owner_id, headers = _uploaded(local_server, small_video)
+    asset_id, owner_id, headers = uploaded_video(local_server, small_video)
     with local_server.app.state.read_session_factory() as session:
         asset = session.get(MediaAsset, asset_id)
         assert asset is not None
@@ -172,13 +156,13 @@ def test_a_pod_refuses_a_source_that_is_not_the_verified_upload(
     # The reason in one line where Kubernetes keeps it, for the MediaAsset's status.
     reason = (tmp_path / "scratch-probe-1" / "termination-log").read_text()
     assert reason.startswith("the stored upload is not the one verified at confirm")
-    detail = _detail(local_server, headers, asset_id)
+    detail = asset_detail(local_server, headers, asset_id)
     assert detail["processingStatus"] == "FAILED"
     assert "not the one verified at confirm" in detail["error"]
 
 
 def test_a_pod_for_a_deleted_asset_ends_quietly(local_server: LiveServer, small_video: Path, tmp_path: Path) -> None:
-    asset_id, owner_id, headers = _uploaded(local_server, small_video)
+    asset_id, owner_id, headers = uploaded_video(local_server, small_video)
     assert httpx.delete(f"{local_server.url}/api/assets/{asset_id}", headers=headers, timeout=10).status_code == 200
     token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage("probe"))
     finished = run_pod(local_server, tmp_path, asset_id=asset_id, stage=Stage("probe"), token=token)
@@ -190,7 +174,7 @@ def test_a_pod_for_a_deleted_asset_ends_quietly(local_server: LiveServer, small_
 def test_a_long_videos_result_is_heard_and_only_from_its_pod(local_server: LiveServer, small_video: Path) -> None:
     """A result names every HLS file the pod published (tens of thousands for a long video): over the
     API's 1 MiB body limit, so the token is checked before the body is read."""
-    asset_id, owner_id, _ = _uploaded(local_server, small_video)
+    asset_id, owner_id, _ = uploaded_video(local_server, small_video)
     big = {"message": "done", "published": [f"hls/720p/seg_{n:06d}.m4s" for n in range(60_000)]}
     anonymous = httpx.post(f"{local_server.url}/internal/stage-run/record", json=big, timeout=30)
     assert anonymous.status_code == 401
@@ -205,7 +189,7 @@ def test_what_a_cancelled_pod_published_goes_only_if_its_asset_is_gone(
     local_server: LiveServer, small_video: Path, tmp_path: Path
 ) -> None:
     """An S3 URL signed before a delete still works after it: the pod's cancellation sweeps up behind it."""
-    asset_id, owner_id, headers = _uploaded(local_server, small_video)
+    asset_id, owner_id, headers = uploaded_video(local_server, small_video)
     token = token_for(local_server, asset_id=asset_id, owner_id=owner_id, stage=Stage("proxies"))
     assert _call(local_server, token, "start").status_code == 200
     bucket = local_server.settings.bucket_proxies
