@@ -5,7 +5,11 @@
 #   make crd-sync      write the stage registry into the CRD and chart values, copy crds/*.yaml into
 #                      the chart (tests fail when they differ)
 #   make helm-lint     helm lint --strict and helm template of charts/mediaingest
-#   make image         build the one image (API, operator, stage Jobs)
+#   make image         build the two OCI images with no daemon (worker-image/build.sh): mediaingest and
+#                      mediaingest-stage, into .cache/image/oci; prints sizes, layers and digests
+#   make image-relock  the same, resolving the Debian packages afresh (rewrites worker-image/*.lock)
+#   make image-test    the smoke test of the built stage image (tests/image/, marker `image`)
+#   make image-docker  the same content with a Docker daemon (worker-image/Dockerfile), for e2e-kind
 #   make e2e-kind      kind cluster + image + PostgreSQL/MinIO + chart, then the `cluster` tests
 #   make e2e-kind-down delete that kind cluster
 #
@@ -26,7 +30,7 @@ E2E_NAMESPACE ?= mediaingest
 E2E_RELEASE ?= mediaingest
 E2E_KUBECONFIG ?= $(CURDIR)/.cache/kind-$(KIND_CLUSTER).kubeconfig
 
-.PHONY: helm kubectl crd-sync helm-lint image e2e-kind e2e-kind-down
+.PHONY: helm kubectl crd-sync helm-lint image image-deps image-relock image-test image-docker e2e-kind e2e-kind-down
 
 helm: $(STAMP)
 	$(VENV_PYTHON) mk/fetch_tools.py helm
@@ -45,10 +49,25 @@ helm-lint: helm
 	$(HELM) lint --strict $(CHART) $(LINT_VALUES)
 	$(HELM) template lint-check $(CHART) $(LINT_VALUES) > /dev/null
 
-image:
+# Root on Debian: mmdebstrap and umoci come from apt; nothing runs in a container.
+image-deps:
+	@command -v mmdebstrap >/dev/null && command -v umoci >/dev/null && command -v dpkg-source >/dev/null \
+		|| { apt-get update -qq && $(APT_INSTALL) mmdebstrap umoci dpkg-dev binutils; }
+
+image: image-deps
+	worker-image/build.sh
+
+image-relock: image-deps
+	worker-image/build.sh --relock
+
+image-test: system-deps postgres $(STAMP)
+	@test -f .cache/image/oci/index.json || $(MAKE) image
+	$(BIN)/pytest -m image tests/image -v
+
+image-docker:
 	$(DOCKER) build -f worker-image/Dockerfile -t $(E2E_IMAGE) .
 
-e2e-kind: helm kubectl image
+e2e-kind: helm kubectl image-docker
 	@mkdir -p .cache
 	@if ! $(KIND) get clusters | grep -qx '$(KIND_CLUSTER)'; then \
 		$(KIND) create cluster --name $(KIND_CLUSTER) --kubeconfig $(E2E_KUBECONFIG) --wait 120s; \

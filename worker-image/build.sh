@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Builds the two OCI images with no container daemon, as root on Debian (what `make image` runs):
+#
+#   mediaingest        API, operator and worker: Debian's Python, our ffmpeg, the `server` extra's wheels
+#   mediaingest-stage  what `mediaingest run-stage` needs: the same Python and ffmpeg, the core wheels only
+#
+# Inputs are pinned: Debian packages at the versions in worker-image/debian-*.lock, ffmpeg's Debian source
+# package at the version in worker-image/ffmpeg-source.lock built with worker-image/ffmpeg-configure.flags,
+# and Python wheels at the versions in constraints.txt. Nothing runs in a container: mmdebstrap makes the
+# root filesystems, ffmpeg compiles in a chroot of the build one, and umoci writes the OCI layout.
+#
+#   worker-image/build.sh            build (reuses the ffmpeg build while its inputs are unchanged)
+#   worker-image/build.sh --relock   resolve the Debian packages afresh and rewrite the lock files
+#
+# Output in $IMAGE_DIR (default .cache/image): oci/ (one layout, both images as tags, shared layers
+# stored once), <image>.packages.txt (dpkg and pip, with versions) and <image>.digest, beside it.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HERE=$ROOT/worker-image
+IMAGE_DIR=${IMAGE_DIR:-$ROOT/.cache/image}
+SUITE=${SUITE:-bookworm}
+JOBS=${JOBS:-$(nproc)}
+PIP=${PIP:-python3 -m pip}
+# The machine's own apt sources: the images come from the same archive as the machine's packages.
+APT_SOURCES=${APT_SOURCES:-$( [ -f /etc/apt/sources.list.d/debian.sources ] && echo /etc/apt/sources.list.d/debian.sources || echo /etc/apt/sources.list)}
+# Fixed timestamps in every layer, so the same inputs give the same layer digests.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || echo 1700000000)}
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/pyproject.toml")
+UID_GID=10001
+PYVER=3.11
+VENV=/opt/venv
+SITE=$VENV/lib/python$PYVER/site-packages
+
+RELOCK=0
+[ "${1:-}" = "--relock" ] && RELOCK=1
+
+log() { printf '\n== %s\n' "$*" >&2; }
+die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
+
+for tool in mmdebstrap umoci dpkg-source apt-get tar sha256sum; do
+	command -v "$tool" >/dev/null || die "$tool is missing (apt-get install mmdebstrap umoci dpkg-dev)"
+done
+[ "$(id -u)" = 0 ] || die "run as root (mmdebstrap, chroot)"
+mkdir -p "$IMAGE_DIR"
+
+# Lock files: one `package=version` a line. The names come from the .packages files beside them.
+packages_of() { grep -v '^\s*#' "$1" | tr -s ' \n' '\n' | grep -v '^$' | paste -sd, -; }
+pins_of() { grep -v '^#' "$1" | paste -sd, -; }
+
+# mmdebstrap of a lock (or, with --relock or no lock yet, of the names), then a check that what it
+# installed is exactly the lock: a rebuild gets the same packages or stops.
+debian_rootfs() { # <variant> <names file> <lock file> <target dir> [mmdebstrap options...]
+	local variant=$1 names=$2 lock=$3 target=$4
+	shift 4
+	local include
+	if [ "$RELOCK" = 1 ] || [ ! -s "$lock" ]; then include=$(packages_of "$names"); else include=$(pins_of "$lock"); fi
+	rm -rf "$target"
+	mmdebstrap --quiet --variant="$variant" --include="$include" "$@" "$SUITE" "$target" "$APT_SOURCES" >&2
+	local installed
+	installed=$(chroot "$target" dpkg-query -W -f '${Package}=${Version}\n' | LC_ALL=C sort)
+	if [ "$RELOCK" = 1 ] || [ ! -s "$lock" ]; then
+		{ echo "# $(basename "$lock"): written by worker-image/build.sh --relock from $(basename "$names"); do not edit."
+			echo "$installed"; } >"$lock"
+		log "wrote $lock ($(echo "$installed" | wc -l) packages)"
+	elif ! diff <(grep -v '^#' "$lock") <(echo "$installed") >&2; then
+		die "$target differs from $lock (above); the archive moved on: run make image-relock and review the diff"
+	fi
+}
+
+# --- ffmpeg, from Debian's source package ------------------------------------------------------------
+FFMPEG_SOURCE=$(grep -v '^#' "$HERE/ffmpeg-source.lock" | head -1) # e.g. ffmpeg=5.1.9-0+deb12u1
+FLAGS=$(grep -v '^\s*#' "$HERE/ffmpeg-configure.flags" | grep -v '^\s*$' | tr '\n' ' ')
+# The build is kept under a name made of its inputs, and reused while they stay the same.
+ffmpeg_out() { echo "$IMAGE_DIR/ffmpeg-$(cat "$HERE/ffmpeg-configure.flags" "$HERE/ffmpeg-source.lock" "$HERE/debian-build.lock" 2>/dev/null | sha256sum | cut -c1-16)"; }
+
+# apt with a private state folder whose only entries are deb-src twins of the machine's sources.
+apt_source() { # <dir> <package=version>
+	local state=$IMAGE_DIR/apt-src
+	mkdir -p "$state/lists/partial"
+	case $APT_SOURCES in
+	*.sources) sed 's/^Types:.*/Types: deb-src/' "$APT_SOURCES" >"$state/deb-src.sources" ;;
+	*) grep '^deb ' "$APT_SOURCES" | sed 's/^deb /deb-src /' >"$state/deb-src.list" ;;
+	esac
+	local opts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$state" -o "Dir::State::Lists=$state/lists"
+		-o "APT::Sandbox::User=root")
+	apt-get "${opts[@]}" -qq update
+	(cd "$1" && apt-get "${opts[@]}" -qq source --download-only "$2")
+}
+
+build_ffmpeg() {
+	FFMPEG_OUT=$(ffmpeg_out)
+	if [ -x "$FFMPEG_OUT/usr/local/bin/ffmpeg" ] && [ "$RELOCK" = 0 ]; then
+		log "ffmpeg: reusing $FFMPEG_OUT"
+		return
+	fi
+	local buildroot=$IMAGE_DIR/build-root
+	log "ffmpeg: build root (mmdebstrap, debian-build.lock)"
+	debian_rootfs apt "$HERE/debian-build.packages" "$HERE/debian-build.lock" "$buildroot"
+	log "ffmpeg: source $FFMPEG_SOURCE"
+	local src=$buildroot/build
+	mkdir -p "$src"
+	apt_source "$src" "$FFMPEG_SOURCE"
+	(cd "$src" && dpkg-source --no-check -x ./*.dsc ffmpeg >&2) # apt checked the .dsc against the signed index
+	log "ffmpeg: configure + make -j$JOBS (a few minutes)"
+	# shellcheck disable=SC2086  # FLAGS is a word list
+	chroot "$buildroot" /bin/sh -ec "cd /build/ffmpeg && ./configure $FLAGS >/build/configure.log \
+		&& make -j$JOBS >/build/make.log 2>&1 && make install DESTDIR=/build/dest >/build/install.log" \
+		|| die "ffmpeg build failed: see $buildroot/build/*.log"
+	FFMPEG_OUT=$(ffmpeg_out) # the lock may be new
+	rm -rf "$FFMPEG_OUT.tmp" && mkdir -p "$FFMPEG_OUT.tmp/usr/local"
+	cp -a "$buildroot/build/dest/usr/local/bin" "$buildroot/build/dest/usr/local/lib" "$FFMPEG_OUT.tmp/usr/local/"
+	rm -rf "$FFMPEG_OUT.tmp/usr/local/lib/pkgconfig"
+	cp "$buildroot/build/configure.log" "$FFMPEG_OUT.tmp.configure.log"
+	rm -rf "$FFMPEG_OUT" && mv "$FFMPEG_OUT.tmp" "$FFMPEG_OUT"
+	rm -rf "$buildroot"
+}
+
+# --- Layers ---------------------------------------------------------------------------------------------
+# Each layer is a folder packed by one deterministic tar; the images share the first two.
+LAYERS=$IMAGE_DIR/layers
+pack() { # <folder> <layer tar>
+	tar --create --file "$2" --directory "$1" --sort=name --format=posix --numeric-owner --owner=0 --group=0 \
+		--mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime .
+}
+
+# 1. Debian: the essential set (no apt: nothing installs packages at run time), Python, the codec libraries.
+debian_layer() {
+	local rootfs=$LAYERS/debian
+	log "debian: mmdebstrap (debian-runtime.lock)"
+	# Documentation, manuals and translations are never read in a container; copyright files stay. glibc's
+	# iconv modules (8 MB) neither: Python has its own codecs, and UTF-8 and Latin-1 are built into glibc.
+	# The merged-usr hook marks /usr merged with usr-is-merged; without it apt picks usrmerge, and perl (45 MB).
+	debian_rootfs essential "$HERE/debian-runtime.packages" "$HERE/debian-runtime.lock" "$rootfs" \
+		--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+		--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+		--dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*' \
+		--dpkgopt='path-exclude=/usr/lib/x86_64-linux-gnu/gconv/*' \
+		--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+		--customize-hook='rm -rf "$1"/var/cache/* "$1"/var/log/* "$1"/var/lib/apt/lists/*'
+	# The Jobs' user (the operator's runAsUser), and the mount points the pods use.
+	echo "mediaingest:x:$UID_GID:" >>"$rootfs/etc/group"
+	echo "mediaingest:x:$UID_GID:$UID_GID:mediaingest:/tmp:/usr/sbin/nologin" >>"$rootfs/etc/passwd"
+	echo "mediaingest:!:0::::::" >>"$rootfs/etc/shadow"
+	mkdir -p "$rootfs/scratch" "$rootfs/app"
+	chroot "$rootfs" dpkg-query -W -f '${Package}=${Version}\n' | LC_ALL=C sort >"$LAYERS/debian.dpkg"
+}
+
+# 2. ffmpeg, and the loader cache that lists its libraries.
+ffmpeg_layer() {
+	local layer=$LAYERS/ffmpeg
+	rm -rf "$layer" && mkdir -p "$layer/etc" "$layer/usr"
+	cp -a "$FFMPEG_OUT/usr/local" "$layer/usr/"
+	cp -a "$layer/usr/local/." "$LAYERS/debian/usr/local/" # a scratch copy, for ldconfig to see both
+	ldconfig -r "$LAYERS/debian"
+	cp "$LAYERS/debian/etc/ld.so.cache" "$layer/etc/ld.so.cache"
+	chroot "$LAYERS/debian" /usr/local/bin/ffmpeg -hide_banner -version | head -1 >&2
+	# Undo the scratch copy: the Debian layer is packed as mmdebstrap made it.
+	(cd "$layer/usr/local" && find . -mindepth 1 -depth) | while read -r path; do
+		rm -df "$LAYERS/debian/usr/local/$path" 2>/dev/null || true
+	done
+}
+
+# 3 and 4. Python: wheels for CPython 3.11 on glibc 2.36 (Debian's Python and libc in layer 1) at the
+# versions in constraints.txt, installed into a virtualenv at /opt/venv by the host's pip; then our
+# own package in a layer of its own, so a code change rebuilds only that.
+PLATFORMS=(--platform manylinux2014_x86_64)
+for v in $(seq 17 36); do PLATFORMS+=(--platform "manylinux_2_${v}_x86_64"); done
+
+python_layers() { # <image> <requirement>
+	local image=$1 requirement=$2 deps=$LAYERS/$1-python app=$LAYERS/$1-app
+	log "$image: wheels for $requirement"
+	rm -rf "$deps" "$app" && mkdir -p "$deps$VENV/bin" "$app$SITE" "$app$VENV/bin"
+	$PIP install --quiet --no-compile --no-warn-conflicts --no-warn-script-location --target "$deps$SITE" --only-binary=:all: \
+		--implementation cp --python-version "$PYVER" --abi "cp${PYVER/./}" "${PLATFORMS[@]}" \
+		-c "$ROOT/constraints.txt" "$requirement"
+	mv "$deps$SITE"/mediaingest "$deps$SITE"/mediaingest-*.dist-info "$app$SITE/"
+	rm -rf "$deps$SITE/bin" # console scripts for the host's Python; ours is written below
+	# Debug symbols are most of some wheels' shared objects (uvloop: 14 MB → 2 MB); nothing reads them.
+	find "$deps$SITE" -name '*.so*' -type f -exec strip --strip-unneeded {} +
+	prune_unused "$deps$SITE"
+	# A virtualenv is a pyvenv.cfg and a python beside it (what `python3 -m venv --without-pip` writes).
+	printf 'home = /usr/bin\ninclude-system-site-packages = false\nversion = %s\n' \
+		"$(chroot "$LAYERS/debian" python3 -c 'import platform; print(platform.python_version())')" >"$deps$VENV/pyvenv.cfg"
+	ln -s "/usr/bin/python$PYVER" "$deps$VENV/bin/python"
+	ln -s python "$deps$VENV/bin/python3"
+	printf '#!%s/bin/python\nimport sys\n\nfrom mediaingest.cli import main\n\nsys.exit(main())\n' "$VENV" >"$app$VENV/bin/mediaingest"
+	chmod 755 "$app$VENV/bin/mediaingest"
+	(cd "$deps$SITE" && $PIP list --path . --format=freeze 2>/dev/null) >"$LAYERS/$image.pip"
+}
+
+# What the images never import, removed after pip (tests/image/test_image_build.py checks the reasons
+# still hold): the kubernetes client's asyncio twin (mediaingest and kopf use the synchronous client;
+# 41 MB) and botocore's models of AWS services other than S3 and the credential services (STS for IRSA,
+# SSO for profiles; 20 MB).
+prune_unused() {
+	local site=$1
+	rm -rf "$site/kubernetes/aio"
+	if [ -d "$site/botocore/data" ]; then
+		find "$site/botocore/data" -mindepth 1 -maxdepth 1 -type d \
+			! -name s3 ! -name sts ! -name sso ! -name sso-oidc -exec rm -rf {} +
+	fi
+}
+
+main_app_files() {
+	local app=$LAYERS/mediaingest-app
+	mkdir -p "$app/app"
+	cp "$ROOT/alembic.ini" "$app/app/"
+	cp -r "$ROOT/migrations" "$app/app/"
+	find "$app/app" -name __pycache__ -prune -exec rm -rf {} +
+}
+
+# --- OCI ------------------------------------------------------------------------------------------------
+OCI=$IMAGE_DIR/oci
+CREATED=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
+ENV_VARS=(
+	"PATH=$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp DATA_DIR=/tmp/mediaingest
+	FFMPEG_PATH=/usr/local/bin/ffmpeg FFPROBE_PATH=/usr/local/bin/ffprobe
+)
+
+oci_image() { # <image> <workdir> <command, comma-separated> <layer>...
+	local image=$1 workdir=$2 cmd=() word
+	IFS=, read -r -a cmd <<<"$3"
+	shift 3
+	umoci new --image "$OCI:$image"
+	local layer
+	for layer in "$@"; do
+		umoci raw add-layer --image "$OCI:$image" --history.created="$CREATED" \
+			--history.created_by="worker-image/build.sh: $(basename "$layer" .tar)" "$layer"
+	done
+	local config_args=()
+	for word in "${ENV_VARS[@]}"; do config_args+=(--config.env "$word"); done
+	for word in "${cmd[@]}"; do config_args+=(--config.cmd "$word"); done
+	umoci config --image "$OCI:$image" --created "$CREATED" --author mediaingest --os linux --architecture amd64 \
+		--history.created="$CREATED" --history.created_by="worker-image/build.sh: config" \
+		--config.user "$UID_GID:$UID_GID" --config.workingdir "$workdir" "${config_args[@]}" \
+		--config.label "org.opencontainers.image.title=$image" --config.label "org.opencontainers.image.version=$VERSION"
+}
+
+main() {
+	local started=$SECONDS
+	build_ffmpeg
+	mkdir -p "$LAYERS"
+	debian_layer
+	ffmpeg_layer
+	log "mediaingest wheel"
+	rm -rf "$IMAGE_DIR/wheel" && $PIP wheel --quiet --no-deps --wheel-dir "$IMAGE_DIR/wheel" "$ROOT" >&2
+	local wheel
+	wheel=$(ls "$IMAGE_DIR"/wheel/mediaingest-*.whl)
+	python_layers mediaingest "$wheel[server]"
+	main_app_files
+	python_layers mediaingest-stage "$wheel"
+
+	log "packing layers"
+	local l
+	for l in debian ffmpeg mediaingest-python mediaingest-app mediaingest-stage-python mediaingest-stage-app; do
+		pack "$LAYERS/$l" "$LAYERS/$l.tar"
+	done
+	rm -rf "$OCI" && umoci init --layout "$OCI"
+	oci_image mediaingest /app mediaingest,serve,--host,0.0.0.0,--port,8000 \
+		"$LAYERS"/{debian,ffmpeg,mediaingest-python,mediaingest-app}.tar
+	oci_image mediaingest-stage /tmp mediaingest,--help \
+		"$LAYERS"/{debian,ffmpeg,mediaingest-stage-python,mediaingest-stage-app}.tar
+	umoci gc --layout "$OCI"
+	for image in mediaingest mediaingest-stage; do
+		{ echo "# $image $VERSION: Debian packages (dpkg)"; cat "$LAYERS/debian.dpkg"
+			echo "# Python packages (pip)"; cat "$LAYERS/$image.pip"; } >"$IMAGE_DIR/$image.packages.txt"
+	done
+	python3 "$HERE/oci_report.py" "$OCI" "$LAYERS" mediaingest mediaingest-stage
+	log "built in $((SECONDS - started)) s; the OCI layout is $OCI (podman/skopeo: oci:$OCI:mediaingest)"
+}
+
+if [ "${BUILD_ONLY:-}" = ffmpeg ]; then build_ffmpeg; exit 0; fi
+main
