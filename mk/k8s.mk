@@ -62,7 +62,7 @@ image-relock: image-deps
 
 image-test: system-deps postgres $(STAMP)
 	@test -f .cache/image/oci/index.json || $(MAKE) image
-	$(BIN)/pytest -m image tests/image -v
+	MEDIAINGEST_IMAGE_TESTS=1 $(BIN)/pytest -m image tests/image -v
 
 image-docker:
 	$(DOCKER) build -f worker-image/Dockerfile -t $(E2E_IMAGE) .
