@@ -233,7 +233,9 @@ def test_chart_lints_and_renders_valid_manifests(
     chosen = values or yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     assert settings.max_running_jobs == chosen["operator"].get("maxRunningJobs", 20)
     assert settings.stages["proxies"].scratch_size_limit == chosen["jobs"]["stages"]["proxies"]["scratchSizeLimit"]
-    assert settings.worker_image == container["image"]
+    # Stage Jobs run the stage image (image.stage), in the release's version unless pinned.
+    stage_repository = chosen["image"].get("stage", {}).get("repository", "mediaingest-stage")
+    assert settings.worker_image.startswith(f"{stage_repository}:"), settings.worker_image
     # Stage pods report to the release's API Service, in its namespace; they get none of its Secret.
     (api_service,) = [d for d in by_kind(docs, "Service") if d["metadata"]["name"].endswith("-api")]
     port = api_service["spec"]["ports"][0]["port"]
