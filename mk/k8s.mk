@@ -26,6 +26,7 @@ DOCKER ?= docker
 KIND ?= kind
 KIND_CLUSTER ?= mediaingest-e2e
 E2E_IMAGE ?= mediaingest:e2e
+E2E_STAGE_IMAGE ?= mediaingest-stage:e2e
 E2E_NAMESPACE ?= mediaingest
 E2E_RELEASE ?= mediaingest
 E2E_KUBECONFIG ?= $(CURDIR)/.cache/kind-$(KIND_CLUSTER).kubeconfig
@@ -52,7 +53,8 @@ helm-lint: helm
 # Root on Debian: mmdebstrap and umoci come from apt; nothing runs in a container.
 image-deps:
 	@command -v mmdebstrap >/dev/null && command -v umoci >/dev/null && command -v dpkg-source >/dev/null \
-		|| { apt-get update -qq && $(APT_INSTALL) mmdebstrap umoci dpkg-dev binutils; }
+		&& command -v strip >/dev/null && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
+		|| { apt-get update -qq && $(APT_INSTALL) mmdebstrap umoci dpkg-dev binutils python3-venv; }
 
 image: image-deps
 	worker-image/build.sh
@@ -65,7 +67,8 @@ image-test: system-deps postgres $(STAMP)
 	MEDIAINGEST_IMAGE_TESTS=1 $(BIN)/pytest -m image tests/image -v
 
 image-docker:
-	$(DOCKER) build -f worker-image/Dockerfile -t $(E2E_IMAGE) .
+	$(DOCKER) build -f worker-image/Dockerfile --target mediaingest -t $(E2E_IMAGE) .
+	$(DOCKER) build -f worker-image/Dockerfile --target mediaingest-stage -t $(E2E_STAGE_IMAGE) .
 
 e2e-kind: helm kubectl image-docker
 	@mkdir -p .cache
@@ -74,7 +77,7 @@ e2e-kind: helm kubectl image-docker
 	else \
 		$(KIND) export kubeconfig --name $(KIND_CLUSTER) --kubeconfig $(E2E_KUBECONFIG); \
 	fi
-	$(KIND) load docker-image $(E2E_IMAGE) --name $(KIND_CLUSTER)
+	$(KIND) load docker-image $(E2E_IMAGE) $(E2E_STAGE_IMAGE) --name $(KIND_CLUSTER)
 	KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) create namespace $(E2E_NAMESPACE) --dry-run=client -o yaml \
 		| KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) apply -f -
 	KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) -n $(E2E_NAMESPACE) apply -f mk/e2e/dependencies.yaml
@@ -84,6 +87,8 @@ e2e-kind: helm kubectl image-docker
 	KUBECONFIG=$(E2E_KUBECONFIG) $(HELM) upgrade --install $(E2E_RELEASE) $(CHART) \
 		--namespace $(E2E_NAMESPACE) --values mk/e2e/values.yaml \
 		--set image.repository=$(firstword $(subst :, ,$(E2E_IMAGE))) --set image.tag=$(lastword $(subst :, ,$(E2E_IMAGE))) \
+		--set image.stage.repository=$(firstword $(subst :, ,$(E2E_STAGE_IMAGE))) \
+		--set image.stage.tag=$(lastword $(subst :, ,$(E2E_STAGE_IMAGE))) \
 		--wait --timeout 10m
 	KUBECONFIG=$(E2E_KUBECONFIG) E2E_NAMESPACE=$(E2E_NAMESPACE) E2E_RELEASE=$(E2E_RELEASE) E2E_KUBECTL=$(CURDIR)/$(KUBECTL) \
 		$(VENV_PYTHON) -m pytest -m cluster tests/operator/test_e2e_cluster.py -v

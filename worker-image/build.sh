@@ -21,7 +21,7 @@ HERE=$ROOT/worker-image
 IMAGE_DIR=${IMAGE_DIR:-$ROOT/.cache/image}
 SUITE=${SUITE:-bookworm}
 JOBS=${JOBS:-$(nproc)}
-PIP=${PIP:-python3 -m pip}
+PIP=${PIP:-} # default: a pip of its own, in a virtualenv under $IMAGE_DIR (never the system's)
 # The machine's own apt sources: the images come from the same archive as the machine's packages.
 APT_SOURCES=${APT_SOURCES:-$( [ -f /etc/apt/sources.list.d/debian.sources ] && echo /etc/apt/sources.list.d/debian.sources || echo /etc/apt/sources.list)}
 # Fixed timestamps in every layer, so the same inputs give the same layer digests.
@@ -103,17 +103,17 @@ build_ffmpeg() {
 	apt_source "$src" "$FFMPEG_SOURCE"
 	(cd "$src" && dpkg-source --no-check -x ./*.dsc ffmpeg >&2) # apt checked the .dsc against the signed index
 	log "ffmpeg: configure + make -j$JOBS (a few minutes)"
-	# shellcheck disable=SC2086  # FLAGS is a word list
-	chroot "$buildroot" /bin/sh -ec "cd /build/ffmpeg && ./configure $FLAGS >/build/configure.log \
-		&& make -j$JOBS >/build/make.log 2>&1 && make install DESTDIR=/build/dest >/build/install.log" \
-		|| die "ffmpeg build failed: see $buildroot/build/*.log"
+	cp "$HERE/build-ffmpeg.sh" "$HERE/ffmpeg-configure.flags" "$src/"
+	chroot "$buildroot" /bin/sh /build/build-ffmpeg.sh /build/ffmpeg /build/ffmpeg-configure.flags /build/dest "$JOBS" \
+		|| die "ffmpeg build failed: see $src/ffmpeg/*.log"
 	FFMPEG_OUT=$(ffmpeg_out) # the lock may be new
 	rm -rf "$FFMPEG_OUT.tmp" && mkdir -p "$FFMPEG_OUT.tmp/usr/local"
-	cp -a "$buildroot/build/dest/usr/local/bin" "$buildroot/build/dest/usr/local/lib" "$FFMPEG_OUT.tmp/usr/local/"
-	rm -rf "$FFMPEG_OUT.tmp/usr/local/lib/pkgconfig"
-	cp "$buildroot/build/configure.log" "$FFMPEG_OUT.tmp.configure.log"
+	cp -a "$src/dest/usr/local/." "$FFMPEG_OUT.tmp/usr/local/"
+	cp "$src/ffmpeg/configure.log" "$FFMPEG_OUT.configure.log"
 	rm -rf "$FFMPEG_OUT" && mv "$FFMPEG_OUT.tmp" "$FFMPEG_OUT"
 	rm -rf "$buildroot"
+	# Builds from other inputs are not used again.
+	find "$IMAGE_DIR" -maxdepth 1 -name 'ffmpeg-*' ! -name "$(basename "$FFMPEG_OUT")*" -exec rm -rf {} +
 }
 
 # --- Layers ---------------------------------------------------------------------------------------------
@@ -161,45 +161,14 @@ ffmpeg_layer() {
 	done
 }
 
-# 3 and 4. Python: wheels for CPython 3.11 on glibc 2.36 (Debian's Python and libc in layer 1) at the
-# versions in constraints.txt, installed into a virtualenv at /opt/venv by the host's pip; then our
-# own package in a layer of its own, so a code change rebuilds only that.
-PLATFORMS=(--platform manylinux2014_x86_64)
-for v in $(seq 17 36); do PLATFORMS+=(--platform "manylinux_2_${v}_x86_64"); done
-
+# 3 and 4. Python: the virtualenv's packages, and our own package in a layer of its own (a code change
+# rebuilds only that); install-python.sh says how.
 python_layers() { # <image> <requirement>
 	local image=$1 requirement=$2 deps=$LAYERS/$1-python app=$LAYERS/$1-app
 	log "$image: wheels for $requirement"
-	rm -rf "$deps" "$app" && mkdir -p "$deps$VENV/bin" "$app$SITE" "$app$VENV/bin"
-	$PIP install --quiet --no-compile --no-warn-conflicts --no-warn-script-location --target "$deps$SITE" --only-binary=:all: \
-		--implementation cp --python-version "$PYVER" --abi "cp${PYVER/./}" "${PLATFORMS[@]}" \
-		-c "$ROOT/constraints.txt" "$requirement"
-	mv "$deps$SITE"/mediaingest "$deps$SITE"/mediaingest-*.dist-info "$app$SITE/"
-	rm -rf "$deps$SITE/bin" # console scripts for the host's Python; ours is written below
-	# Debug symbols are most of some wheels' shared objects (uvloop: 14 MB → 2 MB); nothing reads them.
-	find "$deps$SITE" -name '*.so*' -type f -exec strip --strip-unneeded {} +
-	prune_unused "$deps$SITE"
-	# A virtualenv is a pyvenv.cfg and a python beside it (what `python3 -m venv --without-pip` writes).
-	printf 'home = /usr/bin\ninclude-system-site-packages = false\nversion = %s\n' \
-		"$(chroot "$LAYERS/debian" python3 -c 'import platform; print(platform.python_version())')" >"$deps$VENV/pyvenv.cfg"
-	ln -s "/usr/bin/python$PYVER" "$deps$VENV/bin/python"
-	ln -s python "$deps$VENV/bin/python3"
-	printf '#!%s/bin/python\nimport sys\n\nfrom mediaingest.cli import main\n\nsys.exit(main())\n' "$VENV" >"$app$VENV/bin/mediaingest"
-	chmod 755 "$app$VENV/bin/mediaingest"
+	rm -rf "$deps" "$app"
+	PIP="$PIP" "$HERE/install-python.sh" "$deps" "$app" "$ROOT/constraints.txt" "$requirement"
 	(cd "$deps$SITE" && $PIP list --path . --format=freeze 2>/dev/null) >"$LAYERS/$image.pip"
-}
-
-# What the images never import, removed after pip (tests/image/test_image_build.py checks the reasons
-# still hold): the kubernetes client's asyncio twin (mediaingest and kopf use the synchronous client;
-# 41 MB) and botocore's models of AWS services other than S3 and the credential services (STS for IRSA,
-# SSO for profiles; 20 MB).
-prune_unused() {
-	local site=$1
-	rm -rf "$site/kubernetes/aio"
-	if [ -d "$site/botocore/data" ]; then
-		find "$site/botocore/data" -mindepth 1 -maxdepth 1 -type d \
-			! -name s3 ! -name sts ! -name sso ! -name sso-oidc -exec rm -rf {} +
-	fi
 }
 
 main_app_files() {
@@ -244,6 +213,10 @@ main() {
 	mkdir -p "$LAYERS"
 	debian_layer
 	ffmpeg_layer
+	if [ -z "$PIP" ]; then
+		[ -x "$IMAGE_DIR/pip/bin/pip" ] || { python3 -m venv "$IMAGE_DIR/pip" && "$IMAGE_DIR/pip/bin/pip" install -q --upgrade pip; }
+		PIP=$IMAGE_DIR/pip/bin/pip
+	fi
 	log "mediaingest wheel"
 	rm -rf "$IMAGE_DIR/wheel" && $PIP wheel --quiet --no-deps --wheel-dir "$IMAGE_DIR/wheel" "$ROOT" >&2
 	local wheel
