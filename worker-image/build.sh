@@ -24,8 +24,17 @@ JOBS=${JOBS:-$(nproc)}
 PIP=${PIP:-} # default: a pip of its own, in a virtualenv under $IMAGE_DIR (never the system's)
 # The machine's own apt sources: the images come from the same archive as the machine's packages.
 APT_SOURCES=${APT_SOURCES:-$( [ -f /etc/apt/sources.list.d/debian.sources ] && echo /etc/apt/sources.list.d/debian.sources || echo /etc/apt/sources.list)}
-# Fixed timestamps in every layer, so the same inputs give the same layer digests.
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || echo 1700000000)}
+# Fixed timestamps, so the same inputs give the same layer digests: each layer's files are dated by the
+# last commit that changed its inputs (a code change leaves the Debian and ffmpeg layers as they were).
+epoch_of() { # <path>... relative to the repository
+	local when
+	when=$(git -C "$ROOT" log -1 --format=%ct -- "$@" 2>/dev/null || true)
+	echo "${when:-1700000000}"
+}
+DEBIAN_EPOCH=$(epoch_of worker-image/debian-runtime.lock worker-image/debian-runtime.packages worker-image/build.sh)
+FFMPEG_EPOCH=$(epoch_of worker-image/ffmpeg-configure.flags worker-image/ffmpeg-source.lock worker-image/debian-build.lock worker-image/build-ffmpeg.sh)
+PYTHON_EPOCH=$(epoch_of constraints.txt pyproject.toml worker-image/install-python.sh)
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(epoch_of .)}
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/pyproject.toml")
 UID_GID=10001
 PYVER=3.11
@@ -119,9 +128,9 @@ build_ffmpeg() {
 # --- Layers ---------------------------------------------------------------------------------------------
 # Each layer is a folder packed by one deterministic tar; the images share the first two.
 LAYERS=$IMAGE_DIR/layers
-pack() { # <folder> <layer tar>
+pack() { # <folder> <layer tar> <epoch>
 	tar --create --file "$2" --directory "$1" --sort=name --format=posix --numeric-owner --owner=0 --group=0 \
-		--mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime .
+		--mtime="@$3" --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime .
 }
 
 # 1. Debian: the essential set (no apt: nothing installs packages at run time), Python, the codec libraries.
@@ -131,7 +140,7 @@ debian_layer() {
 	# Documentation, manuals and translations are never read in a container; copyright files stay. glibc's
 	# iconv modules (8 MB) neither: Python has its own codecs, and UTF-8 and Latin-1 are built into glibc.
 	# The merged-usr hook marks /usr merged with usr-is-merged; without it apt picks usrmerge, and perl (45 MB).
-	debian_rootfs essential "$HERE/debian-runtime.packages" "$HERE/debian-runtime.lock" "$rootfs" \
+	SOURCE_DATE_EPOCH=$DEBIAN_EPOCH debian_rootfs essential "$HERE/debian-runtime.packages" "$HERE/debian-runtime.lock" "$rootfs" \
 		--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
 		--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
 		--dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*' \
@@ -226,9 +235,12 @@ main() {
 	python_layers mediaingest-stage "$wheel"
 
 	log "packing layers"
-	local l
-	for l in debian ffmpeg mediaingest-python mediaingest-app mediaingest-stage-python mediaingest-stage-app; do
-		pack "$LAYERS/$l" "$LAYERS/$l.tar"
+	pack "$LAYERS/debian" "$LAYERS/debian.tar" "$DEBIAN_EPOCH"
+	pack "$LAYERS/ffmpeg" "$LAYERS/ffmpeg.tar" "$FFMPEG_EPOCH"
+	local image
+	for image in mediaingest mediaingest-stage; do
+		pack "$LAYERS/$image-python" "$LAYERS/$image-python.tar" "$PYTHON_EPOCH"
+		pack "$LAYERS/$image-app" "$LAYERS/$image-app.tar" "$SOURCE_DATE_EPOCH"
 	done
 	rm -rf "$OCI" && umoci init --layout "$OCI"
 	oci_image mediaingest /app mediaingest,serve,--host,0.0.0.0,--port,8000 \
