@@ -152,6 +152,8 @@ debian_layer() {
 	echo "mediaingest:x:$UID_GID:$UID_GID:mediaingest:/tmp:/usr/sbin/nologin" >>"$rootfs/etc/passwd"
 	echo "mediaingest:!:0::::::" >>"$rootfs/etc/shadow"
 	mkdir -p "$rootfs/scratch" "$rootfs/app"
+	# Runtimes mount /dev themselves; device nodes have no place in a layer.
+	rm -rf "${rootfs:?}"/dev/*
 	chroot "$rootfs" dpkg-query -W -f '${Package}=${Version}\n' | LC_ALL=C sort >"$LAYERS/debian.dpkg"
 }
 
@@ -161,8 +163,9 @@ ffmpeg_layer() {
 	rm -rf "$layer" && mkdir -p "$layer/etc" "$layer/usr"
 	cp -a "$FFMPEG_OUT/usr/local" "$layer/usr/"
 	cp -a "$layer/usr/local/." "$LAYERS/debian/usr/local/" # a scratch copy, for ldconfig to see both
-	ldconfig -r "$LAYERS/debian"
-	cp "$LAYERS/debian/etc/ld.so.cache" "$layer/etc/ld.so.cache"
+	ldconfig -r "$LAYERS/debian" -C /ffmpeg-ld.so.cache
+	mv "$LAYERS/debian/ffmpeg-ld.so.cache" "$layer/etc/ld.so.cache"
+	rm -f "$LAYERS/debian/var/cache/ldconfig/aux-cache" # inode numbers and times: never the same twice
 	chroot "$LAYERS/debian" /usr/local/bin/ffmpeg -hide_banner -version | head -1 >&2
 	# Undo the scratch copy: the Debian layer is packed as mmdebstrap made it.
 	(cd "$layer/usr/local" && find . -mindepth 1 -depth) | while read -r path; do
