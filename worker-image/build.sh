@@ -166,7 +166,11 @@ ffmpeg_layer() {
 	ldconfig -r "$LAYERS/debian" -C /ffmpeg-ld.so.cache
 	mv "$LAYERS/debian/ffmpeg-ld.so.cache" "$layer/etc/ld.so.cache"
 	rm -f "$LAYERS/debian/var/cache/ldconfig/aux-cache" # inode numbers and times: never the same twice
+	# ffmpeg runs with the two layers' loader cache (then the Debian layer gets its own back).
+	cp -p "$LAYERS/debian/etc/ld.so.cache" "$LAYERS/debian-ld.so.cache"
+	cp "$layer/etc/ld.so.cache" "$LAYERS/debian/etc/ld.so.cache"
 	chroot "$LAYERS/debian" /usr/local/bin/ffmpeg -hide_banner -version | head -1 >&2
+	mv "$LAYERS/debian-ld.so.cache" "$LAYERS/debian/etc/ld.so.cache"
 	# Undo the scratch copy: the Debian layer is packed as mmdebstrap made it.
 	(cd "$layer/usr/local" && find . -mindepth 1 -depth) | while read -r path; do
 		rm -df "$LAYERS/debian/usr/local/$path" 2>/dev/null || true
