@@ -234,7 +234,12 @@ main() {
 		PIP=$IMAGE_DIR/pip/bin/pip
 	fi
 	log "mediaingest wheel"
-	rm -rf "$IMAGE_DIR/wheel" && $PIP wheel --quiet --no-deps --wheel-dir "$IMAGE_DIR/wheel" "$ROOT" >&2
+	# From a copy of what the package is made of: building in the work tree leaves build/ behind, whose
+	# stale files would reach the next wheel.
+	rm -rf "$IMAGE_DIR/wheel" "$IMAGE_DIR/package" && mkdir -p "$IMAGE_DIR/package"
+	cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/src" "$IMAGE_DIR/package/"
+	find "$IMAGE_DIR/package" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +
+	$PIP wheel --quiet --no-deps --wheel-dir "$IMAGE_DIR/wheel" "$IMAGE_DIR/package" >&2
 	local wheel
 	wheel=$(ls "$IMAGE_DIR"/wheel/mediaingest-*.whl)
 	python_layers mediaingest "$wheel[server]"
