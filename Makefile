@@ -11,14 +11,14 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: run test lint format lock bench bench-quick system-deps browser-deps postgres clean help
+.PHONY: run test lint format lock bench bench-quick bench-k8s system-deps browser-deps postgres clean help
 
 help:
 	@echo "make run    — serve the API and a worker on http://$(HOST):$(PORT) (SQLite + local storage in ./var)"
 	@echo "make test   — run the test suite (SQLite, PostgreSQL at 127.0.0.1:5432, moto S3, real ffmpeg)"
 	@echo "make lint   — ruff, and mypy on src/ (every def typed, pydantic plugin)"
 	@echo "make lock   — upgrade the Python dependencies and record them in constraints.txt"
-	@echo "make bench  — benchmarks in bench/ (make bench-quick for a short run)"
+	@echo "make bench  — benchmarks in bench/ (make bench-quick for a short run; make bench-k8s: the operator at load)"
 	@echo "make image  — the two OCI images, no Docker daemon (worker-image/); make image-test smoke-tests them"
 	@echo "make helm-lint, make e2e-kind — Kubernetes (docs/kubernetes.md)"
 
@@ -64,6 +64,11 @@ bench: system-deps $(STAMP)
 
 bench-quick: system-deps $(STAMP)
 	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+
+# The Kubernetes executor at load with no cluster: 2,000 assets through the API, the operator and a fake
+# API server with a simulated kubelet; objects, writes and operator memory per asset (docs/kubernetes.md).
+bench-k8s: system-deps postgres $(STAMP)
+	$(BIN)/python -m bench.kubernetes $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench migrations

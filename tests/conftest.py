@@ -15,7 +15,14 @@ from mediaingest.db import create_db_engine, create_session_factory, session_sco
 from mediaingest.models.enums import Plan
 from mediaingest.users.service import create_user, issue_token
 
-pytest_plugins = ["fixtures.database", "fixtures.media", "fixtures.s3", "fixtures.storage", "fixtures.live_server"]
+pytest_plugins = [
+    "fixtures.database",
+    "fixtures.media",
+    "fixtures.s3",
+    "fixtures.storage",
+    "fixtures.live_server",
+    "fixtures.kube",
+]
 
 SettingsFactory = Callable[..., Settings]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -170,7 +170,6 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the HTTP API."""
-    import uvicorn
 
     from mediaingest.api import create_app
 
@@ -179,14 +178,54 @@ def serve(
         settings.host = host
     if port:
         settings.port = port
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr=settings.host)
     if not embedded_worker:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+        _serve_ports(create_app(settings), settings)
         return
     from mediaingest.worker.loop import embedded_worker as run_embedded_worker
 
     with run_embedded_worker(settings) as local_worker:
-        api = create_app(settings, on_work=local_worker.wake)
-        uvicorn.run(api, host=settings.host, port=settings.port, log_config=None, access_log=False)
+        _serve_ports(create_app(settings, on_work=local_worker.wake), settings)
+
+
+def _serve_ports(api: Any, settings: Settings) -> None:
+    """The API on PORT and, with INTERNAL_PORT, the stage reports on theirs, in one process and event loop;
+    SIGTERM or SIGINT shuts both down gracefully."""
+    import asyncio
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    def config(app: Any, port: int) -> uvicorn.Config:
+        return uvicorn.Config(app, host=settings.host, port=port, log_config=None, access_log=False)
+
+    internal = getattr(api.state, "internal_app", None)
+    if internal is None:
+        uvicorn.Server(config(api, settings.port)).run()
+        return
+
+    class Together(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # one handler below stops both servers
+            yield
+
+    servers = [Together(config(api, settings.port)), Together(config(internal, settings.internal_port))]
+
+    async def serve_both() -> None:
+        def stop() -> None:
+            for server in servers:
+                server.should_exit = True
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop)
+        await asyncio.gather(*(server.serve() for server in servers))
+
+    asyncio.run(serve_both())
 
 
 @app.command()
@@ -228,13 +267,12 @@ def worker(
 def run_stage(
     asset: Annotated[str, typer.Option(help="The asset id.")],
     stage: Annotated[str, typer.Option(help="A registered stage: probe, proxies, … or one of STAGE_MODULES.")],
-    attempt: Annotated[int, typer.Option(min=1, help="Attempt number, counted by the operator.")] = 1,
+    attempt: Annotated[int, typer.Option(min=1, help="The stage task's attempt number.")] = 1,
 ) -> None:
-    """Run one stage attempt for one asset, as a Kubernetes Job does. Exit 0 ok, 3 permanent, 1 transient.
+    """Run one stage attempt for one asset in a Kubernetes Job's pod. Exit 0 ok, 3 permanent, 1 transient.
 
-    With STAGE_API_URL and STAGE_TOKEN (set by the operator) it reports to the API, holding no other secret.
-
-    Without them it writes the database and storage itself.
+    It reports to the API at STAGE_API_URL with the pod's projected token (STAGE_TOKEN_FILE), both set by the
+    operator, and holds no other secret.
     """
     from mediaingest.logging import configure_logging
     from mediaingest.pipeline.registry import UnknownStageError, load_stage_modules, stage_named

@@ -13,6 +13,7 @@ import tempfile
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,15 @@ class Settings(BaseSettings):
     # --- service -----------------------------------------------------------------------------
     host: str = Field("127.0.0.1", alias="HOST")
     port: int = Field(8000, alias="PORT")
+    internal_port: int = Field(
+        0,
+        alias="INTERNAL_PORT",
+        description="A port of its own for the stage pods' reports (/internal/stage-run/*), then not served on "
+        "PORT, so a NetworkPolicy can admit only stage pods to it (0: served on PORT, as on one machine).",
+    )
+    metrics_port: int = Field(
+        0, alias="METRICS_PORT", description="A port of its own for /metrics, then not served on PORT (0: on PORT)."
+    )
     public_url: str | None = Field(
         None,
         alias="PUBLIC_URL",
@@ -98,10 +108,15 @@ class Settings(BaseSettings):
     stage_api_url: str | None = Field(
         None,
         alias="STAGE_API_URL",
-        description="Set by the operator on stage pods: the API they report to (with STAGE_TOKEN) instead of "
-        "writing the database and storage themselves.",
+        description="Set by the operator on stage pods: the API they report to, as the pod of their attempt, "
+        "instead of writing the database and storage themselves.",
     )
-    stage_token: SecretStr | None = Field(None, alias="STAGE_TOKEN", description="The attempt's stage token.")
+    stage_token_file: Path | None = Field(
+        None,
+        alias="STAGE_TOKEN_FILE",
+        description="Set by the operator on stage pods: the projected ServiceAccount token they report with "
+        "(read at every report: the kubelet rotates it).",
+    )
     termination_message_path: Path | None = Field(
         None,
         alias="TERMINATION_MESSAGE_PATH",
@@ -160,6 +175,18 @@ class Settings(BaseSettings):
         description="Address-space cap of each ffmpeg/ffprobe process (0: none). A 2160p source into three "
         "H.264 rungs peaks near 1.1 GB on 2 cores; x264 adds threads, and memory, on larger machines.",
     )
+    container_memory_limit_mb: int | None = Field(
+        None,
+        alias="CONTAINER_MEMORY_LIMIT_MB",
+        description="The container's memory limit (a stage Job sets it from the downward API). The ffmpeg cap "
+        "then stays below it, so a media bomb ends in a clear error instead of the kernel's OOM kill.",
+    )
+    ffmpeg_threads: int = Field(
+        0,
+        alias="FFMPEG_THREADS",
+        description="Threads per ffmpeg run (0: ffmpeg's choice, the machine's cores). A stage Job sets its CPU "
+        "limit here (the downward API rounds it up to whole cores).",
+    )
 
     # --- worker ------------------------------------------------------------------------------
     # At least two: after the probe, a video's stages run side by side, so the cheap poster and audio
@@ -170,6 +197,13 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: int = Field(15, alias="WORKER_HEARTBEAT_SECONDS")
     worker_metrics_port: int = Field(9101, alias="WORKER_METRICS_PORT")
     job_max_attempts: int = Field(5, alias="JOB_MAX_ATTEMPTS")
+    tenant_max_running_stages: int = Field(
+        20,
+        alias="TENANT_MAX_RUNNING_STAGES",
+        ge=1,
+        description="At most this many stage attempts of one tenant run at once on each kind of runner (a "
+        "worker's stage processes, the operator's Jobs); tenants take turns. The claim enforces it.",
+    )
     job_backoff_base_seconds: float = Field(2.0, alias="JOB_BACKOFF_BASE_SECONDS")
     job_backoff_max_seconds: float = Field(300.0, alias="JOB_BACKOFF_MAX_SECONDS")
     sweep_interval_seconds: int = Field(300, alias="SWEEP_INTERVAL_SECONDS")
@@ -191,6 +225,23 @@ class Settings(BaseSettings):
         alias="K8S_RELEASE",
         description="The Helm release: its MediaAssets carry it, and only its operator runs them.",
     )
+    stage_placement: dict[str, Literal["job", "worker"]] = Field(
+        {},
+        alias="STAGE_PLACEMENT",
+        description='Where each stage runs under EXECUTOR=kubernetes, as JSON: {"probe": "worker"}. "job": a '
+        'Kubernetes Job per attempt (the operator); "worker": the worker Deployment\'s stage processes. A stage '
+        "left out keeps its registered default (a Job).",
+    )
+    stage_service_account: str = Field(
+        "mediaingest-stage",
+        alias="STAGE_SERVICE_ACCOUNT",
+        description="The ServiceAccount stage pods run as: the API hears stage reports only from its tokens.",
+    )
+    stage_token_audience: str = Field(
+        "mediaingest-stage-report",
+        alias="STAGE_TOKEN_AUDIENCE",
+        description="The audience of the projected ServiceAccount token a stage pod reports with.",
+    )
 
     @field_validator("multipart_part_size")
     @classmethod
@@ -199,6 +250,15 @@ class Settings(BaseSettings):
         if value < 1:
             raise ValueError("MULTIPART_PART_SIZE must be positive")
         return value
+
+    @property
+    def tool_memory_limit_mb(self) -> int:
+        """The ffmpeg/ffprobe cap: STAGE_MEMORY_LIMIT_MB, and within a container at most 80 % of its limit
+        (the stage's own Python shares the container, and the kernel kills without saying why)."""
+        if not self.container_memory_limit_mb:
+            return self.stage_memory_limit_mb
+        within = int(self.container_memory_limit_mb * 0.8)
+        return min(self.stage_memory_limit_mb, within) if self.stage_memory_limit_mb else within
 
     @cached_property
     def resolved_database_url(self) -> str:

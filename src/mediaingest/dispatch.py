@@ -1,15 +1,15 @@
-"""Handing a confirmed asset to an executor: the local worker queue or the Kubernetes operator.
+"""Handing a confirmed asset to the task queue, whichever executor runs it.
 
-`EXECUTOR=local` (default) writes IngestionJob rows and their `stages.run` tasks, which
-`mediaingest worker` claims from the task queue;
-`EXECUTOR=kubernetes` creates a MediaAsset custom resource that the operator reconciles into one
-Kubernetes Job per stage. Both run the same stage code (`mediaingest.worker.stage_runner`).
+Both executors start the same way, in the confirm transaction: the probe's IngestionJob row and its
+task, whose queue follows the stage's placement (`worker.queue.stage_queue`). Under
+`EXECUTOR=kubernetes` one more task asks the operator to create the asset's MediaAsset, the record
+`kubectl get mediaassets` shows; nothing talks to Kubernetes inside the transaction. The worker
+enqueues the rest of the plan once the probe says what the media is, as it does on one machine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -17,65 +17,30 @@ from sqlalchemy.orm import Session
 from mediaingest.config import ExecutorName, Settings
 from mediaingest.models import MediaAsset
 from mediaingest.pipeline.registry import PROBE
-from mediaingest.worker.queue import cancel_jobs, enqueue_stage
+from mediaingest.worker.queue import cancel_jobs, enqueue_publish, enqueue_stage
 
 
-class Dispatcher(Protocol):
-    def dispatch(self, session: Session, asset: MediaAsset) -> None:
-        """Starts ingestion of an UPLOADED asset. Idempotent."""
-
-    def cancel(self, session: Session, asset: MediaAsset) -> None:
-        """Stops any work on the asset (it is being deleted). Idempotent."""
-
-
-class LocalDispatcher:
-    """Probe first; the worker enqueues the rest of the plan once the probe says what the media is."""
-
+class Dispatcher:
     def __init__(self, settings: Settings, *, on_work: Callable[[], None] | None = None) -> None:
-        self.max_attempts = settings.job_max_attempts
+        self.settings = settings
         self.on_work = on_work
 
     def dispatch(self, session: Session, asset: MediaAsset) -> None:
-        enqueue_stage(session, asset=asset, stage=PROBE, max_attempts=self.max_attempts)
+        """Starts ingestion of an UPLOADED asset. Idempotent."""
+        enqueue_stage(session, asset=asset, stage=PROBE, settings=self.settings)
+        if self.settings.executor == ExecutorName.KUBERNETES:
+            enqueue_publish(session, asset=asset)
         if self.on_work is not None:
             # After the commit, not now: a worker woken before it would find the job not yet visible.
             notify = self.on_work
             sa.event.listen(session, "after_commit", lambda _session: notify(), once=True)
 
     def cancel(self, session: Session, asset: MediaAsset) -> None:
+        """Stops any work on the asset (it is being deleted). Idempotent. A runner holding one of its tasks
+        notices at its next heartbeat; the operator then deletes the Job and the MediaAsset."""
         cancel_jobs(session, asset_id=asset.id)
-
-
-class KubernetesDispatcher:
-    """Creates and deletes the asset's MediaAsset custom resource (the operator does the rest)."""
-
-    def __init__(self, settings: Settings) -> None:
-        # Imported lazily: the kubernetes client is only needed, and only configured, in this mode.
-        from mediaingest.operator.dispatcher import KubernetesDispatcher as ResourceClient
-
-        self._resources = ResourceClient(namespace=settings.k8s_namespace, release=settings.k8s_release)
-
-    def dispatch(self, session: Session, asset: MediaAsset) -> None:
-        from mediaingest.pipeline.plan import stages_for
-
-        self._resources.dispatch(
-            asset_id=asset.id,
-            owner_id=asset.owner_id,
-            media_type=asset.type,
-            bucket=asset.storage_bucket,
-            key=asset.storage_key,
-            size=asset.file_size,
-            priority=asset.priority,
-            stages=stages_for(asset.type),
-        )
-
-    def cancel(self, session: Session, asset: MediaAsset) -> None:
-        cancel_jobs(session, asset_id=asset.id)
-        self._resources.cancel(asset_id=asset.id)
 
 
 def build_dispatcher(settings: Settings, *, on_work: Callable[[], None] | None = None) -> Dispatcher:
     """`on_work` is called after a commit that queued local work (an in-process worker's wake-up)."""
-    if settings.executor == ExecutorName.KUBERNETES:
-        return KubernetesDispatcher(settings)
-    return LocalDispatcher(settings, on_work=on_work)
+    return Dispatcher(settings, on_work=on_work)

@@ -42,6 +42,16 @@ ingestion_jobs_failed_total = Counter(
     "Ingestion job attempts that failed, by job type and reason (transient, permanent, cancelled).",
     ["type", "reason"],
 )
+webhook_delivery_attempts_total = Counter(
+    "mediaingest_webhook_delivery_attempts_total",
+    "Completion webhook delivery attempts, by outcome: delivered, retrying, failed (given up).",
+    ["outcome"],
+)
+assets_finished_total = Counter(
+    "mediaingest_assets_finished_total",
+    "Assets that reached READY or FAILED, counted where it was decided (a worker, or the API for a stage pod).",
+    ["status"],
+)
 ingestion_stage_peak_rss_bytes = Histogram(
     "ingestion_stage_peak_rss_bytes",
     "Peak resident memory of one stage attempt: the stage process itself, and its largest ffmpeg/ffprobe.",
@@ -82,6 +92,54 @@ storage_usage = StorageUsageCollector()
 REGISTRY.register(storage_usage)
 
 
+class TaskQueueCollector(Collector):
+    """The task queue as it stands, at scrape time, for every executor alike (one query, grouped):
+
+    `mediaingest_tasks{queue,state}` — `waiting` (due, not yet claimed), `backing_off` (a retry's delay not
+    over), `running` (held by a worker or the operator); `mediaingest_tasks_oldest_waiting_seconds{queue}` —
+    how long the oldest due task has waited: the backlog to alert and scale on (`stages`: the workers' stage
+    processes; `stage-jobs`: the operator's Jobs).
+    """
+
+    def __init__(self) -> None:
+        self.session_factory: SessionFactory | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.session_factory is None:
+            return
+        from mediaingest.db import utcnow
+        from mediaingest.models import Task, TaskStatus
+
+        now = utcnow()
+        tasks = GaugeMetricFamily(
+            "mediaingest_tasks", "Unfinished tasks by queue and state.", labels=["queue", "state"]
+        )
+        oldest = GaugeMetricFamily(
+            "mediaingest_tasks_oldest_waiting_seconds", "Age of the oldest due, unclaimed task.", labels=["queue"]
+        )
+        state = sa.case(
+            (Task.status == TaskStatus.RUNNING, "running"), (Task.run_after > now, "backing_off"), else_="waiting"
+        )
+        with self.session_factory() as session:
+            rows = session.execute(
+                sa.select(Task.queue, state, sa.func.count(), sa.func.min(Task.run_after))
+                .where(Task.status.in_((TaskStatus.QUEUED, TaskStatus.RUNNING)))
+                .group_by(Task.queue, state)
+            ).all()
+        for queue, label, count, first in rows:
+            tasks.add_metric([queue, label], float(count))
+            if label == "waiting" and first is not None:
+                first = first if first.tzinfo else first.replace(tzinfo=now.tzinfo)
+                oldest.add_metric([queue], max(0.0, (now - first).total_seconds()))
+        yield tasks
+        yield oldest
+
+
+task_queue = TaskQueueCollector()
+REGISTRY.register(task_queue)
+
+
 def track_storage_usage(session_factory: SessionFactory) -> None:
-    """Points the scrape-time storage gauge at this process's database."""
+    """Points the scrape-time gauges (storage, the task queue) at this process's database."""
     storage_usage.session_factory = session_factory
+    task_queue.session_factory = session_factory

@@ -89,6 +89,9 @@ def test_health_readiness_and_metrics(client: TestClient, users: Users, small_vi
     assert 'upload_requests_total{endpoint="confirm-upload",outcome="success"}' in metrics
     assert f'storage_usage_bytes{{bucket_role="incoming"}} {float(small_video.stat().st_size)}' in metrics
     assert 'http_request_duration_seconds_bucket{le="0.005",method="POST",route="/api/assets/upload-url"' in metrics
+    # The queue as it stands (no worker runs here): the confirmed upload's probe waits on the stages queue.
+    assert 'mediaingest_tasks{queue="stages",state="waiting"} 1.0' in metrics
+    assert 'mediaingest_tasks_oldest_waiting_seconds{queue="stages"}' in metrics
 
 
 def test_readiness_reports_but_survives_a_storage_outage(make_settings: SettingsFactory) -> None:

@@ -16,8 +16,17 @@ from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
 
+from fixtures.kube import ThreadedApiServer
 from fixtures.live_server import LiveServerFactory
-from fixtures.stage_pods import PodLauncher, PodProcess, asset_detail, run_pod, run_stages, token_for, uploaded_video
+from fixtures.stage_pods import (
+    PodLauncher,
+    PodProcess,
+    pod_token,
+    run_pod,
+    run_to_ready,
+    start_attempts,
+    uploaded_video,
+)
 from mediaingest.models.enums import Stage
 
 # Runs the CLI as the console script does, after a finder that refuses the hidden modules.
@@ -99,24 +108,24 @@ def _core_only(hidden: set[str]) -> PodLauncher:
 
 
 def test_run_stage_takes_a_video_to_ready_without_the_server_packages(
-    live_server_factory: LiveServerFactory, small_video: Path, tmp_path: Path
+    live_server_factory: LiveServerFactory, threaded_apiserver: ThreadedApiServer, small_video: Path, tmp_path: Path
 ) -> None:
-    server = live_server_factory(worker=False)
-    asset_id, owner_id, headers = uploaded_video(server, small_video)
-    stages = [Stage("probe"), Stage("proxies"), Stage("thumbnails"), Stage("audio_visuals")]
+    server = live_server_factory(worker=False, executor="kubernetes")
+    asset_id, headers = uploaded_video(server, small_video)
     launcher = _core_only(server_only_modules())
-    run_stages(server, tmp_path, asset_id=asset_id, owner_id=owner_id, stages=stages, launcher=launcher)
-    detail = asset_detail(server, headers, asset_id)
+    detail = run_to_ready(server, threaded_apiserver, tmp_path, asset_id=asset_id, headers=headers, launcher=launcher)
     assert detail["processingStatus"] == "READY"
     assert {"VIDEO", "POSTER", "WAVEFORM"} <= {proxy["type"] for proxy in detail["proxies"]}
 
 
-def test_a_hidden_module_fails_the_pod(live_server_factory: LiveServerFactory, tmp_path: Path) -> None:
+def test_a_hidden_module_fails_the_pod(
+    live_server_factory: LiveServerFactory, threaded_apiserver: ThreadedApiServer, small_video: Path, tmp_path: Path
+) -> None:
     """The hiding is real: hide something the stage path does import, and the pod cannot start."""
-    server = live_server_factory(worker=False)
-    token = token_for(server, asset_id="nothing", owner_id="nobody", stage=Stage("probe"))
-    refused = run_pod(
-        server, tmp_path, asset_id="nothing", stage=Stage("probe"), token=token, launcher=_core_only({"httpx"})
-    )
+    server = live_server_factory(worker=False, executor="kubernetes")
+    asset_id, _ = uploaded_video(server, small_video)
+    probe = start_attempts(server)[(asset_id, Stage("probe"))]
+    token = pod_token(threaded_apiserver, server, probe)
+    refused = run_pod(server, tmp_path, attempt=probe, token=token, launcher=_core_only({"httpx"}))
     assert refused.returncode != 0
     assert "httpx is not installed in the stage image" in refused.stderr

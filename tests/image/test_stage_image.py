@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.kube import ThreadedApiServer
 from fixtures.live_server import LiveServerFactory
 from fixtures.media import ffmpeg
 from fixtures.stage_image import JOB_UID, ImagePod
-from fixtures.stage_pods import asset_detail, run_stages, uploaded_video
-from mediaingest.models.enums import Stage
+from fixtures.stage_pods import run_to_ready, uploaded_video
 
 pytestmark = pytest.mark.image
 
@@ -88,14 +88,17 @@ def test_the_image_ffmpeg_decodes_the_corpus(stage_image: ImagePod, scratch: Pat
 
 
 def test_stage_pods_from_the_image_take_a_video_to_ready(
-    stage_image: ImagePod, live_server_factory: LiveServerFactory, small_video: Path, tmp_path: Path
+    stage_image: ImagePod,
+    live_server_factory: LiveServerFactory,
+    threaded_apiserver: ThreadedApiServer,
+    small_video: Path,
+    tmp_path: Path,
 ) -> None:
-    server = live_server_factory(worker=False)
-    asset_id, owner_id, headers = uploaded_video(server, small_video)
-    stages = [Stage("probe"), Stage("proxies"), Stage("thumbnails"), Stage("audio_visuals")]
-    run_stages(server, tmp_path, asset_id=asset_id, owner_id=owner_id, stages=stages, launcher=stage_image)
-
-    detail = asset_detail(server, headers, asset_id)
+    server = live_server_factory(worker=False, executor="kubernetes")
+    asset_id, headers = uploaded_video(server, small_video)
+    detail = run_to_ready(
+        server, threaded_apiserver, tmp_path, asset_id=asset_id, headers=headers, launcher=stage_image
+    )
     assert detail["processingStatus"] == "READY"
     assert detail["metadata"]["durationSeconds"] == pytest.approx(2.0, abs=0.1)
     kinds = {proxy["type"] for proxy in detail["proxies"]}

@@ -12,20 +12,16 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import attrs
 import jsonschema
-import kmock
 import pytest
 import yaml
-from kmock._internal import enums as kmock_enums
 
-from mediaingest.models.enums import JobPriority, MediaType, Stage
-from mediaingest.operator.model import AssetSpec
+from mediaingest.models.enums import MediaType
 from mediaingest.operator.settings import OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,115 +127,20 @@ def kube_validate() -> Callable[[Mapping[str, Any]], None]:
 def operator_settings() -> OperatorSettings:
     return OperatorSettings(
         K8S_NAMESPACE="default",
-        URL_SIGNING_SECRET="test-url-signing-secret",
+        K8S_RELEASE="media-release",
         worker_image="registry.example/mediaingest:1.2.3",
-        max_attempts=3,
-        backoff_base_seconds=10,
-        backoff_max_seconds=60,
         max_running_jobs=4,
-        max_running_jobs_per_tenant=2,
-        capacity_retry_seconds=5,
-        reconcile_interval_seconds=0.2,
-        error_backoff_seconds=0.5,
+        poll_interval_seconds=0.1,
+        lease_seconds=10,
+        projection_interval_seconds=0.2,
+        progress_interval_seconds=0,
+        job_missing_seconds=5,
     )
 
 
-def make_asset(
-    *,
-    asset_id: str | None = None,
-    owner: str = "user-1",
-    media_type: MediaType = MediaType.VIDEO,
-    stages: tuple[Stage, ...] = (Stage("probe"), Stage("proxies"), Stage("thumbnails"), Stage("audio_visuals")),
-    priority: JobPriority = JobPriority.NORMAL,
-) -> AssetSpec:
-    return AssetSpec(
-        asset_id=asset_id or str(uuid.uuid4()),
-        owner=owner,
-        media_type=media_type,
-        bucket="incoming",
-        key=f"uploads/{owner}/clip.mp4",
-        size=1234,
-        priority=priority,
-        stages=stages,
-    )
+# --- a fake Kubernetes API server: fixtures.kube (apiserver, threaded_apiserver) -------------------------
 
-
-@pytest.fixture
-def asset_factory() -> Callable[..., AssetSpec]:
-    return make_asset
-
-
-# --- a fake Kubernetes API server --------------------------------------------------------------------
-
-
-@attrs.define(kw_only=True)
-class ApiServer(kmock.KubernetesEmulator):
-    """kmock's emulator plus what a real API server adds on create (namespace, uid, resourceVersion,
-    generation, creationTimestamp): the kubernetes client refuses owner references without the owner's
-    uid, and kmock's watches match an object's namespace from its metadata.
-    kmock never bumps resourceVersion, so kopf's optimistic JSON-patch `test` on it always holds."""
-
-    # (user agent, HTTP method, action, group, plural, subresource) of every request, for the RBAC test.
-    recorded: list[tuple[str, str, str, str, str, str]] = attrs.field(factory=list)
-
-    async def _handle(self, request: kmock.Request) -> Any:
-        if request.resource is not None:
-            self.recorded.append(
-                (
-                    str(request.headers.get("User-Agent", "")),
-                    str(request.method.value if request.method else ""),
-                    str(request.action.value if request.action else ""),
-                    str(request.resource.group or ""),
-                    str(request.resource.plural or ""),
-                    str(request.subresource or ""),
-                )
-            )
-        if (
-            request.resource is not None
-            and request.action == kmock_enums.action.CREATE
-            and isinstance(request.data, dict)
-        ):
-            metadata = request.data.setdefault("metadata", {})
-            if request.namespace:  # from the URL, as a real API server fills it in
-                metadata.setdefault("namespace", request.namespace)
-            metadata.setdefault("uid", str(uuid.uuid4()))
-            metadata.setdefault("resourceVersion", "1")
-            metadata.setdefault("generation", 1)
-            metadata.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-        return await super()._handle(request)
-
-
-def declare_resources(server: kmock.KubernetesEmulator) -> None:
-    """What discovery must list: the CRD's resource, Jobs, pods, events, and namespaces and peerings for kopf."""
-    info = kmock.ResourceInfo
-    every = {"get", "list", "watch", "create", "update", "patch", "delete"}
-    server.resources["mediaingest.io/v1alpha1/mediaassets"] = info(
-        kind="MediaAsset", namespaced=True, verbs=every, subresources={"status"}, shortnames={"ma"}
-    )
-    server.resources["batch/v1/jobs"] = info(kind="Job", namespaced=True, verbs=every, subresources={"status"})
-    server.resources["v1/pods"] = info(kind="Pod", namespaced=True, verbs=every)
-    server.resources["v1/events"] = info(kind="Event", namespaced=True, verbs=every)
-    server.resources["v1/secrets"] = info(kind="Secret", namespaced=True, verbs=every)
-    server.resources["v1/namespaces"] = info(kind="Namespace", namespaced=False, verbs={"get", "list", "watch"})
-    server.resources["kopf.dev/v1/kopfpeerings"] = info(kind="KopfPeering", namespaced=True, verbs=every)
-
-
-def write_kubeconfig(path: Path, server_url: str, namespace: str = "default") -> Path:
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": server_url}}],
-                "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
-                "contexts": [
-                    {"name": "fake", "context": {"cluster": "fake", "user": "tester", "namespace": namespace}}
-                ],
-                "current-context": "fake",
-            }
-        )
-    )
-    return path
+from fixtures.kube import ApiServer, declare_resources, write_kubeconfig  # noqa: E402,F401  (re-exported)
 
 
 @pytest.fixture
@@ -253,16 +154,6 @@ def use_kube_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[s
         return kubeconfig
 
     return point
-
-
-@pytest.fixture
-async def apiserver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ApiServer]:
-    """A running fake API server, with KUBECONFIG pointing at it."""
-    async with ApiServer() as server, kmock.Server(server):
-        declare_resources(server)
-        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", str(server.url))))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        yield server
 
 
 # --- a real helm -------------------------------------------------------------------------------------

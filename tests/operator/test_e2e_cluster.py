@@ -80,6 +80,7 @@ def port_forward(service: str, port: int) -> Iterator[int]:
 def test_upload_goes_from_pending_to_ready_and_the_api_agrees() -> None:
     _cluster_or_skip()
     from kubernetes.client import CustomObjectsApi
+    from kubernetes.client.exceptions import ApiException
     from PIL import Image
 
     from mediaingest.operator import naming
@@ -138,8 +139,17 @@ def test_upload_goes_from_pending_to_ready_and_the_api_agrees() -> None:
         name = naming.asset_resource_name(asset_id)
         seen: list[str] = []
         deadline = time.monotonic() + READY_TIMEOUT
+        body: dict[str, object] = {}
         while time.monotonic() < deadline:
-            body = resources.get_namespaced_custom_object(naming.GROUP, naming.VERSION, NAMESPACE, naming.PLURAL, name)
+            try:  # created by the operator from a task the confirm queued: a moment after it
+                body = resources.get_namespaced_custom_object(
+                    naming.GROUP, naming.VERSION, NAMESPACE, naming.PLURAL, name
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                time.sleep(1)
+                continue
             phase = (body.get("status") or {}).get("phase", "Pending")
             if not seen or seen[-1] != phase:
                 seen.append(phase)
@@ -148,15 +158,45 @@ def test_upload_goes_from_pending_to_ready_and_the_api_agrees() -> None:
             time.sleep(2)
         assert seen[-1] == "Ready", f"phases seen: {seen}; status: {body.get('status')}"
         assert "Ready" in kubectl("get", "mediaassets", name)
-        # The stage pods ran with the ConfigMap and their attempt's token only: no database or storage keys.
+        # The stage pods ran with the ConfigMap and a projected token for the API only: no Secret at all.
         jobs = json.loads(kubectl("get", "jobs", "-l", f"{naming.LABEL_ASSET_ID}={asset_id}", "-o", "json"))
         assert jobs["items"]
         for job in jobs["items"]:
-            (container,) = job["spec"]["template"]["spec"]["containers"]
+            pod = job["spec"]["template"]["spec"]
+            (container,) = pod["containers"]
             assert all("secretRef" not in source for source in container.get("envFrom", []))
-            secrets = {item["valueFrom"]["secretKeyRef"]["name"] for item in container["env"] if "valueFrom" in item}
-            assert secrets == {job["metadata"]["name"]}
+            assert not [item for item in container["env"] if "secretKeyRef" in item.get("valueFrom", {})]
+            assert next(v for v in pod["volumes"] if "projected" in v)["projected"]["sources"][0]["serviceAccountToken"]
+        assert not json.loads(kubectl("get", "secrets", "-l", f"{naming.LABEL_ASSET_ID}={asset_id}", "-o", "json"))[
+            "items"
+        ]
 
         status = api.get(f"/api/assets/{asset_id}/status", headers=headers)
         assert status.status_code == 200, status.text
         assert status.json()["data"]["processingStatus"] == "READY"
+
+
+def test_helm_test_uploads_a_clip_through_the_release_and_it_becomes_ready() -> None:
+    """`helm test`: the chart's test Pod, with a user's token from a Secret (helmTest.tokenSecret), uploads a
+    generated clip and waits for READY — behind the chart's NetworkPolicies, on the cluster's DNS."""
+    _cluster_or_skip()
+    helm = os.environ.get("E2E_HELM", "helm")
+    token = kubectl("exec", f"deploy/{FULLNAME}-api", "-c", "api", "--", "mediaingest", "users", "create",
+                    "--email", f"e2e-helm-test-{int(time.time())}@example.test").strip().splitlines()[-1]  # fmt: skip
+    secret = f"{FULLNAME}-helm-test"
+    manifest = kubectl("create", "secret", "generic", secret, f"--from-literal=token={token}",
+                       "--dry-run=client", "-o", "yaml")  # fmt: skip
+    applied = subprocess.run([KUBECTL, "-n", NAMESPACE, "apply", "-f", "-"], input=manifest, capture_output=True,
+                             text=True, timeout=60, check=False)  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+
+    def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([helm, "-n", NAMESPACE, *args], capture_output=True, text=True,
+                              timeout=READY_TIMEOUT + 120, check=False)  # fmt: skip
+
+    upgraded = run_helm("upgrade", RELEASE, "charts/mediaingest", "--reuse-values",
+                        "--set", f"helmTest.tokenSecret.name={secret}", "--wait", "--timeout", "10m")  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stderr
+    tested = run_helm("test", RELEASE, "--logs", "--timeout", f"{int(READY_TIMEOUT)}s")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert ": READY" in tested.stdout

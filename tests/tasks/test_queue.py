@@ -177,3 +177,55 @@ def test_one_claim_implementation() -> None:
         ["grep", "-rl", "--include=*.py", "skip_locked", str(src)], capture_output=True, text=True
     ).stdout.split()
     assert [Path(path).relative_to(src).as_posix() for path in found] == ["mediaingest/tasks/queue.py"]
+
+
+def test_the_claim_caps_each_tenant_and_takes_tenants_in_turn(factory: SessionFactory) -> None:
+    """One rule for every runner: a tenant's bulk upload neither exceeds its cap nor holds up another's."""
+    now = utcnow()
+    bulk = _defer(factory, 10, tenant="bulk", run_after=now - timedelta(minutes=5))  # queued first
+    small = _defer(factory, 2, tenant="small", run_after=now)
+    urgent = _defer(factory, 1, tenant="bulk", priority=5, run_after=now)
+
+    def claim(limit: int) -> list[str]:
+        with session_scope(factory) as session:
+            return sorted(t.id for t in queue.claim(session, worker_id="w", queues=["default"], limit=limit,
+                                                    lease_seconds=60, now=utcnow(), tenant_cap=3))  # fmt: skip
+
+    # Priority first; then the tenant running fewest: small's first, then bulk's oldest, then small's second.
+    assert [claim(1) for _ in range(4)] == [urgent, [small[0]], [bulk[0]], [small[1]]]
+    assert claim(10) == [bulk[1]]  # bulk now runs 3, its cap, however many slots are free
+    assert claim(10) == []
+    with session_scope(factory) as session:
+        assert queue.succeed(session, task_id=bulk[0], worker_id="w", now=utcnow())
+    assert claim(10) == [bulk[2]]  # one finished, one more of bulk's starts
+    # Tasks without a tenant (chores, deliveries) are never held back by the rule.
+    chores = _defer(factory, 3)
+    assert sorted(claim(10)) == sorted(chores)
+
+
+def test_an_attempt_fences_its_own_report(factory: SessionFactory) -> None:
+    [task_id] = _defer(factory, 1)
+    now = utcnow()
+    with session_scope(factory) as session:
+        queue.claim(session, worker_id="runner", queues=["default"], limit=1, lease_seconds=60, now=now)
+        with pytest.raises(ValueError, match="one of the two"):
+            queue.succeed(session, task_id=task_id, now=now)
+        # A report of another attempt changes nothing; the current attempt's finishes the task.
+        assert not queue.succeed(session, task_id=task_id, attempt=2, now=now)
+        assert queue.succeed(session, task_id=task_id, attempt=1, now=now)
+        # Its runner then finds it no longer held: nothing more to write.
+        assert not queue.heartbeat(session, task_id=task_id, worker_id="runner", lease_seconds=60, now=now)
+    assert _task(factory, task_id).status == TaskStatus.SUCCEEDED
+
+
+def test_a_retry_can_carry_a_new_payload_and_a_runner_takes_up_what_it_held(factory: SessionFactory) -> None:
+    [task_id] = _defer(factory, 1)
+    now = utcnow()
+    with session_scope(factory) as session:
+        queue.claim(session, worker_id="op", queues=["default"], limit=1, lease_seconds=60, now=now)
+        assert [t.id for t in queue.held_by(session, worker_id="op")] == [task_id]
+        assert queue.held_by(session, worker_id="other") == []
+        decision = RetryDecision(retry=True, delay_seconds=0, reason="transient")
+        assert queue.fail(session, task_id=task_id, worker_id="op", decision=decision, error="OOMKilled", now=now,
+                          payload={"n": 0, "memoryScale": 2})  # fmt: skip
+    assert _task(factory, task_id).payload == {"n": 0, "memoryScale": 2}

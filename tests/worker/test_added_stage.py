@@ -11,7 +11,6 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,18 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import SettingsFactory, Users
+from fixtures.kube import ThreadedApiServer
 from fixtures.live_server import LiveServerFactory
-from fixtures.stage_pods import run_pod, token_for
+from fixtures.stage_pods import pod_token, run_pod, start_attempts
 from fixtures.uploads import upload
 from mediaingest.config import Settings
-from mediaingest.models.enums import JobPriority, MediaType
+from mediaingest.models.enums import MediaType
 from mediaingest.operator import naming
-from mediaingest.operator.handlers.reconcile import reconcile
 from mediaingest.operator.jobs import build_stage_job
-from mediaingest.operator.model import AssetSpec, JobObservation, JobState
 from mediaingest.operator.settings import OperatorSettings
 from mediaingest.pipeline import registry
 from mediaingest.pipeline.plan import stages_for
 from mediaingest.pipeline.registry import PROBE, StageSpec, load_stage_modules, spec_for
-from mediaingest.retry import RetryPolicy
 from mediaingest.worker.loop import embedded_worker
 
 pytestmark = pytest.mark.slow
@@ -98,50 +95,38 @@ def test_an_added_stage_runs_through_the_local_worker(
     assert documented["enum"][-1] == "MIDPOINT_STILL"
 
 
-def test_the_operator_plans_and_sizes_an_added_stage_and_its_pod_runs_it(
-    added_stage: StageSpec, live_server_factory: LiveServerFactory, small_video: Path, tmp_path: Path
+def test_under_kubernetes_the_added_stage_is_planned_sized_and_run_by_a_pod(
+    added_stage: StageSpec,
+    live_server_factory: LiveServerFactory,
+    threaded_apiserver: ThreadedApiServer,
+    small_video: Path,
+    tmp_path: Path,
 ) -> None:
-    # The operator's plan: after the probe, the added stage launches beside the built-in ones.
-    asset = AssetSpec(
-        asset_id="a1", owner="u1", media_type=MediaType.VIDEO, bucket="b", key="k", size=1,
-        priority=JobPriority.NORMAL, stages=tuple(stages_for(MediaType.VIDEO)),
-    )  # fmt: skip
-    probed = JobObservation(
-        name=naming.job_name("asset-a1", PROBE, 1), stage=PROBE, attempt=1, tenant="u1", state=JobState.SUCCEEDED
-    )
-    now = datetime(2030, 1, 1, tzinfo=UTC)
-    policy = RetryPolicy(max_attempts=2, base_seconds=1, max_seconds=1)
-    first = reconcile(
-        asset_name="asset-a1", spec=asset, status={}, jobs=[], now=now, policy=policy, admit=lambda *_: None
-    )
-    decision = reconcile(
-        asset_name="asset-a1", spec=asset, status=first.status, jobs=[probed], now=now, policy=policy,
-        admit=lambda *_: None,
-    )  # fmt: skip
-    assert [launch.stage for launch in decision.launches][-1] == "midpoint_still"
-    assert decision.status["stages"]["midpoint_still"]["phase"] == "Running"
-
-    # Its Job is sized by its StageSpec, and runs the stage by name.
-    settings = OperatorSettings(_env_file=None, URL_SIGNING_SECRET="s" * 32)  # type: ignore[call-arg]
-    job = build_stage_job(
-        asset=asset, asset_name="asset-a1", namespace="media", stage=added_stage.stage, attempt=1, settings=settings
-    )
-    assert job["metadata"]["name"] == "asset-a1-midpoint-still-1"
-    pod = job["spec"]["template"]["spec"]
-    [container] = pod["containers"]
-    assert container["args"][-4:] == ["--stage", "midpoint_still", "--attempt", "1"]
-    assert container["resources"]["requests"]["cpu"] == "100m" and job["spec"]["activeDeadlineSeconds"] == 600
-
-    # The pod: `mediaingest run-stage` with STAGE_MODULES, reporting to an API that loaded it too.
-    server = live_server_factory(worker=False, stage_modules=[MODULE])
-    owner_id, headers = server.create_user()
+    """The one plan: the probe pod's report enqueues the added stage beside the built-in ones; the operator
+    sizes its Job from its StageSpec; its pod runs it by name, reporting to an API that loaded it too."""
+    server = live_server_factory(worker=False, executor="kubernetes", stage_modules=[MODULE])
+    _, headers = server.create_user()
     with httpx.Client(base_url=server.url, timeout=30) as client:
         asset_id = str(upload(client, headers, small_video, mime_type="video/mp4")["assetId"])
     pod_env = {"STAGE_MODULES": json.dumps([MODULE]), "PYTHONPATH": str(TESTS_DIR)}
-    for stage in (PROBE, added_stage.stage):
-        token = token_for(server, asset_id=asset_id, owner_id=owner_id, stage=stage)
-        finished = run_pod(server, tmp_path, asset_id=asset_id, stage=stage, token=token, extra_env=pod_env)
-        assert finished.returncode == 0, finished.stderr[-3000:]
+    probe = start_attempts(server)[(asset_id, PROBE)]
+    finished = run_pod(server, tmp_path, attempt=probe, token=pod_token(threaded_apiserver, server, probe),
+                       extra_env=pod_env)  # fmt: skip
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    started = start_attempts(server)
+    assert sorted(stage for (_, stage) in started) == sorted(stages_for(MediaType.VIDEO)[1:])
+    attempt = started[(asset_id, added_stage.stage)]
+
+    settings = OperatorSettings(_env_file=None)  # type: ignore[call-arg]
+    job = build_stage_job(attempt, namespace="media", settings=settings)
+    assert job["metadata"]["name"] == naming.job_name(naming.asset_resource_name(asset_id), added_stage.stage, 1)
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"][-4:] == ["--stage", "midpoint_still", "--attempt", "1"]
+    assert container["resources"]["requests"]["cpu"] == "100m" and job["spec"]["activeDeadlineSeconds"] == 600
+
+    finished = run_pod(server, tmp_path, attempt=attempt, token=pod_token(threaded_apiserver, server, attempt),
+                       extra_env=pod_env)  # fmt: skip
+    assert finished.returncode == 0, finished.stderr[-3000:]
     status = httpx.get(f"{server.url}/api/assets/{asset_id}/status", headers=headers, timeout=10).json()["data"]
     recorded = {job["type"]: job["status"] for job in status["jobs"]}
     assert recorded["METADATA_EXTRACTION"] == recorded["MIDPOINT_STILL"] == "COMPLETED", recorded

@@ -9,6 +9,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from conftest import SettingsFactory
+from mediaingest.config import Settings
 from mediaingest.db import SessionFactory, create_db_engine, create_session_factory, session_scope, utcnow
 from mediaingest.models import IngestionJob, MediaAsset, Task, TaskStatus, User
 from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, JobPriority, Stage, UploadStatus
@@ -18,6 +19,8 @@ from mediaingest.worker.loop import embedded_worker
 from mediaingest.worker.queue import cancel_jobs, enqueue_stage
 from mediaingest.worker.stage_runner import StageContext
 from mediaingest.worker.stage_tasks import RUN
+
+SETTINGS = Settings(_env_file=None, JOB_MAX_ATTEMPTS=2)  # type: ignore[call-arg]
 
 
 def _seed(factory: SessionFactory, *, priorities: list[JobPriority]) -> list[str]:
@@ -34,7 +37,7 @@ def _seed(factory: SessionFactory, *, priorities: list[JobPriority]) -> list[str
             )  # fmt: skip
             session.add(asset)
             session.flush()
-            ids.append(enqueue_stage(session, asset=asset, stage=Stage("probe"), max_attempts=2).asset_id)
+            ids.append(enqueue_stage(session, asset=asset, stage=Stage("probe"), settings=SETTINGS).asset_id)
     return ids
 
 
@@ -45,12 +48,24 @@ def test_enqueueing_twice_makes_one_job_and_one_task(database_url: str) -> None:
     with session_scope(factory) as session:
         asset = session.get(MediaAsset, asset_id)
         assert asset is not None
-        enqueue_stage(session, asset=asset, stage=Stage("probe"), max_attempts=2)
+        enqueue_stage(session, asset=asset, stage=Stage("probe"), settings=SETTINGS)
     with factory() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(IngestionJob)) == 1
         [task] = session.scalars(sa.select(Task)).all()
         assert (task.name, task.queue, task.payload["stage"]) == ("stages.run", STAGES_QUEUE, "probe")
+        assert (task.max_attempts, task.tenant) == (2, session.get(MediaAsset, asset_id).owner_id)  # type: ignore[union-attr]
     engine.dispose()
+
+
+def test_under_kubernetes_each_stage_goes_to_the_queue_of_its_placement() -> None:
+    """A Job per attempt by default (the operator's queue); a stage placed on workers goes to theirs."""
+    from mediaingest.tasks.registry import STAGE_JOBS_QUEUE
+    from mediaingest.worker.queue import stage_queue
+
+    kubernetes = Settings(_env_file=None, EXECUTOR="kubernetes", STAGE_PLACEMENT={"probe": "worker"})  # type: ignore[call-arg]
+    assert stage_queue(kubernetes, Stage("probe")) == STAGES_QUEUE
+    assert stage_queue(kubernetes, Stage("proxies")) == STAGE_JOBS_QUEUE
+    assert stage_queue(SETTINGS, Stage("proxies")) == STAGES_QUEUE  # one machine: every stage on the worker
 
 
 def test_stage_tasks_are_claimed_by_the_assets_priority(database_url: str) -> None:
@@ -103,7 +118,7 @@ def test_a_lost_runner_leaves_the_job_retrying_then_failed(database_url: str) ->
         job = session.scalar(sa.select(IngestionJob).where(IngestionJob.asset_id == asset_id))
         asset = session.get(MediaAsset, asset_id)
         assert job is not None and asset is not None
-        assert job.status == IngestionJobStatus.FAILED and "worker lost" in (job.error or "")
+        assert job.status == IngestionJobStatus.FAILED and "its runner was lost" in (job.error or "")
         assert asset.processing_status == AssetProcessingStatus.FAILED
         assert session.scalar(sa.select(Task.status)) == TaskStatus.FAILED
     assert RUN.on_reaped is not None
@@ -135,7 +150,7 @@ def test_a_finished_stage_is_never_queued_again_even_after_its_task_is_pruned(da
     with session_scope(factory) as session:
         asset = session.get(MediaAsset, asset_id)
         assert asset is not None
-        enqueue_stage(session, asset=asset, stage=Stage("probe"), max_attempts=2)
+        enqueue_stage(session, asset=asset, stage=Stage("probe"), settings=SETTINGS)
     with factory() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Task)) == 0
     engine.dispose()

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from mediaingest import metrics
 from mediaingest.api.docs import mount_docs
 from mediaingest.api.errors import install_error_handlers
+from mediaingest.api.health import metrics_router
 from mediaingest.api.health import router as health_router
 from mediaingest.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from mediaingest.assets.endpoints import router as assets_router
@@ -81,7 +82,12 @@ def create_app(
     app.include_router(playback_router)
     app.include_router(webhooks_router)
     app.include_router(account_router)
-    app.include_router(stage_reports_router)
+    if not settings.metrics_port:
+        app.include_router(metrics_router)
+    if settings.internal_port:
+        app.state.internal_app = _internal_app(app)
+    else:
+        app.include_router(stage_reports_router)
     mount_web(app)  # the upload page at /
     mount_docs(app)
     if settings.storage_backend == StorageBackendName.LOCAL:
@@ -95,3 +101,15 @@ def create_app(
         app.state.upload_gate = upload_gate
         app.include_router(local_storage_router)
     return app
+
+
+def _internal_app(public: FastAPI) -> FastAPI:
+    """The stage pods' reports on INTERNAL_PORT, sharing the public app's database, storage and settings."""
+    internal = FastAPI(title="mediaingest internal", docs_url=None, redoc_url=None, openapi_url=None)
+    for name in ("settings", "engine", "session_factory", "read_session_factory", "storage"):
+        setattr(internal.state, name, getattr(public.state, name))
+    internal.add_middleware(RequestContextMiddleware)
+    install_error_handlers(internal)
+    internal.include_router(health_router)
+    internal.include_router(stage_reports_router)
+    return internal

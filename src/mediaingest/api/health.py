@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from mediaingest.exceptions import StorageError
 
 router = APIRouter(tags=["operations"])
+metrics_router = APIRouter(tags=["operations"])  # on PORT unless METRICS_PORT gives it a port of its own
 
 
 @router.get("/healthz")
@@ -45,6 +46,6 @@ def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", include_in_schema=False)
+@metrics_router.get("/metrics", include_in_schema=False)
 def prometheus_metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -33,6 +33,8 @@ class Task(Base):
         sa.Index("ix_tasks_claim", "status", "queue", "run_after", "priority"),
         sa.Index("ix_tasks_lease_expiry", "status", "lease_expires_at"),
         sa.Index("ix_tasks_finished", "status", "finished_at"),
+        # The claim's fairness rule counts each tenant's running tasks.
+        sa.Index("ix_tasks_tenant_running", "status", "queue", "tenant"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
@@ -42,6 +44,8 @@ class Task(Base):
     # One task per key, ever: deferring again returns the existing one.
     dedupe_key: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     priority: Mapped[int] = mapped_column(sa.Integer, default=0)  # higher runs first
+    # Whose work it is (an asset's owner): the claim runs at most `tenant_cap` of one tenant's tasks at once.
+    tenant: Mapped[str | None] = mapped_column(sa.String(255))
     status: Mapped[TaskStatus] = mapped_column(enum_column(TaskStatus), default=TaskStatus.QUEUED)
     run_after: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)  # started, counted at claim

@@ -1,91 +1,116 @@
 """Pure builders for the stage Jobs, and the pure reading of a Job's status.
 
-No Kubernetes I/O here: `build_stage_job` returns the manifest the handler creates (after
-`kopf.adopt` adds the owner reference), `observe_job` turns a watched Job into a `JobObservation`.
+No Kubernetes I/O here: `build_stage_job` returns the manifest the runner creates for one claimed
+attempt, `observe_job` turns a watched Job into a `JobObservation`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from mediaingest.models.enums import Stage
+from kubernetes.utils import parse_quantity
+
+from mediaingest.models.enums import JobPriority, Stage
 from mediaingest.operator import naming
-from mediaingest.operator.model import AssetSpec, JobObservation, JobState
-from mediaingest.operator.settings import OperatorSettings
+from mediaingest.operator.model import JobObservation, JobState
+from mediaingest.operator.settings import OperatorSettings, StageConfig
 from mediaingest.pipeline.registry import stage_named
-from mediaingest.stage_reports import tokens
 
 SCRATCH_VOLUME = "scratch"
 SCRATCH_PATH = "/scratch"
+TOKEN_VOLUME = "stage-token"  # noqa: S105 - a volume name
+TOKEN_DIR = "/var/run/secrets/mediaingest"  # noqa: S105 - where the kubelet projects it
+TOKEN_FILE = f"{TOKEN_DIR}/token"
 # The run-stage contract: exit 3 = the media is unusable, never retry; any other failure is transient.
 PERMANENT_EXIT_CODE = 3
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"  # Kubernetes' default, named so run-stage knows it
-TOKEN_KEY = "STAGE_TOKEN"  # noqa: S105 - the key of the token in its Secret, not a secret
+MEMORY_SCALE_KEY = "memoryScale"  # in a stage task's payload: the memory factor of its next attempt
+_MIB = 2**20
 
 
-def job_labels(*, asset: AssetSpec, stage: Stage, attempt: int, release: str | None = None) -> dict[str, str]:
+@dataclass(frozen=True)
+class StageAttempt:
+    """One claimed attempt, as the Job builder needs it (read from the task and its asset)."""
+
+    task_id: str
+    asset_id: str
+    owner_id: str
+    media_type: str
+    priority: JobPriority
+    stage: Stage
+    attempt: int
+    duration_seconds: float | None = None  # the probe's measure: the deadline grows with it
+    memory_scale: int = 1  # doubled after each out-of-memory kill
+
+    @property
+    def job_name(self) -> str:
+        return naming.job_name(naming.asset_resource_name(self.asset_id), self.stage, self.attempt)
+
+
+def job_labels(attempt: StageAttempt, *, release: str | None = None) -> dict[str, str]:
     labels = {
         naming.LABEL_NAME: "mediaingest",
         naming.LABEL_COMPONENT: "stage-job",
         naming.LABEL_MANAGED_BY: naming.MANAGED_BY,
-        naming.LABEL_ASSET_ID: asset.asset_id,
-        naming.LABEL_STAGE: stage,
-        naming.LABEL_ATTEMPT: str(attempt),
-        naming.LABEL_TENANT: naming.label_value(asset.owner),
-        naming.LABEL_MEDIA_TYPE: asset.media_type.value,
+        naming.LABEL_ASSET_ID: naming.label_value(attempt.asset_id),
+        naming.LABEL_TASK: naming.label_value(attempt.task_id),
+        naming.LABEL_STAGE: attempt.stage,
+        naming.LABEL_ATTEMPT: str(attempt.attempt),
+        naming.LABEL_TENANT: naming.label_value(attempt.owner_id),
+        naming.LABEL_MEDIA_TYPE: attempt.media_type,
     }
     if release:
         labels[naming.LABEL_RELEASE] = naming.label_value(release)
     return labels
 
 
-def build_token_secret(
-    *, asset: AssetSpec, asset_name: str, namespace: str, stage: Stage, attempt: int, settings: OperatorSettings
-) -> dict[str, Any]:
-    """The Secret holding the token a stage pod reports with: this asset, stage and attempt, for the stage's
-    deadline plus the grace. Named like its Job; the handler makes the MediaAsset its owner."""
-    ttl = settings.stages[stage].active_deadline_seconds + settings.stage_token_grace_seconds
-    claims = tokens.StageClaims(asset_id=asset.asset_id, owner_id=asset.owner, stage=stage, attempt=attempt)
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": naming.job_name(asset_name, stage, attempt),
-            "namespace": namespace,
-            "labels": job_labels(asset=asset, stage=stage, attempt=attempt, release=settings.release),
-        },
-        "type": "Opaque",
-        "stringData": {TOKEN_KEY: tokens.issue(settings.stage_token_secret(), claims, ttl_seconds=ttl)},
-    }
+def _mebibytes(quantity: str) -> int:
+    return int(Decimal(parse_quantity(quantity)) / _MIB)
 
 
-def _job_metadata_labels(labels: dict[str, str], settings: OperatorSettings) -> dict[str, str]:
-    if settings.kueue_queue_name:
-        return {**labels, naming.LABEL_KUEUE_QUEUE: settings.kueue_queue_name}
-    return labels
+def memory_for(config: StageConfig, scale: int) -> tuple[str, str]:
+    """The memory request and limit of an attempt: the stage's, times `scale`, never above its cap."""
+    cap = _mebibytes(config.memory_cap)
+    request = _mebibytes(config.requests.get("memory", config.limits.get("memory", "256Mi")))
+    limit = _mebibytes(config.limits.get("memory", config.requests.get("memory", "256Mi")))
+    return f"{min(cap, request * scale)}Mi", f"{min(cap, max(limit, limit * scale))}Mi"
 
 
-def build_stage_job(
-    *,
-    asset: AssetSpec,
-    asset_name: str,
-    namespace: str,
-    stage: Stage,
-    attempt: int,
-    settings: OperatorSettings,
-) -> dict[str, Any]:
+def next_memory_scale(config: StageConfig, scale: int) -> int | None:
+    """The scale after an out-of-memory kill at `scale`; None once the cap is already reached."""
+    _, limit = memory_for(config, scale)
+    return None if _mebibytes(limit) >= _mebibytes(config.memory_cap) else scale * 2
+
+
+def deadline_seconds(config: StageConfig, duration_seconds: float | None) -> int:
+    return int(config.active_deadline_seconds + config.deadline_seconds_per_media_second * (duration_seconds or 0.0))
+
+
+def _downward(name: str, resource: str, divisor: str) -> dict[str, Any]:
+    field = {"containerName": naming.CONTAINER_NAME, "resource": resource, "divisor": divisor}
+    return {"name": name, "valueFrom": {"resourceFieldRef": field}}
+
+
+def build_stage_job(attempt: StageAttempt, *, namespace: str, settings: OperatorSettings) -> dict[str, Any]:
     """The batch/v1 Job that runs one attempt of one stage: `mediaingest run-stage …` in the worker image.
 
-    The pod holds no credentials but its attempt's token, from the Secret of the Job's name
-    (`build_token_secret`), good for this attempt only (`stage_reports.tokens`).
+    The pod holds no credentials but a projected token of the stage ServiceAccount, minted by the kubelet
+    for the API's audience when the pod starts (so none expires while Kueue holds the Job) and gone with
+    the pod; the API ties it to this Job, and so to this attempt (`stage_reports.identity`).
     """
-    config = settings.stages[stage]
-    labels = job_labels(asset=asset, stage=stage, attempt=attempt, release=settings.release)
-    job_name = naming.job_name(asset_name, stage, attempt)
+    config = settings.stages[attempt.stage]
+    labels = job_labels(attempt, release=settings.release)
+    memory_request, memory_limit = memory_for(config, attempt.memory_scale)
+    requests = {**config.requests, "memory": memory_request}
+    limits = {**config.limits, "memory": memory_limit}
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        # Stage code talks to the API and to storage on signed URLs, never to the Kubernetes API.
+        "serviceAccountName": settings.stage_service_account,
+        # Its own token is projected below, for the API's audience only; the default one (for the
+        # Kubernetes API, which stage code never calls) is not mounted.
         "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
@@ -102,25 +127,32 @@ def build_stage_job(
                 "image": settings.worker_image,
                 "imagePullPolicy": settings.image_pull_policy,
                 "command": ["mediaingest"],
-                "args": ["run-stage", "--asset", asset.asset_id, "--stage", stage, "--attempt", str(attempt)],
+                "args": [
+                    "run-stage",
+                    "--asset",
+                    attempt.asset_id,
+                    "--stage",
+                    attempt.stage,
+                    "--attempt",
+                    str(attempt.attempt),
+                ],
                 # The release's settings (pipeline options), never its Secret: no database password, no
                 # storage keys, no JWT secret in a pod that runs ffmpeg on untrusted uploads.
                 "envFrom": [{"configMapRef": {"name": settings.job_config_map_name}}],
                 # The root filesystem is read-only: downloads, ffmpeg temp files and HOME live on scratch.
                 "env": [
                     {"name": "STAGE_API_URL", "value": settings.stage_api_url},
-                    # From a Secret, not the pod spec: the `view` role may read Jobs but not Secrets.
-                    {
-                        "name": "STAGE_TOKEN",
-                        "valueFrom": {"secretKeyRef": {"name": job_name, "key": TOKEN_KEY}},
-                    },
+                    {"name": "STAGE_TOKEN_FILE", "value": TOKEN_FILE},
                     {"name": "TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
                     {"name": "WORK_DIR", "value": SCRATCH_PATH},
                     {"name": "TMPDIR", "value": SCRATCH_PATH},
                     {"name": "HOME", "value": SCRATCH_PATH},
+                    # ffmpeg sizes its threads and its memory cap from the pod's limits, not the node's.
+                    _downward("FFMPEG_THREADS", "limits.cpu", "1"),
+                    _downward("CONTAINER_MEMORY_LIMIT_MB", "limits.memory", "1Mi"),
                     *(dict(item) for item in settings.job_extra_env),
                 ],
-                "resources": {"requests": dict(config.requests), "limits": dict(config.limits)},
+                "resources": {"requests": requests, "limits": limits},
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": True,
@@ -128,42 +160,67 @@ def build_stage_job(
                     "capabilities": {"drop": ["ALL"]},
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
-                "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH}],
-                # The failure reason the operator copies into status: the stage's last words, or its log tail.
+                "volumeMounts": [
+                    {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH},
+                    {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True},
+                ],
+                # The failure reason the operator shows: the stage's last words, or its log tail.
                 "terminationMessagePath": TERMINATION_MESSAGE_PATH,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],
-        "volumes": [{"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": config.scratch_size_limit}}],
+        "volumes": [
+            {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": config.scratch_size_limit}},
+            {
+                "name": TOKEN_VOLUME,
+                "projected": {
+                    "sources": [
+                        {
+                            "serviceAccountToken": {
+                                "audience": settings.stage_token_audience,
+                                "expirationSeconds": settings.stage_token_seconds,
+                                "path": "token",
+                            }
+                        }
+                    ]
+                },
+            },
+        ],
     }
-    if settings.job_service_account:
-        pod_spec["serviceAccountName"] = settings.job_service_account
     if settings.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
-    if settings.node_selector:
-        pod_spec["nodeSelector"] = dict(settings.node_selector)
-    if settings.tolerations:
-        pod_spec["tolerations"] = [dict(toleration) for toleration in settings.tolerations]
-    if settings.job_affinity:
-        pod_spec["affinity"] = dict(settings.job_affinity)
-    priority_class = settings.priority_class_names.get(asset.priority)
+    node_selector = {**settings.node_selector, **config.node_selector}
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    tolerations = [*settings.tolerations, *config.tolerations]
+    if tolerations:
+        pod_spec["tolerations"] = [dict(toleration) for toleration in tolerations]
+    affinity = config.affinity or settings.job_affinity
+    if affinity:
+        pod_spec["affinity"] = dict(affinity)
+    priority_class = config.priority_class_name or settings.priority_class_names.get(attempt.priority)
     if priority_class:
         pod_spec["priorityClassName"] = priority_class
+    if config.runtime_class_name:
+        pod_spec["runtimeClassName"] = config.runtime_class_name
 
+    metadata_labels = dict(labels)
+    if settings.kueue_queue_name:
+        metadata_labels[naming.LABEL_KUEUE_QUEUE] = settings.kueue_queue_name
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name,
+            "name": attempt.job_name,
             "namespace": namespace,
-            "labels": _job_metadata_labels(labels, settings),
-            "annotations": {naming.ANNOTATION_OWNER: asset.owner},
+            "labels": metadata_labels,
+            "annotations": {naming.ANNOTATION_OWNER: attempt.owner_id},
         },
         "spec": {
             # Under Kueue, created suspended: Kueue starts it once its queue admits it.
             **({"suspend": True} if settings.kueue_queue_name else {}),
-            "backoffLimit": 0,  # the operator owns retries, with its own backoff and attempt count
-            "activeDeadlineSeconds": config.active_deadline_seconds,
+            "backoffLimit": 0,  # the task queue owns retries: one Job per attempt
+            "activeDeadlineSeconds": deadline_seconds(config, attempt.duration_seconds),
             "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
             "podFailurePolicy": {
                 "rules": [
@@ -202,6 +259,7 @@ def observe_job(body: Mapping[str, Any]) -> JobObservation | None:
     try:
         stage = stage_named(labels[naming.LABEL_STAGE])
         attempt = int(labels[naming.LABEL_ATTEMPT])
+        task_id = str(labels[naming.LABEL_TASK])
     except (KeyError, ValueError):
         return None
     status = body.get("status") or {}
@@ -209,24 +267,19 @@ def observe_job(body: Mapping[str, Any]) -> JobObservation | None:
     complete = _condition(status, "Complete")
     failed = _condition(status, "Failed")
     state = JobState.ACTIVE
-    finished_at: str | None = None
     reason = message = None
     if complete is not None or (status.get("succeeded") or 0) > 0:
         state = JobState.SUCCEEDED
-        finished_at = status.get("completionTime") or (complete or {}).get("lastTransitionTime")
     elif failed is not None or ((status.get("failed") or 0) > 0 and not status.get("active")):
         state = JobState.FAILED
-        finished_at = (failed or {}).get("lastTransitionTime")
         reason = (failed or {}).get("reason")
         message = (failed or {}).get("message")
     return JobObservation(
         name=str(metadata.get("name")),
+        task_id=task_id,
         stage=stage,
         attempt=attempt,
-        tenant=str(labels.get(naming.LABEL_TENANT, "")),
         state=state,
-        started_at=status.get("startTime"),
-        finished_at=finished_at,
         reason=reason,
         message=message,
         suspended=suspended and state == JobState.ACTIVE,

@@ -27,6 +27,8 @@ LABEL_STAGE = f"{GROUP}/stage"
 LABEL_ATTEMPT = f"{GROUP}/attempt"
 LABEL_TENANT = f"{GROUP}/tenant"
 LABEL_MEDIA_TYPE = f"{GROUP}/media-type"
+LABEL_TASK = f"{GROUP}/task-id"  # the queue's task whose attempt a Job runs
+LABEL_FINISHED = f"{GROUP}/finished"  # "true" on a Ready or Failed MediaAsset: watches leave it out
 LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 # The Helm release (K8S_RELEASE) that made a MediaAsset or Job: each release's operator handles its own.
 LABEL_RELEASE = f"{GROUP}/release"
@@ -35,6 +37,9 @@ ANNOTATION_OWNER = f"{GROUP}/owner"
 
 CONTAINER_NAME = "stage"
 MAX_NAME = 63  # a Job's name becomes its pods' `job-name` label value, so 63, not 253
+# A Job's pods are named `<job>-<5 random>`, from a prefix the API server cuts at 58 characters: at most 57
+# keeps the whole Job name in its pods' names, which is how a stage pod's token is tied to its attempt.
+MAX_JOB_NAME = 57
 
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _NOT_LABEL_CHARS = re.compile(r"[^-A-Za-z0-9_.]+")
@@ -60,12 +65,12 @@ def stage_slug(stage: Stage) -> str:
 
 
 def job_name(asset_name: str, stage: Stage, attempt: int) -> str:
-    """`<asset>-<stage>-<attempt>`, shortened with a hash of the full name when over 63 characters."""
+    """`<asset>-<stage>-<attempt>`, shortened with a hash of the full name when over 57 characters."""
     suffix = f"-{stage_slug(stage)}-{attempt}"
     name = f"{asset_name}{suffix}"
-    if len(name) <= MAX_NAME:
+    if len(name) <= MAX_JOB_NAME:
         return name
-    keep = MAX_NAME - len(suffix) - 9
+    keep = MAX_JOB_NAME - len(suffix) - 9
     return f"{asset_name[:keep].rstrip('-')}-{_digest(asset_name)}{suffix}"
 
 

@@ -1,19 +1,19 @@
 """Operator-only settings, read from `OPERATOR_*` environment variables (the chart renders them).
 
-Kept out of `mediaingest.config.Settings` on purpose: the API and the stage Jobs never need them, and
-the operator's Deployment is the only place they are set. The one shared value, the namespace, is
-read from the same `K8S_NAMESPACE` variable the API's dispatcher uses.
+Only how the operator runs the queue's work on Kubernetes lives here: the Jobs' shape and placement, how
+many run at once, and the MediaAssets' upkeep. Every rule about the work itself — attempts, backoff,
+per-tenant fairness, the plan, READY — is the task queue's and `progression`'s, from `Settings`, the
+same for both executors. The namespace and release are read from the `K8S_*` variables the API uses.
 
-Per-stage resources arrive as one JSON object in `OPERATOR_STAGES` (camelCase keys, as in
-values.yaml); stages or keys it leaves out keep the defaults below.
+Per-stage Job sizes and scheduling arrive as one JSON object in `OPERATOR_STAGES` (camelCase keys, as
+in values.yaml); stages or keys it leaves out keep the registry's defaults.
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StringConstraints, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -37,15 +37,26 @@ Quantity = Annotated[str, BeforeValidator(_quantity_text), StringConstraints(pat
 
 
 class StageConfig(BaseModel):
-    """How one stage's Job is sized: container resources, its scratch volume and its deadline."""
+    """How one stage's Job is sized and placed: container resources, its scratch volume, its deadline, and
+    where its pods may run (per stage: gVisor for the decoders of untrusted media, spot pools for proxies)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
-    # Kubernetes quantities ("500m", "2Gi", 2); include `ephemeral-storage` for the scratch volume.
+    # Kubernetes quantities ("500m", "2Gi", 2); `ephemeral-storage` sizes the scratch volume for Kueue and
+    # the scheduler: leave it out where a ClusterQueue does not cover that resource.
     requests: dict[str, Quantity]
     limits: dict[str, Quantity]
     scratch_size_limit: Quantity  # emptyDir sizeLimit of the WORK_DIR volume
+    # activeDeadlineSeconds: this, plus `deadlineSecondsPerMediaSecond` × the media's length once probed.
     active_deadline_seconds: int = Field(gt=0)
+    deadline_seconds_per_media_second: float = Field(0.0, ge=0)
+    # An attempt killed for memory is retried with twice the memory (request and limit), up to this.
+    memory_cap: Quantity = "8Gi"
+    node_selector: dict[str, str] = {}
+    tolerations: list[dict[str, Any]] = []
+    affinity: dict[str, Any] = {}
+    priority_class_name: str | None = None  # else by the asset's priority (priorityClassNames)
+    runtime_class_name: str | None = None
 
 
 def _stage(resources: JobResources) -> StageConfig:
@@ -54,6 +65,8 @@ def _stage(resources: JobResources) -> StageConfig:
         limits={"cpu": resources.cpu[1], "memory": resources.memory[1], "ephemeral-storage": resources.scratch_limit},
         scratch_size_limit=resources.scratch,
         active_deadline_seconds=resources.deadline_seconds,
+        deadline_seconds_per_media_second=resources.deadline_per_media_second,
+        memory_cap=resources.memory_cap,
     )
 
 
@@ -74,18 +87,16 @@ class OperatorSettings(BaseSettings):
     worker_image: str = "mediaingest:latest"
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     image_pull_secrets: list[str] = []
-    job_service_account: str | None = None  # none: the namespace's default, with no token mounted
     job_config_map_name: str = "mediaingest"  # envFrom: pipeline options, bucket names (no secrets in it)
-    # Stage pods get no database or storage credentials: they report to the API here, with a token for
-    # their attempt signed under URL_SIGNING_SECRET (the key the API replicas share to verify it).
+    # Stage pods get no database or storage credentials: they report to the API here, as their attempt's
+    # pod, with a projected token of this ServiceAccount for STAGE_TOKEN_AUDIENCE (verified by TokenReview).
     stage_api_url: str = "http://mediaingest-api:8000"
-    url_signing_secret: SecretStr | None = Field(None, alias="URL_SIGNING_SECRET")
-    # A token lives for the stage's deadline plus this: time for the Job to wait for admission (Kueue)
-    # and for its pod to be scheduled. One that expires costs an attempt, never a result.
-    stage_token_grace_seconds: int = Field(24 * 3600, ge=60)
+    stage_service_account: str = Field("mediaingest-stage", alias="STAGE_SERVICE_ACCOUNT")
+    stage_token_audience: str = Field("mediaingest-stage-report", alias="STAGE_TOKEN_AUDIENCE")
+    stage_token_seconds: int = Field(3600, ge=600)  # the kubelet rotates it at 80 % of this
     stages: dict[Stage, StageConfig] = Field(default_factory=default_stage_configs)
-    # Long enough for the operator to fold a finished Job's result in (a vanished one costs an attempt).
-    ttl_seconds_after_finished: int = Field(3600, ge=300)
+    # Long enough for the operator to read a finished Job (and its pod's exit) before the TTL removes it.
+    ttl_seconds_after_finished: int = Field(600, ge=60)
     node_selector: dict[str, str] = {}
     tolerations: list[dict[str, Any]] = []
     priority_class_names: dict[JobPriority, str] = {}
@@ -99,45 +110,48 @@ class OperatorSettings(BaseSettings):
     job_affinity: dict[str, Any] = {}
     job_extra_env: list[dict[str, Any]] = []  # [{"name": …, "value": …} or valueFrom], after ours
     # With Kueue installed: its LocalQueue for stage Jobs. Jobs are then created suspended with the
-    # queue label and Kueue admits them (quotas, fair sharing, priorities, preemption); the operator's
-    # own caps stand aside. None: the operator's caps (max_running_jobs, …) decide.
+    # queue label and Kueue admits them (quotas, fair sharing, priorities, preemption).
     kueue_queue_name: str | None = None
 
-    # --- retries and caps ----------------------------------------------------------------------
-    max_attempts: int = Field(4, ge=1)
-    backoff_base_seconds: float = Field(15.0, ge=0)
-    backoff_max_seconds: float = Field(600.0, ge=0)
-    max_running_jobs: int = Field(20, ge=1)
-    max_running_jobs_per_tenant: int = Field(5, ge=1)
-    capacity_retry_seconds: float = Field(15.0, gt=0)
+    # --- the runner ----------------------------------------------------------------------------
+    # Stage Jobs this operator keeps at once (created and not yet finished, admitted or waiting in Kueue).
+    # Per-tenant fairness is the claim's (TENANT_MAX_RUNNING_STAGES), as for a worker.
+    max_running_jobs: int = Field(200, ge=1)
+    poll_interval_seconds: float = Field(1.0, gt=0)
+    # The lease on each claimed task: heartbeated while its Job lives. A restarted operator takes up its
+    # tasks under the same runner id; one gone longer than this has its tasks reaped and retried.
+    lease_seconds: float = Field(300.0, ge=10)
+    # A created Job the watch has not shown after this long was deleted: its attempt ended unrecorded.
+    job_missing_seconds: float = Field(120.0, gt=0)
 
-    # --- the control loop ----------------------------------------------------------------------
-    # kopf peering: every operator of a release (replicas, a second Deployment, a laptop) keeps itself
-    # alive in this namespaced KopfPeering object and only the highest priority alive works. None: no
-    # peering (kopf's standalone mode), for a single operator outside the chart.
-    peering_name: str | None = None
-    # Random by default, so replicas never tie (kopf pauses every operator of a tie).
-    peering_priority: int = Field(default_factory=lambda: secrets.randbelow(1_000_000) + 1, ge=0)
-    # How long an operator counts as alive after its last keep-alive (sent a few seconds sooner): a
-    # standby takes over this long after a leader that died without saying goodbye.
-    peering_lifetime_seconds: int = Field(60, ge=2)
-    reconcile_interval_seconds: float = Field(10.0, gt=0)
-    error_backoff_seconds: float = Field(10.0, gt=0)
+    # --- the MediaAssets -----------------------------------------------------------------------
+    # How often unfinished MediaAssets are brought up to date from the database. A new phase is written at
+    # once; any other change (stages running, progress, a retry) at most every `progress_interval_seconds`.
+    projection_interval_seconds: float = Field(5.0, gt=0)
+    progress_interval_seconds: float = Field(30.0, ge=0)
+    # Ready and Failed MediaAssets are deleted this long after they finished (0: at once). Each is ~2 KB in
+    # etcd; the database keeps the record and the API keeps answering for the asset.
+    retention_seconds: float = Field(600.0, ge=0)
+
+    # --- the Kubernetes API --------------------------------------------------------------------
+    # A client-side budget for the operator's own calls (creates, patches, deletes, reads), like
+    # client-go's QPS and burst: a burst of uploads never floods the API server.
+    api_qps: float = Field(50.0, gt=0)
+    api_burst: int = Field(100, ge=1)
     # Watches end server-side after this long and are started again, and a client-side timeout a little
-    # longer ends one the network silently dropped: without both, a stalled watch freezes the pipeline
-    # while the process looks alive (kopf issue 585).
+    # longer ends one the network silently dropped; a stream that stays open and delivers not even a
+    # bookmark for `watch_inactivity_seconds` is restarted too.
     watch_server_timeout_seconds: float = Field(300.0, gt=0)
     watch_connect_timeout_seconds: float = Field(30.0, gt=0)
-    # A stream can also stay open and deliver nothing: at most this often a reconcile compares its
-    # MediaAsset with the API server's, and liveness fails when the stream lags this long (watch_health).
-    watch_check_interval_seconds: float = Field(60.0, gt=0)
-    watch_stall_seconds: float = Field(120.0, gt=0)
-    mirror_database: bool = True  # mirror stage outcomes into DATABASE_URL (off: status only)
-    # Ready and Failed MediaAssets are deleted this long after they finished (0: never). Each is ~2 KB in
-    # etcd; the database keeps the record and the API keeps answering for the asset.
-    retention_seconds: float = Field(7 * 24 * 3600, ge=0)
+    watch_inactivity_seconds: float = Field(90.0, gt=0)
+    list_chunk_size: int = Field(500, ge=1)  # paged lists: memory holds one page, not every object
 
-    @field_validator("kueue_queue_name", "peering_name", mode="before")
+    @property
+    def runner_id(self) -> str:
+        """The operator's name on the tasks it holds: stable across restarts (one operator per release)."""
+        return f"operator:{self.namespace}/{self.release or 'default'}"
+
+    @field_validator("kueue_queue_name", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -161,8 +175,3 @@ class OperatorSettings(BaseSettings):
                 override = override.model_dump(by_alias=True)
             merged[stage] = {**merged[stage], **override}
         return merged
-
-    def stage_token_secret(self) -> bytes:
-        if self.url_signing_secret is None:
-            raise ValueError("URL_SIGNING_SECRET is not set: the operator signs each stage pod's token with it")
-        return self.url_signing_secret.get_secret_value().encode()

@@ -78,10 +78,15 @@ class FfmpegTools:
     ffmpeg: str = "ffmpeg"
     ffprobe: str = "ffprobe"
     memory_limit_bytes: int | None = None
+    # Decoder, filter and encoder threads of each run; None lets ffmpeg count the machine's cores, which in
+    # a container are the node's, not the pod's CPU limit (x264 would start 3× more threads, and memory).
+    threads: int | None = None
 
     def run(self, command: FfmpegCommand, **kwargs: Any) -> FfmpegRun:
-        """run_ffmpeg(command.argv(self.ffmpeg), **kwargs), under this memory limit."""
-        return run_ffmpeg(command.argv(self.ffmpeg), memory_limit_bytes=self.memory_limit_bytes, **kwargs)
+        """run_ffmpeg(command.argv(self.ffmpeg), **kwargs), under this memory limit and thread count."""
+        return run_ffmpeg(
+            command.argv(self.ffmpeg, threads=self.threads), memory_limit_bytes=self.memory_limit_bytes, **kwargs
+        )
 
     def probe(self, path: Path | str, **kwargs: Any) -> dict[str, Any]:
         """ffprobe_json with this binary, under this memory limit."""
@@ -186,14 +191,18 @@ class FfmpegCommand:
     filter_graph: FilterGraph | None = None
     global_options: list[str] = field(default_factory=list)
 
-    def argv(self, ffmpeg: str) -> list[str]:
+    def argv(self, ffmpeg: str, *, threads: int | None = None) -> list[str]:
+        """The command line; `threads` bounds every decoder, the filter graph and every encoder."""
+        limit = ["-threads", str(threads)] if threads else []
         args = [ffmpeg, "-y", *self.global_options]
+        if threads:
+            args += ["-filter_complex_threads", str(threads)]
         for item in self.inputs:
-            args += [*item.options, "-i", _url(item.path)]
+            args += [*limit, *item.options, "-i", _url(item.path)]
         if self.filter_graph is not None and self.filter_graph.chains:
             args += ["-filter_complex", self.filter_graph.render()]
         for out in self.outputs:
-            args += [*out.options, _url(out.path)]
+            args += [*limit, *out.options, _url(out.path)]
         return args
 
 

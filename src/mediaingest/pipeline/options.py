@@ -73,7 +73,8 @@ class PipelineOptions:
             "tools": FfmpegTools(
                 ffmpeg=settings.ffmpeg_path,
                 ffprobe=settings.ffprobe_path,
-                memory_limit_bytes=settings.stage_memory_limit_mb * 2**20 if settings.stage_memory_limit_mb else None,
+                memory_limit_bytes=settings.tool_memory_limit_mb * 2**20 if settings.tool_memory_limit_mb else None,
+                threads=settings.ffmpeg_threads or None,
             ),
             "max_decoded_pixels": settings.max_decoded_pixels,
             "proxy_heights": tuple(sorted(set(settings.proxy_heights))),

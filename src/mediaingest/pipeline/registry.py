@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from mediaingest.config import ConfigurationError
 from mediaingest.models.enums import IngestionJobType, MediaType, Stage
@@ -51,7 +52,15 @@ class JobResources:
     memory: tuple[str, str]
     scratch: str  # emptyDir sizeLimit and ephemeral-storage request: the source is downloaded into it
     scratch_limit: str  # ephemeral-storage limit
-    deadline_seconds: int
+    deadline_seconds: int  # activeDeadlineSeconds for media of unknown length (and the least for any)
+    # The deadline grows with what the probe measured: deadline_seconds + this × the media's seconds.
+    deadline_per_media_second: float = 0.0
+    # After an out-of-memory kill the next attempt gets twice the memory, up to this.
+    memory_cap: str = "8Gi"
+
+
+Placement = Literal["job", "worker"]
+PLACEMENTS: tuple[Placement, ...] = ("job", "worker")
 
 
 class UnknownStageError(ValueError):
@@ -73,6 +82,9 @@ class StageSpec:
     run: Callable[[StageInput], StageResult]
     resources: JobResources
     needs_audio: bool = False  # left out of a video's plan once the probe finds no audio
+    # Under EXECUTOR=kubernetes: a Job per attempt (the operator), or the worker Deployment's stage
+    # processes (STAGE_PLACEMENT overrides it per stage). The local executor runs every stage on its worker.
+    placement: Placement = "job"
 
 
 def _probe(job: StageInput) -> StageResult:
@@ -114,7 +126,7 @@ BUILT_IN: tuple[StageSpec, ...] = (
         label="Reading metadata",
         media=_ALL_MEDIA,
         run=_probe,
-        resources=JobResources(("250m", "1"), ("256Mi", "1Gi"), "6Gi", "7Gi", 900),
+        resources=JobResources(("250m", "1"), ("256Mi", "1Gi"), "6Gi", "7Gi", 900, memory_cap="4Gi"),
     ),
     StageSpec(
         stage=PROXIES,
@@ -130,7 +142,8 @@ BUILT_IN: tuple[StageSpec, ...] = (
             cancel=job.cancel,
             live=job.live,
         ),
-        resources=JobResources(("2", "4"), ("2Gi", "4Gi"), "20Gi", "22Gi", 3 * 3600),
+        # Three times real time on the pod's cores covers a 2160p HEVC master; 15 min for what starts slowly.
+        resources=JobResources(("2", "4"), ("2Gi", "4Gi"), "20Gi", "22Gi", 900, 3.0, memory_cap="16Gi"),
     ),
     StageSpec(
         stage=Stage("thumbnails"),
@@ -146,7 +159,7 @@ BUILT_IN: tuple[StageSpec, ...] = (
             on_progress=job.on_progress,
             cancel=job.cancel,
         ),
-        resources=JobResources(("500m", "2"), ("512Mi", "2Gi"), "6Gi", "7Gi", 3600),
+        resources=JobResources(("500m", "2"), ("512Mi", "2Gi"), "6Gi", "7Gi", 600, 0.5),
     ),
     StageSpec(
         stage=Stage("audio_visuals"),
@@ -156,7 +169,7 @@ BUILT_IN: tuple[StageSpec, ...] = (
         run=lambda job: generate_audio_visuals(
             job.source, job.metadata, job.out_dir, options=job.options, on_progress=job.on_progress, cancel=job.cancel
         ),
-        resources=JobResources(("500m", "2"), ("512Mi", "2Gi"), "6Gi", "7Gi", 3600),
+        resources=JobResources(("500m", "2"), ("512Mi", "2Gi"), "6Gi", "7Gi", 600, 0.5),
         needs_audio=True,
     ),
 )

@@ -1,10 +1,11 @@
-"""The stage pod's host: everything `execute_stage` needs, over HTTP to the API with one attempt's token.
+"""The stage pod's host: everything `execute_stage` needs, over HTTP to the API, as the pod of one attempt.
 
 The pod holds no database or storage credentials. Its source comes from a signed GET URL (and must
 carry the ETag verified at confirm), each output goes to a signed PUT URL with its SHA-256 signed in,
-and progress and the result are reported to the API, which records them. Calls that fail on the
-network or with a 5xx are retried with the one retry policy; what is left is a transient failure of
-the attempt, which the operator retries.
+and progress and the result are reported to the API, which records them. Each request carries the
+pod's projected ServiceAccount token (read from its file every time: the kubelet rotates it) and names
+the attempt (`identity.ATTEMPT_HEADER`). Calls that fail on the network or with a 5xx are retried with
+the one retry policy; what is left is a transient failure of the attempt, which the stage's task retries.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.types import MediaMetadata, StageOutput, StageResult
 from mediaingest.retry import RetryDecision, RetryPolicy
+from mediaingest.stage_reports.identity import ATTEMPT_HEADER, StageClaims
 from mediaingest.stage_reports.schemas import (
     PREFIX,
     DiscardReport,
@@ -74,17 +76,18 @@ class ApiStageHost:
     def __init__(
         self,
         api_url: str,
-        token: str,
+        token_file: Path,
         *,
-        stage: Stage,
+        claims: StageClaims,
         http: httpx.Client | None = None,
         retry: RetryPolicy = REPORT_RETRY,
     ) -> None:
-        self.stage = stage
+        self.stage: Stage = claims.stage
         self.retry = retry
         self.http = http or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0))
         self._api = api_url.rstrip("/") + PREFIX
-        self._auth = {"Authorization": f"Bearer {token}"}
+        self._token_file = token_file
+        self._attempt = claims.header()
         self._start: StageStart | None = None
         self._last_progress = 0.0
         self._last_playable = 0.0
@@ -93,6 +96,13 @@ class ApiStageHost:
         self.http.close()
 
     # --- the wire ---------------------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        try:
+            token = self._token_file.read_text().strip()
+        except OSError as exc:  # the kubelet mounts it before the container starts: this pod is not set up
+            raise PermanentProcessingError(f"the stage token cannot be read ({exc.strerror})") from exc
+        return {"Authorization": f"Bearer {token}", ATTEMPT_HEADER: self._attempt}
+
     def _with_retries(self, what: str, call: Callable[[], T | None]) -> T | None:
         attempt = 0
         while True:
@@ -111,7 +121,7 @@ class ApiStageHost:
             try:
                 response = self.http.post(
                     f"{self._api}/{path}",
-                    headers=self._auth,
+                    headers=self._headers(),
                     json=body.model_dump(mode="json", by_alias=True) if body is not None else None,
                 )
             except httpx.TransportError as exc:
@@ -122,10 +132,10 @@ class ApiStageHost:
                 raise _Superseded()
             if response.status_code >= 500:
                 raise _Retryable(f"{response.status_code} {_message(response)}")
-            if response.status_code == 403:  # the token names another owner than the asset's: never ours
+            if response.status_code == 403:  # the token's pod does not run this attempt: never ours
                 raise PermanentProcessingError(f"the API refused {path}: {_message(response)}")
             if response.status_code >= 400:
-                # 401 (an expired token) or 422: this attempt cannot go on; the operator starts another.
+                # 401 (a token refused) or 422: this attempt cannot go on; the task's retry starts another.
                 raise TransientProcessingError(f"the API refused {path}: {response.status_code} {_message(response)}")
             if answer is None:
                 return None

@@ -1,23 +1,27 @@
-"""`/internal/stage-run/*`: what a Kubernetes stage pod may ask and report, with its attempt's token.
+"""`/internal/stage-run/*`: what a Kubernetes stage pod may ask and report, as the pod of one attempt.
 
 Each call is one unit of work through a `DirectStageHost`, the class a local stage process uses, so
-the rows, keys and transitions are the same whichever executor ran the stage. The token names the
-asset, its owner, the stage and the attempt: a pod can read only its asset's source, write only
-under its stage's folder, and report only on its own attempt (a later attempt fences it out).
-Not in the public OpenAPI document: only stage pods call these.
+the rows, keys and transitions are the same whichever executor ran the stage. The pod's token is its
+projected ServiceAccount token, tied to the attempt's Job (`identity`); and every call but `discard` is
+heard only while that attempt is the current one — its task RUNNING at that attempt number — so a
+finished, superseded or cancelled attempt's pod writes nothing and reads no source. A pod can read only
+its asset's source, write only under its stage's folder, and its result or failure finishes its task
+in the same transaction (one record of how the attempt ended). Not in the public OpenAPI document.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 import sqlalchemy as sa
 import structlog
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Header, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError as PydanticValidationError
 
+from mediaingest import metrics
 from mediaingest.api.deps import Db
 from mediaingest.config import MIB, Settings
 from mediaingest.exceptions import (
@@ -25,17 +29,17 @@ from mediaingest.exceptions import (
     ConflictError,
     MediaIngestError,
     ObjectNotFoundError,
-    PermissionDeniedError,
+    PermanentProcessingError,
     TransientProcessingError,
     ValidationFailedError,
 )
-from mediaingest.models import IngestionJob, MediaAsset
+from mediaingest.models import IngestionJob, Task, TaskStatus
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.registry import job_type_for
 from mediaingest.pipeline.types import StageResult
-from mediaingest.retry import RetryDecision
+from mediaingest.retry import RetryPolicy
 from mediaingest.schemas import Envelope
-from mediaingest.stage_reports import tokens
+from mediaingest.stage_reports import identity
 from mediaingest.stage_reports.schemas import (
     PREFIX,
     DiscardReport,
@@ -50,9 +54,8 @@ from mediaingest.stage_reports.schemas import (
     StageRecorded,
     StageStart,
 )
-from mediaingest.worker import progression
 from mediaingest.worker.jobs import JobHandle
-from mediaingest.worker.queue import ensure_job
+from mediaingest.worker.queue import stage_task_key
 from mediaingest.worker.stage_host import DirectStageHost, discard_published
 from mediaingest.worker.stage_runner import StageContext
 
@@ -99,60 +102,85 @@ def _context(request: Request) -> StageContext:
     return context
 
 
+def _reviewer(request: Request) -> identity.TokenReviewer:
+    state = request.app.state
+    if getattr(state, "token_reviewer", None) is None:
+        # Built at the first report, not at start-up: only an API that Kubernetes stage pods report to
+        # needs a Kubernetes client (in-cluster service account, else the kubeconfig).
+        from mediaingest.operator.kube import load_api_client
+
+        # As many connections as request threads: every stage pod's first report asks at once at load.
+        state.token_reviewer = identity.KubernetesTokenReviewer(load_api_client(pool_size=40))
+    reviewer: identity.TokenReviewer = state.token_reviewer
+    return reviewer
+
+
 async def _claims(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> tokens.StageClaims:
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    attempt: Annotated[str | None, Header(alias=identity.ATTEMPT_HEADER)] = None,
+) -> identity.StageClaims:
     # async, like the API's principal: a log binding made in a worker thread would not reach the endpoint.
     if credentials is None:
         raise AuthenticationError("a stage token is required")
-    claims = tokens.verify(request.app.state.settings.url_secret(), credentials.credentials)
+    settings: Settings = request.app.state.settings
+    claims = await run_in_threadpool(
+        identity.authenticate,
+        _reviewer(request),
+        token=credentials.credentials,
+        attempt_header=attempt,
+        audience=settings.stage_token_audience,
+        username=identity.stage_username(settings.k8s_namespace, settings.stage_service_account),
+    )
     structlog.contextvars.bind_contextvars(asset_id=claims.asset_id, stage=claims.stage, attempt=claims.attempt)
     return claims
 
 
-Claims = Annotated[tokens.StageClaims, Depends(_claims)]
+Claims = Annotated[identity.StageClaims, Depends(_claims)]
 Context = Annotated[StageContext, Depends(_context)]
 
 
-def _host(ctx: StageContext, claims: tokens.StageClaims, job_id: str) -> DirectStageHost:
-    handle = JobHandle(job_id=job_id, lease_owner=None, attempt=claims.attempt)
-    return DirectStageHost(
-        ctx, asset_id=claims.asset_id, stage=claims.stage, handle=handle, enqueue_next=False, owner_id=claims.owner_id
-    )
+@dataclass(frozen=True)
+class CurrentAttempt:
+    handle: JobHandle
+    owner_id: str
 
 
-def _job_id(db: Db, claims: tokens.StageClaims) -> str:
+def _current(db: Db, claims: Claims) -> CurrentAttempt:
+    """The attempt's handle, if it is still the current one: its task RUNNING at this attempt number.
+    410 when the asset is gone, 409 for any other attempt (finished, superseded, cancelled, not begun)."""
     with db.read() as session:
+        task = session.scalar(sa.select(Task).where(Task.dedupe_key == stage_task_key(claims.asset_id, claims.stage)))
         job_id = session.scalar(
-            sa.select(IngestionJob.id)
-            .join(MediaAsset, MediaAsset.id == IngestionJob.asset_id)
-            .where(
-                IngestionJob.asset_id == claims.asset_id,
-                IngestionJob.type == job_type_for(claims.stage),
-                MediaAsset.owner_id == claims.owner_id,
+            sa.select(IngestionJob.id).where(
+                IngestionJob.asset_id == claims.asset_id, IngestionJob.type == job_type_for(claims.stage)
             )
         )
-    if job_id is None:
+    if job_id is None or task is None or task.tenant is None or task.status == TaskStatus.CANCELLED:
         raise AssetGoneError("the asset no longer exists")
-    return job_id
+    if task.status != TaskStatus.RUNNING or task.attempts != claims.attempt:
+        raise ConflictError(
+            f"attempt {claims.attempt} of {claims.stage} is not the current one "
+            f"(the stage is {task.status.value.lower()} at attempt {task.attempts})"
+        )
+    handle = JobHandle(job_id=job_id, lease_owner=None, attempt=claims.attempt, task_id=task.id)
+    return CurrentAttempt(handle=handle, owner_id=task.tenant)
+
+
+Current = Annotated[CurrentAttempt, Depends(_current)]
+
+
+def _host(ctx: StageContext, claims: identity.StageClaims, current: CurrentAttempt) -> DirectStageHost:
+    return DirectStageHost(
+        ctx, asset_id=claims.asset_id, stage=claims.stage, handle=current.handle, enqueue_next=True,
+        owner_id=current.owner_id,
+    )  # fmt: skip
 
 
 @router.post("/start", response_model=Envelope[StageStart])
-def start(db: Db, ctx: Context, claims: Claims) -> Envelope[StageStart]:
-    """The attempt starts: the job row says so, and the pod gets its input and a URL of the source."""
-    with db.write() as session:
-        asset = session.get(MediaAsset, claims.asset_id)
-        if asset is None:
-            raise AssetGoneError("the asset no longer exists")
-        if asset.owner_id != claims.owner_id:  # a MediaAsset whose spec names another owner than the row
-            raise PermissionDeniedError("the stage token names another owner than the asset's")
-        job = ensure_job(session, asset=asset, stage=claims.stage, max_attempts=ctx.settings.job_max_attempts)
-        if job.attempts > claims.attempt:
-            raise ConflictError(f"attempt {claims.attempt} was superseded by attempt {job.attempts}")
-        handle = progression.stage_started_unleased(session, job=job, attempt=claims.attempt)
-    host = DirectStageHost(
-        ctx, asset_id=claims.asset_id, stage=claims.stage, handle=handle, enqueue_next=False, owner_id=claims.owner_id
-    )
+def start(ctx: Context, claims: Claims, current: Current) -> Envelope[StageStart]:
+    """The pod's input and a URL of the source. The attempt began when its runner created the Job."""
+    host = _host(ctx, claims, current)
     try:
         begun = host.begin()
     except TransientProcessingError as exc:
@@ -174,20 +202,20 @@ def start(db: Db, ctx: Context, claims: Claims) -> Envelope[StageStart]:
 
 
 @router.post("/progress", response_model=Envelope[ProgressAnswer])
-def progress(report: ProgressReport, db: Db, ctx: Context, claims: Claims) -> Envelope[ProgressAnswer]:
-    host = _host(ctx, claims, _job_id(db, claims))
+def progress(report: ProgressReport, ctx: Context, claims: Claims, current: Current) -> Envelope[ProgressAnswer]:
+    host = _host(ctx, claims, current)
     return Envelope(data=ProgressAnswer(current=host.report_progress(report.fraction, report.message)))
 
 
 @router.post("/playable", status_code=status.HTTP_204_NO_CONTENT)
-def playable(report: PlayableReport, db: Db, ctx: Context, claims: Claims) -> None:
-    _host(ctx, claims, _job_id(db, claims)).report_playable(report.seconds)
+def playable(report: PlayableReport, ctx: Context, claims: Claims, current: Current) -> None:
+    _host(ctx, claims, current).report_playable(report.seconds)
 
 
 @router.post("/outputs", response_model=Envelope[SignedPuts])
-def sign_outputs(request: OutputFiles, db: Db, ctx: Context, claims: Claims) -> Envelope[SignedPuts]:
+def sign_outputs(request: OutputFiles, ctx: Context, claims: Claims, current: Current) -> Envelope[SignedPuts]:
     """PUT URLs for files the pod is about to store, each under its stage's folder, checksum signed in."""
-    host = _host(ctx, claims, _job_id(db, claims))
+    host = _host(ctx, claims, current)
     signed = []
     for item in request.files:
         try:
@@ -225,8 +253,8 @@ async def record(request: Request, db: Db, ctx: Context, claims: Claims) -> Enve
     return await run_in_threadpool(_record, report, db, ctx, claims)
 
 
-def _record(report: StageRecord, db: Db, ctx: StageContext, claims: tokens.StageClaims) -> Envelope[StageRecorded]:
-    host = _host(ctx, claims, _job_id(db, claims))
+def _record(report: StageRecord, db: Db, ctx: StageContext, claims: identity.StageClaims) -> Envelope[StageRecorded]:
+    host = _host(ctx, claims, _current(db, claims))
     stored = []
     try:
         for item in report.outputs:
@@ -244,22 +272,39 @@ def _record(report: StageRecord, db: Db, ctx: StageContext, claims: tokens.Stage
     except ValueError as exc:
         raise ValidationFailedError(str(exc)) from exc
     outcome = host.record(result, stored, checksum=report.checksum, published=report.published)
+    if outcome.completed:  # a pod's own metrics are never scraped: its outcomes are counted where recorded
+        metrics.ingestion_jobs_total.labels(type=job_type_for(claims.stage), status="completed").inc()
     return Envelope(data=StageRecorded(completed=outcome.completed, outputs=outcome.outputs))
 
 
 @router.post("/fail", status_code=status.HTTP_204_NO_CONTENT)
-def fail(report: FailureReport, db: Db, ctx: Context, claims: Claims) -> None:
-    """A failed attempt: the operator retries a transient one with its own backoff, so no delay here."""
-    reason = "permanent" if report.permanent else "transient"
-    decision = RetryDecision(retry=not report.permanent, delay_seconds=0.0, reason=reason)
-    _host(ctx, claims, _job_id(db, claims)).fail(report.message, decision)
+def fail(report: FailureReport, db: Db, ctx: Context, claims: Claims, current: Current) -> None:
+    """A failed attempt, decided by the one stage retry policy as a worker's would be: retried after its
+    backoff, or failed for good (a permanent error, or the task's last attempt)."""
+    error = PermanentProcessingError(report.message) if report.permanent else TransientProcessingError(report.message)
+    with db.read() as session:
+        task = session.get(Task, current.handle.task_id)
+        max_attempts = task.max_attempts if task is not None else None
+    policy = RetryPolicy.for_stages(ctx.settings)
+    decision = policy.decide(error, attempts=current.handle.attempt, max_attempts=max_attempts)
+    _host(ctx, claims, current).fail(report.message, decision)
+    job_type = job_type_for(claims.stage)
+    metrics.ingestion_jobs_total.labels(type=job_type, status="retrying" if decision.retry else "failed").inc()
+    metrics.ingestion_jobs_failed_total.labels(type=job_type, reason=decision.reason).inc()
 
 
 @router.post("/discard", status_code=status.HTTP_204_NO_CONTENT)
-def discard(report: DiscardReport, ctx: Context, claims: Claims) -> None:
-    """A cancelled attempt's published files go if the asset is gone (its job row went with it)."""
+def discard(report: DiscardReport, db: Db, ctx: Context, claims: Claims) -> None:
+    """A cancelled attempt's published files go if the asset is gone (its job row went with it). Heard from
+    an attempt that is no longer current: that is when it is needed. Its task says whose files they are."""
+    with db.read() as session:
+        owner_id = session.scalar(
+            sa.select(Task.tenant).where(Task.dedupe_key == stage_task_key(claims.asset_id, claims.stage))
+        )
+    if owner_id is None:
+        return
     try:
-        discard_published(ctx, owner_id=claims.owner_id, asset_id=claims.asset_id, stage=claims.stage,
+        discard_published(ctx, owner_id=owner_id, asset_id=claims.asset_id, stage=claims.stage,
                           names=report.published)  # fmt: skip
     except ValueError as exc:
         raise ValidationFailedError(str(exc)) from exc

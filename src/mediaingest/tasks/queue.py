@@ -8,6 +8,14 @@ a lease: the runner's heartbeat pushes its expiry forward, and `reap_expired` pu
 runner that stopped heartbeating back in the queue (or fails them, out of attempts). A retry is a
 decision of the task's `RetryPolicy`, applied here; nothing sleeps.
 
+The claim is also the one admission and fairness rule, for every runner (a worker's stage processes,
+the operator's Kubernetes Jobs): with `tenant_cap`, a tenant never runs more than that many tasks of the
+claimed queues at once, and the due tasks of different tenants are taken in turn (each tenant's first,
+then each one's second, …) within a priority, so one tenant's thousand uploads do not hold up another's one.
+
+A task's attempt is finished by whoever holds it: its runner (fenced by the runner's id), or the
+report of the attempt itself (fenced by the attempt's number), whichever comes first.
+
 Every function takes the caller's session and only flushes: the runner's unit of work commits.
 """
 
@@ -38,6 +46,7 @@ def defer(
     priority: int = 0,
     max_attempts: int = 5,
     run_after: datetime | None = None,
+    tenant: str | None = None,
 ) -> Task:
     """Queues a task, in the caller's transaction (so it exists if and only if what caused it commits).
 
@@ -53,6 +62,7 @@ def defer(
         payload=payload or {},
         dedupe_key=dedupe_key,
         priority=priority,
+        tenant=tenant,
         max_attempts=max_attempts,
         run_after=run_after or utcnow(),
         status=TaskStatus.QUEUED,
@@ -75,20 +85,48 @@ def defer(
 
 
 def claim(
-    session: Session, *, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float, now: datetime
+    session: Session,
+    *,
+    worker_id: str,
+    queues: Sequence[str],
+    limit: int,
+    lease_seconds: float,
+    now: datetime,
+    tenant_cap: int | None = None,
 ) -> Sequence[Task]:
-    """Takes up to `limit` due tasks of `queues` for `worker_id`, counting the attempt."""
+    """Takes up to `limit` due tasks of `queues` for `worker_id`, counting the attempt; with `tenant_cap`,
+    never more than that many running tasks of one tenant, tenants taken in turn."""
     if limit <= 0 or not queues:
         return []
     due = (Task.status == TaskStatus.QUEUED, Task.queue.in_(queues), Task.run_after <= now)
+    order = (Task.priority.desc(), Task.run_after, Task.created_at)
+    picked = sa.select(Task.id).where(*due).order_by(*order)
+    if tenant_cap is not None:
+        # Each due task's place in its tenant's line, plus what the tenant already runs, is how many the
+        # tenant would run with it: that must stay within the cap, and the tenant running fewest goes
+        # first. A window function cannot sit under FOR UPDATE, so the ranking is a subquery joined to
+        # `tasks`, and only `tasks` rows are locked.
+        running = (
+            sa.select(Task.tenant, sa.func.count().label("running"))
+            .where(Task.status == TaskStatus.RUNNING, Task.queue.in_(queues), Task.tenant.is_not(None))
+            .group_by(Task.tenant)
+            .subquery("running")
+        )
+        place = sa.func.row_number().over(partition_by=Task.tenant, order_by=order).label("place")
+        ranked = sa.select(Task.id, Task.tenant, place).where(*due).subquery("ranked")
+        would_run = ranked.c.place + sa.func.coalesce(running.c.running, 0)
+        picked = (
+            sa.select(Task.id)
+            .join(ranked, ranked.c.id == Task.id)
+            .outerjoin(running, running.c.tenant == ranked.c.tenant)
+            .where(*due, sa.or_(ranked.c.tenant.is_(None), would_run <= tenant_cap))
+            .order_by(Task.priority.desc(), would_run, Task.run_after, Task.created_at)
+        )
     # A CTE, not `id IN (subquery)`: PostgreSQL may run such a subquery once per outer row, and with
     # LIMIT … SKIP LOCKED each run picks other rows (seen: limit 1 claimed three). A locking CTE runs once.
     candidates = (
-        sa.select(Task.id)
-        .where(*due)
-        .order_by(Task.priority.desc(), Task.run_after, Task.created_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)  # ignored by SQLite, whose writers are already serialized
+        picked.limit(limit)
+        .with_for_update(skip_locked=True, of=Task)  # ignored by SQLite, whose writers are already serialized
         .cte("candidates")
     )
     statement = (
@@ -107,8 +145,19 @@ def claim(
     return session.scalars(statement).all()
 
 
-def _held(task_id: str, worker_id: str) -> tuple[sa.ColumnElement[bool], ...]:
-    return (Task.id == task_id, Task.status == TaskStatus.RUNNING, Task.lease_owner == worker_id)
+def held_by(session: Session, *, worker_id: str) -> Sequence[Task]:
+    """The tasks `worker_id` holds now: a runner that restarts under the same id takes them up again."""
+    return session.scalars(
+        sa.select(Task).where(Task.status == TaskStatus.RUNNING, Task.lease_owner == worker_id)
+    ).all()
+
+
+def _held(task_id: str, worker_id: str | None = None, attempt: int | None = None) -> tuple[sa.ColumnElement[bool], ...]:
+    """The task is still running as the caller knows it: held by its runner, or still at its attempt."""
+    if (worker_id is None) == (attempt is None):
+        raise ValueError("fence a task by its runner or by its attempt, one of the two")
+    fence = Task.lease_owner == worker_id if worker_id is not None else Task.attempts == attempt
+    return (Task.id == task_id, Task.status == TaskStatus.RUNNING, fence)
 
 
 def _update(session: Session, conditions: tuple[sa.ColumnElement[bool], ...], **values: Any) -> bool:
@@ -130,10 +179,12 @@ def holds(session: Session, *, task_id: str, worker_id: str) -> bool:
     return session.scalar(sa.select(Task.id).where(*_held(task_id, worker_id))) is not None
 
 
-def succeed(session: Session, *, task_id: str, worker_id: str, now: datetime) -> bool:
+def succeed(
+    session: Session, *, task_id: str, now: datetime, worker_id: str | None = None, attempt: int | None = None
+) -> bool:
     return _update(
         session,
-        _held(task_id, worker_id),
+        _held(task_id, worker_id, attempt),
         status=TaskStatus.SUCCEEDED,
         lease_owner=None,
         lease_expires_at=None,
@@ -143,8 +194,19 @@ def succeed(session: Session, *, task_id: str, worker_id: str, now: datetime) ->
     )
 
 
-def fail(session: Session, *, task_id: str, worker_id: str, decision: RetryDecision, error: str, now: datetime) -> bool:
-    """Applies the retry policy's decision: queued again after its delay, or failed for good."""
+def fail(
+    session: Session,
+    *,
+    task_id: str,
+    decision: RetryDecision,
+    error: str,
+    now: datetime,
+    worker_id: str | None = None,
+    attempt: int | None = None,
+    payload: dict[str, Any] | None = None,
+) -> bool:
+    """Applies the retry policy's decision: queued again after its delay, or failed for good. `payload`
+    replaces the task's input for the next attempt (say, more memory after an out-of-memory kill)."""
     values: dict[str, Any] = {
         "lease_owner": None,
         "lease_expires_at": None,
@@ -155,7 +217,9 @@ def fail(session: Session, *, task_id: str, worker_id: str, decision: RetryDecis
         values |= {"status": TaskStatus.QUEUED, "run_after": now + timedelta(seconds=decision.delay_seconds)}
     else:
         values |= {"status": TaskStatus.FAILED, "finished_at": now}
-    return _update(session, _held(task_id, worker_id), **values)
+    if payload is not None:
+        values["payload"] = payload
+    return _update(session, _held(task_id, worker_id, attempt), **values)
 
 
 def cancelled(session: Session, *, task_id: str, worker_id: str, now: datetime) -> bool:

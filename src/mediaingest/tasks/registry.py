@@ -14,9 +14,13 @@ from mediaingest.config import Settings
 from mediaingest.models import Task
 from mediaingest.retry import RetryDecision, RetryPolicy
 
-STAGES_QUEUE = "stages"  # media work: heavy, one stage process per task
+STAGES_QUEUE = "stages"  # media work in a worker: heavy, one stage process per task
 DEFAULT_QUEUE = "default"  # chores and deliveries: light, many at once
-QUEUES = (STAGES_QUEUE, DEFAULT_QUEUE)
+QUEUES = (STAGES_QUEUE, DEFAULT_QUEUE)  # what a worker runs
+# What the Kubernetes operator runs (EXECUTOR=kubernetes): a stage attempt as a Job, a MediaAsset to create.
+STAGE_JOBS_QUEUE = "stage-jobs"
+KUBERNETES_QUEUE = "kubernetes"
+OPERATOR_QUEUES = (STAGE_JOBS_QUEUE, KUBERNETES_QUEUE)
 
 
 @dataclass(frozen=True)

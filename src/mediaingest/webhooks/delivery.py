@@ -24,6 +24,7 @@ import httpx
 import structlog
 from sqlalchemy.orm import Session
 
+from mediaingest import metrics
 from mediaingest.config import Settings
 from mediaingest.db import session_scope, utcnow
 from mediaingest.exceptions import Permanent
@@ -230,6 +231,8 @@ def _record(ctx: StageContext, run: TaskRun, attempt: _Attempt, result: AttemptR
         WebhookDeliveryStatus.DELIVERED: "webhook.delivered",
         WebhookDeliveryStatus.FAILED: "webhook.delivery_failed",
     }.get(status, "webhook.attempt_failed")
+    outcome = {WebhookDeliveryStatus.DELIVERED: "delivered", WebhookDeliveryStatus.FAILED: "failed"}
+    metrics.webhook_delivery_attempts_total.labels(outcome=outcome.get(status, "retrying")).inc()
     log.info(event_name, delivery_id=attempt.delivery_id, webhook_event=attempt.event, attempt=attempt.attempt,
              status_code=result.status_code, error=result.error, duration_ms=result.duration_ms)  # fmt: skip
     if decision is not None:

@@ -1,9 +1,10 @@
-"""State changes of one IngestionJob row, fenced by its runner when a local worker runs it.
+"""State changes of one IngestionJob row, fenced by whoever runs the attempt.
 
-A Kubernetes Job runs a stage without a runner id (the operator owns attempts); a local worker
-passes its id (`lease_owner`, set when it started the attempt), so a worker whose task was reaped
-or cancelled can no longer write: every update matches zero rows and the worker stops. The lease
-itself is the task's (`mediaingest.tasks.queue`); the row only names who runs the attempt.
+A worker's stage process writes as its runner (`lease_owner`, set when the attempt started), so a
+worker whose task was reaped or cancelled can no longer write: every update matches zero rows and the
+worker stops. A Kubernetes stage pod's reports are written by the API as the attempt itself (its
+number), so a later attempt fences out an earlier one; they also finish the attempt's task (`task_id`).
+The lease itself is the task's (`mediaingest.tasks.queue`); the row only names who runs the attempt.
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ class JobHandle:
     job_id: str
     lease_owner: str | None
     attempt: int
+    # Set when the attempt reports for itself (a stage pod, through the API): its outcome finishes the task.
+    task_id: str | None = None
     _last_progress_write: float = field(default=0.0, repr=False)
 
     def _where(self) -> list[sa.ColumnElement[bool]]:
         conditions = [IngestionJob.id == self.job_id, IngestionJob.status == IngestionJobStatus.RUNNING]
         if self.lease_owner is not None:
             conditions.append(IngestionJob.lease_owner == self.lease_owner)
-        else:  # a Kubernetes attempt: a later attempt's start fences this one out
+        else:  # a stage pod's report: a later attempt's start fences this one out
             conditions.append(IngestionJob.attempts == self.attempt)
         return conditions
 

@@ -125,6 +125,8 @@ class Worker:
                         limit=free,
                         lease_seconds=self.settings.worker_lease_seconds,
                         now=utcnow(),
+                        # The one fairness rule: the operator's claim of stage Jobs applies it too.
+                        tenant_cap=self.settings.tenant_max_running_stages if name == STAGES_QUEUE else None,
                     )
                     runs += [
                         (name, TaskRun(task.id, task.name, dict(task.payload), task.attempts, task.max_attempts,

@@ -1,11 +1,9 @@
-"""One stage attempt outside the worker loop: what a Kubernetes Job runs (`mediaingest run-stage`).
+"""One stage attempt in a Kubernetes Job's pod (`mediaingest run-stage`).
 
-The operator owns attempts and backoff here; the job row mirrors them so the status endpoint and
-`kubectl get mediaassets` agree. Exit codes tell the operator what to do next.
-
-A pod the operator started has STAGE_API_URL and STAGE_TOKEN and no other credentials: it reports to
-the API (`stage_reports.client.ApiStageHost`). Without them (run by hand beside a database), the
-attempt writes the database and storage itself, exactly as a local stage process does.
+The attempt's task was claimed by the operator, which created the Job; the pod has STAGE_API_URL and
+STAGE_TOKEN_FILE (its projected ServiceAccount token) and no other credentials, and reports to the API
+(`stage_reports.client.ApiStageHost`), which records the outcome and finishes the task. The exit code
+says what a pod that could not report meant: 3 for media no attempt can cure, else transient.
 """
 
 from __future__ import annotations
@@ -18,18 +16,16 @@ import structlog
 
 from mediaingest import metrics
 from mediaingest.config import Settings
-from mediaingest.db import session_scope
 from mediaingest.exceptions import MediaIngestError, PermanentProcessingError
-from mediaingest.models import MediaAsset
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.registry import job_type_for
 from mediaingest.retry import RetryDecision
-from mediaingest.worker import progression
-from mediaingest.worker.queue import ensure_job
+from mediaingest.stage_reports.client import ApiStageHost
+from mediaingest.stage_reports.identity import StageClaims
 from mediaingest.worker.stage_host import StageHost
-from mediaingest.worker.stage_runner import StageContext, direct_host, execute_stage
+from mediaingest.worker.stage_runner import execute_stage
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -40,30 +36,19 @@ EXIT_PERMANENT = 3
 
 def run_one_stage(settings: Settings, *, asset_id: str, stage: Stage, attempt: int) -> int:
     structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage, attempt=attempt)
+    if not settings.stage_api_url or settings.stage_token_file is None:
+        log.error("stage.not_a_stage_pod", reason="STAGE_API_URL and STAGE_TOKEN_FILE are set on stage pods")
+        _leave_termination_message(settings, "run-stage needs STAGE_API_URL and STAGE_TOKEN_FILE (a stage pod's)")
+        return EXIT_PERMANENT
     cancel = threading.Event()
     # Kubernetes sends SIGTERM before killing a pod (deletion, deadline): stop ffmpeg and exit transient.
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
-    if settings.stage_api_url and settings.stage_token is not None:
-        from mediaingest.stage_reports.client import ApiStageHost
-
-        api_host = ApiStageHost(settings.stage_api_url, settings.stage_token.get_secret_value(), stage=stage)
-        try:
-            return _attempt(api_host, settings, stage=stage, cancel=cancel)
-        finally:
-            api_host.close()
-    ctx = StageContext.open(settings)
+    claims = StageClaims(asset_id=asset_id, stage=stage, attempt=attempt)
+    api_host = ApiStageHost(settings.stage_api_url, settings.stage_token_file, claims=claims)
     try:
-        with session_scope(ctx.session_factory) as session:
-            asset = session.get(MediaAsset, asset_id)
-            if asset is None:
-                log.info("asset.stage_skipped", reason="asset deleted")
-                return EXIT_OK
-            job = ensure_job(session, asset=asset, stage=stage, max_attempts=settings.job_max_attempts)
-            handle = progression.stage_started_unleased(session, job=job, attempt=attempt)
-        host = direct_host(ctx, asset_id=asset_id, stage=stage, handle=handle, enqueue_next=False)
-        return _attempt(host, settings, stage=stage, cancel=cancel)
+        return _attempt(api_host, settings, stage=stage, cancel=cancel)
     finally:
-        ctx.close()
+        api_host.close()
 
 
 def _attempt(host: StageHost, settings: Settings, *, stage: Stage, cancel: threading.Event) -> int:
@@ -84,7 +69,7 @@ def _attempt(host: StageHost, settings: Settings, *, stage: Stage, cancel: threa
         message = error.message if isinstance(error, MediaIngestError) else f"{type(error).__name__}: {error}"
         if not isinstance(error, MediaIngestError):
             log.exception("asset.stage_crashed")
-        # The operator retries transient failures; the row says "retrying" until it decides otherwise.
+        # The API decides with the stage retry policy; this says only whether the error is permanent.
         decision = RetryDecision(
             retry=not permanent, delay_seconds=0.0, reason="permanent" if permanent else "transient"
         )

@@ -1,21 +1,24 @@
 """What an asset's state becomes when one of its stages starts, succeeds or fails: the one owner of
-the IngestionJob rows and of the asset's processing status.
+the IngestionJob rows and of the asset's processing status, for every executor.
 
-Shared by the local worker (which also enqueues the stages that follow the probe), by the `run-stage`
-entry point that Kubernetes Jobs run, and by the operator, which reports what it observes of those
-Jobs (`observed_*` below, through `operator.mirror`).
+A runner starts an attempt (`stage_started`: a worker's thread, or the operator as it creates the
+attempt's Job); the stage itself records how it ended (`stage_succeeded`/`stage_failed`: a worker's stage
+process, or the API for a stage pod's report), which also enqueues what follows the probe and decides
+READY or FAILED; a runner that saw an attempt end without a word from it says so
+(`attempt_unrecorded`: a lost worker, a pod killed for memory, a Job that vanished).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.orm import Session
 
+from mediaingest import metrics
 from mediaingest.assets.lifecycle import mark_failed, mark_ready
+from mediaingest.config import Settings
 from mediaingest.db import utcnow
 from mediaingest.models import AssetProxy, IngestionJob, MediaAsset
 from mediaingest.models.enums import (
@@ -28,8 +31,9 @@ from mediaingest.pipeline.plan import stages_for
 from mediaingest.pipeline.registry import PROBE, job_type_for
 from mediaingest.pipeline.types import MediaMetadata
 from mediaingest.retry import RetryDecision
+from mediaingest.tasks import queue
 from mediaingest.worker.jobs import MAX_LOG_ENTRIES, JobHandle, log_entry
-from mediaingest.worker.queue import enqueue_stage, ensure_job
+from mediaingest.worker.queue import enqueue_stage
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -48,7 +52,7 @@ def plan_for(asset: MediaAsset) -> list[Stage]:
     return stages_for(asset.type, metadata_of(asset))
 
 
-def stage_started(session: Session, *, job: IngestionJob, worker_id: str, attempt: int) -> JobHandle:
+def stage_started(session: Session, *, job: IngestionJob, worker_id: str, attempt: int, message: str = "") -> JobHandle:
     """A runner took the stage's task: the row shows the attempt and is fenced by the runner's id."""
     now = utcnow()
     job.status = IngestionJobStatus.RUNNING
@@ -59,27 +63,13 @@ def stage_started(session: Session, *, job: IngestionJob, worker_id: str, attemp
     job.finished_at = None
     job.progress = 0.0
     job.error = None
-    job.message = f"attempt {attempt} running"
-    job.logs = [*(job.logs or []), log_entry("job.started", attempt=attempt)][-MAX_LOG_ENTRIES:]
+    job.message = message or f"attempt {attempt} running"
+    job.logs = [*(job.logs or []), log_entry("job.started", attempt=attempt, runner=worker_id)][-MAX_LOG_ENTRIES:]
+    asset = session.get(MediaAsset, job.asset_id)
+    if asset is not None:
+        mark_processing(session, asset)
     session.flush()
     return JobHandle(job_id=job.id, lease_owner=worker_id, attempt=attempt)
-
-
-def stage_started_unleased(session: Session, *, job: IngestionJob, attempt: int) -> JobHandle:
-    """A Kubernetes Job's attempt: the operator counts attempts, the row mirrors them (no lease)."""
-    now = utcnow()
-    job.status = IngestionJobStatus.RUNNING
-    job.attempts = attempt
-    job.retries = max(0, attempt - 1)
-    job.started_at = job.started_at or now
-    job.finished_at = None
-    job.progress = 0.0
-    job.error = None
-    job.message = f"attempt {attempt} running"
-    job.lease_owner = None
-    job.logs = [*(job.logs or []), log_entry("job.started", attempt=attempt)][-MAX_LOG_ENTRIES:]
-    session.flush()
-    return JobHandle(job_id=job.id, lease_owner=None, attempt=attempt)
 
 
 def attempt_unrecorded(session: Session, *, job: IngestionJob, stage: Stage, failed: bool, cause: str) -> None:
@@ -134,9 +124,10 @@ def mark_processing(session: Session, asset: MediaAsset) -> None:
 
 def stage_succeeded(
     session: Session, *, asset: MediaAsset, stage: Stage, handle: JobHandle, message: str, enqueue_next: bool,
-    max_attempts: int,
+    settings: Settings,
 ) -> bool:  # fmt: skip
-    """Completes the job; enqueues what follows the probe (local executor); READY when all are done.
+    """Completes the job (and its task, when the attempt reports for itself); enqueues what follows the
+    probe; READY when all are done.
 
     Returns False when the job was no longer ours to complete (the caller then discards its work).
     """
@@ -153,11 +144,15 @@ def stage_succeeded(
     )
     if not completed:
         return False
+    if handle.task_id is not None and not queue.succeed(
+        session, task_id=handle.task_id, attempt=handle.attempt, now=now
+    ):
+        return False  # the task moved on (cancelled, reaped): this attempt is no longer current
     handle.append_log(session, log_entry("job.completed", attempt=handle.attempt, message=message))
     session.refresh(asset)
     if stage == PROBE and enqueue_next:
         for next_stage in plan_for(asset)[1:]:
-            enqueue_stage(session, asset=asset, stage=next_stage, max_attempts=max_attempts)
+            enqueue_stage(session, asset=asset, stage=next_stage, settings=settings)
     session.flush()
     _ready_if_complete(session, asset)
     return True
@@ -177,6 +172,7 @@ def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
     if asset.checksum is None:  # never READY before the bytes are known to be the ones uploaded
         return
     mark_ready(session, asset)
+    metrics.assets_finished_total.labels(status="READY").inc()
     proxies = session.scalars(sa.select(AssetProxy.type).where(AssetProxy.asset_id == asset.id)).all()
     took = (asset.processed_at - asset.uploaded_at) if asset.processed_at and asset.uploaded_at else timedelta()
     # One style in every log line: snake_case keys, a dotted event name, units in the names (the API's
@@ -226,6 +222,8 @@ def stage_failed(
         )
     if not updated:
         return
+    if handle.task_id is not None:
+        queue.fail(session, task_id=handle.task_id, attempt=handle.attempt, decision=decision, error=error, now=now)
     handle.append_log(
         session,
         log_entry(
@@ -243,105 +241,4 @@ def stage_failed(
 
 def fail_asset(session: Session, asset: MediaAsset, *, stage: Stage, error: str) -> None:
     mark_failed(session, asset, reason=f"{stage} stage failed: {error}")
-
-
-# --- observed from Kubernetes Jobs ------------------------------------------------------------------
-# The operator watches the Jobs and reports each transition, possibly more than once (a level-based
-# reconciler sees a state again before its own status patch is visible) and possibly late: every
-# function is idempotent and ignores a report about an attempt older than the one recorded.
-
-
-def _observed_job(session: Session, asset_id: str, stage: Stage) -> IngestionJob | None:
-    """The stage's row (one per asset and stage), locked; created on the first report."""
-    job = session.scalar(
-        sa.select(IngestionJob)
-        .where(IngestionJob.asset_id == asset_id, IngestionJob.type == job_type_for(stage))
-        .with_for_update()
-    )
-    if job is not None:
-        return job
-    asset = session.get(MediaAsset, asset_id)
-    if asset is None:
-        # Deleted from the database while its resource still exists: nothing to record.
-        log.info("operator.mirror_asset_missing", asset_id=asset_id, stage=stage)
-        return None
-    return ensure_job(session, asset=asset, stage=stage)
-
-
-def _observed_log(job: IngestionJob, at: datetime, event: str, **fields: Any) -> None:
-    entry = {**log_entry(event, **fields), "at": at.isoformat()}  # when Kubernetes saw it, not now
-    job.logs = [*(job.logs or []), entry][-MAX_LOG_ENTRIES:]
-
-
-def observed_stage_started(
-    session: Session, *, asset_id: str, stage: Stage, attempt: int, job_name: str, at: datetime
-) -> None:
-    job = _observed_job(session, asset_id, stage)
-    if job is None or job.attempts > attempt:
-        return
-    if job.attempts == attempt and job.status in (*FINISHED_STATUSES, IngestionJobStatus.RUNNING):
-        return
-    job.status = IngestionJobStatus.RUNNING
-    if job.attempts < attempt:
-        job.progress = 0.0
-    job.attempts = attempt
-    job.started_at = at
-    job.finished_at = None
-    job.message = f"attempt {attempt}: Kubernetes Job {job_name}"
-    _observed_log(job, at, "job.started", stage=stage, attempt=attempt, kubernetes_job=job_name)
-    session.execute(
-        sa.update(MediaAsset)
-        .where(MediaAsset.id == asset_id, MediaAsset.processing_status == AssetProcessingStatus.PENDING)
-        .values(processing_status=AssetProcessingStatus.PROCESSING)
-    )
-
-
-def observed_stage_failed(
-    session: Session, *, asset_id: str, stage: Stage, attempt: int, will_retry: bool, message: str, at: datetime
-) -> None:
-    status = IngestionJobStatus.RETRYING if will_retry else IngestionJobStatus.FAILED
-    job = _observed_job(session, asset_id, stage)
-    if job is None or job.attempts > attempt:
-        return
-    if job.attempts == attempt and job.status == status and job.error == message:
-        return
-    job.status = status
-    job.attempts = attempt
-    job.error = message
-    if will_retry:
-        job.retries = max(job.retries or 0, attempt)
-        job.message = f"attempt {attempt} failed; retrying"
-    else:
-        job.message = f"failed after {attempt} attempt{'s' if attempt > 1 else ''}"
-        job.finished_at = at
-    _observed_log(job, at, "job.failed", stage=stage, attempt=attempt, will_retry=will_retry, error=message)
-
-
-def observed_stage_succeeded(session: Session, *, asset_id: str, stage: Stage, attempt: int, at: datetime) -> None:
-    job = _observed_job(session, asset_id, stage)
-    if job is None or job.attempts > attempt:
-        return
-    if job.status == IngestionJobStatus.COMPLETED and job.attempts == attempt:
-        return
-    job.status = IngestionJobStatus.COMPLETED
-    job.attempts = attempt
-    job.progress = 100.0
-    job.finished_at = at
-    job.message = "completed"
-    _observed_log(job, at, "job.completed", stage=stage, attempt=attempt)
-
-
-def observed_asset_finished(session: Session, *, asset_id: str, ready: bool, message: str | None, at: datetime) -> None:
-    """The operator's verdict on the whole asset: READY, or FAILED with its unfinished stages cancelled."""
-    asset = session.get(MediaAsset, asset_id, with_for_update=True)
-    if asset is None:
-        return
-    if ready:
-        mark_ready(session, asset, at=at)
-        return
-    mark_failed(session, asset, reason=message or "failed")
-    session.execute(
-        sa.update(IngestionJob)
-        .where(IngestionJob.asset_id == asset_id, IngestionJob.status.not_in(FINISHED_STATUSES))
-        .values(status=IngestionJobStatus.CANCELLED, finished_at=at, message="cancelled: asset failed")
-    )
+    metrics.assets_finished_total.labels(status="FAILED").inc()

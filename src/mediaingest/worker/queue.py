@@ -1,19 +1,25 @@
 """Putting ingestion work on the task queue: one IngestionJob row (what users see) and one `stages.run`
-task (what a runner claims) per (asset, stage), created together in the caller's transaction."""
+task (what a runner claims) per (asset, stage), created together in the caller's transaction.
+
+The task's queue says which runner takes it: `stages` for a worker's stage processes, `stage-jobs` for
+the Kubernetes operator (a Job per attempt), by the stage's placement. Either way the same claim, retry
+policy and transitions apply; only what runs the attempt differs."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from mediaingest.config import ExecutorName, Settings
 from mediaingest.db import utcnow
 from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.models.enums import IngestionJobStatus, Stage
-from mediaingest.pipeline.registry import job_type_for, stage_names
+from mediaingest.pipeline.registry import Placement, job_type_for, spec_for, stage_names
 from mediaingest.tasks import queue
-from mediaingest.tasks.registry import STAGES_QUEUE
+from mediaingest.tasks.registry import KUBERNETES_QUEUE, STAGE_JOBS_QUEUE, STAGES_QUEUE
 
 RUN_STAGE = "stages.run"
+PUBLISH_ASSET = "mediaassets.publish"  # the operator creates the asset's MediaAsset (EXECUTOR=kubernetes)
 _FINISHED = (IngestionJobStatus.COMPLETED, IngestionJobStatus.FAILED, IngestionJobStatus.CANCELLED)
 
 
@@ -22,8 +28,7 @@ def stage_task_key(asset_id: str, stage: Stage) -> str:
 
 
 def ensure_job(session: Session, *, asset: MediaAsset, stage: Stage, max_attempts: int | None = None) -> IngestionJob:
-    """The stage's job row, created if missing (the Kubernetes executor's pods and the operator's reports
-    use it alone). Without `max_attempts`, the column's default: the operator counts attempts itself."""
+    """The stage's job row, created if missing. Without `max_attempts`, the column's default."""
     job = session.scalar(
         sa.select(IngestionJob).where(IngestionJob.asset_id == asset.id, IngestionJob.type == job_type_for(stage))
     )
@@ -44,27 +49,57 @@ def ensure_job(session: Session, *, asset: MediaAsset, stage: Stage, max_attempt
     return job
 
 
-def enqueue_stage(session: Session, *, asset: MediaAsset, stage: Stage, max_attempts: int) -> IngestionJob:
+def placement(settings: Settings, stage: Stage) -> Placement:
+    """Where the stage runs: always the worker on one machine; under Kubernetes, its placement."""
+    if settings.executor != ExecutorName.KUBERNETES:
+        return "worker"
+    return settings.stage_placement.get(stage, spec_for(stage).placement)
+
+
+def stage_queue(settings: Settings, stage: Stage) -> str:
+    return STAGE_JOBS_QUEUE if placement(settings, stage) == "job" else STAGES_QUEUE
+
+
+def enqueue_stage(session: Session, *, asset: MediaAsset, stage: Stage, settings: Settings) -> IngestionJob:
     """The job row and its task; doing it twice is harmless (both are found by their keys). A stage whose
     job already finished gets no new task: finished tasks are pruned, and their keys with them."""
-    job = ensure_job(session, asset=asset, stage=stage, max_attempts=max_attempts)
+    job = ensure_job(session, asset=asset, stage=stage, max_attempts=settings.job_max_attempts)
     if job.status in _FINISHED:
         return job
     queue.defer(
         session,
         name=RUN_STAGE,
-        queue=STAGES_QUEUE,
+        queue=stage_queue(settings, stage),
         payload={"assetId": asset.id, "stage": stage, "jobId": job.id},
         dedupe_key=stage_task_key(asset.id, stage),
         priority=asset.priority.rank,
-        max_attempts=max_attempts,
+        max_attempts=settings.job_max_attempts,
+        tenant=asset.owner_id,
     )
     return job
 
 
+def publish_key(asset_id: str) -> str:
+    return f"publish:{asset_id}"
+
+
+def enqueue_publish(session: Session, *, asset: MediaAsset) -> None:
+    """The operator's task to create the asset's MediaAsset: in the confirm transaction, like its stages."""
+    queue.defer(
+        session,
+        name=PUBLISH_ASSET,
+        queue=KUBERNETES_QUEUE,
+        payload={"assetId": asset.id},
+        dedupe_key=publish_key(asset.id),
+        priority=asset.priority.rank,
+    )
+
+
 def cancel_jobs(session: Session, *, asset_id: str) -> int:
     """Cancels the asset's unfinished jobs and their tasks; a runner holding one notices at its next heartbeat."""
-    queue.cancel(session, dedupe_keys=[stage_task_key(asset_id, stage) for stage in stage_names()])
+    queue.cancel(
+        session, dedupe_keys=[publish_key(asset_id), *(stage_task_key(asset_id, stage) for stage in stage_names())]
+    )
     result = session.execute(
         sa.update(IngestionJob)
         .where(IngestionJob.asset_id == asset_id, IngestionJob.status.not_in(_FINISHED))

@@ -236,7 +236,7 @@ class DirectStageHost:
                     asset.checksum = checksum
                 recorded = progression.stage_succeeded(
                     session, asset=asset, stage=self.stage, handle=self.handle, message=result.message,
-                    enqueue_next=self.enqueue_next, max_attempts=self.ctx.settings.job_max_attempts,
+                    enqueue_next=self.enqueue_next, settings=self.ctx.settings,
                 )  # fmt: skip
                 if not recorded:
                     session.rollback()

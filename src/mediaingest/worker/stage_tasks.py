@@ -88,7 +88,9 @@ def _observe(ctx: StageContext, job_id: str, attempt: int, job_type: str, report
 
 
 def stage_reaped(session: Session, task: Task, failed: bool) -> None:
-    _unrecorded(session, task, failed=failed, cause="worker lost")
+    _unrecorded(
+        session, task, failed=failed, cause="its runner was lost (a worker or the operator stopped heartbeating)"
+    )
 
 
 def stage_crashed(session: Session, task: Task, error: str, decision: RetryDecision) -> None:

@@ -1,1 +1,0 @@
-"""The operator's logic; `mediaingest.operator.main` only registers these with kopf."""

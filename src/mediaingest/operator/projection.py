@@ -1,0 +1,350 @@
+"""The MediaAsset as a projection of the database: what `kubectl get mediaassets` shows, written by the
+operator alone, decided by nothing but the rows `progression` keeps.
+
+    build_media_asset   the manifest created for a confirmed upload (pure)
+    asset_status        the status an asset's rows say it has (pure): the one mapping of the database's
+                        words (PROCESSING, COMPLETED, …) to Kubernetes' (Running, Succeeded, …)
+    Projector           keeps the unfinished MediaAssets current, labels and then deletes finished ones
+
+etcd stays small: a MediaAsset that reaches Ready or Failed is labelled `mediaingest.io/finished=true`,
+which drops it from the operator's watch (its selector leaves finished ones out on the server), and it
+is deleted `retention_seconds` later (at once with 0). Writes are few: a status patch at once when the
+phase changes, and for anything else (the stages running, progress, a retry) only when it changed and at
+most every `progress_interval_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from kubernetes.client.exceptions import ApiException
+
+from mediaingest.db import SessionFactory
+from mediaingest.models import IngestionJob, MediaAsset
+from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus
+from mediaingest.operator import metrics, naming
+from mediaingest.operator.kube import KubeApi
+from mediaingest.operator.settings import OperatorSettings
+from mediaingest.pipeline.plan import stages_for
+from mediaingest.pipeline.registry import stage_for_job_type
+
+log = structlog.stdlib.get_logger(__name__)
+
+PHASES = {
+    AssetProcessingStatus.PENDING: "Pending",
+    AssetProcessingStatus.PROCESSING: "Running",
+    AssetProcessingStatus.READY: "Ready",
+    AssetProcessingStatus.FAILED: "Failed",
+}
+STAGE_PHASES = {
+    IngestionJobStatus.PENDING: "Pending",
+    IngestionJobStatus.RUNNING: "Running",
+    IngestionJobStatus.RETRYING: "Retrying",
+    IngestionJobStatus.COMPLETED: "Succeeded",
+    IngestionJobStatus.FAILED: "Failed",
+    IngestionJobStatus.CANCELLED: "Cancelled",
+}
+FINISHED_PHASES = ("Ready", "Failed")
+MESSAGE_LIMIT = 2048  # the CRD's maxLength for a stage message
+
+
+def format_time(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _truncate(text: str | None, limit: int = MESSAGE_LIMIT) -> str | None:
+    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def build_media_asset(asset: MediaAsset, *, namespace: str, release: str | None) -> dict[str, Any]:
+    """The MediaAsset of a confirmed upload. Its spec is what was uploaded and the plan as it stood at
+    confirmation; the probe may drop a stage (a silent video has no audio visuals): status.stages tells."""
+    return {
+        "apiVersion": naming.API_VERSION,
+        "kind": naming.KIND,
+        "metadata": {
+            "name": naming.asset_resource_name(asset.id),
+            "namespace": namespace,
+            "labels": {
+                naming.LABEL_NAME: "mediaingest",
+                naming.LABEL_COMPONENT: "media-asset",
+                naming.LABEL_MANAGED_BY: naming.MANAGED_BY,
+                naming.LABEL_ASSET_ID: naming.label_value(asset.id),
+                naming.LABEL_TENANT: naming.label_value(asset.owner_id),
+                naming.LABEL_MEDIA_TYPE: asset.type.value,
+                **({naming.LABEL_RELEASE: naming.label_value(release)} if release else {}),
+            },
+            "annotations": {naming.ANNOTATION_OWNER: asset.owner_id},
+        },
+        "spec": {
+            "assetId": asset.id,
+            "owner": asset.owner_id,
+            "mediaType": asset.type.value,
+            "source": {"bucket": asset.storage_bucket, "key": asset.storage_key},
+            "size": asset.file_size,
+            "priority": asset.priority.value,
+            "stages": list(stages_for(asset.type)),
+        },
+    }
+
+
+@dataclass(frozen=True)
+class JobView:
+    stage: str
+    status: IngestionJobStatus
+    attempts: int
+    progress: float
+    message: str | None
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AssetView:
+    """What the database says of one asset, as much as its MediaAsset shows."""
+
+    asset_id: str
+    status: AssetProcessingStatus
+    error: str | None
+    uploaded_at: datetime | None
+    processed_at: datetime | None
+    jobs: tuple[JobView, ...]
+
+
+def load_views(session: sa.orm.Session, asset_ids: Sequence[str]) -> dict[str, AssetView]:
+    """Two queries for any number of assets: the assets, then their jobs."""
+    if not asset_ids:
+        return {}
+    columns = (MediaAsset.id, MediaAsset.processing_status, MediaAsset.error, MediaAsset.uploaded_at)
+    assets = session.execute(sa.select(*columns, MediaAsset.processed_at).where(MediaAsset.id.in_(asset_ids))).all()
+    jobs: dict[str, list[JobView]] = {row.id: [] for row in assets}
+    for job in session.scalars(sa.select(IngestionJob).where(IngestionJob.asset_id.in_(list(jobs)))):
+        try:
+            stage: str = stage_for_job_type(job.type)
+        except ValueError:
+            stage = job.type.lower()
+        view = JobView(
+            stage,
+            job.status,
+            job.attempts,
+            job.progress or 0.0,
+            job.message,
+            job.error,
+            job.started_at,
+            job.finished_at,
+        )
+        jobs[job.asset_id].append(view)
+    return {
+        row.id: AssetView(
+            row.id, row.processing_status, row.error, row.uploaded_at, row.processed_at, tuple(jobs[row.id])
+        )
+        for row in assets
+    }
+
+
+def asset_status(view: AssetView) -> dict[str, Any]:
+    """The MediaAsset status the rows say: the whole of it (a merge patch is made against the old one)."""
+    phase = PHASES[view.status]
+    active = (IngestionJobStatus.RUNNING, IngestionJobStatus.RETRYING)
+    running = sorted(job.stage for job in view.jobs if job.status in active)
+    failed = next((job for job in view.jobs if job.status == IngestionJobStatus.FAILED), None)
+    stage = failed.stage if phase == "Failed" and failed is not None else ",".join(running)
+    progress = int(sum(job.progress for job in view.jobs) / len(view.jobs)) if view.jobs else 0
+    if phase == "Ready":
+        progress = 100
+    started = min((job.started_at for job in view.jobs if job.started_at), default=None)
+    last_job_end = max((job.finished_at for job in view.jobs if job.finished_at), default=None)
+    finished = (view.processed_at or last_job_end or started) if phase in FINISHED_PHASES else None
+    took = int((finished - started).total_seconds()) if finished and started else None
+    message = {"Ready": "ready", "Failed": view.error}.get(phase) or (
+        next((job.message for job in view.jobs if job.status == IngestionJobStatus.RUNNING and job.message), None)
+    )
+    stages: dict[str, Any] = {}
+    for job in view.jobs:
+        entry: dict[str, Any] = {"phase": STAGE_PHASES[job.status], "attempts": job.attempts}
+        if job.started_at:
+            entry["startedAt"] = format_time(job.started_at)
+        if job.finished_at and job.status in (IngestionJobStatus.COMPLETED, IngestionJobStatus.FAILED):
+            entry["finishedAt"] = format_time(job.finished_at)
+        if job.status in (IngestionJobStatus.FAILED, IngestionJobStatus.RETRYING) and job.error:
+            entry["message"] = _truncate(job.error)
+        stages[job.stage] = entry
+    status: dict[str, Any] = {
+        "phase": phase,
+        "stage": stage[:128],
+        "progress": max(0, min(100, progress)),
+        "stages": stages,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": {"Ready": "True", "Failed": "False"}.get(phase, "Unknown"),
+                "reason": {"Ready": "Ingested", "Failed": "StageFailed"}.get(phase, phase),
+                "message": _truncate(message or phase.lower(), 1024),
+                "lastTransitionTime": format_time(finished or started or view.uploaded_at)
+                or format_time(datetime.now(UTC)),
+            }
+        ],
+    }
+    if message:
+        status["message"] = _truncate(message, 4096)
+    if started:
+        status["startedAt"] = format_time(started)
+    if finished:
+        status["finishedAt"] = format_time(finished)
+    if took is not None:
+        status["tookSeconds"] = max(0, took)
+    return status
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 merge patch that turns `old` into `new` (None deletes a key)."""
+    patch: dict[str, Any] = {key: None for key in old.keys() - new.keys()}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif key not in old or value != before:
+            patch[key] = value
+    return patch
+
+
+@dataclass(frozen=True)
+class LiveAsset:
+    """An unfinished MediaAsset as the watch last showed it (kopf's index: asset id → this)."""
+
+    name: str
+    namespace: str
+    status: Mapping[str, Any]
+
+
+def index_live_assets(
+    name: str, namespace: str | None, spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any
+) -> dict[str, LiveAsset]:
+    asset_id = spec.get("assetId")
+    if not isinstance(asset_id, str) or namespace is None or status.get("phase") in FINISHED_PHASES:
+        return {}
+    return {asset_id: LiveAsset(name=name, namespace=namespace, status=dict(status))}
+
+
+@dataclass
+class Projector:
+    settings: OperatorSettings
+    kube: KubeApi
+    session_factory: SessionFactory
+    _written: dict[str, float] = field(default_factory=dict)  # asset id → when its status was last patched
+    _last_sweep: float = 0.0
+
+    async def project(self, live: Mapping[str, Any]) -> int:
+        """Brings every unfinished MediaAsset up to date; returns how many were written."""
+        current = {asset_id: next(iter(items)) for asset_id, items in list(live.items()) if items}
+        if not current:
+            self._written.clear()
+            return 0
+
+        def read() -> dict[str, AssetView]:
+            with self.session_factory() as session:
+                return load_views(session, list(current))
+
+        views = await asyncio.to_thread(read)
+        written = 0
+        now = time.monotonic()
+        for asset_id, asset in current.items():
+            try:
+                written += await self._project_one(asset_id, asset, views.get(asset_id), now)
+            except ApiException as exc:  # the next round tries again
+                log.warning("operator.projection_failed", asset=asset.name, status=exc.status)
+        for gone in set(self._written) - set(current):
+            del self._written[gone]
+        return written
+
+    async def _project_one(self, asset_id: str, asset: LiveAsset, view: AssetView | None, now: float) -> int:
+        if view is None:  # deleted through the API: its record goes too
+            if await self.kube.delete_media_asset(asset.namespace, asset.name):
+                log.info("operator.media_asset_deleted", asset=asset.name, reason="asset deleted")
+            return 1
+        status = asset_status(view)
+        patch = merge_patch(asset.status, status)
+        if not patch:
+            return 0
+        # A new phase is written at once (Running, Ready, Failed: what people and `kubectl wait` watch for);
+        # anything else — the stages running, progress, a retry — at most every progress interval.
+        if asset.status.get("phase") == status["phase"] and (
+            now - self._written.get(asset_id, 0.0) < self.settings.progress_interval_seconds
+        ):
+            return 0
+        finished = status["phase"] in FINISHED_PHASES
+        if finished and not self.settings.retention_seconds:
+            await self.kube.delete_media_asset(asset.namespace, asset.name)
+            return 1
+        if not await self.kube.patch_media_asset_status(asset.namespace, asset.name, patch):
+            return 0
+        self._written[asset_id] = now
+        if finished:
+            # Out of the watch (its selector leaves finished ones out), and deleted after the retention.
+            await self.kube.label_media_asset(asset.namespace, asset.name, {naming.LABEL_FINISHED: "true"})
+            log.info("operator.asset_finished", asset=asset.name, phase=status["phase"])
+            return 2
+        return 1
+
+    async def sweep(self, *, now: datetime | None = None) -> int:
+        """Deletes the finished MediaAssets older than the retention, a page at a time; returns how many."""
+        if not self.settings.retention_seconds:
+            return 0
+        cutoff = (now or datetime.now(UTC)) - timedelta(seconds=self.settings.retention_seconds)
+        deleted = 0
+        selector, chunk = finished_selector(self.settings), self.settings.list_chunk_size
+        async for page in self.kube.media_asset_pages(self.settings.namespace, label_selector=selector, limit=chunk):
+            for item in page:
+                stamp = (item.get("status") or {}).get("finishedAt")
+                if stamp and parse_time(stamp) <= cutoff:
+                    name = item["metadata"]["name"]
+                    if await self.kube.delete_media_asset(self.settings.namespace, name):
+                        deleted += 1
+                        metrics.assets_expired_total.inc()
+        if deleted:
+            log.info("operator.assets_expired", count=deleted)
+        return deleted
+
+    def sweep_due(self) -> bool:
+        every = max(10.0, min(300.0, self.settings.retention_seconds / 4))
+        if time.monotonic() - self._last_sweep < every:
+            return False
+        self._last_sweep = time.monotonic()
+        return True
+
+
+def _release_selector(settings: OperatorSettings) -> list[str]:
+    selector = [f"{naming.LABEL_MANAGED_BY}={naming.MANAGED_BY}"]
+    if settings.release:
+        selector.append(f"{naming.LABEL_RELEASE}={naming.label_value(settings.release)}")
+    return selector
+
+
+def live_selector(settings: OperatorSettings) -> str:
+    """The MediaAssets the operator watches: its release's, not finished (filtered by the API server)."""
+    return ",".join([*_release_selector(settings), f"{naming.LABEL_FINISHED}!=true"])
+
+
+def finished_selector(settings: OperatorSettings) -> str:
+    return ",".join([*_release_selector(settings), f"{naming.LABEL_FINISHED}=true"])
+
+
+def jobs_selector(settings: OperatorSettings) -> str:
+    """The Jobs the operator watches: its release's stage Jobs."""
+    return ",".join([*_release_selector(settings), f"{naming.LABEL_COMPONENT}=stage-job"])

@@ -1,0 +1,357 @@
+"""The Kubernetes runner of the task queue: what a worker's thread does for a stage task, done with a Job.
+
+Each tick it
+1. settles the attempts whose Job ended: an attempt whose pod reported has already finished its task
+   (the API recorded it); one that ended without a word — killed for memory, past its deadline, a Job
+   that vanished — is failed here with the one stage retry policy, through the same hook a worker uses
+   for a stage process that died (`stage_tasks.RUN.on_failure`); an out-of-memory kill gives the next
+   attempt twice the memory, up to the stage's cap;
+2. heartbeats the lease of every task it holds, and lets go of those it lost (finished by their pod's
+   report, cancelled with their asset — its Job is deleted — or reaped while the operator was away);
+3. claims due tasks of the `stage-jobs` queue for its free Job slots, with the claim's per-tenant rule,
+   starts each attempt in the database (`progression.stage_started`, as a worker does) and creates its
+   Job; and creates the MediaAssets of newly confirmed uploads (`kubernetes` queue).
+
+It decides nothing about the work: attempts, backoff, fairness, the plan and READY are the queue's and
+`progression`'s, exactly as for a worker. The runner id is stable (`OperatorSettings.runner_id`), so a
+restarted operator takes up the tasks it held and the Jobs that run them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from kubernetes.client.exceptions import ApiException
+
+from mediaingest.config import Settings
+from mediaingest.db import SessionFactory, session_scope, utcnow
+from mediaingest.exceptions import PermanentProcessingError, TransientProcessingError
+from mediaingest.models import IngestionJob, MediaAsset, Task, TaskStatus
+from mediaingest.models.enums import JobPriority, Stage
+from mediaingest.operator import metrics, projection
+from mediaingest.operator.jobs import MEMORY_SCALE_KEY, StageAttempt, build_stage_job, next_memory_scale
+from mediaingest.operator.kube import KubeApi
+from mediaingest.operator.model import JobObservation, JobState
+from mediaingest.operator.settings import OperatorSettings
+from mediaingest.pipeline.registry import UnknownStageError, stage_named
+from mediaingest.retry import RetryDecision, RetryPolicy
+from mediaingest.tasks import queue
+from mediaingest.tasks.registry import KUBERNETES_QUEUE, STAGE_JOBS_QUEUE
+from mediaingest.worker import progression
+from mediaingest.worker.queue import PUBLISH_ASSET, RUN_STAGE
+from mediaingest.worker.stage_tasks import RUN
+
+log = structlog.stdlib.get_logger(__name__)
+
+PUBLISH_BATCH = 50  # MediaAssets created per tick at most (the rate limit paces them anyway)
+
+
+@dataclass
+class HeldAttempt:
+    """A stage task this operator holds, and the Job that runs its attempt."""
+
+    task_id: str
+    asset_id: str
+    stage: Stage
+    attempt: int
+    job_name: str
+    since: float  # when its Job was created (or taken up after a restart): the grace for the watch
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    """How an attempt ended without its pod reporting, as Kubernetes tells it."""
+
+    cause: str
+    kind: str  # the metric's cause label
+    permanent: bool = False
+    out_of_memory: bool = False
+
+
+@dataclass
+class KubernetesRunner:
+    settings: OperatorSettings
+    app_settings: Settings
+    kube: KubeApi
+    session_factory: SessionFactory
+    held: dict[str, HeldAttempt] = field(default_factory=dict)
+    _last_heartbeat: float = 0.0
+
+    @property
+    def runner_id(self) -> str:
+        return self.settings.runner_id
+
+    def job_counts(self, jobs: Mapping[str, Any]) -> dict[str, int]:
+        """Held attempts by whether their Job runs or waits to be admitted (Kueue), for the gauge."""
+        observed = (_observed(jobs, held) for held in self.held.values())
+        waiting = sum(1 for job in observed if job is not None and job.suspended)
+        return {"running": len(self.held) - waiting, "waiting": waiting}
+
+    # --- start ------------------------------------------------------------------------------------
+    async def take_up(self) -> None:
+        """After a restart: the stage tasks this runner id holds are tracked again (their Jobs live on);
+        a MediaAsset creation it was in the middle of goes back to the queue."""
+        now = time.monotonic()
+
+        def held_tasks() -> list[HeldAttempt]:
+            with session_scope(self.session_factory) as session:
+                found = []
+                for task in queue.held_by(session, worker_id=self.runner_id):
+                    if task.queue != STAGE_JOBS_QUEUE:
+                        queue.release(session, task_id=task.id, worker_id=self.runner_id, now=utcnow())
+                        continue
+                    attempt = _attempt_of(task, owner_id=task.tenant or "", media_type="", duration=None)
+                    found.append(HeldAttempt(task.id, attempt.asset_id, attempt.stage, attempt.attempt,
+                                             attempt.job_name, now))  # fmt: skip
+                return found
+
+        for held in await asyncio.to_thread(held_tasks):
+            self.held[held.task_id] = held
+        if self.held:
+            log.info("operator.tasks_taken_up", count=len(self.held))
+
+    # --- one tick ---------------------------------------------------------------------------------
+    async def tick(self, jobs: Mapping[str, Any]) -> int:
+        """Settle, heartbeat, claim. Returns how many new Jobs and MediaAssets it created."""
+        await self.settle(jobs)
+        if time.monotonic() - self._last_heartbeat >= self.settings.lease_seconds / 5:
+            await self.heartbeat(jobs)
+        return await self.claim(jobs) + await self.publish()
+
+    async def settle(self, jobs: Mapping[str, Any]) -> None:
+        now = time.monotonic()
+        for held in list(self.held.values()):
+            observed = _observed(jobs, held)
+            if observed is None:
+                if now - held.since < self.settings.job_missing_seconds:
+                    continue  # not on the watch yet
+                end = AttemptEnd(f"the Kubernetes Job {held.job_name} vanished before its pod reported", "vanished")
+            elif observed.state == JobState.ACTIVE:
+                continue
+            else:
+                end = await self._why_ended(observed)
+            await self._unrecorded(held, end)
+            self.held.pop(held.task_id, None)
+
+    async def _why_ended(self, job: JobObservation) -> AttemptEnd:
+        if job.state == JobState.SUCCEEDED:
+            return AttemptEnd("the stage pod exited without reporting its result", "unreported")
+        if job.reason == "DeadlineExceeded":
+            return AttemptEnd(f"the stage ran past its deadline ({job.message or 'DeadlineExceeded'})", "deadline")
+        try:
+            ended = await self.kube.pod_termination(self.settings.namespace, job.name)
+        except ApiException as exc:
+            log.warning("operator.pod_read_failed", job=job.name, status=exc.status)
+            ended = None
+        if ended is not None and ended.reason == "OOMKilled":
+            return AttemptEnd("the stage pod was killed for using more memory than its limit", "oom_killed",
+                              out_of_memory=True)  # fmt: skip
+        permanent = job.reason == "PodFailurePolicy" or (ended is not None and ended.exit_code == 3)
+        parts = [f"exit code {ended.exit_code}" if ended is not None and ended.exit_code is not None else None,
+                 (ended.reason if ended is not None else None) or job.reason]  # fmt: skip
+        head = ", ".join(part for part in parts if part) or "failed"
+        detail = (ended.message if ended is not None else None) or job.message
+        return AttemptEnd(f"the stage pod failed ({head}){': ' + detail if detail else ''}"[:2000],
+                          "permanent" if permanent else "failed", permanent=permanent)  # fmt: skip
+
+    async def _unrecorded(self, held: HeldAttempt, end: AttemptEnd) -> None:
+        config = self.settings.stages.get(held.stage)
+
+        def record() -> RetryDecision | None:
+            with session_scope(self.session_factory) as session:
+                task = session.get(Task, held.task_id)
+                if (task is None or task.status != TaskStatus.RUNNING or task.lease_owner != self.runner_id
+                        or task.attempts != held.attempt):  # fmt: skip
+                    return None  # its pod reported, or the task moved on: nothing unrecorded
+                cause, payload = end.cause, None
+                error: Exception = PermanentProcessingError(cause) if end.permanent else TransientProcessingError(cause)
+                decision = RetryPolicy.for_stages(self.app_settings).decide(
+                    error, attempts=held.attempt, max_attempts=task.max_attempts
+                )
+                if end.out_of_memory and decision.retry and config is not None:
+                    scale = int(task.payload.get(MEMORY_SCALE_KEY) or 1)
+                    bigger = next_memory_scale(config, scale)
+                    if bigger is None:
+                        cause += f"; already at the stage's memory cap ({config.memory_cap}): not retried"
+                        decision = RetryDecision(retry=False, delay_seconds=0.0, reason="permanent")
+                    else:
+                        payload = {**task.payload, MEMORY_SCALE_KEY: bigger}
+                        cause += f"; the next attempt gets {bigger}x the memory"
+                queue.fail(session, task_id=task.id, worker_id=self.runner_id, decision=decision, error=cause,
+                           now=utcnow(), payload=payload)  # fmt: skip
+                if RUN.on_failure is not None:
+                    RUN.on_failure(session, task, cause, decision)
+                return decision
+
+        decision = await asyncio.to_thread(record)
+        if decision is None:
+            return
+        metrics.attempts_unrecorded_total.labels(stage=held.stage, cause=end.kind).inc()
+        log.warning("operator.attempt_unrecorded", task_id=held.task_id, asset_id=held.asset_id, stage=held.stage,
+                    attempt=held.attempt, cause=end.cause, retry=decision.retry)  # fmt: skip
+
+    async def heartbeat(self, jobs: Mapping[str, Any]) -> None:
+        self._last_heartbeat = time.monotonic()
+        if not self.held:
+            return
+        held = list(self.held.values())
+
+        def beat() -> dict[str, TaskStatus | None]:
+            lost: dict[str, TaskStatus | None] = {}
+            with session_scope(self.session_factory) as session:
+                for item in held:
+                    if not queue.heartbeat(session, task_id=item.task_id, worker_id=self.runner_id,
+                                           lease_seconds=self.settings.lease_seconds, now=utcnow()):  # fmt: skip
+                        task = session.get(Task, item.task_id)
+                        lost[item.task_id] = task.status if task is not None else None
+            return lost
+
+        for task_id, status in (await asyncio.to_thread(beat)).items():
+            item = self.held.pop(task_id)
+            observed = _observed(jobs, item)
+            still_running = observed is not None and observed.state == JobState.ACTIVE
+            # Finished by its pod's report: the pod is on its way out. Cancelled, or reaped and retried
+            # elsewhere: nobody will hear its pod, so it goes.
+            if still_running and status not in (TaskStatus.SUCCEEDED, TaskStatus.FAILED):
+                await self._delete_job(item.job_name, reason=f"task {str(status).lower()}")
+
+    async def _delete_job(self, name: str, *, reason: str) -> None:
+        try:
+            if await self.kube.delete_job(self.settings.namespace, name):
+                log.info("operator.job_deleted", job=name, reason=reason)
+        except ApiException as exc:
+            log.warning("operator.job_delete_failed", job=name, status=exc.status)
+
+    # --- new work ---------------------------------------------------------------------------------
+    async def claim(self, jobs: Mapping[str, Any]) -> int:
+        free = self.settings.max_running_jobs - len(self.held)
+        if free <= 0:
+            return 0
+        attempts = await asyncio.to_thread(
+            claim_attempts, self.session_factory, runner_id=self.runner_id, limit=free,
+            lease_seconds=self.settings.lease_seconds, tenant_cap=self.app_settings.tenant_max_running_stages,
+        )  # fmt: skip
+        created = 0
+        for attempt in attempts:
+            for stale in _older_attempts(jobs, attempt):  # a reaped attempt's Job may still run
+                await self._delete_job(stale.name, reason="superseded")
+            manifest = build_stage_job(attempt, namespace=self.settings.namespace, settings=self.settings)
+            try:
+                if await self.kube.create_job(self.settings.namespace, manifest):
+                    created += 1
+                    metrics.jobs_created_total.labels(stage=attempt.stage).inc()
+            except ApiException as exc:
+                log.warning("operator.job_create_failed", job=attempt.job_name, status=exc.status, reason=exc.reason)
+                await asyncio.to_thread(self._give_back, attempt.task_id)
+                continue
+            self.held[attempt.task_id] = HeldAttempt(attempt.task_id, attempt.asset_id, attempt.stage,
+                                                     attempt.attempt, attempt.job_name, time.monotonic())  # fmt: skip
+            log.info("operator.job_created", job=attempt.job_name, asset_id=attempt.asset_id, attempt=attempt.attempt)
+        return created
+
+    def _give_back(self, task_id: str) -> None:
+        with session_scope(self.session_factory) as session:
+            queue.release(session, task_id=task_id, worker_id=self.runner_id, now=utcnow())
+
+    async def publish(self) -> int:
+        """Creates the MediaAssets of newly confirmed uploads (their `mediaassets.publish` tasks)."""
+
+        def claim() -> list[tuple[str, dict[str, Any]]]:
+            with session_scope(self.session_factory) as session:
+                tasks = queue.claim(session, worker_id=self.runner_id, queues=[KUBERNETES_QUEUE],
+                                    limit=PUBLISH_BATCH, lease_seconds=60, now=utcnow())  # fmt: skip
+                found = []
+                for task in tasks:
+                    asset = session.get(MediaAsset, task.payload.get("assetId")) if task.name == PUBLISH_ASSET else None
+                    if asset is None:
+                        queue.cancelled(session, task_id=task.id, worker_id=self.runner_id, now=utcnow())
+                        continue
+                    manifest = projection.build_media_asset(asset, namespace=self.settings.namespace,
+                                                            release=self.settings.release)  # fmt: skip
+                    found.append((task.id, manifest))
+                return found
+
+        created = 0
+        for task_id, manifest in await asyncio.to_thread(claim):
+            try:
+                created += await self.kube.create_media_asset(self.settings.namespace, manifest)
+                outcome: RetryDecision | None = None
+            except ApiException as exc:
+                log.warning("operator.media_asset_create_failed", status=exc.status, reason=exc.reason)
+                outcome = RetryPolicy().decide(TransientProcessingError(str(exc.reason)), attempts=1)
+            await asyncio.to_thread(self._finish_publish, task_id, outcome)
+        return created
+
+    def _finish_publish(self, task_id: str, failed: RetryDecision | None) -> None:
+        with session_scope(self.session_factory) as session:
+            if failed is None:
+                queue.succeed(session, task_id=task_id, worker_id=self.runner_id, now=utcnow())
+            else:
+                queue.fail(session, task_id=task_id, worker_id=self.runner_id, decision=failed,
+                           error="creating the MediaAsset failed", now=utcnow())  # fmt: skip
+
+
+def claim_attempts(
+    session_factory: SessionFactory, *, runner_id: str, limit: int, lease_seconds: float, tenant_cap: int | None
+) -> list[StageAttempt]:
+    """Claims due stage-job tasks and starts their attempts in the database, as a worker's thread does."""
+    with session_scope(session_factory) as session:
+        tasks = queue.claim(
+            session, worker_id=runner_id, queues=[STAGE_JOBS_QUEUE], limit=limit, lease_seconds=lease_seconds,
+            now=utcnow(), tenant_cap=tenant_cap,
+        )  # fmt: skip
+        return [attempt for task in tasks if (attempt := _begin(session, task, runner_id)) is not None]
+
+
+def _begin(session: Any, task: Task, runner_id: str) -> StageAttempt | None:
+    """The attempt starts in the database as a worker's would; None when there is nothing to run."""
+    job = session.get(IngestionJob, task.payload.get("jobId"))
+    asset = session.get(MediaAsset, task.payload.get("assetId"))
+    if task.name != RUN_STAGE or job is None or asset is None:  # deleted with its asset
+        queue.cancelled(session, task_id=task.id, worker_id=runner_id, now=utcnow())
+        return None
+    try:
+        metadata = progression.metadata_of(asset)
+        attempt = _attempt_of(task, owner_id=asset.owner_id, media_type=asset.type.value, priority=asset.priority,
+                              duration=metadata.duration_seconds if metadata is not None else None)  # fmt: skip
+    except UnknownStageError as exc:  # a stage the API registered and this operator did not
+        decision = RetryDecision(retry=False, delay_seconds=0.0, reason="permanent")
+        queue.fail(session, task_id=task.id, worker_id=runner_id, decision=decision, error=str(exc), now=utcnow())
+        if RUN.on_failure is not None:
+            RUN.on_failure(session, task, str(exc), decision)
+        return None
+    progression.stage_started(session, job=job, worker_id=runner_id, attempt=task.attempts,
+                              message=f"attempt {task.attempts}: Kubernetes Job {attempt.job_name}")  # fmt: skip
+    return attempt
+
+
+
+def _observed(jobs: Mapping[str, Any], held: HeldAttempt) -> JobObservation | None:
+    """The held attempt's Job as the watch last showed it (kopf's index: task id → its Jobs)."""
+    return next((job for job in jobs.get(held.task_id, ()) if job.attempt == held.attempt), None)
+
+
+def _older_attempts(jobs: Mapping[str, Any], attempt: StageAttempt) -> list[JobObservation]:
+    earlier = jobs.get(attempt.task_id, ())
+    return [job for job in earlier if job.attempt < attempt.attempt and job.state == JobState.ACTIVE]
+
+
+def _attempt_of(
+    task: Task, *, owner_id: str, media_type: str, duration: float | None, priority: JobPriority = JobPriority.NORMAL
+) -> StageAttempt:
+    return StageAttempt(
+        task_id=task.id,
+        asset_id=str(task.payload["assetId"]),
+        owner_id=owner_id,
+        media_type=media_type,
+        priority=priority,
+        stage=stage_named(str(task.payload["stage"])),
+        attempt=task.attempts,
+        duration_seconds=duration,
+        memory_scale=int(task.payload.get(MEMORY_SCALE_KEY) or 1),
+    )
