@@ -19,7 +19,8 @@ help:
 	@echo "make lint   — ruff, and mypy on src/ (every def typed, pydantic plugin)"
 	@echo "make lock   — upgrade the Python dependencies and record them in constraints.txt"
 	@echo "make bench  — benchmarks in bench/ (make bench-quick for a short run; make bench-k8s: the operator at load)"
-	@echo "make helm-lint, make image, make e2e-kind — Kubernetes (docs/kubernetes.md)"
+	@echo "make image  — the two OCI images, no Docker daemon (worker-image/); make image-test smoke-tests them"
+	@echo "make helm-lint, make e2e-kind — Kubernetes (docs/kubernetes.md)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null \

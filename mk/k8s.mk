@@ -6,7 +6,11 @@
 #                      chart's values (tests fail when they differ)
 #   make helm-lint     helm lint --strict and helm template of charts/mediaingest
 #   make chart-readme  write the chart README's values table from values.schema.json (tests fail when they differ)
-#   make image         build the one image (API, operator, stage Jobs)
+#   make image         build the two OCI images with no daemon (worker-image/build.sh): mediaingest and
+#                      mediaingest-stage, into .cache/image/oci; prints sizes, layers and digests
+#   make image-relock  the same, resolving the Debian packages afresh (rewrites worker-image/*.lock)
+#   make image-test    the smoke test of the built stage image (tests/image/, marker `image`)
+#   make image-docker  the same content with a Docker daemon (worker-image/Dockerfile), for e2e-kind
 #   make e2e-kind      kind cluster + image + PostgreSQL/MinIO + chart, then the `cluster` tests
 #   make e2e-kind-down delete that kind cluster
 #
@@ -23,11 +27,12 @@ DOCKER ?= docker
 KIND ?= kind
 KIND_CLUSTER ?= mediaingest-e2e
 E2E_IMAGE ?= mediaingest:e2e
+E2E_STAGE_IMAGE ?= mediaingest-stage:e2e
 E2E_NAMESPACE ?= mediaingest
 E2E_RELEASE ?= mediaingest
 E2E_KUBECONFIG ?= $(CURDIR)/.cache/kind-$(KIND_CLUSTER).kubeconfig
 
-.PHONY: helm kubectl crd-sync chart-readme helm-lint image e2e-kind e2e-kind-down
+.PHONY: helm kubectl crd-sync chart-readme helm-lint image image-deps image-relock image-test image-docker e2e-kind e2e-kind-down
 
 helm: $(STAMP)
 	$(VENV_PYTHON) mk/fetch_tools.py helm
@@ -49,17 +54,34 @@ helm-lint: helm
 	$(HELM) lint --strict $(CHART) $(LINT_VALUES)
 	$(HELM) template lint-check $(CHART) $(LINT_VALUES) > /dev/null
 
-image:
-	$(DOCKER) build -f worker-image/Dockerfile -t $(E2E_IMAGE) .
+# Root on Debian: mmdebstrap and umoci come from apt; nothing runs in a container.
+image-deps:
+	@command -v mmdebstrap >/dev/null && command -v umoci >/dev/null && command -v dpkg-source >/dev/null \
+		&& command -v strip >/dev/null && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
+		|| { apt-get update -qq && $(APT_INSTALL) mmdebstrap umoci dpkg-dev binutils python3-venv; }
 
-e2e-kind: helm kubectl image
+image: image-deps
+	worker-image/build.sh
+
+image-relock: image-deps
+	worker-image/build.sh --relock
+
+image-test: system-deps postgres $(STAMP)
+	@test -f .cache/image/oci/index.json || $(MAKE) image
+	MEDIAINGEST_IMAGE_TESTS=1 $(BIN)/pytest -m image tests/image -v
+
+image-docker:
+	$(DOCKER) build -f worker-image/Dockerfile --target mediaingest -t $(E2E_IMAGE) .
+	$(DOCKER) build -f worker-image/Dockerfile --target mediaingest-stage -t $(E2E_STAGE_IMAGE) .
+
+e2e-kind: helm kubectl image-docker
 	@mkdir -p .cache
 	@if ! $(KIND) get clusters | grep -qx '$(KIND_CLUSTER)'; then \
 		$(KIND) create cluster --name $(KIND_CLUSTER) --kubeconfig $(E2E_KUBECONFIG) --wait 120s; \
 	else \
 		$(KIND) export kubeconfig --name $(KIND_CLUSTER) --kubeconfig $(E2E_KUBECONFIG); \
 	fi
-	$(KIND) load docker-image $(E2E_IMAGE) --name $(KIND_CLUSTER)
+	$(KIND) load docker-image $(E2E_IMAGE) $(E2E_STAGE_IMAGE) --name $(KIND_CLUSTER)
 	KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) create namespace $(E2E_NAMESPACE) --dry-run=client -o yaml \
 		| KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) apply -f -
 	KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) -n $(E2E_NAMESPACE) apply -f mk/e2e/dependencies.yaml
@@ -69,6 +91,8 @@ e2e-kind: helm kubectl image
 	KUBECONFIG=$(E2E_KUBECONFIG) $(HELM) upgrade --install $(E2E_RELEASE) $(CHART) \
 		--namespace $(E2E_NAMESPACE) --values mk/e2e/values.yaml \
 		--set image.repository=$(firstword $(subst :, ,$(E2E_IMAGE))) --set image.tag=$(lastword $(subst :, ,$(E2E_IMAGE))) \
+		--set image.stage.repository=$(firstword $(subst :, ,$(E2E_STAGE_IMAGE))) \
+		--set image.stage.tag=$(lastword $(subst :, ,$(E2E_STAGE_IMAGE))) \
 		--wait --timeout 10m
 	KUBECONFIG=$(E2E_KUBECONFIG) E2E_NAMESPACE=$(E2E_NAMESPACE) E2E_RELEASE=$(E2E_RELEASE) E2E_KUBECTL=$(CURDIR)/$(KUBECTL) \
 		E2E_HELM=$(CURDIR)/$(HELM) \

@@ -30,8 +30,24 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
+{{/* An image reference: repository@digest when a digest is given (every node runs the same bytes,
+whatever the tag points at later), else repository:tag, the tag defaulting to the chart's appVersion. */}}
+{{- define "mediaingest.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .appVersion .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The API's, the worker's, the operator's and the migrations' image (mediaingest). */}}
 {{- define "mediaingest.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- include "mediaingest.imageRef" (dict "image" .Values.image "appVersion" .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The stage Jobs' image (mediaingest-stage), which the operator puts in each Job. */}}
+{{- define "mediaingest.stageImage" -}}
+{{- include "mediaingest.imageRef" (dict "image" .Values.image.stage "appVersion" .Chart.AppVersion) }}
 {{- end }}
 
 {{- define "mediaingest.configName" -}}
