@@ -40,6 +40,8 @@ export function shapePlayer(video, geometry) {
   if (!geometry) return;
   video.style.aspectRatio = `${geometry.width} / ${geometry.height}`;
   video.dataset.orientation = geometry.orientation;
+  // As tall as the window allows, and never wider than the panel: the width follows from both.
+  if (geometry.orientation !== "landscape") video.style.width = `min(100%, calc(min(70vh, 640px) * ${geometry.aspect.toFixed(4)}))`;
 }
 
 /** A player with its bar (timecode, rendition) for the asset's renditions; the caption names them. */
@@ -134,9 +136,8 @@ export function buildScrubber({ cues, sprites, duration, video, name, geometry }
     time.textContent = formatClock(position);
     const share = total ? position / total : 0;
     head.style.left = `${share * 100}%`;
-    if (video) { // above the pointer, kept inside the bar's width
-      const width = bar.clientWidth;
-      preview.style.left = `${Math.max(0, Math.min(width - shown.width, share * width - shown.width / 2))}px`;
+    if (video) { // above the pointer, kept inside the bar's width (in CSS, so it holds when the window resizes)
+      preview.style.left = `clamp(0px, calc(${(share * 100).toFixed(3)}% - ${shown.width / 2}px), calc(100% - ${shown.width + 4}px))`;
     }
     scrub.setAttribute("aria-valuenow", String(Math.round(position)));
     scrub.setAttribute("aria-valuetext", formatClock(position));
