@@ -18,9 +18,11 @@ export function createReservations(app) {
     const held = page.items.filter((asset) => !here.has(asset.id));
     const reserved = held.reduce((sum, asset) => sum + asset.fileSize, 0);
     $("#reservations").hidden = held.length === 0;
+    const one = held.length === 1;
     $("#reservations-summary").textContent =
-      `${held.length} unfinished upload${held.length === 1 ? "" : "s"} not sent from this page reserve ${formatBytes(reserved)} of your quota ` +
-      "until they finish or expire. Choose the same file here to resume one, or release it.";
+      `${one ? "An upload" : `${held.length} uploads`} not sent from this page (a closed tab, another browser or the CLI) ` +
+      `${one ? "holds" : "hold"} ${formatBytes(reserved)} of your quota until ${one ? "it finishes or expires" : "they finish or expire"}. ` +
+      `Choose the same file again where it started to resume, or release ${one ? "it" : "them"} here.`;
     $("#reservations-list").replaceChildren(...held.map((asset) => {
       const name = asset.originalName || asset.name;
       const release = el("button", { type: "button", className: "secondary", text: "Release", "aria-label": `Release ${name}` });
