@@ -117,7 +117,7 @@ class MediaIngestClient:
 
     def confirm(self, request: ConfirmUploadRequest) -> ConfirmUploadResponse:
         body = request.model_dump(by_alias=True, exclude_none=True)
-        # Confirming completes a multipart upload server-side: minutes for a 5 GB file (the local backend
+        # Confirming completes a multipart upload server-side: minutes for a 5 GiB file (the local backend
         # reads and writes every byte; S3 assembles the parts). Giving up early would fail an upload that
         # succeeds, and confirming again meanwhile is refused.
         timeout = httpx.Timeout(self.api.timeout.connect, read=CONFIRM_READ_TIMEOUT)
