@@ -19,9 +19,9 @@ import pytest
 from fixtures.live_server import LiveServer, LiveServerFactory, wait_until
 from fixtures.media import ffmpeg, make_video
 from mediaingest.config import MIB
-from mediaingest.web import AXE_CORE_SHA256, AXE_CORE_VERSION, WEB_DIR
+from mediaingest.web import AXE_CORE_SHA256, AXE_CORE_VERSION
 
-from .test_upload_page import ARTIFACTS, READY_TIMEOUT_MS, _padded, _settled, _token, card, sign_in
+from .test_upload_page import ARTIFACTS, READY_TIMEOUT_MS, _padded, _settled, _token, assert_pinned, card, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -68,10 +68,8 @@ class Link:
 
 
 def test_the_vendored_axe_core_is_the_pinned_release() -> None:
-    bundle = (WEB_DIR / "vendor" / "axe.min.js").read_bytes()
-    assert hashlib.sha256(bundle).hexdigest() == AXE_CORE_SHA256
+    bundle = assert_pinned("axe.min.js", AXE_CORE_SHA256, "axe-core.LICENSE", "Mozilla Public License, version 2.0")
     assert bundle.startswith(f"/*! axe v{AXE_CORE_VERSION}".encode())
-    assert "Mozilla Public License, version 2.0" in (WEB_DIR / "vendor" / "axe-core.LICENSE").read_text()
 
 
 def test_pause_reload_and_outage_on_a_slow_link_each_lose_at_most_one_part_and_keep_one_asset(
@@ -252,3 +250,40 @@ def test_an_upload_left_by_a_closed_tab_is_listed_and_can_be_released(
     page.locator("#reservations").wait_for(state="hidden")
     me = httpx.get(f"{server.url}/api/me", headers=headers).json()["data"]
     assert me["quota"]["reservedBytes"] == 0
+
+
+def test_storage_failing_for_a_while_is_retried_on_the_same_asset(
+    live_server_factory: LiveServerFactory, page: Any, small_video: Path, tmp_path: Path
+) -> None:
+    """Past Uppy's own retries a part fails for good: the upload must stay (not be aborted, which would
+    delete the asset and make the retry a new upload) and go on by itself once storage answers again."""
+    server = live_server_factory(worker=False, multipart_threshold=MIB, multipart_part_size=5 * MIB)
+    _, headers = server.create_user()
+    video = _padded(small_video, tmp_path / "b-roll.mp4", 6)  # two parts
+    sign_in(page, server, _token(headers))
+    refusing_until = [float("inf")]
+
+    def flaky_storage(route: Any) -> None:
+        if route.request.method == "PUT" and time.monotonic() < refusing_until[0]:
+            route.fulfill(status=503, body="<Error><Code>SlowDown</Code></Error>")
+        else:
+            route.continue_()
+
+    page.route("**/storage/**", flaky_storage)
+    page.set_input_files("#file-input", str(video))
+    sending = card(page, video.name)
+    status = sending.locator(".upload-status")
+    for _ in range(300):  # Playwright's sync API runs the route handler only while it is called
+        if "Connection lost — retrying in" in status.inner_text():
+            break
+        page.wait_for_timeout(100)
+    assert "Connection lost — retrying in" in status.inner_text()
+    asset_id = sending.get_attribute("data-asset-id")
+    refusing_until[0] = time.monotonic()  # storage is back
+    for _ in range(600):
+        if sending.get_attribute("data-state") == "processing":
+            break
+        page.wait_for_timeout(100)
+    assert sending.get_attribute("data-state") == "processing"
+    assets = httpx.get(f"{server.url}/api/assets", headers=headers).json()["data"]
+    assert [item["id"] for item in assets["items"]] == [asset_id]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -12,18 +11,16 @@ import pytest
 
 from fixtures.live_server import LiveServerFactory, wait_until
 from fixtures.media import make_video
-from mediaingest.web import HLS_JS_SHA256, HLS_JS_VERSION, WEB_DIR
+from mediaingest.web import HLS_JS_SHA256, HLS_JS_VERSION
 
-from .test_upload_page import ARTIFACTS, READY_TIMEOUT_MS, _token, card, sign_in
+from .test_upload_page import ARTIFACTS, READY_TIMEOUT_MS, _token, assert_pinned, card, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_the_vendored_hls_js_is_the_pinned_release() -> None:
-    bundle = (WEB_DIR / "vendor" / "hls.light.min.mjs").read_bytes()
-    assert hashlib.sha256(bundle).hexdigest() == HLS_JS_SHA256
+    bundle = assert_pinned("hls.light.min.mjs", HLS_JS_SHA256, "hls.js.LICENSE", "Copyright (c) 2017 Dailymotion")
     assert f'"{HLS_JS_VERSION}"'.encode() in bundle
-    assert (WEB_DIR / "vendor" / "hls.js.LICENSE").read_text().startswith("Copyright (c) 2017 Dailymotion")
 
 
 def test_the_page_plays_the_video_before_it_is_ready(

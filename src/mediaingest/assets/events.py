@@ -180,10 +180,13 @@ async def asset_events(
     # Checked before the stream starts, so a wrong id or another tenant's asset is a plain 404.
     first = await run_in_threadpool(_first_snapshot, db, assets, principal, asset_id)
     factory: SessionFactory = request.app.state.read_session_factory
+    return _event_stream(_stream(request, factory, assets, principal, asset_id, first, _first_id(last_event_id)))
+
+
+def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
+    # No caching, and no buffering by a proxy (nginx's header): each event must reach the client at once.
     return StreamingResponse(
-        _stream(request, factory, assets, principal, asset_id, first, _first_id(last_event_id)),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
 
 
@@ -251,8 +254,4 @@ async def library_events(
 ) -> StreamingResponse:
     """Every change to any of the caller's assets, as Server-Sent Events, for as long as it is open."""
     factory: SessionFactory = request.app.state.read_session_factory
-    return StreamingResponse(
-        _library_stream(request, factory, assets, principal, _first_id(last_event_id)),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return _event_stream(_library_stream(request, factory, assets, principal, _first_id(last_event_id)))

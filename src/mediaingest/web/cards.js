@@ -9,8 +9,7 @@ import {
 import { detachHls, showEarlyPlayback } from "./player.js";
 
 export const UPLOAD_SHARE = 50; // of a card's bar: sending the bytes; processing fills the rest
-const FINISHED = new Set(["ready", "failed", "rejected", "deleted"]);
-export const SENDING = new Set(["requesting", "uploading", "pausing", "paused", "confirming", "retrying"]);
+const FINISHED = Object.freeze(["ready", "failed", "rejected", "deleted"]);
 
 /** Above the cards: how many are in flight, ready or failed, and one button to clear the finished ones. */
 export function updateQueueBar() {
@@ -30,7 +29,7 @@ export function setState(card, state, text) {
   card.dataset.state = state;
   if (text !== undefined) $(".upload-status", card).textContent = text;
   $(".upload-status", card).classList.remove("error");
-  $(".dismiss", card).hidden = !FINISHED.has(state);
+  $(".dismiss", card).hidden = !FINISHED.includes(state);
   // Only parts can pause: a single PUT can only start again.
   $(".pause", card).hidden = !(state === "uploading" && card.dataset.multipart);
   $(".resume", card).hidden = !["paused", "retrying"].includes(state);

@@ -30,10 +30,10 @@ export const isTransient = (error) =>
     /network|failed to fetch|unknown error|load failed|timed? ?out/i.test(String(error && error.message)));
 
 // What people call the files a renamed upload turns out to be.
-const KIND_NAMES = {
+const KIND_NAMES = Object.freeze({
   "application/pdf": "a PDF", "application/zip": "a ZIP archive", "text/html": "a web page",
   "application/x-msdownload": "a Windows program", "text/plain": "a text file",
-};
+});
 
 export function describeKind(mimeType) {
   const kind = (mimeType || "").split("/")[0];
@@ -42,11 +42,11 @@ export function describeKind(mimeType) {
 
 // Signatures of files that are certainly not media, from their first bytes: refused before anything is
 // sent. Anything else goes to the server, whose own check (and ffprobe) decide.
-const NOT_MEDIA = [
+const NOT_MEDIA = Object.freeze([
   ["application/pdf", [0x25, 0x50, 0x44, 0x46, 0x2d]], // %PDF-
   ["application/zip", [0x50, 0x4b, 0x03, 0x04]],
   ["application/x-msdownload", [0x4d, 0x5a]], // MZ
-];
+]);
 
 /** Why a file declared as media (`declaredType`) is not, from its first bytes; null when it may be. */
 export function notMediaReason(name, declaredType, head) {

@@ -3,7 +3,7 @@
 
 // Binary units, named as such: plans and limits are powers of 1024 (a "5 GiB" plan is 5 × 1024³ bytes),
 // and the README, the API docs and this page all say GiB.
-const BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
+const BYTE_UNITS = Object.freeze(["B", "KiB", "MiB", "GiB", "TiB"]);
 
 export function formatBytes(bytes) {
   if (!Number.isFinite(bytes)) return "?";

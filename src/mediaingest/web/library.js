@@ -6,7 +6,7 @@ import { followStream } from "./events.js";
 import { describeProcessing, formatBytes, formatClock, formatDate, statusLabel } from "./format.js";
 import { LIBRARY_DEFAULTS } from "./router.js";
 
-const FIELDS = { q: "#library-search", type: "#library-type", status: "#library-status", project: "#library-project", sort: "#library-sort" };
+const FIELDS = Object.freeze({ q: "#library-search", type: "#library-type", status: "#library-status", project: "#library-project", sort: "#library-sort" });
 
 /** The API's query for a library route. */
 export function libraryQuery(library, pageSize) {

@@ -3,7 +3,7 @@
 import { $, el } from "./dom.js";
 import { fitPreview, formatClock, formatTimecode, parseStoryboard, rungLabel } from "./format.js";
 
-const PREVIEW_BOX = { width: 160, height: 160 }; // a seek-bar preview fits here, at the display aspect
+const PREVIEW_BOX = Object.freeze({ width: 160, height: 160 }); // a seek-bar preview fits here, at the display aspect
 
 /** Plays `url` (a signed HLS master playlist) in `video`: with hls.js over Media Source Extensions where
  * the browser has them, else natively (Safari on iOS). Resolves false when neither is possible. hls.js

@@ -60,9 +60,9 @@ export async function createUploader(userId, ctx) {
       await confirm(uppy, file, { assetId: key, parts: parts.map((part) => ({ partNumber: part.PartNumber, etag: part.ETag })) });
       return {};
     },
-    async abortMultipartUpload(file, { key }) {
-      await abort(key);
-    },
+    // Uppy calls this when a part fails for good too, which would delete the asset and make Retry start
+    // a new one: only a cancel ends an upload, and the file-removed handler below does that.
+    abortMultipartUpload: async () => ({}),
   });
   uppy.use(GoldenRetriever);
   const queue = uppy.getPlugin("AwsS3Multipart").requests;
