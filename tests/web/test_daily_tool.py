@@ -159,7 +159,7 @@ def test_the_library_shows_a_cli_upload_within_two_seconds_of_its_events(
     created = datetime.fromisoformat(asset["createdAt"]).timestamp()
     assert shown_at - created <= 2.0, f"listed {shown_at - created:.1f} s after the upload began"
     assert row.locator(".project-tag").inner_text() == "launch"  # projects are shown
-    row.locator(".badge.ready").wait_for(timeout=READY_TIMEOUT_MS)
+    row.locator(".status-cell .badge.ready").wait_for(timeout=READY_TIMEOUT_MS)
     ready_shown = time.time()
     processed = httpx.get(f"{live_server.url}/api/assets/{asset['id']}", headers=headers).json()["data"]["processedAt"]
     assert ready_shown - datetime.fromisoformat(processed).timestamp() <= 2.0

@@ -137,7 +137,7 @@ def test_video_chosen_and_image_dropped_reach_ready_with_poster_player_scrub_and
 
     # Both are in the list, ready; the header tells who is signed in, the plan and the quota used.
     rows = page.locator("#assets-body tr")
-    wait_until(lambda: rows.count() == 2 and rows.locator(".badge.ready").count() == 2, timeout=10)
+    wait_until(lambda: rows.count() == 2 and rows.locator(".status-cell .badge.ready").count() == 2, timeout=10)
     label = page.locator("#account-label")
     header = r"\S+@\S+ · User plan · [\d.]+ [KM]iB of 5 GiB used"  # binary units, named as such
     wait_until(lambda: re.fullmatch(header, label.inner_text()), timeout=10, message=label.inner_text())

@@ -39,7 +39,8 @@ export function createLibrary(app) {
       el("td", { className: "thumb-cell" }, asset.posterUrl
         ? el("img", { className: "row-poster", src: asset.posterUrl, alt: "", loading: "lazy" })
         : el("span", { className: "row-poster placeholder", "aria-hidden": "true", text: asset.type.slice(0, 1) })),
-      el("th", { scope: "row", className: "name-cell" }, open, asset.projectId ? el("span", { className: "project-tag", text: asset.projectId }) : null),
+      el("th", { scope: "row", className: "name-cell" }, open, asset.projectId ? el("span", { className: "project-tag", text: asset.projectId }) : null,
+        el("span", { className: "status-inline" }, badge(asset, state.live.get(asset.id)))), // a phone's status column
       el("td", { text: asset.durationSeconds ? formatClock(asset.durationSeconds) : "—" }),
       el("td", { text: asset.type.toLowerCase() }),
       el("td", { text: formatBytes(asset.fileSize) }),
@@ -97,9 +98,9 @@ export function createLibrary(app) {
   /** A status from the stream: the row's badge follows it; an asset not on this page reloads the page. */
   function onAssetEvent(status) {
     state.live.set(status.assetId, status);
-    const cell = $(`#assets-body tr[data-asset-id="${CSS.escape(status.assetId)}"] .status-cell`);
+    const cells = document.querySelectorAll(`#assets-body tr[data-asset-id="${CSS.escape(status.assetId)}"] :is(.status-cell, .status-inline)`);
     const settled = ["READY", "FAILED"].includes(status.processingStatus);
-    if (cell && !settled) cell.replaceChildren(badge({}, status));
+    if (cells.length && !settled) for (const cell of cells) cell.replaceChildren(badge({}, status));
     else refresh(); // new, or finished: its poster and duration come with the listing
   }
 
