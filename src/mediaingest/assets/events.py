@@ -66,7 +66,7 @@ TERMINAL = (AssetProcessingStatus.READY, AssetProcessingStatus.FAILED)
 router = APIRouter(
     prefix="/api/assets",
     tags=["assets"],
-    responses={**UNAUTHENTICATED, **UNKNOWN_ASSET},
+    responses=UNAUTHENTICATED,
 )
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (mi_…) or a JWT from the main product.")
@@ -165,7 +165,7 @@ async def _stream(
 @router.get(
     "/{asset_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "The status stream"}},
+    responses={**UNKNOWN_ASSET, 200: {"content": {"text/event-stream": {}}, "description": "The status stream"}},
 )
 async def asset_events(
     asset_id: str,
