@@ -76,6 +76,7 @@ def test_the_page_plays_the_video_before_it_is_ready(
     final = viewer.locator("video.player")
     final.wait_for(state="visible")
     viewer.locator("figcaption", has_text="Web proxy · HLS").wait_for()
+    assert viewer.locator("figcaption", has_text="Web proxy").inner_text() == "Web proxy · HLS, 360p, 720p"
     page.wait_for_function(
         """(video) => { video.muted = true; video.play().catch(() => {}); return video.currentTime > 0.5; }""",
         arg=final.element_handle(),

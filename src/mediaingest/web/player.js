@@ -53,7 +53,7 @@ export function buildPlayer(asset, videos, poster, geometry) {
   });
   shapePlayer(video, geometry);
   const rungs = videos.map((p) => rungLabel(p.width, p.height) || p.resolution).filter(Boolean);
-  const unique = [...new Set(rungs)].join(", ");
+  const unique = [...new Set(rungs)].sort((a, b) => parseInt(a, 10) - parseInt(b, 10)).join(", "); // "360p, 720p"
   const caption = el("figcaption", { text: `Web proxy · ${unique}` });
   const rendition = el("select", { className: "rendition", "aria-label": "Rendition" }, el("option", { value: "auto", text: "Auto" }));
   // Not a live region: it changes several times a second while playing, and a screen reader would read each.
