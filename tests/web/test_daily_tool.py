@@ -288,3 +288,22 @@ def test_storage_failing_for_a_while_is_retried_on_the_same_asset(
     assert sending.get_attribute("data-state") == "processing"
     assets = httpx.get(f"{server.url}/api/assets", headers=headers).json()["data"]
     assert [item["id"] for item in assets["items"]] == [asset_id]
+
+
+def test_a_big_upload_never_holds_up_a_small_one(
+    live_server_factory: LiveServerFactory, page: Any, small_video: Path, small_jpeg: Path, tmp_path: Path
+) -> None:
+    server = live_server_factory(worker=False, multipart_threshold=MIB, multipart_part_size=5 * MIB)
+    _, headers = server.create_user()
+    big = _padded(small_video, tmp_path / "feature.mp4", 70)  # over 64 MiB: the bulk lane, 35 s on this link
+    received = server.record_parts()
+    sign_in(page, server, _token(headers))
+    Link(page)
+    page.set_input_files("#file-input", str(big))
+    wait_until(lambda: len(received) >= 1, timeout=60, message="the big upload should be under way")
+    small = tmp_path / "still.jpg"
+    small.write_bytes(small_jpeg.read_bytes())
+    page.set_input_files("#file-input", str(small))
+    card(page, small.name).and_(page.locator("[data-state='processing']")).wait_for(timeout=10_000)
+    assert card(page, big.name).get_attribute("data-state") == "uploading"  # still going, not waited for
+    assert len(received) < 14

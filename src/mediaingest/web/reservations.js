@@ -15,10 +15,10 @@ export function createReservations(app) {
       return;
     }
     // What this page holds itself (cards, and uploads Golden Retriever brought back after a reload) is not listed.
-    const uppy = await app.uploads.uploader().catch(() => null);
+    const lanes = await app.uploads.uploader().catch(() => null);
     const here = new Set([
       ...[...document.querySelectorAll("#uploads .upload[data-asset-id]")].map((card) => card.dataset.assetId),
-      ...(uppy ? uppy.getFiles().map((file) => file.meta.assetId).filter(Boolean) : []),
+      ...(lanes ? lanes.all.flatMap((uppy) => uppy.getFiles()).map((file) => file.meta.assetId).filter(Boolean) : []),
     ]);
     const held = page.items.filter((asset) => !here.has(asset.id));
     const reserved = held.reduce((sum, asset) => sum + asset.fileSize, 0);

@@ -13,11 +13,12 @@ const sha256Hex = async (blob) => Array.from(new Uint8Array(await crypto.subtle.
 /** The bytes were already in storage and are now confirmed: not an upload to make. */
 export class AlreadyConfirmed extends Error {}
 
-export async function createUploader(userId, ctx) {
+export async function createUploader(userId, lane, ctx) {
   const { state, api, app, assetPath, confirm, abort, showStored, scheduleRetry, settle, retryNow, showRestored } = ctx;
   const { Uppy, AwsS3, GoldenRetriever } = await import("/ui/vendor/uppy.min.mjs");
-  // One store of uploads per user: another account signing in on this browser sees none of them.
-  const uppy = new Uppy({ id: `mediaingest-${userId}`, autoProceed: true, allowMultipleUploadBatches: true });
+  // One store of uploads per user and lane: another account signing in on this browser sees none of them.
+  const id = lane === "bulk" ? `mediaingest-${userId}` : `mediaingest-${userId}-${lane}`;
+  const uppy = new Uppy({ id, autoProceed: true, allowMultipleUploadBatches: true });
   uppy.use(AwsS3, {
     limit: 1, // raised by the measured link (chooseConcurrency)
     shouldUseMultipart: (file) => usesParts(file.size),

@@ -1,7 +1,8 @@
 // Sending files: Uppy (pinned, served by this service) cuts them into parts sized for the measured link,
 // asks our endpoints for each part's URL, for the parts storage holds and to complete; Golden Retriever
 // keeps them across a reload. The room is reserved before Uppy queues a file, so a quota verdict never
-// waits behind another upload; a lost connection is retried with backoff on the same asset.
+// waits behind another upload; a lost connection is retried with backoff on the same asset. Big files go
+// in a lane of their own (their own Uppy, so their own request queue): they never hold up smaller ones.
 import { $ } from "./dom.js";
 import { ApiError, ConnectionLostError, notMediaReason, SessionEndedError } from "./errors.js";
 import { formatBytes } from "./format.js";
@@ -9,10 +10,13 @@ import { dismiss, newCard, setState, showFailure, showTransfer, UPLOAD_SHARE } f
 import { choosePartSize, confirmedBytes, retryDelaySeconds } from "./transfer.js";
 import { createUploader, usesParts } from "./uploader.js";
 
+const BULK_SIZE = 64 * 1024 * 1024; // above this a file takes the bulk lane
+const laneFor = (lanes, size) => (size > BULK_SIZE ? lanes.bulk : lanes.quick);
+
 
 export function createUploads(app) {
   const state = {
-    uploaders: new Map(), // user id → Promise<Uppy>: one per account, kept across a sign-out
+    uploaders: new Map(), // user id → Promise<[quick, bulk] Uppy>: one pair per account, kept across a sign-out
     current: null, // the signed-in user's
     cards: new Map(), // Uppy file id → card
     tickets: new Map(), // asset id → the upload-url answer, until Uppy starts that file
@@ -27,18 +31,22 @@ export function createUploads(app) {
   function uploader() {
     state.current = state.current || (async () => {
       const me = await api("/api/me");
-      if (!state.uploaders.has(me.userId)) state.uploaders.set(me.userId, createUploader(me.userId, ctx));
-      const uppy = await state.uploaders.get(me.userId);
-      uppy.resumeAll(); // paused by a sign-out
-      showRestored(uppy);
-      return uppy;
+      if (!state.uploaders.has(me.userId)) {
+        state.uploaders.set(me.userId, Promise.all(["quick", "bulk"].map((lane) => createUploader(me.userId, lane, ctx))));
+      }
+      const [quick, bulk] = await state.uploaders.get(me.userId);
+      for (const uppy of [quick, bulk]) {
+        uppy.resumeAll(); // paused by a sign-out
+        showRestored(uppy);
+      }
+      return { quick, bulk, all: [quick, bulk] };
     })();
     return state.current;
   }
 
   /** Signing out pauses this user's uploads (what reached storage stays) and clears their cards. */
   function retire() {
-    if (state.current) state.current.then((uppy) => uppy.pauseAll()).catch(() => {});
+    if (state.current) state.current.then((lanes) => lanes.all.forEach((uppy) => uppy.pauseAll())).catch(() => {});
     state.current = null;
     for (const entry of state.retries.values()) clearInterval(entry.timer);
     state.retries.clear();
@@ -153,15 +161,15 @@ export function createUploads(app) {
   async function add(fileList, project) {
     const files = Array.from(fileList || []);
     if (!files.length) return;
-    let uppy;
+    let lanes;
     try {
-      uppy = await uploader();
+      lanes = await uploader();
     } catch (error) {
       if (!(error instanceof SessionEndedError)) app.notice(`Uploads are unavailable: ${error.message}`);
       return;
     }
-    await Promise.all(files.map((file) => addOne(uppy, file, project)));
-    resumeWhenWhole(uppy);
+    await Promise.all(files.map((file) => addOne(laneFor(lanes, file.size), file, project)));
+    lanes.all.forEach(resumeWhenWhole);
   }
 
   async function addOne(uppy, file, project) {
