@@ -12,7 +12,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: run test test-js lint format lock bench bench-quick system-deps browser-deps node-deps postgres clean help
+.PHONY: run test lint format lock bench bench-quick system-deps browser-deps postgres clean help
 
 help:
 	@echo "make run    — serve the API and a worker on http://$(HOST):$(PORT) (SQLite + local storage in ./var)"
@@ -39,6 +39,7 @@ browser-deps:
 		|| { echo "installing chromium"; apt-get update -qq && $(APT_INSTALL) chromium; }
 
 # The page's pure modules are tested by node's own test runner (Node 18 or newer; Debian 12 has 18).
+.PHONY: node-deps test-js
 node-deps:
 	@command -v node >/dev/null || { echo "installing nodejs"; apt-get update -qq && $(APT_INSTALL) nodejs; }
 
