@@ -85,7 +85,7 @@ export function createLibrary(app) {
         state.again = false;
         try {
           const [page] = await Promise.all([app.api(`/api/assets?${libraryQuery(state.library, state.pageSize)}`), app.refreshAccount()]);
-          render(page);
+          if (!state.again) render(page); // a newer query (another filter, a deletion) is on its way: show that one
         } catch (error) {
           if (!(error instanceof SessionEndedError)) app.notice(`Could not load your assets: ${describeError(error)}`);
         }

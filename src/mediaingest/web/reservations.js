@@ -15,11 +15,8 @@ export function createReservations(app) {
       return;
     }
     // What this page holds itself (cards, and uploads Golden Retriever brought back after a reload) is not listed.
-    const lanes = await app.uploads.uploader().catch(() => null);
-    const here = new Set([
-      ...[...document.querySelectorAll("#uploads .upload[data-asset-id]")].map((card) => card.dataset.assetId),
-      ...(lanes ? lanes.all.flatMap((uppy) => uppy.getFiles()).map((file) => file.meta.assetId).filter(Boolean) : []),
-    ]);
+    const here = app.uploads.heldAssetIds();
+    for (const card of document.querySelectorAll("#uploads .upload[data-asset-id]")) here.add(card.dataset.assetId);
     const held = page.items.filter((asset) => !here.has(asset.id));
     const reserved = held.reduce((sum, asset) => sum + asset.fileSize, 0);
     $("#reservations").hidden = held.length === 0;

@@ -17,7 +17,8 @@ const laneFor = (lanes, size) => (size > BULK_SIZE ? lanes.bulk : lanes.quick);
 export function createUploads(app) {
   const state = {
     uploaders: new Map(), // user id → Promise<[quick, bulk] Uppy>: one pair per account, kept across a sign-out
-    current: null, // the signed-in user's
+    current: null, // the signed-in user's lanes, once asked for
+    lanes: null, // …and once they are ready
     cards: new Map(), // Uppy file id → card
     tickets: new Map(), // asset id → the upload-url answer, until Uppy starts that file
     stored: new Map(), // Uppy file id → Set of part numbers storage holds
@@ -39,7 +40,10 @@ export function createUploads(app) {
         uppy.resumeAll(); // paused by a sign-out
         showRestored(uppy);
       }
-      return { quick, bulk, all: [quick, bulk] };
+      state.lanes = { quick, bulk, all: [quick, bulk] };
+      // What Golden Retriever brought back is this page's: listed as unfinished elsewhere until now.
+      if (!$("#reservations").hidden) app.reservations.refresh();
+      return state.lanes;
     })();
     return state.current;
   }
@@ -48,6 +52,7 @@ export function createUploads(app) {
   function retire() {
     if (state.current) state.current.then((lanes) => lanes.all.forEach((uppy) => uppy.pauseAll())).catch(() => {});
     state.current = null;
+    state.lanes = null;
     for (const entry of state.retries.values()) clearInterval(entry.timer);
     state.retries.clear();
     for (const card of document.querySelectorAll("#uploads .upload")) dismiss(card);
@@ -212,5 +217,10 @@ export function createUploads(app) {
   }
 
   const ctx = { state, api, app, assetPath, confirm, abort, showStored, scheduleRetry, settle, retryNow, showRestored };
-  return { add, uploader, retire, sending: () => [...state.cards.values()].some((card) => ["uploading", "confirming", "retrying", "requesting"].includes(card.dataset.state)) };
+  /** The assets this page is sending (cards, and what Golden Retriever kept across a reload). */
+  const heldAssetIds = () => new Set([
+    ...[...state.cards.values()].map((card) => card.dataset.assetId),
+    ...(state.lanes ? state.lanes.all.flatMap((uppy) => uppy.getFiles()).map((file) => file.meta.assetId) : []),
+  ].filter(Boolean));
+  return { add, uploader, retire, heldAssetIds, sending: () => [...state.cards.values()].some((card) => ["uploading", "confirming", "retrying", "requesting"].includes(card.dataset.state)) };
 }
