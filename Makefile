@@ -1,6 +1,7 @@
 # mediaingest — two commands matter: `make run` (the service on the embedded default) and `make test`.
 # Both work on a fresh Debian machine as root: they install what is missing (python3-venv, ffmpeg,
-# chromium for the browser tests) with apt-get, and the Python dependencies into .venv/.
+# chromium for the browser tests, nodejs for the page's own tests) with apt-get, and the Python
+# dependencies into .venv/.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -38,6 +39,14 @@ browser-deps:
 	@command -v chromium >/dev/null || test -x /usr/lib/chromium/chromium \
 		|| { echo "installing chromium"; apt-get update -qq && $(APT_INSTALL) chromium; }
 
+# The page's pure modules are tested by node's own test runner (Node 18 or newer; Debian 12 has 18).
+.PHONY: node-deps test-js
+node-deps:
+	@command -v node >/dev/null || { echo "installing nodejs"; apt-get update -qq && $(APT_INSTALL) nodejs; }
+
+test-js: node-deps
+	node --test tests/web/js/
+
 # Starts the machine's PostgreSQL cluster when it is installed but down (tests need it).
 postgres:
 	@if command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then \
@@ -48,13 +57,14 @@ run: system-deps $(STAMP)
 	$(BIN)/mediaingest db upgrade
 	@echo
 	@echo "  mediaingest on http://$(HOST):$(PORT)  (the upload page; API docs at /docs)"
-	@echo "  a user and its API token:  $(BIN)/mediaingest users create --email you@example.com"
+	@echo "  a user and its API token:  $(BIN)/mediaingest users create --email you@example.com [--plan PRO]"
 	@echo
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/mediaingest serve --embedded-worker
 
-test: system-deps browser-deps postgres $(STAMP)
+test: system-deps browser-deps node-deps postgres $(STAMP)
 	$(BIN)/ruff check src tests bench migrations
 	$(BIN)/mypy
+	node --test tests/web/js/
 	$(BIN)/pytest
 
 # Benchmarks (bench/, never collected by pytest): ratios against ffmpeg's floor and the naive ladder, upload

@@ -90,7 +90,7 @@ class MimeTypeNotAllowedError(ValidationFailedError):
 
 
 class FileTooLargeError(ValidationFailedError):
-    """Over the 5 GB a file."""
+    """Over the 5 GiB a file."""
 
     status_code = 413
     code = "file_too_large"

@@ -7,6 +7,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import Users
 from mediaingest.api.docs import ASSETS_PATH
 
 
@@ -43,3 +44,13 @@ def test_only_the_named_files_are_served(client: TestClient, name: str) -> None:
     response = client.get(f"{ASSETS_PATH}/{name}")
     assert response.status_code == 404
     assert response.json()["success"] is False
+
+
+def test_the_upload_example_swagger_offers_is_a_request_the_service_takes(client: TestClient, users: Users) -> None:
+    """ "Try it out" starts from the schema's example: it must not be `"mimeType": "string"`."""
+    _, headers = users.create()
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    example = schemas["UploadUrlRequest"]["examples"][0]
+    assert client.post("/api/assets/upload-url", json=example, headers=headers).status_code == 201
+    assert schemas["UploadUrlRequest"]["properties"]["mimeType"]["examples"] == ["video/mp4"]
+    assert schemas["SignPartsRequest"]["examples"][0]["parts"][0] == {"partNumber": 1}

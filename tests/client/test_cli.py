@@ -89,10 +89,20 @@ def test_upload_wait_then_list_show_and_delete(live_server: LiveServer, small_vi
     assert live_server.storage.list_keys(live_server.settings.bucket_proxies, f"assets/{user_id}/{video['id']}/") == []
     gone = run_cli(live_server, token, "assets", "show", video["id"])
     assert gone.returncode == 1 and f"No asset {video['id']}" in gone.stderr
+    # Asked first, the question names what would go (no answer: nothing goes).
+    asked = run_cli(live_server, token, "assets", "delete", audio["id"][:6])
+    assert asked.returncode == 1 and "Delete 1 asset(s)" in asked.stdout and small_audio.name in asked.stdout
     # An unknown id among several is named, and the others are still deleted (by short id too).
     mixed = run_cli(live_server, token, "assets", "delete", video["id"][:8], audio["id"][:6], "--yes")
     assert mixed.returncode == 1
     assert f"No asset {video['id'][:8]}" in mixed.stderr and f"deleted {audio['id']}" in mixed.stdout
+
+    # What is not an id is said before asking the server: too short, or a name.
+    short = run_cli(live_server, token, "assets", "show", "4ed")
+    assert short.returncode == 1 and "4ed is too short: give at least the first 4 characters" in short.stderr
+    named = run_cli(live_server, token, "assets", "show", "phone.mov")
+    assert named.returncode == 1 and "phone.mov is not an asset id: ids are hexadecimal" in named.stderr
+    assert "String should match pattern" not in named.stderr
 
 
 def test_big_file_goes_up_in_parallel_parts_with_flags_instead_of_env(
@@ -128,8 +138,8 @@ def test_errors_a_person_understands(live_server_factory: LiveServerFactory, tmp
     over = run_cli(server, token, "upload", str(small_video))
     assert over.returncode == 1
     size = small_video.stat().st_size
-    assert f"Not enough storage for “{small_video.name}”: it needs {round(size / 1000)} KB" in over.stderr
-    assert "only 100 KB of your USER plan's 100 KB is free (0 B stored, 0 B reserved" in over.stderr
+    assert f"Not enough storage for “{small_video.name}”: it needs {round(size / 1024)} KiB" in over.stderr
+    assert "only 97.7 KiB of your USER plan's 97.7 KiB is free (0 B stored, 0 B reserved" in over.stderr
 
     bad = run_cli(server, "mi_not-a-real-token", "assets", "list")
     assert bad.returncode == 1 and "did not accept the token" in bad.stderr

@@ -227,3 +227,29 @@ def test_pending_upload_streams_too(idle_server: LiveServer) -> None:
     assert not reader.closed.is_set()
     _set_asset(idle_server, ticket["assetId"], processing_status=AssetProcessingStatus.FAILED)
     assert reader.closed.wait(10)
+
+
+def test_the_library_stream_follows_every_asset_of_its_owner_only(idle_server: LiveServer, small_video: Path) -> None:
+    """GET /api/assets/events: an upload made by another client appears, moves and finishes on it; a
+    deletion changes the count; another tenant's assets never show."""
+    _, headers = idle_server.create_user()
+    _, stranger = idle_server.create_user()
+    reader = EventReader(idle_server, "/api/assets/events", headers)
+    assert reader.response is not None and reader.response.status_code == 200
+    reader.wait_for(lambda found: {"event": "count", "id": "1", "data": {"total": 0}} in found)
+    with httpx.Client(base_url=idle_server.url, timeout=30) as http:
+        upload(http, stranger, small_video, mime_type="video/mp4")  # someone else's: never on this stream
+        asset_id = upload(http, headers, small_video, mime_type="video/mp4")["assetId"]
+    library = lambda found: [e["data"] for e in found if e.get("event") == "asset"]  # noqa: E731
+    reader.wait_for(
+        lambda found: any(s["assetId"] == asset_id and s["uploadStatus"] == "UPLOADED" for s in library(found))
+    )
+    _set_job(idle_server, asset_id, status=IngestionJobStatus.RUNNING, progress=40.0)
+    reader.wait_for(lambda found: any((s["currentJob"] or {}).get("progress") == 40.0 for s in library(found)))
+    _set_asset(idle_server, asset_id, processing_status=AssetProcessingStatus.READY)
+    found = reader.wait_for(lambda found: any(s["processingStatus"] == "READY" for s in library(found)))
+    assert {s["assetId"] for s in library(found)} == {asset_id}
+    ids = [int(e["id"]) for e in found if "id" in e]
+    assert ids == sorted(ids) and len(ids) == len(set(ids))  # a reconnect's Last-Event-ID continues them
+    httpx.delete(f"{idle_server.url}/api/assets/{asset_id}", headers=headers, timeout=30)
+    reader.wait_for(lambda found: [e["data"] for e in found if e.get("event") == "count"][-1] == {"total": 0})

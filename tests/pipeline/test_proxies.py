@@ -17,7 +17,7 @@ from mediaingest.models.enums import MediaType, ProxyType
 from mediaingest.pipeline.hls import parse_media_playlist
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.stages.probe import probe
-from mediaingest.pipeline.stages.proxies import build_proxy_plan, generate_proxies, rendition_sizes
+from mediaingest.pipeline.stages.proxies import build_proxy_plan, generate_proxies, rendition_sizes, sprite_tile_size
 from mediaingest.pipeline.stages.sprites import SpriteGrid, SpriteSheetWriter, storyboard_vtt
 from mediaingest.pipeline.types import MediaMetadata, StageOutput, StageResult
 
@@ -218,6 +218,20 @@ def test_portrait_phone_clip_gets_portrait_proxies(
         assert (video["width"], video["height"]) == size
         assert not video.get("side_data_list")  # turned upright, so no display matrix is left to apply
         assert outputs[name].details["remuxed"] is False  # rotated sources are always encoded
+    # The storyboard is upright too: tiles at the display aspect, not a landscape box with bars.
+    assert (outputs["sprite_000.jpg"].details["tile_width"], outputs["sprite_000.jpg"].details["tile_height"]) == (
+        90,
+        160,
+    )
+    assert "#xywh=0,0,90,160" in outputs["storyboard.vtt"].path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("display", "tile"),
+    [((1920, 1080), (160, 90)), ((1080, 1920), (90, 160)), ((1440, 1080), (120, 90)), ((1000, 1000), (90, 90))],
+)
+def test_storyboard_tiles_follow_the_display_aspect(display: tuple[int, int], tile: tuple[int, int]) -> None:
+    assert sprite_tile_size(160, 90, *display) == tile
 
 
 @pytest.mark.slow

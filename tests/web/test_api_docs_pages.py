@@ -45,6 +45,8 @@ def test_swagger_ui_renders_every_route_offline(live_server: LiveServer, page: A
 
 def test_redoc_renders_offline(live_server: LiveServer, page: Any) -> None:
     refused = _offline(page, live_server)
+    console: list[str] = []  # a request the CSP blocks never reaches the route: it shows here
+    page.on("console", lambda message: console.append(message.text) if message.type == "error" else None)
     page.goto(live_server.url + "/redoc")
     page.locator("h1", has_text="mediaingest").wait_for()
     page.get_by_role("menuitem").first.wait_for()
@@ -52,3 +54,4 @@ def test_redoc_renders_offline(live_server: LiveServer, page: Any) -> None:
         page.set_viewport_size({"width": width, "height": 900})
         page.screenshot(path=str(ARTIFACTS / f"docs-redoc-{width}.png"))
     assert refused == []
+    assert console == []

@@ -67,8 +67,10 @@ def test_search_filter_sort_and_page_the_library(
     page.locator("#library-status").select_option("")
     page.locator("#library-type").select_option("")
     page.locator("#library-sort").select_option("name")
-    wait_until(lambda: rows.count() == 20 and rows.first.locator("th").inner_text() == "interview.mp4", timeout=10)
-    assert rows.nth(1).locator("th").inner_text() == "still-00.jpg"
+    # Newest first also starts with interview.mp4: wait for the order by name itself (and its address).
+    wait_until(lambda: rows.count() == 20 and rows.nth(1).locator("th").inner_text() == "still-00.jpg", timeout=10)
+    assert rows.first.locator("th").inner_text() == "interview.mp4"
+    assert page.url.endswith("/?sort=name")
 
     for width in (1280, 390):
         page.set_viewport_size({"width": width, "height": 900})

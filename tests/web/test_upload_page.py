@@ -83,7 +83,7 @@ def test_video_chosen_and_image_dropped_reach_ready_with_poster_player_scrub_and
     thumb = video_card.get_by_role("img", name=f"Poster frame of {small_video.name}")
     wait_until(lambda: thumb.evaluate("img => img.complete && img.naturalWidth") == 320, timeout=10)
     assert video_card.locator("video").count() == 0
-    video_card.get_by_role("button", name=f"Open {small_video.name}").click()
+    video_card.get_by_role("link", name=f"Open {small_video.name}").click()
     viewer = page.locator("#viewer")
     poster = viewer.get_by_role("img", name=f"Poster frame of {small_video.name}")
     poster.wait_for()
@@ -100,15 +100,16 @@ def test_video_chosen_and_image_dropped_reach_ready_with_poster_player_scrub_and
     # The storyboard is the player's seek bar: pointing previews the frame above the pointer.
     scrub = viewer.get_by_role("slider")
     assert scrub.evaluate("(s, video) => s.previousElementSibling === video", video.element_handle())
-    assert scrub.get_attribute("data-cue") == "sprite_000.jpg#xywh=0,0,160,90"
+    assert scrub.get_attribute("data-cue") == "sprite_000.jpg#xywh=0,0,120,90"  # 4:3, at its aspect
     scrub.scroll_into_view_if_needed()
     box = scrub.locator(".scrub-bar").bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
-    wait_until(lambda: scrub.get_attribute("data-cue") == "sprite_000.jpg#xywh=160,0,160,90", timeout=5)
+    wait_until(lambda: scrub.get_attribute("data-cue") == "sprite_000.jpg#xywh=120,0,120,90", timeout=5)
     assert scrub.get_attribute("aria-valuetext") == "0:03"
     frame = scrub.locator(".scrub-frame")
     assert "sprite_000.jpg" in frame.evaluate("f => f.style.backgroundImage")
-    assert frame.evaluate("f => f.style.backgroundPosition") == "-160px 0px"
+    assert frame.evaluate("f => [f.offsetWidth, f.offsetHeight]") == [160, 120]  # shown larger, still 4:3
+    assert frame.evaluate("f => f.style.backgroundPosition") == "-160px 0px"  # the second tile, scaled alike
     shown = scrub.locator(".scrub-preview").bounding_box()
     assert shown is not None and shown["y"] + shown["height"] <= box["y"] + 1  # above the bar
     assert shown["x"] <= box["x"] + box["width"] * 0.75 <= shown["x"] + shown["width"]  # at the pointer
@@ -125,18 +126,20 @@ def test_video_chosen_and_image_dropped_reach_ready_with_poster_player_scrub_and
     # The original: downloaded as it was uploaded, or a signed link that says how long it works.
     download = viewer.get_by_role("link", name="Download original")
     assert httpx.get(download.get_attribute("href"), timeout=10).content == small_video.read_bytes()
-    viewer.get_by_role("button", name=f"Copy a download link for {small_video.name}").click()
+    viewer.get_by_role("button", name=f"Copy link to {small_video.name}").click()
     wait_until(lambda: "works until" in viewer.locator(".asset-actions .hint").inner_text(), timeout=5)
 
-    # The dropped image: its thumbnail stands in for a poster; no player.
+    # Back to the workspace. The dropped image: its thumbnail stands in for a poster; no player.
+    page.go_back()
+    image_card.wait_for()
     assert image_card.get_by_role("img", name=f"Poster frame of {small_jpeg.name}").is_visible()
     assert image_card.locator("video").count() == 0
 
     # Both are in the list, ready; the header tells who is signed in, the plan and the quota used.
     rows = page.locator("#assets-body tr")
-    wait_until(lambda: rows.count() == 2 and rows.locator(".badge.ready").count() == 2, timeout=10)
+    wait_until(lambda: rows.count() == 2 and rows.locator(".status-cell .badge.ready").count() == 2, timeout=10)
     label = page.locator("#account-label")
-    header = r"\S+@\S+ · User plan · [\d.]+ [KM]B of 5.4 GB used"  # 5 GiB, in the page's decimal units
+    header = r"\S+@\S+ · User plan · [\d.]+ [KM]iB of 5 GiB used"  # binary units, named as such
     wait_until(lambda: re.fullmatch(header, label.inner_text()), timeout=10, message=label.inner_text())
     assert card(page, small_video.name).locator(".upload-status").get_attribute("aria-live") == "polite"
 
@@ -172,10 +175,10 @@ def test_disallowed_type_and_quota_are_explained(
     page.set_input_files("#file-input", str(small_video))
     over = card(page, small_video.name)
     over.and_(page.locator("[data-state='rejected']")).wait_for()
-    size_kb = round(small_video.stat().st_size / 1000)
+    size_kib = round(small_video.stat().st_size / 1024)
     assert over.locator(".upload-status").inner_text() == (
-        f"Not enough storage for “{small_video.name}”: it needs {size_kb} KB, but only 100 KB of your USER plan's "
-        "100 KB is free (0 B stored, 0 B reserved by uploads in progress)."
+        f"Not enough storage for “{small_video.name}”: it needs {size_kib} KiB, but only 97.7 KiB of your USER "
+        "plan's 97.7 KiB is free (0 B stored, 0 B reserved by unfinished uploads)."
     )
     assert httpx.get(f"{server.url}/api/assets", headers=headers).json()["data"]["total"] == 0
 
@@ -223,18 +226,21 @@ def test_deleting_an_asset_removes_it_from_the_list_and_from_storage(
     assert storage.list_keys(settings.bucket_proxies, derived) and storage.list_keys(settings.bucket_processed, derived)
     assert storage.list_keys(settings.bucket_incoming, f"uploads/{user_id}/")
 
-    # "View" opens the asset's results in the viewer, from the list.
-    row.get_by_role("button", name=f"View {small_video.name}").click()
+    # The name opens the asset's page, from the list; back returns to the library.
+    row.get_by_role("link", name=small_video.name).click()
     viewer = page.locator("#viewer")
     viewer.get_by_role("img", name=f"Poster frame of {small_video.name}").wait_for()
     assert viewer.locator("#viewer-status").inner_text() == "Ready"
+    assert page.url == f"{live_server.url}/assets/{asset_id}"
+    page.go_back()
+    row.wait_for()
 
     page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name=f"Delete {small_video.name}").click()
     row.wait_for(state="detached")
     assert page.locator("#announcer").inner_text() == f"Deleted {small_video.name}."
     assert uploaded.get_attribute("data-state") == "deleted"
-    assert viewer.is_hidden()  # the viewer showed the deleted asset: closed
+    assert viewer.is_hidden()
     for bucket, prefix in (
         (settings.bucket_incoming, f"uploads/{user_id}/"),
         (settings.bucket_proxies, derived),
@@ -303,12 +309,18 @@ def test_the_queue_is_compact_and_finished_cards_can_be_cleared(
     assert page.locator("#uploads .upload").count() == 0 and page.locator("#uploads-bar").is_hidden()
 
 
+def assert_pinned(bundle_name: str, sha256: str, licence_name: str, licence_text: str) -> bytes:
+    """A vendored front-end library is the release its digest names, with its licence beside it."""
+    bundle = (WEB_DIR / "vendor" / bundle_name).read_bytes()
+    assert hashlib.sha256(bundle).hexdigest() == sha256
+    assert licence_text in (WEB_DIR / "vendor" / licence_name).read_text()
+    return bundle
+
+
 def test_the_vendored_uppy_is_the_pinned_release() -> None:
-    bundle = (WEB_DIR / "vendor" / "uppy.min.mjs").read_bytes()
-    assert hashlib.sha256(bundle).hexdigest() == UPPY_SHA256
+    bundle = assert_pinned("uppy.min.mjs", UPPY_SHA256, "uppy.LICENSE", "Copyright (c) 2018 Transloadit")
     for plugin in (b"AwsS3", b"GoldenRetriever", b"Uppy"):
         assert plugin in bundle
-    assert "Copyright (c) 2018 Transloadit" in (WEB_DIR / "vendor" / "uppy.LICENSE").read_text()
 
 
 def test_a_reload_mid_upload_resumes_without_sending_stored_parts_again(
@@ -481,11 +493,11 @@ def test_a_photo_shows_its_camera_and_exposure(live_server: LiveServer, page: An
     page.set_input_files("#file-input", str(photo))
     item = card(page, photo.name)
     item.and_(page.locator("[data-state='ready']")).wait_for(timeout=READY_TIMEOUT_MS)
-    item.get_by_role("button", name=f"Open {photo.name}").click()
+    item.get_by_role("link", name=f"Open {photo.name}").click()
     facts = page.locator("#viewer .facts").first
     facts.wait_for()
     text = facts.inner_text()
-    assert "Fujifilm X-T4" in text and "2026:11:30 07:15:00" in text
+    assert "Fujifilm X-T4" in text and "2026-11-30 07:15:00" in text
     assert "1/250 s · f/5.6 · ISO 400" in text
     page.locator("#viewer summary", has_text="All EXIF fields").click()
     assert "ExposureTime" in page.locator("#viewer details.exif").inner_text()

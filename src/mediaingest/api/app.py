@@ -77,8 +77,8 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(health_router)
+    app.include_router(asset_events_router)  # first: /api/assets/events is not an asset id
     app.include_router(assets_router)
-    app.include_router(asset_events_router)
     app.include_router(playback_router)
     app.include_router(webhooks_router)
     app.include_router(account_router)

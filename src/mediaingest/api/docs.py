@@ -8,12 +8,13 @@ cannot), served by name under /docs/assets/.
 
 from __future__ import annotations
 
+import functools
 from importlib.resources import files
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from mediaingest.exceptions import NotFoundError
 
@@ -84,8 +85,20 @@ def mount_docs(app: FastAPI) -> None:
 
     # Served by name, not as a directory: only these four files are reachable.
     @app.get(ASSETS_PATH + "/{name}", include_in_schema=False)
-    def docs_asset(name: str) -> FileResponse:
+    def docs_asset(name: str) -> Response:
         media_type = _ASSET_TYPES.get(name)
         if media_type is None:
             raise NotFoundError("no such file")
+        if name == "redoc.standalone.js":
+            return Response(_redoc_without_cdn_logo(assets_dir), media_type=media_type, headers=_ASSET_HEADERS)
         return FileResponse(assets_dir / name, media_type=media_type, headers=_ASSET_HEADERS)
+
+
+# ReDoc's sidebar footer loads its maker's logo from a CDN, which the page's CSP refuses (a console error
+# on every visit). With an empty source the image fails at once, and ReDoc then leaves it out.
+_REDOC_CDN_LOGO = b'src:"https://cdn.redoc.ly/redoc/logo-mini.svg"'
+
+
+@functools.cache
+def _redoc_without_cdn_logo(assets_dir: Path) -> bytes:
+    return (assets_dir / "redoc.standalone.js").read_bytes().replace(_REDOC_CDN_LOGO, b'src:""')

@@ -62,14 +62,14 @@ def _counted(endpoint: str) -> Iterator[None]:
     status_code=status.HTTP_201_CREATED,
     response_model=Envelope[UploadUrlResponse],
     responses={
-        413: {"model": ErrorEnvelope, "description": "File over 5 GB, or over the plan's quota"},
+        413: {"model": ErrorEnvelope, "description": "File over 5 GiB, or over the plan's quota"},
         415: {"model": ErrorEnvelope, "description": "MIME type not allowed"},
     },
 )
 def create_upload_url(
     body: UploadUrlRequest, db: Db, principal: CurrentPrincipal, assets: Assets
 ) -> Envelope[UploadUrlResponse]:
-    """Reserves quota and returns where to PUT the bytes (one URL, or one per part above 100 MB)."""
+    """Reserves quota and returns where to PUT the bytes (one URL, or one per part above 100 MiB)."""
     with _counted("upload-url"), db.write() as session:
         ticket = assets.create_upload(session, principal, body)
     structlog.contextvars.bind_contextvars(asset_id=ticket.asset_id)

@@ -17,6 +17,14 @@ Wire format (https://html.spec.whatwg.org/multipage/server-sent-events.html):
 
 A client should stop on `end` (an EventSource would otherwise reconnect and get the final status again).
 
+`GET /api/assets/events` is the library's stream: every asset of the caller, whoever uploaded it (the
+page, the CLI, another tab), without end:
+
+    event: asset                        data: an asset's status (as above) each time it changes: a new
+                                        upload, its progress, READY, FAILED
+    event: count                        data: {"total": n}: how many assets the caller has, first and on
+                                        every change (a drop is a deletion)
+
 Authentication is the Bearer header like every /api route, or `?access_token=` because the browser's
 EventSource cannot set request headers. A token in a URL can end up in proxy or server access logs,
 so prefer the header where the client can set it (fetch-based readers, the CLI, the upload page);
@@ -29,6 +37,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import structlog
@@ -41,7 +50,7 @@ from starlette.concurrency import run_in_threadpool
 from mediaingest.api.deps import Assets, Db, Transactions, authenticate
 from mediaingest.assets.schemas import UNKNOWN_ASSET
 from mediaingest.assets.service import AssetService
-from mediaingest.db import SessionFactory
+from mediaingest.db import SessionFactory, utcnow
 from mediaingest.exceptions import NotFoundError
 from mediaingest.models.enums import AssetProcessingStatus
 from mediaingest.schemas import UNAUTHENTICATED
@@ -57,7 +66,7 @@ TERMINAL = (AssetProcessingStatus.READY, AssetProcessingStatus.FAILED)
 router = APIRouter(
     prefix="/api/assets",
     tags=["assets"],
-    responses={**UNAUTHENTICATED, **UNKNOWN_ASSET},
+    responses=UNAUTHENTICATED,
 )
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (mi_…) or a JWT from the main product.")
@@ -156,7 +165,7 @@ async def _stream(
 @router.get(
     "/{asset_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "The status stream"}},
+    responses={**UNKNOWN_ASSET, 200: {"content": {"text/event-stream": {}}, "description": "The status stream"}},
 )
 async def asset_events(
     asset_id: str,
@@ -171,8 +180,78 @@ async def asset_events(
     # Checked before the stream starts, so a wrong id or another tenant's asset is a plain 404.
     first = await run_in_threadpool(_first_snapshot, db, assets, principal, asset_id)
     factory: SessionFactory = request.app.state.read_session_factory
+    return _event_stream(_stream(request, factory, assets, principal, asset_id, first, _first_id(last_event_id)))
+
+
+def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
+    # No caching, and no buffering by a proxy (nginx's header): each event must reach the client at once.
     return StreamingResponse(
-        _stream(request, factory, assets, principal, asset_id, first, _first_id(last_event_id)),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
+
+
+# A change committed just before a poll may carry an updated_at a little older than the poll's start
+# (another machine's clock, a long transaction): look back this far, and send only what differs.
+LIBRARY_LOOKBACK = timedelta(seconds=5)
+
+
+def _poll_library(
+    factory: SessionFactory, assets: AssetService, principal: Principal, since: datetime
+) -> tuple[list[dict[str, Any]], int]:
+    with factory() as session:
+        try:
+            statuses, total = assets.library_changes(session, principal, since=since)
+            return [status.model_dump(mode="json", by_alias=True) for status in statuses], total
+        finally:
+            session.rollback()  # read-only: end the transaction before the stream sleeps
+
+
+async def _library_stream(
+    request: Request, factory: SessionFactory, assets: AssetService, principal: Principal, next_id: int
+) -> AsyncIterator[str]:
+    yield f"retry: {RETRY_MILLISECONDS}\n\n"
+    sent: dict[str, dict[str, Any]] = {}
+    total_sent: int | None = None
+    # The first poll looks back only the lookback: what changed before is in the listing the page loads.
+    since = utcnow() - LIBRARY_LOOKBACK
+    last_write = time.monotonic()
+    try:
+        while True:
+            polled_at = utcnow()
+            statuses, total = await run_in_threadpool(_poll_library, factory, assets, principal, since)
+            since = polled_at - LIBRARY_LOOKBACK
+            if total != total_sent:
+                yield _event("count", {"total": total}, next_id)
+                next_id += 1
+                total_sent = total
+                last_write = time.monotonic()
+            for status in statuses:
+                if sent.get(status["assetId"]) != status:
+                    yield _event("asset", status, next_id)
+                    next_id += 1
+                    sent[status["assetId"]] = status
+                    last_write = time.monotonic()
+            if time.monotonic() - last_write >= KEEPALIVE_SECONDS:
+                yield ": keep-alive\n\n"
+                last_write = time.monotonic()
+            await asyncio.sleep(POLL_INTERVAL_SECONDS)
+            if await request.is_disconnected():
+                return
+    except Exception:
+        log.exception("asset.library_events_failed")
+
+
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "The library's stream"}},
+)
+async def library_events(
+    request: Request,
+    principal: StreamPrincipal,
+    assets: Assets,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """Every change to any of the caller's assets, as Server-Sent Events, for as long as it is open."""
+    factory: SessionFactory = request.app.state.read_session_factory
+    return _event_stream(_library_stream(request, factory, assets, principal, _first_id(last_event_id)))

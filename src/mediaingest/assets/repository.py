@@ -128,6 +128,26 @@ def list_owned(
     return session.scalars(query).all(), int(total)
 
 
+def library_changes(session: Session, *, owner_id: str, since: datetime) -> tuple[Sequence[MediaAsset], int]:
+    """What a library stream looks at on each poll: the tenant's assets still moving (uploading or
+    processing) or changed since `since`, and how many assets the tenant has (a drop means a deletion)."""
+    moving = sa.or_(
+        MediaAsset.upload_status.in_([UploadStatus.PENDING, UploadStatus.UPLOADING]),
+        sa.and_(
+            MediaAsset.upload_status == UploadStatus.UPLOADED,
+            MediaAsset.processing_status.in_([AssetProcessingStatus.PENDING, AssetProcessingStatus.PROCESSING]),
+        ),
+    )
+    owned = MediaAsset.owner_id == owner_id
+    changed = session.scalars(
+        sa.select(MediaAsset)
+        .where(owned, sa.or_(moving, MediaAsset.updated_at >= since))
+        .order_by(MediaAsset.created_at)
+    ).all()
+    total = session.scalar(sa.select(sa.func.count()).select_from(MediaAsset).where(owned)) or 0
+    return changed, int(total)
+
+
 def jobs_of(session: Session, asset_id: str) -> Sequence[IngestionJob]:
     return session.scalars(
         sa.select(IngestionJob).where(IngestionJob.asset_id == asset_id).order_by(IngestionJob.created_at)

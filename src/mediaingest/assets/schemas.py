@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, computed_field, model_validator
+from pydantic import (
+    AliasChoices,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    computed_field,
+    model_validator,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
@@ -22,16 +30,27 @@ from mediaingest.schemas import ApiModel, ErrorEnvelope, RequestModel
 
 
 class UploadUrlRequest(RequestModel):
-    file_name: str = Field(min_length=1, max_length=1024)
-    file_size: int = Field(description="Bytes; checked against the 5 GB cap and the plan's quota.")
-    mime_type: str = Field(min_length=3, max_length=128)
-    project_id: str | None = Field(None, max_length=128)
+    # The examples make Swagger's "Try it out" body a request the service accepts (not "string").
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"fileName": "interview.mp4", "fileSize": 157286400, "mimeType": "video/mp4", "projectId": "launch"}
+            ]
+        }
+    )
+
+    file_name: str = Field(min_length=1, max_length=1024, examples=["interview.mp4"])
+    file_size: int = Field(
+        description="Bytes; checked against the 5 GiB cap and the plan's quota.", examples=[157286400]
+    )
+    mime_type: str = Field(min_length=3, max_length=128, examples=["video/mp4"])
+    project_id: str | None = Field(None, max_length=128, examples=["launch"])
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-fA-F]{64}$", description="Hex SHA-256 of the file; verified on confirm."
     )
     multipart: bool | None = Field(
         None,
-        description="true for parts, false for one PUT (up to 5 GB); default: parts above MULTIPART_THRESHOLD, "
+        description="true for parts, false for one PUT (up to 5 GiB); default: parts above MULTIPART_THRESHOLD, "
         "or when partSize is given.",
     )
     part_size: int | None = Field(
@@ -105,6 +124,8 @@ class PartToSign(RequestModel):
 
 
 class SignPartsRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"parts": [{"partNumber": 1}, {"partNumber": 2}]}]})
+
     parts: list[PartToSign] = Field(min_length=1, max_length=1000)
 
 
@@ -125,7 +146,15 @@ class ConfirmedPart(RequestModel):
 
 
 class ConfirmUploadRequest(RequestModel):
-    asset_id: str = Field(min_length=1, max_length=36)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"assetId": "4ed1c2d0-9b1e-4c55-8a57-2f0d5a9c1e77", "etag": '"9b2cf535f27731c974343645a3985328"'}
+            ]
+        }
+    )
+
+    asset_id: str = Field(min_length=1, max_length=36, examples=["4ed1c2d0-9b1e-4c55-8a57-2f0d5a9c1e77"])
     etag: str | None = Field(None, max_length=128, description="The ETag the storage answered the PUT with.")
     parts: list[ConfirmedPart] | None = Field(None, max_length=10_000)
 

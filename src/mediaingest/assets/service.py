@@ -613,7 +613,17 @@ class AssetService:
 
     def status(self, session: Session, principal: Principal, asset_id: str) -> AssetStatus:
         """Upload and processing status with every job, and the one a person wants to see first."""
-        asset = self.get(session, principal, asset_id)
+        return self._status(session, self.get(session, principal, asset_id))
+
+    def library_changes(
+        self, session: Session, principal: Principal, *, since: datetime
+    ) -> tuple[Sequence[AssetStatus], int]:
+        """The status of each of the caller's assets that is moving or changed since `since`, and how
+        many assets the caller has: what the library stream compares from one poll to the next."""
+        changed, total = repository.library_changes(session, owner_id=principal.user_id, since=since)
+        return [self._status(session, asset) for asset in changed], total
+
+    def _status(self, session: Session, asset: MediaAsset) -> AssetStatus:
         jobs = repository.jobs_of(session, asset.id)
         current = _current_job(jobs)
         return AssetStatus(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,13 +28,14 @@ from mediaingest.assets.schemas import (
     UploadUrlRequest,
     UploadUrlResponse,
 )
-from mediaingest.client.errors import AmbiguousIdError, ApiError, ClientError
+from mediaingest.client.errors import AmbiguousIdError, ApiError, ClientError, InvalidIdError
 from mediaingest.client.resume import ResumeStore
 from mediaingest.client.transfer import ProgressCallback, Transfer, TransferPlan, md5_of
 from mediaingest.retry import RetryPolicy
 
 TERMINAL = ("READY", "FAILED")
 _FULL_ID_LENGTH = 36  # a UUID
+_ID_PATTERN = re.compile(r"[0-9a-fA-F-]{1,36}")  # what the API's idPrefix takes
 # Longer than the server's keep-alive comments (15 s), so a quiet stream is not mistaken for a dead one.
 EVENTS_READ_TIMEOUT = 60.0
 CONFIRM_READ_TIMEOUT = 30 * 60.0
@@ -115,7 +117,7 @@ class MediaIngestClient:
 
     def confirm(self, request: ConfirmUploadRequest) -> ConfirmUploadResponse:
         body = request.model_dump(by_alias=True, exclude_none=True)
-        # Confirming completes a multipart upload server-side: minutes for a 5 GB file (the local backend
+        # Confirming completes a multipart upload server-side: minutes for a 5 GiB file (the local backend
         # reads and writes every byte; S3 assembles the parts). Giving up early would fail an upload that
         # succeeds, and confirming again meanwhile is refused.
         timeout = httpx.Timeout(self.api.timeout.connect, read=CONFIRM_READ_TIMEOUT)
@@ -218,8 +220,11 @@ class MediaIngestClient:
 
     def resolve_id(self, asset_id: str) -> str:
         """A whole id as it is; a short one (≥ 4 characters, as `assets list` shows them) → the one asset
-        whose id starts with it. ApiError 404 when none does, AmbiguousIdError when several do."""
-        if len(asset_id) >= _FULL_ID_LENGTH or len(asset_id) < 4:
+        whose id starts with it. ApiError 404 when none does, AmbiguousIdError when several do, and
+        InvalidIdError (before asking the server) for a name or fewer than 4 characters."""
+        if not _ID_PATTERN.fullmatch(asset_id) or len(asset_id) < 4:
+            raise InvalidIdError(asset_id)
+        if len(asset_id) >= _FULL_ID_LENGTH:
             return asset_id
         page = self.list(page_size=3, id_prefix=asset_id)
         if page.total == 1:

@@ -155,7 +155,7 @@ def upload(
         TextColumn("{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
-        DownloadColumn(),
+        DownloadColumn(binary_units=True),  # KiB, MiB: the units of the plans
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=err,
@@ -238,13 +238,15 @@ def _follow_all(
     """Follows every asset at once (one event stream each), one bar per asset with the time left."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+    # Time spent, not time left: stages differ too much in speed for a percentage to predict the rest
+    # (a "time left" column read 0:00:00 until the end).
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
-        TimeRemainingColumn(),
+        TimeElapsedColumn(),
         console=err,
         transient=False,
     ) as bar:
@@ -331,12 +333,12 @@ def assets_show(
     json_output: JsonOutput = False,
 ) -> None:
     """One asset: its metadata and derived files (with signed download URLs under --json)."""
-    from mediaingest.client.errors import AmbiguousIdError, ApiError, describe_error
+    from mediaingest.client.errors import AmbiguousIdError, ApiError, InvalidIdError, describe_error
 
     with _client(server, token) as client:
         try:
             detail = client.get(client.resolve_id(asset_id))
-        except (ApiError, AmbiguousIdError) as error:
+        except (ApiError, AmbiguousIdError, InvalidIdError) as error:
             typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
             raise typer.Exit(1) from None
     if json_output:
@@ -354,17 +356,26 @@ def assets_delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete assets: their files, everything derived from them, and their quota use."""
-    if not yes:
-        typer.confirm(f"Delete {len(asset_ids)} asset(s) and everything made from them?", abort=True)
-    from mediaingest.client.errors import AmbiguousIdError, ApiError, describe_error
+    from mediaingest.client.errors import AmbiguousIdError, ApiError, InvalidIdError, describe_error
 
     failed = False
     with _client(server, token) as client:
+        # Each id is looked up first, so the question names what would go (and unknown ids are said at once).
+        found: list[tuple[str, str]] = []
         for asset_id in asset_ids:
             try:
-                full_id = client.resolve_id(asset_id)
+                found.append((asset_id, client.get(client.resolve_id(asset_id)).original_name))
+            except (ApiError, AmbiguousIdError, InvalidIdError) as error:  # name the id, and still delete the others
+                typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
+                failed = True
+        if found and not yes:
+            names = "\n".join(f"  {given}  {name}" for given, name in found)
+            typer.confirm(f"Delete {len(found)} asset(s) and everything made from them?\n{names}\n", abort=True)
+        for asset_id, _ in found:
+            full_id = client.resolve_id(asset_id)
+            try:
                 client.delete(full_id)
-            except (ApiError, AmbiguousIdError) as error:  # name the id, and still delete the others
+            except ApiError as error:
                 typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
                 failed = True
                 continue

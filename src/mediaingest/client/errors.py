@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -29,6 +30,23 @@ class AmbiguousIdError(ClientError):
         super().__init__(f"{prefix} is the start of {total} asset ids ({listed}); type more of it.")
 
 
+_ID_CHARACTERS = re.compile(r"[0-9a-fA-F-]+")
+
+
+class InvalidIdError(ClientError):
+    """Not an asset id, nor the start of one that `assets list` could show."""
+
+    def __init__(self, given: str) -> None:
+        if len(given) < 4 and _ID_CHARACTERS.fullmatch(given):
+            reason = f"{given} is too short: give at least the first 4 characters of the id, as `assets list` shows it."
+        else:
+            reason = (
+                f"{given} is not an asset id: ids are hexadecimal, like 4ed1c2d0 (`assets list` shows them; "
+                "`assets list --json` has the names)."
+            )
+        super().__init__(reason)
+
+
 class TransferError(ClientError):
     """Storage refused a PUT (not retried) or kept failing it (after the retries)."""
 
@@ -39,13 +57,15 @@ class TransferError(ClientError):
 
 
 def format_bytes(size: float | None) -> str:
+    """Binary units, named as such (plans are 5 GiB, 50 GiB…), as the page and the README write them."""
     if size is None:
         return "?"
     value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" or value >= 100 else f"{value:.1f} {unit}"
-        value /= 1000
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            shown = f"{value:.0f}" if unit == "B" or value >= 100 else f"{value:.1f}".removesuffix(".0")
+            return f"{shown} {unit}"
+        value /= 1024
     raise AssertionError("unreachable")
 
 
@@ -62,7 +82,7 @@ def describe_error(error: BaseException, file_name: str | None = None, *, asset_
                 f"Not enough storage for {subject}: it needs {format_bytes(d.get('requested'))}, but only "
                 f"{format_bytes(d.get('available'))} of your {d.get('plan')} plan's {format_bytes(d.get('limit'))} "
                 f"is free ({format_bytes(d.get('stored'))} stored, {format_bytes(d.get('reserved'))} reserved by "
-                "uploads in progress)."
+                "unfinished uploads)."
             )
         if error.code == "file_too_large":
             return (

@@ -1,8 +1,10 @@
-"""The upload page at `/`: plain HTML, CSS and JavaScript files served as they are (no build step, no CDN).
+"""The page at `/`: plain HTML, CSS and native ES modules served as they are (no build step, no CDN).
 
-    GET /            index.html
-    GET /ui/{file}   app.js, app.css, Uppy (sends the bytes) and hls.js (loaded only to play HLS); vendor/:
-                     pinned releases, each with its licence
+    GET /                 index.html
+    GET /assets/{id}      index.html too: an asset's page has an address (the page's router shows it)
+    GET /ui/{file}        the page's modules (main.js imports the rest) and app.css
+    GET /ui/vendor/{file} Uppy (sends the bytes), hls.js (loaded only to play HLS) and axe-core (the
+                          accessibility check the browser tests run): pinned releases, each with its licence
 
 The page talks to the same /api routes as every client, with the token the person signs in with (kept
 in sessionStorage, so it ends with the tab), and sends the bytes straight to the signed storage URLs.
@@ -46,23 +48,40 @@ HLS_JS_SHA256 = "3d82a88cf9ae0d9aaab3cbe9ff6ecbb64bb89c54a399c34ae9bf8b559baeb20
 UPPY_VERSION = "5.2.4"
 UPPY_SHA256 = "e06d4c76ff37277f64ebb19986b85bb1de50f02b2fcaa84017ca523d6655a10a"
 
-# Served by name, not as a directory: nothing else in this package (its Python files) is reachable.
-_ASSETS = {
-    "app.js": ("app.js", "text/javascript; charset=utf-8"),
-    "app.css": ("app.css", "text/css; charset=utf-8"),
-    "hls.light.min.mjs": ("vendor/hls.light.min.mjs", "text/javascript; charset=utf-8"),
-    "uppy.min.mjs": ("vendor/uppy.min.mjs", "text/javascript; charset=utf-8"),
+# axe-core (MPL-2.0), pinned: the npm package's axe.min.js, injected by the browser tests only (the page never
+# loads it), checked against this digest by the tests.
+AXE_CORE_VERSION = "4.14.1"
+AXE_CORE_SHA256 = "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"
+
+_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
 }
+
+# Served by name, not as a directory: nothing else in this package (its Python files) is reachable.
+_PAGE_FILES = {path.name: path for path in WEB_DIR.iterdir() if path.suffix in (".js", ".css")}
+_VENDOR_FILES = {path.name: path for path in (WEB_DIR / "vendor").iterdir() if path.suffix in (".js", ".mjs")}
+
+
+def _serve(files: dict[str, Path], name: str) -> FileResponse:
+    path = files.get(name)
+    if path is None:
+        raise NotFoundError("no such file")
+    return FileResponse(path, media_type=_TYPES[path.suffix], headers=_PAGE_HEADERS)
 
 
 def mount_web(app: FastAPI) -> None:
-    @app.get("/", include_in_schema=False)
-    def upload_page() -> FileResponse:
+    def index() -> FileResponse:
         return FileResponse(WEB_DIR / "index.html", media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
 
+    app.get("/", include_in_schema=False)(index)
+    app.get("/assets/{asset_id}", include_in_schema=False)(index)  # the page checks the id, via the API
+
     @app.get("/ui/{name}", include_in_schema=False)
-    def page_asset(name: str) -> FileResponse:
-        if name not in _ASSETS:
-            raise NotFoundError("no such file")
-        path, media_type = _ASSETS[name]
-        return FileResponse(WEB_DIR / path, media_type=media_type, headers=_PAGE_HEADERS)
+    def page_file(name: str) -> FileResponse:
+        return _serve(_PAGE_FILES, name)
+
+    @app.get("/ui/vendor/{name}", include_in_schema=False)
+    def vendor_file(name: str) -> FileResponse:
+        return _serve(_VENDOR_FILES, name)

@@ -141,7 +141,7 @@ def build_proxy_plan(source: Path, metadata: MediaMetadata, out_dir: Path, optio
         renditions.append(Rendition(rung, width, height, "h264", remux, scrub, out_dir / f"proxy_{rung}p.mp4"))
         if options.proxy_vp9:
             renditions.append(Rendition(rung, width, height, "vp9", False, scrub, out_dir / f"proxy_{rung}p.webm"))
-    sprites = _sprite_grid(options)
+    sprites = _sprite_grid(options, metadata.display_width, metadata.display_height)
 
     graph = FilterGraph()
     video_in = video_stream_specifier(metadata)
@@ -534,13 +534,25 @@ def _seconds(value: object) -> float | None:
         return None
 
 
-def _sprite_grid(options: PipelineOptions) -> SpriteGrid | None:
+def sprite_tile_size(box_width: int, box_height: int, display_width: int, display_height: int) -> tuple[int, int]:
+    """A storyboard tile at the picture's display aspect, inside the configured box turned to match it:
+    160×90 for 16:9, 90×160 for a portrait phone clip, 120×90 for 4:3 (no black bars to scrub past)."""
+    long_side, short_side = max(box_width, box_height), min(box_width, box_height)
+    box = (long_side, short_side) if display_width >= display_height else (short_side, long_side)
+    scale = min(box[0] / display_width, box[1] / display_height)
+    return max(2, round(display_width * scale / 2) * 2), max(2, round(display_height * scale / 2) * 2)
+
+
+def _sprite_grid(options: PipelineOptions, display_width: int, display_height: int) -> SpriteGrid | None:
     if options.sprite_interval_seconds <= 0 or options.sprite_columns < 1 or options.sprite_rows < 1:
         return None
+    tile_width, tile_height = sprite_tile_size(
+        options.sprite_tile_width, options.sprite_tile_height, display_width, display_height
+    )
     return SpriteGrid(
         interval_seconds=options.sprite_interval_seconds,
-        tile_width=options.sprite_tile_width,
-        tile_height=options.sprite_tile_height,
+        tile_width=tile_width,
+        tile_height=tile_height,
         columns=options.sprite_columns,
         rows=options.sprite_rows,
     )

@@ -1,0 +1,169 @@
+// The asset view at /assets/{id}: the player and its seek bar, poster, waveform, spectrogram, the facts
+// (display geometry first) and the original's download. Follows the status stream while processing.
+import { $, el, focusHeading } from "./dom.js";
+import { describeError, SessionEndedError } from "./errors.js";
+import {
+  describeGeometry, describeProcessing, displayGeometry, exifFacts, formatBytes, formatDuration, formatFrameRate,
+} from "./format.js";
+import { watchAsset } from "./events.js";
+import { buildPlayer, detachHls, loadScrubber, shapePlayer, showEarlyPlayback } from "./player.js";
+
+function facts(asset, geometry) {
+  const metadata = asset.metadata || {};
+  const list = [];
+  if (metadata.durationSeconds) list.push(["Duration", formatDuration(metadata.durationSeconds)]);
+  if (geometry) {
+    const coded = metadata.width && (metadata.width !== geometry.width || metadata.height !== geometry.height)
+      ? ` (stored ${metadata.width}×${metadata.height}${metadata.rotation ? `, turned ${metadata.rotation}°` : ""})` : "";
+    list.push(["Picture", `${describeGeometry(geometry)}${coded}`]);
+  }
+  if (metadata.frameRate) list.push(["Frame rate", formatFrameRate(metadata)]);
+  if (metadata.timecode) list.push(["Timecode", metadata.timecode]);
+  if (metadata.videoCodec) list.push(["Video", metadata.videoCodec]);
+  const tracks = metadata.audioTracks || [];
+  if (metadata.audioCodec) {
+    list.push(["Audio", `${metadata.audioCodec}${metadata.channels ? `, ${metadata.channels} ch` : ""}${tracks.length > 1 ? ` · ${tracks.length} tracks` : ""}`]);
+  }
+  if (metadata.loudness && metadata.loudness.integratedLufs !== null) {
+    const peak = metadata.loudness.truePeakDbtp;
+    list.push(["Loudness", `${metadata.loudness.integratedLufs.toFixed(1)} LUFS${peak !== null ? `, peak ${peak.toFixed(1)} dBTP` : ""}`]);
+  }
+  if (metadata.shots && metadata.shots.length) list.push(["Shots", String(metadata.shots.length + 1)]);
+  if (metadata.exif) list.push(...exifFacts(metadata.exif));
+  if (asset.projectId) list.push(["Project", asset.projectId]);
+  list.push(["Size", formatBytes(asset.fileSize)]);
+  return list;
+}
+
+const factList = (pairs) => el("dl", { className: "facts" }, pairs.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+
+/** Download the original, or copy a link to it that says how long it works (it is signed). */
+function downloadActions(asset) {
+  const name = asset.originalName || asset.name;
+  const until = asset.downloadExpiresAt ? new Date(asset.downloadExpiresAt) : null;
+  const validity = until ? `works until ${until.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}` : "works for a while";
+  const note = el("span", { className: "hint", role: "status" });
+  // The accessible name starts with the visible text ("Copy link"), as speech control users say it.
+  const copy = el("button", { type: "button", className: "secondary", text: "Copy link", "aria-label": `Copy link to ${name}` });
+  copy.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(asset.downloadUrl);
+      note.textContent = `Link copied; it ${validity}.`;
+    } catch {
+      note.textContent = `Copy this link (it ${validity}): ${asset.downloadUrl}`;
+    }
+  });
+  return el("div", { className: "asset-actions" },
+    el("a", { className: "button", href: asset.downloadUrl, download: asset.name, text: "Download original" }), copy, note);
+}
+
+export async function renderResults(container, asset) {
+  detachHls(container);
+  container.replaceChildren();
+  const name = asset.originalName || asset.name;
+  const byType = (type) => asset.proxies.filter((proxy) => proxy.type === type);
+  const geometry = displayGeometry(asset.metadata);
+  const poster = byType("POSTER")[0] || byType("THUMBNAIL")[0];
+  const videos = byType("VIDEO").concat(byType("VIDEO_VP9"))
+    // The rendition closest to 720p first (by the short side): sharp enough, not the heaviest.
+    .sort((a, b) => Math.abs(Math.min(a.width || 0, a.height || 0) - 720) - Math.abs(Math.min(b.width || 0, b.height || 0) - 720));
+  const grid = el("div", { className: "results" });
+  let video = null;
+  if (videos.length) {
+    const player = buildPlayer(asset, videos, poster, geometry);
+    video = player.video;
+    grid.append(player.figure);
+  } else if (asset.type === "AUDIO" && (byType("AUDIO").length || asset.downloadUrl)) {
+    // The first track's AAC proxy plays in every browser; the original (FLAC, WAV…) may not.
+    const track = byType("AUDIO").sort((a, b) => (a.details?.track ?? 0) - (b.details?.track ?? 0))[0];
+    grid.append(el("figure", { className: "result wide" },
+      el("audio", { controls: true, preload: "metadata", src: track ? track.url : asset.downloadUrl, "aria-label": `Play ${name}` }),
+      el("figcaption", { text: track ? "Audio proxy" : "Original audio" })));
+  }
+  if (poster) {
+    const image = el("img", { className: "poster", src: poster.url, alt: `Poster frame of ${name}` });
+    if (geometry) image.dataset.orientation = geometry.orientation;
+    grid.append(el("figure", { className: "result" }, image, el("figcaption", { text: poster.type === "POSTER" ? "Poster" : "Thumbnail" })));
+  }
+  const storyboard = byType("STORYBOARD")[0];
+  if (storyboard) {
+    // With a player, the storyboard becomes its seek bar, under the picture; else a preview strip.
+    const figure = video ? video.closest("figure") : el("figure", { className: "result" }, el("figcaption", { text: "Point at it to preview" }));
+    if (!video) grid.append(figure);
+    loadScrubber({ storyboard, sheets: byType("SPRITE_SHEET"), duration: asset.metadata?.durationSeconds, video, name, geometry })
+      .then((scrubber) => {
+        if (scrubber && video) video.after(scrubber);
+        else if (scrubber) figure.prepend(scrubber);
+      })
+      .catch((error) => figure.append(el("p", { className: "hint", text: `The storyboard could not be loaded (${error.message}).` })));
+  }
+  for (const [type, className, caption] of [["WAVEFORM", "waveform", "Waveform"], ["SPECTROGRAM", "spectrogram", "Spectrogram (time across, frequency up)"]]) {
+    const image = byType(type)[0];
+    if (image) {
+      grid.append(el("figure", { className: "result wide" },
+        el("img", { className, src: image.url, alt: `${caption.split(" ")[0]} of ${name}` }), el("figcaption", { text: caption })));
+    }
+  }
+  container.append(grid, factList(facts(asset, geometry)));
+  const exif = asset.metadata && asset.metadata.exif;
+  if (exif) {
+    const all = Object.entries(exif).map(([tag, value]) => [tag, typeof value === "object" ? JSON.stringify(value) : String(value)]);
+    container.append(el("details", { className: "exif" }, el("summary", { text: `All EXIF fields (${all.length})` }), factList(all)));
+  }
+  if (asset.downloadUrl) container.append(downloadActions(asset));
+}
+
+/** The asset view's state lives in the returned object: which asset it shows, and which load is current. */
+export function createViewer(app) {
+  const view = { assetId: null, load: 0 };
+  const status = () => $("#viewer-status");
+  async function open(assetId, { focus = true } = {}) {
+    const load = ++view.load;
+    view.assetId = assetId;
+    const viewer = $("#viewer");
+    viewer.hidden = false;
+    viewer.dataset.assetId = assetId;
+    $("#viewer-title").textContent = "Asset";
+    detachHls($("#viewer-body"));
+    $("#viewer-body").replaceChildren();
+    status().textContent = "Loading…";
+    if (focus) focusHeading($("#viewer-title"));
+    try {
+      let asset = await app.api(`/api/assets/${encodeURIComponent(assetId)}`);
+      if (load !== view.load) return;
+      $("#viewer-title").textContent = asset.originalName || asset.name;
+      document.title = `${asset.originalName || asset.name} · mediaingest`;
+      if (asset.uploadStatus === "UPLOADED" && !["READY", "FAILED"].includes(asset.processingStatus)) {
+        const final = await watchAsset(app, assetId, (event) => {
+          if (load !== view.load) return;
+          status().textContent = describeProcessing(event).text;
+          if (event.playback && event.playback.ready && event.processingStatus !== "READY") {
+            showEarlyPlayback($("#viewer-body"), { assetId, playback: event.playback, api: app.api })
+              .then(() => shapePlayer($("#viewer-body video") || document.createElement("video"), displayGeometry(asset.metadata)))
+              .catch((error) => console.warn("early playback unavailable", error));
+          }
+        });
+        if (!final || final.deleted || load !== view.load) return;
+        asset = await app.api(`/api/assets/${encodeURIComponent(assetId)}`);
+      }
+      if (load !== view.load) return;
+      status().textContent = asset.processingStatus === "FAILED"
+        ? `Failed: ${asset.error || "processing failed"}`
+        : asset.uploadStatus !== "UPLOADED" ? `Upload ${asset.uploadStatus.toLowerCase()}${asset.error ? `: ${asset.error}` : ""}` : "Ready";
+      await renderResults($("#viewer-body"), asset);
+    } catch (error) {
+      if (!(error instanceof SessionEndedError) && load === view.load) status().textContent = describeError(error);
+    }
+  }
+  function close() {
+    view.load += 1;
+    view.assetId = null;
+    const viewer = $("#viewer");
+    viewer.hidden = true;
+    delete viewer.dataset.assetId;
+    detachHls($("#viewer-body"));
+    $("#viewer-body").replaceChildren();
+    document.title = "mediaingest · Upload";
+  }
+  return { open, close, current: () => view.assetId };
+}
