@@ -554,7 +554,11 @@ def main(argv: list[str] | None = None) -> int:
     from mediaingest.logging import configure_logging
 
     configure_logging("WARNING", json=False)  # the API runs in this process: its request lines would drown the report
-    results = [asyncio.run(run_profile("every stage a Job", args.assets, {}, history=True, log=log))]
+    results: list[dict[str, Any]] = []
+    if args.assets:
+        results.append(asyncio.run(run_profile("every stage a Job", args.assets, {}, history=True, log=log)))
+    elif (RESULTS / "k8s.json").exists():  # --assets 0: the scale profile again, beside the last Job profile
+        results += [r for r in json.loads((RESULTS / "k8s.json").read_text()) if r["placement"] == {}]
     if args.scale_assets:
         results.append(
             asyncio.run(

@@ -128,7 +128,7 @@ class OperatorSettings(BaseSettings):
     # How often unfinished MediaAssets are brought up to date from the database. A new phase is written at
     # once; any other change (stages running, progress, a retry) at most every `progress_interval_seconds`.
     projection_interval_seconds: float = Field(5.0, gt=0)
-    progress_interval_seconds: float = Field(30.0, ge=0)
+    progress_interval_seconds: float = Field(60.0, ge=0)
     # Ready and Failed MediaAssets are deleted this long after they finished (0: at once). Each is ~2 KB in
     # etcd; the database keeps the record and the API keeps answering for the asset.
     retention_seconds: float = Field(600.0, ge=0)
