@@ -353,7 +353,10 @@ def count(engine: sa.Engine, statement: Any) -> int:
         return int(connection.execute(statement).scalar_one())
 
 
-async def run_profile(name: str, assets: int, placement: dict[str, str], *, history: bool, log: Any) -> dict[str, Any]:
+async def run_profile(
+    name: str, assets: int, placement: dict[str, str], *, history: bool, log: Any, pace: float = 0.0
+) -> dict[str, Any]:
+    """`pace`: seconds between uploads (0: all at once, a burst); a steady arrival the runners keep up with."""
     from mediaingest.config import Settings
     from mediaingest.models import MediaAsset
     from mediaingest.models.enums import AssetProcessingStatus
@@ -420,7 +423,11 @@ async def run_profile(name: str, assets: int, placement: dict[str, str], *, hist
 
                 started = time.monotonic()
                 pool = ThreadPoolExecutor(8)
-                uploads = [asyncio.get_running_loop().run_in_executor(pool, upload_one, n) for n in range(assets)]
+                uploads = []
+                for n in range(assets):
+                    uploads.append(asyncio.get_running_loop().run_in_executor(pool, upload_one, n))
+                    if pace:
+                        await asyncio.sleep(pace)
                 ready_statement = sa.select(sa.func.count()).where(
                     MediaAsset.processing_status == AssetProcessingStatus.READY
                 )
@@ -492,7 +499,7 @@ async def run_profile(name: str, assets: int, placement: dict[str, str], *, hist
     ]
     objects = {kind: created[kind] for kind in ("mediaassets", "jobs", "pods", "secrets")}
     return {
-        "profile": name,
+        "profile": name if not pace else f"{name}, one upload every {pace:g} s",
         "assets": assets,
         "placement": placement,
         "seconds": round(took, 1),
@@ -546,6 +553,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.kubernetes", description=__doc__.splitlines()[0])
     parser.add_argument("--assets", type=int, default=2000, help="video assets through every-stage-a-Job")
     parser.add_argument("--scale-assets", type=int, default=100, help="through the scale profile (real ffmpeg)")
+    parser.add_argument(
+        "--scale-pace",
+        type=float,
+        default=2.0,
+        help="seconds between the scale profile's uploads: a steady rate its one 2-slot worker keeps up with",
+    )
     args = parser.parse_args(argv)
 
     def log(line: str) -> None:
@@ -562,7 +575,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale_assets:
         results.append(
             asyncio.run(
-                run_profile("scale (values-scale.yaml)", args.scale_assets, SCALE_PLACEMENT, history=False, log=log)
+                run_profile(
+                    "scale (values-scale.yaml)",
+                    args.scale_assets,
+                    SCALE_PLACEMENT,
+                    history=False,
+                    log=log,
+                    pace=args.scale_pace,
+                )
             )
         )
     text = render(results)
