@@ -189,6 +189,26 @@ async def test_deleting_an_asset_deletes_its_running_job_and_its_media_asset(
         assert task is not None and task.status.value == "CANCELLED"
 
 
+async def test_a_job_that_ended_after_its_asset_was_deleted_goes_at_once_not_at_its_ttl(
+    apiserver: ApiServer, settings: OperatorSettings, k8s_server: LiveServer, small_video: Path, tmp_path: Path
+) -> None:
+    # A long lease: the next heartbeat comes long after the pod has told the API and ended.
+    settings = settings.model_copy(update={"lease_seconds": 300})
+    kubelet = Kubelet(apiserver, k8s_server.url, tmp_path / "pods", hold={"proxies"})
+    async with running(apiserver, settings, k8s_server) as operator, kubelet_running(kubelet):
+        asset_id, headers = _upload(k8s_server, small_video)
+        name = naming.asset_resource_name(asset_id)
+        job = f"{name}-proxies-1"
+        await eventually(lambda: operator.obj("jobs", job), "the proxies Job")
+        deleted = await asyncio.to_thread(
+            httpx.delete, f"{k8s_server.url}/api/assets/{asset_id}", headers=headers, timeout=10
+        )
+        assert deleted.status_code == 200
+        kubelet.hold.clear()  # its pod starts now, hears 410 and ends
+        await eventually(lambda: job in kubelet.started, "the proxies pod to start")
+        await eventually(lambda: operator.obj("jobs", job) is None, "the ended Job deleted")
+
+
 async def test_a_restarted_operator_takes_up_the_attempts_it_held_without_a_second_job(
     apiserver: ApiServer, settings: OperatorSettings, k8s_server: LiveServer, small_video: Path, tmp_path: Path
 ) -> None:

@@ -135,8 +135,11 @@ class KubernetesRunner:
                 continue
             else:
                 end = await self._why_ended(observed)
-            await self._unrecorded(held, end)
+            cancelled = await self._unrecorded(held, end)
             self.held.pop(held.task_id, None)
+            if cancelled and observed is not None:
+                # Its asset was deleted: the finished Job and its pod go now, not at their TTL.
+                await self._delete_job(held.job_name, reason="task cancelled")
 
     async def _why_ended(self, job: JobObservation) -> AttemptEnd:
         if job.state == JobState.SUCCEEDED:
@@ -159,15 +162,18 @@ class KubernetesRunner:
         return AttemptEnd(f"the stage pod failed ({head}){': ' + detail if detail else ''}"[:2000],
                           "permanent" if permanent else "failed", permanent=permanent)  # fmt: skip
 
-    async def _unrecorded(self, held: HeldAttempt, end: AttemptEnd) -> None:
+    async def _unrecorded(self, held: HeldAttempt, end: AttemptEnd) -> bool:
+        """Records an attempt that ended without its pod's report. True when the task was cancelled."""
         config = self.settings.stages.get(held.stage)
 
-        def record() -> RetryDecision | None:
+        def record() -> RetryDecision | TaskStatus | None:
             with session_scope(self.session_factory) as session:
                 task = session.get(Task, held.task_id)
-                if (task is None or task.status != TaskStatus.RUNNING or task.lease_owner != self.runner_id
+                if task is None:
+                    return TaskStatus.CANCELLED
+                if (task.status != TaskStatus.RUNNING or task.lease_owner != self.runner_id
                         or task.attempts != held.attempt):  # fmt: skip
-                    return None  # its pod reported, or the task moved on: nothing unrecorded
+                    return task.status  # its pod reported, or the task moved on: nothing unrecorded
                 cause, payload = end.cause, None
                 error: Exception = PermanentProcessingError(cause) if end.permanent else TransientProcessingError(cause)
                 decision = RetryPolicy.for_stages(self.app_settings).decide(
@@ -189,11 +195,12 @@ class KubernetesRunner:
                 return decision
 
         decision = await asyncio.to_thread(record)
-        if decision is None:
-            return
+        if not isinstance(decision, RetryDecision):
+            return decision == TaskStatus.CANCELLED
         metrics.attempts_unrecorded_total.labels(stage=held.stage, cause=end.kind).inc()
         log.warning("operator.attempt_unrecorded", task_id=held.task_id, asset_id=held.asset_id, stage=held.stage,
                     attempt=held.attempt, cause=end.cause, retry=decision.retry)  # fmt: skip
+        return False
 
     async def heartbeat(self, jobs: Mapping[str, Any]) -> None:
         self._last_heartbeat = time.monotonic()
@@ -215,10 +222,12 @@ class KubernetesRunner:
             item = self.held.pop(task_id)
             observed = _observed(jobs, item)
             still_running = observed is not None and observed.state == JobState.ACTIVE
-            # Finished by its pod's report: the pod is on its way out. Cancelled, or reaped and retried
-            # elsewhere: nobody will hear its pod, so it goes.
-            if still_running and status not in (TaskStatus.SUCCEEDED, TaskStatus.FAILED):
-                await self._delete_job(item.job_name, reason=f"task {str(status).lower()}")
+            # Finished by its pod's report: the pod is on its way out. Reaped and retried elsewhere: nobody
+            # will hear its pod, so it goes. Cancelled (its asset deleted): it goes even if it has ended.
+            cancelled = status in (TaskStatus.CANCELLED, None)
+            if observed is not None and (cancelled or (still_running and status != TaskStatus.SUCCEEDED
+                                                        and status != TaskStatus.FAILED)):  # fmt: skip
+                await self._delete_job(item.job_name, reason=f"task {str(status or 'cancelled').lower()}")
 
     async def _delete_job(self, name: str, *, reason: str) -> None:
         try:
