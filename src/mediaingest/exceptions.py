@@ -158,3 +158,8 @@ class MediaTooLargeError(PermanentProcessingError):
     """The media would need more than a processing bound allows (decoded pixels, the stage memory limit)."""
 
     code = "media_too_large"
+
+
+def error_message(error: BaseException) -> str:
+    """What a failure says to users: a MediaIngestError's own message, else the exception's type and text."""
+    return error.message if isinstance(error, MediaIngestError) else f"{type(error).__name__}: {error}"

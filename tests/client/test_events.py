@@ -18,8 +18,9 @@ from fixtures.live_server import LiveServer, LiveServerFactory
 from fixtures.uploads import request_upload, upload
 from mediaingest.assets import events as events_module
 from mediaingest.db import session_scope
-from mediaingest.models import IngestionJob, MediaAsset
-from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus
+from mediaingest.models import IngestionJob, MediaAsset, Task
+from mediaingest.models.enums import AssetProcessingStatus
+from mediaingest.models.task import TaskStatus
 
 
 class EventReader:
@@ -91,9 +92,14 @@ def pending_asset(idle_server: LiveServer, small_video: Path) -> tuple[str, dict
     return _uploaded(idle_server, small_video)
 
 
-def _set_job(server: LiveServer, asset_id: str, **values: Any) -> None:
+def _set_job(server: LiveServer, asset_id: str, *, status: TaskStatus | None = None, **values: Any) -> None:
+    """Moves the asset's jobs as a runner would: the status on their tasks, the rest on the rows."""
+    jobs = sa.select(IngestionJob.task_id).where(IngestionJob.asset_id == asset_id)
     with session_scope(server.app.state.session_factory) as session:
-        session.execute(sa.update(IngestionJob).where(IngestionJob.asset_id == asset_id).values(**values))
+        if status is not None:
+            session.execute(sa.update(Task).where(Task.id.in_(jobs)).values(status=status))
+        if values:
+            session.execute(sa.update(IngestionJob).where(IngestionJob.asset_id == asset_id).values(**values))
 
 
 def _set_asset(server: LiveServer, asset_id: str, **values: Any) -> None:
@@ -113,13 +119,13 @@ def test_every_status_and_progress_change_is_an_event_until_ready(
     reader.wait_for(lambda found: len(_statuses(found)) == 1)
 
     _set_asset(idle_server, asset_id, processing_status=AssetProcessingStatus.PROCESSING)
-    _set_job(idle_server, asset_id, status=IngestionJobStatus.RUNNING, progress=10.0, message="encoding")
+    _set_job(idle_server, asset_id, status=TaskStatus.RUNNING, progress=10.0, message="encoding")
     reader.wait_for(lambda found: any(s["currentJob"]["progress"] == 10.0 for s in _statuses(found)))
     _set_job(idle_server, asset_id, progress=55.5)
     reader.wait_for(lambda found: any(s["currentJob"]["progress"] == 55.5 for s in _statuses(found)))
     time.sleep(1.0)  # nothing changes: nothing is sent
     before = len(_statuses(reader.events()))
-    _set_job(idle_server, asset_id, status=IngestionJobStatus.COMPLETED, progress=100.0)
+    _set_job(idle_server, asset_id, status=TaskStatus.SUCCEEDED, progress=100.0)
     _set_asset(idle_server, asset_id, processing_status=AssetProcessingStatus.READY)
     assert reader.closed.wait(10), "the stream must end after READY"
 
@@ -244,7 +250,7 @@ def test_the_library_stream_follows_every_asset_of_its_owner_only(idle_server: L
     reader.wait_for(
         lambda found: any(s["assetId"] == asset_id and s["uploadStatus"] == "UPLOADED" for s in library(found))
     )
-    _set_job(idle_server, asset_id, status=IngestionJobStatus.RUNNING, progress=40.0)
+    _set_job(idle_server, asset_id, status=TaskStatus.RUNNING, progress=40.0)
     reader.wait_for(lambda found: any((s["currentJob"] or {}).get("progress") == 40.0 for s in library(found)))
     _set_asset(idle_server, asset_id, processing_status=AssetProcessingStatus.READY)
     found = reader.wait_for(lambda found: any(s["processingStatus"] == "READY" for s in library(found)))

@@ -6,6 +6,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -59,6 +60,49 @@ def test_waiting_deliveries_get_their_tasks_in_the_upgrade(fresh_database: str) 
     _, name, status, attempts, payload = by_key["webhook:d-pending"]
     assert (name, status, attempts) == ("webhooks.deliver", "QUEUED", 1)
     assert (payload if isinstance(payload, dict) else json.loads(payload)) == {"deliveryId": "d-pending"}
+
+
+def _insert(connection: sa.Connection, table_name: str, **values: object) -> None:
+    """A row with `values`, every other required column filled with a value of its type."""
+    table = sa.Table(table_name, sa.MetaData(), autoload_with=connection)
+    filler: dict[type, object] = {sa.Integer: 0, sa.Float: 0.0, sa.Boolean: False, sa.DateTime: NOW}
+    row = {
+        column.name: next((v for kind, v in filler.items() if isinstance(column.type, kind)), "x")
+        for column in table.columns
+        if not column.nullable and column.name not in values
+    }
+    connection.execute(table.insert().values(**row, **values))
+
+
+NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+
+
+def test_jobs_read_their_status_from_their_tasks_after_the_upgrade(fresh_database: str) -> None:
+    """Each job gets its stage's task (found by the task's payload), or, when that task was pruned, a finished
+    one that says what the row said: no job changes status in the upgrade."""
+    upgrade(fresh_database, "3f6a2b8c1d47")
+    engine = sa.create_engine(fresh_database)
+    with engine.begin() as connection:
+        _insert(connection, "users", id="u1", plan="USER", identity_source="API_TOKEN")
+        _insert(connection, "media_assets", id="a1", owner_id="u1", type="VIDEO", priority="NORMAL")
+        _insert(connection, "tasks", id="t-live", name="stages.run", queue="stages", status="QUEUED", attempts=2,
+                max_attempts=5, payload={"assetId": "a1", "stage": "proxies", "jobId": "j-live"},
+                dedupe_key="stage:a1:proxies", priority=1)  # fmt: skip
+        for job_id, job_type, status, attempts in (("j-live", "PROXY_GENERATION", "RETRYING", 2),
+                                                   ("j-old", "METADATA_EXTRACTION", "COMPLETED", 1),
+                                                   ("j-failed", "THUMBNAIL_GENERATION", "FAILED", 5)):  # fmt: skip
+            _insert(connection, "ingestion_jobs", id=job_id, asset_id="a1", type=job_type, status=status,
+                    attempts=attempts, max_attempts=5, priority="NORMAL", logs="[]",
+                    error="boom" if status == "FAILED" else None)  # fmt: skip
+    upgrade(fresh_database)
+    with engine.connect() as connection:
+        query = "SELECT j.id, t.id, status, attempts, last_error FROM ingestion_jobs j JOIN tasks t ON t.id = task_id"
+        rows = connection.execute(sa.text(query)).all()
+    engine.dispose()
+    by_job = {row[0]: row[1:] for row in rows}
+    assert by_job["j-live"] == ("t-live", "QUEUED", 2, None)
+    assert by_job["j-old"][1:] == ("SUCCEEDED", 1, None)
+    assert by_job["j-failed"][1:] == ("FAILED", 5, "boom")
 
 
 def test_the_migrations_build_the_schema_the_models_describe(fresh_database: str) -> None:

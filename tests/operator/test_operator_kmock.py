@@ -163,7 +163,7 @@ async def test_an_attempt_killed_for_memory_is_retried_with_twice_the_memory(
             )
         )
         assert row is not None
-        causes = [entry.get("cause", "") for entry in row.logs if entry["event"] == "job.attempt_unrecorded"]
+        causes = [entry["error"] for entry in row.logs if entry["event"] == "job.attempt_failed"]
     assert causes == [
         "the stage pod was killed for using more memory than its limit; the next attempt gets 2x the memory"
     ]

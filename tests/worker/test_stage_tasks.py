@@ -87,7 +87,7 @@ def _claim_and_start(factory: SessionFactory, worker_id: str, *, lease_seconds: 
     with session_scope(factory) as session:
         [task] = queue.claim(session, worker_id=worker_id, queues=[STAGES_QUEUE], limit=1,
                              lease_seconds=lease_seconds, now=now)  # fmt: skip
-        job = session.get(IngestionJob, task.payload["jobId"])
+        job = session.scalar(sa.select(IngestionJob).where(IngestionJob.task_id == task.id))
         assert job is not None
         progression.stage_started(session, job=job, worker_id=worker_id, attempt=task.attempts)
         return task
@@ -106,8 +106,8 @@ def test_a_lost_runner_leaves_the_job_retrying_then_failed(database_url: str) ->
     with factory() as session:
         job = session.scalar(sa.select(IngestionJob).where(IngestionJob.asset_id == asset_id))
         assert job is not None
-        assert (job.status, job.retries, job.lease_owner) == (IngestionJobStatus.RETRYING, 1, None)
-        assert session.scalar(sa.select(Task.status)) == TaskStatus.QUEUED
+        assert (job.status, job.retries) == (IngestionJobStatus.RETRYING, 1)
+        assert session.execute(sa.select(Task.status, Task.lease_owner)).one() == (TaskStatus.QUEUED, None)
 
     # Claimed again as attempt 2 of 2, and lost again: out of attempts, the job and the asset fail.
     task = _claim_and_start(factory, "dead-too", lease_seconds=0.05, now=utcnow())
@@ -138,21 +138,26 @@ def test_cancelling_an_assets_jobs_cancels_their_tasks_and_fences_the_runner(dat
     engine.dispose()
 
 
-def test_a_finished_stage_is_never_queued_again_even_after_its_task_is_pruned(database_url: str) -> None:
-    """A repeated confirm re-dispatches the probe: once it finished, that must run nothing."""
+def test_a_finished_stage_is_never_queued_again_and_keeps_its_task_while_its_job_exists(database_url: str) -> None:
+    """A repeated confirm re-dispatches the probe: once it finished, that must run nothing. The task holds the
+    job's status, so pruning old tasks keeps it for as long as the job (the asset) exists."""
     engine = create_db_engine(database_url)
     factory = create_session_factory(engine)
     [asset_id] = _seed(factory, priorities=[JobPriority.NORMAL])
     with session_scope(factory) as session:
-        session.execute(sa.update(IngestionJob).values(status=IngestionJobStatus.COMPLETED))
         session.execute(sa.update(Task).values(status=TaskStatus.SUCCEEDED, finished_at=utcnow()))
-        queue.prune_finished(session, before=utcnow() + timedelta(seconds=1))
+        assert queue.prune_finished(session, before=utcnow() + timedelta(seconds=1)) == 0
     with session_scope(factory) as session:
         asset = session.get(MediaAsset, asset_id)
         assert asset is not None
         enqueue_stage(session, asset=asset, stage=Stage("probe"), settings=SETTINGS)
     with factory() as session:
-        assert session.scalar(sa.select(sa.func.count()).select_from(Task)) == 0
+        assert session.scalars(sa.select(Task.status)).all() == [TaskStatus.SUCCEEDED]
+        job = session.scalar(sa.select(IngestionJob).where(IngestionJob.asset_id == asset_id))
+        assert job is not None and job.status == IngestionJobStatus.COMPLETED
+    with session_scope(factory) as session:
+        session.execute(sa.delete(MediaAsset))
+        assert queue.prune_finished(session, before=utcnow() + timedelta(seconds=1)) == 1
     engine.dispose()
 
 
@@ -182,7 +187,7 @@ def test_a_stage_this_worker_does_not_know_fails_its_job_and_asset_saying_so(mak
     failed = job()
     assert IngestionJobStatus.RETRYING in seen and failed.status == IngestionJobStatus.FAILED
     assert failed.error is not None and "unknown stage 'loudness'; one of ['probe'" in failed.error
-    assert (failed.retries, failed.logs[-1]["event"]) == (1, "job.attempt_unrecorded")
+    assert (failed.retries, failed.logs[-1]["event"]) == (1, "job.attempt_failed")
     with factory() as session:
         asset = session.get(MediaAsset, asset_id)
         assert asset is not None and asset.processing_status == AssetProcessingStatus.FAILED

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 import structlog
 from kubernetes.client.exceptions import ApiException
 
@@ -176,9 +177,8 @@ class KubernetesRunner:
                     return task.status  # its pod reported, or the task moved on: nothing unrecorded
                 cause, payload = end.cause, None
                 error: Exception = PermanentProcessingError(cause) if end.permanent else TransientProcessingError(cause)
-                decision = RetryPolicy.for_stages(self.app_settings).decide(
-                    error, attempts=held.attempt, max_attempts=task.max_attempts
-                )
+                decision = RUN.retry(self.app_settings).decide(error, attempts=held.attempt,
+                                                               max_attempts=task.max_attempts)  # fmt: skip
                 if end.out_of_memory and decision.retry and config is not None:
                     scale = int(task.payload.get(MEMORY_SCALE_KEY) or 1)
                     bigger = next_memory_scale(config, scale)
@@ -188,11 +188,9 @@ class KubernetesRunner:
                     else:
                         payload = {**task.payload, MEMORY_SCALE_KEY: bigger}
                         cause += f"; the next attempt gets {bigger}x the memory"
-                queue.fail(session, task_id=task.id, worker_id=self.runner_id, decision=decision, error=cause,
-                           now=utcnow(), payload=payload)  # fmt: skip
-                if RUN.on_failure is not None:
-                    RUN.on_failure(session, task, cause, decision)
-                return decision
+                error = PermanentProcessingError(cause) if end.permanent else TransientProcessingError(cause)
+                return RUN.fail(session, task_id=task.id, attempt=held.attempt, error=error, settings=self.app_settings,
+                                worker_id=self.runner_id, decision=decision, payload=payload)  # fmt: skip
 
         decision = await asyncio.to_thread(record)
         if not isinstance(decision, RetryDecision):
@@ -244,6 +242,7 @@ class KubernetesRunner:
         attempts = await asyncio.to_thread(
             claim_attempts, self.session_factory, runner_id=self.runner_id, limit=free,
             lease_seconds=self.settings.lease_seconds, tenant_cap=self.app_settings.tenant_max_running_stages,
+            settings=self.app_settings,
         )  # fmt: skip
         created = 0
         for attempt in attempts:
@@ -306,20 +305,21 @@ class KubernetesRunner:
 
 
 def claim_attempts(
-    session_factory: SessionFactory, *, runner_id: str, limit: int, lease_seconds: float, tenant_cap: int | None
-) -> list[StageAttempt]:
+    session_factory: SessionFactory, *, runner_id: str, limit: int, lease_seconds: float, tenant_cap: int | None,
+    settings: Settings,
+) -> list[StageAttempt]:  # fmt: skip
     """Claims due stage-job tasks and starts their attempts in the database, as a worker's thread does."""
     with session_scope(session_factory) as session:
         tasks = queue.claim(
             session, worker_id=runner_id, queues=[STAGE_JOBS_QUEUE], limit=limit, lease_seconds=lease_seconds,
             now=utcnow(), tenant_cap=tenant_cap,
         )  # fmt: skip
-        return [attempt for task in tasks if (attempt := _begin(session, task, runner_id)) is not None]
+        return [attempt for task in tasks if (attempt := _begin(session, task, runner_id, settings)) is not None]
 
 
-def _begin(session: Any, task: Task, runner_id: str) -> StageAttempt | None:
+def _begin(session: Any, task: Task, runner_id: str, settings: Settings) -> StageAttempt | None:
     """The attempt starts in the database as a worker's would; None when there is nothing to run."""
-    job = session.get(IngestionJob, task.payload.get("jobId"))
+    job = session.scalar(sa.select(IngestionJob).where(IngestionJob.task_id == task.id))
     asset = session.get(MediaAsset, task.payload.get("assetId"))
     if task.name != RUN_STAGE or job is None or asset is None:  # deleted with its asset
         queue.cancelled(session, task_id=task.id, worker_id=runner_id, now=utcnow())
@@ -329,10 +329,8 @@ def _begin(session: Any, task: Task, runner_id: str) -> StageAttempt | None:
         attempt = _attempt_of(task, owner_id=asset.owner_id, media_type=asset.type.value, priority=asset.priority,
                               duration=metadata.duration_seconds if metadata is not None else None)  # fmt: skip
     except UnknownStageError as exc:  # a stage the API registered and this operator did not
-        decision = RetryDecision(retry=False, delay_seconds=0.0, reason="permanent")
-        queue.fail(session, task_id=task.id, worker_id=runner_id, decision=decision, error=str(exc), now=utcnow())
-        if RUN.on_failure is not None:
-            RUN.on_failure(session, task, str(exc), decision)
+        RUN.fail(session, task_id=task.id, attempt=task.attempts, error=exc, settings=settings, worker_id=runner_id,
+                 decision=RetryDecision(retry=False, delay_seconds=0.0, reason="permanent"))  # fmt: skip
         return None
     progression.stage_started(session, job=job, worker_id=runner_id, attempt=task.attempts,
                               message=f"attempt {task.attempts}: Kubernetes Job {attempt.job_name}")  # fmt: skip

@@ -24,7 +24,7 @@ from mediaingest.exceptions import PermanentProcessingError, TransientProcessing
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.types import MediaMetadata, StageOutput, StageResult
-from mediaingest.retry import RetryDecision, RetryPolicy
+from mediaingest.retry import RetryPolicy
 from mediaingest.stage_reports.identity import ATTEMPT_HEADER, StageClaims
 from mediaingest.stage_reports.schemas import (
     PREFIX,
@@ -266,9 +266,10 @@ class ApiStageHost:
         if names:
             self._post("discard", DiscardReport(published=names), None)
 
-    def fail(self, message: str, decision: RetryDecision) -> None:
+    def fail(self, message: str, *, permanent: bool) -> None:
+        """The attempt failed: the API decides with the stage retry policy, as a worker would."""
         with contextlib.suppress(_Gone, _Superseded):  # nothing left to record it on
-            self._post("fail", FailureReport(message=message[:4000], permanent=not decision.retry), None)
+            self._post("fail", FailureReport(message=message[:4000], permanent=permanent), None)
 
 
 def _message(response: httpx.Response) -> str:

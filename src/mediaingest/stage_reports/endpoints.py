@@ -37,7 +37,6 @@ from mediaingest.models import IngestionJob, Task, TaskStatus
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.registry import job_type_for
 from mediaingest.pipeline.types import StageResult
-from mediaingest.retry import RetryPolicy
 from mediaingest.schemas import Envelope
 from mediaingest.stage_reports import identity
 from mediaingest.stage_reports.schemas import (
@@ -58,6 +57,7 @@ from mediaingest.worker.jobs import JobHandle
 from mediaingest.worker.queue import stage_task_key
 from mediaingest.worker.stage_host import DirectStageHost, discard_published
 from mediaingest.worker.stage_runner import StageContext
+from mediaingest.worker.stage_tasks import RUN
 
 router = APIRouter(prefix=PREFIX, tags=["internal"], include_in_schema=False)
 _bearer = HTTPBearer(auto_error=False)
@@ -151,10 +151,8 @@ def _current(db: Db, claims: Claims) -> CurrentAttempt:
     410 when the asset is gone, 409 for any other attempt (finished, superseded, cancelled, not begun)."""
     with db.read() as session:
         task = session.scalar(sa.select(Task).where(Task.dedupe_key == stage_task_key(claims.asset_id, claims.stage)))
-        job_id = session.scalar(
-            sa.select(IngestionJob.id).where(
-                IngestionJob.asset_id == claims.asset_id, IngestionJob.type == job_type_for(claims.stage)
-            )
+        job_id = (
+            None if task is None else session.scalar(sa.select(IngestionJob.id).where(IngestionJob.task_id == task.id))
         )
     if job_id is None or task is None or task.tenant is None or task.status == TaskStatus.CANCELLED:
         raise AssetGoneError("the asset no longer exists")
@@ -163,7 +161,7 @@ def _current(db: Db, claims: Claims) -> CurrentAttempt:
             f"attempt {claims.attempt} of {claims.stage} is not the current one "
             f"(the stage is {task.status.value.lower()} at attempt {task.attempts})"
         )
-    handle = JobHandle(job_id=job_id, lease_owner=None, attempt=claims.attempt, task_id=task.id)
+    handle = JobHandle(job_id=job_id, task_id=task.id, attempt=claims.attempt)  # fenced by the attempt's number
     return CurrentAttempt(handle=handle, owner_id=task.tenant)
 
 
@@ -282,15 +280,9 @@ def fail(report: FailureReport, db: Db, ctx: Context, claims: Claims, current: C
     """A failed attempt, decided by the one stage retry policy as a worker's would be: retried after its
     backoff, or failed for good (a permanent error, or the task's last attempt)."""
     error = PermanentProcessingError(report.message) if report.permanent else TransientProcessingError(report.message)
-    with db.read() as session:
-        task = session.get(Task, current.handle.task_id)
-        max_attempts = task.max_attempts if task is not None else None
-    policy = RetryPolicy.for_stages(ctx.settings)
-    decision = policy.decide(error, attempts=current.handle.attempt, max_attempts=max_attempts)
-    _host(ctx, claims, current).fail(report.message, decision)
-    job_type = job_type_for(claims.stage)
-    metrics.ingestion_jobs_total.labels(type=job_type, status="retrying" if decision.retry else "failed").inc()
-    metrics.ingestion_jobs_failed_total.labels(type=job_type, reason=decision.reason).inc()
+    with db.write() as session:
+        RUN.fail(session, task_id=current.handle.task_id, attempt=current.handle.attempt, error=error,
+                 settings=ctx.settings)  # fmt: skip
 
 
 @router.post("/discard", status_code=status.HTTP_204_NO_CONTENT)

@@ -152,6 +152,10 @@ def held_by(session: Session, *, worker_id: str) -> Sequence[Task]:
     ).all()
 
 
+def status_of(session: Session, *, task_id: str) -> TaskStatus | None:
+    return session.scalar(sa.select(Task.status).where(Task.id == task_id))
+
+
 def _held(task_id: str, worker_id: str | None = None, attempt: int | None = None) -> tuple[sa.ColumnElement[bool], ...]:
     """The task is still running as the caller knows it: held by its runner, or still at its attempt."""
     if (worker_id is None) == (attempt is None):
@@ -270,7 +274,7 @@ class Reaped:
 def reap_expired(session: Session, *, now: datetime) -> Reaped:
     """Tasks whose runner stopped heartbeating go back to the queue, or fail when out of attempts."""
     expired = (Task.status == TaskStatus.RUNNING, Task.lease_expires_at < now)
-    error = "the runner was lost during this attempt"
+    error = "its runner was lost during this attempt (a worker or the operator stopped heartbeating)"
     failed = session.scalars(
         sa.update(Task)
         .where(*expired, Task.attempts >= Task.max_attempts)
@@ -291,6 +295,13 @@ def reap_expired(session: Session, *, now: datetime) -> Reaped:
 
 
 def prune_finished(session: Session, *, before: datetime) -> int:
-    """Deletes tasks finished before `before` (the records users see live elsewhere)."""
-    result = session.execute(sa.delete(Task).where(Task.status.in_(FINISHED), Task.finished_at < before))
+    """Deletes tasks finished before `before`, but those a record users see still refers to (an
+    IngestionJob reads its status from its task): any foreign key to `tasks.id` keeps its task."""
+    referenced = [
+        sa.not_(sa.exists().where(fk.parent == Task.id))
+        for table in Task.metadata.tables.values()
+        for fk in table.foreign_keys
+        if fk.column is Task.__table__.c.id
+    ]
+    result = session.execute(sa.delete(Task).where(Task.status.in_(FINISHED), Task.finished_at < before, *referenced))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -27,11 +27,11 @@ from sqlalchemy.orm import Session
 from mediaingest import metrics
 from mediaingest.config import Settings
 from mediaingest.db import session_scope, utcnow
-from mediaingest.exceptions import Permanent
+from mediaingest.exceptions import MediaIngestError, Permanent
 from mediaingest.models import Task, WebhookDelivery, WebhookDeliveryStatus
 from mediaingest.retry import RetryDecision, RetryPolicy
 from mediaingest.tasks import queue
-from mediaingest.tasks.registry import DEFAULT_QUEUE, RecordedFailure, TaskCancelled, TaskRun, TaskSpec
+from mediaingest.tasks.registry import DEFAULT_QUEUE, TaskCancelled, TaskRun, TaskSpec
 from mediaingest.webhooks import repository, signing
 from mediaingest.webhooks.destinations import Destination, RefusedDestination, UnresolvedHost, resolve
 
@@ -44,33 +44,25 @@ DELIVER = "webhooks.deliver"
 USER_AGENT = "mediaingest-webhooks/0.1"
 MAX_LOG_ENTRIES = 50
 MAX_ATTEMPTS = 8
-# 30 s, 1 min, 2 min, … (± 20 %): 8 attempts span about an hour.
 
 
-DELIVERY_RETRY = RetryPolicy(max_attempts=MAX_ATTEMPTS, base_seconds=30.0, max_seconds=3600.0, jitter=0.2)
+def delivery_retry(base_seconds: float = 30.0) -> RetryPolicy:
+    """30 s, 1 min, 2 min, … (± 20 %), capped at an hour: 8 attempts span about an hour."""
+    return RetryPolicy(max_attempts=MAX_ATTEMPTS, base_seconds=base_seconds, max_seconds=3600.0, jitter=0.2)
 
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
     timeout_seconds: float = 10.0
     allow_private_networks: bool = False
-    retry: RetryPolicy = field(
-        default_factory=lambda: RetryPolicy(
-            max_attempts=MAX_ATTEMPTS, base_seconds=30.0, max_seconds=3600.0, jitter=0.2
-        )
-    )
+    retry: RetryPolicy = field(default_factory=delivery_retry)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryPolicy:
         return cls(
             timeout_seconds=settings.webhook_timeout_seconds,
             allow_private_networks=settings.webhook_allow_private_networks,
-            retry=RetryPolicy(
-                max_attempts=MAX_ATTEMPTS,
-                base_seconds=settings.webhook_backoff_base_seconds,
-                max_seconds=3600.0,
-                jitter=0.2,
-            ),
+            retry=delivery_retry(settings.webhook_backoff_base_seconds),
         )
 
 
@@ -96,12 +88,14 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-class RefusedDelivery(Exception, Permanent):
-    pass
+class FailedDelivery(MediaIngestError):
+    """A non-2xx answer, a timeout or a connection error: retried."""
+
+    code = "webhook_delivery_failed"
 
 
-class FailedDelivery(Exception):
-    pass
+class RefusedDelivery(FailedDelivery, Permanent):
+    """The destination is refused (a private address): no attempt can succeed."""
 
 
 def pinned_request(url: str, destination: Destination) -> tuple[str, dict[str, object]]:
@@ -147,7 +141,7 @@ def deliver(ctx: StageContext, run: TaskRun) -> None:
     if attempt is None:
         return
     result = post(attempt, policy)
-    _record(ctx, run, attempt, result, policy)
+    _record(ctx, run, attempt, result)
 
 
 def _start(ctx: StageContext, run: TaskRun) -> _Attempt | None:
@@ -201,10 +195,10 @@ def post(attempt: _Attempt, policy: DeliveryPolicy) -> AttemptResult:
     return AttemptResult(status, error, elapsed())
 
 
-def _record(ctx: StageContext, run: TaskRun, attempt: _Attempt, result: AttemptResult, policy: DeliveryPolicy) -> None:
-    """The attempt on the row, with the retry decision, fenced by the task's lease; raises when failed."""
+def _record(ctx: StageContext, run: TaskRun, attempt: _Attempt, result: AttemptResult) -> None:
+    """The attempt on the row, fenced by the task's lease. A failure is raised: the runner decides it with
+    the delivery retry policy and records the decision on the row (`delivery_failed`)."""
     now = utcnow()
-    decision: RetryDecision | None = None
     with session_scope(ctx.session_factory) as session:
         row = session.get(WebhookDelivery, attempt.delivery_id)
         if row is None or not queue.holds(session, task_id=run.task_id, worker_id=run.worker_id):
@@ -222,21 +216,13 @@ def _record(ctx: StageContext, run: TaskRun, attempt: _Attempt, result: AttemptR
         row.last_status_code, row.last_error = result.status_code, result.error
         if result.ok:
             row.status, row.delivered_at = WebhookDeliveryStatus.DELIVERED, now
-        else:
-            error: Exception = RefusedDelivery(result.error) if result.permanent else FailedDelivery(result.error)
-            decision = policy.retry.decide(error, attempts=attempt.attempt, max_attempts=row.max_attempts)
-            _apply(row, decision, now=now)
-        status = row.status
-    event_name = {
-        WebhookDeliveryStatus.DELIVERED: "webhook.delivered",
-        WebhookDeliveryStatus.FAILED: "webhook.delivery_failed",
-    }.get(status, "webhook.attempt_failed")
-    outcome = {WebhookDeliveryStatus.DELIVERED: "delivered", WebhookDeliveryStatus.FAILED: "failed"}
-    metrics.webhook_delivery_attempts_total.labels(outcome=outcome.get(status, "retrying")).inc()
-    log.info(event_name, delivery_id=attempt.delivery_id, webhook_event=attempt.event, attempt=attempt.attempt,
-             status_code=result.status_code, error=result.error, duration_ms=result.duration_ms)  # fmt: skip
-    if decision is not None:
-        raise RecordedFailure(result.error or "delivery failed", decision)
+    if result.ok:
+        metrics.webhook_delivery_attempts_total.labels(outcome="delivered").inc()
+        log.info("webhook.delivered", delivery_id=attempt.delivery_id, webhook_event=attempt.event,
+                 attempt=attempt.attempt, status_code=result.status_code, duration_ms=result.duration_ms)  # fmt: skip
+        return
+    message = result.error or "delivery failed"
+    raise RefusedDelivery(message) if result.permanent else FailedDelivery(message)
 
 
 def _apply(row: WebhookDelivery, decision: RetryDecision, *, now: datetime) -> None:
@@ -247,11 +233,16 @@ def _apply(row: WebhookDelivery, decision: RetryDecision, *, now: datetime) -> N
 
 
 def delivery_failed(session: Session, task: Task, error: str, decision: RetryDecision) -> None:
-    """A failure outside the attempt's own record (a crash): the row follows the task."""
+    """The runner's decision on a failed attempt, on the row users see: retried after its delay, or failed."""
     row = session.get(WebhookDelivery, task.payload.get("deliveryId"))
-    if row is not None and row.status not in (WebhookDeliveryStatus.DELIVERED, WebhookDeliveryStatus.CANCELLED):
-        row.last_error = error[:4000]
-        _apply(row, decision, now=utcnow())
+    if row is None or row.status in (WebhookDeliveryStatus.DELIVERED, WebhookDeliveryStatus.CANCELLED):
+        return
+    row.last_error = error[:4000]
+    _apply(row, decision, now=utcnow())
+    outcome = "retrying" if decision.retry else "failed"
+    metrics.webhook_delivery_attempts_total.labels(outcome=outcome).inc()
+    log.info("webhook.attempt_failed" if decision.retry else "webhook.delivery_failed", delivery_id=row.id,
+             webhook_event=row.event, attempt=task.attempts, status_code=row.last_status_code, error=error)  # fmt: skip
 
 
 def delivery_reaped(session: Session, task: Task, failed: bool) -> None:

@@ -3,15 +3,15 @@
 The embedded default runs the worker inside the API process; a stage there once took that process
 from 153 MB to 2.1 GB on a 657 KB PNG. Here the worker's thread only starts a stage process, keeps the
 job's lease (its heartbeat stays in the worker), and waits. The stage process runs `execute_stage`
-and records its own result, exactly as a Kubernetes stage pod does, then reports back what happened
-and how much memory it and its ffmpeg children took at their peak.
+and records its own success, exactly as a Kubernetes stage pod does, then reports back what happened —
+completed, cancelled, or failed with the error's message and whether it is permanent — and how much
+memory it and its ffmpeg children took at their peak. A failure is the worker's to decide and record.
 
 Processes come from a forkserver that has imported the pipeline once, so starting one costs a fork,
 not an interpreter start (a spawned interpreter takes about a second to import what a stage needs).
 Each stage process leads its own process group: cancelling it (the asset was deleted, the lease was
 lost) sends SIGTERM, which stops ffmpeg and ends the attempt as cancelled; one that died (the kernel's
-OOM killer, a crash) has its group killed so no ffmpeg outlives it, and the worker records the
-attempt as failed.
+OOM killer, a crash) has its group killed so no ffmpeg outlives it, and is reported as a failure.
 """
 
 from __future__ import annotations
@@ -32,13 +32,12 @@ from multiprocessing.connection import Connection
 import structlog
 
 from mediaingest.config import Settings
-from mediaingest.exceptions import MediaIngestError, TransientProcessingError
+from mediaingest.exceptions import MediaIngestError, Permanent, error_message
 from mediaingest.logging import configure_logging
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
-from mediaingest.retry import RetryPolicy
 from mediaingest.worker.jobs import JobHandle
-from mediaingest.worker.stage_runner import StageContext, direct_host, execute_stage, record_attempt_failure
+from mediaingest.worker.stage_runner import StageContext, direct_host, execute_stage
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -58,31 +57,25 @@ def warm_up() -> None:
 
 @dataclass(frozen=True)
 class AttemptReport:
-    """What one stage process reports to the worker."""
+    """How one stage attempt ended, plainly: what the worker needs to decide on a retry."""
 
     status: str  # "completed" | "cancelled" | "failed"
-    reason: str | None = None  # when failed: "permanent" | "transient" | "exhausted"
-    retry: bool = False
-    delay_seconds: float = 0.0  # when retried: the backoff the policy chose
     message: str = ""
+    permanent: bool = False  # when failed: no attempt can cure it (PermanentProcessingError)
     peak_rss_bytes: int = 0  # the stage process itself (Python, Pillow)
     tools_peak_rss_bytes: int = 0  # the largest of its ffmpeg/ffprobe children
     pid: int | None = None  # the stage process
 
 
 def run_attempt(
-    ctx: StageContext, *, handle: JobHandle, asset_id: str, stage: Stage, cancel: threading.Event, policy: RetryPolicy
+    settings: Settings, *, handle: JobHandle, asset_id: str, stage: Stage, cancel: threading.Event
 ) -> AttemptReport:
     """Runs one attempt in a stage process and waits for it; `cancel` stops it. Never raises for the
-    stage's own failures: they are recorded (by the stage process, or here if it died) and reported.
-
-    The stage process builds its own engine and storage client from `ctx.settings`; `ctx` itself is
-    the worker's, used here only to record an attempt whose process died.
-    """
+    stage's own failures: they are reported."""
     receiver, sender = _CONTEXT.Pipe(duplex=False)
     process = _CONTEXT.Process(
         target=_stage_process_main,
-        args=(ctx.settings, handle, asset_id, stage, sender),
+        args=(settings, handle, asset_id, stage, sender),
         name=f"stage-{stage}",
         daemon=True,
     )
@@ -110,15 +103,7 @@ def run_attempt(
     # Died without a report: killed by the OOM killer, a signal, or a crash in native code.
     exitcode = process.exitcode or 0
     cause = signal.Signals(-exitcode).name if exitcode < 0 else f"exit code {exitcode}"
-    error = TransientProcessingError(f"the {stage} stage process died ({cause})")
-    decision = record_attempt_failure(ctx, handle=handle, asset_id=asset_id, stage=stage, error=error, policy=policy)
-    return AttemptReport(
-        status="failed",
-        reason=decision.reason,
-        retry=decision.retry,
-        delay_seconds=decision.delay_seconds,
-        message=error.message,
-    )
+    return AttemptReport(status="failed", message=f"the {stage} stage process died ({cause})")
 
 
 def _signal_group(pid: int | None, signum: signal.Signals) -> None:
@@ -149,17 +134,9 @@ def _stage_process_main(settings: Settings, handle: JobHandle, asset_id: str, st
     except Exception as error:
         if not isinstance(error, MediaIngestError):
             log.exception("asset.stage_crashed")
-        decision = record_attempt_failure(
-            ctx, handle=handle, asset_id=asset_id, stage=stage, error=error, policy=RetryPolicy.for_stages(settings)
-        )
-        message = error.message if isinstance(error, MediaIngestError) else type(error).__name__
-        report = AttemptReport(
-            status="failed",
-            reason=decision.reason,
-            retry=decision.retry,
-            delay_seconds=decision.delay_seconds,
-            message=message,
-        )
+        permanent = isinstance(error, Permanent)
+        log.warning("asset.stage_failed", error=error_message(error), attempt=handle.attempt, permanent=permanent)
+        report = AttemptReport(status="failed", message=error_message(error), permanent=permanent)
     finally:
         ctx.close()
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB

@@ -1,10 +1,8 @@
-"""State changes of one IngestionJob row, fenced by whoever runs the attempt.
+"""Writes to one IngestionJob row on behalf of one attempt, fenced by the attempt's task.
 
-A worker's stage process writes as its runner (`lease_owner`, set when the attempt started), so a
-worker whose task was reaped or cancelled can no longer write: every update matches zero rows and the
-worker stops. A Kubernetes stage pod's reports are written by the API as the attempt itself (its
-number), so a later attempt fences out an earlier one; they also finish the attempt's task (`task_id`).
-The lease itself is the task's (`mediaingest.tasks.queue`); the row only names who runs the attempt.
+Whoever runs the attempt holds its task: a worker by its runner id (the task's lease), a Kubernetes stage
+pod's reports by the attempt's number. Every write here checks that in the same statement, so an attempt
+whose task was cancelled, reaped or superseded can no longer write: it matches zero rows and stops.
 """
 
 from __future__ import annotations
@@ -17,10 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mediaingest.db import SessionFactory, session_scope, utcnow
-from mediaingest.models import IngestionJob
-from mediaingest.models.enums import IngestionJobStatus
-
-MAX_LOG_ENTRIES = 200
+from mediaingest.models import IngestionJob, Task, TaskStatus
 
 
 def log_entry(event: str, **fields: Any) -> dict[str, Any]:
@@ -29,42 +24,43 @@ def log_entry(event: str, **fields: Any) -> dict[str, Any]:
 
 @dataclass
 class JobHandle:
-    """One attempt at one job, as seen by whoever runs it."""
+    """One attempt at one job, as seen by whoever runs it: its task, and the runner or the attempt number
+    that fences it (exactly one of the two)."""
 
     job_id: str
-    lease_owner: str | None
+    task_id: str
     attempt: int
-    # Set when the attempt reports for itself (a stage pod, through the API): its outcome finishes the task.
-    task_id: str | None = None
+    worker_id: str | None = None  # a worker's attempt; None: the attempt reports for itself (a stage pod)
     _last_progress_write: float = field(default=0.0, repr=False)
 
-    def _where(self) -> list[sa.ColumnElement[bool]]:
-        conditions = [IngestionJob.id == self.job_id, IngestionJob.status == IngestionJobStatus.RUNNING]
-        if self.lease_owner is not None:
-            conditions.append(IngestionJob.lease_owner == self.lease_owner)
-        else:  # a stage pod's report: a later attempt's start fences this one out
-            conditions.append(IngestionJob.attempts == self.attempt)
-        return conditions
+    @property
+    def fence(self) -> dict[str, Any]:
+        """The `tasks.queue` fence of this attempt: by its runner, or by its number."""
+        return {"worker_id": self.worker_id} if self.worker_id is not None else {"attempt": self.attempt}
 
-    def update(self, session: Session, **values: Any) -> bool:
-        """Fenced update; False when the job is no longer this attempt's to write."""
-        result = session.execute(
-            sa.update(IngestionJob).where(*self._where()).values(**values).execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    def append_log(self, session: Session, entry: dict[str, Any]) -> None:
-        job = session.get(IngestionJob, self.job_id)
-        if job is not None:
-            job.logs = [*(job.logs or []), entry][-MAX_LOG_ENTRIES:]
+    def _current(self) -> sa.Exists:
+        held = Task.lease_owner == self.worker_id if self.worker_id is not None else Task.attempts == self.attempt
+        return sa.exists().where(Task.id == self.task_id, Task.status == TaskStatus.RUNNING, held)
 
     def write_progress(
         self, session_factory: SessionFactory, fraction: float, message: str, *, min_interval: float
     ) -> bool:
-        """Rate-limited progress write; returns False when the job was taken from us."""
+        """Rate-limited progress write; returns False when the attempt is no longer current."""
         now = time.monotonic()
         if fraction < 1.0 and now - self._last_progress_write < min_interval:
             return True
         self._last_progress_write = now
         with session_scope(session_factory) as session:
-            return self.update(session, progress=round(max(0.0, min(1.0, fraction)) * 100, 1), message=message[:1024])
+            result = session.execute(
+                sa.update(IngestionJob)
+                .where(IngestionJob.id == self.job_id, self._current())
+                .values(progress=round(max(0.0, min(1.0, fraction)) * 100, 1), message=message[:1024])
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def log(self, session: Session, entry: dict[str, Any]) -> None:
+        """Appends to the job's log in the caller's unit of work (which has fenced the attempt)."""
+        job = session.get(IngestionJob, self.job_id)
+        if job is not None:
+            job.append_log(entry)

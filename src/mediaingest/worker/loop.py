@@ -5,9 +5,9 @@ then claims as many tasks of each queue as that queue has free slots, and hands 
 A `stages` task runs its stage in a process of its own (`isolation`), so its slots are the machine's
 share of media work; `default` tasks (webhook deliveries, sweeps, reaping) are light and many. A
 heartbeat thread extends the lease of every task this runner holds and notices the ones it lost
-(cancelled, or reaped after a stall): their work is stopped. Failures become the task's retry
-policy's decisions, applied to the task in the same unit of work that records them where users see
-them. SIGTERM stops claiming and lets running tasks finish.
+(cancelled, or reaped after a stall): their work is stopped. A failure is decided here, once, by the
+task's retry policy, and applied to the task in the same unit of work that records it where users see
+it (`TaskSpec.fail`). SIGTERM stops claiming and lets running tasks finish.
 """
 
 from __future__ import annotations
@@ -26,12 +26,19 @@ import structlog
 
 from mediaingest.config import Settings
 from mediaingest.db import session_scope, utcnow
-from mediaingest.exceptions import MediaIngestError
-from mediaingest.models import Task
-from mediaingest.retry import RetryDecision
+from mediaingest.exceptions import MediaIngestError, error_message
+from mediaingest.models import TaskStatus
+from mediaingest.retry import RetryPolicy
 from mediaingest.tasks import periodic, queue
 from mediaingest.tasks.catalog import REGISTRY
-from mediaingest.tasks.registry import DEFAULT_QUEUE, QUEUES, STAGES_QUEUE, RecordedFailure, TaskCancelled, TaskRun
+from mediaingest.tasks.registry import (
+    DEFAULT_QUEUE,
+    QUEUES,
+    STAGES_QUEUE,
+    TaskCancelled,
+    TaskRun,
+    TaskSpec,
+)
 from mediaingest.worker import isolation
 from mediaingest.worker.stage_runner import StageContext, remove_orphaned_workspaces
 
@@ -181,31 +188,24 @@ class Worker:
             log.info("task.cancelled")
             with session_scope(self.ctx.session_factory) as session:  # a no-op when no longer ours
                 queue.cancelled(session, task_id=run.task_id, worker_id=self.worker_id, now=utcnow())
-        except RecordedFailure as failure:
-            with session_scope(self.ctx.session_factory) as session:
-                queue.fail(session, task_id=run.task_id, worker_id=self.worker_id, decision=failure.decision,
-                           error=failure.message, now=utcnow())  # fmt: skip
         except Exception as error:
             self._record_failure(run, error)
         finally:
             structlog.contextvars.clear_contextvars()
 
     def _record_failure(self, run: TaskRun, error: Exception) -> None:
-        message = error.message if isinstance(error, MediaIngestError) else f"{type(error).__name__}: {error}"
+        """The one place a worker decides a failed attempt: the task's policy, applied and recorded at once."""
         if not isinstance(error, MediaIngestError):
             log.exception("task.crashed")
         spec = REGISTRY.get(run.name)
         if spec is None:  # a task this version does not know: retrying cannot help
-            decision = RetryDecision(retry=False, delay_seconds=0.0, reason="permanent")
-        else:
-            decision = spec.retry(self.settings).decide(error, attempts=run.attempt, max_attempts=run.max_attempts)
+            spec = TaskSpec(name=run.name, queue="", function=_unknown, retry=lambda _: RetryPolicy(max_attempts=1))
         with session_scope(self.ctx.session_factory) as session:
-            failed = queue.fail(session, task_id=run.task_id, worker_id=self.worker_id, decision=decision,
-                                error=message, now=utcnow())  # fmt: skip
-            task = session.get(Task, run.task_id)
-            if failed and spec is not None and spec.on_failure is not None and task is not None:
-                spec.on_failure(session, task, message, decision)
-        log.warning("task.failed", error=message, retry=decision.retry, delay_seconds=round(decision.delay_seconds, 2))
+            decision = spec.fail(session, task_id=run.task_id, attempt=run.attempt, error=error, settings=self.settings,
+                                 worker_id=self.worker_id)  # fmt: skip
+        if decision is not None:
+            log.warning("task.failed", error=error_message(error), retry=decision.retry,
+                        delay_seconds=round(decision.delay_seconds, 2))  # fmt: skip
 
     # --- leases -------------------------------------------------------------------------------
     def _heartbeat(self) -> None:
@@ -229,11 +229,17 @@ class Worker:
                             lease_seconds=self.settings.worker_lease_seconds,
                             now=utcnow(),
                         )
-                    if not kept and not run.cancel.is_set():
+                        # Finished by its own attempt (a stage process records its success): not lost.
+                        lost = not kept and queue.status_of(session, task_id=run.task_id) != TaskStatus.SUCCEEDED
+                    if lost and not run.cancel.is_set():
                         log.info("task.lease_lost", task_id=run.task_id, task=run.name)
                         run.cancel.set()
                 except Exception:
                     log.exception("worker.heartbeat_failed")
+
+
+def _unknown(_ctx: object, run: TaskRun) -> None:
+    raise RuntimeError(f"no task named {run.name!r} is registered")
 
 
 @contextmanager

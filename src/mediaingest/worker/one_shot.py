@@ -16,15 +16,13 @@ import structlog
 
 from mediaingest import metrics
 from mediaingest.config import Settings
-from mediaingest.exceptions import MediaIngestError, PermanentProcessingError
+from mediaingest.exceptions import MediaIngestError, Permanent, error_message
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.registry import job_type_for
-from mediaingest.retry import RetryDecision
 from mediaingest.stage_reports.client import ApiStageHost
 from mediaingest.stage_reports.identity import StageClaims
-from mediaingest.worker.stage_host import StageHost
 from mediaingest.worker.stage_runner import execute_stage
 
 log = structlog.stdlib.get_logger(__name__)
@@ -51,7 +49,7 @@ def run_one_stage(settings: Settings, *, asset_id: str, stage: Stage, attempt: i
         api_host.close()
 
 
-def _attempt(host: StageHost, settings: Settings, *, stage: Stage, cancel: threading.Event) -> int:
+def _attempt(host: ApiStageHost, settings: Settings, *, stage: Stage, cancel: threading.Event) -> int:
     started = time.monotonic()
     job_type = job_type_for(stage)
     try:
@@ -65,19 +63,14 @@ def _attempt(host: StageHost, settings: Settings, *, stage: Stage, cancel: threa
     except StageCancelledError:
         return EXIT_TRANSIENT if cancel.is_set() else EXIT_OK
     except Exception as error:
-        permanent = isinstance(error, PermanentProcessingError)
-        message = error.message if isinstance(error, MediaIngestError) else f"{type(error).__name__}: {error}"
+        permanent = isinstance(error, Permanent)
+        message = error_message(error)
         if not isinstance(error, MediaIngestError):
             log.exception("asset.stage_crashed")
-        # The API decides with the stage retry policy; this says only whether the error is permanent.
-        decision = RetryDecision(
-            retry=not permanent, delay_seconds=0.0, reason="permanent" if permanent else "transient"
-        )
-        try:
-            host.fail(message, decision)
+        try:  # the API decides with the stage retry policy; the pod says only whether it is permanent
+            host.fail(message, permanent=permanent)
         except MediaIngestError as report_error:  # the exit code still tells the operator
             log.warning("asset.stage_failure_unreported", error=report_error.message)
-        metrics.ingestion_jobs_failed_total.labels(type=job_type, reason=decision.reason).inc()
         log.warning("asset.stage_failed", error=message, permanent=permanent)
         _leave_termination_message(settings, message)
         return EXIT_PERMANENT if permanent else EXIT_TRANSIENT

@@ -1,11 +1,13 @@
-"""What an asset's state becomes when one of its stages starts, succeeds or fails: the one owner of
-the IngestionJob rows and of the asset's processing status, for every executor.
+"""What an asset's state becomes when one of its stages starts, succeeds or fails: the one owner of the
+IngestionJob rows and of the asset's processing status, for every executor.
 
 A runner starts an attempt (`stage_started`: a worker's thread, or the operator as it creates the
-attempt's Job); the stage itself records how it ended (`stage_succeeded`/`stage_failed`: a worker's stage
-process, or the API for a stage pod's report), which also enqueues what follows the probe and decides
-READY or FAILED; a runner that saw an attempt end without a word from it says so
-(`attempt_unrecorded`: a lost worker, a pod killed for memory, a Job that vanished).
+attempt's Job). The stage records its result (`stage_succeeded`: a worker's stage process, or the API
+for a stage pod's report), which finishes its task in the same transaction, enqueues what follows the
+probe and decides READY. A failure is decided once, by whoever runs the attempt, with the stage retry
+policy (`TaskSpec.fail`); `stage_attempt_failed` is what users see of it, and FAILED when it was the last.
+
+The job's status, attempts and error are its task's (`models.job`): nothing here writes them twice.
 """
 
 from __future__ import annotations
@@ -20,25 +22,19 @@ from mediaingest import metrics
 from mediaingest.assets.lifecycle import mark_failed, mark_ready
 from mediaingest.config import Settings
 from mediaingest.db import utcnow
-from mediaingest.models import AssetProxy, IngestionJob, MediaAsset
-from mediaingest.models.enums import (
-    AssetProcessingStatus,
-    IngestionJobStatus,
-    ProxyType,
-    Stage,
-)
+from mediaingest.models import AssetProxy, IngestionJob, MediaAsset, Task, TaskStatus
+from mediaingest.models.enums import AssetProcessingStatus, ProxyType, Stage
 from mediaingest.pipeline.plan import stages_for
 from mediaingest.pipeline.registry import PROBE, job_type_for
 from mediaingest.pipeline.types import MediaMetadata
 from mediaingest.retry import RetryDecision
 from mediaingest.tasks import queue
-from mediaingest.worker.jobs import MAX_LOG_ENTRIES, JobHandle, log_entry
+from mediaingest.worker.jobs import JobHandle, log_entry
 from mediaingest.worker.queue import enqueue_stage
 
 log = structlog.stdlib.get_logger(__name__)
 
 _VIDEO_KINDS = (ProxyType.VIDEO, ProxyType.VIDEO_VP9)
-FINISHED_STATUSES = (IngestionJobStatus.COMPLETED, IngestionJobStatus.FAILED, IngestionJobStatus.CANCELLED)
 
 
 def metadata_of(asset: MediaAsset) -> MediaMetadata | None:
@@ -52,55 +48,39 @@ def plan_for(asset: MediaAsset) -> list[Stage]:
     return stages_for(asset.type, metadata_of(asset))
 
 
-def stage_started(session: Session, *, job: IngestionJob, worker_id: str, attempt: int, message: str = "") -> JobHandle:
-    """A runner took the stage's task: the row shows the attempt and is fenced by the runner's id."""
-    now = utcnow()
-    job.status = IngestionJobStatus.RUNNING
-    job.attempts = attempt
-    job.lease_owner = worker_id
-    job.heartbeat_at = now
-    job.started_at = job.started_at or now
-    job.finished_at = None
+def stage_started(
+    session: Session, *, job: IngestionJob, attempt: int, worker_id: str | None = None, message: str = ""
+) -> JobHandle:
+    """A runner holds the stage's task at `attempt`: the row shows it. The handle is fenced by the runner
+    (`worker_id`), or by the attempt's number when the attempt reports for itself (a stage pod)."""
+    job.started_at = job.started_at or utcnow()
     job.progress = 0.0
-    job.error = None
     job.message = message or f"attempt {attempt} running"
-    job.logs = [*(job.logs or []), log_entry("job.started", attempt=attempt, runner=worker_id)][-MAX_LOG_ENTRIES:]
+    job.append_log(log_entry("job.started", attempt=attempt, **({"runner": worker_id} if worker_id else {})))
     asset = session.get(MediaAsset, job.asset_id)
     if asset is not None:
         mark_processing(session, asset)
     session.flush()
-    return JobHandle(job_id=job.id, lease_owner=worker_id, attempt=attempt)
+    return JobHandle(job_id=job.id, task_id=job.task_id, attempt=attempt, worker_id=worker_id)
 
 
-def attempt_unrecorded(session: Session, *, job: IngestionJob, stage: Stage, failed: bool, cause: str) -> None:
-    """An attempt ended without its stage recording how: its runner was lost (the task was reaped), or it
-    failed before the stage ran (a stage this worker does not know). Retried (the task is queued again),
-    or out of attempts: the job and its asset fail, saying why."""
-    if job.status in FINISHED_STATUSES:
+def stage_attempt_failed(session: Session, task: Task, error: str, decision: RetryDecision) -> None:
+    """Its runner has failed the stage's task (retried, or failed for good): what users see of it, and the
+    asset FAILED when no attempt is left. Every way an attempt fails ends here: the stage's error, a stage
+    process or pod that died without a word, a lost runner."""
+    job = session.scalar(sa.select(IngestionJob).where(IngestionJob.task_id == task.id))
+    if job is None:  # the asset was deleted: its rows went with it
         return
-    now = utcnow()
-    job.lease_owner = None
-    job.lease_expires_at = None
-    if failed:
-        error = f"{cause} (no attempts left)"
-        job.status, job.finished_at, job.error, job.message = (
-            IngestionJobStatus.FAILED,
-            now,
-            error[:4000],
-            f"failed: {cause[:200]}",
-        )
+    if decision.retry:
+        job.message = f"attempt {task.attempts} failed; retrying in {decision.delay_seconds:.0f} s"
+    else:
+        job.message = f"failed: {error[:200]}"
+    job.append_log(log_entry("job.attempt_failed", attempt=task.attempts, error=error[:1000], retry=decision.retry,
+                             delay_seconds=round(decision.delay_seconds, 2), reason=decision.reason))  # fmt: skip
+    if not decision.retry:
         asset = session.get(MediaAsset, job.asset_id)
         if asset is not None:
-            fail_asset(session, asset, stage=stage, error=error)
-    else:
-        job.status, job.retries, job.error, job.message = (
-            IngestionJobStatus.RETRYING,
-            (job.retries or 0) + 1,
-            cause[:4000],
-            f"{cause[:200]}; retrying",
-        )
-    entry = log_entry("job.attempt_unrecorded", attempt=job.attempts, failed=failed, cause=cause[:1000])
-    job.logs = [*(job.logs or []), entry][-MAX_LOG_ENTRIES:]
+            fail_asset(session, asset, stage=Stage(task.payload.get("stage", job.type.lower())), error=error)
     session.flush()
 
 
@@ -126,29 +106,17 @@ def stage_succeeded(
     session: Session, *, asset: MediaAsset, stage: Stage, handle: JobHandle, message: str, enqueue_next: bool,
     settings: Settings,
 ) -> bool:  # fmt: skip
-    """Completes the job (and its task, when the attempt reports for itself); enqueues what follows the
+    """Completes the stage's task (fenced by its attempt's handle) and its job; enqueues what follows the
     probe; READY when all are done.
 
-    Returns False when the job was no longer ours to complete (the caller then discards its work).
+    Returns False when the attempt was no longer current (the caller then discards its work).
     """
-    now = utcnow()
-    completed = handle.update(
-        session,
-        status=IngestionJobStatus.COMPLETED,
-        progress=100.0,
-        message=message or "completed",
-        finished_at=now,
-        lease_owner=None,
-        lease_expires_at=None,
-        error=None,
-    )
-    if not completed:
-        return False
-    if handle.task_id is not None and not queue.succeed(
-        session, task_id=handle.task_id, attempt=handle.attempt, now=now
-    ):
-        return False  # the task moved on (cancelled, reaped): this attempt is no longer current
-    handle.append_log(session, log_entry("job.completed", attempt=handle.attempt, message=message))
+    if not queue.succeed(session, task_id=handle.task_id, now=utcnow(), **handle.fence):
+        return False  # the task moved on (cancelled, reaped, superseded)
+    job = session.get(IngestionJob, handle.job_id)
+    if job is not None:
+        job.progress, job.message = 100.0, message or "completed"
+        job.append_log(log_entry("job.completed", attempt=handle.attempt, message=message))
     session.refresh(asset)
     if stage == PROBE and enqueue_next:
         for next_stage in plan_for(asset)[1:]:
@@ -162,9 +130,9 @@ def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
     plan = plan_for(asset)
     done = set(
         session.scalars(
-            sa.select(IngestionJob.type).where(
-                IngestionJob.asset_id == asset.id, IngestionJob.status == IngestionJobStatus.COMPLETED
-            )
+            sa.select(IngestionJob.type)
+            .join(Task, Task.id == IngestionJob.task_id)
+            .where(IngestionJob.asset_id == asset.id, Task.status == TaskStatus.SUCCEEDED)
         )
     )
     if not all(job_type_for(stage) in done for stage in plan):
@@ -186,57 +154,6 @@ def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
         outputs=len(proxies),
         metadata_extracted=asset.metadata_record is not None,
     )
-
-
-def stage_failed(
-    session: Session,
-    *,
-    asset: MediaAsset | None,
-    stage: Stage,
-    handle: JobHandle,
-    error: str,
-    decision: RetryDecision,
-) -> None:
-    """Either schedules the retry (RETRYING, available after the backoff) or fails job and asset."""
-    now = utcnow()
-    if decision.retry:
-        updated = handle.update(
-            session,
-            status=IngestionJobStatus.RETRYING,
-            retries=IngestionJob.retries + 1,
-            available_at=now + timedelta(seconds=decision.delay_seconds),
-            lease_owner=None,
-            lease_expires_at=None,
-            error=error[:4000],
-            message=f"attempt {handle.attempt} failed; retrying in {decision.delay_seconds:.0f} s",
-        )
-    else:
-        updated = handle.update(
-            session,
-            status=IngestionJobStatus.FAILED,
-            finished_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
-            error=error[:4000],
-            message=f"failed: {error[:200]}",
-        )
-    if not updated:
-        return
-    if handle.task_id is not None:
-        queue.fail(session, task_id=handle.task_id, attempt=handle.attempt, decision=decision, error=error, now=now)
-    handle.append_log(
-        session,
-        log_entry(
-            "job.attempt_failed",
-            attempt=handle.attempt,
-            error=error[:1000],
-            retry=decision.retry,
-            delay_seconds=round(decision.delay_seconds, 2),
-            reason=decision.reason,
-        ),
-    )
-    if not decision.retry and asset is not None:
-        fail_asset(session, asset, stage=stage, error=error)
 
 
 def fail_asset(session: Session, asset: MediaAsset, *, stage: Stage, error: str) -> None:

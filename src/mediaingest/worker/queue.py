@@ -11,42 +11,19 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mediaingest.config import ExecutorName, Settings
-from mediaingest.db import utcnow
 from mediaingest.models import IngestionJob, MediaAsset
-from mediaingest.models.enums import IngestionJobStatus, Stage
+from mediaingest.models.enums import Stage
 from mediaingest.pipeline.registry import Placement, job_type_for, spec_for, stage_names
 from mediaingest.tasks import queue
 from mediaingest.tasks.registry import KUBERNETES_QUEUE, STAGE_JOBS_QUEUE, STAGES_QUEUE
+from mediaingest.worker.jobs import log_entry
 
 RUN_STAGE = "stages.run"
 PUBLISH_ASSET = "mediaassets.publish"  # the operator creates the asset's MediaAsset (EXECUTOR=kubernetes)
-_FINISHED = (IngestionJobStatus.COMPLETED, IngestionJobStatus.FAILED, IngestionJobStatus.CANCELLED)
 
 
 def stage_task_key(asset_id: str, stage: Stage) -> str:
     return f"stage:{asset_id}:{stage}"
-
-
-def ensure_job(session: Session, *, asset: MediaAsset, stage: Stage, max_attempts: int | None = None) -> IngestionJob:
-    """The stage's job row, created if missing. Without `max_attempts`, the column's default."""
-    job = session.scalar(
-        sa.select(IngestionJob).where(IngestionJob.asset_id == asset.id, IngestionJob.type == job_type_for(stage))
-    )
-    if job is not None:
-        return job
-    job = IngestionJob(
-        asset_id=asset.id,
-        type=job_type_for(stage),
-        status=IngestionJobStatus.PENDING,
-        priority=asset.priority,
-        priority_rank=asset.priority.rank,
-        **({"max_attempts": max_attempts} if max_attempts is not None else {}),
-        available_at=utcnow(),
-        logs=[{"at": utcnow().isoformat(), "event": "job.enqueued", "stage": stage}],
-    )
-    session.add(job)
-    session.flush()
-    return job
 
 
 def placement(settings: Settings, stage: Stage) -> Placement:
@@ -61,21 +38,32 @@ def stage_queue(settings: Settings, stage: Stage) -> str:
 
 
 def enqueue_stage(session: Session, *, asset: MediaAsset, stage: Stage, settings: Settings) -> IngestionJob:
-    """The job row and its task; doing it twice is harmless (both are found by their keys). A stage whose
-    job already finished gets no new task: finished tasks are pruned, and their keys with them."""
-    job = ensure_job(session, asset=asset, stage=stage, max_attempts=settings.job_max_attempts)
-    if job.status in _FINISHED:
+    """The stage's task and its job row, together; doing it twice is harmless (both are found by their keys,
+    and a stage that ran keeps its one task, finished or not)."""
+    job = session.scalar(
+        sa.select(IngestionJob).where(IngestionJob.asset_id == asset.id, IngestionJob.type == job_type_for(stage))
+    )
+    if job is not None:
         return job
-    queue.defer(
+    task = queue.defer(
         session,
         name=RUN_STAGE,
         queue=stage_queue(settings, stage),
-        payload={"assetId": asset.id, "stage": stage, "jobId": job.id},
+        payload={"assetId": asset.id, "stage": stage},
         dedupe_key=stage_task_key(asset.id, stage),
         priority=asset.priority.rank,
         max_attempts=settings.job_max_attempts,
         tenant=asset.owner_id,
     )
+    job = IngestionJob(
+        asset_id=asset.id,
+        type=job_type_for(stage),
+        task_id=task.id,
+        priority=asset.priority,
+        logs=[log_entry("job.enqueued", stage=stage)],
+    )
+    session.add(job)
+    session.flush()
     return job
 
 
@@ -96,13 +84,7 @@ def enqueue_publish(session: Session, *, asset: MediaAsset) -> None:
 
 
 def cancel_jobs(session: Session, *, asset_id: str) -> int:
-    """Cancels the asset's unfinished jobs and their tasks; a runner holding one notices at its next heartbeat."""
-    queue.cancel(
+    """Cancels the asset's unfinished tasks; a runner holding one notices at its next heartbeat."""
+    return queue.cancel(
         session, dedupe_keys=[publish_key(asset_id), *(stage_task_key(asset_id, stage) for stage in stage_names())]
     )
-    result = session.execute(
-        sa.update(IngestionJob)
-        .where(IngestionJob.asset_id == asset_id, IngestionJob.status.not_in(_FINISHED))
-        .values(status=IngestionJobStatus.CANCELLED, finished_at=utcnow(), message="cancelled")
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]

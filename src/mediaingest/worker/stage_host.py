@@ -32,7 +32,6 @@ from mediaingest.models import AssetMetadata, AssetProxy, MediaAsset
 from mediaingest.models.enums import MediaType, ProxyType, Stage, UploadStatus
 from mediaingest.pipeline.hls import PLAYLIST_TYPE, SEGMENT_TYPE
 from mediaingest.pipeline.types import MediaMetadata, StageOutput, StageResult
-from mediaingest.retry import RetryDecision
 from mediaingest.storage.base import PresignedRequest
 from mediaingest.storage.errors import PreconditionFailedError
 from mediaingest.worker import progression
@@ -102,9 +101,6 @@ class StageHost(Protocol):
 
     def discard(self, published: Iterable[str]) -> None:
         """After a cancellation: removes what was published if the asset is gone (else a successor reuses it)."""
-
-    def fail(self, message: str, decision: RetryDecision) -> None:
-        """Records a failed attempt: retrying after the decision's delay, or failed for good."""
 
 
 def live_content_type(name: str) -> str:
@@ -250,13 +246,6 @@ class DirectStageHost:
         self._remove_stale_objects(prefix=prefix, kept=kept)
         log.info("asset.stage_completed", asset_id=self.asset_id, stage=self.stage, outputs=len(stored))
         return StageOutcome(completed=True, outputs=len(stored), message=result.message)
-
-    def fail(self, message: str, decision: RetryDecision) -> None:
-        with session_scope(self.ctx.session_factory) as session:
-            progression.stage_failed(
-                session, asset=session.get(MediaAsset, self.asset_id), stage=self.stage, handle=self.handle,
-                error=message, decision=decision,
-            )  # fmt: skip
 
     def _remove_stale_objects(self, *, prefix: str, kept: set[tuple[str, str]]) -> None:
         """Objects of an earlier run that this run did not produce: nothing strays."""

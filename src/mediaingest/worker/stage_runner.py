@@ -23,16 +23,14 @@ import sqlalchemy as sa
 import structlog
 
 from mediaingest.config import Settings
-from mediaingest.db import SessionFactory, create_db_engine, create_session_factory, session_scope
-from mediaingest.exceptions import MediaIngestError, PermanentProcessingError, TransientProcessingError
-from mediaingest.models import IngestionJob
+from mediaingest.db import SessionFactory, create_db_engine, create_session_factory
+from mediaingest.exceptions import PermanentProcessingError, TransientProcessingError
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline import run_stage_function
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.registry import PROBE, load_stage_modules
 from mediaingest.pipeline.types import LiveOutputs
-from mediaingest.retry import RetryDecision, RetryPolicy
 from mediaingest.storage import build_storage
 from mediaingest.storage.base import Storage
 from mediaingest.worker.jobs import JobHandle
@@ -184,31 +182,6 @@ def execute_stage(
 
 def direct_host(ctx: StageContext, *, asset_id: str, stage: Stage, handle: JobHandle, enqueue_next: bool) -> StageHost:
     return DirectStageHost(ctx, asset_id=asset_id, stage=stage, handle=handle, enqueue_next=enqueue_next)
-
-
-def record_attempt_failure(
-    ctx: StageContext, *, handle: JobHandle, asset_id: str, stage: Stage, error: BaseException, policy: RetryPolicy
-) -> RetryDecision:
-    """Applies the retry policy to a failed attempt and records the outcome (retrying or failed).
-
-    One place for both ways an attempt fails: an error raised by the stage, recorded by the stage
-    process itself, and a stage process that died without a word, recorded by the worker.
-    """
-    message = error.message if isinstance(error, MediaIngestError) else f"{type(error).__name__}: {error}"
-    with session_scope(ctx.session_factory) as session:
-        job = session.get(IngestionJob, handle.job_id)
-        max_attempts = job.max_attempts if job else policy.max_attempts
-    decision = policy.decide(error, attempts=handle.attempt, max_attempts=max_attempts)
-    direct_host(ctx, asset_id=asset_id, stage=stage, handle=handle, enqueue_next=False).fail(message, decision)
-    log.warning(
-        "asset.stage_failed",
-        error=message,
-        attempt=handle.attempt,
-        retry=decision.retry,
-        delay_seconds=round(decision.delay_seconds, 2),
-        permanent=isinstance(error, PermanentProcessingError),
-    )
-    return decision
 
 
 def _verify_checksum(source: Path, *, known: str | None, declared: str | None) -> str | None:
