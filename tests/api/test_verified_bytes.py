@@ -3,6 +3,7 @@ bytes; the pipeline reads exactly the bytes confirm verified; no object outlives
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import httpx
@@ -154,3 +155,22 @@ def test_the_probe_rehashes_even_when_the_checksum_is_known(tmp_path: Path) -> N
     source.write_bytes(b"other bytes of the same size")
     with pytest.raises(PermanentProcessingError, match="changed after they were verified"):
         _verify_checksum(source, known="0" * 64, declared=None)
+
+
+def test_a_store_no_upload_has_reached_is_swept_as_empty(backend_settings: Settings) -> None:
+    """A fresh install: the incoming bucket does not exist yet (the local backend makes it at the first
+    upload; an S3 one may be created later by its owner). The sweep finds nothing to do instead of failing."""
+    from mediaingest.assets.service import AssetService
+    from mediaingest.db import create_db_engine, create_session_factory
+    from mediaingest.dispatch import build_dispatcher
+    from mediaingest.storage import build_storage
+
+    settings = backend_settings.model_copy(update={"bucket_incoming": f"never-made-{uuid.uuid4().hex[:8]}"})
+    service = AssetService(settings=settings, storage=build_storage(settings), dispatcher=build_dispatcher(settings))
+    engine = create_db_engine(settings.resolved_database_url, pool_size=1)
+    try:
+        with create_session_factory(engine)() as session:
+            assert service.sweep_expired_uploads(session) == 0
+            assert service.reap_stray_uploads(session) == 0
+    finally:
+        engine.dispose()

@@ -92,11 +92,6 @@ _AV_CONTAINERS = frozenset(
 SNIFF_BYTES = 64 * 1024
 
 
-def media_type_for(mime_type: str) -> MediaType | None:
-    entry = ALLOWED_MIME_TYPES.get(mime_type.strip().lower())
-    return entry[0] if entry else None
-
-
 class _MpegTransportStream(Type):
     """filetype does not know MPEG-TS: 0x47 sync bytes every 188 bytes."""
 

@@ -91,7 +91,6 @@ class ConfirmedUpload:
     unit of work commits it like any outcome, then the failure is raised to the client."""
 
     asset: MediaAsset
-    already_confirmed: bool = False
     failure: MediaIngestError | None = None
 
     def raise_for_failure(self) -> ConfirmedUpload:
@@ -463,7 +462,7 @@ class AssetService:
         session.flush()
         self.dispatcher.dispatch(session, current)
         log.info("asset.upload_confirmed", asset_id=current.id, user_id=current.owner_id, size=info.size)
-        return ConfirmedUpload(asset=current, already_confirmed=False)
+        return ConfirmedUpload(asset=current)
 
     def _confirmable(
         self,
@@ -490,7 +489,7 @@ class AssetService:
             if request.etag and asset.etag and _normalize_etag(request.etag) != asset.etag:
                 raise ConflictError("asset was already confirmed with a different ETag")
             self.dispatcher.dispatch(session, asset)  # harmless if already dispatched; heals a lost dispatch
-            return ConfirmedUpload(asset=asset, already_confirmed=True)
+            return ConfirmedUpload(asset=asset)
         if asset.upload_status in (UploadStatus.FAILED, UploadStatus.EXPIRED):
             if orphan is not None:
                 self.storage.delete(*orphan)
@@ -690,7 +689,11 @@ class AssetService:
         URL is handed out, so a key whose row is missing now has no upload coming.
         """
         bucket = self.settings.bucket_incoming
-        keys = self.storage.list_keys(bucket, UPLOAD_PREFIX)
+        try:
+            keys = self.storage.list_keys(bucket, UPLOAD_PREFIX)
+        except ObjectNotFoundError:  # a store no upload has reached yet: nothing to sweep
+            log.info("asset.sweep_found_no_bucket", bucket=bucket)
+            return 0
         removed = 0
         for offset in range(0, len(keys), batch):
             chunk = keys[offset : offset + batch]

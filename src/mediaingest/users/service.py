@@ -68,12 +68,6 @@ def get_user(session: Session, *, user_id: str | None = None, email: str | None 
     return user
 
 
-def set_plan(session: Session, *, user: User, plan: Plan) -> User:
-    user.plan = plan
-    session.flush()
-    return user
-
-
 def revoke_token(session: Session, *, token: str) -> ApiToken:
     """Revokes one token, named by its full value or by the prefix listings show; 401 from the next request.
 
