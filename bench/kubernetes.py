@@ -482,7 +482,7 @@ async def run_profile(
     created = collections.Counter(
         plural for (resource, _, _) in apiserver.objects for plural in [resource.plural]
     )  # every object ever created, deleted or not
-    ours = [r for r in recorded if r.agent.startswith(("OpenAPI-Generator/", "kopf/")) and r.method in WRITE_METHODS]
+    ours = [r for r in recorded if r.agent.startswith(("mediaingest/", "kopf/")) and r.method in WRITE_METHODS]
     writes = collections.Counter(
         f"{r.method.lower()} {r.plural}{'/' + r.subresource if r.subresource else ''}"
         for r in ours

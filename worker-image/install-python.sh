@@ -20,10 +20,8 @@ mv "$root$site"/mediaingest "$root$site"/mediaingest-*.dist-info "$app$site/"
 rm -rf "$root$site/bin" # console scripts for the installing Python; ours is written below
 # Debug symbols are most of some wheels' shared objects (uvloop: 14 MB → 2 MB); nothing reads them.
 find "$root$site" -name '*.so*' -type f -exec strip --strip-unneeded {} +
-# What the images never import (tests/image/test_image_prunes.py checks the reasons still hold): the
-# kubernetes client's asyncio twin (mediaingest and kopf use the synchronous one; 41 MB), and botocore's
+# What the images never import (tests/image/test_image_prunes.py checks the reasons still hold): botocore's
 # models of AWS services other than S3 and the credential services (STS for IRSA, SSO for profiles; 20 MB).
-rm -rf "$root$site/kubernetes/aio"
 if [ -d "$root$site/botocore/data" ]; then
 	find "$root$site/botocore/data" -mindepth 1 -maxdepth 1 -type d \
 		! -name s3 ! -name sso ! -name sso-oidc ! -name sts -exec rm -rf {} +

@@ -60,7 +60,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     # Our own middleware logs each request with its ids; uvicorn's access line would say it twice.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     # httpx logs every request's full URL at INFO: for a signed URL that is a live credential.
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "kubernetes", "httpx", "httpcore"):
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -18,6 +19,7 @@ from mediaingest.operator.jobs import (
     memory_for,
     next_memory_scale,
     observe_job,
+    parse_quantity,
 )
 from mediaingest.operator.model import JobState
 from mediaingest.operator.projection import AssetView, JobView, asset_status, merge_patch
@@ -151,6 +153,21 @@ def test_stage_job_options_and_per_stage_scheduling_from_settings(kube_validate)
     assert isinstance(settings.stages[Stage("probe")], StageConfig)
     thumbnails = build_stage_job(attempt_of(Stage("thumbnails")), namespace="ns", settings=settings)
     assert "runtimeClassName" not in thumbnails["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(
+    ("quantity", "value"),
+    [("2Gi", 2 * 2**30), ("768Mi", 768 * 2**20), ("1.5Ki", 1536), ("500m", "0.5"), ("2", 2), (2, 2),
+     ("1.5G", 1_500_000_000), ("100k", 100_000), ("1e3", 1000), ("5E-1", "0.5"), ("3E", 3 * 10**18), ("1n", "1e-9")],
+)  # fmt: skip
+def test_quantities_read_as_kubernetes_reads_them(quantity: str | int, value: int | str) -> None:
+    assert parse_quantity(quantity) == Decimal(value)
+
+
+@pytest.mark.parametrize("text", ["", "Mi", "2Gx", "2 Gi", "two", "1.2.3"])
+def test_a_string_that_is_no_quantity_is_refused_by_name(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a Kubernetes quantity"):
+        parse_quantity(text)
 
 
 def test_the_deadline_grows_with_the_media_and_memory_doubles_after_an_oom_kill_up_to_the_cap() -> None:

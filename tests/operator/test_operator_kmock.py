@@ -79,7 +79,7 @@ def assert_every_grant_is_used(helm: Any, tmp_path: Path, recorded: list[Any]) -
     used = {
         (r.group, f"{r.plural}/{r.subresource}" if r.subresource else r.plural, _VERB[(r.method, r.action.upper())])
         for r in recorded
-        if r.plural and r.plural != "tokenreviews" and r.agent.startswith(("kopf/", "OpenAPI-Generator/"))
+        if r.plural and r.plural != "tokenreviews" and r.agent.startswith(("kopf/", "mediaingest/"))
     }
     assert used <= granted, used - granted
     assert granted - used == set(USED_ELSEWHERE), granted - used

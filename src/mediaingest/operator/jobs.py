@@ -6,12 +6,11 @@ attempt, `observe_job` turns a watched Job into a `JobObservation`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-
-from kubernetes.utils import parse_quantity
 
 from mediaingest.models.enums import JobPriority, Stage
 from mediaingest.operator import naming
@@ -67,8 +66,27 @@ def job_labels(attempt: StageAttempt, *, release: str | None = None) -> dict[str
     return labels
 
 
+# A Kubernetes quantity's suffixes (apimachinery's resource.Quantity), binary and decimal.
+_BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+_QUANTITY = re.compile(r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?")
+
+
+def parse_quantity(quantity: str | int | float) -> Decimal:
+    """A quantity's value: "2Gi" → 2147483648, "500m" → 0.5, "1e3" → 1000; ValueError if it is none."""
+    match = _QUANTITY.fullmatch(str(quantity).strip())
+    if match is None:
+        raise ValueError(f"{quantity!r} is not a Kubernetes quantity")
+    number, suffix = Decimal(match[1]), match[2] or ""
+    if suffix in _BINARY:
+        return number * 1024 ** _BINARY[suffix]
+    if suffix in _DECIMAL:
+        return number.scaleb(_DECIMAL[suffix])
+    return number.scaleb(int(suffix[1:]))  # an exponent, e.g. 1e3
+
+
 def _mebibytes(quantity: str) -> int:
-    return int(Decimal(parse_quantity(quantity)) / _MIB)
+    return int(parse_quantity(quantity) / _MIB)
 
 
 def memory_for(config: StageConfig, scale: int) -> tuple[str, str]:

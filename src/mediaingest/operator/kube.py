@@ -1,65 +1,157 @@
-"""The Kubernetes API calls the operator makes itself (kopf does the watching): creating and deleting
-stage Jobs and MediaAssets, patching a MediaAsset's status, reading a failed pod's exit.
+"""Every call mediaingest makes to the Kubernetes API itself (kopf does the watching): the operator's
+stage Jobs and MediaAssets, a failed pod's exit, and the API's TokenReviews of stage pods' tokens.
 
-The official client is synchronous, so each call runs in a worker thread, after the client-side rate
-limit lets it through. Built at operator start-up from the in-cluster service account, else the
-kubeconfig, never at import.
+Credentials are kopf's: the in-cluster service account (`kopf.login_with_service_account`), else the
+kubeconfig (`kopf.login_with_kubeconfig`), and the TLS context and Authorization header come from the
+`kopf.ConnectionInfo` they return — the same login the operator's watches use. Requests are plain REST
+over httpx (already a core dependency): asynchronous for the operator, synchronous for the API's request
+threads. Built when first needed, never at import.
+
+    KubeApiError   the API server answered with an error status (404, 409, 410, 403, …)
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any
 
+import httpx
 import kopf
-import kubernetes
-from kubernetes.client.exceptions import ApiException
 
 from mediaingest.operator import metrics, naming
 
+# Our requests name themselves, apart from kopf's (`kopf/…`) in the API server's audit log.
+USER_AGENT = f"mediaingest/{version('mediaingest')}"
+MERGE_PATCH = "application/merge-patch+json"
+# A bound on every call: a hung one would otherwise stall the operator's loop until liveness failed.
+TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+_BACKGROUND = {"propagationPolicy": "Background"}  # delete the Job's pods after it, not before
 
-def load_configuration() -> kubernetes.client.Configuration:
+
+class KubeApiError(Exception):
+    """The API server refused a request: `status` is the HTTP status, `reason` its phrase ("Conflict"),
+    `message` the Status object's message."""
+
+    def __init__(self, status: int, reason: str, message: str = "") -> None:
+        super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
+        self.status, self.reason, self.message = status, reason, message
+
+
+def load_connection(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
     """In-cluster service account first, then $KUBECONFIG (read now, not at import) or ~/.kube/config."""
-    configuration = kubernetes.client.Configuration()
+    settings = settings or kopf.OperatorSettings()
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+    if host and port:
+        connection = kopf.login_with_service_account(settings=settings)
+        if connection is not None:
+            # The service's address from the environment, as client-go does: no DNS lookup needed.
+            host = f"[{host}]" if ":" in host else host
+            return dataclasses.replace(connection, server=f"https://{host}:{port}")
+    connection = kopf.login_with_kubeconfig(settings=settings)
+    if connection is None:
+        raise kopf.LoginError("no in-cluster service account and no kubeconfig ($KUBECONFIG, ~/.kube/config)")
+    return connection
+
+
+def login(*, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials: the same login as the operator's own requests."""
+    return load_connection(settings)
+
+
+class _Credentials(httpx.Auth):
+    """The login's Authorization header; on a 401 it logs in again once and retries, since a service
+    account token is rotated by the kubelet while the process runs (kopf re-logs in the same way)."""
+
+    def __init__(self, connection: kopf.ConnectionInfo) -> None:
+        self._headers = connection.as_http_headers()
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        headers = self._headers
+        request.headers.update(headers)
+        response = yield request
+        if response.status_code == 401:
+            fresh = load_connection().as_http_headers()
+            if fresh != headers:
+                self._headers = fresh
+                request.headers.update(fresh)
+                yield request
+
+
+def _client_options(connection: kopf.ConnectionInfo, pool_size: int | None) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size) if pool_size else None
+    return {
+        "base_url": connection.server,
+        "verify": connection.as_ssl_context(),  # the CA (path or data), client certificate, insecure flag
+        "auth": _Credentials(connection),
+        "headers": {"User-Agent": USER_AGENT, "Accept": "application/json"},
+        "timeout": TIMEOUT,
+        "proxy": connection.proxy_url,
+        "trust_env": connection.trust_env,
+        **({"limits": limits} if limits else {}),
+    }
+
+
+def _request(
+    client: httpx.Client | httpx.AsyncClient,
+    method: str,
+    path: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    body: Any = None,
+    patch: bool = False,
+) -> httpx.Request:
+    headers = {"Content-Type": MERGE_PATCH} if patch else None
+    return client.build_request(method, path, params=params, json=body, headers=headers)
+
+
+def _answer(response: httpx.Response) -> Any:
+    """The response's JSON, or KubeApiError with the Status object's message."""
+    if response.is_success:
+        return response.json()
+    message = ""
     try:
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
-    return configuration
+        status = response.json()
+        message = str(status.get("message") or "") if isinstance(status, dict) else ""
+    except ValueError:
+        message = response.text[:200]
+    raise KubeApiError(response.status_code, response.reason_phrase, message)
 
 
-def load_api_client(*, pool_size: int | None = None) -> kubernetes.client.ApiClient:
+def _objects(group: str, version: str, namespace: str, plural: str) -> str:
+    """The collection's path: /api/v1/… for the core group, /apis/<group>/<version>/… otherwise."""
+    prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    return f"{prefix}/namespaces/{namespace}/{plural}"
+
+
+class ApiClient:
+    """Synchronous requests, for the API's request threads (TokenReviews) and command-line checks."""
+
+    def __init__(self, connection: kopf.ConnectionInfo, *, pool_size: int | None = None) -> None:
+        self._client = httpx.Client(**_client_options(connection, pool_size))
+
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None) -> Any:
+        return _answer(self._client.send(_request(self._client, method, path, params=params, body=body)))
+
+    def review_token(self, token: str, audiences: list[str]) -> dict[str, Any]:
+        """The TokenReview's status: who the token belongs to, for which audiences (authentication.k8s.io)."""
+        review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                  "spec": {"token": token, "audiences": audiences}}  # fmt: skip
+        answer = self.request("POST", "/apis/authentication.k8s.io/v1/tokenreviews", body=review)
+        return dict(answer.get("status") or {})
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def load_api_client(*, pool_size: int | None = None) -> ApiClient:
     """`pool_size`: connections kept to the API server, for a caller with many requests at once."""
-    configuration = load_configuration()
-    if pool_size is not None:
-        configuration.connection_pool_maxsize = pool_size
-    return kubernetes.client.ApiClient(configuration)
-
-
-def login(**_: Any) -> kopf.ConnectionInfo:
-    """kopf's credentials, from the same configuration the operator's own client uses."""
-    configuration = load_configuration()
-    # Newer clients keep the token under "BearerToken", older ones under "authorization".
-    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
-        "authorization"
-    )
-    parts = header.split(" ", 1) if header else []
-    scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0] if parts else None)
-    return kopf.ConnectionInfo(
-        server=configuration.host,
-        ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl,
-        username=configuration.username or None,
-        password=configuration.password or None,
-        scheme=scheme,
-        token=token,
-        certificate_path=configuration.cert_file,
-        private_key_path=configuration.key_file,
-    )
+    return ApiClient(load_connection(), pool_size=pool_size)
 
 
 @dataclass(frozen=True)
@@ -93,75 +185,67 @@ class RateLimit:
 class KubeApi:
     """The operator's own calls, each counted by verb and kind (`kube_requests_total`) and rate-limited."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient, *, limit: RateLimit | None = None) -> None:
-        self._batch = kubernetes.client.BatchV1Api(api_client)
-        self._core = kubernetes.client.CoreV1Api(api_client)
-        self._custom = kubernetes.client.CustomObjectsApi(api_client)
+    def __init__(self, connection: kopf.ConnectionInfo, *, limit: RateLimit | None = None) -> None:
+        self._client = httpx.AsyncClient(**_client_options(connection, None))
         self._limit = limit
 
-    async def _call(self, verb: str, kind: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(
+        self, verb: str, kind: str, method: str, path: str, *,
+        params: Mapping[str, Any] | None = None, body: Any = None, patch: bool = False,
+    ) -> Any:  # fmt: skip
         if self._limit is not None:
             await self._limit.acquire()
         metrics.kube_requests_total.labels(verb=verb, kind=kind).inc()
-        return await asyncio.to_thread(function, *args, **kwargs)
+        request = _request(self._client, method, path, params=params, body=body, patch=patch)
+        return _answer(await self._client.send(request))
 
     # --- stage Jobs ---------------------------------------------------------------------------------
     async def create_job(self, namespace: str, body: Mapping[str, Any]) -> bool:
         """Creates the Job; False when it already existed (the same attempt's: just as good)."""
-        return await self._create("Job", self._batch.create_namespaced_job, namespace, body)
+        return await self._create("Job", _objects("batch", "v1", namespace, "jobs"), body)
 
     async def delete_job(self, namespace: str, name: str) -> bool:
         """Deletes the Job and, in the background, its pod; False when it was already gone."""
-        options = kubernetes.client.V1DeleteOptions(propagation_policy="Background")
-        return await self._delete("Job", self._batch.delete_namespaced_job, name, namespace, body=options)
+        return await self._delete("Job", f"{_objects('batch', 'v1', namespace, 'jobs')}/{name}")
 
     async def pod_termination(self, namespace: str, job_name: str) -> PodTermination | None:
         """How the stage container of the Job's last pod ended, if a pod is still there to say."""
-        pods = await self._call(
-            "list", "Pod", self._core.list_namespaced_pod, namespace, label_selector=f"job-name={job_name}"
-        )
+        pods = await self._call("list", "Pod", "GET", _objects("", "v1", namespace, "pods"),
+                                params={"labelSelector": f"job-name={job_name}"})  # fmt: skip
         ended = []
-        for pod in pods.items:
-            metadata = pod.metadata
-            if metadata is None or (metadata.labels or {}).get("job-name") != job_name:
+        for pod in pods.get("items") or []:
+            metadata = pod.get("metadata") or {}
+            if (metadata.get("labels") or {}).get("job-name") != job_name:
                 continue  # belt and braces for API servers that ignore the selector
-            for container in (pod.status and pod.status.container_statuses) or []:
-                terminated = container.state.terminated if container.state is not None else None
-                if container.name == naming.CONTAINER_NAME and terminated is not None:
-                    ended.append((terminated.finished_at or metadata.creation_timestamp, terminated))
+            for container in (pod.get("status") or {}).get("containerStatuses") or []:
+                terminated = (container.get("state") or {}).get("terminated")
+                if container.get("name") == naming.CONTAINER_NAME and terminated is not None:
+                    ended.append((terminated.get("finishedAt") or metadata.get("creationTimestamp") or "", terminated))
         if not ended:
             return None
-        ended.sort(key=lambda item: str(item[0]))
+        ended.sort(key=lambda item: str(item[0]))  # RFC 3339 times in UTC sort as text
         terminated = ended[-1][1]
-        message = (terminated.message or "").strip() or None
-        return PodTermination(exit_code=terminated.exit_code, reason=terminated.reason, message=message)
+        message = (terminated.get("message") or "").strip() or None
+        return PodTermination(exit_code=terminated.get("exitCode"), reason=terminated.get("reason"), message=message)
 
     # --- MediaAssets --------------------------------------------------------------------------------
     async def create_media_asset(self, namespace: str, body: Mapping[str, Any]) -> bool:
-        create = self._custom.create_namespaced_custom_object
-        return await self._create(
-            naming.KIND, lambda ns, manifest: create(naming.GROUP, naming.VERSION, ns, naming.PLURAL, manifest),
-            namespace, body,
-        )  # fmt: skip
+        return await self._create(naming.KIND, _media_assets(namespace), body)
 
     async def patch_media_asset_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
         """A merge patch of the status subresource; False when the MediaAsset is gone."""
-        patch = self._custom.patch_namespaced_custom_object_status
-        return await self._patch(patch, namespace, name, {"status": dict(status)})
+        return await self._patch(f"{_media_assets(namespace)}/{name}/status", {"status": dict(status)})
 
     async def label_media_asset(self, namespace: str, name: str, labels: Mapping[str, str]) -> bool:
         """Merges labels into the MediaAsset's; False when it is gone."""
-        patch = self._custom.patch_namespaced_custom_object
-        return await self._patch(patch, namespace, name, {"metadata": {"labels": dict(labels)}})
+        return await self._patch(f"{_media_assets(namespace)}/{name}", {"metadata": {"labels": dict(labels)}})
 
     async def delete_media_asset(self, namespace: str, name: str) -> bool:
         """Deletes the MediaAsset; False if it was already gone."""
-        options = kubernetes.client.V1DeleteOptions(propagation_policy="Background")
-        delete = self._custom.delete_namespaced_custom_object
-        return await self._delete(
-            naming.KIND, lambda n, ns, body: delete(naming.GROUP, naming.VERSION, ns, naming.PLURAL, n, body=body),
-            name, namespace, body=options,
-        )  # fmt: skip
+        return await self._delete(naming.KIND, f"{_media_assets(namespace)}/{name}")
 
     async def media_asset_pages(
         self, namespace: str, *, label_selector: str, limit: int
@@ -169,43 +253,41 @@ class KubeApi:
         """The MediaAssets the selector picks, a page at a time (the server filters; memory holds a page)."""
         token: str | None = None
         while True:
-            page: Any = await self._call(
-                "list", naming.KIND, self._custom.list_namespaced_custom_object,
-                naming.GROUP, naming.VERSION, namespace, naming.PLURAL,
-                label_selector=label_selector, limit=limit, **({"_continue": token} if token else {}),
-            )  # fmt: skip
+            params = {"labelSelector": label_selector, "limit": limit, **({"continue": token} if token else {})}
+            page = await self._call("list", naming.KIND, "GET", _media_assets(namespace), params=params)
             yield list(page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return
 
-    # --- the one way to create and delete ----------------------------------------------------------
-    async def _create(self, kind: str, create: Callable[..., Any], namespace: str, body: Mapping[str, Any]) -> bool:
+    # --- the one way to create, patch and delete -----------------------------------------------------
+    async def _create(self, kind: str, collection: str, body: Mapping[str, Any]) -> bool:
         try:
-            # The client serializes a plain manifest as it would its model; its stubs only name the model.
-            manifest: Any = dict(body)
-            await self._call("create", kind, create, namespace, manifest)
-        except ApiException as exc:
+            await self._call("create", kind, "POST", collection, body=dict(body))
+        except KubeApiError as exc:
             if exc.status == 409:
                 return False
             raise
         return True
 
-    async def _patch(self, patch: Callable[..., Any], namespace: str, name: str, body: Mapping[str, Any]) -> bool:
+    async def _patch(self, path: str, body: Mapping[str, Any]) -> bool:
         try:
-            await self._call("patch", naming.KIND, patch, naming.GROUP, naming.VERSION, namespace, naming.PLURAL, name,
-                             dict(body))  # fmt: skip
-        except ApiException as exc:
+            await self._call("patch", naming.KIND, "PATCH", path, body=dict(body), patch=True)
+        except KubeApiError as exc:
             if exc.status == 404:
                 return False
             raise
         return True
 
-    async def _delete(self, kind: str, delete: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+    async def _delete(self, kind: str, path: str) -> bool:
         try:
-            await self._call("delete", kind, delete, *args, **kwargs)
-        except ApiException as exc:
+            await self._call("delete", kind, "DELETE", path, body=_BACKGROUND)
+        except KubeApiError as exc:
             if exc.status == 404:
                 return False
             raise
         return True
+
+
+def _media_assets(namespace: str) -> str:
+    return _objects(naming.GROUP, naming.VERSION, namespace, naming.PLURAL)

@@ -32,7 +32,7 @@ from mediaingest.config import Settings
 from mediaingest.db import SessionFactory, create_db_engine, create_session_factory
 from mediaingest.operator import kube, metrics, naming, projection
 from mediaingest.operator.jobs import observe_job
-from mediaingest.operator.kube import KubeApi, RateLimit, load_api_client
+from mediaingest.operator.kube import KubeApi, RateLimit, load_connection
 from mediaingest.operator.model import JobObservation
 from mediaingest.operator.runner import KubernetesRunner
 from mediaingest.operator.settings import OperatorSettings
@@ -133,7 +133,9 @@ async def startup(
         settings.scanning.disabled = True
 
     app_settings: Settings = memo.get("app_settings") or Settings()
-    kube_api = memo.get("kube") or KubeApi(load_api_client(), limit=RateLimit(config.api_qps, config.api_burst))
+    kube_api = memo.get("kube")
+    if kube_api is None:  # made here, so closed at cleanup (a test's own is the test's to close)
+        kube_api = memo.own_kube = KubeApi(load_connection(settings), limit=RateLimit(config.api_qps, config.api_burst))
     session_factory = memo.get("session_factory") or _session_factory(app_settings)
     runner = KubernetesRunner(
         settings=config, app_settings=app_settings, kube=kube_api, session_factory=session_factory
@@ -161,6 +163,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    kube_api: KubeApi | None = memo.get("own_kube")
+    if kube_api is not None:
+        await kube_api.aclose()
     server = memo.get("metrics_server")
     if server:
         httpd, thread = server

@@ -24,13 +24,12 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from kubernetes.client.exceptions import ApiException
 
 from mediaingest.db import SessionFactory
 from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus
 from mediaingest.operator import metrics, naming
-from mediaingest.operator.kube import KubeApi
+from mediaingest.operator.kube import KubeApi, KubeApiError
 from mediaingest.operator.settings import OperatorSettings
 from mediaingest.pipeline.plan import stages_for
 from mediaingest.pipeline.registry import stage_for_job_type
@@ -267,7 +266,7 @@ class Projector:
         for asset_id, asset in current.items():
             try:
                 written += await self._project_one(asset_id, asset, views.get(asset_id), now)
-            except ApiException as exc:  # the next round tries again
+            except KubeApiError as exc:  # the next round tries again
                 log.warning("operator.projection_failed", asset=asset.name, status=exc.status)
         for gone in set(self._written) - set(current):
             del self._written[gone]

@@ -27,7 +27,6 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from kubernetes.client.exceptions import ApiException
 
 from mediaingest.config import Settings
 from mediaingest.db import SessionFactory, session_scope, utcnow
@@ -36,7 +35,7 @@ from mediaingest.models import IngestionJob, MediaAsset, Task, TaskStatus
 from mediaingest.models.enums import JobPriority, Stage
 from mediaingest.operator import metrics, projection
 from mediaingest.operator.jobs import MEMORY_SCALE_KEY, StageAttempt, build_stage_job, next_memory_scale
-from mediaingest.operator.kube import KubeApi
+from mediaingest.operator.kube import KubeApi, KubeApiError
 from mediaingest.operator.model import JobObservation, JobState
 from mediaingest.operator.settings import OperatorSettings
 from mediaingest.pipeline.registry import UnknownStageError, stage_named
@@ -149,7 +148,7 @@ class KubernetesRunner:
             return AttemptEnd(f"the stage ran past its deadline ({job.message or 'DeadlineExceeded'})", "deadline")
         try:
             ended = await self.kube.pod_termination(self.settings.namespace, job.name)
-        except ApiException as exc:
+        except KubeApiError as exc:
             log.warning("operator.pod_read_failed", job=job.name, status=exc.status)
             ended = None
         if ended is not None and ended.reason == "OOMKilled":
@@ -231,7 +230,7 @@ class KubernetesRunner:
         try:
             if await self.kube.delete_job(self.settings.namespace, name):
                 log.info("operator.job_deleted", job=name, reason=reason)
-        except ApiException as exc:
+        except KubeApiError as exc:
             log.warning("operator.job_delete_failed", job=name, status=exc.status)
 
     # --- new work ---------------------------------------------------------------------------------
@@ -253,7 +252,7 @@ class KubernetesRunner:
                 if await self.kube.create_job(self.settings.namespace, manifest):
                     created += 1
                     metrics.jobs_created_total.labels(stage=attempt.stage).inc()
-            except ApiException as exc:
+            except KubeApiError as exc:
                 log.warning("operator.job_create_failed", job=attempt.job_name, status=exc.status, reason=exc.reason)
                 await asyncio.to_thread(self._give_back, attempt.task_id)
                 continue
@@ -289,7 +288,7 @@ class KubernetesRunner:
             try:
                 created += await self.kube.create_media_asset(self.settings.namespace, manifest)
                 outcome: RetryDecision | None = None
-            except ApiException as exc:
+            except KubeApiError as exc:
                 log.warning("operator.media_asset_create_failed", status=exc.status, reason=exc.reason)
                 outcome = RetryPolicy().decide(TransientProcessingError(str(exc.reason)), attempts=1)
             await asyncio.to_thread(self._finish_publish, task_id, outcome)

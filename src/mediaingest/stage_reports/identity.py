@@ -17,7 +17,7 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -25,6 +25,9 @@ from mediaingest.exceptions import AuthenticationError, PermissionDeniedError
 from mediaingest.models.enums import Stage
 from mediaingest.operator import naming
 from mediaingest.pipeline.registry import UnknownStageError, stage_named
+
+if TYPE_CHECKING:
+    from mediaingest.operator.kube import ApiClient
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -77,11 +80,8 @@ class KubernetesTokenReviewer:
     """TokenReview through the Kubernetes API (the API's ServiceAccount needs `system:auth-delegator`),
     with answers cached briefly by the token's hash."""
 
-    def __init__(self, api_client: Any, *, cache_seconds: float = REVIEW_CACHE_SECONDS) -> None:
-        import kubernetes
-
-        self._api = kubernetes.client.AuthenticationV1Api(api_client)
-        self._models = kubernetes.client
+    def __init__(self, api_client: ApiClient, *, cache_seconds: float = REVIEW_CACHE_SECONDS) -> None:
+        self._api = api_client
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, ReviewedToken | None]] = {}
         self._lock = threading.Lock()
@@ -101,21 +101,20 @@ class KubernetesTokenReviewer:
         return answer
 
     def _ask(self, token: str, audience: str) -> ReviewedToken | None:
-        from kubernetes.client.exceptions import ApiException
+        from mediaingest.operator.kube import KubeApiError  # the stage pods' client imports this module
 
-        body = self._models.V1TokenReview(spec=self._models.V1TokenReviewSpec(token=token, audiences=[audience]))
         try:
-            reviewed = self._api.create_token_review(body)
-        except ApiException as exc:
+            status = self._api.review_token(token, [audience])
+        except KubeApiError as exc:
             log.warning("stage_reports.token_review_failed", status=exc.status)
             raise AuthenticationError("the stage token could not be reviewed; try again") from exc
-        status = reviewed.status
-        if status is None or not status.authenticated or status.user is None:
+        user = status.get("user")
+        if not status.get("authenticated") or not user:
             return None
-        if audience not in (status.audiences or [audience]):  # an API server that ignored the audience
+        if audience not in (status.get("audiences") or [audience]):  # an API server that ignored the audience
             return None
-        pods = (status.user.extra or {}).get(POD_NAME_EXTRA) or []
-        return ReviewedToken(username=str(status.user.username or ""), pod_name=str(pods[0]) if pods else None)
+        pods = (user.get("extra") or {}).get(POD_NAME_EXTRA) or []
+        return ReviewedToken(username=str(user.get("username") or ""), pod_name=str(pods[0]) if pods else None)
 
 
 def stage_username(namespace: str, service_account: str) -> str:
