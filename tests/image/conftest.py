@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fixtures.stage_image import OCI_LAYOUT, STAGE_IMAGE, ImagePod, image_config, unpack
+from fixtures.stage_image import MAIN_IMAGE, OCI_LAYOUT, STAGE_IMAGE, ImagePod, image_config, unpack
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,13 +29,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-@pytest.fixture(scope="session")
-def stage_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImagePod]:
-    base = tmp_path_factory.mktemp("stage-image")
-    rootfs = unpack(OCI_LAYOUT, STAGE_IMAGE, base / "rootfs")
+def _image_pod(tmp_path_factory: pytest.TempPathFactory, image: str) -> ImagePod:
+    base = tmp_path_factory.mktemp(image)
+    rootfs = unpack(OCI_LAYOUT, image, base / "rootfs")
     mountpoint = base / "mnt"
     mountpoint.mkdir()
-    yield ImagePod(rootfs=rootfs, mountpoint=mountpoint, config=image_config(OCI_LAYOUT, STAGE_IMAGE))
+    return ImagePod(rootfs=rootfs, mountpoint=mountpoint, config=image_config(OCI_LAYOUT, image))
+
+
+@pytest.fixture(scope="session")
+def stage_image(tmp_path_factory: pytest.TempPathFactory) -> ImagePod:
+    return _image_pod(tmp_path_factory, STAGE_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def main_image(tmp_path_factory: pytest.TempPathFactory) -> ImagePod:
+    return _image_pod(tmp_path_factory, MAIN_IMAGE)
 
 
 @pytest.fixture
