@@ -4,9 +4,12 @@ a refusal arrives (`KubeApiError` with the server's status)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-from fixtures.kube import ApiServer, ThreadedApiServer
+from fixtures.kube import ApiServer, ThreadedApiServer, write_kubeconfig
 from mediaingest.operator import naming
 from mediaingest.operator.kube import KubeApi, KubeApiError, load_api_client, load_connection
 
@@ -48,3 +51,17 @@ def test_a_refusal_arrives_with_the_servers_status(threaded_apiserver: ThreadedA
     finally:
         client.close()
     assert refused.value.status == 404 and refused.value.reason == "Not Found"
+
+
+async def test_a_rotated_token_is_read_again_when_the_server_refuses_the_old_one(apiserver: ApiServer) -> None:
+    kube = KubeApi(load_connection())  # logged in with the kubeconfig's token, "not-a-secret"
+    try:
+        # The token is rotated: the server takes only the new one, which the kubeconfig now holds.
+        write_kubeconfig(Path(os.environ["KUBECONFIG"]), str(apiserver.url), token="rotated")
+        apiserver.accepted_tokens = {"rotated"}
+        assert await kube.create_media_asset(NAMESPACE, _asset("asset-b")) is True
+        assert await kube.delete_media_asset(NAMESPACE, "asset-b") is True  # and keeps using it
+    finally:
+        await kube.aclose()
+    assert apiserver.refused == ["POST"]  # the first try, with the old token; the retry had the new one
+    assert [r.method for r in apiserver.recorded if r.agent.startswith("mediaingest/")] == ["POST", "DELETE"]
