@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass
-from importlib.metadata import version
+from importlib.metadata import version as package_version
 from typing import Any
 
 import httpx
@@ -27,7 +27,7 @@ import kopf
 from mediaingest.operator import metrics, naming
 
 # Our requests name themselves, apart from kopf's (`kopf/…`) in the API server's audit log.
-USER_AGENT = f"mediaingest/{version('mediaingest')}"
+USER_AGENT = f"mediaingest/{package_version('mediaingest')}"
 MERGE_PATCH = "application/merge-patch+json"
 # A bound on every call: a hung one would otherwise stall the operator's loop until liveness failed.
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
