@@ -51,7 +51,7 @@ def test_waiting_deliveries_get_their_tasks_in_the_upgrade(fresh_database: str) 
                 ),
                 {"id": delivery_id, "status": status, "now": now},
             )
-    upgrade(fresh_database)
+    upgrade(fresh_database, "a4c1e9d27b36")  # the revision that made the tasks table
     with engine.connect() as connection:
         rows = connection.execute(sa.text("SELECT dedupe_key, name, status, attempts, payload FROM tasks")).all()
     engine.dispose()
@@ -77,7 +77,7 @@ def _insert(connection: sa.Connection, table_name: str, **values: object) -> Non
 NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 
 
-def test_jobs_read_their_status_from_their_tasks_after_the_upgrade(fresh_database: str) -> None:
+def test_jobs_and_deliveries_read_their_status_from_their_tasks_after_the_upgrade(fresh_database: str) -> None:
     """Each job gets its stage's task (found by the task's payload), or, when that task was pruned, a finished
     one that says what the row said: no job changes status in the upgrade."""
     upgrade(fresh_database, "3f6a2b8c1d47")
@@ -94,15 +94,28 @@ def test_jobs_read_their_status_from_their_tasks_after_the_upgrade(fresh_databas
             _insert(connection, "ingestion_jobs", id=job_id, asset_id="a1", type=job_type, status=status,
                     attempts=attempts, max_attempts=5, priority="NORMAL", logs="[]",
                     error="boom" if status == "FAILED" else None)  # fmt: skip
+        _insert(connection, "tasks", id="t-hook", name="webhooks.deliver", queue="default", status="QUEUED",
+                attempts=1, max_attempts=8, payload={"deliveryId": "d-live"}, dedupe_key="webhook:d-live")  # fmt: skip
+        for delivery_id, status, attempts in (("d-live", "PENDING", 1), ("d-done", "DELIVERED", 2),
+                                              ("d-failed", "FAILED", 8)):  # fmt: skip
+            _insert(connection, "webhook_deliveries", id=delivery_id, user_id="u1", asset_id="a1", status=status,
+                    attempts=attempts, max_attempts=8, payload={}, attempt_log=[], next_attempt_at=NOW,
+                    delivered_at=NOW if status == "DELIVERED" else None,
+                    last_error="HTTP 503" if status == "FAILED" else None)  # fmt: skip
     upgrade(fresh_database)
     with engine.connect() as connection:
-        query = "SELECT j.id, t.id, status, attempts, last_error FROM ingestion_jobs j JOIN tasks t ON t.id = task_id"
-        rows = connection.execute(sa.text(query)).all()
+        query = "SELECT j.id, t.id, status, attempts, last_error FROM {} j JOIN tasks t ON t.id = task_id"
+        jobs = connection.execute(sa.text(query.format("ingestion_jobs"))).all()
+        deliveries = connection.execute(sa.text(query.format("webhook_deliveries"))).all()
     engine.dispose()
-    by_job = {row[0]: row[1:] for row in rows}
+    by_job = {row[0]: row[1:] for row in jobs}
     assert by_job["j-live"] == ("t-live", "QUEUED", 2, None)
     assert by_job["j-old"][1:] == ("SUCCEEDED", 1, None)
     assert by_job["j-failed"][1:] == ("FAILED", 5, "boom")
+    by_delivery = {row[0]: row[1:] for row in deliveries}
+    assert by_delivery["d-live"] == ("t-hook", "QUEUED", 1, None)
+    assert by_delivery["d-done"][1:] == ("SUCCEEDED", 2, None)
+    assert by_delivery["d-failed"][1:] == ("FAILED", 8, "HTTP 503")
 
 
 def test_the_migrations_build_the_schema_the_models_describe(fresh_database: str) -> None:

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 
 from conftest import SettingsFactory, Users
 from mediaingest.api import create_app
-from mediaingest.db import session_scope, utcnow
+from mediaingest.db import session_scope
 from mediaingest.models import WebhookDelivery, WebhookDeliveryStatus
-from mediaingest.webhooks.delivery import defer_delivery
+from mediaingest.webhooks.delivery import new_delivery
 from mediaingest.webhooks.destinations import RefusedDestination, literal_address, refusal, resolve
 from mediaingest.webhooks.service import set_webhook
 from mediaingest.worker.loop import Worker
@@ -123,13 +123,8 @@ def test_delivery_connects_to_the_address_it_checked(
     url = f"http://rebind.test:{port}/hook"
     with session_scope(users.session_factory) as session:
         set_webhook(session, user_id=user_id, url=url, allow_private=True)
-        delivery = WebhookDelivery(
-            user_id=user_id, asset_id="a" * 36, event="asset.ready", url=url, payload={"x": 1},
-            max_attempts=3, next_attempt_at=utcnow(), attempt_log=[], created_at=utcnow(), updated_at=utcnow(),
-        )  # fmt: skip
-        session.add(delivery)
-        session.flush()
-        defer_delivery(session, delivery)
+        delivery = new_delivery(session, user_id=user_id, asset_id="a" * 36, event="asset.ready", url=url,
+                                payload={"x": 1}, max_attempts=3)  # fmt: skip
         delivery_id = delivery.id
     lookups.clear()
     runner = Worker.from_settings(make_settings(webhook_allow_private_networks=True), queues=["default"])

@@ -29,7 +29,7 @@ from mediaingest.tasks import queue
 from mediaingest.tasks.maintenance import reap
 from mediaingest.tasks.registry import TaskRun
 from mediaingest.webhooks import signing
-from mediaingest.webhooks.delivery import defer_delivery
+from mediaingest.webhooks.delivery import new_delivery
 from mediaingest.webhooks.service import ASSET_READY, record_asset_event, set_webhook
 from mediaingest.worker.loop import Worker
 
@@ -228,14 +228,10 @@ def _pending_deliveries(factory: Any, user_id: str, count: int, *, url: str, max
         set_webhook(session, user_id=user_id, url=url, allow_private=True)
         ids = []
         for index in range(count):
-            row = WebhookDelivery(
-                user_id=user_id, asset_id=f"asset-{index}", event="asset.ready", url=url,
+            row = new_delivery(
+                session, user_id=user_id, asset_id=f"asset-{index}", event="asset.ready", url=url,
                 payload={"id": "x", "type": "asset.ready", "data": {"n": index}}, max_attempts=max_attempts,
-                attempt_log=[], next_attempt_at=utcnow(),
             )  # fmt: skip
-            session.add(row)
-            session.flush()
-            defer_delivery(session, row)
             ids.append(row.id)
     return ids
 

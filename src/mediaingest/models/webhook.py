@@ -12,17 +12,29 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from mediaingest.db import Base, JSONType, UTCDateTime, enum_column, new_id, utcnow
+from mediaingest.db import Base, JSONType, UTCDateTime, new_id, utcnow
+from mediaingest.models.task import Task, TaskStatus
 
 
 class WebhookDeliveryStatus(StrEnum):
+    """A delivery's status on the wire: its task's, in the words of webhooks."""
+
     PENDING = "PENDING"  # waiting for its next attempt (next_attempt_at)
     SENDING = "SENDING"  # an attempt is under way (its task is leased; a dead runner's task is reaped)
     DELIVERED = "DELIVERED"  # the receiver answered 2xx
     FAILED = "FAILED"  # every attempt failed
     CANCELLED = "CANCELLED"  # the user removed their webhook before it could be delivered
+
+
+_DELIVERY_STATUS = {
+    TaskStatus.QUEUED: WebhookDeliveryStatus.PENDING,
+    TaskStatus.RUNNING: WebhookDeliveryStatus.SENDING,
+    TaskStatus.SUCCEEDED: WebhookDeliveryStatus.DELIVERED,
+    TaskStatus.FAILED: WebhookDeliveryStatus.FAILED,
+    TaskStatus.CANCELLED: WebhookDeliveryStatus.CANCELLED,
+}
 
 
 class WebhookSecret(Base):
@@ -43,6 +55,9 @@ class WebhookSecret(Base):
 
 
 class WebhookDelivery(Base):
+    """What users see of one announcement: the event, its payload and each attempt's answer. Sending it is
+    its task's business: status, attempts, the next attempt and the last error are read from the task."""
+
     __tablename__ = "webhook_deliveries"
     __table_args__ = (sa.Index("ix_webhook_deliveries_user_created", "user_id", "created_at"),)
 
@@ -54,16 +69,37 @@ class WebhookDelivery(Base):
     event: Mapped[str] = mapped_column(sa.String(64))  # asset.ready | asset.failed
     url: Mapped[str] = mapped_column(sa.String(2048))  # the user's URL when the event happened
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    status: Mapped[WebhookDeliveryStatus] = mapped_column(
-        enum_column(WebhookDeliveryStatus), default=WebhookDeliveryStatus.PENDING
-    )
-    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
-    max_attempts: Mapped[int] = mapped_column(sa.Integer, default=8)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The task that sends it. A finished task is kept while its delivery is (the queue's pruning skips it).
+    task_id: Mapped[str] = mapped_column(sa.ForeignKey("tasks.id", ondelete="RESTRICT"), unique=True)
     last_status_code: Mapped[int | None] = mapped_column(sa.Integer)
-    last_error: Mapped[str | None] = mapped_column(sa.Text)
     # One {"at", "attempt", "statusCode", "error", "durationMs"} entry per attempt.
     attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    task: Mapped[Task] = relationship(lazy="joined", innerjoin=True)
+
+    # --- read from the task: the API's field names, one owner -----------------------------------------
+    @property
+    def status(self) -> WebhookDeliveryStatus:
+        return _DELIVERY_STATUS[self.task.status]
+
+    @property
+    def attempts(self) -> int:
+        return self.task.attempts
+
+    @property
+    def max_attempts(self) -> int:
+        return self.task.max_attempts
+
+    @property
+    def next_attempt_at(self) -> datetime:
+        return self.task.run_after
+
+    @property
+    def last_error(self) -> str | None:
+        return self.task.last_error
+
+    @property
+    def delivered_at(self) -> datetime | None:
+        return self.task.finished_at if self.task.status == TaskStatus.SUCCEEDED else None

@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -26,9 +25,9 @@ from sqlalchemy.orm import Session
 
 from mediaingest import metrics
 from mediaingest.config import Settings
-from mediaingest.db import session_scope, utcnow
+from mediaingest.db import new_id, session_scope, utcnow
 from mediaingest.exceptions import MediaIngestError, Permanent
-from mediaingest.models import Task, WebhookDelivery, WebhookDeliveryStatus
+from mediaingest.models import Task, WebhookDelivery
 from mediaingest.retry import RetryDecision, RetryPolicy
 from mediaingest.tasks import queue
 from mediaingest.tasks.registry import DEFAULT_QUEUE, TaskCancelled, TaskRun, TaskSpec
@@ -118,16 +117,32 @@ def encode_body(payload: dict[str, object]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def defer_delivery(session: Session, delivery: WebhookDelivery) -> None:
-    """The delivery's task, in the caller's transaction."""
-    queue.defer(
+def new_delivery(
+    session: Session,
+    *,
+    user_id: str,
+    asset_id: str,
+    event: str,
+    url: str,
+    payload: dict[str, Any],
+    delivery_id: str | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> WebhookDelivery:
+    """A delivery and the task that sends it, together in the caller's transaction."""
+    delivery_id = delivery_id or new_id()
+    task = queue.defer(
         session,
         name=DELIVER,
         queue=DEFAULT_QUEUE,
-        payload={"deliveryId": delivery.id},
-        dedupe_key=delivery_task_key(delivery.id),
-        max_attempts=delivery.max_attempts,
+        payload={"deliveryId": delivery_id},
+        dedupe_key=delivery_task_key(delivery_id),
+        max_attempts=max_attempts,
     )
+    delivery = WebhookDelivery(id=delivery_id, user_id=user_id, asset_id=asset_id, event=event, url=url,
+                               payload=payload, task_id=task.id, attempt_log=[])  # fmt: skip
+    session.add(delivery)
+    session.flush()
+    return delivery
 
 
 def delivery_task_key(delivery_id: str) -> str:
@@ -147,14 +162,11 @@ def deliver(ctx: StageContext, run: TaskRun) -> None:
 def _start(ctx: StageContext, run: TaskRun) -> _Attempt | None:
     with session_scope(ctx.session_factory) as session:
         row = session.get(WebhookDelivery, run.payload["deliveryId"])
-        if row is None or row.status in (WebhookDeliveryStatus.DELIVERED, WebhookDeliveryStatus.CANCELLED):
-            return None
+        if row is None:
+            raise TaskCancelled("the delivery is gone (its user was deleted)")
         url, secret = repository.endpoints_of(session, {row.user_id}).get(row.user_id, (None, None))
         if not url or not secret:
-            # The user removed their webhook after the event: nobody to tell any more.
-            row.status = WebhookDeliveryStatus.CANCELLED
-            return None
-        row.status, row.attempts = WebhookDeliveryStatus.SENDING, run.attempt
+            raise TaskCancelled("the user removed their webhook after the event: nobody to tell any more")
         row.url = url  # sent to the user's current URL: fixing a wrong URL also fixes the retries
         return _Attempt(row.id, run.attempt, row.event, url, secret, encode_body(row.payload))
 
@@ -213,10 +225,8 @@ def _record(ctx: StageContext, run: TaskRun, attempt: _Attempt, result: AttemptR
             "durationMs": result.duration_ms,
         }
         row.attempt_log = [*(row.attempt_log or []), entry][-MAX_LOG_ENTRIES:]
-        row.last_status_code, row.last_error = result.status_code, result.error
-        if result.ok:
-            row.status, row.delivered_at = WebhookDeliveryStatus.DELIVERED, now
-    if result.ok:
+        row.last_status_code = result.status_code
+    if result.ok:  # the runner marks the task succeeded: the delivery reads DELIVERED
         metrics.webhook_delivery_attempts_total.labels(outcome="delivered").inc()
         log.info("webhook.delivered", delivery_id=attempt.delivery_id, webhook_event=attempt.event,
                  attempt=attempt.attempt, status_code=result.status_code, duration_ms=result.duration_ms)  # fmt: skip
@@ -225,30 +235,16 @@ def _record(ctx: StageContext, run: TaskRun, attempt: _Attempt, result: AttemptR
     raise RefusedDelivery(message) if result.permanent else FailedDelivery(message)
 
 
-def _apply(row: WebhookDelivery, decision: RetryDecision, *, now: datetime) -> None:
-    if decision.retry:
-        row.status, row.next_attempt_at = WebhookDeliveryStatus.PENDING, now + timedelta(seconds=decision.delay_seconds)
-    else:
-        row.status = WebhookDeliveryStatus.FAILED
-
-
 def delivery_failed(session: Session, task: Task, error: str, decision: RetryDecision) -> None:
-    """The runner's decision on a failed attempt, on the row users see: retried after its delay, or failed."""
+    """The runner has decided a failed attempt on the task (retried after its delay, or failed): counted and
+    logged. The row reads its status, next attempt and error from the task."""
     row = session.get(WebhookDelivery, task.payload.get("deliveryId"))
-    if row is None or row.status in (WebhookDeliveryStatus.DELIVERED, WebhookDeliveryStatus.CANCELLED):
+    if row is None:
         return
-    row.last_error = error[:4000]
-    _apply(row, decision, now=utcnow())
     outcome = "retrying" if decision.retry else "failed"
     metrics.webhook_delivery_attempts_total.labels(outcome=outcome).inc()
     log.info("webhook.attempt_failed" if decision.retry else "webhook.delivery_failed", delivery_id=row.id,
              webhook_event=row.event, attempt=task.attempts, status_code=row.last_status_code, error=error)  # fmt: skip
-
-
-def delivery_reaped(session: Session, task: Task, failed: bool) -> None:
-    row = session.get(WebhookDelivery, task.payload.get("deliveryId"))
-    if row is not None and row.status == WebhookDeliveryStatus.SENDING:
-        row.status = WebhookDeliveryStatus.FAILED if failed else WebhookDeliveryStatus.PENDING
 
 
 DELIVER_TASK = TaskSpec(
@@ -257,5 +253,4 @@ DELIVER_TASK = TaskSpec(
     function=deliver,
     retry=lambda settings: DeliveryPolicy.from_settings(settings).retry,
     on_failure=delivery_failed,
-    on_reaped=delivery_reaped,
 )

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from mediaingest.models import User, WebhookDelivery, WebhookDeliveryStatus, WebhookSecret
-
-_OPEN = (WebhookDeliveryStatus.PENDING, WebhookDeliveryStatus.SENDING)
+from mediaingest.models import Task, User, WebhookDelivery, WebhookSecret
+from mediaingest.models.task import TaskStatus
 
 
 def has_delivery(session: Session, *, asset_id: str, event: str) -> bool:
@@ -34,18 +32,15 @@ def endpoints_of(session: Session, user_ids: set[str]) -> dict[str, tuple[str | 
     return {user_id: (url, secret) for user_id, url, secret in rows}
 
 
-def cancel_pending(session: Session, *, user_id: str, now: datetime) -> list[str]:
-    """Cancels the user's deliveries not yet sent; returns their ids (their tasks go with them)."""
-    ids = list(
+def unsent_of(session: Session, *, user_id: str) -> list[str]:
+    """The ids of the user's deliveries still waiting or being sent (their tasks are not finished)."""
+    return list(
         session.scalars(
-            sa.update(WebhookDelivery)
-            .where(WebhookDelivery.user_id == user_id, WebhookDelivery.status.in_(_OPEN))
-            .values(status=WebhookDeliveryStatus.CANCELLED, updated_at=now)
-            .returning(WebhookDelivery.id)
-            .execution_options(synchronize_session=False)
+            sa.select(WebhookDelivery.id)
+            .join(Task, Task.id == WebhookDelivery.task_id)
+            .where(WebhookDelivery.user_id == user_id, Task.status.in_([TaskStatus.QUEUED, TaskStatus.RUNNING]))
         )
     )
-    return ids
 
 
 def recent_of(session: Session, *, user_id: str, limit: int) -> Sequence[WebhookDelivery]:

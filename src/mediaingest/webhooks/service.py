@@ -21,7 +21,7 @@ from mediaingest.exceptions import NotFoundError, ValidationFailedError
 from mediaingest.models import MediaAsset, User, WebhookDelivery, WebhookSecret
 from mediaingest.tasks import queue
 from mediaingest.webhooks import repository
-from mediaingest.webhooks.delivery import MAX_ATTEMPTS, defer_delivery, delivery_task_key
+from mediaingest.webhooks.delivery import delivery_task_key, new_delivery
 from mediaingest.webhooks.destinations import RefusedDestination, UnresolvedHost, resolve
 from mediaingest.webhooks.schemas import WebhookEvent
 
@@ -119,11 +119,11 @@ def clear_webhook(session: Session, *, user_id: str) -> int:
     record = session.get(WebhookSecret, user_id)
     if record is not None:
         session.delete(record)
-    cancelled = repository.cancel_pending(session, user_id=user_id, now=utcnow())
-    queue.cancel(session, dedupe_keys=[delivery_task_key(delivery_id) for delivery_id in cancelled])
+    waiting = repository.unsent_of(session, user_id=user_id)
+    cancelled = queue.cancel(session, dedupe_keys=[delivery_task_key(delivery_id) for delivery_id in waiting])
     session.flush()
-    log.info("webhook.cleared", user_id=user_id, cancelled=len(cancelled))
-    return len(cancelled)
+    log.info("webhook.cleared", user_id=user_id, cancelled=cancelled)
+    return cancelled
 
 
 def record_asset_event(session: Session, asset: MediaAsset, event: str) -> WebhookDelivery | None:
@@ -139,26 +139,12 @@ def record_asset_event(session: Session, asset: MediaAsset, event: str) -> Webho
         return None
     if repository.has_delivery(session, asset_id=asset.id, event=event):
         return None
-    now = utcnow()
     delivery_id = new_id()
     session.flush()  # the asset's pending changes (status, processed_at, updated_at) land in the summary
     summary = AssetSummary.model_validate(asset).model_dump(mode="json", by_alias=True)
-    payload = WebhookEvent(id=delivery_id, type=event, created_at=now, data={"asset": summary})
-    delivery = WebhookDelivery(
-        id=delivery_id,
-        user_id=asset.owner_id,
-        asset_id=asset.id,
-        event=event,
-        url=user.webhook_url,
-        payload=payload.model_dump(mode="json", by_alias=True),
-        max_attempts=MAX_ATTEMPTS,
-        next_attempt_at=now,
-        attempt_log=[],
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(delivery)
-    session.flush()
-    defer_delivery(session, delivery)
+    payload = WebhookEvent(id=delivery_id, type=event, created_at=utcnow(), data={"asset": summary})
+    body = payload.model_dump(mode="json", by_alias=True)
+    delivery = new_delivery(session, delivery_id=delivery_id, user_id=asset.owner_id, asset_id=asset.id,
+                            event=event, url=user.webhook_url, payload=body)  # fmt: skip
     log.info("webhook.event_recorded", delivery_id=delivery_id, asset_id=asset.id, webhook_event=event)
     return delivery
