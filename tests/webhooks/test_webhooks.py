@@ -26,11 +26,12 @@ from mediaingest.db import session_scope, utcnow
 from mediaingest.models import MediaAsset, User, WebhookDelivery, WebhookDeliveryStatus
 from mediaingest.models.enums import MediaType
 from mediaingest.tasks import queue
-from mediaingest.tasks.maintenance import reap
+from mediaingest.tasks.maintenance import REAP
 from mediaingest.tasks.registry import TaskRun
 from mediaingest.webhooks import signing
 from mediaingest.webhooks.delivery import new_delivery
 from mediaingest.webhooks.service import ASSET_READY, record_asset_event, set_webhook
+from mediaingest.worker.catalog import REGISTRY
 from mediaingest.worker.loop import Worker
 
 FAST = {"webhook_timeout_seconds": 2, "webhook_backoff_base_seconds": 0.2, "webhook_allow_private_networks": True}
@@ -245,7 +246,7 @@ def test_a_delivery_whose_runner_died_is_sent_again(users: Users, receiver: Rece
         queue.claim(session, worker_id="dead", queues=["default"], limit=1, lease_seconds=0.05, now=utcnow())
     time.sleep(0.2)
     assert runner.run_due() == 0  # still leased to the dead runner until the reaper runs
-    reap(runner.ctx, TaskRun("r", "tasks.reap", {}, 1, 1, "reaper"))
+    REGISTRY[REAP].function(runner.ctx, TaskRun("r", REAP, {}, 1, 1, "reaper"))
     assert runner.run_due() == 1
     [received] = receiver.wait_for(1)
     assert received.headers[signing.ATTEMPT_HEADER] == "2"  # the dead runner's attempt counted

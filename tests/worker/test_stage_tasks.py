@@ -94,7 +94,10 @@ def _claim_and_start(factory: SessionFactory, worker_id: str, *, lease_seconds: 
 
 
 def test_a_lost_runner_leaves_the_job_retrying_then_failed(database_url: str) -> None:
-    from mediaingest.tasks.maintenance import reap
+    from mediaingest.tasks.maintenance import REAP
+    from mediaingest.worker.catalog import REGISTRY
+
+    reap = REGISTRY[REAP].function
 
     engine = create_db_engine(database_url)
     factory = create_session_factory(engine)

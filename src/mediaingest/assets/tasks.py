@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import structlog
 
 from mediaingest.assets.service import AssetService
 from mediaingest.db import session_scope
 from mediaingest.dispatch import build_dispatcher
+from mediaingest.runtime import Runtime
 from mediaingest.tasks.registry import DEFAULT_QUEUE, TaskRun, TaskSpec
-
-if TYPE_CHECKING:
-    from mediaingest.worker.stage_runner import StageContext
 
 log = structlog.stdlib.get_logger(__name__)
 
 
-def sweep_uploads(ctx: StageContext, run: TaskRun) -> None:
+def sweep_uploads(ctx: Runtime, run: TaskRun) -> None:
     service = AssetService(settings=ctx.settings, storage=ctx.storage, dispatcher=build_dispatcher(ctx.settings))
     with session_scope(ctx.session_factory) as session:
         expired = service.sweep_expired_uploads(session)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -29,13 +29,11 @@ from mediaingest.db import new_id, session_scope, utcnow
 from mediaingest.exceptions import MediaIngestError, Permanent
 from mediaingest.models import Task, WebhookDelivery
 from mediaingest.retry import RetryDecision, RetryPolicy
+from mediaingest.runtime import Runtime
 from mediaingest.tasks import queue
 from mediaingest.tasks.registry import DEFAULT_QUEUE, TaskCancelled, TaskRun, TaskSpec
 from mediaingest.webhooks import repository, signing
 from mediaingest.webhooks.destinations import Destination, RefusedDestination, UnresolvedHost, resolve
-
-if TYPE_CHECKING:
-    from mediaingest.worker.stage_runner import StageContext
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -150,7 +148,7 @@ def delivery_task_key(delivery_id: str) -> str:
 
 
 # --- the task ---------------------------------------------------------------------------------------
-def deliver(ctx: StageContext, run: TaskRun) -> None:
+def deliver(ctx: Runtime, run: TaskRun) -> None:
     policy = DeliveryPolicy.from_settings(ctx.settings)
     attempt = _start(ctx, run)
     if attempt is None:
@@ -159,7 +157,7 @@ def deliver(ctx: StageContext, run: TaskRun) -> None:
     _record(ctx, run, attempt, result)
 
 
-def _start(ctx: StageContext, run: TaskRun) -> _Attempt | None:
+def _start(ctx: Runtime, run: TaskRun) -> _Attempt | None:
     with session_scope(ctx.session_factory) as session:
         row = session.get(WebhookDelivery, run.payload["deliveryId"])
         if row is None:
@@ -207,7 +205,7 @@ def post(attempt: _Attempt, policy: DeliveryPolicy) -> AttemptResult:
     return AttemptResult(status, error, elapsed())
 
 
-def _record(ctx: StageContext, run: TaskRun, attempt: _Attempt, result: AttemptResult) -> None:
+def _record(ctx: Runtime, run: TaskRun, attempt: _Attempt, result: AttemptResult) -> None:
     """The attempt on the row, fenced by the task's lease. A failure is raised: the runner decides it with
     the delivery retry policy and records the decision on the row (`delivery_failed`)."""
     now = utcnow()

@@ -30,7 +30,6 @@ from mediaingest.exceptions import MediaIngestError, error_message
 from mediaingest.models import TaskStatus
 from mediaingest.retry import RetryPolicy
 from mediaingest.tasks import periodic, queue
-from mediaingest.tasks.catalog import REGISTRY
 from mediaingest.tasks.registry import (
     DEFAULT_QUEUE,
     QUEUES,
@@ -40,6 +39,7 @@ from mediaingest.tasks.registry import (
     TaskSpec,
 )
 from mediaingest.worker import isolation
+from mediaingest.worker.catalog import REGISTRY
 from mediaingest.worker.stage_runner import StageContext, remove_orphaned_workspaces
 
 log = structlog.stdlib.get_logger(__name__)

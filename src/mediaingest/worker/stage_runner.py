@@ -18,12 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
-import sqlalchemy as sa
 import structlog
 
 from mediaingest.config import Settings
-from mediaingest.db import SessionFactory, create_db_engine, create_session_factory
 from mediaingest.exceptions import PermanentProcessingError, TransientProcessingError
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline import run_stage_function
@@ -31,8 +30,7 @@ from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.registry import PROBE, load_stage_modules
 from mediaingest.pipeline.types import LiveOutputs
-from mediaingest.storage import build_storage
-from mediaingest.storage.base import Storage
+from mediaingest.runtime import Runtime
 from mediaingest.worker.jobs import JobHandle
 from mediaingest.worker.stage_host import DirectStageHost, StageHost, StageOutcome
 
@@ -43,35 +41,20 @@ WORKSPACE_PREFIX = "mediaingest-job-"
 
 
 @dataclass(frozen=True)
-class StageContext:
-    """What a process needs to run stages, built once at worker or Job start."""
+class StageContext(Runtime):
+    """What a process needs to run stages, built once at worker or Job start: the runtime and the
+    pipeline's options."""
 
-    settings: Settings
-    session_factory: SessionFactory
-    storage: Storage
     options: PipelineOptions
 
     @classmethod
-    def open(cls, settings: Settings, *, pool_size: int = 2) -> StageContext:
-        """Its own engine and storage client, built from the settings (a stage process, a pod, a worker),
-        and the stages of STAGE_MODULES registered in this process."""
+    def open(cls, settings: Settings, *, pool_size: int = 2) -> Self:
+        """Its own engine and storage client (a stage process, a pod, a worker), and the stages of
+        STAGE_MODULES registered in this process."""
         load_stage_modules(settings.stage_modules)
-        engine = create_db_engine(settings.resolved_database_url, pool_size=pool_size)
-        return cls(
-            settings=settings,
-            session_factory=create_session_factory(engine),
-            storage=build_storage(settings),
-            options=PipelineOptions.from_settings(settings),
-        )
-
-    def close(self) -> None:
-        """Closes the database connections `open` made."""
-        bind = self.session_factory.kw.get("bind")
-        if isinstance(bind, sa.Engine):
-            bind.dispose()
-
-    def bucket(self, role: str) -> str:
-        return self.settings.bucket_proxies if role == "proxies" else self.settings.bucket_processed
+        session_factory, storage = cls.connect(settings, pool_size=pool_size)
+        return cls(settings=settings, session_factory=session_factory, storage=storage,
+                   options=PipelineOptions.from_settings(settings))  # fmt: skip
 
 
 def sha256_of(path: Path) -> str:
