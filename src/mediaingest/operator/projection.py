@@ -158,55 +158,76 @@ def load_views(session: sa.orm.Session, asset_ids: Sequence[str]) -> dict[str, A
 def asset_status(view: AssetView) -> dict[str, Any]:
     """The MediaAsset status the rows say: the whole of it (a merge patch is made against the old one)."""
     phase = PHASES[view.status]
-    active = (IngestionJobStatus.RUNNING, IngestionJobStatus.RETRYING)
-    running = sorted(job.stage for job in view.jobs if job.status in active)
-    failed = next((job for job in view.jobs if job.status == IngestionJobStatus.FAILED), None)
-    stage = failed.stage if phase == "Failed" and failed is not None else ",".join(running)
-    progress = int(sum(job.progress for job in view.jobs) / len(view.jobs)) if view.jobs else 0
-    if phase == "Ready":
-        progress = 100
-    started = min((job.started_at for job in view.jobs if job.started_at), default=None)
-    last_job_end = max((job.finished_at for job in view.jobs if job.finished_at), default=None)
-    finished = (view.processed_at or last_job_end or started) if phase in FINISHED_PHASES else None
-    took = int((finished - started).total_seconds()) if finished and started else None
-    message = {"Ready": "ready", "Failed": view.error}.get(phase) or (
-        next((job.message for job in view.jobs if job.status == IngestionJobStatus.RUNNING and job.message), None)
-    )
-    stages: dict[str, Any] = {}
-    for job in view.jobs:
-        entry: dict[str, Any] = {"phase": STAGE_PHASES[job.status], "attempts": job.attempts}
-        if job.started_at:
-            entry["startedAt"] = format_time(job.started_at)
-        if job.finished_at and job.status in (IngestionJobStatus.COMPLETED, IngestionJobStatus.FAILED):
-            entry["finishedAt"] = format_time(job.finished_at)
-        if job.status in (IngestionJobStatus.FAILED, IngestionJobStatus.RETRYING) and job.error:
-            entry["message"] = _truncate(job.error)
-        stages[job.stage] = entry
+    started, finished = _span(view, phase)
+    message = _message(view, phase)
+    progress = 100 if phase == "Ready" else _mean_progress(view.jobs)
     status: dict[str, Any] = {
         "phase": phase,
-        "stage": stage[:128],
+        "stage": _current_stage(view, phase)[:128],
         "progress": max(0, min(100, progress)),
-        "stages": stages,
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": {"Ready": "True", "Failed": "False"}.get(phase, "Unknown"),
-                "reason": {"Ready": "Ingested", "Failed": "StageFailed"}.get(phase, phase),
-                "message": _truncate(message or phase.lower(), 1024),
-                "lastTransitionTime": format_time(finished or started or view.uploaded_at)
-                or format_time(datetime.now(UTC)),
-            }
-        ],
+        "stages": {job.stage: _stage_status(job) for job in view.jobs},
+        "conditions": [_ready_condition(phase, message, finished or started or view.uploaded_at)],
     }
-    if message:
-        status["message"] = _truncate(message, 4096)
-    if started:
-        status["startedAt"] = format_time(started)
-    if finished:
-        status["finishedAt"] = format_time(finished)
-    if took is not None:
-        status["tookSeconds"] = max(0, took)
+    optional = {
+        "message": _truncate(message, 4096) if message else None,
+        "startedAt": format_time(started),
+        "finishedAt": format_time(finished),
+        "tookSeconds": max(0, int((finished - started).total_seconds())) if finished and started else None,
+    }
+    status.update({key: value for key, value in optional.items() if value is not None})
     return status
+
+
+def _current_stage(view: AssetView, phase: str) -> str:
+    """The failed stage of a failed asset, else the stages running or waiting out a retry."""
+    failed = next((job for job in view.jobs if job.status == IngestionJobStatus.FAILED), None)
+    if phase == "Failed" and failed is not None:
+        return failed.stage
+    active = (IngestionJobStatus.RUNNING, IngestionJobStatus.RETRYING)
+    return ",".join(sorted(job.stage for job in view.jobs if job.status in active))
+
+
+def _mean_progress(jobs: Sequence[JobView]) -> int:
+    return int(sum(job.progress for job in jobs) / len(jobs)) if jobs else 0
+
+
+def _span(view: AssetView, phase: str) -> tuple[datetime | None, datetime | None]:
+    """When the first stage started, and when the asset finished (only once it has)."""
+    started = min((job.started_at for job in view.jobs if job.started_at), default=None)
+    if phase not in FINISHED_PHASES:
+        return started, None
+    last_job_end = max((job.finished_at for job in view.jobs if job.finished_at), default=None)
+    return started, view.processed_at or last_job_end or started
+
+
+def _message(view: AssetView, phase: str) -> str | None:
+    if phase == "Ready":
+        return "ready"
+    if phase == "Failed" and view.error:
+        return view.error
+    running = (job.message for job in view.jobs if job.status == IngestionJobStatus.RUNNING and job.message)
+    return next(running, None)
+
+
+def _stage_status(job: JobView) -> dict[str, Any]:
+    entry: dict[str, Any] = {"phase": STAGE_PHASES[job.status], "attempts": job.attempts}
+    if job.started_at:
+        entry["startedAt"] = format_time(job.started_at)
+    if job.finished_at and job.status in (IngestionJobStatus.COMPLETED, IngestionJobStatus.FAILED):
+        entry["finishedAt"] = format_time(job.finished_at)
+    if job.status in (IngestionJobStatus.FAILED, IngestionJobStatus.RETRYING) and job.error:
+        entry["message"] = _truncate(job.error)
+    return entry
+
+
+def _ready_condition(phase: str, message: str | None, since: datetime | None) -> dict[str, Any]:
+    return {
+        "type": "Ready",
+        "status": {"Ready": "True", "Failed": "False"}.get(phase, "Unknown"),
+        "reason": {"Ready": "Ingested", "Failed": "StageFailed"}.get(phase, phase),
+        "message": _truncate(message or phase.lower(), 1024),
+        "lastTransitionTime": format_time(since) or format_time(datetime.now(UTC)),
+    }
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

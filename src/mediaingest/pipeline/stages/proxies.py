@@ -130,73 +130,10 @@ def build_proxy_plan(source: Path, metadata: MediaMetadata, out_dir: Path, optio
     """The whole proxies pass as one FfmpegCommand (pure: nothing runs, nothing is written)."""
     if not metadata.has_video or not metadata.display_width or not metadata.display_height:
         return ProxyPlan(renditions=[], sprites=None, command=None)
-
-    renditions: list[Rendition] = []
-    sizes = rendition_sizes(metadata.display_width, metadata.display_height, options.proxy_heights)
-    scrub_rung = sizes[0][0]
-    for rung, width, height in sizes:
-        # The lowest rung is the scrubbing rung: always encoded, for its short closed GOPs without B-frames.
-        remux = rung != scrub_rung and is_web_playable_at(metadata, width, height, options)
-        scrub = rung == scrub_rung
-        renditions.append(Rendition(rung, width, height, "h264", remux, scrub, out_dir / f"proxy_{rung}p.mp4"))
-        if options.proxy_vp9:
-            renditions.append(Rendition(rung, width, height, "vp9", False, scrub, out_dir / f"proxy_{rung}p.webm"))
-    sprites = _sprite_grid(options, metadata.display_width, metadata.display_height)
-
-    graph = FilterGraph()
-    video_in = video_stream_specifier(metadata)
-    # One scaled branch per rung that needs encoding; the H.264 and VP9 encoders of a rung share it.
-    encoded_rungs = sorted({(r.rung, r.width, r.height) for r in renditions if not r.remux})
-    branches = [f"scaled{rung}" for rung, _, _ in encoded_rungs]
-    if sprites is not None:
-        branches.append("sprite_src")
-    branches.append("shots_src")
-    if branches:
-        base = base_video_filters(metadata)
-        if metadata.frame_rate:
-            # Every rung at the timeline's constant rate: frames of a variable-rate source are repeated or
-            # dropped once, here, so all rungs count the same frames.
-            base.append(filter_spec("fps", metadata.frame_rate))
-        if len(branches) > 1:
-            base.append(filter_spec("split", len(branches)))
-        graph.chain([video_in], base or ["null"], [f"{b}_in" for b in branches])
-    for rung, width, height in encoded_rungs:
-        codecs = [r.codec for r in renditions if r.rung == rung and not r.remux]
-        filters = [
-            filter_spec("scale", width, height, flags="bicubic"),
-            filter_spec("setsar", 1),
-            filter_spec("format", "yuv420p"),
-        ]
-        if len(codecs) > 1:
-            filters.append(filter_spec("split", len(codecs)))
-        graph.chain([f"scaled{rung}_in"], filters, [f"{codec}_{rung}" for codec in codecs])
-    if sprites is not None:
-        tw, th = sprites.tile_width, sprites.tile_height
-        graph.chain(
-            ["sprite_src_in"],
-            [
-                filter_spec("fps", _rate(1 / sprites.interval_seconds)),
-                filter_spec("scale", tw, th, force_original_aspect_ratio="decrease", flags="bicubic"),
-                filter_spec("pad", tw, th, "(ow-iw)/2", "(oh-ih)/2", color="black"),
-                filter_spec("setsar", 1),
-                filter_spec("format", "rgb24"),
-            ],
-            ["tiles"],
-        )
-
-    # Scene cuts, found where the picture is decoded anyway: scdet on a thumbnail-sized copy (the score
-    # compares whole pictures; a small one costs almost nothing), the cut times printed to a file.
-    graph.chain(
-        ["shots_src_in"],
-        [
-            filter_spec("scale", 160, 90, flags="fast_bilinear"),
-            filter_spec("scdet", threshold=options.shot_threshold),
-            filter_spec("metadata", mode="print", key="lavfi.scd.time", file=str(out_dir / SHOTS_LOG)),
-            "nullsink",
-        ],
-        [],
-    )
-
+    size = (metadata.display_width, metadata.display_height)
+    renditions = _renditions(metadata, size, out_dir, options)
+    sprites = _sprite_grid(options, *size)
+    graph = _filter_graph(metadata, renditions, sprites, out_dir, options)
     hls_rungs = [_hls_rung(r, metadata, options) for r in renditions if r.codec == "h264"]
 
     def output(rendition: Rendition) -> FfmpegOutput:
@@ -212,13 +149,94 @@ def build_proxy_plan(source: Path, metadata: MediaMetadata, out_dir: Path, optio
         # Raw tiles to stdout, laid out into sheets by SpriteSheetWriter (see sprites.py for why).
         tiles = ["-map", "[tiles]", "-fps_mode", "passthrough", "-c:v", "rawvideo", "-f", "rawvideo"]
         outputs.append(FfmpegOutput("pipe:1", tiles))
-    command = FfmpegCommand(
-        inputs=[FfmpegInput(source)],
-        outputs=outputs,
-        filter_graph=graph if graph.chains else None,
-    )
+    command = FfmpegCommand(inputs=[FfmpegInput(source)], outputs=outputs, filter_graph=graph)
     return ProxyPlan(
         renditions=renditions, sprites=sprites, command=command, hls_rungs=hls_rungs, remux_command=remux_command
+    )
+
+
+def _renditions(
+    metadata: MediaMetadata, display_size: tuple[int, int], out_dir: Path, options: PipelineOptions
+) -> list[Rendition]:
+    renditions: list[Rendition] = []
+    sizes = rendition_sizes(*display_size, options.proxy_heights)
+    scrub_rung = sizes[0][0]
+    for rung, width, height in sizes:
+        # The lowest rung is the scrubbing rung: always encoded, for its short closed GOPs without B-frames.
+        remux = rung != scrub_rung and is_web_playable_at(metadata, width, height, options)
+        scrub = rung == scrub_rung
+        renditions.append(Rendition(rung, width, height, "h264", remux, scrub, out_dir / f"proxy_{rung}p.mp4"))
+        if options.proxy_vp9:
+            renditions.append(Rendition(rung, width, height, "vp9", False, scrub, out_dir / f"proxy_{rung}p.webm"))
+    return renditions
+
+
+def _filter_graph(
+    metadata: MediaMetadata,
+    renditions: list[Rendition],
+    sprites: SpriteGrid | None,
+    out_dir: Path,
+    options: PipelineOptions,
+) -> FilterGraph:
+    """One decode, split: a scaled branch per encoded rung (its H.264 and VP9 encoders share it), the sprite
+    tiles, and the shot detector."""
+    graph = FilterGraph()
+    encoded_rungs = sorted({(r.rung, r.width, r.height) for r in renditions if not r.remux})
+    branches = [f"scaled{rung}" for rung, _, _ in encoded_rungs]
+    if sprites is not None:
+        branches.append("sprite_src")
+    branches.append("shots_src")
+    base = base_video_filters(metadata)
+    if metadata.frame_rate:
+        # Every rung at the timeline's constant rate: frames of a variable-rate source are repeated or
+        # dropped once, here, so all rungs count the same frames.
+        base.append(filter_spec("fps", metadata.frame_rate))
+    if len(branches) > 1:
+        base.append(filter_spec("split", len(branches)))
+    graph.chain([video_stream_specifier(metadata)], base or ["null"], [f"{b}_in" for b in branches])
+    for rung, width, height in encoded_rungs:
+        codecs = [r.codec for r in renditions if r.rung == rung and not r.remux]
+        filters = [
+            filter_spec("scale", width, height, flags="bicubic"),
+            filter_spec("setsar", 1),
+            filter_spec("format", "yuv420p"),
+        ]
+        if len(codecs) > 1:
+            filters.append(filter_spec("split", len(codecs)))
+        graph.chain([f"scaled{rung}_in"], filters, [f"{codec}_{rung}" for codec in codecs])
+    if sprites is not None:
+        _sprite_chain(graph, sprites)
+    _shots_chain(graph, out_dir, options)
+    return graph
+
+
+def _sprite_chain(graph: FilterGraph, sprites: SpriteGrid) -> None:
+    tw, th = sprites.tile_width, sprites.tile_height
+    graph.chain(
+        ["sprite_src_in"],
+        [
+            filter_spec("fps", _rate(1 / sprites.interval_seconds)),
+            filter_spec("scale", tw, th, force_original_aspect_ratio="decrease", flags="bicubic"),
+            filter_spec("pad", tw, th, "(ow-iw)/2", "(oh-ih)/2", color="black"),
+            filter_spec("setsar", 1),
+            filter_spec("format", "rgb24"),
+        ],
+        ["tiles"],
+    )
+
+
+def _shots_chain(graph: FilterGraph, out_dir: Path, options: PipelineOptions) -> None:
+    # Scene cuts, found where the picture is decoded anyway: scdet on a thumbnail-sized copy (the score
+    # compares whole pictures; a small one costs almost nothing), the cut times printed to a file.
+    graph.chain(
+        ["shots_src_in"],
+        [
+            filter_spec("scale", 160, 90, flags="fast_bilinear"),
+            filter_spec("scdet", threshold=options.shot_threshold),
+            filter_spec("metadata", mode="print", key="lavfi.scd.time", file=str(out_dir / SHOTS_LOG)),
+            "nullsink",
+        ],
+        [],
     )
 
 
