@@ -262,8 +262,41 @@ def run_ffmpeg(
     -progress for the whole run. Commands are built to avoid that, or measure progress from the data
     they receive on stdout instead.
     """
-    progress_r, progress_w = os.pipe()
     interval = max(progress_interval, 0.05)
+    started = time.monotonic()
+    proc, progress_r = _start_ffmpeg(args, interval, memory_limit_bytes, with_stdout=stdout_sink is not None)
+    reader = _OutputReader(ProgressThrottle(on_progress, label, interval), duration_seconds, stdout_sink)
+    deadline = FfmpegDeadline(timeout) if isinstance(timeout, int | float) else timeout
+
+    def stop_reason() -> str | None:
+        if cancel is not None and cancel.is_set():
+            return "cancelled"
+        if deadline is not None and time.monotonic() - started > deadline.seconds(reader.decoded.seconds):
+            return "timeout"
+        return None
+
+    stopped, returncode = reader.run(proc, progress_r, stop_reason)
+    tail = reader.stderr_tail()
+    elapsed = time.monotonic() - started
+    if stopped == "cancelled":
+        raise StageCancelledError(f"{label} cancelled")
+    if stopped == "timeout":
+        raise TransientProcessingError(f"{label} timed out after {elapsed:.0f} s", details={"stderr": tail})
+    if _out_of_memory(returncode, tail, memory_limit_bytes):
+        assert memory_limit_bytes is not None
+        raise _memory_error(label, memory_limit_bytes, tail)
+    if returncode != 0:
+        raise _translate_failure(label, returncode, tail)
+    reader.throttle.finish()
+    return FfmpegRun(returncode=returncode, elapsed_seconds=elapsed, stderr_tail=tail)
+
+
+def _start_ffmpeg(
+    args: Sequence[str], interval: float, memory_limit_bytes: int | None, *, with_stdout: bool
+) -> tuple[subprocess.Popen[bytes], int]:
+    """ffmpeg started quiet but for errors, its progress on a pipe of its own; returns the process and the
+    pipe's reading end."""
+    progress_r, progress_w = os.pipe()
     argv = [
         args[0],
         "-hide_banner",
@@ -277,12 +310,11 @@ def run_ffmpeg(
         f"pipe:{progress_w}",
         *args[1:],
     ]
-    started = time.monotonic()
     try:
         proc = subprocess.Popen(
             _limited(argv, memory_limit_bytes),
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if stdout_sink else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if with_stdout else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             pass_fds=(progress_w,),
         )
@@ -291,70 +323,74 @@ def run_ffmpeg(
         raise PermanentProcessingError(f"cannot start ffmpeg: {exc.strerror}") from exc
     finally:
         os.close(progress_w)
+    return proc, progress_r
 
-    throttle = ProgressThrottle(on_progress, label, interval)
-    stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-    buffers: dict[str, bytes] = {"progress": b"", "stderr": b""}
-    deadline = FfmpegDeadline(timeout) if isinstance(timeout, int | float) else timeout
-    decoded = _Decoded()
-    stopped: str | None = None
 
-    with selectors.DefaultSelector() as selector, os.fdopen(progress_r, "rb", buffering=0) as progress:
-        selector.register(progress, selectors.EVENT_READ, "progress")
-        assert proc.stderr is not None
-        selector.register(proc.stderr, selectors.EVENT_READ, "stderr")
-        if stdout_sink is not None:
-            assert proc.stdout is not None
-            selector.register(proc.stdout, selectors.EVENT_READ, "stdout")
-        try:
-            while selector.get_map():
-                if cancel is not None and cancel.is_set():
-                    stopped = "cancelled"
-                    break
-                if deadline is not None and time.monotonic() - started > deadline.seconds(decoded.seconds):
-                    stopped = "timeout"
-                    break
-                for key, _ in selector.select(timeout=0.2):
-                    chunk = os.read(key.fd, _READ_SIZE)
-                    if not chunk:
-                        selector.unregister(key.fileobj)
-                        continue
-                    if key.data == "stdout":
-                        assert stdout_sink is not None
-                        stdout_sink(chunk)
-                        continue
-                    lines, rest = _split_lines(buffers[key.data] + chunk)
-                    buffers[key.data] = rest[-4096:]  # a line without end must not grow forever
-                    if key.data == "progress":
-                        _feed_progress(throttle, duration_seconds, lines, decoded)
-                    else:
-                        stderr_tail.extend(line[:500] for line in lines if line.strip())
-        except BaseException:
-            _kill(proc)
-            raise
-        finally:
-            if stopped is not None:
+class _OutputReader:
+    """Reads a running ffmpeg's three pipes on the calling thread: progress lines to the throttle, stderr's
+    last lines kept, stdout's chunks to the sink."""
+
+    def __init__(
+        self,
+        throttle: ProgressThrottle,
+        duration_seconds: float | None,
+        stdout_sink: Callable[[bytes], None] | None,
+    ) -> None:
+        self.throttle = throttle
+        self.duration_seconds = duration_seconds
+        self.stdout_sink = stdout_sink
+        self.decoded = _Decoded()
+        self._tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self._buffers: dict[str, bytes] = {"progress": b"", "stderr": b""}
+
+    def run(
+        self, proc: subprocess.Popen[bytes], progress_r: int, stop_reason: Callable[[], str | None]
+    ) -> tuple[str | None, int]:
+        """Reads until every pipe closes or `stop_reason` gives one (then ffmpeg is killed); returns that
+        reason and the exit code."""
+        stopped: str | None = None
+        with selectors.DefaultSelector() as selector, os.fdopen(progress_r, "rb", buffering=0) as progress:
+            selector.register(progress, selectors.EVENT_READ, "progress")
+            assert proc.stderr is not None
+            selector.register(proc.stderr, selectors.EVENT_READ, "stderr")
+            if self.stdout_sink is not None:
+                assert proc.stdout is not None
+                selector.register(proc.stdout, selectors.EVENT_READ, "stdout")
+            try:
+                while selector.get_map() and (stopped := stop_reason()) is None:
+                    for key, _ in selector.select(timeout=0.2):
+                        self._read(selector, key)
+            except BaseException:
                 _kill(proc)
-            returncode = proc.wait()
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
-    if buffers["stderr"].strip():
-        stderr_tail.append(buffers["stderr"].decode(errors="replace")[:500])
-    tail = list(stderr_tail)
-    elapsed = time.monotonic() - started
+                raise
+            finally:
+                if stopped is not None:
+                    _kill(proc)
+                returncode = proc.wait()
+                for stream in (proc.stdout, proc.stderr):
+                    if stream is not None:
+                        stream.close()
+        return stopped, returncode
 
-    if stopped == "cancelled":
-        raise StageCancelledError(f"{label} cancelled")
-    if stopped == "timeout":
-        raise TransientProcessingError(f"{label} timed out after {elapsed:.0f} s", details={"stderr": tail})
-    if _out_of_memory(returncode, tail, memory_limit_bytes):
-        assert memory_limit_bytes is not None
-        raise _memory_error(label, memory_limit_bytes, tail)
-    if returncode != 0:
-        raise _translate_failure(label, returncode, tail)
-    throttle.finish()
-    return FfmpegRun(returncode=returncode, elapsed_seconds=elapsed, stderr_tail=tail)
+    def _read(self, selector: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
+        chunk = os.read(key.fd, _READ_SIZE)
+        if not chunk:
+            selector.unregister(key.fileobj)
+        elif key.data == "stdout":
+            assert self.stdout_sink is not None
+            self.stdout_sink(chunk)
+        else:
+            lines, rest = _split_lines(self._buffers[key.data] + chunk)
+            self._buffers[key.data] = rest[-4096:]  # a line without end must not grow forever
+            if key.data == "progress":
+                _feed_progress(self.throttle, self.duration_seconds, lines, self.decoded)
+            else:
+                self._tail.extend(line[:500] for line in lines if line.strip())
+
+    def stderr_tail(self) -> list[str]:
+        if self._buffers["stderr"].strip():
+            self._tail.append(self._buffers["stderr"].decode(errors="replace")[:500])
+        return list(self._tail)
 
 
 def _split_lines(data: bytes) -> tuple[list[str], bytes]:

@@ -143,43 +143,77 @@ async def _receive_body(request: Request, writer: ObjectWriter, *, limit: int) -
         await run_in_threadpool(writer.write, view[:filled])
 
 
+def _signed_put(request: Request, bucket: str, key: str) -> tuple[signing.SignedRequest, dict[str, str]]:
+    """What the PUT's URL signs, read from its query and headers, and the object metadata it carries."""
+    query, headers = request.query_params, request.headers
+    is_part = signing.UPLOAD_ID_PARAM in query or signing.PART_NUMBER_PARAM in query
+    metadata = {name[len(META_PREFIX) :]: value for name, value in headers.items() if name.startswith(META_PREFIX)}
+    signed = signing.SignedRequest(
+        method="PUT",
+        bucket=bucket,
+        key=key,
+        expires=_int_param(query.get(signing.EXPIRES_PARAM)),
+        size=_int_param(query.get(signing.SIZE_PARAM)),
+        # A part signs neither type nor metadata (S3 takes them at create time); its checksum, if any.
+        content_type=None if is_part else headers.get("content-type"),
+        checksum_sha256=headers.get(CHECKSUM_HEADER),
+        metadata={} if is_part else metadata,
+        upload_id=query.get(signing.UPLOAD_ID_PARAM),
+        part_number=_int_param(query.get(signing.PART_NUMBER_PARAM)),
+        if_none_match=None if is_part else headers.get("if-none-match"),
+    )
+    return signed, metadata
+
+
+def _declared_size(request: Request, signed: signing.SignedRequest) -> int:
+    """The body's size: the signed one, which Content-Length must state."""
+    if signed.size is None:  # only signed URLs get here, and every signed PUT carries its size
+        raise S3Error(400, "InvalidArgument", "The signed URL carries no size.")
+    declared = request.headers.get("content-length")
+    if declared is None:
+        raise S3Error(411, "MissingContentLength", "You must provide the Content-Length HTTP header.")
+    if _int_param(declared) != signed.size:
+        raise S3Error(400, "IncompleteBody", "Content-Length differs from the signed size.")
+    return signed.size
+
+
+async def _commit(
+    storage: LocalStorage, writer: ObjectWriter, signed: signing.SignedRequest, metadata: dict[str, str]
+) -> str:
+    """Stores what was received as the part or the object the URL names; returns its ETag."""
+    if signed.upload_id is not None and signed.part_number is not None:
+        return await run_in_threadpool(
+            storage.commit_part,
+            writer,
+            signed.bucket,
+            signed.key,
+            upload_id=signed.upload_id,
+            part_number=signed.part_number,
+        )
+    info = await run_in_threadpool(
+        lambda: storage.commit_object(
+            writer,
+            signed.bucket,
+            signed.key,
+            content_type=signed.content_type,
+            metadata=decode_metadata(metadata),
+            if_none_match=signed.if_none_match == "*",
+        )
+    )
+    return info.etag
+
+
 @router.put("/{bucket}/{key:path}")
 async def put_object(bucket: str, key: str, request: Request) -> Response:
     writer: ObjectWriter | None = None
     try:
         storage = _local_storage(request)
-        query = request.query_params
-        headers = request.headers
-        is_part = signing.UPLOAD_ID_PARAM in query or signing.PART_NUMBER_PARAM in query
-        metadata = {name[len(META_PREFIX) :]: value for name, value in headers.items() if name.startswith(META_PREFIX)}
-        signed = signing.SignedRequest(
-            method="PUT",
-            bucket=bucket,
-            key=key,
-            expires=_int_param(query.get(signing.EXPIRES_PARAM)),
-            size=_int_param(query.get(signing.SIZE_PARAM)),
-            # A part signs neither type nor metadata (S3 takes them at create time); its checksum, if any.
-            content_type=None if is_part else headers.get("content-type"),
-            checksum_sha256=headers.get(CHECKSUM_HEADER),
-            metadata={} if is_part else metadata,
-            upload_id=query.get(signing.UPLOAD_ID_PARAM),
-            part_number=_int_param(query.get(signing.PART_NUMBER_PARAM)),
-            if_none_match=None if is_part else headers.get("if-none-match"),
-        )
+        signed, metadata = _signed_put(request, bucket, key)
         storage.verify(signed, _signature(request))
         await _check_upload_open(request, bucket, key)
-        if is_part and metadata:
+        if metadata and signed.upload_id is not None:
             raise S3Error(400, "InvalidArgument", "Parts take no metadata; give it when the upload starts.")
-        size = signed.size
-        if size is None:  # only signed URLs get here, and every signed PUT carries its size
-            raise S3Error(400, "InvalidArgument", "The signed URL carries no size.")
-
-        declared = headers.get("content-length")
-        if declared is None:
-            raise S3Error(411, "MissingContentLength", "You must provide the Content-Length HTTP header.")
-        if _int_param(declared) != size:
-            raise S3Error(400, "IncompleteBody", "Content-Length differs from the signed size.")
-
+        size = _declared_size(request, signed)
         writer = await run_in_threadpool(storage.new_writer)
         await _receive_body(request, writer, limit=size)
         if writer.size != size:
@@ -189,29 +223,7 @@ async def put_object(bucket: str, key: str, request: Request) -> Response:
             if not hmac.compare_digest(writer.checksum_sha256_b64, signed.checksum_sha256):
                 raise S3Error(400, "BadDigest", "The SHA256 you specified did not match the calculated checksum.")
             response_headers["x-amz-checksum-sha256"] = signed.checksum_sha256
-
-        if is_part:
-            assert signed.upload_id is not None and signed.part_number is not None  # signed, so present
-            etag = await run_in_threadpool(
-                storage.commit_part,
-                writer,
-                bucket,
-                key,
-                upload_id=signed.upload_id,
-                part_number=signed.part_number,
-            )
-        else:
-            info = await run_in_threadpool(
-                lambda: storage.commit_object(
-                    writer,
-                    bucket,
-                    key,
-                    content_type=signed.content_type,
-                    metadata=decode_metadata(metadata),
-                    if_none_match=signed.if_none_match == "*",
-                )
-            )
-            etag = info.etag
+        etag = await _commit(storage, writer, signed, metadata)
         log.info("storage.local_put", bucket=bucket, key=key, size=size, part=signed.part_number)
         return Response(status_code=200, headers={**response_headers, "ETag": f'"{etag}"'})
     except S3Error as exc:

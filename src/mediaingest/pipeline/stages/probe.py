@@ -6,6 +6,7 @@ broken or unsupported, and no retry will change that.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -337,29 +338,49 @@ def _put(target: dict[str, Any], name: str, value: Any) -> None:
         target[name] = safe
 
 
+@functools.singledispatch
 def _json_safe(value: Any) -> Any:
-    if isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, str):
-        return _clean_text(value)
-    if isinstance(value, bytes):
-        text = value.rstrip(b"\x00")
-        if text.isascii() and all(32 <= b < 127 or b in (9, 10, 13) for b in text):
-            return text.decode("ascii").strip()
-        return value.hex() if len(value) <= 64 else _SKIP
-    if isinstance(value, tuple | list):
-        items = [_json_safe(item) for item in value]
-        return [item for item in items if item is not _SKIP]
-    if isinstance(value, dict):
-        out = {str(k): _json_safe(v) for k, v in value.items()}
-        return {k: v for k, v in out.items() if v is not _SKIP}
-    try:  # IFDRational and other numbers
+    """A tag's value as JSON can hold it (_SKIP: leave it out). By default: IFDRational and other numbers,
+    or else the value's text."""
+    try:
         number = float(value)
     except (TypeError, ValueError, ZeroDivisionError):
         return _clean_text(str(value))
     return round(number, 8) if math.isfinite(number) else None
+
+
+@_json_safe.register
+def _(value: int) -> Any:  # bool too
+    return value
+
+
+@_json_safe.register
+def _(value: float) -> Any:
+    return value if math.isfinite(value) else None
+
+
+@_json_safe.register
+def _(value: str) -> Any:
+    return _clean_text(value)
+
+
+@_json_safe.register
+def _(value: bytes) -> Any:
+    text = value.rstrip(b"\x00")
+    if text.isascii() and all(32 <= b < 127 or b in (9, 10, 13) for b in text):
+        return text.decode("ascii").strip()
+    return value.hex() if len(value) <= 64 else _SKIP
+
+
+@_json_safe.register
+def _(value: tuple | list) -> Any:
+    return [item for item in map(_json_safe, value) if item is not _SKIP]
+
+
+@_json_safe.register
+def _(value: dict) -> Any:
+    out = {str(k): _json_safe(v) for k, v in value.items()}
+    return {k: v for k, v in out.items() if v is not _SKIP}
 
 
 def _clean_text(text: str) -> str:
