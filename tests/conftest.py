@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -58,6 +59,22 @@ def make_settings(tmp_path: Path, database_url: str) -> SettingsFactory:
 @pytest.fixture
 def settings(make_settings: SettingsFactory) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+def wire() -> Iterator[httpx.Client]:
+    """A plain HTTP client, for what the tests reach over the network (S3 URLs, live servers)."""
+    with httpx.Client(timeout=30) as client:
+        yield client
+
+
+JWT_SECRET = "main-product-signing-secret-of-32-bytes!"
+
+
+@pytest.fixture
+def jwt_client(make_settings: SettingsFactory) -> TestClient:
+    """The API trusting JWTs signed with JWT_SECRET, as the main product's tokens are."""
+    return TestClient(create_app(make_settings(jwt_secret=JWT_SECRET), configure_logs=False))
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 import structlog
 from fastapi.testclient import TestClient
 
-from conftest import SettingsFactory, Users
+from conftest import JWT_SECRET, SettingsFactory, Users
 from fixtures.uploads import request_upload, upload
 from mediaingest.api import create_app
 from mediaingest.config import GIB
@@ -22,17 +22,10 @@ from mediaingest.models import ApiToken
 from mediaingest.models.enums import Plan
 from mediaingest.users.service import hash_token
 
-JWT_SECRET = "main-product-signing-secret-of-32-bytes!"
-
 
 def _jwt(sub: str, plan: str = "PRO", *, expires_in: int = 300, secret: str = JWT_SECRET) -> str:
     claims = {"sub": sub, "plan": plan, "exp": int(time.time()) + expires_in}
     return jwt.encode(claims, secret, algorithm="HS256")
-
-
-@pytest.fixture
-def jwt_client(make_settings: SettingsFactory) -> TestClient:
-    return TestClient(create_app(make_settings(jwt_secret=JWT_SECRET), configure_logs=False))
 
 
 def test_jwt_users_are_provisioned_with_the_plan_from_their_claim(jwt_client: TestClient) -> None:

@@ -9,23 +9,15 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from conftest import SettingsFactory, Users
+from conftest import JWT_SECRET, Users
 from fixtures.uploads import request_upload
-from mediaingest.api import create_app
 from mediaingest.models import User
 from mediaingest.models.enums import IdentitySource, Plan
-
-JWT_SECRET = "main-product-signing-secret-of-32-bytes!"
 
 
 def _bearer(claims: dict[str, object]) -> dict[str, str]:
     token = jwt.encode({"exp": int(time.time()) + 300, **claims}, JWT_SECRET, algorithm="HS256")
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def jwt_client(make_settings: SettingsFactory) -> TestClient:
-    return TestClient(create_app(make_settings(jwt_secret=JWT_SECRET), configure_logs=False))
 
 
 def _user_count(client: TestClient) -> int:

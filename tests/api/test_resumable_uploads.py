@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from conftest import SettingsFactory, Users
 from fixtures.live_server import wait_until
-from fixtures.s3 import MotoS3Server
+from fixtures.s3 import MotoS3Server, settings_on
 from fixtures.uploads import put_bytes, request_upload
 from mediaingest.config import MIB, Settings
 from mediaingest.db import utcnow
@@ -40,9 +40,7 @@ def backend_settings(
         "upload_url_ttl_seconds": 2,
         "proxy_heights": [360],
     }
-    if request.param == "local":
-        return make_settings(**options)
-    return moto_s3_server.settings(make_settings, **options)
+    return settings_on(request.param, make_settings, moto_s3_server, **options)
 
 
 @pytest.fixture

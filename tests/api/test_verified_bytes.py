@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from conftest import SettingsFactory, Users
 from fixtures.live_server import wait_until
 from fixtures.media import PDF_BYTES
-from fixtures.s3 import MotoS3Server
+from fixtures.s3 import MotoS3Server, settings_on
 from fixtures.uploads import put_bytes, request_upload
 from mediaingest.api import create_app
 from mediaingest.assets import repository
@@ -27,9 +27,7 @@ from mediaingest.worker.stage_runner import _verify_checksum
 def backend_settings(
     request: pytest.FixtureRequest, make_settings: SettingsFactory, moto_s3_server: MotoS3Server
 ) -> Settings:
-    if request.param == "local":
-        return make_settings(proxy_heights=[360])
-    return moto_s3_server.settings(make_settings, proxy_heights=[360])
+    return settings_on(request.param, make_settings, moto_s3_server, proxy_heights=[360])
 
 
 def _put(http: httpx.Client | TestClient, ticket: dict, data: bytes) -> httpx.Response:  # type: ignore[type-arg]

@@ -24,7 +24,6 @@ from fixtures.uploads import upload
 from mediaingest.models import AssetProxy, IngestionJob, MediaAsset, Task
 from mediaingest.models.enums import Stage
 from mediaingest.operator.jobs import StageAttempt
-from mediaingest.storage import build_storage
 
 KUBERNETES = {"executor": "kubernetes"}
 
@@ -39,11 +38,7 @@ def pod_server(
     # No worker for stages: nothing but the pods runs them.
     if request.param == "local":
         return live_server_factory(worker=False, **KUBERNETES)
-    server = live_server_factory(worker=False, **KUBERNETES, **moto_s3_server.settings_overrides())
-    build_storage(server.settings).ensure_buckets(
-        [server.settings.bucket_incoming, server.settings.bucket_processed, server.settings.bucket_proxies]
-    )
-    return server
+    return moto_s3_server.live_server(live_server_factory, worker=False, **KUBERNETES)
 
 
 @pytest.fixture

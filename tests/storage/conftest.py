@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from fixtures.s3 import MotoS3Server
@@ -30,9 +28,3 @@ def s3_bucket(s3_storage: S3Storage) -> str:
     bucket = f"test-{uuid.uuid4().hex[:16]}"
     s3_storage.ensure_buckets([bucket])
     return bucket
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as client:
-        yield client

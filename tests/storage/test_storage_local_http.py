@@ -61,7 +61,7 @@ def assert_nothing_stored(local: LocalServer, bucket: str, key: str) -> None:
 
 
 def test_single_put_answers_md5_etag_and_records_sha256(
-    local: LocalServer, local_bucket: str, http: httpx.Client
+    local: LocalServer, local_bucket: str, wire: httpx.Client
 ) -> None:
     data = os.urandom(300_000)
     key = "uploads/user-1/1700000000000-asset-1.mp4"
@@ -72,7 +72,7 @@ def test_single_put_answers_md5_etag_and_records_sha256(
     assert presigned.url.startswith(f"{local.url}/storage/{local_bucket}/uploads/user-1/")
     assert presigned.headers["x-amz-checksum-sha256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
 
-    response = http.put(presigned.url, content=data, headers=presigned.headers)
+    response = wire.put(presigned.url, content=data, headers=presigned.headers)
 
     assert response.status_code == 200, response.text
     assert response.headers["etag"] == f'"{md5(data)}"'
@@ -87,26 +87,26 @@ def test_single_put_answers_md5_etag_and_records_sha256(
 
 
 def test_put_without_declared_checksum_still_records_sha256(
-    local: LocalServer, local_bucket: str, http: httpx.Client
+    local: LocalServer, local_bucket: str, wire: httpx.Client
 ) -> None:
     data = b"\x00\x00\x00\x18ftypmp42" + os.urandom(1000)
     presigned = local.storage.presign_put(
         local_bucket, "a.mp4", size=len(data), content_type="video/mp4", metadata={}, expires_in=60
     )
     assert "x-amz-checksum-sha256" not in presigned.headers
-    assert http.put(presigned.url, content=data, headers=presigned.headers).status_code == 200
+    assert wire.put(presigned.url, content=data, headers=presigned.headers).status_code == 200
     assert local.storage.head(local_bucket, "a.mp4").sha256 == hashlib.sha256(data).hexdigest()
 
 
 def test_checksum_mismatch_is_bad_digest_and_stores_nothing(
-    local: LocalServer, local_bucket: str, http: httpx.Client
+    local: LocalServer, local_bucket: str, wire: httpx.Client
 ) -> None:
     data = os.urandom(5000)
     presigned = local.storage.presign_put(
         local_bucket, "x.mp4", size=len(data), content_type="video/mp4", metadata={}, expires_in=60,
         sha256=hashlib.sha256(b"something else").hexdigest(),
     )  # fmt: skip
-    response = http.put(presigned.url, content=data, headers=presigned.headers)
+    response = wire.put(presigned.url, content=data, headers=presigned.headers)
     assert response.status_code == 400
     assert error_code(response) == "BadDigest"
     assert_nothing_stored(local, local_bucket, "x.mp4")
@@ -191,7 +191,7 @@ MISUSES = _misuses()
 
 @pytest.mark.parametrize("misuse", sorted(MISUSES))
 def test_misused_put_urls_are_refused_with_403(
-    misuse: str, local: LocalServer, local_bucket: str, http: httpx.Client
+    misuse: str, local: LocalServer, local_bucket: str, wire: httpx.Client
 ) -> None:
     presigned = local.storage.presign_put(
         local_bucket, KEY, size=len(DATA), content_type="video/mp4", metadata=METADATA, expires_in=3600,
@@ -199,7 +199,7 @@ def test_misused_put_urls_are_refused_with_403(
     )  # fmt: skip
     method, url, headers = MISUSES[misuse](presigned, local)
     content = DATA + b"x" if misuse == "bigger_size" else DATA
-    response = http.request(method, url, content=content if method == "PUT" else None, headers=headers)
+    response = wire.request(method, url, content=content if method == "PUT" else None, headers=headers)
 
     if misuse == "control_same":  # the unmodified request works, so each refusal is the misuse's doing
         assert response.status_code == 200
@@ -213,18 +213,18 @@ def test_misused_put_urls_are_refused_with_403(
         assert_nothing_stored(local, local_bucket, key)
 
 
-def test_expired_url_is_refused(local: LocalServer, local_bucket: str, http: httpx.Client) -> None:
+def test_expired_url_is_refused(local: LocalServer, local_bucket: str, wire: httpx.Client) -> None:
     presigned = local.storage.presign_put(
         local_bucket, "late.mp4", size=3, content_type="video/mp4", metadata={}, expires_in=3600
     )
     local.clock.offset = 3601
-    response = http.put(presigned.url, content=b"abc", headers=presigned.headers)
+    response = wire.put(presigned.url, content=b"abc", headers=presigned.headers)
     assert response.status_code == 403
     assert error_code(response) == "AccessDenied"
     assert "expired" in response.text
     assert_nothing_stored(local, local_bucket, "late.mp4")
     local.clock.offset = 3590  # (expiry is whole seconds: leave a margin)
-    assert http.put(presigned.url, content=b"abc", headers=presigned.headers).status_code == 200
+    assert wire.put(presigned.url, content=b"abc", headers=presigned.headers).status_code == 200
 
 
 # --- body size ----------------------------------------------------------------------------------
@@ -232,27 +232,27 @@ def test_expired_url_is_refused(local: LocalServer, local_bucket: str, http: htt
 
 @pytest.mark.parametrize("delta", [-1, +1])
 def test_body_size_other_than_signed_is_refused_with_400(
-    delta: int, local: LocalServer, local_bucket: str, http: httpx.Client
+    delta: int, local: LocalServer, local_bucket: str, wire: httpx.Client
 ) -> None:
     presigned = local.storage.presign_put(
         local_bucket, "sized.mp4", size=1000, content_type="video/mp4", metadata={}, expires_in=60
     )
     body = os.urandom(1000 + delta)
     headers = {**presigned.headers, "Content-Length": str(len(body))}
-    response = http.put(presigned.url, content=body, headers=headers)
+    response = wire.put(presigned.url, content=body, headers=headers)
     assert response.status_code == 400
     assert error_code(response) == "IncompleteBody"
     assert_nothing_stored(local, local_bucket, "sized.mp4")
 
 
 def test_chunked_body_without_content_length_is_refused(
-    local: LocalServer, local_bucket: str, http: httpx.Client
+    local: LocalServer, local_bucket: str, wire: httpx.Client
 ) -> None:
     presigned = local.storage.presign_put(
         local_bucket, "chunked.mp4", size=6, content_type="video/mp4", metadata={}, expires_in=60
     )
     headers = {k: v for k, v in presigned.headers.items() if k != "Content-Length"}
-    response = http.put(presigned.url, content=iter([b"abc", b"def"]), headers=headers)
+    response = wire.put(presigned.url, content=iter([b"abc", b"def"]), headers=headers)
     assert response.status_code == 411
     assert error_code(response) == "MissingContentLength"
     assert_nothing_stored(local, local_bucket, "chunked.mp4")
@@ -294,17 +294,17 @@ def test_client_vanishing_mid_body_leaves_nothing(local: LocalServer, local_buck
 
 
 def put_part(
-    local: LocalServer, http: httpx.Client, bucket: str, key: str, upload_id: str, number: int, data: bytes
+    local: LocalServer, wire: httpx.Client, bucket: str, key: str, upload_id: str, number: int, data: bytes
 ) -> httpx.Response:
     presigned = local.storage.presign_upload_part(
         bucket, key, upload_id=upload_id, part_number=number, size=len(data), expires_in=3600
     )
     assert set(presigned.headers) == {"Content-Length"}
-    return http.put(presigned.url, content=data, headers=presigned.headers)
+    return wire.put(presigned.url, content=data, headers=presigned.headers)
 
 
 def test_multipart_upload_gets_s3_style_etag_and_whole_sha256(
-    local: LocalServer, local_bucket: str, http: httpx.Client
+    local: LocalServer, local_bucket: str, wire: httpx.Client
 ) -> None:
     key = "uploads/user-1/big.mov"
     chunks = [os.urandom(70_000), os.urandom(70_000), os.urandom(12_345)]
@@ -313,7 +313,7 @@ def test_multipart_upload_gets_s3_style_etag_and_whole_sha256(
     )
     etags = {}
     for number in (3, 1, 2):  # parts may arrive in any order
-        response = put_part(local, http, local_bucket, key, upload_id, number, chunks[number - 1])
+        response = put_part(local, wire, local_bucket, key, upload_id, number, chunks[number - 1])
         assert response.status_code == 200, response.text
         assert response.headers["etag"] == f'"{md5(chunks[number - 1])}"'
         etags[number] = response.headers["etag"]
@@ -336,18 +336,18 @@ def test_multipart_upload_gets_s3_style_etag_and_whole_sha256(
     assert not (local.root / ".uploads" / upload_id).exists()
     assert not (local.root / ".uploads" / f"{upload_id}.completing").exists()
     # Completed: the upload id is spent.
-    assert put_part(local, http, local_bucket, key, upload_id, 1, chunks[0]).status_code == 404
+    assert put_part(local, wire, local_bucket, key, upload_id, 1, chunks[0]).status_code == 404
 
 
 def test_bad_part_lists_are_refused_and_the_upload_stays_open(
-    local: LocalServer, local_bucket: str, http: httpx.Client
+    local: LocalServer, local_bucket: str, wire: httpx.Client
 ) -> None:
     key = "uploads/user-1/retry.mov"
     chunks = [b"a" * 1000, b"b" * 1000]
     upload_id = local.storage.create_multipart_upload(local_bucket, key, content_type="video/mp4", metadata={})
-    assert put_part(local, http, local_bucket, key, upload_id, 1, b"first attempt").status_code == 200
+    assert put_part(local, wire, local_bucket, key, upload_id, 1, b"first attempt").status_code == 200
     etags = [
-        put_part(local, http, local_bucket, key, upload_id, n, c).headers["etag"]
+        put_part(local, wire, local_bucket, key, upload_id, n, c).headers["etag"]
         for n, c in [(1, chunks[0]), (2, chunks[1])]
     ]
     good = [CompletedPart(1, etags[0]), CompletedPart(2, etags[1])]
@@ -371,7 +371,7 @@ def test_bad_part_lists_are_refused_and_the_upload_stays_open(
 
 
 def test_part_urls_are_bound_to_their_upload_and_number(
-    local: LocalServer, local_bucket: str, http: httpx.Client
+    local: LocalServer, local_bucket: str, wire: httpx.Client
 ) -> None:
     key = "uploads/user-1/bound.mov"
     upload_id = local.storage.create_multipart_upload(local_bucket, key, content_type="video/mp4", metadata={})
@@ -383,14 +383,14 @@ def test_part_urls_are_bound_to_their_upload_and_number(
         with_query(presigned.url, partNumber="2"),
         with_query(presigned.url, uploadId=other_upload),
     ):
-        response = http.put(url, content=b"abcd", headers=presigned.headers)
+        response = wire.put(url, content=b"abcd", headers=presigned.headers)
         assert response.status_code == 403
         assert error_code(response) == "SignatureDoesNotMatch"
     assert os.listdir(local.root / ".uploads" / upload_id) == ["upload.json"]
     assert os.listdir(local.root / ".uploads" / other_upload) == ["upload.json"]
 
     local.storage.abort_multipart_upload(local_bucket, key, upload_id=upload_id)
-    response = http.put(presigned.url, content=b"abcd", headers=presigned.headers)
+    response = wire.put(presigned.url, content=b"abcd", headers=presigned.headers)
     assert response.status_code == 404
     assert error_code(response) == "NoSuchUpload"
     assert tmp_entries(local) == []
@@ -410,27 +410,27 @@ def stored(local: LocalServer, local_bucket: str, tmp_path: Path) -> tuple[str, 
 
 
 def test_signed_get_with_range_and_head(
-    local: LocalServer, local_bucket: str, http: httpx.Client, stored: tuple[str, bytes]
+    local: LocalServer, local_bucket: str, wire: httpx.Client, stored: tuple[str, bytes]
 ) -> None:
     key, data = stored
     url = local.storage.presign_get(local_bucket, key, expires_in=600)
 
-    full = http.get(url)
+    full = wire.get(url)
     assert full.status_code == 200
     assert full.content == data
     assert full.headers["etag"] == f'"{md5(data)}"'
     assert full.headers["content-type"] == "video/mp4"
     assert full.headers["accept-ranges"] == "bytes"
 
-    ranged = http.get(url, headers={"Range": "bytes=1000-1999"})
+    ranged = wire.get(url, headers={"Range": "bytes=1000-1999"})
     assert ranged.status_code == 206
     assert ranged.content == data[1000:2000]
     assert ranged.headers["content-range"] == f"bytes 1000-1999/{len(data)}"
-    suffix = http.get(url, headers={"Range": "bytes=-10"})
+    suffix = wire.get(url, headers={"Range": "bytes=-10"})
     assert (suffix.status_code, suffix.content) == (206, data[-10:])
-    assert http.get(url, headers={"Range": f"bytes={len(data)}-"}).status_code == 416
+    assert wire.get(url, headers={"Range": f"bytes={len(data)}-"}).status_code == 416
 
-    head = http.head(url)
+    head = wire.head(url)
     assert head.status_code == 200
     assert head.headers["content-length"] == str(len(data))
     assert head.headers["etag"] == f'"{md5(data)}"'
@@ -438,39 +438,39 @@ def test_signed_get_with_range_and_head(
 
 
 def test_signed_get_with_download_name(
-    local: LocalServer, local_bucket: str, http: httpx.Client, stored: tuple[str, bytes]
+    local: LocalServer, local_bucket: str, wire: httpx.Client, stored: tuple[str, bytes]
 ) -> None:
     key, _ = stored
     url = local.storage.presign_get(local_bucket, key, expires_in=600, download_name="Café 720p.mp4")
-    response = http.get(url)
+    response = wire.get(url)
     assert response.status_code == 200
     assert response.headers["content-disposition"] == (
         "attachment; filename=\"Caf_ 720p.mp4\"; filename*=UTF-8''Caf%C3%A9%20720p.mp4"
     )
     forged = with_query(url, **{signing.DISPOSITION_PARAM: 'inline; filename="x.html"'})
-    assert http.get(forged).status_code == 403
+    assert wire.get(forged).status_code == 403
 
 
 def test_signed_get_refusals(
-    local: LocalServer, local_bucket: str, http: httpx.Client, stored: tuple[str, bytes]
+    local: LocalServer, local_bucket: str, wire: httpx.Client, stored: tuple[str, bytes]
 ) -> None:
     key, _ = stored
     url = local.storage.presign_get(local_bucket, key, expires_in=600)
     other = with_path(url, urlsplit(url).path.replace("720p", "1080p"))
-    assert error_code(http.get(other)) == "SignatureDoesNotMatch"
-    assert http.get(other).status_code == 403
+    assert error_code(wire.get(other)) == "SignatureDoesNotMatch"
+    assert wire.get(other).status_code == 403
 
     missing = local.storage.presign_get(local_bucket, "assets/user-1/nothing.mp4", expires_in=600)
-    response = http.get(missing)
+    response = wire.get(missing)
     assert (response.status_code, error_code(response)) == (404, "NoSuchKey")
 
     local.clock.offset = 601
-    response = http.get(url)
+    response = wire.get(url)
     assert (response.status_code, error_code(response)) == (403, "AccessDenied")
 
 
-def test_cors_preflight(local: LocalServer, local_bucket: str, http: httpx.Client) -> None:
-    response = http.options(
+def test_cors_preflight(local: LocalServer, local_bucket: str, wire: httpx.Client) -> None:
+    response = wire.options(
         f"{local.url}/storage/{local_bucket}/uploads/u/x.mp4",
         headers={
             "Origin": "https://app.example",
@@ -489,7 +489,7 @@ def test_cors_preflight(local: LocalServer, local_bucket: str, http: httpx.Clien
 
 
 def test_traversal_is_refused_even_with_a_valid_signature(
-    local: LocalServer, local_bucket: str, http: httpx.Client
+    local: LocalServer, local_bucket: str, wire: httpx.Client
 ) -> None:
     """Defence in depth: presign refuses such keys, but were one ever signed, the store still would."""
     key = "../escaped.txt"
@@ -500,7 +500,7 @@ def test_traversal_is_refused_even_with_a_valid_signature(
     signature = signing.sign(LOCAL_SECRET, request)
     query = urlencode({signing.EXPIRES_PARAM: expires, signing.SIZE_PARAM: 3, signing.SIGNATURE_PARAM: signature})
     url = f"{local.url}/storage/{local_bucket}/%2E%2E/escaped.txt?{query}"
-    response = http.put(url, content=b"abc", headers={"Content-Type": "text/plain"})
+    response = wire.put(url, content=b"abc", headers={"Content-Type": "text/plain"})
     assert response.status_code == 400
     assert error_code(response) == "InvalidArgument"
     assert not (local.root / "escaped.txt").exists()
@@ -511,7 +511,7 @@ def test_traversal_is_refused_even_with_a_valid_signature(
 # --- memory -------------------------------------------------------------------------------------
 
 
-def test_large_upload_streams_in_bounded_memory(local: LocalServer, local_bucket: str, http: httpx.Client) -> None:
+def test_large_upload_streams_in_bounded_memory(local: LocalServer, local_bucket: str, wire: httpx.Client) -> None:
     size = 64 * 1024 * 1024
     chunk = os.urandom(1024 * 1024)
     md5_expected = hashlib.md5(usedforsecurity=False)
@@ -529,7 +529,7 @@ def test_large_upload_streams_in_bounded_memory(local: LocalServer, local_bucket
 
     tracemalloc.start()
     try:
-        response = http.put(presigned.url, content=body(), headers=presigned.headers)
+        response = wire.put(presigned.url, content=body(), headers=presigned.headers)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -113,7 +113,7 @@ def test_presigned_part_and_get_urls(s3_storage: S3Storage) -> None:
 
 
 def test_single_put_head_reads_and_downloads(
-    s3_storage: S3Storage, s3_bucket: str, http: httpx.Client, tmp_path: Path
+    s3_storage: S3Storage, s3_bucket: str, wire: httpx.Client, tmp_path: Path
 ) -> None:
     data = os.urandom(256 * 1024)
     key = "uploads/user-1/1700000000000-asset-1.mp4"
@@ -121,7 +121,7 @@ def test_single_put_head_reads_and_downloads(
         s3_bucket, key, size=len(data), content_type="video/mp4", metadata=METADATA, expires_in=3600,
         sha256=hashlib.sha256(data).hexdigest(),
     )  # fmt: skip
-    response = http.put(presigned.url, content=data, headers=presigned.headers)
+    response = wire.put(presigned.url, content=data, headers=presigned.headers)
     assert response.status_code == 200, response.text
     assert response.headers["etag"] == f'"{md5(data)}"'
 
@@ -142,11 +142,11 @@ def test_single_put_head_reads_and_downloads(
     assert destination.read_bytes() == data
 
     url = s3_storage.presign_get(s3_bucket, key, expires_in=600, download_name="Café.mp4")
-    full = http.get(url)
+    full = wire.get(url)
     assert full.status_code == 200
     assert full.content == data
     assert full.headers["content-disposition"].startswith("attachment;")
-    ranged = http.get(url, headers={"Range": "bytes=10-19"})
+    ranged = wire.get(url, headers={"Range": "bytes=10-19"})
     assert ranged.status_code == 206
     assert ranged.content == data[10:20]
 
@@ -158,14 +158,14 @@ def test_single_put_head_reads_and_downloads(
 
 
 def upload_parts(
-    s3_storage: S3Storage, http: httpx.Client, bucket: str, key: str, upload_id: str, chunks: list[bytes]
+    s3_storage: S3Storage, wire: httpx.Client, bucket: str, key: str, upload_id: str, chunks: list[bytes]
 ) -> list[CompletedPart]:
     parts = []
     for number, chunk in enumerate(chunks, start=1):
         presigned = s3_storage.presign_upload_part(
             bucket, key, upload_id=upload_id, part_number=number, size=len(chunk), expires_in=3600
         )
-        response = http.put(presigned.url, content=chunk, headers=presigned.headers)
+        response = wire.put(presigned.url, content=chunk, headers=presigned.headers)
         assert response.status_code == 200, response.text
         assert response.headers["etag"] == f'"{md5(chunk)}"'
         parts.append(CompletedPart(number, response.headers["etag"]))
@@ -173,13 +173,13 @@ def upload_parts(
 
 
 def test_multipart_upload_completes_with_s3_etag(
-    s3_storage: S3Storage, s3_bucket: str, http: httpx.Client, tmp_path: Path
+    s3_storage: S3Storage, s3_bucket: str, wire: httpx.Client, tmp_path: Path
 ) -> None:
     # moto enforces S3's 5 MiB minimum for every part but the last.
     chunks = [os.urandom(5 * MIB), os.urandom(300 * 1024)]
     key = "uploads/user-1/big.mov"
     upload_id = s3_storage.create_multipart_upload(s3_bucket, key, content_type="video/quicktime", metadata=METADATA)
-    parts = upload_parts(s3_storage, http, s3_bucket, key, upload_id, chunks)
+    parts = upload_parts(s3_storage, wire, s3_bucket, key, upload_id, chunks)
 
     info = s3_storage.complete_multipart_upload(s3_bucket, key, upload_id=upload_id, parts=parts)
 
@@ -200,12 +200,12 @@ def test_multipart_upload_completes_with_s3_etag(
 
 
 def test_complete_refuses_bad_part_lists_and_keeps_the_upload_open(
-    s3_storage: S3Storage, s3_bucket: str, http: httpx.Client
+    s3_storage: S3Storage, s3_bucket: str, wire: httpx.Client
 ) -> None:
     key = "uploads/user-1/parts.mp4"
     chunks = [os.urandom(5 * MIB), b"tail"]
     upload_id = s3_storage.create_multipart_upload(s3_bucket, key, content_type="video/mp4", metadata={})
-    parts = upload_parts(s3_storage, http, s3_bucket, key, upload_id, chunks)
+    parts = upload_parts(s3_storage, wire, s3_bucket, key, upload_id, chunks)
 
     wrong = [parts[0], CompletedPart(2, md5(b"other"))]
     with pytest.raises(InvalidPartError) as caught:
@@ -218,19 +218,19 @@ def test_complete_refuses_bad_part_lists_and_keeps_the_upload_open(
     assert info.size == 5 * MIB + 4
 
 
-def test_too_small_parts_are_refused(s3_storage: S3Storage, s3_bucket: str, http: httpx.Client) -> None:
+def test_too_small_parts_are_refused(s3_storage: S3Storage, s3_bucket: str, wire: httpx.Client) -> None:
     key = "uploads/user-1/small.mp4"
     upload_id = s3_storage.create_multipart_upload(s3_bucket, key, content_type="video/mp4", metadata={})
-    parts = upload_parts(s3_storage, http, s3_bucket, key, upload_id, [b"a" * 1000, b"b" * 10])
+    parts = upload_parts(s3_storage, wire, s3_bucket, key, upload_id, [b"a" * 1000, b"b" * 10])
     with pytest.raises(InvalidPartError) as caught:
         s3_storage.complete_multipart_upload(s3_bucket, key, upload_id=upload_id, parts=parts)
     assert caught.value.details["s3_code"] == "EntityTooSmall"
 
 
-def test_abort_is_idempotent(s3_storage: S3Storage, s3_bucket: str, http: httpx.Client) -> None:
+def test_abort_is_idempotent(s3_storage: S3Storage, s3_bucket: str, wire: httpx.Client) -> None:
     key = "uploads/user-1/aborted.mp4"
     upload_id = s3_storage.create_multipart_upload(s3_bucket, key, content_type="video/mp4", metadata={})
-    parts = upload_parts(s3_storage, http, s3_bucket, key, upload_id, [os.urandom(1024)])
+    parts = upload_parts(s3_storage, wire, s3_bucket, key, upload_id, [os.urandom(1024)])
     s3_storage.abort_multipart_upload(s3_bucket, key, upload_id=upload_id)
     s3_storage.abort_multipart_upload(s3_bucket, key, upload_id=upload_id)
     s3_storage.abort_multipart_upload(s3_bucket, key, upload_id="never-issued")

@@ -18,10 +18,18 @@ import pytest
 
 from fixtures.live_server import LiveServer, LiveServerFactory, wait_until
 from fixtures.media import ffmpeg, make_video
+from fixtures.page import (
+    ARTIFACTS,
+    READY_TIMEOUT_MS,
+    assert_pinned,
+    bearer_token,
+    card,
+    padded_video,
+    settled_count,
+    sign_in,
+)
 from mediaingest.config import MIB
 from mediaingest.web import AXE_CORE_SHA256, AXE_CORE_VERSION
-
-from .test_upload_page import ARTIFACTS, READY_TIMEOUT_MS, _padded, _settled, _token, assert_pinned, card, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -77,12 +85,12 @@ def test_pause_reload_and_outage_on_a_slow_link_each_lose_at_most_one_part_and_k
 ) -> None:
     server = live_server_factory(worker=False, multipart_threshold=MIB, multipart_part_size=5 * MIB)
     _, headers = server.create_user()
-    video = _padded(small_video, tmp_path / "rushes.mp4", 44)  # 9 parts of 5 MiB; over Golden Retriever's 10 MiB
+    video = padded_video(small_video, tmp_path / "rushes.mp4", 44)  # 9 parts of 5 MiB; over Golden Retriever's 10 MiB
     parts = -(-video.stat().st_size // (5 * MIB))
     received = server.record_parts()
     failed: list[str] = []  # part PUTs that never completed: the bytes they carried are lost
     page.on("requestfailed", lambda request: failed.append(request.url) if request.method == "PUT" else None)
-    sign_in(page, server, _token(headers))
+    sign_in(page, server, bearer_token(headers))
     link = Link(page)
     page.set_input_files("#file-input", str(video))
     sending = card(page, video.name)
@@ -93,7 +101,7 @@ def test_pause_reload_and_outage_on_a_slow_link_each_lose_at_most_one_part_and_k
     # storage holds is what the card says.
     sending.get_by_role("button", name=f"Pause {video.name}").click()
     sending.and_(page.locator("[data-state='paused']")).wait_for()
-    held = _settled(received)
+    held = settled_count(received)
     lost = {"pause": len(failed)}
     assert sending.locator(".upload-meta").inner_text().startswith(f"{held * 5} MiB of 44.1 MiB stored")
     sending.get_by_role("button", name=f"Resume {video.name}").click()
@@ -106,7 +114,7 @@ def test_pause_reload_and_outage_on_a_slow_link_each_lose_at_most_one_part_and_k
     page.reload()
     interrupted = card(page, video.name)
     interrupted.and_(page.locator("[data-state='interrupted']")).wait_for()
-    held = _settled(received)
+    held = settled_count(received)
     lost["reload"] = len(failed) - before
     wait_until(lambda: interrupted.locator(".upload-meta").inner_text().startswith(f"{held * 5} MiB of"), timeout=10)
     page.set_input_files("#file-input", str(video))
@@ -138,14 +146,14 @@ def test_the_library_shows_a_cli_upload_within_two_seconds_of_its_events(
     live_server: LiveServer, page: Any, small_video: Path, tmp_path: Path
 ) -> None:
     _, headers = live_server.create_user()
-    sign_in(page, live_server, _token(headers))
+    sign_in(page, live_server, bearer_token(headers))
     page.locator("#assets-empty").wait_for()
     clip = tmp_path / "from-the-cli.mp4"
     clip.write_bytes(small_video.read_bytes())
     env = {key: value for key, value in os.environ.items() if not key.startswith("MEDIAINGEST_")}
     env |= {
         "MEDIAINGEST_SERVER": live_server.url,
-        "MEDIAINGEST_TOKEN": _token(headers),
+        "MEDIAINGEST_TOKEN": bearer_token(headers),
         "XDG_STATE_HOME": str(tmp_path),
     }
     command = str(Path(sys.executable).with_name("mediaingest"))
@@ -179,7 +187,7 @@ def test_a_portrait_clip_is_labelled_and_previewed_as_portrait_on_a_page_that_su
     # Stored landscape with a display matrix turning it upright, as a phone held upright writes it.
     ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v:0", "rotate=270", "-f", "mov", str(phone))
     _, headers = live_server.create_user()
-    sign_in(page, live_server, _token(headers))
+    sign_in(page, live_server, bearer_token(headers))
     look(page, live_server, "workspace-empty")
     page.set_input_files("#file-input", str(phone))
     item = card(page, phone.name)
@@ -228,7 +236,7 @@ def test_sign_in_is_clean_and_focus_lands_on_the_work(live_server: LiveServer, p
     page.goto(live_server.url + "/")
     look(page, live_server, "sign-in")
     _, headers = live_server.create_user()
-    page.get_by_label("API token").fill(_token(headers))
+    page.get_by_label("API token").fill(bearer_token(headers))
     page.get_by_role("button", name="Sign in").click()
     page.locator("#workspace").wait_for(state="visible")
     assert page.evaluate("document.activeElement.id") == "upload-title"  # not the body
@@ -242,7 +250,7 @@ def test_an_upload_left_by_a_closed_tab_is_listed_and_can_be_released(
     left_behind = {"fileName": "left-behind.mov", "fileSize": 300 * MIB, "mimeType": "video/quicktime"}
     ticket = httpx.post(f"{server.url}/api/assets/upload-url", headers=headers, timeout=10, json=left_behind)
     assert ticket.status_code == 201, ticket.text
-    sign_in(page, server, _token(headers))
+    sign_in(page, server, bearer_token(headers))
     left = page.locator("#reservations li", has_text="left-behind.mov")
     left.wait_for()
     assert "300 MiB" in left.inner_text()
@@ -260,8 +268,8 @@ def test_storage_failing_for_a_while_is_retried_on_the_same_asset(
     delete the asset and make the retry a new upload) and go on by itself once storage answers again."""
     server = live_server_factory(worker=False, multipart_threshold=MIB, multipart_part_size=5 * MIB)
     _, headers = server.create_user()
-    video = _padded(small_video, tmp_path / "b-roll.mp4", 6)  # two parts
-    sign_in(page, server, _token(headers))
+    video = padded_video(small_video, tmp_path / "b-roll.mp4", 6)  # two parts
+    sign_in(page, server, bearer_token(headers))
     refusing_until = [float("inf")]
 
     def flaky_storage(route: Any) -> None:
@@ -295,9 +303,9 @@ def test_a_big_upload_never_holds_up_a_small_one(
 ) -> None:
     server = live_server_factory(worker=False, multipart_threshold=MIB, multipart_part_size=5 * MIB)
     _, headers = server.create_user()
-    big = _padded(small_video, tmp_path / "feature.mp4", 70)  # over 64 MiB: the bulk lane, 35 s on this link
+    big = padded_video(small_video, tmp_path / "feature.mp4", 70)  # over 64 MiB: the bulk lane, 35 s on this link
     received = server.record_parts()
-    sign_in(page, server, _token(headers))
+    sign_in(page, server, bearer_token(headers))
     Link(page)
     page.set_input_files("#file-input", str(big))
     wait_until(lambda: len(received) >= 1, timeout=60, message="the big upload should be under way")

@@ -11,9 +11,8 @@ import pytest
 
 from fixtures.live_server import LiveServerFactory, wait_until
 from fixtures.media import make_video
+from fixtures.page import ARTIFACTS, READY_TIMEOUT_MS, assert_pinned, bearer_token, card, sign_in
 from mediaingest.web import HLS_JS_SHA256, HLS_JS_VERSION
-
-from .test_upload_page import ARTIFACTS, READY_TIMEOUT_MS, _token, assert_pinned, card, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -32,7 +31,7 @@ def test_the_page_plays_the_video_before_it_is_ready(
     server = live_server_factory(proxy_heights=[360, 720])
     _, headers = server.create_user()
     page.route(lambda url: not url.startswith(server.url), lambda route: route.abort())  # no CDN, nothing else
-    sign_in(page, server, _token(headers))
+    sign_in(page, server, bearer_token(headers))
     page.set_input_files("#file-input", str(source))
     item = card(page, "early.mp4")
     player = item.locator("video.early-player")

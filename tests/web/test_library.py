@@ -11,9 +11,8 @@ import httpx
 import pytest
 
 from fixtures.live_server import LiveServerFactory, wait_until
+from fixtures.page import ARTIFACTS, bearer_token, sign_in
 from fixtures.uploads import upload
-
-from .test_upload_page import ARTIFACTS, _token, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -41,7 +40,7 @@ def test_search_filter_sort_and_page_the_library(
             timeout=180,
             interval=0.5,
         )
-    sign_in(page, server, _token(headers))
+    sign_in(page, server, bearer_token(headers))
     rows = page.locator("#assets-body tr")
     wait_until(lambda: rows.count() == 20, timeout=10)
     assert page.locator("#page-info").inner_text() == "Page 1 of 2 · 23 assets"

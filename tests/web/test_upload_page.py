@@ -18,15 +18,23 @@ import sqlalchemy as sa
 
 from fixtures.live_server import LiveServer, LiveServerFactory, wait_until
 from fixtures.media import PDF_BYTES, make_video
+from fixtures.page import (
+    ARTIFACTS,
+    READY_TIMEOUT_MS,
+    assert_pinned,
+    bearer_token,
+    card,
+    drop_file,
+    padded_video,
+    settled_count,
+    sign_in,
+)
 from mediaingest.config import MIB
 from mediaingest.db import session_scope, utcnow
 from mediaingest.models import ApiToken
-from mediaingest.web import UPPY_SHA256, WEB_DIR
+from mediaingest.web import UPPY_SHA256
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-READY_TIMEOUT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
@@ -35,42 +43,12 @@ def page_video(media_dir: Path) -> Path:
     return make_video(media_dir / "page-clip.mp4", duration=4)
 
 
-def _token(headers: dict[str, str]) -> str:
-    return headers["Authorization"].removeprefix("Bearer ")
-
-
-def sign_in(page: Any, server: LiveServer, token: str) -> None:
-    page.goto(server.url + "/")
-    page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    page.locator("#workspace").wait_for(state="visible")
-
-
-def card(page: Any, name: str) -> Any:
-    return page.locator(".upload", has=page.locator(".upload-name", has_text=name))
-
-
-def drop_file(page: Any, path: Path, mime_type: str) -> None:
-    """A real drop event with a DataTransfer carrying the file, as a person dragging it would send."""
-    data_transfer = page.evaluate_handle(
-        """([b64, name, type]) => {
-            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-            const transfer = new DataTransfer();
-            transfer.items.add(new File([bytes], name, { type }));
-            return transfer;
-        }""",
-        [base64.b64encode(path.read_bytes()).decode(), path.name, mime_type],
-    )
-    page.dispatch_event("#dropzone", "dragenter", {"dataTransfer": data_transfer})
-    page.dispatch_event("#dropzone", "drop", {"dataTransfer": data_transfer})
-
-
 def test_video_chosen_and_image_dropped_reach_ready_with_poster_player_scrub_and_waveform(
     live_server: LiveServer, page: Any, page_video: Path, small_jpeg: Path
 ) -> None:
     small_video = page_video
     _, headers = live_server.create_user()
-    sign_in(page, live_server, _token(headers))
+    sign_in(page, live_server, bearer_token(headers))
     page.set_input_files("#file-input", str(small_video))
     drop_file(page, small_jpeg, "image/jpeg")
 
@@ -151,7 +129,7 @@ def test_disallowed_type_and_quota_are_explained(
 ) -> None:
     server = live_server_factory(worker=False, quota_user=100_000)
     _, headers = server.create_user()
-    sign_in(page, server, _token(headers))
+    sign_in(page, server, bearer_token(headers))
     document = tmp_path / "notes.pdf"
     document.write_bytes(PDF_BYTES)
     page.set_input_files("#file-input", str(document))
@@ -198,8 +176,8 @@ def test_invalid_token_and_expired_session_return_to_sign_in(live_server_factory
     assert page.locator("#workspace").is_hidden()
     assert page.evaluate("() => sessionStorage.getItem('mediaingest.token')") is None
 
-    sign_in(page, server, _token(headers))
-    assert page.evaluate("() => sessionStorage.getItem('mediaingest.token')") == _token(headers)
+    sign_in(page, server, bearer_token(headers))
+    assert page.evaluate("() => sessionStorage.getItem('mediaingest.token')") == bearer_token(headers)
     page.locator("#account-label", has_text="@").wait_for()  # the first load is done
     # The token is revoked while the page is open: the next request returns the person to sign-in.
     with session_scope(server.app.state.session_factory) as session:
@@ -214,7 +192,7 @@ def test_deleting_an_asset_removes_it_from_the_list_and_from_storage(
     live_server: LiveServer, page: Any, small_video: Path
 ) -> None:
     user_id, headers = live_server.create_user()
-    sign_in(page, live_server, _token(headers))
+    sign_in(page, live_server, bearer_token(headers))
     page.set_input_files("#file-input", str(small_video))
     uploaded = card(page, small_video.name)
     uploaded.and_(page.locator("[data-state='ready']")).wait_for(timeout=READY_TIMEOUT_MS)
@@ -256,8 +234,8 @@ def test_multipart_upload_through_the_page_with_a_part_retried(
     # Uppy cuts parts of at least 5 MiB: a real video padded to three of them.
     server = live_server_factory(multipart_threshold=MIB, multipart_part_size=5 * MIB)
     _, headers = server.create_user()
-    video = _padded(small_video, tmp_path / "long take.mp4", 11)
-    sign_in(page, server, _token(headers))
+    video = padded_video(small_video, tmp_path / "long take.mp4", 11)
+    sign_in(page, server, bearer_token(headers))
     failed_once: list[str] = []
     checksums: list[str] = []
 
@@ -290,7 +268,7 @@ def test_the_queue_is_compact_and_finished_cards_can_be_cleared(
     live_server: LiveServer, page: Any, small_jpeg: Path, tmp_path: Path
 ) -> None:
     _, headers = live_server.create_user()
-    sign_in(page, live_server, _token(headers))
+    sign_in(page, live_server, bearer_token(headers))
     document = tmp_path / "notes.mp4"
     document.write_bytes(PDF_BYTES)
     page.set_input_files("#file-input", [str(small_jpeg), str(document)])
@@ -309,14 +287,6 @@ def test_the_queue_is_compact_and_finished_cards_can_be_cleared(
     assert page.locator("#uploads .upload").count() == 0 and page.locator("#uploads-bar").is_hidden()
 
 
-def assert_pinned(bundle_name: str, sha256: str, licence_name: str, licence_text: str) -> bytes:
-    """A vendored front-end library is the release its digest names, with its licence beside it."""
-    bundle = (WEB_DIR / "vendor" / bundle_name).read_bytes()
-    assert hashlib.sha256(bundle).hexdigest() == sha256
-    assert licence_text in (WEB_DIR / "vendor" / licence_name).read_text()
-    return bundle
-
-
 def test_the_vendored_uppy_is_the_pinned_release() -> None:
     bundle = assert_pinned("uppy.min.mjs", UPPY_SHA256, "uppy.LICENSE", "Copyright (c) 2018 Transloadit")
     for plugin in (b"AwsS3", b"GoldenRetriever", b"Uppy"):
@@ -329,10 +299,10 @@ def test_a_reload_mid_upload_resumes_without_sending_stored_parts_again(
     server = live_server_factory(worker=False, multipart_threshold=MIB, multipart_part_size=5 * MIB)
     _, headers = server.create_user()
     # Over Golden Retriever's 10 MiB: after the reload the browser has no copy, and asks for the file.
-    video = _padded(small_video, tmp_path / "interview.mp4", 95)
+    video = padded_video(small_video, tmp_path / "interview.mp4", 95)
     parts = -(-video.stat().st_size // (5 * MIB))
     received = server.record_parts(delay=1.5)
-    sign_in(page, server, _token(headers))
+    sign_in(page, server, bearer_token(headers))
     page.set_input_files("#file-input", str(video))
     sending = card(page, video.name)
     sending.and_(page.locator("[data-state='uploading']")).wait_for()
@@ -342,7 +312,7 @@ def test_a_reload_mid_upload_resumes_without_sending_stored_parts_again(
     sending.get_by_role("button", name=f"Pause {video.name}").click()
     sending.and_(page.locator("[data-state='paused']")).wait_for()
     _screenshots(page, "upload-paused")
-    settled = _settled(received)
+    settled = settled_count(received)
     time.sleep(2.0)
     assert len(received) == settled, "parts kept arriving while paused"
     sending.get_by_role("button", name=f"Resume {video.name}").click()
@@ -354,7 +324,7 @@ def test_a_reload_mid_upload_resumes_without_sending_stored_parts_again(
     page.once("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.accept()))
     page.reload()
     assert dialogs == ["beforeunload"]
-    held = set(received[: _settled(received)])
+    held = set(received[: settled_count(received)])
     interrupted = card(page, video.name)
     interrupted.and_(page.locator("[data-state='interrupted']")).wait_for()
     assert f"Choose “{video.name}” again to resume" in interrupted.locator(".upload-status").inner_text()
@@ -378,7 +348,7 @@ def test_a_small_upload_resumes_by_itself_after_a_reload(
     """Under 10 MiB Golden Retriever keeps the file itself: no need to choose it again."""
     server = live_server_factory(worker=False, multipart_threshold=MIB, multipart_part_size=5 * MIB)
     _, headers = server.create_user()
-    video = _padded(small_video, tmp_path / "b-roll.mp4", 6)  # two parts
+    video = padded_video(small_video, tmp_path / "b-roll.mp4", 6)  # two parts
     received = server.record_parts()
 
     released: list[bool] = []
@@ -388,7 +358,7 @@ def test_a_small_upload_resumes_by_itself_after_a_reload(
             return  # never answered: the connection hangs until the page goes away
         route.continue_()
 
-    sign_in(page, server, _token(headers))
+    sign_in(page, server, bearer_token(headers))
     page.route("**/storage/**", hold_part_two)
     page.set_input_files("#file-input", str(video))
     for _ in range(300):  # Playwright's sync API runs the route handler only while it is called
@@ -413,9 +383,9 @@ def test_an_upload_left_idle_too_long_says_to_upload_again(
         worker=False, multipart_threshold=MIB, multipart_part_size=5 * MIB, upload_session_idle_seconds=1
     )
     _, headers = server.create_user()
-    video = _padded(small_video, tmp_path / "rushes.mp4", 6)
+    video = padded_video(small_video, tmp_path / "rushes.mp4", 6)
     received = server.record_parts()
-    sign_in(page, server, _token(headers))
+    sign_in(page, server, bearer_token(headers))
     page.route("**/storage/**", lambda route: None if "partNumber=2" in route.request.url else route.continue_())
     page.set_input_files("#file-input", str(video))
     for _ in range(300):  # Playwright's sync API runs the route handler only while it is called
@@ -438,9 +408,9 @@ def test_cancel_releases_the_quota_and_leaves_nothing(
 ) -> None:
     server = live_server_factory(worker=False, multipart_threshold=MIB, multipart_part_size=5 * MIB)
     _, headers = server.create_user()
-    video = _padded(small_video, tmp_path / "outtake.mp4", 30)
+    video = padded_video(small_video, tmp_path / "outtake.mp4", 30)
     server.record_parts(delay=0.5)
-    sign_in(page, server, _token(headers))
+    sign_in(page, server, bearer_token(headers))
     page.set_input_files("#file-input", str(video))
     sending = card(page, video.name)
     sending.and_(page.locator("[data-state='uploading']")).wait_for()
@@ -455,21 +425,6 @@ def test_cancel_releases_the_quota_and_leaves_nothing(
     time.sleep(0.5)  # parts in flight when Cancel was pressed are refused once the asset is gone
     assert server.storage.list_keys(server.settings.bucket_incoming, "uploads/") == []
     assert list((server.settings.data_dir / "storage" / ".uploads").iterdir()) == []
-
-
-def _padded(small_video: Path, path: Path, mib: int) -> Path:
-    """A real video (the server checks the type) padded with `mib` MiB, to make parts of."""
-    path.write_bytes(small_video.read_bytes() + bytes(mib * MIB))
-    return path
-
-
-def _settled(received: list[int]) -> int:
-    """How many parts have landed once the ones in flight are done (quiet for longer than a commit takes)."""
-    count = -1
-    while count != len(received):
-        count = len(received)
-        time.sleep(2.0)
-    return count
 
 
 def _screenshots(page: Any, name: str) -> None:
@@ -489,7 +444,7 @@ def test_a_photo_shows_its_camera_and_exposure(live_server: LiveServer, page: An
     exif.get_ifd(0x8769).update({0x829A: 1 / 250, 0x829D: 5.6, 0x8827: 400})  # ExposureTime, FNumber, ISO
     Image.new("RGB", (640, 480), (30, 90, 160)).save(photo, exif=exif)
     _, headers = live_server.create_user()
-    sign_in(page, live_server, _token(headers))
+    sign_in(page, live_server, bearer_token(headers))
     page.set_input_files("#file-input", str(photo))
     item = card(page, photo.name)
     item.and_(page.locator("[data-state='ready']")).wait_for(timeout=READY_TIMEOUT_MS)

@@ -20,7 +20,6 @@ from fixtures.s3 import MotoS3Server
 from fixtures.uploads import upload
 from mediaingest.exceptions import ProcessingError
 from mediaingest.pipeline.hls import HlsPublisher, HlsRung, parse_media_playlist
-from mediaingest.storage import build_storage
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +28,10 @@ FFPROBE = "/usr/bin/ffprobe"
 
 @pytest.fixture(params=["local", "s3"])
 def server(request: pytest.FixtureRequest, live_server_factory: LiveServerFactory) -> LiveServer:
-    overrides: dict[str, Any] = {}
-    if request.param == "s3":
-        moto: MotoS3Server = request.getfixturevalue("moto_s3_server")
-        overrides = moto.settings_overrides()
-    started = live_server_factory(proxy_heights=[360, 720], **overrides)
-    settings = started.settings
-    build_storage(settings).ensure_buckets(
-        [settings.bucket_incoming, settings.bucket_processed, settings.bucket_proxies]
-    )
-    return started
+    if request.param == "local":
+        return live_server_factory(proxy_heights=[360, 720])
+    moto: MotoS3Server = request.getfixturevalue("moto_s3_server")
+    return moto.live_server(live_server_factory, proxy_heights=[360, 720])
 
 
 def _count_frames(url_or_path: str) -> tuple[int, float]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,32 +14,17 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import SettingsFactory, Users
+from fixtures.live_server import wait_until
 from fixtures.media import make_video
-from fixtures.uploads import put_bytes, request_upload, upload
+from fixtures.storage import hls_files
+from fixtures.uploads import put_bytes, request_upload, status_of, upload
 from mediaingest.api import create_app
 from mediaingest.config import Settings
 from mediaingest.models import AssetProxy, IngestionJob
 from mediaingest.models.enums import IngestionJobStatus, IngestionJobType
-from mediaingest.pipeline.hls import parse_media_playlist
 from mediaingest.worker.loop import embedded_worker
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def status_of(api: TestClient, headers: dict[str, str], asset_id: str) -> dict[str, Any]:
-    response = api.get(f"/api/assets/{asset_id}/status", headers=headers)
-    assert response.status_code == 200, response.text
-    return response.json()["data"]
 
 
 def test_video_is_ingested_to_ready_with_visible_progress(
@@ -60,7 +44,7 @@ def test_video_is_ingested_to_ready_with_visible_progress(
             assert status["processingStatus"] != "FAILED", status
             return status["processingStatus"] == "READY"
 
-        wait_for(ready, timeout=120, interval=0.05)
+        wait_until(ready, timeout=120, interval=0.05)
 
     running = [s["currentJob"] for s in observed if s["currentJob"] and s["currentJob"]["status"] == "RUNNING"]
     assert any(0 < job["progress"] < 100 for job in running), running
@@ -111,19 +95,6 @@ def test_video_is_ingested_to_ready_with_visible_progress(
     assert hls_tree == hls_files(storage, ingest_settings.bucket_proxies, f"assets/{user_id}/{asset_id}/proxies/hls/")
 
 
-def hls_files(storage: Any, bucket: str, root: str) -> set[tuple[str, str]]:
-    """What the stored master's media playlists name, with those playlists themselves."""
-    master = storage.read_range(bucket, f"{root}master.m3u8", 0, 1 << 20).decode()
-    files = set()
-    for media in (line for line in master.splitlines() if line and not line.startswith("#")):
-        folder = f"{root}{media.rsplit('/', 1)[0]}/"
-        playlist = parse_media_playlist(storage.read_range(bucket, f"{root}{media}", 0, 1 << 20).decode())
-        assert playlist.ended and playlist.init
-        files |= {(bucket, f"{root}{media}"), (bucket, folder + playlist.init)}
-        files |= {(bucket, folder + segment) for segment, _ in playlist.segments}
-    return files
-
-
 def _rows(api: TestClient, asset_id: str) -> set[tuple[str, str]]:
     with api.app.state.session_factory() as session:  # type: ignore[attr-defined]
         rows = session.execute(
@@ -158,7 +129,7 @@ def test_each_media_type_runs_its_plan(
     _, headers = users.create()
     asset_id = upload(api, headers, source, mime_type=mime)["assetId"]
     with embedded_worker(ingest_settings):
-        wait_for(lambda: status_of(api, headers, asset_id)["processingStatus"] in ("READY", "FAILED"), timeout=90)
+        wait_until(lambda: status_of(api, headers, asset_id)["processingStatus"] in ("READY", "FAILED"), timeout=90)
     status = status_of(api, headers, asset_id)
     assert status["processingStatus"] == "READY", status
     assert {job["type"] for job in status["jobs"]} == expected_jobs
@@ -179,7 +150,7 @@ def test_corrupt_media_fails_permanently_after_one_attempt(
     _, headers = users.create()
     asset_id = upload(api, headers, corrupt, mime_type="video/mp4")["assetId"]
     with embedded_worker(ingest_settings):
-        wait_for(lambda: status_of(api, headers, asset_id)["processingStatus"] == "FAILED", timeout=60)
+        wait_until(lambda: status_of(api, headers, asset_id)["processingStatus"] == "FAILED", timeout=60)
     status = status_of(api, headers, asset_id)
     [probe] = status["jobs"]
     assert (probe["type"], probe["status"], probe["attempts"], probe["retries"]) == (
@@ -207,9 +178,9 @@ def test_deleting_an_asset_while_it_is_processed_stops_the_work(
             return job is not None and job.status == IngestionJobStatus.RUNNING and job.progress > 0
 
     with embedded_worker(ingest_settings) as worker:
-        wait_for(proxies_running, timeout=60)
+        wait_until(proxies_running, timeout=60)
         assert api.delete(f"/api/assets/{asset_id}", headers=headers).status_code == 200
-        wait_for(lambda: not worker._running, timeout=30)  # the heartbeat noticed and ffmpeg was stopped
+        wait_until(lambda: not worker._running, timeout=30)  # the heartbeat noticed and ffmpeg was stopped
     storage = api.app.state.storage  # type: ignore[attr-defined]
     for bucket in ("incoming", "processed", "proxies"):
         assert storage.list_keys(bucket, f"assets/{user_id}/{asset_id}/") == []
@@ -227,7 +198,7 @@ def test_a_second_confirm_after_ready_changes_nothing(
     body = put_bytes(api, ticket, data)
     assert api.post("/api/assets/confirm-upload", json=body, headers=headers).status_code == 200
     with embedded_worker(ingest_settings):
-        wait_for(lambda: status_of(api, headers, ticket["assetId"])["processingStatus"] == "READY", timeout=60)
+        wait_until(lambda: status_of(api, headers, ticket["assetId"])["processingStatus"] == "READY", timeout=60)
         before = _rows(api, ticket["assetId"])
         assert api.post("/api/assets/confirm-upload", json=body, headers=headers).status_code == 200
         time.sleep(0.5)
@@ -247,5 +218,5 @@ def test_work_starts_when_committed_not_at_the_next_poll(
             _, headers = users.create()
             asset_id = upload(api, headers, small_jpeg, mime_type="image/jpeg")["assetId"]
             started = time.monotonic()
-            wait_for(lambda: status_of(api, headers, asset_id)["processingStatus"] == "READY", timeout=20)
+            wait_until(lambda: status_of(api, headers, asset_id)["processingStatus"] == "READY", timeout=20)
             assert time.monotonic() - started < 10

@@ -19,16 +19,17 @@ from fastapi.testclient import TestClient
 from moto.server import ThreadedMotoServer
 
 from conftest import SettingsFactory, Users
+from fixtures.live_server import wait_until
 from fixtures.media import make_video
 from fixtures.s3 import MotoS3Server
-from fixtures.uploads import upload
+from fixtures.storage import hls_files
+from fixtures.uploads import status_of, upload
 from mediaingest.api import create_app
 from mediaingest.config import Settings
 from mediaingest.models import AssetProxy, IngestionJob
 from mediaingest.models.enums import IngestionJobStatus, IngestionJobType
 from mediaingest.storage import build_storage
 from mediaingest.worker.loop import embedded_worker
-from worker.test_ingestion import hls_files, status_of, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +78,7 @@ def test_a_sigkilled_workers_job_is_taken_again_and_leaves_one_set_of_outputs(
 
         first = _start_worker(settings)
         try:
-            wait_for(
+            wait_until(
                 lambda: (
                     (job := proxies_job()) is not None
                     and job.status == IngestionJobStatus.RUNNING
@@ -96,7 +97,9 @@ def test_a_sigkilled_workers_job_is_taken_again_and_leaves_one_set_of_outputs(
         metrics_port = _free_port()
         second = _start_worker(settings, metrics_port=metrics_port)
         try:
-            wait_for(lambda: status_of(api, headers, asset_id)["processingStatus"] in ("READY", "FAILED"), timeout=180)
+            wait_until(
+                lambda: status_of(api, headers, asset_id)["processingStatus"] in ("READY", "FAILED"), timeout=180
+            )
             # The worker's own Prometheus endpoint counts what it ran.
             exported = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
             assert 'ingestion_jobs_total{status="completed",type="PROXY_GENERATION"} 1.0' in exported
@@ -169,12 +172,12 @@ def test_s3_outage_is_retried_with_backoff_and_ingestion_completes(
 
         servers[0].stop()  # the peer goes away before the worker's first download
         with embedded_worker(settings):
-            wait_for(lambda: status_of(api, headers, asset_id)["currentJob"]["retries"] >= 2, timeout=60)
+            wait_until(lambda: status_of(api, headers, asset_id)["currentJob"]["retries"] >= 2, timeout=60)
             time.sleep(0.2)
             port = int(moto.endpoint_url.rsplit(":", 1)[1])
             servers.append(ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False))
             servers[-1].start()
-            wait_for(lambda: status_of(api, headers, asset_id)["processingStatus"] in ("READY", "FAILED"), timeout=90)
+            wait_until(lambda: status_of(api, headers, asset_id)["processingStatus"] in ("READY", "FAILED"), timeout=90)
         status = status_of(api, headers, asset_id)
         assert status["processingStatus"] == "READY", status
         probe = next(job for job in status["jobs"] if job["type"] == "METADATA_EXTRACTION")

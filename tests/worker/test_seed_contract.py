@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import Users
+from fixtures.live_server import wait_until
 from fixtures.media import make_video
-from fixtures.uploads import upload
+from fixtures.uploads import status_of, upload
 from mediaingest.config import Settings
 from mediaingest.worker.loop import embedded_worker
-from worker.test_ingestion import status_of, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def test_asset_detail_speaks_the_seeds_names_beside_the_richer_ones(
     user_id, headers = users.create()
     asset_id = upload(api, headers, source, mime_type="video/mp4")["assetId"]
     with embedded_worker(ingest_settings):
-        wait_for(lambda: status_of(api, headers, asset_id)["processingStatus"] == "READY", timeout=120)
+        wait_until(lambda: status_of(api, headers, asset_id)["processingStatus"] == "READY", timeout=120)
 
     asset = api.get(f"/api/assets/{asset_id}", headers=headers).json()["data"]
     _check(asset, SEED_ASSET, "MediaAsset")
