@@ -34,6 +34,8 @@ $(STAMP): pyproject.toml constraints.txt
 system-deps:
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null \
 		|| { echo "installing ffmpeg"; apt-get update -qq && $(APT_INSTALL) ffmpeg; }
+	@# espeak-ng speaks the transcript tests' sentences (tests/fixtures/speech.py)
+	@command -v espeak-ng >/dev/null || { echo "installing espeak-ng"; apt-get update -qq && $(APT_INSTALL) espeak-ng; }
 
 browser-deps:
 	@command -v chromium >/dev/null || test -x /usr/lib/chromium/chromium \

@@ -19,6 +19,7 @@ from mediaingest.users.service import create_user, issue_token
 pytest_plugins = [
     "fixtures.database",
     "fixtures.media",
+    "fixtures.speech",
     "fixtures.s3",
     "fixtures.storage",
     "fixtures.live_server",

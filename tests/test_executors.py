@@ -145,10 +145,11 @@ async def test_a_video_is_ready_once_and_announced_once(start: Callable[..., Exe
         await executor.kubernetes_agrees(asset_id, "Ready")
         await asyncio.sleep(1)  # whatever could announce it twice has had its chance
     assert _jobs(status) == {"METADATA_EXTRACTION": ("COMPLETED", 1), "PROXY_GENERATION": ("COMPLETED", 1),
-                             "THUMBNAIL_GENERATION": ("COMPLETED", 1), "AUDIO_ANALYSIS": ("COMPLETED", 1)}  # fmt: skip
+                             "THUMBNAIL_GENERATION": ("COMPLETED", 1), "AUDIO_ANALYSIS": ("COMPLETED", 1),
+                             "TRANSCRIPTION": ("COMPLETED", 1)}  # fmt: skip
     assert _announced(executor, asset_id) == ["asset.ready"]
     tasks = executor.rows(Task, Task.name == "stages.run")
-    assert sorted((task.status.value, task.attempts) for task in tasks) == [("SUCCEEDED", 1)] * 4
+    assert sorted((task.status.value, task.attempts) for task in tasks) == [("SUCCEEDED", 1)] * 5
 
 
 async def test_a_silent_video_has_no_audio_stage(start: Callable[..., Executor], silent_video: Path) -> None:

@@ -112,11 +112,11 @@ def test_the_crd_and_the_charts_values_are_the_registrys() -> None:
 
 
 def test_plans_follow_the_registry() -> None:
-    assert stages_for(MediaType.VIDEO) == ["probe", "proxies", "thumbnails", "audio_visuals"]
-    assert stages_for(MediaType.AUDIO) == ["probe", "audio_visuals"]
+    assert stages_for(MediaType.VIDEO) == ["probe", "proxies", "thumbnails", "audio_visuals", "transcript"]
+    assert stages_for(MediaType.AUDIO) == ["probe", "audio_visuals", "transcript"]
     assert stages_for(MediaType.IMAGE) == ["probe", "thumbnails"]
     silent = MediaMetadata(has_video=True, has_audio=False)
-    assert "audio_visuals" not in stages_for(MediaType.VIDEO, silent)
+    assert {"audio_visuals", "transcript"}.isdisjoint(stages_for(MediaType.VIDEO, silent))
 
 
 def test_job_answers_carry_the_registrys_label_and_document_its_job_types() -> None:
@@ -132,4 +132,6 @@ def test_job_answers_carry_the_registrys_label_and_document_its_job_types() -> N
     schema = IngestionJobOut.model_json_schema()
     assert schema["properties"]["type"] == {"$ref": "#/$defs/IngestionJobType"}
     documented = schema["$defs"]["IngestionJobType"]["enum"]
-    assert documented == ["METADATA_EXTRACTION", "PROXY_GENERATION", "THUMBNAIL_GENERATION", "AUDIO_ANALYSIS"]
+    assert documented == [
+        "METADATA_EXTRACTION", "PROXY_GENERATION", "THUMBNAIL_GENERATION", "AUDIO_ANALYSIS", "TRANSCRIPTION"
+    ]  # fmt: skip

@@ -163,6 +163,19 @@ class Settings(BaseSettings):
     waveform_height: int = Field(240, alias="WAVEFORM_HEIGHT")
     spectrogram_width: int = Field(1024, alias="SPECTROGRAM_WIDTH")
     spectrogram_height: int = Field(512, alias="SPECTROGRAM_HEIGHT")
+    transcribe: bool = Field(True, alias="TRANSCRIBE", description="off: the transcript stage does nothing.")
+    transcribe_model: str = Field(
+        "",
+        alias="TRANSCRIBE_MODEL",
+        description='A CTranslate2 Whisper model folder, or a name faster-whisper resolves ("small", '
+        '"Systran/faster-whisper-large-v3") from the Hugging Face cache. Empty: the packaged tiny.en (English).',
+    )
+    transcribe_language: str | None = Field(
+        None,
+        alias="TRANSCRIBE_LANGUAGE",
+        pattern=r"^[a-z]{2,3}$",
+        description='The spoken language\'s code ("en"), for every asset; unset: detected per asset.',
+    )
     work_dir: Path | None = Field(None, alias="WORK_DIR", description="Per-job temp folders; default system temp.")
     max_decoded_pixels: int = Field(
         50_000_000,

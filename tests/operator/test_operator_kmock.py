@@ -104,10 +104,10 @@ async def test_a_video_goes_to_ready_with_nine_objects_and_few_writes_and_every_
         for version in operator.history(name):  # every status the operator ever wrote
             validate_resource(version)
         assert ready["status"]["progress"] == 100 and ready["status"]["conditions"][0]["status"] == "True"
-        assert set(ready["status"]["stages"]) == {"probe", "proxies", "thumbnails", "audio_visuals"}
+        assert set(ready["status"]["stages"]) == {"probe", "proxies", "thumbnails", "audio_visuals", "transcript"}
         assert ready["metadata"]["labels"][naming.LABEL_FINISHED] == "true"
         # One Job per stage, probe first, each valid; their pods ran with only their token.
-        plan = ("probe", "proxies", "thumbnails", "audio_visuals")
+        plan = ("probe", "proxies", "thumbnails", "audio_visuals", "transcript")
         assert kubelet.started[0] == f"{name}-probe-1"
         assert sorted(kubelet.started) == sorted(naming.job_name(name, Stage(stage), 1) for stage in plan)
         for job in kubelet.started:

@@ -20,8 +20,9 @@ def test_plans_start_with_probe() -> None:
         Stage("proxies"),
         Stage("thumbnails"),
         Stage("audio_visuals"),
+        Stage("transcript"),
     ]
-    assert stages_for(MediaType.AUDIO) == [Stage("probe"), Stage("audio_visuals")]
+    assert stages_for(MediaType.AUDIO) == [Stage("probe"), Stage("audio_visuals"), Stage("transcript")]
     assert stages_for(MediaType.IMAGE) == [Stage("probe"), Stage("thumbnails")]
 
 

@@ -53,7 +53,7 @@ def test_video_is_ingested_to_ready_with_visible_progress(
     assert final["currentJob"]["progress"] == 100
     assert {job["type"]: job["status"] for job in final["jobs"]} == {
         "METADATA_EXTRACTION": "COMPLETED", "PROXY_GENERATION": "COMPLETED",
-        "THUMBNAIL_GENERATION": "COMPLETED", "AUDIO_ANALYSIS": "COMPLETED",
+        "THUMBNAIL_GENERATION": "COMPLETED", "AUDIO_ANALYSIS": "COMPLETED", "TRANSCRIPTION": "COMPLETED",
     }  # fmt: skip
     assert all(job["attempts"] == 1 and job["retries"] == 0 for job in final["jobs"])
 
@@ -109,8 +109,8 @@ def _rows(api: TestClient, asset_id: str) -> set[tuple[str, str]]:
         (
             "small_audio",
             "audio/wav",
-            {"AUDIO", "WAVEFORM", "SPECTROGRAM", "WAVEFORM_PEAKS"},
-            {"METADATA_EXTRACTION", "AUDIO_ANALYSIS"},
+            {"AUDIO", "WAVEFORM", "SPECTROGRAM", "WAVEFORM_PEAKS", "TRANSCRIPT"},  # a tone: no captions
+            {"METADATA_EXTRACTION", "AUDIO_ANALYSIS", "TRANSCRIPTION"},
         ),
         ("small_jpeg", "image/jpeg", {"THUMBNAIL"}, {"METADATA_EXTRACTION", "THUMBNAIL_GENERATION"}),
         (

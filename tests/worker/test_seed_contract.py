@@ -74,7 +74,7 @@ def test_asset_detail_speaks_the_seeds_names_beside_the_richer_ones(
         assert proxy["isProcessed"] is True
     jobs = asset["ingestionJobs"]
     assert {job["type"] for job in jobs} == {
-        "METADATA_EXTRACTION", "PROXY_GENERATION", "THUMBNAIL_GENERATION", "AUDIO_ANALYSIS"
+        "METADATA_EXTRACTION", "PROXY_GENERATION", "THUMBNAIL_GENERATION", "AUDIO_ANALYSIS", "TRANSCRIPTION"
     }  # fmt: skip
     for job in jobs:
         _check(job, SEED_JOB, "IngestionJob")

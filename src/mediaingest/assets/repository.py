@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from mediaingest.db import is_postgres
-from mediaingest.models import IngestionJob, MediaAsset, User
+from mediaingest.models import AssetMetadata, IngestionJob, MediaAsset, User
 from mediaingest.models.enums import AssetProcessingStatus, MediaType, UploadStatus
+from mediaingest.pipeline.captions import tokens
 
 
 def get_owned(
@@ -75,13 +76,16 @@ class AssetFilters:
     media_type: MediaType | None = None
     project_id: str | None = None
     id_prefix: str | None = None  # the first characters of an id, as people type them from a listing
-    name_contains: str | None = None  # a search as people type it: case-insensitive, anywhere in the name
+    # A search as people type it: case-insensitive, anywhere in the name; or said in the asset, as a phrase.
+    name_contains: str | None = None
 
-    def conditions(self) -> list[sa.ColumnElement[bool]]:
+    def conditions(self, *, postgres: bool) -> list[sa.ColumnElement[bool]]:
         conditions = []
         if self.name_contains:
             name = sa.func.lower(MediaAsset.original_name)
-            conditions.append(name.contains(self.name_contains.lower(), autoescape=True))
+            matches = name.contains(self.name_contains.lower(), autoescape=True)
+            said = spoken_phrase(self.name_contains, postgres=postgres)
+            conditions.append(matches if said is None else sa.or_(matches, said))
         if self.id_prefix is not None:
             conditions.append(MediaAsset.id.startswith(self.id_prefix.lower(), autoescape=True))
         if self.upload_status is not None:
@@ -93,6 +97,32 @@ class AssetFilters:
         if self.project_id is not None:
             conditions.append(MediaAsset.project_id == self.project_id)
         return conditions
+
+
+# SQLite's full-text index of transcripts (migration 9c4e1f2a7b58): an FTS5 table kept by triggers.
+TRANSCRIPT_FTS_TABLE = "asset_transcripts_fts"
+_transcript_fts = sa.table(TRANSCRIPT_FTS_TABLE, sa.column("asset_id"), sa.column("transcript_text"))
+
+
+def spoken_phrase(text: str, *, postgres: bool) -> sa.ColumnElement[bool] | None:
+    """Assets whose transcript says `text`'s words in that order (full text: whole words, any case).
+
+    The words are extracted here (`captions.tokens`) rather than passed to the query parser, so no
+    search string is FTS syntax, and both databases see the same words.
+    """
+    words = tokens(text)
+    if not words:
+        return None
+    if postgres:
+        vector = sa.func.to_tsvector(
+            sa.literal_column("'simple'::regconfig"), sa.func.coalesce(AssetMetadata.transcript_text, "")
+        )  # the expression of the GIN index, so the index is used
+        query = sa.func.phraseto_tsquery(sa.literal_column("'simple'::regconfig"), " ".join(words))
+        return MediaAsset.id.in_(sa.select(AssetMetadata.asset_id).where(vector.op("@@")(query)))
+    phrase = '"' + " ".join(words) + '"'
+    return MediaAsset.id.in_(
+        sa.select(_transcript_fts.c.asset_id).where(sa.literal_column(TRANSCRIPT_FTS_TABLE).op("MATCH")(phrase))
+    )
 
 
 # How a listing can be ordered: the API's names → columns; "-" in front for descending.
@@ -113,7 +143,7 @@ def list_owned(
     sort: str = "-createdAt",
     with_previews: bool = False,
 ) -> tuple[Sequence[MediaAsset], int]:
-    conditions = [MediaAsset.owner_id == owner_id, *filters.conditions()]
+    conditions = [MediaAsset.owner_id == owner_id, *filters.conditions(postgres=is_postgres(session))]
     total = session.scalar(sa.select(sa.func.count()).select_from(MediaAsset).where(*conditions)) or 0
     column = SORTS[sort.removeprefix("-")]
     query = (

@@ -244,6 +244,9 @@ class MetadataOut(ApiModel):
     exif: dict[str, Any] | None = None
     iptc: dict[str, Any] | None = None
     shots: list[float] | None = Field(None, description="Seconds at which the picture cuts to a new shot.")
+    transcript_language: str | None = Field(
+        None, description='The spoken language ("en") once transcribed; null without speech. The text: the outputs.'
+    )
 
     # The seed's names for the same facts (the main product reads these); each is derived from its richer
     # field above, so the two can never disagree.

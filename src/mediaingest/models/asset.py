@@ -119,6 +119,11 @@ class AssetMetadata(Base):
     iptc: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     shots: Mapped[list[float] | None] = mapped_column(JSONType)
+    transcript_language: Mapped[str | None] = mapped_column(sa.String(16))
+    # Searched by full text: a GIN index on PostgreSQL, an FTS5 table kept by triggers on SQLite (the
+    # migration 20261207_9c4e1f2a7b58).
+    transcript_text: Mapped[str | None] = mapped_column(sa.Text)
+    transcript_segments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     asset: Mapped[MediaAsset] = relationship(back_populates="metadata_record")

@@ -57,6 +57,9 @@ class ProxyType(StrEnum):
     WAVEFORM = "WAVEFORM"  # PNG
     WAVEFORM_PEAKS = "WAVEFORM_PEAKS"  # JSON min/max per bucket at several zoom levels
     SPECTROGRAM = "SPECTROGRAM"  # PNG
+    TRANSCRIPT = "TRANSCRIPT"  # JSON: language, segments, words with start, end and probability
+    CAPTIONS = "CAPTIONS"  # WebVTT captions made from the transcript
+    TRANSCRIPT_TEXT = "TRANSCRIPT_TEXT"  # the transcript as plain text
 
 
 class IngestionJobStatus(StrEnum):

@@ -48,6 +48,10 @@ class PipelineOptions:
     spectrogram_height: int = 512
     peaks_levels: tuple[int, ...] = (256, 1024, 4096)
     peaks_sample_rate: int = 8000
+    # --- transcript
+    transcribe: bool = True
+    transcribe_model: str = ""  # a model folder or name; empty: the packaged tiny.en (stages/transcript.py)
+    transcribe_language: str | None = None  # None: detected
     # --- bounds (media bombs): pixels a stage may decode at once, checked from the header before any
     # decoder runs (a 48 MP phone photo fits; a 657 KB PNG declaring 13000x13000 does not)
     max_decoded_pixels: int = 50_000_000
@@ -88,6 +92,9 @@ class PipelineOptions:
             "waveform_height": settings.waveform_height,
             "spectrogram_width": settings.spectrogram_width,
             "spectrogram_height": settings.spectrogram_height,
+            "transcribe": settings.transcribe,
+            "transcribe_model": settings.transcribe_model,
+            "transcribe_language": settings.transcribe_language,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ from mediaingest.pipeline.stages.audio_visuals import generate_audio_visuals
 from mediaingest.pipeline.stages.probe import probe
 from mediaingest.pipeline.stages.proxies import generate_proxies
 from mediaingest.pipeline.stages.thumbnails import generate_thumbnails
+from mediaingest.pipeline.stages.transcript import generate_transcript
 from mediaingest.pipeline.types import LiveOutputs, MediaMetadata, ProgressCallback, StageResult
 
 
@@ -170,6 +171,21 @@ BUILT_IN: tuple[StageSpec, ...] = (
             job.source, job.metadata, job.out_dir, options=job.options, on_progress=job.on_progress, cancel=job.cancel
         ),
         resources=JobResources(("500m", "2"), ("512Mi", "2Gi"), "6Gi", "7Gi", 600, 0.5),
+        needs_audio=True,
+    ),
+    # Last, so a worker takes it after the proxies: it never stands between an upload and first playable.
+    StageSpec(
+        stage=Stage("transcript"),
+        job_type=IngestionJobType("TRANSCRIPTION"),
+        label="Transcribing speech",
+        media=frozenset({MediaType.VIDEO, MediaType.AUDIO}),
+        run=lambda job: generate_transcript(
+            job.source, job.metadata, job.out_dir, options=job.options, on_progress=job.on_progress, cancel=job.cancel
+        ),
+        # The packaged tiny.en needs ~0.1 CPU-s per media second and 300 MiB with an hour's samples; the
+        # memory cap and the deadline leave room for a larger TRANSCRIBE_MODEL (large-v3 in int8: ~2 GiB,
+        # about real time on 2 cores).
+        resources=JobResources(("1", "2"), ("1Gi", "3Gi"), "6Gi", "7Gi", 900, 2.0, memory_cap="12Gi"),
         needs_audio=True,
     ),
 )

@@ -82,6 +82,11 @@ class MediaMetadata:
     image_format: str | None = None  # Pillow's name: "JPEG", "PNG", …
     raw: dict[str, Any] | None = None  # ffprobe's JSON as it came
     shots: list[float] | None = None  # seconds where the picture cuts to a new shot
+    # what is said (the transcript stage): its language, its text for full-text search, and each
+    # segment's text with its words' starts, to say where a search hit is said
+    transcript_language: str | None = None
+    transcript_text: str | None = None
+    transcript_segments: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

