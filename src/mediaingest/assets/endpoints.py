@@ -176,7 +176,13 @@ def list_assets(
         ),
     ] = None,
     search: Annotated[
-        str | None, Query(alias="q", max_length=255, description="Only names containing this (any case).")
+        str | None,
+        Query(
+            alias="q",
+            max_length=255,
+            description="Only names containing this (any case), or assets that say these words in this order "
+            "(full text of the transcript; `spokenMatch` tells where).",
+        ),
     ] = None,
     sort: Annotated[
         Literal["-createdAt", "createdAt", "name", "-name", "fileSize", "-fileSize"],

@@ -56,13 +56,13 @@ def rewrite_master(text: str, asset_id: str, settings: Settings, expires: int, s
 
 
 def rewrite_media(text: str, target: Callable[[str], str]) -> str:
-    """Every reference in a playlist (media playlists, the init segment, segments) → `target(name)`."""
+    """Every reference in a playlist (media playlists, renditions, the init segment, segments) → `target(name)`."""
     lines = []
     for line in text.splitlines():
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
             line = target(stripped)
-        elif stripped.startswith("#EXT-X-MAP:"):
+        elif stripped.startswith(("#EXT-X-MAP:", "#EXT-X-MEDIA:")):
             line = _URI_ATTRIBUTE.sub(lambda match: f'URI="{target(match.group(1))}"', line)
         lines.append(line)
     return "\n".join(lines) + "\n"

@@ -25,8 +25,17 @@ from mediaingest.assets.hls_access import check_signature, rewrite_master, rewri
 from mediaingest.assets.schemas import UNKNOWN_ASSET
 from mediaingest.assets.storage_keys import derived_key
 from mediaingest.exceptions import NotFoundError, ObjectNotFoundError
-from mediaingest.models import MediaAsset
-from mediaingest.pipeline.hls import HLS_DIR, MASTER_NAME, MEDIA_PLAYLIST, PLAYLIST_TYPE
+from mediaingest.models import AssetProxy, MediaAsset
+from mediaingest.models.enums import ProxyType
+from mediaingest.pipeline.hls import (
+    HLS_DIR,
+    MASTER_NAME,
+    MEDIA_PLAYLIST,
+    PLAYLIST_TYPE,
+    SUBTITLES_PLAYLIST,
+    subtitles_playlist,
+    with_subtitles,
+)
 from mediaingest.pipeline.registry import PROXIES
 from mediaingest.schemas import UNAUTHENTICATED
 from mediaingest.storage.base import Storage
@@ -60,25 +69,47 @@ def hls_playlist(
     """A playlist of the asset's HLS, by the signed URL in `playback.hlsUrl` (no Bearer header needed)."""
     structlog.contextvars.bind_contextvars(asset_id=asset_id)
     check_signature(asset_id, expires, signature, settings)
-    if name != MASTER_NAME and not _MEDIA_PLAYLIST_NAME.match(name):
+    if name not in (MASTER_NAME, SUBTITLES_PLAYLIST) and not _MEDIA_PLAYLIST_NAME.match(name):
         raise NotFoundError(f"no playlist {name!r}")
     with db.read() as session:
         asset = session.get(MediaAsset, asset_id)
         if asset is None:
             raise NotFoundError("asset not found")
         owner_id = asset.owner_id
+        captions = _captions_of(asset) if name in (MASTER_NAME, SUBTITLES_PLAYLIST) else None
+    storage = assets.storage
+    ttl = max(60, int(expires - time.time()))
+    if name == SUBTITLES_PLAYLIST:
+        if captions is None:
+            raise NotFoundError("this asset has no captions (yet)")
+        caption_file, _, duration = captions
+        vtt_url = storage.presign_get(caption_file.storage_bucket, caption_file.storage_key, expires_in=ttl)
+        return Response(
+            subtitles_playlist(vtt_url, duration), media_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-store"}
+        )
     bucket = settings.bucket_proxies
     key = derived_key(user_id=owner_id, asset_id=asset_id, stage=PROXIES, filename=f"{HLS_DIR}/{name}")
-    storage = assets.storage
     text = _read_playlist(storage, bucket, key)
     if name == MASTER_NAME:
+        if captions is not None:  # the transcript stage's captions, whenever they arrive
+            language = captions[1]
+            text = with_subtitles(text, language=language, name=f"Captions ({language})")
         body = rewrite_master(text, asset_id, settings, expires, signature)
     else:
         folder = key.rsplit("/", 1)[0]
-        ttl = max(60, int(expires - time.time()))
         body = rewrite_media(text, lambda file: storage.presign_get(bucket, f"{folder}/{file}", expires_in=ttl))
     # A growing (EVENT) playlist must be fetched again on every reload, never from a cache.
     return Response(body, media_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-store"})
+
+
+def _captions_of(asset: MediaAsset) -> tuple[AssetProxy, str, float] | None:
+    """The asset's WebVTT captions, their language and the media's length; None before (or without) them."""
+    found = next((proxy for proxy in asset.proxies if proxy.type == ProxyType.CAPTIONS), None)
+    if found is None:
+        return None
+    language = str((found.details or {}).get("language") or "und")
+    duration = (asset.metadata_record.duration_seconds if asset.metadata_record else None) or 0.0
+    return found, language, duration
 
 
 def _read_playlist(storage: Storage, bucket: str, key: str) -> str:

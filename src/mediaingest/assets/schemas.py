@@ -283,6 +283,11 @@ class MetadataOut(ApiModel):
         return self.iptc
 
 
+class SpokenMatch(ApiModel):
+    seconds: float = Field(description="Where the searched words are first said (the first word's start).")
+    text: str = Field(description="The transcript's sentence (segment) that says them.")
+
+
 class AssetSummary(ApiModel):
     id: str
     user_id: str = Field(
@@ -307,6 +312,9 @@ class AssetSummary(ApiModel):
     processed_at: datetime | None
     poster_url: str | None = Field(None, description="In listings: the poster's (or thumbnail's) signed URL.")
     duration_seconds: float | None = Field(None, description="In listings: the media's length, once probed.")
+    spoken_match: SpokenMatch | None = Field(
+        None, description="In a search (`q`): where the asset says the searched words, when it does."
+    )
 
 
 class Playback(ApiModel):

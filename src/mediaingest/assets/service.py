@@ -43,6 +43,7 @@ from mediaingest.assets.schemas import (
     ReceivedPart,
     SignedParts,
     SignPartsRequest,
+    SpokenMatch,
     UploadState,
     UploadUrlRequest,
     UploadUrlResponse,
@@ -70,6 +71,7 @@ from mediaingest.models.enums import (
     ProxyType,
     UploadStatus,
 )
+from mediaingest.pipeline.captions import phrase_time
 from mediaingest.pipeline.registry import PROXIES, job_type_for
 from mediaingest.storage.base import CompletedPart, ObjectInfo, PartInfo, PresignedRequest, Storage
 from mediaingest.storage.errors import InvalidPartError
@@ -596,7 +598,11 @@ class AssetService:
             session, owner_id=principal.user_id, filters=filters, page=page, page_size=page_size, sort=sort,
             with_previews=True,
         )  # fmt: skip
-        return [self._summary(asset) for asset in items], total
+        summaries = [self._summary(asset) for asset in items]
+        if filters.name_contains:
+            for asset, summary in zip(items, summaries, strict=True):
+                summary.spoken_match = _spoken_match(asset, filters.name_contains)
+        return summaries, total
 
     def _summary(self, asset: MediaAsset) -> AssetSummary:
         summary = AssetSummary.model_validate(asset)
@@ -715,3 +721,10 @@ class AssetService:
             log.info("asset.upload_expired", asset_id=asset.id, user_id=asset.owner_id)
         session.flush()
         return len(expired)
+
+
+def _spoken_match(asset: MediaAsset, phrase: str) -> SpokenMatch | None:
+    """Where a searched phrase is said, from the words the transcript stage kept (the page seeks there)."""
+    index = asset.metadata_record.transcript_segments if asset.metadata_record is not None else None
+    found = phrase_time(index or [], phrase)
+    return SpokenMatch(seconds=found[0], text=found[1]) if found else None

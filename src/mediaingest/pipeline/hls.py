@@ -14,6 +14,7 @@ lists the rungs whose playlists are stored, and is rewritten when one more appea
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ MASTER_NAME = "master.m3u8"
 MEDIA_PLAYLIST = "index.m3u8"
 INIT_SEGMENT = "init.mp4"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+# The captions' media playlist: made when the master is served, not stored, since the transcript stage
+# runs beside the proxies and may finish before or after them.
+SUBTITLES_PLAYLIST = "captions/index.m3u8"
+_SUBTITLES_GROUP = "subs"
 SEGMENT_TYPE = "video/mp4"
 _EXTINF = re.compile(r"^#EXTINF:([\d.]+)")
 
@@ -73,6 +78,33 @@ def master_playlist(rungs: Sequence[HlsRung], frame_rate: str | None) -> str:
         lines.append(f"#EXT-X-STREAM-INF:BANDWIDTH={rung.bandwidth},RESOLUTION={rung.width}x{rung.height}{rate}")
         lines.append(f"{rung.name}/{MEDIA_PLAYLIST}")
     return "\n".join(lines) + "\n"
+
+
+def with_subtitles(master: str, *, language: str, name: str, uri: str = SUBTITLES_PLAYLIST) -> str:
+    """The master playlist with a WebVTT SUBTITLES rendition that every variant refers to."""
+    media = (
+        f'#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="{_SUBTITLES_GROUP}",NAME="{name}",LANGUAGE="{language}",'
+        f'DEFAULT=NO,AUTOSELECT=YES,FORCED=NO,URI="{uri}"'
+    )
+    lines = []
+    for line in master.splitlines():
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            if media:
+                lines.append(media)
+                media = ""
+            line = f'{line},SUBTITLES="{_SUBTITLES_GROUP}"'
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def subtitles_playlist(vtt_url: str, duration_seconds: float) -> str:
+    """One WebVTT file as the whole (finished) media playlist of the SUBTITLES rendition."""
+    seconds = max(duration_seconds, 0.001)
+    return (
+        "#EXTM3U\n#EXT-X-VERSION:3\n"
+        f"#EXT-X-TARGETDURATION:{math.ceil(seconds)}\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+        f"#EXTINF:{seconds:.3f},\n{vtt_url}\n#EXT-X-ENDLIST\n"
+    )
 
 
 @dataclass
