@@ -340,7 +340,10 @@ def test_the_chart_runs_a_worker_for_deliveries_and_sweeps_and_stages_only_where
         monkeypatch.setenv(name, value)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     placed = {stage: stage_queue(settings, stage) for stage in stage_names()}
-    assert placed == {"probe": "stages", "proxies": "stage-jobs", "thumbnails": "stages", "audio_visuals": "stages"}
+    assert placed == {
+        "probe": "stages", "proxies": "stage-jobs", "thumbnails": "stages", "audio_visuals": "stages",
+        "transcript": "stage-jobs",  # a Job of its own, with the model's memory
+    }  # fmt: skip
     api = deployments["media-release-mediaingest-api"]["spec"]["template"]["spec"]["containers"][0]
     assert container["envFrom"] == api["envFrom"]  # the same database and storage as the API
     names = {

@@ -62,8 +62,11 @@ export function buildPlayer(asset, videos, poster, geometry) {
   video.addEventListener("timeupdate", showTimecode);
   video.addEventListener("seeked", showTimecode);
   showTimecode();
+  const captions = asset.proxies.find((proxy) => proxy.type === "CAPTIONS");
+  const captionsToggle = captions ? buildCaptionsToggle(video) : null;
   const figure = el("figure", { className: "result wide player-figure" }, video,
-    el("div", { className: "player-bar" }, timecode, el("label", { className: "rendition-label" }, "Quality ", rendition)), caption);
+    el("div", { className: "player-bar" }, timecode, el("span", { className: "player-controls" }, captionsToggle,
+      el("label", { className: "rendition-label" }, "Quality ", rendition))), caption);
   const mp4s = () => {
     const files = videos.filter((proxy) => proxy.contentType === "video/mp4");
     video.append(...videos.map((proxy) => el("source", { src: proxy.url, type: proxy.contentType })));
@@ -81,6 +84,8 @@ export function buildPlayer(asset, videos, poster, geometry) {
   // (poster, storyboard, waveform) must not wait for hls.js to load.
   if (asset.playback && asset.playback.hlsUrl) {
     attachHls(video, asset.playback.hlsUrl).then((playing) => {
+      // Native HLS (Safari) shows the master's SUBTITLES rendition itself; elsewhere the captions are a track.
+      if (captions && (!playing || video.hls)) addCaptionsTrack(video, captions);
       if (!playing) return mp4s();
       caption.textContent = `Web proxy · HLS, ${unique}`;
       if (!video.hls) return; // native HLS chooses its own rendition
@@ -88,11 +93,42 @@ export function buildPlayer(asset, videos, poster, geometry) {
         rendition.append(...data.levels.map((level, index) => el("option", { value: String(index), text: rungLabel(level.width, level.height) })));
       });
       rendition.onchange = () => { video.hls.currentLevel = rendition.value === "auto" ? -1 : Number(rendition.value); };
-    }, () => mp4s());
+    }, () => {
+      if (captions) addCaptionsTrack(video, captions);
+      mp4s();
+    });
   } else {
+    if (captions) addCaptionsTrack(video, captions);
     mp4s();
   }
   return { figure, video };
+}
+
+/** The transcript's WebVTT as the video's captions track (hidden until the toggle shows it). */
+export function addCaptionsTrack(video, captions) {
+  const language = (captions.details && captions.details.language) || "en";
+  // A track from another origin (S3) loads only through CORS, which needs the element to ask for it.
+  if (new URL(captions.url, location.href).origin !== location.origin) video.crossOrigin = "anonymous";
+  video.append(el("track", { kind: "captions", src: captions.url, srclang: language, label: `Captions (${language})` }));
+  video.dispatchEvent(new Event("captionsadded"));
+}
+
+/** The CC button: shows or hides every captions track of the video (ours, or the HLS rendition's). */
+function buildCaptionsToggle(video) {
+  const toggle = el("button", { type: "button", className: "captions-toggle", "aria-pressed": "false", text: "CC", title: "Captions" });
+  toggle.setAttribute("aria-label", "CC (captions)");
+  const apply = () => {
+    const on = toggle.getAttribute("aria-pressed") === "true";
+    for (const track of video.textTracks) {
+      if (track.kind === "captions" || track.kind === "subtitles") track.mode = on ? "showing" : "hidden";
+    }
+  };
+  toggle.addEventListener("click", () => {
+    toggle.setAttribute("aria-pressed", String(toggle.getAttribute("aria-pressed") !== "true"));
+    apply();
+  });
+  video.textTracks.addEventListener("addtrack", apply); // a track that arrives later follows the button
+  return toggle;
 }
 
 /** The storyboard as a scrubber. With a video it is the player's seek bar: it shows what has played,

@@ -7,6 +7,7 @@ import {
 } from "./format.js";
 import { watchAsset } from "./events.js";
 import { buildPlayer, detachHls, loadScrubber, shapePlayer, showEarlyPlayback } from "./player.js";
+import { loadTranscript } from "./transcript.js";
 
 function facts(asset, geometry) {
   const metadata = asset.metadata || {};
@@ -69,16 +70,24 @@ export async function renderResults(container, asset) {
     .sort((a, b) => Math.abs(Math.min(a.width || 0, a.height || 0) - 720) - Math.abs(Math.min(b.width || 0, b.height || 0) - 720));
   const grid = el("div", { className: "results" });
   let video = null;
+  // The player, and the transcript beside it once loaded (under it on a phone).
+  const row = el("div", { className: "result wide player-row" });
+  let media = null;
   if (videos.length) {
     const player = buildPlayer(asset, videos, poster, geometry);
-    video = player.video;
-    grid.append(player.figure);
+    video = media = player.video;
+    row.append(player.figure);
   } else if (asset.type === "AUDIO" && (byType("AUDIO").length || asset.downloadUrl)) {
     // The first track's AAC proxy plays in every browser; the original (FLAC, WAV…) may not.
     const track = byType("AUDIO").sort((a, b) => (a.details?.track ?? 0) - (b.details?.track ?? 0))[0];
-    grid.append(el("figure", { className: "result wide" },
-      el("audio", { controls: true, preload: "metadata", src: track ? track.url : asset.downloadUrl, "aria-label": `Play ${name}` }),
-      el("figcaption", { text: track ? "Audio proxy" : "Original audio" })));
+    media = el("audio", { controls: true, preload: "metadata", src: track ? track.url : asset.downloadUrl, "aria-label": `Play ${name}` });
+    row.append(el("figure", { className: "result wide" }, media, el("figcaption", { text: track ? "Audio proxy" : "Original audio" })));
+  }
+  if (media) grid.append(row);
+  const transcript = byType("TRANSCRIPT")[0];
+  if (transcript && media && transcript.details?.words) {
+    loadTranscript({ output: transcript, media, metadata: asset.metadata, name, row })
+      .catch((error) => row.append(el("p", { className: "hint", text: `The transcript could not be loaded (${error.message}).` })));
   }
   if (poster) {
     const image = el("img", { className: "poster", src: poster.url, alt: `Poster frame of ${name}` });
