@@ -231,7 +231,7 @@ def test_a_phrase_is_placed_at_its_first_word() -> None:
         {"start": 3.0, "text": "The round-fark jumps.",
          "words": [[3.0, " The"], [3.2, " round"], [3.5, "-fark"], [4.0, " jumps."]]},
     ]  # fmt: skip
-    assert phrase_time(index, "Fark JUMPS") == (3.5, "The round-fark jumps.")
-    assert phrase_time(index, "morning the") == (0.4, "Good morning.")
+    assert phrase_time(index, "Fark JUMPS") == (3.5, "Good morning. The round-fark jumps.")
+    assert phrase_time(index, "morning the", context=1) == (0.4, "Good morning. The round …")
     assert phrase_time(index, "jumps morning") is None and phrase_time(index, "!!") is None
     assert tokens("Ünïcode_words, 42!") == ["ünïcode", "words", "42"]  # what both full-text tokenizers keep

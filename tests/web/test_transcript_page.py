@@ -101,3 +101,17 @@ def test_captions_show_on_the_player_and_the_transcript_seeks_and_selects(
         arg=player.element_handle(),
     )
     look(page, server, "transcript")
+
+    # Search by what is said: the library row says where, and its link plays from there.
+    page.goto(f"{server.url}/?q=works+at+the+local+hospital")
+    said = page.locator("#assets-body .spoken-match")
+    said.wait_for()
+    assert said.inner_text().startswith("Said at 0:") and "hospital" in said.inner_text()
+    look(page, server, "transcript-search")
+    said.click()
+    works = next(word for word in short_speech.words if word.text == "works")
+    page.wait_for_function(
+        "([video, at]) => video.readyState >= 1 && Math.abs(video.currentTime - at) < 0.35",
+        arg=[page.locator("#viewer video.player").element_handle(), works.start],
+        timeout=15_000,
+    )

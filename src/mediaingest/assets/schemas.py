@@ -285,7 +285,7 @@ class MetadataOut(ApiModel):
 
 class SpokenMatch(ApiModel):
     seconds: float = Field(description="Where the searched words are first said (the first word's start).")
-    text: str = Field(description="The transcript's sentence (segment) that says them.")
+    text: str = Field(description="The words around them, as said (… where cut).")
 
 
 class AssetSummary(ApiModel):

@@ -84,7 +84,7 @@ class Transcript:
         }
 
     def search_index(self) -> list[dict[str, Any]]:
-        """What the database keeps to place a search hit in time: each segment's text and its words' starts."""
+        """What the database keeps to place a search hit in time and quote it: each segment's words' starts."""
         return [
             {"start": _round(s.start), "text": s.text, "words": [[_round(w.start), w.text] for w in s.words]}
             for s in self.segments
@@ -204,17 +204,19 @@ def tokens(text: str) -> list[str]:
     return [token.lower() for token in _TOKEN.findall(text)]
 
 
-def phrase_time(index: Sequence[dict[str, Any]], phrase: str) -> tuple[float, str] | None:
-    """Where a phrase is first said, from `Transcript.search_index()`: the start of its first word and its
-    segment's text. None when the words are not said in that order (a match on the name alone)."""
+def phrase_time(index: Sequence[dict[str, Any]], phrase: str, *, context: int = 5) -> tuple[float, str] | None:
+    """Where a phrase is first said, from `Transcript.search_index()`: the start of its first word, and the
+    words around it (`context` either side, "…" where cut). None when its words are not said in that order
+    (a match on the name alone)."""
     wanted = tokens(phrase)
     if not wanted:
         return None
-    said: list[tuple[str, float, str]] = []
-    for segment in index:
-        for start, word in segment.get("words") or []:
-            said += [(token, float(start), segment["text"]) for token in tokens(word)]
+    words = [(float(start), str(text)) for segment in index for start, text in segment.get("words") or []]
+    said = [(token, position) for position, (_, text) in enumerate(words) for token in tokens(text)]
     for at in range(len(said) - len(wanted) + 1):
         if all(said[at + offset][0] == token for offset, token in enumerate(wanted)):
-            return said[at][1], said[at][2]
+            first, last = said[at][1], said[at + len(wanted) - 1][1]
+            low, high = max(0, first - context), min(len(words), last + 1 + context)
+            snippet = "".join(text for _, text in words[low:high]).strip()
+            return words[first][0], ("… " if low else "") + snippet + (" …" if high < len(words) else "")
     return None

@@ -35,11 +35,22 @@ export function createLibrary(app) {
       event.preventDefault();
       app.openAsset(asset.id);
     });
+    // A search that matched what is said: where, and a link that plays from there.
+    const said = asset.spokenMatch;
+    const saidLink = said ? el("a", {
+      href: `/assets/${encodeURIComponent(asset.id)}`, className: "spoken-match",
+      text: `Said at ${formatClock(said.seconds)}: “${said.text.length > 90 ? `${said.text.slice(0, 89)}…` : said.text}”`,
+    }) : null;
+    saidLink?.addEventListener("click", (event) => {
+      if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
+      event.preventDefault();
+      app.openAsset(asset.id, { at: said.seconds });
+    });
     return el("tr", { "data-asset-id": asset.id },
       el("td", { className: "thumb-cell" }, asset.posterUrl
         ? el("img", { className: "row-poster", src: asset.posterUrl, alt: "", loading: "lazy" })
         : el("span", { className: "row-poster placeholder", "aria-hidden": "true", text: asset.type.slice(0, 1) })),
-      el("th", { scope: "row", className: "name-cell" }, open, asset.projectId ? el("span", { className: "project-tag", text: asset.projectId }) : null,
+      el("th", { scope: "row", className: "name-cell" }, open, asset.projectId ? el("span", { className: "project-tag", text: asset.projectId }) : null, saidLink,
         el("span", { className: "status-inline" }, badge(asset, state.live.get(asset.id)))), // a phone's status column
       el("td", { text: asset.durationSeconds ? formatClock(asset.durationSeconds) : "—" }),
       el("td", { text: asset.type.toLowerCase() }),

@@ -25,7 +25,11 @@ app.viewer = createViewer(app);
 app.uploads = createUploads(app);
 app.reservations = createReservations(app);
 app.router = createRouter(show);
-app.openAsset = (assetId) => app.router.go({ assetId, library: app.library.current() });
+// `at`: where to start playing (a search hit in what is said).
+app.openAsset = (assetId, { at } = {}) => {
+  app.viewer.startAt(at);
+  app.router.go({ assetId, library: app.library.current() });
+};
 app.libraryChanged = (library) => app.router.replace({ assetId: null, library });
 
 /** The header: who is signed in, their plan, and how much of its quota is used. */

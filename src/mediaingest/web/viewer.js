@@ -58,7 +58,7 @@ function downloadActions(asset) {
     el("a", { className: "button", href: asset.downloadUrl, download: asset.name, text: "Download original" }), copy, note);
 }
 
-export async function renderResults(container, asset) {
+export async function renderResults(container, asset, { at = null } = {}) {
   detachHls(container);
   container.replaceChildren();
   const name = asset.originalName || asset.name;
@@ -84,6 +84,7 @@ export async function renderResults(container, asset) {
     row.append(el("figure", { className: "result wide" }, media, el("figcaption", { text: track ? "Audio proxy" : "Original audio" })));
   }
   if (media) grid.append(row);
+  if (media && at !== null) media.addEventListener("loadedmetadata", () => { media.currentTime = at; }, { once: true });
   const transcript = byType("TRANSCRIPT")[0];
   if (transcript && media && transcript.details?.words) {
     loadTranscript({ output: transcript, media, metadata: asset.metadata, name, row })
@@ -124,11 +125,13 @@ export async function renderResults(container, asset) {
 
 /** The asset view's state lives in the returned object: which asset it shows, and which load is current. */
 export function createViewer(app) {
-  const view = { assetId: null, load: 0 };
+  const view = { assetId: null, load: 0, startAt: null };
   const status = () => $("#viewer-status");
   async function open(assetId, { focus = true } = {}) {
     const load = ++view.load;
     view.assetId = assetId;
+    const at = view.startAt;
+    view.startAt = null;
     const viewer = $("#viewer");
     viewer.hidden = false;
     viewer.dataset.assetId = assetId;
@@ -159,7 +162,7 @@ export function createViewer(app) {
       status().textContent = asset.processingStatus === "FAILED"
         ? `Failed: ${asset.error || "processing failed"}`
         : asset.uploadStatus !== "UPLOADED" ? `Upload ${asset.uploadStatus.toLowerCase()}${asset.error ? `: ${asset.error}` : ""}` : "Ready";
-      await renderResults($("#viewer-body"), asset);
+      await renderResults($("#viewer-body"), asset, { at });
     } catch (error) {
       if (!(error instanceof SessionEndedError) && load === view.load) status().textContent = describeError(error);
     }
@@ -174,5 +177,7 @@ export function createViewer(app) {
     $("#viewer-body").replaceChildren();
     document.title = "mediaingest · Upload";
   }
-  return { open, close, current: () => view.assetId };
+  /** The next open starts playing at `seconds` (a search hit); undefined: from the start. */
+  const startAt = (seconds) => { view.startAt = Number.isFinite(seconds) ? seconds : null; };
+  return { open, close, startAt, current: () => view.assetId };
 }
