@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--only pipeline|upload] [--reps N] [--clients N]
+"""python -m bench [--quick] [--only pipeline|seek|upload|resume|transcript] [--reps N] [--clients N]
 
 `make bench` runs the full set: about 15 minutes on 2 cores, 12.5 once the sources are cached (over
 the 10 the issue asked for: the three approaches on the issue's own sources take 9.3 minutes alone);
@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import pipeline, report, resume, seek, upload_load
+from bench import pipeline, report, resume, seek, transcript, upload_load
 from bench.service import ROOT
 from bench.sources import Source, ensure_sources
 from bench.upload_load import MB, LoadCase
@@ -78,7 +78,9 @@ def _meta(mode: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short sources, fewer repetitions and clients")
-    parser.add_argument("--only", choices=["pipeline", "seek", "upload", "resume"], help="run one part only")
+    parser.add_argument(
+        "--only", choices=["pipeline", "seek", "upload", "resume", "transcript"], help="run one part only"
+    )
     parser.add_argument("--reps", type=int, help="repetitions of every pipeline case (default: by media kind)")
     parser.add_argument("--clients", type=int, help="concurrent upload clients (default 50, quick 10)")
     parser.add_argument("--source", action="append", help="only sources whose name starts with this (repeatable)")
@@ -113,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         log("resumed uploads (dropped at 40 % of the bytes, then run again):")
         size = (160 if args.quick else 480) * MB
         results["resume"] = resume.run(size=size, reps=3 if args.quick else 5, drop_at=0.4, log=log)
+    if args.only in (None, "transcript"):
+        results["transcript"] = transcript.run(args.quick, log)
     results["meta"] |= {
         "load_after": round(os.getloadavg()[0], 2),
         "duration_s": round(time.monotonic() - started, 1),

@@ -63,6 +63,24 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": resume["within_bound"],
             }
         )
+    spoken = results.get("transcript")
+    if spoken:
+        stage, service = spoken["stage"], spoken["service"]
+        checks.append(
+            {
+                "target": f"transcript: ≤ {spoken['target_cpu_per_media_second']} CPU-s per media second",
+                "measured": f"{stage['cpu_per_media_second']} ({stage['cpu_s']} CPU-s for {stage['media_seconds']} s)",
+                "met": stage["met"],
+            }
+        )
+        checks.append(
+            {
+                "target": "transcript: first playable unchanged (TRANSCRIBE on / off within 10 %)",
+                "measured": f"{service['on']['first_playable']} / {service['off']['first_playable']} s "
+                f"(×{service['first_playable_on_over_off']})",
+                "met": service["first_playable_on_over_off"] <= 1.10,
+            }
+        )
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for case in uploads:
         if case["service_peak_rss_mib"]:
@@ -245,6 +263,32 @@ def markdown(results: dict[str, Any], comparison: list[str]) -> str:
                 f"| {row['resumed_s']} / {row['whole_s']} s |"
             )
         lines.append("")
+    spoken = results.get("transcript")
+    if spoken:
+        stage, service = spoken["stage"], spoken["service"]
+        lines += [
+            "## Transcript stage (default model, tiny.en int8)",
+            "",
+            f"{stage['source']}: {stage['result']}.",
+            "",
+            "| media s | CPU-s | CPU-s per media s | wall s | × real time | model load (once per process) "
+            "| audio visuals CPU-s | decode alone CPU-s | transcript / audio visuals |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {stage['media_seconds']} | {stage['cpu_s']} | {stage['cpu_per_media_second']} | {stage['wall_s']} "
+            f"| {stage['realtime']} | {stage['model_load_cpu_s']} CPU-s, {stage['model_load_wall_s']} s "
+            f"| {stage['audio_visuals_cpu_s']} | {stage['decode_cpu_s']} | {stage['transcript_over_audio_visuals']}× |",
+            "",
+            f"The service on {service['source']} ({service['reps']} runs each, alternated), confirm → …:",
+            "",
+            "| TRANSCRIBE | first playable s | READY s | CPU-s |",
+            "|---|---:|---:|---:|",
+            *(
+                f"| {variant} | {service[variant]['first_playable']} | {service[variant]['wall']} "
+                f"| {service[variant]['cpu']} |"
+                for variant in ("on", "off")
+            ),
+            "",
+        ]
     lines += ["## Targets", ""]
     lines += [
         f"- {'met' if c['met'] else '**MISSED**'}: {c['target']} (measured {c['measured']})" for c in results["targets"]
@@ -259,6 +303,7 @@ _JOB_NAMES = {
     "PROXY_GENERATION": "proxies",
     "THUMBNAIL_GENERATION": "thumbnails",
     "AUDIO_ANALYSIS": "audio visuals",
+    "TRANSCRIPTION": "transcript",
 }
 
 

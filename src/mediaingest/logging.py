@@ -59,8 +59,19 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         logging.getLogger(name).propagate = True
     # Our own middleware logs each request with its ids; uvicorn's access line would say it twice.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    # httpx logs every request's full URL at INFO: for a signed URL that is a live credential.
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "httpx", "httpcore"):
+    # httpx logs every request's full URL at INFO: for a signed URL that is a live credential. httpx2 (the
+    # Hugging Face hub's client, which faster-whisper brings; starlette's TestClient prefers it) does too.
+    noisy_loggers = (
+        "botocore",
+        "boto3",
+        "urllib3",
+        "s3transfer",
+        "httpx",
+        "httpcore",
+        "httpx2",
+        "httpcore2",
+    )
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -119,10 +119,10 @@ async def test_a_video_goes_to_ready_with_nine_objects_and_few_writes_and_every_
         status, text = await asyncio.to_thread(http_get, f"http://127.0.0.1:{operator.liveness_port}/healthz")
         assert status == 200 and '"runner"' in text
 
-    # What it cost Kubernetes: 1 MediaAsset + 4 Jobs + 4 Pods, no Secret; and mediaingest's own writes.
+    # What it cost Kubernetes: 1 MediaAsset + 5 Jobs + 5 Pods, no Secret; and mediaingest's own writes.
     assert operator.ever("secrets") == []
     objects = len(operator.ever("mediaassets")) + len(operator.ever("jobs")) + len(operator.ever("pods"))
-    assert objects == 9, (operator.ever("mediaassets"), operator.ever("jobs"), operator.ever("pods"))
+    assert objects == 11, (operator.ever("mediaassets"), operator.ever("jobs"), operator.ever("pods"))
     writes = [r for r in apiserver.writes() if r.plural != "tokenreviews"]
     assert len(writes) <= 12, " ".join(f"{w.method}:{w.plural}/{w.subresource}" for w in writes)
     # Every list and watch of jobs and MediaAssets selected on the server: memory follows the work in flight.
@@ -133,8 +133,8 @@ async def test_a_video_goes_to_ready_with_nine_objects_and_few_writes_and_every_
     with k8s_server.app.state.read_session_factory() as session:
         jobs = session.scalars(sa.select(IngestionJob).where(IngestionJob.asset_id == asset_id)).all()
         tasks = session.scalars(sa.select(Task).where(Task.name == "stages.run")).all()
-    assert sorted((job.status.value, job.attempts) for job in jobs) == [("COMPLETED", 1)] * 4
-    assert sorted(task.status.value for task in tasks) == ["SUCCEEDED"] * 4
+    assert sorted((job.status.value, job.attempts) for job in jobs) == [("COMPLETED", 1)] * 5
+    assert sorted(task.status.value for task in tasks) == ["SUCCEEDED"] * 5
 
 
 async def test_an_attempt_killed_for_memory_is_retried_with_twice_the_memory(
