@@ -94,24 +94,24 @@ def test_stage_pods_with_only_a_token_take_a_video_to_ready(
             )
             assert finished.returncode == 0, finished.stderr[-3000:]
             ran.append(attempt.stage)
-    assert ran[0] == "probe" and sorted(ran[1:]) == ["audio_visuals", "proxies", "thumbnails"]
+    assert ran[0] == "probe" and sorted(ran[1:]) == ["audio_visuals", "proxies", "thumbnails", "transcript"]
 
     detail = _detail(pod_server, headers, asset_id)
     assert detail["processingStatus"] == "READY"
     assert detail["metadata"]["durationSeconds"] == pytest.approx(2.0, abs=0.1)
     status = httpx.get(f"{pod_server.url}/api/assets/{asset_id}/status", headers=headers, timeout=10).json()["data"]
     jobs = {job["type"]: job for job in status["jobs"]}
-    assert len(jobs) == 4
+    assert len(jobs) == 5
     assert all(job["status"] == "COMPLETED" and job["attempts"] == 1 for job in jobs.values()), jobs
     with pod_server.app.state.read_session_factory() as session:
         tasks = session.scalars(sa.select(Task).where(Task.payload["assetId"].as_string() == asset_id)).all()
         rows = session.scalars(sa.select(AssetProxy).where(AssetProxy.asset_id == asset_id)).all()
     # Each pod's report finished its own task: one record of how each attempt ended.
     assert (
-        sorted((t.name, t.status.value) for t in tasks if t.name == "stages.run") == [("stages.run", "SUCCEEDED")] * 4
+        sorted((t.name, t.status.value) for t in tasks if t.name == "stages.run") == [("stages.run", "SUCCEEDED")] * 5
     )
     kinds = {proxy["type"] for proxy in detail["proxies"]}
-    assert {"VIDEO", "HLS", "POSTER", "SPRITE_SHEET", "STORYBOARD", "WAVEFORM"} <= kinds
+    assert {"VIDEO", "HLS", "POSTER", "SPRITE_SHEET", "STORYBOARD", "WAVEFORM", "TRANSCRIPT"} <= kinds
     assert len(rows) == len(detail["proxies"])
     for row in rows:
         assert row.storage_key.startswith(f"assets/{owner_id}/{asset_id}/"), row.storage_key

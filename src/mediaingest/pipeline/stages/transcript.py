@@ -2,8 +2,8 @@
 
 faster-whisper (CTranslate2, int8 on the CPU) with its bundled Silero VAD, so silence and music are
 skipped before the model sees them: a speechless input ends with an empty transcript and no captions,
-which is a result, not a failure. The audio is decoded once by ffmpeg to 16 kHz mono float samples on
-stdout (the model's input; 230 MB for an hour), since faster-whisper's own decoder (PyAV) would read
+which is a result, not a failure. The audio is decoded once by ffmpeg to 16 kHz mono samples on stdout
+(the model's input; 230 MB for an hour as floats), since faster-whisper's own decoder (PyAV) would read
 the source a second way, outside our ffmpeg caps and error translation.
 
 The model: `TRANSCRIBE_MODEL` names a CTranslate2 Whisper model folder or a model name faster-whisper
@@ -116,9 +116,10 @@ def generate_transcript(
 
 
 def build_decode_command(source: Path, metadata: MediaMetadata) -> FfmpegCommand:
-    """The first audio track as 16 kHz mono 32-bit float samples on stdout."""
+    """The first audio track as 16 kHz mono 16-bit samples on stdout (the encoder and muxer the stage image's
+    ffmpeg already has for the waveform peaks; Whisper's features lose nothing at 16 bits)."""
     args = ["-map", audio_stream_specifier(metadata), "-ac", "1", "-ar", str(SAMPLE_RATE)]
-    args += ["-c:a", "pcm_f32le", "-f", "f32le"]
+    args += ["-c:a", "pcm_s16le", "-f", "s16le"]
     return FfmpegCommand(inputs=[FfmpegInput(source)], outputs=[FfmpegOutput("pipe:1", args)])
 
 
@@ -137,8 +138,8 @@ def decode_audio(
         stdout_sink=pcm.extend,
         label="transcript audio",
     )
-    # A view of the received bytes, not a copy (an hour is 230 MB); astype copies only on big-endian machines.
-    return np.frombuffer(pcm, dtype="<f4", count=len(pcm) // 4).astype(np.float32, copy=False)
+    # The model takes floats in [-1, 1]: one array of them (an hour is 230 MB), from a view of the bytes.
+    return np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2).astype(np.float32) / 32768.0
 
 
 def has_speech(samples: Any) -> bool:
