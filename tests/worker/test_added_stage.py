@@ -77,7 +77,7 @@ def test_an_added_stage_runs_through_the_local_worker(
         status = _ready(api, headers, asset_id)
 
     jobs = {job["type"]: job for job in status["jobs"]}
-    assert len(jobs) == 5 and all(job["status"] == "COMPLETED" for job in jobs.values()), jobs
+    assert len(jobs) == 6 and all(job["status"] == "COMPLETED" for job in jobs.values()), jobs
     added = jobs["MIDPOINT_STILL"]
     assert (added["label"], added["progress"], added["message"]) == (
         "Taking the middle frame",

@@ -183,6 +183,6 @@ def test_every_stage_runs_outside_the_api_process(
         asset_id = upload(api, headers, small_video, mime_type="video/mp4")["assetId"]
         wait_until(lambda: _asset(api, headers, asset_id)["processingStatus"] == "READY", timeout=60)
     reports = _resources(api, asset_id)
-    assert len(reports) == 4  # probe, proxies, thumbnails, audio visuals
+    assert len(reports) == 5  # probe, proxies, thumbnails, audio visuals, transcript
     pids = {entry["pid"] for entry in reports}
-    assert os.getpid() not in pids and len(pids) == 4  # each attempt in a process of its own
+    assert os.getpid() not in pids and len(pids) == 5  # each attempt in a process of its own
