@@ -235,3 +235,24 @@ def test_a_phrase_is_placed_at_its_first_word() -> None:
     assert phrase_time(index, "morning the", context=1) == (0.4, "Good morning. The round …")
     assert phrase_time(index, "jumps morning") is None and phrase_time(index, "!!") is None
     assert tokens("Ünïcode_words, 42!") == ["ünïcode", "words", "42"]  # what both full-text tokenizers keep
+
+
+def test_the_settings_choose_the_model_and_the_language() -> None:
+    from pydantic import ValidationError
+
+    from mediaingest.config import Settings
+
+    settings = Settings(_env_file=None, TRANSCRIBE="off", TRANSCRIBE_MODEL="/models/small", TRANSCRIBE_LANGUAGE="de")  # type: ignore[call-arg]
+    options = PipelineOptions.from_settings(settings)
+    assert (options.transcribe, options.transcribe_model, options.transcribe_language) == (False, "/models/small", "de")
+    with pytest.raises(ValidationError, match="TRANSCRIBE_LANGUAGE"):
+        Settings(_env_file=None, TRANSCRIBE_LANGUAGE="English")  # type: ignore[call-arg]
+
+
+def test_a_model_that_cannot_be_loaded_fails_for_good_with_its_name() -> None:
+    from mediaingest.exceptions import PermanentProcessingError
+    from mediaingest.pipeline.stages.transcript import load_model
+
+    # Not a folder, and not in the (offline) hub's cache: no download is tried.
+    with pytest.raises(PermanentProcessingError, match="cannot load the transcription model 'no-such-model'"):
+        load_model("no-such-model")
