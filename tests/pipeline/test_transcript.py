@@ -256,3 +256,28 @@ def test_a_model_that_cannot_be_loaded_fails_for_good_with_its_name() -> None:
     # Not a folder, and not in the (offline) hub's cache: no download is tried.
     with pytest.raises(PermanentProcessingError, match="cannot load the transcription model 'no-such-model'"):
         load_model("no-such-model")
+
+
+def test_the_hls_master_gains_a_subtitles_rendition_every_variant_names() -> None:
+    from mediaingest.assets.hls_access import rewrite_media
+    from mediaingest.pipeline.hls import HlsRung, master_playlist, subtitles_playlist, with_subtitles
+
+    master = master_playlist([HlsRung("360p", 640, 360, 900_000), HlsRung("720p", 1280, 720, 3_000_000)], "30/1")
+    served = with_subtitles(master, language="en", name="Captions (en)")
+    lines = served.splitlines()
+    media = next(index for index, line in enumerate(lines) if line.startswith("#EXT-X-MEDIA:"))
+    assert lines[media] == (
+        '#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="Captions (en)",LANGUAGE="en",'
+        'DEFAULT=NO,AUTOSELECT=YES,FORCED=NO,URI="captions/index.m3u8"'
+    )
+    variants = [line for line in lines if line.startswith("#EXT-X-STREAM-INF:")]
+    assert len(variants) == 2 and all(line.endswith(',SUBTITLES="subs"') for line in variants)
+    assert media < lines.index(variants[0])  # declared before the variants that name its group
+    # Signing the master as it is served covers the rendition's URI too.
+    signed = rewrite_media(served, lambda name: f"https://api/{name}?sig=1")
+    assert 'URI="https://api/captions/index.m3u8?sig=1"' in signed
+    playlist = subtitles_playlist("https://store/captions.vtt?sig=2", 12.4)
+    assert playlist.splitlines() == [
+        "#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:13", "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD", "#EXTINF:12.400,", "https://store/captions.vtt?sig=2", "#EXT-X-ENDLIST",
+    ]  # fmt: skip
