@@ -529,3 +529,38 @@ def test_each_component_can_assume_its_own_cloud_role(helm: Path, tmp_path: Path
     assert accounts["media-release-mediaingest-stage-job"]["metadata"]["annotations"] == role
     assert accounts["media-release-mediaingest-api"]["metadata"]["annotations"] == workload_identity
     assert "annotations" not in accounts["media-release-mediaingest-operator"]["metadata"]
+
+
+def test_stage_jobs_can_mount_a_model_filled_by_an_init_container(
+    helm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kube_validate
+) -> None:
+    """A larger TRANSCRIBE_MODEL from outside the image: a volume, its mount, an init container that fills it."""
+    values = {"jobs": {
+        "extraVolumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "whisper", "readOnly": True}},
+                         {"name": "model-cache", "emptyDir": {"sizeLimit": "4Gi"}}],
+        "extraVolumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True},
+                              {"name": "model-cache", "mountPath": "/model-cache"}],
+        "initContainers": [{"name": "fetch-model", "image": "registry.example/models:small",
+                            "command": ["cp", "-r", "/small", "/model-cache/"],
+                            "volumeMounts": [{"name": "model-cache", "mountPath": "/model-cache"}]}],
+    }}  # fmt: skip
+    [operator] = [d for d in by_kind(render(helm, tmp_path, values), "Deployment") if d["metadata"]["name"].endswith(
+        "-operator")]  # fmt: skip
+    for name, value in env_of(operator["spec"]["template"]["spec"]["containers"][0]).items():
+        monkeypatch.setenv(name, value)
+    job = build_stage_job(_attempt(Stage("transcript")), namespace="media", settings=OperatorSettings())
+    kube_validate(job)
+    spec = job["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    assert [v["name"] for v in spec["volumes"]][-2:] == ["models", "model-cache"]
+    assert {"name": "models", "mountPath": "/models", "readOnly": True} in container["volumeMounts"]
+    assert [c["name"] for c in spec["initContainers"]] == ["fetch-model"]
+    # Ours stay: the scratch volume and the projected token come first.
+    assert [m["mountPath"] for m in container["volumeMounts"]][:2] == ["/scratch", "/var/run/secrets/mediaingest"]
+    for name in ("OPERATOR_JOB_EXTRA_VOLUMES", "OPERATOR_JOB_EXTRA_VOLUME_MOUNTS", "OPERATOR_JOB_INIT_CONTAINERS"):
+        monkeypatch.delenv(name)
+    plain = build_stage_job(_attempt(Stage("transcript")), namespace="media", settings=OperatorSettings())
+    assert (
+        "initContainers" not in plain["spec"]["template"]["spec"]
+        and len(plain["spec"]["template"]["spec"]["volumes"]) == 2
+    )

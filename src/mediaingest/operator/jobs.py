@@ -181,6 +181,7 @@ def build_stage_job(attempt: StageAttempt, *, namespace: str, settings: Operator
                 "volumeMounts": [
                     {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH},
                     {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True},
+                    *(dict(item) for item in settings.job_extra_volume_mounts),
                 ],
                 # The failure reason the operator shows: the stage's last words, or its log tail.
                 "terminationMessagePath": TERMINATION_MESSAGE_PATH,
@@ -203,8 +204,11 @@ def build_stage_job(attempt: StageAttempt, *, namespace: str, settings: Operator
                     ]
                 },
             },
+            *(dict(item) for item in settings.job_extra_volumes),
         ],
     }
+    if settings.job_init_containers:
+        pod_spec["initContainers"] = [dict(item) for item in settings.job_init_containers]
     if settings.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
     node_selector = {**settings.node_selector, **config.node_selector}

@@ -109,6 +109,12 @@ class OperatorSettings(BaseSettings):
     }
     job_affinity: dict[str, Any] = {}
     job_extra_env: list[dict[str, Any]] = []  # [{"name": …, "value": …} or valueFrom], after ours
+    # What a stage needs from outside its image, e.g. a larger transcription model: volumes (a PVC, a
+    # ConfigMap), where the stage container mounts them, and init containers that fill them (pod spec
+    # fields as Kubernetes takes them, added after ours).
+    job_extra_volumes: list[dict[str, Any]] = []
+    job_extra_volume_mounts: list[dict[str, Any]] = []
+    job_init_containers: list[dict[str, Any]] = []
     # With Kueue installed: its LocalQueue for stage Jobs. Jobs are then created suspended with the
     # queue label and Kueue admits them (quotas, fair sharing, priorities, preemption).
     kueue_queue_name: str | None = None
