@@ -7,7 +7,7 @@ deletion) reaches it. A later migration that rebuilds asset_metadata on SQLite (
 rename) drops these triggers with the old table: it must create them again (`_SQLITE_TRIGGERS`).
 
 Revision ID: 9c4e1f2a7b58
-Revises: 3f6a2b8c1d47
+Revises: c8a4f2e6b1d3
 Create Date: 2026-12-07 14:30:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "9c4e1f2a7b58"
-down_revision: str | None = "3f6a2b8c1d47"
+down_revision: str | None = "c8a4f2e6b1d3"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -163,7 +163,12 @@ class Settings(BaseSettings):
     waveform_height: int = Field(240, alias="WAVEFORM_HEIGHT")
     spectrogram_width: int = Field(1024, alias="SPECTROGRAM_WIDTH")
     spectrogram_height: int = Field(512, alias="SPECTROGRAM_HEIGHT")
-    transcribe: bool = Field(True, alias="TRANSCRIBE", description="off: the transcript stage does nothing.")
+    transcribe: bool | None = Field(
+        None,
+        alias="TRANSCRIBE",
+        description="off: the transcript stage does nothing. Unset: it transcribes where the `transcribe` extra "
+        "is installed (the embedded default, the speech image) and does nothing elsewhere.",
+    )
     transcribe_model: str = Field(
         "",
         alias="TRANSCRIBE_MODEL",

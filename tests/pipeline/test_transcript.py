@@ -16,6 +16,7 @@ import pytest
 import webvtt
 
 from fixtures.speech import Speech, music_only, silence
+from mediaingest.exceptions import PermanentProcessingError
 from mediaingest.models.enums import MediaType, ProxyType, Stage
 from mediaingest.pipeline import run_stage_function
 from mediaingest.pipeline.captions import (
@@ -174,6 +175,25 @@ def test_transcribe_off_makes_nothing(short_speech: Speech, tmp_path: Path, opti
     off = PipelineOptions(tools=options.tools, transcribe=False)
     result = run_stage_function(Stage("transcript"), short_speech.path, MediaType.AUDIO, None, tmp_path, options=off)
     assert (result.outputs, result.message) == ([], "transcription is off (TRANSCRIBE=off)")
+
+
+def test_without_the_transcribe_extra_the_stage_makes_nothing_unless_asked_to(
+    short_speech: Speech, tmp_path: Path, options: PipelineOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slim stage image has no faster-whisper: unset, the stage is a quick no-op; TRANSCRIBE=on there is a
+    configuration mistake, and says so instead of failing on an import."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "faster_whisper" else real_find_spec(name, *a)
+    )
+    unset = PipelineOptions(tools=options.tools, transcribe=None)
+    result = run_stage_function(Stage("transcript"), short_speech.path, MediaType.AUDIO, None, tmp_path, options=unset)
+    assert (result.outputs, result.message) == ([], "transcription is not installed here (the `transcribe` extra)")
+    on = PipelineOptions(tools=options.tools, transcribe=True)
+    with pytest.raises(PermanentProcessingError, match="the `transcribe` extra"):
+        run_stage_function(Stage("transcript"), short_speech.path, MediaType.AUDIO, None, tmp_path, options=on)
 
 
 def test_the_packaged_model_is_the_pinned_one() -> None:

@@ -24,6 +24,7 @@ from fixtures.page import (
     assert_pinned,
     bearer_token,
     card,
+    look,
     padded_video,
     settled_count,
     sign_in,
@@ -34,31 +35,6 @@ from mediaingest.web import AXE_CORE_SHA256, AXE_CORE_VERSION
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 UPLOAD_BYTES_PER_SECOND = 2 * MIB  # a slow office uplink: a 5 MiB part takes 2.5 s
-
-
-def axe_findings(page: Any, server: LiveServer) -> list[dict[str, Any]]:
-    """axe-core's serious and critical findings on the page as it is now (vendored, loaded from the service)."""
-    if not page.evaluate("() => Boolean(window.axe)"):
-        page.add_script_tag(url=f"{server.url}/ui/vendor/axe.min.js")
-    findings: list[dict[str, Any]] = page.evaluate(
-        """async () => (await axe.run(document, { resultTypes: ["violations"] })).violations
-            .filter((v) => v.impact === "serious" || v.impact === "critical")
-            .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 4).map((n) => n.target.join(" ")) }))"""
-    )
-    return findings
-
-
-def look(page: Any, server: LiveServer, name: str) -> None:
-    """The view at 1280 and 390 px: a screenshot of each, no sideways scrolling, and no axe-core finding."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    for width in (1280, 390):
-        page.set_viewport_size({"width": width, "height": 900})
-        page.wait_for_timeout(150)  # layout settles (the seek bar measures its width)
-        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
-        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        assert overflow <= 0, f"{name} scrolls sideways at {width} px"
-        assert axe_findings(page, server) == [], f"{name} at {width} px"
-    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 class Link:

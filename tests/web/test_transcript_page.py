@@ -11,11 +11,9 @@ import httpx
 import pytest
 
 from fixtures.live_server import LiveServerFactory, wait_until
+from fixtures.page import bearer_token, look, sign_in
 from fixtures.speech import Speech, speech_video
 from fixtures.uploads import upload
-
-from .test_daily_tool import look
-from .test_upload_page import _token, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -36,7 +34,7 @@ def test_captions_show_on_the_player_and_the_transcript_seeks_and_selects(
 
     wait_until(ready, timeout=180, interval=0.2)
     page.route(lambda url: not url.startswith(server.url), lambda route: route.abort())  # no CDN, nothing else
-    sign_in(page, server, _token(headers))
+    sign_in(page, server, bearer_token(headers))
     page.goto(f"{server.url}/assets/{asset_id}")
     viewer = page.locator("#viewer")
     player = viewer.locator("video.player")

@@ -49,7 +49,7 @@ class PipelineOptions:
     peaks_levels: tuple[int, ...] = (256, 1024, 4096)
     peaks_sample_rate: int = 8000
     # --- transcript
-    transcribe: bool = True
+    transcribe: bool | None = None  # None: where the `transcribe` extra is installed
     transcribe_model: str = ""  # a model folder or name; empty: the packaged tiny.en (stages/transcript.py)
     transcribe_language: str | None = None  # None: detected
     # --- bounds (media bombs): pixels a stage may decode at once, checked from the header before any

@@ -15,6 +15,7 @@ so `make run` and the tests work with no network. One model is kept loaded per p
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import threading
 from bisect import bisect_left, bisect_right
@@ -62,8 +63,14 @@ def generate_transcript(
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> StageResult:
-    if not options.transcribe:
+    if options.transcribe is False:
         return StageResult(message="transcription is off (TRANSCRIBE=off)")
+    if importlib.util.find_spec("faster_whisper") is None:
+        if options.transcribe:
+            raise PermanentProcessingError(
+                "TRANSCRIBE is on but this installation has no transcription (the `transcribe` extra)"
+            )
+        return StageResult(message="transcription is not installed here (the `transcribe` extra)")
     if not metadata.has_audio:
         # The Kubernetes operator runs a static plan: this must be a quick, successful no-op.
         return StageResult(message="no audio stream")
