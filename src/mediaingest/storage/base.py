@@ -156,6 +156,11 @@ class Storage(ABC):
     def presign_get(self, bucket: str, key: str, *, expires_in: int, download_name: str | None = None) -> str:
         """A GET URL (Range supported) valid for `expires_in` seconds."""
 
+    def media_location(self, bucket: str, key: str, *, expires_in: int) -> Path | str:
+        """Where ffmpeg reads the object from without downloading it first (it seeks by HTTP range):
+        a signed GET URL, which is a secret to keep out of logs; the file itself on a local store."""
+        return self.presign_get(bucket, key, expires_in=expires_in)
+
     # --- lifecycle ------------------------------------------------------------------------------
     @abstractmethod
     def ensure_buckets(self, buckets: Iterable[str]) -> None:

@@ -470,7 +470,8 @@ def _rendition_result(rendition: Rendition, options: PipelineOptions) -> StageOu
         width=rendition.width,
         height=rendition.height,
         quality=quality,
-        details={"remuxed": rendition.remux, "codec": rendition.codec},
+        # `scrub`: the rung frames on demand are decoded from (`mediaingest.assets.timeline`).
+        details={"remuxed": rendition.remux, "codec": rendition.codec, "scrub": rendition.scrub},
     )
 
 
@@ -501,7 +502,7 @@ def check_renditions(renditions: list[Rendition], metadata: MediaMetadata, optio
                 f"{check.duration_seconds:.3f} s at {metadata.frame_rate} needs {expected:.0f}",
                 details={"proxy": check.rendition.path.name, "frames": check.frames, "expected": round(expected)},
             )
-    source_seconds = _picture_duration(metadata)
+    source_seconds = picture_duration(metadata)
     lengths = [(check.rendition.path.name, check.duration_seconds) for check in checks]
     if source_seconds is not None:
         lengths.append(("source", source_seconds))
@@ -529,7 +530,8 @@ def _measure(rendition: Rendition, options: PipelineOptions) -> RungCheck:
     return RungCheck(rendition, int(stream.get("nb_read_packets") or 0), duration)
 
 
-def _picture_duration(metadata: MediaMetadata) -> float | None:
+def picture_duration(metadata: MediaMetadata) -> float | None:
+    """How long the picture stream lasts (the container may run longer, with its audio)."""
     for stream in (metadata.raw or {}).get("streams", []):
         if f"0:{stream.get('index')}" == video_stream_specifier(metadata):
             seconds = _seconds(stream.get("duration")) or _seconds((stream.get("tags") or {}).get("DURATION"))

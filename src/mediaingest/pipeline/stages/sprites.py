@@ -113,14 +113,14 @@ def storyboard_vtt(placements: list[TilePlacement], grid: SpriteGrid, duration: 
         if number == len(placements) - 1 and duration and duration > start:
             end = duration
         lines += [
-            f"{_timestamp(start)} --> {_timestamp(end)}",
+            f"{vtt_timestamp(start)} --> {vtt_timestamp(end)}",
             f"{place.sheet}#xywh={place.x},{place.y},{grid.tile_width},{grid.tile_height}",
             "",
         ]
     return "\n".join(lines)
 
 
-def _timestamp(seconds: float) -> str:
+def vtt_timestamp(seconds: float) -> str:
     millis = round(seconds * 1000)
     hours, millis = divmod(millis, 3_600_000)
     minutes, millis = divmod(millis, 60_000)
