@@ -18,10 +18,13 @@ from mediaingest.assets.endpoints import router as assets_router
 from mediaingest.assets.events import router as asset_events_router
 from mediaingest.assets.playback import router as playback_router
 from mediaingest.assets.service import AssetService
+from mediaingest.assets.timeline import TimelineService
+from mediaingest.assets.timeline_endpoints import router as timeline_router
 from mediaingest.config import Settings, StorageBackendName
 from mediaingest.db import create_db_engine, create_session_factory
 from mediaingest.dispatch import build_dispatcher
 from mediaingest.logging import configure_logging
+from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.registry import load_stage_modules
 from mediaingest.stage_reports.endpoints import RECORD_PATH as STAGE_RECORD_PATH
 from mediaingest.stage_reports.endpoints import router as stage_reports_router
@@ -68,6 +71,9 @@ def create_app(
     app.state.asset_service = AssetService(
         settings=settings, storage=storage, dispatcher=build_dispatcher(settings, on_work=on_work)
     )
+    app.state.timeline_service = TimelineService(
+        settings=settings, storage=storage, options=PipelineOptions.from_settings(settings)
+    )
     metrics.track_storage_usage(app.state.read_session_factory)
 
     # Added last, so it runs first: the request id and access log cover the 413 answers too.
@@ -80,6 +86,7 @@ def create_app(
     app.include_router(asset_events_router)  # first: /api/assets/events is not an asset id
     app.include_router(assets_router)
     app.include_router(playback_router)
+    app.include_router(timeline_router)
     app.include_router(webhooks_router)
     app.include_router(account_router)
     if not settings.metrics_port:

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from mediaingest.assets.service import AssetService
+from mediaingest.assets.timeline import TimelineService
 from mediaingest.config import Settings
 from mediaingest.db import SessionFactory, session_scope
 from mediaingest.users.auth import Authenticator, Principal
@@ -55,6 +56,10 @@ def get_asset_service(request: Request) -> AssetService:
     return request.app.state.asset_service
 
 
+def get_timeline_service(request: Request) -> TimelineService:
+    return request.app.state.timeline_service
+
+
 _bearer = HTTPBearer(auto_error=False, description="An API token (mi_…) or a JWT from the main product.")
 
 
@@ -80,4 +85,5 @@ async def current_principal(
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 Assets = Annotated[AssetService, Depends(get_asset_service)]
+Timelines = Annotated[TimelineService, Depends(get_timeline_service)]
 AppSettings = Annotated[Settings, Depends(get_settings)]

@@ -40,6 +40,9 @@ class PipelineOptions:
     image_thumbnail_sizes: tuple[int, ...] = (1280, 320)
     image_jpeg_quality: int = 85
     image_webp_quality: int = 80
+    # --- frames on demand (the timeline): stills an editor compares with the footage, so kept sharp
+    frame_jpeg_quality: int = 90
+    frame_webp_quality: int = 90
     # --- audio visuals
     waveform_width: int = 1800
     waveform_height: int = 240

@@ -1,0 +1,424 @@
+"""Pictures for an editor's timeline: any frame on demand, and filmstrips at any zoom.
+
+Both are made on request by the API from files ingestion stored (the scrubbing rung, the source, the
+sprite sheets), kept in storage under the asset's own prefix (so deleting the asset removes them), and
+answered with a signed URL like every other output. A second request for the same picture is a HEAD
+and a signature. The frames themselves come from `mediaingest.pipeline.frames`, which says why they
+are exact.
+
+The service reads the asset in the caller's session (`timeline`) into a plain value, and renders
+outside it: no database connection is held while ffmpeg runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+
+import structlog
+from PIL import Image
+from sqlalchemy.orm import Session
+
+from mediaingest.assets import repository
+from mediaingest.assets.storage_keys import derived_key
+from mediaingest.assets.timeline_schemas import FilmstripOut, FilmstripTile, FrameFormat, FrameOut, PictureSource
+from mediaingest.config import Settings
+from mediaingest.db import utcnow
+from mediaingest.exceptions import (
+    ConflictError,
+    NotFoundError,
+    ObjectNotFoundError,
+    ProcessingError,
+    ValidationFailedError,
+)
+from mediaingest.models import MediaAsset
+from mediaingest.models.enums import MediaType, ProxyType, UploadStatus
+from mediaingest.pipeline.frames import (
+    SCRUB_RUNG,
+    FrameSource,
+    decode_frames,
+    fitted_size,
+    frame_at,
+    frame_time,
+    timeline_frames,
+)
+from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.pipeline.stages.proxies import picture_duration
+from mediaingest.pipeline.timing import rate_text
+from mediaingest.storage.base import Storage
+from mediaingest.users.auth import Principal
+from mediaingest.worker.progression import metadata_of
+
+log = structlog.stdlib.get_logger(__name__)
+
+CACHE_FOLDER = "timeline"  # under the asset's prefix in the processed bucket, beside the stages' folders
+MAX_FILMSTRIP_TILES = 200
+FILMSTRIP_COLUMNS = 10  # as the sprite sheets are laid out
+_CONTENT_TYPES = {"jpg": "image/jpeg", "webp": "image/webp"}
+_RENDER_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A stored video frames can be decoded from."""
+
+    bucket: str
+    key: str
+    width: int
+    height: int
+    kind: PictureSource
+    source: FrameSource
+
+
+@dataclass(frozen=True)
+class SpriteSheetRef:
+    bucket: str
+    key: str
+    first_tile: int  # the number of the sheet's first tile on the whole storyboard
+    tiles: int
+    columns: int
+
+
+@dataclass(frozen=True)
+class SpriteTiles:
+    interval_seconds: float
+    tile_width: int
+    tile_height: int
+    sheets: tuple[SpriteSheetRef, ...]
+
+    @property
+    def count(self) -> int:
+        return sum(sheet.tiles for sheet in self.sheets)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """What one asset's pictures are made from, read from its rows."""
+
+    asset_id: str
+    owner_id: str
+    rate: Fraction
+    frames: int
+    seconds: float
+    display_width: int
+    display_height: int
+    source: Picture
+    scrub_rung: Picture | None
+    sprites: SpriteTiles | None
+
+    def cache_key(self, name: str) -> str:
+        return derived_key(user_id=self.owner_id, asset_id=self.asset_id, stage=CACHE_FOLDER, filename=name)
+
+
+class TimelineService:
+    def __init__(self, *, settings: Settings, storage: Storage, options: PipelineOptions) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.options = options
+        # Each render is one ffmpeg process; a burst of requests queues here rather than overloading the host.
+        self._renders = threading.BoundedSemaphore(max(1, settings.ffmpeg_threads or 2) * 2)
+
+    # --- reading the asset ----------------------------------------------------------------------------
+    def timeline(self, session: Session, principal: Principal, asset_id: str) -> Timeline:
+        """The caller's asset as a Timeline; 404 for another tenant's, 422 when it has no picture, 409 while
+        it is not ingested far enough (not uploaded, or not probed yet)."""
+        asset = repository.get_owned(session, asset_id=asset_id, owner_id=principal.user_id, with_details=True)
+        if asset is None:
+            raise NotFoundError("asset not found")
+        if asset.type != MediaType.VIDEO:
+            raise ValidationFailedError(
+                f"this asset is {asset.type.value.lower()}: only videos have frames", details={"type": asset.type}
+            )
+        if asset.upload_status != UploadStatus.UPLOADED:
+            raise ConflictError(f"the upload is {asset.upload_status.value.lower()}: no frames yet")
+        metadata = metadata_of(asset)
+        if metadata is None:
+            raise ConflictError("the video has not been probed yet: ask again once ingestion has begun")
+        if not metadata.has_video or not metadata.display_width or not metadata.display_height:
+            raise ValidationFailedError("this video has no picture stream", details={"type": asset.type})
+        seconds = picture_duration(metadata)
+        if not metadata.frame_rate or not seconds:
+            raise ConflictError("the video's frame timing is not known yet: ask again once ingestion has begun")
+        rate = Fraction(metadata.frame_rate)
+        source = Picture(
+            bucket=asset.storage_bucket,
+            key=asset.storage_key,
+            width=metadata.display_width,
+            height=metadata.display_height,
+            kind="source",
+            source=FrameSource.of(metadata),
+        )
+        return Timeline(
+            asset_id=asset.id,
+            owner_id=asset.owner_id,
+            rate=rate,
+            frames=timeline_frames(seconds, rate),
+            seconds=seconds,
+            display_width=metadata.display_width,
+            display_height=metadata.display_height,
+            source=source,
+            scrub_rung=_scrub_rung(asset),
+            sprites=_sprite_tiles(asset),
+        )
+
+    # --- one frame ------------------------------------------------------------------------------------
+    def frame(self, timeline: Timeline, *, t: float, width: int | None, fmt: FrameFormat) -> FrameOut:
+        """The frame showing at `t`, `width` wide (default: the scrubbing rung's), from storage when made before."""
+        _check_time("t", t, timeline)
+        rung = timeline.scrub_rung
+        if width is None:
+            width = rung.width if rung is not None else min(timeline.display_width, 640)
+        if not 2 <= width <= timeline.display_width:
+            raise ValidationFailedError(
+                f"width must be between 2 and {timeline.display_width}, the source's displayed width",
+                details={"width": width, "sourceWidth": timeline.display_width},
+            )
+        size = fitted_size(timeline.display_width, timeline.display_height, width=width)
+        frame = min(frame_at(t, timeline.rate), timeline.frames - 1)
+        picture = rung if rung is not None and width <= rung.width else timeline.source
+        key = timeline.cache_key(f"frame-{frame:08d}-{size[0]}x{size[1]}.{fmt}")
+        cached = self._stored(key)
+        if not cached:
+            (image,) = self._decode(picture, [frame], timeline.rate, size)
+            self._store(key, _encode(image, fmt, self.options), _CONTENT_TYPES[fmt])
+            log.info("timeline.frame_rendered", asset_id=timeline.asset_id, frame=frame, source=picture.kind)
+        return FrameOut(
+            url=self._signed(key),
+            expires_at=self._expiry(),
+            content_type=_CONTENT_TYPES[fmt],
+            frame=frame,
+            time=round(frame_time(frame, timeline.rate), 6),
+            frame_rate=rate_text(timeline.rate),
+            width=size[0],
+            height=size[1],
+            decoded_from=picture.kind,
+            cached=cached,
+        )
+
+    # --- filmstrips -----------------------------------------------------------------------------------
+    def filmstrip(
+        self, timeline: Timeline, *, start: float | None, end: float | None, count: int, height: int | None
+    ) -> FilmstripOut:
+        """`count` pictures evenly spaced over [start, end), tile k at start + k·(end − start)/count, in one
+        JPEG: cut from the sprite sheets when they hold a tile for every slot at this height, else decoded."""
+        start = 0.0 if start is None else start
+        end = timeline.seconds if end is None else end
+        _check_time("start", start, timeline)
+        if not (math.isfinite(end) and start < end <= timeline.seconds + 1e-6):
+            raise ValidationFailedError(
+                f"end must be after start and at most {timeline.seconds:.3f} s, the picture's length",
+                details={"start": start, "end": end, "durationSeconds": timeline.seconds},
+            )
+        sprites = timeline.sprites
+        height = height or (sprites.tile_height if sprites else 90)
+        if not 2 <= height <= timeline.display_height:
+            raise ValidationFailedError(
+                f"height must be between 2 and {timeline.display_height}, the source's displayed height",
+                details={"height": height, "sourceHeight": timeline.display_height},
+            )
+        step = (end - start) / count
+        first, last = frame_at(start, timeline.rate), min(frame_at(end, timeline.rate), timeline.frames)
+        if step * timeline.rate < 1 or count > last - first:
+            raise ValidationFailedError(
+                f"count must be at most {max(1, last - first)}: the range holds that many frames",
+                details={"count": count, "frames": last - first},
+            )
+        size = fitted_size(timeline.display_width, timeline.display_height, height=height)
+        if size[0] * size[1] * count > self.options.max_decoded_pixels:
+            raise ValidationFailedError(
+                "the filmstrip would be too large: ask for fewer or smaller tiles",
+                details={"pixels": size[0] * size[1] * count, "maxPixels": self.options.max_decoded_pixels},
+            )
+        times = [start + index * step for index in range(count)]
+        use_sprites = sprites is not None and step >= sprites.interval_seconds and height <= sprites.tile_height
+        if use_sprites:
+            assert sprites is not None
+            numbers = [min(round(t / sprites.interval_seconds), sprites.count - 1) for t in times]
+            shown = [number * sprites.interval_seconds for number in numbers]
+            frames = [min(frame_at(t, timeline.rate), timeline.frames - 1) for t in shown]
+            kind: PictureSource = "sprites"
+            identity = numbers
+        else:
+            frames = [min(frame_at(t, timeline.rate), timeline.frames - 1) for t in times]
+            shown = [frame_time(frame, timeline.rate) for frame in frames]
+            rung = timeline.scrub_rung
+            kind = "scrub_rung" if rung is not None and height <= rung.height else "source"
+            identity = frames
+        columns = min(count, FILMSTRIP_COLUMNS)
+        rows = math.ceil(count / columns)
+        digest = hashlib.sha256(f"{kind}:{size}:{identity}".encode()).hexdigest()[:24]
+        key = timeline.cache_key(f"filmstrip-{digest}.jpg")
+        cached = self._stored(key)
+        if not cached:
+            if use_sprites:
+                assert sprites is not None
+                pictures = self._sprite_pictures(sprites, numbers, size)
+            else:
+                picture = timeline.scrub_rung if kind == "scrub_rung" else timeline.source
+                assert picture is not None
+                images = self._decode(picture, frames, timeline.rate, size)
+                decoded = dict(zip(sorted(set(frames)), images, strict=True))
+                pictures = [decoded[frame] for frame in frames]
+            sheet = Image.new("RGB", (columns * size[0], rows * size[1]))
+            for index, image in enumerate(pictures):
+                row, column = divmod(index, columns)
+                sheet.paste(image, (column * size[0], row * size[1]))
+            self._store(key, _encode(sheet, "jpg", self.options), _CONTENT_TYPES["jpg"])
+            log.info("timeline.filmstrip_rendered", asset_id=timeline.asset_id, count=count, source=kind)
+        tiles = [
+            FilmstripTile(
+                index=index,
+                time=round(shown[index], 6),
+                frame=frames[index],
+                x=(index % columns) * size[0],
+                y=(index // columns) * size[1],
+            )
+            for index in range(count)
+        ]
+        return FilmstripOut(
+            url=self._signed(key),
+            expires_at=self._expiry(),
+            start=start,
+            end=end,
+            count=count,
+            columns=columns,
+            rows=rows,
+            tile_width=size[0],
+            tile_height=size[1],
+            frame_rate=rate_text(timeline.rate),
+            decoded_from=kind,
+            cached=cached,
+            tiles=tiles,
+        )
+
+    def _sprite_pictures(self, sprites: SpriteTiles, numbers: list[int], size: tuple[int, int]) -> list[Image.Image]:
+        sheets: dict[str, Image.Image] = {}
+        pictures = []
+        for number in numbers:
+            sheet = next(s for s in sprites.sheets if s.first_tile <= number < s.first_tile + s.tiles)
+            if sheet.key not in sheets:
+                info = self.storage.head(sheet.bucket, sheet.key)
+                data = self.storage.read_range(sheet.bucket, sheet.key, 0, info.size)
+                sheets[sheet.key] = Image.open(io.BytesIO(data)).convert("RGB")
+            row, column = divmod(number - sheet.first_tile, sheet.columns)
+            x, y = column * sprites.tile_width, row * sprites.tile_height
+            tile = sheets[sheet.key].crop((x, y, x + sprites.tile_width, y + sprites.tile_height))
+            pictures.append(tile if tile.size == size else tile.resize(size, Image.Resampling.LANCZOS))
+        return pictures
+
+    # --- decoding and storing -------------------------------------------------------------------------
+    def _decode(self, picture: Picture, frames: list[int], rate: Fraction, size: tuple[int, int]) -> list[Image.Image]:
+        """The distinct frames, in order, in one ffmpeg run over the stored file (read in place)."""
+        location = self.storage.media_location(
+            picture.bucket, picture.key, expires_in=self.settings.download_url_ttl_seconds
+        )
+        with self._renders:
+            try:
+                return decode_frames(
+                    location,
+                    picture.source,
+                    frames,
+                    rate,
+                    width=size[0],
+                    height=size[1],
+                    tools=self.options.tools,
+                    timeout=_RENDER_TIMEOUT_SECONDS,
+                )
+            except ProcessingError as error:
+                raise _without(str(location), error) from None
+
+    def _stored(self, key: str) -> bool:
+        try:
+            self.storage.head(self.settings.bucket_processed, key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def _store(self, key: str, data: bytes, content_type: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="mediaingest-timeline-") as folder:
+            path = Path(folder) / "picture"
+            path.write_bytes(data)
+            self.storage.upload_file(self.settings.bucket_processed, key, path, content_type=content_type)
+
+    def _signed(self, key: str) -> str:
+        return self.storage.presign_get(
+            self.settings.bucket_processed, key, expires_in=self.settings.download_url_ttl_seconds
+        )
+
+    def _expiry(self) -> datetime:
+        return utcnow() + timedelta(seconds=self.settings.download_url_ttl_seconds)
+
+
+def _check_time(name: str, value: float, timeline: Timeline) -> None:
+    if not math.isfinite(value) or not 0 <= value < timeline.seconds:
+        raise ValidationFailedError(
+            f"{name} must be a number of seconds from 0 to under {timeline.seconds:.3f}, the picture's length",
+            details={name: value if math.isfinite(value) else str(value), "durationSeconds": timeline.seconds},
+        )
+
+
+def _encode(image: Image.Image, fmt: FrameFormat, options: PipelineOptions) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "webp":
+        image.save(buffer, "WEBP", quality=options.frame_webp_quality, method=4)
+    else:
+        # Full-resolution colour (4:4:4): the picture was decoded from 4:2:0 already; halving it again shows.
+        image.save(buffer, "JPEG", quality=options.frame_jpeg_quality, subsampling=0)
+    return buffer.getvalue()
+
+
+def _without(location: str, error: ProcessingError) -> ProcessingError:
+    """The error with a signed input URL taken out of its message and ffmpeg's lines: it is a credential."""
+    if "://" not in location:
+        return error
+    message = error.message.replace(location, "<stored file>")
+    stderr = [line.replace(location, "<stored file>") for line in error.details.get("stderr", [])]
+    return type(error)(message, details={**error.details, "stderr": stderr} if stderr else dict(error.details))
+
+
+def _scrub_rung(asset: MediaAsset) -> Picture | None:
+    """The rung made for scrubbing (a keyframe every second, no B-frames). Rows written before that flag
+    was recorded: the lowest encoded H.264 rung, which is how the proxies pass chooses it."""
+    rungs = [p for p in asset.proxies if p.type == ProxyType.VIDEO and p.width and p.height]
+    flagged = [p for p in rungs if (p.details or {}).get("scrub")]
+    encoded = [p for p in rungs if not (p.details or {}).get("remuxed") and "scrub" not in (p.details or {})]
+    chosen = flagged[0] if flagged else min(encoded, key=lambda p: p.width or 0, default=None)
+    if chosen is None or chosen.width is None or chosen.height is None:
+        return None
+    return Picture(
+        bucket=chosen.storage_bucket,
+        key=chosen.storage_key,
+        width=chosen.width,
+        height=chosen.height,
+        kind="scrub_rung",
+        source=SCRUB_RUNG,
+    )
+
+
+def _sprite_tiles(asset: MediaAsset) -> SpriteTiles | None:
+    rows = sorted(
+        (p for p in asset.proxies if p.type == ProxyType.SPRITE_SHEET and p.details),
+        key=lambda p: int((p.details or {}).get("index", 0)),
+    )
+    if not rows:
+        return None
+    sheets, first = [], 0
+    for row in rows:
+        details = row.details or {}
+        tiles = int(details.get("tiles", 0))
+        sheets.append(SpriteSheetRef(row.storage_bucket, row.storage_key, first, tiles, int(details["columns"])))
+        first += tiles
+    details = rows[0].details or {}
+    return SpriteTiles(
+        interval_seconds=float(details["interval_seconds"]),
+        tile_width=int(details["tile_width"]),
+        tile_height=int(details["tile_height"]),
+        sheets=tuple(sheets),
+    )
