@@ -111,6 +111,8 @@ def test_not_found_is_documented_only_where_an_asset_is_named(spec: dict[str, An
         ("post", "/api/assets/{asset_id}/upload/abort"),
         ("get", "/api/assets/{asset_id}/events"),
         ("get", "/api/assets/{asset_id}/hls/{name}"),
+        ("get", "/api/assets/{asset_id}/frame"),
+        ("get", "/api/assets/{asset_id}/filmstrip"),
     }
 
 
