@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import pipeline, report, resume, seek, transcript, upload_load
+from bench import pipeline, report, resume, seek, timeline, transcript, upload_load
 from bench.service import ROOT
 from bench.sources import Source, ensure_sources
 from bench.upload_load import MB, LoadCase
@@ -78,9 +78,8 @@ def _meta(mode: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short sources, fewer repetitions and clients")
-    parser.add_argument(
-        "--only", choices=["pipeline", "seek", "upload", "resume", "transcript"], help="run one part only"
-    )
+    parts = ["pipeline", "seek", "timeline", "upload", "resume", "transcript"]
+    parser.add_argument("--only", choices=parts, help="run one part only")
     parser.add_argument("--reps", type=int, help="repetitions of every pipeline case (default: by media kind)")
     parser.add_argument("--clients", type=int, help="concurrent upload clients (default 50, quick 10)")
     parser.add_argument("--source", action="append", help="only sources whose name starts with this (repeatable)")
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     mode = "quick" if args.quick else "full"
     results: dict[str, Any] = {"meta": _meta(mode)}
-    if args.only in (None, "pipeline", "seek"):
+    if args.only in (None, "pipeline", "seek", "timeline"):
         log("sources:")
         sources = ensure_sources(args.quick)
         if args.source:
@@ -100,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "seek"):
         log("scrubbing (100 random frames of the lowest rung, before → scrubbing rung):")
         results["seek"] = seek.run(sources, log)
+    if args.only in (None, "timeline"):
+        log("timeline (frames on demand, filmstrips):")
+        results["timeline"] = timeline.run(sources, log)
     if args.only in (None, "pipeline"):
         default_reps = QUICK_REPS if args.quick else FULL_REPS
 

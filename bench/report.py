@@ -224,6 +224,28 @@ def markdown(results: dict[str, Any], comparison: list[str]) -> str:
                 f"| {row['before_bytes'] / 1e6:.2f} / {row['scrub_bytes'] / 1e6:.2f} |"
             )
         lines.append("")
+    pictures = results.get("timeline")
+    if pictures:
+        lines += [
+            "## Timeline: frames on demand and filmstrips (TimelineService, local backend)",
+            "",
+            "Frames at 40 random times from the scrubbing rung (640 wide), first made then served again from "
+            "storage; the floor is ffmpeg starting and writing one frame of a null source; the naive way is one "
+            "ffmpeg input seek into the 1080p source per frame. Filmstrip: 100 tiles 180 high over the whole video "
+            "(decoded in one run), and one tile per sprite interval 90 high, cut from the sprite sheets. Milliseconds.",
+            "",
+            "| source | frame p50 / p95 | cached p50 / p95 | ffmpeg floor | naive frame | filmstrip 100 (cached) "
+            "| naive 100 | from sprites (tiles) |",
+            "|---|---|---|---:|---:|---|---:|---:|",
+        ]
+        for row in pictures:
+            lines.append(
+                f"| {row['source']} | {row['uncached_p50_ms']} / {row['uncached_p95_ms']} "
+                f"| {row['cached_p50_ms']} / {row['cached_p95_ms']} | {row['ffmpeg_floor_p50_ms']} "
+                f"| {row['naive_source_p50_ms']} | {row['filmstrip_100_ms']} ({row['filmstrip_100_cached_ms']}) "
+                f"| {row['naive_filmstrip_100_ms']:.0f} | {row['filmstrip_sprites_ms']} ({row['sprites_count']}) |"
+            )
+        lines.append("")
     uploads = results.get("upload")
     if uploads:
         lines += [

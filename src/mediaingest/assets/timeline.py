@@ -127,46 +127,11 @@ class TimelineService:
 
     # --- reading the asset ----------------------------------------------------------------------------
     def timeline(self, session: Session, principal: Principal, asset_id: str) -> Timeline:
-        """The caller's asset as a Timeline; 404 for another tenant's, 422 when it has no picture, 409 while
-        it is not ingested far enough (not uploaded, or not probed yet)."""
+        """The caller's asset as a Timeline (see `timeline_of`); 404 for another tenant's."""
         asset = repository.get_owned(session, asset_id=asset_id, owner_id=principal.user_id, with_details=True)
         if asset is None:
             raise NotFoundError("asset not found")
-        if asset.type != MediaType.VIDEO:
-            raise ValidationFailedError(
-                f"this asset is {asset.type.value.lower()}: only videos have frames", details={"type": asset.type}
-            )
-        if asset.upload_status != UploadStatus.UPLOADED:
-            raise ConflictError(f"the upload is {asset.upload_status.value.lower()}: no frames yet")
-        metadata = metadata_of(asset)
-        if metadata is None:
-            raise ConflictError("the video has not been probed yet: ask again once ingestion has begun")
-        if not metadata.has_video or not metadata.display_width or not metadata.display_height:
-            raise ValidationFailedError("this video has no picture stream", details={"type": asset.type})
-        seconds = picture_duration(metadata)
-        if not metadata.frame_rate or not seconds:
-            raise ConflictError("the video's frame timing is not known yet: ask again once ingestion has begun")
-        rate = Fraction(metadata.frame_rate)
-        source = Picture(
-            bucket=asset.storage_bucket,
-            key=asset.storage_key,
-            width=metadata.display_width,
-            height=metadata.display_height,
-            kind="source",
-            source=FrameSource.of(metadata),
-        )
-        return Timeline(
-            asset_id=asset.id,
-            owner_id=asset.owner_id,
-            rate=rate,
-            frames=timeline_frames(seconds, rate),
-            seconds=seconds,
-            display_width=metadata.display_width,
-            display_height=metadata.display_height,
-            source=source,
-            scrub_rung=_scrub_rung(asset),
-            sprites=_sprite_tiles(asset),
-        )
+        return timeline_of(asset)
 
     # --- one frame ------------------------------------------------------------------------------------
     def frame(self, timeline: Timeline, *, t: float, width: int | None, fmt: FrameFormat) -> FrameOut:
@@ -354,6 +319,46 @@ class TimelineService:
 
     def _expiry(self) -> datetime:
         return utcnow() + timedelta(seconds=self.settings.download_url_ttl_seconds)
+
+
+def timeline_of(asset: MediaAsset) -> Timeline:
+    """The asset's Timeline, from its rows (metadata and proxies loaded): 422 when it has no picture, 409
+    while it is not ingested far enough (not uploaded, or not probed yet)."""
+    if asset.type != MediaType.VIDEO:
+        raise ValidationFailedError(
+            f"this asset is {asset.type.value.lower()}: only videos have frames", details={"type": asset.type}
+        )
+    if asset.upload_status != UploadStatus.UPLOADED:
+        raise ConflictError(f"the upload is {asset.upload_status.value.lower()}: no frames yet")
+    metadata = metadata_of(asset)
+    if metadata is None:
+        raise ConflictError("the video has not been probed yet: ask again once ingestion has begun")
+    if not metadata.has_video or not metadata.display_width or not metadata.display_height:
+        raise ValidationFailedError("this video has no picture stream", details={"type": asset.type})
+    seconds = picture_duration(metadata)
+    if not metadata.frame_rate or not seconds:
+        raise ConflictError("the video's frame timing is not known yet: ask again once ingestion has begun")
+    rate = Fraction(metadata.frame_rate)
+    source = Picture(
+        bucket=asset.storage_bucket,
+        key=asset.storage_key,
+        width=metadata.display_width,
+        height=metadata.display_height,
+        kind="source",
+        source=FrameSource.of(metadata),
+    )
+    return Timeline(
+        asset_id=asset.id,
+        owner_id=asset.owner_id,
+        rate=rate,
+        frames=timeline_frames(seconds, rate),
+        seconds=seconds,
+        display_width=metadata.display_width,
+        display_height=metadata.display_height,
+        source=source,
+        scrub_rung=_scrub_rung(asset),
+        sprites=_sprite_tiles(asset),
+    )
 
 
 def _check_time(name: str, value: float, timeline: Timeline) -> None:
