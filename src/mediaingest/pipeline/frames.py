@@ -93,6 +93,15 @@ def timeline_frames(picture_seconds: float, rate: Fraction) -> int:
     return max(1, round(Fraction(picture_seconds) * rate))
 
 
+def seek_frame(source: FrameSource, frame: int, rate: Fraction) -> int:
+    """Where to enter the input to decode `frame`: a frame before it, so a time rounded down in a coarse
+    timebase is not dropped by the seek; a second before it when frames of a variable-rate source may
+    last that long; the start when the container's seeks are not exact."""
+    if not source.seek_exact:
+        return 0
+    return max(0, frame - (math.ceil(rate) if source.variable_rate else 1))
+
+
 def group_frames(frames: Sequence[int], rate: Fraction) -> list[list[int]]:
     """Sorted, distinct frames in groups decoded straight through: a gap of more than a second starts a new one."""
     gap = math.ceil(rate)
@@ -113,13 +122,10 @@ def build_frames_command(
     if not wanted:
         raise ValueError("no frames asked for")
     groups = group_frames(wanted, rate) if source.seek_exact else [wanted]
-    # A frame before the group's first, so a time rounded down in a coarse timebase is not dropped by
-    # the seek; a second before it when frames of a variable-rate source may last that long.
-    slack = math.ceil(rate) if source.variable_rate else 1
     graph = FilterGraph()
     inputs: list[FfmpegInput] = []
     for number, group in enumerate(groups):
-        first = max(0, group[0] - slack) if source.seek_exact else 0
+        first = seek_frame(source, group[0], rate)
         # The input ends one frame after the last one wanted (plus one of margin for rounding).
         length = Fraction(group[-1] - first + 2) / rate
         options = ["-t", f"{float(length):.6f}"]

@@ -1,0 +1,289 @@
+"""Frame-exact clips rendered in seconds: a "smart cut" that re-encodes only the frames at each boundary.
+
+A clip [in, out) of an H.264 source at a constant rate is three segments joined end to end:
+
+    head  frames [in, k1)   encoded   from the in point to the first keyframe inside the clip
+    copy  frames [k1, t0)   copied    the source's own packets, untouched (most of a long clip)
+    tail  frames [t0, out)  encoded   from the last keyframe inside the clip (or its leading frames) to out
+
+Open GOPs are why the copy is chosen by packets, not by time: a keyframe that is not an IDR frame has
+"leading" B-frames, shown before it but decoded after it, which refer to the GOP before. So the copy
+starts at k1's packet and drops k1's leading frames (the head encodes them from a full decode), and it
+ends before the last keyframe k2's packet, whose leading frames (t0 ≤ k2) go to the tail. Packets are
+picked by their decode-order number (`noise` bitstream filter), so no timestamp is ever reinterpreted.
+The plan is a pure function of the packet list (`plan_cut`) and is checked to cover every frame once.
+
+Audio is never copied: every track is decoded and trimmed to the sample at in and out, then encoded
+(AAC), so it stays in sync with the picture to the sample whatever its frame size. The source's start
+timecode is shifted to the in point (drop-frame counted as SMPTE 12M counts it).
+
+A source that cannot be copied (another codec, a variable rate, a rate other than its timeline's) is
+encoded whole over [in, out): still frame-exact, only slower.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from mediaingest.exceptions import PermanentProcessingError, ProcessingError
+from mediaingest.pipeline.ffmpeg import FfmpegCommand, FfmpegInput, FfmpegOutput, FilterGraph, filter_spec
+from mediaingest.pipeline.filters import audio_tracks, base_video_filters, video_stream_specifier
+from mediaingest.pipeline.frames import FrameSource, seek_exact, seek_frame
+from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.pipeline.timing import conforms_to_timeline, rate_text
+from mediaingest.pipeline.types import MediaMetadata
+
+# Boundary segments are a few frames that sit next to copied ones: encoded well above proxy quality.
+_BOUNDARY_CRF = 16
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One video packet in decode order, timestamps in the stream's time base."""
+
+    pts: int
+    dts: int
+    key: bool
+
+
+@dataclass(frozen=True)
+class CutPlan:
+    in_frame: int
+    out_frame: int  # exclusive
+    head: tuple[int, int] | None  # frames [a, b) encoded
+    copy_packets: tuple[int, ...]  # decode-order numbers of the packets copied
+    copy_frames: tuple[int, int] | None  # the frames they show, [a, b)
+    tail: tuple[int, int] | None  # frames [a, b) encoded
+
+    @property
+    def frames(self) -> int:
+        return self.out_frame - self.in_frame
+
+    @property
+    def encoded_frames(self) -> int:
+        return sum(segment[1] - segment[0] for segment in (self.head, self.tail) if segment is not None)
+
+
+def plan_cut(packets: list[Packet], time_base: Fraction, rate: Fraction, in_frame: int, out_frame: int) -> CutPlan:
+    """Which frames of [in, out) are encoded and which packets are copied (see the module's docstring)."""
+    if not 0 <= in_frame < out_frame:
+        raise ValueError(f"empty or negative range [{in_frame}, {out_frame})")
+    origin = min(packet.pts for packet in packets)
+
+    def frame_of(packet: Packet) -> int:
+        return round((packet.pts - origin) * time_base * rate)
+
+    whole = CutPlan(in_frame, out_frame, (in_frame, out_frame), (), None, None)
+    keys = [i for i, p in enumerate(packets) if p.key and in_frame <= frame_of(p) <= out_frame]
+    keys.sort(key=lambda i: packets[i].pts)
+    if len(keys) < 2:
+        return whole  # no whole GOP inside the clip: nothing to copy
+    first, last = keys[0], keys[-1]
+    k1 = frame_of(packets[first])
+    start_pts = packets[first].pts
+    copied = tuple(i for i in range(first, last) if packets[i].pts >= start_pts)
+    shown = sorted(frame_of(packets[i]) for i in copied)
+    if not shown or shown != list(range(k1, k1 + len(shown))):
+        return whole  # an unusual reference structure: encode rather than guess
+    t0 = k1 + len(shown)
+    # Everything decoded from k2 on shows at t0 or later; otherwise the copy would miss a frame.
+    if any(frame_of(packets[i]) < t0 for i in range(last, len(packets))):
+        return whole
+    head = (in_frame, k1) if k1 > in_frame else None
+    tail = (t0, out_frame) if out_frame > t0 else None
+    return CutPlan(in_frame, out_frame, head, copied, (k1, t0), tail)
+
+
+def copyable(metadata: MediaMetadata) -> bool:
+    """An H.264 source at a constant rate that is its timeline rate, in a container with packet tables."""
+    return (
+        metadata.video_codec == "h264"
+        and seek_exact(metadata.format_name)
+        and conforms_to_timeline(metadata.fps, metadata.frame_rate, metadata.is_variable_frame_rate)
+    )
+
+
+def read_packets(source: Path, metadata: MediaMetadata, options: PipelineOptions) -> tuple[list[Packet], Fraction]:
+    """The video stream's packets in decode order and its time base (ffprobe, no decoding)."""
+    index = video_stream_specifier(metadata).split(":", 1)[1]
+    found = options.tools.probe(
+        source, extra_args=("-select_streams", index, "-show_entries", "stream=time_base:packet=pts,dts,flags")
+    )
+    time_base = Fraction((found.get("streams") or [{}])[0].get("time_base") or "1/90000")
+    packets = [
+        Packet(int(p["pts"]), int(p.get("dts", p["pts"])), "K" in p.get("flags", ""))
+        for p in found.get("packets", [])
+        if "pts" in p
+    ]
+    return packets, time_base
+
+
+# --- timecode -------------------------------------------------------------------------------------------
+
+
+def shift_timecode(timecode: str, frames: int, rate: Fraction) -> str:
+    """`timecode` moved on by `frames` at `rate` ("01:00:59;28" + 2 at 29.97 → "01:01:00;02": drop-frame
+    skips frame numbers 0 and 1 of every minute but every tenth)."""
+    drop = ";" in timecode
+    nominal = round(rate)
+    hours, minutes, seconds, frame = (int(part) for part in timecode.replace(";", ":").replace(".", ":").split(":"))
+    dropped = 2 * round(rate / Fraction(30000, 1001)) if drop else 0
+    total_minutes = 60 * hours + minutes
+    number = ((total_minutes * 60 + seconds) * nominal + frame) - dropped * (total_minutes - total_minutes // 10)
+    number += frames
+    if drop:
+        per_ten = 10 * 60 * nominal - 9 * dropped
+        per_minute = 60 * nominal - dropped
+        tens, rest = divmod(number, per_ten)
+        extra = 0 if rest < dropped else dropped * ((rest - dropped) // per_minute)
+        number += 9 * dropped * tens + extra
+    frame = number % nominal
+    seconds = number // nominal % 60
+    minutes = number // (nominal * 60) % 60
+    hours = number // (nominal * 3600) % 24
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{';' if drop else ':'}{frame:02d}"
+
+
+# --- commands -------------------------------------------------------------------------------------------
+
+
+def build_encode_command(
+    source: Path, metadata: MediaMetadata, frames: tuple[int, int], rate: Fraction, out: Path
+) -> FfmpegCommand:
+    """Frames [a, b) of the timeline, decoded through the `fps` filter as `frames.py` decodes them, encoded
+    as H.264 in MPEG-TS (parameter sets in band, so segments with different ones join)."""
+    first, end = frames
+    start = seek_frame(FrameSource.of(metadata), first, rate)
+    options = ["-ss", f"{float(start / rate):.6f}"] if start else []
+    options += ["-t", f"{float(Fraction(end - start + 2) / rate):.6f}"]
+    graph = FilterGraph()
+    graph.chain(
+        [video_stream_specifier(metadata)],
+        [
+            *base_video_filters(metadata),
+            filter_spec("fps", rate_text(rate), start_time=0),
+            filter_spec("select", f"between(n,{first - start},{end - start - 1})"),
+            filter_spec("setpts", "N/FRAME_RATE/TB"),
+            filter_spec("format", "yuv420p"),
+        ],
+        ["v"],
+    )
+    encode = ["-map", "[v]", "-frames:v", str(end - first), "-r", rate_text(rate), "-c:v", "libx264"]
+    encode += ["-preset", "veryfast", "-crf", str(_BOUNDARY_CRF), "-profile:v", "high", "-f", "mpegts"]
+    return FfmpegCommand([FfmpegInput(source, options)], [FfmpegOutput(out, encode)], graph)
+
+
+def build_copy_command(source: Path, metadata: MediaMetadata, packets: tuple[int, ...], out: Path) -> FfmpegCommand:
+    """The source's own packets, picked by decode-order number, as Annex B in MPEG-TS with the parameter
+    sets repeated at every keyframe (an open GOP's first kept keyframe is not an IDR frame, which would
+    otherwise get none)."""
+    first, last = packets[0], packets[-1]
+    gaps = sorted(set(range(first, last + 1)) - set(packets))
+    drop = f"not(between(n,{first},{last}))" + "".join(f"+eq(n,{n})" for n in gaps)
+    # Commas inside an option are escaped: the bitstream filter list is comma-separated.
+    bsf = f"noise=drop={drop.replace(',', chr(92) + ',')},h264_mp4toannexb,dump_extra=freq=keyframe"
+    args = ["-map", video_stream_specifier(metadata), "-c:v", "copy", "-bsf:v", bsf, "-f", "mpegts"]
+    return FfmpegCommand([FfmpegInput(source)], [FfmpegOutput(out, args)])
+
+
+def build_join_command(
+    source: Path,
+    metadata: MediaMetadata,
+    playlist: Path,
+    *,
+    in_seconds: float,
+    out_seconds: float,
+    timecode: str | None,
+    out: Path,
+    options: PipelineOptions,
+) -> FfmpegCommand:
+    """The segments (an ffconcat playlist) with every audio track trimmed to the sample, into one MP4."""
+    graph = FilterGraph()
+    maps = ["-map", "0:v:0"]
+    for number, track in enumerate(audio_tracks(metadata)):
+        trim = filter_spec("atrim", start=f"{in_seconds:.6f}", end=f"{out_seconds:.6f}")
+        graph.chain(
+            [track.specifier.replace("0:", "1:", 1)], [trim, filter_spec("asetpts", "PTS-STARTPTS")], [f"a{number}"]
+        )
+        maps += ["-map", f"[a{number}]"]
+    args = [*maps, "-c:v", "copy", "-c:a", "aac", "-b:a", f"{max(options.audio_bitrate_kbps, 192)}k"]
+    if timecode:
+        args += ["-timecode", timecode]
+    args += ["-map_metadata", "-1", "-movflags", "+faststart", "-f", "mp4"]
+    inputs = [FfmpegInput(playlist, ["-f", "concat", "-safe", "0"]), FfmpegInput(source)]
+    return FfmpegCommand(inputs, [FfmpegOutput(out, args)], graph if graph.chains else None)
+
+
+# --- rendering ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClipRender:
+    path: Path
+    plan: CutPlan
+    copied: bool  # some packets were copied (False: the range was encoded whole)
+    timecode: str | None
+
+
+def render_clip(
+    source: Path,
+    metadata: MediaMetadata,
+    *,
+    in_frame: int,
+    out_frame: int,
+    work_dir: Path,
+    options: PipelineOptions,
+    cancel: threading.Event | None = None,
+) -> ClipRender:
+    """Frames [in, out) of the timeline as an MP4 in `work_dir` (see the module's docstring)."""
+    if not metadata.frame_rate:
+        raise PermanentProcessingError("the source's frame rate is unknown: it cannot be cut by frame")
+    rate = Fraction(metadata.frame_rate)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if copyable(metadata):
+        packets, time_base = read_packets(source, metadata, options)
+        plan = plan_cut(packets, time_base, rate, in_frame, out_frame)
+    else:
+        plan = CutPlan(in_frame, out_frame, (in_frame, out_frame), (), None, None)
+
+    def run(command: FfmpegCommand, label: str) -> None:
+        options.tools.run(command, duration_seconds=None, on_progress=None, cancel=cancel,
+                          timeout=options.ffmpeg_deadline(plan.frames / float(rate)), label=label)  # fmt: skip
+
+    segments: list[tuple[Path, int]] = []
+    if plan.head is not None:
+        run(build_encode_command(source, metadata, plan.head, rate, work_dir / "head.ts"), "clip head")
+        segments.append((work_dir / "head.ts", plan.head[1] - plan.head[0]))
+    if plan.copy_frames is not None:
+        run(build_copy_command(source, metadata, plan.copy_packets, work_dir / "copy.ts"), "clip copy")
+        segments.append((work_dir / "copy.ts", plan.copy_frames[1] - plan.copy_frames[0]))
+    if plan.tail is not None:
+        run(build_encode_command(source, metadata, plan.tail, rate, work_dir / "tail.ts"), "clip tail")
+        segments.append((work_dir / "tail.ts", plan.tail[1] - plan.tail[0]))
+    playlist = work_dir / "segments.ffconcat"
+    lines = ["ffconcat version 1.0"]
+    for path, frames in segments:
+        # The exact length of each segment: the join then places the next one at its first frame.
+        lines += [f"file '{path.name}'", f"duration {float(Fraction(frames) / rate):.6f}"]
+    playlist.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    timecode = shift_timecode(metadata.timecode, in_frame, rate) if metadata.timecode else None
+    out = work_dir / "clip.mp4"
+    join = build_join_command(
+        source, metadata, playlist, in_seconds=float(in_frame / rate), out_seconds=float(out_frame / rate),
+        timecode=timecode, out=out, options=options,
+    )  # fmt: skip
+    run(join, "clip join")
+    if not out.is_file() or out.stat().st_size == 0:
+        raise ProcessingError("the clip's join wrote nothing")
+    return ClipRender(out, plan, copied=plan.copy_frames is not None, timecode=timecode)
+
+
+def clip_frames(in_seconds: float, out_seconds: float, rate: Fraction) -> tuple[int, int]:
+    """[in, out) in frames: the frame showing at `in`, up to (not including) the one showing at `out`."""
+    first = math.floor(Fraction(in_seconds) * rate + Fraction(1, 2000))
+    end = math.floor(Fraction(out_seconds) * rate + Fraction(1, 2000))
+    return first, end
