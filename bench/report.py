@@ -235,15 +235,16 @@ def markdown(results: dict[str, Any], comparison: list[str]) -> str:
             "(decoded in one run), and one tile per sprite interval 90 high, cut from the sprite sheets. Milliseconds.",
             "",
             "| source | frame p50 / p95 | cached p50 / p95 | ffmpeg floor | naive frame | filmstrip 100 (cached) "
-            "| naive 100 | from sprites (tiles) |",
-            "|---|---|---|---:|---:|---|---:|---:|",
+            "| naive 100 | from sprites (tiles) | clip (s): smart cut / whole encode |",
+            "|---|---|---|---:|---:|---|---:|---:|---|",
         ]
         for row in pictures:
             lines.append(
                 f"| {row['source']} | {row['uncached_p50_ms']} / {row['uncached_p95_ms']} "
                 f"| {row['cached_p50_ms']} / {row['cached_p95_ms']} | {row['ffmpeg_floor_p50_ms']} "
                 f"| {row['naive_source_p50_ms']} | {row['filmstrip_100_ms']} ({row['filmstrip_100_cached_ms']}) "
-                f"| {row['naive_filmstrip_100_ms']:.0f} | {row['filmstrip_sprites_ms']} ({row['sprites_count']}) |"
+                f"| {row['naive_filmstrip_100_ms']:.0f} | {row['filmstrip_sprites_ms']} ({row['sprites_count']}) "
+                f"| {row.get('clip_seconds', '–')}: {row.get('clip_ms', '–')} / {row.get('clip_full_encode_ms', '–')} |"
             )
         lines.append("")
     uploads = results.get("upload")

@@ -1,10 +1,12 @@
-"""Timeline pictures: a frame on demand (uncached and cached) and a filmstrip of 100 frames, through the
+"""Timeline pictures and clips: a frame on demand (uncached and cached), a filmstrip of 100 frames and a
+10 s frame-exact clip, through the
 production `TimelineService` on the local backend, against baselines measured in the same run:
 
 - ffmpeg's floor: starting ffmpeg and writing one frame of a null source (no file, no decoding);
 - the obvious way to get a frame: ffmpeg with an input seek into the 1080p source, scaling to 640 wide
   and writing a JPEG (one process per frame, as the service does);
-- for the filmstrip, one such process per tile.
+- for the filmstrip, one such process per tile;
+- for the clip, ffmpeg encoding the whole range with the encoder settings the smart cut uses at its edges.
 
 The source is ingested first by the production proxies pass (its scrubbing rung and sprite sheets), and
 the asset's rows are built in memory around the stored files, as the API reads them.
@@ -19,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import fields
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +31,14 @@ from mediaingest.config import Settings
 from mediaingest.models import AssetMetadata, AssetProxy, MediaAsset
 from mediaingest.models.enums import AssetProcessingStatus, MediaType, ProxyType, UploadStatus
 from mediaingest.pipeline.options import PipelineOptions
+from mediaingest.pipeline.smartcut import ClipRender, render_clip
 from mediaingest.pipeline.stages.probe import probe
 from mediaingest.pipeline.stages.proxies import generate_proxies
 from mediaingest.storage.local import LocalStorage
 
 FRAMES = 40
 STRIP = 100
+CLIP_SECONDS = 10.0
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -86,7 +91,8 @@ def run(sources: list[Source], log: Callable[[str], None]) -> list[dict[str, Any
             f"{row['cached_p50_ms']}/{row['cached_p95_ms']} ms cached (ffmpeg floor {row['ffmpeg_floor_p50_ms']}, "
             f"naive seek into the source {row['naive_source_p50_ms']}); filmstrip of {STRIP} "
             f"{row['filmstrip_100_ms']} ms (naive {row['naive_filmstrip_100_ms']:.0f}), "
-            f"{row['sprites_count']} from sprites {row['filmstrip_sprites_ms']} ms"
+            f"{row['sprites_count']} from sprites {row['filmstrip_sprites_ms']} ms; a {row['clip_seconds']} s clip "
+            f"{row['clip_ms']} ms (copied: {row['clip_copied']}) against {row['clip_full_encode_ms']} ms encoded whole"
         )
     return results
 
@@ -123,6 +129,7 @@ def _measure(source: Source, scratch: Path) -> dict[str, Any]:
     sprites = timeline.sprites
     sprite_count = max(1, int(timeline.seconds // sprites.interval_seconds)) if sprites else 1
     sprite_ms = _ms(lambda: service.filmstrip(timeline, start=None, end=None, count=sprite_count, height=90))
+    clip_seconds, clip_ms, encode_ms, copied = _clip(source, timeline.seconds, scratch, options)
     return {
         "source": source.name,
         "rung": f"{timeline.scrub_rung.height if timeline.scrub_rung else '?'}p",
@@ -138,4 +145,29 @@ def _measure(source: Source, scratch: Path) -> dict[str, Any]:
         "sprites_count": sprite_count,
         "filmstrip_sprites_ms": round(sprite_ms, 1),
         "naive_filmstrip_100_ms": round(statistics.median(naive) * STRIP, 1),
+        "clip_seconds": round(clip_seconds, 2),
+        "clip_ms": round(clip_ms, 1),
+        "clip_copied": copied,
+        "clip_full_encode_ms": round(encode_ms, 1),
     }
+
+
+def _clip(source: Source, seconds: float, scratch: Path, options: PipelineOptions) -> tuple[float, float, float, bool]:
+    """A clip of CLIP_SECONDS (or a third of a short source) from 7 frames past a third of the way in, by
+    the smart cut, against ffmpeg encoding the same range whole with the same encoder settings."""
+    metadata = probe(source.path, MediaType.VIDEO, options=options)
+    rate = Fraction(metadata.frame_rate or "30")
+    length = min(CLIP_SECONDS, seconds / 3)
+    in_frame = round(seconds / 3 * rate) + 7
+    out_frame = in_frame + round(length * rate)
+    rendered: list[ClipRender] = []
+    clip_ms = _ms(lambda: rendered.append(render_clip(
+        source.path, metadata, in_frame=in_frame, out_frame=out_frame, work_dir=scratch / "clip", options=options
+    )))  # fmt: skip
+    encode = [
+        "ffmpeg", "-v", "error", "-y", "-ss", f"{float(in_frame / rate):.6f}", "-i", str(source.path),
+        "-t", f"{float((out_frame - in_frame) / rate):.6f}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "16",
+        "-c:a", "aac", str(scratch / "whole.mp4"),
+    ]  # fmt: skip
+    encode_ms = _ms(lambda: subprocess.run(encode, check=True))
+    return float((out_frame - in_frame) / rate), clip_ms, encode_ms, rendered[0].copied
