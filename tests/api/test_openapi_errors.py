@@ -113,6 +113,7 @@ def test_not_found_is_documented_only_where_an_asset_is_named(spec: dict[str, An
         ("get", "/api/assets/{asset_id}/hls/{name}"),
         ("get", "/api/assets/{asset_id}/frame"),
         ("get", "/api/assets/{asset_id}/filmstrip"),
+        ("post", "/api/assets/{asset_id}/clips"),
     }
 
 

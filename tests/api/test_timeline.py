@@ -185,3 +185,71 @@ def test_only_videos_have_frames(
     error = _error(api.get(f"/api/assets/{asset_id}/frame", params={"t": 0}, headers=headers), 422)
     assert error["message"] == "this asset is audio: only videos have frames"
     _error(api.get(f"/api/assets/{asset_id}/filmstrip", headers=headers), 422)
+
+
+def test_a_clip_plays_at_once_then_becomes_a_frame_exact_asset_deleted_with_its_parent(
+    api: TestClient,
+    http: httpx.Client | TestClient,
+    users: Users,
+    backend_settings: Settings,
+    tmp_path: Path,
+) -> None:
+    source = h264_open_gop(tmp_path / "parent.mp4", seconds=SECONDS, noise=True)
+    user_id, headers = users.create()
+    parent_id = upload(api, headers, source, mime_type="video/mp4", http=http)["assetId"]
+    clips_url = f"/api/assets/{parent_id}/clips"
+    with embedded_worker(backend_settings):
+        _wait(
+            lambda: (
+                api.get(f"/api/assets/{parent_id}/status", headers=headers).json()["data"]["processingStatus"]
+                == "READY"
+            ),
+            timeout=120,
+        )
+        for body in ({"start": 3, "end": 2}, {"start": 1, "end": 8.5}, {"start": "1", "end": 2}):
+            _error(api.post(clips_url, json=body, headers=headers), 422)
+        _, stranger = users.create()
+        _error(api.post(clips_url, json={"start": 1, "end": 2}, headers=stranger), 404)
+
+        # In at frame 37, inside the first open GOP; out before frame 187.
+        response = api.post(clips_url, json={"start": 1.48, "end": 7.48, "name": "answer"}, headers=headers)
+        assert response.status_code == 202, response.text
+        created = response.json()["data"]
+        assert (created["inFrame"], created["outFrame"], created["frames"], created["frameRate"]) == (
+            37,
+            187,
+            150,
+            "25/1",
+        )
+        assert created["name"] == "answer.mp4" and created["uploadStatus"] == "PENDING"
+        # At once: the parent's segments holding the range (2 s each: 0–8 s), in and out stated from their start.
+        preview = created["preview"]
+        assert (preview["inOffsetSeconds"], preview["outOffsetSeconds"]) == (pytest.approx(1.48), pytest.approx(7.48))
+        playlist = api.get(preview["hlsUrl"]).text  # served by the API; its segments by storage
+        assert "#EXT-X-START:TIME-OFFSET=1.480000,PRECISE=YES" in playlist and playlist.count("#EXTINF:") == 4
+        segments = [line for line in playlist.splitlines() if line and not line.startswith("#")]
+        assert http.get(segments[-1]).status_code == 200
+
+        clip_id = created["assetId"]
+        _wait(
+            lambda: (
+                api.get(f"/api/assets/{clip_id}/status", headers=headers).json()["data"]["processingStatus"] == "READY"
+            ),
+            timeout=180,
+        )
+    detail = api.get(f"/api/assets/{clip_id}", headers=headers).json()["data"]
+    assert detail["parentId"] == parent_id and detail["clip"]["inFrame"] == 37
+    assert detail["metadata"]["frameCount"] == 150 and detail["type"] == "VIDEO"
+    original = tmp_path / "clip.mp4"
+    original.write_bytes(http.get(detail["downloadUrl"]).content)
+    ours = reference_frames(original, 160, 90)
+    theirs = reference_frames(source, 160, 90)
+    assert len(ours) == 150
+    assert min(ssim([ours[0], ours[-1]], [theirs[37], theirs[186]], 160, 90, tmp_path)) >= 0.98
+
+    assert api.delete(f"/api/assets/{parent_id}", headers=headers).status_code == 200
+    assert api.get(f"/api/assets/{clip_id}", headers=headers).status_code == 404
+    storage = api.app.state.storage  # type: ignore[attr-defined]
+    for bucket in (backend_settings.bucket_processed, backend_settings.bucket_proxies):
+        assert storage.list_keys(bucket, f"assets/{user_id}/{clip_id}/") == []
+    assert storage.list_keys(backend_settings.bucket_incoming, f"uploads/{user_id}/") == []

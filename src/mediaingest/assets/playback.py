@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+from fractions import Fraction
 from typing import Annotated
 
 import structlog
@@ -21,9 +22,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from mediaingest.api.deps import AppSettings, Assets, Db
+from mediaingest.assets.clips import CLIP_PLAYLIST, ClipRange, range_playlist
 from mediaingest.assets.hls_access import check_signature, rewrite_master, rewrite_media
 from mediaingest.assets.schemas import UNKNOWN_ASSET
 from mediaingest.assets.storage_keys import derived_key
+from mediaingest.config import Settings
 from mediaingest.exceptions import NotFoundError, ObjectNotFoundError
 from mediaingest.models import AssetProxy, MediaAsset
 from mediaingest.models.enums import ProxyType
@@ -65,11 +68,13 @@ def hls_playlist(
     assets: Assets,
     expires: Annotated[int, Query(description="From the signed URL in `playback.hlsUrl`.")],
     signature: Annotated[str, Query(max_length=128)],
+    in_frame: Annotated[int | None, Query(alias="inFrame", ge=0, description="clip.m3u8 only")] = None,
+    out_frame: Annotated[int | None, Query(alias="outFrame", ge=1, description="clip.m3u8 only")] = None,
 ) -> Response:
     """A playlist of the asset's HLS, by the signed URL in `playback.hlsUrl` (no Bearer header needed)."""
     structlog.contextvars.bind_contextvars(asset_id=asset_id)
     check_signature(asset_id, expires, signature, settings)
-    if name not in (MASTER_NAME, SUBTITLES_PLAYLIST) and not _MEDIA_PLAYLIST_NAME.match(name):
+    if name not in (MASTER_NAME, SUBTITLES_PLAYLIST, CLIP_PLAYLIST) and not _MEDIA_PLAYLIST_NAME.match(name):
         raise NotFoundError(f"no playlist {name!r}")
     with db.read() as session:
         asset = session.get(MediaAsset, asset_id)
@@ -77,6 +82,7 @@ def hls_playlist(
             raise NotFoundError("asset not found")
         owner_id = asset.owner_id
         captions = _captions_of(asset) if name in (MASTER_NAME, SUBTITLES_PLAYLIST) else None
+        frame_rate = asset.metadata_record.frame_rate if asset.metadata_record else None
     storage = assets.storage
     ttl = max(60, int(expires - time.time()))
     if name == SUBTITLES_PLAYLIST:
@@ -88,6 +94,14 @@ def hls_playlist(
             subtitles_playlist(vtt_url, duration), media_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-store"}
         )
     bucket = settings.bucket_proxies
+    if name == CLIP_PLAYLIST:
+        if in_frame is None or out_frame is None or out_frame <= in_frame or not frame_rate:
+            raise NotFoundError("a clip playlist needs inFrame < outFrame of a probed video")
+        span = ClipRange(in_frame, out_frame, Fraction(frame_rate), None, out_frame)
+        text, _, _ = range_playlist_of(
+            storage, settings, owner_id=owner_id, asset_id=asset_id, span=span, ttl=ttl
+        )
+        return Response(text, media_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-store"})
     key = derived_key(user_id=owner_id, asset_id=asset_id, stage=PROXIES, filename=f"{HLS_DIR}/{name}")
     text = _read_playlist(storage, bucket, key)
     if name == MASTER_NAME:
@@ -118,3 +132,22 @@ def _read_playlist(storage: Storage, bucket: str, key: str) -> str:
     except ObjectNotFoundError:
         raise NotFoundError("this asset has no HLS playlist (yet)") from None
     return storage.read_range(bucket, key, 0, min(info.size, _MAX_PLAYLIST_BYTES)).decode("utf-8", "replace")
+
+
+def range_playlist_of(
+    storage: Storage, settings: Settings, *, owner_id: str, asset_id: str, span: ClipRange, ttl: int
+) -> tuple[str, float, float]:
+    """A clip's range of this asset, accurate to a segment, from its lowest rung (the master lists rungs by
+    bandwidth), every reference signed; and where in and out fall from the playlist's start."""
+    bucket = settings.bucket_proxies
+    folder = derived_key(user_id=owner_id, asset_id=asset_id, stage=PROXIES, filename=HLS_DIR)
+    master = _read_playlist(storage, bucket, f"{folder}/{MASTER_NAME}")
+    rung = next((line for line in master.splitlines() if line and not line.startswith("#")), None)
+    if rung is None:
+        raise NotFoundError("this asset has no HLS rung (yet)")
+    key = f"{folder}/{rung}"
+    rung_folder = key.rsplit("/", 1)[0]
+    return range_playlist(
+        _read_playlist(storage, bucket, key), span,
+        lambda file: storage.presign_get(bucket, f"{rung_folder}/{file}", expires_in=ttl),
+    )  # fmt: skip

@@ -36,6 +36,14 @@ def all_owned(session: Session, *, owner_id: str) -> Sequence[MediaAsset]:
     return session.scalars(query).all()
 
 
+def clips_of(session: Session, asset_id: str) -> Sequence[MediaAsset]:
+    """The clips cut from an asset, oldest first, locked (they are deleted with it)."""
+    query = sa.select(MediaAsset).where(MediaAsset.parent_id == asset_id).order_by(MediaAsset.created_at)
+    if is_postgres(session):
+        query = query.with_for_update()
+    return session.scalars(query).all()
+
+
 def get_for_update(session: Session, asset_id: str) -> MediaAsset | None:
     """For the worker and the operator, which act for the system rather than a tenant."""
     query = sa.select(MediaAsset).where(MediaAsset.id == asset_id)

@@ -315,6 +315,8 @@ class AssetSummary(ApiModel):
     spoken_match: SpokenMatch | None = Field(
         None, description="In a search (`q`): where the asset says the searched words, when it does."
     )
+    parent_id: str | None = Field(None, description="A clip's parent: the asset it was cut from.")
+    clip: dict[str, Any] | None = Field(None, description="A clip's range of its parent: inFrame, outFrame, …")
 
 
 class Playback(ApiModel):

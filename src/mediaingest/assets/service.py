@@ -163,7 +163,7 @@ class AssetService:
         user = repository.lock_user(session, principal.user_id)
         if user is None:  # a token whose user vanished between authentication and here
             raise NotFoundError("user not found")
-        self._check_quota(session, principal, requested=request.file_size)
+        self.check_quota(session, principal, requested=request.file_size)
 
         asset_id = new_id()
         name = sanitize_filename(request.file_name, mime_type=mime_type)
@@ -366,7 +366,8 @@ class AssetService:
             return False
         return True
 
-    def _check_quota(self, session: Session, principal: Principal, *, requested: int) -> None:
+    def check_quota(self, session: Session, principal: Principal, *, requested: int) -> None:
+        """413 when `requested` more bytes would take the user past the plan (the caller holds the user's lock)."""
         limit = self.settings.quota_for(principal.plan)
         stored, reserved = repository.bytes_used(session, owner_id=principal.user_id)
         if stored + reserved + requested > limit:
@@ -666,7 +667,10 @@ class AssetService:
         return len(assets)
 
     def _delete_asset(self, session: Session, asset: MediaAsset) -> None:
-        """Stops its work, then removes its objects in every bucket before the row that points at them."""
+        """Stops its work, then removes its objects in every bucket before the row that points at them.
+        Its clips first: each is an asset with objects of its own."""
+        for clip in repository.clips_of(session, asset.id):
+            self._delete_asset(session, clip)
         self.dispatcher.cancel(session, asset)
         self._delete_upload_objects(asset)
         prefix = derived_prefix(user_id=asset.owner_id, asset_id=asset.id)

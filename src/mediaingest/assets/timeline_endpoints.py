@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, status
 from fastapi.responses import Response
 
-from mediaingest.api.deps import CurrentPrincipal, Db, Timelines
+from mediaingest.api.deps import Assets, CurrentPrincipal, Db, Timelines
+from mediaingest.assets.clips import clip_hls_url, create_clip
+from mediaingest.assets.playback import range_playlist_of
 from mediaingest.assets.schemas import UNKNOWN_ASSET
 from mediaingest.assets.timeline import MAX_FILMSTRIP_TILES
-from mediaingest.assets.timeline_schemas import FilmstripOut, FrameFormat, FrameOut
+from mediaingest.assets.timeline_schemas import (
+    ClipCreated,
+    ClipPreview,
+    ClipRequest,
+    FilmstripOut,
+    FrameFormat,
+    FrameOut,
+)
+from mediaingest.exceptions import NotFoundError
 from mediaingest.pipeline.stages.sprites import vtt_timestamp
 from mediaingest.schemas import UNAUTHENTICATED, Envelope, ErrorEnvelope
 
@@ -79,3 +89,45 @@ def get_filmstrip(
             "",
         ]
     return Response("\n".join(lines), media_type="text/vtt")
+
+
+@router.post(
+    "/{asset_id}/clips",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Envelope[ClipCreated],
+    responses={**_ERRORS, 413: {"model": ErrorEnvelope, "description": "Over the plan's quota"}},
+)
+def create_clip_endpoint(
+    asset_id: str, body: ClipRequest, db: Db, principal: CurrentPrincipal, assets: Assets
+) -> Envelope[ClipCreated]:
+    """A clip of [start, end) as an asset of its own: answered at once with a playlist of the range (accurate
+    to a segment, with the exact in and out), while its frame-exact cut is made and ingested."""
+    structlog.contextvars.bind_contextvars(asset_id=asset_id)
+    with db.write() as session:
+        clip, span = create_clip(session, assets, principal, asset_id, start=body.start, end=body.end, name=body.name)
+        created = ClipCreated(
+            asset_id=clip.id,
+            parent_id=asset_id,
+            name=clip.name,
+            in_frame=span.in_frame,
+            out_frame=span.out_frame,
+            frames=span.out_frame - span.in_frame,
+            frame_rate=f"{span.rate.numerator}/{span.rate.denominator}",
+            in_seconds=round(span.in_seconds, 6),
+            out_seconds=round(span.out_seconds, 6),
+            in_timecode=span.in_timecode,
+            upload_status=clip.upload_status,
+            processing_status=clip.processing_status,
+        )
+        owner_id = clip.owner_id
+    try:
+        _, start, end = range_playlist_of(
+            assets.storage, assets.settings, owner_id=owner_id, asset_id=asset_id, span=span,
+            ttl=assets.settings.download_url_ttl_seconds,
+        )  # fmt: skip
+        created.preview = ClipPreview(
+            hls_url=clip_hls_url(asset_id, span, assets), in_offset_seconds=start, out_offset_seconds=end
+        )
+    except NotFoundError:
+        pass  # the parent has no HLS yet: the clip is still made; its own playback comes with its ingestion
+    return Envelope(data=created)

@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from mediaingest.schemas import ApiModel
+from mediaingest.models.enums import AssetProcessingStatus, UploadStatus
+from mediaingest.schemas import ApiModel, RequestModel
 
 FrameFormat = Literal["jpg", "webp"]
 PictureSource = Literal["scrub_rung", "source", "sprites"]
@@ -50,3 +51,31 @@ class FilmstripOut(ApiModel):
     )
     cached: bool
     tiles: list[FilmstripTile]
+
+
+class ClipRequest(RequestModel):
+    start: float = Field(description="Seconds: the clip starts with the frame showing then.", examples=[12.2])
+    end: float = Field(description="Seconds: the clip ends before the frame showing then.", examples=[20.0])
+    name: str | None = Field(None, min_length=1, max_length=255, examples=["interview answer.mp4"])
+
+
+class ClipPreview(ApiModel):
+    hls_url: str = Field(description="The parent's segments holding the range, signed; plays now.")
+    in_offset_seconds: float = Field(description="Where the clip starts, from the playlist's start: trim to it.")
+    out_offset_seconds: float = Field(description="Where the clip ends, from the playlist's start.")
+
+
+class ClipCreated(ApiModel):
+    asset_id: str = Field(description="The clip: an asset of its own, ingested once its frame-exact cut is made.")
+    parent_id: str
+    name: str
+    in_frame: int
+    out_frame: int = Field(description="Exclusive: the clip holds outFrame − inFrame frames.")
+    frames: int
+    frame_rate: str
+    in_seconds: float
+    out_seconds: float
+    in_timecode: str | None = Field(None, description="The clip's start timecode: the source's, moved to in.")
+    upload_status: UploadStatus
+    processing_status: AssetProcessingStatus
+    preview: ClipPreview | None = Field(None, description="None until the parent has HLS segments.")

@@ -56,6 +56,10 @@ class MediaAsset(Base):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Seconds from the start playable over HLS while the proxies pass runs (the whole length once done).
     playable_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    # A clip is an asset of its own, cut from this one (its parent): deleted with it.
+    parent_id: Mapped[str | None] = mapped_column(sa.ForeignKey("media_assets.id", ondelete="CASCADE"), index=True)
+    # The clip's range of its parent: inFrame, outFrame (exclusive), frameRate, inTimecode.
+    clip: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
