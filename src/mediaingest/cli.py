@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from mediaingest.client.cli import assets_app
+from mediaingest.client.cli import clip as clip_command
 from mediaingest.client.cli import upload as upload_command
 from mediaingest.config import ConfigurationError, Settings
 from mediaingest.models.enums import Plan
@@ -24,6 +25,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
 app.add_typer(assets_app, name="assets")  # the API client: upload, list, show, delete
 app.command("upload")(upload_command)
+app.command("clip")(clip_command)
 
 
 def _fail(message: str) -> NoReturn:

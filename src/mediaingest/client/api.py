@@ -28,6 +28,7 @@ from mediaingest.assets.schemas import (
     UploadUrlRequest,
     UploadUrlResponse,
 )
+from mediaingest.assets.timeline_schemas import ClipCreated
 from mediaingest.client.errors import AmbiguousIdError, ApiError, ClientError, InvalidIdError
 from mediaingest.client.resume import ResumeStore
 from mediaingest.client.transfer import ProgressCallback, Transfer, TransferPlan, md5_of
@@ -261,6 +262,10 @@ class MediaIngestClient:
 
     def delete(self, asset_id: str) -> None:
         self._call("DELETE", f"/api/assets/{asset_id}")
+
+    def create_clip(self, asset_id: str, *, start: float, end: float, name: str | None = None) -> ClipCreated:
+        body: dict[str, Any] = {"start": start, "end": end} | ({"name": name} if name else {})
+        return ClipCreated.model_validate(self._call("POST", f"/api/assets/{asset_id}/clips", json=body))
 
     # --- following ingestion ----------------------------------------------------------------------
     def events(self, asset_id: str) -> Iterator[AssetStatus]:

@@ -382,3 +382,55 @@ def assets_delete(
             typer.echo(f"deleted {full_id}")
     if failed:
         raise typer.Exit(1)
+
+
+def position_seconds(text: str, frame_rate: str | None) -> float:
+    """A place in the asset: seconds ("12.2") or a timecode from its start ("00:00:12:05", frames at the
+    asset's rate; ";" for drop-frame), as the start of that frame in seconds."""
+    from fractions import Fraction
+
+    from mediaingest.pipeline.smartcut import timecode_frames
+
+    if ":" not in text:
+        return float(text)
+    if not frame_rate:
+        raise ValueError("the asset's frame rate is not known yet: give seconds")
+    rate = Fraction(frame_rate)
+    return float(timecode_frames(text, rate) / rate)
+
+
+def clip(
+    asset_id: Annotated[str, typer.Argument(help="The asset id, or its first characters (at least 4).")],
+    in_point: Annotated[str, typer.Option("--in", help="Seconds, or a timecode from the start (00:00:12:05).")],
+    out_point: Annotated[str, typer.Option("--out", help="Seconds, or a timecode; the clip ends before it.")],
+    name: Annotated[str | None, typer.Option("--name", help="The clip's file name.")] = None,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Cut [in, out) of a video into a clip of its own: playable at once, frame-exact once rendered."""
+    from mediaingest.client.errors import AmbiguousIdError, ApiError, InvalidIdError, describe_error
+
+    with _client(server, token) as client:
+        try:
+            detail = client.get(client.resolve_id(asset_id))
+            rate = detail.metadata.frame_rate if detail.metadata else None
+            try:
+                start, end = position_seconds(in_point, rate), position_seconds(out_point, rate)
+            except ValueError as error:
+                typer.echo(f"Error: {error}", err=True)
+                raise typer.Exit(2) from None
+            created = client.create_clip(detail.id, start=start, end=end, name=name)
+        except (ApiError, AmbiguousIdError, InvalidIdError) as error:
+            typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
+            raise typer.Exit(1) from None
+    if json_output:
+        _dump(created.model_dump(mode="json", by_alias=True))
+        return
+    typer.echo(
+        f"clip {created.asset_id} ({created.name}): frames {created.in_frame}–{created.out_frame - 1} "
+        f"({created.frames} at {created.frame_rate}), {created.in_seconds:.3f}–{created.out_seconds:.3f} s"
+        + (f", timecode {created.in_timecode}" if created.in_timecode else "")
+    )
+    if created.preview is not None:
+        typer.echo(f"plays now: {created.preview.hls_url}")

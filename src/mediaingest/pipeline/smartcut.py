@@ -125,16 +125,32 @@ def read_packets(source: Path, metadata: MediaMetadata, options: PipelineOptions
 # --- timecode -------------------------------------------------------------------------------------------
 
 
+def _dropped_per_minute(timecode: str, rate: Fraction) -> int:
+    """Frame numbers drop-frame skips each minute: 2 at 29.97, 4 at 59.94; none without ";"."""
+    return 2 * round(rate / Fraction(30000, 1001)) if ";" in timecode else 0
+
+
+def timecode_frames(timecode: str, rate: Fraction) -> int:
+    """The frames from 00:00:00:00 to `timecode` ("HH:MM:SS:FF", ";" before FF for drop-frame) at `rate`."""
+    parts = timecode.replace(";", ":").replace(".", ":").split(":")
+    if len(parts) != 4 or not all(part.isdigit() for part in parts):
+        raise ValueError(f"not a timecode: {timecode!r} (HH:MM:SS:FF)")
+    hours, minutes, seconds, frame = (int(part) for part in parts)
+    nominal = round(rate)
+    if minutes > 59 or seconds > 59 or frame >= nominal:
+        raise ValueError(f"not a timecode at {float(rate):.3f} fps: {timecode!r}")
+    dropped = _dropped_per_minute(timecode, rate)
+    total_minutes = 60 * hours + minutes
+    return (total_minutes * 60 + seconds) * nominal + frame - dropped * (total_minutes - total_minutes // 10)
+
+
 def shift_timecode(timecode: str, frames: int, rate: Fraction) -> str:
     """`timecode` moved on by `frames` at `rate` ("01:00:59;28" + 2 at 29.97 → "01:01:00;02": drop-frame
     skips frame numbers 0 and 1 of every minute but every tenth)."""
     drop = ";" in timecode
     nominal = round(rate)
-    hours, minutes, seconds, frame = (int(part) for part in timecode.replace(";", ":").replace(".", ":").split(":"))
-    dropped = 2 * round(rate / Fraction(30000, 1001)) if drop else 0
-    total_minutes = 60 * hours + minutes
-    number = ((total_minutes * 60 + seconds) * nominal + frame) - dropped * (total_minutes - total_minutes // 10)
-    number += frames
+    dropped = _dropped_per_minute(timecode, rate)
+    number = timecode_frames(timecode, rate) + frames
     if drop:
         per_ten = 10 * 60 * nominal - 9 * dropped
         per_minute = 60 * nominal - dropped
