@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -270,16 +271,22 @@ def render_clip(
         options.tools.run(command, duration_seconds=None, on_progress=None, cancel=cancel,
                           timeout=options.ffmpeg_deadline(plan.frames / float(rate)), label=label)  # fmt: skip
 
-    segments: list[tuple[Path, int]] = []
+    # The segments are independent: the boundary encodes and the copy run at once (a 2-core pod encodes
+    # head and tail side by side while the copy streams from disk).
+    jobs: list[tuple[FfmpegCommand, str, Path, int]] = []
     if plan.head is not None:
-        run(build_encode_command(source, metadata, plan.head, rate, work_dir / "head.ts"), "clip head")
-        segments.append((work_dir / "head.ts", plan.head[1] - plan.head[0]))
+        head = build_encode_command(source, metadata, plan.head, rate, work_dir / "head.ts")
+        jobs.append((head, "clip head", work_dir / "head.ts", plan.head[1] - plan.head[0]))
     if plan.copy_frames is not None:
-        run(build_copy_command(source, metadata, plan.copy_packets, work_dir / "copy.ts"), "clip copy")
-        segments.append((work_dir / "copy.ts", plan.copy_frames[1] - plan.copy_frames[0]))
+        copy = build_copy_command(source, metadata, plan.copy_packets, work_dir / "copy.ts")
+        jobs.append((copy, "clip copy", work_dir / "copy.ts", plan.copy_frames[1] - plan.copy_frames[0]))
     if plan.tail is not None:
-        run(build_encode_command(source, metadata, plan.tail, rate, work_dir / "tail.ts"), "clip tail")
-        segments.append((work_dir / "tail.ts", plan.tail[1] - plan.tail[0]))
+        tail = build_encode_command(source, metadata, plan.tail, rate, work_dir / "tail.ts")
+        jobs.append((tail, "clip tail", work_dir / "tail.ts", plan.tail[1] - plan.tail[0]))
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        for done in [pool.submit(run, command, label) for command, label, _, _ in jobs]:
+            done.result()
+    segments = [(path, frames) for _, _, path, frames in jobs]
     playlist = work_dir / "segments.ffconcat"
     lines = ["ffconcat version 1.0"]
     for path, frames in segments:
