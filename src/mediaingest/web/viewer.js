@@ -6,6 +6,7 @@ import {
   describeGeometry, describeProcessing, displayGeometry, exifFacts, formatBytes, formatDuration, formatFrameRate,
 } from "./format.js";
 import { watchAsset } from "./events.js";
+import { buildClipper, loadFilmstrip } from "./clipper.js";
 import { buildPlayer, detachHls, loadScrubber, shapePlayer, showEarlyPlayback } from "./player.js";
 import { loadTranscript } from "./transcript.js";
 
@@ -58,7 +59,7 @@ function downloadActions(asset) {
     el("a", { className: "button", href: asset.downloadUrl, download: asset.name, text: "Download original" }), copy, note);
 }
 
-export async function renderResults(container, asset, { at = null } = {}) {
+export async function renderResults(container, asset, { at = null, app = null } = {}) {
   detachHls(container);
   container.replaceChildren();
   const name = asset.originalName || asset.name;
@@ -77,6 +78,14 @@ export async function renderResults(container, asset, { at = null } = {}) {
     const player = buildPlayer(asset, videos, poster, geometry);
     video = media = player.video;
     row.append(player.figure);
+    if (app && asset.type === "VIDEO" && asset.metadata && asset.metadata.frameRate) {
+      // The timeline: a filmstrip of the whole video (a tile seeks there), then in/out and "Make clip".
+      const strip = el("div", { className: "timeline-strip" });
+      player.figure.append(strip, buildClipper({ asset, video, api: app.api, figure: player.figure }));
+      loadFilmstrip({ api: app.api, assetId: asset.id, count: 12, height: 54, video, metadata: asset.metadata })
+        .then((row) => strip.replaceChildren(row))
+        .catch((error) => strip.replaceChildren(el("p", { className: "hint", text: `No filmstrip (${describeError(error)}).` })));
+    }
   } else if (asset.type === "AUDIO" && (byType("AUDIO").length || asset.downloadUrl)) {
     // The first track's AAC proxy plays in every browser; the original (FLAC, WAV…) may not.
     const track = byType("AUDIO").sort((a, b) => (a.details?.track ?? 0) - (b.details?.track ?? 0))[0];
@@ -162,7 +171,7 @@ export function createViewer(app) {
       status().textContent = asset.processingStatus === "FAILED"
         ? `Failed: ${asset.error || "processing failed"}`
         : asset.uploadStatus !== "UPLOADED" ? `Upload ${asset.uploadStatus.toLowerCase()}${asset.error ? `: ${asset.error}` : ""}` : "Ready";
-      await renderResults($("#viewer-body"), asset, { at });
+      await renderResults($("#viewer-body"), asset, { at, app });
     } catch (error) {
       if (!(error instanceof SessionEndedError) && load === view.load) status().textContent = describeError(error);
     }
