@@ -181,6 +181,12 @@ class Settings(BaseSettings):
         pattern=r"^[a-z]{2,3}$",
         description='The spoken language\'s code ("en"), for every asset; unset: detected per asset.',
     )
+    timeline_cache_mb: int = Field(
+        2048,
+        alias="TIMELINE_CACHE_MB",
+        description="Disk the API keeps stored videos on (under DATA_DIR) to decode frames and filmstrips from, "
+        "least recently used first out; the images' ffmpeg reads local files only.",
+    )
     work_dir: Path | None = Field(None, alias="WORK_DIR", description="Per-job temp folders; default system temp.")
     max_decoded_pixels: int = Field(
         50_000_000,

@@ -214,7 +214,8 @@ def render(ctx: StageContext, run: TaskRun) -> None:
         info = ctx.storage.upload_file(target[0], target[1], rendered.path, content_type="video/mp4")
     with session_scope(ctx.session_factory) as session:
         clip = repository.get_for_update(session, clip_id)
-        if clip is None:  # deleted while it rendered: its bytes must not outlive it
+        if clip is None or clip.upload_status != UploadStatus.PENDING:
+            # Deleted (or expired) while it rendered: its bytes must not outlive it.
             ctx.storage.delete(*target)
             raise TaskCancelled("the clip was deleted while it rendered")
         clip.file_size = info.size

@@ -663,7 +663,8 @@ class AssetService:
         """Every asset of a tenant, as DELETE removes each one (a user being deleted); returns how many."""
         assets = repository.all_owned(session, owner_id=owner_id)
         for asset in assets:
-            self._delete_asset(session, asset)
+            if asset.parent_id is None:  # a clip goes with its parent
+                self._delete_asset(session, asset)
         return len(assets)
 
     def _delete_asset(self, session: Session, asset: MediaAsset) -> None:

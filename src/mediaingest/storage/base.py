@@ -156,10 +156,10 @@ class Storage(ABC):
     def presign_get(self, bucket: str, key: str, *, expires_in: int, download_name: str | None = None) -> str:
         """A GET URL (Range supported) valid for `expires_in` seconds."""
 
-    def media_location(self, bucket: str, key: str, *, expires_in: int) -> Path | str:
-        """Where ffmpeg reads the object from without downloading it first (it seeks by HTTP range):
-        a signed GET URL, which is a secret to keep out of logs; the file itself on a local store."""
-        return self.presign_get(bucket, key, expires_in=expires_in)
+    def local_path(self, bucket: str, key: str) -> Path | None:
+        """The object's own file when the store keeps it on this machine (ffmpeg reads it in place); None
+        when it must be downloaded first. ObjectNotFoundError when absent."""
+        return None
 
     # --- lifecycle ------------------------------------------------------------------------------
     @abstractmethod

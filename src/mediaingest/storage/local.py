@@ -326,8 +326,8 @@ class LocalStorage(Storage):
         params[signing.SIGNATURE_PARAM] = signing.sign(self._secret, request)
         return self._url(bucket, key, params)
 
-    def media_location(self, bucket: str, key: str, *, expires_in: int) -> Path | str:
-        """The object's own file: ffmpeg reads it in place (its URL would lead back to this service)."""
+    def local_path(self, bucket: str, key: str) -> Path | None:
+        """The object's own file: ffmpeg reads it in place."""
         object_path, _, _ = self._stat_and_sidecar(bucket, key)
         return object_path
 
