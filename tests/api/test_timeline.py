@@ -240,6 +240,8 @@ def test_a_clip_plays_at_once_then_becomes_a_frame_exact_asset_deleted_with_its_
     detail = api.get(f"/api/assets/{clip_id}", headers=headers).json()["data"]
     assert detail["parentId"] == parent_id and detail["clip"]["inFrame"] == 37
     assert detail["metadata"]["frameCount"] == 150 and detail["type"] == "VIDEO"
+    listed = api.get("/api/assets", params={"parentId": parent_id}, headers=headers).json()["data"]
+    assert [item["id"] for item in listed["items"]] == [clip_id]  # listed under its parent
     original = tmp_path / "clip.mp4"
     original.write_bytes(http.get(detail["downloadUrl"]).content)
     ours = reference_frames(original, 160, 90)

@@ -87,6 +87,16 @@ def test_timecodes_move_on_as_smpte_counts_them() -> None:
     assert shift_timecode("10:00:00:00", 25 * 61 + 3, Fraction(25)) == "10:01:01:03"
 
 
+def test_only_sources_that_reorder_by_two_frames_at_most_are_copied() -> None:
+    def metadata(depth: int) -> MediaMetadata:
+        stream = {"index": 0, "codec_type": "video", "has_b_frames": depth}
+        return MediaMetadata(video_codec="h264", format_name="mov,mp4", fps=25.0, frame_rate="25/1",
+                             is_variable_frame_rate=False, raw={"streams": [stream]})  # fmt: skip
+
+    assert copyable(metadata(0)) and copyable(metadata(2))
+    assert not copyable(metadata(3))  # the joined stream would declare 2 (the first segment's) and lose frames
+
+
 def test_in_and_out_are_the_frames_showing_then() -> None:
     assert clip_frames(12 + 5 / 25, 20.0, Fraction(25)) == (305, 500)
     assert clip_frames(1001 / 30000 * 7, 1.0, NTSC) == (7, 29)

@@ -184,6 +184,9 @@ def list_assets(
             "(full text of the transcript; `spokenMatch` tells where).",
         ),
     ] = None,
+    parent_id: Annotated[
+        str | None, Query(alias="parentId", max_length=36, description="Only the clips cut from this asset.")
+    ] = None,
     sort: Annotated[
         Literal["-createdAt", "createdAt", "name", "-name", "fileSize", "-fileSize"],
         Query(description="Order: newest first by default; `-` in front for descending."),
@@ -196,6 +199,7 @@ def list_assets(
         project_id=project_id,
         id_prefix=id_prefix,
         name_contains=search.strip() if search else None,
+        parent_id=parent_id,
     )
     with db.read() as session:
         summaries, total = assets.list(session, principal, filters=filters, page=page, page_size=page_size, sort=sort)

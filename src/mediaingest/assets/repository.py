@@ -86,9 +86,12 @@ class AssetFilters:
     id_prefix: str | None = None  # the first characters of an id, as people type them from a listing
     # A search as people type it: case-insensitive, anywhere in the name; or said in the asset, as a phrase.
     name_contains: str | None = None
+    parent_id: str | None = None  # the clips cut from this asset
 
     def conditions(self, *, postgres: bool) -> list[sa.ColumnElement[bool]]:
         conditions = []
+        if self.parent_id is not None:
+            conditions.append(MediaAsset.parent_id == self.parent_id)
         if self.name_contains:
             name = sa.func.lower(MediaAsset.original_name)
             matches = name.contains(self.name_contains.lower(), autoescape=True)
