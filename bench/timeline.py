@@ -166,8 +166,8 @@ def _clip(source: Source, seconds: float, scratch: Path, options: PipelineOption
     )))  # fmt: skip
     encode = [
         "ffmpeg", "-v", "error", "-y", "-ss", f"{float(in_frame / rate):.6f}", "-i", str(source.path),
-        "-t", f"{float((out_frame - in_frame) / rate):.6f}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "16",
-        "-c:a", "aac", str(scratch / "whole.mp4"),
+        "-t", f"{float((out_frame - in_frame) / rate):.6f}", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "16",
+        "-x264-params", "bframes=3:b-pyramid=normal", "-c:a", "aac", str(scratch / "whole.mp4"),
     ]  # fmt: skip
     encode_ms = _ms(lambda: subprocess.run(encode, check=True))
     return float((out_frame - in_frame) / rate), clip_ms, encode_ms, rendered[0].copied
