@@ -28,18 +28,21 @@ from mediaingest.assets.media_types import printable_name, sanitize_filename
 from mediaingest.assets.service import AssetService
 from mediaingest.assets.storage_keys import upload_key
 from mediaingest.assets.timeline import timeline_of
+from mediaingest.config import Settings
 from mediaingest.db import new_id, session_scope, utcnow
 from mediaingest.dispatch import build_dispatcher
 from mediaingest.exceptions import NotFoundError, ValidationFailedError
 from mediaingest.models import MediaAsset, Task
 from mediaingest.models.enums import AssetProcessingStatus, MediaType, UploadStatus
+from mediaingest.pipeline.registry import stage_names
 from mediaingest.pipeline.smartcut import clip_frames, render_clip, shift_timecode
 from mediaingest.pipeline.timing import rate_text
 from mediaingest.retry import RetryDecision
 from mediaingest.tasks import queue
-from mediaingest.tasks.registry import STAGES_QUEUE, TaskCancelled, TaskRun, TaskSpec
+from mediaingest.tasks.registry import DEFAULT_QUEUE, STAGES_QUEUE, TaskCancelled, TaskRun, TaskSpec
 from mediaingest.users.auth import Principal
 from mediaingest.worker.progression import metadata_of
+from mediaingest.worker.queue import placement
 
 if TYPE_CHECKING:
     from mediaingest.worker.stage_runner import StageContext
@@ -136,7 +139,7 @@ def create_clip(
     queue.defer(
         session,
         name=RENDER_CLIP,
-        queue=STAGES_QUEUE,
+        queue=render_queue(assets.settings),
         payload={"clipId": clip.id},
         dedupe_key=f"clip:{clip.id}",
         priority=parent.priority.rank,
@@ -145,6 +148,15 @@ def create_clip(
     )
     log.info("clip.created", asset_id=clip.id, parent_id=parent.id, frames=span.out_frame - span.in_frame)
     return clip, span
+
+
+def render_queue(settings: Settings) -> str:
+    """`stages` wherever workers run media work (one machine; Kubernetes with a stage placed on workers);
+    else `default`, the one queue every worker runs when all stages are Kubernetes Jobs (a cut is seconds
+    of work: boundary GOPs and a copy), rather than a task no one would ever claim."""
+    if any(placement(settings, stage) == "worker" for stage in stage_names()):
+        return STAGES_QUEUE
+    return DEFAULT_QUEUE
 
 
 def range_playlist(media_playlist: str, span: ClipRange, sign: Any) -> tuple[str, float, float]:
@@ -239,3 +251,4 @@ def _record_failure(session: Session, task: Task, message: str, decision: RetryD
 
 
 CLIP_RENDER_TASK = TaskSpec(name=RENDER_CLIP, queue=STAGES_QUEUE, function=render, on_failure=_record_failure)
+# (The spec's queue is its usual one; `render_queue` picks where each task is deferred.)
