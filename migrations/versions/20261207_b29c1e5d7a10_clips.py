@@ -1,7 +1,7 @@
 """media_assets.parent_id and .clip: a clip is an asset cut from another, deleted with it
 
 Revision ID: b29c1e5d7a10
-Revises: 3f6a2b8c1d47
+Revises: 9c4e1f2a7b58
 Create Date: 2026-12-07 14:30:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "b29c1e5d7a10"
-down_revision: str | None = "3f6a2b8c1d47"
+down_revision: str | None = "9c4e1f2a7b58"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

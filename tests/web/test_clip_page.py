@@ -10,9 +10,8 @@ import pytest
 
 from fixtures.live_server import LiveServerFactory, wait_until
 from fixtures.media import make_video
+from fixtures.page import bearer_token, sign_in
 from fixtures.uploads import upload
-
-from .test_upload_page import _token, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -32,7 +31,7 @@ def test_in_and_out_keys_make_a_clip_and_the_filmstrip_seeks(
         timeout=120,
     )
     page.route(lambda url: not url.startswith(server.url), lambda route: route.abort())  # nothing from elsewhere
-    sign_in(page, server, _token(headers))
+    sign_in(page, server, bearer_token(headers))
     page.goto(f"{server.url}/assets/{asset_id}")
     tiles = page.locator(".timeline-strip .filmstrip-tile")
     tiles.first.wait_for(state="visible", timeout=30_000)

@@ -98,9 +98,7 @@ def hls_playlist(
         if in_frame is None or out_frame is None or out_frame <= in_frame or not frame_rate:
             raise NotFoundError("a clip playlist needs inFrame < outFrame of a probed video")
         span = ClipRange(in_frame, out_frame, Fraction(frame_rate), None, out_frame)
-        text, _, _ = range_playlist_of(
-            storage, settings, owner_id=owner_id, asset_id=asset_id, span=span, ttl=ttl
-        )
+        text, _, _ = range_playlist_of(storage, settings, owner_id=owner_id, asset_id=asset_id, span=span, ttl=ttl)
         return Response(text, media_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-store"})
     key = derived_key(user_id=owner_id, asset_id=asset_id, stage=PROXIES, filename=f"{HLS_DIR}/{name}")
     text = _read_playlist(storage, bucket, key)
