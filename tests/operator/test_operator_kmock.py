@@ -98,6 +98,12 @@ async def test_a_video_goes_to_ready_with_nine_objects_and_few_writes_and_every_
         await eventually(lambda: _processing(k8s_server, headers, asset_id) == "READY", "READY in the API")
         await eventually(lambda: operator.phase(name) == "Ready", "Ready on the MediaAsset")
         await eventually(kubelet.finished, "every pod to end")
+
+        def finished_label() -> str | None:  # written by the patch that follows the Ready status
+            labels = ((operator.obj("mediaassets", name) or {}).get("metadata") or {}).get("labels") or {}
+            return labels.get(naming.LABEL_FINISHED)
+
+        await eventually(lambda: finished_label() == "true", "the finished label")
         ready = operator.obj("mediaassets", name)
         assert ready is not None
         validate_resource(ready)

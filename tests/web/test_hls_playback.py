@@ -82,7 +82,7 @@ def test_the_page_plays_the_video_before_it_is_ready(
         timeout=30_000,
     )
     # The player's bar: the timecode where the video is, and a rendition switch over the HLS levels.
-    timecode = viewer.locator(".timecode")
+    timecode = viewer.get_by_label("Timecode")
     wait_until(lambda: re.fullmatch(r"00:00:\d\d:\d\d", timecode.inner_text()) is not None, timeout=10)
     rendition = viewer.locator("select.rendition")
     wait_until(lambda: rendition.locator("option").all_inner_texts() == ["Auto", "360p", "720p"], timeout=10)
