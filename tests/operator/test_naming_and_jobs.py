@@ -155,6 +155,28 @@ def test_stage_job_options_and_per_stage_scheduling_from_settings(kube_validate)
     assert "runtimeClassName" not in thumbnails["spec"]["template"]["spec"]
 
 
+def test_a_stage_named_in_stage_images_runs_in_its_own_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As the chart renders it: one JSON object in OPERATOR_STAGE_IMAGES.
+    monkeypatch.setenv("OPERATOR_WORKER_IMAGE", "registry.example/mediaingest-stage:1")
+    monkeypatch.setenv("OPERATOR_STAGE_IMAGES", '{"transcript": "registry.example/mediaingest-speech:1"}')
+    settings = OperatorSettings()
+    images = {
+        stage: build_stage_job(attempt_of(Stage(stage)), namespace="ns", settings=settings)["spec"]["template"]["spec"][
+            "containers"
+        ][0]["image"]
+        for stage in stage_names()
+    }
+    assert images.pop("transcript") == "registry.example/mediaingest-speech:1"
+    assert set(images.values()) == {"registry.example/mediaingest-stage:1"}
+
+
+def test_stage_images_naming_no_registered_stage_are_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="transcripts"):
+        OperatorSettings(stage_images={"transcripts": "registry.example/mediaingest-speech:1"})
+
+
 @pytest.mark.parametrize(
     ("quantity", "value"),
     [("2Gi", 2 * 2**30), ("768Mi", 768 * 2**20), ("1.5Ki", 1536), ("500m", "0.5"), ("2", 2), (2, 2),

@@ -50,6 +50,20 @@ whatever the tag points at later), else repository:tag, the tag defaulting to th
 {{- include "mediaingest.imageRef" (dict "image" .Values.image.stage "appVersion" .Chart.AppVersion) }}
 {{- end }}
 
+{{/* The transcript Jobs' image (mediaingest-speech), with transcribe.enabled. */}}
+{{- define "mediaingest.speechImage" -}}
+{{- include "mediaingest.imageRef" (dict "image" .Values.image.speech "appVersion" .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The operator's OPERATOR_STAGE_IMAGES: the stages whose Jobs run in an image other than the stage image. */}}
+{{- define "mediaingest.stageImages" -}}
+{{- $images := dict }}
+{{- if .Values.transcribe.enabled }}
+{{- $_ := set $images "transcript" (include "mediaingest.speechImage" .) }}
+{{- end }}
+{{- $images | toJson }}
+{{- end }}
+
 {{- define "mediaingest.configName" -}}
 {{- include "mediaingest.fullname" . }}
 {{- end }}

@@ -142,7 +142,7 @@ def build_stage_job(attempt: StageAttempt, *, namespace: str, settings: Operator
         "containers": [
             {
                 "name": naming.CONTAINER_NAME,
-                "image": settings.worker_image,
+                "image": settings.image_for(attempt.stage),
                 "imagePullPolicy": settings.image_pull_policy,
                 "command": ["mediaingest"],
                 "args": [

@@ -85,6 +85,9 @@ class OperatorSettings(BaseSettings):
 
     # --- the stage Jobs ------------------------------------------------------------------------
     worker_image: str = "mediaingest:latest"
+    # A stage whose code needs more than the stage image (`OPERATOR_STAGE_IMAGES`, JSON {stage: image}), e.g.
+    # the transcript stage in mediaingest-speech; a stage not named runs in `worker_image`.
+    stage_images: dict[Stage, str] = {}
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     image_pull_secrets: list[str] = []
     job_config_map_name: str = "mediaingest"  # envFrom: pipeline options, bucket names (no secrets in it)
@@ -167,6 +170,16 @@ class OperatorSettings(BaseSettings):
     def _no_user(cls, value: Any) -> Any:
         # The chart renders a null runAsUser as the text "null" (an environment variable is a string).
         return None if isinstance(value, str) and value.strip().lower() in ("", "null", "none") else value
+
+    @field_validator("stage_images", mode="before")
+    @classmethod
+    def _registered_stages(cls, value: Any) -> Any:
+        # A stage the registry does not know is refused by name (UnknownStageError), never silently unused.
+        return {stage_named(key): image for key, image in value.items()} if isinstance(value, dict) else value
+
+    def image_for(self, stage: Stage) -> str:
+        """The image a Job of `stage` runs."""
+        return self.stage_images.get(stage) or self.worker_image
 
     @field_validator("stages", mode="before")
     @classmethod
