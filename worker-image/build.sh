@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the two OCI images with no container daemon, as root on Debian (what `make image` runs):
+# Builds the three OCI images with no container daemon, as root on Debian (what `make image` runs):
 #
-#   mediaingest        API, operator and worker: Debian's Python, our ffmpeg, the `server` extra's wheels
-#   mediaingest-stage  what `mediaingest run-stage` needs: the same Python and ffmpeg, the core wheels only
+#   mediaingest         API, operator and worker: Debian's Python, our ffmpeg, the `server` extra's wheels
+#   mediaingest-stage   what `mediaingest run-stage` needs: the same Python and ffmpeg, the core wheels only
+#   mediaingest-speech  the stage image plus one layer, the `transcribe` extra's wheels and model, for the
+#                       transcript stage's Jobs only (~300 MB that no other stage pulls)
 #
 # Inputs are pinned: Debian packages at the versions in worker-image/debian-*.lock, ffmpeg's Debian source
 # package at the version in worker-image/ffmpeg-source.lock built with worker-image/ffmpeg-configure.flags,
@@ -12,7 +14,7 @@
 #   worker-image/build.sh            build (reuses the ffmpeg build while its inputs are unchanged)
 #   worker-image/build.sh --relock   resolve the Debian packages afresh and rewrite the lock files
 #
-# Output in $IMAGE_DIR (default .cache/image): oci/ (one layout, both images as tags, shared layers
+# Output in $IMAGE_DIR (default .cache/image): oci/ (one layout, the images as tags, shared layers
 # stored once), <image>.packages.txt (dpkg and pip, with versions) and <image>.digest, beside it.
 set -euo pipefail
 
@@ -187,6 +189,23 @@ python_layers() { # <image> <requirement>
 	(cd "$deps$SITE" && $PIP list --path . --format=freeze 2>/dev/null) >"$LAYERS/$image.pip"
 }
 
+# 5. The speech image's one layer of its own: the `transcribe` extra installed over the core wheels, less every
+# file the stage image's Python layer already has (the same pinned wheels, so the same bytes: checked).
+speech_layer() {
+	local layer=$LAYERS/mediaingest-speech-python stage=$LAYERS/mediaingest-stage-python path
+	python_layers mediaingest-speech "$1"
+	rm -rf "$LAYERS/mediaingest-speech-app" # the stage image's app layer is shared
+	while IFS= read -r -d '' path; do
+		if [ -L "$stage/$path" ]; then
+			[ "$(readlink "$stage/$path")" = "$(readlink "$layer/$path")" ]
+		else
+			cmp -s "$stage/$path" "$layer/$path"
+		fi || die "$path differs between the stage and the speech installs"
+		rm -f "$layer/$path"
+	done < <(cd "$stage" && find . ! -type d -print0)
+	find "$layer" -mindepth 1 -depth -type d -empty -delete
+}
+
 main_app_files() {
 	local app=$LAYERS/mediaingest-app
 	mkdir -p "$app/app"
@@ -245,6 +264,7 @@ main() {
 	python_layers mediaingest "$wheel[server]"
 	main_app_files
 	python_layers mediaingest-stage "$wheel"
+	speech_layer "$wheel[transcribe]"
 
 	log "packing layers"
 	pack "$LAYERS/debian" "$LAYERS/debian.tar" "$DEBIAN_EPOCH"
@@ -254,17 +274,20 @@ main() {
 		pack "$LAYERS/$image-python" "$LAYERS/$image-python.tar" "$PYTHON_EPOCH"
 		pack "$LAYERS/$image-app" "$LAYERS/$image-app.tar" "$SOURCE_DATE_EPOCH"
 	done
+	pack "$LAYERS/mediaingest-speech-python" "$LAYERS/mediaingest-speech-python.tar" "$PYTHON_EPOCH"
 	rm -rf "$OCI" && umoci init --layout "$OCI"
 	oci_image mediaingest /app mediaingest,serve,--host,0.0.0.0,--port,8000 \
 		"$LAYERS"/{debian,ffmpeg,mediaingest-python,mediaingest-app}.tar
 	oci_image mediaingest-stage /tmp mediaingest,--help \
 		"$LAYERS"/{debian,ffmpeg,mediaingest-stage-python,mediaingest-stage-app}.tar
+	oci_image mediaingest-speech /tmp mediaingest,--help \
+		"$LAYERS"/{debian,ffmpeg,mediaingest-stage-python,mediaingest-stage-app,mediaingest-speech-python}.tar
 	umoci gc --layout "$OCI"
-	for image in mediaingest mediaingest-stage; do
+	for image in mediaingest mediaingest-stage mediaingest-speech; do
 		{ echo "# $image $VERSION: Debian packages (dpkg)"; cat "$LAYERS/debian.dpkg"
 			echo "# Python packages (pip)"; cat "$LAYERS/$image.pip"; } >"$IMAGE_DIR/$image.packages.txt"
 	done
-	python3 "$HERE/oci_report.py" "$OCI" "$LAYERS" mediaingest mediaingest-stage
+	python3 "$HERE/oci_report.py" "$OCI" "$LAYERS" mediaingest mediaingest-stage mediaingest-speech
 	log "built in $((SECONDS - started)) s; the OCI layout is $OCI (podman/skopeo: oci:$OCI:mediaingest)"
 }
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.stage_image import MAIN_IMAGE, OCI_LAYOUT, STAGE_IMAGE, ImagePod, image_config, unpack
+from fixtures.stage_image import MAIN_IMAGE, OCI_LAYOUT, SPEECH_IMAGE, STAGE_IMAGE, ImagePod, image_config, unpack
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -40,6 +40,11 @@ def _image_pod(tmp_path_factory: pytest.TempPathFactory, image: str) -> ImagePod
 @pytest.fixture(scope="session")
 def stage_image(tmp_path_factory: pytest.TempPathFactory) -> ImagePod:
     return _image_pod(tmp_path_factory, STAGE_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def speech_image(tmp_path_factory: pytest.TempPathFactory) -> ImagePod:
+    return _image_pod(tmp_path_factory, SPEECH_IMAGE)
 
 
 @pytest.fixture(scope="session")
