@@ -20,7 +20,7 @@ help:
 	@echo "make lint   — ruff, mypy on src/ (every def typed, pydantic plugin) and import-linter (the layers)"
 	@echo "make lock   — upgrade the Python dependencies and record them in constraints.txt"
 	@echo "make bench  — benchmarks in bench/ (make bench-quick for a short run; make bench-k8s: the operator at load)"
-	@echo "make image  — the two OCI images, no Docker daemon (worker-image/); make image-test smoke-tests them"
+	@echo "make image  — the three OCI images, no Docker daemon (worker-image/); make image-test smoke-tests them"
 	@echo "make helm-lint, make e2e-kind — Kubernetes (docs/kubernetes.md)"
 
 $(STAMP): pyproject.toml constraints.txt

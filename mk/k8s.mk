@@ -6,10 +6,11 @@
 #                      chart's values (tests fail when they differ)
 #   make helm-lint     helm lint --strict and helm template of charts/mediaingest
 #   make chart-readme  write the chart README's values table from values.schema.json (tests fail when they differ)
-#   make image         build the two OCI images with no daemon (worker-image/build.sh): mediaingest and
-#                      mediaingest-stage, into .cache/image/oci; prints sizes, layers and digests
+#   make image         build the three OCI images with no daemon (worker-image/build.sh): mediaingest,
+#                      mediaingest-stage and mediaingest-speech, into .cache/image/oci; prints sizes, layers
+#                      and digests
 #   make image-relock  the same, resolving the Debian packages afresh (rewrites worker-image/*.lock)
-#   make image-test    the smoke test of the built stage image (tests/image/, marker `image`)
+#   make image-test    the smoke tests of the built images (tests/image/, marker `image`)
 #   make image-docker  the same content with a Docker daemon (worker-image/Dockerfile), for e2e-kind
 #   make e2e-kind      kind cluster + image + PostgreSQL/MinIO + chart, then the `cluster` tests
 #   make e2e-kind-down delete that kind cluster
@@ -28,6 +29,7 @@ KIND ?= kind
 KIND_CLUSTER ?= mediaingest-e2e
 E2E_IMAGE ?= mediaingest:e2e
 E2E_STAGE_IMAGE ?= mediaingest-stage:e2e
+E2E_SPEECH_IMAGE ?= mediaingest-speech:e2e
 E2E_NAMESPACE ?= mediaingest
 E2E_RELEASE ?= mediaingest
 E2E_KUBECONFIG ?= $(CURDIR)/.cache/kind-$(KIND_CLUSTER).kubeconfig
@@ -73,6 +75,7 @@ image-test: system-deps postgres $(STAMP)
 image-docker:
 	$(DOCKER) build -f worker-image/Dockerfile --target mediaingest -t $(E2E_IMAGE) .
 	$(DOCKER) build -f worker-image/Dockerfile --target mediaingest-stage -t $(E2E_STAGE_IMAGE) .
+	$(DOCKER) build -f worker-image/Dockerfile --target mediaingest-speech -t $(E2E_SPEECH_IMAGE) .
 
 e2e-kind: helm kubectl image-docker
 	@mkdir -p .cache
@@ -81,7 +84,7 @@ e2e-kind: helm kubectl image-docker
 	else \
 		$(KIND) export kubeconfig --name $(KIND_CLUSTER) --kubeconfig $(E2E_KUBECONFIG); \
 	fi
-	$(KIND) load docker-image $(E2E_IMAGE) $(E2E_STAGE_IMAGE) --name $(KIND_CLUSTER)
+	$(KIND) load docker-image $(E2E_IMAGE) $(E2E_STAGE_IMAGE) $(E2E_SPEECH_IMAGE) --name $(KIND_CLUSTER)
 	KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) create namespace $(E2E_NAMESPACE) --dry-run=client -o yaml \
 		| KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) apply -f -
 	KUBECONFIG=$(E2E_KUBECONFIG) $(KUBECTL) -n $(E2E_NAMESPACE) apply -f mk/e2e/dependencies.yaml
@@ -93,6 +96,8 @@ e2e-kind: helm kubectl image-docker
 		--set image.repository=$(firstword $(subst :, ,$(E2E_IMAGE))) --set image.tag=$(lastword $(subst :, ,$(E2E_IMAGE))) \
 		--set image.stage.repository=$(firstword $(subst :, ,$(E2E_STAGE_IMAGE))) \
 		--set image.stage.tag=$(lastword $(subst :, ,$(E2E_STAGE_IMAGE))) \
+		--set image.speech.repository=$(firstword $(subst :, ,$(E2E_SPEECH_IMAGE))) \
+		--set image.speech.tag=$(lastword $(subst :, ,$(E2E_SPEECH_IMAGE))) \
 		--wait --timeout 10m
 	KUBECONFIG=$(E2E_KUBECONFIG) E2E_NAMESPACE=$(E2E_NAMESPACE) E2E_RELEASE=$(E2E_RELEASE) E2E_KUBECTL=$(CURDIR)/$(KUBECTL) \
 		E2E_HELM=$(CURDIR)/$(HELM) \

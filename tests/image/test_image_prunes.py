@@ -6,7 +6,7 @@
   are how botocore gets credentials from IRSA and from profiles).
 - the speech image's sympy, mpmath, hf_xet and onnxruntime's model tools: the transcript stage, run here on
   speech, never imports them. PyAV stays, because importing faster_whisper imports it (checked too: the day
-  it no longer does, av's 76 MB can go).
+  it no longer does, av's 80 MB can go).
 """
 
 from __future__ import annotations
