@@ -7,6 +7,7 @@ earlier build may hold older code than the work tree.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -22,11 +23,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         reason = "image tests run with make image-test (MEDIAINGEST_IMAGE_TESTS=1)"
     elif not (OCI_LAYOUT / "index.json").exists():
         reason = f"no OCI layout at {OCI_LAYOUT}: run make image"
+    elif missing := {MAIN_IMAGE, STAGE_IMAGE, SPEECH_IMAGE} - _tags(OCI_LAYOUT):
+        reason = f"{OCI_LAYOUT} has no {', '.join(sorted(missing))} (built before it was added): run make image"
     elif os.geteuid() != 0 or not shutil.which("umoci") or not shutil.which("unshare"):
         reason = "needs root, umoci and unshare"
     for item in items:
         if reason and item.get_closest_marker("image"):
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _tags(layout: Path) -> set[str]:
+    index = json.loads((layout / "index.json").read_text())
+    return {m.get("annotations", {}).get("org.opencontainers.image.ref.name", "") for m in index["manifests"]}
 
 
 def _image_pod(tmp_path_factory: pytest.TempPathFactory, image: str) -> ImagePod:
