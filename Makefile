@@ -10,6 +10,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 PORT ?= 8000
 HOST ?= 127.0.0.1
+# Test files run in parallel, one per worker at a time: one worker per core, at most 4 (each holds its own
+# PostgreSQL database and connections; PostgreSQL allows 100).
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
 .PHONY: run test lint format lock bench bench-quick bench-k8s system-deps browser-deps postgres clean help
@@ -68,7 +71,7 @@ test: system-deps browser-deps node-deps postgres $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	node --test tests/web/js/
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Benchmarks (bench/, never collected by pytest): ratios against ffmpeg's floor and the naive ladder, upload
 # load. Sources are generated once into bench/.cache/; results go to bench/results/. BENCH_ARGS passes options.

@@ -20,7 +20,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: playwright's sync API keeps an event loop running in the main thread while
+# it is open, and the asyncio tests that a parallel worker runs after a page module need none running.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     executable = next((path for path in CHROMIUM_CANDIDATES if os.path.exists(path)), None)
     if executable is None:
