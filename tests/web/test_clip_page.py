@@ -10,7 +10,7 @@ import pytest
 
 from fixtures.live_server import LiveServerFactory, wait_until
 from fixtures.media import make_video
-from fixtures.page import bearer_token, sign_in
+from fixtures.page import bearer_token, look, sign_in
 from fixtures.uploads import upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -51,6 +51,7 @@ def test_in_and_out_keys_make_a_clip_and_the_filmstrip_seeks(
     band = page.locator(".scrub-bar .clip-range")
     assert band.evaluate("(b) => [b.style.left, b.style.width]") == ["20%", "54.6667%"]  # 1.2 s to 4.48 s of 6 s
     page.locator(".clip-preview .filmstrip-tile").first.wait_for(state="visible", timeout=30_000)
+    look(page, server, "asset-timeline")  # 1280 and 390 px: no sideways scrolling, no axe-core finding
     page.get_by_role("button", name="Make clip").click()
     status = page.locator(".clip-status")
     status.get_by_text("Clip made").wait_for(timeout=30_000)

@@ -117,6 +117,35 @@ class Timeline:
         return derived_key(user_id=self.owner_id, asset_id=self.asset_id, stage=CACHE_FOLDER, filename=name)
 
 
+@dataclass(frozen=True)
+class _FilmstripPlan:
+    """Which picture each tile shows, and where it comes from."""
+
+    kind: PictureSource
+    frames: list[int]  # each tile's frame at the timeline rate
+    shown: list[float]  # the time each tile shows
+    sprite_numbers: list[int] | None  # the sprite tiles, when cut from the sheets
+
+    @property
+    def identity(self) -> list[int]:
+        return self.sprite_numbers if self.sprite_numbers is not None else self.frames
+
+    @classmethod
+    def of(cls, timeline: Timeline, *, start: float, step: float, count: int, height: int) -> _FilmstripPlan:
+        times = [start + index * step for index in range(count)]
+        sprites = timeline.sprites
+        last_frame = timeline.frames - 1
+        if sprites is not None and step >= sprites.interval_seconds and height <= sprites.tile_height:
+            numbers = [min(round(t / sprites.interval_seconds), sprites.count - 1) for t in times]
+            shown = [number * sprites.interval_seconds for number in numbers]
+            frames = [min(frame_at(t, timeline.rate), last_frame) for t in shown]
+            return cls("sprites", frames, shown, numbers)
+        frames = [min(frame_at(t, timeline.rate), last_frame) for t in times]
+        rung = timeline.scrub_rung
+        kind: PictureSource = "scrub_rung" if rung is not None and height <= rung.height else "source"
+        return cls(kind, frames, [frame_time(frame, timeline.rate) for frame in frames], None)
+
+
 class TimelineService:
     def __init__(self, *, settings: Settings, storage: Storage, options: PipelineOptions) -> None:
         self.settings = settings
@@ -178,73 +207,26 @@ class TimelineService:
         JPEG: cut from the sprite sheets when they hold a tile for every slot at this height, else decoded."""
         start = 0.0 if start is None else start
         end = timeline.seconds if end is None else end
-        _check_time("start", start, timeline)
-        if not (math.isfinite(end) and start < end <= timeline.seconds + 1e-6):
-            raise ValidationFailedError(
-                f"end must be after start and at most {timeline.seconds:.3f} s, the picture's length",
-                details={"start": start, "end": end, "durationSeconds": timeline.seconds},
-            )
-        sprites = timeline.sprites
-        height = height or (sprites.tile_height if sprites else 90)
-        if not 2 <= height <= timeline.display_height:
-            raise ValidationFailedError(
-                f"height must be between 2 and {timeline.display_height}, the source's displayed height",
-                details={"height": height, "sourceHeight": timeline.display_height},
-            )
-        step = (end - start) / count
-        first, last = frame_at(start, timeline.rate), min(frame_at(end, timeline.rate), timeline.frames)
-        if step * timeline.rate < 1 or count > last - first:
-            raise ValidationFailedError(
-                f"count must be at most {max(1, last - first)}: the range holds that many frames",
-                details={"count": count, "frames": last - first},
-            )
-        size = fitted_size(timeline.display_width, timeline.display_height, height=height)
-        if size[0] * size[1] * count > self.options.max_decoded_pixels:
-            raise ValidationFailedError(
-                "the filmstrip would be too large: ask for fewer or smaller tiles",
-                details={"pixels": size[0] * size[1] * count, "maxPixels": self.options.max_decoded_pixels},
-            )
-        times = [start + index * step for index in range(count)]
-        use_sprites = sprites is not None and step >= sprites.interval_seconds and height <= sprites.tile_height
-        if use_sprites:
-            assert sprites is not None
-            numbers = [min(round(t / sprites.interval_seconds), sprites.count - 1) for t in times]
-            shown = [number * sprites.interval_seconds for number in numbers]
-            frames = [min(frame_at(t, timeline.rate), timeline.frames - 1) for t in shown]
-            kind: PictureSource = "sprites"
-            identity = numbers
-        else:
-            frames = [min(frame_at(t, timeline.rate), timeline.frames - 1) for t in times]
-            shown = [frame_time(frame, timeline.rate) for frame in frames]
-            rung = timeline.scrub_rung
-            kind = "scrub_rung" if rung is not None and height <= rung.height else "source"
-            identity = frames
+        height = height or (timeline.sprites.tile_height if timeline.sprites else 90)
+        size = self._filmstrip_size(timeline, start=start, end=end, count=count, height=height)
+        plan = _FilmstripPlan.of(timeline, start=start, step=(end - start) / count, count=count, height=height)
         columns = min(count, FILMSTRIP_COLUMNS)
         rows = math.ceil(count / columns)
-        digest = hashlib.sha256(f"{kind}:{size}:{identity}".encode()).hexdigest()[:24]
+        digest = hashlib.sha256(f"{plan.kind}:{size}:{plan.identity}".encode()).hexdigest()[:24]
         key = timeline.cache_key(f"filmstrip-{digest}.jpg")
         cached = self._stored(key)
         if not cached:
-            if use_sprites:
-                assert sprites is not None
-                pictures = self._sprite_pictures(sprites, numbers, size)
-            else:
-                picture = timeline.scrub_rung if kind == "scrub_rung" else timeline.source
-                assert picture is not None
-                images = self._decode(picture, frames, timeline.rate, size)
-                decoded = dict(zip(sorted(set(frames)), images, strict=True))
-                pictures = [decoded[frame] for frame in frames]
             sheet = Image.new("RGB", (columns * size[0], rows * size[1]))
-            for index, image in enumerate(pictures):
+            for index, image in enumerate(self._filmstrip_pictures(timeline, plan, size)):
                 row, column = divmod(index, columns)
                 sheet.paste(image, (column * size[0], row * size[1]))
             self._store(key, _encode(sheet, "jpg", self.options), _CONTENT_TYPES["jpg"])
-            log.info("timeline.filmstrip_rendered", asset_id=timeline.asset_id, count=count, source=kind)
+            log.info("timeline.filmstrip_rendered", asset_id=timeline.asset_id, count=count, source=plan.kind)
         tiles = [
             FilmstripTile(
                 index=index,
-                time=round(shown[index], 6),
-                frame=frames[index],
+                time=round(plan.shown[index], 6),
+                frame=plan.frames[index],
                 x=(index % columns) * size[0],
                 y=(index // columns) * size[1],
             )
@@ -261,10 +243,49 @@ class TimelineService:
             tile_width=size[0],
             tile_height=size[1],
             frame_rate=rate_text(timeline.rate),
-            decoded_from=kind,
+            decoded_from=plan.kind,
             cached=cached,
             tiles=tiles,
         )
+
+    def _filmstrip_size(
+        self, timeline: Timeline, *, start: float, end: float, count: int, height: int
+    ) -> tuple[int, int]:
+        """A tile's size, once the range, the height and the count are shown to be possible (else a 422)."""
+        _check_time("start", start, timeline)
+        if not (math.isfinite(end) and start < end <= timeline.seconds + 1e-6):
+            raise ValidationFailedError(
+                f"end must be after start and at most {timeline.seconds:.3f} s, the picture's length",
+                details={"start": start, "end": end, "durationSeconds": timeline.seconds},
+            )
+        if not 2 <= height <= timeline.display_height:
+            raise ValidationFailedError(
+                f"height must be between 2 and {timeline.display_height}, the source's displayed height",
+                details={"height": height, "sourceHeight": timeline.display_height},
+            )
+        first, last = frame_at(start, timeline.rate), min(frame_at(end, timeline.rate), timeline.frames)
+        if (end - start) / count * timeline.rate < 1 or count > last - first:
+            raise ValidationFailedError(
+                f"count must be at most {max(1, last - first)}: the range holds that many frames",
+                details={"count": count, "frames": last - first},
+            )
+        size = fitted_size(timeline.display_width, timeline.display_height, height=height)
+        if size[0] * size[1] * count > self.options.max_decoded_pixels:
+            raise ValidationFailedError(
+                "the filmstrip would be too large: ask for fewer or smaller tiles",
+                details={"pixels": size[0] * size[1] * count, "maxPixels": self.options.max_decoded_pixels},
+            )
+        return size
+
+    def _filmstrip_pictures(self, timeline: Timeline, plan: _FilmstripPlan, size: tuple[int, int]) -> list[Image.Image]:
+        if plan.sprite_numbers is not None:
+            assert timeline.sprites is not None
+            return self._sprite_pictures(timeline.sprites, plan.sprite_numbers, size)
+        picture = timeline.scrub_rung if plan.kind == "scrub_rung" else timeline.source
+        assert picture is not None
+        images = self._decode(picture, plan.frames, timeline.rate, size)
+        decoded = dict(zip(sorted(set(plan.frames)), images, strict=True))
+        return [decoded[frame] for frame in plan.frames]
 
     def _sprite_pictures(self, sprites: SpriteTiles, numbers: list[int], size: tuple[int, int]) -> list[Image.Image]:
         sheets: dict[str, Image.Image] = {}

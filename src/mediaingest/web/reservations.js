@@ -5,6 +5,8 @@ import { ApiError, describeError, SessionEndedError } from "./errors.js";
 import { formatBytes, formatDate } from "./format.js";
 
 export function createReservations(app) {
+  let listed = []; // the unfinished uploads the last refresh found
+
   async function refresh() {
     if (!app.session.token()) return;
     let page;
@@ -14,10 +16,22 @@ export function createReservations(app) {
       if (!(error instanceof SessionEndedError)) console.warn("unfinished uploads unavailable", error);
       return;
     }
+    listed = page.items;
+    render();
+  }
+
+  /** A card on this page took the upload (its file chosen again): no longer someone else's, at once. */
+  function forget(assetId) {
+    if (!listed.some((asset) => asset.id === assetId)) return;
+    listed = listed.filter((asset) => asset.id !== assetId);
+    render();
+  }
+
+  function render() {
     // What this page holds itself (cards, and uploads Golden Retriever brought back after a reload) is not listed.
     const here = app.uploads.heldAssetIds();
     for (const card of document.querySelectorAll("#uploads .upload[data-asset-id]")) here.add(card.dataset.assetId);
-    const held = page.items.filter((asset) => !here.has(asset.id));
+    const held = listed.filter((asset) => !here.has(asset.id));
     const reserved = held.reduce((sum, asset) => sum + asset.fileSize, 0);
     $("#reservations").hidden = held.length === 0;
     const one = held.length === 1;
@@ -45,5 +59,5 @@ export function createReservations(app) {
         release);
     }));
   }
-  return { refresh };
+  return { refresh, forget };
 }

@@ -129,7 +129,10 @@ export function createUploads(app) {
   function attach(uppy, card, file) {
     state.cards.set(file.id, card);
     card.dataset.fileId = file.id;
-    if (file.meta.assetId) card.dataset.assetId = file.meta.assetId;
+    if (file.meta.assetId) {
+      card.dataset.assetId = file.meta.assetId;
+      app.reservations?.forget(file.meta.assetId);
+    }
     card.dataset.multipart = usesParts(file.size) ? String(Math.ceil(file.size / partSizeOf(uppy, file))) : "";
     const act = (action) => () => (action === "retry" ? retryNow(uppy, file.id) : action === "cancel" ? uppy.removeFile(file.id) : uppy.pauseResume(file.id));
     $(".pause", card).onclick = act("pause");
