@@ -325,6 +325,18 @@ def assets_list(
     out.print(table)
 
 
+@contextmanager
+def _failing_on(asset_id: str) -> Iterator[None]:
+    """What the API or the id lookup refuses ends the command in one line naming the id (exit 1)."""
+    from mediaingest.client.errors import AmbiguousIdError, ApiError, InvalidIdError, describe_error
+
+    try:
+        yield
+    except (ApiError, AmbiguousIdError, InvalidIdError) as error:
+        typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
+        raise typer.Exit(1) from None
+
+
 @assets_app.command("show")
 def assets_show(
     asset_id: Annotated[str, typer.Argument(help="The asset id, or its first characters (at least 4).")],
@@ -333,14 +345,8 @@ def assets_show(
     json_output: JsonOutput = False,
 ) -> None:
     """One asset: its metadata and derived files (with signed download URLs under --json)."""
-    from mediaingest.client.errors import AmbiguousIdError, ApiError, InvalidIdError, describe_error
-
-    with _client(server, token) as client:
-        try:
-            detail = client.get(client.resolve_id(asset_id))
-        except (ApiError, AmbiguousIdError, InvalidIdError) as error:
-            typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
-            raise typer.Exit(1) from None
+    with _client(server, token) as client, _failing_on(asset_id):
+        detail = client.get(client.resolve_id(asset_id))
     if json_output:
         _dump(detail.model_dump(mode="json", by_alias=True))
         return
@@ -409,21 +415,15 @@ def clip(
     json_output: JsonOutput = False,
 ) -> None:
     """Cut [in, out) of a video into a clip of its own: playable at once, frame-exact once rendered."""
-    from mediaingest.client.errors import AmbiguousIdError, ApiError, InvalidIdError, describe_error
-
-    with _client(server, token) as client:
+    with _client(server, token) as client, _failing_on(asset_id):
+        detail = client.get(client.resolve_id(asset_id))
+        rate = detail.metadata.frame_rate if detail.metadata else None
         try:
-            detail = client.get(client.resolve_id(asset_id))
-            rate = detail.metadata.frame_rate if detail.metadata else None
-            try:
-                start, end = position_seconds(in_point, rate), position_seconds(out_point, rate)
-            except ValueError as error:
-                typer.echo(f"Error: {error}", err=True)
-                raise typer.Exit(2) from None
-            created = client.create_clip(detail.id, start=start, end=end, name=name)
-        except (ApiError, AmbiguousIdError, InvalidIdError) as error:
-            typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
-            raise typer.Exit(1) from None
+            start, end = position_seconds(in_point, rate), position_seconds(out_point, rate)
+        except ValueError as error:
+            typer.echo(f"Error: {error}", err=True)
+            raise typer.Exit(2) from None
+        created = client.create_clip(detail.id, start=start, end=end, name=name)
     if json_output:
         _dump(created.model_dump(mode="json", by_alias=True))
         return
