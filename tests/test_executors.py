@@ -26,10 +26,10 @@ from fixtures.live_server import LiveServer, LiveServerFactory
 from fixtures.media import make_video
 from fixtures.operator import Operator, eventually, running
 from fixtures.uploads import upload
+from mediaingest.catalog import embedded_worker
 from mediaingest.models import IngestionJob, MediaAsset, Task, WebhookDelivery
 from mediaingest.operator import naming
 from mediaingest.operator.settings import OperatorSettings
-from mediaingest.worker.loop import embedded_worker
 
 pytestmark = pytest.mark.slow
 

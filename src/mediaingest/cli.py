@@ -187,7 +187,7 @@ def serve(
     if not embedded_worker:
         _serve_ports(create_app(settings), settings)
         return
-    from mediaingest.worker.loop import embedded_worker as run_embedded_worker
+    from mediaingest.catalog import embedded_worker as run_embedded_worker
 
     with run_embedded_worker(settings) as local_worker:
         _serve_ports(create_app(settings, on_work=local_worker.wake), settings)
@@ -246,6 +246,7 @@ def worker(
 
     from prometheus_client import start_http_server
 
+    from mediaingest.catalog import REGISTRY
     from mediaingest.logging import configure_logging
     from mediaingest.worker.loop import Worker
 
@@ -256,7 +257,10 @@ def worker(
         start_http_server(port, addr=settings.host)
     try:
         runner = Worker.from_settings(
-            settings, concurrency=concurrency, queues=[name.strip() for name in queues.split(",") if name.strip()]
+            settings,
+            tasks=REGISTRY,
+            concurrency=concurrency,
+            queues=[name.strip() for name in queues.split(",") if name.strip()],
         )
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--queues") from None
@@ -278,7 +282,7 @@ def run_stage(
     """
     from mediaingest.logging import configure_logging
     from mediaingest.pipeline.registry import UnknownStageError, load_stage_modules, stage_named
-    from mediaingest.worker.one_shot import run_one_stage
+    from mediaingest.stage_reports.one_shot import run_one_stage
 
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)

@@ -1,10 +1,16 @@
-"""Handing a confirmed asset to the task queue, whichever executor runs it.
+"""Putting an asset's stages on the task queue, whichever executor runs them.
 
-Both executors start the same way, in the confirm transaction: the probe's IngestionJob row and its
-task, whose queue follows the stage's placement (`worker.queue.stage_queue`). Under
-`EXECUTOR=kubernetes` one more task asks the operator to create the asset's MediaAsset, the record
-`kubectl get mediaassets` shows; nothing talks to Kubernetes inside the transaction. The worker
-enqueues the rest of the plan once the probe says what the media is, as it does on one machine.
+Every stage of an asset is one IngestionJob row (what users see) and one `stages.run` task (what a runner
+claims), created together in the caller's transaction. The task's queue says which runner takes it:
+`stages` for a worker's stage processes, `stage-jobs` for the Kubernetes operator (a Job per attempt), by
+the stage's placement (`stage_queue`). Either way the same claim, retry policy and transitions apply; only
+what runs the attempt differs.
+
+An upload starts the same way under both executors, in the confirm transaction (`Dispatcher.dispatch`):
+the probe's row and task. Under `EXECUTOR=kubernetes` one more task asks the operator to create the
+asset's MediaAsset, the record `kubectl get mediaassets` shows; nothing talks to Kubernetes inside the
+transaction. The worker enqueues the rest of the plan once the probe says what the media is, as it does
+on one machine.
 """
 
 from __future__ import annotations
@@ -15,9 +21,83 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mediaingest.config import ExecutorName, Settings
-from mediaingest.models import MediaAsset
-from mediaingest.pipeline.registry import PROBE
-from mediaingest.worker.queue import cancel_jobs, enqueue_publish, enqueue_stage
+from mediaingest.models import IngestionJob, MediaAsset
+from mediaingest.models.enums import Stage
+from mediaingest.models.job import log_entry
+from mediaingest.pipeline.registry import PROBE, Placement, job_type_for, spec_for, stage_names
+from mediaingest.tasks import queue
+from mediaingest.tasks.registry import KUBERNETES_QUEUE, STAGE_JOBS_QUEUE, STAGES_QUEUE
+
+RUN_STAGE = "stages.run"
+PUBLISH_ASSET = "mediaassets.publish"  # the operator creates the asset's MediaAsset (EXECUTOR=kubernetes)
+
+
+def stage_task_key(asset_id: str, stage: Stage) -> str:
+    return f"stage:{asset_id}:{stage}"
+
+
+def placement(settings: Settings, stage: Stage) -> Placement:
+    """Where the stage runs: always the worker on one machine; under Kubernetes, its placement."""
+    if settings.executor != ExecutorName.KUBERNETES:
+        return "worker"
+    return settings.stage_placement.get(stage, spec_for(stage).placement)
+
+
+def stage_queue(settings: Settings, stage: Stage) -> str:
+    return STAGE_JOBS_QUEUE if placement(settings, stage) == "job" else STAGES_QUEUE
+
+
+def enqueue_stage(session: Session, *, asset: MediaAsset, stage: Stage, settings: Settings) -> IngestionJob:
+    """The stage's task and its job row, together; doing it twice is harmless (both are found by their keys,
+    and a stage that ran keeps its one task, finished or not)."""
+    job = session.scalar(
+        sa.select(IngestionJob).where(IngestionJob.asset_id == asset.id, IngestionJob.type == job_type_for(stage))
+    )
+    if job is not None:
+        return job
+    task = queue.defer(
+        session,
+        name=RUN_STAGE,
+        queue=stage_queue(settings, stage),
+        payload={"assetId": asset.id, "stage": stage},
+        dedupe_key=stage_task_key(asset.id, stage),
+        priority=asset.priority.rank,
+        max_attempts=settings.job_max_attempts,
+        tenant=asset.owner_id,
+    )
+    job = IngestionJob(
+        asset_id=asset.id,
+        type=job_type_for(stage),
+        task_id=task.id,
+        priority=asset.priority,
+        logs=[log_entry("job.enqueued", stage=stage)],
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def publish_key(asset_id: str) -> str:
+    return f"publish:{asset_id}"
+
+
+def enqueue_publish(session: Session, *, asset: MediaAsset) -> None:
+    """The operator's task to create the asset's MediaAsset: in the confirm transaction, like its stages."""
+    queue.defer(
+        session,
+        name=PUBLISH_ASSET,
+        queue=KUBERNETES_QUEUE,
+        payload={"assetId": asset.id},
+        dedupe_key=publish_key(asset.id),
+        priority=asset.priority.rank,
+    )
+
+
+def cancel_jobs(session: Session, *, asset_id: str) -> int:
+    """Cancels the asset's unfinished tasks; a runner holding one notices at its next heartbeat."""
+    return queue.cancel(
+        session, dedupe_keys=[publish_key(asset_id), *(stage_task_key(asset_id, stage) for stage in stage_names())]
+    )
 
 
 class Dispatcher:

@@ -21,11 +21,11 @@ from conftest import SettingsFactory, Users
 from fixtures.live_server import wait_until
 from fixtures.s3 import MotoS3Server, settings_on
 from fixtures.uploads import put_bytes, request_upload
+from mediaingest.catalog import embedded_worker
 from mediaingest.config import MIB, Settings
 from mediaingest.db import utcnow
 from mediaingest.exceptions import ObjectNotFoundError
 from mediaingest.models import MediaAsset
-from mediaingest.worker.loop import embedded_worker
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -22,8 +22,8 @@ from fixtures.s3 import MotoS3Server
 from fixtures.timeline_media import h264_open_gop, reference_frames, rgb, ssim
 from fixtures.uploads import upload
 from mediaingest.assets.storage_keys import derived_prefix
+from mediaingest.catalog import embedded_worker
 from mediaingest.config import Settings
-from mediaingest.worker.loop import embedded_worker
 
 pytestmark = pytest.mark.slow
 

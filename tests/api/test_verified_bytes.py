@@ -17,9 +17,9 @@ from fixtures.s3 import MotoS3Server, settings_on
 from fixtures.uploads import put_bytes, request_upload
 from mediaingest.api import create_app
 from mediaingest.assets import repository
+from mediaingest.catalog import embedded_worker
 from mediaingest.config import Settings
 from mediaingest.exceptions import PermanentProcessingError
-from mediaingest.worker.loop import embedded_worker
 from mediaingest.worker.stage_runner import _verify_checksum
 
 

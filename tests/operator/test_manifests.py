@@ -316,7 +316,7 @@ def test_the_chart_runs_a_worker_for_deliveries_and_sweeps_and_stages_only_where
     """By default every stage is a Job and the worker runs the default queue (webhooks, the sweep); the
     scale profile places the light stages on workers, which KEDA scales on the queue's stage tasks."""
     from mediaingest.config import Settings
-    from mediaingest.worker.queue import stage_queue
+    from mediaingest.dispatch import stage_queue
 
     deployments = {d["metadata"]["name"]: d for d in by_kind(render(helm, tmp_path), "Deployment")}
     worker = deployments["media-release-mediaingest-worker"]

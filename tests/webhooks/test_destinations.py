@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from conftest import SettingsFactory, Users
 from mediaingest.api import create_app
+from mediaingest.catalog import REGISTRY
 from mediaingest.db import session_scope
 from mediaingest.models import WebhookDelivery, WebhookDeliveryStatus
 from mediaingest.webhooks.delivery import new_delivery
@@ -127,7 +128,9 @@ def test_delivery_connects_to_the_address_it_checked(
                                 payload={"x": 1}, max_attempts=3)  # fmt: skip
         delivery_id = delivery.id
     lookups.clear()
-    runner = Worker.from_settings(make_settings(webhook_allow_private_networks=True), queues=["default"])
+    runner = Worker.from_settings(
+        make_settings(webhook_allow_private_networks=True), tasks=REGISTRY, queues=["default"]
+    )
     assert runner.run_due() == 1
     assert lookups == ["rebind.test"]  # resolved once for the attempt
     assert hosts == [f"rebind.test:{port}"]

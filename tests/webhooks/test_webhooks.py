@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from conftest import SettingsFactory, Users
 from fixtures.live_server import LiveServerFactory, wait_for_status, wait_until
 from fixtures.uploads import upload
+from mediaingest.catalog import REGISTRY
 from mediaingest.db import session_scope, utcnow
 from mediaingest.models import MediaAsset, User, WebhookDelivery, WebhookDeliveryStatus
 from mediaingest.models.enums import MediaType
@@ -31,7 +32,6 @@ from mediaingest.tasks.registry import TaskRun
 from mediaingest.webhooks import signing
 from mediaingest.webhooks.delivery import new_delivery
 from mediaingest.webhooks.service import ASSET_READY, record_asset_event, set_webhook
-from mediaingest.worker.catalog import REGISTRY
 from mediaingest.worker.loop import Worker
 
 FAST = {"webhook_timeout_seconds": 2, "webhook_backoff_base_seconds": 0.2, "webhook_allow_private_networks": True}
@@ -43,7 +43,7 @@ def runner_for(make_settings: SettingsFactory) -> Iterator[Any]:
     runners: list[Worker] = []
 
     def build(**overrides: Any) -> Worker:
-        runner = Worker.from_settings(make_settings(**overrides), queues=["default"])
+        runner = Worker.from_settings(make_settings(**overrides), tasks=REGISTRY, queues=["default"])
         runners.append(runner)
         return runner
 

@@ -23,6 +23,7 @@ from fixtures.kube import ThreadedApiServer
 from fixtures.live_server import LiveServerFactory
 from fixtures.stage_pods import pod_token, run_pod, start_attempts
 from fixtures.uploads import upload
+from mediaingest.catalog import embedded_worker
 from mediaingest.config import Settings
 from mediaingest.models.enums import MediaType
 from mediaingest.operator import naming
@@ -31,7 +32,6 @@ from mediaingest.operator.settings import OperatorSettings
 from mediaingest.pipeline import registry
 from mediaingest.pipeline.plan import stages_for
 from mediaingest.pipeline.registry import PROBE, StageSpec, load_stage_modules, spec_for
-from mediaingest.worker.loop import embedded_worker
 
 pytestmark = pytest.mark.slow
 

@@ -19,10 +19,10 @@ from fixtures.media import make_video
 from fixtures.storage import hls_files
 from fixtures.uploads import put_bytes, request_upload, status_of, upload
 from mediaingest.api import create_app
+from mediaingest.catalog import embedded_worker
 from mediaingest.config import Settings
 from mediaingest.models import AssetProxy, IngestionJob
 from mediaingest.models.enums import IngestionJobStatus, IngestionJobType
-from mediaingest.worker.loop import embedded_worker
 
 pytestmark = pytest.mark.slow
 

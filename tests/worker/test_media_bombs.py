@@ -25,11 +25,11 @@ from conftest import SettingsFactory, Users
 from fixtures.live_server import wait_until
 from fixtures.uploads import upload
 from mediaingest.api import create_app
+from mediaingest.catalog import embedded_worker
 from mediaingest.config import Settings
 from mediaingest.exceptions import MediaTooLargeError, TransientProcessingError
 from mediaingest.models import IngestionJob
 from mediaingest.pipeline.ffmpeg import FfmpegDeadline, FfmpegTools, run_ffmpeg
-from mediaingest.worker.loop import embedded_worker
 
 pytestmark = pytest.mark.slow
 

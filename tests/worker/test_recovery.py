@@ -25,11 +25,11 @@ from fixtures.s3 import MotoS3Server
 from fixtures.storage import hls_files
 from fixtures.uploads import status_of, upload
 from mediaingest.api import create_app
+from mediaingest.catalog import embedded_worker
 from mediaingest.config import Settings
 from mediaingest.models import AssetProxy, IngestionJob
 from mediaingest.models.enums import IngestionJobStatus, IngestionJobType
 from mediaingest.storage import build_storage
-from mediaingest.worker.loop import embedded_worker
 
 pytestmark = pytest.mark.slow
 

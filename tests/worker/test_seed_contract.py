@@ -14,8 +14,8 @@ from conftest import Users
 from fixtures.live_server import wait_until
 from fixtures.media import make_video
 from fixtures.uploads import status_of, upload
+from mediaingest.catalog import embedded_worker
 from mediaingest.config import Settings
-from mediaingest.worker.loop import embedded_worker
 
 pytestmark = pytest.mark.slow
 

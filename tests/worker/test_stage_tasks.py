@@ -9,14 +9,14 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from conftest import SettingsFactory
+from mediaingest.catalog import embedded_worker
 from mediaingest.config import Settings
 from mediaingest.db import SessionFactory, create_db_engine, create_session_factory, session_scope, utcnow
+from mediaingest.dispatch import cancel_jobs, enqueue_stage
 from mediaingest.models import IngestionJob, MediaAsset, Task, TaskStatus, User
 from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, JobPriority, Stage, UploadStatus
 from mediaingest.tasks import queue
 from mediaingest.tasks.registry import STAGES_QUEUE, TaskRun
-from mediaingest.worker.loop import embedded_worker
-from mediaingest.worker.queue import cancel_jobs, enqueue_stage
 from mediaingest.worker.stage_runner import StageContext
 from mediaingest.worker.stage_tasks import RUN
 
@@ -59,8 +59,8 @@ def test_enqueueing_twice_makes_one_job_and_one_task(database_url: str) -> None:
 
 def test_under_kubernetes_each_stage_goes_to_the_queue_of_its_placement() -> None:
     """A Job per attempt by default (the operator's queue); a stage placed on workers goes to theirs."""
+    from mediaingest.dispatch import stage_queue
     from mediaingest.tasks.registry import STAGE_JOBS_QUEUE
-    from mediaingest.worker.queue import stage_queue
 
     kubernetes = Settings(_env_file=None, EXECUTOR="kubernetes", STAGE_PLACEMENT={"probe": "worker"})  # type: ignore[call-arg]
     assert stage_queue(kubernetes, Stage("probe")) == STAGES_QUEUE
@@ -94,8 +94,8 @@ def _claim_and_start(factory: SessionFactory, worker_id: str, *, lease_seconds: 
 
 
 def test_a_lost_runner_leaves_the_job_retrying_then_failed(database_url: str) -> None:
+    from mediaingest.catalog import REGISTRY
     from mediaingest.tasks.maintenance import REAP
-    from mediaingest.worker.catalog import REGISTRY
 
     reap = REGISTRY[REAP].function
 

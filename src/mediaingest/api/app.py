@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from mediaingest import metrics
+from mediaingest import catalog, metrics
+from mediaingest.api.account import router as account_router
 from mediaingest.api.docs import mount_docs
 from mediaingest.api.errors import install_error_handlers
 from mediaingest.api.health import metrics_router
@@ -30,7 +31,6 @@ from mediaingest.stage_reports.endpoints import RECORD_PATH as STAGE_RECORD_PATH
 from mediaingest.stage_reports.endpoints import router as stage_reports_router
 from mediaingest.storage import build_storage
 from mediaingest.users.auth import Authenticator
-from mediaingest.users.endpoints import router as account_router
 from mediaingest.web import mount_web
 from mediaingest.webhooks.endpoints import router as webhooks_router
 
@@ -43,6 +43,7 @@ def create_app(
     if configure_logs:
         configure_logging(settings.log_level, json=settings.log_json)
     load_stage_modules(settings.stage_modules)  # the plans it dispatches and the job types it documents
+    catalog.wire()  # a stage report can end an asset: its webhook is announced from here
     engine = create_db_engine(settings.resolved_database_url)
     session_factory = create_session_factory(engine)
     storage = build_storage(settings)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from sqlalchemy.orm import Session
@@ -25,27 +25,25 @@ from mediaingest.assets import repository
 from mediaingest.assets.hls_access import hls_url
 from mediaingest.assets.lifecycle import mark_failed
 from mediaingest.assets.media_types import printable_name, sanitize_filename
+from mediaingest.assets.metadata import metadata_of
 from mediaingest.assets.service import AssetService
 from mediaingest.assets.storage_keys import upload_key
 from mediaingest.assets.timeline import timeline_of
 from mediaingest.config import Settings
 from mediaingest.db import new_id, session_scope, utcnow
-from mediaingest.dispatch import build_dispatcher
+from mediaingest.dispatch import build_dispatcher, placement
 from mediaingest.exceptions import NotFoundError, ValidationFailedError
 from mediaingest.models import MediaAsset, Task
 from mediaingest.models.enums import AssetProcessingStatus, MediaType, UploadStatus
+from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.registry import stage_names
 from mediaingest.pipeline.smartcut import clip_frames, render_clip, shift_timecode
 from mediaingest.pipeline.timing import rate_text
 from mediaingest.retry import RetryDecision
+from mediaingest.runtime import Runtime
 from mediaingest.tasks import queue
 from mediaingest.tasks.registry import DEFAULT_QUEUE, STAGES_QUEUE, TaskCancelled, TaskRun, TaskSpec
 from mediaingest.users.auth import Principal
-from mediaingest.worker.progression import metadata_of
-from mediaingest.worker.queue import placement
-
-if TYPE_CHECKING:
-    from mediaingest.worker.stage_runner import StageContext
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -199,7 +197,7 @@ def clip_hls_url(parent_id: str, span: ClipRange, assets: AssetService) -> str:
 # --- the render task ------------------------------------------------------------------------------------
 
 
-def render(ctx: StageContext, run: TaskRun) -> None:
+def render(ctx: Runtime, run: TaskRun) -> None:
     """Cuts the clip from its parent's source, stores it as the clip's upload, and starts its ingestion."""
     clip_id = str(run.payload["clipId"])
     structlog.contextvars.bind_contextvars(asset_id=clip_id)
@@ -221,7 +219,7 @@ def render(ctx: StageContext, run: TaskRun) -> None:
         ctx.storage.download_file(source[0], source[1], local, etag=source[2])
         rendered = render_clip(
             local, metadata, in_frame=int(span["inFrame"]), out_frame=int(span["outFrame"]), work_dir=work / "cut",
-            options=ctx.options, cancel=run.cancel,
+            options=PipelineOptions.from_settings(ctx.settings), cancel=run.cancel,
         )  # fmt: skip
         info = ctx.storage.upload_file(target[0], target[1], rendered.path, content_type="video/mp4")
     with session_scope(ctx.session_factory) as session:

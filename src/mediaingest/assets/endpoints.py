@@ -11,7 +11,7 @@ import structlog
 from fastapi import APIRouter, Query, status
 
 from mediaingest import metrics
-from mediaingest.api.deps import Assets, CurrentPrincipal, Db
+from mediaingest.assets.deps import Assets
 from mediaingest.assets.repository import AssetFilters
 from mediaingest.assets.schemas import (
     UNKNOWN_ASSET,
@@ -32,9 +32,11 @@ from mediaingest.assets.schemas import (
     UploadUrlResponse,
 )
 from mediaingest.db import utcnow
+from mediaingest.dependencies import Db
 from mediaingest.exceptions import MediaIngestError
 from mediaingest.models.enums import AssetProcessingStatus, MediaType, UploadStatus
 from mediaingest.schemas import UNAUTHENTICATED, Envelope, ErrorEnvelope
+from mediaingest.users.deps import CurrentPrincipal
 
 # Past this the offset means nothing (100 per page: ten million assets) and databases overflow on it.
 MAX_PAGE = 100_000

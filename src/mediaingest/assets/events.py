@@ -47,14 +47,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from mediaingest.api.deps import Assets, Db, Transactions, authenticate
+from mediaingest.assets.deps import Assets
 from mediaingest.assets.schemas import UNKNOWN_ASSET
 from mediaingest.assets.service import AssetService
 from mediaingest.db import SessionFactory, utcnow
+from mediaingest.dependencies import Db, Transactions
 from mediaingest.exceptions import NotFoundError
 from mediaingest.models.enums import AssetProcessingStatus
 from mediaingest.schemas import UNAUTHENTICATED
 from mediaingest.users.auth import Authenticator, Principal
+from mediaingest.users.deps import authenticate
 
 log = structlog.stdlib.get_logger(__name__)
 

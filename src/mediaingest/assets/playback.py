@@ -21,12 +21,13 @@ import structlog
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from mediaingest.api.deps import AppSettings, Assets, Db
 from mediaingest.assets.clips import CLIP_PLAYLIST, ClipRange, range_playlist
+from mediaingest.assets.deps import Assets
 from mediaingest.assets.hls_access import check_signature, rewrite_master, rewrite_media
 from mediaingest.assets.schemas import UNKNOWN_ASSET
 from mediaingest.assets.storage_keys import derived_key
 from mediaingest.config import Settings
+from mediaingest.dependencies import AppSettings, Db
 from mediaingest.exceptions import NotFoundError, ObjectNotFoundError
 from mediaingest.models import AssetProxy, MediaAsset
 from mediaingest.models.enums import ProxyType

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from mediaingest.assets import repository
 from mediaingest.assets.media_cache import MediaCache
+from mediaingest.assets.metadata import metadata_of
 from mediaingest.assets.storage_keys import derived_key
 from mediaingest.assets.timeline_schemas import FilmstripOut, FilmstripTile, FrameFormat, FrameOut, PictureSource
 from mediaingest.config import Settings
@@ -54,7 +55,6 @@ from mediaingest.pipeline.stages.proxies import picture_duration
 from mediaingest.pipeline.timing import rate_text
 from mediaingest.storage.base import Storage
 from mediaingest.users.auth import Principal
-from mediaingest.worker.progression import metadata_of
 
 log = structlog.stdlib.get_logger(__name__)
 

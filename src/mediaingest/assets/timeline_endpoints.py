@@ -8,8 +8,8 @@ import structlog
 from fastapi import APIRouter, Query, status
 from fastapi.responses import Response
 
-from mediaingest.api.deps import Assets, CurrentPrincipal, Db, Timelines
 from mediaingest.assets.clips import clip_hls_url, create_clip
+from mediaingest.assets.deps import Assets, Timelines
 from mediaingest.assets.playback import range_playlist_of
 from mediaingest.assets.schemas import UNKNOWN_ASSET
 from mediaingest.assets.timeline import MAX_FILMSTRIP_TILES
@@ -21,9 +21,11 @@ from mediaingest.assets.timeline_schemas import (
     FrameFormat,
     FrameOut,
 )
+from mediaingest.dependencies import Db
 from mediaingest.exceptions import NotFoundError
 from mediaingest.pipeline.stages.sprites import vtt_timestamp
 from mediaingest.schemas import UNAUTHENTICATED, Envelope, ErrorEnvelope
+from mediaingest.users.deps import CurrentPrincipal
 
 router = APIRouter(prefix="/api/assets", tags=["timeline"], responses=UNAUTHENTICATED)
 

@@ -20,6 +20,11 @@ from mediaingest.models.task import Task, TaskStatus
 MAX_LOG_ENTRIES = 200
 
 
+def log_entry(event: str, **fields: Any) -> dict[str, Any]:
+    """One line of a job's log (`IngestionJob.append_log`)."""
+    return {"at": utcnow().isoformat(), "event": event, **fields}
+
+
 class IngestionJob(Base):
     __tablename__ = "ingestion_jobs"
     # One row per stage of an asset: re-dispatching is idempotent.

@@ -194,9 +194,11 @@ def run(namespace: str | None, liveness_port: int, metrics_port: int) -> None:
     `namespace` None watches the namespace from K8S_NAMESPACE. One operator per release: its runner id
     names the tasks it holds, and the chart runs one replica with the Recreate strategy.
     """
+    from mediaingest import catalog
     from mediaingest.logging import configure_logging
     from mediaingest.pipeline.registry import load_stage_modules
 
+    catalog.wire()  # a failed Job can end an asset: its webhook is announced from here
     app_settings = Settings()
     configure_logging(app_settings.log_level, json=app_settings.log_json)
     load_stage_modules(app_settings.stage_modules)  # before OperatorSettings: their Jobs' sizes default from them

@@ -28,8 +28,10 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
+from mediaingest.assets.metadata import metadata_of
 from mediaingest.config import Settings
 from mediaingest.db import SessionFactory, session_scope, utcnow
+from mediaingest.dispatch import PUBLISH_ASSET, RUN_STAGE
 from mediaingest.exceptions import PermanentProcessingError, TransientProcessingError
 from mediaingest.models import IngestionJob, MediaAsset, Task, TaskStatus
 from mediaingest.models.enums import JobPriority, Stage
@@ -43,7 +45,6 @@ from mediaingest.retry import RetryDecision, RetryPolicy
 from mediaingest.tasks import queue
 from mediaingest.tasks.registry import KUBERNETES_QUEUE, STAGE_JOBS_QUEUE
 from mediaingest.worker import progression
-from mediaingest.worker.queue import PUBLISH_ASSET, RUN_STAGE
 from mediaingest.worker.stage_tasks import RUN
 
 log = structlog.stdlib.get_logger(__name__)
@@ -324,7 +325,7 @@ def _begin(session: Any, task: Task, runner_id: str, settings: Settings) -> Stag
         queue.cancelled(session, task_id=task.id, worker_id=runner_id, now=utcnow())
         return None
     try:
-        metadata = progression.metadata_of(asset)
+        metadata = metadata_of(asset)
         attempt = _attempt_of(task, owner_id=asset.owner_id, media_type=asset.type.value, priority=asset.priority,
                               duration=metadata.duration_seconds if metadata is not None else None)  # fmt: skip
     except UnknownStageError as exc:  # a stage the API registered and this operator did not

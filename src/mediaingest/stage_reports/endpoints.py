@@ -22,8 +22,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError as PydanticValidationError
 
 from mediaingest import metrics
-from mediaingest.api.deps import Db
 from mediaingest.config import MIB, Settings
+from mediaingest.dependencies import Db
+from mediaingest.dispatch import stage_task_key
 from mediaingest.exceptions import (
     AuthenticationError,
     ConflictError,
@@ -54,7 +55,6 @@ from mediaingest.stage_reports.schemas import (
     StageStart,
 )
 from mediaingest.worker.jobs import JobHandle
-from mediaingest.worker.queue import stage_task_key
 from mediaingest.worker.stage_host import DirectStageHost, discard_published
 from mediaingest.worker.stage_runner import StageContext
 from mediaingest.worker.stage_tasks import RUN

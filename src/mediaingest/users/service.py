@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -15,9 +15,6 @@ from mediaingest.db import utcnow
 from mediaingest.exceptions import ConflictError, NotFoundError
 from mediaingest.models import ApiToken, User
 from mediaingest.models.enums import Plan
-
-if TYPE_CHECKING:
-    from mediaingest.assets.service import AssetService
 
 TOKEN_PREFIX = "mi_"  # noqa: S105  (a public marker, not a secret)
 
@@ -92,7 +89,13 @@ def list_tokens(session: Session, *, user: User) -> list[ApiToken]:
     return list(session.scalars(sa.select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at)))
 
 
-def delete_user(session: Session, *, user: User, assets: AssetService) -> int:
+class OwnedAssets(Protocol):
+    """What deleting a user needs of the assets (`AssetService`): users sit below assets, which are owned."""
+
+    def delete_all_owned_by(self, session: Session, *, owner_id: str) -> int: ...
+
+
+def delete_user(session: Session, *, user: User, assets: OwnedAssets) -> int:
     """Removes the user's assets and their objects (as DELETE does for each), then the user, its tokens,
     webhook and deliveries (cascades). Quota goes with them. Returns how many assets were removed."""
     removed = assets.delete_all_owned_by(session, owner_id=user.id)

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from mediaingest.api.deps import AppSettings, CurrentPrincipal, Db
+from mediaingest.dependencies import AppSettings, Db
 from mediaingest.schemas import UNAUTHENTICATED, Envelope, ErrorEnvelope
+from mediaingest.users.deps import CurrentPrincipal
 from mediaingest.webhooks import repository, service
 from mediaingest.webhooks.schemas import WebhookDeliveryOut, WebhookIn, WebhookOut, WebhookSetOut
 

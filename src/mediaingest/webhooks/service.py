@@ -19,6 +19,7 @@ from mediaingest.assets.schemas import AssetSummary
 from mediaingest.db import new_id, utcnow
 from mediaingest.exceptions import NotFoundError, ValidationFailedError
 from mediaingest.models import MediaAsset, User, WebhookDelivery, WebhookSecret
+from mediaingest.models.enums import AssetProcessingStatus
 from mediaingest.tasks import queue
 from mediaingest.webhooks import repository
 from mediaingest.webhooks.delivery import delivery_task_key, new_delivery
@@ -148,3 +149,9 @@ def record_asset_event(session: Session, asset: MediaAsset, event: str) -> Webho
                             event=event, url=user.webhook_url, payload=body)  # fmt: skip
     log.info("webhook.event_recorded", delivery_id=delivery_id, asset_id=asset.id, webhook_event=event)
     return delivery
+
+
+def announce_finished_asset(session: Session, asset: MediaAsset) -> None:
+    """The `assets.lifecycle` listener: READY and FAILED assets are announced to their owner's webhook."""
+    event = ASSET_READY if asset.processing_status == AssetProcessingStatus.READY else ASSET_FAILED
+    record_asset_event(session, asset, event)

@@ -43,11 +43,20 @@ log = structlog.stdlib.get_logger(__name__)
 
 # Set-up only (no process starts until the first stage does).
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["mediaingest.worker.isolation", "mediaingest.storage", "mediaingest.db"])
+_PRELOAD = ["mediaingest.worker.isolation", "mediaingest.storage", "mediaingest.db"]
+_CONTEXT.set_forkserver_preload(_PRELOAD)
 _PR_SET_PDEATHSIG = 1
 # After SIGTERM a stage stops ffmpeg and records the cancellation within a second or two; past this
 # it is killed.
 CANCEL_GRACE_SECONDS = 15.0
+
+
+def preload(module: str) -> None:
+    """Has stage processes import `module` too (before the forkserver starts): the composition root names
+    itself, so the hooks it registers on import hold in every stage process."""
+    if module not in _PRELOAD:
+        _PRELOAD.append(module)
+        _CONTEXT.set_forkserver_preload(_PRELOAD)
 
 
 def warm_up() -> None:

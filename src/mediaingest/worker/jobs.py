@@ -14,12 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from mediaingest.db import SessionFactory, session_scope, utcnow
+from mediaingest.db import SessionFactory, session_scope
 from mediaingest.models import IngestionJob, Task, TaskStatus
-
-
-def log_entry(event: str, **fields: Any) -> dict[str, Any]:
-    return {"at": utcnow().isoformat(), "event": event, **fields}
 
 
 @dataclass

@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -39,7 +39,6 @@ from mediaingest.tasks.registry import (
     TaskSpec,
 )
 from mediaingest.worker import isolation
-from mediaingest.worker.catalog import REGISTRY
 from mediaingest.worker.stage_runner import StageContext, remove_orphaned_workspaces
 
 log = structlog.stdlib.get_logger(__name__)
@@ -53,11 +52,13 @@ class Worker:
         self,
         ctx: StageContext,
         *,
+        tasks: Mapping[str, TaskSpec],
         concurrency: int | None = None,
         worker_id: str | None = None,
         queues: Sequence[str] = QUEUES,
     ) -> None:
         self.ctx = ctx
+        self.tasks = tasks  # every task this worker may run, by name (`mediaingest.catalog`)
         self.settings = ctx.settings
         unknown = set(queues) - set(QUEUES)
         if unknown:
@@ -78,10 +79,15 @@ class Worker:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, concurrency: int | None = None, queues: Sequence[str] = QUEUES
+        cls,
+        settings: Settings,
+        *,
+        tasks: Mapping[str, TaskSpec],
+        concurrency: int | None = None,
+        queues: Sequence[str] = QUEUES,
     ) -> Worker:
         ctx = StageContext.open(settings, pool_size=max(4, settings.worker_concurrency * 2))
-        return cls(ctx, concurrency=concurrency, queues=queues)
+        return cls(ctx, tasks=tasks, concurrency=concurrency, queues=queues)
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -177,7 +183,7 @@ class Worker:
     # --- one task -----------------------------------------------------------------------------
     def _execute(self, run: TaskRun) -> None:
         structlog.contextvars.bind_contextvars(task_id=run.task_id, task=run.name, attempt=run.attempt)
-        spec = REGISTRY.get(run.name)
+        spec = self.tasks.get(run.name)
         try:
             if spec is None:
                 raise RuntimeError(f"no task named {run.name!r} is registered")
@@ -197,7 +203,7 @@ class Worker:
         """The one place a worker decides a failed attempt: the task's policy, applied and recorded at once."""
         if not isinstance(error, MediaIngestError):
             log.exception("task.crashed")
-        spec = REGISTRY.get(run.name)
+        spec = self.tasks.get(run.name)
         if spec is None:  # a task this version does not know: retrying cannot help
             spec = TaskSpec(name=run.name, queue="", function=_unknown, retry=lambda _: RetryPolicy(max_attempts=1))
         with session_scope(self.ctx.session_factory) as session:
@@ -243,9 +249,9 @@ def _unknown(_ctx: object, run: TaskRun) -> None:
 
 
 @contextmanager
-def embedded_worker(settings: Settings) -> Iterator[Worker]:
+def embedded_worker(settings: Settings, *, tasks: Mapping[str, TaskSpec]) -> Iterator[Worker]:
     """A worker in a thread of the current process: the embedded default's one-command set-up."""
-    worker = Worker.from_settings(settings)
+    worker = Worker.from_settings(settings, tasks=tasks)
     thread = threading.Thread(target=worker.run, name="embedded-worker", daemon=True)
     thread.start()
     try:

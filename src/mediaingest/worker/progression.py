@@ -20,28 +20,22 @@ from sqlalchemy.orm import Session
 
 from mediaingest import metrics
 from mediaingest.assets.lifecycle import mark_failed, mark_ready
+from mediaingest.assets.metadata import metadata_of
 from mediaingest.config import Settings
 from mediaingest.db import utcnow
+from mediaingest.dispatch import enqueue_stage
 from mediaingest.models import AssetProxy, IngestionJob, MediaAsset, Task, TaskStatus
 from mediaingest.models.enums import AssetProcessingStatus, ProxyType, Stage
+from mediaingest.models.job import log_entry
 from mediaingest.pipeline.plan import stages_for
 from mediaingest.pipeline.registry import PROBE, job_type_for
-from mediaingest.pipeline.types import MediaMetadata
 from mediaingest.retry import RetryDecision
 from mediaingest.tasks import queue
-from mediaingest.worker.jobs import JobHandle, log_entry
-from mediaingest.worker.queue import enqueue_stage
+from mediaingest.worker.jobs import JobHandle
 
 log = structlog.stdlib.get_logger(__name__)
 
 _VIDEO_KINDS = (ProxyType.VIDEO, ProxyType.VIDEO_VP9)
-
-
-def metadata_of(asset: MediaAsset) -> MediaMetadata | None:
-    row = asset.metadata_record
-    if row is None:
-        return None
-    return MediaMetadata.from_dict({attr.key: getattr(row, attr.key) for attr in sa.inspect(row).mapper.column_attrs})
 
 
 def plan_for(asset: MediaAsset) -> list[Stage]:

@@ -19,12 +19,13 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import sqlalchemy as sa
 import structlog
 
 from mediaingest.assets import repository
+from mediaingest.assets.metadata import metadata_of
 from mediaingest.assets.storage_keys import derived_key, stage_prefix
 from mediaingest.db import session_scope
 from mediaingest.exceptions import PermanentProcessingError, TransientProcessingError
@@ -32,13 +33,11 @@ from mediaingest.models import AssetMetadata, AssetProxy, MediaAsset
 from mediaingest.models.enums import MediaType, ProxyType, Stage, UploadStatus
 from mediaingest.pipeline.hls import PLAYLIST_TYPE, SEGMENT_TYPE
 from mediaingest.pipeline.types import MediaMetadata, StageOutput, StageResult
+from mediaingest.runtime import Runtime
 from mediaingest.storage.base import PresignedRequest
 from mediaingest.storage.errors import PreconditionFailedError
 from mediaingest.worker import progression
 from mediaingest.worker.jobs import JobHandle
-
-if TYPE_CHECKING:
-    from mediaingest.worker.stage_runner import StageContext
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -112,7 +111,7 @@ class DirectStageHost:
 
     def __init__(
         self,
-        ctx: StageContext,
+        ctx: Runtime,
         *,
         asset_id: str,
         stage: Stage,
@@ -141,7 +140,7 @@ class DirectStageHost:
                 source_suffix=Path(asset.storage_key).suffix,
                 checksum=asset.checksum,
                 declared_sha256=asset.declared_sha256,
-                metadata=progression.metadata_of(asset),
+                metadata=metadata_of(asset),
             )
 
     def download_source(self, destination: Path) -> None:
@@ -256,7 +255,7 @@ class DirectStageHost:
 
 
 def output_location(
-    ctx: StageContext, *, owner_id: str, asset_id: str, stage: Stage, name: str, role: str
+    ctx: Runtime, *, owner_id: str, asset_id: str, stage: Stage, name: str, role: str
 ) -> tuple[str, str]:
     """Bucket and key of a file the stage names (`hls/seg_00001.ts`), always inside its own folder."""
     if not OUTPUT_NAME.fullmatch(name) or ".." in name.split("/"):
@@ -264,7 +263,7 @@ def output_location(
     return ctx.bucket(role), derived_key(user_id=owner_id, asset_id=asset_id, stage=stage, filename=name)
 
 
-def discard_published(ctx: StageContext, *, owner_id: str, asset_id: str, stage: Stage, names: Iterable[str]) -> None:
+def discard_published(ctx: Runtime, *, owner_id: str, asset_id: str, stage: Stage, names: Iterable[str]) -> None:
     """What a cancelled attempt published, removed if its asset is gone (a later attempt reuses the names)."""
     with session_scope(ctx.session_factory) as session:
         if session.get(MediaAsset, asset_id) is not None:

@@ -16,14 +16,14 @@ from sqlalchemy.orm import Session
 
 from mediaingest import metrics
 from mediaingest.db import session_scope
+from mediaingest.dispatch import RUN_STAGE
 from mediaingest.exceptions import PermanentProcessingError, TransientProcessingError
 from mediaingest.models import IngestionJob, Task
+from mediaingest.models.job import log_entry
 from mediaingest.pipeline.registry import job_type_for, stage_named
 from mediaingest.retry import RetryDecision, RetryPolicy
 from mediaingest.tasks.registry import STAGES_QUEUE, TaskCancelled, TaskRun, TaskSpec
 from mediaingest.worker import isolation, progression
-from mediaingest.worker.jobs import log_entry
-from mediaingest.worker.queue import RUN_STAGE
 from mediaingest.worker.stage_runner import StageContext
 
 log = structlog.stdlib.get_logger(__name__)

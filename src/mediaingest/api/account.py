@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import Field
 
-from mediaingest.api.deps import AppSettings, CurrentPrincipal, Db
 from mediaingest.assets import repository
+from mediaingest.dependencies import AppSettings, Db
 from mediaingest.models import User
 from mediaingest.models.enums import Plan
 from mediaingest.schemas import UNAUTHENTICATED, ApiModel, Envelope
+from mediaingest.users.deps import CurrentPrincipal
 
 router = APIRouter(prefix="/api", tags=["account"], responses=UNAUTHENTICATED)
 
