@@ -93,7 +93,7 @@ def enqueue_publish(session: Session, *, asset: MediaAsset) -> None:
     )
 
 
-def cancel_jobs(session: Session, *, asset_id: str) -> int:
+def cancel_asset_tasks(session: Session, *, asset_id: str) -> int:
     """Cancels the asset's unfinished tasks; a runner holding one notices at its next heartbeat."""
     return queue.cancel(
         session, dedupe_keys=[publish_key(asset_id), *(stage_task_key(asset_id, stage) for stage in stage_names())]
@@ -118,7 +118,7 @@ class Dispatcher:
     def cancel(self, session: Session, asset: MediaAsset) -> None:
         """Stops any work on the asset (it is being deleted). Idempotent. A runner holding one of its tasks
         notices at its next heartbeat; the operator then deletes the Job and the MediaAsset."""
-        cancel_jobs(session, asset_id=asset.id)
+        cancel_asset_tasks(session, asset_id=asset.id)
 
 
 def build_dispatcher(settings: Settings, *, on_work: Callable[[], None] | None = None) -> Dispatcher:

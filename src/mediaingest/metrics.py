@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mediaingest.db import SessionFactory
+from mediaingest.models.task import TaskStatus
 
 upload_requests_total = Counter(
     "upload_requests_total",
@@ -143,3 +144,14 @@ def track_storage_usage(session_factory: SessionFactory) -> None:
     """Points the scrape-time gauges (storage, the task queue) at this process's database."""
     storage_usage.session_factory = session_factory
     task_queue.session_factory = session_factory
+
+
+# ingestion_jobs_total's status label keeps its published words (dashboards and alerts read them).
+_ATTEMPT_LABELS = {TaskStatus.SUCCEEDED: "completed", TaskStatus.CANCELLED: "cancelled", TaskStatus.FAILED: "failed"}
+
+
+def count_stage_attempt(job_type: str, ended: TaskStatus, *, retrying: bool = False) -> None:
+    """One finished stage attempt: how it ended, in its task's words (a failure that will be retried is
+    counted as retrying)."""
+    status = "retrying" if retrying else _ATTEMPT_LABELS[ended]
+    ingestion_jobs_total.labels(type=job_type, status=status).inc()

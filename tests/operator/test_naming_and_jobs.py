@@ -21,7 +21,7 @@ from mediaingest.operator.jobs import (
     observe_job,
     parse_quantity,
 )
-from mediaingest.operator.model import JobState
+from mediaingest.operator.model import KubeJobState
 from mediaingest.operator.projection import AssetView, JobView, asset_status, merge_patch
 from mediaingest.operator.settings import OperatorSettings, StageConfig
 from mediaingest.pipeline.registry import stage_names
@@ -216,16 +216,16 @@ def _job(conditions=None, **status):
 
 def test_observe_job_reads_state_from_conditions() -> None:
     running = observe_job(_job(active=1, startTime="2030-01-01T00:00:00Z"))
-    assert running is not None and running.state == JobState.ACTIVE and running.task_id == "t1"
+    assert running is not None and running.state == KubeJobState.ACTIVE and running.task_id == "t1"
     done = observe_job(_job([{"type": "Complete", "status": "True"}], succeeded=1))
-    assert done is not None and done.state == JobState.SUCCEEDED
+    assert done is not None and done.state == KubeJobState.SUCCEEDED
     failed = observe_job(_job([{"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
                                 "message": "exit code 3"}], failed=1))  # fmt: skip
-    assert failed is not None and failed.state == JobState.FAILED
+    assert failed is not None and failed.state == KubeJobState.FAILED
     assert (failed.reason, failed.message) == ("PodFailurePolicy", "exit code 3")
     # A FailureTarget condition alone (pods still terminating) is not the end yet.
     terminating = observe_job(_job([{"type": "FailureTarget", "status": "True"}], active=1))
-    assert terminating is not None and terminating.state == JobState.ACTIVE
+    assert terminating is not None and terminating.state == KubeJobState.ACTIVE
     suspended = observe_job({**_job(), "spec": {"suspend": True}})
     assert suspended is not None and suspended.suspended
     assert observe_job({"metadata": {"name": "foreign", "labels": {}}}) is None

@@ -12,7 +12,7 @@ from conftest import SettingsFactory
 from mediaingest.catalog import embedded_worker
 from mediaingest.config import Settings
 from mediaingest.db import SessionFactory, create_db_engine, create_session_factory, session_scope, utcnow
-from mediaingest.dispatch import cancel_jobs, enqueue_stage
+from mediaingest.dispatch import cancel_asset_tasks, enqueue_stage
 from mediaingest.models import IngestionJob, MediaAsset, Task, TaskStatus, User
 from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, JobPriority, Stage, UploadStatus
 from mediaingest.tasks import queue
@@ -134,7 +134,7 @@ def test_cancelling_an_assets_jobs_cancels_their_tasks_and_fences_the_runner(dat
     [asset_id] = _seed(factory, priorities=[JobPriority.NORMAL])
     task = _claim_and_start(factory, "w", lease_seconds=60, now=utcnow())
     with session_scope(factory) as session:
-        assert cancel_jobs(session, asset_id=asset_id) == 1
+        assert cancel_asset_tasks(session, asset_id=asset_id) == 1
     with session_scope(factory) as session:
         assert not queue.heartbeat(session, task_id=task.id, worker_id="w", lease_seconds=60, now=utcnow())
         assert session.get(Task, task.id).status == TaskStatus.CANCELLED  # type: ignore[union-attr]

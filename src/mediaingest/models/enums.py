@@ -2,6 +2,20 @@
 
 String values are stored as-is in the database (non-native enums), so adding a member needs no
 schema migration, only code.
+
+One status vocabulary per idea, each mapped to another spelling at one boundary only:
+
+    TaskStatus (models.task)   a queued unit of work, the runners' word: QUEUED, RUNNING, SUCCEEDED, …;
+                               also how one attempt ended (`worker.isolation.AttemptReport.ended`)
+    IngestionJobStatus         a stage of an asset as users see it (the seed's wire values): its task's
+                               status, read through `models.job.job_status` (COMPLETED, RETRYING)
+    WebhookDeliveryStatus      a delivery as users see it: its task's status, read through `models.webhook`
+    AssetProcessingStatus      an asset's processing, set by `assets.lifecycle` and `worker.progression`
+    KubeJobState (operator)    a Kubernetes Job as observed, never stored
+
+The MediaAsset's phases (Pending, Running, Ready, Succeeded, …) are Kubernetes' spelling of those two
+words, mapped in `operator.projection` alone. "Job" alone means an IngestionJob row; a Kubernetes
+Job is a "Kube Job" or a "stage Job", and a row on the queue is a task.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Pure builders for the stage Jobs, and the pure reading of a Job's status.
 
 No Kubernetes I/O here: `build_stage_job` returns the manifest the runner creates for one claimed
-attempt, `observe_job` turns a watched Job into a `JobObservation`.
+attempt, `observe_job` turns a watched Job into a `KubeJobObservation`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from mediaingest.models.enums import JobPriority, Stage
 from mediaingest.operator import naming
-from mediaingest.operator.model import JobObservation, JobState
+from mediaingest.operator.model import KubeJobObservation, KubeJobState
 from mediaingest.operator.settings import OperatorSettings, StageConfig
 from mediaingest.pipeline.registry import stage_named
 
@@ -274,7 +274,7 @@ def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None
     return None
 
 
-def observe_job(body: Mapping[str, Any]) -> JobObservation | None:
+def observe_job(body: Mapping[str, Any]) -> KubeJobObservation | None:
     """What a watched Job says; None for a Job without the operator's labels."""
     metadata = body.get("metadata") or {}
     labels = metadata.get("labels") or {}
@@ -288,15 +288,15 @@ def observe_job(body: Mapping[str, Any]) -> JobObservation | None:
     suspended = bool((body.get("spec") or {}).get("suspend")) and not status.get("active")
     complete = _condition(status, "Complete")
     failed = _condition(status, "Failed")
-    state = JobState.ACTIVE
+    state = KubeJobState.ACTIVE
     reason = message = None
     if complete is not None or (status.get("succeeded") or 0) > 0:
-        state = JobState.SUCCEEDED
+        state = KubeJobState.SUCCEEDED
     elif failed is not None or ((status.get("failed") or 0) > 0 and not status.get("active")):
-        state = JobState.FAILED
+        state = KubeJobState.FAILED
         reason = (failed or {}).get("reason")
         message = (failed or {}).get("message")
-    return JobObservation(
+    return KubeJobObservation(
         name=str(metadata.get("name")),
         task_id=task_id,
         stage=stage,
@@ -304,5 +304,5 @@ def observe_job(body: Mapping[str, Any]) -> JobObservation | None:
         state=state,
         reason=reason,
         message=message,
-        suspended=suspended and state == JobState.ACTIVE,
+        suspended=suspended and state == KubeJobState.ACTIVE,
     )

@@ -33,7 +33,7 @@ from mediaingest.db import SessionFactory, create_db_engine, create_session_fact
 from mediaingest.operator import kube, metrics, naming, projection
 from mediaingest.operator.jobs import observe_job
 from mediaingest.operator.kube import KubeApi, RateLimit, load_connection
-from mediaingest.operator.model import JobObservation
+from mediaingest.operator.model import KubeJobObservation
 from mediaingest.operator.runner import KubernetesRunner
 from mediaingest.operator.settings import OperatorSettings
 
@@ -42,7 +42,7 @@ JOBS = ("batch", "v1", "jobs")
 ASSETS = (naming.GROUP, naming.VERSION, naming.PLURAL)
 
 
-def index_stage_jobs(body: Mapping[str, Any], **_: Any) -> dict[str, JobObservation]:
+def index_stage_jobs(body: Mapping[str, Any], **_: Any) -> dict[str, KubeJobObservation]:
     """Task id → the Jobs of its attempts, as last seen."""
     observation = observe_job(body)
     return {} if observation is None else {observation.task_id: observation}
@@ -107,7 +107,7 @@ def _session_factory(app_settings: Settings) -> SessionFactory:
 async def startup(
     settings: kopf.OperatorSettings,
     memo: kopf.Memo,
-    stage_jobs: kopf.Index[str, JobObservation],
+    stage_jobs: kopf.Index[str, KubeJobObservation],
     live_assets: kopf.Index[str, projection.LiveAsset],
     **_: Any,
 ) -> None:

@@ -8,21 +8,23 @@ from enum import StrEnum
 from mediaingest.models.enums import Stage
 
 
-class JobState(StrEnum):
+class KubeJobState(StrEnum):
+    """A Kubernetes stage Job as observed on the watch stream (its task's status is `TaskStatus`)."""
+
     ACTIVE = "active"  # created, pod pending or running (or suspended, waiting for Kueue)
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 
 
 @dataclass(frozen=True)
-class JobObservation:
+class KubeJobObservation:
     """One stage Job as last seen on the watch stream (kept in a kopf index, by its task)."""
 
     name: str
     task_id: str
     stage: Stage
     attempt: int
-    state: JobState
+    state: KubeJobState
     reason: str | None = None  # the Failed condition's reason: PodFailurePolicy, DeadlineExceeded, …
     message: str | None = None
     suspended: bool = False  # created suspended, not admitted yet (Kueue)

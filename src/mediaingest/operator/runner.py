@@ -38,7 +38,7 @@ from mediaingest.models.enums import JobPriority, Stage
 from mediaingest.operator import metrics, projection
 from mediaingest.operator.jobs import MEMORY_SCALE_KEY, StageAttempt, build_stage_job, next_memory_scale
 from mediaingest.operator.kube import KubeApi, KubeApiError
-from mediaingest.operator.model import JobObservation, JobState
+from mediaingest.operator.model import KubeJobObservation, KubeJobState
 from mediaingest.operator.settings import OperatorSettings
 from mediaingest.pipeline.registry import UnknownStageError, stage_named
 from mediaingest.retry import RetryDecision, RetryPolicy
@@ -132,7 +132,7 @@ class KubernetesRunner:
                 if now - held.since < self.settings.job_missing_seconds:
                     continue  # not on the watch yet
                 end = AttemptEnd(f"the Kubernetes Job {held.job_name} vanished before its pod reported", "vanished")
-            elif observed.state == JobState.ACTIVE:
+            elif observed.state == KubeJobState.ACTIVE:
                 continue
             else:
                 end = await self._why_ended(observed)
@@ -142,8 +142,8 @@ class KubernetesRunner:
                 # Its asset was deleted: the finished Job and its pod go now, not at their TTL.
                 await self._delete_job(held.job_name, reason="task cancelled")
 
-    async def _why_ended(self, job: JobObservation) -> AttemptEnd:
-        if job.state == JobState.SUCCEEDED:
+    async def _why_ended(self, job: KubeJobObservation) -> AttemptEnd:
+        if job.state == KubeJobState.SUCCEEDED:
             return AttemptEnd("the stage pod exited without reporting its result", "unreported")
         if job.reason == "DeadlineExceeded":
             return AttemptEnd(f"the stage ran past its deadline ({job.message or 'DeadlineExceeded'})", "deadline")
@@ -219,7 +219,7 @@ class KubernetesRunner:
         for task_id, status in (await asyncio.to_thread(beat)).items():
             item = self.held.pop(task_id)
             observed = _observed(jobs, item)
-            still_running = observed is not None and observed.state == JobState.ACTIVE
+            still_running = observed is not None and observed.state == KubeJobState.ACTIVE
             # Finished by its pod's report: the pod is on its way out. Reaped and retried elsewhere: nobody
             # will hear its pod, so it goes. Cancelled (its asset deleted): it goes even if it has ended.
             cancelled = status in (TaskStatus.CANCELLED, None)
@@ -337,14 +337,14 @@ def _begin(session: Any, task: Task, runner_id: str, settings: Settings) -> Stag
     return attempt
 
 
-def _observed(jobs: Mapping[str, Any], held: HeldAttempt) -> JobObservation | None:
+def _observed(jobs: Mapping[str, Any], held: HeldAttempt) -> KubeJobObservation | None:
     """The held attempt's Job as the watch last showed it (kopf's index: task id → its Jobs)."""
     return next((job for job in jobs.get(held.task_id, ()) if job.attempt == held.attempt), None)
 
 
-def _older_attempts(jobs: Mapping[str, Any], attempt: StageAttempt) -> list[JobObservation]:
+def _older_attempts(jobs: Mapping[str, Any], attempt: StageAttempt) -> list[KubeJobObservation]:
     earlier = jobs.get(attempt.task_id, ())
-    return [job for job in earlier if job.attempt < attempt.attempt and job.state == JobState.ACTIVE]
+    return [job for job in earlier if job.attempt < attempt.attempt and job.state == KubeJobState.ACTIVE]
 
 
 def _attempt_of(

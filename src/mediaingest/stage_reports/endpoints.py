@@ -271,7 +271,7 @@ def _record(report: StageRecord, db: Db, ctx: StageContext, claims: identity.Sta
         raise ValidationFailedError(str(exc)) from exc
     outcome = host.record(result, stored, checksum=report.checksum, published=report.published)
     if outcome.completed:  # a pod's own metrics are never scraped: its outcomes are counted where recorded
-        metrics.ingestion_jobs_total.labels(type=job_type_for(claims.stage), status="completed").inc()
+        metrics.count_stage_attempt(job_type_for(claims.stage), TaskStatus.SUCCEEDED)
     return Envelope(data=StageRecorded(completed=outcome.completed, outputs=outcome.outputs))
 
 

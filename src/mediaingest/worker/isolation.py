@@ -34,6 +34,7 @@ import structlog
 from mediaingest.config import Settings
 from mediaingest.exceptions import MediaIngestError, Permanent, error_message
 from mediaingest.logging import configure_logging
+from mediaingest.models import TaskStatus
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.worker.jobs import JobHandle
@@ -68,7 +69,7 @@ def warm_up() -> None:
 class AttemptReport:
     """How one stage attempt ended, plainly: what the worker needs to decide on a retry."""
 
-    status: str  # "completed" | "cancelled" | "failed"
+    ended: TaskStatus  # SUCCEEDED, CANCELLED or FAILED: what its task becomes, unless a failure is retried
     message: str = ""
     permanent: bool = False  # when failed: no attempt can cure it (PermanentProcessingError)
     peak_rss_bytes: int = 0  # the stage process itself (Python, Pillow)
@@ -108,11 +109,11 @@ def run_attempt(
     if isinstance(report, AttemptReport):
         return report
     if cancel.is_set():
-        return AttemptReport(status="cancelled", message="stage process stopped")
+        return AttemptReport(ended=TaskStatus.CANCELLED, message="stage process stopped")
     # Died without a report: killed by the OOM killer, a signal, or a crash in native code.
     exitcode = process.exitcode or 0
     cause = signal.Signals(-exitcode).name if exitcode < 0 else f"exit code {exitcode}"
-    return AttemptReport(status="failed", message=f"the {stage} stage process died ({cause})")
+    return AttemptReport(ended=TaskStatus.FAILED, message=f"the {stage} stage process died ({cause})")
 
 
 def _signal_group(pid: int | None, signum: signal.Signals) -> None:
@@ -136,16 +137,17 @@ def _stage_process_main(settings: Settings, handle: JobHandle, asset_id: str, st
     try:
         host = direct_host(ctx, asset_id=asset_id, stage=stage, handle=handle, enqueue_next=True)
         outcome = execute_stage(host, stage=stage, cancel=cancel, settings=settings, options=ctx.options)
-        report = AttemptReport(status="completed" if outcome.completed else "cancelled", message=outcome.message)
+        ended = TaskStatus.SUCCEEDED if outcome.completed else TaskStatus.CANCELLED
+        report = AttemptReport(ended=ended, message=outcome.message)
     except StageCancelledError as cancelled:
         log.info("asset.stage_cancelled")
-        report = AttemptReport(status="cancelled", message=cancelled.message)
+        report = AttemptReport(ended=TaskStatus.CANCELLED, message=cancelled.message)
     except Exception as error:
         if not isinstance(error, MediaIngestError):
             log.exception("asset.stage_crashed")
         permanent = isinstance(error, Permanent)
         log.warning("asset.stage_failed", error=error_message(error), attempt=handle.attempt, permanent=permanent)
-        report = AttemptReport(status="failed", message=error_message(error), permanent=permanent)
+        report = AttemptReport(ended=TaskStatus.FAILED, message=error_message(error), permanent=permanent)
     finally:
         ctx.close()
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB

@@ -18,7 +18,7 @@ from mediaingest import metrics
 from mediaingest.db import session_scope
 from mediaingest.dispatch import RUN_STAGE
 from mediaingest.exceptions import PermanentProcessingError, TransientProcessingError
-from mediaingest.models import IngestionJob, Task
+from mediaingest.models import IngestionJob, Task, TaskStatus
 from mediaingest.models.job import log_entry
 from mediaingest.pipeline.registry import job_type_for, stage_named
 from mediaingest.retry import RetryDecision, RetryPolicy
@@ -45,17 +45,17 @@ def run_stage(ctx: StageContext, run: TaskRun) -> None:
     finally:
         metrics.ingestion_jobs_duration_seconds.labels(type=job_type).observe(time.monotonic() - started)
     _observe(ctx, handle.job_id, run.attempt, job_type, report)
-    if report.status == "cancelled":
+    if report.ended == TaskStatus.CANCELLED:
         raise TaskCancelled(report.message)
-    if report.status == "failed":
+    if report.ended == TaskStatus.FAILED:
         raise PermanentProcessingError(report.message) if report.permanent else TransientProcessingError(report.message)
 
 
 def _observe(ctx: StageContext, job_id: str, attempt: int, job_type: str, report: isolation.AttemptReport) -> None:
     """Metrics and the job's log of the resources the stage process reported (failures are counted where
     they are decided: `stage_failed`)."""
-    if report.status != "failed":
-        metrics.ingestion_jobs_total.labels(type=job_type, status=report.status).inc()
+    if report.ended != TaskStatus.FAILED:
+        metrics.count_stage_attempt(job_type, report.ended)
     if not report.peak_rss_bytes:
         return
     metrics.ingestion_stage_peak_rss_bytes.labels(type=job_type, process="stage").observe(report.peak_rss_bytes)
@@ -67,7 +67,7 @@ def _observe(ctx: StageContext, job_id: str, attempt: int, job_type: str, report
                                      toolsPeakRssBytes=report.tools_peak_rss_bytes, pid=report.pid))  # fmt: skip
     log.info(
         "asset.stage_resources",
-        status=report.status,
+        ended=report.ended,
         peak_rss_mb=round(report.peak_rss_bytes / 2**20, 1),
         tools_peak_rss_mb=round(report.tools_peak_rss_bytes / 2**20, 1),
     )
@@ -78,8 +78,7 @@ def stage_failed(session: Session, task: Task, error: str, decision: RetryDecisi
     job_type = str(task.payload.get("stage", "")).upper() or task.name
     with contextlib.suppress(ValueError):  # a stage this version does not know keeps its own name
         job_type = job_type_for(stage_named(task.payload["stage"]))
-    status = "retrying" if decision.retry else "failed"
-    metrics.ingestion_jobs_total.labels(type=job_type, status=status).inc()
+    metrics.count_stage_attempt(job_type, TaskStatus.FAILED, retrying=decision.retry)
     metrics.ingestion_jobs_failed_total.labels(type=job_type, reason=decision.reason).inc()
     progression.stage_attempt_failed(session, task, error, decision)
 
