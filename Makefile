@@ -20,7 +20,7 @@ APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-instal
 help:
 	@echo "make run    — serve the API and a worker on http://$(HOST):$(PORT) (SQLite + local storage in ./var)"
 	@echo "make test   — run the test suite (SQLite, PostgreSQL at 127.0.0.1:5432, moto S3, real ffmpeg)"
-	@echo "make lint   — ruff, mypy on src/ (every def typed, pydantic plugin) and import-linter (the layers)"
+	@echo "make lint   — ruff, mypy on src/ (every def typed, pydantic plugin), import-linter (the layers) and vulture"
 	@echo "make lock   — upgrade the Python dependencies and record them in constraints.txt"
 	@echo "make bench  — benchmarks in bench/ (make bench-quick for a short run; make bench-k8s: the operator at load)"
 	@echo "make image  — the three OCI images, no Docker daemon (worker-image/); make image-test smoke-tests them"
@@ -91,6 +91,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench migrations
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/vulture
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench migrations

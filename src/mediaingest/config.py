@@ -244,11 +244,6 @@ class Settings(BaseSettings):
 
     # --- kubernetes (EXECUTOR=kubernetes) ------------------------------------------------------
     k8s_namespace: str = Field("default", alias="K8S_NAMESPACE")
-    k8s_release: str | None = Field(
-        None,
-        alias="K8S_RELEASE",
-        description="The Helm release: its MediaAssets carry it, and only its operator runs them.",
-    )
     stage_placement: dict[str, Literal["job", "worker"]] = Field(
         {},
         alias="STAGE_PLACEMENT",

@@ -11,7 +11,6 @@
     │   └── IntegrityCheckError           422 integrity_check_failed (size, ETag, SHA-256, sniffed type)
     ├── QuotaExceededError                413 quota_exceeded
     ├── SignatureError                    403 invalid_signature (local storage URLs: tampered/expired/other key)
-    ├── ExecutorUnavailableError          503 executor_unavailable (the Kubernetes API refused or is unreachable)
     ├── StorageError                      502 storage_error        — transient: retried by the worker
     │   └── ObjectNotFoundError           404 object_not_found
     └── ProcessingError                   500 processing_error     — raised by pipeline stages
@@ -115,13 +114,6 @@ class SignatureError(MediaIngestError):
 
     status_code = 403
     code = "invalid_signature"
-
-
-class ExecutorUnavailableError(MediaIngestError):
-    """The Kubernetes API refused or could not be reached; try again shortly."""
-
-    status_code = 503
-    code = "executor_unavailable"
 
 
 class StorageError(MediaIngestError):

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import filetype
@@ -60,10 +59,6 @@ class UploadResult:
     def asset_id(self) -> str:
         return self.confirmed.asset_id
 
-    @property
-    def resumed(self) -> bool:
-        return bool(self.plan.received) or self.plan.single_stored
-
 
 class MediaIngestClient:
     def __init__(
@@ -89,9 +84,7 @@ class MediaIngestClient:
     def __enter__(self) -> MediaIngestClient:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *_exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:

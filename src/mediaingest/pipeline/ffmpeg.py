@@ -235,7 +235,6 @@ class FfmpegDeadline:
 @dataclass(frozen=True)
 class FfmpegRun:
     returncode: int
-    elapsed_seconds: float
     stderr_tail: list[str]  # ffmpeg's complaints even on success (e.g. decode errors it skipped)
 
 
@@ -288,7 +287,7 @@ def run_ffmpeg(
     if returncode != 0:
         raise _translate_failure(label, returncode, tail)
     reader.throttle.finish()
-    return FfmpegRun(returncode=returncode, elapsed_seconds=elapsed, stderr_tail=tail)
+    return FfmpegRun(returncode=returncode, stderr_tail=tail)
 
 
 def _start_ffmpeg(

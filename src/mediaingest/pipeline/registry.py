@@ -61,7 +61,6 @@ class JobResources:
 
 
 Placement = Literal["job", "worker"]
-PLACEMENTS: tuple[Placement, ...] = ("job", "worker")
 
 
 class UnknownStageError(ValueError):

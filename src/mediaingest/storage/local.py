@@ -164,7 +164,7 @@ class ObjectWriter:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_exc_info: object) -> None:
         self.discard()
 
 

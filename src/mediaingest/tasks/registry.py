@@ -1,5 +1,5 @@
 """What a task is: its name, its queue, the function that runs it, its retry policy, and the hooks that
-record its failures where users see them. One `TaskSpec` per task; `catalog` lists them all."""
+record its failures where users see them. One `TaskSpec` per task; `mediaingest.catalog` lists them all."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ QUEUES = (STAGES_QUEUE, DEFAULT_QUEUE)  # what a worker runs
 # What the Kubernetes operator runs (EXECUTOR=kubernetes): a stage attempt as a Job, a MediaAsset to create.
 STAGE_JOBS_QUEUE = "stage-jobs"
 KUBERNETES_QUEUE = "kubernetes"
-OPERATOR_QUEUES = (STAGE_JOBS_QUEUE, KUBERNETES_QUEUE)
 
 
 @dataclass(frozen=True)
