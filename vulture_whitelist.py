@@ -29,6 +29,9 @@ _.auth_flow  # operator/kube.py: httpx.Auth's hook, called for each request
 _.chunk_size, _.server_timeout, _.client_timeout, _.inactivity_timeout, _.progress_storage, _.diffbase_storage
 _.enabled, _.disabled, _.own_kube, _.loop_task, _.metrics_server
 
+# --- The client library's API for programs that upload (bench/resume.py, tests/client).
+_.resumed  # client/api.py UploadResult: whether an upload picked up where an earlier one stopped
+
 # --- Read by the tests only, as the rule they check.
 _.MAX_LINES  # pipeline/captions.py: `layout` makes one line or two; tests/pipeline/test_transcript.py asserts it
 _.encoded_frames  # pipeline/smartcut.py: tests/pipeline/test_smartcut.py checks how much of a cut is re-encoded

@@ -77,42 +77,43 @@ class BodySizeLimitMiddleware:
         self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] in ("GET", "HEAD", "OPTIONS")
-            or scope["path"].startswith(self.exempt)
-        ):
+        if not self._bounded(scope):
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
             await self._too_large(scope, receive, send)
             return
+        try:
+            body = await self._read_body(receive)
+        except _BodyTooLarge:
+            await self._too_large(scope, receive, send)
+            return
+        if body is not None:  # else the client went away: nobody to answer
+            await self.app(scope, _replay(body, receive), send)
+
+    def _bounded(self, scope: Scope) -> bool:
+        return (
+            scope["type"] == "http"
+            and scope["method"] not in ("GET", "HEAD", "OPTIONS")
+            and not scope["path"].startswith(self.exempt)
+        )
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, counted as it arrives; None when the client disconnected first."""
         chunks: list[bytes] = []
         received = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return
+                return None
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.limit:
-                await self._too_large(scope, receive, send)
-                return
+                raise _BodyTooLarge
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+                return b"".join(chunks)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         log.info("request.rejected", status=413, code="body_too_large", path=scope["path"])
@@ -129,3 +130,21 @@ class BodySizeLimitMiddleware:
             headers={"Connection": "close"},  # the rest of the body is not read
         )
         await response(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    """The body grew past the limit while it was read."""
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The app's `receive`: the body read already, once, then whatever the client sends next (a disconnect)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

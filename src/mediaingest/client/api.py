@@ -59,6 +59,10 @@ class UploadResult:
     def asset_id(self) -> str:
         return self.confirmed.asset_id
 
+    @property
+    def resumed(self) -> bool:
+        return bool(self.plan.received) or self.plan.single_stored
+
 
 class MediaIngestClient:
     def __init__(
@@ -148,27 +152,19 @@ class MediaIngestClient:
         """
         size = path.stat().st_size
         key = ResumeStore.key(self.server, path) if resume is not None else None
-        plan = None
-        if asset_id is not None:
-            plan = self._resumed_plan(path, asset_id, size, explicit=True)
-        elif resume is not None and key is not None and (known := resume.get(key)):
-            plan = self._resumed_plan(path, known, size, explicit=False)
-            if plan is None:
-                resume.forget(key)
+        plan = self._unfinished_plan(path, size, asset_id=asset_id, resume=resume, key=key)
         if plan is None:
-            digest = _sha256(path) if declare_sha256 else None
-            ticket = self.request_upload(
-                UploadUrlRequest.model_validate(
-                    {
-                        "file_name": path.name,
-                        "file_size": size,
-                        "mime_type": mime_type or guess_mime_type(path),
-                        "project_id": project_id,
-                        "sha256": digest,
-                    },
-                    by_name=True,
-                )
+            request = UploadUrlRequest.model_validate(
+                {
+                    "file_name": path.name,
+                    "file_size": size,
+                    "mime_type": mime_type or guess_mime_type(path),
+                    "project_id": project_id,
+                    "sha256": _sha256(path) if declare_sha256 else None,
+                },
+                by_name=True,
             )
+            ticket = self.request_upload(request)
             if resume is not None and key is not None:
                 resume.remember(key, ticket.asset_id)  # before any byte goes: a kill from here on resumes
             plan = TransferPlan.from_ticket(ticket, sign=self._signer(ticket.asset_id))
@@ -179,6 +175,19 @@ class MediaIngestClient:
         if resume is not None and key is not None:
             resume.forget(key)
         return UploadResult(plan=plan, confirmed=confirmed)
+
+    def _unfinished_plan(
+        self, path: Path, size: int, *, asset_id: str | None, resume: ResumeStore | None, key: str | None
+    ) -> TransferPlan | None:
+        """What is left of the named asset's upload, or of this file's last one; None to start afresh."""
+        if asset_id is not None:
+            return self._resumed_plan(path, asset_id, size, explicit=True)
+        if resume is None or key is None or not (known := resume.get(key)):
+            return None
+        plan = self._resumed_plan(path, known, size, explicit=False)
+        if plan is None:
+            resume.forget(key)  # that upload is gone: start afresh
+        return plan
 
     def _signer(self, asset_id: str) -> Callable[[int, str], PresignedPart]:
         return lambda part_number, sha256: self.sign_part(asset_id, part_number, sha256)
@@ -306,30 +315,53 @@ class MediaIngestClient:
     ) -> AssetStatus:
         """Follows the asset until READY or FAILED; returns the final status. Polls /status when asked
         to, or when the event stream is unavailable (a proxy that buffers it, an older server)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _Deadline(asset_id, timeout)
+        report = on_status or _ignore
         if use_events:
-            try:
-                last: AssetStatus | None = None
-                for status in self.events(asset_id):
-                    last = status
-                    if on_status is not None:
-                        on_status(status)
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise ClientError(f"asset {asset_id} did not finish within {timeout:g} s")
-                if last is not None and last.processing_status.value in TERMINAL:
-                    return last
-            except (httpx.TransportError, ApiError) as error:
-                if isinstance(error, ApiError) and error.status_code in (401, 403, 404):
-                    raise
+            final = self._wait_on_events(asset_id, deadline, report)
+            if final is not None:
+                return final
         while True:
             status = self.status(asset_id)
-            if on_status is not None:
-                on_status(status)
+            report(status)
             if status.processing_status.value in TERMINAL:
                 return status
-            if deadline is not None and time.monotonic() > deadline:
-                raise ClientError(f"asset {asset_id} did not finish within {timeout:g} s")
+            deadline.check()
             time.sleep(poll_interval)
+
+    def _wait_on_events(
+        self, asset_id: str, deadline: _Deadline, report: Callable[[AssetStatus], None]
+    ) -> AssetStatus | None:
+        """The final status as the event stream tells it; None when the stream ended or broke first (then
+        `wait` polls). Refusals (401, 403, 404) are raised: polling would meet them too."""
+        last: AssetStatus | None = None
+        try:
+            for status in self.events(asset_id):
+                last = status
+                report(status)
+                deadline.check()
+        except (httpx.TransportError, ApiError) as error:
+            if isinstance(error, ApiError) and error.status_code in (401, 403, 404):
+                raise
+            return None
+        return last if last is not None and last.processing_status.value in TERMINAL else None
+
+
+def _ignore(_status: AssetStatus) -> None:
+    return None
+
+
+class _Deadline:
+    """When waiting for an asset gives up: never without a timeout."""
+
+    def __init__(self, asset_id: str, timeout: float | None) -> None:
+        self.asset_id = asset_id
+        self.timeout = timeout
+        self.at = None if timeout is None else time.monotonic() + timeout
+
+    def check(self) -> None:
+        if self.at is not None and self.timeout is not None and time.monotonic() > self.at:
+            raise ClientError(f"asset {self.asset_id} did not finish within {self.timeout:g} s")
 
 
 @dataclass(frozen=True)

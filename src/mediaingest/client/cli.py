@@ -20,7 +20,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from mediaingest.assets.schemas import AssetDetail, AssetStatus
+    from mediaingest.assets.schemas import AssetDetail, AssetStatus, MetadataOut
     from mediaingest.client.api import MediaIngestClient
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -86,18 +86,9 @@ def _summary(console: Console, detail: AssetDetail) -> None:
     if detail.project_id:
         facts.append(f"project {escape(detail.project_id)}")
     console.print("  " + " · ".join(facts))
-    meta = detail.metadata
-    if meta is not None:
-        media = []
-        if meta.width and meta.height:
-            media.append(f"{meta.width}×{meta.height}" + (f" @ {meta.fps:g} fps" if meta.fps else ""))
-        if meta.duration_seconds:
-            media.append(f"{meta.duration_seconds:.1f} s")
-        codecs = "/".join(codec for codec in (meta.video_codec, meta.audio_codec) if codec)
-        if codecs:
-            media.append(codecs)
-        if media:
-            console.print("  " + " · ".join(media))
+    media = _media_facts(detail.metadata) if detail.metadata is not None else []
+    if media:
+        console.print("  " + " · ".join(media))
     if detail.error:
         console.print(f"  [red]{escape(detail.error)}[/red]")
     if detail.proxies:
@@ -106,6 +97,19 @@ def _summary(console: Console, detail: AssetDetail) -> None:
             for proxy in detail.proxies
         )
         console.print(f"  derived: {escape(made)}")
+
+
+def _media_facts(meta: MetadataOut) -> list[str]:
+    """Picture size and rate, duration, codecs: what the probe found, as far as it applies."""
+    media = []
+    if meta.width and meta.height:
+        media.append(f"{meta.width}×{meta.height}" + (f" @ {meta.fps:g} fps" if meta.fps else ""))
+    if meta.duration_seconds:
+        media.append(f"{meta.duration_seconds:.1f} s")
+    codecs = "/".join(codec for codec in (meta.video_codec, meta.audio_codec) if codec)
+    if codecs:
+        media.append(codecs)
+    return media
 
 
 # --- upload -------------------------------------------------------------------------------------------

@@ -121,111 +121,17 @@ def build_stage_job(attempt: StageAttempt, *, namespace: str, settings: Operator
     """
     config = settings.stages[attempt.stage]
     labels = job_labels(attempt, release=settings.release)
-    memory_request, memory_limit = memory_for(config, attempt.memory_scale)
-    requests = {**config.requests, "memory": memory_request}
-    limits = {**config.limits, "memory": memory_limit}
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": settings.stage_service_account,
         # Its own token is projected below, for the API's audience only; the default one (for the
         # Kubernetes API, which stage code never calls) is not mounted.
         "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "seccompProfile": {"type": "RuntimeDefault"},
-            **(
-                {"runAsUser": settings.run_as_user, "runAsGroup": settings.run_as_user, "fsGroup": settings.run_as_user}
-                if settings.run_as_user is not None
-                else {}
-            ),
-        },
-        "containers": [
-            {
-                "name": naming.CONTAINER_NAME,
-                "image": settings.image_for(attempt.stage),
-                "imagePullPolicy": settings.image_pull_policy,
-                "command": ["mediaingest"],
-                "args": [
-                    "run-stage",
-                    "--asset",
-                    attempt.asset_id,
-                    "--stage",
-                    attempt.stage,
-                    "--attempt",
-                    str(attempt.attempt),
-                ],
-                # The release's settings (pipeline options), never its Secret: no database password, no
-                # storage keys, no JWT secret in a pod that runs ffmpeg on untrusted uploads.
-                "envFrom": [{"configMapRef": {"name": settings.job_config_map_name}}],
-                # The root filesystem is read-only: downloads, ffmpeg temp files and HOME live on scratch.
-                "env": [
-                    {"name": "STAGE_API_URL", "value": settings.stage_api_url},
-                    {"name": "STAGE_TOKEN_FILE", "value": TOKEN_FILE},
-                    {"name": "TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
-                    {"name": "WORK_DIR", "value": SCRATCH_PATH},
-                    {"name": "TMPDIR", "value": SCRATCH_PATH},
-                    {"name": "HOME", "value": SCRATCH_PATH},
-                    # ffmpeg sizes its threads and its memory cap from the pod's limits, not the node's.
-                    _downward("FFMPEG_THREADS", "limits.cpu", "1"),
-                    _downward("CONTAINER_MEMORY_LIMIT_MB", "limits.memory", "1Mi"),
-                    *(dict(item) for item in settings.job_extra_env),
-                ],
-                "resources": {"requests": requests, "limits": limits},
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "runAsNonRoot": True,
-                    "capabilities": {"drop": ["ALL"]},
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "volumeMounts": [
-                    {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH},
-                    {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True},
-                    *(dict(item) for item in settings.job_extra_volume_mounts),
-                ],
-                # The failure reason the operator shows: the stage's last words, or its log tail.
-                "terminationMessagePath": TERMINATION_MESSAGE_PATH,
-                "terminationMessagePolicy": "FallbackToLogsOnError",
-            }
-        ],
-        "volumes": [
-            {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": config.scratch_size_limit}},
-            {
-                "name": TOKEN_VOLUME,
-                "projected": {
-                    "sources": [
-                        {
-                            "serviceAccountToken": {
-                                "audience": settings.stage_token_audience,
-                                "expirationSeconds": settings.stage_token_seconds,
-                                "path": "token",
-                            }
-                        }
-                    ]
-                },
-            },
-            *(dict(item) for item in settings.job_extra_volumes),
-        ],
+        "securityContext": _pod_security(settings),
+        "containers": [_stage_container(attempt, settings, config)],
+        "volumes": _pod_volumes(settings, config),
+        **_pod_placement(attempt, settings, config),
     }
-    if settings.job_init_containers:
-        pod_spec["initContainers"] = [dict(item) for item in settings.job_init_containers]
-    if settings.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
-    node_selector = {**settings.node_selector, **config.node_selector}
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    tolerations = [*settings.tolerations, *config.tolerations]
-    if tolerations:
-        pod_spec["tolerations"] = [dict(toleration) for toleration in tolerations]
-    affinity = config.affinity or settings.job_affinity
-    if affinity:
-        pod_spec["affinity"] = dict(affinity)
-    priority_class = config.priority_class_name or settings.priority_class_names.get(attempt.priority)
-    if priority_class:
-        pod_spec["priorityClassName"] = priority_class
-    if config.runtime_class_name:
-        pod_spec["runtimeClassName"] = config.runtime_class_name
-
     metadata_labels = dict(labels)
     if settings.kueue_queue_name:
         metadata_labels[naming.LABEL_KUEUE_QUEUE] = settings.kueue_queue_name
@@ -267,6 +173,116 @@ def build_stage_job(attempt: StageAttempt, *, namespace: str, settings: Operator
     }
 
 
+def _pod_security(settings: OperatorSettings) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+        **(
+            {"runAsUser": settings.run_as_user, "runAsGroup": settings.run_as_user, "fsGroup": settings.run_as_user}
+            if settings.run_as_user is not None
+            else {}
+        ),
+    }
+
+
+def _stage_container(attempt: StageAttempt, settings: OperatorSettings, config: StageConfig) -> dict[str, Any]:
+    memory_request, memory_limit = memory_for(config, attempt.memory_scale)
+    requests = {**config.requests, "memory": memory_request}
+    limits = {**config.limits, "memory": memory_limit}
+    return {
+        "name": naming.CONTAINER_NAME,
+        "image": settings.image_for(attempt.stage),
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["mediaingest"],
+        "args": [
+            "run-stage",
+            "--asset",
+            attempt.asset_id,
+            "--stage",
+            attempt.stage,
+            "--attempt",
+            str(attempt.attempt),
+        ],
+        # The release's settings (pipeline options), never its Secret: no database password, no
+        # storage keys, no JWT secret in a pod that runs ffmpeg on untrusted uploads.
+        "envFrom": [{"configMapRef": {"name": settings.job_config_map_name}}],
+        # The root filesystem is read-only: downloads, ffmpeg temp files and HOME live on scratch.
+        "env": [
+            {"name": "STAGE_API_URL", "value": settings.stage_api_url},
+            {"name": "STAGE_TOKEN_FILE", "value": TOKEN_FILE},
+            {"name": "TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
+            {"name": "WORK_DIR", "value": SCRATCH_PATH},
+            {"name": "TMPDIR", "value": SCRATCH_PATH},
+            {"name": "HOME", "value": SCRATCH_PATH},
+            # ffmpeg sizes its threads and its memory cap from the pod's limits, not the node's.
+            _downward("FFMPEG_THREADS", "limits.cpu", "1"),
+            _downward("CONTAINER_MEMORY_LIMIT_MB", "limits.memory", "1Mi"),
+            *(dict(item) for item in settings.job_extra_env),
+        ],
+        "resources": {"requests": requests, "limits": limits},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH},
+            {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True},
+            *(dict(item) for item in settings.job_extra_volume_mounts),
+        ],
+        # The failure reason the operator shows: the stage's last words, or its log tail.
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _pod_volumes(settings: OperatorSettings, config: StageConfig) -> list[dict[str, Any]]:
+    return [
+        {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": config.scratch_size_limit}},
+        {
+            "name": TOKEN_VOLUME,
+            "projected": {
+                "sources": [
+                    {
+                        "serviceAccountToken": {
+                            "audience": settings.stage_token_audience,
+                            "expirationSeconds": settings.stage_token_seconds,
+                            "path": "token",
+                        }
+                    }
+                ]
+            },
+        },
+        *(dict(item) for item in settings.job_extra_volumes),
+    ]
+
+
+def _pod_placement(attempt: StageAttempt, settings: OperatorSettings, config: StageConfig) -> dict[str, Any]:
+    """The pod's optional fields (init containers, pull secrets, where and how it is scheduled): set ones only."""
+    extra: dict[str, Any] = {}
+    if settings.job_init_containers:
+        extra["initContainers"] = [dict(item) for item in settings.job_init_containers]
+    if settings.image_pull_secrets:
+        extra["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
+    node_selector = {**settings.node_selector, **config.node_selector}
+    if node_selector:
+        extra["nodeSelector"] = node_selector
+    tolerations = [*settings.tolerations, *config.tolerations]
+    if tolerations:
+        extra["tolerations"] = [dict(toleration) for toleration in tolerations]
+    affinity = config.affinity or settings.job_affinity
+    if affinity:
+        extra["affinity"] = dict(affinity)
+    priority_class = config.priority_class_name or settings.priority_class_names.get(attempt.priority)
+    if priority_class:
+        extra["priorityClassName"] = priority_class
+    if config.runtime_class_name:
+        extra["runtimeClassName"] = config.runtime_class_name
+    return extra
+
+
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     for condition in status.get("conditions") or []:
         if condition.get("type") == kind and condition.get("status") == "True":
@@ -286,23 +302,24 @@ def observe_job(body: Mapping[str, Any]) -> KubeJobObservation | None:
         return None
     status = body.get("status") or {}
     suspended = bool((body.get("spec") or {}).get("suspend")) and not status.get("active")
-    complete = _condition(status, "Complete")
-    failed = _condition(status, "Failed")
-    state = KubeJobState.ACTIVE
-    reason = message = None
-    if complete is not None or (status.get("succeeded") or 0) > 0:
-        state = KubeJobState.SUCCEEDED
-    elif failed is not None or ((status.get("failed") or 0) > 0 and not status.get("active")):
-        state = KubeJobState.FAILED
-        reason = (failed or {}).get("reason")
-        message = (failed or {}).get("message")
+    state, failed = _job_state(status)
     return KubeJobObservation(
         name=str(metadata.get("name")),
         task_id=task_id,
         stage=stage,
         attempt=attempt,
         state=state,
-        reason=reason,
-        message=message,
+        reason=failed.get("reason"),
+        message=failed.get("message"),
         suspended=suspended and state == KubeJobState.ACTIVE,
     )
+
+
+def _job_state(status: Mapping[str, Any]) -> tuple[KubeJobState, Mapping[str, Any]]:
+    """The Job's state from its status, and its Failed condition (empty unless it failed)."""
+    if _condition(status, "Complete") is not None or (status.get("succeeded") or 0) > 0:
+        return KubeJobState.SUCCEEDED, {}
+    failed = _condition(status, "Failed")
+    if failed is not None or ((status.get("failed") or 0) > 0 and not status.get("active")):
+        return KubeJobState.FAILED, failed or {}
+    return KubeJobState.ACTIVE, {}

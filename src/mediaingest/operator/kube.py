@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from typing import Any
@@ -161,6 +161,28 @@ class PodTermination:
     message: str | None  # the termination message, or the log tail (FallbackToLogsOnError)
 
 
+def last_termination(pods: Iterable[Mapping[str, Any]], job_name: str) -> PodTermination | None:
+    """How the stage container ended in the Job's pod that ended last (pure: the pods as listed)."""
+    ended = sorted(_stage_terminations(pods, job_name), key=lambda item: item[0])  # RFC 3339 UTC sorts as text
+    if not ended:
+        return None
+    terminated = ended[-1][1]
+    message = (terminated.get("message") or "").strip() or None
+    return PodTermination(exit_code=terminated.get("exitCode"), reason=terminated.get("reason"), message=message)
+
+
+def _stage_terminations(pods: Iterable[Mapping[str, Any]], job_name: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(when, the `terminated` state) of each ended stage container among the Job's pods."""
+    for pod in pods:
+        metadata = pod.get("metadata") or {}
+        if (metadata.get("labels") or {}).get("job-name") != job_name:
+            continue  # belt and braces for API servers that ignore the selector
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated")
+            if container.get("name") == naming.CONTAINER_NAME and terminated is not None:
+                yield str(terminated.get("finishedAt") or metadata.get("creationTimestamp") or ""), terminated
+
+
 class RateLimit:
     """A token bucket: `qps` calls a second on average, `burst` at once (client-go's client-side limit)."""
 
@@ -215,21 +237,7 @@ class KubeApi:
         """How the stage container of the Job's last pod ended, if a pod is still there to say."""
         pods = await self._call("list", "Pod", "GET", _objects("", "v1", namespace, "pods"),
                                 params={"labelSelector": f"job-name={job_name}"})  # fmt: skip
-        ended = []
-        for pod in pods.get("items") or []:
-            metadata = pod.get("metadata") or {}
-            if (metadata.get("labels") or {}).get("job-name") != job_name:
-                continue  # belt and braces for API servers that ignore the selector
-            for container in (pod.get("status") or {}).get("containerStatuses") or []:
-                terminated = (container.get("state") or {}).get("terminated")
-                if container.get("name") == naming.CONTAINER_NAME and terminated is not None:
-                    ended.append((terminated.get("finishedAt") or metadata.get("creationTimestamp") or "", terminated))
-        if not ended:
-            return None
-        ended.sort(key=lambda item: str(item[0]))  # RFC 3339 times in UTC sort as text
-        terminated = ended[-1][1]
-        message = (terminated.get("message") or "").strip() or None
-        return PodTermination(exit_code=terminated.get("exitCode"), reason=terminated.get("reason"), message=message)
+        return last_termination(pods.get("items") or [], job_name)
 
     # --- MediaAssets --------------------------------------------------------------------------------
     async def create_media_asset(self, namespace: str, body: Mapping[str, Any]) -> bool:

@@ -37,7 +37,7 @@ from mediaingest.models import IngestionJob, MediaAsset, Task, TaskStatus
 from mediaingest.models.enums import JobPriority, Stage
 from mediaingest.operator import metrics, projection
 from mediaingest.operator.jobs import MEMORY_SCALE_KEY, StageAttempt, build_stage_job, next_memory_scale
-from mediaingest.operator.kube import KubeApi, KubeApiError
+from mediaingest.operator.kube import KubeApi, KubeApiError, PodTermination
 from mediaingest.operator.model import KubeJobObservation, KubeJobState
 from mediaingest.operator.settings import OperatorSettings
 from mediaingest.pipeline.registry import UnknownStageError, stage_named
@@ -72,6 +72,27 @@ class AttemptEnd:
     kind: str  # the metric's cause label
     permanent: bool = False
     out_of_memory: bool = False
+
+
+_UNKNOWN_TERMINATION = PodTermination(exit_code=None, reason=None, message=None)
+
+
+def attempt_end(job: KubeJobObservation, ended: PodTermination | None) -> AttemptEnd:
+    """How an unreported attempt ended, from its Job and, when one was read, its pod's last termination (pure)."""
+    if job.state == KubeJobState.SUCCEEDED:
+        return AttemptEnd("the stage pod exited without reporting its result", "unreported")
+    if job.reason == "DeadlineExceeded":
+        return AttemptEnd(f"the stage ran past its deadline ({job.message or 'DeadlineExceeded'})", "deadline")
+    ended = ended or _UNKNOWN_TERMINATION
+    if ended.reason == "OOMKilled":
+        return AttemptEnd("the stage pod was killed for using more memory than its limit", "oom_killed",
+                          out_of_memory=True)  # fmt: skip
+    permanent = job.reason == "PodFailurePolicy" or ended.exit_code == 3  # EXIT_PERMANENT (stage_reports.one_shot)
+    exit_code = f"exit code {ended.exit_code}" if ended.exit_code is not None else None
+    head = ", ".join(part for part in (exit_code, ended.reason or job.reason) if part) or "failed"
+    detail = ended.message or job.message
+    return AttemptEnd(f"the stage pod failed ({head}){': ' + detail if detail else ''}"[:2000],
+                      "permanent" if permanent else "failed", permanent=permanent)  # fmt: skip
 
 
 @dataclass
@@ -143,25 +164,13 @@ class KubernetesRunner:
                 await self._delete_job(held.job_name, reason="task cancelled")
 
     async def _why_ended(self, job: KubeJobObservation) -> AttemptEnd:
-        if job.state == KubeJobState.SUCCEEDED:
-            return AttemptEnd("the stage pod exited without reporting its result", "unreported")
-        if job.reason == "DeadlineExceeded":
-            return AttemptEnd(f"the stage ran past its deadline ({job.message or 'DeadlineExceeded'})", "deadline")
-        try:
-            ended = await self.kube.pod_termination(self.settings.namespace, job.name)
-        except KubeApiError as exc:
-            log.warning("operator.pod_read_failed", job=job.name, status=exc.status)
-            ended = None
-        if ended is not None and ended.reason == "OOMKilled":
-            return AttemptEnd("the stage pod was killed for using more memory than its limit", "oom_killed",
-                              out_of_memory=True)  # fmt: skip
-        permanent = job.reason == "PodFailurePolicy" or (ended is not None and ended.exit_code == 3)
-        parts = [f"exit code {ended.exit_code}" if ended is not None and ended.exit_code is not None else None,
-                 (ended.reason if ended is not None else None) or job.reason]  # fmt: skip
-        head = ", ".join(part for part in parts if part) or "failed"
-        detail = (ended.message if ended is not None else None) or job.message
-        return AttemptEnd(f"the stage pod failed ({head}){': ' + detail if detail else ''}"[:2000],
-                          "permanent" if permanent else "failed", permanent=permanent)  # fmt: skip
+        ended: PodTermination | None = None
+        if job.state != KubeJobState.SUCCEEDED and job.reason != "DeadlineExceeded":  # its pod says more
+            try:
+                ended = await self.kube.pod_termination(self.settings.namespace, job.name)
+            except KubeApiError as exc:
+                log.warning("operator.pod_read_failed", job=job.name, status=exc.status)
+        return attempt_end(job, ended)
 
     async def _unrecorded(self, held: HeldAttempt, end: AttemptEnd) -> bool:
         """Records an attempt that ended without its pod's report. True when the task was cancelled."""

@@ -205,27 +205,8 @@ async def _commit(
 
 @router.put("/{bucket}/{key:path}")
 async def put_object(bucket: str, key: str, request: Request) -> Response:
-    writer: ObjectWriter | None = None
     try:
-        storage = _local_storage(request)
-        signed, metadata = _signed_put(request, bucket, key)
-        storage.verify(signed, _signature(request))
-        await _check_upload_open(request, bucket, key)
-        if metadata and signed.upload_id is not None:
-            raise S3Error(400, "InvalidArgument", "Parts take no metadata; give it when the upload starts.")
-        size = _declared_size(request, signed)
-        writer = await run_in_threadpool(storage.new_writer)
-        await _receive_body(request, writer, limit=size)
-        if writer.size != size:
-            raise S3Error(400, "IncompleteBody", "The body is shorter than the signed size.")
-        response_headers = dict(CORS_HEADERS)
-        if signed.checksum_sha256 is not None:
-            if not hmac.compare_digest(writer.checksum_sha256_b64, signed.checksum_sha256):
-                raise S3Error(400, "BadDigest", "The SHA256 you specified did not match the calculated checksum.")
-            response_headers["x-amz-checksum-sha256"] = signed.checksum_sha256
-        etag = await _commit(storage, writer, signed, metadata)
-        log.info("storage.local_put", bucket=bucket, key=key, size=size, part=signed.part_number)
-        return Response(status_code=200, headers={**response_headers, "ETag": f'"{etag}"'})
+        return await _put(request, bucket, key)
     except S3Error as exc:
         return _error_response(exc)
     except ClientDisconnect:
@@ -241,9 +222,32 @@ async def put_object(bucket: str, key: str, request: Request) -> Response:
         # Still an S3-shaped answer for the client; the traceback goes to our log only.
         log.exception("storage.local_put_crashed", bucket=bucket, key=key)
         return _error_response(S3Error(500, "InternalError", "We encountered an internal error."))
+
+
+async def _put(request: Request, bucket: str, key: str) -> Response:
+    """A signed PUT of an object or a part, as S3 answers it; errors are raised for `put_object` to render."""
+    storage = _local_storage(request)
+    signed, metadata = _signed_put(request, bucket, key)
+    storage.verify(signed, _signature(request))
+    await _check_upload_open(request, bucket, key)
+    if metadata and signed.upload_id is not None:
+        raise S3Error(400, "InvalidArgument", "Parts take no metadata; give it when the upload starts.")
+    size = _declared_size(request, signed)
+    writer = await run_in_threadpool(storage.new_writer)
+    try:
+        await _receive_body(request, writer, limit=size)
+        if writer.size != size:
+            raise S3Error(400, "IncompleteBody", "The body is shorter than the signed size.")
+        response_headers = dict(CORS_HEADERS)
+        if signed.checksum_sha256 is not None:
+            if not hmac.compare_digest(writer.checksum_sha256_b64, signed.checksum_sha256):
+                raise S3Error(400, "BadDigest", "The SHA256 you specified did not match the calculated checksum.")
+            response_headers["x-amz-checksum-sha256"] = signed.checksum_sha256
+        etag = await _commit(storage, writer, signed, metadata)
     finally:
-        if writer is not None:
-            writer.discard()  # a no-op once committed
+        writer.discard()  # a no-op once committed
+    log.info("storage.local_put", bucket=bucket, key=key, size=size, part=signed.part_number)
+    return Response(status_code=200, headers={**response_headers, "ETag": f'"{etag}"'})
 
 
 @router.api_route("/{bucket}/{key:path}", methods=["GET", "HEAD"])

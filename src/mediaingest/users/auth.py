@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import jwt
 import sqlalchemy as sa
@@ -82,35 +83,7 @@ class Authenticator:
         return Principal(user_id=record.user_id, plan=plan)
 
     def _from_jwt(self, session: Session, token: str) -> Principal:
-        try:
-            # Only the algorithm family the key is for: an HMAC secret never verifies RS/ES tokens and a
-            # JWKS public key never verifies HS tokens (the classic algorithm-confusion attack).
-            if self._jwks_client is not None:
-                key: object = self._jwks_client.get_signing_key_from_jwt(token).key
-                algorithms = [name for name in self.settings.jwt_algorithms if not name.startswith("HS")]
-            else:
-                assert self.settings.jwt_secret is not None
-                key = self.settings.jwt_secret.get_secret_value()
-                algorithms = [name for name in self.settings.jwt_algorithms if name.startswith("HS")]
-            claims = jwt.decode(
-                token,
-                key=key,  # type: ignore[arg-type]
-                algorithms=algorithms,
-                audience=self.settings.jwt_audience,
-                issuer=self.settings.jwt_issuer,
-                options={"require": ["sub", "exp"], "verify_aud": self.settings.jwt_audience is not None},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise AuthenticationError("token expired") from exc
-        except (jwt.PyJWTError, ValueError) as exc:
-            raise AuthenticationError("invalid bearer token") from exc
-        try:
-            plan = Plan(str(claims.get("plan", Plan.USER.value)).upper())
-        except ValueError as exc:
-            raise AuthenticationError("token carries an unknown plan") from exc
-        subject = claims["sub"]
-        if not isinstance(subject, str) or not _SUBJECT.fullmatch(subject):
-            raise AuthenticationError("token subject must be 1 to 64 printable characters without spaces")
+        subject, plan = _identity(self._verified_claims(token))
         user = session.get(User, subject)
         if user is None:
             user = User(id=subject, plan=plan, identity_source=IdentitySource.JWT)
@@ -122,3 +95,39 @@ class Authenticator:
         elif user.plan != plan:
             user.plan = plan  # the main product is the source of truth for its users' plans
         return Principal(user_id=subject, plan=plan)
+
+    def _verified_claims(self, token: str) -> dict[str, Any]:
+        try:
+            # Only the algorithm family the key is for: an HMAC secret never verifies RS/ES tokens and a
+            # JWKS public key never verifies HS tokens (the classic algorithm-confusion attack).
+            if self._jwks_client is not None:
+                key: object = self._jwks_client.get_signing_key_from_jwt(token).key
+                algorithms = [name for name in self.settings.jwt_algorithms if not name.startswith("HS")]
+            else:
+                assert self.settings.jwt_secret is not None
+                key = self.settings.jwt_secret.get_secret_value()
+                algorithms = [name for name in self.settings.jwt_algorithms if name.startswith("HS")]
+            return jwt.decode(
+                token,
+                key=key,  # type: ignore[arg-type]
+                algorithms=algorithms,
+                audience=self.settings.jwt_audience,
+                issuer=self.settings.jwt_issuer,
+                options={"require": ["sub", "exp"], "verify_aud": self.settings.jwt_audience is not None},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthenticationError("token expired") from exc
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise AuthenticationError("invalid bearer token") from exc
+
+
+def _identity(claims: dict[str, Any]) -> tuple[str, Plan]:
+    """The user a verified JWT names (`sub`) and the plan it carries (`plan`, USER when absent)."""
+    try:
+        plan = Plan(str(claims.get("plan", Plan.USER.value)).upper())
+    except ValueError as exc:
+        raise AuthenticationError("token carries an unknown plan") from exc
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not _SUBJECT.fullmatch(subject):
+        raise AuthenticationError("token subject must be 1 to 64 printable characters without spaces")
+    return subject, plan

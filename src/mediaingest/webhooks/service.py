@@ -45,32 +45,30 @@ class WebhookState:
 def validate_url(url: str) -> str:
     """http(s) with a host; no credentials (they would be stored and shown), no fragment, no whitespace."""
     value = url.strip()
-    problem = None
-    if len(value) > MAX_URL_LENGTH:
-        problem = f"at most {MAX_URL_LENGTH} characters"
-    elif any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        problem = "no whitespace or control characters"
-    else:
-        try:
-            parts = urlsplit(value)
-            port = parts.port  # raises ValueError on a malformed port
-        except ValueError:
-            parts, port = None, None
-        if parts is None:
-            problem = "not a valid URL"
-        elif parts.scheme not in ("http", "https"):
-            problem = "the scheme must be http or https"
-        elif not parts.hostname:
-            problem = "a host is required"
-        elif parts.username is not None or parts.password is not None:
-            problem = "credentials in the URL are not accepted"
-        elif parts.fragment:
-            problem = "a fragment is not sent to servers; remove it"
-        elif port == 0:
-            problem = "port 0 is not valid"
+    problem = _url_problem(value)
     if problem:
         raise ValidationFailedError(f"invalid webhook URL: {problem}", details={"url": "invalid"})
     return value
+
+
+def _url_problem(value: str) -> str | None:
+    if len(value) > MAX_URL_LENGTH:
+        return f"at most {MAX_URL_LENGTH} characters"
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return "no whitespace or control characters"
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        return "not a valid URL"
+    rules = (  # the first broken one is reported
+        (parts.scheme in ("http", "https"), "the scheme must be http or https"),
+        (bool(parts.hostname), "a host is required"),
+        (parts.username is None and parts.password is None, "credentials in the URL are not accepted"),
+        (not parts.fragment, "a fragment is not sent to servers; remove it"),
+        (port != 0, "port 0 is not valid"),
+    )
+    return next((problem for holds, problem in rules if not holds), None)
 
 
 def get_webhook(session: Session, *, user_id: str) -> WebhookState:

@@ -43,6 +43,18 @@ def verify(
     (a sender may sign with more than one secret while rotating)."""
     if not header:
         raise SignatureMismatchError("missing signature header")
+    timestamp, candidates = _parse(header)
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance_seconds:
+        raise SignatureMismatchError("signature timestamp outside the tolerance")
+    expected = compute(secret, timestamp, body)
+    if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
+        raise SignatureMismatchError("signature does not match")
+    return timestamp
+
+
+def _parse(header: str) -> tuple[int, list[str]]:
+    """`t=<unix time>,v1=<hex>[,v1=<hex>…]` → the timestamp and the v1 values."""
     timestamp: int | None = None
     candidates: list[str] = []
     for item in header.split(","):
@@ -53,10 +65,4 @@ def verify(
             candidates.append(value)
     if timestamp is None or not candidates:
         raise SignatureMismatchError("malformed signature header")
-    current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance_seconds:
-        raise SignatureMismatchError("signature timestamp outside the tolerance")
-    expected = compute(secret, timestamp, body)
-    if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
-        raise SignatureMismatchError("signature does not match")
-    return timestamp
+    return timestamp, candidates
