@@ -46,6 +46,18 @@ _S3_CODE = re.compile(r"<Code>([^<]+)</Code>")
 PART_RETRY = RetryPolicy(max_attempts=4, base_seconds=0.5, max_seconds=8.0)
 
 
+class _Counted:
+    """One attempt's bytes, passed on to the progress callback as they go."""
+
+    def __init__(self, report: ProgressCallback) -> None:
+        self.report = report
+        self.sent = 0
+
+    def __call__(self, count: int) -> None:
+        self.sent += count
+        self.report(count)
+
+
 def _file_chunks(path: Path, start: int, length: int, sent: ProgressCallback) -> Iterator[bytes]:
     with path.open("rb") as handle:
         handle.seek(start)
@@ -239,37 +251,48 @@ class Transfer:
         report: ProgressCallback,
     ) -> str:
         for attempt in range(1, self.retry.max_attempts + 1):
-            sent = 0
-
-            def count(n: int) -> None:
-                nonlocal sent
-                sent += n
-                report(n)
-
+            counted = _Counted(report)
             try:
-                url, headers = request()
-                # Content-Length given explicitly: httpx then streams without chunked encoding, as storage needs.
-                request_headers = {**headers, "Content-Length": str(size)}
-                response = self.http.put(url, content=_file_chunks(path, start, size, count), headers=request_headers)
-                if 200 <= response.status_code < 300:
-                    etag = response.headers.get("etag")
-                    if not etag:
-                        raise TransferError("storage answered without an ETag header")
-                    return etag
-                if response.status_code == 412 and attempt > 1 and headers.get("If-None-Match") == "*":
-                    # A single-write URL refusing our retry: the earlier attempt did land (its answer
-                    # was lost). A single PUT's ETag is the MD5 of its bytes; confirm checks it.
-                    report(size - sent)
-                    return md5_of(path, start, size)
-                error = _refusal(response)
-            except httpx.TransportError as exc:
-                error = TransferError(f"{type(exc).__name__}: {exc or 'connection failed'}", retryable=True)
-            report(-sent)  # what this attempt sent does not count any more
-            if not error.retryable or attempt == self.retry.max_attempts:
-                if error.retryable:
-                    raise TransferError(f"{error} (gave up after {attempt} attempts)", status_code=error.status_code)
-                raise error
-            if self.on_retry is not None:
-                self.on_retry(part_number, attempt, str(error))
+                return self._put_once(request, path, start, size, retried=attempt > 1, counted=counted)
+            except TransferError as error:
+                report(-counted.sent)  # what this attempt sent does not count any more
+                if not error.retryable or attempt == self.retry.max_attempts:
+                    if error.retryable:
+                        raise TransferError(
+                            f"{error} (gave up after {attempt} attempts)", status_code=error.status_code
+                        ) from None
+                    raise
+                if self.on_retry is not None:
+                    self.on_retry(part_number, attempt, str(error))
             time.sleep(self.retry.backoff(attempt))
         raise AssertionError("unreachable")
+
+    def _put_once(
+        self,
+        request: Callable[[], tuple[str, dict[str, str]]],
+        path: Path,
+        start: int,
+        size: int,
+        *,
+        retried: bool,
+        counted: _Counted,
+    ) -> str:
+        """One PUT of the bytes; their ETag, or a TransferError that says whether to try again."""
+        try:
+            url, headers = request()
+            # Content-Length given explicitly: httpx then streams without chunked encoding, as storage needs.
+            request_headers = {**headers, "Content-Length": str(size)}
+            response = self.http.put(url, content=_file_chunks(path, start, size, counted), headers=request_headers)
+        except httpx.TransportError as exc:
+            raise TransferError(f"{type(exc).__name__}: {exc or 'connection failed'}", retryable=True) from exc
+        if 200 <= response.status_code < 300:
+            etag = response.headers.get("etag")
+            if not etag:
+                raise TransferError("storage answered without an ETag header")
+            return etag
+        if response.status_code == 412 and retried and headers.get("If-None-Match") == "*":
+            # A single-write URL refusing our retry: the earlier attempt did land (its answer was lost).
+            # A single PUT's ETag is the MD5 of its bytes; confirm checks it.
+            counted(size - counted.sent)
+            return md5_of(path, start, size)
+        raise _refusal(response)

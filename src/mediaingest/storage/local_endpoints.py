@@ -273,9 +273,7 @@ async def get_object(bucket: str, key: str, request: Request) -> Response:
             log.warning("storage.local_get_failed", bucket=bucket, key=key, error=exc.message)
         return _error_response(_translate(exc))
 
-    # If-Match, as S3 answers it: a reader pinned to the bytes it verified gets 412 for any others.
-    expected = request.headers.get("if-match")
-    if expected and expected.strip() != "*" and expected.strip().strip('"').lower() != info.etag.lower():
+    if not _matches(request.headers.get("if-match"), info.etag):
         return _error_response(
             S3Error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
         )
@@ -293,6 +291,13 @@ async def get_object(bucket: str, key: str, request: Request) -> Response:
         headers=headers,
         stat_result=stat,
     )
+
+
+def _matches(expected: str | None, etag: str) -> bool:
+    """If-Match, as S3 answers it: a reader pinned to the bytes it verified gets 412 for any others."""
+    if not expected or expected.strip() == "*":
+        return True
+    return expected.strip().strip('"').lower() == etag.lower()
 
 
 @router.options("/{bucket}/{key:path}")

@@ -104,19 +104,7 @@ def resolve(url: str, *, allow_private: bool = False) -> Destination:
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    literal = literal_address(host)
-    if literal is not None:
-        addresses: list[IPAddress] = [literal]
-    else:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as exc:
-            raise UnresolvedHost(f"cannot resolve {host!r}") from exc
-        addresses = []
-        for info in infos:
-            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-            if address not in addresses:
-                addresses.append(address)
+    addresses = _addresses(host, port)
     if not allow_private:
         for address in addresses:
             reason = refusal(address)
@@ -126,3 +114,20 @@ def resolve(url: str, *, allow_private: bool = False) -> Destination:
     if not addresses:
         raise UnresolvedHost(f"cannot resolve {host!r}")
     return Destination(host=host, port=port, addresses=tuple(addresses))
+
+
+def _addresses(host: str, port: int) -> list[IPAddress]:
+    """The host's addresses, each once, in the resolver's order (a literal address is its own)."""
+    literal = literal_address(host)
+    if literal is not None:
+        return [literal]
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise UnresolvedHost(f"cannot resolve {host!r}") from exc
+    addresses: list[IPAddress] = []
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])  # without an IPv6 zone (%eth0)
+        if address not in addresses:
+            addresses.append(address)
+    return addresses

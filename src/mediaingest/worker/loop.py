@@ -227,21 +227,25 @@ class Worker:
                 return
             for run in held:
                 try:
-                    with session_scope(self.ctx.session_factory) as session:
-                        kept = queue.heartbeat(
-                            session,
-                            task_id=run.task_id,
-                            worker_id=self.worker_id,
-                            lease_seconds=self.settings.worker_lease_seconds,
-                            now=utcnow(),
-                        )
-                        # Finished by its own attempt (a stage process records its success): not lost.
-                        lost = not kept and queue.status_of(session, task_id=run.task_id) != TaskStatus.SUCCEEDED
-                    if lost and not run.cancel.is_set():
-                        log.info("task.lease_lost", task_id=run.task_id, task=run.name)
-                        run.cancel.set()
+                    self._keep_lease(run)
                 except Exception:
                     log.exception("worker.heartbeat_failed")
+
+    def _keep_lease(self, run: TaskRun) -> None:
+        """Extends the task's lease; stops the run when the lease is gone (cancelled or reaped)."""
+        with session_scope(self.ctx.session_factory) as session:
+            kept = queue.heartbeat(
+                session,
+                task_id=run.task_id,
+                worker_id=self.worker_id,
+                lease_seconds=self.settings.worker_lease_seconds,
+                now=utcnow(),
+            )
+            # Finished by its own attempt (a stage process records its success): not lost.
+            lost = not kept and queue.status_of(session, task_id=run.task_id) != TaskStatus.SUCCEEDED
+        if lost and not run.cancel.is_set():
+            log.info("task.lease_lost", task_id=run.task_id, task=run.name)
+            run.cancel.set()
 
 
 def _unknown(_ctx: object, run: TaskRun) -> None:
