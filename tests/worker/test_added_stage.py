@@ -120,7 +120,8 @@ def test_an_added_stage_runs_through_the_local_worker(
 def test_the_page_shows_the_added_stages_output_as_it_declares(
     added_stage: StageSpec, live_server_factory: LiveServerFactory, page: Any, small_video: Path
 ) -> None:
-    """The asset view shows the new kind as its stage declares it (an image, labelled): no JavaScript names it."""
+    """The asset view shows the new kind as its stage declares it (an image, labelled) and the new measurement
+    among the facts: no JavaScript names either."""
     server = live_server_factory(stage_modules=[MODULE], proxy_heights=[240])
     _, headers = server.create_user()
     with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -139,6 +140,10 @@ def test_the_page_shows_the_added_stages_output_as_it_declares(
     figure.wait_for()
     image = figure.get_by_role("img", name=f"Middle frame of {small_video.name}")
     wait_until(lambda: image.evaluate("img => img.complete && img.naturalWidth") == 320, timeout=10)
+    facts = viewer.locator("dl.facts").first
+    named = facts.locator("dt").all_inner_texts()
+    assert "Mean luma" in named and "Position seconds" in named, named
+    assert facts.locator("dt:text-is('Position seconds') + dd").inner_text() == "1"
 
 
 def test_under_kubernetes_the_added_stage_is_planned_sized_and_run_by_a_pod(

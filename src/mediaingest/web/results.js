@@ -25,6 +25,23 @@ export function planOutputs(proxies, handled = new Set()) {
   return { pictures, files };
 }
 
+/** "meanLuma" → "Mean luma": a measurement's name as people read it. */
+const spoken = (name) => name.replace(/([a-z0-9])([A-Z])/g, "$1 $2").replace(/^./, (c) => c.toUpperCase()).replace(/(?<= )[A-Z](?![A-Z])/g, (c) => c.toLowerCase());
+
+/** What the stages measured (`metadata.measurements`, by stage) as [name, value] facts: every number, text
+ *  and yes/no the API returns, in its stage's order; lists and objects have views of their own. Pure. */
+export function measuredFacts(measurements) {
+  const facts = [];
+  for (const measured of Object.values(measurements || {})) {
+    for (const [name, value] of Object.entries(measured)) {
+      if (typeof value === "number") facts.push([spoken(name), String(Number.isInteger(value) ? value : Number(value.toFixed(3)))]);
+      else if (typeof value === "string" && value) facts.push([spoken(name), value]);
+      else if (typeof value === "boolean") facts.push([spoken(name), value ? "yes" : "no"]);
+    }
+  }
+  return facts;
+}
+
 /** The caption under a generic result: its label, and its note in brackets. */
 export const captionOf = (proxy) => (proxy.note ? `${proxy.label} (${proxy.note})` : proxy.label || proxy.type);
 

@@ -9,7 +9,7 @@ import {
 import { watchAsset } from "./events.js";
 import { buildClipper, loadFilmstrip } from "./clipper.js";
 import { buildPlayer, detachHls, loadScrubber, shapePlayer, showEarlyPlayback } from "./player.js";
-import { renderOutputs } from "./results.js";
+import { measuredFacts, renderOutputs } from "./results.js";
 import { loadTranscript } from "./transcript.js";
 
 function facts(asset, geometry) {
@@ -33,6 +33,7 @@ function facts(asset, geometry) {
     list.push(["Loudness", `${metadata.loudness.integratedLufs.toFixed(1)} LUFS${peak !== null ? `, peak ${peak.toFixed(1)} dBTP` : ""}`]);
   }
   if (metadata.shots && metadata.shots.length) list.push(["Shots", String(metadata.shots.length + 1)]);
+  list.push(...measuredFacts(metadata.measurements));
   if (metadata.exif) list.push(...exifFacts(metadata.exif));
   if (asset.projectId) list.push(["Project", asset.projectId]);
   list.push(["Size", formatBytes(asset.fileSize)]);

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { captionOf, planOutputs } from "../../../src/mediaingest/web/results.js";
+import { captionOf, measuredFacts, planOutputs } from "../../../src/mediaingest/web/results.js";
 
 const proxy = (type, shownAs, extra = {}) => ({ type, shownAs, label: type.toLowerCase(), url: `/${type}`, ...extra });
 
@@ -22,4 +22,17 @@ test("the caption is the declared label, with its note in brackets", () => {
     "Spectrogram (time across, frequency up)");
   assert.equal(captionOf({ type: "MIDDLE_FRAME", label: "Middle frame", note: null }), "Middle frame");
   assert.equal(captionOf({ type: "UNDECLARED", label: "", note: null }), "UNDECLARED");
+});
+
+test("what the stages measured reads as facts, named for people; lists and objects are left to their views", () => {
+  const measurements = {
+    proxies: { shots: [1.5, 3] },
+    audio_visuals: { loudness: { integratedLufs: -23 } },
+    transcript: { transcriptLanguage: "en" },
+    midpoint_still: { positionSeconds: 1, meanLuma: 0.41234, isHdr: false, noteURL: "" },
+  };
+  assert.deepEqual(measuredFacts(measurements), [
+    ["Transcript language", "en"], ["Position seconds", "1"], ["Mean luma", "0.412"], ["Is hdr", "no"],
+  ]);
+  assert.deepEqual(measuredFacts(undefined), []);
 });
