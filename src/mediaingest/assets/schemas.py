@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+import structlog
 from pydantic import (
     AliasChoices,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    ValidationError,
     computed_field,
     model_validator,
 )
@@ -27,6 +29,8 @@ from mediaingest.models.enums import (
 )
 from mediaingest.pipeline.registry import Presentation
 from mediaingest.schemas import ApiModel, ErrorEnvelope, RequestModel
+
+log = structlog.stdlib.get_logger(__name__)
 
 
 class UploadUrlRequest(RequestModel):
@@ -306,7 +310,8 @@ class MetadataOut(ApiModel):
     @classmethod
     def _from_record(cls, data: Any) -> Any:
         """An AssetMetadata row: its columns, then each stage's stored measurements, sent through the stage's
-        model (its names and what it sends), and the ones this model names at the top read from them."""
+        model (its names and what it sends). A field named above that is no column (loudness, shots,
+        transcriptLanguage) is read from them; a measurement never hides a column of the same name."""
         if isinstance(data, dict):
             return data
         from mediaingest.pipeline.registry import measured_by
@@ -316,9 +321,19 @@ class MetadataOut(ApiModel):
         models = measured_by()
         sent: dict[str, dict[str, Any]] = {}
         for stage, measured in stored.items():
-            values.update({name: value for name, value in measured.items() if name in cls.model_fields})
-            if stage in models:  # a stage no longer loaded: its data is kept, not described, so not sent
-                sent[stage] = models[stage].model_validate(measured).model_dump(mode="json", by_alias=True)
+            model = models.get(stage)
+            if model is None:  # a stage no longer loaded: its data is kept, not described, so not sent
+                continue
+            try:  # what an earlier version of the model stored: the fields it still has
+                known = model.model_validate(
+                    {key: value for key, value in measured.items() if key in model.model_fields}
+                )
+            except ValidationError:
+                log.warning("asset.measurements_unreadable", stage=stage, model=model.__name__)
+                continue
+            sent[stage] = known.model_dump(mode="json", by_alias=True)
+            shown = cls.model_fields.keys() - values.keys()  # loudness, shots, transcript_language: not columns
+            values.update({name: getattr(known, name) for name in type(known).model_fields if name in shown})
         values["measurements"] = sent
         return values
 

@@ -217,7 +217,10 @@ class DirectStageHost:
     ) -> StageOutcome:
         if self.owner_id is None:
             raise RuntimeError("the asset's owner is unknown")
-        measured = checked_data(self.stage, result)
+        try:
+            measured = checked_data(self.stage, result)
+        except ValueError as exc:  # the stage's code disagrees with its spec: no retry cures that
+            raise PermanentProcessingError(f"the {self.stage} stage's result: {exc}") from exc
         prefix = stage_prefix(user_id=self.owner_id, asset_id=self.asset_id, stage=self.stage)
         kept = {(item.bucket, item.key) for item in stored} | {self.output_location(n, "proxies") for n in published}
         with session_scope(self.ctx.session_factory) as session:
