@@ -31,6 +31,7 @@ from mediaingest.pipeline.registry import Presentation
 from mediaingest.schemas import ApiModel, ErrorEnvelope, RequestModel
 
 log = structlog.stdlib.get_logger(__name__)
+_ABSENT = object()
 
 
 class UploadUrlRequest(RequestModel):
@@ -316,7 +317,8 @@ class MetadataOut(ApiModel):
             return data
         from mediaingest.pipeline.registry import measured_by
 
-        values = {name: getattr(data, name) for name in cls.model_fields if hasattr(data, name)}
+        read = ((name, getattr(data, name, _ABSENT)) for name in cls.model_fields)
+        values = {name: value for name, value in read if value is not _ABSENT}
         stored: dict[str, dict[str, Any]] = getattr(data, "measurements", None) or {}
         models = measured_by()
         sent: dict[str, dict[str, Any]] = {}
@@ -324,10 +326,8 @@ class MetadataOut(ApiModel):
             model = models.get(stage)
             if model is None:  # a stage no longer loaded: its data is kept, not described, so not sent
                 continue
-            try:  # what an earlier version of the model stored: the fields it still has
-                known = model.model_validate(
-                    {key: value for key, value in measured.items() if key in model.model_fields}
-                )
+            try:  # the fields it sends (what an earlier version stored, and what is kept unsent, left alone)
+                known = model.model_validate({key: value for key, value in measured.items() if key in model.sent()})
             except ValidationError:
                 log.warning("asset.measurements_unreadable", stage=stage, model=model.__name__)
                 continue

@@ -56,6 +56,11 @@ class Measurements(BaseModel):
             if name not in self.columns
         }
 
+    @classmethod
+    def sent(cls) -> frozenset[str]:
+        """The fields the API sends: all but those declared `Field(exclude=True)` (which need a default)."""
+        return frozenset(name for name, info in cls.model_fields.items() if not info.exclude)
+
     def column_values(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.columns}
 
