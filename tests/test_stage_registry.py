@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -9,7 +10,7 @@ from types import ModuleType
 
 import pytest
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from mediaingest.models.enums import IngestionJobType, MediaType, Stage
 from mediaingest.operator.settings import OperatorSettings, default_stage_configs
@@ -30,7 +31,7 @@ from mediaingest.pipeline.registry import (
     stage_names,
     stages,
 )
-from mediaingest.pipeline.types import MediaMetadata, StageOutput, StageResult
+from mediaingest.pipeline.types import Measurements, MediaMetadata, StageOutput, StageResult
 from mediaingest.worker.stage_host import checked_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +108,22 @@ def test_a_stage_that_would_clash_or_not_fit_is_refused(spec: StageSpec, refusal
     with pytest.raises(ValueError, match=refusal):
         register(spec)
     assert stages() == BUILT_IN
+
+
+class _Unsent(Measurements):
+    kept: int = Field(exclude=True)
+
+
+class _BadColumn(Measurements):
+    columns = frozenset({"width"})
+
+
+@pytest.mark.parametrize(
+    ("model", "refusal"), [(_Unsent, r"unsent measurements \['kept'\] need a default"), (_BadColumn, "not fields")]
+)
+def test_measurements_that_could_not_be_read_back_are_refused(model: type[Measurements], refusal: str) -> None:
+    with pytest.raises(ValueError, match=refusal):
+        register(dataclasses.replace(_spec("loudness", "LOUDNESS"), measurements=model))
 
 
 def test_a_result_is_recorded_only_as_its_stage_declares_it(tmp_path: Path) -> None:

@@ -252,6 +252,12 @@ def register(spec: StageSpec) -> StageSpec:
         raise ValueError(f"job type {spec.job_type!r}: upper-case letters, digits and _, at most 32")
     if not spec.media:
         raise ValueError(f"stage {spec.stage!r} applies to no media type")
+    if spec.measurements is not None:
+        fields = spec.measurements.model_fields
+        if unknown := spec.measurements.columns - fields.keys():
+            raise ValueError(f"stage {spec.stage!r}: columns {sorted(unknown)} are not fields of its measurements")
+        if required := sorted(name for name, info in fields.items() if info.exclude and info.is_required()):
+            raise ValueError(f"stage {spec.stage!r}: unsent measurements {required} need a default")
     kinds = [output.kind for output in spec.outputs]
     if bad := [kind for kind in kinds if not _OUTPUT_KIND_NAME.match(kind)]:
         raise ValueError(f"output kinds {bad}: upper-case letters, digits and _, at most 32")
