@@ -309,8 +309,8 @@ def _replace_rows(
         session.execute(sa.delete(AssetMetadata).where(AssetMetadata.asset_id == asset.id))
         session.add(AssetMetadata(asset_id=asset.id, **result.metadata.to_dict()))
     if measured is not None:
-        # Read, changed and written under the asset's row lock (`get_for_update`), so stages finishing side
-        # by side never lose each other's entry.
+        # Read, changed and written under the asset's row lock (`get_for_update` on PostgreSQL; SQLite's
+        # writers are serialized by BEGIN IMMEDIATE), so stages finishing side by side keep each other's entry.
         record = session.get(AssetMetadata, asset.id)
         if record is not None:
             record.measurements = {**(record.measurements or {}), stage: measured.stored()}
