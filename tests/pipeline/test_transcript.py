@@ -127,9 +127,11 @@ def test_each_word_starts_where_it_was_placed(transcribed: StageResult, speech: 
     print(f"{len(offsets)} matched words; start offsets: mean {sum(offsets) / len(offsets):+.3f} s, "
           f"worst {max(offsets, key=abs):+.3f} s")  # fmt: skip
     assert len(matched) >= 0.7 * len(speech.words)
-    # tiny.en places a few words a word early or late (measured: 3 of 140); the rest are close.
-    late = [round(offset, 2) for offset in offsets if abs(offset) > 0.3]
-    assert len(late) <= 0.05 * len(offsets), late
+    # Every word the model heard right starts where it was placed (tiny.en alone puts 11 of 139 0.3-0.7 s off;
+    # the stage moves them onto the sound's onsets).
+    late = [(speech.words[r].text, round(heard[h][1] - speech.words[r].start, 2)) for r, h in matched
+            if heard[h][1] is not None and abs(heard[h][1] - speech.words[r].start) > 0.3]  # fmt: skip
+    assert late == []
     assert sorted(abs(offset) for offset in offsets)[len(offsets) // 2] <= 0.1
 
 
