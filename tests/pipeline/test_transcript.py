@@ -33,7 +33,7 @@ from mediaingest.pipeline.captions import (
     webvtt as to_webvtt,
 )
 from mediaingest.pipeline.options import PipelineOptions
-from mediaingest.pipeline.stages.transcript import default_model_path
+from mediaingest.pipeline.stages.transcript import SAMPLE_RATE, SoundOnsets, default_model_path
 from mediaingest.pipeline.types import StageResult
 
 pytestmark = pytest.mark.usefixtures("offline_hub")
@@ -201,6 +201,37 @@ def test_without_the_transcribe_extra_the_stage_makes_nothing_unless_asked_to(
 def test_the_packaged_model_is_the_pinned_one() -> None:
     folder = default_model_path()  # checks model.bin's digest
     assert {p.name for p in folder.iterdir()} >= {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"}
+
+
+def test_word_starts_move_onto_the_sound_they_belong_to_in_order() -> None:
+    """Whisper's typical slips, on sound whose onsets are known: a run of words late, a word it left out
+    (its onset goes to nobody), the first word after a pause a word late, a start inside the silence."""
+    import numpy as np
+
+    bursts = [(0.5, 0.8), (0.92, 1.3), (1.42, 1.8), (2.7, 2.95), (3.07, 3.5), (3.62, 4.0), (5.0, 5.4), (5.52, 5.9),
+              (7.0, 7.3)]  # fmt: skip
+    samples = np.zeros(8 * SAMPLE_RATE, dtype=np.float32)
+    noise = np.random.default_rng(7).uniform(-0.3, 0.3, len(samples)).astype(np.float32)
+    for start, end in bursts:
+        span = slice(round(start * SAMPLE_RATE), round(end * SAMPLE_RATE))
+        samples[span] = noise[span]
+    onsets = SoundOnsets(samples)
+    heard = [
+        [(" one", 0.62, 0.92), (" two", 1.0, 1.42), (" three.", 1.8, 2.0)],  # late, then a whole word late
+        [(" River", 3.12, 3.5), (" flows.", 3.5, 4.0)],  # "the" at 2.7 left out
+        [(" Please", 5.45, 5.6), (" open.", 5.6, 6.0)],  # the first word after a pause a word late
+        [(" A", 6.4, 7.3)],  # starting in the silence before its sound
+    ]
+    placed = [
+        onsets.place([Word(start=start, end=end, text=text, probability=0.9) for text, start, end in segment])
+        for segment in heard
+    ]
+    starts = [[round(word.start, 2) for word in segment] for segment in placed]
+    assert starts == [[0.5, 0.92, 1.42], [3.07, 3.62], [5.0, 5.52], [7.0]]
+    assert all(word.end >= word.start for segment in placed for word in segment)
+    # Music under the voice leaves no quiet stretch: Whisper's times are kept.
+    loud = SoundOnsets(samples + np.float32(0.2))
+    assert [w.start for w in loud.place([Word(start=0.62, end=0.92, text=" one", probability=0.9)])] == [0.62]
 
 
 # --- the caption rules, on words whose times are set by hand ---------------------------------------

@@ -251,7 +251,7 @@ class SoundOnsets:
         threshold = max(float(np.percentile(rms, 95)) * 0.05, 1e-4) if frames else 0.0
         self.onsets: list[float] = []  # in order: searched with bisect
         self.pause_before: list[float] = []  # for each onset, how long the quiet before it lasted
-        quiet = 1 << 30
+        quiet = 0  # sound from the first frame is no onset: the recording may start mid-word or on music
         for index, level in enumerate(rms):
             if level > threshold:
                 if quiet * self.FRAME >= self.CLOSURE - 1e-9:
