@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import webvtt
 
+from fixtures.media import ffmpeg
 from fixtures.speech import Speech, music_only, silence
 from mediaingest.exceptions import PermanentProcessingError
 from mediaingest.models.enums import MediaType, ProxyType, Stage
@@ -334,3 +335,28 @@ def test_the_hls_master_gains_a_subtitles_rendition_every_variant_names() -> Non
         "#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:13", "#EXT-X-MEDIA-SEQUENCE:0",
         "#EXT-X-PLAYLIST-TYPE:VOD", "#EXTINF:12.400,", "https://store/captions.vtt?sig=2", "#EXT-X-ENDLIST",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("video", [["-bf", "3"], ["-bf", "0"]], ids=["b-frames", "no-b-frames"])
+def test_the_fmp4_video_start_is_read_as_an_hls_reader_reads_it(video: list[str], tmp_path: Path) -> None:
+    """Where a rung presents its first frame (the captions' X-TIMESTAMP-MAP): x264's B-frame delay or AAC's
+    priming moves it after 0, through the fragment's composition offsets or the init segment's edit list."""
+    import subprocess
+
+    from mediaingest.pipeline.hls import presentation_start
+
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=128x72:rate=30:duration=3", "-f", "lavfi", "-i", "sine=duration=3",
+        "-c:v", "libx264", "-preset", "veryfast", *video, "-c:a", "aac", "-ar", "48000",
+        "-f", "hls", "-hls_time", "2", "-hls_segment_type", "fmp4", "-hls_playlist_type", "vod",
+        "-hls_fmp4_init_filename", "init.mp4", "-hls_segment_filename", str(tmp_path / "seg_%05d.m4s"),
+        str(tmp_path / "index.m3u8"),
+    )  # fmt: skip
+    probed = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=start_time", "-of", "json",
+         str(tmp_path / "index.m3u8")], capture_output=True, check=True, text=True, timeout=60,
+    )  # fmt: skip
+    expected = float(json.loads(probed.stdout)["streams"][0]["start_time"])
+    start = presentation_start((tmp_path / "init.mp4").read_bytes(), (tmp_path / "seg_00000.m4s").read_bytes())
+    assert start is not None and start > 0 and start == pytest.approx(expected, abs=0.002)
+    assert presentation_start((tmp_path / "init.mp4").read_bytes(), b"") is None
