@@ -385,8 +385,9 @@ def _db_time(value: str | None, origin: float) -> float | None:
 
 def _jobs(db: sqlite3.Connection, asset_id: str, origin: float) -> list[dict[str, Any]]:
     rows = db.execute(
-        "SELECT type, created_at, started_at, finished_at, attempts FROM ingestion_jobs "
-        "WHERE asset_id = ? ORDER BY started_at",
+        # A job's finish and attempts are its task's (models.job): read through it.
+        "SELECT j.type, j.created_at, j.started_at, t.finished_at, t.attempts FROM ingestion_jobs j "
+        "JOIN tasks t ON t.id = j.task_id WHERE j.asset_id = ? ORDER BY j.started_at",
         (asset_id,),
     ).fetchall()
     return [

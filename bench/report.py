@@ -75,7 +75,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
         checks.append(
             {
-                "target": "transcript: first playable unchanged (TRANSCRIBE on / off within 10 %)",
+                "target": "transcript: first playable unchanged (TRANSCRIBE on at most 10 % later than off)",
                 "measured": f"{service['on']['first_playable']} / {service['off']['first_playable']} s "
                 f"(×{service['first_playable_on_over_off']})",
                 "met": service["first_playable_on_over_off"] <= 1.10,

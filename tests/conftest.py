@@ -24,6 +24,7 @@ pytest_plugins = [
     "fixtures.storage",
     "fixtures.live_server",
     "fixtures.kube",
+    "fixtures.browser",
 ]
 
 SettingsFactory = Callable[..., Settings]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -9,6 +10,7 @@ from types import ModuleType
 
 import pytest
 import yaml
+from pydantic import Field, ValidationError
 
 from mediaingest.models.enums import IngestionJobType, MediaType, Stage
 from mediaingest.operator.settings import OperatorSettings, default_stage_configs
@@ -17,6 +19,7 @@ from mediaingest.pipeline.registry import (
     BUILT_IN,
     PROBE,
     JobResources,
+    OutputKind,
     StageSpec,
     UnknownStageError,
     job_type_for,
@@ -28,7 +31,8 @@ from mediaingest.pipeline.registry import (
     stage_names,
     stages,
 )
-from mediaingest.pipeline.types import MediaMetadata, StageResult
+from mediaingest.pipeline.types import Measurements, MediaMetadata, StageOutput, StageResult
+from mediaingest.worker.stage_host import checked_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +63,12 @@ def test_names_from_outside_are_checked_against_the_registry() -> None:
         OperatorSettings(_env_file=None, stages={"loudness": {"activeDeadlineSeconds": 60}})  # type: ignore[call-arg]
 
 
-def _spec(name: str, job_type: str, media: frozenset[MediaType] = frozenset({MediaType.AUDIO})) -> StageSpec:
+def _spec(
+    name: str,
+    job_type: str,
+    media: frozenset[MediaType] = frozenset({MediaType.AUDIO}),
+    outputs: tuple[OutputKind, ...] = (),
+) -> StageSpec:
     return StageSpec(
         stage=Stage(name),
         job_type=IngestionJobType(job_type),
@@ -67,6 +76,7 @@ def _spec(name: str, job_type: str, media: frozenset[MediaType] = frozenset({Med
         media=media,
         run=lambda job: StageResult(),
         resources=JobResources(("1", "1"), ("1Gi", "1Gi"), "1Gi", "1Gi", 60),
+        outputs=outputs,
     )
 
 
@@ -79,12 +89,56 @@ def _spec(name: str, job_type: str, media: frozenset[MediaType] = frozenset({Med
         (_spec("a" * 33, "LOUDNESS"), "at most 32"),  # the CRD's plan items hold 32
         (_spec("loudness", "loudness"), "upper-case letters"),
         (_spec("loudness", "LOUDNESS", frozenset()), "applies to no media type"),
+        # an output kind fills AssetProxy.type (32 characters) and names one stage's files only
+        (_spec("loudness", "LOUDNESS", outputs=(OutputKind("curve", "image", "Curve"),)), "upper-case letters"),
+        (_spec("loudness", "LOUDNESS", outputs=(OutputKind("C" * 33, "image", "Curve"),)), "at most 32"),
+        (
+            _spec(
+                "loudness", "LOUDNESS", outputs=(OutputKind("CURVE", "image", "A"), OutputKind("CURVE", "json", "B"))
+            ),
+            "declares an output kind twice",
+        ),
+        (
+            _spec("loudness", "LOUDNESS", outputs=(OutputKind("WAVEFORM", "image", "Mine"),)),
+            "written by 'audio_visuals'",
+        ),
     ],
 )
 def test_a_stage_that_would_clash_or_not_fit_is_refused(spec: StageSpec, refusal: str) -> None:
     with pytest.raises(ValueError, match=refusal):
         register(spec)
     assert stages() == BUILT_IN
+
+
+class _Unsent(Measurements):
+    kept: int = Field(exclude=True)
+
+
+class _BadColumn(Measurements):
+    columns = frozenset({"width"})
+
+
+@pytest.mark.parametrize(
+    ("model", "refusal"), [(_Unsent, r"unsent measurements \['kept'\] need a default"), (_BadColumn, "not fields")]
+)
+def test_measurements_that_could_not_be_read_back_are_refused(model: type[Measurements], refusal: str) -> None:
+    with pytest.raises(ValueError, match=refusal):
+        register(dataclasses.replace(_spec("loudness", "LOUDNESS"), measurements=model))
+
+
+def test_a_result_is_recorded_only_as_its_stage_declares_it(tmp_path: Path) -> None:
+    """Measurements are checked against the stage's model, outputs against its kinds (a pod's report too)."""
+    still = StageOutput(kind="POSTER", path=tmp_path / "p.jpg", bucket="processed", format="jpeg",
+                        content_type="image/jpeg")  # fmt: skip
+    assert checked_data(Stage("thumbnails"), StageResult(outputs=[still])) is None
+    with pytest.raises(ValueError, match=r"does not declare: \['POSTER'\]"):
+        checked_data(Stage("transcript"), StageResult(outputs=[still]))
+    measured = checked_data(Stage("audio_visuals"), StageResult(measurements={"loudness": {"integratedLufs": -20}}))
+    assert measured is not None and measured.stored() == {"loudness": {"integratedLufs": -20}}
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        checked_data(Stage("audio_visuals"), StageResult(measurements={"loudnes": {}}))
+    with pytest.raises(ValueError, match="declares no measurements"):
+        checked_data(Stage("thumbnails"), StageResult(measurements={"shots": []}))
 
 
 def test_registering_the_same_spec_again_changes_nothing() -> None:

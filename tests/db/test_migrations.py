@@ -139,3 +139,59 @@ def test_the_migrations_build_the_schema_the_models_describe(fresh_database: str
         ]  # fmt: skip
     engine.dispose()
     assert differences == []
+
+
+def test_stage_measurements_move_into_json_and_back(fresh_database: str) -> None:
+    """loudness, shots and the transcript's language and segments leave their columns for the JSON keyed by
+    stage, and come back on a downgrade; the full-text index of transcripts keeps following its column."""
+    from alembic import command
+
+    from mediaingest.db.migrate import alembic_config
+
+    upgrade(fresh_database, "b29c1e5d7a10")
+    engine = sa.create_engine(fresh_database)
+    segments = [{"start": 0.5, "text": "hello there", "words": [[0.5, "hello"], [0.9, " there"]]}]
+    loudness = {"integratedLufs": -23.1, "loudnessRangeLu": 4.0, "truePeakDbtp": -1.5}
+    with engine.begin() as connection:
+        _insert(connection, "users", id="u1", plan="USER", identity_source="API_TOKEN")
+        for asset_id in ("a1", "a2"):
+            _insert(connection, "media_assets", id=asset_id, owner_id="u1", type="VIDEO", priority="NORMAL",
+                    storage_key=f"k/{asset_id}")  # fmt: skip
+        _insert(connection, "asset_metadata", asset_id="a1", width=640, loudness=loudness, shots=[1.5, 3.0],
+                transcript_language="en", transcript_text="hello there", transcript_segments=segments)  # fmt: skip
+        _insert(connection, "asset_metadata", asset_id="a2", width=320)  # probed only
+
+    upgrade(fresh_database)
+    with engine.begin() as connection:
+        columns = {column["name"] for column in sa.inspect(connection).get_columns("asset_metadata")}
+        assert {"loudness", "shots", "transcript_language", "transcript_segments"}.isdisjoint(columns)
+        rows = dict(connection.execute(sa.text("SELECT asset_id, measurements FROM asset_metadata")).all())
+        stored = {key: value if isinstance(value, dict) else json.loads(value) for key, value in rows.items()}
+        assert stored["a1"] == {
+            "audio_visuals": {"loudness": loudness},
+            "proxies": {"shots": [1.5, 3.0]},
+            "transcript": {"transcript_language": "en", "transcript_segments": segments},
+        }
+        assert stored["a2"] == {}
+        if engine.dialect.name == "sqlite":  # the rebuilt table's triggers still keep the full-text index
+            connection.execute(
+                sa.text("UPDATE asset_metadata SET transcript_text = 'good night' WHERE asset_id = 'a2'")
+            )
+            said = connection.execute(
+                sa.text("SELECT asset_id FROM asset_transcripts_fts WHERE asset_transcripts_fts MATCH 'night'")
+            ).scalars()
+            assert list(said) == ["a2"]
+
+    command.downgrade(alembic_config(fresh_database), "b29c1e5d7a10")
+    with engine.connect() as connection:
+        back = connection.execute(
+            sa.text(
+                "SELECT loudness, shots, transcript_language, transcript_segments FROM asset_metadata"
+                " WHERE asset_id = 'a1'"
+            )
+        ).one()
+        columns = {column["name"] for column in sa.inspect(connection).get_columns("asset_metadata")}
+    engine.dispose()
+    as_json = [value if isinstance(value, list | dict) else json.loads(value) for value in (back[0], back[1], back[3])]
+    assert (*as_json, back[2]) == (loudness, [1.5, 3.0], segments, "en")
+    assert "measurements" not in columns

@@ -239,7 +239,7 @@ def test_shots_are_found_in_the_proxies_pass_and_the_poster_is_never_the_black_o
     assert poster.details["positionSeconds"] >= 3.0 and mean_luma(poster.path) > 0.3
     # With the shots known (a later run, or an operator that ran the proxies first): the first shot after
     # the first second whose picture is not black.
-    md.shots = result.measurements["shots"]
+    md.measurements["proxies"] = result.measurements
     assert poster_positions(md, options)[0] == pytest.approx(3.02)
     later = generate_thumbnails(black_open, md, MediaType.VIDEO, tmp_path / "later", options=options)
     assert later.outputs[0].details["positionSeconds"] == pytest.approx(3.02)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import webvtt
 
+from fixtures.media import ffmpeg
 from fixtures.speech import Speech, music_only, silence
 from mediaingest.exceptions import PermanentProcessingError
 from mediaingest.models.enums import MediaType, ProxyType, Stage
@@ -33,7 +34,7 @@ from mediaingest.pipeline.captions import (
     webvtt as to_webvtt,
 )
 from mediaingest.pipeline.options import PipelineOptions
-from mediaingest.pipeline.stages.transcript import default_model_path
+from mediaingest.pipeline.stages.transcript import SAMPLE_RATE, SoundOnsets, default_model_path
 from mediaingest.pipeline.types import StageResult
 
 pytestmark = pytest.mark.usefixtures("offline_hub")
@@ -127,9 +128,11 @@ def test_each_word_starts_where_it_was_placed(transcribed: StageResult, speech: 
     print(f"{len(offsets)} matched words; start offsets: mean {sum(offsets) / len(offsets):+.3f} s, "
           f"worst {max(offsets, key=abs):+.3f} s")  # fmt: skip
     assert len(matched) >= 0.7 * len(speech.words)
-    # tiny.en places a few words a word early or late (measured: 3 of 140); the rest are close.
-    late = [round(offset, 2) for offset in offsets if abs(offset) > 0.3]
-    assert len(late) <= 0.05 * len(offsets), late
+    # Every word the model heard right starts where it was placed (tiny.en alone puts 11 of 139 0.3-0.7 s off;
+    # the stage moves them onto the sound's onsets).
+    late = [(speech.words[r].text, round(heard[h][1] - speech.words[r].start, 2)) for r, h in matched
+            if heard[h][1] is not None and abs(heard[h][1] - speech.words[r].start) > 0.3]  # fmt: skip
+    assert late == []
     assert sorted(abs(offset) for offset in offsets)[len(offsets) // 2] <= 0.1
 
 
@@ -199,6 +202,37 @@ def test_without_the_transcribe_extra_the_stage_makes_nothing_unless_asked_to(
 def test_the_packaged_model_is_the_pinned_one() -> None:
     folder = default_model_path()  # checks model.bin's digest
     assert {p.name for p in folder.iterdir()} >= {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"}
+
+
+def test_word_starts_move_onto_the_sound_they_belong_to_in_order() -> None:
+    """Whisper's typical slips, on sound whose onsets are known: a run of words late, a word it left out
+    (its onset goes to nobody), the first word after a pause a word late, a start inside the silence."""
+    import numpy as np
+
+    bursts = [(0.5, 0.8), (0.92, 1.3), (1.42, 1.8), (2.7, 2.95), (3.07, 3.5), (3.62, 4.0), (5.0, 5.4), (5.52, 5.9),
+              (7.0, 7.3)]  # fmt: skip
+    samples = np.zeros(8 * SAMPLE_RATE, dtype=np.float32)
+    noise = np.random.default_rng(7).uniform(-0.3, 0.3, len(samples)).astype(np.float32)
+    for start, end in bursts:
+        span = slice(round(start * SAMPLE_RATE), round(end * SAMPLE_RATE))
+        samples[span] = noise[span]
+    onsets = SoundOnsets(samples)
+    heard = [
+        [(" one", 0.62, 0.92), (" two", 1.0, 1.42), (" three.", 1.8, 2.0)],  # late, then a whole word late
+        [(" River", 3.12, 3.5), (" flows.", 3.5, 4.0)],  # "the" at 2.7 left out
+        [(" Please", 5.45, 5.6), (" open.", 5.6, 6.0)],  # the first word after a pause a word late
+        [(" A", 6.4, 7.3)],  # starting in the silence before its sound
+    ]
+    placed = [
+        onsets.place([Word(start=start, end=end, text=text, probability=0.9) for text, start, end in segment])
+        for segment in heard
+    ]
+    starts = [[round(word.start, 2) for word in segment] for segment in placed]
+    assert starts == [[0.5, 0.92, 1.42], [3.07, 3.62], [5.0, 5.52], [7.0]]
+    assert all(word.end >= word.start for segment in placed for word in segment)
+    # Music under the voice leaves no quiet stretch: Whisper's times are kept.
+    loud = SoundOnsets(samples + np.float32(0.2))
+    assert [w.start for w in loud.place([Word(start=0.62, end=0.92, text=" one", probability=0.9)])] == [0.62]
 
 
 # --- the caption rules, on words whose times are set by hand ---------------------------------------
@@ -301,3 +335,28 @@ def test_the_hls_master_gains_a_subtitles_rendition_every_variant_names() -> Non
         "#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:13", "#EXT-X-MEDIA-SEQUENCE:0",
         "#EXT-X-PLAYLIST-TYPE:VOD", "#EXTINF:12.400,", "https://store/captions.vtt?sig=2", "#EXT-X-ENDLIST",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("video", [["-bf", "3"], ["-bf", "0"]], ids=["b-frames", "no-b-frames"])
+def test_the_fmp4_video_start_is_read_as_an_hls_reader_reads_it(video: list[str], tmp_path: Path) -> None:
+    """Where a rung presents its first frame (the captions' X-TIMESTAMP-MAP): x264's B-frame delay or AAC's
+    priming moves it after 0, through the fragment's composition offsets or the init segment's edit list."""
+    import subprocess
+
+    from mediaingest.pipeline.hls import presentation_start
+
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=128x72:rate=30:duration=3", "-f", "lavfi", "-i", "sine=duration=3",
+        "-c:v", "libx264", "-preset", "veryfast", *video, "-c:a", "aac", "-ar", "48000",
+        "-f", "hls", "-hls_time", "2", "-hls_segment_type", "fmp4", "-hls_playlist_type", "vod",
+        "-hls_fmp4_init_filename", "init.mp4", "-hls_segment_filename", str(tmp_path / "seg_%05d.m4s"),
+        str(tmp_path / "index.m3u8"),
+    )  # fmt: skip
+    probed = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=start_time", "-of", "json",
+         str(tmp_path / "index.m3u8")], capture_output=True, check=True, text=True, timeout=60,
+    )  # fmt: skip
+    expected = float(json.loads(probed.stdout)["streams"][0]["start_time"])
+    start = presentation_start((tmp_path / "init.mp4").read_bytes(), (tmp_path / "seg_00000.m4s").read_bytes())
+    assert start is not None and start > 0 and start == pytest.approx(expected, abs=0.002)
+    assert presentation_start((tmp_path / "init.mp4").read_bytes(), b"") is None

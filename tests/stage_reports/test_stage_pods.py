@@ -268,6 +268,9 @@ def test_a_pod_writes_only_inside_its_stage_folder(
     output = {"kind": "POSTER", "name": "poster.jpg", "role": "proxies", "format": "jpeg", "contentType": "image/jpeg"}
     refused = _call(local_server, token, attempt, "record", {"message": "done", "outputs": [output]})
     assert refused.status_code == 422 and "was not stored" in refused.json()["error"]["message"]
+    # Measurements its StageSpec does not declare are refused the same way.
+    refused = _call(local_server, token, attempt, "record", {"message": "done", "measurements": {"shots": [1.0]}})
+    assert refused.status_code == 422 and "declares no measurements" in refused.json()["error"]["message"]
 
 
 def test_a_pod_refuses_a_source_that_is_not_the_verified_upload(

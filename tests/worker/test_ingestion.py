@@ -70,6 +70,10 @@ def test_video_is_ingested_to_ready_with_visible_progress(
     assert [(t["index"], t["codec"], t["channels"]) for t in metadata["audioTracks"]] == [(0, "aac", 2)]
     assert metadata["loudness"] == metadata["audioTracks"][0]["loudness"]
     assert metadata["loudness"]["integratedLufs"] < -10
+    # Each stage's measurements as its StageSpec declares them; the names above are read from them.
+    measured = metadata["measurements"]
+    assert measured["audio_visuals"] == {"loudness": metadata["loudness"]}
+    assert measured["proxies"] == {"shots": metadata["shots"]}
     renditions = sorted((p["resolution"], p["width"], p["height"]) for p in detail["proxies"] if p["type"] == "VIDEO")
     assert renditions == [("360p", 640, 360), ("720p", 1280, 720)]
     by_type = {p["type"] for p in detail["proxies"]}

@@ -4,6 +4,8 @@ and search by what is said (on SQLite's FTS5 and PostgreSQL's full text: `databa
 from __future__ import annotations
 
 import json
+import math
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,7 @@ def test_speech_gets_captions_subtitles_and_is_found_by_what_is_said(
         capture_output=True, check=True, timeout=60, text=True,
     )  # fmt: skip
     assert "webvtt" in {stream["codec_name"] for stream in json.loads(probed.stdout)["streams"]}
+    _check_apple_subtitle_rules(master)
 
     # Search by a spoken phrase finds it, and says when it is said; words not said in that order do not.
     [found] = _search(http, headers, "works at the local HOSPITAL")
@@ -82,6 +85,53 @@ def test_speech_gets_captions_subtitles_and_is_found_by_what_is_said(
     assert _search(http, headers, '"the local" OR hosp*') == []  # words, never query syntax
     other_user = server.create_user()[1]
     assert _search(http, other_user, "local hospital") == []
+
+
+_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
+
+
+def _attributes(line: str) -> dict[str, str]:
+    return {key: value.strip('"') for key, value in _ATTRIBUTE.findall(line.split(":", 1)[1])}
+
+
+def _check_apple_subtitle_rules(master: str) -> None:
+    """What Apple's HLS authoring rules ask of a WebVTT SUBTITLES rendition, which Safari enforces (we cannot
+    run Safari here): the rendition's attributes, every variant naming its group, a finished media playlist,
+    and segments whose X-TIMESTAMP-MAP maps cue time 0 to where the video is presented from."""
+    lines = master.splitlines()
+    [media] = [_attributes(line) for line in lines if line.startswith("#EXT-X-MEDIA:")]
+    assert media.keys() >= {"TYPE", "GROUP-ID", "NAME", "LANGUAGE", "DEFAULT", "AUTOSELECT", "URI"}, media
+    assert media["TYPE"] == "SUBTITLES" and media["DEFAULT"] in {"YES", "NO"} and media["AUTOSELECT"] == "YES"
+    variants = [index for index, line in enumerate(lines) if line.startswith("#EXT-X-STREAM-INF:")]
+    assert variants and all(_attributes(lines[index]).get("SUBTITLES") == media["GROUP-ID"] for index in variants)
+
+    playlist = httpx.get(media["URI"], timeout=30)
+    assert playlist.status_code == 200 and playlist.headers["content-type"].startswith("application/vnd.apple.mpegurl")
+    tags = playlist.text.splitlines()
+    assert tags[0] == "#EXTM3U" and "#EXT-X-PLAYLIST-TYPE:VOD" in tags and tags[-1] == "#EXT-X-ENDLIST"
+    [target] = [int(tag.split(":")[1]) for tag in tags if tag.startswith("#EXT-X-TARGETDURATION:")]
+    durations = [float(tag.split(":")[1].rstrip(",")) for tag in tags if tag.startswith("#EXTINF:")]
+    segments = [tag for tag in tags if tag and not tag.startswith("#")]
+    assert durations and len(segments) == len(durations) and all(round(d) <= target for d in durations)
+
+    # The video as a real HLS reader sees it: when its first frame is presented (x264's B-frames put it
+    # after 0). The cues must be mapped there, or every caption shows that much early.
+    rung = next(line for line in lines[variants[0] + 1 :] if line and not line.startswith("#"))
+    probed = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=start_time", "-of", "json", rung],
+        capture_output=True, check=True, timeout=60, text=True,
+    )  # fmt: skip
+    video_start = float(json.loads(probed.stdout)["streams"][0]["start_time"])
+    assert video_start > 0
+    for uri in segments:
+        vtt = httpx.get(uri, timeout=30)
+        assert vtt.status_code == 200 and vtt.headers["content-type"].startswith("text/vtt")
+        header = vtt.text.split("\n\n", 1)[0].splitlines()
+        assert header[0] == "WEBVTT"
+        [mapping] = [line for line in header if line.startswith("X-TIMESTAMP-MAP=")]
+        found = re.fullmatch(r"X-TIMESTAMP-MAP=MPEGTS:(\d+),LOCAL:00:00:00\.000", mapping)
+        assert found is not None, mapping
+        assert math.isclose(int(found.group(1)) / 90000, video_start, abs_tol=0.002), (mapping, video_start)
 
 
 @pytest.mark.parametrize("make", [music_only, silence], ids=["music", "silence"])

@@ -31,12 +31,16 @@ from mediaingest.dependencies import AppSettings, Db
 from mediaingest.exceptions import NotFoundError, ObjectNotFoundError
 from mediaingest.models import AssetProxy, MediaAsset
 from mediaingest.models.enums import ProxyType
+from mediaingest.pipeline.captions import with_timestamp_map
 from mediaingest.pipeline.hls import (
     HLS_DIR,
     MASTER_NAME,
     MEDIA_PLAYLIST,
     PLAYLIST_TYPE,
     SUBTITLES_PLAYLIST,
+    SUBTITLES_SEGMENT,
+    parse_media_playlist,
+    presentation_start,
     subtitles_playlist,
     with_subtitles,
 )
@@ -48,6 +52,9 @@ log = structlog.stdlib.get_logger(__name__)
 
 _MEDIA_PLAYLIST_NAME = re.compile(rf"^(?P<rung>\d{{2,5}}p)/{re.escape(MEDIA_PLAYLIST)}$")
 _MAX_PLAYLIST_BYTES = 4 * 1024 * 1024
+# A media segment's moof comes first, and for 2 s of video is a few KiB: enough to read its sample times.
+_FRAGMENT_HEAD_BYTES = 256 * 1024
+_CAPTIONS_TYPE = "text/vtt; charset=utf-8"
 
 router = APIRouter(prefix="/api/assets", tags=["playback"])
 
@@ -75,26 +82,37 @@ def hls_playlist(
     """A playlist of the asset's HLS, by the signed URL in `playback.hlsUrl` (no Bearer header needed)."""
     structlog.contextvars.bind_contextvars(asset_id=asset_id)
     check_signature(asset_id, expires, signature, settings)
-    if name not in (MASTER_NAME, SUBTITLES_PLAYLIST, CLIP_PLAYLIST) and not _MEDIA_PLAYLIST_NAME.match(name):
+    subtitles = (SUBTITLES_PLAYLIST, SUBTITLES_SEGMENT)
+    if name not in (MASTER_NAME, *subtitles, CLIP_PLAYLIST) and not _MEDIA_PLAYLIST_NAME.match(name):
         raise NotFoundError(f"no playlist {name!r}")
     with db.read() as session:
         asset = session.get(MediaAsset, asset_id)
         if asset is None:
             raise NotFoundError("asset not found")
         owner_id = asset.owner_id
-        captions = _captions_of(asset) if name in (MASTER_NAME, SUBTITLES_PLAYLIST) else None
+        captions = _captions_of(asset) if name in (MASTER_NAME, *subtitles) else None
         frame_rate = asset.metadata_record.frame_rate if asset.metadata_record else None
     storage = assets.storage
     ttl = max(60, int(expires - time.time()))
-    if name == SUBTITLES_PLAYLIST:
+    bucket = settings.bucket_proxies
+    if name in subtitles:
         if captions is None:
             raise NotFoundError("this asset has no captions (yet)")
         caption_file, _, duration = captions
-        vtt_url = storage.presign_get(caption_file.storage_bucket, caption_file.storage_key, expires_in=ttl)
+        if name == SUBTITLES_PLAYLIST:  # its segment is the route below, signed as the master's playlists are
+            text = subtitles_playlist(SUBTITLES_SEGMENT, duration)
+            return Response(
+                rewrite_master(text, asset_id, settings, expires, signature),
+                media_type=PLAYLIST_TYPE,
+                headers={"Cache-Control": "no-store"},
+            )
+        vtt = storage.read_range(caption_file.storage_bucket, caption_file.storage_key, 0, caption_file.size_bytes)
+        start = _video_start(storage, bucket, owner_id=owner_id, asset_id=asset_id)
         return Response(
-            subtitles_playlist(vtt_url, duration), media_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-store"}
+            with_timestamp_map(vtt.decode("utf-8"), start),
+            media_type=_CAPTIONS_TYPE,
+            headers={"Cache-Control": "no-store"},
         )
-    bucket = settings.bucket_proxies
     if name == CLIP_PLAYLIST:
         if in_frame is None or out_frame is None or out_frame <= in_frame or not frame_rate:
             raise NotFoundError("a clip playlist needs inFrame < outFrame of a probed video")
@@ -123,6 +141,30 @@ def _captions_of(asset: MediaAsset) -> tuple[AssetProxy, str, float] | None:
     language = str((found.details or {}).get("language") or "und")
     duration = (asset.metadata_record.duration_seconds if asset.metadata_record else None) or 0.0
     return found, language, duration
+
+
+def _video_start(storage: Storage, bucket: str, *, owner_id: str, asset_id: str) -> float:
+    """Where the HLS video's first frame is presented (seconds; 0 without HLS video): its first listed rung's
+    init segment and first fragment, as Safari reads them."""
+
+    def key(name: str) -> str:
+        return derived_key(user_id=owner_id, asset_id=asset_id, stage=PROXIES, filename=f"{HLS_DIR}/{name}")
+
+    try:
+        master = _read_playlist(storage, bucket, key(MASTER_NAME))
+        rung = next(line.strip() for line in master.splitlines() if line.strip() and not line.startswith("#"))
+        folder = rung.rsplit("/", 1)[0]
+        playlist = parse_media_playlist(_read_playlist(storage, bucket, key(rung)))
+        if playlist.init is None or not playlist.segments:
+            return 0.0
+        init_key, first_key = key(f"{folder}/{playlist.init}"), key(f"{folder}/{playlist.segments[0][0]}")
+        init = storage.read_range(bucket, init_key, 0, storage.head(bucket, init_key).size)
+        first = storage.read_range(
+            bucket, first_key, 0, min(storage.head(bucket, first_key).size, _FRAGMENT_HEAD_BYTES)
+        )
+    except (NotFoundError, ObjectNotFoundError, StopIteration):
+        return 0.0  # audio, or the proxies not published yet: cue times are media times
+    return presentation_start(init, first) or 0.0
 
 
 def _read_playlist(storage: Storage, bucket: str, key: str) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+import structlog
 from pydantic import (
     AliasChoices,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    ValidationError,
     computed_field,
     model_validator,
 )
@@ -23,10 +25,13 @@ from mediaingest.models.enums import (
     IngestionJobType,
     JobPriority,
     MediaType,
-    ProxyType,
     UploadStatus,
 )
+from mediaingest.pipeline.registry import Presentation
 from mediaingest.schemas import ApiModel, ErrorEnvelope, RequestModel
+
+log = structlog.stdlib.get_logger(__name__)
+_ABSENT = object()
 
 
 class UploadUrlRequest(RequestModel):
@@ -173,9 +178,32 @@ class ConfirmUploadResponse(ApiModel):
     processing_status: AssetProcessingStatus
 
 
+class _RegisteredOutputKinds:
+    """Documents AssetProxy.type as the component `ProxyType` (its name while it was a closed enum), listing
+    the output kinds the stages registered when the document is generated declare (after STAGE_MODULES)."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.str_schema(ref="ProxyType")
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        from mediaingest.pipeline.registry import output_kinds
+
+        reference = handler(schema)
+        definition = handler.resolve_ref_schema(reference)
+        definition.update(title="ProxyType", enum=list(output_kinds()))
+        return reference
+
+
 class ProxyOut(ApiModel):
     id: str
-    type: ProxyType
+    type: Annotated[str, _RegisteredOutputKinds()]
+    label: str = Field("", description="What the page calls this kind of output (from its stage's declaration).")
+    shown_as: Presentation | None = Field(
+        None,
+        description="How the page shows it: image (a still), strip (a picture along the media's time), video, "
+        "audio, or a link to the file (vtt, json, text, playlist). Null for a kind no loaded stage declares.",
+    )
+    note: str | None = Field(None, description="A hint the page adds to the label.")
     resolution: str | None
     format: str
     content_type: str
@@ -189,6 +217,34 @@ class ProxyOut(ApiModel):
     @computed_field(description="The seed's flag: a proxy is listed only once its file is stored, so always true.")
     def is_processed(self) -> bool:
         return True
+
+    @model_validator(mode="after")
+    def _shown_from_registry(self) -> ProxyOut:
+        from mediaingest.pipeline.registry import output_kinds
+
+        declared = output_kinds().get(self.type)
+        if declared is not None:
+            self.label, self.shown_as, self.note = declared.label, declared.shown_as, declared.note
+        else:
+            self.label = self.label or self.type
+        return self
+
+
+class _RegisteredMeasurements:
+    """Documents `measurements` as an object with one property per stage that declares a Measurements model
+    (each that model's schema), for the stages registered when the document is generated."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return handler(source)
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        from mediaingest.pipeline.registry import measured_by
+
+        return {
+            "type": "object",
+            "title": "StageMeasurements",
+            "properties": {stage: handler(model.__pydantic_core_schema__) for stage, model in measured_by().items()},
+        }
 
 
 class MetadataOut(ApiModel):
@@ -234,19 +290,52 @@ class MetadataOut(ApiModel):
         description="Every audio track: index, streamIndex, codec, channels, channelLayout, sampleRate, language, "
         "title, and its loudness once the audio stage has measured it.",
     )
-    loudness: dict[str, Any] | None = Field(
-        None, description="EBU R128 of the first audio track: integratedLufs, loudnessRangeLu, truePeakDbtp."
-    )
+    loudness: dict[str, Any] | None = Field(None, description="measurements.audio_visuals.loudness, here too.")
     has_video: bool = False
     color_depth: int | None = None
     has_alpha: bool | None = None
     image_format: str | None = None
     exif: dict[str, Any] | None = None
     iptc: dict[str, Any] | None = None
-    shots: list[float] | None = Field(None, description="Seconds at which the picture cuts to a new shot.")
+    shots: list[float] | None = Field(None, description="measurements.proxies.shots, here too.")
     transcript_language: str | None = Field(
-        None, description='The spoken language ("en") once transcribed; null without speech. The text: the outputs.'
+        None, description="measurements.transcript.transcriptLanguage, here too. The text: the outputs."
     )
+    measurements: Annotated[dict[str, dict[str, Any]], _RegisteredMeasurements()] = Field(
+        default_factory=dict,
+        description="What each stage after the probe measured, by stage, as its StageSpec declares. A field that "
+        "was on the wire before its stage declared it (loudness, shots, transcriptLanguage) is also above.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_record(cls, data: Any) -> Any:
+        """An AssetMetadata row: its columns, then each stage's stored measurements, sent through the stage's
+        model (its names and what it sends). A field named above that is no column (loudness, shots,
+        transcriptLanguage) is read from them; a measurement never hides a column of the same name."""
+        if isinstance(data, dict):
+            return data
+        from mediaingest.pipeline.registry import measured_by
+
+        read = ((name, getattr(data, name, _ABSENT)) for name in cls.model_fields)
+        values = {name: value for name, value in read if value is not _ABSENT}
+        stored: dict[str, dict[str, Any]] = getattr(data, "measurements", None) or {}
+        models = measured_by()
+        sent: dict[str, dict[str, Any]] = {}
+        for stage, measured in stored.items():
+            model = models.get(stage)
+            if model is None:  # a stage no longer loaded: its data is kept, not described, so not sent
+                continue
+            try:  # the fields it sends (what an earlier version stored, and what is kept unsent, left alone)
+                known = model.model_validate({key: value for key, value in measured.items() if key in model.sent()})
+            except ValidationError:
+                log.warning("asset.measurements_unreadable", stage=stage, model=model.__name__)
+                continue
+            sent[stage] = known.model_dump(mode="json", by_alias=True)
+            shown = cls.model_fields.keys() - values.keys()  # loudness, shots, transcript_language: not columns
+            values.update({name: getattr(known, name) for name in type(known).model_fields if name in shown})
+        values["measurements"] = sent
+        return values
 
     # The seed's names for the same facts (the main product reads these); each is derived from its richer
     # field above, so the two can never disagree.

@@ -730,6 +730,8 @@ class AssetService:
 
 def _spoken_match(asset: MediaAsset, phrase: str) -> SpokenMatch | None:
     """Where a searched phrase is said, from the words the transcript stage kept (the page seeks there)."""
-    index = asset.metadata_record.transcript_segments if asset.metadata_record is not None else None
+    record = asset.metadata_record
+    measured = (record.measurements or {}) if record is not None else {}
+    index = (measured.get("transcript") or {}).get("transcript_segments")  # TranscriptMeasurements, as stored
     found = phrase_time(index or [], phrase)
     return SpokenMatch(seconds=found[0], text=found[1]) if found else None

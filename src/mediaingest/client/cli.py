@@ -93,7 +93,7 @@ def _summary(console: Console, detail: AssetDetail) -> None:
         console.print(f"  [red]{escape(detail.error)}[/red]")
     if detail.proxies:
         made = ", ".join(
-            f"{proxy.type.value.lower().replace('_', ' ')}" + (f" {proxy.resolution}" if proxy.resolution else "")
+            proxy.type.lower().replace("_", " ") + (f" {proxy.resolution}" if proxy.resolution else "")
             for proxy in detail.proxies
         )
         console.print(f"  derived: {escape(made)}")

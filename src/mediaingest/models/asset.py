@@ -13,7 +13,6 @@ from mediaingest.models.enums import (
     AssetProcessingStatus,
     JobPriority,
     MediaType,
-    ProxyType,
     UploadStatus,
 )
 
@@ -75,7 +74,8 @@ class MediaAsset(Base):
 
 
 class AssetMetadata(Base):
-    """What ffprobe (and Pillow, for images) says about the asset; field names follow MediaMetadata."""
+    """What ffprobe (and Pillow, for images) says about the asset, in columns named as MediaMetadata's fields,
+    and what the later stages measured, as JSON by stage (`measurements`)."""
 
     __tablename__ = "asset_metadata"
 
@@ -114,7 +114,6 @@ class AssetMetadata(Base):
     sample_rate: Mapped[int | None] = mapped_column(sa.Integer)
     has_audio: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     audio_tracks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
-    loudness: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     has_video: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     color_depth: Mapped[int | None] = mapped_column(sa.Integer)
     has_alpha: Mapped[bool | None] = mapped_column(sa.Boolean)
@@ -122,12 +121,12 @@ class AssetMetadata(Base):
     exif: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     iptc: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    shots: Mapped[list[float] | None] = mapped_column(JSONType)
-    transcript_language: Mapped[str | None] = mapped_column(sa.String(16))
-    # Searched by full text: a GIN index on PostgreSQL, an FTS5 table kept by triggers on SQLite (the
-    # migration 20261207_9c4e1f2a7b58).
+    # What the transcript stage heard, searched by full text: a GIN index on PostgreSQL, an FTS5 table kept
+    # by triggers on SQLite (the migration 20261207_9c4e1f2a7b58).
     transcript_text: Mapped[str | None] = mapped_column(sa.Text)
-    transcript_segments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    # What the later stages measured, by stage: {"proxies": {"shots": […]}, "transcript": {…}, …}, each as
+    # its StageSpec's Measurements model stores it, so a new measurement needs no migration.
+    measurements: Mapped[dict[str, dict[str, Any]] | None] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     asset: Mapped[MediaAsset] = relationship(back_populates="metadata_record")
@@ -141,7 +140,9 @@ class AssetProxy(Base):
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
     asset_id: Mapped[str] = mapped_column(sa.ForeignKey("media_assets.id", ondelete="CASCADE"), index=True)
-    type: Mapped[ProxyType] = mapped_column(enum_column(ProxyType))
+    # The output's kind: one its stage declares (`StageSpec.outputs`; ProxyType names the built-in ones), so a
+    # new kind needs no migration. The VARCHAR(32) the ProxyType column always was.
+    type: Mapped[str] = mapped_column(sa.String(32))
     resolution: Mapped[str | None] = mapped_column(sa.String(32))
     format: Mapped[str] = mapped_column(sa.String(16))
     content_type: Mapped[str] = mapped_column(sa.String(128))

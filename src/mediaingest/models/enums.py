@@ -60,6 +60,9 @@ class AssetProcessingStatus(StrEnum):
 
 
 class ProxyType(StrEnum):
+    """The built-in stages' output kinds, by name. Kinds are open: AssetProxy.type is a string checked against
+    the kinds the registered stages declare (`StageSpec.outputs`), so a stage adds one without this enum."""
+
     VIDEO = "VIDEO"  # H.264/AAC MP4 rendition for the web
     VIDEO_VP9 = "VIDEO_VP9"  # optional VP9/Opus WebM rendition
     HLS = "HLS"  # CMAF HLS master playlist over the H.264 rungs (media playlists and segments beside it)

@@ -179,13 +179,27 @@ def layout(text: str) -> tuple[str, ...]:
 
 
 def webvtt(cues: Sequence[Cue]) -> str:
-    """A WebVTT file. The header maps cue time 0 to presentation time 0 of the HLS proxies (which start
-    at 0), so Safari and hls.js place the cues of the SUBTITLES rendition; browsers ignore the line."""
-    blocks = ["WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000"]
+    """A WebVTT file, its times from the start of the audio. Its header maps cue time 0 to HLS media time 0;
+    as the HLS SUBTITLES rendition's segment it is served with the map set to where the video starts
+    (`with_timestamp_map`). Browsers ignore the line."""
+    blocks = [f"WEBVTT\n{_timestamp_map(0.0)}"]
     for number, cue in enumerate(cues, start=1):
         text = "\n".join(_escape(line) for line in cue.lines)
         blocks.append(f"{number}\n{timestamp(cue.start)} --> {timestamp(cue.end)}\n{text}")
     return "\n\n".join(blocks) + "\n"
+
+
+def with_timestamp_map(text: str, start_seconds: float) -> str:
+    """The WebVTT with cue time 0 mapped to `start_seconds` of the HLS media: the X-TIMESTAMP-MAP header
+    (RFC 8216 3.5; MPEGTS in 90 kHz units), which Safari needs to place a SUBTITLES rendition's cues."""
+    header, _, rest = text.partition("\n\n")
+    lines = [line for line in header.split("\n") if not line.startswith("X-TIMESTAMP-MAP=")]
+    lines.insert(1, _timestamp_map(start_seconds))
+    return "\n".join(lines) + ("\n\n" + rest if rest else "\n")
+
+
+def _timestamp_map(start_seconds: float) -> str:
+    return f"X-TIMESTAMP-MAP=MPEGTS:{max(0, round(start_seconds * 90000))},LOCAL:00:00:00.000"
 
 
 def _escape(text: str) -> str:

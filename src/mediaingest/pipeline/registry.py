@@ -1,7 +1,7 @@
 """Every stage, once: what it is called, what it runs, which media go through it, what people read while
-it works, and how big its Kubernetes Job is. The plan, the dispatch, the operator's defaults, the job
-labels of the API and page, and (through `make stages`) the CRD's stage list and the chart's values all
-follow from the registered StageSpecs.
+it works, what it measures and writes (its data: the API's schema and the page follow it), and how big its
+Kubernetes Job is. The plan, the dispatch, the operator's defaults, the job labels of the API and page, and
+(through `make stages`) the CRD's stage list and the chart's values all follow from the registered StageSpecs.
 
 A stage is one module with its function plus one registry entry: a line in `BUILT_IN` below, or, for a
 stage kept outside this package, its module in the `STAGE_MODULES` setting. Such a module calls
@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Literal
 
 from mediaingest.config import ConfigurationError
-from mediaingest.models.enums import IngestionJobType, MediaType, Stage
+from mediaingest.models.enums import IngestionJobType, MediaType, ProxyType, Stage
+from mediaingest.pipeline.measurements import AudioMeasurements, ProxyMeasurements, TranscriptMeasurements
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.stages.audio_visuals import generate_audio_visuals
 from mediaingest.pipeline.stages.probe import probe
 from mediaingest.pipeline.stages.proxies import generate_proxies
 from mediaingest.pipeline.stages.thumbnails import generate_thumbnails
 from mediaingest.pipeline.stages.transcript import generate_transcript
-from mediaingest.pipeline.types import LiveOutputs, MediaMetadata, ProgressCallback, StageResult
+from mediaingest.pipeline.types import LiveOutputs, Measurements, MediaMetadata, ProgressCallback, StageResult
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,22 @@ class JobResources:
     memory_cap: str = "8Gi"
 
 
+# How the page shows an output kind when no view of its own takes it: a still ("image"), a picture along
+# the media's time, full width ("strip": a waveform), a player ("video", "audio"), or a link to the file
+# ("vtt", "json", "text", "playlist").
+Presentation = Literal["image", "strip", "video", "audio", "vtt", "json", "text", "playlist"]
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """One kind of file a stage writes (`StageOutput.kind`), and how people see it."""
+
+    kind: str  # stored on the output's row and sent as its `type`: upper-case, like the seed's ProxyType
+    shown_as: Presentation
+    label: str  # what the page calls it ("Poster frame"); its picture's text is "<label> of <file>"
+    note: str | None = None  # a hint the page adds to the label ("time across, frequency up")
+
+
 Placement = Literal["job", "worker"]
 
 
@@ -71,6 +88,7 @@ class UnknownStageError(ValueError):
 # Job names); a job type fills a 32-character column.
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _JOB_TYPE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
+_OUTPUT_KIND_NAME = _JOB_TYPE_NAME  # fills AssetProxy.type, a 32-character column
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,10 @@ class StageSpec:
     # Under EXECUTOR=kubernetes: a Job per attempt (the operator), or the worker Deployment's stage
     # processes (STAGE_PLACEMENT overrides it per stage). The local executor runs every stage on its worker.
     placement: Placement = "job"
+    # Its data: what it measures (stored as JSON under its name; the probe's own record is MediaMetadata, in
+    # columns) and each kind of file it writes.
+    measurements: type[Measurements] | None = None
+    outputs: tuple[OutputKind, ...] = ()
 
 
 def _probe(job: StageInput) -> StageResult:
@@ -144,6 +166,14 @@ BUILT_IN: tuple[StageSpec, ...] = (
         ),
         # Three times real time on the pod's cores covers a 2160p HEVC master; 15 min for what starts slowly.
         resources=JobResources(("2", "4"), ("2Gi", "4Gi"), "20Gi", "22Gi", 900, 3.0, memory_cap="16Gi"),
+        measurements=ProxyMeasurements,
+        outputs=(
+            OutputKind(ProxyType.VIDEO, "video", "Web proxy"),
+            OutputKind(ProxyType.VIDEO_VP9, "video", "Web proxy (VP9)"),
+            OutputKind(ProxyType.HLS, "playlist", "HLS master playlist"),
+            OutputKind(ProxyType.SPRITE_SHEET, "image", "Sprite sheet"),
+            OutputKind(ProxyType.STORYBOARD, "vtt", "Storyboard"),
+        ),
     ),
     StageSpec(
         stage=Stage("thumbnails"),
@@ -160,6 +190,10 @@ BUILT_IN: tuple[StageSpec, ...] = (
             cancel=job.cancel,
         ),
         resources=JobResources(("500m", "2"), ("512Mi", "2Gi"), "6Gi", "7Gi", 600, 0.5),
+        outputs=(
+            OutputKind(ProxyType.POSTER, "image", "Poster frame"),
+            OutputKind(ProxyType.THUMBNAIL, "image", "Thumbnail"),
+        ),
     ),
     StageSpec(
         stage=Stage("audio_visuals"),
@@ -171,6 +205,13 @@ BUILT_IN: tuple[StageSpec, ...] = (
         ),
         resources=JobResources(("500m", "2"), ("512Mi", "2Gi"), "6Gi", "7Gi", 600, 0.5),
         needs_audio=True,
+        measurements=AudioMeasurements,
+        outputs=(
+            OutputKind(ProxyType.WAVEFORM, "strip", "Waveform"),
+            OutputKind(ProxyType.SPECTROGRAM, "strip", "Spectrogram", "time across, frequency up"),
+            OutputKind(ProxyType.WAVEFORM_PEAKS, "json", "Waveform peaks"),
+            OutputKind(ProxyType.AUDIO, "audio", "Audio proxy"),
+        ),
     ),
     # Last, so a worker takes it after the proxies: it never stands between an upload and first playable.
     StageSpec(
@@ -186,6 +227,12 @@ BUILT_IN: tuple[StageSpec, ...] = (
         # about real time on 2 cores).
         resources=JobResources(("1", "2"), ("1Gi", "3Gi"), "6Gi", "7Gi", 900, 2.0, memory_cap="12Gi"),
         needs_audio=True,
+        measurements=TranscriptMeasurements,
+        outputs=(
+            OutputKind(ProxyType.TRANSCRIPT, "json", "Transcript"),
+            OutputKind(ProxyType.CAPTIONS, "vtt", "Captions"),
+            OutputKind(ProxyType.TRANSCRIPT_TEXT, "text", "Transcript text"),
+        ),
     ),
 )
 
@@ -204,9 +251,22 @@ def register(spec: StageSpec) -> StageSpec:
         raise ValueError(f"job type {spec.job_type!r}: upper-case letters, digits and _, at most 32")
     if not spec.media:
         raise ValueError(f"stage {spec.stage!r} applies to no media type")
+    if spec.measurements is not None:
+        fields = spec.measurements.model_fields
+        if unknown := spec.measurements.columns - fields.keys():
+            raise ValueError(f"stage {spec.stage!r}: columns {sorted(unknown)} are not fields of its measurements")
+        if required := sorted(name for name, info in fields.items() if info.exclude and info.is_required()):
+            raise ValueError(f"stage {spec.stage!r}: unsent measurements {required} need a default")
+    kinds = [output.kind for output in spec.outputs]
+    if bad := [kind for kind in kinds if not _OUTPUT_KIND_NAME.match(kind)]:
+        raise ValueError(f"output kinds {bad}: upper-case letters, digits and _, at most 32")
+    if len(set(kinds)) < len(kinds):
+        raise ValueError(f"stage {spec.stage!r} declares an output kind twice: {kinds}")
     for other in _registered.values():
         if spec.stage == other.stage or spec.job_type == other.job_type:
             raise ValueError(f"stage {spec.stage!r} ({spec.job_type}) clashes with the registered {other.stage!r}")
+        if taken := set(kinds) & {output.kind for output in other.outputs}:
+            raise ValueError(f"stage {spec.stage!r} declares {sorted(taken)}, written by {other.stage!r}")
     if not _registered and spec.stage != PROBE:
         raise ValueError("the probe is registered first: every other stage reads its metadata")
     _registered[spec.stage] = spec
@@ -251,6 +311,23 @@ def stage_for_job_type(job_type: str) -> Stage:
 
 def job_type_for(stage: str) -> IngestionJobType:
     return spec_for(stage).job_type
+
+
+def output_kinds() -> dict[str, OutputKind]:
+    """Every registered output kind by its name, in plan order."""
+    return {output.kind: output for spec in _registered.values() for output in spec.outputs}
+
+
+def output_kind(kind: str) -> OutputKind:
+    try:
+        return output_kinds()[kind]
+    except KeyError:
+        raise UnknownStageError(f"no registered stage writes {kind!r} outputs") from None
+
+
+def measured_by() -> dict[str, type[Measurements]]:
+    """The stages that declare measurements, with their models, in plan order."""
+    return {spec.stage: spec.measurements for spec in _registered.values() if spec.measurements is not None}
 
 
 def label_for(job_type: str) -> str:

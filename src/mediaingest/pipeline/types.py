@@ -1,4 +1,4 @@
-"""Values the stages return: what was measured (MediaMetadata) and what was written (StageOutput).
+"""Values the stages return: what was measured (MediaMetadata, Measurements) and what was written (StageOutput).
 
 Stages never touch the database or object storage; the worker (or a Kubernetes Job) turns these
 values into AssetMetadata / AssetProxy rows and uploads the files they name.
@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from mediaingest.models.enums import ProxyType
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+from pydantic_core import to_jsonable_python
 
 ProgressCallback = Callable[[float, str], None]
 """Called with a fraction in [0, 1] and a short message; never more than a few times a second."""
@@ -30,6 +32,37 @@ class LiveOutputs:
 
 
 Bucket = Literal["processed", "proxies"]
+
+
+class Measurements(BaseModel):
+    """What a stage after the probe measured: each StageSpec names a subclass (`StageSpec.measurements`).
+
+    Stored as JSON under the stage's name on the asset's metadata row (`AssetMetadata.measurements`), so a
+    new field or a new stage needs no migration; the API documents and returns it from this model.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    # Fields kept in the AssetMetadata column of the same name instead of the JSON: a value the probe's
+    # record already holds (and the stage refines), or one a database index reads (the transcript's text).
+    # A new measurement never needs one. A field declared `Field(exclude=True)` is stored but not sent.
+    columns: ClassVar[frozenset[str]] = frozenset()
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON kept under the stage's name: every field but the columns, sent or not."""
+        return {
+            name: to_jsonable_python(getattr(self, name))
+            for name in type(self).model_fields
+            if name not in self.columns
+        }
+
+    @classmethod
+    def sent(cls) -> frozenset[str]:
+        """The fields the API sends: all but those declared `Field(exclude=True)` (which need a default)."""
+        return frozenset(name for name, info in cls.model_fields.items() if not info.exclude)
+
+    def column_values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.columns}
 
 
 @dataclass
@@ -72,7 +105,6 @@ class MediaMetadata:
     sample_rate: int | None = None
     has_audio: bool = False
     audio_tracks: list[dict[str, Any]] | None = None  # every audio stream: index, codec, channels, layout…
-    loudness: dict[str, Any] | None = None  # EBU R128 of the first track: integratedLufs, loudnessRangeLu, …
     has_video: bool = False  # a real picture stream; cover art attached to audio does not count
     # images
     color_depth: int | None = None  # bits per channel
@@ -81,28 +113,31 @@ class MediaMetadata:
     iptc: dict[str, Any] | None = None
     image_format: str | None = None  # Pillow's name: "JPEG", "PNG", …
     raw: dict[str, Any] | None = None  # ffprobe's JSON as it came
-    shots: list[float] | None = None  # seconds where the picture cuts to a new shot
-    # what is said (the transcript stage): its language, its text for full-text search, and each
-    # segment's text with its words' starts, to say where a search hit is said
-    transcript_language: str | None = None
-    transcript_text: str | None = None
-    transcript_segments: list[dict[str, Any]] | None = None
+    # What the later stages measured, by stage: their Measurements as stored (the probe leaves it empty).
+    measurements: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def measured(self, stage: str, name: str) -> Any:
+        """What `stage` measured as `name` (`measured("proxies", "shots")`), None before it has."""
+        return (self.measurements.get(stage) or {}).get(name)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MediaMetadata:
         """Rebuild from a stored row or JSON; unknown keys (ids, timestamps) are ignored."""
         names = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names})
+        found = {key: value for key, value in data.items() if key in names}
+        if found.get("measurements") is None:  # a row written before the stages' JSON existed
+            found.pop("measurements", None)
+        return cls(**found)
 
 
 @dataclass
 class StageOutput:
     """One file a stage wrote into its output folder; the worker uploads it under a key built from path.name."""
 
-    kind: ProxyType
+    kind: str  # one of the kinds its StageSpec declares (`StageSpec.outputs`); ProxyType names the built-in ones
     path: Path
     bucket: Bucket
     format: str  # "mp4", "webm", "jpeg", "webp", "png", "vtt", "json"
@@ -123,12 +158,7 @@ class StageOutput:
 class StageResult:
     outputs: list[StageOutput] = field(default_factory=list)
     metadata: MediaMetadata | None = None  # set by probe only: the whole record
-    # What a later stage measured on its way (loudness in the audio pass, shots in the picture pass):
-    # MediaMetadata field names and values, written over the probe's record.
+    # What a later stage measured on its way (loudness in the audio pass, shots in the picture pass): the
+    # fields of its StageSpec's Measurements model, checked against it where the result is recorded.
     measurements: dict[str, Any] = field(default_factory=dict)
     message: str = ""
-
-    def __post_init__(self) -> None:
-        unknown = set(self.measurements) - {f.name for f in fields(MediaMetadata)}
-        if unknown:
-            raise ValueError(f"not metadata fields: {sorted(unknown)}")

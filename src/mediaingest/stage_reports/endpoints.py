@@ -55,7 +55,7 @@ from mediaingest.stage_reports.schemas import (
     StageStart,
 )
 from mediaingest.worker.jobs import JobHandle
-from mediaingest.worker.stage_host import DirectStageHost, discard_published
+from mediaingest.worker.stage_host import DirectStageHost, checked_data, discard_published
 from mediaingest.worker.stage_runner import StageContext
 from mediaingest.worker.stage_tasks import RUN
 
@@ -263,6 +263,7 @@ def _record(report: StageRecord, db: Db, ctx: StageContext, claims: identity.Sta
             measurements=report.measurements,
             message=report.message,
         )
+        checked_data(claims.stage, result)  # refused here as a bad report (422), as recording would refuse it
         for name in report.published:
             host.output_location(name, "proxies")
     except ObjectNotFoundError as exc:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from mediaingest.models.enums import MediaType, ProxyType
+from mediaingest.models.enums import MediaType
 from mediaingest.pipeline.types import MediaMetadata, StageOutput
 from mediaingest.schemas import ApiModel
 
@@ -69,7 +69,7 @@ class SignedPuts(ApiModel):
 class OutputRecord(ApiModel):
     """One final output, as `StageOutput` describes it (without the pod's local path)."""
 
-    kind: ProxyType
+    kind: str = Field(max_length=32)  # checked against the stage's declared kinds where it is recorded
     name: str = Field(max_length=600)
     role: Role
     format: str = Field(max_length=32)

@@ -1,5 +1,6 @@
-// The asset view at /assets/{id}: the player and its seek bar, poster, waveform, spectrogram, the facts
-// (display geometry first) and the original's download. Follows the status stream while processing.
+// The asset view at /assets/{id}: the player and its seek bar, the transcript, every other output as its
+// stage says it is shown (results.js), the facts (display geometry first) and the original's download.
+// Follows the status stream while processing.
 import { $, el, focusHeading } from "./dom.js";
 import { describeError, SessionEndedError } from "./errors.js";
 import {
@@ -8,6 +9,7 @@ import {
 import { watchAsset } from "./events.js";
 import { buildClipper, loadFilmstrip } from "./clipper.js";
 import { buildPlayer, detachHls, loadScrubber, shapePlayer, showEarlyPlayback } from "./player.js";
+import { measuredFacts, renderOutputs } from "./results.js";
 import { loadTranscript } from "./transcript.js";
 
 function facts(asset, geometry) {
@@ -31,6 +33,7 @@ function facts(asset, geometry) {
     list.push(["Loudness", `${metadata.loudness.integratedLufs.toFixed(1)} LUFS${peak !== null ? `, peak ${peak.toFixed(1)} dBTP` : ""}`]);
   }
   if (metadata.shots && metadata.shots.length) list.push(["Shots", String(metadata.shots.length + 1)]);
+  list.push(...measuredFacts(metadata.measurements));
   if (metadata.exif) list.push(...exifFacts(metadata.exif));
   if (asset.projectId) list.push(["Project", asset.projectId]);
   list.push(["Size", formatBytes(asset.fileSize)]);
@@ -66,6 +69,9 @@ export async function renderResults(container, asset, { at = null, app = null } 
   const byType = (type) => asset.proxies.filter((proxy) => proxy.type === type);
   const geometry = displayGeometry(asset.metadata);
   const poster = byType("POSTER")[0] || byType("THUMBNAIL")[0];
+  // The kinds the views below take (the player and its captions, the transcript panel, the storyboard as a
+  // seek bar); every other output is shown as its stage declares (renderOutputs).
+  const handled = new Set(["VIDEO", "VIDEO_VP9", "HLS", "CAPTIONS", "AUDIO", "TRANSCRIPT", "STORYBOARD", "SPRITE_SHEET"]);
   const videos = byType("VIDEO").concat(byType("VIDEO_VP9"))
     // The rendition closest to 720p first (by the short side): sharp enough, not the heaviest.
     .sort((a, b) => Math.abs(Math.min(a.width || 0, a.height || 0) - 720) - Math.abs(Math.min(b.width || 0, b.height || 0) - 720));
@@ -99,11 +105,7 @@ export async function renderResults(container, asset, { at = null, app = null } 
     loadTranscript({ output: transcript, media, metadata: asset.metadata, name, row })
       .catch((error) => row.append(el("p", { className: "hint", text: `The transcript could not be loaded (${error.message}).` })));
   }
-  if (poster) {
-    const image = el("img", { className: "poster", src: poster.url, alt: `Poster frame of ${name}` });
-    if (geometry) image.dataset.orientation = geometry.orientation;
-    grid.append(el("figure", { className: "result" }, image, el("figcaption", { text: poster.type === "POSTER" ? "Poster" : "Thumbnail" })));
-  }
+  const files = renderOutputs(grid, asset, { handled, name });
   const storyboard = byType("STORYBOARD")[0];
   if (storyboard) {
     // With a player, the storyboard becomes its seek bar, under the picture; else a preview strip.
@@ -116,14 +118,8 @@ export async function renderResults(container, asset, { at = null, app = null } 
       })
       .catch((error) => figure.append(el("p", { className: "hint", text: `The storyboard could not be loaded (${error.message}).` })));
   }
-  for (const [type, className, caption] of [["WAVEFORM", "waveform", "Waveform"], ["SPECTROGRAM", "spectrogram", "Spectrogram (time across, frequency up)"]]) {
-    const image = byType(type)[0];
-    if (image) {
-      grid.append(el("figure", { className: "result wide" },
-        el("img", { className, src: image.url, alt: `${caption.split(" ")[0]} of ${name}` }), el("figcaption", { text: caption })));
-    }
-  }
   container.append(grid, factList(facts(asset, geometry)));
+  if (files) container.append(files);
   const exif = asset.metadata && asset.metadata.exif;
   if (exif) {
     const all = Object.entries(exif).map(([tag, value]) => [tag, typeof value === "object" ? JSON.stringify(value) : String(value)]);

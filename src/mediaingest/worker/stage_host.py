@@ -31,8 +31,9 @@ from mediaingest.db import session_scope
 from mediaingest.exceptions import PermanentProcessingError, TransientProcessingError
 from mediaingest.models import AssetMetadata, AssetProxy, MediaAsset
 from mediaingest.models.enums import MediaType, ProxyType, Stage, UploadStatus
+from mediaingest.pipeline import registry
 from mediaingest.pipeline.hls import PLAYLIST_TYPE, SEGMENT_TYPE
-from mediaingest.pipeline.types import MediaMetadata, StageOutput, StageResult
+from mediaingest.pipeline.types import Measurements, MediaMetadata, StageOutput, StageResult
 from mediaingest.runtime import Runtime
 from mediaingest.storage.base import PresignedRequest
 from mediaingest.storage.errors import PreconditionFailedError
@@ -215,13 +216,19 @@ class DirectStageHost:
     ) -> StageOutcome:
         if self.owner_id is None:
             raise RuntimeError("the asset's owner is unknown")
+        try:
+            measured = checked_data(self.stage, result)
+        except ValueError as exc:  # the stage's code disagrees with its spec: no retry cures that
+            raise PermanentProcessingError(f"the {self.stage} stage's result: {exc}") from exc
         prefix = stage_prefix(user_id=self.owner_id, asset_id=self.asset_id, stage=self.stage)
         kept = {(item.bucket, item.key) for item in stored} | {self.output_location(n, "proxies") for n in published}
         with session_scope(self.ctx.session_factory) as session:
             asset = repository.get_for_update(session, self.asset_id)
             recorded = asset is not None
             if asset is not None:
-                _replace_rows(session, asset, prefix=prefix, result=result, stored=stored)
+                _replace_rows(
+                    session, asset, prefix=prefix, result=result, stored=stored, stage=self.stage, measured=measured
+                )
                 hls = next((item.output for item in stored if item.output.kind == ProxyType.HLS), None)
                 if hls is not None:  # the whole length plays now, whatever the last throttled write said
                     progression.record_playable(
@@ -273,16 +280,41 @@ def discard_published(ctx: Runtime, *, owner_id: str, asset_id: str, stage: Stag
                                             role="proxies"))  # fmt: skip
 
 
+def checked_data(stage: Stage, result: StageResult) -> Measurements | None:
+    """The result's measurements as its StageSpec's model, and its outputs of the kinds the spec declares
+    (ValueError otherwise: a stage pod's report is not trusted, and a stage's slip shows at once)."""
+    spec = registry.spec_for(stage)
+    declared = {output.kind for output in spec.outputs}
+    if undeclared := sorted({output.kind for output in result.outputs} - declared):
+        raise ValueError(f"stage {stage!r} wrote outputs of kinds it does not declare: {undeclared}")
+    if spec.measurements is None:
+        if result.measurements:
+            raise ValueError(f"stage {stage!r} declares no measurements but returned {sorted(result.measurements)}")
+        return None
+    return spec.measurements.model_validate(result.measurements) if result.measurements else None
+
+
 def _replace_rows(
-    session: sa.orm.Session, asset: MediaAsset, *, prefix: str, result: StageResult, stored: list[StoredOutput]
+    session: sa.orm.Session,
+    asset: MediaAsset,
+    *,
+    prefix: str,
+    result: StageResult,
+    stored: list[StoredOutput],
+    stage: Stage,
+    measured: Measurements | None,
 ) -> None:
     if result.metadata is not None:
         session.execute(sa.delete(AssetMetadata).where(AssetMetadata.asset_id == asset.id))
         session.add(AssetMetadata(asset_id=asset.id, **result.metadata.to_dict()))
-    if result.measurements:
-        session.execute(
-            sa.update(AssetMetadata).where(AssetMetadata.asset_id == asset.id).values(**result.measurements)
-        )
+    if measured is not None:
+        # Read, changed and written under the asset's row lock (`get_for_update` on PostgreSQL; SQLite's
+        # writers are serialized by BEGIN IMMEDIATE), so stages finishing side by side keep each other's entry.
+        record = session.get(AssetMetadata, asset.id)
+        if record is not None:
+            record.measurements = {**(record.measurements or {}), stage: measured.stored()}
+            for name, value in measured.column_values().items():
+                setattr(record, name, value)
     session.execute(
         sa.delete(AssetProxy).where(AssetProxy.asset_id == asset.id, AssetProxy.storage_key.startswith(prefix))
     )

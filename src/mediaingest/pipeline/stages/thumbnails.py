@@ -80,7 +80,8 @@ def poster_positions(metadata: MediaMetadata, options: PipelineOptions) -> list[
         return [0.0]
     rate = float(Fraction(metadata.frame_rate)) if metadata.frame_rate else 25.0
     # Half a frame into the shot, so a timestamp rounded on the way cannot land on the shot before.
-    shots = [cut + 0.5 / rate for cut in metadata.shots or [] if cut >= 1.0][:_SHOT_CANDIDATES]
+    found = metadata.measured("proxies", "shots") or []
+    shots = [cut + 0.5 / rate for cut in found if cut >= 1.0][:_SHOT_CANDIDATES]
     fractions = (options.poster_position, 0.25, 0.5, 0.75)
     positions = [*shots, *(duration * fraction for fraction in fractions), 0.0]
     return [round(p, 3) for p in dict.fromkeys(positions) if p < duration][: _SHOT_CANDIDATES + len(fractions) + 1]
