@@ -13,6 +13,7 @@ _.limit_bytes, _.stored_bytes, _.reserved_bytes, _.available_bytes  # api/accoun
 _.session_expires_at, _.aborted  # assets/schemas.py: the upload session's answers
 _.frame_count, _.bit_depth, _.content_light_level, _.color_depth, _.transcript_language  # AssetMetadata / MetadataOut
 _.poster_url, _.spoken_match, _.download_expires_at, _.ingestion_jobs  # AssetSummary / AssetDetail, set by the service
+_.transcript_segments  # pipeline/measurements.py: stored with the stage's measurements, read by key (assets/service.py)
 _.retries  # JobOut.retries, read from IngestionJob.retries (from_attributes)
 _.decoded_from, _.in_offset_seconds, _.out_offset_seconds  # assets/timeline_schemas.py
 _.success  # schemas.Envelope / ErrorEnvelope: the seed's {"success": …} wrapper

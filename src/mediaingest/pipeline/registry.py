@@ -318,13 +318,6 @@ def output_kinds() -> dict[str, OutputKind]:
     return {output.kind: output for spec in _registered.values() for output in spec.outputs}
 
 
-def output_kind(kind: str) -> OutputKind:
-    try:
-        return output_kinds()[kind]
-    except KeyError:
-        raise UnknownStageError(f"no registered stage writes {kind!r} outputs") from None
-
-
 def measured_by() -> dict[str, type[Measurements]]:
     """The stages that declare measurements, with their models, in plan order."""
     return {spec.stage: spec.measurements for spec in _registered.values() if spec.measurements is not None}
