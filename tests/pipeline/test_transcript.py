@@ -343,6 +343,7 @@ def test_the_fmp4_video_start_is_read_as_an_hls_reader_reads_it(video: list[str]
     priming moves it after 0, through the fragment's composition offsets or the init segment's edit list."""
     import subprocess
 
+    from mediaingest.pipeline.ffmpeg import FfmpegTools
     from mediaingest.pipeline.hls import presentation_start
 
     ffmpeg(
@@ -357,6 +358,8 @@ def test_the_fmp4_video_start_is_read_as_an_hls_reader_reads_it(video: list[str]
          str(tmp_path / "index.m3u8")], capture_output=True, check=True, text=True, timeout=60,
     )  # fmt: skip
     expected = float(json.loads(probed.stdout)["streams"][0]["start_time"])
-    start = presentation_start((tmp_path / "init.mp4").read_bytes(), (tmp_path / "seg_00000.m4s").read_bytes())
+    init, first = (tmp_path / "init.mp4").read_bytes(), (tmp_path / "seg_00000.m4s").read_bytes()
+    start = presentation_start(FfmpegTools(), init, first[: 256 * 1024])  # the head the API reads
     assert start is not None and start > 0 and start == pytest.approx(expected, abs=0.002)
-    assert presentation_start((tmp_path / "init.mp4").read_bytes(), b"") is None
+    assert presentation_start(FfmpegTools(), init, b"") is None
+    assert presentation_start(FfmpegTools(), b"not an mp4", first) is None

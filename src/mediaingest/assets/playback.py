@@ -44,6 +44,7 @@ from mediaingest.pipeline.hls import (
     subtitles_playlist,
     with_subtitles,
 )
+from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.registry import PROXIES
 from mediaingest.schemas import UNAUTHENTICATED
 from mediaingest.storage.base import Storage
@@ -107,7 +108,7 @@ def hls_playlist(
                 headers={"Cache-Control": "no-store"},
             )
         vtt = storage.read_range(caption_file.storage_bucket, caption_file.storage_key, 0, caption_file.size_bytes)
-        start = _video_start(storage, bucket, owner_id=owner_id, asset_id=asset_id)
+        start = _video_start(storage, bucket, settings, owner_id=owner_id, asset_id=asset_id)
         return Response(
             with_timestamp_map(vtt.decode("utf-8"), start),
             media_type=_CAPTIONS_TYPE,
@@ -143,7 +144,7 @@ def _captions_of(asset: MediaAsset) -> tuple[AssetProxy, str, float] | None:
     return found, language, duration
 
 
-def _video_start(storage: Storage, bucket: str, *, owner_id: str, asset_id: str) -> float:
+def _video_start(storage: Storage, bucket: str, settings: Settings, *, owner_id: str, asset_id: str) -> float:
     """Where the HLS video's first frame is presented (seconds; 0 without HLS video): its first listed rung's
     init segment and first fragment, as Safari reads them."""
 
@@ -164,7 +165,7 @@ def _video_start(storage: Storage, bucket: str, *, owner_id: str, asset_id: str)
         )
     except (NotFoundError, ObjectNotFoundError, StopIteration):
         return 0.0  # audio, or the proxies not published yet: cue times are media times
-    return presentation_start(init, first) or 0.0
+    return presentation_start(PipelineOptions.from_settings(settings).tools, init, first) or 0.0
 
 
 def _read_playlist(storage: Storage, bucket: str, key: str) -> str:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 import re
-import struct
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 from mediaingest.exceptions import ProcessingError
+from mediaingest.pipeline.ffmpeg import FfmpegTools
 
 HLS_DIR = "hls"
 MASTER_NAME = "master.m3u8"
@@ -37,6 +38,8 @@ SUBTITLES_PLAYLIST = "captions/index.m3u8"
 SUBTITLES_SEGMENT = "captions/captions.vtt"
 _SUBTITLES_GROUP = "subs"
 SEGMENT_TYPE = "video/mp4"
+# ffprobe reads an init segment and a fragment's head in milliseconds; a stuck one must not hold a request.
+_START_PROBE_SECONDS = 10.0
 _EXTINF = re.compile(r"^#EXTINF:([\d.]+)")
 
 
@@ -114,97 +117,31 @@ def subtitles_playlist(vtt_url: str, duration_seconds: float) -> str:
     )
 
 
-def presentation_start(init: bytes, fragment: bytes) -> float | None:
-    """Seconds at which an fMP4 rung presents its first video frame: the first fragment's decode time
-    (tfdt) plus the least composition offset among its samples, through the track's edit list (elst: an
-    empty edit delays the media, a media time skips into it), as ffmpeg's and Apple's readers play it.
-    ffmpeg shifts timestamps so that no decode time is negative, which puts the first frame late by
-    x264's B-frame delay (2 frames) or AAC's priming (1024 samples): a WebVTT's X-TIMESTAMP-MAP must map
-    cue 0 there. None when the bytes hold no video fragment (audio-only, or cut short)."""
-    track = timescale = None
-    for trak in _boxes(init, "moov", "trak"):
-        if _first(trak, "mdia", "hdlr")[8:12] == b"vide":
-            tkhd, mdhd = _first(trak, "tkhd"), _first(trak, "mdia", "mdhd")
-            track = struct.unpack_from(">I", tkhd, 20 if tkhd[0] == 1 else 12)[0]
-            timescale = struct.unpack_from(">I", mdhd, 20 if mdhd[0] == 1 else 12)[0]
-            delay, skip = _edits(trak, _first(init, "moov", "mvhd"))
-            break
-    if track is None or not timescale:
+def presentation_start(tools: FfmpegTools, init: bytes, fragment: bytes) -> float | None:
+    """Seconds at which an fMP4 rung presents its first video frame, as ffprobe (and so an HLS reader)
+    reads its init segment and the head of its first fragment: through the fragment's composition offsets
+    and the track's edit list. ffmpeg shifts timestamps so that no decode time is negative, which puts the
+    first frame late by x264's B-frame delay (2 frames) or AAC's priming (1024 samples): a WebVTT's
+    X-TIMESTAMP-MAP must map cue 0 there. None when the bytes hold no video fragment (audio-only, or cut
+    short)."""
+    if not init or not fragment:
         return None
-    default_duration = 0
-    for trex in _boxes(init, "moov", "mvex", "trex"):
-        if struct.unpack_from(">I", trex, 4)[0] == track:
-            default_duration = struct.unpack_from(">I", trex, 12)[0]
-    for traf in _boxes(fragment, "moof", "traf"):
-        tfhd, tfdt = _first(traf, "tfhd"), _first(traf, "tfdt")
-        if len(tfhd) < 8 or struct.unpack_from(">I", tfhd, 4)[0] != track or not tfdt:
-            continue
-        flags, at = int.from_bytes(tfhd[1:4], "big"), 8
-        at += 8 if flags & 0x01 else 0  # base data offset
-        at += 4 if flags & 0x02 else 0  # sample description index
-        if flags & 0x08:
-            default_duration = struct.unpack_from(">I", tfhd, at)[0]
-        decode = struct.unpack_from(">Q" if tfdt[0] == 1 else ">I", tfdt, 4)[0]
-        earliest: int | None = None
-        for trun in _boxes(traf, "trun"):
-            version, flags = trun[0], int.from_bytes(trun[1:4], "big")
-            count, at = struct.unpack_from(">I", trun, 4)[0], 8
-            at += (4 if flags & 0x01 else 0) + (4 if flags & 0x04 else 0)
-            for _ in range(count):
-                duration = default_duration
-                if flags & 0x100:
-                    duration, at = struct.unpack_from(">I", trun, at)[0], at + 4
-                at += (4 if flags & 0x200 else 0) + (4 if flags & 0x400 else 0)
-                offset = 0
-                if flags & 0x800:
-                    offset, at = struct.unpack_from(">i" if version == 1 else ">I", trun, at)[0], at + 4
-                earliest = decode + offset if earliest is None else min(earliest, decode + offset)
-                decode += duration
-        return None if earliest is None else delay + (earliest - skip) / timescale
-    return None
-
-
-def _edits(trak: bytes, mvhd: bytes) -> tuple[float, int]:
-    """A track's edit list as (seconds of empty edits before the media, the media time it starts from)."""
-    elst = _first(trak, "edts", "elst")
-    if len(elst) < 8 or len(mvhd) < 24:
-        return 0.0, 0
-    movie_scale = struct.unpack_from(">I", mvhd, 20 if mvhd[0] == 1 else 12)[0] or 1
-    entry = ">Qq" if elst[0] == 1 else ">Ii"
-    delay = 0.0
-    for index in range(struct.unpack_from(">I", elst, 4)[0]):
-        at = 8 + index * (struct.calcsize(entry) + 4)
-        if at + struct.calcsize(entry) > len(elst):
-            break
-        duration, media_time = struct.unpack_from(entry, elst, at)
-        if media_time != -1:
-            return delay, media_time
-        delay += duration / movie_scale
-    return delay, 0
-
-
-def _boxes(data: bytes, *path: str) -> list[bytes]:
-    """The bodies of the ISO BMFF boxes at `path` (each level: every box of that type)."""
-    found, at = [], 0
-    while at + 8 <= len(data):
-        size, kind = struct.unpack_from(">I4s", data, at)
-        header = 8
-        if size == 1 and at + 16 <= len(data):
-            size, header = struct.unpack_from(">Q", data, at + 8)[0], 16
-        elif size == 0:
-            size = len(data) - at
-        if size < header:
-            break
-        if kind.decode("latin-1") == path[0]:
-            body = data[at + header : at + size]
-            found += [body] if len(path) == 1 else _boxes(body, *path[1:])
-        at += size
-    return found
-
-
-def _first(data: bytes, *path: str) -> bytes:
-    found = _boxes(data, *path)
-    return found[0] if found else b""
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as head:
+        head.write(init + fragment)
+        head.flush()
+        try:
+            described = tools.probe(
+                head.name,
+                extra_args=("-select_streams", "v:0", "-show_entries", "stream=start_time"),
+                timeout=_START_PROBE_SECONDS,
+            )
+        except ProcessingError:
+            return None
+    streams = described.get("streams") or [{}]
+    try:
+        return float(streams[0]["start_time"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 @dataclass

@@ -245,12 +245,24 @@ def register(spec: StageSpec) -> StageSpec:
     no-op, so a module imported twice is harmless; another spec under a taken name or job type is not."""
     if _registered.get(spec.stage) is spec:
         return spec
+    _check_names(spec)
+    _check_declarations(spec)
+    _check_fits_registered(spec)
+    _registered[spec.stage] = spec
+    return spec
+
+
+def _check_names(spec: StageSpec) -> None:
     if not _STAGE_NAME.match(spec.stage):
         raise ValueError(f"stage name {spec.stage!r}: lower-case letters, digits and _, at most 32")
     if not _JOB_TYPE_NAME.match(spec.job_type):
         raise ValueError(f"job type {spec.job_type!r}: upper-case letters, digits and _, at most 32")
     if not spec.media:
         raise ValueError(f"stage {spec.stage!r} applies to no media type")
+
+
+def _check_declarations(spec: StageSpec) -> None:
+    """What the stage says it measures and writes can be stored and read back."""
     if spec.measurements is not None:
         fields = spec.measurements.model_fields
         if unknown := spec.measurements.columns - fields.keys():
@@ -262,15 +274,18 @@ def register(spec: StageSpec) -> StageSpec:
         raise ValueError(f"output kinds {bad}: upper-case letters, digits and _, at most 32")
     if len(set(kinds)) < len(kinds):
         raise ValueError(f"stage {spec.stage!r} declares an output kind twice: {kinds}")
+
+
+def _check_fits_registered(spec: StageSpec) -> None:
+    """No name, job type or output kind another stage already has; the probe first."""
+    kinds = {output.kind for output in spec.outputs}
     for other in _registered.values():
         if spec.stage == other.stage or spec.job_type == other.job_type:
             raise ValueError(f"stage {spec.stage!r} ({spec.job_type}) clashes with the registered {other.stage!r}")
-        if taken := set(kinds) & {output.kind for output in other.outputs}:
+        if taken := kinds & {output.kind for output in other.outputs}:
             raise ValueError(f"stage {spec.stage!r} declares {sorted(taken)}, written by {other.stage!r}")
     if not _registered and spec.stage != PROBE:
         raise ValueError("the probe is registered first: every other stage reads its metadata")
-    _registered[spec.stage] = spec
-    return spec
 
 
 def load_stage_modules(modules: Iterable[str]) -> None:

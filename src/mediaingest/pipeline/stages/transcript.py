@@ -297,35 +297,47 @@ class SoundOnsets:
         skip = [
             self.UNCLAIMED + (self.UNCLAIMED_PAUSE if q >= self.PAUSE else 0.0) for q in self.pause_before[low:high]
         ]
+        steps = self._cheapest_steps(starts, onsets, skip)
+        chosen: list[float | None] = [None] * len(starts)
+        i, j = len(starts), len(onsets)
+        while i or j:  # back from the end along the cheapest steps
+            kind = steps[i][j]
+            if kind != _WORD_UNPLACED:
+                j -= 1
+            if kind != _ONSET_SKIPPED:
+                i -= 1
+            if kind == _MATCHED:
+                chosen[i] = onsets[j]
+        return chosen
+
+    def _cheapest_steps(self, starts: list[float], onsets: list[float], skip: list[float]) -> list[list[int]]:
+        """For each (words placed, onsets passed), the last step of the cheapest way there (an edit distance
+        in which a word matched to an onset costs how far it moves, later twice earlier)."""
         words, count = len(starts), len(onsets)
         cost = [[math.inf] * (count + 1) for _ in range(words + 1)]
-        step: list[list[int]] = [[0] * (count + 1) for _ in range(words + 1)]  # 1 onset skipped, 2 word, 3 matched
+        steps = [[0] * (count + 1) for _ in range(words + 1)]
         cost[0][0] = 0.0
+
+        def relax(i: int, j: int, total: float, kind: int) -> None:
+            if total < cost[i][j]:
+                cost[i][j], steps[i][j] = total, kind
+
         for i in range(words + 1):
             for j in range(count + 1):
                 here = cost[i][j]
                 if here == math.inf:
                     continue
-                if j < count and here + skip[j] < cost[i][j + 1]:
-                    cost[i][j + 1], step[i][j + 1] = here + skip[j], 1
+                if j < count:
+                    relax(i, j + 1, here + skip[j], _ONSET_SKIPPED)
                 if i < words:
-                    if here + self.UNPLACED < cost[i + 1][j]:
-                        cost[i + 1][j], step[i + 1][j] = here + self.UNPLACED, 2
+                    relax(i + 1, j, here + self.UNPLACED, _WORD_UNPLACED)
                     if j < count and -self.EARLY <= (moved := onsets[j] - starts[i]) <= self.LATE:
-                        total = here + (moved * self.LATER if moved > 0 else -moved)
-                        if total < cost[i + 1][j + 1]:
-                            cost[i + 1][j + 1], step[i + 1][j + 1] = total, 3
-        chosen: list[float | None] = [None] * words
-        i, j = words, count
-        while i or j:
-            kind = step[i][j]
-            if kind != 2:
-                j -= 1
-            if kind != 1:
-                i -= 1
-            if kind == 3:
-                chosen[i] = onsets[j]
-        return chosen
+                        relax(i + 1, j + 1, here + (moved * self.LATER if moved > 0 else -moved), _MATCHED)
+        return steps
+
+
+# The steps of SoundOnsets' alignment.
+_ONSET_SKIPPED, _WORD_UNPLACED, _MATCHED = 1, 2, 3
 
 
 @lru_cache(maxsize=1)
