@@ -3,8 +3,10 @@
 For each source, three ways of making the same derived files, run back to back in the same run:
 
 - mediaingest: the service as `make run` starts it (SQLite, local storage, embedded worker with its
-  default concurrency and polling). The source is uploaded first (not timed); the clock starts when
-  the confirm request is sent and stops when the asset reads READY. The first thumbnail (POSTER,
+  default concurrency and polling), with TRANSCRIBE=off: the floor makes no transcript, and the transcript
+  stage has its own part and target (bench/transcript.py: CPU per media second, first playable on/off).
+  The source is uploaded first (not timed); the clock starts when the confirm request is sent and stops
+  when the asset reads READY. The first thumbnail (POSTER,
   THUMBNAIL for images, WAVEFORM for audio) and first playable proxy (VIDEO) are the moments their
   rows appear. The database is polled every 50 ms with plain read-only SELECTs on its own sqlite3
   connection (the app's engine would take BEGIN IMMEDIATE, i.e. the write lock, on every poll).
@@ -513,11 +515,11 @@ def run(sources: list[Source], *, reps: Callable[[Source], int], log: Callable[[
     options = PipelineOptions.from_settings(settings)
     work = CACHE / "work"
     results: dict[str, Any] = {"sources": [], "service": {}}
-    with ServiceProcess("pipeline", embedded_worker=True) as service:
+    with ServiceProcess("pipeline", embedded_worker=True, env={"TRANSCRIBE": "off"}) as service:
         [token] = service.create_tokens(1)
         service.start()
         results["service"] = {
-            "command": "mediaingest serve --embedded-worker",
+            "command": "TRANSCRIBE=off mediaingest serve --embedded-worker",
             "worker_concurrency": settings.worker_concurrency,
             "worker_poll_interval_seconds": settings.worker_poll_interval_seconds,
             "proxy_heights": list(options.proxy_heights),
