@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from mediaingest.exceptions import MediaUnreadableError
 from mediaingest.models.enums import MediaType
 from mediaingest.pipeline.options import PipelineOptions
-from mediaingest.pipeline.stages.probe import metadata_from_ffprobe, probe
+from mediaingest.pipeline.stages.probe import jpeg_stream, metadata_from_ffprobe, probe
 from mediaingest.pipeline.types import MediaMetadata
 
 
@@ -105,6 +106,30 @@ def test_png_alpha_and_depth(png_with_alpha: Path, png_16bit: Path, options: Pip
     assert rgba.exif is None and rgba.iptc is None
     deep = probe(png_16bit, MediaType.IMAGE, options=options)
     assert (deep.color_depth, deep.has_alpha) == (16, False)
+
+
+@pytest.mark.parametrize(
+    ("mode", "subsampling", "described"),
+    [("RGB", 0, True), ("RGB", 1, True), ("RGB", 2, True), ("L", 2, False), ("CMYK", 0, False)],
+)
+def test_a_plain_jpeg_is_described_from_its_header_as_ffprobe_does(
+    tmp_path: Path, options: PipelineOptions, mode: str, subsampling: int, described: bool
+) -> None:
+    """A YCbCr JPEG needs no ffprobe: its header says what ffprobe would (4:4:4, 4:2:2, 4:2:0); other
+    kinds are left to ffprobe."""
+    path = tmp_path / "photo.jpg"
+    Image.new(mode, (64, 48)).save(path, "JPEG", quality=90, subsampling=subsampling)
+    from_header = jpeg_stream(path)
+    assert (from_header is not None) == described
+    if from_header is None:
+        return
+    (stream,) = options.tools.probe(path)["streams"]
+    assert {key: stream.get(key) for key in from_header} == from_header
+    md = probe(path, MediaType.IMAGE, options=options)
+    assert (md.pixel_format, md.color_range, md.color_space, md.color_depth) == (
+        stream["pix_fmt"], stream["color_range"], stream["color_space"], 8
+    )  # fmt: skip
+    assert (md.format_name, md.raw) == ("jpeg", None)
 
 
 @pytest.mark.parametrize(

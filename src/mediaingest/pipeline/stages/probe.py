@@ -6,6 +6,7 @@ broken or unsupported, and no retry will change that.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import re
@@ -248,13 +249,44 @@ def read_image_size(source: Path, options: PipelineOptions) -> None:
     check_pixel_budget(width, height, options, what="the image's pixels")
 
 
+# A baseline or progressive YCbCr JPEG's chroma subsampling (the luma component's sampling factors, the
+# chroma's being 1×1) as ffmpeg's mjpeg decoder names the picture it decodes to.
+_JPEG_PIX_FMT = {(1, 1): "yuvj444p", (2, 1): "yuvj422p", (2, 2): "yuvj420p", (1, 2): "yuvj440p", (4, 1): "yuvj411p"}
+
+
+def jpeg_stream(source: Path) -> dict[str, Any] | None:
+    """What ffprobe would say of a plain 8-bit YCbCr JPEG's picture, read from its header by Pillow (which
+    reads no further): its pixel format, full range and BT.601 matrix, as ffmpeg's mjpeg decoder sets them
+    for every such file. None for anything else (greyscale, CMYK, Adobe RGB transforms, 12-bit, odd
+    subsampling): ffprobe describes those.
+
+    An ffprobe run costs a process start (about 0.08 CPU-s and 0.15-0.3 s on 2 busy cores), as much as the
+    rest of a still's probe together."""
+    try:
+        with Image.open(source) as image:
+            if image.format != "JPEG" or image.mode != "RGB" or "adobe" in image.info:
+                return None
+            layers = getattr(image, "layer", [])
+            bits = getattr(image, "bits", None)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+        return None
+    if bits != 8 or len(layers) != 3 or any((h, v) != (1, 1) for _, h, v, _ in layers[1:]):
+        return None
+    pixel_format = _JPEG_PIX_FMT.get((layers[0][1], layers[0][2]))
+    if pixel_format is None:
+        return None
+    return {"codec_type": "video", "pix_fmt": pixel_format, "color_range": "pc", "color_space": "bt470bg"}
+
+
 def _probe_image(source: Path, options: PipelineOptions) -> MediaMetadata:
     read_image_size(source, options)
-    try:
-        raw: dict[str, Any] | None = options.tools.probe(source)
-    except MediaUnreadableError:
-        raw = None  # formats ffmpeg lacks (some TIFF variants) may still open with Pillow
-    stream: dict[str, Any] = next((s for s in (raw or {}).get("streams", []) if s.get("codec_type") == "video"), {})
+    raw: dict[str, Any] | None = None
+    stream = jpeg_stream(source)
+    if stream is None:
+        # Formats ffmpeg lacks (some TIFF variants) may still open with Pillow.
+        with contextlib.suppress(MediaUnreadableError):
+            raw = options.tools.probe(source)
+        stream = next((s for s in (raw or {}).get("streams", []) if s.get("codec_type") == "video"), {})
     if stream.get("width") and stream.get("height"):
         check_pixel_budget(int(stream["width"]), int(stream["height"]), options, what="the image's pixels")
     try:
