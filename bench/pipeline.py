@@ -527,6 +527,12 @@ def run(sources: list[Source], *, reps: Callable[[Source], int], log: Callable[[
         }
         with httpx.Client(timeout=httpx.Timeout(600, connect=10)) as http:
             api = ApiClient(service.url, token, http=http)
+            if sources:
+                # Untimed: the first asset after start waits for the worker's forkserver to import the
+                # pipeline (seconds on a busy machine), which a running service has long done.
+                warm = min(sources, key=lambda s: s.path.stat().st_size)
+                run_mediaingest(warm, api, service, timeout=120 + 20 * warm.media_seconds)
+                log(f"  (warm-up: one untimed {warm.name} first)")
             for source in sources:
                 metadata = probe(source.path, _MEDIA_TYPES[source.kind], options=options)
                 runs: dict[str, list[Timeline]] = {a: [] for a in APPROACHES}

@@ -224,3 +224,32 @@ def test_work_starts_when_committed_not_at_the_next_poll(
             started = time.monotonic()
             wait_until(lambda: status_of(api, headers, asset_id)["processingStatus"] == "READY", timeout=20)
             assert time.monotonic() - started < 10
+
+
+def test_next_stage_starts_before_the_last_one_is_booked(
+    make_settings: SettingsFactory, users: Users, small_jpeg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stage that committed its successors wakes the worker at once: the next stage takes a free slot
+    while the runner of the last one still records what its process used (slowed here to 3 s)."""
+    from mediaingest.worker import stage_tasks
+
+    observe = stage_tasks._observe
+
+    def slow_observe(*args: Any, **kwargs: Any) -> None:
+        time.sleep(3)
+        observe(*args, **kwargs)
+
+    monkeypatch.setattr(stage_tasks, "_observe", slow_observe)
+    settings = make_settings(worker_poll_interval_seconds=60, worker_concurrency=2)  # a slot stays free
+    with embedded_worker(settings) as worker:
+        time.sleep(0.3)  # the worker's first, empty claim passes: it sleeps for 60 s unless woken
+        with TestClient(create_app(settings, configure_logs=False, on_work=worker.wake)) as api:
+            _, headers = users.create()
+            asset_id = upload(api, headers, small_jpeg, mime_type="image/jpeg")["assetId"]
+            wait_until(lambda: status_of(api, headers, asset_id)["processingStatus"] == "READY", timeout=30)
+            with api.app.state.session_factory() as session:  # type: ignore[attr-defined]
+                jobs = {job.type: job for job in session.scalars(sa.select(IngestionJob).filter_by(asset_id=asset_id))}
+                probed = jobs["METADATA_EXTRACTION"].finished_at
+                thumbnailed = jobs["THUMBNAIL_GENERATION"].started_at
+    assert probed is not None and thumbnailed is not None
+    assert (thumbnailed - probed).total_seconds() < 2

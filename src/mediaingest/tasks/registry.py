@@ -36,6 +36,9 @@ class TaskRun:
     max_attempts: int
     worker_id: str
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
+    # Called by a task that has committed new work before it is done itself (a stage's successors): its
+    # runner claims at once instead of at its next poll or after this task's own bookkeeping.
+    wake: Callable[[], None] = field(default=lambda: None, compare=False)
 
 
 class TaskCancelled(Exception):

@@ -143,7 +143,7 @@ class Worker:
                     )
                     runs += [
                         (name, TaskRun(task.id, task.name, dict(task.payload), task.attempts, task.max_attempts,
-                                       self.worker_id))
+                                       self.worker_id, wake=self.wake))
                         for task in tasks
                     ]  # fmt: skip
         except Exception:
