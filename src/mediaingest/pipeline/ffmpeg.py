@@ -510,11 +510,12 @@ def ffprobe_lines(
     *,
     ffprobe: str = "ffprobe",
     args: Sequence[str],
-    timeout: float,
+    timeout: float | Callable[[], float],
     memory_limit_bytes: int | None = None,
 ) -> Iterator[str]:
     """ffprobe's output line by line as it reads (a packet list of a ten-hour file is never held whole);
-    failures as in ffprobe_json, raised once the output ends."""
+    failures as in ffprobe_json, raised once the output ends. `timeout` may be a function, asked again
+    as the read goes on: a deadline that follows a duration learnt meanwhile."""
     argv = [ffprobe, "-hide_banner", "-v", "error", *args, _url(Path(path))]
     with tempfile.TemporaryFile() as stderr:
         try:
@@ -523,27 +524,34 @@ def ffprobe_lines(
             )
         except OSError as exc:
             raise PermanentProcessingError(f"cannot start ffprobe: {exc.strerror}") from exc
-        timed_out = threading.Event()
+        timed_out, done = threading.Event(), threading.Event()
+        started = time.monotonic()
 
-        def expire() -> None:
-            timed_out.set()
-            _kill(proc)
+        def limit() -> float:
+            return timeout() if callable(timeout) else timeout
 
-        timer = threading.Timer(timeout, expire)
-        timer.start()
+        def watch() -> None:
+            while not done.wait(max(0.01, min(1.0, started + limit() - time.monotonic()))):
+                if time.monotonic() - started >= limit():
+                    timed_out.set()
+                    _kill(proc)
+                    return
+
+        watcher = threading.Thread(target=watch, name="ffprobe-deadline", daemon=True)
+        watcher.start()
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
                 yield line.decode(errors="replace").strip()
             returncode = proc.wait()
         finally:
-            timer.cancel()
+            done.set()
             if proc.poll() is None:
                 _kill(proc)
             if proc.stdout is not None:
                 proc.stdout.close()
         if timed_out.is_set():
-            raise TransientProcessingError(f"ffprobe timed out after {timeout:.0f} s")
+            raise TransientProcessingError(f"ffprobe timed out after {limit():.0f} s")
         stderr.seek(0)
         _check_ffprobe_exit(returncode, stderr.read(), memory_limit_bytes)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from math import log
@@ -108,13 +108,14 @@ def analyse_timestamps(timestamps: Iterable[float]) -> FrameTiming | None:
 
 
 def read_frame_timing(
-    source: Path, stream_index: int, *, options: PipelineOptions, duration_seconds: float | None
+    source: Path, stream: int | str, *, options: PipelineOptions, timeout: float | Callable[[], float]
 ) -> FrameTiming | None:
-    """Every packet time of one video stream, read by ffprobe without decoding, analysed as it streams."""
+    """Every packet time of one video stream (an index, or a specifier such as "V:0"), read by ffprobe
+    without decoding, analysed as it streams. `timeout` as ffprobe_lines takes it."""
     lines = options.tools.probe_lines(
         source,
-        args=("-select_streams", str(stream_index), "-show_entries", "packet=pts_time", "-of", "csv=p=0"),
-        timeout=options.ffmpeg_deadline(duration_seconds).seconds(duration_seconds or 0.0),
+        args=("-select_streams", str(stream), "-show_entries", "packet=pts_time", "-of", "csv=p=0"),
+        timeout=timeout,
     )
     return analyse_timestamps(_times(lines))
 

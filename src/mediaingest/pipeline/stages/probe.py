@@ -10,6 +10,7 @@ import contextlib
 import functools
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from PIL import ExifTags, Image, ImageFile, IptcImagePlugin, UnidentifiedImageEr
 from mediaingest.exceptions import MediaTooLargeError, MediaUnreadableError, ProcessingError
 from mediaingest.models.enums import MediaType
 from mediaingest.pipeline.options import PipelineOptions
-from mediaingest.pipeline.timing import rate_text, read_frame_timing
+from mediaingest.pipeline.timing import FrameTiming, rate_text, read_frame_timing
 from mediaingest.pipeline.types import MediaMetadata
 
 __all__ = ["MediaMetadata", "metadata_from_ffprobe", "probe"]
@@ -38,6 +39,35 @@ _ORIENTATION_ROTATION = {1: 0, 2: 0, 3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 27
 def probe(source: Path, media_type: MediaType, *, options: PipelineOptions) -> MediaMetadata:
     if media_type == MediaType.IMAGE:
         return _probe_image(source, options)
+    if media_type != MediaType.VIDEO:
+        metadata = _describe(source, media_type, options)
+        if metadata.has_video:  # a picture stream in what was uploaded as audio
+            _add_frame_timing(metadata, _read_timing(source, metadata, options))
+        return metadata
+    # A video's packet times are read beside its description, by a second ffprobe started at once: for a
+    # short clip each is mostly a process start (0.1-0.3 s), which the proxies would otherwise wait for in
+    # turn. "V:0" is the first picture stream, as _is_picture_stream picks it; the read's deadline follows
+    # the duration the description reports, as when they ran one after the other.
+    described: list[MediaMetadata] = []
+
+    def deadline() -> float:
+        duration = described[0].duration_seconds if described else None
+        return options.ffmpeg_deadline(duration).seconds(duration or 0.0)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="probe-timing") as pool:
+        timing = pool.submit(read_frame_timing, source, "V:0", options=options, timeout=deadline)
+        try:
+            described.append(_describe(source, media_type, options))
+        except BaseException:
+            timing.cancel()  # its own failure says nothing more than this one
+            raise
+        metadata = described[0]
+        _add_frame_timing(metadata, timing.result())
+    return metadata
+
+
+def _describe(source: Path, media_type: MediaType, options: PipelineOptions) -> MediaMetadata:
+    """ffprobe's description of the container and its streams, checked against what was uploaded."""
     metadata = metadata_from_ffprobe(options.tools.probe(source))
     if metadata.width and metadata.height:
         check_pixel_budget(metadata.width, metadata.height, options, what="video frames")
@@ -47,8 +77,6 @@ def probe(source: Path, media_type: MediaType, *, options: PipelineOptions) -> M
         raise MediaUnreadableError("the file has no audio stream", details={"format": metadata.format_name})
     if metadata.has_hdr and metadata.mastering_display is None:
         _add_frame_side_data(source, metadata, options)
-    if metadata.has_video:
-        _add_frame_timing(source, metadata, options)
     return metadata
 
 
@@ -118,11 +146,15 @@ def _track_name(handler_name: object) -> str | None:
     return handler_name.strip()
 
 
-def _add_frame_timing(source: Path, md: MediaMetadata, options: PipelineOptions) -> None:
-    stream_index = next((s.get("index") for s in (md.raw or {}).get("streams", []) if _is_picture_stream(s)), None)
-    if not isinstance(stream_index, int):
-        return
-    timing = read_frame_timing(source, stream_index, options=options, duration_seconds=md.duration_seconds)
+def _read_timing(source: Path, md: MediaMetadata, options: PipelineOptions) -> FrameTiming | None:
+    index = next((s.get("index") for s in (md.raw or {}).get("streams", []) if _is_picture_stream(s)), None)
+    if not isinstance(index, int):
+        return None
+    deadline = options.ffmpeg_deadline(md.duration_seconds).seconds(md.duration_seconds or 0.0)
+    return read_frame_timing(source, index, options=options, timeout=deadline)
+
+
+def _add_frame_timing(md: MediaMetadata, timing: FrameTiming | None) -> None:
     if timing is None:
         return  # a single frame, or no timestamps at all: nothing to conform
     md.frame_count = timing.frames
