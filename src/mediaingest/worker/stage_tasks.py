@@ -44,7 +44,7 @@ def run_stage(ctx: StageContext, run: TaskRun) -> None:
         report = isolation.run_attempt(ctx.settings, handle=handle, asset_id=asset_id, stage=stage, cancel=run.cancel)
     finally:
         metrics.ingestion_jobs_duration_seconds.labels(type=job_type).observe(time.monotonic() - started)
-    if report.status == "completed":
+    if report.ended == TaskStatus.SUCCEEDED:
         run.wake()  # its successors are committed: claim them before the bookkeeping below
     _observe(ctx, handle.job_id, run.attempt, job_type, report)
     if report.ended == TaskStatus.CANCELLED:
