@@ -15,14 +15,15 @@ HOST ?= 127.0.0.1
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: run test lint format lock bench bench-quick bench-k8s system-deps browser-deps postgres clean help
+.PHONY: run test lint format lock bench bench-quick bench-library bench-k8s system-deps browser-deps postgres clean help
 
 help:
 	@echo "make run    — serve the API and a worker on http://$(HOST):$(PORT) (SQLite + local storage in ./var)"
 	@echo "make test   — run the test suite (SQLite, PostgreSQL at 127.0.0.1:5432, moto S3, real ffmpeg)"
 	@echo "make lint   — ruff, mypy on src/ (every def typed, pydantic plugin), import-linter (the layers) and vulture"
 	@echo "make lock   — upgrade the Python dependencies and record them in constraints.txt"
-	@echo "make bench  — benchmarks in bench/ (make bench-quick for a short run; make bench-k8s: the operator at load)"
+	@echo "make bench  — benchmarks in bench/ (make bench-quick for a short run; make bench-k8s: the operator at load;"
+	@echo "              make bench-library: the API and the queue with 100,000 assets on PostgreSQL)"
 	@echo "make image  — the three OCI images, no Docker daemon (worker-image/); make image-test smoke-tests them"
 	@echo "make helm-lint, make e2e-kind — Kubernetes (docs/kubernetes.md)"
 
@@ -75,11 +76,16 @@ test: system-deps browser-deps node-deps postgres $(STAMP)
 
 # Benchmarks (bench/, never collected by pytest): ratios against ffmpeg's floor and the naive ladder, upload
 # load. Sources are generated once into bench/.cache/; results go to bench/results/. BENCH_ARGS passes options.
-bench: system-deps $(STAMP)
+bench: system-deps postgres $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-bench-quick: system-deps $(STAMP)
+bench-quick: system-deps postgres $(STAMP)
 	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+
+# The library at 100,000 assets (and 1,000,000 finished tasks) on the PostgreSQL server at 127.0.0.1:5432:
+# p50/p95 of the listing, search, filters, sorts, deep pages, an asset, its status and the claim.
+bench-library: postgres $(STAMP)
+	$(BIN)/python -m bench.library $(BENCH_ARGS)
 
 # The Kubernetes executor at load with no cluster: 2,000 assets through the API, the operator and a fake
 # API server with a simulated kubelet; objects, writes and operator memory per asset (docs/kubernetes.md).

@@ -25,9 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,20 +33,18 @@ from typing import Any
 import attrs
 import httpx
 import kmock
-import psycopg
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the fake API server and the live server are the tests' fixtures
 
-from bench.service import free_port, proc_status_kib  # noqa: E402
+from bench.service import free_port, fresh_postgres_database, proc_status_kib  # noqa: E402
 from bench.sources import CACHE  # noqa: E402
 from fixtures.kube import ApiServer, declare_resources, write_kubeconfig  # noqa: E402
 from fixtures.live_server import run_live_server  # noqa: E402
 from fixtures.uploads import upload  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
 SCALE_PLACEMENT = {"probe": "worker", "thumbnails": "worker", "audio_visuals": "worker"}
 TENANTS = 20
@@ -73,23 +69,6 @@ class LoadApiServer(ApiServer):
         if resource is not None and resource.plural == "jobs" and created and getattr(response, "status", 200) < 300:
             self.created_jobs.put_nowait(request.data)
         return response
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    from mediaingest.db.migrate import upgrade
-
-    name = f"mediaingest_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = sa.engine.make_url(ADMIN_DSN.replace("postgresql://", "postgresql+psycopg://", 1)).set(database=name)
-    rendered = url.render_as_string(hide_password=False)
-    try:
-        upgrade(rendered)
-        yield rendered
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def tiny_clip() -> Path:
@@ -369,7 +348,7 @@ async def run_profile(
         declare_resources(apiserver)
         kubeconfig = write_kubeconfig(scratch / "kubeconfig", str(apiserver.url))
         os.environ["KUBECONFIG"] = str(kubeconfig)  # the API reviews stage tokens through it
-        with fresh_database() as database_url:
+        with fresh_postgres_database() as database_url:
 
             def settings_for(public_url: str) -> Settings:
                 return Settings(

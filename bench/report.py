@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,28 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MAX_OVER_FLOOR = 1.15
 MIN_NAIVE_OVER = {"video/mpeg": 1.4, "video/mp4-1080p": 2.0}
 RSS_FLAT_TOLERANCE = 1.15  # peak with the biggest files at most 15 % above the next size down (see targets)
+
+
+def meta(mode: str) -> dict[str, Any]:
+    """Where and what was measured: the commit (and whether src/ had uncommitted changes), the machine."""
+
+    def run(*args: str) -> str:
+        done = subprocess.run(args, cwd=RESULTS.parent.parent, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    commit = run("git", "rev-parse", "--short", "HEAD")
+    # The service runs from this working tree: uncommitted changes under src/ are part of what was measured.
+    dirty = [line[3:] for line in run("git", "status", "--porcelain", "--", "src").splitlines()]
+    ffmpeg = run("ffmpeg", "-hide_banner", "-version").split("\n")[0].split(" ")[2:3]
+    return {
+        "mode": mode,
+        "commit": commit + ("+uncommitted" if dirty else ""),
+        "uncommitted_src": dirty,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "ffmpeg": ffmpeg[0] if ffmpeg else "?",
+        "load_before": round(os.getloadavg()[0], 2),
+    }
 
 
 def _naive_target(source: dict[str, Any]) -> float | None:
@@ -24,6 +49,14 @@ def _naive_target(source: dict[str, Any]) -> float | None:
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     checks: list[dict[str, Any]] = []
+    for query in results.get("library", {}).get("queries", []):  # bench/library.py judged each against its target
+        checks.append(
+            {
+                "target": f"library: {query['query']} p95 ≤ {query['target_p95_ms']:g} ms",
+                "measured": query["p95_ms"],
+                "met": query["met"],
+            }
+        )
     for source in results.get("pipeline", {}).get("sources", []):
         over = source["mediaingest_over_floor"]
         checks.append(

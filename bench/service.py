@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -41,6 +43,32 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# The PostgreSQL server the tests use (trust auth): benches that need PostgreSQL make a database of their own there.
+POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextmanager
+def fresh_postgres_database(*, keep: bool = False) -> Iterator[str]:
+    """A new database migrated to head; dropped afterwards unless `keep`. Yields its SQLAlchemy URL."""
+    import psycopg
+    import sqlalchemy as sa
+
+    from mediaingest.db.migrate import upgrade
+
+    name = f"mediaingest_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = sa.engine.make_url(POSTGRES_ADMIN_DSN.replace("postgresql://", "postgresql+psycopg://", 1))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        if not keep:
+            with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def proc_status_kib(pid: int, field: str) -> int | None:
