@@ -33,6 +33,28 @@ class Task(Base):
         sa.Index("ix_tasks_claim", "status", "queue", "run_after", "priority"),
         sa.Index("ix_tasks_lease_expiry", "status", "lease_expires_at"),
         sa.Index("ix_tasks_finished", "status", "finished_at"),
+        # The claim reads queued rows only, in its order: by priority (no tenant cap), or by tenant (the cap
+        # ranks each tenant's tasks), whatever the number of finished tasks.
+        sa.Index(
+            "ix_tasks_queued",
+            "queue",
+            sa.text("priority DESC"),
+            "run_after",
+            "created_at",
+            postgresql_where=sa.text("status = 'QUEUED'"),
+            sqlite_where=sa.text("status = 'QUEUED'"),
+        ),
+        sa.Index(
+            "ix_tasks_queued_by_tenant",
+            "queue",
+            "tenant",
+            sa.text("priority DESC"),
+            "run_after",
+            "created_at",
+            postgresql_include=["id"],
+            postgresql_where=sa.text("status = 'QUEUED'"),
+            sqlite_where=sa.text("status = 'QUEUED'"),
+        ),
         # The claim's fairness rule counts each tenant's running tasks.
         sa.Index("ix_tasks_tenant_running", "status", "queue", "tenant"),
     )

@@ -34,6 +34,9 @@ from mediaingest.models import Task, TaskStatus
 from mediaingest.retry import RetryDecision
 
 FINISHED = (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+# Inline rather than a parameter: PostgreSQL uses a partial index (the queued tasks', migration d3b8e1f4a6c2)
+# only for a condition it can see implies the index's, which a prepared statement's parameter does not show.
+_QUEUED = Task.status == sa.literal_column(f"'{TaskStatus.QUEUED.value}'")
 
 
 def defer(
@@ -98,14 +101,14 @@ def claim(
     never more than that many running tasks of one tenant, tenants taken in turn."""
     if limit <= 0 or not queues:
         return []
-    due = (Task.status == TaskStatus.QUEUED, Task.queue.in_(queues), Task.run_after <= now)
+    due = (_QUEUED, Task.queue.in_(queues), Task.run_after <= now)
     order = (Task.priority.desc(), Task.run_after, Task.created_at)
     picked = sa.select(Task.id).where(*due).order_by(*order)
     if tenant_cap is not None:
         # Each due task's place in its tenant's line, plus what the tenant already runs, is how many the
         # tenant would run with it: that must stay within the cap, and the tenant running fewest goes
-        # first. A window function cannot sit under FOR UPDATE, so the ranking is a subquery joined to
-        # `tasks`, and only `tasks` rows are locked.
+        # first. A window function cannot sit under FOR UPDATE, so the ranking is a CTE joined to `tasks`,
+        # and only `tasks` rows are locked.
         running = (
             sa.select(Task.tenant, sa.func.count().label("running"))
             .where(Task.status == TaskStatus.RUNNING, Task.queue.in_(queues), Task.tenant.is_not(None))
@@ -113,14 +116,23 @@ def claim(
             .subquery("running")
         )
         place = sa.func.row_number().over(partition_by=Task.tenant, order_by=order).label("place")
-        ranked = sa.select(Task.id, Task.tenant, place).where(*due).subquery("ranked")
-        would_run = ranked.c.place + sa.func.coalesce(running.c.running, 0)
+        lines = sa.select(Task.id, Task.tenant, place).where(*due).subquery("lines")
+        would_run = lines.c.place + sa.func.coalesce(running.c.running, 0)
+        # MATERIALIZED on PostgreSQL: inlined, the planner cannot tell that the ranking's rows are the due
+        # tasks themselves, takes their join for one row and re-counts the running tasks once per due task
+        # (measured with 3,000 due tasks: 196 ms → 24 ms a claim on a loaded 2-core machine).
+        ranked = (
+            sa.select(lines.c.id, would_run.label("would_run"))
+            .outerjoin(running, running.c.tenant == lines.c.tenant)
+            .where(sa.or_(lines.c.tenant.is_(None), would_run <= tenant_cap))
+            .cte("ranked")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
+        )
         picked = (
             sa.select(Task.id)
             .join(ranked, ranked.c.id == Task.id)
-            .outerjoin(running, running.c.tenant == ranked.c.tenant)
-            .where(*due, sa.or_(ranked.c.tenant.is_(None), would_run <= tenant_cap))
-            .order_by(Task.priority.desc(), would_run, Task.run_after, Task.created_at)
+            .where(*due)
+            .order_by(Task.priority.desc(), ranked.c.would_run, Task.run_after, Task.created_at)
         )
     # A CTE, not `id IN (subquery)`: PostgreSQL may run such a subquery once per outer row, and with
     # LIMIT … SKIP LOCKED each run picks other rows (seen: limit 1 claimed three). A locking CTE runs once.
