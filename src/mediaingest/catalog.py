@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from mediaingest.assets import lifecycle
 from mediaingest.assets.clips import CLIP_RENDER_TASK
-from mediaingest.assets.tasks import SWEEP
+from mediaingest.assets.tasks import COMPACT_COUNTS, SWEEP
 from mediaingest.config import Settings
 from mediaingest.tasks.maintenance import PRUNE, reaper
 from mediaingest.tasks.registry import TaskSpec
@@ -23,7 +23,9 @@ from mediaingest.webhooks.service import announce_finished_asset
 from mediaingest.worker import isolation, loop
 from mediaingest.worker.stage_tasks import RUN
 
-REGISTRY: dict[str, TaskSpec] = {spec.name: spec for spec in (RUN, DELIVER_TASK, SWEEP, PRUNE, CLIP_RENDER_TASK)}
+REGISTRY: dict[str, TaskSpec] = {
+    spec.name: spec for spec in (RUN, DELIVER_TASK, SWEEP, COMPACT_COUNTS, PRUNE, CLIP_RENDER_TASK)
+}
 REAPER = reaper(REGISTRY)  # calls the others' on_reaped hooks
 REGISTRY[REAPER.name] = REAPER
 

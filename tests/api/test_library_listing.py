@@ -9,12 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from conftest import Users
+from mediaingest.assets.repository import compact_counts
 from mediaingest.config import Settings
 from mediaingest.db import create_db_engine, create_session_factory, session_scope
-from mediaingest.models import AssetMetadata, MediaAsset
+from mediaingest.models import AssetMetadata, MediaAsset, User
 from mediaingest.models.enums import AssetProcessingStatus, MediaType, UploadStatus
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -123,3 +125,41 @@ def test_search_finds_names_in_any_case_and_phrases_as_said(
     # A name or a phrase: "done" is in two names and said nowhere.
     assert names("done") == ["100%_done.png", "1000_done.png"]
     assert names("nothing like this") == []
+
+
+def test_totals_follow_every_change_of_type_and_status(client: TestClient, users: Users, settings: Settings) -> None:
+    """PostgreSQL sums per-group counts that triggers append; SQLite counts: the same totals either way,
+    through inserts, status changes, deletions (one by one, and with the user), and the periodic folding."""
+    owner, headers = users.create()
+    doomed, _ = users.create()
+    _seed(settings, owner, copies=2)
+    _seed(settings, doomed)
+    engine = create_db_engine(settings.resolved_database_url, pool_size=1)
+    sessions = create_session_factory(engine)
+
+    def check() -> None:
+        for filters in ({}, {"type": "IMAGE"}, {"status": "UPLOADED"}, {"processingStatus": "FAILED"},
+                        {"type": "AUDIO", "processingStatus": "READY"}, {"status": "EXPIRED"}):  # fmt: skip
+            listed = _list(client, headers, pageSize=100, **filters)
+            assert listed["total"] == len(listed["items"]), filters
+
+    check()
+    with session_scope(sessions) as session:
+        images = session.scalars(sa.select(MediaAsset).where(MediaAsset.owner_id == owner, MediaAsset.type == "IMAGE"))
+        for index, asset in enumerate(images):
+            if index % 2:
+                asset.processing_status = AssetProcessingStatus.FAILED
+            else:
+                asset.upload_status = UploadStatus.EXPIRED
+        session.execute(sa.update(MediaAsset).where(MediaAsset.owner_id == owner).values(error="touched"))
+    check()
+    assert _list(client, headers, processingStatus="FAILED")["total"] == 7
+    with session_scope(sessions) as session:
+        session.execute(sa.delete(MediaAsset).where(MediaAsset.owner_id == owner, MediaAsset.type == "AUDIO"))
+        session.execute(sa.delete(User).where(User.id == doomed))
+    check()
+    assert _list(client, headers)["total"] == 2 * len(ROWS) - 4
+    with session_scope(sessions) as session:
+        compact_counts(session)
+    check()
+    engine.dispose()

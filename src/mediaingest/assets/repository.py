@@ -109,6 +109,14 @@ class AssetFilters:
             conditions.append(MediaAsset.project_id == self.project_id)
         return conditions
 
+    def counted(self, counts: sa.TableClause) -> list[sa.ColumnElement[bool]] | None:
+        """These filters over the per-group counts (type, statuses), or None when they filter on more."""
+        if any(f is not None for f in (self.project_id, self.id_prefix, self.name_contains, self.parent_id)):
+            return None
+        wanted = {"type": self.media_type, "upload_status": self.upload_status,
+                  "processing_status": self.processing_status}  # fmt: skip
+        return [counts.c[column] == value.value for column, value in wanted.items() if value is not None]
+
 
 # SQLite's full-text index of transcripts (migration 9c4e1f2a7b58): an FTS5 table kept by triggers.
 TRANSCRIPT_FTS_TABLE = "asset_transcripts_fts"
@@ -141,6 +149,45 @@ def spoken_phrase(text: str, *, postgres: bool) -> sa.ColumnElement[bool] | None
     )
 
 
+# PostgreSQL's counts of each tenant's assets by type and statuses, appended by triggers (migration
+# e5a9c3d7f1b8): a page's total is a sum over a few rows instead of a count of the tenant's assets.
+COUNTS_TABLE = "media_asset_counts"
+_asset_counts = sa.table(
+    COUNTS_TABLE,
+    sa.column("owner_id"), sa.column("type"), sa.column("upload_status"), sa.column("processing_status"),
+    sa.column("assets", sa.BigInteger),
+)  # fmt: skip
+
+
+def count_owned(session: Session, *, owner_id: str, filters: AssetFilters) -> int:
+    """How many of the tenant's assets `filters` lets through."""
+    postgres = is_postgres(session)
+    counted = filters.counted(_asset_counts) if postgres else None
+    if counted is not None:
+        total = sa.func.coalesce(sa.func.sum(_asset_counts.c.assets), 0)
+        return int(session.scalar(sa.select(total).where(_asset_counts.c.owner_id == owner_id, *counted)) or 0)
+    conditions = filters.conditions(postgres=postgres)
+    query = sa.select(sa.func.count()).select_from(MediaAsset).where(MediaAsset.owner_id == owner_id, *conditions)
+    return int(session.scalar(query) or 0)
+
+
+def compact_counts(session: Session) -> int:
+    """Folds the appended counts into one row per group, dropping groups that came to nothing; returns
+    how many rows are left. One statement: a count appended meanwhile by another transaction is kept."""
+    if not is_postgres(session):
+        return 0
+    result = session.execute(
+        sa.text(
+            "WITH folded AS (DELETE FROM media_asset_counts "
+            "RETURNING owner_id, type, upload_status, processing_status, assets) "
+            "INSERT INTO media_asset_counts (owner_id, type, upload_status, processing_status, assets) "
+            "SELECT owner_id, type, upload_status, processing_status, sum(assets) FROM folded "
+            "GROUP BY 1, 2, 3, 4 HAVING sum(assets) <> 0"
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 # How a listing can be ordered: the API's names → columns; "-" in front for descending.
 SORTS: dict[str, Any] = {
     "createdAt": MediaAsset.created_at,
@@ -160,7 +207,7 @@ def list_owned(
     with_previews: bool = False,
 ) -> tuple[Sequence[MediaAsset], int]:
     conditions = [MediaAsset.owner_id == owner_id, *filters.conditions(postgres=is_postgres(session))]
-    total = session.scalar(sa.select(sa.func.count()).select_from(MediaAsset).where(*conditions)) or 0
+    total = count_owned(session, owner_id=owner_id, filters=filters)
     column = SORTS[sort.removeprefix("-")]
     # Ties go the sort's way too, so each order is one index (tenant, key, id) read forwards or backwards.
     order = (column.desc(), MediaAsset.id.desc()) if sort.startswith("-") else (column.asc(), MediaAsset.id.asc())

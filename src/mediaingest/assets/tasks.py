@@ -1,9 +1,11 @@
-"""The upload sweep, as a periodic task: expire abandoned uploads, remove stray objects."""
+"""The assets' periodic tasks: the upload sweep (expire abandoned uploads, remove stray objects), and folding
+the listing's per-group counts."""
 
 from __future__ import annotations
 
 import structlog
 
+from mediaingest.assets import repository
 from mediaingest.assets.service import AssetService
 from mediaingest.db import session_scope
 from mediaingest.dispatch import build_dispatcher
@@ -24,3 +26,11 @@ def sweep_uploads(ctx: Runtime, run: TaskRun) -> None:
 
 
 SWEEP = TaskSpec(name="uploads.sweep", queue=DEFAULT_QUEUE, function=sweep_uploads)
+
+
+def compact_counts(ctx: Runtime, run: TaskRun) -> None:
+    with session_scope(ctx.session_factory) as session:
+        repository.compact_counts(session)
+
+
+COMPACT_COUNTS = TaskSpec(name="assets.compact_counts", queue=DEFAULT_QUEUE, function=compact_counts)

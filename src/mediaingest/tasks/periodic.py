@@ -29,6 +29,8 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("uploads.sweep", lambda settings: float(settings.sweep_interval_seconds)),
     # Put the tasks of dead runners back in the queue: twice per lease, so one lapses by at most 1.5×.
     Periodic("tasks.reap", lambda settings: max(1.0, settings.worker_lease_seconds / 2)),
+    # Fold the listing's per-group asset counts (PostgreSQL), which triggers append to on every change.
+    Periodic("assets.compact_counts", lambda _settings: 60.0),
     # Finished tasks are bookkeeping; the records users see live elsewhere.
     Periodic("tasks.prune", lambda _settings: 3600.0),
 )
