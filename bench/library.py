@@ -440,6 +440,10 @@ def run(
         assert url is not None
         if database_url:
             upgrade(url)  # the same rows under this checkout's migrations
+            engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+            with engine.connect() as connection:
+                connection.execute(sa.text("ANALYZE"))  # as autovacuum soon does after new indexes and tables
+            engine.dispose()
             owner_id, token = _reissue_token(url)
         else:
             log(f"library: seeding {assets:,} assets and {finished_tasks:,} finished tasks in {url.rsplit('/', 1)[1]}")
