@@ -7,8 +7,9 @@ includes the name itself: PostgreSQL reads an expression index alone only when i
 expression uses. The claim reads queued tasks from partial indexes of the queued rows only, in the claim's
 order, however many finished tasks the table keeps.
 
-PostgreSQL: a trigram index (pg_trgm) answers the search's "name contains" without reading every name of
-the tenant. pg_trgm is a trusted extension (any user who may create in the database may add it); where it
+PostgreSQL: transcripts' text-search vectors are stored (a generated column, `transcript_tsv`, indexed in
+place of the expression), and a trigram index (pg_trgm) answers the search's "name contains" without reading
+every name of the tenant. pg_trgm is a trusted extension (any user who may create in the database may add it); where it
 cannot be created the upgrade says so and goes on without the index: the search stays correct, and slower.
 
 Revision ID: d3b8e1f4a6c2
@@ -80,11 +81,26 @@ def upgrade() -> None:
     )
     if postgres:
         _create_trigram_index()
+        # A phrase search rechecks every transcript the index names (a GIN index keeps words, not their
+        # places): from the expression's index it ran to_tsvector on each again (289 transcripts, 113 of
+        # the query's 140 ms). Stored, the vector is read instead.
+        op.execute(
+            "ALTER TABLE asset_metadata ADD COLUMN transcript_tsv tsvector GENERATED ALWAYS AS "
+            "(to_tsvector('simple'::regconfig, coalesce(transcript_text, ''))) STORED"
+        )
+        op.execute("DROP INDEX ix_asset_metadata_transcript_fts")
+        op.execute("CREATE INDEX ix_asset_metadata_transcript_fts ON asset_metadata USING gin (transcript_tsv)")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP INDEX IF EXISTS ix_media_assets_name_trgm")  # absent where pg_trgm was not available
+        op.execute("DROP INDEX ix_asset_metadata_transcript_fts")
+        op.execute("ALTER TABLE asset_metadata DROP COLUMN transcript_tsv")
+        op.execute(
+            "CREATE INDEX ix_asset_metadata_transcript_fts ON asset_metadata "
+            "USING gin (to_tsvector('simple'::regconfig, coalesce(transcript_text, '')))"
+        )
     op.drop_index("ix_tasks_queued_by_tenant", table_name="tasks")
     op.drop_index("ix_tasks_queued", table_name="tasks")
     op.drop_index("ix_media_assets_owner_size", table_name="media_assets")

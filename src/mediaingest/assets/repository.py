@@ -133,9 +133,9 @@ def spoken_phrase(text: str, *, postgres: bool) -> sa.ColumnElement[bool] | None
     if not words:
         return None
     if postgres:
-        vector = sa.func.to_tsvector(
-            sa.literal_column("'simple'::regconfig"), sa.func.coalesce(AssetMetadata.transcript_text, "")
-        )  # the expression of the GIN index, so the index is used
+        # The stored `simple` vector of transcript_text (migration d3b8e1f4a6c2), GIN-indexed: a phrase's
+        # recheck reads it rather than parsing each transcript again.
+        vector: sa.ColumnElement[Any] = sa.literal_column("asset_metadata.transcript_tsv")
         query = sa.func.phraseto_tsquery(sa.literal_column("'simple'::regconfig"), " ".join(words))
         # `id = ANY(ARRAY(…))`, not `id IN (…)`: ORed with the name's condition, the array lets PostgreSQL
         # combine the primary key's and the name's trigram index (a BitmapOr); an IN subquery is a filter

@@ -132,8 +132,9 @@ class AssetMetadata(Base):
     exif: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     iptc: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    # What the transcript stage heard, searched by full text: a GIN index on PostgreSQL, an FTS5 table kept
-    # by triggers on SQLite (the migration 20261207_9c4e1f2a7b58).
+    # What the transcript stage heard, searched by full text: on PostgreSQL a GIN index of its stored vector
+    # (`transcript_tsv`, a generated column the ORM never reads, migration d3b8e1f4a6c2), on SQLite an FTS5
+    # table kept by triggers (the migration 20261207_9c4e1f2a7b58).
     transcript_text: Mapped[str | None] = mapped_column(sa.Text)
     # What the later stages measured, by stage: {"proxies": {"shots": […]}, "transcript": {…}, …}, each as
     # its StageSpec's Measurements model stores it, so a new measurement needs no migration.
