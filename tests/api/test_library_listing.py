@@ -125,6 +125,11 @@ def test_search_finds_names_in_any_case_and_phrases_as_said(
     # A name or a phrase: "done" is in two names and said nowhere.
     assert names("done") == ["100%_done.png", "1000_done.png"]
     assert names("nothing like this") == []
+    # A search counts its matches as it reads them; past its last page it still says how many there are.
+    past = _list(client, headers, q="done", page=3, pageSize=1)
+    assert (past["total"], past["items"]) == (2, [])
+    second = _list(client, headers, q="img_0001", page=2, pageSize=2)
+    assert (second["total"], len(second["items"])) == (3, 1)
 
 
 def test_totals_follow_every_change_of_type_and_status(client: TestClient, users: Users, settings: Settings) -> None:
