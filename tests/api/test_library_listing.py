@@ -125,7 +125,7 @@ def test_search_finds_names_in_any_case_and_phrases_as_said(
     # A name or a phrase: "done" is in two names and said nowhere.
     assert names("done") == ["100%_done.png", "1000_done.png"]
     assert names("nothing like this") == []
-    # A search counts its matches as it reads them; past its last page it still says how many there are.
+    # Past its last page a search still says how many matches there are.
     past = _list(client, headers, q="done", page=3, pageSize=1)
     assert (past["total"], past["items"]) == (2, [])
     second = _list(client, headers, q="img_0001", page=2, pageSize=2)

@@ -218,21 +218,15 @@ def list_owned(
     # Ties go the sort's way too, so each order is one index (tenant, key, id) read forwards or backwards.
     order = (column.desc(), MediaAsset.id.desc()) if sort.startswith("-") else (column.asc(), MediaAsset.id.asc())
     # The page's ids first, then their rows: skipping to a deep page reads index entries, not 100,000 rows.
-    ids = sa.select(MediaAsset.id).where(*conditions).order_by(*order).limit(page_size).offset((page - 1) * page_size)
-    # A search reads every match to order them anyway: counted in the same pass rather than a second one.
-    searched = filters.name_contains is not None
-    if searched:
-        ids = ids.add_columns(sa.func.count().over().label("total"))
-    page_ids = ids.subquery("page_ids")
-    query = sa.select(MediaAsset, page_ids.c.total if searched else sa.null()).join(
-        page_ids, page_ids.c.id == MediaAsset.id
-    )
+    # (A search's total is not counted in the same pass, with count(*) OVER (): PostgreSQL 15 then costs
+    # the window as if LIMIT stopped it early and reads the tenant's 100,000 rows in order, 218 ms.)
+    page_ids = (
+        sa.select(MediaAsset.id).where(*conditions).order_by(*order).limit(page_size).offset((page - 1) * page_size)
+    ).subquery("page_ids")
+    query = sa.select(MediaAsset).join(page_ids, page_ids.c.id == MediaAsset.id).order_by(*order)
     if with_previews:  # the poster and the duration of each row, in two queries for the whole page
         query = query.options(selectinload(MediaAsset.metadata_record), selectinload(MediaAsset.proxies))
-    rows = session.execute(query.order_by(*order)).all()
-    # Counted apart without a search, or on a page past the last match.
-    total = rows[0][1] if searched and rows else count_owned(session, owner_id=owner_id, filters=filters)
-    return [row[0] for row in rows], int(total)
+    return session.scalars(query).all(), count_owned(session, owner_id=owner_id, filters=filters)
 
 
 def library_changes(session: Session, *, owner_id: str, since: datetime) -> tuple[Sequence[MediaAsset], int]:
