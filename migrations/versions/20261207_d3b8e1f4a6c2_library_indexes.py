@@ -13,7 +13,7 @@ every name of the tenant. pg_trgm is a trusted extension (any user who may creat
 cannot be created the upgrade says so and goes on without the index: the search stays correct, and slower.
 
 Revision ID: d3b8e1f4a6c2
-Revises: b29c1e5d7a10
+Revises: d4e7a1c9f3b2
 Create Date: 2026-12-07 17:00:00
 """
 
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "d3b8e1f4a6c2"
-down_revision: str | None = "b29c1e5d7a10"
+down_revision: str | None = "d4e7a1c9f3b2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
