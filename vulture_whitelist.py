@@ -40,3 +40,8 @@ _.run_due  # worker/loop.py: tests run a worker's due tasks one round at a time 
 # pipeline/smartcut.py Packet.dts: parsed from ffprobe with the packet and built by the tests; the cut reads the
 # decode order from the list itself. A candidate for removal with the next change there.
 _.dts
+
+# --- Written by name and read by the database: the transcript stage's `transcript_text` measurement is one of
+# its `columns` (pipeline/measurements.py), set on AssetMetadata by name; full-text search reads it in SQL
+# (PostgreSQL's generated transcript_tsv, SQLite's FTS5 triggers), never as a Python attribute.
+_.transcript_text
