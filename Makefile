@@ -15,15 +15,15 @@ HOST ?= 127.0.0.1
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: run test lint format lock bench bench-quick bench-library bench-k8s system-deps browser-deps postgres clean help
+.PHONY: run test lint format lock bench bench-quick bench-library bench-batch bench-k8s system-deps browser-deps postgres clean help
 
 help:
 	@echo "make run    — serve the API and a worker on http://$(HOST):$(PORT) (SQLite + local storage in ./var)"
 	@echo "make test   — run the test suite (SQLite, PostgreSQL at 127.0.0.1:5432, moto S3, real ffmpeg)"
 	@echo "make lint   — ruff, mypy on src/ (every def typed, pydantic plugin), import-linter (the layers) and vulture"
 	@echo "make lock   — upgrade the Python dependencies and record them in constraints.txt"
-	@echo "make bench  — benchmarks in bench/ (make bench-quick for a short run; make bench-k8s: the operator at load;"
-	@echo "              make bench-library: the API and the queue with 100,000 assets on PostgreSQL)"
+	@echo "make bench  — benchmarks in bench/ (make bench-quick for a short run; make bench-batch: 500 assets at once;"
+	@echo "              make bench-library: the API and the queue with 100,000 assets on PostgreSQL; make bench-k8s: the operator at load)"
 	@echo "make image  — the three OCI images, no Docker daemon (worker-image/); make image-test smoke-tests them"
 	@echo "make helm-lint, make e2e-kind — Kubernetes (docs/kubernetes.md)"
 
@@ -86,6 +86,10 @@ bench-quick: system-deps postgres $(STAMP)
 # p50/p95 of the listing, search, filters, sorts, deep pages, an asset, its status and the claim.
 bench-library: postgres $(STAMP)
 	$(BIN)/python -m bench.library $(BENCH_ARGS)
+# The batch alone: 300 stills, 100 clips and 100 voice notes by 8 clients against the floor
+# (bench/results/batch.md); BENCH_ARGS="--batch-scale 0.1" for a quick check.
+bench-batch: system-deps $(STAMP)
+	$(BIN)/python -m bench batch $(BENCH_ARGS)
 
 # The Kubernetes executor at load with no cluster: 2,000 assets through the API, the operator and a fake
 # API server with a simulated kubelet; objects, writes and operator memory per asset (docs/kubernetes.md).

@@ -21,7 +21,9 @@ For each source, three ways of making the same derived files, run back to back i
   spectrogram. It makes no peaks JSON, which only flatters it.
 
 Everything is derived from the same PipelineOptions the service uses, so sizes and encoder settings
-match. Stills: mediaingest makes thumbnails with Pillow; floor and naive with ffmpeg (mjpeg, libwebp).
+match. Stills: mediaingest makes thumbnails with Pillow; floor and naive with ffmpeg (mjpeg, libwebp), the
+still turned by its EXIF orientation as mediaingest turns it; a HEIF still, which ffmpeg 5.1 cannot read, is
+decoded by libheif (pillow-heif, mediaingest's decoder) in this process and piped raw into the same ffmpeg.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from PIL import Image
 
 from bench.client import ApiClient
 from bench.service import ServiceProcess
@@ -121,21 +124,26 @@ def _process_cpu(pid: int) -> float:
     return total / _CLOCK_TICKS
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+def _rusage_cpu(who: int) -> float:
+    usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 
 
 class CpuMeter:
-    """CPU seconds of one approach (the service's process tree, or the bench's ffmpeg children) and
-    the load everything else put on the machine over the same interval."""
+    """CPU seconds of one approach (the service's process tree, or the bench's ffmpeg children, plus this
+    process with `with_self`: where the floor decodes what ffmpeg cannot) and the load everything else put
+    on the machine over the same interval."""
 
-    def __init__(self, pid: int | None = None) -> None:
+    def __init__(self, pid: int | None = None, *, with_self: bool = False) -> None:
         self.pid = pid
+        self.with_self = with_self
         self._start = (0.0, 0.0, 0.0)
 
     def _ours(self) -> float:
-        return _process_cpu(self.pid) if self.pid is not None else _children_cpu()
+        if self.pid is not None:
+            return _process_cpu(self.pid)
+        own = _rusage_cpu(resource.RUSAGE_SELF) if self.with_self else 0.0
+        return own + _rusage_cpu(resource.RUSAGE_CHILDREN)
 
     def start(self) -> None:
         self._start = (time.monotonic(), _machine_busy(), self._ours())
@@ -152,7 +160,7 @@ class CpuMeter:
 # --- ffmpeg commands: floor and naive ------------------------------------------------------------
 
 
-def _argv(command: FfmpegCommand) -> list[str]:
+def ffmpeg_argv(command: FfmpegCommand) -> list[str]:
     argv = command.argv("ffmpeg")
     return [argv[0], "-hide_banner", "-nostdin", "-loglevel", "error", *argv[1:]]
 
@@ -188,8 +196,10 @@ def _audio_chains(source: Path, metadata: MediaMetadata, out: Path, options: Pip
 
 
 def floor_command(source: Source, metadata: MediaMetadata, out: Path, options: PipelineOptions) -> FfmpegCommand:
+    """The floor's one ffmpeg process; for a still ffmpeg cannot decode, it reads floor_stdin(…) on its stdin."""
     if source.kind == "image":
-        return _image_command(source.path, out, options, sizes=options.image_thumbnail_sizes, formats=("jpg", "webp"))
+        sizes = options.image_thumbnail_sizes
+        return _image_command(source.path, metadata, out, options, sizes=sizes, formats=("jpg", "webp"))
     if source.kind == "audio":
         chains, outputs = _audio_chains(source.path, metadata, out, options)
         return FfmpegCommand([FfmpegInput(source.path)], outputs, FilterGraph(chains))
@@ -225,14 +235,43 @@ def floor_command(source: Source, metadata: MediaMetadata, out: Path, options: P
     return FfmpegCommand([FfmpegInput(source.path)], outputs, FilterGraph(chains))
 
 
+# ffmpeg 5.1 does not turn a still by its EXIF orientation; the probe's rotation says how (degrees clockwise).
+_TURN = {90: ["transpose=clock"], 180: ["hflip", "vflip"], 270: ["transpose=cclock"]}
+
+
+def _ffmpeg_decodes(metadata: MediaMetadata) -> bool:
+    return metadata.image_format != "HEIF"  # ffmpeg 5.1 has no HEIF demuxer
+
+
+def floor_stdin(source: Source, metadata: MediaMetadata) -> bytes | None:
+    """The RGB pixels the floor's ffmpeg reads for a still it cannot decode (HEIF), else None.
+
+    libheif applies the HEIF's own rotation while decoding, as it does for mediaingest."""
+    if source.kind != "image" or _ffmpeg_decodes(metadata):
+        return None
+    with Image.open(source.path) as image:
+        return image.convert("RGB").tobytes()
+
+
 def _image_command(
-    path: Path, out: Path, options: PipelineOptions, *, sizes: tuple[int, ...], formats: tuple[str, ...]
+    path: Path,
+    metadata: MediaMetadata,
+    out: Path,
+    options: PipelineOptions,
+    *,
+    sizes: tuple[int, ...],
+    formats: tuple[str, ...],
 ) -> FfmpegCommand:
     """Decode once, one scaled branch per size, one encoder per format (Pillow's q85/q80 equivalents)."""
     graph = FilterGraph()
     sizes = tuple(sorted(set(sizes), reverse=True))
     labels = [f"size{size}" for size in sizes]
-    graph.chain(["0:0"], [filter_spec("split", len(sizes)) if len(sizes) > 1 else "null"], labels)
+    if _ffmpeg_decodes(metadata):
+        source, turn = FfmpegInput(path), _TURN.get(metadata.rotation, [])
+    else:
+        raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{metadata.width}x{metadata.height}"]
+        source, turn = FfmpegInput("pipe:0", raw), []
+    graph.chain(["0:0"], [*turn, filter_spec("split", len(sizes)) if len(sizes) > 1 else "null"], labels)
     outputs = []
     for size, label in zip(sizes, labels, strict=True):
         pads = [f"{label}_{fmt}" for fmt in formats]
@@ -244,7 +283,7 @@ def _image_command(
             codec = ["-c:v", "mjpeg", "-q:v", "3"] if fmt == "jpg" else ["-c:v", "libwebp", "-quality", "80"]
             path_out = out / f"thumb_{size}.{fmt}"
             outputs.append(FfmpegOutput(path_out, ["-map", f"[{pad}]", "-frames:v", "1", *codec, "-update", "1"]))
-    return FfmpegCommand([FfmpegInput(path)], outputs, graph)
+    return FfmpegCommand([source], outputs, graph)
 
 
 def naive_commands(
@@ -256,7 +295,7 @@ def naive_commands(
             (
                 f"thumb_{size}.{fmt}",
                 "thumbnail",
-                _image_command(source.path, out, options, sizes=(size,), formats=(fmt,)),
+                _image_command(source.path, metadata, out, options, sizes=(size,), formats=(fmt,)),
             )
             for size in sorted(set(options.image_thumbnail_sizes), reverse=True)
             for fmt in ("jpg", "webp")
@@ -313,15 +352,14 @@ def naive_commands(
     return commands
 
 
-def _run_checked(argv: list[str]) -> None:
-    done = subprocess.run(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
-    )
+def run_checked(argv: list[str], stdin: bytes | None = None) -> None:
+    pipe = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False, **pipe)  # type: ignore[call-overload]
     if done.returncode != 0:
         raise RuntimeError(f"ffmpeg failed ({done.returncode}): {done.stderr.decode(errors='replace')[-800:]}")
 
 
-def _check_outputs(command: FfmpegCommand) -> None:
+def check_outputs(command: FfmpegCommand) -> None:
     for output in command.outputs:
         path = output.path
         if isinstance(path, Path) and "%" not in path.name and (not path.is_file() or path.stat().st_size == 0):
@@ -338,7 +376,7 @@ def _watch_file(path: Path, started: float, stop: threading.Event, seen: list[fl
 
 def run_floor(source: Source, metadata: MediaMetadata, out: Path, options: PipelineOptions) -> Timeline:
     command = floor_command(source, metadata, out, options)
-    meter = CpuMeter()
+    meter = CpuMeter(with_self=source.kind == "image" and not _ffmpeg_decodes(metadata))
     first = {"video": out / POSTER_NAME, "audio": out / "spectrogram.png"}.get(source.kind)
     if source.kind == "image":
         first = out / f"thumb_{max(options.image_thumbnail_sizes)}.jpg"
@@ -348,12 +386,12 @@ def run_floor(source: Source, metadata: MediaMetadata, out: Path, options: Pipel
     watcher = threading.Thread(target=_watch_file, args=(first, started, stop, seen), daemon=True)
     watcher.start()
     try:
-        _run_checked(_argv(command))
+        run_checked(ffmpeg_argv(command), floor_stdin(source, metadata))
     finally:
         wall = time.monotonic() - started
         stop.set()
         watcher.join()
-    _check_outputs(command)
+    check_outputs(command)
     first_thumbnail = seen[0] if seen else wall
     return meter.stop(Timeline(wall, min(first_thumbnail, wall), wall if source.kind == "video" else None))
 
@@ -366,8 +404,8 @@ def run_naive(source: Source, metadata: MediaMetadata, out: Path, options: Pipel
     steps = {}
     for name, role, command in naive_commands(source, metadata, out, options):
         step_started = time.monotonic()
-        _run_checked(_argv(command))
-        _check_outputs(command)
+        run_checked(ffmpeg_argv(command), floor_stdin(source, metadata))
+        check_outputs(command)
         steps[name] = round(time.monotonic() - step_started, 3)
         first.setdefault(role, time.monotonic() - started)
     timeline = Timeline(

@@ -13,6 +13,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # The issue's targets (ratios measured side by side in the same run).
 MAX_OVER_FLOOR = 1.15
+MIN_BATCH_RATE_OF_FLOOR = 0.9  # the batch's assets/min at least this share of the floor's (issue 27)
 MIN_NAIVE_OVER = {"video/mpeg": 1.4, "video/mp4-1080p": 2.0}
 RSS_FLAT_TOLERANCE = 1.15  # peak with the biggest files at most 15 % above the next size down (see targets)
 
@@ -112,6 +113,27 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "measured": f"{service['on']['first_playable']} / {service['off']['first_playable']} s "
                 f"(×{service['first_playable_on_over_off']})",
                 "met": service["first_playable_on_over_off"] <= 1.10,
+            }
+        )
+    batch = results.get("batch")
+    if batch:
+        overall = batch["overall"]
+        mi = overall["mediaingest"]
+        checks.append(
+            {
+                "target": f"batch: assets/min ≥ {MIN_BATCH_RATE_OF_FLOOR} × the floor's",
+                "measured": f"{mi['assets_per_min']} / {overall['floor']['assets_per_min']} "
+                f"(×{overall['assets_per_min_mi_over_floor']}; CPU-s per asset "
+                f"×{overall['cpu_per_asset_mi_over_floor']} the floor's)",
+                "met": (overall["assets_per_min_mi_over_floor"] or 0) >= MIN_BATCH_RATE_OF_FLOOR,
+            }
+        )
+        checks.append(
+            {
+                "target": "batch: every asset READY",
+                "measured": f"{mi['ready']} READY, {mi['failed']} FAILED, {mi['upload_error_count']} upload errors "
+                f"of {overall['count']}",
+                "met": mi["ready"] == overall["count"],
             }
         )
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -345,6 +367,8 @@ def markdown(results: dict[str, Any], comparison: list[str]) -> str:
             ),
             "",
         ]
+    if results.get("batch"):
+        lines += _batch_lines(results["batch"])
     lines += ["## Targets", ""]
     lines += [
         f"- {'met' if c['met'] else '**MISSED**'}: {c['target']} (measured {c['measured']})" for c in results["targets"]
@@ -352,6 +376,40 @@ def markdown(results: dict[str, Any], comparison: list[str]) -> str:
     if comparison:
         lines += ["", "## Against the previous run", "", *[f"- {line}" for line in comparison]]
     return "\n".join(lines) + "\n"
+
+
+def _batch_lines(batch: dict[str, Any]) -> list[str]:
+    counts = batch["counts"]
+    lines = [
+        "## Batch: many small assets at once, against the floor",
+        "",
+        f"{counts['image']} stills (JPEG, HEIC, PNG, 12–48 MP), {counts['video']} phone clips (3–15 s, H.264/HEVC, "
+        f"landscape, portrait and rotated, 30/60 fps) and {counts['audio']} voice notes (5–60 s, AAC/Opus), "
+        f"scale {batch['scale']:g}, one kind after another. mediaingest: `{batch['service']}`, "
+        f"{batch['clients']} clients uploading (upload-url → PUT → confirm) from the first request to the last READY; "
+        f"CPU of the service's process tree, which also receives and hashes the uploads. Floor: pipeline.py's "
+        f"floor for each asset (one ffmpeg, the same outputs), {batch['worker_concurrency']} at once as the "
+        "worker runs stages. TRANSCRIBE=off: the floor is ffmpeg's media work and a transcript is Whisper's, "
+        "which the floor cannot do (bench/transcript.py measures that stage). Confirm → READY includes the "
+        "wait behind the rest of the batch.",
+        "",
+        "| kind | assets | GB | assets/min (mi / floor) | mi/floor assets/min | CPU-s per asset (mi / floor) "
+        "| mi/floor CPU | confirm→READY p50 / p95 s | READY / FAILED | others' load, cores (mi / floor) |",
+        "|---|---:|---:|---|---:|---|---:|---|---|---|",
+    ]
+    for row in [*batch["kinds"], batch["overall"]]:
+        mi, floor = row["mediaingest"], row["floor"]
+        lines.append(
+            f"| {row['kind']} | {row['count']} | {row['bytes'] / 1e9:.2f} | {mi['assets_per_min']} / "
+            f"{floor['assets_per_min']} | {_x(row['assets_per_min_mi_over_floor'])} | {_s(mi['cpu_per_asset'])} / "
+            f"{_s(floor['cpu_per_asset'])} | {_x(row['cpu_per_asset_mi_over_floor'])} | "
+            f"{_s(mi['confirm_to_ready_p50'])} / {_s(mi['confirm_to_ready_p95'])} | {mi['ready']} / {mi['failed']} "
+            f"| {_s(mi['other_load'])} / {_s(floor['other_load'])} |"
+        )
+    failures = [
+        f"{name}: {reason}" for row in batch["kinds"] for name, reason in row["mediaingest"]["failures"].items()
+    ]
+    return [*lines, "", *[f"- FAILED {failure}" for failure in failures], *([""] if failures else [])]
 
 
 _JOB_NAMES = {
@@ -391,6 +449,14 @@ def compare(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
             f"mi/floor {_delta(old['mediaingest_over_floor'], source['mediaingest_over_floor'])}, "
             f"naive/mi {_delta(old['naive_over_mediaingest'], source['naive_over_mediaingest'])}"
         )
+    old_batch, new_batch = previous.get("batch"), current.get("batch")
+    if old_batch and new_batch and old_batch["scale"] == new_batch["scale"]:
+        old, new = old_batch["overall"], new_batch["overall"]
+        lines.append(
+            f"batch: assets/min {_delta(old['mediaingest']['assets_per_min'], new['mediaingest']['assets_per_min'])}, "
+            f"mi/floor {_delta(old['assets_per_min_mi_over_floor'], new['assets_per_min_mi_over_floor'])}, "
+            f"CPU-s per asset {_delta(old['mediaingest']['cpu_per_asset'], new['mediaingest']['cpu_per_asset'])}"
+        )
     old_uploads = {(u["backend"], u["clients"], u["file_mb"]): u for u in previous.get("upload", [])}
     for upload in current.get("upload", []):
         old = old_uploads.get((upload["backend"], upload["clients"], upload["file_mb"]))
@@ -406,18 +472,21 @@ def compare(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return lines
 
 
-def result_paths(quick: bool, partial: bool = False) -> tuple[Path, Path]:
+def result_paths(quick: bool, partial: bool = False, stem: str | None = None) -> tuple[Path, Path]:
     """latest.{json,md} for `make bench`; a quick run has its own pair, so it never replaces the full one,
-    and a partial run (--only, --source, --reps, --clients) writes last-partial.* and replaces neither."""
-    stem = "last-partial" if partial else "latest-quick" if quick else "latest"
+    and a partial run (--only, --source, --reps, --clients) writes last-partial.* and replaces neither;
+    `stem` names a pair of a part's own (batch.*)."""
+    stem = stem or ("last-partial" if partial else "latest-quick" if quick else "latest")
     return RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
 
 
-def write(results: dict[str, Any], *, quick: bool, partial: bool = False) -> tuple[str, list[str], Path]:
+def write(
+    results: dict[str, Any], *, quick: bool, partial: bool = False, stem: str | None = None
+) -> tuple[str, list[str], Path]:
     """Writes the JSON and the Markdown; returns the Markdown, the comparison with the last run and its path.
 
     The comparison is always against the last complete run of the same mode."""
-    latest_json, _ = result_paths(quick)
+    latest_json, _ = result_paths(quick, stem=stem)
     results["targets"] = targets(results)
     comparison: list[str] = []
     if latest_json.is_file():
@@ -429,7 +498,7 @@ def write(results: dict[str, Any], *, quick: bool, partial: bool = False) -> tup
             comparison = [f"(previous latest.json not comparable: {type(exc).__name__}: {exc})"]
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = markdown(results, comparison)
-    out_json, out_md = result_paths(quick, partial)
+    out_json, out_md = result_paths(quick, partial, stem)
     # Written under temporary names first: an interrupted run never leaves half a file behind.
     for path, content in ((out_json, json.dumps(results, indent=2) + "\n"), (out_md, text)):
         partial = path.with_suffix(path.suffix + ".tmp")

@@ -6,9 +6,11 @@ instead of silently benchmarking the old file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,22 +97,40 @@ def _recipes(quick: bool) -> list[_Recipe]:
     ]  # fmt: skip
 
 
+def cached(name: str, suffix: str, recipe: Sequence[str], make: Callable[[Path], None], *, log: bool = True) -> Path:
+    """SOURCES/<name>-<hash of recipe>.<suffix>, made by `make(partial_path)` when it is not there yet.
+
+    `make` writes a partial file that is renamed once complete, so only a finished file is ever cached."""
+    SOURCES.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256("\0".join(recipe).encode()).hexdigest()[:10]
+    path = SOURCES / f"{name}-{digest}.{suffix}"
+    if not path.is_file():
+        started = time.monotonic()
+        partial = path.with_name(f".partial-{path.name}")
+        make(partial)
+        partial.rename(path)
+        if log:
+            print(f"  generated {path.name} in {time.monotonic() - started:.1f} s", flush=True)
+    return path
+
+
+def run_ffmpeg(args: Sequence[str], muxer: str, out: Path) -> None:
+    """ffmpeg quietly, the muxer named (a partial file's name does not end in the real suffix)."""
+    argv = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    subprocess.run([*argv, "-f", muxer, str(out)], check=True)
+
+
 def ensure_sources(quick: bool, *, log: bool = True) -> list[Source]:
     """Every source of the run, generated on first use (a full set takes ~2 minutes on 2 cores)."""
-    SOURCES.mkdir(parents=True, exist_ok=True)
     sources = []
     for recipe in _recipes(quick):
-        digest = hashlib.sha256("\0".join([*recipe.args, recipe.muxer]).encode()).hexdigest()[:10]
-        path = SOURCES / f"{recipe.name}-{digest}.{recipe.suffix}"
-        if not path.is_file():
-            started = time.monotonic()
-            partial = path.with_name(f".partial-{path.name}")
-            argv = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *recipe.args]
-            # The muxer is named: the partial file's name does not end in the real suffix.
-            subprocess.run([*argv, "-f", recipe.muxer, str(partial)], check=True)
-            partial.rename(path)  # only a finished file is ever cached
-            if log:
-                print(f"  generated {path.name} in {time.monotonic() - started:.1f} s", flush=True)
+        path = cached(
+            recipe.name,
+            recipe.suffix,
+            [*recipe.args, recipe.muxer],
+            functools.partial(run_ffmpeg, recipe.args, recipe.muxer),
+            log=log,
+        )
         sources.append(
             Source(recipe.name, recipe.kind, path, recipe.mime_type, recipe.media_seconds, recipe.description)
         )

@@ -43,7 +43,7 @@ class LoadCase:
     note: str = ""
 
 
-def _percentile(values: list[float], fraction: float) -> float | None:
+def percentile(values: list[float], fraction: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
@@ -115,13 +115,13 @@ def run_case(case: LoadCase, moto: MotoProcess | None, log: Callable[[str], None
         "uploads_per_s": round(len(uploads) / wall, 2),
         "requests_per_s": round(requests / wall, 1),
         "mb_per_s": round(sum(u.size for u in uploads) / MB / wall, 1),
-        "upload_url_p50": _percentile(upload_url, 0.5),
-        "upload_url_p99": _percentile(upload_url, 0.99),
+        "upload_url_p50": percentile(upload_url, 0.5),
+        "upload_url_p99": percentile(upload_url, 0.99),
         "upload_url_rate": _rate([(u.started_at, u.started_at + u.upload_url_seconds) for u in uploads]),
-        "confirm_p50": _percentile(confirm, 0.5),
-        "confirm_p99": _percentile(confirm, 0.99),
+        "confirm_p50": percentile(confirm, 0.5),
+        "confirm_p99": percentile(confirm, 0.99),
         "confirm_rate": _rate([(u.confirmed_at, u.confirmed_at + u.confirm_seconds) for u in uploads]),
-        "put_p50": _percentile(put, 0.5),
+        "put_p50": percentile(put, 0.5),
         "put_mean_mb_per_s_per_client": round(statistics.mean(case.size / MB / p for p in put), 1) if put else None,
         "service_rss_before_mib": round(rss_before / 1024, 1) if rss_before else None,
         "service_peak_rss_mib": round(peak / 1024, 1) if peak else None,
