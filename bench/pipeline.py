@@ -21,9 +21,10 @@ For each source, three ways of making the same derived files, run back to back i
   spectrogram. It makes no peaks JSON, which only flatters it.
 
 Everything is derived from the same PipelineOptions the service uses, so sizes and encoder settings
-match. Stills: mediaingest makes thumbnails with Pillow; floor and naive with ffmpeg (mjpeg, libwebp), the
-still turned by its EXIF orientation as mediaingest turns it; a HEIF still, which ffmpeg 5.1 cannot read, is
-decoded by libheif (pillow-heif, mediaingest's decoder) in this process and piped raw into the same ffmpeg.
+match. Stills: mediaingest makes thumbnails with Pillow; floor and naive with ffmpeg (mjpeg, libwebp; its
+JPEG decoder turns the picture by the EXIF orientation, as mediaingest does); a HEIF still, which ffmpeg 5.1
+cannot read, is decoded by libheif (pillow-heif, mediaingest's decoder) in this process and piped raw into
+the same ffmpeg.
 """
 
 from __future__ import annotations
@@ -235,10 +236,6 @@ def floor_command(source: Source, metadata: MediaMetadata, out: Path, options: P
     return FfmpegCommand([FfmpegInput(source.path)], outputs, FilterGraph(chains))
 
 
-# ffmpeg 5.1 does not turn a still by its EXIF orientation; the probe's rotation says how (degrees clockwise).
-_TURN = {90: ["transpose=clock"], 180: ["hflip", "vflip"], 270: ["transpose=cclock"]}
-
-
 def _ffmpeg_decodes(metadata: MediaMetadata) -> bool:
     return metadata.image_format != "HEIF"  # ffmpeg 5.1 has no HEIF demuxer
 
@@ -266,12 +263,12 @@ def _image_command(
     graph = FilterGraph()
     sizes = tuple(sorted(set(sizes), reverse=True))
     labels = [f"size{size}" for size in sizes]
-    if _ffmpeg_decodes(metadata):
-        source, turn = FfmpegInput(path), _TURN.get(metadata.rotation, [])
-    else:
-        raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{metadata.width}x{metadata.height}"]
-        source, turn = FfmpegInput("pipe:0", raw), []
-    graph.chain(["0:0"], [*turn, filter_spec("split", len(sizes)) if len(sizes) > 1 else "null"], labels)
+    source = FfmpegInput(path)
+    if not _ffmpeg_decodes(metadata):
+        source = FfmpegInput(
+            "pipe:0", ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{metadata.width}x{metadata.height}"]
+        )
+    graph.chain(["0:0"], [filter_spec("split", len(sizes)) if len(sizes) > 1 else "null"], labels)
     outputs = []
     for size, label in zip(sizes, labels, strict=True):
         pads = [f"{label}_{fmt}" for fmt in formats]
