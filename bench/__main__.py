@@ -5,8 +5,7 @@
 the 10 the issue asked for: the three approaches on the issue's own sources take 9.3 minutes alone),
 plus the batch of 500 assets (bench/batch.py), itself the better part of an hour on 2 cores;
 `make bench-quick` seconds-long sources, fewer repetitions and clients, a tenth of the batch.
-A batch run alone (`make bench-batch`) writes bench/results/batch.{json,md}, or last-partial.* at
-another scale than 1.
+A batch run alone (`make bench-batch`, at any scale) writes bench/results/batch.{json,md}.
 """
 
 from __future__ import annotations
@@ -122,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     partial = bool(args.only or args.source or args.reps or args.clients or args.batch_scale)
-    # The batch alone at full size has a pair of its own, so it is kept beside the last full run.
-    stem = "batch" if args.only == "batch" and batch_scale == 1 and not args.quick else None
+    # The batch alone has a pair of its own (its scale is in it), so it replaces neither latest.* nor last-partial.*
+    stem = "batch" if args.only == "batch" else None
     text, comparison, path = report.write(results, quick=args.quick, partial=partial, stem=stem)
     log("")
     log(text)
