@@ -406,6 +406,8 @@ def _batch_lines(batch: dict[str, Any]) -> list[str]:
             f"{_s(mi['confirm_to_ready_p50'])} / {_s(mi['confirm_to_ready_p95'])} | {mi['ready']} / {mi['failed']} "
             f"| {_s(mi['other_load'])} / {_s(floor['other_load'])} |"
         )
+    uploaded = ", ".join(f"{row['kind']} {row['mediaingest']['uploads_done_s']:.1f} s" for row in batch["kinds"])
+    lines += ["", f"The last upload of each kind was confirmed after: {uploaded} (the rest is processing)."]
     failures = [
         f"{name}: {reason}" for row in batch["kinds"] for name, reason in row["mediaingest"]["failures"].items()
     ]
