@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench import batch, library, pipeline, report, resume, seek, timeline, transcript, upload_load
-from bench.service import ROOT
 from bench.sources import Source, ensure_sources
 from bench.upload_load import MB, LoadCase
 
