@@ -32,12 +32,14 @@ from mediaingest.models import MediaAsset
 def backend_settings(
     request: pytest.FixtureRequest, make_settings: SettingsFactory, moto_s3_server: MotoS3Server
 ) -> Settings:
-    # S3 (and moto) refuse parts under 5 MiB but the last; URLs live two seconds (at least one: expiry
-    # is in whole seconds) so a test can outlive them.
+    # S3 (and moto) refuse parts under 5 MiB but the last. URLs live a minute, or as the test's url_ttl_seconds
+    # marker says: a test that outlives them asks for two seconds (at least one: expiry is in whole seconds),
+    # which the others must not get (on a busy machine a part's PUT can arrive two seconds after its URL).
+    marker = request.node.get_closest_marker("url_ttl_seconds")
     options: dict[str, Any] = {
         "multipart_threshold": MIB,
         "multipart_part_size": 5 * MIB,
-        "upload_url_ttl_seconds": 2,
+        "upload_url_ttl_seconds": marker.args[0] if marker else 60,
         "proxy_heights": [360],
     }
     return settings_on(request.param, make_settings, moto_s3_server, **options)
@@ -68,6 +70,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.url_ttl_seconds(2)
 def test_an_upload_resumes_on_fresh_urls_after_its_urls_expired(
     api: TestClient, http: httpx.Client | TestClient, backend_settings: Settings, users: Users, three_parts: bytes
 ) -> None:
