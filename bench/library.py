@@ -124,7 +124,7 @@ FROM (
 
 _METADATA_SQL = """
 INSERT INTO asset_metadata (asset_id, format_name, duration_seconds, bitrate, video_codec, width, height, fps,
-    has_audio, has_video, has_hdr, audio_codec, channels, sample_rate, image_format, transcript_language,
+    has_audio, has_video, has_hdr, audio_codec, channels, sample_rate, image_format, measurements,
     transcript_text, created_at)
 SELECT a.id,
     CASE a.type WHEN 'IMAGE' THEN 'image2' WHEN 'VIDEO' THEN 'mov,mp4,m4a,3gp,3g2,mj2' ELSE 'wav' END,
@@ -139,7 +139,7 @@ SELECT a.id,
     CASE WHEN a.type <> 'IMAGE' THEN 2 END,
     CASE WHEN a.type <> 'IMAGE' THEN 48000 END,
     CASE WHEN a.type = 'IMAGE' THEN 'JPEG' END,
-    CASE WHEN t.spoken THEN 'en' END,
+    CAST(CASE WHEN t.spoken THEN '{{"transcript": {{"transcript_language": "en"}}}}' ELSE '{{}}' END AS json),
     CASE WHEN t.spoken THEN (
         SELECT string_agg(w, ' ') FROM (
             SELECT ({spoken}::text[])[1 + floor(random() * {n_spoken})::int] AS w
