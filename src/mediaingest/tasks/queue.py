@@ -37,6 +37,8 @@ FINISHED = (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 # Inline rather than a parameter: PostgreSQL uses a partial index (the queued tasks', migration d3b8e1f4a6c2)
 # only for a condition it can see implies the index's, which a prepared statement's parameter does not show.
 _QUEUED = Task.status == sa.literal_column(f"'{TaskStatus.QUEUED.value}'")
+# The order of a line of due tasks: the claim's, and each tenant's under the tenant cap.
+_LINE_ORDER = (Task.priority.desc(), Task.run_after, Task.created_at)
 
 
 def defer(
@@ -102,8 +104,7 @@ def claim(
     if limit <= 0 or not queues:
         return []
     due = (_QUEUED, Task.queue.in_(queues), Task.run_after <= now)
-    order = (Task.priority.desc(), Task.run_after, Task.created_at)
-    picked = sa.select(Task.id).where(*due).order_by(*order)
+    picked = sa.select(Task.id).where(*due).order_by(*_LINE_ORDER)
     if tenant_cap is not None:
         # Each due task's place in its tenant's line, plus what the tenant already runs, is how many the
         # tenant would run with it: that must stay within the cap, and the tenant running fewest goes
@@ -115,8 +116,7 @@ def claim(
             .group_by(Task.tenant)
             .subquery("running")
         )
-        place = sa.func.row_number().over(partition_by=Task.tenant, order_by=order).label("place")
-        lines = sa.select(Task.id, Task.tenant, place).where(*due).subquery("lines")
+        lines = _tenant_lines(session, due=due, limit=limit)
         would_run = lines.c.place + sa.func.coalesce(running.c.running, 0)
         # MATERIALIZED on PostgreSQL: inlined, the planner cannot tell that the ranking's rows are the due
         # tasks themselves, takes their join for one row and re-counts the running tasks once per due task
@@ -155,6 +155,33 @@ def claim(
         .execution_options(synchronize_session=False)
     )
     return session.scalars(statement).all()
+
+
+def _tenant_lines(session: Session, *, due: tuple[sa.ColumnElement[bool], ...], limit: int) -> sa.Subquery:
+    """The due tasks that could be claimed, each with its place in its tenant's line (1 = next)."""
+    place = sa.func.row_number().over(partition_by=Task.tenant, order_by=_LINE_ORDER).label("place")
+    if session.get_bind().dialect.name != "postgresql":
+        return sa.select(Task.id, Task.tenant, place).where(*due).subquery("lines")
+    # No claim takes more than `limit` tasks, so only the head of each tenant's line can be taken: read
+    # those `limit` rows of each tenant from the queued tasks' tenant index (LATERAL, which SQLite lacks)
+    # instead of ranking every due task. With 3,000 due tasks of six tenants: p95 15 ms → see bench/.
+    tenants = sa.select(Task.tenant).where(*due, Task.tenant.is_not(None)).distinct().cte("tenants")
+    head = (
+        sa.select(Task.id, Task.tenant, Task.priority, Task.run_after, Task.created_at)
+        .where(*due, Task.tenant == tenants.c.tenant)
+        .order_by(*_LINE_ORDER)
+        .limit(limit)
+        .lateral("head")
+    )
+    head_place = sa.func.row_number().over(
+        partition_by=head.c.tenant, order_by=(head.c.priority.desc(), head.c.run_after, head.c.created_at)
+    )
+    untenanted = sa.select(Task.id, Task.tenant, place).where(*due, Task.tenant.is_(None)).order_by(*_LINE_ORDER)
+    untenanted = untenanted.limit(limit)
+    return sa.union_all(
+        sa.select(head.c.id, head.c.tenant, head_place.label("place")).select_from(tenants).join(head, sa.true()),
+        untenanted,
+    ).subquery("lines")
 
 
 def held_by(session: Session, *, worker_id: str) -> Sequence[Task]:
