@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from conftest import Users
-from mediaingest.assets.repository import compact_counts
+from mediaingest.assets.repository import PageWindow, compact_counts
 from mediaingest.config import Settings
 from mediaingest.db import create_db_engine, create_session_factory, session_scope
 from mediaingest.models import AssetMetadata, MediaAsset, User
@@ -100,7 +100,23 @@ def test_every_order_pages_through_the_sequence_it_lists(
     images = _list(client, headers, sort=sort, type="IMAGE", pageSize=5, page=2)
     expected_images = [item["id"] for item in expected if item["type"] == "IMAGE"]
     assert (images["total"], [item["id"] for item in images["items"]]) == (len(expected_images), expected_images[5:10])
+    # Pages past the middle are read from the far end: the same rows, in the same order, and nothing past it.
+    late = _list(client, headers, sort=sort, type="IMAGE", pageSize=5, page=4)
+    assert [item["id"] for item in late["items"]] == expected_images[15:20]
+    assert _list(client, headers, sort=sort, pageSize=4, page=10)["items"] == []
     assert _list(client, other)["total"] == 0
+
+
+def test_a_page_window_reads_the_same_rows_from_either_end() -> None:
+    for total in range(13):
+        rows = list(range(total))
+        for page_size in range(1, 6):
+            for page in range(1, 7):
+                window = PageWindow.of(total=total, page=page, page_size=page_size)
+                source = rows[::-1] if window.from_end else rows
+                read = source[window.skip : window.skip + window.limit]
+                assert (read[::-1] if window.from_end else read) == rows[(page - 1) * page_size : page * page_size]
+                assert window.skip <= max(0, total - page_size), "never walks further than the nearer end"
 
 
 def test_search_finds_names_in_any_case_and_phrases_as_said(

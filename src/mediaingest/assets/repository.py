@@ -203,6 +203,27 @@ SORTS: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class PageWindow:
+    """Which rows of a sorted listing one page reads: `skip` rows, then up to `limit`, counted from the
+    listing's far end (its order reversed) when `from_end`."""
+
+    skip: int
+    limit: int
+    from_end: bool
+
+    @classmethod
+    def of(cls, *, total: int, page: int, page_size: int) -> PageWindow:
+        # A page past the middle is read from the far end, the same index backwards: reaching the last
+        # of 100,000 rows then walks one page of index entries instead of 99,980.
+        skip = (page - 1) * page_size
+        left_after = total - skip - page_size
+        if skip <= max(0, left_after):
+            return cls(skip=skip, limit=page_size, from_end=False)
+        limit = max(0, min(page_size, total - skip))
+        return cls(skip=max(0, left_after), limit=limit, from_end=True)
+
+
 def list_owned(
     session: Session,
     *,
@@ -214,19 +235,30 @@ def list_owned(
     with_previews: bool = False,
 ) -> tuple[Sequence[MediaAsset], int]:
     conditions = [MediaAsset.owner_id == owner_id, *filters.conditions(postgres=is_postgres(session))]
-    column = SORTS[sort.removeprefix("-")]
+    total = count_owned(session, owner_id=owner_id, filters=filters)
+    window = PageWindow.of(total=total, page=page, page_size=page_size)
+    if window.limit == 0:
+        return [], total
     # Ties go the sort's way too, so each order is one index (tenant, key, id) read forwards or backwards.
-    order = (column.desc(), MediaAsset.id.desc()) if sort.startswith("-") else (column.asc(), MediaAsset.id.asc())
+    column = SORTS[sort.removeprefix("-")]
+    descending = sort.startswith("-") != window.from_end
+    order = (column.desc(), MediaAsset.id.desc()) if descending else (column, MediaAsset.id)
     # The page's ids first, then their rows: skipping to a deep page reads index entries, not 100,000 rows.
     # (A search's total is not counted in the same pass, with count(*) OVER (): PostgreSQL 15 then costs
     # the window as if LIMIT stopped it early and reads the tenant's 100,000 rows in order, 218 ms.)
     page_ids = (
-        sa.select(MediaAsset.id).where(*conditions).order_by(*order).limit(page_size).offset((page - 1) * page_size)
-    ).subquery("page_ids")
+        sa.select(MediaAsset.id)
+        .where(*conditions)
+        .order_by(*order)
+        .limit(window.limit)
+        .offset(window.skip)
+        .subquery("page_ids")
+    )
     query = sa.select(MediaAsset).join(page_ids, page_ids.c.id == MediaAsset.id).order_by(*order)
     if with_previews:  # the poster and the duration of each row, in two queries for the whole page
         query = query.options(selectinload(MediaAsset.metadata_record), selectinload(MediaAsset.proxies))
-    return session.scalars(query).all(), count_owned(session, owner_id=owner_id, filters=filters)
+    rows = session.scalars(query).all()
+    return (rows[::-1] if window.from_end else rows), total
 
 
 def library_changes(session: Session, *, owner_id: str, since: datetime) -> tuple[Sequence[MediaAsset], int]:
