@@ -29,8 +29,6 @@ class TaskStatus(StrEnum):
 class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
-        # The claim: queued rows of the runner's queues that are due, most urgent first, then oldest.
-        sa.Index("ix_tasks_claim", "status", "queue", "run_after", "priority"),
         sa.Index("ix_tasks_lease_expiry", "status", "lease_expires_at"),
         sa.Index("ix_tasks_finished", "status", "finished_at"),
         # The claim reads queued rows only, in its order: by priority (no tenant cap), or by tenant (the cap
