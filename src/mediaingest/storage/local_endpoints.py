@@ -20,6 +20,8 @@ as with S3 buckets configured for direct browser uploads.
 from __future__ import annotations
 
 import hmac
+import re
+from dataclasses import replace
 from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Request, Response
@@ -30,6 +32,7 @@ from starlette.requests import ClientDisconnect
 from mediaingest.exceptions import MediaIngestError, ObjectNotFoundError, SignatureError, StorageError
 from mediaingest.logging import get_logger
 from mediaingest.storage import signing
+from mediaingest.storage.base import ObjectInfo
 from mediaingest.storage.encoding import decode_metadata, encode_metadata
 from mediaingest.storage.errors import InvalidKeyError, InvalidPartError, PreconditionFailedError
 from mediaingest.storage.local import LocalStorage, ObjectWriter
@@ -45,6 +48,7 @@ router = APIRouter(prefix="/storage", tags=["storage"], include_in_schema=False)
 WRITE_BATCH = 256 * 1024
 META_PREFIX = "x-amz-meta-"
 CHECKSUM_HEADER = "x-amz-checksum-sha256"
+_DECIMAL = re.compile(r"[0-9]{1,19}")  # ASCII digits only, and few enough to fit a signed 64-bit int
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -70,20 +74,24 @@ def _error_response(error: S3Error) -> Response:
     return Response(body, status_code=error.status_code, media_type="application/xml", headers=CORS_HEADERS)
 
 
+# Our error tree to S3's codes, the first class that matches answering; an error that names S3's
+# code itself (`details["s3_code"]`: NoSuchUpload, NoSuchBucket…) is answered with that code.
+_S3_ANSWERS: tuple[tuple[type[MediaIngestError], int, str], ...] = (
+    (SignatureError, 403, "SignatureDoesNotMatch"),
+    (ObjectNotFoundError, 404, "NoSuchKey"),
+    (InvalidKeyError, 400, "InvalidArgument"),
+    (InvalidPartError, 400, "InvalidPart"),
+    (PreconditionFailedError, 412, "PreconditionFailed"),
+)
+
+
 def _translate(exc: MediaIngestError) -> S3Error:
     """Our error tree to S3's codes. Messages are ours, written for clients: no paths, no secrets."""
-    if isinstance(exc, SignatureError):
-        if exc.details.get("reason") == "expired":
-            return S3Error(403, "AccessDenied", "Request has expired")
-        return S3Error(403, "SignatureDoesNotMatch", exc.message)
-    if isinstance(exc, ObjectNotFoundError):
-        return S3Error(404, str(exc.details.get("s3_code", "NoSuchKey")), exc.message)
-    if isinstance(exc, InvalidKeyError):
-        return S3Error(400, "InvalidArgument", exc.message)
-    if isinstance(exc, InvalidPartError):
-        return S3Error(400, "InvalidPart", exc.message)
-    if isinstance(exc, PreconditionFailedError):
-        return S3Error(412, "PreconditionFailed", exc.message)
+    if isinstance(exc, SignatureError) and exc.details.get("reason") == "expired":
+        return S3Error(403, "AccessDenied", "Request has expired")
+    for error_class, status_code, code in _S3_ANSWERS:
+        if isinstance(exc, error_class):
+            return S3Error(status_code, str(exc.details.get("s3_code", code)), exc.message)
     return S3Error(500, "InternalError", "We encountered an internal error. Please try again.")
 
 
@@ -97,7 +105,7 @@ def _local_storage(request: Request) -> LocalStorage:
 
 def _int_param(value: str | None) -> int | None:
     """Query integers; anything unparsable becomes None, which then fails signature verification."""
-    if value is None or not value.isascii() or not value.isdigit() or len(value) > 19:
+    if value is None or not _DECIMAL.fullmatch(value):
         return None
     return int(value)
 
@@ -146,7 +154,6 @@ async def _receive_body(request: Request, writer: ObjectWriter, *, limit: int) -
 def _signed_put(request: Request, bucket: str, key: str) -> tuple[signing.SignedRequest, dict[str, str]]:
     """What the PUT's URL signs, read from its query and headers, and the object metadata it carries."""
     query, headers = request.query_params, request.headers
-    is_part = signing.UPLOAD_ID_PARAM in query or signing.PART_NUMBER_PARAM in query
     metadata = {name[len(META_PREFIX) :]: value for name, value in headers.items() if name.startswith(META_PREFIX)}
     signed = signing.SignedRequest(
         method="PUT",
@@ -154,15 +161,16 @@ def _signed_put(request: Request, bucket: str, key: str) -> tuple[signing.Signed
         key=key,
         expires=_int_param(query.get(signing.EXPIRES_PARAM)),
         size=_int_param(query.get(signing.SIZE_PARAM)),
-        # A part signs neither type nor metadata (S3 takes them at create time); its checksum, if any.
-        content_type=None if is_part else headers.get("content-type"),
         checksum_sha256=headers.get(CHECKSUM_HEADER),
-        metadata={} if is_part else metadata,
         upload_id=query.get(signing.UPLOAD_ID_PARAM),
         part_number=_int_param(query.get(signing.PART_NUMBER_PARAM)),
-        if_none_match=None if is_part else headers.get("if-none-match"),
     )
-    return signed, metadata
+    if signing.UPLOAD_ID_PARAM in query or signing.PART_NUMBER_PARAM in query:
+        return signed, metadata  # a part signs neither type nor metadata (S3 takes them at create time)
+    whole = replace(
+        signed, content_type=headers.get("content-type"), metadata=metadata, if_none_match=headers.get("if-none-match")
+    )
+    return whole, metadata
 
 
 def _declared_size(request: Request, signed: signing.SignedRequest) -> int:
@@ -238,34 +246,28 @@ async def _put(request: Request, bucket: str, key: str) -> Response:
         await _receive_body(request, writer, limit=size)
         if writer.size != size:
             raise S3Error(400, "IncompleteBody", "The body is shorter than the signed size.")
-        response_headers = dict(CORS_HEADERS)
-        if signed.checksum_sha256 is not None:
-            if not hmac.compare_digest(writer.checksum_sha256_b64, signed.checksum_sha256):
-                raise S3Error(400, "BadDigest", "The SHA256 you specified did not match the calculated checksum.")
-            response_headers["x-amz-checksum-sha256"] = signed.checksum_sha256
+        checksum_headers = _checked_checksum(writer, signed)
         etag = await _commit(storage, writer, signed, metadata)
     finally:
         writer.discard()  # a no-op once committed
     log.info("storage.local_put", bucket=bucket, key=key, size=size, part=signed.part_number)
-    return Response(status_code=200, headers={**response_headers, "ETag": f'"{etag}"'})
+    return Response(status_code=200, headers={**CORS_HEADERS, **checksum_headers, "ETag": f'"{etag}"'})
+
+
+def _checked_checksum(writer: ObjectWriter, signed: signing.SignedRequest) -> dict[str, str]:
+    """The signed SHA-256 checked against the bytes received; S3 echoes it in its answer."""
+    if signed.checksum_sha256 is None:
+        return {}
+    if not hmac.compare_digest(writer.checksum_sha256_b64, signed.checksum_sha256):
+        raise S3Error(400, "BadDigest", "The SHA256 you specified did not match the calculated checksum.")
+    return {CHECKSUM_HEADER: signed.checksum_sha256}
 
 
 @router.api_route("/{bucket}/{key:path}", methods=["GET", "HEAD"])
 async def get_object(bucket: str, key: str, request: Request) -> Response:
     """Serves a signed GET URL; HEAD is accepted with the same URL (it reveals less than GET)."""
     try:
-        storage = _local_storage(request)
-        query = request.query_params
-        disposition = query.get(signing.DISPOSITION_PARAM)
-        signed = signing.SignedRequest(
-            method="GET",
-            bucket=bucket,
-            key=key,
-            expires=_int_param(query.get(signing.EXPIRES_PARAM)),
-            content_disposition=disposition,
-        )
-        storage.verify(signed, _signature(request))
-        path, stat, info = await run_in_threadpool(storage.open_for_read, bucket, key)
+        return await _get(request, bucket, key)
     except S3Error as exc:
         return _error_response(exc)
     except MediaIngestError as exc:
@@ -273,24 +275,40 @@ async def get_object(bucket: str, key: str, request: Request) -> Response:
             log.warning("storage.local_get_failed", bucket=bucket, key=key, error=exc.message)
         return _error_response(_translate(exc))
 
+
+async def _get(request: Request, bucket: str, key: str) -> Response:
+    """A signed GET or HEAD, as S3 answers it; errors are raised for `get_object` to render."""
+    storage = _local_storage(request)
+    disposition = request.query_params.get(signing.DISPOSITION_PARAM)
+    signed = signing.SignedRequest(
+        method="GET",
+        bucket=bucket,
+        key=key,
+        expires=_int_param(request.query_params.get(signing.EXPIRES_PARAM)),
+        content_disposition=disposition,
+    )
+    storage.verify(signed, _signature(request))
+    path, stat, info = await run_in_threadpool(storage.open_for_read, bucket, key)
     if not _matches(request.headers.get("if-match"), info.etag):
-        return _error_response(
-            S3Error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
-        )
+        raise S3Error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
+    # FileResponse streams in chunks and answers Range (206, Content-Range, 416) and HEAD itself; it
+    # keeps our ETag (its own is only a default) and takes the stat that matches the sidecar.
+    return FileResponse(
+        path,
+        media_type=info.content_type or "application/octet-stream",
+        headers=_download_headers(info, disposition),
+        stat_result=stat,
+    )
+
+
+def _download_headers(info: ObjectInfo, disposition: str | None) -> dict[str, str]:
     # The type recorded at upload (signed, and checked against the bytes at confirm), never a sniffed
     # one: nosniff stops a browser from rendering a polyglot (a JPEG with HTML appended) as a page.
     headers = {**CORS_HEADERS, "ETag": f'"{info.etag}"', "X-Content-Type-Options": "nosniff"}
     headers.update({f"{META_PREFIX}{name}": value for name, value in encode_metadata(info.metadata).items()})
     if disposition:
         headers["Content-Disposition"] = disposition
-    # FileResponse streams in chunks and answers Range (206, Content-Range, 416) and HEAD itself; it
-    # keeps our ETag (its own is only a default) and takes the stat that matches the sidecar.
-    return FileResponse(
-        path,
-        media_type=info.content_type or "application/octet-stream",
-        headers=headers,
-        stat_result=stat,
-    )
+    return headers
 
 
 def _matches(expected: str | None, etag: str) -> bool:
