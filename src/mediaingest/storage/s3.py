@@ -38,9 +38,22 @@ from mediaingest.storage.errors import InvalidPartError, PreconditionFailedError
 log = get_logger(__name__)
 
 MAX_EXPIRES_IN = 7 * 24 * 3600  # SigV4 presigned URLs live at most a week
-_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound"})
-_BAD_PARTS_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall"})
-_PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+_FAILED = "S3 {operation} failed for {where} ({code})."
+# S3 error codes that say more than "failed": the storage error each one is, and its message.
+_CODE_ERRORS: dict[str, tuple[type[StorageError], str]] = {
+    **dict.fromkeys(
+        ("404", "NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound"),
+        (ObjectNotFoundError, "Not found in storage: {where} ({code})."),
+    ),
+    **dict.fromkeys(
+        ("PreconditionFailed", "412", "ConditionalRequestConflict"),
+        (PreconditionFailedError, "S3 {operation} refused for {where}: a condition did not hold ({code})."),
+    ),
+    **dict.fromkeys(
+        ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"),
+        (InvalidPartError, "S3 refused the part list for {where} ({code})."),
+    ),
+}
 _DOWNLOAD_CHUNK = 1024 * 1024
 
 
@@ -50,20 +63,13 @@ def _translate(operation: str, bucket: str, key: str | None = None) -> Iterator[
     try:
         yield
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code") or "Unknown")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = str(exc.response.get("Error", {}).get("Code") or "Unknown")
+        error_class, message = _CODE_ERRORS.get(code, (StorageError, _FAILED))
+        if error_class is StorageError:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            log.warning("storage.s3_error", operation=operation, bucket=bucket, key=key, code=code, status=status)
         details = {"s3_code": code, "operation": operation}
-        if code in _NOT_FOUND_CODES:
-            raise ObjectNotFoundError(f"Not found in storage: {where} ({code}).", details=details) from exc
-        if code in _PRECONDITION_CODES:
-            raise PreconditionFailedError(
-                f"S3 {operation} refused for {where}: a condition did not hold ({code}).", details=details
-            ) from exc
-        if code in _BAD_PARTS_CODES:
-            raise InvalidPartError(f"S3 refused the part list for {where} ({code}).", details=details) from exc
-        log.warning("storage.s3_error", operation=operation, bucket=bucket, key=key, code=code, status=status)
-        raise StorageError(f"S3 {operation} failed for {where} ({code}).", details=details) from exc
+        raise error_class(message.format(operation=operation, where=where, code=code), details=details) from exc
     except (BotoCoreError, Boto3Error, OSError) as exc:
         # Connection, timeout and transfer errors; their text can carry endpoint URLs, so only the type.
         log.warning("storage.s3_error", operation=operation, bucket=bucket, key=key, error=type(exc).__name__)
@@ -75,6 +81,11 @@ def _translate(operation: str, bucket: str, key: str | None = None) -> Iterator[
 def _validate_expires_in(expires_in: int) -> None:
     if not 1 <= expires_in <= MAX_EXPIRES_IN:
         raise ValueError(f"expires_in must be between 1 and {MAX_EXPIRES_IN} seconds")
+
+
+def _quoted_etag(etag: str) -> str:
+    """S3 wants ETags quoted, as its PUT answered them; clients often strip the quotes."""
+    return f'"{etag.strip().strip(chr(34))}"'
 
 
 def _sha256_hex(checksum: str | None, checksum_type: str | None) -> str | None:
@@ -260,8 +271,7 @@ class S3Storage(Storage):
         }
         listed: list[dict[str, Any]] = []
         for part in parts:
-            # S3 wants the ETags quoted, as its PUT answered them; clients often strip the quotes.
-            entry = {"PartNumber": part.part_number, "ETag": f'"{part.etag.strip().strip(chr(34))}"'}
+            entry = {"PartNumber": part.part_number, "ETag": _quoted_etag(part.etag)}
             if checksum := checksums.get(part.part_number):
                 entry["ChecksumSHA256"] = sha256_hex_to_b64(checksum)
             listed.append(entry)
@@ -302,17 +312,13 @@ class S3Storage(Storage):
             raise ValueError("start and length must not be negative")
         if length == 0:
             return b""
-        try:
-            response = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}")
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # start at or past the end
-                return b""
-            with _translate("read range", bucket, key):
-                raise
-        except (BotoCoreError, OSError):
-            with _translate("read range", bucket, key):
-                raise
         with _translate("read range", bucket, key):
+            try:
+                response = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}")
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # start at or past the end
+                    return b""
+                raise
             body = response["Body"]
             try:
                 return bytes(body.read())
@@ -325,7 +331,7 @@ class S3Storage(Storage):
             return info.sha256
         digest = hashlib.sha256()
         with _translate("checksum", bucket, key):
-            response = self.client.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag.strip().strip(chr(34))}"')
+            response = self.client.get_object(Bucket=bucket, Key=key, IfMatch=_quoted_etag(etag))
             body = response["Body"]
             try:
                 for chunk in body.iter_chunks(_DOWNLOAD_CHUNK):
@@ -342,7 +348,7 @@ class S3Storage(Storage):
             return
         # Pinned: one GET with If-Match (s3transfer takes no If-Match), streamed in chunks.
         with _translate("download", bucket, key):
-            response = self.client.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag.strip().strip(chr(34))}"')
+            response = self.client.get_object(Bucket=bucket, Key=key, IfMatch=_quoted_etag(etag))
             body = response["Body"]
             try:
                 with destination.open("wb") as target:
@@ -396,23 +402,29 @@ class S3Storage(Storage):
     # --- lifecycle ------------------------------------------------------------------------------
     def ensure_buckets(self, buckets: Iterable[str]) -> None:
         for bucket in buckets:
-            try:
-                with _translate("head bucket", bucket):
-                    self.client.head_bucket(Bucket=bucket)
-                continue
-            except ObjectNotFoundError:
-                pass
-            # us-east-1 is the one region that refuses an explicit LocationConstraint.
-            location = (
-                {} if self.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": self.region}}
-            )
-            try:
-                with _translate("create bucket", bucket):
-                    self.client.create_bucket(Bucket=bucket, **location)
-            except StorageError as exc:
-                # Lost a race with another replica; an existing bucket of someone else's stays an error.
-                if exc.details.get("s3_code") != "BucketAlreadyOwnedByYou":
-                    raise
+            if not self._bucket_exists(bucket):
+                self._create_bucket(bucket)
+
+    def _bucket_exists(self, bucket: str) -> bool:
+        try:
+            with _translate("head bucket", bucket):
+                self.client.head_bucket(Bucket=bucket)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def _create_bucket(self, bucket: str) -> None:
+        # us-east-1 is the one region that refuses an explicit LocationConstraint.
+        location = (
+            {} if self.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": self.region}}
+        )
+        try:
+            with _translate("create bucket", bucket):
+                self.client.create_bucket(Bucket=bucket, **location)
+        except StorageError as exc:
+            # Lost a race with another replica; an existing bucket of someone else's stays an error.
+            if exc.details.get("s3_code") != "BucketAlreadyOwnedByYou":
+                raise
 
     def check_ready(self, buckets: Iterable[str]) -> None:
         for bucket in buckets:
