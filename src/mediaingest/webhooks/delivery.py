@@ -84,6 +84,11 @@ class AttemptResult:
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
 
+    def failure(self) -> FailedDelivery:
+        """What a failed attempt raises: the runner retries a FailedDelivery, never a RefusedDelivery."""
+        message = self.error or "delivery failed"
+        return RefusedDelivery(message) if self.permanent else FailedDelivery(message)
+
 
 class FailedDelivery(MediaIngestError):
     """A non-2xx answer, a timeout or a connection error: retried."""
@@ -191,18 +196,24 @@ def post(attempt: _Attempt, policy: DeliveryPolicy) -> AttemptResult:
         return AttemptResult(None, str(unresolved), elapsed())
     url, extensions = pinned_request(attempt.url, destination)
     headers["Host"] = urlsplit(attempt.url).netloc
+    status, error = _send(url, attempt.body, headers, extensions, timeout_seconds=policy.timeout_seconds)
+    return AttemptResult(status, error, elapsed())
+
+
+def _send(
+    url: str, body: bytes, headers: dict[str, str], extensions: dict[str, object], *, timeout_seconds: float
+) -> tuple[int | None, str | None]:
+    """One POST, redirects not followed: the answer's status, and what went wrong (None when it is 2xx)."""
     try:
-        with httpx.Client(timeout=policy.timeout_seconds, follow_redirects=False) as http:
-            response = http.post(url, content=attempt.body, headers=headers, extensions=extensions)
-        status, error = response.status_code, None
-        if not 200 <= status < 300:
-            error = f"HTTP {status}"
+        with httpx.Client(timeout=timeout_seconds, follow_redirects=False) as http:
+            response = http.post(url, content=body, headers=headers, extensions=extensions)
     except httpx.TimeoutException:
-        status, error = None, f"timed out after {policy.timeout_seconds:g} s"
+        return None, f"timed out after {timeout_seconds:g} s"
     except httpx.HTTPError as exc:
         # The message names the failure (refused, DNS…), never the headers, so no signature leaks.
-        status, error = None, f"{type(exc).__name__}: {exc}"[:500]
-    return AttemptResult(status, error, elapsed())
+        return None, f"{type(exc).__name__}: {exc}"[:500]
+    status = response.status_code
+    return status, (None if 200 <= status < 300 else f"HTTP {status}")
 
 
 def _record(ctx: Runtime, run: TaskRun, attempt: _Attempt, result: AttemptResult) -> None:
@@ -229,8 +240,7 @@ def _record(ctx: Runtime, run: TaskRun, attempt: _Attempt, result: AttemptResult
         log.info("webhook.delivered", delivery_id=attempt.delivery_id, webhook_event=attempt.event,
                  attempt=attempt.attempt, status_code=result.status_code, duration_ms=result.duration_ms)  # fmt: skip
         return
-    message = result.error or "delivery failed"
-    raise RefusedDelivery(message) if result.permanent else FailedDelivery(message)
+    raise result.failure()
 
 
 def delivery_failed(session: Session, task: Task, error: str, decision: RetryDecision) -> None:

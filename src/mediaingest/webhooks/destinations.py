@@ -26,8 +26,13 @@ from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-_SIIT = ipaddress.ip_network("::ffff:0:0:0/96")
+# NAT64 (both prefixes) and SIIT: the IPv4 address is the low 32 bits.
+_LOW32_PREFIXES = (
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("::ffff:0:0:0/96"),
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _COMPATIBLE = ipaddress.ip_network("::/96")
 _NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}", re.IGNORECASE)
 
@@ -58,7 +63,7 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | Non
     if address.teredo is not None:
         return address.teredo[1]  # the client's address, the one traffic reaches
     low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    if any(address in prefix for prefix in _NAT64_PREFIXES) or address in _SIIT:
+    if any(address in prefix for prefix in _LOW32_PREFIXES):
         return low32
     if address in _COMPATIBLE and int(address) > 1:  # ::a.b.c.d (deprecated), but not :: or ::1
         return low32
@@ -103,17 +108,21 @@ def resolve(url: str, *, allow_private: bool = False) -> Destination:
     """
     parts = urlsplit(url)
     host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 80)
     addresses = _addresses(host, port)
     if not allow_private:
-        for address in addresses:
-            reason = refusal(address)
-            if reason is not None:
-                # Every address must pass: a name with one private address is a rebinding risk.
-                raise RefusedDestination(f"destination {host!r} is refused: {reason}")
+        _refuse_private(host, addresses)
     if not addresses:
         raise UnresolvedHost(f"cannot resolve {host!r}")
     return Destination(host=host, port=port, addresses=tuple(addresses))
+
+
+def _refuse_private(host: str, addresses: list[IPAddress]) -> None:
+    """Every address must pass: a name with one private address is a rebinding risk."""
+    for address in addresses:
+        reason = refusal(address)
+        if reason is not None:
+            raise RefusedDestination(f"destination {host!r} is refused: {reason}")
 
 
 def _addresses(host: str, port: int) -> list[IPAddress]:
@@ -125,9 +134,5 @@ def _addresses(host: str, port: int) -> list[IPAddress]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise UnresolvedHost(f"cannot resolve {host!r}") from exc
-    addresses: list[IPAddress] = []
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])  # without an IPv6 zone (%eth0)
-        if address not in addresses:
-            addresses.append(address)
-    return addresses
+    # Each once, in order; without an IPv6 zone (%eth0).
+    return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos))

@@ -7,6 +7,7 @@ together with the status change they announce.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ ASSET_FAILED = "asset.failed"
 EVENTS = frozenset({ASSET_READY, ASSET_FAILED})
 SECRET_PREFIX = "whsec_"  # noqa: S105  (a public marker, not a secret)
 MAX_URL_LENGTH = 2048
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")  # \s: what str.isspace() calls whitespace
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def validate_url(url: str) -> str:
 def _url_problem(value: str) -> str | None:
     if len(value) > MAX_URL_LENGTH:
         return f"at most {MAX_URL_LENGTH} characters"
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if _SPACE_OR_CONTROL.search(value):
         return "no whitespace or control characters"
     try:
         parts = urlsplit(value)
@@ -71,10 +73,15 @@ def _url_problem(value: str) -> str | None:
     return next((problem for holds, problem in rules if not holds), None)
 
 
-def get_webhook(session: Session, *, user_id: str) -> WebhookState:
+def _user(session: Session, user_id: str) -> User:
     user = session.get(User, user_id)
     if user is None:
         raise NotFoundError("user not found")
+    return user
+
+
+def get_webhook(session: Session, *, user_id: str) -> WebhookState:
+    user = _user(session, user_id)
     secret = session.get(WebhookSecret, user_id)
     return WebhookState(url=user.webhook_url, secret_created_at=secret.created_at if secret else None)
 
@@ -85,9 +92,7 @@ def set_webhook(session: Session, *, user_id: str, url: str, allow_private: bool
     A URL whose host is not a public address is refused here, at once; every delivery checks again
     (DNS may change), see `destinations`.
     """
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFoundError("user not found")
+    user = _user(session, user_id)
     value = validate_url(url)
     try:
         resolve(value, allow_private=allow_private)
@@ -96,24 +101,27 @@ def set_webhook(session: Session, *, user_id: str, url: str, allow_private: bool
     except UnresolvedHost:
         pass  # its DNS may not be live yet: each delivery resolves and checks it again
     user.webhook_url = value
+    secret, now = _issue_secret(session, user_id)
+    session.flush()
+    log.info("webhook.set", user_id=user_id)  # neither the URL's query nor the secret is logged
+    return WebhookState(url=user.webhook_url, secret_created_at=now, secret=secret)
+
+
+def _issue_secret(session: Session, user_id: str) -> tuple[str, datetime]:
+    """A new signing secret for the user's webhook, replacing any earlier one; and when it was made."""
     value = SECRET_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
     record = session.get(WebhookSecret, user_id)
     if record is None:
-        record = WebhookSecret(user_id=user_id, secret=value, created_at=now)
-        session.add(record)
+        session.add(WebhookSecret(user_id=user_id, secret=value, created_at=now))
     else:
         record.secret, record.created_at = value, now
-    session.flush()
-    log.info("webhook.set", user_id=user_id)  # neither the URL's query nor the secret is logged
-    return WebhookState(url=user.webhook_url, secret_created_at=now, secret=value)
+    return value, now
 
 
 def clear_webhook(session: Session, *, user_id: str) -> int:
     """Removes the URL and the secret; deliveries still waiting are cancelled. Returns how many."""
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFoundError("user not found")
+    user = _user(session, user_id)
     user.webhook_url = None
     record = session.get(WebhookSecret, user_id)
     if record is not None:
