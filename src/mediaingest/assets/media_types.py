@@ -143,15 +143,13 @@ def sanitize_filename(raw: str, *, mime_type: str) -> str:
     fallback_extension = ALLOWED_MIME_TYPES[mime_type][1]
     name = unicodedata.normalize("NFC", raw)
     name = re.split(r"[/\\]", name)[-1]  # drop any path, POSIX or Windows
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")  # control, format, private
+    name = _without_control_characters(name)
     name = _RESERVED.sub("_", name)
     name = _WHITESPACE.sub(" ", name).strip(" .")
     stem, dot, extension = name.rpartition(".")
-    if not dot:
-        stem, extension = name, ""
     extension = extension.lower()
-    if not _EXTENSION.match(extension):
-        stem, extension = (name if dot else stem), fallback_extension
+    if not (dot and _EXTENSION.match(extension)):
+        stem, extension = name, fallback_extension  # no extension, or nothing like one: all of it is the stem
     elif extension not in allowed:
         extension = fallback_extension
     stem = stem.strip(" .") or "upload"
@@ -162,7 +160,12 @@ def sanitize_filename(raw: str, *, mime_type: str) -> str:
 
 def printable_name(raw: str, *, limit: int = 1024) -> str:
     """The client's name as given, minus control characters (PostgreSQL text cannot even hold NUL)."""
-    return "".join(ch for ch in unicodedata.normalize("NFC", raw) if unicodedata.category(ch)[0] != "C")[:limit]
+    return _without_control_characters(unicodedata.normalize("NFC", raw))[:limit]
+
+
+def _without_control_characters(text: str) -> str:
+    """`text` without Unicode's "other" characters: control, format, surrogate, private use, unassigned."""
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
 
 
 def extension_of(filename: str) -> str:

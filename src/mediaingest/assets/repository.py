@@ -90,8 +90,6 @@ class AssetFilters:
 
     def conditions(self, *, postgres: bool) -> list[sa.ColumnElement[bool]]:
         conditions = []
-        if self.parent_id is not None:
-            conditions.append(MediaAsset.parent_id == self.parent_id)
         if self.name_contains:
             name = sa.func.lower(MediaAsset.original_name)
             matches = name.contains(self.name_contains.lower(), autoescape=True)
@@ -99,15 +97,14 @@ class AssetFilters:
             conditions.append(matches if said is None else sa.or_(matches, said))
         if self.id_prefix is not None:
             conditions.append(MediaAsset.id.startswith(self.id_prefix.lower(), autoescape=True))
-        if self.upload_status is not None:
-            conditions.append(MediaAsset.upload_status == self.upload_status)
-        if self.processing_status is not None:
-            conditions.append(MediaAsset.processing_status == self.processing_status)
-        if self.media_type is not None:
-            conditions.append(MediaAsset.type == self.media_type)
-        if self.project_id is not None:
-            conditions.append(MediaAsset.project_id == self.project_id)
-        return conditions
+        equal_to = (
+            (MediaAsset.parent_id, self.parent_id),
+            (MediaAsset.upload_status, self.upload_status),
+            (MediaAsset.processing_status, self.processing_status),
+            (MediaAsset.type, self.media_type),
+            (MediaAsset.project_id, self.project_id),
+        )
+        return conditions + [column == value for column, value in equal_to if value is not None]
 
     def counted(self, counts: sa.TableClause) -> list[sa.ColumnElement[bool]] | None:
         """These filters over the per-group counts (type, statuses), or None when they filter on more."""

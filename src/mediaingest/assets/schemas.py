@@ -31,7 +31,6 @@ from mediaingest.pipeline.registry import Presentation
 from mediaingest.schemas import ApiModel, ErrorEnvelope, RequestModel
 
 log = structlog.stdlib.get_logger(__name__)
-_ABSENT = object()
 
 
 class UploadUrlRequest(RequestModel):
@@ -317,8 +316,7 @@ class MetadataOut(ApiModel):
             return data
         from mediaingest.pipeline.registry import measured_by
 
-        read = ((name, getattr(data, name, _ABSENT)) for name in cls.model_fields)
-        values = {name: value for name, value in read if value is not _ABSENT}
+        values = {name: getattr(data, name) for name in cls.model_fields if hasattr(data, name)}
         stored: dict[str, dict[str, Any]] = getattr(data, "measurements", None) or {}
         models = measured_by()
         sent: dict[str, dict[str, Any]] = {}
@@ -333,7 +331,7 @@ class MetadataOut(ApiModel):
                 continue
             sent[stage] = known.model_dump(mode="json", by_alias=True)
             shown = cls.model_fields.keys() - values.keys()  # loudness, shots, transcript_language: not columns
-            values.update({name: getattr(known, name) for name in type(known).model_fields if name in shown})
+            values.update({name: getattr(known, name) for name in shown & type(known).model_fields.keys()})
         values["measurements"] = sent
         return values
 

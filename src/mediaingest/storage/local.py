@@ -59,7 +59,7 @@ STALE_TEMP_SECONDS = 24 * 3600  # longer than any upload URL lives
 
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_REFUSED_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")  # control characters, and the Windows separator
 
 
 def validate_bucket(bucket: str) -> None:
@@ -74,11 +74,9 @@ def validate_key(key: str) -> None:
     into another key.
     """
     if (
-        not key
-        or len(key.encode("utf-8", errors="surrogatepass")) > MAX_KEY_BYTES
-        or _CONTROL_CHARS.search(key)
-        or key.startswith("/")
-        or "\\" in key
+        len(key.encode("utf-8", errors="surrogatepass")) > MAX_KEY_BYTES
+        or _REFUSED_KEY_CHARS.search(key)
+        # also refuses an empty key and an absolute path: both start with an empty segment
         or any(part in ("", ".", "..") for part in key.split("/"))
     ):
         raise InvalidKeyError("Invalid object key.")

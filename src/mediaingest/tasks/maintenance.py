@@ -23,10 +23,11 @@ def reap(ctx: Runtime, run: TaskRun, *, catalog: Mapping[str, TaskSpec]) -> None
     found in the runner's `catalog`, says so where users see it."""
     with session_scope(ctx.session_factory) as session:
         reaped = queue.reap_expired(session, now=utcnow())
-        for task, failed in [*((t, False) for t in reaped.requeued), *((t, True) for t in reaped.failed)]:
-            spec = catalog.get(task.name)
-            if spec is not None and spec.on_reaped is not None:
-                spec.on_reaped(session, task, failed)
+        for tasks, failed in ((reaped.requeued, False), (reaped.failed, True)):
+            for task in tasks:
+                spec = catalog.get(task.name)
+                if spec is not None and spec.on_reaped is not None:
+                    spec.on_reaped(session, task, failed)
     if reaped.requeued or reaped.failed:
         log.warning("tasks.reaped", requeued=len(reaped.requeued), failed=len(reaped.failed))
 

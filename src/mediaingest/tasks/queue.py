@@ -57,10 +57,6 @@ def defer(
 
     With `dedupe_key`, a task that already has the key is returned instead: deferring is idempotent.
     """
-    if dedupe_key is not None:
-        existing = session.scalar(sa.select(Task).where(Task.dedupe_key == dedupe_key))
-        if existing is not None:
-            return existing
     task = Task(
         name=name,
         queue=queue,
@@ -77,6 +73,14 @@ def defer(
         session.add(task)
         session.flush()
         return task
+    return _add_unless_keyed(session, task, dedupe_key)
+
+
+def _add_unless_keyed(session: Session, task: Task, dedupe_key: str) -> Task:
+    """The task that has `dedupe_key`: an existing one, else `task`, inserted."""
+    existing = session.scalar(sa.select(Task).where(Task.dedupe_key == dedupe_key))
+    if existing is not None:
+        return existing
     # Two runners deferring the same periodic task at once: the unique key lets one insert win.
     try:
         with session.begin_nested():

@@ -96,17 +96,19 @@ class Authenticator:
             user.plan = plan  # the main product is the source of truth for its users' plans
         return Principal(user_id=subject, plan=plan)
 
+    def _verification_key(self, token: str) -> tuple[object, bool]:
+        """The key that verifies `token`, and whether it is an HMAC secret (else a JWKS public key)."""
+        if self._jwks_client is not None:
+            return self._jwks_client.get_signing_key_from_jwt(token).key, False
+        assert self.settings.jwt_secret is not None
+        return self.settings.jwt_secret.get_secret_value(), True
+
     def _verified_claims(self, token: str) -> dict[str, Any]:
         try:
+            key, is_secret = self._verification_key(token)
             # Only the algorithm family the key is for: an HMAC secret never verifies RS/ES tokens and a
             # JWKS public key never verifies HS tokens (the classic algorithm-confusion attack).
-            if self._jwks_client is not None:
-                key: object = self._jwks_client.get_signing_key_from_jwt(token).key
-                algorithms = [name for name in self.settings.jwt_algorithms if not name.startswith("HS")]
-            else:
-                assert self.settings.jwt_secret is not None
-                key = self.settings.jwt_secret.get_secret_value()
-                algorithms = [name for name in self.settings.jwt_algorithms if name.startswith("HS")]
+            algorithms = [name for name in self.settings.jwt_algorithms if name.startswith("HS") == is_secret]
             return jwt.decode(
                 token,
                 key=key,  # type: ignore[arg-type]
