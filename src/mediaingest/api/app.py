@@ -47,8 +47,6 @@ def create_app(
     engine = create_db_engine(settings.resolved_database_url)
     session_factory = create_session_factory(engine)
     storage = build_storage(settings)
-    if settings.storage_backend == StorageBackendName.LOCAL:
-        storage.ensure_buckets([settings.bucket_incoming, settings.bucket_processed, settings.bucket_proxies])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,16 +97,24 @@ def create_app(
     mount_web(app)  # the upload page at /
     mount_docs(app)
     if settings.storage_backend == StorageBackendName.LOCAL:
-        # The embedded default serves its own signed URLs (same PUT/ETag protocol as S3).
-        from mediaingest.storage.local_endpoints import router as local_storage_router
-
-        def upload_gate(bucket: str, key: str) -> bool:
-            with app.state.read_session_factory() as session:
-                return bool(app.state.asset_service.accepts_upload(session, bucket=bucket, key=key))
-
-        app.state.upload_gate = upload_gate
-        app.include_router(local_storage_router)
+        _serve_local_storage(app)
     return app
+
+
+def _serve_local_storage(app: FastAPI) -> None:
+    """The embedded default: its buckets, and the endpoints of its own signed URLs (same PUT/ETag protocol
+    as S3), which take bytes only for uploads the asset service still accepts."""
+    from mediaingest.storage.local_endpoints import router as local_storage_router
+
+    settings = app.state.settings
+    app.state.storage.ensure_buckets([settings.bucket_incoming, settings.bucket_processed, settings.bucket_proxies])
+
+    def upload_gate(bucket: str, key: str) -> bool:
+        with app.state.read_session_factory() as session:
+            return bool(app.state.asset_service.accepts_upload(session, bucket=bucket, key=key))
+
+    app.state.upload_gate = upload_gate
+    app.include_router(local_storage_router)
 
 
 def _internal_app(public: FastAPI) -> FastAPI:

@@ -38,11 +38,15 @@ def error_response(
     return JSONResponse({"success": False, "error": body}, status_code=status_code, headers=sent or None)
 
 
+def _problem(error: Mapping[str, Any]) -> dict[str, Any]:
+    """One validation error as the envelope names it: the field's dotted path (without its part of the
+    request: body, query, path), and what is wrong with it."""
+    location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path"))
+    return {"field": location or None, "message": error.get("msg", "invalid value")}
+
+
 def _describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
-    problems = []
-    for error in exc.errors():
-        location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path"))
-        problems.append({"field": location or None, "message": error.get("msg", "invalid value")})
+    problems = [_problem(error) for error in exc.errors()]
     summary = "; ".join(f"{p['field']}: {p['message']}" if p["field"] else p["message"] for p in problems)
     return summary or "invalid request", problems
 

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import State
 
 from mediaingest.exceptions import StorageError
 
@@ -28,22 +29,28 @@ def readyz(request: Request) -> JSONResponse:
     status, upload URLs signed locally). Requests that do need it answer 502 on their own.
     """
     state = request.app.state
-    checks: dict[str, str] = {}
-    try:
-        with state.read_session_factory() as session:
-            session.execute(sa.text("SELECT 1"))
-        checks["database"] = "ok"
-    except sa.exc.SQLAlchemyError as exc:
-        checks["database"] = f"unavailable: {type(exc).__name__}"
-    try:
-        settings = state.settings
-        state.storage.check_ready([settings.bucket_incoming, settings.bucket_processed, settings.bucket_proxies])
-        checks["storage"] = "ok"
-    except StorageError as exc:
-        checks["storage"] = f"unavailable: {exc.message}"
+    checks = {"database": _database_check(state), "storage": _storage_check(state)}
     ready = checks["database"] == "ok"
     status = "not_ready" if not ready else "ready" if checks["storage"] == "ok" else "degraded"
     return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
+
+
+def _database_check(state: State) -> str:
+    try:
+        with state.read_session_factory() as session:
+            session.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        return f"unavailable: {type(exc).__name__}"
+    return "ok"
+
+
+def _storage_check(state: State) -> str:
+    settings = state.settings
+    try:
+        state.storage.check_ready([settings.bucket_incoming, settings.bucket_processed, settings.bucket_proxies])
+    except StorageError as exc:
+        return f"unavailable: {exc.message}"
+    return "ok"
 
 
 @metrics_router.get("/metrics", include_in_schema=False)

@@ -25,10 +25,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        # Accept a caller's id only if it looks like one; never echo arbitrary bytes into logs.
-        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
+        request_id = _request_id(scope)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
@@ -44,20 +41,33 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            status = status_holder["status"]
-            metrics.http_request_duration_seconds.labels(scope["method"], template, str(status)).observe(elapsed)
-            if template not in ("/healthz", "/readyz", "/metrics"):
-                log.info(
-                    "http.request",
-                    method=scope["method"],
-                    route=template,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 1),
-                )
+            _observe(scope, status_holder["status"], time.perf_counter() - started)
             structlog.contextvars.clear_contextvars()
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    """A request header's value as sent (ASGI names are lowercase); b"" when absent."""
+    return dict(scope.get("headers") or []).get(name, b"")
+
+
+def _request_id(scope: Scope) -> str:
+    incoming = _header(scope, b"x-request-id").decode("latin-1")
+    # Accept a caller's id only if it looks like one; never echo arbitrary bytes into logs.
+    return incoming if 0 < len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
+
+
+def _observe(scope: Scope, status: int, elapsed: float) -> None:
+    """The request's latency by route template, and its access-log line (none for probes and scrapes)."""
+    template = getattr(scope.get("route"), "path", None) or "unmatched"
+    metrics.http_request_duration_seconds.labels(scope["method"], template, str(status)).observe(elapsed)
+    if template not in ("/healthz", "/readyz", "/metrics"):
+        log.info(
+            "http.request",
+            method=scope["method"],
+            route=template,
+            status=status,
+            duration_ms=round(elapsed * 1000, 1),
+        )
 
 
 class BodySizeLimitMiddleware:
@@ -80,7 +90,7 @@ class BodySizeLimitMiddleware:
         if not self._bounded(scope):
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        declared = _header(scope, b"content-length")
         if declared.isdigit() and int(declared) > self.limit:
             await self._too_large(scope, receive, send)
             return
