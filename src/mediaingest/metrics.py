@@ -77,15 +77,16 @@ class StorageUsageCollector(Collector):
         from mediaingest.models import AssetProxy, MediaAsset
         from mediaingest.models.enums import UploadStatus
 
+        # Sums without GROUP BY: exactly one row each, and coalesce makes an empty sum 0.
         with self.session_factory() as session:
-            uploads = session.scalar(
+            uploads = session.execute(
                 sa.select(sa.func.coalesce(sa.func.sum(MediaAsset.file_size), 0)).where(
                     MediaAsset.upload_status == UploadStatus.UPLOADED
                 )
-            )
-            derived = session.scalar(sa.select(sa.func.coalesce(sa.func.sum(AssetProxy.size_bytes), 0)))
-        family.add_metric(["incoming"], float(uploads or 0))
-        family.add_metric(["derived"], float(derived or 0))
+            ).scalar_one()
+            derived = session.execute(sa.select(sa.func.coalesce(sa.func.sum(AssetProxy.size_bytes), 0))).scalar_one()
+        family.add_metric(["incoming"], float(uploads))
+        family.add_metric(["derived"], float(derived))
         yield family
 
 
@@ -129,8 +130,7 @@ class TaskQueueCollector(Collector):
             ).all()
         for queue, label, count, first in rows:
             tasks.add_metric([queue, label], float(count))
-            if label == "waiting" and first is not None:
-                first = first if first.tzinfo else first.replace(tzinfo=now.tzinfo)
+            if label == "waiting":  # `run_after` is NOT NULL, and read back timezone-aware (UTCDateTime)
                 oldest.add_metric([queue], max(0.0, (now - first).total_seconds()))
         yield tasks
         yield oldest

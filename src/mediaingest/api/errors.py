@@ -63,16 +63,20 @@ def _document_envelope_for_validation_errors(spec: dict[str, Any]) -> dict[str, 
     schemas.update(envelope.pop("$defs", {}))
     schemas.setdefault(ErrorEnvelope.__name__, envelope)
     fastapi_ref = f"#/components/schemas/{_FASTAPI_VALIDATION_SCHEMAS[0]}"
-    for operations in spec.get("paths", {}).values():
-        for operation in operations.values():
-            answer = operation.get("responses", {}).get("422")
-            schema = (answer or {}).get("content", {}).get("application/json", {}).get("schema", {})
-            if schema.get("$ref") == fastapi_ref:
-                schema["$ref"] = f"#/components/schemas/{ErrorEnvelope.__name__}"
-                answer["description"] = _VALIDATION_DESCRIPTION
+    for answer in _validation_answers(spec):
+        schema = answer.get("content", {}).get("application/json", {}).get("schema", {})
+        if schema.get("$ref") == fastapi_ref:
+            schema["$ref"] = f"#/components/schemas/{ErrorEnvelope.__name__}"
+            answer["description"] = _VALIDATION_DESCRIPTION
     for name in _FASTAPI_VALIDATION_SCHEMAS:
         schemas.pop(name, None)
     return spec
+
+
+def _validation_answers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The 422 answer of every operation that documents one."""
+    operations = (operation for path in spec.get("paths", {}).values() for operation in path.values())
+    return [operation["responses"]["422"] for operation in operations if "422" in operation.get("responses", {})]
 
 
 # Answers made outside the exception tree (Starlette, the body limit, the catch-all below).

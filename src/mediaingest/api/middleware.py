@@ -90,8 +90,7 @@ class BodySizeLimitMiddleware:
         if not self._bounded(scope):
             await self.app(scope, receive, send)
             return
-        declared = _header(scope, b"content-length")
-        if declared.isdigit() and int(declared) > self.limit:
+        if self._declares_too_much(scope):
             await self._too_large(scope, receive, send)
             return
         try:
@@ -108,6 +107,10 @@ class BodySizeLimitMiddleware:
             and scope["method"] not in ("GET", "HEAD", "OPTIONS")
             and not scope["path"].startswith(self.exempt)
         )
+
+    def _declares_too_much(self, scope: Scope) -> bool:
+        declared = _header(scope, b"content-length")
+        return declared.isdigit() and int(declared) > self.limit
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole body, counted as it arrives; None when the client disconnected first."""

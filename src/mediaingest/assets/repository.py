@@ -62,19 +62,20 @@ def lock_user(session: Session, user_id: str) -> User | None:
 
 def bytes_used(session: Session, *, owner_id: str) -> tuple[int, int]:
     """(stored, reserved): verified uploads, and the declared sizes of uploads still in flight."""
-    stored = session.scalar(
+    # Sums without GROUP BY: exactly one row each, and coalesce makes an empty sum 0.
+    stored = session.execute(
         sa.select(sa.func.coalesce(sa.func.sum(MediaAsset.file_size), 0)).where(
             MediaAsset.owner_id == owner_id, MediaAsset.upload_status == UploadStatus.UPLOADED
         )
-    )
-    reserved = session.scalar(
+    ).scalar_one()
+    reserved = session.execute(
         sa.select(sa.func.coalesce(sa.func.sum(MediaAsset.file_size), 0)).where(
             MediaAsset.owner_id == owner_id,
             # Until the sweeper expires it: an upload past its deadline may still be receiving parts.
             MediaAsset.upload_status.in_([UploadStatus.PENDING, UploadStatus.UPLOADING]),
         )
-    )
-    return int(stored or 0), int(reserved or 0)
+    ).scalar_one()
+    return int(stored), int(reserved)
 
 
 @dataclass(frozen=True)
@@ -162,10 +163,10 @@ def count_owned(session: Session, *, owner_id: str, filters: AssetFilters) -> in
     counted = filters.counted(_asset_counts) if postgres else None
     if counted is not None:
         total = sa.func.coalesce(sa.func.sum(_asset_counts.c.assets), 0)
-        return int(session.scalar(sa.select(total).where(_asset_counts.c.owner_id == owner_id, *counted)) or 0)
+        return int(session.execute(sa.select(total).where(_asset_counts.c.owner_id == owner_id, *counted)).scalar_one())
     conditions = filters.conditions(postgres=postgres)
     query = sa.select(sa.func.count()).select_from(MediaAsset).where(MediaAsset.owner_id == owner_id, *conditions)
-    return int(session.scalar(query) or 0)
+    return int(session.execute(query).scalar_one())  # count(*) without GROUP BY: one row, never NULL
 
 
 _GROUP = "owner_id, type, upload_status, processing_status"
@@ -189,7 +190,7 @@ def compact_counts(session: Session) -> int:
     many groups it folded. One statement: a count another transaction appends meanwhile is kept."""
     if not is_postgres(session):
         return 0
-    return int(session.execute(sa.text(_COMPACT)).rowcount or 0)  # type: ignore[attr-defined]
+    return int(session.execute(sa.text(_COMPACT)).rowcount)  # type: ignore[attr-defined]
 
 
 # How a listing can be ordered: the API's names → columns; "-" in front for descending.

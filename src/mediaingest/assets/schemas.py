@@ -28,6 +28,7 @@ from mediaingest.models.enums import (
     UploadStatus,
 )
 from mediaingest.pipeline.registry import Presentation
+from mediaingest.pipeline.types import Measurements
 from mediaingest.schemas import ApiModel, ErrorEnvelope, RequestModel
 
 log = structlog.stdlib.get_logger(__name__)
@@ -246,6 +247,27 @@ class _RegisteredMeasurements:
         }
 
 
+def _readable_measurements(stored: dict[str, dict[str, Any]]) -> dict[str, Measurements]:
+    """Each stage's stored measurements read through the stage's model: the fields it sends (what an earlier
+    version stored, and what is kept unsent, are left alone). A stage no longer loaded is left out (its data
+    is kept, not described, so not sent), and so are measurements its model can no longer read."""
+    from mediaingest.pipeline.registry import measured_by
+
+    models = measured_by()
+    readable: dict[str, Measurements] = {}
+    for stage, measured in stored.items():
+        model = models.get(stage)
+        if model is None:
+            continue
+        try:
+            readable[stage] = model.model_validate(
+                {key: value for key, value in measured.items() if key in model.sent()}
+            )
+        except ValidationError:
+            log.warning("asset.measurements_unreadable", stage=stage, model=model.__name__)
+    return readable
+
+
 class MetadataOut(ApiModel):
     format_name: str | None = None
     duration_seconds: float | None = None
@@ -314,25 +336,14 @@ class MetadataOut(ApiModel):
         transcriptLanguage) is read from them; a measurement never hides a column of the same name."""
         if isinstance(data, dict):
             return data
-        from mediaingest.pipeline.registry import measured_by
-
         values = {name: getattr(data, name) for name in cls.model_fields if hasattr(data, name)}
-        stored: dict[str, dict[str, Any]] = getattr(data, "measurements", None) or {}
-        models = measured_by()
-        sent: dict[str, dict[str, Any]] = {}
-        for stage, measured in stored.items():
-            model = models.get(stage)
-            if model is None:  # a stage no longer loaded: its data is kept, not described, so not sent
-                continue
-            try:  # the fields it sends (what an earlier version stored, and what is kept unsent, left alone)
-                known = model.model_validate({key: value for key, value in measured.items() if key in model.sent()})
-            except ValidationError:
-                log.warning("asset.measurements_unreadable", stage=stage, model=model.__name__)
-                continue
-            sent[stage] = known.model_dump(mode="json", by_alias=True)
+        readable = _readable_measurements(getattr(data, "measurements", None) or {})
+        for known in readable.values():
             shown = cls.model_fields.keys() - values.keys()  # loudness, shots, transcript_language: not columns
             values.update({name: getattr(known, name) for name in shown & type(known).model_fields.keys()})
-        values["measurements"] = sent
+        values["measurements"] = {
+            stage: known.model_dump(mode="json", by_alias=True) for stage, known in readable.items()
+        }
         return values
 
     # The seed's names for the same facts (the main product reads these); each is derived from its richer

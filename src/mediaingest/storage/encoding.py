@@ -18,6 +18,7 @@ from urllib.parse import quote
 _ENCODED_WORD = re.compile(r"=\?utf-8\?b\?([A-Za-z0-9+/]*={0,2})\?=", re.IGNORECASE)
 _METADATA_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+_UNQUOTABLE = re.compile(r'[^\x20-\x7e]|["\\]')  # what a quoted-string's ASCII fallback name cannot hold
 
 
 def encode_metadata_value(value: str) -> str:
@@ -53,7 +54,7 @@ def decode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
 
 def content_disposition(filename: str) -> str:
     """`attachment` with an ASCII fallback name and the exact UTF-8 name (RFC 6266 / RFC 5987)."""
-    fallback = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in filename) or "download"
+    fallback = _UNQUOTABLE.sub("_", filename) or "download"
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 

@@ -92,6 +92,33 @@ def _validate_expires_in(expires_in: int) -> None:
         raise ValueError(f"expires_in must be between 1 and {MAX_EXPIRES_IN} seconds")
 
 
+def _append_part(directory: Path, part: CompletedPart, writer: ObjectWriter, buffer: memoryview) -> bytes:
+    """Appends an uploaded part to `writer`, checking it is the one the client named; returns its MD5."""
+    part_md5 = hashlib.md5(usedforsecurity=False)
+    try:
+        handle = open(directory / f"{part.part_number:05d}", "rb", buffering=0)  # noqa: SIM115
+    except FileNotFoundError:
+        raise InvalidPartError(f"Part {part.part_number} was not uploaded.") from None
+    with handle:
+        for chunk in _chunks(handle, buffer):
+            part_md5.update(chunk)
+            writer.write(chunk)
+    if part_md5.hexdigest() != _normalize_etag(part.etag):
+        raise InvalidPartError(f"The ETag of part {part.part_number} does not match.")
+    return part_md5.digest()
+
+
+def _remove_empty_parents(path: Path, *, top: Path) -> None:
+    """Removes the folders holding `path`, nearest first, while they are empty; never `top` or above it."""
+    parent = path.parent
+    while parent != top and parent.is_relative_to(top):
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+        parent = parent.parent
+
+
 def _fsync_and_close(handle: IO[bytes]) -> None:
     handle.flush()
     os.fsync(handle.fileno())
@@ -303,13 +330,7 @@ class LocalStorage(Storage):
         )
         params = {signing.EXPIRES_PARAM: str(expires), signing.SIZE_PARAM: str(size)}
         params[signing.SIGNATURE_PARAM] = signing.sign(self._secret, request)
-        headers = {"Content-Type": content_type, "Content-Length": str(size)}
-        if not replace:
-            headers["If-None-Match"] = "*"
-        if checksum:
-            headers["x-amz-checksum-sha256"] = checksum
-        headers.update({f"x-amz-meta-{name}": value for name, value in encoded.items()})
-        return PresignedRequest(self._url(bucket, key, params), "PUT", headers, expires_at)
+        return PresignedRequest(self._url(bucket, key, params), "PUT", signing.put_headers(request), expires_at)
 
     def presign_get(self, bucket: str, key: str, *, expires_in: int, download_name: str | None = None) -> str:
         self._paths(bucket, key)
@@ -456,10 +477,7 @@ class LocalStorage(Storage):
             signing.SIZE_PARAM: str(size),
             signing.SIGNATURE_PARAM: signing.sign(self._secret, request),
         }
-        headers = {"Content-Length": str(size)}
-        if checksum:
-            headers["x-amz-checksum-sha256"] = checksum
-        return PresignedRequest(self._url(bucket, key, params), "PUT", headers, expires_at)
+        return PresignedRequest(self._url(bucket, key, params), "PUT", signing.put_headers(request), expires_at)
 
     def _read_upload(self, directory: Path, bucket: str, key: str) -> _Upload:
         try:
@@ -556,18 +574,7 @@ class LocalStorage(Storage):
             part_md5s = hashlib.md5(usedforsecurity=False)
             buffer = memoryview(bytearray(CHUNK_SIZE))  # one for every part of the assembly
             for part in parts:
-                part_md5 = hashlib.md5(usedforsecurity=False)
-                try:
-                    handle = open(directory / f"{part.part_number:05d}", "rb", buffering=0)  # noqa: SIM115
-                except FileNotFoundError:
-                    raise InvalidPartError(f"Part {part.part_number} was not uploaded.") from None
-                with handle:
-                    for chunk in _chunks(handle, buffer):
-                        part_md5.update(chunk)
-                        writer.write(chunk)
-                if part_md5.hexdigest() != _normalize_etag(part.etag):
-                    raise InvalidPartError(f"The ETag of part {part.part_number} does not match.")
-                part_md5s.update(part_md5.digest())
+                part_md5s.update(_append_part(directory, part, writer, buffer))
             etag = f"{part_md5s.hexdigest()}-{len(parts)}"
             return self.commit_object(
                 writer,
@@ -668,8 +675,8 @@ class LocalStorage(Storage):
 
     def list_keys(self, bucket: str, prefix: str) -> list[str]:
         bucket_dir = self._existing_bucket_dir(bucket)
-        # Walk only below the deepest folder the prefix names.
-        start = bucket_dir.joinpath(*prefix.split("/")[:-1]) if "/" in prefix else bucket_dir
+        # Walk only below the deepest folder the prefix names (the bucket's own when it names none).
+        start = bucket_dir.joinpath(*prefix.split("/")[:-1])
         if not start.resolve().is_relative_to(bucket_dir.resolve()):
             raise InvalidKeyError("Invalid prefix.")
         keys: list[str] = []
@@ -693,14 +700,8 @@ class LocalStorage(Storage):
             object_path.unlink(missing_ok=True)
             meta_path.unlink(missing_ok=True)
             # Prune emptied folders (under the lock, so a writer's fresh folder is never pulled away).
-            for path, top in ((object_path, bucket_dir), (meta_path, self._meta_root / bucket)):
-                parent = path.parent
-                while parent != top and parent.is_relative_to(top):
-                    try:
-                        parent.rmdir()
-                    except OSError:
-                        break
-                    parent = parent.parent
+            _remove_empty_parents(object_path, top=bucket_dir)
+            _remove_empty_parents(meta_path, top=self._meta_root / bucket)
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         if not prefix:

@@ -123,32 +123,45 @@ async def _check_upload_open(request: Request, bucket: str, key: str) -> None:
         raise S3Error(403, "AccessDenied", "This upload is closed: the asset no longer accepts bytes.")
 
 
-async def _receive_body(request: Request, writer: ObjectWriter, *, limit: int) -> None:
-    """Streams the body into `writer`, stopping as soon as it exceeds `limit` bytes.
+class _WriteBatch:
+    """Received chunks, copied into one buffer allocated up front and reused, written off the event loop
+    whenever it is full.
 
-    Chunks are copied into one buffer allocated up front and reused: growing and dropping a fresh
-    buffer per batch leaves freed megabytes scattered over malloc's per-thread arenas, which is how
-    a service's RSS creeps up under many concurrent uploads.
+    Growing and dropping a fresh buffer per batch leaves freed megabytes scattered over malloc's
+    per-thread arenas, which is how a service's RSS creeps up under many concurrent uploads.
     """
-    batch = bytearray(WRITE_BATCH)
-    view = memoryview(batch)
-    filled = 0
+
+    def __init__(self, writer: ObjectWriter) -> None:
+        self.writer = writer
+        self.view = memoryview(bytearray(WRITE_BATCH))
+        self.filled = 0
+
+    async def add(self, chunk: bytes) -> None:
+        offset = 0
+        while offset < len(chunk):
+            taken = min(len(chunk) - offset, WRITE_BATCH - self.filled)
+            self.view[self.filled : self.filled + taken] = chunk[offset : offset + taken]
+            self.filled += taken
+            offset += taken
+            if self.filled == WRITE_BATCH:
+                await self.flush()
+
+    async def flush(self) -> None:
+        if self.filled:
+            await run_in_threadpool(self.writer.write, self.view[: self.filled])
+            self.filled = 0
+
+
+async def _receive_body(request: Request, writer: ObjectWriter, *, limit: int) -> None:
+    """Streams the body into `writer`, stopping as soon as it exceeds `limit` bytes."""
+    batch = _WriteBatch(writer)
     received = 0
     async for chunk in request.stream():
         received += len(chunk)
         if received > limit:
             raise S3Error(400, "EntityTooLarge", "The body is longer than the signed size.")
-        offset = 0
-        while offset < len(chunk):
-            taken = min(len(chunk) - offset, WRITE_BATCH - filled)
-            view[filled : filled + taken] = chunk[offset : offset + taken]
-            filled += taken
-            offset += taken
-            if filled == WRITE_BATCH:
-                await run_in_threadpool(writer.write, view)
-                filled = 0
-    if filled:
-        await run_in_threadpool(writer.write, view[:filled])
+        await batch.add(chunk)
+    await batch.flush()
 
 
 def _signed_put(request: Request, bucket: str, key: str) -> tuple[signing.SignedRequest, dict[str, str]]:

@@ -54,6 +54,19 @@ class SignedRequest:
     if_none_match: str | None = None  # "*" on a single PUT: it may only create the object
 
 
+def put_headers(request: SignedRequest) -> dict[str, str]:
+    """The headers a client must send with a signed PUT (object or part): those the signature covers,
+    named as S3 names them."""
+    covered = {
+        "Content-Type": request.content_type,
+        "Content-Length": str(request.size),
+        "If-None-Match": request.if_none_match,
+        "x-amz-checksum-sha256": request.checksum_sha256,
+    }
+    headers = {name: value for name, value in covered.items() if value is not None}
+    return headers | {f"x-amz-meta-{name}": value for name, value in request.metadata.items()}
+
+
 def canonical_string(request: SignedRequest) -> bytes:
     fields = [
         SCHEME,

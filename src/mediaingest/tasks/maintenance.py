@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 import structlog
+from sqlalchemy.orm import Session
 
 from mediaingest.db import session_scope, utcnow
 from mediaingest.runtime import Runtime
@@ -23,13 +24,17 @@ def reap(ctx: Runtime, run: TaskRun, *, catalog: Mapping[str, TaskSpec]) -> None
     found in the runner's `catalog`, says so where users see it."""
     with session_scope(ctx.session_factory) as session:
         reaped = queue.reap_expired(session, now=utcnow())
-        for tasks, failed in ((reaped.requeued, False), (reaped.failed, True)):
-            for task in tasks:
-                spec = catalog.get(task.name)
-                if spec is not None and spec.on_reaped is not None:
-                    spec.on_reaped(session, task, failed)
+        _run_reaped_hooks(session, reaped, catalog)
     if reaped.requeued or reaped.failed:
         log.warning("tasks.reaped", requeued=len(reaped.requeued), failed=len(reaped.failed))
+
+
+def _run_reaped_hooks(session: Session, reaped: queue.Reaped, catalog: Mapping[str, TaskSpec]) -> None:
+    for tasks, failed in ((reaped.requeued, False), (reaped.failed, True)):
+        for task in tasks:
+            spec = catalog.get(task.name)
+            if spec is not None and spec.on_reaped is not None:
+                spec.on_reaped(session, task, failed)
 
 
 def prune(ctx: Runtime, run: TaskRun) -> None:

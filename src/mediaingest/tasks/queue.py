@@ -305,7 +305,7 @@ def cancel(session: Session, *, dedupe_keys: Sequence[str], now: datetime | None
         .values(status=TaskStatus.CANCELLED, lease_owner=None, lease_expires_at=None, finished_at=now or utcnow())
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -347,4 +347,4 @@ def prune_finished(session: Session, *, before: datetime) -> int:
         if fk.column is Task.__table__.c.id
     ]
     result = session.execute(sa.delete(Task).where(Task.status.in_(FINISHED), Task.finished_at < before, *referenced))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined]

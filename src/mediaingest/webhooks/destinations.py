@@ -26,8 +26,9 @@ from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# NAT64 (both prefixes) and SIIT: the IPv4 address is the low 32 bits.
+# Mapped, NAT64 (both prefixes) and SIIT: the IPv4 address is the low 32 bits.
 _LOW32_PREFIXES = (
+    ipaddress.ip_network("::ffff:0:0/96"),
     ipaddress.ip_network("64:ff9b::/96"),
     ipaddress.ip_network("64:ff9b:1::/48"),
     ipaddress.ip_network("::ffff:0:0:0/96"),
@@ -56,8 +57,6 @@ class Destination:
 
 def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 address carries, in any of the forms that route to it."""
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
     if address.sixtofour is not None:
         return address.sixtofour
     if address.teredo is not None:

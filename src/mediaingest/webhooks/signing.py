@@ -58,11 +58,11 @@ def _parse(header: str) -> tuple[int, list[str]]:
     timestamp: int | None = None
     candidates: list[str] = []
     for item in header.split(","):
-        name, _, value = item.strip().partition("=")
-        if name == "t" and value.isdigit():
-            timestamp = int(value)
-        elif name == "v1" and value:
-            candidates.append(value)
+        match item.strip().partition("="):
+            case ("t", _, stamp) if stamp.isdigit():
+                timestamp = int(stamp)
+            case ("v1", _, signature) if signature:
+                candidates.append(signature)
     if timestamp is None or not candidates:
         raise SignatureMismatchError("malformed signature header")
     return timestamp, candidates
