@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from mediaingest.pipeline.ffmpeg import filter_spec
 from mediaingest.pipeline.types import MediaMetadata
@@ -18,32 +19,42 @@ def base_video_filters(metadata: MediaMetadata) -> list[str]:
     if field_order(metadata) in INTERLACED:
         filters.append(filter_spec("bwdif", mode="send_frame", deint="interlaced"))
     if metadata.has_hdr:
-        # Debian's zscale refuses to convert untagged input ("no path between colorspaces"), and
-        # decoders do not always hand the tags on; restate them from the probe first.
-        filters += [
-            filter_spec(
-                "setparams",
-                color_primaries=metadata.color_primaries or "bt2020",
-                color_trc=metadata.color_transfer or "smpte2084",
-                colorspace=metadata.color_space or "bt2020nc",
-                range=metadata.color_range if metadata.color_range in ("tv", "pc") else "tv",
-            ),
-            filter_spec("zscale", t="linear", npl=100),
-            filter_spec("format", "gbrpf32le"),
-            filter_spec("zscale", p="bt709"),
-            filter_spec("tonemap", "hable", desat=0),
-            filter_spec("zscale", t="bt709", m="bt709", r="tv"),
-            filter_spec("format", "yuv420p"),
-        ]
+        filters += _tone_mapping(metadata)
     return filters
+
+
+def _tone_mapping(metadata: MediaMetadata) -> list[str]:
+    # Debian's zscale refuses to convert untagged input ("no path between colorspaces"), and
+    # decoders do not always hand the tags on; restate them from the probe first.
+    return [
+        filter_spec(
+            "setparams",
+            color_primaries=metadata.color_primaries or "bt2020",
+            color_trc=metadata.color_transfer or "smpte2084",
+            colorspace=metadata.color_space or "bt2020nc",
+            range=metadata.color_range if metadata.color_range in ("tv", "pc") else "tv",
+        ),
+        filter_spec("zscale", t="linear", npl=100),
+        filter_spec("format", "gbrpf32le"),
+        filter_spec("zscale", p="bt709"),
+        filter_spec("tonemap", "hable", desat=0),
+        filter_spec("zscale", t="bt709", m="bt709", r="tv"),
+        filter_spec("format", "yuv420p"),
+    ]
+
+
+def _picture_stream(metadata: MediaMetadata) -> dict[str, Any] | None:
+    """The probed stream the picture comes from: the first video stream that is not cover art."""
+    for stream in (metadata.raw or {}).get("streams", []):
+        if stream.get("codec_type") == "video" and not (stream.get("disposition") or {}).get("attached_pic"):
+            return stream
+    return None
 
 
 def video_stream_specifier(metadata: MediaMetadata) -> str:
     """The probed picture stream by absolute index, so cover art stored first is never picked."""
-    for stream in (metadata.raw or {}).get("streams", []):
-        if stream.get("codec_type") == "video" and not (stream.get("disposition") or {}).get("attached_pic"):
-            return f"0:{stream['index']}"
-    return "0:v:0"
+    stream = _picture_stream(metadata)
+    return f"0:{stream['index']}" if stream else "0:v:0"
 
 
 @dataclass(frozen=True)
@@ -75,8 +86,5 @@ def audio_stream_specifier(metadata: MediaMetadata) -> str:
 
 
 def field_order(metadata: MediaMetadata) -> str | None:
-    specifier = video_stream_specifier(metadata)
-    for stream in (metadata.raw or {}).get("streams", []):
-        if f"0:{stream.get('index')}" == specifier:
-            return stream.get("field_order")
-    return None
+    stream = _picture_stream(metadata)
+    return stream.get("field_order") if stream else None

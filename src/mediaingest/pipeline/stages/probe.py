@@ -10,12 +10,15 @@ import contextlib
 import functools
 import math
 import re
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from PIL import ExifTags, Image, ImageFile, IptcImagePlugin, UnidentifiedImageError
+from pydantic import BaseModel, BeforeValidator, Field
 
 from mediaingest.exceptions import MediaTooLargeError, MediaUnreadableError, ProcessingError
 from mediaingest.models.enums import MediaType
@@ -39,15 +42,20 @@ _ORIENTATION_ROTATION = {1: 0, 2: 0, 3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 27
 def probe(source: Path, media_type: MediaType, *, options: PipelineOptions) -> MediaMetadata:
     if media_type == MediaType.IMAGE:
         return _probe_image(source, options)
-    if media_type != MediaType.VIDEO:
-        metadata = _describe(source, media_type, options)
-        if metadata.has_video:  # a picture stream in what was uploaded as audio
-            _add_frame_timing(metadata, _read_timing(source, metadata, options))
-        return metadata
-    # A video's packet times are read beside its description, by a second ffprobe started at once: for a
-    # short clip each is mostly a process start (0.1-0.3 s), which the proxies would otherwise wait for in
-    # turn. "V:0" is the first picture stream, as _is_picture_stream picks it; the read's deadline follows
-    # the duration the description reports, as when they ran one after the other.
+    if media_type == MediaType.VIDEO:
+        return _probe_video(source, options)
+    metadata = _describe(source, media_type, options)
+    if metadata.has_video:  # a picture stream in what was uploaded as audio
+        deadline = options.ffmpeg_deadline(metadata.duration_seconds).seconds(metadata.duration_seconds or 0.0)
+        _add_frame_timing(metadata, read_frame_timing(source, "V:0", options=options, timeout=deadline))
+    return metadata
+
+
+def _probe_video(source: Path, options: PipelineOptions) -> MediaMetadata:
+    """A video's packet times are read beside its description, by a second ffprobe started at once: for a
+    short clip each is mostly a process start (0.1-0.3 s), which the proxies would otherwise wait for in
+    turn. "V:0" is the first picture stream, as _Stream.is_picture picks it; the read's deadline follows
+    the duration the description reports, as when they ran one after the other."""
     described: list[MediaMetadata] = []
 
     def deadline() -> float:
@@ -57,7 +65,7 @@ def probe(source: Path, media_type: MediaType, *, options: PipelineOptions) -> M
     with ThreadPoolExecutor(1, thread_name_prefix="probe-timing") as pool:
         timing = pool.submit(read_frame_timing, source, "V:0", options=options, timeout=deadline)
         try:
-            described.append(_describe(source, media_type, options))
+            described.append(_describe(source, MediaType.VIDEO, options))
         except BaseException:
             timing.cancel()  # its own failure says nothing more than this one
             raise
@@ -71,87 +79,234 @@ def _describe(source: Path, media_type: MediaType, options: PipelineOptions) -> 
     metadata = metadata_from_ffprobe(options.tools.probe(source))
     if metadata.width and metadata.height:
         check_pixel_budget(metadata.width, metadata.height, options, what="video frames")
-    if media_type == MediaType.VIDEO and not metadata.has_video:
-        raise MediaUnreadableError("the file has no video stream", details={"format": metadata.format_name})
-    if media_type == MediaType.AUDIO and not metadata.has_audio:
-        raise MediaUnreadableError("the file has no audio stream", details={"format": metadata.format_name})
+    has_stream = {MediaType.VIDEO: metadata.has_video, MediaType.AUDIO: metadata.has_audio}
+    if not has_stream[media_type]:
+        raise MediaUnreadableError(
+            f"the file has no {media_type.value.lower()} stream", details={"format": metadata.format_name}
+        )
     if metadata.has_hdr and metadata.mastering_display is None:
         _add_frame_side_data(source, metadata, options)
     return metadata
 
 
+# --- small parsers ------------------------------------------------------------------------------
+
+
+def _pix_fmt_depth(pix_fmt: str | None) -> int | None:
+    if not pix_fmt:
+        return None
+    if pix_fmt in {"monob", "monow"}:
+        return 1
+    if pix_fmt.startswith(("rgb48", "rgba64", "bgr48", "bgra64")):
+        return 16
+    if "f32" in pix_fmt:
+        return 32
+    match = _PIX_FMT_DEPTH.search(pix_fmt)  # yuv420p10le, gbrap12be, p010le, gray16be, ya8
+    if match:
+        return int(match.group("planar") or match.group("grey"))
+    return 8
+
+
+def _has_alpha(pix_fmt: str | None) -> bool:
+    return bool(pix_fmt and _ALPHA_PIX_FMT.match(pix_fmt))
+
+
+def _aspect(width: int, height: int) -> str | None:
+    if width <= 0 or height <= 0:
+        return None
+    divisor = math.gcd(width, height)
+    return f"{width // divisor}:{height // divisor}"
+
+
+def _ratio(value: Any) -> Fraction | None:
+    """ffprobe rationals: "30000/1001", "16:9", "0/0" (unknown) → Fraction, or None when unknown."""
+    if value is None:
+        return None
+    text = str(value).replace(":", "/")
+    try:
+        ratio = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return ratio if ratio > 0 else None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int(value: Any) -> int | None:
+    number = _float(value)
+    return int(number) if number is not None else None
+
+
+def _timecode(value: Any) -> str | None:
+    """ "01:00:00:00" (";" before the frames when drop-frame); None for any other text."""
+    text = value.strip() if isinstance(value, str) else ""
+    return text if _TIMECODE.match(text) else None
+
+
+# --- ffprobe's JSON -----------------------------------------------------------------------------
+# Each value is read as the small parsers above read it: what ffprobe cannot tell ("N/A", "0/0") is None.
+_Int = Annotated[int | None, BeforeValidator(_int)]
+_Float = Annotated[float | None, BeforeValidator(_float)]
+_Ratio = Annotated[Fraction | None, BeforeValidator(_ratio)]
+
+
+class _Tags(BaseModel):
+    """The tags of a stream or of the container that the metadata reads."""
+
+    timecode: Annotated[str | None, BeforeValidator(_timecode)] = None
+    language: str | None = None
+    title: str | None = None
+    handler_name: str | None = None
+    rotate: _Float = None  # the legacy rotation, clockwise
+    # Matroska keeps per-stream bitrates in tags (BPS, or BPS-eng from mkvmerge).
+    bps: _Int = Field(None, alias="BPS")
+    bps_eng: _Int = Field(None, alias="BPS-eng")
+
+
+class _Stream(BaseModel):
+    """One of ffprobe's streams, as far as the metadata reads it."""
+
+    index: int | None = None
+    codec_type: str | None = None
+    codec_name: str | None = None
+    codec_tag_string: str | None = None
+    profile: str | None = None
+    bit_rate: _Int = None
+    duration: _Float = None
+    disposition: dict[str, Any] = {}
+    tags: _Tags = Field(default_factory=_Tags)
+    # video
+    width: _Int = None
+    height: _Int = None
+    sample_aspect_ratio: _Ratio = None
+    # avg_frame_rate describes variable-rate phone footage better; r_frame_rate is the fallback.
+    avg_frame_rate: _Ratio = None
+    r_frame_rate: _Ratio = None
+    pix_fmt: str | None = None
+    bits_per_raw_sample: _Int = None
+    color_space: str | None = None
+    color_primaries: str | None = None
+    color_transfer: str | None = None
+    color_range: str | None = None
+    side_data_list: list[dict[str, Any]] = []
+    # audio
+    channels: _Int = None
+    channel_layout: str | None = None
+    sample_rate: _Int = None
+
+    @property
+    def is_picture(self) -> bool:
+        # Cover art in an MP3/M4A is a one-frame "video" stream; it does not make the file a video.
+        return self.codec_type == "video" and not self.disposition.get("attached_pic")
+
+    @property
+    def bitrate(self) -> int | None:
+        return self.bit_rate or self.tags.bps or self.tags.bps_eng
+
+    @property
+    def rotation(self) -> int:
+        """Degrees clockwise to turn the stored picture for display (the legacy `rotate` tag's sense).
+
+        ffprobe's display-matrix "rotation" is counter-clockwise, so a portrait iPhone clip shows -90
+        there and 90 here; ffmpeg's autorotate turns it the same way.
+        """
+        for item in self.side_data_list:
+            if item.get("side_data_type") == "Display Matrix" and item.get("rotation") is not None:
+                return _snap_rotation(-float(item["rotation"]))
+        return _snap_rotation(self.tags.rotate or 0.0)
+
+    @property
+    def fps(self) -> float | None:
+        rate = self.avg_frame_rate or self.r_frame_rate
+        return round(float(rate), 3) if rate else None
+
+
+class _Format(BaseModel):
+    format_name: str | None = None
+    duration: _Float = None
+    bit_rate: _Int = None
+    tags: _Tags = Field(default_factory=_Tags)
+
+
+class _Ffprobe(BaseModel):
+    """ffprobe's -show_format -show_streams JSON, as far as the metadata reads it."""
+
+    format: _Format = Field(default_factory=_Format)
+    streams: list[_Stream] = []
+
+    @property
+    def picture(self) -> _Stream | None:
+        return next((stream for stream in self.streams if stream.is_picture), None)
+
+    @property
+    def first_video(self) -> _Stream:
+        """The first video stream, or an empty one when there is none."""
+        return next((stream for stream in self.streams if stream.codec_type == "video"), _Stream())
+
+    @property
+    def audio(self) -> list[_Stream]:
+        return [stream for stream in self.streams if stream.codec_type == "audio"]
+
+    @property
+    def duration(self) -> float | None:
+        """The container's, or else its longest stream's."""
+        if self.format.duration is not None:
+            return self.format.duration
+        return max((stream.duration for stream in self.streams if stream.duration is not None), default=None)
+
+    @property
+    def timecode(self) -> str | None:
+        """The start timecode: a QuickTime `tmcd` track's, the picture stream's tag, or the container's."""
+        ordered = sorted(self.streams, key=lambda s: (s.codec_tag_string != "tmcd", s.codec_type != "video"))
+        return next((tags.timecode for tags in [*(s.tags for s in ordered), self.format.tags] if tags.timecode), None)
+
+
 def metadata_from_ffprobe(data: dict[str, Any]) -> MediaMetadata:
     """Map ffprobe's -show_format -show_streams JSON onto MediaMetadata (pure, no I/O)."""
-    fmt = data.get("format") or {}
-    streams = data.get("streams") or []
-    video = next((s for s in streams if _is_picture_stream(s)), None)
-    audio_streams = [s for s in streams if s.get("codec_type") == "audio"]
-    audio = audio_streams[0] if audio_streams else None
-    if video is None and audio is None:
+    probed = _Ffprobe.model_validate(data)
+    video, audio = probed.picture, probed.audio
+    if video is None and not audio:
         raise MediaUnreadableError("the file has no audio or video stream")
-
-    duration = _float(fmt.get("duration"))
-    if duration is None:
-        durations = [d for s in streams if (d := _float(s.get("duration"))) is not None]
-        duration = max(durations, default=None)
     md = MediaMetadata(
-        format_name=fmt.get("format_name"),
-        duration_seconds=duration,
-        bitrate=_int(fmt.get("bit_rate")),
+        format_name=probed.format.format_name,
+        duration_seconds=probed.duration,
+        bitrate=probed.format.bit_rate,
         has_video=video is not None,
-        has_audio=audio is not None,
+        has_audio=bool(audio),
+        timecode=probed.timecode,
+        audio_tracks=[_audio_track(number, stream) for number, stream in enumerate(audio)] or None,
         raw=data,
     )
     if video is not None:
         _fill_video(md, video)
-    md.timecode = _timecode(fmt, streams)
-    md.audio_tracks = [_audio_track(number, stream) for number, stream in enumerate(audio_streams)] or None
-    if audio is not None:
-        md.audio_codec = audio.get("codec_name")
-        md.audio_bitrate = _stream_bitrate(audio)
-        md.channels = _int(audio.get("channels"))
-        md.channel_layout = audio.get("channel_layout")
-        md.sample_rate = _int(audio.get("sample_rate"))
+    if audio:
+        _fill_audio(md, audio[0])
     return md
 
 
-def _timecode(fmt: dict[str, Any], streams: list[dict[str, Any]]) -> str | None:
-    """The start timecode: a QuickTime `tmcd` track's, the picture stream's tag, or the container's."""
-    ordered = sorted(streams, key=lambda s: (s.get("codec_tag_string") != "tmcd", s.get("codec_type") != "video"))
-    for tags in [*((s.get("tags") or {}) for s in ordered), fmt.get("tags") or {}]:
-        value = tags.get("timecode")
-        if isinstance(value, str) and _TIMECODE.match(value.strip()):
-            return value.strip()
-    return None
-
-
-def _audio_track(number: int, stream: dict[str, Any]) -> dict[str, Any]:
-    tags = stream.get("tags") or {}
+def _audio_track(number: int, stream: _Stream) -> dict[str, Any]:
     return {
         "index": number,
-        "streamIndex": stream.get("index"),
-        "codec": stream.get("codec_name"),
-        "channels": _int(stream.get("channels")),
-        "channelLayout": stream.get("channel_layout"),
-        "sampleRate": _int(stream.get("sample_rate")),
-        "language": tags.get("language") if tags.get("language") not in (None, "und") else None,
-        "title": tags.get("title") or _track_name(tags.get("handler_name")),
+        "streamIndex": stream.index,
+        "codec": stream.codec_name,
+        "channels": stream.channels,
+        "channelLayout": stream.channel_layout,
+        "sampleRate": stream.sample_rate,
+        "language": None if stream.tags.language == "und" else stream.tags.language,
+        "title": stream.tags.title or _track_name(stream.tags.handler_name),
     }
 
 
-def _track_name(handler_name: object) -> str | None:
+def _track_name(handler_name: str | None) -> str | None:
     """QuickTime keeps a track's name in its handler name, beside muxers' boilerplate ("SoundHandler")."""
-    if not isinstance(handler_name, str) or not handler_name.strip() or _GENERIC_HANDLER.search(handler_name):
-        return None
-    return handler_name.strip()
-
-
-def _read_timing(source: Path, md: MediaMetadata, options: PipelineOptions) -> FrameTiming | None:
-    index = next((s.get("index") for s in (md.raw or {}).get("streams", []) if _is_picture_stream(s)), None)
-    if not isinstance(index, int):
-        return None
-    deadline = options.ffmpeg_deadline(md.duration_seconds).seconds(md.duration_seconds or 0.0)
-    return read_frame_timing(source, index, options=options, timeout=deadline)
+    name = (handler_name or "").strip()
+    return name if name and not _GENERIC_HANDLER.search(name) else None
 
 
 def _add_frame_timing(md: MediaMetadata, timing: FrameTiming | None) -> None:
@@ -162,77 +317,68 @@ def _add_frame_timing(md: MediaMetadata, timing: FrameTiming | None) -> None:
     md.frame_rate = rate_text(timing.timeline_rate)
 
 
-def _is_picture_stream(stream: dict[str, Any]) -> bool:
-    # Cover art in an MP3/M4A is a one-frame "video" stream; it does not make the file a video.
-    return stream.get("codec_type") == "video" and not (stream.get("disposition") or {}).get("attached_pic")
-
-
-def _fill_video(md: MediaMetadata, video: dict[str, Any]) -> None:
-    md.video_codec = video.get("codec_name")
-    md.video_profile = video.get("profile")
-    md.video_bitrate = _stream_bitrate(video)
-    md.width, md.height = _int(video.get("width")), _int(video.get("height"))
-    md.rotation = _rotation(video)
-    md.fps = _frame_rate(video)
-    md.pixel_format = video.get("pix_fmt")
-    md.bit_depth = _int(video.get("bits_per_raw_sample")) or _pix_fmt_depth(md.pixel_format)
-    md.has_alpha = bool(md.pixel_format and _ALPHA_PIX_FMT.match(md.pixel_format))
-    md.color_space = video.get("color_space")
-    md.color_primaries = video.get("color_primaries")
-    md.color_transfer = video.get("color_transfer")
-    md.color_range = video.get("color_range")
-    md.hdr_format = HDR_TRANSFERS.get(md.color_transfer or "")
+def _fill_video(md: MediaMetadata, video: _Stream) -> None:
+    md.video_codec = video.codec_name
+    md.video_profile = video.profile
+    md.video_bitrate = video.bitrate
+    md.width, md.height = video.width, video.height
+    md.rotation = video.rotation
+    md.fps = video.fps
+    md.pixel_format = video.pix_fmt
+    md.bit_depth = video.bits_per_raw_sample or _pix_fmt_depth(video.pix_fmt)
+    md.has_alpha = _has_alpha(video.pix_fmt)
+    md.color_space = video.color_space
+    md.color_primaries = video.color_primaries
+    md.color_transfer = video.color_transfer
+    md.color_range = video.color_range
+    md.hdr_format = HDR_TRANSFERS.get(video.color_transfer or "")
     md.has_hdr = md.hdr_format is not None
-    _apply_side_data(md, video.get("side_data_list") or [])
-    if md.width and md.height:
-        sar = _ratio(video.get("sample_aspect_ratio")) or Fraction(1)
-        display_width, display_height = round(md.width * sar), md.height
-        if md.rotation in (90, 270):
-            display_width, display_height = display_height, display_width
-        md.display_width, md.display_height = display_width, display_height
-        md.display_aspect_ratio = _aspect(display_width, display_height)
+    _apply_side_data(md, video.side_data_list)
+    if video.width and video.height:
+        md.display_width, md.display_height = _display_size(
+            video.width, video.height, md.rotation, video.sample_aspect_ratio
+        )
+        md.display_aspect_ratio = _aspect(md.display_width, md.display_height)
 
 
-def _rotation(stream: dict[str, Any]) -> int:
-    """Degrees clockwise to turn the stored picture for display (the legacy `rotate` tag's sense).
-
-    ffprobe's display-matrix "rotation" is counter-clockwise, so a portrait iPhone clip shows -90
-    there and 90 here; ffmpeg's autorotate turns it the same way.
-    """
-    for item in stream.get("side_data_list") or []:
-        if item.get("side_data_type") == "Display Matrix" and item.get("rotation") is not None:
-            return _snap_rotation(-float(item["rotation"]))
-    tag = (stream.get("tags") or {}).get("rotate")
-    return _snap_rotation(float(tag)) if tag is not None and _float(tag) is not None else 0
+def _fill_audio(md: MediaMetadata, audio: _Stream) -> None:
+    md.audio_codec = audio.codec_name
+    md.audio_bitrate = audio.bitrate
+    md.channels = audio.channels
+    md.channel_layout = audio.channel_layout
+    md.sample_rate = audio.sample_rate
 
 
 def _snap_rotation(degrees: float) -> int:
     return (round(degrees / 90) * 90) % 360
 
 
-def _frame_rate(stream: dict[str, Any]) -> float | None:
-    # avg_frame_rate describes variable-rate phone footage better; r_frame_rate is the fallback.
-    for key in ("avg_frame_rate", "r_frame_rate"):
-        rate = _ratio(stream.get(key))
-        if rate:
-            return round(float(rate), 3)
-    return None
+def _display_size(width: int, height: int, rotation: int, sample_aspect: Fraction | None = None) -> tuple[int, int]:
+    """The picture as shown: its pixels' aspect ratio applied, then turned by `rotation`."""
+    shown_width = round(width * (sample_aspect or 1))
+    return (height, shown_width) if rotation in (90, 270) else (shown_width, height)
 
 
 def _apply_side_data(md: MediaMetadata, side_data: list[dict[str, Any]]) -> None:
     for item in side_data:
-        kind = item.get("side_data_type")
-        if kind == "Mastering display metadata":
-            md.mastering_display = {
-                key: round(float(value), 6)
-                for key, raw in item.items()
-                if key != "side_data_type" and (value := _ratio(raw)) is not None
-            }
-        elif kind == "Content light level metadata":
-            md.content_light_level = {
-                "MaxCLL": _int(item.get("max_content")) or 0,
-                "MaxFALL": _int(item.get("max_average")) or 0,
-            }
+        match item.get("side_data_type"):
+            case "Mastering display metadata":
+                md.mastering_display = _mastering_display(item)
+            case "Content light level metadata":
+                md.content_light_level = _content_light_level(item)
+
+
+def _mastering_display(item: dict[str, Any]) -> dict[str, float]:
+    """The primaries, white point and luminances ("34000/50000") as numbers; unknown ones left out."""
+    return {
+        key: round(float(value), 6)
+        for key, raw in item.items()
+        if key != "side_data_type" and (value := _ratio(raw)) is not None
+    }
+
+
+def _content_light_level(item: dict[str, Any]) -> dict[str, int]:
+    return {"MaxCLL": _int(item.get("max_content")) or 0, "MaxFALL": _int(item.get("max_average")) or 0}
 
 
 def _add_frame_side_data(source: Path, md: MediaMetadata, options: PipelineOptions) -> None:
@@ -296,68 +442,112 @@ def jpeg_stream(source: Path) -> dict[str, Any] | None:
     rest of a still's probe together."""
     try:
         with Image.open(source) as image:
-            if image.format != "JPEG" or image.mode != "RGB" or "adobe" in image.info:
-                return None
-            layers = getattr(image, "layer", [])
-            bits = getattr(image, "bits", None)
+            pixel_format = _jpeg_pixel_format(image)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
         return None
-    if bits != 8 or len(layers) != 3 or any((h, v) != (1, 1) for _, h, v, _ in layers[1:]):
-        return None
-    pixel_format = _JPEG_PIX_FMT.get((layers[0][1], layers[0][2]))
     if pixel_format is None:
         return None
     return {"codec_type": "video", "pix_fmt": pixel_format, "color_range": "pc", "color_space": "bt470bg"}
 
 
+def _jpeg_pixel_format(image: Image.Image) -> str | None:
+    """ffmpeg's name for a plain 8-bit YCbCr JPEG's picture, from its header; None for any other picture."""
+    if (image.format, image.mode, getattr(image, "bits", None)) != ("JPEG", "RGB", 8) or "adobe" in image.info:
+        return None
+    sampling = [(h, v) for _, h, v, _ in getattr(image, "layer", [])]
+    if sampling[1:] != [(1, 1), (1, 1)]:  # three components, the chroma's 1×1
+        return None
+    return _JPEG_PIX_FMT.get(sampling[0])
+
+
+@dataclass(frozen=True)
+class _Picture:
+    """What Pillow reads of an image."""
+
+    format: str | None  # Pillow's name: "JPEG", "PNG", …
+    mode: str
+    size: tuple[int, int]
+    has_alpha: bool
+    exif: Image.Exif
+    iptc: dict[str, Any] | None
+
+    @property
+    def format_name(self) -> str | None:
+        return (self.format or "").lower() or None
+
+    @property
+    def rotation(self) -> int:
+        return _ORIENTATION_ROTATION.get(_int(self.exif.get(_EXIF_ORIENTATION)) or 1, 0)
+
+
 def _probe_image(source: Path, options: PipelineOptions) -> MediaMetadata:
     read_image_size(source, options)
-    raw: dict[str, Any] | None = None
-    stream = jpeg_stream(source)
-    if stream is None:
-        # Formats ffmpeg lacks (some TIFF variants) may still open with Pillow.
-        with contextlib.suppress(MediaUnreadableError):
-            raw = options.tools.probe(source)
-        stream = next((s for s in (raw or {}).get("streams", []) if s.get("codec_type") == "video"), {})
-    if stream.get("width") and stream.get("height"):
-        check_pixel_budget(int(stream["width"]), int(stream["height"]), options, what="the image's pixels")
-    try:
-        with Image.open(source) as image:
-            image_format, mode, (width, height) = image.format, image.mode, image.size
-            has_alpha = "A" in image.getbands() or "transparency" in image.info
-            exif = image.getexif()
-            iptc = _iptc_to_json(image)
-            # Decoding is the only way to find a truncated file; draft() keeps a huge JPEG cheap.
-            image.draft(mode, (256, 256))
-            image.load()
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-        raise image_unreadable(exc, source) from exc
-
-    orientation = _int(exif.get(_EXIF_ORIENTATION)) or 1
-    rotation = _ORIENTATION_ROTATION.get(orientation, 0)
-    display_width, display_height = (height, width) if rotation in (90, 270) else (width, height)
-    pixel_format = stream.get("pix_fmt")
+    probed, raw = _describe_image(source, options)
+    stream = probed.first_video
+    picture = _read_picture(source)
+    (width, height), rotation = picture.size, picture.rotation
+    display_width, display_height = _display_size(width, height, rotation)
     return MediaMetadata(
-        format_name=(raw or {}).get("format", {}).get("format_name") or (image_format or "").lower() or None,
+        format_name=probed.format.format_name or picture.format_name,
         width=width,
         height=height,
         display_width=display_width,
         display_height=display_height,
         display_aspect_ratio=_aspect(display_width, display_height),
         rotation=rotation,
-        pixel_format=pixel_format or mode,
+        pixel_format=stream.pix_fmt or picture.mode,
         # Pillow opens 16-bit RGB PNGs as 8-bit "RGB", so ffprobe's pixel format is the better witness.
-        color_depth=_pix_fmt_depth(pixel_format) or _PILLOW_DEPTH.get(mode, 8),
-        color_space=stream.get("color_space"),
-        color_primaries=stream.get("color_primaries"),
-        color_transfer=stream.get("color_transfer"),
-        color_range=stream.get("color_range"),
-        has_alpha=has_alpha or bool(pixel_format and _ALPHA_PIX_FMT.match(pixel_format)),
-        exif=_exif_to_json(exif),
-        iptc=iptc,
-        image_format=image_format,
+        color_depth=_pix_fmt_depth(stream.pix_fmt) or _PILLOW_DEPTH.get(picture.mode, 8),
+        color_space=stream.color_space,
+        color_primaries=stream.color_primaries,
+        color_transfer=stream.color_transfer,
+        color_range=stream.color_range,
+        has_alpha=picture.has_alpha or _has_alpha(stream.pix_fmt),
+        exif=_exif_to_json(picture.exif),
+        iptc=picture.iptc,
+        image_format=picture.format,
         raw=raw,
     )
+
+
+def _describe_image(source: Path, options: PipelineOptions) -> tuple[_Ffprobe, dict[str, Any] | None]:
+    """ffprobe's description of an image (a plain JPEG's from its header alone), checked against the pixel
+    budget, and ffprobe's JSON when it ran."""
+    header = jpeg_stream(source)
+    if header is not None:
+        return _Ffprobe(streams=[_Stream.model_validate(header)]), None
+    raw: dict[str, Any] | None = None
+    # Formats ffmpeg lacks (some TIFF variants) may still open with Pillow.
+    with contextlib.suppress(MediaUnreadableError):
+        raw = options.tools.probe(source)
+    probed = _Ffprobe.model_validate(raw or {})
+    stream = probed.first_video
+    if stream.width and stream.height:
+        check_pixel_budget(stream.width, stream.height, options, what="the image's pixels")
+    return probed, raw
+
+
+def _read_picture(source: Path) -> _Picture:
+    try:
+        with Image.open(source) as image:
+            picture = _Picture(
+                format=image.format,
+                mode=image.mode,
+                size=image.size,
+                has_alpha=has_transparency(image),
+                exif=image.getexif(),
+                iptc=_iptc_to_json(image),
+            )
+            # Decoding is the only way to find a truncated file; draft() keeps a huge JPEG cheap.
+            image.draft(picture.mode, (256, 256))
+            image.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise image_unreadable(exc, source) from exc
+    return picture
+
+
+def has_transparency(image: Image.Image) -> bool:
+    return "A" in image.getbands() or "transparency" in image.info
 
 
 def image_unreadable(exc: Exception, source: Path) -> MediaUnreadableError:
@@ -368,23 +558,26 @@ def image_unreadable(exc: Exception, source: Path) -> MediaUnreadableError:
     return MediaUnreadableError(f"the image cannot be read: {reason}")
 
 
+# IFD0's pointers to the sub-IFDs: offsets, not data.
+_IFD_POINTERS = {int(ExifTags.IFD.Exif), int(ExifTags.IFD.GPSInfo), int(ExifTags.IFD.Interop)}
+
+
 def _exif_to_json(exif: Image.Exif) -> dict[str, Any] | None:
     """EXIF as JSON-safe {tag name: value}: IFD0 and the Exif sub-IFD flat, GPS nested under "GPSInfo"."""
     if not exif:
         return None
-    result: dict[str, Any] = {}
-    pointers = {int(ExifTags.IFD.Exif), int(ExifTags.IFD.GPSInfo), int(ExifTags.IFD.Interop)}
-    for tag, value in exif.items():
-        if tag not in pointers:
-            _put(result, ExifTags.TAGS.get(tag, str(tag)), value)
-    for tag, value in exif.get_ifd(ExifTags.IFD.Exif).items():
-        _put(result, ExifTags.TAGS.get(tag, str(tag)), value)
-    gps: dict[str, Any] = {}
-    for tag, value in exif.get_ifd(ExifTags.IFD.GPSInfo).items():
-        _put(gps, ExifTags.GPSTAGS.get(tag, str(tag)), value)
-    if gps:
+    ifd0 = [(tag, value) for tag, value in exif.items() if tag not in _IFD_POINTERS]
+    result = _named_tags([*ifd0, *exif.get_ifd(ExifTags.IFD.Exif).items()], ExifTags.TAGS)
+    if gps := _named_tags(exif.get_ifd(ExifTags.IFD.GPSInfo).items(), ExifTags.GPSTAGS):
         result["GPSInfo"] = gps
     return result or None
+
+
+def _named_tags(tags: Iterable[tuple[int, Any]], names: Mapping[int, str]) -> dict[str, Any]:
+    named: dict[str, Any] = {}
+    for tag, value in tags:
+        _put(named, names.get(tag, str(tag)), value)
+    return named
 
 
 _SKIP = object()
@@ -484,6 +677,11 @@ _IPTC_NAMES = {
     (2, 122): "Writer-Editor",
 }
 _IPTC_REPEATABLE = {"Keywords", "SupplementalCategories", "By-line", "Contact", "Writer-Editor"}
+# The datasets that hold binary values; all others are text.
+_IPTC_BINARY: dict[tuple[int, int], Callable[[bytes], Any]] = {
+    (1, 90): bytes.hex,  # CodedCharacterSet: an ISO 2022 escape sequence
+    (2, 0): functools.partial(int.from_bytes, byteorder="big"),  # RecordVersion
+}
 
 
 def _iptc_to_json(image: ImageFile.ImageFile) -> dict[str, Any] | None:
@@ -493,16 +691,16 @@ def _iptc_to_json(image: ImageFile.ImageFile) -> dict[str, Any] | None:
         return None  # a malformed IPTC block is not worth failing the image for
     if not info:
         return None
-    result: dict[str, Any] = {}
-    for (record, dataset), value in sorted(info.items()):
-        name = _IPTC_NAMES.get((record, dataset), f"{record}:{dataset}")
-        values = value if isinstance(value, list) else [value]
-        if name == "RecordVersion" or (record, dataset) == (1, 90):
-            decoded = [v.hex() if name == "CodedCharacterSet" else int.from_bytes(v, "big") for v in values]
-        else:
-            decoded = [_decode_iptc(v) for v in values]
-        result[name] = decoded if name in _IPTC_REPEATABLE or len(decoded) > 1 else decoded[0]
-    return result
+    return dict(_iptc_dataset(key, value) for key, value in sorted(info.items()))
+
+
+def _iptc_dataset(key: tuple[int, int], value: bytes | list[bytes]) -> tuple[str, Any]:
+    """A dataset's name and value: a list when it repeats or may repeat, else its one value."""
+    record, dataset = key
+    name = _IPTC_NAMES.get(key, f"{record}:{dataset}")
+    decode = _IPTC_BINARY.get(key, _decode_iptc)
+    decoded = [decode(item) for item in (value if isinstance(value, list) else [value])]
+    return name, decoded if name in _IPTC_REPEATABLE or len(decoded) > 1 else decoded[0]
 
 
 def _decode_iptc(value: bytes) -> str:
@@ -510,59 +708,3 @@ def _decode_iptc(value: bytes) -> str:
         return _clean_text(value.decode("utf-8"))
     except UnicodeDecodeError:
         return _clean_text(value.decode("latin-1"))
-
-
-# --- small parsers ------------------------------------------------------------------------------
-
-
-def _stream_bitrate(stream: dict[str, Any]) -> int | None:
-    # Matroska keeps per-stream bitrates in tags (BPS, or BPS-eng from mkvmerge).
-    tags = stream.get("tags") or {}
-    return _int(stream.get("bit_rate")) or _int(tags.get("BPS")) or _int(tags.get("BPS-eng"))
-
-
-def _pix_fmt_depth(pix_fmt: str | None) -> int | None:
-    if not pix_fmt:
-        return None
-    if pix_fmt in {"monob", "monow"}:
-        return 1
-    if pix_fmt.startswith(("rgb48", "rgba64", "bgr48", "bgra64")):
-        return 16
-    if "f32" in pix_fmt:
-        return 32
-    match = _PIX_FMT_DEPTH.search(pix_fmt)  # yuv420p10le, gbrap12be, p010le, gray16be, ya8
-    if match:
-        return int(match.group("planar") or match.group("grey"))
-    return 8
-
-
-def _aspect(width: int, height: int) -> str | None:
-    if width <= 0 or height <= 0:
-        return None
-    divisor = math.gcd(width, height)
-    return f"{width // divisor}:{height // divisor}"
-
-
-def _ratio(value: Any) -> Fraction | None:
-    """ffprobe rationals: "30000/1001", "16:9", "0/0" (unknown) → Fraction, or None when unknown."""
-    if value is None:
-        return None
-    text = str(value).replace(":", "/")
-    try:
-        ratio = Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        return None
-    return ratio if ratio > 0 else None
-
-
-def _float(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _int(value: Any) -> int | None:
-    number = _float(value)
-    return int(number) if number is not None else None

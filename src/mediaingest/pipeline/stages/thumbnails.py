@@ -19,7 +19,7 @@ from mediaingest.models.enums import MediaType, ProxyType
 from mediaingest.pipeline.ffmpeg import FfmpegCommand, FfmpegInput, FfmpegOutput, FilterGraph, filter_spec
 from mediaingest.pipeline.filters import base_video_filters, video_stream_specifier
 from mediaingest.pipeline.options import PipelineOptions
-from mediaingest.pipeline.stages.probe import check_pixel_budget, image_unreadable
+from mediaingest.pipeline.stages.probe import check_pixel_budget, has_transparency, image_unreadable
 from mediaingest.pipeline.types import MediaMetadata, ProgressCallback, StageOutput, StageResult
 
 POSTER_NAME = "poster.jpg"
@@ -183,8 +183,7 @@ def _web_mode(image: Image.Image) -> Image.Image:
     """RGB, or RGBA when the image has transparency; 16-bit greys scaled down rather than clipped."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         return image.convert("I").point(lambda value: value * (1 / 256)).convert("L").convert("RGB")
-    has_alpha = "A" in image.getbands() or "transparency" in image.info
-    return image.convert("RGBA" if has_alpha else "RGB")
+    return image.convert("RGBA" if has_transparency(image) else "RGB")
 
 
 def _save_thumbnail(
