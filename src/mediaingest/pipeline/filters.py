@@ -43,9 +43,14 @@ def _tone_mapping(metadata: MediaMetadata) -> list[str]:
     ]
 
 
+def _probed_streams(metadata: MediaMetadata) -> list[dict[str, Any]]:
+    """ffprobe's streams, as the probe kept them."""
+    return (metadata.raw or {}).get("streams", [])
+
+
 def _picture_stream(metadata: MediaMetadata) -> dict[str, Any] | None:
     """The probed stream the picture comes from: the first video stream that is not cover art."""
-    for stream in (metadata.raw or {}).get("streams", []):
+    for stream in _probed_streams(metadata):
         if stream.get("codec_type") == "video" and not (stream.get("disposition") or {}).get("attached_pic"):
             return stream
     return None
@@ -73,13 +78,18 @@ def audio_tracks(metadata: MediaMetadata) -> list[AudioTrack]:
         for t in listed
         if isinstance(t.get("streamIndex"), int)
     ]
-    if not tracks and metadata.has_audio:  # metadata probed before audioTracks existed
-        tracks = [AudioTrack(0, audio_stream_specifier(metadata), metadata.channels, metadata.channel_layout)]
-    return tracks
+    return tracks or _unlisted_audio(metadata)
+
+
+def _unlisted_audio(metadata: MediaMetadata) -> list[AudioTrack]:
+    """Metadata probed before audioTracks existed: its first audio stream, as the probe described it."""
+    if not metadata.has_audio:
+        return []
+    return [AudioTrack(0, audio_stream_specifier(metadata), metadata.channels, metadata.channel_layout)]
 
 
 def audio_stream_specifier(metadata: MediaMetadata) -> str:
-    for stream in (metadata.raw or {}).get("streams", []):
+    for stream in _probed_streams(metadata):
         if stream.get("codec_type") == "audio":
             return f"0:{stream['index']}"
     return "0:a:0"

@@ -77,12 +77,7 @@ class PipelineOptions:
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> PipelineOptions:
         values: dict[str, object] = {
-            "tools": FfmpegTools(
-                ffmpeg=settings.ffmpeg_path,
-                ffprobe=settings.ffprobe_path,
-                memory_limit_bytes=settings.tool_memory_limit_mb * 2**20 if settings.tool_memory_limit_mb else None,
-                threads=settings.ffmpeg_threads or None,
-            ),
+            "tools": _ffmpeg_tools(settings),
             "max_decoded_pixels": settings.max_decoded_pixels,
             "proxy_heights": tuple(sorted(set(settings.proxy_heights))),
             "proxy_vp9": settings.proxy_vp9,
@@ -101,3 +96,13 @@ class PipelineOptions:
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _ffmpeg_tools(settings: Settings) -> FfmpegTools:
+    """ffmpeg and ffprobe as configured; 0 MB and 0 threads leave memory unlimited and threads to ffmpeg."""
+    return FfmpegTools(
+        ffmpeg=settings.ffmpeg_path,
+        ffprobe=settings.ffprobe_path,
+        memory_limit_bytes=settings.tool_memory_limit_mb * 2**20 if settings.tool_memory_limit_mb else None,
+        threads=settings.ffmpeg_threads or None,
+    )

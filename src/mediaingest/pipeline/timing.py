@@ -69,30 +69,10 @@ def rate_text(rate: Fraction) -> str:
 
 def analyse_timestamps(timestamps: Iterable[float]) -> FrameTiming | None:
     """FrameTiming from packet presentation times in decode order; None when there are too few to tell."""
-    pending: list[float] = []
-    previous: float | None = None
-    intervals: Counter[int] = Counter()  # microseconds → how often
-    frames = 0
-
-    def emit(timestamp: float) -> None:
-        nonlocal previous, frames
-        frames += 1
-        if previous is not None and timestamp > previous:
-            intervals[round((timestamp - previous) * 1_000_000)] += 1
-        previous = timestamp
-
-    for timestamp in timestamps:
-        heapq.heappush(pending, timestamp)
-        if len(pending) > _REORDER_WINDOW:
-            emit(heapq.heappop(pending))
-    while pending:
-        emit(heapq.heappop(pending))
-
+    frames, intervals = _intervals(_presentation_order(timestamps))
     if not intervals:
         return None
-    usual = intervals.most_common(1)[0][0]
-    tolerance = max(_ROUNDING_SECONDS * 1_000_000, usual * _ROUNDING_SHARE)
-    regular = {interval: count for interval, count in intervals.items() if abs(interval - usual) <= tolerance}
+    regular = _regular_intervals(intervals)
     variable = len(regular) < len(intervals)
     regular_sum = sum(interval * count for interval, count in regular.items())
     source_rate = Fraction(sum(regular.values()) * 1_000_000, regular_sum).limit_denominator(1001)
@@ -105,6 +85,37 @@ def analyse_timestamps(timestamps: Iterable[float]) -> FrameTiming | None:
         source_rate=source_rate,
         timeline_rate=timeline_rate,
     )
+
+
+def _presentation_order(timestamps: Iterable[float]) -> Iterator[float]:
+    """Decode-order times in presentation order, through a heap no bigger than the reorder window."""
+    pending: list[float] = []
+    for timestamp in timestamps:
+        heapq.heappush(pending, timestamp)
+        if len(pending) > _REORDER_WINDOW:
+            yield heapq.heappop(pending)
+    while pending:
+        yield heapq.heappop(pending)
+
+
+def _intervals(times: Iterable[float]) -> tuple[int, Counter[int]]:
+    """How many frames, and how often each interval between consecutive ones occurs (in microseconds)."""
+    frames = 0
+    previous: float | None = None
+    intervals: Counter[int] = Counter()
+    for timestamp in times:
+        frames += 1
+        if previous is not None and timestamp > previous:
+            intervals[round((timestamp - previous) * 1_000_000)] += 1
+        previous = timestamp
+    return frames, intervals
+
+
+def _regular_intervals(intervals: Counter[int]) -> dict[int, int]:
+    """The intervals within timestamp rounding of the usual one."""
+    usual = intervals.most_common(1)[0][0]
+    tolerance = max(_ROUNDING_SECONDS * 1_000_000, usual * _ROUNDING_SHARE)
+    return {interval: count for interval, count in intervals.items() if abs(interval - usual) <= tolerance}
 
 
 def read_frame_timing(

@@ -17,6 +17,7 @@ progress is counted from the PCM received instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -48,6 +49,7 @@ PEAKS_NAME = "peaks.json"
 _SPECTROGRAM_MAX_SAMPLES = 32 * 1024 * 1024
 _SPECTROGRAM_MAX_RATE = 48000
 _SPECTROGRAM_MIN_RATE = 1000
+Loudness = dict[str, float | None]  # read_loudness: integratedLufs, loudnessRangeLu, truePeakDbtp
 
 
 def generate_audio_visuals(
@@ -73,8 +75,7 @@ def generate_audio_visuals(
             throttle.update(peaks.total / expected)
 
     tracks = audio_tracks(metadata)
-    for stale in [*out_dir.glob("peaks_track*"), *out_dir.glob("loudness_track*")]:
-        stale.unlink()  # an earlier attempt's, whose track count may differ
+    _remove_track_scratch(out_dir)
     spectrogram_rate = spectrogram_rate_for(metadata.duration_seconds, metadata.sample_rate)
     command = build_audio_visuals_command(
         source, metadata, out_dir, options, spectrogram_rate=spectrogram_rate, tracks=tracks
@@ -90,18 +91,9 @@ def generate_audio_visuals(
     )
     peaks.finish()
     decoded_seconds = peaks.total / options.peaks_sample_rate
-    if decoded_seconds * spectrogram_rate > _SPECTROGRAM_MAX_SAMPLES:
-        # The header understated the length, so the trimmed spectrogram shows only the start: draw it
-        # again at the rate the real length affords (a second decode, paid only by such files).
-        spectrogram_rate = spectrogram_rate_for(decoded_seconds, metadata.sample_rate)
-        options.tools.run(
-            build_spectrogram_command(source, metadata, out_dir, options, spectrogram_rate=spectrogram_rate),
-            duration_seconds=decoded_seconds,
-            on_progress=None,
-            cancel=cancel,
-            timeout=options.ffmpeg_deadline(decoded_seconds),
-            label="spectrogram",
-        )
+    spectrogram_rate = _redraw_if_trimmed(
+        source, metadata, out_dir, options, cancel, rate=spectrogram_rate, decoded_seconds=decoded_seconds
+    )
 
     track_peaks = {tracks[0].number: peaks}
     for track in tracks[1:]:
@@ -125,24 +117,73 @@ def generate_audio_visuals(
             options.spectrogram_height,
             {"sample_rate": spectrogram_rate, "channels": 1, "scale": "log"},
         ),
+        *_track_outputs(out_dir, tracks, track_peaks, options),
     ]
+    first = loudness[tracks[0].number]
+    return StageResult(
+        outputs=outputs,
+        measurements=_loudness_measurements(metadata, first, loudness),
+        message=f"waveform, spectrogram, peaks and loudness ({_loudness_summary(first)}) of {len(tracks)} track(s)",
+    )
+
+
+def _track_outputs(
+    out_dir: Path, tracks: list[AudioTrack], track_peaks: dict[int, PeaksAccumulator], options: PipelineOptions
+) -> list[StageOutput]:
+    """Each track's peaks JSON (written here) and AAC proxy."""
+    outputs: list[StageOutput] = []
     for track in tracks:
         outputs.append(_peaks_output(out_dir / peaks_name(track), track, track_peaks[track.number], options))
         outputs.append(_audio_proxy_output(audio_proxy_path(out_dir, track), track))
-    listed = [
-        {**listed_track, "loudness": loudness.get(listed_track.get("index", -1))}
-        for listed_track in metadata.audio_tracks or []
-    ]
-    measurements: dict[str, Any] = {"loudness": loudness[tracks[0].number]}
+    return outputs
+
+
+def _remove_track_scratch(out_dir: Path) -> None:
+    """An earlier attempt's per-track files, whose track count may differ."""
+    for stale in [*out_dir.glob("peaks_track*"), *out_dir.glob("loudness_track*")]:
+        stale.unlink()
+
+
+def _redraw_if_trimmed(
+    source: Path,
+    metadata: MediaMetadata,
+    out_dir: Path,
+    options: PipelineOptions,
+    cancel: threading.Event | None,
+    *,
+    rate: int,
+    decoded_seconds: float,
+) -> int:
+    """The rate the spectrogram is drawn at. When the header understated the length, the trimmed spectrogram
+    shows only the start: it is drawn again at the rate the real length affords (a second decode, paid
+    only by such files)."""
+    if decoded_seconds * rate <= _SPECTROGRAM_MAX_SAMPLES:
+        return rate
+    rate = spectrogram_rate_for(decoded_seconds, metadata.sample_rate)
+    options.tools.run(
+        build_spectrogram_command(source, metadata, out_dir, options, spectrogram_rate=rate),
+        duration_seconds=decoded_seconds,
+        on_progress=None,
+        cancel=cancel,
+        timeout=options.ffmpeg_deadline(decoded_seconds),
+        label="spectrogram",
+    )
+    return rate
+
+
+def _loudness_measurements(
+    metadata: MediaMetadata, first: Loudness | None, loudness: dict[int, Loudness | None]
+) -> dict[str, Any]:
+    """The first track's loudness, and every listed track with its own."""
+    measurements: dict[str, Any] = {"loudness": first}
+    listed = [{**track, "loudness": loudness.get(track.get("index", -1))} for track in metadata.audio_tracks or []]
     if listed:
         measurements["audio_tracks"] = listed
-    first = loudness[tracks[0].number]
-    summary = f"{first['integratedLufs']} LUFS" if first and first.get("integratedLufs") is not None else "silent"
-    return StageResult(
-        outputs=outputs,
-        measurements=measurements,
-        message=f"waveform, spectrogram, peaks and loudness ({summary}) of {len(tracks)} track(s)",
-    )
+    return measurements
+
+
+def _loudness_summary(loudness: Loudness | None) -> str:
+    return f"{loudness['integratedLufs']} LUFS" if loudness and loudness.get("integratedLufs") is not None else "silent"
 
 
 def _peaks_from_file(path: Path, expected_samples: int, options: PipelineOptions) -> PeaksAccumulator:
@@ -187,7 +228,7 @@ def _audio_proxy_output(path: Path, track: AudioTrack) -> StageOutput:
     )
 
 
-def read_loudness(log: Path) -> dict[str, float | None] | None:
+def read_loudness(log: Path) -> Loudness | None:
     """EBU R128 from ebur128's per-frame metadata log: its last values are the whole track's.
 
     Only the file's tail is read (the log grows by about 8 MB an hour). True peak is the highest
@@ -199,23 +240,31 @@ def read_loudness(log: Path) -> dict[str, float | None] | None:
         handle.seek(max(0, log.stat().st_size - 8192))
         tail = handle.read().decode(errors="replace").splitlines()
     log.unlink()
-    values: dict[str, float] = {}
-    for line in tail:
-        key, _, value = line.partition("=")
-        if key.startswith("lavfi.r128."):
-            try:
-                values[key.removeprefix("lavfi.r128.")] = float(value)
-            except ValueError:
-                continue
+    values = _r128_values(tail)
     if "I" not in values:
         return None
-    peaks = [value for key, value in values.items() if key.startswith("true_peaks_ch")]
-    peak = max(peaks, default=0.0)
     return {
         "integratedLufs": round(values["I"], 2),
         "loudnessRangeLu": round(values["LRA"], 2) if "LRA" in values else None,
-        "truePeakDbtp": round(20 * math.log10(peak), 2) if peak > 0 else None,
+        "truePeakDbtp": _true_peak_dbtp(values),
     }
+
+
+def _true_peak_dbtp(values: dict[str, float]) -> float | None:
+    """The highest channel's true peak in dBTP; None for silence."""
+    peak = max((value for key, value in values.items() if key.startswith("true_peaks_ch")), default=0.0)
+    return round(20 * math.log10(peak), 2) if peak > 0 else None
+
+
+def _r128_values(lines: list[str]) -> dict[str, float]:
+    """The `lavfi.r128.<name>=<number>` lines as {name: number}, the last of each name."""
+    values: dict[str, float] = {}
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.startswith("lavfi.r128."):
+            with contextlib.suppress(ValueError):
+                values[key.removeprefix("lavfi.r128.")] = float(value)
+    return values
 
 
 def build_audio_visuals_command(
@@ -282,13 +331,17 @@ def _aac_args(track: AudioTrack, metadata: MediaMetadata, options: PipelineOptio
     per_channel = max(32, options.audio_bitrate_kbps // 2)
     bitrate = min(512, per_channel * (track.channels or 2))
     args = ["-map", track.specifier, "-map_metadata", "-1", "-c:a", "aac", "-b:a", f"{bitrate}k"]
-    rate = next(
+    if (_sample_rate(track, metadata) or 48000) > 48000:
+        args += ["-ar", "48000"]
+    return [*args, "-movflags", "+faststart", "-f", "mp4"]
+
+
+def _sample_rate(track: AudioTrack, metadata: MediaMetadata) -> int | None:
+    """The track's rate as the probe listed it; the first stream's when it listed no tracks."""
+    return next(
         (t.get("sampleRate") for t in metadata.audio_tracks or [] if t.get("index") == track.number),
         metadata.sample_rate,
     )
-    if (rate or 48000) > 48000:
-        args += ["-ar", "48000"]
-    return [*args, "-movflags", "+faststart", "-f", "mp4"]
 
 
 def build_spectrogram_command(
@@ -391,13 +444,7 @@ class PeaksAccumulator:
         self._carry = b""
 
     def feed(self, chunk: bytes) -> None:
-        data = self._carry + chunk
-        usable = len(data) - len(data) % 2
-        self._carry = data[usable:]
-        samples = array("h")
-        samples.frombytes(data[:usable])
-        if sys.byteorder == "big":
-            samples.byteswap()  # s16le on the wire
+        samples = self._samples(chunk)
         self.total += len(samples)
         if self._pending:
             samples = self._pending + samples
@@ -410,6 +457,17 @@ class PeaksAccumulator:
             if len(self.mins) >= 2 * self.target_blocks:
                 self._halve()
         self._pending = samples[start:]
+
+    def _samples(self, chunk: bytes) -> array[int]:
+        """The chunk's whole samples; an odd last byte is kept for the next chunk."""
+        data = self._carry + chunk
+        usable = len(data) - len(data) % 2
+        self._carry = data[usable:]
+        samples = array("h")
+        samples.frombytes(data[:usable])
+        if sys.byteorder == "big":
+            samples.byteswap()  # s16le on the wire
+        return samples
 
     def finish(self) -> None:
         if self._pending:

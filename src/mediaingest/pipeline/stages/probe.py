@@ -34,6 +34,8 @@ _PIX_FMT_DEPTH = re.compile(r"p(?P<planar>\d+)(?:le|be)$|^(?:gray|ya)(?P<grey>\d
 _PILLOW_DEPTH = {"1": 1, "I": 32, "F": 32, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16}
 _TIMECODE = re.compile(r"^\d{2}:\d{2}:\d{2}[:;.]\d{2,3}$")
 _GENERIC_HANDLER = re.compile(r"handler|core media|iso media|^\s*(sound|audio)\s*$", re.IGNORECASE)
+_PRINTABLE_ASCII = re.compile(rb"[\t\n\r\x20-\x7e]*")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # all but tab and line breaks
 _EXIF_ORIENTATION = 0x0112
 # EXIF orientation → degrees clockwise; 5 and 7 are mirrored variants of 90 and 270.
 _ORIENTATION_ROTATION = {1: 0, 2: 0, 3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 270}
@@ -46,9 +48,14 @@ def probe(source: Path, media_type: MediaType, *, options: PipelineOptions) -> M
         return _probe_video(source, options)
     metadata = _describe(source, media_type, options)
     if metadata.has_video:  # a picture stream in what was uploaded as audio
-        deadline = options.ffmpeg_deadline(metadata.duration_seconds).seconds(metadata.duration_seconds or 0.0)
+        deadline = _timing_deadline(options, metadata.duration_seconds)
         _add_frame_timing(metadata, read_frame_timing(source, "V:0", options=options, timeout=deadline))
     return metadata
+
+
+def _timing_deadline(options: PipelineOptions, duration_seconds: float | None) -> float:
+    """How long reading the packet times may take: as long as ffmpeg may run over the described duration."""
+    return options.ffmpeg_deadline(duration_seconds).seconds(duration_seconds or 0.0)
 
 
 def _probe_video(source: Path, options: PipelineOptions) -> MediaMetadata:
@@ -59,8 +66,7 @@ def _probe_video(source: Path, options: PipelineOptions) -> MediaMetadata:
     described: list[MediaMetadata] = []
 
     def deadline() -> float:
-        duration = described[0].duration_seconds if described else None
-        return options.ffmpeg_deadline(duration).seconds(duration or 0.0)
+        return _timing_deadline(options, described[0].duration_seconds if described else None)
 
     with ThreadPoolExecutor(1, thread_name_prefix="probe-timing") as pool:
         timing = pool.submit(read_frame_timing, source, "V:0", options=options, timeout=deadline)
@@ -79,14 +85,19 @@ def _describe(source: Path, media_type: MediaType, options: PipelineOptions) -> 
     metadata = metadata_from_ffprobe(options.tools.probe(source))
     if metadata.width and metadata.height:
         check_pixel_budget(metadata.width, metadata.height, options, what="video frames")
+    _require_stream(metadata, media_type)
+    if metadata.has_hdr and metadata.mastering_display is None:
+        _add_frame_side_data(source, metadata, options)
+    return metadata
+
+
+def _require_stream(metadata: MediaMetadata, media_type: MediaType) -> None:
+    """A video upload needs a picture stream, an audio upload a sound stream."""
     has_stream = {MediaType.VIDEO: metadata.has_video, MediaType.AUDIO: metadata.has_audio}
     if not has_stream[media_type]:
         raise MediaUnreadableError(
             f"the file has no {media_type.value.lower()} stream", details={"format": metadata.format_name}
         )
-    if metadata.has_hdr and metadata.mastering_display is None:
-        _add_frame_side_data(source, metadata, options)
-    return metadata
 
 
 # --- small parsers ------------------------------------------------------------------------------
@@ -227,6 +238,16 @@ class _Stream(BaseModel):
         return round(float(rate), 3) if rate else None
 
 
+class _Frame(BaseModel):
+    side_data_list: list[dict[str, Any]] = []
+
+
+class _Frames(BaseModel):
+    """ffprobe's -show_frames JSON, as far as the metadata reads it."""
+
+    frames: list[_Frame] = []
+
+
 class _Format(BaseModel):
     format_name: str | None = None
     duration: _Float = None
@@ -280,13 +301,12 @@ def metadata_from_ffprobe(data: dict[str, Any]) -> MediaMetadata:
         has_video=video is not None,
         has_audio=bool(audio),
         timecode=probed.timecode,
-        audio_tracks=[_audio_track(number, stream) for number, stream in enumerate(audio)] or None,
         raw=data,
     )
     if video is not None:
         _fill_video(md, video)
     if audio:
-        _fill_audio(md, audio[0])
+        _fill_audio(md, audio)
     return md
 
 
@@ -341,12 +361,15 @@ def _fill_video(md: MediaMetadata, video: _Stream) -> None:
         md.display_aspect_ratio = _aspect(md.display_width, md.display_height)
 
 
-def _fill_audio(md: MediaMetadata, audio: _Stream) -> None:
-    md.audio_codec = audio.codec_name
-    md.audio_bitrate = audio.bitrate
-    md.channels = audio.channels
-    md.channel_layout = audio.channel_layout
-    md.sample_rate = audio.sample_rate
+def _fill_audio(md: MediaMetadata, streams: list[_Stream]) -> None:
+    """Every audio stream listed as a track; the first one's codec, bitrate and layout as the file's."""
+    md.audio_tracks = [_audio_track(number, stream) for number, stream in enumerate(streams)]
+    first = streams[0]
+    md.audio_codec = first.codec_name
+    md.audio_bitrate = first.bitrate
+    md.channels = first.channels
+    md.channel_layout = first.channel_layout
+    md.sample_rate = first.sample_rate
 
 
 def _snap_rotation(degrees: float) -> int:
@@ -398,8 +421,8 @@ def _add_frame_side_data(source: Path, md: MediaMetadata, options: PipelineOptio
         )
     except ProcessingError:
         return  # the main probe succeeded; missing mastering data does not make the media unreadable
-    for frame in frames.get("frames") or []:
-        _apply_side_data(md, frame.get("side_data_list") or [])
+    for frame in _Frames.model_validate(frames).frames:
+        _apply_side_data(md, frame.side_data_list)
 
 
 # --- images -------------------------------------------------------------------------------------
@@ -624,7 +647,7 @@ def _(value: str) -> Any:
 @_json_safe.register
 def _(value: bytes) -> Any:
     text = value.rstrip(b"\x00")
-    if text.isascii() and all(32 <= b < 127 or b in (9, 10, 13) for b in text):
+    if _PRINTABLE_ASCII.fullmatch(text):
         return text.decode("ascii").strip()
     return value.hex() if len(value) <= 64 else _SKIP
 
@@ -642,7 +665,7 @@ def _(value: dict) -> Any:
 
 def _clean_text(text: str) -> str:
     # PostgreSQL's JSON types reject NUL, and trailing NULs pad most EXIF strings.
-    return "".join(ch for ch in text if ch >= " " or ch in "\t\n\r").strip()
+    return _CONTROL_CHARACTERS.sub("", text).strip()
 
 
 _IPTC_NAMES = {

@@ -50,11 +50,8 @@ def generate_thumbnails(
 def build_poster_command(
     source: Path, metadata: MediaMetadata, out_dir: Path, options: PipelineOptions, *, position: float
 ) -> tuple[FfmpegCommand, int, int]:
-    """The poster command, and the poster's size: the displayed picture fitted into poster_max_size."""
-    display_width = metadata.display_width or metadata.width or options.poster_max_size
-    display_height = metadata.display_height or metadata.height or options.poster_max_size
-    scale = min(1.0, options.poster_max_size / max(display_width, display_height))
-    width, height = max(2, round(display_width * scale)), max(2, round(display_height * scale))
+    """The poster command, and the poster's size."""
+    width, height = _poster_size(metadata, options)
     graph = FilterGraph()
     filters = [*base_video_filters(metadata), filter_spec("scale", width, height), filter_spec("setsar", 1)]
     graph.chain([video_stream_specifier(metadata)], filters, ["poster"])
@@ -72,19 +69,31 @@ def build_poster_command(
     return command, width, height
 
 
+def _poster_size(metadata: MediaMetadata, options: PipelineOptions) -> tuple[int, int]:
+    """The displayed picture fitted into poster_max_size."""
+    display_width = metadata.display_width or metadata.width or options.poster_max_size
+    display_height = metadata.display_height or metadata.height or options.poster_max_size
+    scale = min(1.0, options.poster_max_size / max(display_width, display_height))
+    return max(2, round(display_width * scale)), max(2, round(display_height * scale))
+
+
 def poster_positions(metadata: MediaMetadata, options: PipelineOptions) -> list[float]:
     """Where to look for the poster, best first: the first shots after the first second (fades and slates
     live in it) when the proxies pass has found them, then `poster_position` of the way in, then further."""
     duration = metadata.duration_seconds or 0.0
     if duration <= 0:
         return [0.0]
-    rate = float(Fraction(metadata.frame_rate)) if metadata.frame_rate else 25.0
-    # Half a frame into the shot, so a timestamp rounded on the way cannot land on the shot before.
-    found = metadata.measured("proxies", "shots") or []
-    shots = [cut + 0.5 / rate for cut in found if cut >= 1.0][:_SHOT_CANDIDATES]
     fractions = (options.poster_position, 0.25, 0.5, 0.75)
-    positions = [*shots, *(duration * fraction for fraction in fractions), 0.0]
+    positions = [*_shot_starts(metadata), *(duration * fraction for fraction in fractions), 0.0]
     return [round(p, 3) for p in dict.fromkeys(positions) if p < duration][: _SHOT_CANDIDATES + len(fractions) + 1]
+
+
+def _shot_starts(metadata: MediaMetadata) -> list[float]:
+    """The first shots the proxies pass found after the first second, half a frame in: a timestamp rounded
+    on the way cannot land on the shot before."""
+    rate = float(Fraction(metadata.frame_rate)) if metadata.frame_rate else 25.0
+    found = metadata.measured("proxies", "shots") or []
+    return [cut + 0.5 / rate for cut in found if cut >= 1.0][:_SHOT_CANDIDATES]
 
 
 def _video_poster(
@@ -103,24 +112,10 @@ def _video_poster(
     path = out_dir / POSTER_NAME
     brightest: tuple[float, float, Path] | None = None  # (luma, position, kept file)
     for position in poster_positions(metadata, options):
-        path.unlink(missing_ok=True)
-        command, width, height = build_poster_command(source, metadata, out_dir, options, position=position)
-        options.tools.run(
-            command,
-            duration_seconds=None,
-            on_progress=None,
-            cancel=cancel,
-            timeout=options.ffmpeg_deadline(metadata.duration_seconds),
-            label="poster",
-        )
-        if not path.is_file() or path.stat().st_size == 0:
+        luma = _poster_frame(source, metadata, out_dir, options, cancel, position)
+        if luma is None:
             continue
-        luma = mean_luma(path)
-        if brightest is None or luma > brightest[0]:
-            kept = path.replace(out_dir / f"candidate-{position:.3f}.jpg")
-            if brightest is not None:
-                brightest[2].unlink(missing_ok=True)
-            brightest = (luma, position, kept)
+        brightest = _keep_brighter(brightest, (luma, position, path), out_dir)
         if luma >= options.poster_min_luma:
             break
     if brightest is None:
@@ -129,7 +124,13 @@ def _video_poster(
     kept.replace(path)
     if on_progress is not None:
         on_progress(1.0, "poster")
-    output = StageOutput(
+    output = _poster_output(path, _poster_size(metadata, options), position, luma)
+    return StageResult(outputs=[output], message=f"poster at {position:.1f} s")
+
+
+def _poster_output(path: Path, size: tuple[int, int], position: float, luma: float) -> StageOutput:
+    width, height = size
+    return StageOutput(
         kind=ProxyType.POSTER,
         path=path,
         bucket="processed",
@@ -141,7 +142,45 @@ def _video_poster(
         quality="q3",
         details={"positionSeconds": position, "meanLuma": round(luma, 3)},
     )
-    return StageResult(outputs=[output], message=f"poster at {position:.1f} s")
+
+
+def _poster_frame(
+    source: Path,
+    metadata: MediaMetadata,
+    out_dir: Path,
+    options: PipelineOptions,
+    cancel: threading.Event | None,
+    position: float,
+) -> float | None:
+    """Writes the frame at `position` as the poster and returns its mean luma; None when ffmpeg wrote none."""
+    path = out_dir / POSTER_NAME
+    path.unlink(missing_ok=True)
+    command, _, _ = build_poster_command(source, metadata, out_dir, options, position=position)
+    options.tools.run(
+        command,
+        duration_seconds=None,
+        on_progress=None,
+        cancel=cancel,
+        timeout=options.ffmpeg_deadline(metadata.duration_seconds),
+        label="poster",
+    )
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    return mean_luma(path)
+
+
+def _keep_brighter(
+    brightest: tuple[float, float, Path] | None, candidate: tuple[float, float, Path], out_dir: Path
+) -> tuple[float, float, Path]:
+    """The brighter of the two (luma, position, file): a brighter candidate's file is set aside under its
+    own name and the previous one's deleted; a darker one is left to be overwritten."""
+    luma, position, path = candidate
+    if brightest is not None and luma <= brightest[0]:
+        return brightest
+    kept = path.replace(out_dir / f"candidate-{position:.3f}.jpg")
+    if brightest is not None:
+        brightest[2].unlink(missing_ok=True)
+    return luma, position, kept
 
 
 def mean_luma(path: Path) -> float:
@@ -160,16 +199,7 @@ def _image_thumbnails(
     if not sizes:
         return StageResult(message="no thumbnail sizes configured")
     outputs: list[StageOutput] = []
-    try:
-        with Image.open(source) as opened:
-            check_pixel_budget(*opened.size, options)  # before anything decodes
-            # JPEG decodes straight at 1/2, 1/4 or 1/8 scale when that still covers the largest size.
-            opened.draft("RGB", (sizes[0], sizes[0]))
-            icc_profile = opened.info.get("icc_profile")
-            image = _web_mode(ImageOps.exif_transpose(opened))
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-        raise image_unreadable(exc, source) from exc
-
+    image, icc_profile = _open_upright(source, options, largest=sizes[0])
     for index, size in enumerate(sizes):
         # Each size is made from the previous, larger one: a big original is resampled only once.
         image.thumbnail((size, size), Image.Resampling.LANCZOS)
@@ -177,6 +207,20 @@ def _image_thumbnails(
         if on_progress is not None:
             on_progress((index + 1) / len(sizes), f"thumbnail {size}")
     return StageResult(outputs=outputs, message=f"{len(outputs)} thumbnails")
+
+
+def _open_upright(source: Path, options: PipelineOptions, *, largest: int) -> tuple[Image.Image, bytes | None]:
+    """The image turned upright in a web mode, decoded no larger than needed, and its ICC profile."""
+    try:
+        with Image.open(source) as opened:
+            check_pixel_budget(*opened.size, options)  # before anything decodes
+            # JPEG decodes straight at 1/2, 1/4 or 1/8 scale when that still covers the largest size.
+            opened.draft("RGB", (largest, largest))
+            icc_profile = opened.info.get("icc_profile")
+            image = _web_mode(ImageOps.exif_transpose(opened))
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise image_unreadable(exc, source) from exc
+    return image, icc_profile
 
 
 def _web_mode(image: Image.Image) -> Image.Image:
@@ -190,11 +234,7 @@ def _save_thumbnail(
     image: Image.Image, out_dir: Path, size: int, options: PipelineOptions, icc_profile: bytes | None
 ) -> list[StageOutput]:
     jpeg_path, webp_path = out_dir / f"thumb_{size}.jpg", out_dir / f"thumb_{size}.webp"
-    flat = image
-    if image.mode == "RGBA":
-        # JPEG has no alpha: composite over white, as a browser shows a transparent PNG on a page.
-        flat = Image.new("RGB", image.size, (255, 255, 255))
-        flat.paste(image, mask=image.getchannel("A"))
+    flat = _on_white(image)
     # The ICC profile keeps wide-gamut photos' colours; EXIF is left out on purpose (GPS, serials).
     # Both encoders release the GIL, so the WebP is written on a second thread while the JPEG is; from
     # a copy, because save() keeps its options on the image object (encoderinfo) for the plugin to read.
@@ -213,6 +253,15 @@ def _save_thumbnail(
             webp_path, image.size, "webp", f"q{options.image_webp_quality}", size, alpha=image.mode == "RGBA"
         ),
     ]
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """JPEG has no alpha: composite over white, as a browser shows a transparent PNG on a page."""
+    if image.mode != "RGBA":
+        return image
+    flat = Image.new("RGB", image.size, (255, 255, 255))
+    flat.paste(image, mask=image.getchannel("A"))
+    return flat
 
 
 def _thumbnail_output(
