@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from PIL import ExifTags, Image, ImageFile, IptcImagePlugin, UnidentifiedImageError
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from mediaingest.exceptions import MediaTooLargeError, MediaUnreadableError, ProcessingError
 from mediaingest.models.enums import MediaType
@@ -83,8 +83,7 @@ def _probe_video(source: Path, options: PipelineOptions) -> MediaMetadata:
 def _describe(source: Path, media_type: MediaType, options: PipelineOptions) -> MediaMetadata:
     """ffprobe's description of the container and its streams, checked against what was uploaded."""
     metadata = metadata_from_ffprobe(options.tools.probe(source))
-    if metadata.width and metadata.height:
-        check_pixel_budget(metadata.width, metadata.height, options, what="video frames")
+    check_pixel_budget(metadata.width, metadata.height, options, what="video frames")
     _require_stream(metadata, media_type)
     if metadata.has_hdr and metadata.mastering_display is None:
         _add_frame_side_data(source, metadata, options)
@@ -160,6 +159,10 @@ def _timecode(value: Any) -> str | None:
     return text if _TIMECODE.match(text) else None
 
 
+def _known_language(code: str | None) -> str | None:
+    return None if code == "und" else code  # ISO 639's "undetermined"
+
+
 # --- ffprobe's JSON -----------------------------------------------------------------------------
 # Each value is read as the small parsers above read it: what ffprobe cannot tell ("N/A", "0/0") is None.
 _Int = Annotated[int | None, BeforeValidator(_int)]
@@ -171,7 +174,7 @@ class _Tags(BaseModel):
     """The tags of a stream or of the container that the metadata reads."""
 
     timecode: Annotated[str | None, BeforeValidator(_timecode)] = None
-    language: str | None = None
+    language: Annotated[str | None, AfterValidator(_known_language)] = None
     title: str | None = None
     handler_name: str | None = None
     rotate: _Float = None  # the legacy rotation, clockwise
@@ -318,7 +321,7 @@ def _audio_track(number: int, stream: _Stream) -> dict[str, Any]:
         "channels": stream.channels,
         "channelLayout": stream.channel_layout,
         "sampleRate": stream.sample_rate,
-        "language": None if stream.tags.language == "und" else stream.tags.language,
+        "language": stream.tags.language,
         "title": stream.tags.title or _track_name(stream.tags.handler_name),
     }
 
@@ -428,9 +431,12 @@ def _add_frame_side_data(source: Path, md: MediaMetadata, options: PipelineOptio
 # --- images -------------------------------------------------------------------------------------
 
 
-def check_pixel_budget(width: int, height: int, options: PipelineOptions, *, what: str = "the image") -> None:
-    """Refuses media whose pictures would decode to more pixels than a stage may hold (media bombs)."""
-    if width * height > options.max_decoded_pixels:
+def check_pixel_budget(
+    width: int | None, height: int | None, options: PipelineOptions, *, what: str = "the image"
+) -> None:
+    """Refuses media whose pictures would decode to more pixels than a stage may hold (media bombs); a size
+    not known is not checked."""
+    if width and height and width * height > options.max_decoded_pixels:
         raise MediaTooLargeError(
             f"{what} are {width}x{height} ({width * height / 1e6:.0f} megapixels); the limit is "
             f"{options.max_decoded_pixels / 1e6:.0f} megapixels",
@@ -545,8 +551,7 @@ def _describe_image(source: Path, options: PipelineOptions) -> tuple[_Ffprobe, d
         raw = options.tools.probe(source)
     probed = _Ffprobe.model_validate(raw or {})
     stream = probed.first_video
-    if stream.width and stream.height:
-        check_pixel_budget(stream.width, stream.height, options, what="the image's pixels")
+    check_pixel_budget(stream.width, stream.height, options, what="the image's pixels")
     return probed, raw
 
 
