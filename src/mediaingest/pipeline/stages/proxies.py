@@ -14,11 +14,13 @@ ffmpeg autorotates while decoding: what the scaler sees is the rotated, displaye
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from itertools import islice
 from math import ceil
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from mediaingest.exceptions import PermanentProcessingError
 from mediaingest.models.enums import ProxyType
@@ -55,9 +57,10 @@ SHOTS_LOG = "shots.log"
 _REMUX_SHARE = 0.05  # of the stage's progress bar: copying packets is quick next to encoding
 MAX_SHOTS = 10_000
 _WEB_CONTAINERS = {"mov", "mp4"}
-_WEB_H264_PROFILES = {"Constrained Baseline", "Baseline", "Main", "High"}
+_WEB_H264_PROFILES = {None, "Constrained Baseline", "Baseline", "Main", "High"}  # None: not probed, taken as fine
 # Bitrate cap for the CRF encode, in bits per pixel per frame: keeps grainy sources streamable.
 _MAXRATE_BITS_PER_PIXEL = 0.12
+_DROP_FRAME_RATES = (Fraction(30000, 1001), Fraction(60000, 1001))  # the only rates ffmpeg takes a ";" timecode at
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,10 @@ class Rendition:
     @property
     def resolution(self) -> str:
         return f"{self.rung}p"
+
+    def maxrate(self, fps: float) -> int:
+        """The encode's bitrate cap, in bits per second."""
+        return int(self.width * self.height * fps * _MAXRATE_BITS_PER_PIXEL)
 
 
 @dataclass(frozen=True)
@@ -104,26 +111,46 @@ def rendition_sizes(display_width: int, display_height: int, heights: tuple[int,
 
 def is_web_playable_at(metadata: MediaMetadata, width: int, height: int, options: PipelineOptions) -> bool:
     """True when a browser could play the source as-is at this size, so the rung is a remux."""
-    containers = set((metadata.format_name or "").split(","))
-    bits_per_pixel = None
-    if metadata.video_bitrate and metadata.fps:
-        bits_per_pixel = metadata.video_bitrate / (width * height * metadata.fps)
     return (
-        bool(containers & _WEB_CONTAINERS)
-        and metadata.video_codec == "h264"
-        and metadata.pixel_format == "yuv420p"
-        and (metadata.video_profile is None or metadata.video_profile in _WEB_H264_PROFILES)
-        and (not metadata.has_audio or metadata.audio_codec == "aac")
-        and metadata.rotation == 0
-        and not metadata.has_hdr
-        # Coded size equal to displayed size also rules out anamorphic (non-square pixel) sources.
-        and (metadata.width, metadata.height) == (width, height)
-        and (metadata.display_width, metadata.display_height) == (width, height)
-        and field_order(metadata) not in INTERLACED
-        and (bits_per_pixel is None or bits_per_pixel <= options.remux_max_bits_per_pixel)
+        all(rule(metadata) for rule in _WEB_PLAYABLE_SOURCE)
+        and _is_sized(metadata, width, height)
+        and _is_proxy_bitrate(metadata, width, height, options)
         # A copied stream keeps the source's frame timing: only a constant rate that is the timeline's.
         and conforms_to_timeline(metadata.fps, metadata.frame_rate, metadata.is_variable_frame_rate)
     )
+
+
+def _in_web_container(metadata: MediaMetadata) -> bool:
+    return bool(set((metadata.format_name or "").split(",")) & _WEB_CONTAINERS)
+
+
+def _has_web_codecs(metadata: MediaMetadata) -> bool:
+    """H.264 4:2:0 in a profile browsers decode, and AAC sound if there is any."""
+    return (
+        metadata.video_codec == "h264"
+        and metadata.pixel_format == "yuv420p"
+        and metadata.video_profile in _WEB_H264_PROFILES
+        and (not metadata.has_audio or metadata.audio_codec == "aac")
+    )
+
+
+def _plays_unfiltered(metadata: MediaMetadata) -> bool:
+    """A picture shown as decoded: none of the rotation, tone mapping or deinterlacing an encode applies."""
+    return metadata.rotation == 0 and not metadata.has_hdr and field_order(metadata) not in INTERLACED
+
+
+_WEB_PLAYABLE_SOURCE = (_in_web_container, _has_web_codecs, _plays_unfiltered)
+
+
+def _is_sized(metadata: MediaMetadata, width: int, height: int) -> bool:
+    # Coded size equal to displayed size also rules out anamorphic (non-square pixel) sources.
+    return (metadata.width, metadata.height) == (metadata.display_width, metadata.display_height) == (width, height)
+
+
+def _is_proxy_bitrate(metadata: MediaMetadata, width: int, height: int, options: PipelineOptions) -> bool:
+    if not metadata.video_bitrate or not metadata.fps:
+        return True
+    return metadata.video_bitrate / (width * height * metadata.fps) <= options.remux_max_bits_per_pixel
 
 
 def build_proxy_plan(source: Path, metadata: MediaMetadata, out_dir: Path, options: PipelineOptions) -> ProxyPlan:
@@ -133,26 +160,39 @@ def build_proxy_plan(source: Path, metadata: MediaMetadata, out_dir: Path, optio
     size = (metadata.display_width, metadata.display_height)
     renditions = _renditions(metadata, size, out_dir, options)
     sprites = _sprite_grid(options, *size)
+    encoded, remuxed = _rendition_outputs(renditions, metadata, options, out_dir)
     graph = _filter_graph(metadata, renditions, sprites, out_dir, options)
-    hls_rungs = [_hls_rung(r, metadata, options) for r in renditions if r.codec == "h264"]
-
-    def output(rendition: Rendition) -> FfmpegOutput:
-        hls_dir = out_dir / HLS_DIR / rendition.resolution if rendition.codec == "h264" else None
-        return rendition_output(rendition, metadata, options, hls_dir=hls_dir)
-
-    outputs = [output(r) for r in renditions if not r.remux]
-    # Remuxed rungs go first, in a process of their own that only copies packets: it runs at the speed
-    # of the disk, so a web-playable source plays within a second while the encodes are still starting.
-    remuxes = [output(r) for r in renditions if r.remux]
-    remux_command = FfmpegCommand(inputs=[FfmpegInput(source)], outputs=remuxes) if remuxes else None
-    if sprites is not None:
-        # Raw tiles to stdout, laid out into sheets by SpriteSheetWriter (see sprites.py for why).
-        tiles = ["-map", "[tiles]", "-fps_mode", "passthrough", "-c:v", "rawvideo", "-f", "rawvideo"]
-        outputs.append(FfmpegOutput("pipe:1", tiles))
-    command = FfmpegCommand(inputs=[FfmpegInput(source)], outputs=outputs, filter_graph=graph)
     return ProxyPlan(
-        renditions=renditions, sprites=sprites, command=command, hls_rungs=hls_rungs, remux_command=remux_command
+        renditions=renditions,
+        sprites=sprites,
+        command=FfmpegCommand(
+            inputs=[FfmpegInput(source)], outputs=encoded + _tiles_output(sprites), filter_graph=graph
+        ),
+        hls_rungs=[_hls_rung(r, metadata, options) for r in renditions if r.codec == "h264"],
+        # Remuxed rungs go first, in a process of their own that only copies packets: it runs at the speed
+        # of the disk, so a web-playable source plays within a second while the encodes are still starting.
+        remux_command=FfmpegCommand(inputs=[FfmpegInput(source)], outputs=remuxed) if remuxed else None,
     )
+
+
+def _rendition_outputs(
+    renditions: list[Rendition], metadata: MediaMetadata, options: PipelineOptions, out_dir: Path
+) -> tuple[list[FfmpegOutput], list[FfmpegOutput]]:
+    """The renditions' outputs: those encoded, and those remuxed."""
+    encoded: list[FfmpegOutput] = []
+    remuxed: list[FfmpegOutput] = []
+    for rendition in renditions:
+        (remuxed if rendition.remux else encoded).append(rendition_output(rendition, metadata, options, out_dir))
+    return encoded, remuxed
+
+
+def _tiles_output(sprites: SpriteGrid | None) -> list[FfmpegOutput]:
+    """Raw tiles to stdout, laid out into sheets by SpriteSheetWriter (see sprites.py for why)."""
+    if sprites is None:
+        return []
+    return [
+        FfmpegOutput("pipe:1", ["-map", "[tiles]", "-fps_mode", "passthrough", "-c:v", "rawvideo", "-f", "rawvideo"])
+    ]
 
 
 def _renditions(
@@ -181,33 +221,62 @@ def _filter_graph(
     """One decode, split: a scaled branch per encoded rung (its H.264 and VP9 encoders share it), the sprite
     tiles, and the shot detector."""
     graph = FilterGraph()
-    encoded_rungs = sorted({(r.rung, r.width, r.height) for r in renditions if not r.remux})
-    branches = [f"scaled{rung}" for rung, _, _ in encoded_rungs]
-    if sprites is not None:
-        branches.append("sprite_src")
-    branches.append("shots_src")
-    base = base_video_filters(metadata)
-    if metadata.frame_rate:
-        # Every rung at the timeline's constant rate: frames of a variable-rate source are repeated or
-        # dropped once, here, so all rungs count the same frames.
-        base.append(filter_spec("fps", metadata.frame_rate))
-    if len(branches) > 1:
-        base.append(filter_spec("split", len(branches)))
-    graph.chain([video_stream_specifier(metadata)], base or ["null"], [f"{b}_in" for b in branches])
-    for rung, width, height in encoded_rungs:
-        codecs = [r.codec for r in renditions if r.rung == rung and not r.remux]
-        filters = [
-            filter_spec("scale", width, height, flags="bicubic"),
-            filter_spec("setsar", 1),
-            filter_spec("format", "yuv420p"),
-        ]
-        if len(codecs) > 1:
-            filters.append(filter_spec("split", len(codecs)))
-        graph.chain([f"scaled{rung}_in"], filters, [f"{codec}_{rung}" for codec in codecs])
+    rungs = _encoded_rungs(renditions)
+    branches = _branches(rungs, sprites)
+    decode = [*base_video_filters(metadata), *_timeline_rate(metadata), *_split(len(branches))]
+    graph.chain([video_stream_specifier(metadata)], decode or ["null"], [f"{b}_in" for b in branches])
+    for rung in rungs:
+        rung.add_chain(graph)
     if sprites is not None:
         _sprite_chain(graph, sprites)
     _shots_chain(graph, out_dir, options)
     return graph
+
+
+@dataclass(frozen=True)
+class _ScaledRung:
+    """One encoded rung's branch of the graph: scaled once, then split between its encoders."""
+
+    rung: int
+    width: int
+    height: int
+    codecs: list[str]
+
+    def add_chain(self, graph: FilterGraph) -> None:
+        filters = [
+            filter_spec("scale", self.width, self.height, flags="bicubic"),
+            filter_spec("setsar", 1),
+            filter_spec("format", "yuv420p"),
+            *_split(len(self.codecs)),
+        ]
+        graph.chain([f"scaled{self.rung}_in"], filters, [f"{codec}_{self.rung}" for codec in self.codecs])
+
+
+def _branches(rungs: list[_ScaledRung], sprites: SpriteGrid | None) -> list[str]:
+    """The decoded picture's branches, in the split's order: the rungs, the sprite tiles, the shot detector."""
+    branches = [f"scaled{rung.rung}" for rung in rungs]
+    if sprites is not None:
+        branches.append("sprite_src")
+    return [*branches, "shots_src"]
+
+
+def _encoded_rungs(renditions: list[Rendition]) -> list[_ScaledRung]:
+    """The rungs that are encoded, lowest first, each with its codecs in the renditions' order."""
+    codecs: dict[tuple[int, int, int], list[str]] = {}
+    for r in renditions:
+        if not r.remux:
+            codecs.setdefault((r.rung, r.width, r.height), []).append(r.codec)
+    return [_ScaledRung(*size, codecs=names) for size, names in sorted(codecs.items())]
+
+
+def _timeline_rate(metadata: MediaMetadata) -> list[str]:
+    """Every rung at the timeline's constant rate: frames of a variable-rate source are repeated or
+    dropped once, before the split, so all rungs count the same frames."""
+    return [filter_spec("fps", metadata.frame_rate)] if metadata.frame_rate else []
+
+
+def _split(branches: int) -> list[str]:
+    return [filter_spec("split", branches)] if branches > 1 else []
 
 
 def _sprite_chain(graph: FilterGraph, sprites: SpriteGrid) -> None:
@@ -255,19 +324,51 @@ def generate_proxies(
     plan = build_proxy_plan(source, metadata, out_dir, options)
     if plan.command is None:
         return StageResult(message="no video stream")
-    for stale in out_dir.glob("sprite_*.jpg"):
-        stale.unlink()  # a longer earlier attempt may have left more sheets than this run writes
+    _remove_stale_sheets(out_dir)
     writer = (
         SpriteSheetWriter(out_dir, plan.sprites, jpeg_quality=options.sprite_jpeg_quality) if plan.sprites else None
     )
-    publisher = HlsPublisher(
-        out_dir,
-        plan.hls_rungs,
-        metadata.frame_rate,
-        publish=live.publish if live else _keep_local,
-        on_playable=live.playable if live else None,
-    )
+    publisher = _hls_publisher(out_dir, plan.hls_rungs, metadata, live)
     publisher.prepare()
+    _run_passes(
+        plan.remux_command, plan.command, metadata, options, publisher, writer, on_progress=on_progress, cancel=cancel
+    )
+    outputs = [_rendition_result(r, options) for r in plan.renditions]
+    check_renditions(plan.renditions, metadata, options)
+    shots = read_shots(out_dir / SHOTS_LOG)
+    if plan.hls_rungs:
+        playlist = publisher.finish()
+        outputs.append(_hls_result(out_dir, plan.hls_rungs, playlist.seconds, options))
+    if writer is not None:
+        outputs += _storyboard_outputs(writer, metadata.duration_seconds, out_dir)
+    return StageResult(outputs=outputs, measurements={"shots": shots}, message=_summary(plan.renditions, shots))
+
+
+def _remove_stale_sheets(out_dir: Path) -> None:
+    for stale in out_dir.glob("sprite_*.jpg"):
+        stale.unlink()  # a longer earlier attempt may have left more sheets than this run writes
+
+
+def _hls_publisher(
+    out_dir: Path, rungs: list[HlsRung], metadata: MediaMetadata, live: LiveOutputs | None
+) -> HlsPublisher:
+    if live is None:
+        return HlsPublisher(out_dir, rungs, metadata.frame_rate, publish=_keep_local)
+    return HlsPublisher(out_dir, rungs, metadata.frame_rate, publish=live.publish, on_playable=live.playable)
+
+
+def _run_passes(
+    remux: FfmpegCommand | None,
+    encode: FfmpegCommand,
+    metadata: MediaMetadata,
+    options: PipelineOptions,
+    publisher: HlsPublisher,
+    writer: SpriteSheetWriter | None,
+    *,
+    on_progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+) -> None:
+    """The remux pass, if any rung is a copy, then the encoding pass; the publisher scans at every report."""
 
     def progress_between(start: float, end: float) -> ProgressCallback:
         def progress(fraction: float, message: str) -> None:
@@ -278,10 +379,10 @@ def generate_proxies(
         return progress
 
     encode_from = 0.0
-    if plan.remux_command is not None:
+    if remux is not None:
         encode_from = _REMUX_SHARE
         options.tools.run(
-            plan.remux_command,
+            remux,
             duration_seconds=metadata.duration_seconds,
             on_progress=progress_between(0.0, _REMUX_SHARE),
             cancel=cancel,
@@ -291,7 +392,7 @@ def generate_proxies(
         )
         publisher.scan()
     options.tools.run(
-        plan.command,
+        encode,
         duration_seconds=metadata.duration_seconds,
         on_progress=progress_between(encode_from, 1.0),
         cancel=cancel,
@@ -301,21 +402,14 @@ def generate_proxies(
         progress_interval=options.progress_interval_seconds,
     )
 
-    outputs = [_rendition_result(r, options) for r in plan.renditions]
-    check_renditions(plan.renditions, metadata, options)
-    shots = read_shots(out_dir / SHOTS_LOG)
-    if plan.hls_rungs:
-        playlist = publisher.finish()
-        outputs.append(_hls_result(out_dir, plan.hls_rungs, playlist.seconds, options))
-    if writer is not None and plan.sprites is not None:
-        outputs += _storyboard_outputs(writer, plan.sprites, metadata.duration_seconds, out_dir)
-    remuxed = [r.resolution for r in plan.renditions if r.remux]
-    encoded = [f"{r.resolution} {r.codec}" for r in plan.renditions if not r.remux]
+
+def _summary(renditions: list[Rendition], shots: list[float]) -> str:
+    remuxed = [r.resolution for r in renditions if r.remux]
+    encoded = [f"{r.resolution} {r.codec}" for r in renditions if not r.remux]
     message = f"encoded {', '.join(encoded) or 'nothing'}"
     if remuxed:
         message += f"; remuxed {', '.join(remuxed)}"
-    message += f"; {len(shots)} cut(s)"
-    return StageResult(outputs=outputs, measurements={"shots": shots}, message=message)
+    return message + f"; {len(shots)} cut(s)"
 
 
 def _keep_local(path: Path, name: str) -> None:
@@ -324,12 +418,16 @@ def _keep_local(path: Path, name: str) -> None:
 
 def _hls_rung(rendition: Rendition, metadata: MediaMetadata, options: PipelineOptions) -> HlsRung:
     audio = options.audio_bitrate_kbps * 1000 if metadata.has_audio else 0
-    if rendition.remux:
-        video = metadata.video_bitrate or metadata.bitrate or 0
-    else:
-        fps = float(Fraction(metadata.frame_rate)) if metadata.frame_rate else 30.0
-        video = int(rendition.width * rendition.height * fps * _MAXRATE_BITS_PER_PIXEL)
+    video = _peak_video_bitrate(rendition, metadata)
     return HlsRung(rendition.resolution, rendition.width, rendition.height, bandwidth=int((video + audio) * 1.1))
+
+
+def _peak_video_bitrate(rendition: Rendition, metadata: MediaMetadata) -> int:
+    """The source's bitrate for a copy; the encoder's cap otherwise."""
+    if rendition.remux:
+        return metadata.video_bitrate or metadata.bitrate or 0
+    fps = float(Fraction(metadata.frame_rate)) if metadata.frame_rate else 30.0
+    return rendition.maxrate(fps)
 
 
 def _hls_result(out_dir: Path, rungs: list[HlsRung], seconds: float, options: PipelineOptions) -> StageOutput:
@@ -352,73 +450,110 @@ def _hls_result(out_dir: Path, rungs: list[HlsRung], seconds: float, options: Pi
 
 def read_shots(log: Path) -> list[float]:
     """The cut times scdet printed, in seconds; at most MAX_SHOTS (pure noise would cut at every frame)."""
-    shots: list[float] = []
     if not log.is_file():
-        return shots
+        return []
     with log.open(encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            key, _, value = line.strip().partition("=")
-            if key == "lavfi.scd.time" and len(shots) < MAX_SHOTS:
-                try:
-                    shots.append(round(float(value), 3))
-                except ValueError:
-                    continue
+        shots = list(islice(_cut_times(lines), MAX_SHOTS))
     log.unlink()
     return shots
+
+
+def _cut_times(lines: Iterable[str]) -> Iterator[float]:
+    for line in lines:
+        key, _, value = line.strip().partition("=")
+        if key == "lavfi.scd.time":
+            try:
+                yield round(float(value), 3)
+            except ValueError:
+                continue
 
 
 # --- command parts ------------------------------------------------------------------------------
 
 
 def rendition_output(
-    rendition: Rendition, metadata: MediaMetadata, options: PipelineOptions, *, hls_dir: Path | None = None
+    rendition: Rendition, metadata: MediaMetadata, options: PipelineOptions, out_dir: Path
 ) -> FfmpegOutput:
-    """The rung's output; an H.264 rung with `hls_dir` also feeds its HLS playlist from the same encoder."""
+    """The rung's output; an H.264 rung also feeds its HLS playlist from the same encoder."""
     # Proxies are served to other people: drop container metadata (phones record GPS there).
     args = ["-map_metadata", "-1", "-map_chapters", "-1"]
     audio = ["-map", audio_stream_specifier(metadata)] if metadata.has_audio else []
     if rendition.remux:
         args += ["-map", video_stream_specifier(metadata), *audio, "-c", "copy", *_timecode_args(metadata)]
-        return _mp4_output(rendition, args, options, hls_dir)
+        return _mp4_output(rendition, args, options, out_dir)
+    encoding = _ENCODINGS[rendition.codec](rendition, metadata, options)
+    args += ["-map", f"[{rendition.codec}_{rendition.rung}]", *audio, *encoding.video, *_bt709_tags(metadata)]
+    args += [*_audio_args(metadata, encoding.audio), *encoding.container]
+    if rendition.codec == "h264":
+        return _mp4_output(rendition, args, options, out_dir)
+    return FfmpegOutput(rendition.path, args)
 
-    args += ["-map", f"[{rendition.codec}_{rendition.rung}]", *audio]
-    fps = float(Fraction(metadata.frame_rate)) if metadata.frame_rate else min(metadata.fps or 30.0, 60.0)
+
+@dataclass(frozen=True)
+class _Encoding:
+    """A codec's encoder arguments: the picture's, the sound's (when there is any) and the container's."""
+
+    video: list[str]
+    audio: list[str]
+    container: list[str]
+
+
+def _x264_encoding(rendition: Rendition, metadata: MediaMetadata, options: PipelineOptions) -> _Encoding:
+    fps = _encode_fps(metadata)
+    maxrate = rendition.maxrate(fps)
+    video = ["-c:v", "libx264", "-preset", options.x264_preset, "-crf", str(options.x264_crf)]
+    video += ["-profile:v", "high", "-pix_fmt", "yuv420p", "-maxrate", str(maxrate)]
+    video += ["-bufsize", str(2 * maxrate), *_forced_keyframes(rendition, options)]
+    if rendition.scrub:
+        # x264's GOPs are closed unless asked otherwise; no B-frames means decode order is display order.
+        # A GOP of one second, the scrubbing rung's keyframe interval.
+        video += ["-bf", "0", "-g", str(ceil(fps))]
+    audio = ["-c:a", "aac", "-b:a", f"{options.audio_bitrate_kbps}k"]
+    return _Encoding(video, audio, _timecode_args(metadata))
+
+
+def _encode_fps(metadata: MediaMetadata) -> float:
+    """The timeline's rate; without one, the container's average (at most 60)."""
+    return float(Fraction(metadata.frame_rate)) if metadata.frame_rate else min(metadata.fps or 30.0, 60.0)
+
+
+def _vp9_encoding(rendition: Rendition, metadata: MediaMetadata, options: PipelineOptions) -> _Encoding:
+    video = ["-c:v", "libvpx-vp9", "-crf", str(options.vp9_crf), "-b:v", "0", "-deadline", "good"]
+    video += ["-cpu-used", str(options.vp9_cpu_used), "-row-mt", "1", *_forced_keyframes(rendition, options)]
+    audio = ["-c:a", "libopus", "-b:a", f"{max(64, options.audio_bitrate_kbps * 3 // 4)}k"]
+    return _Encoding(video, audio, ["-f", "webm"])
+
+
+_ENCODINGS = {"h264": _x264_encoding, "vp9": _vp9_encoding}
+
+
+def _forced_keyframes(rendition: Rendition, options: PipelineOptions) -> list[str]:
     # A keyframe every 2 s keeps seeking in the browser snappy, whatever the frame rate; every second on
     # the scrubbing rung, so reaching any frame decodes at most a second of it.
-    keyframe_seconds = 1 if rendition.scrub else options.hls_segment_seconds
-    keyframes = ["-force_key_frames", f"expr:gte(t,n_forced*{keyframe_seconds})"]
-    if rendition.codec == "h264":
-        maxrate = int(rendition.width * rendition.height * fps * _MAXRATE_BITS_PER_PIXEL)
-        args += ["-c:v", "libx264", "-preset", options.x264_preset, "-crf", str(options.x264_crf)]
-        args += ["-profile:v", "high", "-pix_fmt", "yuv420p", "-maxrate", str(maxrate)]
-        args += ["-bufsize", str(2 * maxrate), *keyframes]
-        if rendition.scrub:
-            # x264's GOPs are closed unless asked otherwise; no B-frames means decode order is display order.
-            args += ["-bf", "0", "-g", str(ceil(fps) * keyframe_seconds)]
-        audio_codec = ["-c:a", "aac", "-b:a", f"{options.audio_bitrate_kbps}k"]
-        container = _timecode_args(metadata)
-    else:
-        args += ["-c:v", "libvpx-vp9", "-crf", str(options.vp9_crf), "-b:v", "0", "-deadline", "good"]
-        args += ["-cpu-used", str(options.vp9_cpu_used), "-row-mt", "1", *keyframes]
-        audio_codec = ["-c:a", "libopus", "-b:a", f"{max(64, options.audio_bitrate_kbps * 3 // 4)}k"]
-        container = ["-f", "webm"]
-    if metadata.has_hdr:
-        args += ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
-    if metadata.has_audio:
-        args += audio_codec
-        if (metadata.channels or 2) > 2:
-            args += ["-ac", "2"]  # browsers and phones: stereo
-        if (metadata.sample_rate or 48000) > 48000:
-            args += ["-ar", "48000"]
-    if rendition.codec == "h264":
-        return _mp4_output(rendition, args + container, options, hls_dir)
-    return FfmpegOutput(rendition.path, args + container)
+    seconds = 1 if rendition.scrub else options.hls_segment_seconds
+    return ["-force_key_frames", f"expr:gte(t,n_forced*{seconds})"]
 
 
-def _mp4_output(rendition: Rendition, args: list[str], options: PipelineOptions, hls_dir: Path | None) -> FfmpegOutput:
+def _bt709_tags(metadata: MediaMetadata) -> list[str]:
+    """An HDR source was tone-mapped to BT.709 by the graph: the stream says so."""
+    return ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"] if metadata.has_hdr else []
+
+
+def _audio_args(metadata: MediaMetadata, encoder: list[str]) -> list[str]:
+    """The sound for browsers and phones: stereo, at most 48 kHz."""
+    if not metadata.has_audio:
+        return []
+    args = list(encoder)
+    if (metadata.channels or 2) > 2:
+        args += ["-ac", "2"]
+    if (metadata.sample_rate or 48000) > 48000:
+        args += ["-ar", "48000"]
+    return args
+
+
+def _mp4_output(rendition: Rendition, args: list[str], options: PipelineOptions, out_dir: Path) -> FfmpegOutput:
     """The faststart MP4, and through ffmpeg's tee muxer the rung's HLS from the very same packets."""
-    if hls_dir is None:
-        return FfmpegOutput(rendition.path, [*args, "-movflags", "+faststart", "-f", "mp4"])
+    hls_dir = out_dir / HLS_DIR / rendition.resolution
     hls = {
         "f": "hls",
         "hls_time": options.hls_segment_seconds,
@@ -442,14 +577,15 @@ def _timecode_args(metadata: MediaMetadata) -> list[str]:
     never reaches; such a proxy goes without (the timecode stays in the metadata).
     """
     timecode, rate = metadata.timecode, metadata.frame_rate
-    if not timecode or not rate:
-        return []
+    if timecode and rate and _ffmpeg_accepts_timecode(timecode, rate):
+        return ["-timecode", timecode]
+    return []
+
+
+def _ffmpeg_accepts_timecode(timecode: str, rate: str) -> bool:
     frames = int(timecode.replace(";", ":").replace(".", ":").rsplit(":", 1)[1])
-    if frames >= ceil(float(Fraction(rate))):
-        return []
-    if ";" in timecode and Fraction(rate) not in (Fraction(30000, 1001), Fraction(60000, 1001)):
-        return []
-    return ["-timecode", timecode]
+    drop_frame = ";" in timecode
+    return frames < ceil(float(Fraction(rate))) and (not drop_frame or Fraction(rate) in _DROP_FRAME_RATES)
 
 
 def _rendition_result(rendition: Rendition, options: PipelineOptions) -> StageOutput:
@@ -484,6 +620,16 @@ class RungCheck:
     frames: int
     duration_seconds: float
 
+    def require_frames(self, frame_rate: str, rate: float) -> None:
+        """Its duration × rate frames, within one."""
+        expected = self.duration_seconds * rate
+        if abs(self.frames - expected) > 1:
+            raise PermanentProcessingError(
+                f"the {self.rendition.path.name} proxy has {self.frames} frames where "
+                f"{self.duration_seconds:.3f} s at {frame_rate} needs {expected:.0f}",
+                details={"proxy": self.rendition.path.name, "frames": self.frames, "expected": round(expected)},
+            )
+
 
 def check_renditions(renditions: list[Rendition], metadata: MediaMetadata, options: PipelineOptions) -> list[RungCheck]:
     """Every rung holds duration × rate frames (within one), and the rungs' lengths agree with each other and
@@ -495,17 +641,16 @@ def check_renditions(renditions: list[Rendition], metadata: MediaMetadata, optio
     tolerance = max(1.5 / rate, 0.1)
     checks = [_measure(rendition, options) for rendition in renditions]
     for check in checks:
-        expected = check.duration_seconds * rate
-        if abs(check.frames - expected) > 1:
-            raise PermanentProcessingError(
-                f"the {check.rendition.path.name} proxy has {check.frames} frames where "
-                f"{check.duration_seconds:.3f} s at {metadata.frame_rate} needs {expected:.0f}",
-                details={"proxy": check.rendition.path.name, "frames": check.frames, "expected": round(expected)},
-            )
-    source_seconds = picture_duration(metadata)
+        check.require_frames(metadata.frame_rate, rate)
     lengths = [(check.rendition.path.name, check.duration_seconds) for check in checks]
+    _require_same_length(lengths, picture_duration(metadata), tolerance)
+    return checks
+
+
+def _require_same_length(lengths: list[tuple[str, float]], source_seconds: float | None, tolerance: float) -> None:
+    """The rungs' lengths (name, seconds), and the source picture's if known, at most `tolerance` apart."""
     if source_seconds is not None:
-        lengths.append(("source", source_seconds))
+        lengths = [*lengths, ("source", source_seconds)]
     shortest, longest = min(lengths, key=lambda item: item[1]), max(lengths, key=lambda item: item[1])
     if longest[1] - shortest[1] > tolerance:
         raise PermanentProcessingError(
@@ -513,7 +658,6 @@ def check_renditions(renditions: list[Rendition], metadata: MediaMetadata, optio
             f"{longest[1]:.3f} s (at most {tolerance:.3f} s apart)",
             details={"durations": {name: round(seconds, 3) for name, seconds in lengths}},
         )
-    return checks
 
 
 def _measure(rendition: Rendition, options: PipelineOptions) -> RungCheck:
@@ -534,10 +678,15 @@ def picture_duration(metadata: MediaMetadata) -> float | None:
     """How long the picture stream lasts (the container may run longer, with its audio)."""
     for stream in (metadata.raw or {}).get("streams", []):
         if f"0:{stream.get('index')}" == video_stream_specifier(metadata):
-            seconds = _seconds(stream.get("duration")) or _seconds((stream.get("tags") or {}).get("DURATION"))
+            seconds = _stream_seconds(stream)
             if seconds is not None:
                 return seconds
     return metadata.duration_seconds
+
+
+def _stream_seconds(stream: dict[str, Any]) -> float | None:
+    """ffprobe's duration of the stream, or else its Matroska DURATION tag."""
+    return _seconds(stream.get("duration")) or _seconds((stream.get("tags") or {}).get("DURATION"))
 
 
 def _seconds(value: object) -> float | None:
@@ -578,9 +727,8 @@ def _sprite_grid(options: PipelineOptions, display_width: int, display_height: i
     )
 
 
-def _storyboard_outputs(
-    writer: SpriteSheetWriter, grid: SpriteGrid, duration: float | None, out_dir: Path
-) -> list[StageOutput]:
+def _storyboard_outputs(writer: SpriteSheetWriter, duration: float | None, out_dir: Path) -> list[StageOutput]:
+    grid = writer.grid
     sheets = writer.finish()
     if not sheets:
         return []
