@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from mediaingest.exceptions import ProcessingError
 from mediaingest.pipeline.ffmpeg import FfmpegTools
@@ -41,6 +42,7 @@ SEGMENT_TYPE = "video/mp4"
 # ffprobe reads an init segment and a fragment's head in milliseconds; a stuck one must not hold a request.
 _START_PROBE_SECONDS = 10.0
 _EXTINF = re.compile(r"^#EXTINF:([\d.]+)")
+_MAP = re.compile(r'^#EXT-X-MAP:(?:.*?URI="([^"]+)")?')
 
 
 @dataclass(frozen=True)
@@ -61,18 +63,22 @@ class MediaPlaylist:
     def seconds(self) -> float:
         return sum(duration for _, duration in self.segments)
 
+    @property
+    def files(self) -> list[str]:
+        """The init segment, if any, then the media segments: the order they are uploaded in."""
+        return [*([self.init] if self.init else []), *(name for name, _ in self.segments)]
+
 
 def parse_media_playlist(text: str) -> MediaPlaylist:
     segments: list[tuple[str, float]] = []
     init: str | None = None
     pending: float | None = None
-    for line in (raw.strip() for raw in text.splitlines()):
+    for line in filter(None, (raw.strip() for raw in text.splitlines())):
         if match := _EXTINF.match(line):
             pending = float(match.group(1))
-        elif line.startswith("#EXT-X-MAP:"):
-            uri = re.search(r'URI="([^"]+)"', line)
-            init = uri.group(1) if uri else None
-        elif line and not line.startswith("#") and pending is not None:
+        elif match := _MAP.match(line):
+            init = match.group(1)
+        elif not line.startswith("#") and pending is not None:
             segments.append((line, pending))
             pending = None
     return MediaPlaylist(segments=segments, init=init, ended="#EXT-X-ENDLIST" in text)
@@ -137,6 +143,11 @@ def presentation_start(tools: FfmpegTools, init: bytes, fragment: bytes) -> floa
             )
         except ProcessingError:
             return None
+    return _start_time(described)
+
+
+def _start_time(described: dict[str, Any]) -> float | None:
+    """The first stream's start_time in ffprobe's JSON."""
     streams = described.get("streams") or [{}]
     try:
         return float(streams[0]["start_time"])
@@ -155,7 +166,7 @@ class HlsPublisher:
     on_playable: Callable[[float], None] | None = None
     _stored: set[str] = field(default_factory=set)  # relative paths already published, unchanged since
     _playlists: dict[str, str] = field(default_factory=dict)  # rung → last playlist text published
-    _listed: tuple[str, ...] = ()  # rungs in the last master published
+    _listed: list[HlsRung] = field(default_factory=list)  # rungs in the last master published
     playable_seconds: float = 0.0
 
     @property
@@ -169,41 +180,44 @@ class HlsPublisher:
         """Empty rung folders for ffmpeg (a retried attempt starts from no segments at all)."""
         for rung in self.rungs:
             folder = self.rung_dir(rung.name)
-            if folder.exists():
-                for stale in folder.iterdir():
-                    stale.unlink()
             folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.iterdir():
+                stale.unlink()
 
     def scan(self) -> None:
         for rung in self.rungs:
             self._publish_rung(rung.name)
-        listed = tuple(rung.name for rung in self.rungs if rung.name in self._playlists)
-        if listed and listed != self._listed:
+        self._publish_master()
+        self._report_playable()
+
+    def finish(self) -> MediaPlaylist:
+        """The last scan once ffmpeg has exited; every rung must then be complete (ENDLIST). Returns the
+        shortest rung's playlist."""
+        self.scan()
+        playlists = [self._complete_playlist(rung.name) for rung in self.rungs]
+        return min(playlists, key=lambda playlist: playlist.seconds)
+
+    def _complete_playlist(self, rung: str) -> MediaPlaylist:
+        playlist = parse_media_playlist(self._playlists.get(rung, ""))
+        if not playlist.ended or not playlist.segments:
+            raise ProcessingError(f"ffmpeg finished but the {rung} HLS playlist is not complete")
+        return playlist
+
+    def _publish_master(self) -> None:
+        """Lists the rungs whose playlists are stored, once one more is."""
+        stored = [rung for rung in self.rungs if rung.name in self._playlists]
+        if stored and stored != self._listed:
             master = self.root / MASTER_NAME
-            master.write_text(
-                master_playlist([r for r in self.rungs if r.name in listed], self.frame_rate), encoding="utf-8"
-            )
+            master.write_text(master_playlist(stored, self.frame_rate), encoding="utf-8")
             self._upload(master)
-            self._listed = listed
+            self._listed = stored
+
+    def _report_playable(self) -> None:
         seconds = max((parse_media_playlist(text).seconds for text in self._playlists.values()), default=0.0)
         if seconds > self.playable_seconds:
             self.playable_seconds = seconds
             if self.on_playable is not None:
                 self.on_playable(seconds)
-
-    def finish(self) -> MediaPlaylist:
-        """The last scan once ffmpeg has exited; every rung must then be complete (ENDLIST)."""
-        self.scan()
-        shortest: MediaPlaylist | None = None
-        for rung in self.rungs:
-            text = self._playlists.get(rung.name)
-            playlist = parse_media_playlist(text or "")
-            if text is None or not playlist.ended or not playlist.segments:
-                raise ProcessingError(f"ffmpeg finished but the {rung.name} HLS playlist is not complete")
-            if shortest is None or playlist.seconds < shortest.seconds:
-                shortest = playlist
-        assert shortest is not None
-        return shortest
 
     def _publish_rung(self, rung: str) -> None:
         playlist_path = self.rung_dir(rung) / MEDIA_PLAYLIST
@@ -216,9 +230,8 @@ class HlsPublisher:
         playlist = parse_media_playlist(text)
         if not playlist.segments:
             return
-        for name in [playlist.init, *(segment for segment, _ in playlist.segments)]:
-            if name is not None:
-                self._upload_once(self.rung_dir(rung) / name)
+        for name in playlist.files:
+            self._upload_once(self.rung_dir(rung) / name)
         self._upload(playlist_path, text)
         self._playlists[rung] = text
 
