@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from mediaingest.exceptions import (
     MediaTooLargeError,
@@ -114,12 +114,16 @@ _OUT_OF_MEMORY_STDERR = re.compile(
 _OUT_OF_MEMORY_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS})
 
 
-def _out_of_memory(returncode: int, tail: list[str], memory_limit_bytes: int | None) -> bool:
-    if not memory_limit_bytes:
-        return False
+def _out_of_memory(returncode: int, tail: list[str]) -> bool:
     if returncode < 0 and -returncode in _OUT_OF_MEMORY_SIGNALS:
         return True
     return returncode != 0 and bool(_OUT_OF_MEMORY_STDERR.search("\n".join(tail)))
+
+
+def _check_memory(label: str, returncode: int, tail: list[str], memory_limit_bytes: int | None) -> None:
+    """MediaTooLargeError when the tool, run under our memory cap, failed for want of memory."""
+    if memory_limit_bytes and _out_of_memory(returncode, tail):
+        raise _memory_error(label, memory_limit_bytes, tail)
 
 
 def _memory_error(label: str, memory_limit_bytes: int, tail: list[str]) -> MediaTooLargeError:
@@ -169,6 +173,10 @@ class FilterGraph:
     def render(self) -> str:
         return ";".join(self.chains)
 
+    def options(self) -> list[str]:
+        """-filter_complex with the graph; nothing for a graph without chains."""
+        return ["-filter_complex", self.render()] if self.chains else []
+
 
 @dataclass
 class FfmpegInput:
@@ -193,17 +201,19 @@ class FfmpegCommand:
 
     def argv(self, ffmpeg: str, *, threads: int | None = None) -> list[str]:
         """The command line; `threads` bounds every decoder, the filter graph and every encoder."""
-        limit = ["-threads", str(threads)] if threads else []
-        args = [ffmpeg, "-y", *self.global_options]
-        if threads:
-            args += ["-filter_complex_threads", str(threads)]
+        limit = _thread_limit("-threads", threads)
+        args = [ffmpeg, "-y", *self.global_options, *_thread_limit("-filter_complex_threads", threads)]
         for item in self.inputs:
             args += [*limit, *item.options, "-i", _url(item.path)]
-        if self.filter_graph is not None and self.filter_graph.chains:
-            args += ["-filter_complex", self.filter_graph.render()]
+        if self.filter_graph is not None:
+            args += self.filter_graph.options()
         for out in self.outputs:
             args += [*limit, *out.options, _url(out.path)]
         return args
+
+
+def _thread_limit(option: str, threads: int | None) -> list[str]:
+    return [option, str(threads)] if threads else []
 
 
 def _url(path: Path | str) -> str:
@@ -281,9 +291,7 @@ def run_ffmpeg(
         raise StageCancelledError(f"{label} cancelled")
     if stopped == "timeout":
         raise TransientProcessingError(f"{label} timed out after {elapsed:.0f} s", details={"stderr": tail})
-    if _out_of_memory(returncode, tail, memory_limit_bytes):
-        assert memory_limit_bytes is not None
-        raise _memory_error(label, memory_limit_bytes, tail)
+    _check_memory(label, returncode, tail, memory_limit_bytes)
     if returncode != 0:
         raise _translate_failure(label, returncode, tail)
     reader.throttle.finish()
@@ -349,12 +357,7 @@ class _OutputReader:
         reason and the exit code."""
         stopped: str | None = None
         with selectors.DefaultSelector() as selector, os.fdopen(progress_r, "rb", buffering=0) as progress:
-            selector.register(progress, selectors.EVENT_READ, "progress")
-            assert proc.stderr is not None
-            selector.register(proc.stderr, selectors.EVENT_READ, "stderr")
-            if self.stdout_sink is not None:
-                assert proc.stdout is not None
-                selector.register(proc.stdout, selectors.EVENT_READ, "stdout")
+            self._register(selector, proc, progress)
             try:
                 while selector.get_map() and (stopped := stop_reason()) is None:
                     for key, _ in selector.select(timeout=0.2):
@@ -366,25 +369,37 @@ class _OutputReader:
                 if stopped is not None:
                     _kill(proc)
                 returncode = proc.wait()
-                for stream in (proc.stdout, proc.stderr):
-                    if stream is not None:
-                        stream.close()
+                _close_pipes(proc)
         return stopped, returncode
+
+    def _register(self, selector: selectors.BaseSelector, proc: subprocess.Popen[bytes], progress: BinaryIO) -> None:
+        """The pipes to read, each with what takes its chunks: progress and stderr, and stdout when it has a
+        sink."""
+        selector.register(progress, selectors.EVENT_READ, self._on_progress)
+        assert proc.stderr is not None
+        selector.register(proc.stderr, selectors.EVENT_READ, self._on_stderr)
+        if self.stdout_sink is not None:
+            assert proc.stdout is not None
+            selector.register(proc.stdout, selectors.EVENT_READ, self.stdout_sink)
 
     def _read(self, selector: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
         chunk = os.read(key.fd, _READ_SIZE)
-        if not chunk:
-            selector.unregister(key.fileobj)
-        elif key.data == "stdout":
-            assert self.stdout_sink is not None
-            self.stdout_sink(chunk)
+        if chunk:
+            key.data(chunk)
         else:
-            lines, rest = _split_lines(self._buffers[key.data] + chunk)
-            self._buffers[key.data] = rest[-4096:]  # a line without end must not grow forever
-            if key.data == "progress":
-                _feed_progress(self.throttle, self.duration_seconds, lines, self.decoded)
-            else:
-                self._tail.extend(line[:500] for line in lines if line.strip())
+            selector.unregister(key.fileobj)
+
+    def _on_progress(self, chunk: bytes) -> None:
+        _feed_progress(self.throttle, self.duration_seconds, self._lines("progress", chunk), self.decoded)
+
+    def _on_stderr(self, chunk: bytes) -> None:
+        self._tail.extend(line[:500] for line in self._lines("stderr", chunk) if line.strip())
+
+    def _lines(self, pipe: str, chunk: bytes) -> list[str]:
+        """The pipe's lines completed by `chunk`; an unfinished last line waits for the next chunk."""
+        lines, rest = _split_lines(self._buffers[pipe] + chunk)
+        self._buffers[pipe] = rest[-4096:]  # a line without end must not grow forever
+        return lines
 
     def stderr_tail(self) -> list[str]:
         if self._buffers["stderr"].strip():
@@ -395,6 +410,12 @@ class _OutputReader:
 def _split_lines(data: bytes) -> tuple[list[str], bytes]:
     *complete, rest = data.split(b"\n")
     return [line.decode(errors="replace").rstrip("\r") for line in complete], rest
+
+
+def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -546,10 +567,8 @@ def ffprobe_lines(
             returncode = proc.wait()
         finally:
             done.set()
-            if proc.poll() is None:
-                _kill(proc)
-            if proc.stdout is not None:
-                proc.stdout.close()
+            _kill(proc)
+            _close_pipes(proc)
         if timed_out.is_set():
             raise TransientProcessingError(f"ffprobe timed out after {limit():.0f} s")
         stderr.seek(0)
@@ -558,9 +577,7 @@ def ffprobe_lines(
 
 def _check_ffprobe_exit(returncode: int, stderr_bytes: bytes, memory_limit_bytes: int | None) -> None:
     stderr = stderr_bytes.decode(errors="replace").strip().splitlines()[-STDERR_TAIL_LINES:]
-    if _out_of_memory(returncode, stderr, memory_limit_bytes):
-        assert memory_limit_bytes is not None
-        raise _memory_error("ffprobe", memory_limit_bytes, stderr)
+    _check_memory("ffprobe", returncode, stderr, memory_limit_bytes)
     if returncode != 0:
         if returncode < 0:
             raise TransientProcessingError(
@@ -573,7 +590,7 @@ def _check_ffprobe_exit(returncode: int, stderr_bytes: bytes, memory_limit_bytes
 
 def _reason(tail: Sequence[str]) -> str:
     """The most telling stderr line, without the temp path (it means nothing to a client)."""
-    lines = [line for line in tail if line.strip() and line.strip() != "Conversion failed!"]
+    lines = [line for line in tail if line.strip() not in ("", "Conversion failed!")]
     if not lines:
         return "no error output"
     return _PATH_PREFIX.sub("", lines[-1]).strip()
