@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mediaingest.models.enums import MediaType, Stage
-from mediaingest.pipeline.registry import stages
+from mediaingest.pipeline.registry import StageSpec, stages
 from mediaingest.pipeline.types import MediaMetadata
 
 
@@ -13,8 +13,9 @@ def stages_for(media_type: MediaType, metadata: MediaMetadata | None = None) -> 
     Without metadata (before probe has run, or for the operator's static plan) a video keeps its audio
     visuals stage; generate_audio_visuals then finishes at once with "no audio stream" if there is none.
     """
-    return [
-        spec.stage
-        for spec in stages()
-        if media_type in spec.media and not (spec.needs_audio and metadata is not None and not metadata.has_audio)
-    ]
+    return [spec.stage for spec in stages() if _applies(spec, media_type, metadata)]
+
+
+def _applies(spec: StageSpec, media_type: MediaType, metadata: MediaMetadata | None) -> bool:
+    lacks_audio = metadata is not None and not metadata.has_audio
+    return media_type in spec.media and not (spec.needs_audio and lacks_audio)
