@@ -113,7 +113,7 @@ def is_web_playable_at(metadata: MediaMetadata, width: int, height: int, options
     """True when a browser could play the source as-is at this size, so the rung is a remux."""
     return (
         all(rule(metadata) for rule in _WEB_PLAYABLE_SOURCE)
-        and _is_sized(metadata, width, height)
+        and _is_rung_sized(metadata, width, height)
         and _is_proxy_bitrate(metadata, width, height, options)
         # A copied stream keeps the source's frame timing: only a constant rate that is the timeline's.
         and conforms_to_timeline(metadata.fps, metadata.frame_rate, metadata.is_variable_frame_rate)
@@ -142,12 +142,13 @@ def _plays_unfiltered(metadata: MediaMetadata) -> bool:
 _WEB_PLAYABLE_SOURCE = (_in_web_container, _has_web_codecs, _plays_unfiltered)
 
 
-def _is_sized(metadata: MediaMetadata, width: int, height: int) -> bool:
+def _is_rung_sized(metadata: MediaMetadata, width: int, height: int) -> bool:
     # Coded size equal to displayed size also rules out anamorphic (non-square pixel) sources.
     return (metadata.width, metadata.height) == (metadata.display_width, metadata.display_height) == (width, height)
 
 
 def _is_proxy_bitrate(metadata: MediaMetadata, width: int, height: int, options: PipelineOptions) -> bool:
+    """At most remux_max_bits_per_pixel at this size (an unknown bitrate passes)."""
     if not metadata.video_bitrate or not metadata.fps:
         return True
     return metadata.video_bitrate / (width * height * metadata.fps) <= options.remux_max_bits_per_pixel
@@ -242,6 +243,10 @@ class _ScaledRung:
     height: int
     codecs: list[str]
 
+    @property
+    def branch(self) -> str:
+        return f"scaled{self.rung}"
+
     def add_chain(self, graph: FilterGraph) -> None:
         filters = [
             filter_spec("scale", self.width, self.height, flags="bicubic"),
@@ -249,12 +254,12 @@ class _ScaledRung:
             filter_spec("format", "yuv420p"),
             *_split(len(self.codecs)),
         ]
-        graph.chain([f"scaled{self.rung}_in"], filters, [f"{codec}_{self.rung}" for codec in self.codecs])
+        graph.chain([f"{self.branch}_in"], filters, [f"{codec}_{self.rung}" for codec in self.codecs])
 
 
 def _branches(rungs: list[_ScaledRung], sprites: SpriteGrid | None) -> list[str]:
     """The decoded picture's branches, in the split's order: the rungs, the sprite tiles, the shot detector."""
-    branches = [f"scaled{rung.rung}" for rung in rungs]
+    branches = [rung.branch for rung in rungs]
     if sprites is not None:
         branches.append("sprite_src")
     return [*branches, "shots_src"]
