@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 
@@ -61,41 +62,74 @@ def format_bytes(size: float | None) -> str:
     if size is None:
         return "?"
     value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            shown = f"{value:.0f}" if unit == "B" or value >= 100 else f"{value:.1f}".removesuffix(".0")
-            return f"{shown} {unit}"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return _in_unit(value, unit)
         value /= 1024
-    raise AssertionError("unreachable")
+    return _in_unit(value, "TiB")
+
+
+def _in_unit(value: float, unit: str) -> str:
+    """Whole bytes; in larger units one decimal below 100, dropped when it is 0."""
+    shown = f"{value:.0f}" if unit == "B" or value >= 100 else f"{value:.1f}".removesuffix(".0")
+    return f"{shown} {unit}"
 
 
 def describe_error(error: BaseException, file_name: str | None = None, *, asset_id: str | None = None) -> str:
     """A sentence for a person: the numbers of a quota error, what a rejected type was, what to do next."""
     subject = f"“{file_name}”" if file_name else "The file"
-    if isinstance(error, ApiError):
-        d = error.details
-        if error.code == "mime_type_not_allowed":
-            kind = d.get("mimeType") or "of an unknown type"
-            return f"{subject} can't be uploaded: only video, audio and image files are accepted (this one is {kind})."
-        if error.code == "quota_exceeded":
-            return (
-                f"Not enough storage for {subject}: it needs {format_bytes(d.get('requested'))}, but only "
-                f"{format_bytes(d.get('available'))} of your {d.get('plan')} plan's {format_bytes(d.get('limit'))} "
-                f"is free ({format_bytes(d.get('stored'))} stored, {format_bytes(d.get('reserved'))} reserved by "
-                "unfinished uploads)."
-            )
-        if error.code == "file_too_large":
-            return (
-                f"{subject} is {format_bytes(d.get('fileSize'))}; the largest file you can upload is "
-                f"{format_bytes(d.get('maxFileSize'))}."
-            )
-        if error.status_code == 401:
-            return f"The server did not accept the token ({error.message}). Check --token or MEDIAINGEST_TOKEN."
-        if error.status_code == 404:
-            named = f"No asset {asset_id}" if asset_id else "No such asset"
-            return f"{named} (or it belongs to someone else)."
-        # Several files go up at once: say which one the server refused.
-        return f"{subject} was refused: {error.message}" if file_name else error.message
     if isinstance(error, TransferError):
         return f"Uploading {subject} failed: {error}"
+    if isinstance(error, ApiError):
+        return _describe_api_error(error, file_name, subject, asset_id)
     return str(error)
+
+
+def _describe_api_error(error: ApiError, file_name: str | None, subject: str, asset_id: str | None) -> str:
+    explain = _EXPLAINED_CODES.get(error.code) or _EXPLAINED_STATUSES.get(error.status_code)
+    if explain is not None:
+        return explain(error, subject, asset_id)
+    # Several files go up at once: say which one the server refused.
+    return f"{subject} was refused: {error.message}" if file_name else error.message
+
+
+def _type_not_accepted(error: ApiError, subject: str, _asset_id: str | None) -> str:
+    kind = error.details.get("mimeType") or "of an unknown type"
+    return f"{subject} can't be uploaded: only video, audio and image files are accepted (this one is {kind})."
+
+
+def _not_enough_storage(error: ApiError, subject: str, _asset_id: str | None) -> str:
+    d = error.details
+    return (
+        f"Not enough storage for {subject}: it needs {format_bytes(d.get('requested'))}, but only "
+        f"{format_bytes(d.get('available'))} of your {d.get('plan')} plan's {format_bytes(d.get('limit'))} "
+        f"is free ({format_bytes(d.get('stored'))} stored, {format_bytes(d.get('reserved'))} reserved by "
+        "unfinished uploads)."
+    )
+
+
+def _too_large(error: ApiError, subject: str, _asset_id: str | None) -> str:
+    d = error.details
+    return (
+        f"{subject} is {format_bytes(d.get('fileSize'))}; the largest file you can upload is "
+        f"{format_bytes(d.get('maxFileSize'))}."
+    )
+
+
+def _token_refused(error: ApiError, _subject: str, _asset_id: str | None) -> str:
+    return f"The server did not accept the token ({error.message}). Check --token or MEDIAINGEST_TOKEN."
+
+
+def _no_such_asset(_error: ApiError, _subject: str, asset_id: str | None) -> str:
+    named = f"No asset {asset_id}" if asset_id else "No such asset"
+    return f"{named} (or it belongs to someone else)."
+
+
+# The API errors that get a sentence of their own: by error code first, else by HTTP status.
+_Explain = Callable[[ApiError, str, str | None], str]  # (error, the file as the subject, the id given)
+_EXPLAINED_CODES: dict[str, _Explain] = {
+    "mime_type_not_allowed": _type_not_accepted,
+    "quota_exceeded": _not_enough_storage,
+    "file_too_large": _too_large,
+}
+_EXPLAINED_STATUSES: dict[int, _Explain] = {401: _token_refused, 404: _no_such_asset}
