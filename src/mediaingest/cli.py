@@ -16,7 +16,14 @@ from mediaingest.config import ConfigurationError, Settings
 from mediaingest.models.enums import Plan
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from pydantic import ValidationError
+    from sqlalchemy.engine import URL
+    from sqlalchemy.exc import DBAPIError
     from sqlalchemy.orm import Session
+
+    from mediaingest.models.user import ApiToken
 
 app = typer.Typer(help="mediaingest: media ingestion backend.", no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(help="Manage tenants and their API tokens.", no_args_is_help=True)
@@ -43,13 +50,7 @@ def _unit_of_work(settings: Settings) -> Iterator[Session]:
     from mediaingest.exceptions import MediaIngestError
 
     url = sa.engine.make_url(settings.resolved_database_url)
-    where = url.render_as_string(hide_password=True)
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
-        # Connecting would create an empty file here and hide the real problem: the wrong folder.
-        _fail(
-            f"no database at {url.database}: run this where the service runs (its DATA_DIR), or create it "
-            "with `mediaingest db upgrade`"
-        )
+    _require_sqlite_file(url)
     engine = create_db_engine(settings.resolved_database_url, pool_size=2)
     try:
         with session_scope(create_session_factory(engine)) as session:
@@ -57,15 +58,29 @@ def _unit_of_work(settings: Settings) -> Iterator[Session]:
     except MediaIngestError as error:
         _fail(error.message)
     except (sa.exc.OperationalError, sa.exc.ProgrammingError) as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
-        if "no such table" in reason or "does not exist" in reason:
-            _fail(
-                f"the database at {where} has no mediaingest tables: run `mediaingest db upgrade` "
-                "(make run does), or point DATABASE_URL or DATA_DIR at the service's database"
-            )
-        _fail(f"cannot use the database at {where}: {reason}")
+        _fail(_database_problem(url.render_as_string(hide_password=True), error))
     finally:
         engine.dispose()
+
+
+def _require_sqlite_file(url: URL) -> None:
+    """Connecting would create an empty SQLite file and hide the real problem: the wrong folder."""
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        _fail(
+            f"no database at {url.database}: run this where the service runs (its DATA_DIR), or create it "
+            "with `mediaingest db upgrade`"
+        )
+
+
+def _database_problem(where: str, error: DBAPIError) -> str:
+    """What a database that refuses the unit of work lacks, in words: no tables yet, or the driver's reason."""
+    reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+    if "no such table" in reason or "does not exist" in reason:
+        return (
+            f"the database at {where} has no mediaingest tables: run `mediaingest db upgrade` "
+            "(make run does), or point DATABASE_URL or DATA_DIR at the service's database"
+        )
+    return f"cannot use the database at {where}: {reason}"
 
 
 @db_app.command("upgrade")
@@ -131,12 +146,14 @@ def users_tokens(email: Annotated[str, typer.Option(help="The user's e-mail.")])
         rows = list_tokens(session, user=get_user(session, email=email))
         now = utcnow()
         for record in rows:
-            state = (
-                "revoked" if record.revoked_at
-                else "expired" if record.expires_at and record.expires_at <= now
-                else "active"
-            )  # fmt: skip
+            state = _token_state(record, now)
             typer.echo(f"{record.token_prefix}…\t{record.name}\t{record.created_at:%Y-%m-%d %H:%M}\t{state}")
+
+
+def _token_state(record: ApiToken, now: datetime) -> str:
+    if record.revoked_at:
+        return "revoked"
+    return "expired" if record.expires_at and record.expires_at <= now else "active"
 
 
 @users_app.command("delete")
@@ -260,13 +277,18 @@ def worker(
             settings,
             tasks=REGISTRY,
             concurrency=concurrency,
-            queues=[name.strip() for name in queues.split(",") if name.strip()],
+            queues=_queue_names(queues),
         )
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--queues") from None
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())
     runner.run()
+
+
+def _queue_names(text: str) -> list[str]:
+    """--queues as a list: comma-separated, blanks around and between the commas ignored."""
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 @app.command("run-stage")
@@ -343,10 +365,15 @@ def main() -> None:
     except ValidationError as error:
         if error.title not in ("Settings", "OperatorSettings"):
             raise
-        problems = "; ".join(f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors())
-        message = f"invalid settings: {problems}"
+        message = _invalid_settings(error)
     print(f"error: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+def _invalid_settings(error: ValidationError) -> str:
+    """Each setting that failed validation, where and why, on one line."""
+    problems = "; ".join(f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors())
+    return f"invalid settings: {problems}"
 
 
 if __name__ == "__main__":
