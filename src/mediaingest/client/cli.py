@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,9 +20,22 @@ import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress, TaskID
+    from rich.table import Table
 
-    from mediaingest.assets.schemas import AssetDetail, AssetStatus, MetadataOut
+    from mediaingest.assets.schemas import (
+        AssetDetail,
+        AssetPage,
+        AssetStatus,
+        AssetSummary,
+        JobOut,
+        MetadataOut,
+        ProxyOut,
+    )
+    from mediaingest.assets.timeline_schemas import ClipCreated
     from mediaingest.client.api import MediaIngestClient
+    from mediaingest.client.resume import ResumeStore
+    from mediaingest.client.transfer import TransferPlan
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 SHORT_ID = 8  # characters of an id in tables; unique among a person's assets in practice
@@ -69,7 +83,7 @@ def _stage_text(status: AssetStatus) -> str:
     job = status.current_job
     if job is None or job.status.value == "COMPLETED":
         return "waiting for a worker"
-    done = sum(1 for item in status.jobs if item.status.value == "COMPLETED")
+    done = sum(item.status.value == "COMPLETED" for item in status.jobs)
     label = job.label or job.type  # the server's words for the stage, from its registry
     return f"{label[:1].lower()}{label[1:]} ({done}/{len(status.jobs)} done)"
 
@@ -77,26 +91,34 @@ def _stage_text(status: AssetStatus) -> str:
 def _summary(console: Console, detail: AssetDetail) -> None:
     from rich.markup import escape
 
-    from mediaingest.client.errors import format_bytes
-
-    state = detail.processing_status.value if detail.upload_status.value == "UPLOADED" else detail.upload_status.value
-    colour = {"READY": "green", "FAILED": "red"}.get(state, "yellow")
     console.print(f"[bold]{escape(detail.original_name)}[/bold]  [dim]{detail.id}[/dim]")
-    facts = [detail.type.value.lower(), format_bytes(detail.file_size), detail.mime_type, f"[{colour}]{state}[/]"]
-    if detail.project_id:
-        facts.append(f"project {escape(detail.project_id)}")
-    console.print("  " + " · ".join(facts))
+    console.print("  " + " · ".join(_asset_facts(detail)))
     media = _media_facts(detail.metadata) if detail.metadata is not None else []
     if media:
         console.print("  " + " · ".join(media))
     if detail.error:
         console.print(f"  [red]{escape(detail.error)}[/red]")
     if detail.proxies:
-        made = ", ".join(
-            proxy.type.lower().replace("_", " ") + (f" {proxy.resolution}" if proxy.resolution else "")
-            for proxy in detail.proxies
-        )
-        console.print(f"  derived: {escape(made)}")
+        console.print(f"  derived: {escape(_derived_files(detail.proxies))}")
+
+
+def _state(asset: AssetSummary) -> str:
+    """The upload status until the bytes are in, then the processing status."""
+    return asset.processing_status.value if asset.upload_status.value == "UPLOADED" else asset.upload_status.value
+
+
+def _asset_facts(detail: AssetDetail) -> list[str]:
+    """Kind, size, type and state (coloured), and the project if it has one."""
+    from rich.markup import escape
+
+    from mediaingest.client.errors import format_bytes
+
+    state = _state(detail)
+    colour = {"READY": "green", "FAILED": "red"}.get(state, "yellow")
+    facts = [detail.type.value.lower(), format_bytes(detail.file_size), detail.mime_type, f"[{colour}]{state}[/]"]
+    if detail.project_id:
+        facts.append(f"project {escape(detail.project_id)}")
+    return facts
 
 
 def _media_facts(meta: MetadataOut) -> list[str]:
@@ -106,10 +128,17 @@ def _media_facts(meta: MetadataOut) -> list[str]:
         media.append(f"{meta.width}×{meta.height}" + (f" @ {meta.fps:g} fps" if meta.fps else ""))
     if meta.duration_seconds:
         media.append(f"{meta.duration_seconds:.1f} s")
-    codecs = "/".join(codec for codec in (meta.video_codec, meta.audio_codec) if codec)
+    codecs = "/".join(filter(None, (meta.video_codec, meta.audio_codec)))
     if codecs:
         media.append(codecs)
     return media
+
+
+def _derived_files(proxies: list[ProxyOut]) -> str:
+    """Each derived file's kind, with its resolution where it has one."""
+    return ", ".join(
+        proxy.type.lower().replace("_", " ") + (f" {proxy.resolution}" if proxy.resolution else "") for proxy in proxies
+    )
 
 
 # --- upload -------------------------------------------------------------------------------------------
@@ -137,7 +166,71 @@ def upload(
     An interrupted upload (Ctrl-C, a lost connection, a killed process) resumes when the same command
     runs again: only the parts storage does not hold yet are sent.
     """
-    from rich.markup import escape
+    from mediaingest.client.resume import ResumeStore
+
+    out, err = _consoles()
+
+    def on_retry(part: int, attempt: int, why: str) -> None:
+        err.print(f"  retrying part {part} after attempt {attempt}: {why}")
+
+    if asset is not None and len(files) != 1:
+        err.print("[red]✗[/red] --asset resumes one upload: give exactly one FILE.")
+        raise typer.Exit(2)
+    resume = ResumeStore()
+    with _client(server, token, concurrency=concurrency, on_retry=on_retry) as client:
+        sent = _send_files(client, err, files, asset=asset, mime_type=mime_type, project_id=project, resume=resume)
+        failed = bool(sent.errors)
+        if wait and sent.uploaded:
+            failed = _follow_all(client, err, sent.uploaded, timeout) or failed
+        rows = sent.failed_rows + _show_uploaded(client, out, sent.uploaded, json_output=json_output)
+    if json_output:
+        _dump(rows)
+    if failed:
+        raise typer.Exit(1)
+
+
+@dataclass
+class _Sent:
+    """What the files of one `upload` came to."""
+
+    uploaded: list[tuple[Path, str]] = field(default_factory=list)  # (file, asset id)
+    errors: list[str] = field(default_factory=list)  # a sentence for each file that failed
+    failed_rows: list[dict[str, Any]] = field(default_factory=list)  # and its --json row
+
+
+def _send_files(
+    client: MediaIngestClient,
+    err: Console,
+    files: list[Path],
+    *,
+    asset: str | None,
+    mime_type: str | None,
+    project_id: str | None,
+    resume: ResumeStore,
+) -> _Sent:
+    """Uploads the files one after the other, a bar each; a file that fails does not stop the others."""
+    from mediaingest.client.errors import ClientError, describe_error
+
+    sent = _Sent()
+    with _transfer_bars(err) as progress:
+        for path in files:
+            task = progress.add_task(path.name, total=path.stat().st_size)
+            try:
+                asset_id = _send_file(
+                    client, progress, task, path, asset=asset, mime_type=mime_type, project_id=project_id, resume=resume
+                )
+            except ClientError as error:
+                progress.update(task, description=f"{path.name} [red]failed[/red]")
+                sent.errors.append(describe_error(error, path.name))
+                sent.failed_rows.append({"file": str(path), "error": describe_error(error, path.name)})
+                continue
+            sent.uploaded.append((path, asset_id))
+    for message in sent.errors:  # below the bars, next to the one that failed, not lost among them
+        err.print(f"[red]✗[/red] {message}", highlight=False)
+    return sent
+
+
+def _transfer_bars(err: Console) -> Progress:
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -148,14 +241,7 @@ def upload(
         TransferSpeedColumn,
     )
 
-    from mediaingest.client.errors import ClientError, describe_error
-    from mediaingest.client.resume import ResumeStore
-    from mediaingest.client.transfer import TransferPlan
-
-    out, err = _consoles()
-    failed = False
-    results: list[dict[str, Any]] = []
-    progress = Progress(
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
@@ -166,80 +252,79 @@ def upload(
         transient=False,
     )
 
-    def on_retry(part: int, attempt: int, why: str) -> None:
-        err.print(f"  retrying part {part} after attempt {attempt}: {why}")
 
-    if asset is not None and len(files) != 1:
-        err.print("[red]✗[/red] --asset resumes one upload: give exactly one FILE.")
-        raise typer.Exit(2)
-    resume = ResumeStore()
-    with _client(server, token, concurrency=concurrency, on_retry=on_retry) as client:
-        uploaded: list[tuple[Path, str]] = []
-        errors: list[str] = []
-        with progress:
-            for path in files:
-                task = progress.add_task(path.name, total=path.stat().st_size)
-                current: list[TransferPlan] = []
+def _send_file(
+    client: MediaIngestClient,
+    progress: Progress,
+    task: TaskID,
+    path: Path,
+    *,
+    asset: str | None,
+    mime_type: str | None,
+    project_id: str | None,
+    resume: ResumeStore,
+) -> str:
+    """Uploads one file under its bar and confirms it; its asset id. Ctrl-C ends the command (exit 130),
+    saying how to resume."""
+    plans: list[TransferPlan] = []
 
-                def on_plan(
-                    plan: TransferPlan, task: Any = task, path: Path = path, current: list[TransferPlan] = current
-                ) -> None:
-                    current.append(plan)
-                    # Already stored counts as done, but not toward the speed (reset clears its samples).
-                    progress.reset(task, total=path.stat().st_size, completed=plan.received_bytes)
-                    if plan.multipart:
-                        have = f", {len(plan.received)} already stored" if plan.received else ""
-                        progress.update(task, description=f"{path.name} ({plan.part_count} parts{have})")
-                    elif plan.single_stored:
-                        progress.update(task, description=f"{path.name} (already stored)")
+    def on_plan(plan: TransferPlan) -> None:
+        plans.append(plan)
+        # Already stored counts as done, but not toward the speed (reset clears its samples).
+        progress.reset(task, total=path.stat().st_size, completed=plan.received_bytes)
+        progress.update(task, description=_plan_text(path, plan))
 
-                try:
-                    result = client.upload(
-                        path,
-                        mime_type=mime_type,
-                        project_id=project,
-                        resume=resume,
-                        asset_id=client.resolve_id(asset) if asset else None,
-                        on_plan=on_plan,
-                        on_progress=functools.partial(progress.advance, task),
-                    )
-                except KeyboardInterrupt:
-                    progress.stop()
-                    which = f" (asset {current[0].asset_id[:8]})" if current else ""
-                    err.print(
-                        f"[yellow]Interrupted.[/yellow] What reached storage is kept{which}: run "
-                        f"[bold]mediaingest upload {escape(str(path))}[/bold] again to resume.",
-                        highlight=False,
-                    )
-                    raise typer.Exit(130) from None
-                except ClientError as error:
-                    failed = True
-                    progress.update(task, description=f"{path.name} [red]failed[/red]")
-                    errors.append(describe_error(error, path.name))
-                    results.append({"file": str(path), "error": describe_error(error, path.name)})
-                    continue
-                uploaded.append((path, result.asset_id))
-        for message in errors:  # below the bars, next to the one that failed, not lost among them
-            err.print(f"[red]✗[/red] {message}", highlight=False)
-
-        if wait and uploaded:
-            finals = _follow_all(client, err, uploaded, timeout)
-            failed = failed or any(final.processing_status.value == "FAILED" for final in finals)
-        for path, asset_id in uploaded:
-            detail = client.get(asset_id)
-            results.append({"file": str(path), "asset": detail.model_dump(mode="json", by_alias=True)})
-            if not json_output:
-                _summary(out, detail)
-    if json_output:
-        _dump(results)
-    if failed:
-        raise typer.Exit(1)
+    try:
+        return client.upload(
+            path,
+            mime_type=mime_type,
+            project_id=project_id,
+            resume=resume,
+            asset_id=client.resolve_id(asset) if asset else None,
+            on_plan=on_plan,
+            on_progress=functools.partial(progress.advance, task),
+        ).asset_id
+    except KeyboardInterrupt:
+        progress.stop()
+        _say_how_to_resume(progress.console, path, plans)
+        raise typer.Exit(130) from None
 
 
-def _follow_all(
-    client: MediaIngestClient, err: Console, assets: list[tuple[Path, str]], timeout: float
-) -> list[AssetStatus]:
-    """Follows every asset at once (one event stream each), one bar per asset with the time left."""
+def _plan_text(path: Path, plan: TransferPlan) -> str:
+    """The file's name on its bar, with how it goes up: in how many parts, and what storage holds already."""
+    if plan.multipart:
+        have = f", {len(plan.received)} already stored" if plan.received else ""
+        return f"{path.name} ({plan.part_count} parts{have})"
+    return f"{path.name} (already stored)" if plan.single_stored else path.name
+
+
+def _say_how_to_resume(err: Console, path: Path, plans: list[TransferPlan]) -> None:
+    from rich.markup import escape
+
+    which = f" (asset {plans[0].asset_id[:8]})" if plans else ""
+    err.print(
+        f"[yellow]Interrupted.[/yellow] What reached storage is kept{which}: run "
+        f"[bold]mediaingest upload {escape(str(path))}[/bold] again to resume.",
+        highlight=False,
+    )
+
+
+def _show_uploaded(
+    client: MediaIngestClient, out: Console, uploaded: list[tuple[Path, str]], *, json_output: bool
+) -> list[dict[str, Any]]:
+    """Each uploaded asset as the server has it now: a summary on stdout, and its --json row."""
+    rows = []
+    for path, asset_id in uploaded:
+        detail = client.get(asset_id)
+        rows.append({"file": str(path), "asset": detail.model_dump(mode="json", by_alias=True)})
+        if not json_output:
+            _summary(out, detail)
+    return rows
+
+
+def _follow_all(client: MediaIngestClient, err: Console, assets: list[tuple[Path, str]], timeout: float) -> bool:
+    """Follows every asset at once (one event stream each), one bar per asset with the time left; whether
+    one of them FAILED."""
     from concurrent.futures import ThreadPoolExecutor
 
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -264,7 +349,8 @@ def _follow_all(
             return client.wait(asset_id, timeout=timeout, on_status=on_status)
 
         with ThreadPoolExecutor(max_workers=min(len(assets), 8), thread_name_prefix="follow") as pool:
-            return list(pool.map(lambda item: follow(*item), assets))
+            finals = list(pool.map(lambda item: follow(*item), assets))
+    return any(final.processing_status.value == "FAILED" for final in finals)
 
 
 def _overall_progress(status: AssetStatus) -> float:
@@ -274,7 +360,11 @@ def _overall_progress(status: AssetStatus) -> float:
         return 100.0
     if not status.jobs:
         return 0.0
-    return sum(100.0 if job.status.value == "COMPLETED" else job.progress for job in status.jobs) / len(status.jobs)
+    return sum(_job_percent(job) for job in status.jobs) / len(status.jobs)
+
+
+def _job_percent(job: JobOut) -> float:
+    return 100.0 if job.status.value == "COMPLETED" else job.progress
 
 
 # --- assets -------------------------------------------------------------------------------------------
@@ -293,11 +383,6 @@ def assets_list(
     json_output: JsonOutput = False,
 ) -> None:
     """Your assets, newest first."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from mediaingest.client.errors import format_bytes
-
     with _client(server, token) as client:
         result = client.list(
             page=page,
@@ -311,22 +396,31 @@ def assets_list(
         _dump(result.model_dump(mode="json", by_alias=True))
         return
     out, _ = _consoles()
-    # Short ids: `assets show` and `assets delete` take them (and --json has the whole ones).
+    out.print(_asset_table(result))
+
+
+def _asset_table(result: AssetPage) -> Table:
+    """One row per asset, with short ids: `assets show` and `assets delete` take them (and --json has the
+    whole ones)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from mediaingest.client.errors import format_bytes
+
     table = Table(title=f"{result.total} asset(s), page {result.page}", title_justify="left")
     for column in ("id", "name", "project", "type", "size", "status", "created"):
         table.add_column(column, no_wrap=column in ("id", "size"))
     for item in result.items:
-        state = item.processing_status.value if item.upload_status.value == "UPLOADED" else item.upload_status.value
         table.add_row(
             item.id[:SHORT_ID],
             escape(item.original_name),
             escape(item.project_id or "—"),
             item.type.value.lower(),
             format_bytes(item.file_size),
-            state,
+            _state(item),
             item.created_at.strftime("%Y-%m-%d %H:%M"),
         )
-    out.print(table)
+    return table
 
 
 @contextmanager
@@ -366,32 +460,50 @@ def assets_delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete assets: their files, everything derived from them, and their quota use."""
-    from mediaingest.client.errors import AmbiguousIdError, ApiError, InvalidIdError, describe_error
-
-    failed = False
     with _client(server, token) as client:
         # Each id is looked up first, so the question names what would go (and unknown ids are said at once).
-        found: list[tuple[str, str]] = []
-        for asset_id in asset_ids:
-            try:
-                found.append((asset_id, client.get(client.resolve_id(asset_id)).original_name))
-            except (ApiError, AmbiguousIdError, InvalidIdError) as error:  # name the id, and still delete the others
-                typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
-                failed = True
+        found = _look_up(client, asset_ids)
         if found and not yes:
-            names = "\n".join(f"  {given}  {name}" for given, name in found)
-            typer.confirm(f"Delete {len(found)} asset(s) and everything made from them?\n{names}\n", abort=True)
-        for asset_id, _ in found:
-            full_id = client.resolve_id(asset_id)
-            try:
-                client.delete(full_id)
-            except ApiError as error:
-                typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
-                failed = True
-                continue
-            typer.echo(f"deleted {full_id}")
-    if failed:
+            _confirm_deletion(found)
+        deleted = _delete_found(client, found)
+    if len(deleted) < len(asset_ids):  # an id not found, or an asset the server did not delete
         raise typer.Exit(1)
+
+
+def _look_up(client: MediaIngestClient, asset_ids: list[str]) -> list[tuple[str, str]]:
+    """(id as given, file name) of each asset found; an id not found is said, and the others still go."""
+    from mediaingest.client.errors import AmbiguousIdError, ApiError, InvalidIdError, describe_error
+
+    found: list[tuple[str, str]] = []
+    for asset_id in asset_ids:
+        try:
+            found.append((asset_id, client.get(client.resolve_id(asset_id)).original_name))
+        except (ApiError, AmbiguousIdError, InvalidIdError) as error:
+            typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
+    return found
+
+
+def _confirm_deletion(found: list[tuple[str, str]]) -> None:
+    """Asks, naming what would go; no ends the command (exit 1)."""
+    names = "\n".join(f"  {given}  {name}" for given, name in found)
+    typer.confirm(f"Delete {len(found)} asset(s) and everything made from them?\n{names}\n", abort=True)
+
+
+def _delete_found(client: MediaIngestClient, found: list[tuple[str, str]]) -> list[str]:
+    """Deletes each asset found; the ids deleted (a refusal is said, and the others still go)."""
+    from mediaingest.client.errors import ApiError, describe_error
+
+    deleted: list[str] = []
+    for asset_id, _ in found:
+        full_id = client.resolve_id(asset_id)
+        try:
+            client.delete(full_id)
+        except ApiError as error:
+            typer.echo(f"Error: {describe_error(error, asset_id=asset_id)}", err=True)
+            continue
+        typer.echo(f"deleted {full_id}")
+        deleted.append(full_id)
+    return deleted
 
 
 def position_seconds(text: str, frame_rate: str | None) -> float:
@@ -431,10 +543,15 @@ def clip(
     if json_output:
         _dump(created.model_dump(mode="json", by_alias=True))
         return
-    typer.echo(
+    typer.echo(_clip_text(created))
+    if created.preview is not None:
+        typer.echo(f"plays now: {created.preview.hls_url}")
+
+
+def _clip_text(created: ClipCreated) -> str:
+    """The clip's id and name, its frames and seconds, and its timecode if the video has one."""
+    return (
         f"clip {created.asset_id} ({created.name}): frames {created.in_frame}–{created.out_frame - 1} "
         f"({created.frames} at {created.frame_rate}), {created.in_seconds:.3f}–{created.out_seconds:.3f} s"
         + (f", timecode {created.in_timecode}" if created.in_timecode else "")
     )
-    if created.preview is not None:
-        typer.echo(f"plays now: {created.preview.hls_url}")
