@@ -8,7 +8,8 @@ import mimetypes
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ from mediaingest.retry import RetryPolicy
 
 TERMINAL = ("READY", "FAILED")
 _FULL_ID_LENGTH = 36  # a UUID
-_ID_PATTERN = re.compile(r"[0-9a-fA-F-]{1,36}")  # what the API's idPrefix takes
+# A whole id, or at least its first 4 characters (of the 1 to 36 that the API's idPrefix takes).
+_ID_PATTERN = re.compile(r"[0-9a-fA-F-]{4,36}")
 # Longer than the server's keep-alive comments (15 s), so a quiet stream is not mistaken for a dead one.
 EVENTS_READ_TIMEOUT = 60.0
 CONFIRM_READ_TIMEOUT = 30 * 60.0
@@ -154,20 +156,7 @@ class MediaIngestClient:
         key = ResumeStore.key(self.server, path) if resume is not None else None
         plan = self._unfinished_plan(path, size, asset_id=asset_id, resume=resume, key=key)
         if plan is None:
-            request = UploadUrlRequest.model_validate(
-                {
-                    "file_name": path.name,
-                    "file_size": size,
-                    "mime_type": mime_type or guess_mime_type(path),
-                    "project_id": project_id,
-                    "sha256": _sha256(path) if declare_sha256 else None,
-                },
-                by_name=True,
-            )
-            ticket = self.request_upload(request)
-            if resume is not None and key is not None:
-                resume.remember(key, ticket.asset_id)  # before any byte goes: a kill from here on resumes
-            plan = TransferPlan.from_ticket(ticket, sign=self._signer(ticket.asset_id))
+            plan = self._new_plan(_upload_request(path, size, mime_type, project_id, declare_sha256), resume, key)
         if on_plan is not None:
             on_plan(plan)  # plan.received_bytes: what storage holds already; on_progress counts what goes now
         confirm = self.send(path, plan, on_progress)
@@ -181,41 +170,46 @@ class MediaIngestClient:
     ) -> TransferPlan | None:
         """What is left of the named asset's upload, or of this file's last one; None to start afresh."""
         if asset_id is not None:
-            return self._resumed_plan(path, asset_id, size, explicit=True)
+            return self._named_plan(path, asset_id, size)
         if resume is None or key is None or not (known := resume.get(key)):
             return None
-        plan = self._resumed_plan(path, known, size, explicit=False)
+        plan = self._remembered_plan(asset_id=known, size=size)
         if plan is None:
             resume.forget(key)  # that upload is gone: start afresh
         return plan
 
+    def _new_plan(self, request: UploadUrlRequest, resume: ResumeStore | None, key: str | None) -> TransferPlan:
+        """A new upload, everything to send."""
+        ticket = self.request_upload(request)
+        if resume is not None and key is not None:
+            resume.remember(key, ticket.asset_id)  # before any byte goes: a kill from here on resumes
+        return TransferPlan.from_ticket(ticket, sign=self._signer(ticket.asset_id))
+
     def _signer(self, asset_id: str) -> Callable[[int, str], PresignedPart]:
         return lambda part_number, sha256: self.sign_part(asset_id, part_number, sha256)
 
-    def _resumed_plan(self, path: Path, asset_id: str, size: int, *, explicit: bool) -> TransferPlan | None:
-        """The plan that finishes this asset's upload, or None when it cannot be resumed (then, unless
-        the asset was named, a new upload starts)."""
+    def _named_plan(self, path: Path, asset_id: str, size: int) -> TransferPlan:
+        """The plan that finishes the upload of the asset named by hand; a ClientError when it cannot (a
+        different size, stored parts that are not this file's bytes)."""
+        state = self.upload_state(asset_id)
+        if state.file_size != size:
+            raise ClientError(f"asset {asset_id} expects {state.file_size} bytes; {path.name} has {size}")
+        plan = TransferPlan.from_state(state, sign=self._signer(asset_id))
+        _check_stored_parts(path, asset_id, plan, size)
+        return plan
+
+    def _remembered_plan(self, *, asset_id: str, size: int) -> TransferPlan | None:
+        """The plan that finishes the upload the resume store remembers for the file; None when that upload
+        is gone or expects another size: then a new upload starts."""
         try:
             state = self.upload_state(asset_id)
         except ApiError as error:
-            if explicit or error.status_code not in (404, 409):
+            if error.status_code not in (404, 409):
                 raise
             return None
         if state.file_size != size:
-            if explicit:
-                raise ClientError(f"asset {asset_id} expects {state.file_size} bytes; {path.name} has {size}")
             return None
-        plan = TransferPlan.from_state(state, sign=self._signer(asset_id))
-        if explicit:
-            for part in plan.received:  # named by hand: make sure these bytes are this file's
-                start = (part.part_number - 1) * plan.part_size
-                length = min(plan.part_size, size - start)
-                if md5_of(path, start, length) != part.etag.strip('"'):
-                    raise ClientError(
-                        f"part {part.part_number} of asset {asset_id} is not the same bytes as {path.name}: "
-                        "not the same file"
-                    )
-        return plan
+        return TransferPlan.from_state(state, sign=self._signer(asset_id))
 
     # --- reading --------------------------------------------------------------------------------
     def status(self, asset_id: str) -> AssetStatus:
@@ -225,7 +219,7 @@ class MediaIngestClient:
         """A whole id as it is; a short one (≥ 4 characters, as `assets list` shows them) → the one asset
         whose id starts with it. ApiError 404 when none does, AmbiguousIdError when several do, and
         InvalidIdError (before asking the server) for a name or fewer than 4 characters."""
-        if not _ID_PATTERN.fullmatch(asset_id) or len(asset_id) < 4:
+        if not _ID_PATTERN.fullmatch(asset_id):
             raise InvalidIdError(asset_id)
         if len(asset_id) >= _FULL_ID_LENGTH:
             return asset_id
@@ -277,21 +271,11 @@ class MediaIngestClient:
         retry_seconds = 2.0
         failures = 0
         while True:
-            headers = {"Accept": "text/event-stream"}
-            if last_id is not None:
-                headers["Last-Event-ID"] = last_id
             try:
-                timeout = httpx.Timeout(self.api.timeout.connect, read=EVENTS_READ_TIMEOUT)
-                with self.api.stream(
-                    "GET", f"/api/assets/{asset_id}/events", headers=headers, timeout=timeout
-                ) as response:
-                    if response.status_code != 200:
-                        response.read()
-                        _unwrap(response)
-                    for event in _sse_events(response.iter_lines()):
-                        failures = 0
-                        if event.id is not None:
-                            last_id = event.id
+                with self._event_stream(asset_id, last_id) as lines:
+                    parser = _EventParser(last_id)
+                    for event in filter(None, map(parser.feed, lines)):
+                        failures, last_id = 0, event.id
                         if event.retry is not None:
                             retry_seconds = event.retry / 1000
                         if event.name == "status":
@@ -303,6 +287,17 @@ class MediaIngestClient:
                 if failures >= 5:
                     raise
             time.sleep(retry_seconds)
+
+    @contextmanager
+    def _event_stream(self, asset_id: str, last_id: str | None) -> Iterator[Iterator[str]]:
+        """The lines of the asset's event stream, after `last_id` if given; the API's error if it refuses."""
+        headers = {"Accept": "text/event-stream"} | ({"Last-Event-ID": last_id} if last_id is not None else {})
+        timeout = httpx.Timeout(self.api.timeout.connect, read=EVENTS_READ_TIMEOUT)
+        with self.api.stream("GET", f"/api/assets/{asset_id}/events", headers=headers, timeout=timeout) as response:
+            if response.status_code != 200:
+                response.read()
+                _unwrap(response)
+            yield response.iter_lines()
 
     def wait(
         self,
@@ -360,7 +355,7 @@ class _Deadline:
         self.at = None if timeout is None else time.monotonic() + timeout
 
     def check(self) -> None:
-        if self.at is not None and self.timeout is not None and time.monotonic() > self.at:
+        if self.at is not None and time.monotonic() > self.at:
             raise ClientError(f"asset {self.asset_id} did not finish within {self.timeout:g} s")
 
 
@@ -372,41 +367,86 @@ class _Event:
     retry: int | None
 
 
-def _sse_events(lines: Iterator[str]) -> Iterator[_Event]:
-    """Server-Sent Events per the HTML standard: fields until a blank line; comments ignored."""
-    name, event_id, retry = "message", None, None
-    data: list[str] = []
-    for line in lines:
+@dataclass
+class _EventParser:
+    """Server-Sent Events per the HTML standard, a line at a time: fields until a blank line; comments
+    ignored. The last event id holds for the events after it, from `last_id` (the connection before) on."""
+
+    last_id: str | None = None
+    name: str = "message"
+    data: list[str] = field(default_factory=list)
+    retry: int | None = None
+
+    def feed(self, line: str) -> _Event | None:
+        """The event a blank line completes; None after any other line."""
         if not line:
-            if data or name != "message" or retry is not None:
-                yield _Event(name, "\n".join(data), event_id, retry)
-            name, data, retry = "message", [], None
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "event":
-            name = value
-        elif field == "data":
-            data.append(value)
-        elif field == "id":
-            event_id = value
-        elif field == "retry" and value.isdigit():
-            retry = int(value)
+            return self._dispatch()
+        name, _, value = line.partition(":")  # a comment (":…") names no field
+        self._set(name, value.removeprefix(" "))
+        return None
+
+    def _set(self, name: str, value: str) -> None:
+        match name:
+            case "event":
+                self.name = value
+            case "data":
+                self.data.append(value)
+            case "id":
+                self.last_id = value
+            case "retry" if value.isdigit():
+                self.retry = int(value)
+
+    def _dispatch(self) -> _Event | None:
+        """The event of the fields so far, if they make one, and a fresh start for the next."""
+        event = _Event(self.name, "\n".join(self.data), self.last_id, self.retry)
+        pending = bool(self.data) or self.name != "message" or self.retry is not None
+        self.name, self.data, self.retry = "message", [], None
+        return event if pending else None
 
 
 def _unwrap(response: httpx.Response) -> Any:
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    if response.is_success and isinstance(payload, dict) and payload.get("success", False):
+    payload = _json_object(response)
+    if response.is_success and payload.get("success", False):
         return payload.get("data")
-    error = (payload or {}).get("error") if isinstance(payload, dict) else None
+    error = payload.get("error")
     if isinstance(error, dict):
         raise ApiError(response.status_code, str(error.get("code")), str(error.get("message")), error.get("details"))
     raise ApiError(response.status_code, "http_error", f"the server answered {response.status_code}")
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The body as a JSON object; empty when it is none (not JSON, or another JSON value)."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _upload_request(
+    path: Path, size: int, mime_type: str | None, project_id: str | None, declare_sha256: bool
+) -> UploadUrlRequest:
+    return UploadUrlRequest.model_validate(
+        {
+            "file_name": path.name,
+            "file_size": size,
+            "mime_type": mime_type or guess_mime_type(path),
+            "project_id": project_id,
+            "sha256": _sha256(path) if declare_sha256 else None,
+        },
+        by_name=True,
+    )
+
+
+def _check_stored_parts(path: Path, asset_id: str, plan: TransferPlan, size: int) -> None:
+    """Named by hand: make sure the parts storage holds are this file's bytes (a part's ETag is its MD5)."""
+    for part in plan.received:
+        start = (part.part_number - 1) * plan.part_size
+        length = min(plan.part_size, size - start)
+        if md5_of(path, start, length) != part.etag.strip('"'):
+            raise ClientError(
+                f"part {part.part_number} of asset {asset_id} is not the same bytes as {path.name}: not the same file"
+            )
 
 
 def _sha256(path: Path) -> str:
