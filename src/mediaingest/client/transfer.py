@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,6 +157,25 @@ def _refusal(response: httpx.Response) -> TransferError:
     return TransferError(message, status_code=response.status_code, retryable=response.status_code in _RETRYABLE_STATUS)
 
 
+def _results(futures: list[Future[ConfirmedPart]]) -> list[ConfirmedPart]:
+    """Every part's result, once all have finished; the first failure among them if one failed."""
+    results: list[ConfirmedPart] = []
+    first_error: TransferError | None = None
+    for future in futures:
+        try:
+            results.append(future.result())
+        except TransferError as error:
+            first_error = first_error or error
+    if first_error is not None:
+        raise first_error
+    return results
+
+
+def _earlier_attempt_landed(response: httpx.Response, *, retried: bool, headers: dict[str, str]) -> bool:
+    """A single-write URL refusing our retry: the earlier attempt did land (its answer was lost)."""
+    return response.status_code == 412 and retried and headers.get("If-None-Match") == "*"
+
+
 class Transfer:
     def __init__(
         self,
@@ -188,17 +207,22 @@ class Transfer:
             with self._lock:  # parts report from several threads; the callback need not be thread-safe
                 progress(count)
 
-        def confirm_single(etag: str) -> ConfirmUploadRequest:
-            return ConfirmUploadRequest.model_validate({"asset_id": plan.asset_id, "etag": etag}, by_name=True)
+        if plan.multipart:
+            return self._send_parts(path, plan, report)
+        return self._send_single(path, plan, report)
 
-        if not plan.multipart:
-            size = path.stat().st_size
-            if plan.single_stored:
-                return confirm_single(md5_of(path, 0, size))
+    def _send_single(self, path: Path, plan: TransferPlan, report: ProgressCallback) -> ConfirmUploadRequest:
+        size = path.stat().st_size
+        if plan.single_stored:
+            etag = md5_of(path, 0, size)
+        else:
             assert plan.upload_url is not None
             url, headers = plan.upload_url, plan.headers
-            return confirm_single(self._put(lambda: (url, headers), path, 0, size, 1, report))
+            etag = self._put(lambda: (url, headers), path, 0, size, 1, report)
+        return ConfirmUploadRequest.model_validate({"asset_id": plan.asset_id, "etag": etag}, by_name=True)
 
+    def _send_parts(self, path: Path, plan: TransferPlan, report: ProgressCallback) -> ConfirmUploadRequest:
+        """The missing parts, `concurrency` at once; a part that fails for good stops those not started."""
         stop = threading.Event()
         sign = plan.sign
 
@@ -221,25 +245,16 @@ class Transfer:
                 stop.set()
                 raise
 
-        results = list(plan.received)
         pool = ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(plan.missing))))
         try:
-            futures = [pool.submit(one, part) for part in plan.missing]
-            first_error: BaseException | None = None
-            for future in futures:
-                try:
-                    results.append(future.result())
-                except TransferError as error:
-                    first_error = first_error or error
+            sent = _results([pool.submit(one, part) for part in plan.missing])
         except BaseException:
             stop.set()  # Ctrl-C lands here, in the main thread
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        if first_error is not None:
-            raise first_error
-        results.sort(key=lambda part: part.part_number)
-        return ConfirmUploadRequest.model_validate({"asset_id": plan.asset_id, "parts": results}, by_name=True)
+        parts = sorted([*plan.received, *sent], key=lambda part: part.part_number)
+        return ConfirmUploadRequest.model_validate({"asset_id": plan.asset_id, "parts": parts}, by_name=True)
 
     def _put(
         self,
@@ -290,8 +305,7 @@ class Transfer:
             if not etag:
                 raise TransferError("storage answered without an ETag header")
             return etag
-        if response.status_code == 412 and retried and headers.get("If-None-Match") == "*":
-            # A single-write URL refusing our retry: the earlier attempt did land (its answer was lost).
+        if _earlier_attempt_landed(response, retried=retried, headers=headers):
             # A single PUT's ETag is the MD5 of its bytes; confirm checks it.
             counted(size - counted.sent)
             return md5_of(path, start, size)
