@@ -287,7 +287,7 @@ def worker(
 
 
 def _queue_names(text: str) -> list[str]:
-    """--queues as a list: comma-separated, blanks around and between the commas ignored."""
+    """--queues as a list: the comma-separated names, without the spaces around them or empty ones."""
     return [name.strip() for name in text.split(",") if name.strip()]
 
 

@@ -316,13 +316,18 @@ class MediaIngestClient:
             final = self._wait_on_events(asset_id, deadline, report)
             if final is not None:
                 return final
+        return self._wait_by_polling(asset_id, deadline, report, poll_interval)
+
+    def _wait_by_polling(
+        self, asset_id: str, deadline: _Deadline, report: Callable[[AssetStatus], None], interval: float
+    ) -> AssetStatus:
         while True:
             status = self.status(asset_id)
             report(status)
             if status.processing_status.value in TERMINAL:
                 return status
             deadline.check()
-            time.sleep(poll_interval)
+            time.sleep(interval)
 
     def _wait_on_events(
         self, asset_id: str, deadline: _Deadline, report: Callable[[AssetStatus], None]

@@ -83,6 +83,11 @@ def md5_of(path: Path, start: int, size: int) -> str:
     return _digest_of(path, start, size, "md5")
 
 
+def _confirmed(part_number: int, etag: str) -> ConfirmedPart:
+    """A part as the confirmation names it: its number and the ETag storage gave it."""
+    return ConfirmedPart.model_validate({"part_number": part_number, "etag": etag}, by_name=True)
+
+
 SignPart = Callable[[int, str], PresignedPart]  # (part number, SHA-256 hex) → a URL with it signed in
 
 
@@ -128,10 +133,7 @@ class TransferPlan:
                 single_stored=state.complete,
                 received_bytes=state.file_size if state.complete else 0,
             )
-        received = [
-            ConfirmedPart.model_validate({"part_number": p.part_number, "etag": p.etag}, by_name=True)
-            for p in state.received_parts
-        ]
+        received = [_confirmed(p.part_number, p.etag) for p in state.received_parts]
         return cls(
             asset_id=state.asset_id,
             part_size=state.part_size or 0,
@@ -240,7 +242,7 @@ class Transfer:
 
             try:
                 etag = self._put(request, path, start, part.size, part.part_number, report)
-                return ConfirmedPart.model_validate({"part_number": part.part_number, "etag": etag}, by_name=True)
+                return _confirmed(part.part_number, etag)
             except BaseException:
                 stop.set()
                 raise
