@@ -14,7 +14,7 @@ from typing import Any
 
 from mediaingest.models.enums import JobPriority, Stage
 from mediaingest.operator import naming
-from mediaingest.operator.model import KubeJobObservation, KubeJobState
+from mediaingest.operator.model import KubeJobObservation, KubeJobState, lookup
 from mediaingest.operator.settings import OperatorSettings, StageConfig
 from mediaingest.pipeline.registry import stage_named
 
@@ -261,26 +261,17 @@ def _pod_volumes(settings: OperatorSettings, config: StageConfig) -> list[dict[s
 
 def _pod_placement(attempt: StageAttempt, settings: OperatorSettings, config: StageConfig) -> dict[str, Any]:
     """The pod's optional fields (init containers, pull secrets, where and how it is scheduled): set ones only."""
-    extra: dict[str, Any] = {}
-    if settings.job_init_containers:
-        extra["initContainers"] = [dict(item) for item in settings.job_init_containers]
-    if settings.image_pull_secrets:
-        extra["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
-    node_selector = {**settings.node_selector, **config.node_selector}
-    if node_selector:
-        extra["nodeSelector"] = node_selector
-    tolerations = [*settings.tolerations, *config.tolerations]
-    if tolerations:
-        extra["tolerations"] = [dict(toleration) for toleration in tolerations]
-    affinity = config.affinity or settings.job_affinity
-    if affinity:
-        extra["affinity"] = dict(affinity)
-    priority_class = config.priority_class_name or settings.priority_class_names.get(attempt.priority)
-    if priority_class:
-        extra["priorityClassName"] = priority_class
-    if config.runtime_class_name:
-        extra["runtimeClassName"] = config.runtime_class_name
-    return extra
+    fields: dict[str, Any] = {
+        "initContainers": [dict(item) for item in settings.job_init_containers],
+        "imagePullSecrets": [{"name": name} for name in settings.image_pull_secrets],
+        # The stage's own placement adds to (node selector, tolerations) or replaces (affinity) the release's.
+        "nodeSelector": {**settings.node_selector, **config.node_selector},
+        "tolerations": [dict(toleration) for toleration in (*settings.tolerations, *config.tolerations)],
+        "affinity": dict(config.affinity or settings.job_affinity),
+        "priorityClassName": config.priority_class_name or settings.priority_class_names.get(attempt.priority),
+        "runtimeClassName": config.runtime_class_name,
+    }
+    return {name: value for name, value in fields.items() if value}
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
@@ -292,8 +283,7 @@ def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None
 
 def observe_job(body: Mapping[str, Any]) -> KubeJobObservation | None:
     """What a watched Job says; None for a Job without the operator's labels."""
-    metadata = body.get("metadata") or {}
-    labels = metadata.get("labels") or {}
+    labels = lookup(body, "metadata", "labels") or {}
     try:
         stage = stage_named(labels[naming.LABEL_STAGE])
         attempt = int(labels[naming.LABEL_ATTEMPT])
@@ -301,25 +291,38 @@ def observe_job(body: Mapping[str, Any]) -> KubeJobObservation | None:
     except (KeyError, ValueError):
         return None
     status = body.get("status") or {}
-    suspended = bool((body.get("spec") or {}).get("suspend")) and not status.get("active")
     state, failed = _job_state(status)
     return KubeJobObservation(
-        name=str(metadata.get("name")),
+        name=str(lookup(body, "metadata", "name")),
         task_id=task_id,
         stage=stage,
         attempt=attempt,
         state=state,
         reason=failed.get("reason"),
         message=failed.get("message"),
-        suspended=suspended and state == KubeJobState.ACTIVE,
+        suspended=state == KubeJobState.ACTIVE and _awaiting_admission(body),
     )
+
+
+def _awaiting_admission(body: Mapping[str, Any]) -> bool:
+    """Created suspended and no pod started yet: Kueue has not admitted it."""
+    return bool(lookup(body, "spec", "suspend")) and not lookup(body, "status", "active")
 
 
 def _job_state(status: Mapping[str, Any]) -> tuple[KubeJobState, Mapping[str, Any]]:
     """The Job's state from its status, and its Failed condition (empty unless it failed)."""
-    if _condition(status, "Complete") is not None or (status.get("succeeded") or 0) > 0:
+    if _succeeded(status):
         return KubeJobState.SUCCEEDED, {}
-    failed = _condition(status, "Failed")
-    if failed is not None or ((status.get("failed") or 0) > 0 and not status.get("active")):
-        return KubeJobState.FAILED, failed or {}
+    if _failed(status):
+        return KubeJobState.FAILED, _condition(status, "Failed") or {}
     return KubeJobState.ACTIVE, {}
+
+
+def _succeeded(status: Mapping[str, Any]) -> bool:
+    """Complete, or its pod succeeded (the counts can run ahead of the condition)."""
+    return _condition(status, "Complete") is not None or (status.get("succeeded") or 0) > 0
+
+
+def _failed(status: Mapping[str, Any]) -> bool:
+    """Failed, or its pod failed and none runs in its place (the counts can run ahead of the condition)."""
+    return _condition(status, "Failed") is not None or ((status.get("failed") or 0) > 0 and not status.get("active"))

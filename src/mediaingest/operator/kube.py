@@ -25,6 +25,7 @@ import httpx
 import kopf
 
 from mediaingest.operator import metrics, naming
+from mediaingest.operator.model import lookup
 
 # Our requests name themselves, apart from kopf's (`kopf/…`) in the API server's audit log.
 USER_AGENT = f"mediaingest/{package_version('mediaingest')}"
@@ -174,13 +175,17 @@ def last_termination(pods: Iterable[Mapping[str, Any]], job_name: str) -> PodTer
 def _stage_terminations(pods: Iterable[Mapping[str, Any]], job_name: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """(when, the `terminated` state) of each ended stage container among the Job's pods."""
     for pod in pods:
-        metadata = pod.get("metadata") or {}
-        if (metadata.get("labels") or {}).get("job-name") != job_name:
-            continue  # belt and braces for API servers that ignore the selector
-        for container in (pod.get("status") or {}).get("containerStatuses") or []:
-            terminated = (container.get("state") or {}).get("terminated")
-            if container.get("name") == naming.CONTAINER_NAME and terminated is not None:
-                yield str(terminated.get("finishedAt") or metadata.get("creationTimestamp") or ""), terminated
+        # The Job's own pods only: belt and braces for API servers that ignore the selector.
+        if lookup(pod, "metadata", "labels", "job-name") == job_name:
+            yield from _ended_stage_container(pod)
+
+
+def _ended_stage_container(pod: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(when, the `terminated` state) of the pod's stage container, once it has ended."""
+    for container in lookup(pod, "status", "containerStatuses") or []:
+        terminated = lookup(container, "state", "terminated")
+        if container.get("name") == naming.CONTAINER_NAME and terminated is not None:
+            yield str(terminated.get("finishedAt") or lookup(pod, "metadata", "creationTimestamp") or ""), terminated
 
 
 class RateLimit:
@@ -264,7 +269,7 @@ class KubeApi:
             params = {"labelSelector": label_selector, "limit": limit, **({"continue": token} if token else {})}
             page = await self._call("list", naming.KIND, "GET", _media_assets(namespace), params=params)
             yield list(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue")
+            token = lookup(page, "metadata", "continue")
             if not token:
                 return
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from mediaingest.models.enums import Stage
 
@@ -28,3 +30,17 @@ class KubeJobObservation:
     reason: str | None = None  # the Failed condition's reason: PodFailurePolicy, DeadlineExceeded, …
     message: str | None = None
     suspended: bool = False  # created suspended, not admitted yet (Kueue)
+
+    @property
+    def past_deadline(self) -> bool:
+        """Failed for running past its activeDeadlineSeconds: the Job says so, its pod has nothing to add."""
+        return self.reason == "DeadlineExceeded"
+
+
+def lookup(obj: Mapping[str, Any] | None, *path: str) -> Any:
+    """`obj[path[0]][path[1]]…` of a Kubernetes object; None where a level is missing or null (the API
+    server leaves empty fields out)."""
+    value: Any = obj
+    for key in path:
+        value = (value or {}).get(key)
+    return value

@@ -36,7 +36,13 @@ from mediaingest.exceptions import PermanentProcessingError, TransientProcessing
 from mediaingest.models import IngestionJob, MediaAsset, Task, TaskStatus
 from mediaingest.models.enums import JobPriority, Stage
 from mediaingest.operator import metrics, projection
-from mediaingest.operator.jobs import MEMORY_SCALE_KEY, StageAttempt, build_stage_job, next_memory_scale
+from mediaingest.operator.jobs import (
+    MEMORY_SCALE_KEY,
+    PERMANENT_EXIT_CODE,
+    StageAttempt,
+    build_stage_job,
+    next_memory_scale,
+)
 from mediaingest.operator.kube import KubeApi, KubeApiError, PodTermination
 from mediaingest.operator.model import KubeJobObservation, KubeJobState
 from mediaingest.operator.settings import OperatorSettings
@@ -63,6 +69,10 @@ class HeldAttempt:
     job_name: str
     since: float  # when its Job was created (or taken up after a restart): the grace for the watch
 
+    @classmethod
+    def of(cls, attempt: StageAttempt, since: float) -> HeldAttempt:
+        return cls(attempt.task_id, attempt.asset_id, attempt.stage, attempt.attempt, attempt.job_name, since)
+
 
 @dataclass(frozen=True)
 class AttemptEnd:
@@ -75,24 +85,37 @@ class AttemptEnd:
 
 
 _UNKNOWN_TERMINATION = PodTermination(exit_code=None, reason=None, message=None)
+_UNREPORTED = AttemptEnd("the stage pod exited without reporting its result", "unreported")
+_OUT_OF_MEMORY = AttemptEnd("the stage pod was killed for using more memory than its limit", "oom_killed",
+                            out_of_memory=True)  # fmt: skip
 
 
 def attempt_end(job: KubeJobObservation, ended: PodTermination | None) -> AttemptEnd:
     """How an unreported attempt ended, from its Job and, when one was read, its pod's last termination (pure)."""
     if job.state == KubeJobState.SUCCEEDED:
-        return AttemptEnd("the stage pod exited without reporting its result", "unreported")
-    if job.reason == "DeadlineExceeded":
+        return _UNREPORTED
+    if job.past_deadline:
         return AttemptEnd(f"the stage ran past its deadline ({job.message or 'DeadlineExceeded'})", "deadline")
     ended = ended or _UNKNOWN_TERMINATION
     if ended.reason == "OOMKilled":
-        return AttemptEnd("the stage pod was killed for using more memory than its limit", "oom_killed",
-                          out_of_memory=True)  # fmt: skip
-    permanent = job.reason == "PodFailurePolicy" or ended.exit_code == 3  # EXIT_PERMANENT (stage_reports.one_shot)
-    exit_code = f"exit code {ended.exit_code}" if ended.exit_code is not None else None
-    head = ", ".join(part for part in (exit_code, ended.reason or job.reason) if part) or "failed"
-    detail = ended.message or job.message
-    return AttemptEnd(f"the stage pod failed ({head}){': ' + detail if detail else ''}"[:2000],
-                      "permanent" if permanent else "failed", permanent=permanent)  # fmt: skip
+        return _OUT_OF_MEMORY
+    return _pod_failed(job, ended)
+
+
+def _pod_failed(job: KubeJobObservation, ended: PodTermination) -> AttemptEnd:
+    """The stage pod failed: for good when the stage found the media unusable (its exit code, or the reason
+    the Job's pod failure policy gives it), else to be retried. The pod's words come first, then the Job's."""
+    permanent = job.reason == "PodFailurePolicy" or ended.exit_code == PERMANENT_EXIT_CODE
+    failure = PodTermination(ended.exit_code, ended.reason or job.reason, ended.message or job.message)
+    return AttemptEnd(_failure_cause(failure), "permanent" if permanent else "failed", permanent=permanent)
+
+
+def _failure_cause(failure: PodTermination) -> str:
+    """The cause as the task records it: `the stage pod failed (exit code 1, Error): <its last words>`."""
+    exit_code = f"exit code {failure.exit_code}" if failure.exit_code is not None else None
+    head = ", ".join(part for part in (exit_code, failure.reason) if part) or "failed"
+    detail = f": {failure.message}" if failure.message else ""
+    return f"the stage pod failed ({head}){detail}"[:2000]
 
 
 @dataclass
@@ -128,8 +151,7 @@ class KubernetesRunner:
                         queue.release(session, task_id=task.id, worker_id=self.runner_id, now=utcnow())
                         continue
                     attempt = _attempt_of(task, owner_id=task.tenant or "", media_type="", duration=None)
-                    found.append(HeldAttempt(task.id, attempt.asset_id, attempt.stage, attempt.attempt,
-                                             attempt.job_name, now))  # fmt: skip
+                    found.append(HeldAttempt.of(attempt, now))
                 return found
 
         for held in await asyncio.to_thread(held_tasks):
@@ -165,7 +187,7 @@ class KubernetesRunner:
 
     async def _why_ended(self, job: KubeJobObservation) -> AttemptEnd:
         ended: PodTermination | None = None
-        if job.state != KubeJobState.SUCCEEDED and job.reason != "DeadlineExceeded":  # its pod says more
+        if job.state != KubeJobState.SUCCEEDED and not job.past_deadline:  # its pod says more
             try:
                 ended = await self.kube.pod_termination(self.settings.namespace, job.name)
             except KubeApiError as exc:
@@ -227,13 +249,7 @@ class KubernetesRunner:
 
         for task_id, status in (await asyncio.to_thread(beat)).items():
             item = self.held.pop(task_id)
-            observed = _observed(jobs, item)
-            still_running = observed is not None and observed.state == KubeJobState.ACTIVE
-            # Finished by its pod's report: the pod is on its way out. Reaped and retried elsewhere: nobody
-            # will hear its pod, so it goes. Cancelled (its asset deleted): it goes even if it has ended.
-            cancelled = status in (TaskStatus.CANCELLED, None)
-            if observed is not None and (cancelled or (still_running and status != TaskStatus.SUCCEEDED
-                                                        and status != TaskStatus.FAILED)):  # fmt: skip
+            if _lost_job_goes(_observed(jobs, item), status):
                 await self._delete_job(item.job_name, reason=f"task {str(status or 'cancelled').lower()}")
 
     async def _delete_job(self, name: str, *, reason: str) -> None:
@@ -255,20 +271,25 @@ class KubernetesRunner:
         )  # fmt: skip
         created = 0
         for attempt in attempts:
-            for stale in _older_attempts(jobs, attempt):  # a reaped attempt's Job may still run
-                await self._delete_job(stale.name, reason="superseded")
-            manifest = build_stage_job(attempt, namespace=self.settings.namespace, settings=self.settings)
-            try:
-                if await self.kube.create_job(self.settings.namespace, manifest):
-                    created += 1
-                    metrics.jobs_created_total.labels(stage=attempt.stage).inc()
-            except KubeApiError as exc:
-                log.warning("operator.job_create_failed", job=attempt.job_name, status=exc.status, reason=exc.reason)
-                await asyncio.to_thread(self._give_back, attempt.task_id)
-                continue
-            self.held[attempt.task_id] = HeldAttempt(attempt.task_id, attempt.asset_id, attempt.stage,
-                                                     attempt.attempt, attempt.job_name, time.monotonic())  # fmt: skip
-            log.info("operator.job_created", job=attempt.job_name, asset_id=attempt.asset_id, attempt=attempt.attempt)
+            created += await self._start(attempt, jobs)
+        return created
+
+    async def _start(self, attempt: StageAttempt, jobs: Mapping[str, Any]) -> bool:
+        """Creates the attempt's Job and holds it; a task whose Job the API server refused goes back to the
+        queue. True when a new Job was created."""
+        for stale in _older_attempts(jobs, attempt):  # a reaped attempt's Job may still run
+            await self._delete_job(stale.name, reason="superseded")
+        manifest = build_stage_job(attempt, namespace=self.settings.namespace, settings=self.settings)
+        try:
+            created = await self.kube.create_job(self.settings.namespace, manifest)
+        except KubeApiError as exc:
+            log.warning("operator.job_create_failed", job=attempt.job_name, status=exc.status, reason=exc.reason)
+            await asyncio.to_thread(self._give_back, attempt.task_id)
+            return False
+        if created:
+            metrics.jobs_created_total.labels(stage=attempt.stage).inc()
+        self.held[attempt.task_id] = HeldAttempt.of(attempt, time.monotonic())
+        log.info("operator.job_created", job=attempt.job_name, asset_id=attempt.asset_id, attempt=attempt.attempt)
         return created
 
     def _give_back(self, task_id: str) -> None:
@@ -334,9 +355,7 @@ def _begin(session: Any, task: Task, runner_id: str, settings: Settings) -> Stag
         queue.cancelled(session, task_id=task.id, worker_id=runner_id, now=utcnow())
         return None
     try:
-        metadata = metadata_of(asset)
-        attempt = _attempt_of(task, owner_id=asset.owner_id, media_type=asset.type.value, priority=asset.priority,
-                              duration=metadata.duration_seconds if metadata is not None else None)  # fmt: skip
+        attempt = _attempt_on(task, asset)
     except UnknownStageError as exc:  # a stage the API registered and this operator did not
         RUN.fail(session, task_id=task.id, attempt=task.attempts, error=exc, settings=settings, worker_id=runner_id,
                  decision=RetryDecision(retry=False, delay_seconds=0.0, reason="permanent"))  # fmt: skip
@@ -344,6 +363,26 @@ def _begin(session: Any, task: Task, runner_id: str, settings: Settings) -> Stag
     progression.stage_started(session, job=job, worker_id=runner_id, attempt=task.attempts,
                               message=f"attempt {task.attempts}: Kubernetes Job {attempt.job_name}")  # fmt: skip
     return attempt
+
+
+def _lost_job_goes(observed: KubeJobObservation | None, status: TaskStatus | None) -> bool:
+    """Whether the Job of a task this runner lost is deleted (`status` None: the task is gone with its asset).
+
+    Finished by its pod's report: the pod is on its way out. Reaped and retried elsewhere: nobody will hear
+    its pod, so it goes. Cancelled (its asset deleted): it goes even if it has ended.
+    """
+    if observed is None:
+        return False
+    if status in (TaskStatus.CANCELLED, None):
+        return True
+    return observed.state == KubeJobState.ACTIVE and status not in (TaskStatus.SUCCEEDED, TaskStatus.FAILED)
+
+
+def _attempt_on(task: Task, asset: MediaAsset) -> StageAttempt:
+    """The task's attempt as its asset sizes it: owner, media type, priority and, once probed, length."""
+    metadata = metadata_of(asset)
+    return _attempt_of(task, owner_id=asset.owner_id, media_type=asset.type.value, priority=asset.priority,
+                       duration=metadata.duration_seconds if metadata is not None else None)  # fmt: skip
 
 
 def _observed(jobs: Mapping[str, Any], held: HeldAttempt) -> KubeJobObservation | None:
