@@ -47,17 +47,23 @@ class KubeApiError(Exception):
 def load_connection(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
     """In-cluster service account first, then $KUBECONFIG (read now, not at import) or ~/.kube/config."""
     settings = settings or kopf.OperatorSettings()
-    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
-    if host and port:
-        connection = kopf.login_with_service_account(settings=settings)
-        if connection is not None:
-            # The service's address from the environment, as client-go does: no DNS lookup needed.
-            host = f"[{host}]" if ":" in host else host
-            return dataclasses.replace(connection, server=f"https://{host}:{port}")
-    connection = kopf.login_with_kubeconfig(settings=settings)
+    connection = _in_cluster(settings) or kopf.login_with_kubeconfig(settings=settings)
     if connection is None:
         raise kopf.LoginError("no in-cluster service account and no kubeconfig ($KUBECONFIG, ~/.kube/config)")
     return connection
+
+
+def _in_cluster(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+    """The pod's service account, None outside a cluster."""
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+    if not (host and port):
+        return None
+    connection = kopf.login_with_service_account(settings=settings)
+    if connection is None:
+        return None
+    # The service's address from the environment, as client-go does: no DNS lookup needed.
+    host = f"[{host}]" if ":" in host else host
+    return dataclasses.replace(connection, server=f"https://{host}:{port}")
 
 
 def login(*, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
@@ -115,13 +121,16 @@ def _answer(response: httpx.Response) -> Any:
     """The response's JSON, or KubeApiError with the Status object's message."""
     if response.is_success:
         return response.json()
-    message = ""
+    raise KubeApiError(response.status_code, response.reason_phrase, _status_message(response))
+
+
+def _status_message(response: httpx.Response) -> str:
+    """The message of the Status object an error answer carries, else the start of its body."""
     try:
         status = response.json()
-        message = str(status.get("message") or "") if isinstance(status, dict) else ""
     except ValueError:
-        message = response.text[:200]
-    raise KubeApiError(response.status_code, response.reason_phrase, message)
+        return response.text[:200]
+    return str(status.get("message") or "") if isinstance(status, dict) else ""
 
 
 def _objects(group: str, version: str, namespace: str, plural: str) -> str:
@@ -165,9 +174,11 @@ class PodTermination:
 def last_termination(pods: Iterable[Mapping[str, Any]], job_name: str) -> PodTermination | None:
     """How the stage container ended in the Job's pod that ended last (pure: the pods as listed)."""
     ended = sorted(_stage_terminations(pods, job_name), key=lambda item: item[0])  # RFC 3339 UTC sorts as text
-    if not ended:
-        return None
-    terminated = ended[-1][1]
+    return _termination(ended[-1][1]) if ended else None
+
+
+def _termination(terminated: Mapping[str, Any]) -> PodTermination:
+    """What a container's `terminated` state says."""
     message = (terminated.get("message") or "").strip() or None
     return PodTermination(exit_code=terminated.get("exitCode"), reason=terminated.get("reason"), message=message)
 
@@ -275,28 +286,20 @@ class KubeApi:
 
     # --- the one way to create, patch and delete -----------------------------------------------------
     async def _create(self, kind: str, collection: str, body: Mapping[str, Any]) -> bool:
-        try:
-            await self._call("create", kind, "POST", collection, body=dict(body))
-        except KubeApiError as exc:
-            if exc.status == 409:
-                return False
-            raise
-        return True
+        return await self._done_unless(409, "create", kind, "POST", collection, body=dict(body))
 
     async def _patch(self, path: str, body: Mapping[str, Any]) -> bool:
-        try:
-            await self._call("patch", naming.KIND, "PATCH", path, body=dict(body), patch=True)
-        except KubeApiError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        return await self._done_unless(404, "patch", naming.KIND, "PATCH", path, body=dict(body), patch=True)
 
     async def _delete(self, kind: str, path: str) -> bool:
+        return await self._done_unless(404, "delete", kind, "DELETE", path, body=_BACKGROUND)
+
+    async def _done_unless(self, status: int, verb: str, kind: str, method: str, path: str, **request: Any) -> bool:
+        """The call; False when the API server answers `status` (409: it exists already, 404: it is gone)."""
         try:
-            await self._call("delete", kind, "DELETE", path, body=_BACKGROUND)
+            await self._call(verb, kind, method, path, **request)
         except KubeApiError as exc:
-            if exc.status == 404:
+            if exc.status == status:
                 return False
             raise
         return True

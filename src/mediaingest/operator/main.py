@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -112,26 +113,7 @@ async def startup(
     **_: Any,
 ) -> None:
     config: OperatorSettings = memo.operator_settings
-    # Watches and lists select on the server: this release's stage Jobs and unfinished MediaAssets only,
-    # a page at a time, so memory follows the work in flight, not the history.
-    settings.watching.label_selectors[JOBS[0], JOBS[2]] = projection.jobs_selector(config)
-    settings.watching.label_selectors[ASSETS[0], ASSETS[2]] = projection.live_selector(config)
-    settings.watching.chunk_size = config.list_chunk_size
-    settings.watching.server_timeout = config.watch_server_timeout_seconds
-    settings.watching.client_timeout = config.watch_server_timeout_seconds + 30
-    settings.watching.connect_timeout = config.watch_connect_timeout_seconds
-    settings.watching.inactivity_timeout = config.watch_inactivity_seconds
-    # kopf writes nothing of its own on our objects (no handler changes them), and posts no Events.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=naming.GROUP, key="last-handled-configuration"
-    )
-    settings.posting.enabled = False
-    if config.namespace != "*":
-        # One known namespace: no cluster-wide listing of namespaces and CRDs, so a namespaced Role
-        # is all the RBAC the operator needs.
-        settings.scanning.disabled = True
-
+    _configure_kopf(settings, config)
     app_settings: Settings = memo.get("app_settings") or Settings()
     kube_api = memo.get("kube")
     if kube_api is None:  # made here, so closed at cleanup (a test's own is the test's to close)
@@ -157,6 +139,29 @@ async def startup(
              max_running_jobs=config.max_running_jobs)  # fmt: skip
 
 
+def _configure_kopf(settings: kopf.OperatorSettings, config: OperatorSettings) -> None:
+    """kopf's settings for this operator: what it watches and how, and what it writes of its own."""
+    # Watches and lists select on the server: this release's stage Jobs and unfinished MediaAssets only,
+    # a page at a time, so memory follows the work in flight, not the history.
+    settings.watching.label_selectors[JOBS[0], JOBS[2]] = projection.jobs_selector(config)
+    settings.watching.label_selectors[ASSETS[0], ASSETS[2]] = projection.live_selector(config)
+    settings.watching.chunk_size = config.list_chunk_size
+    settings.watching.server_timeout = config.watch_server_timeout_seconds
+    settings.watching.client_timeout = config.watch_server_timeout_seconds + 30
+    settings.watching.connect_timeout = config.watch_connect_timeout_seconds
+    settings.watching.inactivity_timeout = config.watch_inactivity_seconds
+    # kopf writes nothing of its own on our objects (no handler changes them), and posts no Events.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=naming.GROUP, key="last-handled-configuration"
+    )
+    settings.posting.enabled = False
+    if config.namespace != "*":
+        # One known namespace: no cluster-wide listing of namespaces and CRDs, so a namespaced Role
+        # is all the RBAC the operator needs.
+        settings.scanning.disabled = True
+
+
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     task = memo.get("loop_task")
     if task is not None:
@@ -168,11 +173,16 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await kube_api.aclose()
     server = memo.get("metrics_server")
     if server:
-        httpd, thread = server
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+        _stop_metrics_server(server)
         memo.metrics_server = None
+
+
+def _stop_metrics_server(server: tuple[Any, threading.Thread]) -> None:
+    """Shuts down what `prometheus_client.start_http_server` started: its HTTP server and its thread."""
+    httpd, thread = server
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
 
 
 async def probe_runner(memo: kopf.Memo, **_: Any) -> float:

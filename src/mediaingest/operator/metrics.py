@@ -42,13 +42,7 @@ class OperatorCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         if self.jobs is not None:
-            jobs = GaugeMetricFamily(
-                "mediaingest_operator_jobs", "Stage Jobs the operator keeps now, running or waiting (Kueue).",
-                labels=["state"],
-            )  # fmt: skip
-            for state, count in self.jobs().items():
-                jobs.add_metric([state], count)
-            yield jobs
+            yield _jobs_gauge(self.jobs())
         if self.limit is not None:
             limit = GaugeMetricFamily("mediaingest_operator_jobs_limit", "Stage Jobs the operator keeps at most.")
             limit.add_metric([], self.limit)
@@ -57,6 +51,15 @@ class OperatorCollector(Collector):
             live = GaugeMetricFamily("mediaingest_operator_media_assets", "Unfinished MediaAssets it keeps current.")
             live.add_metric([], self.live_assets())
             yield live
+
+
+def _jobs_gauge(counts: dict[str, int]) -> GaugeMetricFamily:
+    jobs = GaugeMetricFamily(
+        "mediaingest_operator_jobs", "Stage Jobs the operator keeps now, running or waiting (Kueue).", labels=["state"]
+    )
+    for state, count in counts.items():
+        jobs.add_metric([state], count)
+    return jobs
 
 
 collector = OperatorCollector()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus
 from mediaingest.operator import metrics, naming
 from mediaingest.operator.kube import KubeApi, KubeApiError
+from mediaingest.operator.model import lookup
 from mediaingest.operator.settings import OperatorSettings
 from mediaingest.pipeline.plan import stages_for
 from mediaingest.pipeline.registry import stage_for_job_type
@@ -132,21 +133,7 @@ def load_views(session: sa.orm.Session, asset_ids: Sequence[str]) -> dict[str, A
     assets = session.execute(sa.select(*columns, MediaAsset.processed_at).where(MediaAsset.id.in_(asset_ids))).all()
     jobs: dict[str, list[JobView]] = {row.id: [] for row in assets}
     for job in session.scalars(sa.select(IngestionJob).where(IngestionJob.asset_id.in_(list(jobs)))):
-        try:
-            stage: str = stage_for_job_type(job.type)
-        except ValueError:
-            stage = job.type.lower()
-        view = JobView(
-            stage,
-            job.status,
-            job.attempts,
-            job.progress or 0.0,
-            job.message,
-            job.error,
-            job.started_at,
-            job.finished_at,
-        )
-        jobs[job.asset_id].append(view)
+        jobs[job.asset_id].append(_job_view(job))
     return {
         row.id: AssetView(
             row.id, row.processing_status, row.error, row.uploaded_at, row.processed_at, tuple(jobs[row.id])
@@ -155,49 +142,75 @@ def load_views(session: sa.orm.Session, asset_ids: Sequence[str]) -> dict[str, A
     }
 
 
+def _job_view(job: IngestionJob) -> JobView:
+    try:
+        stage: str = stage_for_job_type(job.type)
+    except ValueError:
+        stage = job.type.lower()
+    return JobView(
+        stage, job.status, job.attempts, job.progress or 0.0, job.message, job.error, job.started_at, job.finished_at
+    )
+
+
 def asset_status(view: AssetView) -> dict[str, Any]:
     """The MediaAsset status the rows say: the whole of it (a merge patch is made against the old one)."""
     phase = PHASES[view.status]
-    started, finished = _span(view, phase)
+    started = _started_at(view)
+    finished = _finished_at(view, phase, started)
     message = _message(view, phase)
-    progress = 100 if phase == "Ready" else _mean_progress(view.jobs)
-    status: dict[str, Any] = {
-        "phase": phase,
-        "stage": _current_stage(view, phase)[:128],
-        "progress": max(0, min(100, progress)),
-        "stages": {job.stage: _stage_status(job) for job in view.jobs},
-        "conditions": [_ready_condition(phase, message, finished or started or view.uploaded_at)],
-    }
-    optional = {
-        "message": _truncate(message, 4096) if message else None,
-        "startedAt": format_time(started),
-        "finishedAt": format_time(finished),
-        "tookSeconds": max(0, int((finished - started).total_seconds())) if finished and started else None,
-    }
-    status.update({key: value for key, value in optional.items() if value is not None})
-    return status
+    return _present(
+        {
+            "phase": phase,
+            "stage": _current_stage(view, phase)[:128],
+            "progress": 100 if phase == "Ready" else _mean_progress(view.jobs),
+            "stages": {job.stage: _stage_status(job) for job in view.jobs},
+            "conditions": [_ready_condition(phase, message, finished or started or view.uploaded_at)],
+            "message": _truncate(message, 4096),
+            "startedAt": format_time(started),
+            "finishedAt": format_time(finished),
+            "tookSeconds": _took_seconds(started, finished),
+        }
+    )
+
+
+def _present(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields that have a value: a status leaves the others out."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _jobs_in(view: AssetView, *statuses: IngestionJobStatus) -> list[JobView]:
+    return [job for job in view.jobs if job.status in statuses]
 
 
 def _current_stage(view: AssetView, phase: str) -> str:
     """The failed stage of a failed asset, else the stages running or waiting out a retry."""
-    failed = next((job for job in view.jobs if job.status == IngestionJobStatus.FAILED), None)
-    if phase == "Failed" and failed is not None:
-        return failed.stage
-    active = (IngestionJobStatus.RUNNING, IngestionJobStatus.RETRYING)
-    return ",".join(sorted(job.stage for job in view.jobs if job.status in active))
+    failed = _jobs_in(view, IngestionJobStatus.FAILED)
+    if phase == "Failed" and failed:
+        return failed[0].stage
+    active = _jobs_in(view, IngestionJobStatus.RUNNING, IngestionJobStatus.RETRYING)
+    return ",".join(sorted(job.stage for job in active))
 
 
 def _mean_progress(jobs: Sequence[JobView]) -> int:
-    return int(sum(job.progress for job in jobs) / len(jobs)) if jobs else 0
+    """The stages' mean progress, 0 to 100 (0 without any)."""
+    return max(0, min(100, int(sum(job.progress for job in jobs) / len(jobs)))) if jobs else 0
 
 
-def _span(view: AssetView, phase: str) -> tuple[datetime | None, datetime | None]:
-    """When the first stage started, and when the asset finished (only once it has)."""
-    started = min((job.started_at for job in view.jobs if job.started_at), default=None)
+def _started_at(view: AssetView) -> datetime | None:
+    """When its first stage started."""
+    return min((job.started_at for job in view.jobs if job.started_at), default=None)
+
+
+def _finished_at(view: AssetView, phase: str, started: datetime | None) -> datetime | None:
+    """When the asset finished (only once it has): processed, else its last stage's end, else its start."""
     if phase not in FINISHED_PHASES:
-        return started, None
+        return None
     last_job_end = max((job.finished_at for job in view.jobs if job.finished_at), default=None)
-    return started, view.processed_at or last_job_end or started
+    return view.processed_at or last_job_end or started
+
+
+def _took_seconds(started: datetime | None, finished: datetime | None) -> int | None:
+    return max(0, int((finished - started).total_seconds())) if finished and started else None
 
 
 def _message(view: AssetView, phase: str) -> str | None:
@@ -205,19 +218,24 @@ def _message(view: AssetView, phase: str) -> str | None:
         return "ready"
     if phase == "Failed" and view.error:
         return view.error
-    running = (job.message for job in view.jobs if job.status == IngestionJobStatus.RUNNING and job.message)
+    running = (job.message for job in _jobs_in(view, IngestionJobStatus.RUNNING) if job.message)
     return next(running, None)
 
 
+_ENDED = (IngestionJobStatus.COMPLETED, IngestionJobStatus.FAILED)
+_FAILING = (IngestionJobStatus.FAILED, IngestionJobStatus.RETRYING)
+
+
 def _stage_status(job: JobView) -> dict[str, Any]:
-    entry: dict[str, Any] = {"phase": STAGE_PHASES[job.status], "attempts": job.attempts}
-    if job.started_at:
-        entry["startedAt"] = format_time(job.started_at)
-    if job.finished_at and job.status in (IngestionJobStatus.COMPLETED, IngestionJobStatus.FAILED):
-        entry["finishedAt"] = format_time(job.finished_at)
-    if job.status in (IngestionJobStatus.FAILED, IngestionJobStatus.RETRYING) and job.error:
-        entry["message"] = _truncate(job.error)
-    return entry
+    return _present(
+        {
+            "phase": STAGE_PHASES[job.status],
+            "attempts": job.attempts,
+            "startedAt": format_time(job.started_at),
+            "finishedAt": format_time(job.finished_at) if job.status in _ENDED else None,
+            "message": _truncate(job.error) if job.status in _FAILING and job.error else None,
+        }
+    )
 
 
 def _ready_condition(phase: str, message: str | None, since: datetime | None) -> dict[str, Any]:
@@ -234,14 +252,21 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
     """The RFC 7386 merge patch that turns `old` into `new` (None deletes a key)."""
     patch: dict[str, Any] = {key: None for key in old.keys() - new.keys()}
     for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, Mapping) and isinstance(before, Mapping):
-            nested = merge_patch(before, value)
-            if nested:
-                patch[key] = nested
-        elif key not in old or value != before:
-            patch[key] = value
+        change = _change(old.get(key, _ABSENT), value)
+        if change is not _UNCHANGED:
+            patch[key] = change
     return patch
+
+
+_ABSENT = object()  # a key `old` does not have
+_UNCHANGED = object()  # a key the patch leaves out
+
+
+def _change(before: Any, value: Any) -> Any:
+    """What the merge patch says of one key: its new value, the patch of a nested object, or _UNCHANGED."""
+    if isinstance(value, Mapping) and isinstance(before, Mapping):
+        return merge_patch(before, value) or _UNCHANGED
+    return _UNCHANGED if value == before else value
 
 
 @dataclass(frozen=True)
@@ -262,6 +287,12 @@ def index_live_assets(
     return {asset_id: LiveAsset(name=name, namespace=namespace, status=dict(status))}
 
 
+def _live_by_asset(live: Mapping[str, Any]) -> dict[str, LiveAsset]:
+    """The unfinished MediaAssets by asset id, as the watch last showed them (kopf's index holds a
+    collection for each key)."""
+    return {asset_id: next(iter(items)) for asset_id, items in list(live.items()) if items}
+
+
 @dataclass
 class Projector:
     settings: OperatorSettings
@@ -272,7 +303,7 @@ class Projector:
 
     async def project(self, live: Mapping[str, Any]) -> int:
         """Brings every unfinished MediaAsset up to date; returns how many were written."""
-        current = {asset_id: next(iter(items)) for asset_id, items in list(live.items()) if items}
+        current = _live_by_asset(live)
         if not current:
             self._written.clear()
             return 0
@@ -294,33 +325,42 @@ class Projector:
         return written
 
     async def _project_one(self, asset_id: str, asset: LiveAsset, view: AssetView | None, now: float) -> int:
+        """Writes the asset's MediaAsset if its rows say something new; returns how many writes it made."""
         if view is None:  # deleted through the API: its record goes too
             if await self.kube.delete_media_asset(asset.namespace, asset.name):
                 log.info("operator.media_asset_deleted", asset=asset.name, reason="asset deleted")
             return 1
         status = asset_status(view)
         patch = merge_patch(asset.status, status)
-        if not patch:
+        if not patch or self._held_back(asset_id, asset.status.get("phase"), status["phase"], now):
             return 0
-        # A new phase is written at once (Running, Ready, Failed: what people and `kubectl wait` watch for);
-        # anything else — the stages running, progress, a retry — at most every progress interval.
-        if asset.status.get("phase") == status["phase"] and (
-            now - self._written.get(asset_id, 0.0) < self.settings.progress_interval_seconds
-        ):
-            return 0
-        finished = status["phase"] in FINISHED_PHASES
-        if finished and not self.settings.retention_seconds:
+        if status["phase"] in FINISHED_PHASES:
+            return await self._finish(asset_id, asset, patch, status["phase"], now)
+        return int(await self._write(asset_id, asset, patch, now))
+
+    def _held_back(self, asset_id: str, old_phase: str | None, phase: str, now: float) -> bool:
+        """A new phase is written at once (Running, Ready, Failed: what people and `kubectl wait` watch for);
+        anything else — the stages running, progress, a retry — at most every progress interval."""
+        return old_phase == phase and now - self._written.get(asset_id, 0.0) < self.settings.progress_interval_seconds
+
+    async def _finish(self, asset_id: str, asset: LiveAsset, patch: Mapping[str, Any], phase: str, now: float) -> int:
+        """A Ready or Failed MediaAsset: deleted at once without a retention, else written and taken out of the
+        watch (its selector leaves finished ones out) until the sweep deletes it."""
+        if not self.settings.retention_seconds:
             await self.kube.delete_media_asset(asset.namespace, asset.name)
             return 1
-        if not await self.kube.patch_media_asset_status(asset.namespace, asset.name, patch):
+        if not await self._write(asset_id, asset, patch, now):
             return 0
+        await self.kube.label_media_asset(asset.namespace, asset.name, {naming.LABEL_FINISHED: "true"})
+        log.info("operator.asset_finished", asset=asset.name, phase=phase)
+        return 2
+
+    async def _write(self, asset_id: str, asset: LiveAsset, patch: Mapping[str, Any], now: float) -> bool:
+        """Patches the MediaAsset's status; False when it is gone."""
+        if not await self.kube.patch_media_asset_status(asset.namespace, asset.name, patch):
+            return False
         self._written[asset_id] = now
-        if finished:
-            # Out of the watch (its selector leaves finished ones out), and deleted after the retention.
-            await self.kube.label_media_asset(asset.namespace, asset.name, {naming.LABEL_FINISHED: "true"})
-            log.info("operator.asset_finished", asset=asset.name, phase=status["phase"])
-            return 2
-        return 1
+        return True
 
     async def sweep(self, *, now: datetime | None = None) -> int:
         """Deletes the finished MediaAssets older than the retention, a page at a time; returns how many."""
@@ -328,18 +368,22 @@ class Projector:
             return 0
         cutoff = (now or datetime.now(UTC)) - timedelta(seconds=self.settings.retention_seconds)
         deleted = 0
-        selector, chunk = finished_selector(self.settings), self.settings.list_chunk_size
-        async for page in self.kube.media_asset_pages(self.settings.namespace, label_selector=selector, limit=chunk):
-            for item in page:
-                stamp = (item.get("status") or {}).get("finishedAt")
-                if stamp and parse_time(stamp) <= cutoff:
-                    name = item["metadata"]["name"]
-                    if await self.kube.delete_media_asset(self.settings.namespace, name):
-                        deleted += 1
-                        metrics.assets_expired_total.inc()
+        async for item in self._finished_assets():
+            if _finished_by(item, cutoff):
+                name = item["metadata"]["name"]
+                if await self.kube.delete_media_asset(self.settings.namespace, name):
+                    deleted += 1
+                    metrics.assets_expired_total.inc()
         if deleted:
             log.info("operator.assets_expired", count=deleted)
         return deleted
+
+    async def _finished_assets(self) -> AsyncIterator[dict[str, Any]]:
+        """The release's finished MediaAssets, listed a page at a time."""
+        selector, chunk = finished_selector(self.settings), self.settings.list_chunk_size
+        async for page in self.kube.media_asset_pages(self.settings.namespace, label_selector=selector, limit=chunk):
+            for item in page:
+                yield item
 
     def sweep_due(self) -> bool:
         every = max(10.0, min(300.0, self.settings.retention_seconds / 4))
@@ -347,6 +391,12 @@ class Projector:
             return False
         self._last_sweep = time.monotonic()
         return True
+
+
+def _finished_by(item: Mapping[str, Any], cutoff: datetime) -> bool:
+    """Whether the MediaAsset finished at or before `cutoff`."""
+    stamp = lookup(item, "status", "finishedAt")
+    return bool(stamp) and parse_time(stamp) <= cutoff
 
 
 def _release_selector(settings: OperatorSettings) -> list[str]:

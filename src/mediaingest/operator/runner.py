@@ -171,19 +171,24 @@ class KubernetesRunner:
         now = time.monotonic()
         for held in list(self.held.values()):
             observed = _observed(jobs, held)
-            if observed is None:
-                if now - held.since < self.settings.job_missing_seconds:
-                    continue  # not on the watch yet
-                end = AttemptEnd(f"the Kubernetes Job {held.job_name} vanished before its pod reported", "vanished")
-            elif observed.state == KubeJobState.ACTIVE:
+            end = await self._ending(held, observed, now)
+            if end is None:
                 continue
-            else:
-                end = await self._why_ended(observed)
             cancelled = await self._unrecorded(held, end)
             self.held.pop(held.task_id, None)
             if cancelled and observed is not None:
                 # Its asset was deleted: the finished Job and its pod go now, not at their TTL.
                 await self._delete_job(held.job_name, reason="task cancelled")
+
+    async def _ending(self, held: HeldAttempt, observed: KubeJobObservation | None, now: float) -> AttemptEnd | None:
+        """How the held attempt ended; None while its Job runs, or while a new one may not be on the watch yet."""
+        if observed is None:
+            if now - held.since < self.settings.job_missing_seconds:
+                return None  # not on the watch yet
+            return AttemptEnd(f"the Kubernetes Job {held.job_name} vanished before its pod reported", "vanished")
+        if observed.state == KubeJobState.ACTIVE:
+            return None
+        return await self._why_ended(observed)
 
     async def _why_ended(self, job: KubeJobObservation) -> AttemptEnd:
         ended: PodTermination | None = None
