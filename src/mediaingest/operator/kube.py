@@ -91,7 +91,6 @@ class _Credentials(httpx.Auth):
 
 
 def _client_options(connection: kopf.ConnectionInfo, pool_size: int | None) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size) if pool_size else None
     return {
         "base_url": connection.server,
         "verify": connection.as_ssl_context(),  # the CA (path or data), client certificate, insecure flag
@@ -100,7 +99,11 @@ def _client_options(connection: kopf.ConnectionInfo, pool_size: int | None) -> d
         "timeout": TIMEOUT,
         "proxy": connection.proxy_url,
         "trust_env": connection.trust_env,
-        **({"limits": limits} if limits else {}),
+        **(
+            {"limits": httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)}
+            if pool_size
+            else {}
+        ),
     }
 
 
