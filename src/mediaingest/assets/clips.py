@@ -41,6 +41,7 @@ from mediaingest.pipeline.smartcut import clip_frames, render_clip, shift_timeco
 from mediaingest.pipeline.timing import rate_text
 from mediaingest.retry import RetryDecision
 from mediaingest.runtime import Runtime
+from mediaingest.storage.base import ObjectInfo
 from mediaingest.tasks import queue
 from mediaingest.tasks.registry import DEFAULT_QUEUE, STAGES_QUEUE, TaskCancelled, TaskRun, TaskSpec
 from mediaingest.users.auth import Principal
@@ -90,8 +91,7 @@ def clip_range(parent: MediaAsset, *, start: float, end: float) -> ClipRange:
     out_frame = min(out_frame, timeline.frames)
     if out_frame <= in_frame:
         raise ValidationFailedError("the clip must hold at least one frame", details={"start": start, "end": end})
-    metadata = metadata_of(parent)
-    timecode = metadata.timecode if metadata else None
+    timecode = timeline.timecode
     shifted = shift_timecode(timecode, in_frame, timeline.rate) if timecode else None
     return ClipRange(in_frame, out_frame, timeline.rate, shifted, timeline.frames)
 
@@ -157,28 +157,50 @@ def render_queue(settings: Settings) -> str:
     return DEFAULT_QUEUE
 
 
+_HEADER_TAGS = ("#EXT-X-VERSION", "#EXT-X-TARGETDURATION", "#EXT-X-MAP")  # what a range playlist keeps
+
+
+@dataclass(frozen=True)
+class _MediaSegment:
+    start: float  # from the playlist's start
+    duration: float
+    uri: str
+
+    def overlaps(self, start: float, end: float) -> bool:
+        return self.start + self.duration > start + 1e-6 and self.start < end - 1e-6
+
+
 def range_playlist(media_playlist: str, span: ClipRange, sign: Any) -> tuple[str, float, float]:
     """The segments of one of the parent's media playlists that hold [in, out), every reference signed by
     `sign(name)`; and where in and out fall from the playlist's start (what a player trims to)."""
     lines = [line.strip() for line in media_playlist.splitlines()]
-    header = [line for line in lines if line.startswith(("#EXT-X-VERSION", "#EXT-X-TARGETDURATION", "#EXT-X-MAP"))]
-    kept: list[str] = []
-    position, first_start = 0.0, None
+    inside = [segment for segment in _media_segments(lines) if segment.overlaps(span.in_seconds, span.out_seconds)]
+    kept = [entry for segment in inside for entry in (f"#EXTINF:{segment.duration:.6f},", sign(segment.uri))]
+    start = inside[0].start if inside else 0.0
+    offset_in, offset_out = span.in_seconds - start, span.out_seconds - start
+    text = ["#EXTM3U", *_header(lines, sign), "#EXT-X-PLAYLIST-TYPE:VOD"]
+    text += [f"#EXT-X-START:TIME-OFFSET={offset_in:.6f},PRECISE=YES", *kept, "#EXT-X-ENDLIST"]
+    return "\n".join(text) + "\n", round(offset_in, 6), round(offset_out, 6)
+
+
+def _media_segments(lines: list[str]) -> list[_MediaSegment]:
+    """A media playlist's segments (an #EXTINF line, then the segment's URI), each with where it starts."""
+    segments: list[_MediaSegment] = []
+    position = 0.0
     duration: float | None = None
     for line in lines:
         if line.startswith("#EXTINF:"):
             duration = float(line.split(":", 1)[1].split(",", 1)[0])
         elif line and not line.startswith("#") and duration is not None:
-            if position + duration > span.in_seconds + 1e-6 and position < span.out_seconds - 1e-6:
-                first_start = position if first_start is None else first_start
-                kept += [f"#EXTINF:{duration:.6f},", sign(line)]
+            segments.append(_MediaSegment(position, duration, line))
             position += duration
             duration = None
-    start = first_start or 0.0
-    offset_in, offset_out = span.in_seconds - start, span.out_seconds - start
-    text = ["#EXTM3U", *(_signed_map(line, sign) for line in header), "#EXT-X-PLAYLIST-TYPE:VOD"]
-    text += [f"#EXT-X-START:TIME-OFFSET={offset_in:.6f},PRECISE=YES", *kept, "#EXT-X-ENDLIST"]
-    return "\n".join(text) + "\n", round(offset_in, 6), round(offset_out, 6)
+    return segments
+
+
+def _header(lines: list[str], sign: Any) -> list[str]:
+    """The header tags a range playlist keeps, the initialization segment's URI signed."""
+    return [_signed_map(line, sign) for line in lines if line.startswith(_HEADER_TAGS)]
 
 
 def _signed_map(line: str, sign: Any) -> str:
@@ -222,6 +244,12 @@ def render(ctx: Runtime, run: TaskRun) -> None:
             options=PipelineOptions.from_settings(ctx.settings), cancel=run.cancel,
         )  # fmt: skip
         info = ctx.storage.upload_file(target[0], target[1], rendered.path, content_type="video/mp4")
+    _confirm_upload(ctx, clip_id, target, info)
+    log.info("clip.rendered", asset_id=clip_id, copied=rendered.copied, frames=rendered.plan.frames)
+
+
+def _confirm_upload(ctx: Runtime, clip_id: str, target: tuple[str, str], info: ObjectInfo) -> None:
+    """The stored clip recorded as the clip's upload, and its ingestion started as a confirmed upload's is."""
     with session_scope(ctx.session_factory) as session:
         clip = repository.get_for_update(session, clip_id)
         if clip is None or clip.upload_status != UploadStatus.PENDING:
@@ -235,7 +263,6 @@ def render(ctx: Runtime, run: TaskRun) -> None:
         clip.uploaded_at = utcnow()
         session.flush()
         build_dispatcher(ctx.settings).dispatch(session, clip)  # the same start as a confirmed upload
-    log.info("clip.rendered", asset_id=clip_id, copied=rendered.copied, frames=rendered.plan.frames)
 
 
 def _record_failure(session: Session, task: Task, message: str, decision: RetryDecision) -> None:

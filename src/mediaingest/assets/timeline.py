@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, Literal
 
 import structlog
 from PIL import Image
@@ -53,6 +54,7 @@ from mediaingest.pipeline.frames import (
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.stages.proxies import picture_duration
 from mediaingest.pipeline.timing import rate_text
+from mediaingest.pipeline.types import MediaMetadata
 from mediaingest.storage.base import Storage
 from mediaingest.users.auth import Principal
 
@@ -97,6 +99,17 @@ class SpriteTiles:
     def count(self) -> int:
         return sum(sheet.tiles for sheet in self.sheets)
 
+    def serve(self, *, step: float, height: int) -> bool:
+        """Whether the sheets hold a distinct tile for every slot `step` apart, `height` high or less."""
+        return step >= self.interval_seconds and height <= self.tile_height
+
+    def nearest(self, t: float) -> int:
+        """The number of the tile nearest to `t`."""
+        return min(round(t / self.interval_seconds), self.count - 1)
+
+    def sheet_of(self, number: int) -> SpriteSheetRef:
+        return next(s for s in self.sheets if s.first_tile <= number < s.first_tile + s.tiles)
+
 
 @dataclass(frozen=True)
 class Timeline:
@@ -112,9 +125,20 @@ class Timeline:
     source: Picture
     scrub_rung: Picture | None
     sprites: SpriteTiles | None
+    timecode: str | None  # the source's start timecode
 
     def cache_key(self, name: str) -> str:
         return derived_key(user_id=self.owner_id, asset_id=self.asset_id, stage=CACHE_FOLDER, filename=name)
+
+    def decoding(self, *, width: int = 0, height: int = 0) -> Picture:
+        """What to decode a picture `width` wide and `height` high from: the scrubbing rung when it is that
+        large (less to decode), else the source."""
+        rung = self.scrub_rung
+        return rung if rung is not None and width <= rung.width and height <= rung.height else self.source
+
+    def frame_showing(self, t: float) -> int:
+        """The frame showing at `t` (the last one from the end of the picture on)."""
+        return min(frame_at(t, self.rate), self.frames - 1)
 
 
 @dataclass(frozen=True)
@@ -134,16 +158,37 @@ class _FilmstripPlan:
     def of(cls, timeline: Timeline, *, start: float, step: float, count: int, height: int) -> _FilmstripPlan:
         times = [start + index * step for index in range(count)]
         sprites = timeline.sprites
-        last_frame = timeline.frames - 1
-        if sprites is not None and step >= sprites.interval_seconds and height <= sprites.tile_height:
-            numbers = [min(round(t / sprites.interval_seconds), sprites.count - 1) for t in times]
-            shown = [number * sprites.interval_seconds for number in numbers]
-            frames = [min(frame_at(t, timeline.rate), last_frame) for t in shown]
-            return cls("sprites", frames, shown, numbers)
-        frames = [min(frame_at(t, timeline.rate), last_frame) for t in times]
-        rung = timeline.scrub_rung
-        kind: PictureSource = "scrub_rung" if rung is not None and height <= rung.height else "source"
-        return cls(kind, frames, [frame_time(frame, timeline.rate) for frame in frames], None)
+        if sprites is not None and sprites.serve(step=step, height=height):
+            return cls.cut(timeline, sprites, times)
+        return cls.decoded(timeline, times, height)
+
+    @classmethod
+    def cut(cls, timeline: Timeline, sprites: SpriteTiles, times: list[float]) -> _FilmstripPlan:
+        """The sprite tiles nearest to `times`."""
+        numbers = [sprites.nearest(t) for t in times]
+        shown = [number * sprites.interval_seconds for number in numbers]
+        return cls("sprites", [timeline.frame_showing(t) for t in shown], shown, numbers)
+
+    @classmethod
+    def decoded(cls, timeline: Timeline, times: list[float], height: int) -> _FilmstripPlan:
+        """The frames showing at `times`, from the scrubbing rung when it is `height` high or more."""
+        frames = [timeline.frame_showing(t) for t in times]
+        return cls(
+            timeline.decoding(height=height).kind, frames, [frame_time(frame, timeline.rate) for frame in frames], None
+        )
+
+    def tiles(self, columns: int, size: tuple[int, int]) -> list[FilmstripTile]:
+        """Where each tile is on a sheet `columns` tiles wide."""
+        return [
+            FilmstripTile(
+                index=index,
+                time=round(shown, 6),
+                frame=frame,
+                x=(index % columns) * size[0],
+                y=(index // columns) * size[1],
+            )
+            for index, (frame, shown) in enumerate(zip(self.frames, self.shown, strict=True))
+        ]
 
 
 class TimelineService:
@@ -172,14 +217,10 @@ class TimelineService:
         rung = timeline.scrub_rung
         if width is None:
             width = rung.width if rung is not None else min(timeline.display_width, 640)
-        if not 2 <= width <= timeline.display_width:
-            raise ValidationFailedError(
-                f"width must be between 2 and {timeline.display_width}, the source's displayed width",
-                details={"width": width, "sourceWidth": timeline.display_width},
-            )
+        _check_size("width", width, timeline.display_width)
         size = fitted_size(timeline.display_width, timeline.display_height, width=width)
-        frame = min(frame_at(t, timeline.rate), timeline.frames - 1)
-        picture = rung if rung is not None and width <= rung.width else timeline.source
+        frame = timeline.frame_showing(t)
+        picture = timeline.decoding(width=width)
         key = timeline.cache_key(f"frame-{frame:08d}-{size[0]}x{size[1]}.{fmt}")
         cached = self._stored(key)
         if not cached:
@@ -216,22 +257,9 @@ class TimelineService:
         key = timeline.cache_key(f"filmstrip-{digest}.jpg")
         cached = self._stored(key)
         if not cached:
-            sheet = Image.new("RGB", (columns * size[0], rows * size[1]))
-            for index, image in enumerate(self._filmstrip_pictures(timeline, plan, size)):
-                row, column = divmod(index, columns)
-                sheet.paste(image, (column * size[0], row * size[1]))
+            sheet = _contact_sheet(self._filmstrip_pictures(timeline, plan, size), columns, rows, size)
             self._store(key, _encode(sheet, "jpg", self.options), _CONTENT_TYPES["jpg"])
             log.info("timeline.filmstrip_rendered", asset_id=timeline.asset_id, count=count, source=plan.kind)
-        tiles = [
-            FilmstripTile(
-                index=index,
-                time=round(plan.shown[index], 6),
-                frame=plan.frames[index],
-                x=(index % columns) * size[0],
-                y=(index // columns) * size[1],
-            )
-            for index in range(count)
-        ]
         return FilmstripOut(
             url=self._signed(key),
             expires_at=self._expiry(),
@@ -245,7 +273,7 @@ class TimelineService:
             frame_rate=rate_text(timeline.rate),
             decoded_from=plan.kind,
             cached=cached,
-            tiles=tiles,
+            tiles=plan.tiles(columns, size),
         )
 
     def _filmstrip_size(
@@ -258,11 +286,7 @@ class TimelineService:
                 f"end must be after start and at most {timeline.seconds:.3f} s, the picture's length",
                 details={"start": start, "end": end, "durationSeconds": timeline.seconds},
             )
-        if not 2 <= height <= timeline.display_height:
-            raise ValidationFailedError(
-                f"height must be between 2 and {timeline.display_height}, the source's displayed height",
-                details={"height": height, "sourceHeight": timeline.display_height},
-            )
+        _check_size("height", height, timeline.display_height)
         first, last = frame_at(start, timeline.rate), min(frame_at(end, timeline.rate), timeline.frames)
         if (end - start) / count * timeline.rate < 1 or count > last - first:
             raise ValidationFailedError(
@@ -291,7 +315,7 @@ class TimelineService:
         sheets: dict[str, Image.Image] = {}
         pictures = []
         for number in numbers:
-            sheet = next(s for s in sprites.sheets if s.first_tile <= number < s.first_tile + s.tiles)
+            sheet = sprites.sheet_of(number)
             if sheet.key not in sheets:
                 info = self.storage.head(sheet.bucket, sheet.key)
                 data = self.storage.read_range(sheet.bucket, sheet.key, 0, info.size)
@@ -343,15 +367,7 @@ class TimelineService:
 def timeline_of(asset: MediaAsset) -> Timeline:
     """The asset's Timeline, from its rows (metadata and proxies loaded): 422 when it has no picture, 409
     while it is not ingested far enough (not uploaded, or not probed yet)."""
-    if asset.type != MediaType.VIDEO:
-        raise ValidationFailedError(
-            f"this asset is {asset.type.value.lower()}: only videos have frames", details={"type": asset.type}
-        )
-    if asset.upload_status != UploadStatus.UPLOADED:
-        raise ConflictError(f"the upload is {asset.upload_status.value.lower()}: no frames yet")
-    metadata = metadata_of(asset)
-    if metadata is None:
-        raise ConflictError("the video has not been probed yet: ask again once ingestion has begun")
+    metadata = _probed_video(asset)
     if not metadata.has_video or not metadata.display_width or not metadata.display_height:
         raise ValidationFailedError("this video has no picture stream", details={"type": asset.type})
     seconds = picture_duration(metadata)
@@ -377,7 +393,22 @@ def timeline_of(asset: MediaAsset) -> Timeline:
         source=source,
         scrub_rung=_scrub_rung(asset),
         sprites=_sprite_tiles(asset),
+        timecode=metadata.timecode,
     )
+
+
+def _probed_video(asset: MediaAsset) -> MediaMetadata:
+    """The metadata of an uploaded video that has been probed."""
+    if asset.type != MediaType.VIDEO:
+        raise ValidationFailedError(
+            f"this asset is {asset.type.value.lower()}: only videos have frames", details={"type": asset.type}
+        )
+    if asset.upload_status != UploadStatus.UPLOADED:
+        raise ConflictError(f"the upload is {asset.upload_status.value.lower()}: no frames yet")
+    metadata = metadata_of(asset)
+    if metadata is None:
+        raise ConflictError("the video has not been probed yet: ask again once ingestion has begun")
+    return metadata
 
 
 def _check_time(name: str, value: float, timeline: Timeline) -> None:
@@ -386,6 +417,23 @@ def _check_time(name: str, value: float, timeline: Timeline) -> None:
             f"{name} must be a number of seconds from 0 to under {timeline.seconds:.3f}, the picture's length",
             details={name: value if math.isfinite(value) else str(value), "durationSeconds": timeline.seconds},
         )
+
+
+def _check_size(name: Literal["width", "height"], value: int, source: int) -> None:
+    if not 2 <= value <= source:
+        raise ValidationFailedError(
+            f"{name} must be between 2 and {source}, the source's displayed {name}",
+            details={name: value, f"source{name.title()}": source},
+        )
+
+
+def _contact_sheet(images: list[Image.Image], columns: int, rows: int, size: tuple[int, int]) -> Image.Image:
+    """The images in rows of `columns`, each `size`, as one picture."""
+    sheet = Image.new("RGB", (columns * size[0], rows * size[1]))
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        sheet.paste(image, (column * size[0], row * size[1]))
+    return sheet
 
 
 def _encode(image: Image.Image, fmt: FrameFormat, options: PipelineOptions) -> bytes:
@@ -401,36 +449,34 @@ def _encode(image: Image.Image, fmt: FrameFormat, options: PipelineOptions) -> b
 def _scrub_rung(asset: MediaAsset) -> Picture | None:
     """The rung made for scrubbing (a keyframe every second, no B-frames). Rows written before that flag
     was recorded: the lowest encoded H.264 rung, which is how the proxies pass chooses it."""
-    rungs = [p for p in asset.proxies if p.type == ProxyType.VIDEO and p.width and p.height]
-    flagged = [p for p in rungs if (p.details or {}).get("scrub")]
-    encoded = [p for p in rungs if not (p.details or {}).get("remuxed") and "scrub" not in (p.details or {})]
-    chosen = flagged[0] if flagged else min(encoded, key=lambda p: p.width or 0, default=None)
-    if chosen is None or chosen.width is None or chosen.height is None:
-        return None
-    return Picture(
-        bucket=chosen.storage_bucket,
-        key=chosen.storage_key,
-        width=chosen.width,
-        height=chosen.height,
-        kind="scrub_rung",
-        source=SCRUB_RUNG,
-    )
+    rungs = _video_rungs(asset)
+    flagged = [rung for details, rung in rungs if details.get("scrub")]
+    encoded = [rung for details, rung in rungs if not details.get("remuxed") and "scrub" not in details]
+    return flagged[0] if flagged else min(encoded, key=lambda rung: rung.width, default=None)
+
+
+def _video_rungs(asset: MediaAsset) -> list[tuple[dict[str, Any], Picture]]:
+    """The video proxies with a known size, as pictures, each with its row's details."""
+    return [
+        (p.details or {}, Picture(p.storage_bucket, p.storage_key, p.width, p.height, "scrub_rung", SCRUB_RUNG))
+        for p in asset.proxies
+        if p.type == ProxyType.VIDEO and p.width and p.height
+    ]
 
 
 def _sprite_tiles(asset: MediaAsset) -> SpriteTiles | None:
     rows = sorted(
-        (p for p in asset.proxies if p.type == ProxyType.SPRITE_SHEET and p.details),
-        key=lambda p: int((p.details or {}).get("index", 0)),
+        ((p.details, p) for p in asset.proxies if p.type == ProxyType.SPRITE_SHEET and p.details),
+        key=lambda row: int(row[0].get("index", 0)),
     )
     if not rows:
         return None
     sheets, first = [], 0
-    for row in rows:
-        details = row.details or {}
+    for details, row in rows:
         tiles = int(details.get("tiles", 0))
         sheets.append(SpriteSheetRef(row.storage_bucket, row.storage_key, first, tiles, int(details["columns"])))
         first += tiles
-    details = rows[0].details or {}
+    details = rows[0][0]
     return SpriteTiles(
         interval_seconds=float(details["interval_seconds"]),
         tile_width=int(details["tile_width"]),

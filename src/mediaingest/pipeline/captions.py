@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Any
 
 MAX_LINE = 42
@@ -55,6 +56,11 @@ class Transcript:
     @property
     def text(self) -> str:
         return "\n".join(segment.text for segment in self.segments)
+
+    @property
+    def spoken_language(self) -> str | None:
+        """The language, when a word was said."""
+        return self.language if self.segments else None
 
     def to_document(self) -> dict[str, Any]:
         """The JSON output: every segment with its words (start, end, probability), in seconds."""
@@ -101,34 +107,40 @@ class Cue:
     end: float
     lines: tuple[str, ...]
 
+    @classmethod
+    def of(cls, words: Sequence[Word], limit: float | None) -> Cue:
+        """The words on screen for 1 to 7 seconds from the first one's start, and not past `limit`."""
+        start = words[0].start
+        end = max(words[-1].end, start + MIN_CUE_SECONDS)
+        if limit is not None:
+            end = min(end, limit)
+        return cls(start=start, end=min(end, start + MAX_CUE_SECONDS), lines=layout(_join(words)))
+
 
 def build_cues(words: Sequence[Word], *, duration_seconds: float | None = None) -> list[Cue]:
     """Words → cues within the limits above. A single word longer than a line (a URL) gets a line of its own."""
+    groups = _cue_words(words)
+    # Each cue ends before the next one starts; the last, by the end of the audio when that is known.
+    limits: list[float | None] = [group[0].start for group in groups[1:]]
+    limits.append(max(duration_seconds, groups[-1][-1].end) if groups and duration_seconds else None)
+    return [Cue.of(group, limit) for group, limit in zip(groups, limits, strict=False)]
+
+
+def _cue_words(words: Sequence[Word]) -> list[list[Word]]:
+    """The words in cues: a new cue where the words no longer fit, or after a sentence or before a pause."""
     groups: list[list[Word]] = []
     current: list[Word] = []
-    for index, word in enumerate(words):
+    for word, following in zip_longest(words, words[1:]):  # following: None for the last word
         if current and not _fits([*current, word]):
-            keep, carry = _split_at_clause(current)
+            keep, current = _split_at_clause(current)
             groups.append(keep)
-            current = carry
         current.append(word)
-        following = words[index + 1] if index + 1 < len(words) else None
         if following is not None and _ends_cue(current, following):
             groups.append(current)
             current = []
     if current:
         groups.append(current)
-    cues: list[Cue] = []
-    for position, group in enumerate(groups):
-        start = group[0].start
-        limit = groups[position + 1][0].start if position + 1 < len(groups) else None
-        if limit is None and duration_seconds:
-            limit = max(duration_seconds, group[-1].end)
-        end = max(group[-1].end, start + MIN_CUE_SECONDS)
-        if limit is not None:
-            end = min(end, limit)
-        cues.append(Cue(start=start, end=min(end, start + MAX_CUE_SECONDS), lines=layout(_join(group))))
-    return cues
+    return groups
 
 
 def _join(words: Iterable[Word]) -> str:
@@ -151,31 +163,27 @@ def _ends_cue(current: list[Word], following: Word) -> bool:
 
 def _split_at_clause(words: list[Word]) -> tuple[list[Word], list[Word]]:
     """A full cue ends after its last clause boundary when that keeps a third of it or more; else where it is."""
-    for cut in range(len(words) - 1, len(words) // 3 - 1, -1):
-        if (
-            cut > 0
-            and _CLAUSE_END.search(words[cut - 1].text)
-            and words[cut - 1].end - words[0].start >= MIN_CUE_SECONDS
-        ):
+    for cut in range(len(words) - 1, max(len(words) // 3, 1) - 1, -1):  # a cut before the first word is none
+        if _CLAUSE_END.search(words[cut - 1].text) and words[cut - 1].end - words[0].start >= MIN_CUE_SECONDS:
             return words[:cut], words[cut:]
     return words, []
 
 
 def layout(text: str) -> tuple[str, ...]:
     """One line when it fits, else two lines as even as possible, preferring a break after punctuation."""
-    if len(text) <= MAX_LINE:
-        return (text,)
     words = text.split(" ")
-    best: tuple[float, int] | None = None
-    for cut in range(1, len(words)):
-        first, second = " ".join(words[:cut]), " ".join(words[cut:])
-        overflow = max(0, len(first) - MAX_LINE) + max(0, len(second) - MAX_LINE)
-        score = overflow * 1000 + abs(len(first) - len(second)) - (6 if _CLAUSE_END.search(words[cut - 1]) else 0)
-        if best is None or score < best[0]:
-            best = (score, cut)
-    if best is None:  # one overlong word
+    if len(text) <= MAX_LINE or len(words) == 1:  # fits, or one overlong word
         return (text,)
-    return (" ".join(words[: best[1]]), " ".join(words[best[1] :]))
+    cut = min(range(1, len(words)), key=lambda cut: _break_score(words, cut))
+    return (" ".join(words[:cut]), " ".join(words[cut:]))
+
+
+def _break_score(words: list[str], cut: int) -> int:
+    """How bad two lines broken before words[cut] are: an overlong line most, then uneven lengths; a break
+    after punctuation scores better."""
+    first, second = " ".join(words[:cut]), " ".join(words[cut:])
+    overflow = max(0, len(first) - MAX_LINE) + max(0, len(second) - MAX_LINE)
+    return overflow * 1000 + abs(len(first) - len(second)) - (6 if _CLAUSE_END.search(words[cut - 1]) else 0)
 
 
 def webvtt(cues: Sequence[Cue]) -> str:
@@ -225,12 +233,30 @@ def phrase_time(index: Sequence[dict[str, Any]], phrase: str, *, context: int = 
     wanted = tokens(phrase)
     if not wanted:
         return None
-    words = [(float(start), str(text)) for segment in index for start, text in segment.get("words") or []]
+    words = _index_words(index)
     said = [(token, position) for position, (_, text) in enumerate(words) for token in tokens(text)]
-    for at in range(len(said) - len(wanted) + 1):
-        if all(said[at + offset][0] == token for offset, token in enumerate(wanted)):
-            first, last = said[at][1], said[at + len(wanted) - 1][1]
-            low, high = max(0, first - context), min(len(words), last + 1 + context)
-            snippet = "".join(text for _, text in words[low:high]).strip()
-            return words[first][0], ("… " if low else "") + snippet + (" …" if high < len(words) else "")
+    at = _find_run([token for token, _ in said], wanted)
+    if at is None:
+        return None
+    first, last = said[at][1], said[at + len(wanted) - 1][1]
+    return words[first][0], _quote([text for _, text in words], first, last, context)
+
+
+def _index_words(index: Sequence[dict[str, Any]]) -> list[tuple[float, str]]:
+    """Every word of a search index with its start, in order."""
+    return [(float(start), str(text)) for segment in index for start, text in segment.get("words") or []]
+
+
+def _find_run(items: list[str], wanted: list[str]) -> int | None:
+    """Where `wanted` first occurs in `items` as a run, if it does."""
+    for at in range(len(items) - len(wanted) + 1):
+        if items[at : at + len(wanted)] == wanted:
+            return at
     return None
+
+
+def _quote(texts: list[str], first: int, last: int, context: int) -> str:
+    """Words `first` to `last` with `context` words either side, "…" where that cuts the text."""
+    low, high = max(0, first - context), min(len(texts), last + 1 + context)
+    snippet = "".join(texts[low:high]).strip()
+    return ("… " if low else "") + snippet + (" …" if high < len(texts) else "")

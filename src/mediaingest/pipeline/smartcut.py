@@ -65,6 +65,17 @@ class CutPlan:
     copy_frames: tuple[int, int] | None  # the frames they show, [a, b)
     tail: tuple[int, int] | None  # frames [a, b) encoded
 
+    @classmethod
+    def encoded_whole(cls, in_frame: int, out_frame: int) -> CutPlan:
+        return cls(in_frame, out_frame, (in_frame, out_frame), (), None, None)
+
+    @classmethod
+    def around(cls, in_frame: int, out_frame: int, packets: tuple[int, ...], copied: tuple[int, int]) -> CutPlan:
+        """The packets copied for frames `copied`, and the frames of [in, out) before and after them encoded."""
+        head = (in_frame, copied[0]) if copied[0] > in_frame else None
+        tail = (copied[1], out_frame) if out_frame > copied[1] else None
+        return cls(in_frame, out_frame, head, packets, copied, tail)
+
     @property
     def frames(self) -> int:
         return self.out_frame - self.in_frame
@@ -78,30 +89,45 @@ def plan_cut(packets: list[Packet], time_base: Fraction, rate: Fraction, in_fram
     """Which frames of [in, out) are encoded and which packets are copied (see the module's docstring)."""
     if not 0 <= in_frame < out_frame:
         raise ValueError(f"empty or negative range [{in_frame}, {out_frame})")
+    frames = _frame_numbers(packets, time_base, rate)
+    copy = _whole_gops(packets, frames, in_frame, out_frame)
+    if copy is None:
+        return CutPlan.encoded_whole(in_frame, out_frame)
+    return CutPlan.around(in_frame, out_frame, *copy)
+
+
+def _frame_numbers(packets: list[Packet], time_base: Fraction, rate: Fraction) -> list[int]:
+    """The timeline frame each packet shows, counted from the first one shown."""
     origin = min(packet.pts for packet in packets)
+    return [round((packet.pts - origin) * time_base * rate) for packet in packets]
 
-    def frame_of(packet: Packet) -> int:
-        return round((packet.pts - origin) * time_base * rate)
 
-    whole = CutPlan(in_frame, out_frame, (in_frame, out_frame), (), None, None)
-    keys = [i for i, p in enumerate(packets) if p.key and in_frame <= frame_of(p) <= out_frame]
-    keys.sort(key=lambda i: packets[i].pts)
+def _whole_gops(
+    packets: list[Packet], frames: list[int], in_frame: int, out_frame: int
+) -> tuple[tuple[int, ...], tuple[int, int]] | None:
+    """The packets from the first keyframe inside [in, out] to the last one's, less the first one's leading
+    frames, and the frames [k1, t0) they show; None when there is nothing to copy or it would not be exact.
+    `frames` is each packet's frame number."""
+    keys = _keyframes(packets, frames, in_frame, out_frame)
     if len(keys) < 2:
-        return whole  # no whole GOP inside the clip: nothing to copy
+        return None  # no whole GOP inside the clip: nothing to copy
     first, last = keys[0], keys[-1]
-    k1 = frame_of(packets[first])
-    start_pts = packets[first].pts
-    copied = tuple(i for i in range(first, last) if packets[i].pts >= start_pts)
-    shown = sorted(frame_of(packets[i]) for i in copied)
+    k1 = frames[first]
+    copied = tuple(i for i in range(first, last) if packets[i].pts >= packets[first].pts)
+    shown = sorted(frames[i] for i in copied)
     if not shown or shown != list(range(k1, k1 + len(shown))):
-        return whole  # an unusual reference structure: encode rather than guess
+        return None  # an unusual reference structure: encode rather than guess
     t0 = k1 + len(shown)
     # Everything decoded from k2 on shows at t0 or later; otherwise the copy would miss a frame.
-    if any(frame_of(packets[i]) < t0 for i in range(last, len(packets))):
-        return whole
-    head = (in_frame, k1) if k1 > in_frame else None
-    tail = (t0, out_frame) if out_frame > t0 else None
-    return CutPlan(in_frame, out_frame, head, copied, (k1, t0), tail)
+    if any(frame < t0 for frame in frames[last:]):
+        return None
+    return copied, (k1, t0)
+
+
+def _keyframes(packets: list[Packet], frames: list[int], in_frame: int, out_frame: int) -> list[int]:
+    """The keyframe packets showing a frame in [in, out], in presentation order."""
+    keys = [i for i, p in enumerate(packets) if p.key and in_frame <= frames[i] <= out_frame]
+    return sorted(keys, key=lambda i: packets[i].pts)
 
 
 def copyable(metadata: MediaMetadata) -> bool:
@@ -239,16 +265,10 @@ def build_join_command(
 ) -> FfmpegCommand:
     """The segments (an ffconcat playlist) with every audio track trimmed to the sample, into one MP4."""
     graph = FilterGraph()
-    maps = ["-map", "0:v:0"]
     # The audio is read from a second before the in point (an input seek decodes from there and trims to the
     # sample), so a clip near the end of a long source does not decode all that comes before it.
     seek = max(0.0, in_seconds - 1.0)
-    for number, track in enumerate(audio_tracks(metadata)):
-        trim = filter_spec("atrim", start=f"{in_seconds - seek:.6f}", end=f"{out_seconds - seek:.6f}")
-        graph.chain(
-            [track.specifier.replace("0:", "1:", 1)], [trim, filter_spec("asetpts", "PTS-STARTPTS")], [f"a{number}"]
-        )
-        maps += ["-map", f"[a{number}]"]
+    maps = ["-map", "0:v:0", *_trimmed_audio(graph, metadata, in_seconds - seek, out_seconds - seek)]
     args = [*maps, "-c", "copy", "-c:a", "aac", "-b:a", f"{max(options.audio_bitrate_kbps, 192)}k"]
     if timecode:
         args += ["-timecode", timecode]
@@ -256,6 +276,18 @@ def build_join_command(
     audio_input = ["-ss", f"{seek:.6f}", "-t", f"{out_seconds - seek + 1:.6f}"] if seek else []
     inputs = [FfmpegInput(playlist, ["-f", _CONCAT_DEMUXER, "-safe", "0"]), FfmpegInput(source, audio_input)]
     return FfmpegCommand(inputs, [FfmpegOutput(out, args)], graph if graph.chains else None)
+
+
+def _trimmed_audio(graph: FilterGraph, metadata: MediaMetadata, start: float, end: float) -> list[str]:
+    """Chains in `graph` trimming each audio track of the second input to [start, end); their -map options."""
+    maps = []
+    for number, track in enumerate(audio_tracks(metadata)):
+        trim = filter_spec("atrim", start=f"{start:.6f}", end=f"{end:.6f}")
+        graph.chain(
+            [track.specifier.replace("0:", "1:", 1)], [trim, filter_spec("asetpts", "PTS-STARTPTS")], [f"a{number}"]
+        )
+        maps += ["-map", f"[a{number}]"]
+    return maps
 
 
 # --- rendering ------------------------------------------------------------------------------------------
@@ -267,6 +299,48 @@ class ClipRender:
     plan: CutPlan
     copied: bool  # some packets were copied (False: the range was encoded whole)
     timecode: str | None
+
+
+@dataclass(frozen=True)
+class _Segment:
+    command: FfmpegCommand
+    label: str
+    path: Path
+    frames: int
+
+
+def _segments(source: Path, metadata: MediaMetadata, plan: CutPlan, rate: Fraction, work_dir: Path) -> list[_Segment]:
+    """The commands that make the plan's segments, in the clip's order."""
+    segments = []
+    if plan.head is not None:
+        head = build_encode_command(source, metadata, plan.head, rate, work_dir / "head.ts")
+        segments.append(_Segment(head, "clip head", work_dir / "head.ts", plan.head[1] - plan.head[0]))
+    if plan.copy_frames is not None:
+        copy = build_copy_command(source, metadata, plan.copy_packets, work_dir / "copy.ts")
+        segments.append(_Segment(copy, "clip copy", work_dir / "copy.ts", plan.copy_frames[1] - plan.copy_frames[0]))
+    if plan.tail is not None:
+        tail = build_encode_command(source, metadata, plan.tail, rate, work_dir / "tail.ts")
+        segments.append(_Segment(tail, "clip tail", work_dir / "tail.ts", plan.tail[1] - plan.tail[0]))
+    return segments
+
+
+def _ffconcat(segments: list[_Segment], rate: Fraction) -> str:
+    """The playlist the join reads the segments from."""
+    lines = ["ffconcat version 1.0"]
+    for segment in segments:
+        # The exact length of each segment: the join then places the next one at its first frame.
+        lines += [f"file '{segment.path.name}'", f"duration {float(Fraction(segment.frames) / rate):.6f}"]
+    return "\n".join(lines) + "\n"
+
+
+def _plan(
+    source: Path, metadata: MediaMetadata, options: PipelineOptions, rate: Fraction, in_frame: int, out_frame: int
+) -> CutPlan:
+    """A smart cut's plan where the source's packets can be copied; else the range encoded whole."""
+    if not copyable(metadata):
+        return CutPlan.encoded_whole(in_frame, out_frame)
+    packets, time_base = read_packets(source, metadata, options)
+    return plan_cut(packets, time_base, rate, in_frame, out_frame)
 
 
 def render_clip(
@@ -284,11 +358,7 @@ def render_clip(
         raise PermanentProcessingError("the source's frame rate is unknown: it cannot be cut by frame")
     rate = Fraction(metadata.frame_rate)
     work_dir.mkdir(parents=True, exist_ok=True)
-    if copyable(metadata):
-        packets, time_base = read_packets(source, metadata, options)
-        plan = plan_cut(packets, time_base, rate, in_frame, out_frame)
-    else:
-        plan = CutPlan(in_frame, out_frame, (in_frame, out_frame), (), None, None)
+    plan = _plan(source, metadata, options, rate, in_frame, out_frame)
 
     def run(command: FfmpegCommand, label: str) -> None:
         options.tools.run(command, duration_seconds=None, on_progress=None, cancel=cancel,
@@ -296,26 +366,12 @@ def render_clip(
 
     # The segments are independent: the boundary encodes and the copy run at once (a 2-core pod encodes
     # head and tail side by side while the copy streams from disk).
-    jobs: list[tuple[FfmpegCommand, str, Path, int]] = []
-    if plan.head is not None:
-        head = build_encode_command(source, metadata, plan.head, rate, work_dir / "head.ts")
-        jobs.append((head, "clip head", work_dir / "head.ts", plan.head[1] - plan.head[0]))
-    if plan.copy_frames is not None:
-        copy = build_copy_command(source, metadata, plan.copy_packets, work_dir / "copy.ts")
-        jobs.append((copy, "clip copy", work_dir / "copy.ts", plan.copy_frames[1] - plan.copy_frames[0]))
-    if plan.tail is not None:
-        tail = build_encode_command(source, metadata, plan.tail, rate, work_dir / "tail.ts")
-        jobs.append((tail, "clip tail", work_dir / "tail.ts", plan.tail[1] - plan.tail[0]))
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        for done in [pool.submit(run, command, label) for command, label, _, _ in jobs]:
+    segments = _segments(source, metadata, plan, rate, work_dir)
+    with ThreadPoolExecutor(len(segments)) as pool:
+        for done in [pool.submit(run, segment.command, segment.label) for segment in segments]:
             done.result()
-    segments = [(path, frames) for _, _, path, frames in jobs]
     playlist = work_dir / "segments.ffconcat"
-    lines = ["ffconcat version 1.0"]
-    for path, frames in segments:
-        # The exact length of each segment: the join then places the next one at its first frame.
-        lines += [f"file '{path.name}'", f"duration {float(Fraction(frames) / rate):.6f}"]
-    playlist.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    playlist.write_text(_ffconcat(segments, rate), encoding="utf-8")
     timecode = shift_timecode(metadata.timecode, in_frame, rate) if metadata.timecode else None
     out = work_dir / "clip.mp4"
     join = build_join_command(

@@ -64,63 +64,86 @@ def generate_transcript(
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> StageResult:
+    skipped = _skip_reason(options, metadata)
+    if skipped is not None:
+        return StageResult(message=skipped)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    throttle = ProgressThrottle(on_progress, "transcript", options.progress_interval_seconds)
+    samples = decode_audio(source, metadata, options, cancel=cancel)
+    transcript = _transcript_of(samples, options, throttle=throttle, cancel=cancel)
+    outputs = [_write_json(out_dir / TRANSCRIPT_NAME, transcript), *_write_captions(out_dir, transcript)]
+    throttle.finish()
+    words = transcript.words
+    summary = f"{len(words)} words ({transcript.language})" if words else "no speech"
+    return StageResult(outputs=outputs, measurements=_measurements(transcript), message=f"transcript: {summary}")
+
+
+def _skip_reason(options: PipelineOptions, metadata: MediaMetadata) -> str | None:
+    """Why the stage has nothing to do here (None: it has); an error when it is asked for but not installed."""
     if options.transcribe is False:
-        return StageResult(message="transcription is off (TRANSCRIBE=off)")
+        return "transcription is off (TRANSCRIBE=off)"
     if importlib.util.find_spec("faster_whisper") is None:
         if options.transcribe:
             raise PermanentProcessingError(
                 "TRANSCRIBE is on but this installation has no transcription (the `transcribe` extra)"
             )
-        return StageResult(message="transcription is not installed here (the `transcribe` extra)")
+        return "transcription is not installed here (the `transcribe` extra)"
     if not metadata.has_audio:
         # The Kubernetes operator runs a static plan: this must be a quick, successful no-op.
-        return StageResult(message="no audio stream")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    throttle = ProgressThrottle(on_progress, "transcript", options.progress_interval_seconds)
-    samples = decode_audio(source, metadata, options, cancel=cancel)
-    if has_speech(samples):
-        model, model_name = load_model(options.transcribe_model, threads=options.tools.threads or 0)
-        transcript = transcribe(
-            model,
-            samples,
-            language=options.transcribe_language,
-            model_name=model_name,
-            throttle=throttle,
-            cancel=cancel,
-        )
-    else:  # silence, music, noise: no model to load at all (seconds of CPU and hundreds of MB for a large one)
-        transcript = Transcript(language=None, language_probability=None, duration_seconds=len(samples) / SAMPLE_RATE)
-    outputs = [_write_json(out_dir / TRANSCRIPT_NAME, transcript)]
+        return "no audio stream"
+    return None
+
+
+def _transcript_of(
+    samples: Any, options: PipelineOptions, *, throttle: ProgressThrottle, cancel: threading.Event | None
+) -> Transcript:
+    if not has_speech(samples):
+        # Silence, music, noise: no model to load at all (seconds of CPU and hundreds of MB for a large one).
+        return Transcript(language=None, language_probability=None, duration_seconds=len(samples) / SAMPLE_RATE)
+    model, model_name = load_model(options.transcribe_model, threads=options.tools.threads or 0)
+    return transcribe(
+        model,
+        samples,
+        language=options.transcribe_language,
+        model_name=model_name,
+        throttle=throttle,
+        cancel=cancel,
+    )
+
+
+def _write_captions(out_dir: Path, transcript: Transcript) -> list[StageOutput]:
+    """The WebVTT captions and the plain text, when anything was said."""
     words = transcript.words
-    if words:
-        cues = build_cues(words, duration_seconds=transcript.duration_seconds)
-        (out_dir / CAPTIONS_NAME).write_text(webvtt(cues), encoding="utf-8")
-        (out_dir / TEXT_NAME).write_text(transcript.text + "\n", encoding="utf-8")
-        language = transcript.language or "und"
-        outputs += [
-            _output(
-                ProxyType.CAPTIONS,
-                out_dir / CAPTIONS_NAME,
-                "vtt",
-                "text/vtt",
-                {"language": language, "cues": len(cues)},
-            ),
-            _output(
-                ProxyType.TRANSCRIPT_TEXT,
-                out_dir / TEXT_NAME,
-                "txt",
-                "text/plain; charset=utf-8",
-                {"language": language},
-            ),
-        ]
-    throttle.finish()
-    measurements: dict[str, Any] = {
-        "transcript_language": transcript.language if words else None,
+    if not words:
+        return []
+    cues = build_cues(words, duration_seconds=transcript.duration_seconds)
+    (out_dir / CAPTIONS_NAME).write_text(webvtt(cues), encoding="utf-8")
+    (out_dir / TEXT_NAME).write_text(transcript.text + "\n", encoding="utf-8")
+    language = transcript.language or "und"
+    return [
+        _output(
+            ProxyType.CAPTIONS,
+            out_dir / CAPTIONS_NAME,
+            "vtt",
+            "text/vtt",
+            {"language": language, "cues": len(cues)},
+        ),
+        _output(
+            ProxyType.TRANSCRIPT_TEXT,
+            out_dir / TEXT_NAME,
+            "txt",
+            "text/plain; charset=utf-8",
+            {"language": language},
+        ),
+    ]
+
+
+def _measurements(transcript: Transcript) -> dict[str, Any]:
+    return {
+        "transcript_language": transcript.spoken_language,
         "transcript_text": " ".join(segment.text for segment in transcript.segments) or None,
         "transcript_segments": transcript.search_index() or None,
     }
-    summary = f"{len(words)} words ({transcript.language})" if words else "no speech"
-    return StageResult(outputs=outputs, measurements=measurements, message=f"transcript: {summary}")
 
 
 def build_decode_command(source: Path, metadata: MediaMetadata) -> FfmpegCommand:
@@ -184,18 +207,12 @@ def transcribe(
     for piece in pieces:  # a generator: the model decodes as it is read
         if cancel is not None and cancel.is_set():
             raise StageCancelledError("transcript cancelled")
-        words = onsets.place(
-            [
-                Word(start=float(w.start), end=float(w.end), text=w.word, probability=float(w.probability))
-                for w in piece.words or []
-                if w.word.strip()
-            ]
-        )
+        words = onsets.place(_words_of(piece))
         if words:
             segments.append(
                 Segment(start=float(piece.start), end=float(piece.end), text=piece.text.strip(), words=words)
             )
-        if throttle is not None and duration:
+        if throttle is not None:  # duration > 0: there are samples
             throttle.update(min(0.99, piece.end / duration))
     return Transcript(
         language=info.language,
@@ -204,6 +221,15 @@ def transcribe(
         segments=tuple(segments),
         model=model_name,
     )
+
+
+def _words_of(piece: Any) -> list[Word]:
+    """A Whisper segment's words, as Whisper timed them (blank ones left out)."""
+    return [
+        Word(start=float(w.start), end=float(w.end), text=w.word, probability=float(w.probability))
+        for w in piece.words or []
+        if w.word.strip()
+    ]
 
 
 class SoundOnsets:
@@ -242,13 +268,7 @@ class SoundOnsets:
     UNCLAIMED_PAUSE = 0.15  # more, for the onset after a pause
 
     def __init__(self, samples: Any) -> None:
-        import numpy as np
-
-        size = round(SAMPLE_RATE * self.FRAME)
-        frames = len(samples) // size
-        rms = np.sqrt(np.mean(np.square(samples[: frames * size].reshape(frames, size)), axis=1)) if frames else []
-        # Quiet: 26 dB under the loud frames (the 95th percentile), whatever the recording's level.
-        threshold = max(float(np.percentile(rms, 95)) * 0.05, 1e-4) if frames else 0.0
+        rms, threshold = _envelope(samples, round(SAMPLE_RATE * self.FRAME))
         self.onsets: list[float] = []  # in order: searched with bisect
         self.pause_before: list[float] = []  # for each onset, how long the quiet before it lasted
         quiet = 0  # sound from the first frame is no onset: the recording may start mid-word or on music
@@ -297,18 +317,7 @@ class SoundOnsets:
         skip = [
             self.UNCLAIMED + (self.UNCLAIMED_PAUSE if q >= self.PAUSE else 0.0) for q in self.pause_before[low:high]
         ]
-        steps = self._cheapest_steps(starts, onsets, skip)
-        chosen: list[float | None] = [None] * len(starts)
-        i, j = len(starts), len(onsets)
-        while i or j:  # back from the end along the cheapest steps
-            kind = steps[i][j]
-            if kind != _WORD_UNPLACED:
-                j -= 1
-            if kind != _ONSET_SKIPPED:
-                i -= 1
-            if kind == _MATCHED:
-                chosen[i] = onsets[j]
-        return chosen
+        return _follow(self._cheapest_steps(starts, onsets, skip), onsets, len(starts))
 
     def _cheapest_steps(self, starts: list[float], onsets: list[float], skip: list[float]) -> list[list[int]]:
         """For each (words placed, onsets passed), the last step of the cheapest way there (an edit distance
@@ -324,20 +333,49 @@ class SoundOnsets:
 
         for i in range(words + 1):
             for j in range(count + 1):
-                here = cost[i][j]
-                if here == math.inf:
-                    continue
+                here = cost[i][j]  # finite: a cell is reached from its left or upper neighbour, both done
                 if j < count:
                     relax(i, j + 1, here + skip[j], _ONSET_SKIPPED)
                 if i < words:
                     relax(i + 1, j, here + self.UNPLACED, _WORD_UNPLACED)
                     if j < count and -self.EARLY <= (moved := onsets[j] - starts[i]) <= self.LATE:
-                        relax(i + 1, j + 1, here + (moved * self.LATER if moved > 0 else -moved), _MATCHED)
+                        relax(i + 1, j + 1, here + self._moving_cost(moved), _MATCHED)
         return steps
+
+    def _moving_cost(self, moved: float) -> float:
+        """The cost of moving a start by `moved` seconds: later costs LATER times as much as earlier."""
+        return moved * self.LATER if moved > 0 else -moved
+
+
+def _envelope(samples: Any, size: int) -> tuple[Any, float]:
+    """The RMS level of each `size` samples, and the level above which a frame is not quiet."""
+    import numpy as np
+
+    frames = len(samples) // size
+    if not frames:
+        return [], 0.0
+    rms = np.sqrt(np.mean(np.square(samples[: frames * size].reshape(frames, size)), axis=1))
+    # Quiet: 26 dB under the loud frames (the 95th percentile), whatever the recording's level.
+    return rms, max(float(np.percentile(rms, 95)) * 0.05, 1e-4)
 
 
 # The steps of SoundOnsets' alignment.
 _ONSET_SKIPPED, _WORD_UNPLACED, _MATCHED = 1, 2, 3
+
+
+def _follow(steps: list[list[int]], onsets: list[float], words: int) -> list[float | None]:
+    """Back from the end along the cheapest steps: the onset each word starts at (None: no onset)."""
+    chosen: list[float | None] = [None] * words
+    i, j = words, len(onsets)
+    while i or j:
+        kind = steps[i][j]
+        if kind != _WORD_UNPLACED:
+            j -= 1
+        if kind != _ONSET_SKIPPED:
+            i -= 1
+        if kind == _MATCHED:
+            chosen[i] = onsets[j]
+    return chosen
 
 
 @lru_cache(maxsize=1)
@@ -347,8 +385,7 @@ def load_model(name: str, *, threads: int = 0) -> tuple[WhisperModel, str]:
 
     if name:
         path = Path(name)
-        location = str(path) if path.is_dir() else name
-        label = path.name if path.is_dir() else name
+        location, label = (str(path), path.name) if path.is_dir() else (name, name)
     else:
         location, label = str(default_model_path()), DEFAULT_MODEL_NAME
     try:
@@ -390,7 +427,7 @@ def _write_json(path: Path, transcript: Transcript) -> StageOutput:
         path,
         "json",
         "application/json",
-        {"language": transcript.language if segments else None, "segments": segments, "words": len(transcript.words)},
+        {"language": transcript.spoken_language, "segments": segments, "words": len(transcript.words)},
     )
 
 
