@@ -37,8 +37,9 @@ from mediaingest.models import MediaAsset, Task
 from mediaingest.models.enums import AssetProcessingStatus, MediaType, UploadStatus
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.registry import stage_names
-from mediaingest.pipeline.smartcut import clip_frames, render_clip, shift_timecode
+from mediaingest.pipeline.smartcut import clip_frames, render_clip, start_timecode
 from mediaingest.pipeline.timing import rate_text
+from mediaingest.pipeline.types import MediaMetadata
 from mediaingest.retry import RetryDecision
 from mediaingest.runtime import Runtime
 from mediaingest.storage.base import ObjectInfo
@@ -70,6 +71,10 @@ class ClipRange:
     def out_seconds(self) -> float:
         return float(self.out_frame / self.rate)
 
+    def default_name(self, parent_name: str) -> str:
+        """The clip's name when it is given none: the parent's, and where the clip starts."""
+        return f"{Path(parent_name).stem} clip {self.in_timecode or f'{self.in_seconds:.3f}s'}.mp4"
+
     def as_json(self) -> dict[str, Any]:
         return {
             "inFrame": self.in_frame,
@@ -91,8 +96,7 @@ def clip_range(parent: MediaAsset, *, start: float, end: float) -> ClipRange:
     out_frame = min(out_frame, timeline.frames)
     if out_frame <= in_frame:
         raise ValidationFailedError("the clip must hold at least one frame", details={"start": start, "end": end})
-    timecode = timeline.timecode
-    shifted = shift_timecode(timecode, in_frame, timeline.rate) if timecode else None
+    shifted = start_timecode(timeline.timecode, in_frame, timeline.rate)
     return ClipRange(in_frame, out_frame, timeline.rate, shifted, timeline.frames)
 
 
@@ -111,7 +115,7 @@ def create_clip(
     assets.check_quota(session, principal, requested=estimate)
     now = utcnow()
     clip_id = new_id()
-    label = name or f"{Path(parent.name).stem} clip {span.in_timecode or f'{span.in_seconds:.3f}s'}.mp4"
+    label = name or span.default_name(parent.name)
     file_name = sanitize_filename(label if label.lower().endswith(".mp4") else f"{label}.mp4", mime_type="video/mp4")
     clip = MediaAsset(
         id=clip_id,
@@ -223,6 +227,31 @@ def render(ctx: Runtime, run: TaskRun) -> None:
     """Cuts the clip from its parent's source, stores it as the clip's upload, and starts its ingestion."""
     clip_id = str(run.payload["clipId"])
     structlog.contextvars.bind_contextvars(asset_id=clip_id)
+    job = _render_job(ctx, clip_id)
+    source, target, span = job.source, job.target, job.span
+    with tempfile.TemporaryDirectory(prefix="mediaingest-clip-") as folder:
+        work = Path(folder)
+        local = work / "source"
+        ctx.storage.download_file(source[0], source[1], local, etag=source[2])
+        rendered = render_clip(
+            local, job.metadata, in_frame=int(span["inFrame"]), out_frame=int(span["outFrame"]),
+            work_dir=work / "cut", options=PipelineOptions.from_settings(ctx.settings), cancel=run.cancel,
+        )  # fmt: skip
+        info = ctx.storage.upload_file(target[0], target[1], rendered.path, content_type="video/mp4")
+    _confirm_upload(ctx, clip_id, target, info)
+    log.info("clip.rendered", asset_id=clip_id, copied=rendered.copied, frames=rendered.plan.frames)
+
+
+@dataclass(frozen=True)
+class _RenderJob:
+    metadata: MediaMetadata  # the parent's
+    source: tuple[str, str, str | None]  # the parent's bucket, key and etag
+    target: tuple[str, str]  # where the clip's upload goes
+    span: dict[str, Any]  # the clip's range (`ClipRange.as_json`)
+
+
+def _render_job(ctx: Runtime, clip_id: str) -> _RenderJob:
+    """What the render needs, read in a transaction of its own (none is held while it cuts)."""
     with session_scope(ctx.session_factory) as session:
         clip = session.get(MediaAsset, clip_id)
         if clip is None or clip.parent_id is None or clip.clip is None:
@@ -235,17 +264,7 @@ def render(ctx: Runtime, run: TaskRun) -> None:
         target = (clip.storage_bucket, clip.storage_key)
         span = dict(clip.clip)
     assert metadata is not None
-    with tempfile.TemporaryDirectory(prefix="mediaingest-clip-") as folder:
-        work = Path(folder)
-        local = work / "source"
-        ctx.storage.download_file(source[0], source[1], local, etag=source[2])
-        rendered = render_clip(
-            local, metadata, in_frame=int(span["inFrame"]), out_frame=int(span["outFrame"]), work_dir=work / "cut",
-            options=PipelineOptions.from_settings(ctx.settings), cancel=run.cancel,
-        )  # fmt: skip
-        info = ctx.storage.upload_file(target[0], target[1], rendered.path, content_type="video/mp4")
-    _confirm_upload(ctx, clip_id, target, info)
-    log.info("clip.rendered", asset_id=clip_id, copied=rendered.copied, frames=rendered.plan.frames)
+    return _RenderJob(metadata, source, target, span)
 
 
 def _confirm_upload(ctx: Runtime, clip_id: str, target: tuple[str, str], info: ObjectInfo) -> None:

@@ -87,6 +87,12 @@ class SpriteSheetRef:
     tiles: int
     columns: int
 
+    def box(self, number: int, width: int, height: int) -> tuple[int, int, int, int]:
+        """Where tile `number` of the storyboard is on this sheet of tiles `width` × `height`."""
+        row, column = divmod(number - self.first_tile, self.columns)
+        x, y = column * width, row * height
+        return (x, y, x + width, y + height)
+
 
 @dataclass(frozen=True)
 class SpriteTiles:
@@ -130,6 +136,16 @@ class Timeline:
     def cache_key(self, name: str) -> str:
         return derived_key(user_id=self.owner_id, asset_id=self.asset_id, stage=CACHE_FOLDER, filename=name)
 
+    @property
+    def frame_width(self) -> int:
+        """A frame's width when none is asked for: the scrubbing rung's, else the source's up to 640."""
+        return self.scrub_rung.width if self.scrub_rung is not None else min(self.display_width, 640)
+
+    @property
+    def tile_height(self) -> int:
+        """A filmstrip tile's height when none is asked for: the sprite tiles'."""
+        return self.sprites.tile_height if self.sprites else 90
+
     def decoding(self, *, width: int = 0, height: int = 0) -> Picture:
         """What to decode a picture `width` wide and `height` high from: the scrubbing rung when it is that
         large (less to decode), else the source."""
@@ -145,14 +161,23 @@ class Timeline:
 class _FilmstripPlan:
     """Which picture each tile shows, and where it comes from."""
 
-    kind: PictureSource
     frames: list[int]  # each tile's frame at the timeline rate
     shown: list[float]  # the time each tile shows
     sprite_numbers: list[int] | None  # the sprite tiles, when cut from the sheets
+    picture: Picture | None  # what the frames are decoded from, when they are
+
+    @property
+    def kind(self) -> PictureSource:
+        return self.picture.kind if self.picture is not None else "sprites"
 
     @property
     def identity(self) -> list[int]:
         return self.sprite_numbers if self.sprite_numbers is not None else self.frames
+
+    def cache_name(self, size: tuple[int, int]) -> str:
+        """The stored filmstrip's name: a digest of what its tiles show, and how large."""
+        digest = hashlib.sha256(f"{self.kind}:{size}:{self.identity}".encode()).hexdigest()[:24]
+        return f"filmstrip-{digest}.jpg"
 
     @classmethod
     def of(cls, timeline: Timeline, *, start: float, step: float, count: int, height: int) -> _FilmstripPlan:
@@ -167,15 +192,14 @@ class _FilmstripPlan:
         """The sprite tiles nearest to `times`."""
         numbers = [sprites.nearest(t) for t in times]
         shown = [number * sprites.interval_seconds for number in numbers]
-        return cls("sprites", [timeline.frame_showing(t) for t in shown], shown, numbers)
+        return cls([timeline.frame_showing(t) for t in shown], shown, numbers, None)
 
     @classmethod
     def decoded(cls, timeline: Timeline, times: list[float], height: int) -> _FilmstripPlan:
         """The frames showing at `times`, from the scrubbing rung when it is `height` high or more."""
         frames = [timeline.frame_showing(t) for t in times]
-        return cls(
-            timeline.decoding(height=height).kind, frames, [frame_time(frame, timeline.rate) for frame in frames], None
-        )
+        shown = [frame_time(frame, timeline.rate) for frame in frames]
+        return cls(frames, shown, None, timeline.decoding(height=height))
 
     def tiles(self, columns: int, size: tuple[int, int]) -> list[FilmstripTile]:
         """Where each tile is on a sheet `columns` tiles wide."""
@@ -214,9 +238,7 @@ class TimelineService:
     def frame(self, timeline: Timeline, *, t: float, width: int | None, fmt: FrameFormat) -> FrameOut:
         """The frame showing at `t`, `width` wide (default: the scrubbing rung's), from storage when made before."""
         _check_time("t", t, timeline)
-        rung = timeline.scrub_rung
-        if width is None:
-            width = rung.width if rung is not None else min(timeline.display_width, 640)
+        width = timeline.frame_width if width is None else width
         _check_size("width", width, timeline.display_width)
         size = fitted_size(timeline.display_width, timeline.display_height, width=width)
         frame = timeline.frame_showing(t)
@@ -248,13 +270,12 @@ class TimelineService:
         JPEG: cut from the sprite sheets when they hold a tile for every slot at this height, else decoded."""
         start = 0.0 if start is None else start
         end = timeline.seconds if end is None else end
-        height = height or (timeline.sprites.tile_height if timeline.sprites else 90)
+        height = height or timeline.tile_height
         size = self._filmstrip_size(timeline, start=start, end=end, count=count, height=height)
         plan = _FilmstripPlan.of(timeline, start=start, step=(end - start) / count, count=count, height=height)
         columns = min(count, FILMSTRIP_COLUMNS)
         rows = math.ceil(count / columns)
-        digest = hashlib.sha256(f"{plan.kind}:{size}:{plan.identity}".encode()).hexdigest()[:24]
-        key = timeline.cache_key(f"filmstrip-{digest}.jpg")
+        key = timeline.cache_key(plan.cache_name(size))
         cached = self._stored(key)
         if not cached:
             sheet = _contact_sheet(self._filmstrip_pictures(timeline, plan, size), columns, rows, size)
@@ -280,12 +301,7 @@ class TimelineService:
         self, timeline: Timeline, *, start: float, end: float, count: int, height: int
     ) -> tuple[int, int]:
         """A tile's size, once the range, the height and the count are shown to be possible (else a 422)."""
-        _check_time("start", start, timeline)
-        if not (math.isfinite(end) and start < end <= timeline.seconds + 1e-6):
-            raise ValidationFailedError(
-                f"end must be after start and at most {timeline.seconds:.3f} s, the picture's length",
-                details={"start": start, "end": end, "durationSeconds": timeline.seconds},
-            )
+        _check_range(start, end, timeline)
         _check_size("height", height, timeline.display_height)
         first, last = frame_at(start, timeline.rate), min(frame_at(end, timeline.rate), timeline.frames)
         if (end - start) / count * timeline.rate < 1 or count > last - first:
@@ -302,12 +318,10 @@ class TimelineService:
         return size
 
     def _filmstrip_pictures(self, timeline: Timeline, plan: _FilmstripPlan, size: tuple[int, int]) -> list[Image.Image]:
-        if plan.sprite_numbers is not None:
-            assert timeline.sprites is not None
+        if plan.picture is None:
+            assert timeline.sprites is not None and plan.sprite_numbers is not None
             return self._sprite_pictures(timeline.sprites, plan.sprite_numbers, size)
-        picture = timeline.scrub_rung if plan.kind == "scrub_rung" else timeline.source
-        assert picture is not None
-        images = self._decode(picture, plan.frames, timeline.rate, size)
+        images = self._decode(plan.picture, plan.frames, timeline.rate, size)
         decoded = dict(zip(sorted(set(plan.frames)), images, strict=True))
         return [decoded[frame] for frame in plan.frames]
 
@@ -317,14 +331,14 @@ class TimelineService:
         for number in numbers:
             sheet = sprites.sheet_of(number)
             if sheet.key not in sheets:
-                info = self.storage.head(sheet.bucket, sheet.key)
-                data = self.storage.read_range(sheet.bucket, sheet.key, 0, info.size)
-                sheets[sheet.key] = Image.open(io.BytesIO(data)).convert("RGB")
-            row, column = divmod(number - sheet.first_tile, sheet.columns)
-            x, y = column * sprites.tile_width, row * sprites.tile_height
-            tile = sheets[sheet.key].crop((x, y, x + sprites.tile_width, y + sprites.tile_height))
+                sheets[sheet.key] = self._read_picture(sheet.bucket, sheet.key)
+            tile = sheets[sheet.key].crop(sheet.box(number, sprites.tile_width, sprites.tile_height))
             pictures.append(tile if tile.size == size else tile.resize(size, Image.Resampling.LANCZOS))
         return pictures
+
+    def _read_picture(self, bucket: str, key: str) -> Image.Image:
+        info = self.storage.head(bucket, key)
+        return Image.open(io.BytesIO(self.storage.read_range(bucket, key, 0, info.size))).convert("RGB")
 
     # --- decoding and storing -------------------------------------------------------------------------
     def _decode(self, picture: Picture, frames: list[int], rate: Fraction, size: tuple[int, int]) -> list[Image.Image]:
@@ -416,6 +430,15 @@ def _check_time(name: str, value: float, timeline: Timeline) -> None:
         raise ValidationFailedError(
             f"{name} must be a number of seconds from 0 to under {timeline.seconds:.3f}, the picture's length",
             details={name: value if math.isfinite(value) else str(value), "durationSeconds": timeline.seconds},
+        )
+
+
+def _check_range(start: float, end: float, timeline: Timeline) -> None:
+    _check_time("start", start, timeline)
+    if not (math.isfinite(end) and start < end <= timeline.seconds + 1e-6):
+        raise ValidationFailedError(
+            f"end must be after start and at most {timeline.seconds:.3f} s, the picture's length",
+            details={"start": start, "end": end, "durationSeconds": timeline.seconds},
         )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -114,14 +115,20 @@ def _whole_gops(
     first, last = keys[0], keys[-1]
     k1 = frames[first]
     copied = tuple(i for i in range(first, last) if packets[i].pts >= packets[first].pts)
-    shown = sorted(frames[i] for i in copied)
+    t0 = _copy_end(sorted(frames[i] for i in copied), k1, frames[last:])
+    return None if t0 is None else (copied, (k1, t0))
+
+
+def _copy_end(shown: list[int], k1: int, after: list[int]) -> int | None:
+    """The frame after those the copied packets show (`shown`, sorted), when they are every frame from k1
+    on and no packet decoded `after` them shows one before its end; else None."""
     if not shown or shown != list(range(k1, k1 + len(shown))):
         return None  # an unusual reference structure: encode rather than guess
     t0 = k1 + len(shown)
     # Everything decoded from k2 on shows at t0 or later; otherwise the copy would miss a frame.
-    if any(frame < t0 for frame in frames[last:]):
+    if any(frame < t0 for frame in after):
         return None
-    return copied, (k1, t0)
+    return t0
 
 
 def _keyframes(packets: list[Packet], frames: list[int], in_frame: int, out_frame: int) -> list[int]:
@@ -174,16 +181,21 @@ def _dropped_per_minute(timecode: str, rate: Fraction) -> int:
 
 def timecode_frames(timecode: str, rate: Fraction) -> int:
     """The frames from 00:00:00:00 to `timecode` ("HH:MM:SS:FF", ";" before FF for drop-frame) at `rate`."""
-    parts = timecode.replace(";", ":").replace(".", ":").split(":")
-    if len(parts) != 4 or not all(part.isdigit() for part in parts):
-        raise ValueError(f"not a timecode: {timecode!r} (HH:MM:SS:FF)")
-    hours, minutes, seconds, frame = (int(part) for part in parts)
+    hours, minutes, seconds, frame = _timecode_fields(timecode)
     nominal = round(rate)
     if minutes > 59 or seconds > 59 or frame >= nominal:
         raise ValueError(f"not a timecode at {float(rate):.3f} fps: {timecode!r}")
     dropped = _dropped_per_minute(timecode, rate)
     total_minutes = 60 * hours + minutes
     return (total_minutes * 60 + seconds) * nominal + frame - dropped * (total_minutes - total_minutes // 10)
+
+
+def _timecode_fields(timecode: str) -> list[int]:
+    """The four numbers of "HH:MM:SS:FF" (any of ":", ";" and "." between them)."""
+    parts = timecode.replace(";", ":").replace(".", ":").split(":")
+    if len(parts) != 4 or not all(part.isdigit() for part in parts):
+        raise ValueError(f"not a timecode: {timecode!r} (HH:MM:SS:FF)")
+    return [int(part) for part in parts]
 
 
 def shift_timecode(timecode: str, frames: int, rate: Fraction) -> str:
@@ -204,6 +216,11 @@ def shift_timecode(timecode: str, frames: int, rate: Fraction) -> str:
     minutes = number // (nominal * 60) % 60
     hours = number // (nominal * 3600) % 24
     return f"{hours:02d}:{minutes:02d}:{seconds:02d}{';' if drop else ':'}{frame:02d}"
+
+
+def start_timecode(timecode: str | None, in_frame: int, rate: Fraction) -> str | None:
+    """A clip's start timecode: the source's, when it has one, moved on to the in point."""
+    return shift_timecode(timecode, in_frame, rate) if timecode else None
 
 
 # --- commands -------------------------------------------------------------------------------------------
@@ -324,6 +341,14 @@ def _segments(source: Path, metadata: MediaMetadata, plan: CutPlan, rate: Fracti
     return segments
 
 
+def _run_at_once(segments: list[_Segment], run: Callable[[FfmpegCommand, str], None]) -> None:
+    """The segments are independent: the boundary encodes and the copy run at once (a 2-core pod encodes
+    head and tail side by side while the copy streams from disk)."""
+    with ThreadPoolExecutor(len(segments)) as pool:
+        for done in [pool.submit(run, segment.command, segment.label) for segment in segments]:
+            done.result()
+
+
 def _ffconcat(segments: list[_Segment], rate: Fraction) -> str:
     """The playlist the join reads the segments from."""
     lines = ["ffconcat version 1.0"]
@@ -364,15 +389,11 @@ def render_clip(
         options.tools.run(command, duration_seconds=None, on_progress=None, cancel=cancel,
                           timeout=options.ffmpeg_deadline(plan.frames / float(rate)), label=label)  # fmt: skip
 
-    # The segments are independent: the boundary encodes and the copy run at once (a 2-core pod encodes
-    # head and tail side by side while the copy streams from disk).
     segments = _segments(source, metadata, plan, rate, work_dir)
-    with ThreadPoolExecutor(len(segments)) as pool:
-        for done in [pool.submit(run, segment.command, segment.label) for segment in segments]:
-            done.result()
+    _run_at_once(segments, run)
     playlist = work_dir / "segments.ffconcat"
     playlist.write_text(_ffconcat(segments, rate), encoding="utf-8")
-    timecode = shift_timecode(metadata.timecode, in_frame, rate) if metadata.timecode else None
+    timecode = start_timecode(metadata.timecode, in_frame, rate)
     out = work_dir / "clip.mp4"
     join = build_join_command(
         source, metadata, playlist, in_seconds=float(in_frame / rate), out_seconds=float(out_frame / rate),

@@ -20,6 +20,7 @@ import json
 import math
 import threading
 from bisect import bisect_right
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,16 +193,7 @@ def transcribe(
     duration = len(samples) / SAMPLE_RATE
     if not len(samples):
         return Transcript(language=None, language_probability=None, duration_seconds=0.0, model=model_name)
-    pieces, info = model.transcribe(
-        samples,
-        language=language or None,
-        beam_size=_BEAM_SIZE,
-        vad_filter=True,
-        word_timestamps=True,
-        # Each window decoded on its own: conditioning on the previous text is how Whisper loops on
-        # a phrase through music or noise.
-        condition_on_previous_text=False,
-    )
+    pieces, info = _whisper(model, samples, language)
     segments: list[Segment] = []
     onsets = SoundOnsets(samples)
     for piece in pieces:  # a generator: the model decodes as it is read
@@ -220,6 +212,21 @@ def transcribe(
         duration_seconds=round(duration, 3),
         segments=tuple(segments),
         model=model_name,
+    )
+
+
+def _whisper(model: WhisperModel, samples: Any, language: str | None) -> tuple[Iterable[Any], Any]:
+    """Whisper's segments, word-timed, over the speech its VAD finds (a generator: the model decodes as it
+    is read); and what it detected (the language)."""
+    return model.transcribe(
+        samples,
+        language=language or None,
+        beam_size=_BEAM_SIZE,
+        vad_filter=True,
+        word_timestamps=True,
+        # Each window decoded on its own: conditioning on the previous text is how Whisper loops on
+        # a phrase through music or noise.
+        condition_on_previous_text=False,
     )
 
 
@@ -268,9 +275,13 @@ class SoundOnsets:
     UNCLAIMED_PAUSE = 0.15  # more, for the onset after a pause
 
     def __init__(self, samples: Any) -> None:
-        rms, threshold = _envelope(samples, round(SAMPLE_RATE * self.FRAME))
         self.onsets: list[float] = []  # in order: searched with bisect
         self.pause_before: list[float] = []  # for each onset, how long the quiet before it lasted
+        self._find_onsets(*_envelope(samples, round(SAMPLE_RATE * self.FRAME)))
+        self._previous = -1.0  # the last word's placed start: words stay in order across segments
+
+    def _find_onsets(self, rms: Any, threshold: float) -> None:
+        """The frames that rise above `threshold` after a quiet stretch longer than a closure."""
         quiet = 0  # sound from the first frame is no onset: the recording may start mid-word or on music
         for index, level in enumerate(rms):
             if level > threshold:
@@ -280,7 +291,6 @@ class SoundOnsets:
                 quiet = 0
             else:
                 quiet += 1
-        self._previous = -1.0  # the last word's placed start: words stay in order across segments
 
     def place(self, words: list[Word]) -> tuple[Word, ...]:
         """One segment's words (in order, after the previous segment's), their starts moved to onsets."""
@@ -383,16 +393,20 @@ def load_model(name: str, *, threads: int = 0) -> tuple[WhisperModel, str]:
     """The model `name` names (see the module's docstring), loaded once per process; and what to call it."""
     from faster_whisper import WhisperModel
 
-    if name:
-        path = Path(name)
-        location, label = (str(path), path.name) if path.is_dir() else (name, name)
-    else:
-        location, label = str(default_model_path()), DEFAULT_MODEL_NAME
+    location, label = _model_location(name)
     try:
         model = WhisperModel(location, device="cpu", compute_type="int8", cpu_threads=threads)
     except Exception as exc:  # a missing or unreadable model is a deployment error: retrying cannot help
         raise PermanentProcessingError(f"cannot load the transcription model {label!r}: {exc}") from exc
     return model, label
+
+
+def _model_location(name: str) -> tuple[str, str]:
+    """Where faster-whisper loads the model `name` names from, and what to call it."""
+    if not name:
+        return str(default_model_path()), DEFAULT_MODEL_NAME
+    path = Path(name)
+    return (str(path), path.name) if path.is_dir() else (name, name)
 
 
 def default_model_path() -> Path:
