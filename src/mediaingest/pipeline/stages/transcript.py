@@ -281,7 +281,7 @@ class SoundOnsets:
         self._previous = -1.0  # the last word's placed start: words stay in order across segments
 
     def _find_onsets(self, rms: Any, threshold: float) -> None:
-        """The frames that rise above `threshold` after a quiet stretch longer than a closure."""
+        """Records where sound starts: each frame above `threshold` after a quiet stretch longer than a closure."""
         quiet = 0  # sound from the first frame is no onset: the recording may start mid-word or on music
         for index, level in enumerate(rms):
             if level > threshold:
