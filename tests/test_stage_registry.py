@@ -17,9 +17,9 @@ from mediaingest.operator.settings import OperatorSettings, default_stage_config
 from mediaingest.pipeline.plan import stages_for
 from mediaingest.pipeline.registry import (
     BUILT_IN,
-    PROBE,
     JobResources,
     OutputKind,
+    StageRole,
     StageSpec,
     UnknownStageError,
     job_type_for,
@@ -29,6 +29,7 @@ from mediaingest.pipeline.registry import (
     stage_for_job_type,
     stage_named,
     stage_names,
+    stage_with_role,
     stages,
 )
 from mediaingest.pipeline.types import Measurements, MediaMetadata, StageOutput, StageResult
@@ -46,7 +47,8 @@ def _sync_stages() -> ModuleType:
 
 
 def test_every_stage_is_in_the_registry_once_probe_first() -> None:
-    assert stages() == BUILT_IN and stage_names()[0] == PROBE == "probe"
+    assert stages() == BUILT_IN and stage_names()[0] == stage_with_role(StageRole.DESCRIBES_SOURCE) == "probe"
+    assert stage_with_role(StageRole.PLAYBACK) == "proxies"
     for spec in stages():
         assert spec_for(spec.stage) is spec and stage_for_job_type(spec.job_type) == spec.stage
         assert job_type_for(spec.stage) == spec.job_type and label_for(spec.job_type) == spec.label
@@ -102,6 +104,8 @@ def _spec(
             _spec("loudness", "LOUDNESS", outputs=(OutputKind("WAVEFORM", "image", "Mine"),)),
             "written by 'audio_visuals'",
         ),
+        # the core asks for the stage with a role: exactly one has each
+        (dataclasses.replace(_spec("loudness", "LOUDNESS"), role=StageRole.PLAYBACK), "the role playback"),
     ],
 )
 def test_a_stage_that_would_clash_or_not_fit_is_refused(spec: StageSpec, refusal: str) -> None:

@@ -36,7 +36,7 @@ from mediaingest.operator.jobs import build_stage_job
 from mediaingest.operator.settings import OperatorSettings
 from mediaingest.pipeline import registry
 from mediaingest.pipeline.plan import stages_for
-from mediaingest.pipeline.registry import PROBE, StageSpec, load_stage_modules, spec_for
+from mediaingest.pipeline.registry import StageRole, StageSpec, load_stage_modules, spec_for, stage_with_role
 
 pytestmark = pytest.mark.slow
 
@@ -160,7 +160,7 @@ def test_under_kubernetes_the_added_stage_is_planned_sized_and_run_by_a_pod(
     with httpx.Client(base_url=server.url, timeout=30) as client:
         asset_id = str(upload(client, headers, small_video, mime_type="video/mp4")["assetId"])
     pod_env = {"STAGE_MODULES": json.dumps([MODULE]), "PYTHONPATH": str(TESTS_DIR)}
-    probe = start_attempts(server)[(asset_id, PROBE)]
+    probe = start_attempts(server)[(asset_id, stage_with_role(StageRole.DESCRIBES_SOURCE))]
     finished = run_pod(server, tmp_path, attempt=probe, token=pod_token(threaded_apiserver, server, probe),
                        extra_env=pod_env)  # fmt: skip
     assert finished.returncode == 0, finished.stderr[-3000:]

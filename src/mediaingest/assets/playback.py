@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Annotated
 
@@ -45,7 +46,7 @@ from mediaingest.pipeline.hls import (
     with_subtitles,
 )
 from mediaingest.pipeline.options import PipelineOptions
-from mediaingest.pipeline.registry import PROXIES
+from mediaingest.pipeline.registry import StageRole, stage_with_role
 from mediaingest.schemas import UNAUTHENTICATED
 from mediaingest.storage.base import Storage
 
@@ -58,6 +59,10 @@ _FRAGMENT_HEAD_BYTES = 256 * 1024
 _CAPTIONS_TYPE = "text/vtt; charset=utf-8"
 
 router = APIRouter(prefix="/api/assets", tags=["playback"])
+
+
+_SUBTITLES = (SUBTITLES_PLAYLIST, SUBTITLES_SEGMENT)
+_WITH_CAPTIONS = (MASTER_NAME, *_SUBTITLES)
 
 
 @router.get(
@@ -83,55 +88,107 @@ def hls_playlist(
     """A playlist of the asset's HLS, by the signed URL in `playback.hlsUrl` (no Bearer header needed)."""
     structlog.contextvars.bind_contextvars(asset_id=asset_id)
     check_signature(asset_id, expires, signature, settings)
-    subtitles = (SUBTITLES_PLAYLIST, SUBTITLES_SEGMENT)
-    if name not in (MASTER_NAME, *subtitles, CLIP_PLAYLIST) and not _MEDIA_PLAYLIST_NAME.match(name):
+    if name not in (*_WITH_CAPTIONS, CLIP_PLAYLIST) and not _MEDIA_PLAYLIST_NAME.match(name):
         raise NotFoundError(f"no playlist {name!r}")
     with db.read() as session:
         asset = session.get(MediaAsset, asset_id)
         if asset is None:
             raise NotFoundError("asset not found")
         owner_id = asset.owner_id
-        captions = _captions_of(asset) if name in (MASTER_NAME, *subtitles) else None
+        captions = _captions_of(asset) if name in _WITH_CAPTIONS else None
         frame_rate = asset.metadata_record.frame_rate if asset.metadata_record else None
-    storage = assets.storage
-    ttl = max(60, int(expires - time.time()))
-    bucket = settings.bucket_proxies
-    if name in subtitles:
-        if captions is None:
-            raise NotFoundError("this asset has no captions (yet)")
-        caption_file, _, duration = captions
-        if name == SUBTITLES_PLAYLIST:  # its segment is the route below, signed as the master's playlists are
-            text = subtitles_playlist(SUBTITLES_SEGMENT, duration)
-            return Response(
-                rewrite_master(text, asset_id, settings, expires, signature),
-                media_type=PLAYLIST_TYPE,
-                headers={"Cache-Control": "no-store"},
-            )
-        vtt = storage.read_range(caption_file.storage_bucket, caption_file.storage_key, 0, caption_file.size_bytes)
-        start = _video_start(storage, bucket, settings, owner_id=owner_id, asset_id=asset_id)
-        return Response(
-            with_timestamp_map(vtt.decode("utf-8"), start),
-            media_type=_CAPTIONS_TYPE,
-            headers={"Cache-Control": "no-store"},
-        )
+    hls = _SignedHls(
+        assets.storage, settings, asset_id=asset_id, folder=_hls_folder(owner_id=owner_id, asset_id=asset_id),
+        expires=expires, signature=signature, ttl=max(60, int(expires - time.time())),
+    )  # fmt: skip
+    if name in _SUBTITLES:
+        return _subtitles(hls, name, captions)
     if name == CLIP_PLAYLIST:
-        if in_frame is None or out_frame is None or out_frame <= in_frame or not frame_rate:
-            raise NotFoundError("a clip playlist needs inFrame < outFrame of a probed video")
-        span = ClipRange(in_frame, out_frame, Fraction(frame_rate), None, out_frame)
-        text, _, _ = range_playlist_of(storage, settings, owner_id=owner_id, asset_id=asset_id, span=span, ttl=ttl)
-        return Response(text, media_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-store"})
-    key = derived_key(user_id=owner_id, asset_id=asset_id, stage=PROXIES, filename=f"{HLS_DIR}/{name}")
-    text = _read_playlist(storage, bucket, key)
-    if name == MASTER_NAME:
-        if captions is not None:  # the transcript stage's captions, whenever they arrive
-            language = captions[1]
-            text = with_subtitles(text, language=language, name=f"Captions ({language})")
-        body = rewrite_master(text, asset_id, settings, expires, signature)
-    else:
-        folder = key.rsplit("/", 1)[0]
-        body = rewrite_media(text, lambda file: storage.presign_get(bucket, f"{folder}/{file}", expires_in=ttl))
+        return _clip_playlist(hls, owner_id=owner_id, frame_rate=frame_rate, in_frame=in_frame, out_frame=out_frame)
+    return _stored_playlist(hls, name, captions)
+
+
+@dataclass(frozen=True)
+class _SignedHls:
+    """The asset's HLS folder as a request with a valid signature reads it: every reference in what is
+    served is signed, a playlist with the request's own signature, any other file presigned."""
+
+    storage: Storage
+    settings: Settings
+    asset_id: str
+    folder: str  # the playback stage's HLS folder; its playlists name files relative to it
+    expires: int
+    signature: str
+    ttl: int  # of the presigned URLs
+
+    def read(self, name: str) -> str:
+        return _read_playlist(self.storage, self.settings.bucket_proxies, f"{self.folder}/{name}")
+
+    def signed_master(self, text: str) -> str:
+        return rewrite_master(text, self.asset_id, self.settings, self.expires, self.signature)
+
+    def presigned(self, name: str) -> str:
+        return self.storage.presign_get(self.settings.bucket_proxies, f"{self.folder}/{name}", expires_in=self.ttl)
+
+    def video_start(self) -> float:
+        """Where the HLS video's first frame is presented (seconds; 0 without HLS video): its first listed
+        rung's init segment and first fragment, as Safari reads them."""
+        bucket = self.settings.bucket_proxies
+        try:
+            rung = _first_rung(self.read(MASTER_NAME))
+            if rung is None:
+                return 0.0
+            folder = f"{self.folder}/{rung.rsplit('/', 1)[0]}"
+            playlist = parse_media_playlist(self.read(rung))
+            if playlist.init is None or not playlist.segments:
+                return 0.0
+            init_key, first_key = f"{folder}/{playlist.init}", f"{folder}/{playlist.segments[0][0]}"
+            init = self.storage.read_range(bucket, init_key, 0, self.storage.head(bucket, init_key).size)
+            first = self.storage.read_range(
+                bucket, first_key, 0, min(self.storage.head(bucket, first_key).size, _FRAGMENT_HEAD_BYTES)
+            )
+        except (NotFoundError, ObjectNotFoundError):
+            return 0.0  # audio, or the proxies not published yet: cue times are media times
+        return presentation_start(PipelineOptions.from_settings(self.settings).tools, init, first) or 0.0
+
+
+def _no_store(body: str, media_type: str = PLAYLIST_TYPE) -> Response:
     # A growing (EVENT) playlist must be fetched again on every reload, never from a cache.
-    return Response(body, media_type=PLAYLIST_TYPE, headers={"Cache-Control": "no-store"})
+    return Response(body, media_type=media_type, headers={"Cache-Control": "no-store"})
+
+
+def _subtitles(hls: _SignedHls, name: str, captions: tuple[AssetProxy, str, float] | None) -> Response:
+    """The captions' playlist, or its one segment: the WebVTT file, its cues placed on the video's timeline."""
+    if captions is None:
+        raise NotFoundError("this asset has no captions (yet)")
+    caption_file, _, duration = captions
+    if name == SUBTITLES_PLAYLIST:  # its segment is the route below, signed as the master's playlists are
+        return _no_store(hls.signed_master(subtitles_playlist(SUBTITLES_SEGMENT, duration)))
+    vtt = hls.storage.read_range(caption_file.storage_bucket, caption_file.storage_key, 0, caption_file.size_bytes)
+    return _no_store(with_timestamp_map(vtt.decode("utf-8"), hls.video_start()), _CAPTIONS_TYPE)
+
+
+def _clip_playlist(
+    hls: _SignedHls, *, owner_id: str, frame_rate: str | None, in_frame: int | None, out_frame: int | None
+) -> Response:
+    if in_frame is None or out_frame is None or out_frame <= in_frame or not frame_rate:
+        raise NotFoundError("a clip playlist needs inFrame < outFrame of a probed video")
+    span = ClipRange(in_frame, out_frame, Fraction(frame_rate), None, out_frame)
+    text, _, _ = range_playlist_of(hls.storage, hls.settings, owner_id=owner_id, asset_id=hls.asset_id, span=span,
+                                   ttl=hls.ttl)  # fmt: skip
+    return _no_store(text)
+
+
+def _stored_playlist(hls: _SignedHls, name: str, captions: tuple[AssetProxy, str, float] | None) -> Response:
+    """The master (with the captions, whenever the transcript stage adds them) or a rung's media playlist."""
+    text = hls.read(name)
+    if name != MASTER_NAME:
+        rung = name.rsplit("/", 1)[0]
+        return _no_store(rewrite_media(text, lambda file: hls.presigned(f"{rung}/{file}")))
+    if captions is not None:
+        language = captions[1]
+        text = with_subtitles(text, language=language, name=f"Captions ({language})")
+    return _no_store(hls.signed_master(text))
 
 
 def _captions_of(asset: MediaAsset) -> tuple[AssetProxy, str, float] | None:
@@ -144,28 +201,14 @@ def _captions_of(asset: MediaAsset) -> tuple[AssetProxy, str, float] | None:
     return found, language, duration
 
 
-def _video_start(storage: Storage, bucket: str, settings: Settings, *, owner_id: str, asset_id: str) -> float:
-    """Where the HLS video's first frame is presented (seconds; 0 without HLS video): its first listed rung's
-    init segment and first fragment, as Safari reads them."""
+def _first_rung(master: str) -> str | None:
+    """The media playlist a master lists first (rungs are listed by bandwidth, lowest first)."""
+    return next((line.strip() for line in master.splitlines() if line.strip() and not line.startswith("#")), None)
 
-    def key(name: str) -> str:
-        return derived_key(user_id=owner_id, asset_id=asset_id, stage=PROXIES, filename=f"{HLS_DIR}/{name}")
 
-    try:
-        master = _read_playlist(storage, bucket, key(MASTER_NAME))
-        rung = next(line.strip() for line in master.splitlines() if line.strip() and not line.startswith("#"))
-        folder = rung.rsplit("/", 1)[0]
-        playlist = parse_media_playlist(_read_playlist(storage, bucket, key(rung)))
-        if playlist.init is None or not playlist.segments:
-            return 0.0
-        init_key, first_key = key(f"{folder}/{playlist.init}"), key(f"{folder}/{playlist.segments[0][0]}")
-        init = storage.read_range(bucket, init_key, 0, storage.head(bucket, init_key).size)
-        first = storage.read_range(
-            bucket, first_key, 0, min(storage.head(bucket, first_key).size, _FRAGMENT_HEAD_BYTES)
-        )
-    except (NotFoundError, ObjectNotFoundError, StopIteration):
-        return 0.0  # audio, or the proxies not published yet: cue times are media times
-    return presentation_start(PipelineOptions.from_settings(settings).tools, init, first) or 0.0
+def _hls_folder(*, owner_id: str, asset_id: str) -> str:
+    """Where the playback stage publishes the asset's HLS."""
+    return derived_key(user_id=owner_id, asset_id=asset_id, stage=stage_with_role(StageRole.PLAYBACK), filename=HLS_DIR)
 
 
 def _read_playlist(storage: Storage, bucket: str, key: str) -> str:
@@ -182,9 +225,8 @@ def range_playlist_of(
     """A clip's range of this asset, accurate to a segment, from its lowest rung (the master lists rungs by
     bandwidth), every reference signed; and where in and out fall from the playlist's start."""
     bucket = settings.bucket_proxies
-    folder = derived_key(user_id=owner_id, asset_id=asset_id, stage=PROXIES, filename=HLS_DIR)
-    master = _read_playlist(storage, bucket, f"{folder}/{MASTER_NAME}")
-    rung = next((line for line in master.splitlines() if line and not line.startswith("#")), None)
+    folder = _hls_folder(owner_id=owner_id, asset_id=asset_id)
+    rung = _first_rung(_read_playlist(storage, bucket, f"{folder}/{MASTER_NAME}"))
     if rung is None:
         raise NotFoundError("this asset has no HLS rung (yet)")
     key = f"{folder}/{rung}"

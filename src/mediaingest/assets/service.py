@@ -35,6 +35,7 @@ from mediaingest.assets.media_types import (
 from mediaingest.assets.schemas import (
     AssetStatus,
     AssetSummary,
+    ConfirmedPart,
     ConfirmUploadRequest,
     JobOut,
     MultipartUpload,
@@ -68,11 +69,12 @@ from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.models.enums import (
     AssetProcessingStatus,
     IngestionJobStatus,
+    MediaType,
     ProxyType,
     UploadStatus,
 )
 from mediaingest.pipeline.captions import phrase_time
-from mediaingest.pipeline.registry import PROXIES, job_type_for
+from mediaingest.pipeline.registry import StageRole, job_type_for, stage_with_role
 from mediaingest.storage.base import CompletedPart, ObjectInfo, PartInfo, PresignedRequest, Storage
 from mediaingest.storage.errors import InvalidPartError
 from mediaingest.users.auth import Principal
@@ -137,27 +139,8 @@ class AssetService:
     # --- upload URL ---------------------------------------------------------------------------
     def create_upload(self, session: Session, principal: Principal, request: UploadUrlRequest) -> UploadUrlResponse:
         mime_type = request.mime_type.strip().lower()
-        allowed = ALLOWED_MIME_TYPES.get(mime_type)
-        if allowed is None:
-            raise MimeTypeNotAllowedError(
-                f"MIME type {request.mime_type!r} is not allowed; upload video, audio or image files",
-                details={"mimeType": request.mime_type},
-            )
-        media_type = allowed[0]
-        if request.file_size < 1:
-            raise ValidationFailedError("fileSize must be at least 1 byte", details={"fileSize": request.file_size})
-        if request.file_size > self.settings.max_file_size:
-            raise FileTooLargeError(
-                f"file is {request.file_size} bytes; the limit is {self.settings.max_file_size} bytes",
-                details={"fileSize": request.file_size, "maxFileSize": self.settings.max_file_size},
-            )
-
-        multipart = request.multipart
-        if multipart is None:
-            multipart = request.file_size > self.settings.multipart_threshold or request.part_size is not None
-        if not multipart and request.part_size is not None:
-            raise ValidationFailedError("partSize is for multipart uploads; leave it out with multipart false")
-        part_size = self._part_size(request) if multipart else None
+        media_type = self._declared_media_type(request, mime_type)
+        part_size = self._multipart_part_size(request)
 
         now = utcnow()
         user = repository.lock_user(session, principal.user_id)
@@ -196,15 +179,7 @@ class AssetService:
             session_expires_at=asset.upload_expires_at,
         )
         if part_size is not None:
-            upload_id = self.storage.create_multipart_upload(
-                asset.storage_bucket, key, content_type=mime_type, metadata=_object_metadata(asset)
-            )
-            asset.multipart_upload_id = upload_id
-            asset.part_size = part_size
-            wanted = dict.fromkeys(range(1, self._part_count(asset) + 1))
-            response.multipart = MultipartUpload(
-                upload_id=upload_id, part_size=part_size, parts=self._presign_parts(asset, wanted)
-            )
+            response.multipart = self._start_multipart(asset, part_size)
         else:
             presigned = self._presign_single_put(asset)
             response.upload_url = presigned.url
@@ -218,6 +193,42 @@ class AssetService:
             multipart=response.multipart is not None,
         )
         return response
+
+    def _declared_media_type(self, request: UploadUrlRequest, mime_type: str) -> MediaType:
+        """The media type of the file the client declares: an allowed type, of an allowed size."""
+        allowed = ALLOWED_MIME_TYPES.get(mime_type)
+        if allowed is None:
+            raise MimeTypeNotAllowedError(
+                f"MIME type {request.mime_type!r} is not allowed; upload video, audio or image files",
+                details={"mimeType": request.mime_type},
+            )
+        if request.file_size < 1:
+            raise ValidationFailedError("fileSize must be at least 1 byte", details={"fileSize": request.file_size})
+        if request.file_size > self.settings.max_file_size:
+            raise FileTooLargeError(
+                f"file is {request.file_size} bytes; the limit is {self.settings.max_file_size} bytes",
+                details={"fileSize": request.file_size, "maxFileSize": self.settings.max_file_size},
+            )
+        return allowed[0]
+
+    def _multipart_part_size(self, request: UploadUrlRequest) -> int | None:
+        """The part size when the upload goes in parts; None for one PUT."""
+        multipart = request.multipart
+        if multipart is None:
+            multipart = request.file_size > self.settings.multipart_threshold or request.part_size is not None
+        if not multipart and request.part_size is not None:
+            raise ValidationFailedError("partSize is for multipart uploads; leave it out with multipart false")
+        return self._part_size(request) if multipart else None
+
+    def _start_multipart(self, asset: MediaAsset, part_size: int) -> MultipartUpload:
+        """Opens the multipart upload in storage, with a URL for every part."""
+        upload_id = self.storage.create_multipart_upload(
+            asset.storage_bucket, asset.storage_key, content_type=asset.mime_type, metadata=_object_metadata(asset)
+        )
+        asset.multipart_upload_id = upload_id
+        asset.part_size = part_size
+        wanted = dict.fromkeys(range(1, self._part_count(asset) + 1))
+        return MultipartUpload(upload_id=upload_id, part_size=part_size, parts=self._presign_parts(asset, wanted))
 
     def _part_size(self, request: UploadUrlRequest) -> int:
         """The client's part size when it asked for one S3 can take, else the server's."""
@@ -284,17 +295,7 @@ class AssetService:
             session_expires_at=asset.upload_expires_at,
         )
         if asset.multipart_upload_id is not None:
-            count = self._part_count(asset)
-            received = [part for part in self._parts_of(asset) if part.part_number <= count]
-            state.upload_id = asset.multipart_upload_id
-            state.part_size = asset.part_size
-            state.received_parts = [
-                ReceivedPart(part_number=part.part_number, size=part.size, etag=part.etag) for part in received
-            ]
-            have = {part.part_number for part in received}
-            missing = {n: None for n in range(1, count + 1) if n not in have}
-            state.parts = self._presign_parts(asset, missing)
-            state.complete = not missing
+            self._add_parts_state(asset, state)
         else:
             try:
                 state.etag = self.storage.head(asset.storage_bucket, asset.storage_key).etag
@@ -303,6 +304,19 @@ class AssetService:
                 presigned = self._presign_single_put(asset)
                 state.upload_url, state.headers = presigned.url, presigned.headers
         return state
+
+    def _add_parts_state(self, asset: MediaAsset, state: UploadState) -> None:
+        """A multipart upload's state: the parts storage holds, and URLs for the missing ones."""
+        count = self._part_count(asset)
+        received = [part for part in self._parts_of(asset) if part.part_number <= count]
+        state.upload_id = asset.multipart_upload_id
+        state.part_size = asset.part_size
+        state.received_parts = [
+            ReceivedPart(part_number=part.part_number, size=part.size, etag=part.etag) for part in received
+        ]
+        missing = dict.fromkeys(sorted(set(range(1, count + 1)) - {part.part_number for part in received}))
+        state.parts = self._presign_parts(asset, missing)
+        state.complete = not missing
 
     def sign_parts(
         self, session: Session, principal: Principal, asset_id: str, request: SignPartsRequest
@@ -319,9 +333,7 @@ class AssetService:
 
     def abort_upload(self, session: Session, principal: Principal, asset_id: str) -> None:
         """Cancels an upload in progress: its parts or object and its row go, and so its reservation."""
-        asset = repository.get_owned(session, asset_id=asset_id, owner_id=principal.user_id, for_update=True)
-        if asset is None:
-            raise NotFoundError(f"asset {asset_id} not found")
+        asset = self._owned_for_update(session, principal, asset_id)
         if asset.upload_status not in (UploadStatus.PENDING, UploadStatus.FAILED, UploadStatus.EXPIRED):
             raise ConflictError(
                 f"upload is {asset.upload_status.value.lower()}: nothing to cancel; DELETE the asset to remove it"
@@ -331,9 +343,7 @@ class AssetService:
 
     def _open_upload(self, session: Session, principal: Principal, asset_id: str) -> tuple[MediaAsset, datetime]:
         """The asset, locked, while its upload takes bytes; the session's idle deadline moves forward."""
-        asset = repository.get_owned(session, asset_id=asset_id, owner_id=principal.user_id, for_update=True)
-        if asset is None:
-            raise NotFoundError(f"asset {asset_id} not found")
+        asset = self._owned_for_update(session, principal, asset_id)
         if asset.upload_status != UploadStatus.PENDING:
             status = asset.upload_status.value.lower()
             reason = f": {asset.error}" if asset.error else ""
@@ -420,13 +430,7 @@ class AssetService:
 
     def _inspect_upload(self, asset: MediaAsset, request: ConfirmUploadRequest) -> UploadInspection:
         """Phase two, storage only: completes a multipart upload, reads what the store holds."""
-        if asset.multipart_upload_id is not None:
-            info = self._complete_multipart(asset, request)
-        else:
-            try:
-                info = self.storage.head(asset.storage_bucket, asset.storage_key)
-            except ObjectNotFoundError as exc:
-                raise ConflictError("no uploaded object yet: PUT the file to the upload URL, then confirm") from exc
+        info = self._uploaded_object(asset, request)
         if asset.declared_sha256 and info.sha256 is None and info.size == asset.file_size:
             # S3 keeps a multipart object's checksum only as a checksum of part checksums: the
             # declared whole-file SHA-256 is checked here by one streamed read, before ingestion.
@@ -435,6 +439,15 @@ class AssetService:
             )
         failure = self._integrity_failure(asset, info.size, info.etag, info.sha256, request.etag)
         return UploadInspection(info=info, failure=failure)
+
+    def _uploaded_object(self, asset: MediaAsset, request: ConfirmUploadRequest) -> ObjectInfo:
+        """The stored upload: a multipart upload completed now, or the object of the single PUT."""
+        if asset.multipart_upload_id is not None:
+            return self._complete_multipart(asset, request)
+        try:
+            return self.storage.head(asset.storage_bucket, asset.storage_key)
+        except ObjectNotFoundError as exc:
+            raise ConflictError("no uploaded object yet: PUT the file to the upload URL, then confirm") from exc
 
     def _record_confirmation(
         self,
@@ -485,17 +498,12 @@ class AssetService:
         """
         asset = repository.get_owned(session, asset_id=request.asset_id, owner_id=principal.user_id, for_update=True)
         if asset is None:
-            if orphan is not None:
-                self.storage.delete(*orphan)
+            self._remove_orphan(orphan)
             raise NotFoundError(f"asset {request.asset_id} not found")
         if asset.upload_status == UploadStatus.UPLOADED:
-            if request.etag and asset.etag and _normalize_etag(request.etag) != asset.etag:
-                raise ConflictError("asset was already confirmed with a different ETag")
-            self.dispatcher.dispatch(session, asset)  # harmless if already dispatched; heals a lost dispatch
-            return ConfirmedUpload(asset=asset)
+            return self._confirmed_again(session, asset, request)
         if asset.upload_status in (UploadStatus.FAILED, UploadStatus.EXPIRED):
-            if orphan is not None:
-                self.storage.delete(*orphan)
+            self._remove_orphan(orphan)
             raise ConflictError(
                 f"upload is {asset.upload_status.value.lower()}: {asset.error or 'request a new upload URL'}"
             )
@@ -506,22 +514,39 @@ class AssetService:
             )
         return asset
 
-    def _complete_multipart(self, asset: MediaAsset, request: ConfirmUploadRequest) -> ObjectInfo:
+    def _confirmed_again(self, session: Session, asset: MediaAsset, request: ConfirmUploadRequest) -> ConfirmedUpload:
+        """A confirm of an upload already confirmed: the same answer, unless it names other bytes."""
+        if request.etag and asset.etag and _normalize_etag(request.etag) != asset.etag:
+            raise ConflictError("asset was already confirmed with a different ETag")
+        self.dispatcher.dispatch(session, asset)  # harmless if already dispatched; heals a lost dispatch
+        return ConfirmedUpload(asset=asset)
+
+    def _remove_orphan(self, orphan: tuple[str, str] | None) -> None:
+        """The completed object no row will point at (see `_confirmable`)."""
+        if orphan is not None:
+            self.storage.delete(*orphan)
+
+    def _listed_parts(self, asset: MediaAsset, request: ConfirmUploadRequest) -> list[ConfirmedPart]:
+        """The parts a multipart confirm lists: every part of the upload, once."""
         if not request.parts:
             raise ValidationFailedError("parts are required to confirm a multipart upload")
-        expected_parts = math.ceil(asset.file_size / (asset.part_size or asset.file_size))
+        expected_parts = self._part_count(asset)
         numbers = sorted(part.part_number for part in request.parts)
         if numbers != list(range(1, expected_parts + 1)):
             raise ValidationFailedError(
                 f"expected parts 1..{expected_parts}, each once", details={"expectedParts": expected_parts}
             )
+        return request.parts
+
+    def _complete_multipart(self, asset: MediaAsset, request: ConfirmUploadRequest) -> ObjectInfo:
+        parts = self._listed_parts(asset, request)
         assert asset.multipart_upload_id is not None
         try:
             return self.storage.complete_multipart_upload(
                 asset.storage_bucket,
                 asset.storage_key,
                 upload_id=asset.multipart_upload_id,
-                parts=[CompletedPart(part.part_number, _normalize_etag(part.etag)) for part in request.parts],
+                parts=[CompletedPart(part.part_number, _normalize_etag(part.etag)) for part in parts],
             )
         except InvalidPartError:
             raise  # 422 naming the bad part; the upload stays open, as on S3, for a corrected confirm
@@ -553,6 +578,10 @@ class AssetService:
             return IntegrityCheckError(
                 "SHA-256 mismatch: the stored bytes do not match the declared sha256", details={"check": "sha256"}
             )
+        return self._type_failure(asset)
+
+    def _type_failure(self, asset: MediaAsset) -> IntegrityCheckError | None:
+        """Whether the stored object's first bytes can be the declared type (`details.check`: type)."""
         head = self.storage.read_range(asset.storage_bucket, asset.storage_key, 0, SNIFF_BYTES)
         detected = sniff(head)
         if not detected.could_be(asset.type):
@@ -582,6 +611,14 @@ class AssetService:
         asset = repository.get_owned(session, asset_id=asset_id, owner_id=principal.user_id, with_details=with_details)
         if asset is None:
             raise NotFoundError("asset not found")
+        return asset
+
+    @staticmethod
+    def _owned_for_update(session: Session, principal: Principal, asset_id: str) -> MediaAsset:
+        """The caller's asset, its row locked; 404 when it has none of that id."""
+        asset = repository.get_owned(session, asset_id=asset_id, owner_id=principal.user_id, for_update=True)
+        if asset is None:
+            raise NotFoundError(f"asset {asset_id} not found")
         return asset
 
     def list(
@@ -644,7 +681,8 @@ class AssetService:
 
     def playback(self, asset: MediaAsset, jobs: Sequence[IngestionJob]) -> Playback | None:
         """HLS playback once the proxies pass has published a segment; complete when that pass is done."""
-        complete = any(job.type == job_type_for(PROXIES) and job.status == IngestionJobStatus.COMPLETED for job in jobs)
+        playback_jobs = job_type_for(stage_with_role(StageRole.PLAYBACK))
+        complete = any(job.type == playback_jobs and job.status == IngestionJobStatus.COMPLETED for job in jobs)
         return playback_of(asset, self.settings, complete=complete)
 
     def download_url(self, bucket: str, key: str, *, download_name: str | None = None) -> str:
@@ -654,9 +692,7 @@ class AssetService:
 
     # --- deletion and sweeping ------------------------------------------------------------------
     def delete(self, session: Session, principal: Principal, asset_id: str) -> None:
-        asset = repository.get_owned(session, asset_id=asset_id, owner_id=principal.user_id, for_update=True)
-        if asset is None:
-            raise NotFoundError(f"asset {asset_id} not found")
+        asset = self._owned_for_update(session, principal, asset_id)
         self._delete_asset(session, asset)
 
     def delete_all_owned_by(self, session: Session, *, owner_id: str) -> int:

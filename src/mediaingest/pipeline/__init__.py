@@ -21,8 +21,7 @@ from mediaingest.models.enums import MediaType, Stage
 from mediaingest.pipeline.ffmpeg import FfmpegTools, StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.plan import stages_for
-from mediaingest.pipeline.registry import PROBE, StageInput, spec_for
-from mediaingest.pipeline.stages.probe import probe
+from mediaingest.pipeline.registry import StageInput, StageRole, spec_for, stage_with_role
 from mediaingest.pipeline.types import LiveOutputs, MediaMetadata, ProgressCallback, StageOutput, StageResult
 
 __all__ = [
@@ -52,15 +51,18 @@ def run_stage_function(
 ) -> StageResult:
     """Run one stage on a local file, writing its outputs into `out_dir`.
 
-    Probe returns StageResult(metadata=…). The other stages need probe's metadata; when the caller has
-    none (a Job started without it), the source is probed here first. A stage outside the media
-    type's plan is a successful no-op, like audio visuals for a silent video.
+    The stage that describes the source (the probe) returns StageResult(metadata=…). The other stages
+    need that metadata; when the caller has none (a Job started without it), the source is described here
+    first. A stage outside the media type's plan is a successful no-op, like audio visuals for a silent video.
     """
     spec = spec_for(stage)
-    if stage != PROBE:
+    if spec.role != StageRole.DESCRIBES_SOURCE:
         if stage not in stages_for(media_type):
             return StageResult(message=f"{stage} does not apply to {media_type.value.lower()}")
         if metadata is None:
-            metadata = probe(source, media_type, options=options)
+            describer = spec_for(stage_with_role(StageRole.DESCRIBES_SOURCE))
+            metadata = describer.run(
+                StageInput(source, media_type, MediaMetadata(), out_dir, options, None, cancel)
+            ).metadata
     job = StageInput(source, media_type, metadata or MediaMetadata(), out_dir, options, on_progress, cancel, live)
     return spec.run(job)

@@ -17,6 +17,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
@@ -80,6 +81,16 @@ class OutputKind:
 Placement = Literal["job", "worker"]
 
 
+class StageRole(StrEnum):
+    """What the core needs of a stage besides running it. Exactly one stage has each role (checked as
+    stages register); the core asks for a stage by its role, never by its name."""
+
+    # Runs first, and its result is the asset's metadata, which every other stage reads.
+    DESCRIBES_SOURCE = "describes_source"
+    # Its outputs are the asset's playback: the HLS folder the player reads, complete once the stage is.
+    PLAYBACK = "playback"
+
+
 class UnknownStageError(ValueError):
     """A stage or job type that no registered StageSpec names (a typo, or a module not loaded)."""
 
@@ -107,6 +118,11 @@ class StageSpec:
     # columns) and each kind of file it writes.
     measurements: type[Measurements] | None = None
     outputs: tuple[OutputKind, ...] = ()
+    role: StageRole | None = None
+
+    @property
+    def output_kind_names(self) -> frozenset[str]:
+        return frozenset(output.kind for output in self.outputs)
 
 
 def _probe(job: StageInput) -> StageResult:
@@ -133,25 +149,21 @@ def describe(metadata: MediaMetadata) -> str:
 
 _ALL_MEDIA = frozenset(MediaType)
 
-# The stages the rest of the code names: the probe's metadata feeds every other stage, and the
-# proxies' folder holds the HLS ladder the player reads.
-PROBE = Stage("probe")
-PROXIES = Stage("proxies")
-
 # Order matters: the probe first (every other stage needs its metadata), then the rest side by side.
 # Every stage downloads the source into its scratch volume (uploads go up to MAX_FILE_SIZE, 5 GiB by
 # default), so each Job has room for it; proxies also hold their renditions until they are uploaded.
 BUILT_IN: tuple[StageSpec, ...] = (
     StageSpec(
-        stage=PROBE,
+        stage=Stage("probe"),
         job_type=IngestionJobType("METADATA_EXTRACTION"),
         label="Reading metadata",
         media=_ALL_MEDIA,
         run=_probe,
         resources=JobResources(("250m", "1"), ("256Mi", "1Gi"), "6Gi", "7Gi", 900, memory_cap="4Gi"),
+        role=StageRole.DESCRIBES_SOURCE,
     ),
     StageSpec(
-        stage=PROXIES,
+        stage=Stage("proxies"),
         job_type=IngestionJobType("PROXY_GENERATION"),
         label="Making web proxies",
         media=frozenset({MediaType.VIDEO}),
@@ -174,6 +186,7 @@ BUILT_IN: tuple[StageSpec, ...] = (
             OutputKind(ProxyType.SPRITE_SHEET, "image", "Sprite sheet"),
             OutputKind(ProxyType.STORYBOARD, "vtt", "Storyboard"),
         ),
+        role=StageRole.PLAYBACK,
     ),
     StageSpec(
         stage=Stage("thumbnails"),
@@ -246,7 +259,9 @@ def register(spec: StageSpec) -> StageSpec:
     if _registered.get(spec.stage) is spec:
         return spec
     _check_names(spec)
-    _check_declarations(spec)
+    if spec.measurements is not None:
+        _check_measurements(spec.stage, spec.measurements)
+    _check_output_kinds(spec)
     _check_fits_registered(spec)
     _registered[spec.stage] = spec
     return spec
@@ -261,14 +276,17 @@ def _check_names(spec: StageSpec) -> None:
         raise ValueError(f"stage {spec.stage!r} applies to no media type")
 
 
-def _check_declarations(spec: StageSpec) -> None:
-    """What the stage says it measures and writes can be stored and read back."""
-    if spec.measurements is not None:
-        fields = spec.measurements.model_fields
-        if unknown := spec.measurements.columns - fields.keys():
-            raise ValueError(f"stage {spec.stage!r}: columns {sorted(unknown)} are not fields of its measurements")
-        if required := sorted(name for name, info in fields.items() if info.exclude and info.is_required()):
-            raise ValueError(f"stage {spec.stage!r}: unsent measurements {required} need a default")
+def _check_measurements(stage: Stage, model: type[Measurements]) -> None:
+    """What the stage says it measures can be stored and read back."""
+    fields = model.model_fields
+    if unknown := model.columns - fields.keys():
+        raise ValueError(f"stage {stage!r}: columns {sorted(unknown)} are not fields of its measurements")
+    if required := sorted(name for name, info in fields.items() if info.exclude and info.is_required()):
+        raise ValueError(f"stage {stage!r}: unsent measurements {required} need a default")
+
+
+def _check_output_kinds(spec: StageSpec) -> None:
+    """Each kind of file the stage writes fills AssetProxy.type, once."""
     kinds = [output.kind for output in spec.outputs]
     if bad := [kind for kind in kinds if not _OUTPUT_KIND_NAME.match(kind)]:
         raise ValueError(f"output kinds {bad}: upper-case letters, digits and _, at most 32")
@@ -277,15 +295,21 @@ def _check_declarations(spec: StageSpec) -> None:
 
 
 def _check_fits_registered(spec: StageSpec) -> None:
-    """No name, job type or output kind another stage already has; the probe first."""
-    kinds = {output.kind for output in spec.outputs}
+    """No name, job type, output kind or role another stage already has; the stage that describes the
+    source first."""
     for other in _registered.values():
-        if spec.stage == other.stage or spec.job_type == other.job_type:
-            raise ValueError(f"stage {spec.stage!r} ({spec.job_type}) clashes with the registered {other.stage!r}")
-        if taken := kinds & {output.kind for output in other.outputs}:
-            raise ValueError(f"stage {spec.stage!r} declares {sorted(taken)}, written by {other.stage!r}")
-    if not _registered and spec.stage != PROBE:
+        _check_no_clash(spec, other)
+    if not _registered and spec.role != StageRole.DESCRIBES_SOURCE:
         raise ValueError("the probe is registered first: every other stage reads its metadata")
+
+
+def _check_no_clash(spec: StageSpec, other: StageSpec) -> None:
+    if spec.stage == other.stage or spec.job_type == other.job_type:
+        raise ValueError(f"stage {spec.stage!r} ({spec.job_type}) clashes with the registered {other.stage!r}")
+    if taken := spec.output_kind_names & other.output_kind_names:
+        raise ValueError(f"stage {spec.stage!r} declares {sorted(taken)}, written by {other.stage!r}")
+    if spec.role is not None and spec.role == other.role:
+        raise ValueError(f"stage {spec.stage!r} has the role {spec.role}, which {other.stage!r} has")
 
 
 def load_stage_modules(modules: Iterable[str]) -> None:
@@ -315,6 +339,14 @@ def spec_for(stage: str) -> StageSpec:
 def stage_named(name: str) -> Stage:
     """The registered stage called `name`, for names from outside: a CLI flag, a CRD, a task, a token."""
     return spec_for(name).stage
+
+
+def stage_with_role(role: StageRole) -> Stage:
+    """The one stage that plays `role` for the core."""
+    for spec in _registered.values():
+        if spec.role == role:
+            return spec.stage
+    raise UnknownStageError(f"no stage has the role {role}")
 
 
 def stage_for_job_type(job_type: str) -> Stage:

@@ -54,8 +54,8 @@ from mediaingest.stage_reports.schemas import (
     StageRecorded,
     StageStart,
 )
-from mediaingest.worker.jobs import JobHandle
-from mediaingest.worker.stage_host import DirectStageHost, checked_data, discard_published
+from mediaingest.worker.jobs import IngestionJobHandle
+from mediaingest.worker.stage_host import DirectStageHost, StoredOutput, checked_data, discard_published
 from mediaingest.worker.stage_runner import StageContext
 from mediaingest.worker.stage_tasks import RUN
 
@@ -142,7 +142,7 @@ Context = Annotated[StageContext, Depends(_context)]
 
 @dataclass(frozen=True)
 class CurrentAttempt:
-    handle: JobHandle
+    handle: IngestionJobHandle
     owner_id: str
 
 
@@ -151,17 +151,19 @@ def _current(db: Db, claims: Claims) -> CurrentAttempt:
     410 when the asset is gone, 409 for any other attempt (finished, superseded, cancelled, not begun)."""
     with db.read() as session:
         task = session.scalar(sa.select(Task).where(Task.dedupe_key == stage_task_key(claims.asset_id, claims.stage)))
-        job_id = (
-            None if task is None else session.scalar(sa.select(IngestionJob.id).where(IngestionJob.task_id == task.id))
-        )
-    if job_id is None or task is None or task.tenant is None or task.status == TaskStatus.CANCELLED:
+        if task is None or task.tenant is None or task.status == TaskStatus.CANCELLED:
+            raise AssetGoneError("the asset no longer exists")
+        job_id = session.scalar(sa.select(IngestionJob.id).where(IngestionJob.task_id == task.id))
+    if job_id is None:
         raise AssetGoneError("the asset no longer exists")
     if task.status != TaskStatus.RUNNING or task.attempts != claims.attempt:
         raise ConflictError(
             f"attempt {claims.attempt} of {claims.stage} is not the current one "
             f"(the stage is {task.status.value.lower()} at attempt {task.attempts})"
         )
-    handle = JobHandle(job_id=job_id, task_id=task.id, attempt=claims.attempt)  # fenced by the attempt's number
+    handle = IngestionJobHandle(
+        job_id=job_id, task_id=task.id, attempt=claims.attempt
+    )  # fenced by the attempt's number
     return CurrentAttempt(handle=handle, owner_id=task.tenant)
 
 
@@ -253,27 +255,34 @@ async def record(request: Request, db: Db, ctx: Context, claims: Claims) -> Enve
 
 def _record(report: StageRecord, db: Db, ctx: StageContext, claims: identity.StageClaims) -> Envelope[StageRecorded]:
     host = _host(ctx, claims, _current(db, claims))
-    stored = []
+    result, stored = _checked_result(report, host, claims)
+    outcome = host.record(result, stored, checksum=report.checksum, published=report.published)
+    if outcome.completed:  # a pod's own metrics are never scraped: its outcomes are counted where recorded
+        metrics.count_stage_attempt(job_type_for(claims.stage), TaskStatus.SUCCEEDED)
+    return Envelope(data=StageRecorded(completed=outcome.completed, outputs=outcome.outputs))
+
+
+def _checked_result(
+    report: StageRecord, host: DirectStageHost, claims: identity.StageClaims
+) -> tuple[StageResult, list[StoredOutput]]:
+    """The reported result, from outputs that storage really holds, refused as a bad report (422) where
+    recording would refuse it."""
     try:
-        for item in report.outputs:
-            stored.append(host.stored(item.to_output()))
+        stored = [host.stored(item.to_output()) for item in report.outputs]
         result = StageResult(
             outputs=[item.output for item in stored],
             metadata=report.metadata_value(),
             measurements=report.measurements,
             message=report.message,
         )
-        checked_data(claims.stage, result)  # refused here as a bad report (422), as recording would refuse it
+        checked_data(claims.stage, result)
         for name in report.published:
             host.output_location(name, "proxies")
     except ObjectNotFoundError as exc:
         raise ValidationFailedError(f"an output was not stored: {exc.message}") from exc
     except ValueError as exc:
         raise ValidationFailedError(str(exc)) from exc
-    outcome = host.record(result, stored, checksum=report.checksum, published=report.published)
-    if outcome.completed:  # a pod's own metrics are never scraped: its outcomes are counted where recorded
-        metrics.count_stage_attempt(job_type_for(claims.stage), TaskStatus.SUCCEEDED)
-    return Envelope(data=StageRecorded(completed=outcome.completed, outputs=outcome.outputs))
+    return result, stored
 
 
 @router.post("/fail", status_code=status.HTTP_204_NO_CONTENT)

@@ -17,7 +17,7 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -94,11 +94,15 @@ class KubernetesTokenReviewer:
             if cached is not None and cached[0] > now:
                 return cached[1]
         answer = self._ask(token, audience)
+        self._remember(key, answer, now=now)
+        return answer
+
+    def _remember(self, key: str, answer: ReviewedToken | None, *, now: float) -> None:
+        """Caches the answer; a full cache first drops the answers that have expired."""
         with self._lock:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
             self._cache[key] = (now + self._cache_seconds, answer)
-        return answer
 
     def _ask(self, token: str, audience: str) -> ReviewedToken | None:
         from mediaingest.operator.kube import KubeApiError  # the stage pods' client imports this module
@@ -108,13 +112,18 @@ class KubernetesTokenReviewer:
         except KubeApiError as exc:
             log.warning("stage_reports.token_review_failed", status=exc.status)
             raise AuthenticationError("the stage token could not be reviewed; try again") from exc
-        user = status.get("user")
-        if not status.get("authenticated") or not user:
-            return None
-        if audience not in (status.get("audiences") or [audience]):  # an API server that ignored the audience
-            return None
-        pods = (user.get("extra") or {}).get(POD_NAME_EXTRA) or []
-        return ReviewedToken(username=str(user.get("username") or ""), pod_name=str(pods[0]) if pods else None)
+        return _reviewed(status, audience)
+
+
+def _reviewed(status: dict[str, Any], audience: str) -> ReviewedToken | None:
+    """What a TokenReview's status says of the token; None when it is not valid for the audience."""
+    user = status.get("user")
+    if not status.get("authenticated") or not user:
+        return None
+    if audience not in (status.get("audiences") or [audience]):  # an API server that ignored the audience
+        return None
+    pods = (user.get("extra") or {}).get(POD_NAME_EXTRA) or []
+    return ReviewedToken(username=str(user.get("username") or ""), pod_name=str(pods[0]) if pods else None)
 
 
 def stage_username(namespace: str, service_account: str) -> str:

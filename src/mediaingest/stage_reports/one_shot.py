@@ -63,19 +63,24 @@ def _attempt(host: ApiStageHost, settings: Settings, *, stage: Stage, cancel: th
     except StageCancelledError:
         return EXIT_TRANSIENT if cancel.is_set() else EXIT_OK
     except Exception as error:
-        permanent = isinstance(error, Permanent)
-        message = error_message(error)
-        if not isinstance(error, MediaIngestError):
-            log.exception("asset.stage_crashed")
-        try:  # the API decides with the stage retry policy; the pod says only whether it is permanent
-            host.fail(message, permanent=permanent)
-        except MediaIngestError as report_error:  # the exit code still tells the operator
-            log.warning("asset.stage_failure_unreported", error=report_error.message)
-        log.warning("asset.stage_failed", error=message, permanent=permanent)
-        _leave_termination_message(settings, message)
-        return EXIT_PERMANENT if permanent else EXIT_TRANSIENT
+        return _failed(host, settings, error)
     finally:
         metrics.ingestion_jobs_duration_seconds.labels(type=job_type).observe(time.monotonic() - started)
+
+
+def _failed(host: ApiStageHost, settings: Settings, error: Exception) -> int:
+    """A failed attempt, told to the API and left where Kubernetes keeps it; its exit code."""
+    permanent = isinstance(error, Permanent)
+    message = error_message(error)
+    if not isinstance(error, MediaIngestError):
+        log.exception("asset.stage_crashed")
+    try:  # the API decides with the stage retry policy; the pod says only whether it is permanent
+        host.fail(message, permanent=permanent)
+    except MediaIngestError as report_error:  # the exit code still tells the operator
+        log.warning("asset.stage_failure_unreported", error=report_error.message)
+    log.warning("asset.stage_failed", error=message, permanent=permanent)
+    _leave_termination_message(settings, message)
+    return EXIT_PERMANENT if permanent else EXIT_TRANSIENT
 
 
 def _leave_termination_message(settings: Settings, message: str) -> None:

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 import structlog
 
@@ -37,7 +38,7 @@ from mediaingest.logging import configure_logging
 from mediaingest.models import TaskStatus
 from mediaingest.models.enums import Stage
 from mediaingest.pipeline.ffmpeg import StageCancelledError
-from mediaingest.worker.jobs import JobHandle
+from mediaingest.worker.jobs import IngestionJobHandle
 from mediaingest.worker.stage_runner import StageContext, direct_host, execute_stage
 
 log = structlog.stdlib.get_logger(__name__)
@@ -92,7 +93,7 @@ class AttemptReport:
 
 
 def run_attempt(
-    settings: Settings, *, handle: JobHandle, asset_id: str, stage: Stage, cancel: threading.Event
+    settings: Settings, *, handle: IngestionJobHandle, asset_id: str, stage: Stage, cancel: threading.Event
 ) -> AttemptReport:
     """Runs one attempt in a stage process and waits for it; `cancel` stops it. Never raises for the
     stage's own failures: they are reported."""
@@ -105,16 +106,8 @@ def run_attempt(
     )
     process.start()
     sender.close()
-    terminated_at: float | None = None
     try:
-        while process.exitcode is None:
-            process.join(timeout=0.2)
-            if cancel.is_set() and process.exitcode is None:
-                if terminated_at is None:
-                    terminated_at = time.monotonic()
-                    _signal_group(process.pid, signal.SIGTERM)
-                elif time.monotonic() - terminated_at > CANCEL_GRACE_SECONDS:
-                    _signal_group(process.pid, signal.SIGKILL)
+        _wait_for(process, cancel)
         report = receiver.recv() if receiver.poll() else None
     finally:
         receiver.close()
@@ -124,7 +117,25 @@ def run_attempt(
         return report
     if cancel.is_set():
         return AttemptReport(ended=TaskStatus.CANCELLED, message="stage process stopped")
-    # Died without a report: killed by the OOM killer, a signal, or a crash in native code.
+    return _death_report(process, stage)
+
+
+def _wait_for(process: BaseProcess, cancel: threading.Event) -> None:
+    """Until the stage process ends; once `cancel` is set, SIGTERM to its group, SIGKILL after the grace."""
+    terminated_at: float | None = None
+    while process.exitcode is None:
+        process.join(timeout=0.2)
+        if cancel.is_set() and process.exitcode is None:
+            if terminated_at is None:
+                terminated_at = time.monotonic()
+                _signal_group(process.pid, signal.SIGTERM)
+            elif time.monotonic() - terminated_at > CANCEL_GRACE_SECONDS:
+                _signal_group(process.pid, signal.SIGKILL)
+
+
+def _death_report(process: BaseProcess, stage: Stage) -> AttemptReport:
+    """A stage process that died without a report: killed by the OOM killer, a signal, or a crash in
+    native code."""
     exitcode = process.exitcode or 0
     cause = signal.Signals(-exitcode).name if exitcode < 0 else f"exit code {exitcode}"
     return AttemptReport(ended=TaskStatus.FAILED, message=f"the {stage} stage process died ({cause})")
@@ -137,7 +148,9 @@ def _signal_group(pid: int | None, signum: signal.Signals) -> None:
         os.killpg(pid, signum)
 
 
-def _stage_process_main(settings: Settings, handle: JobHandle, asset_id: str, stage: Stage, sender: Connection) -> None:
+def _stage_process_main(
+    settings: Settings, handle: IngestionJobHandle, asset_id: str, stage: Stage, sender: Connection
+) -> None:
     os.setpgid(0, 0)  # lead a group of our own, which ffmpeg joins: the worker stops both at once
     with contextlib.suppress(OSError, AttributeError):  # Linux: end with the forkserver (and worker)
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -157,14 +170,19 @@ def _stage_process_main(settings: Settings, handle: JobHandle, asset_id: str, st
         log.info("asset.stage_cancelled")
         report = AttemptReport(ended=TaskStatus.CANCELLED, message=cancelled.message)
     except Exception as error:
-        if not isinstance(error, MediaIngestError):
-            log.exception("asset.stage_crashed")
-        permanent = isinstance(error, Permanent)
-        log.warning("asset.stage_failed", error=error_message(error), attempt=handle.attempt, permanent=permanent)
-        report = AttemptReport(ended=TaskStatus.FAILED, message=error_message(error), permanent=permanent)
+        report = _failure_report(error, handle)
     finally:
         ctx.close()
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     tools = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     sender.send(dataclasses.replace(report, peak_rss_bytes=own, tools_peak_rss_bytes=tools, pid=os.getpid()))
     sender.close()
+
+
+def _failure_report(error: Exception, handle: IngestionJobHandle) -> AttemptReport:
+    """A failed attempt as the worker reads it: the error's message, and whether it is permanent."""
+    if not isinstance(error, MediaIngestError):
+        log.exception("asset.stage_crashed")
+    permanent = isinstance(error, Permanent)
+    log.warning("asset.stage_failed", error=error_message(error), attempt=handle.attempt, permanent=permanent)
+    return AttemptReport(ended=TaskStatus.FAILED, message=error_message(error), permanent=permanent)

@@ -19,9 +19,9 @@ from mediaingest.models import IngestionJob, Task, TaskStatus
 
 
 @dataclass
-class JobHandle:
-    """One attempt at one job, as seen by whoever runs it: its task, and the runner or the attempt number
-    that fences it (exactly one of the two)."""
+class IngestionJobHandle:
+    """One IngestionJob row as one attempt of its task may write it: the task, and the runner or the
+    attempt number that fences the writes (exactly one of the two)."""
 
     job_id: str
     task_id: str

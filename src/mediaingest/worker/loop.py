@@ -93,10 +93,7 @@ class Worker:
     def run(self) -> None:
         log.info("worker.started", worker_id=self.worker_id, queues=list(self.queues), stage_slots=self.concurrency)
         if STAGES_QUEUE in self.queues:
-            isolation.warm_up()
-            removed = remove_orphaned_workspaces(self.settings)
-            if removed:
-                log.info("worker.orphaned_workspaces_removed", count=removed)
+            self._prepare_stage_processes()
         heartbeat = threading.Thread(target=self._heartbeat, name="task-heartbeat", daemon=True)
         heartbeat.start()
         pool_size = sum(self.slots[name] for name in self.queues)
@@ -109,6 +106,13 @@ class Worker:
         heartbeat.join(timeout=5)
         log.info("worker.stopped", worker_id=self.worker_id)
 
+    def _prepare_stage_processes(self) -> None:
+        """Before the first stage: the forkserver ready, and the workspaces of killed workers removed."""
+        isolation.warm_up()
+        removed = remove_orphaned_workspaces(self.settings)
+        if removed:
+            log.info("worker.orphaned_workspaces_removed", count=removed)
+
     def stop(self) -> None:
         self.stopping.set()
         self._wake.set()
@@ -120,32 +124,8 @@ class Worker:
     def tick(self, pool: ThreadPoolExecutor) -> int:
         """Defers due periodic tasks, claims what the free slots can take. Returns how many were claimed."""
         try:
-            if time.monotonic() - self._last_periodic >= PERIODIC_CHECK_SECONDS:
-                self._last_periodic = time.monotonic()
-                with session_scope(self.ctx.session_factory) as session:
-                    periodic.defer_due(session, self.settings, now=utcnow())
-            runs: list[tuple[str, TaskRun]] = []
-            for name in self.queues:
-                with self._lock:
-                    free = self.slots[name] - self._running_by_queue[name]
-                if free <= 0:
-                    continue
-                with session_scope(self.ctx.session_factory) as session:
-                    tasks = queue.claim(
-                        session,
-                        worker_id=self.worker_id,
-                        queues=[name],
-                        limit=free,
-                        lease_seconds=self.settings.worker_lease_seconds,
-                        now=utcnow(),
-                        # The one fairness rule: the operator's claim of stage Jobs applies it too.
-                        tenant_cap=self.settings.tenant_max_running_stages if name == STAGES_QUEUE else None,
-                    )
-                    runs += [
-                        (name, TaskRun(task.id, task.name, dict(task.payload), task.attempts, task.max_attempts,
-                                       self.worker_id, wake=self.wake))
-                        for task in tasks
-                    ]  # fmt: skip
+            self._defer_due_periodic()
+            runs = [(name, run) for name in self.queues for run in self._claim_free_slots(name)]
         except Exception:
             log.exception("worker.tick_failed")
             return 0
@@ -156,6 +136,37 @@ class Worker:
             future: Future[None] = pool.submit(self._execute, run)
             future.add_done_callback(functools.partial(self._forget, run.task_id, queue_name))
         return len(runs)
+
+    def _defer_due_periodic(self) -> None:
+        """The periodic tasks that are due, deferred (looked at once a PERIODIC_CHECK_SECONDS)."""
+        if time.monotonic() - self._last_periodic < PERIODIC_CHECK_SECONDS:
+            return
+        self._last_periodic = time.monotonic()
+        with session_scope(self.ctx.session_factory) as session:
+            periodic.defer_due(session, self.settings, now=utcnow())
+
+    def _claim_free_slots(self, name: str) -> list[TaskRun]:
+        """As many tasks of the queue as it has free slots."""
+        with self._lock:
+            free = self.slots[name] - self._running_by_queue[name]
+        if free <= 0:
+            return []
+        with session_scope(self.ctx.session_factory) as session:
+            tasks = queue.claim(
+                session,
+                worker_id=self.worker_id,
+                queues=[name],
+                limit=free,
+                lease_seconds=self.settings.worker_lease_seconds,
+                now=utcnow(),
+                # The one fairness rule: the operator's claim of stage Jobs applies it too.
+                tenant_cap=self.settings.tenant_max_running_stages if name == STAGES_QUEUE else None,
+            )
+            return [
+                TaskRun(task.id, task.name, dict(task.payload), task.attempts, task.max_attempts, self.worker_id,
+                        wake=self.wake)
+                for task in tasks
+            ]  # fmt: skip
 
     def run_due(self) -> int:
         """Claims the due tasks of this runner's queues and runs them in this thread, one by one; returns how
@@ -183,11 +194,8 @@ class Worker:
     # --- one task -----------------------------------------------------------------------------
     def _execute(self, run: TaskRun) -> None:
         structlog.contextvars.bind_contextvars(task_id=run.task_id, task=run.name, attempt=run.attempt)
-        spec = self.tasks.get(run.name)
         try:
-            if spec is None:
-                raise RuntimeError(f"no task named {run.name!r} is registered")
-            spec.function(self.ctx, run)
+            self._spec(run.name).function(self.ctx, run)
             with session_scope(self.ctx.session_factory) as session:
                 queue.succeed(session, task_id=run.task_id, worker_id=self.worker_id, now=utcnow())
         except TaskCancelled:
@@ -203,15 +211,19 @@ class Worker:
         """The one place a worker decides a failed attempt: the task's policy, applied and recorded at once."""
         if not isinstance(error, MediaIngestError):
             log.exception("task.crashed")
-        spec = self.tasks.get(run.name)
-        if spec is None:  # a task this version does not know: retrying cannot help
-            spec = TaskSpec(name=run.name, queue="", function=_unknown, retry=lambda _: RetryPolicy(max_attempts=1))
         with session_scope(self.ctx.session_factory) as session:
-            decision = spec.fail(session, task_id=run.task_id, attempt=run.attempt, error=error, settings=self.settings,
-                                 worker_id=self.worker_id)  # fmt: skip
+            decision = self._spec(run.name).fail(session, task_id=run.task_id, attempt=run.attempt, error=error,
+                                                 settings=self.settings, worker_id=self.worker_id)  # fmt: skip
         if decision is not None:
             log.warning("task.failed", error=error_message(error), retry=decision.retry,
                         delay_seconds=round(decision.delay_seconds, 2))  # fmt: skip
+
+    def _spec(self, name: str) -> TaskSpec:
+        """The registered task; one this version does not know fails at once (retrying cannot help)."""
+        spec = self.tasks.get(name)
+        if spec is None:
+            return TaskSpec(name=name, queue="", function=_unknown, retry=lambda _: RetryPolicy(max_attempts=1))
+        return spec
 
     # --- leases -------------------------------------------------------------------------------
     def _heartbeat(self) -> None:
@@ -225,11 +237,15 @@ class Worker:
                 held = list(self._running.values())
             if self.stopping.is_set() and not held:
                 return
-            for run in held:
-                try:
-                    self._keep_lease(run)
-                except Exception:
-                    log.exception("worker.heartbeat_failed")
+            self._keep_leases(held)
+
+    def _keep_leases(self, held: list[TaskRun]) -> None:
+        """One beat: each lease extended, a failure for one not stopping the others."""
+        for run in held:
+            try:
+                self._keep_lease(run)
+            except Exception:
+                log.exception("worker.heartbeat_failed")
 
     def _keep_lease(self, run: TaskRun) -> None:
         """Extends the task's lease; stops the run when the lease is gone (cancelled or reaped)."""

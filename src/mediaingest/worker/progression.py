@@ -28,10 +28,10 @@ from mediaingest.models import AssetProxy, IngestionJob, MediaAsset, Task, TaskS
 from mediaingest.models.enums import AssetProcessingStatus, ProxyType, Stage
 from mediaingest.models.job import log_entry
 from mediaingest.pipeline.plan import stages_for
-from mediaingest.pipeline.registry import PROBE, job_type_for
+from mediaingest.pipeline.registry import StageRole, job_type_for, stage_with_role
 from mediaingest.retry import RetryDecision
 from mediaingest.tasks import queue
-from mediaingest.worker.jobs import JobHandle
+from mediaingest.worker.jobs import IngestionJobHandle
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -44,7 +44,7 @@ def plan_for(asset: MediaAsset) -> list[Stage]:
 
 def stage_started(
     session: Session, *, job: IngestionJob, attempt: int, worker_id: str | None = None, message: str = ""
-) -> JobHandle:
+) -> IngestionJobHandle:
     """A runner holds the stage's task at `attempt`: the row shows it. The handle is fenced by the runner
     (`worker_id`), or by the attempt's number when the attempt reports for itself (a stage pod)."""
     job.started_at = job.started_at or utcnow()
@@ -55,7 +55,7 @@ def stage_started(
     if asset is not None:
         mark_processing(session, asset)
     session.flush()
-    return JobHandle(job_id=job.id, task_id=job.task_id, attempt=attempt, worker_id=worker_id)
+    return IngestionJobHandle(job_id=job.id, task_id=job.task_id, attempt=attempt, worker_id=worker_id)
 
 
 def stage_attempt_failed(session: Session, task: Task, error: str, decision: RetryDecision) -> None:
@@ -65,13 +65,12 @@ def stage_attempt_failed(session: Session, task: Task, error: str, decision: Ret
     job = session.scalar(sa.select(IngestionJob).where(IngestionJob.task_id == task.id))
     if job is None:  # the asset was deleted: its rows went with it
         return
+    job.append_log(log_entry("job.attempt_failed", attempt=task.attempts, error=error[:1000], retry=decision.retry,
+                             delay_seconds=round(decision.delay_seconds, 2), reason=decision.reason))  # fmt: skip
     if decision.retry:
         job.message = f"attempt {task.attempts} failed; retrying in {decision.delay_seconds:.0f} s"
     else:
         job.message = f"failed: {error[:200]}"
-    job.append_log(log_entry("job.attempt_failed", attempt=task.attempts, error=error[:1000], retry=decision.retry,
-                             delay_seconds=round(decision.delay_seconds, 2), reason=decision.reason))  # fmt: skip
-    if not decision.retry:
         asset = session.get(MediaAsset, job.asset_id)
         if asset is not None:
             fail_asset(session, asset, stage=Stage(task.payload.get("stage", job.type.lower())), error=error)
@@ -97,7 +96,7 @@ def mark_processing(session: Session, asset: MediaAsset) -> None:
 
 
 def stage_succeeded(
-    session: Session, *, asset: MediaAsset, stage: Stage, handle: JobHandle, message: str, enqueue_next: bool,
+    session: Session, *, asset: MediaAsset, stage: Stage, handle: IngestionJobHandle, message: str, enqueue_next: bool,
     settings: Settings,
 ) -> bool:  # fmt: skip
     """Completes the stage's task (fenced by its attempt's handle) and its job; enqueues what follows the
@@ -112,7 +111,7 @@ def stage_succeeded(
         job.progress, job.message = 100.0, message or "completed"
         job.append_log(log_entry("job.completed", attempt=handle.attempt, message=message))
     session.refresh(asset)
-    if stage == PROBE and enqueue_next:
+    if enqueue_next and stage == stage_with_role(StageRole.DESCRIBES_SOURCE):
         for next_stage in plan_for(asset)[1:]:
             enqueue_stage(session, asset=asset, stage=next_stage, settings=settings)
     session.flush()
@@ -135,6 +134,10 @@ def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
         return
     mark_ready(session, asset)
     metrics.assets_finished_total.labels(status="READY").inc()
+    _log_ingestion_completed(session, asset)
+
+
+def _log_ingestion_completed(session: Session, asset: MediaAsset) -> None:
     proxies = session.scalars(sa.select(AssetProxy.type).where(AssetProxy.asset_id == asset.id)).all()
     took = (asset.processed_at - asset.uploaded_at) if asset.processed_at and asset.uploaded_at else timedelta()
     # One style in every log line: snake_case keys, a dotted event name, units in the names (the API's
@@ -144,7 +147,7 @@ def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
         asset_id=asset.id,
         user_id=asset.owner_id,
         duration_seconds=round(took.total_seconds(), 3),
-        video_proxies=sum(1 for kind in proxies if kind in _VIDEO_KINDS),
+        video_proxies=sum(kind in _VIDEO_KINDS for kind in proxies),
         outputs=len(proxies),
         metadata_extracted=asset.metadata_record is not None,
     )

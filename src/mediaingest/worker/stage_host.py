@@ -38,7 +38,7 @@ from mediaingest.runtime import Runtime
 from mediaingest.storage.base import PresignedRequest
 from mediaingest.storage.errors import PreconditionFailedError
 from mediaingest.worker import progression
-from mediaingest.worker.jobs import JobHandle
+from mediaingest.worker.jobs import IngestionJobHandle
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -116,7 +116,7 @@ class DirectStageHost:
         *,
         asset_id: str,
         stage: Stage,
-        handle: JobHandle,
+        handle: IngestionJobHandle,
         enqueue_next: bool,
         owner_id: str | None = None,
     ) -> None:
@@ -162,6 +162,13 @@ class DirectStageHost:
             raise RuntimeError("begin() first")
         return self._source
 
+    @property
+    def _owner(self) -> str:
+        """Whose the asset is: read by `begin()`, or given by a caller that knows it."""
+        if self.owner_id is None:
+            raise RuntimeError("the asset's owner is unknown")
+        return self.owner_id
+
     # --- progress ---------------------------------------------------------------------------------
     def report_progress(self, fraction: float, message: str) -> bool:
         return self.handle.write_progress(self.ctx.session_factory, fraction, message, min_interval=0.5)
@@ -176,9 +183,7 @@ class DirectStageHost:
 
     # --- objects ----------------------------------------------------------------------------------
     def output_location(self, name: str, role: str) -> tuple[str, str]:
-        if self.owner_id is None:
-            raise RuntimeError("the asset's owner is unknown")
-        return output_location(self.ctx, owner_id=self.owner_id, asset_id=self.asset_id, stage=self.stage, name=name,
+        return output_location(self.ctx, owner_id=self._owner, asset_id=self.asset_id, stage=self.stage, name=name,
                                role=role)  # fmt: skip
 
     def publish(self, path: Path, name: str) -> None:
@@ -206,42 +211,23 @@ class DirectStageHost:
         return StoredOutput(output=output, bucket=bucket, key=key, size=self.ctx.storage.head(bucket, key).size)
 
     def discard(self, published: Iterable[str]) -> None:
-        if self.owner_id is None:
-            raise RuntimeError("the asset's owner is unknown")
-        discard_published(self.ctx, owner_id=self.owner_id, asset_id=self.asset_id, stage=self.stage, names=published)
+        discard_published(self.ctx, owner_id=self._owner, asset_id=self.asset_id, stage=self.stage, names=published)
 
     # --- outcome ----------------------------------------------------------------------------------
     def record(
         self, result: StageResult, stored: list[StoredOutput], *, checksum: str | None, published: Iterable[str]
     ) -> StageOutcome:
-        if self.owner_id is None:
-            raise RuntimeError("the asset's owner is unknown")
+        prefix = stage_prefix(user_id=self._owner, asset_id=self.asset_id, stage=self.stage)
         try:
             measured = checked_data(self.stage, result)
         except ValueError as exc:  # the stage's code disagrees with its spec: no retry cures that
             raise PermanentProcessingError(f"the {self.stage} stage's result: {exc}") from exc
-        prefix = stage_prefix(user_id=self.owner_id, asset_id=self.asset_id, stage=self.stage)
         kept = {(item.bucket, item.key) for item in stored} | {self.output_location(n, "proxies") for n in published}
         with session_scope(self.ctx.session_factory) as session:
             asset = repository.get_for_update(session, self.asset_id)
-            recorded = asset is not None
-            if asset is not None:
-                _replace_rows(
-                    session, asset, prefix=prefix, result=result, stored=stored, stage=self.stage, measured=measured
-                )
-                hls = next((item.output for item in stored if item.output.kind == ProxyType.HLS), None)
-                if hls is not None:  # the whole length plays now, whatever the last throttled write said
-                    progression.record_playable(
-                        session, asset_id=self.asset_id, seconds=float(hls.details.get("durationSeconds") or 0.0)
-                    )
-                if checksum is not None:
-                    asset.checksum = checksum
-                recorded = progression.stage_succeeded(
-                    session, asset=asset, stage=self.stage, handle=self.handle, message=result.message,
-                    enqueue_next=self.enqueue_next, settings=self.ctx.settings,
-                )  # fmt: skip
-                if not recorded:
-                    session.rollback()
+            recorded = asset is not None and self._record_rows(
+                session, asset, prefix=prefix, result=result, stored=stored, measured=measured, checksum=checksum
+            )
         if not recorded:
             # Deleted while we worked, or the job was taken over: leave no objects behind for this attempt.
             # (A successor writing the same keys will rewrite them; a deleted asset's prefix is gone for good.)
@@ -252,6 +238,28 @@ class DirectStageHost:
         self._remove_stale_objects(prefix=prefix, kept=kept)
         log.info("asset.stage_completed", asset_id=self.asset_id, stage=self.stage, outputs=len(stored))
         return StageOutcome(completed=True, outputs=len(stored), message=result.message)
+
+    def _record_rows(
+        self, session: sa.orm.Session, asset: MediaAsset, *, prefix: str, result: StageResult,
+        stored: list[StoredOutput], measured: Measurements | None, checksum: str | None,
+    ) -> bool:  # fmt: skip
+        """The stage's rows and its job's completion; False, with nothing written, when the attempt is no
+        longer current."""
+        _replace_rows(session, asset, prefix=prefix, result=result, stored=stored, stage=self.stage, measured=measured)
+        hls = next((item.output for item in stored if item.output.kind == ProxyType.HLS), None)
+        if hls is not None:  # the whole length plays now, whatever the last throttled write said
+            progression.record_playable(
+                session, asset_id=self.asset_id, seconds=float(hls.details.get("durationSeconds") or 0.0)
+            )
+        if checksum is not None:
+            asset.checksum = checksum
+        recorded = progression.stage_succeeded(
+            session, asset=asset, stage=self.stage, handle=self.handle, message=result.message,
+            enqueue_next=self.enqueue_next, settings=self.ctx.settings,
+        )  # fmt: skip
+        if not recorded:
+            session.rollback()
+        return recorded
 
     def _remove_stale_objects(self, *, prefix: str, kept: set[tuple[str, str]]) -> None:
         """Objects of an earlier run that this run did not produce: nothing strays."""
@@ -284,8 +292,7 @@ def checked_data(stage: Stage, result: StageResult) -> Measurements | None:
     """The result's measurements as its StageSpec's model, and its outputs of the kinds the spec declares
     (ValueError otherwise: a stage pod's report is not trusted, and a stage's slip shows at once)."""
     spec = registry.spec_for(stage)
-    declared = {output.kind for output in spec.outputs}
-    if undeclared := sorted({output.kind for output in result.outputs} - declared):
+    if undeclared := sorted({output.kind for output in result.outputs} - spec.output_kind_names):
         raise ValueError(f"stage {stage!r} wrote outputs of kinds it does not declare: {undeclared}")
     if spec.measurements is None:
         if result.measurements:
@@ -308,13 +315,7 @@ def _replace_rows(
         session.execute(sa.delete(AssetMetadata).where(AssetMetadata.asset_id == asset.id))
         session.add(AssetMetadata(asset_id=asset.id, **result.metadata.to_dict()))
     if measured is not None:
-        # Read, changed and written under the asset's row lock (`get_for_update` on PostgreSQL; SQLite's
-        # writers are serialized by BEGIN IMMEDIATE), so stages finishing side by side keep each other's entry.
-        record = session.get(AssetMetadata, asset.id)
-        if record is not None:
-            record.measurements = {**(record.measurements or {}), stage: measured.stored()}
-            for name, value in measured.column_values().items():
-                setattr(record, name, value)
+        _store_measurements(session, asset, stage=stage, measured=measured)
     session.execute(
         sa.delete(AssetProxy).where(AssetProxy.asset_id == asset.id, AssetProxy.storage_key.startswith(prefix))
     )
@@ -338,3 +339,16 @@ def _replace_rows(
         )
     session.flush()
     session.expire(asset, ["metadata_record", "proxies"])
+
+
+def _store_measurements(session: sa.orm.Session, asset: MediaAsset, *, stage: Stage, measured: Measurements) -> None:
+    """The stage's entry in the asset's measurements, and the columns its model fills.
+
+    Read, changed and written under the asset's row lock (`get_for_update` on PostgreSQL; SQLite's writers
+    are serialized by BEGIN IMMEDIATE), so stages finishing side by side keep each other's entry.
+    """
+    record = session.get(AssetMetadata, asset.id)
+    if record is not None:
+        record.measurements = {**(record.measurements or {}), stage: measured.stored()}
+        for name, value in measured.column_values().items():
+            setattr(record, name, value)

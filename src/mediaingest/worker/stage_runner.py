@@ -28,10 +28,10 @@ from mediaingest.models.enums import Stage
 from mediaingest.pipeline import run_stage_function
 from mediaingest.pipeline.ffmpeg import StageCancelledError
 from mediaingest.pipeline.options import PipelineOptions
-from mediaingest.pipeline.registry import PROBE, load_stage_modules
+from mediaingest.pipeline.registry import StageRole, load_stage_modules, spec_for
 from mediaingest.pipeline.types import LiveOutputs
 from mediaingest.runtime import Runtime
-from mediaingest.worker.jobs import JobHandle
+from mediaingest.worker.jobs import IngestionJobHandle
 from mediaingest.worker.stage_host import DirectStageHost, StageHost, StageOutcome
 
 log = structlog.stdlib.get_logger(__name__)
@@ -65,10 +65,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _workspaces(settings: Settings) -> Path:
+    """Where the stage workspaces are made: WORK_DIR, else the system's temp folder."""
+    return settings.work_dir or Path(tempfile.gettempdir())
+
+
 @contextmanager
 def job_workspace(settings: Settings, label: str) -> Iterator[Path]:
     """A private folder removed on every exit path; the pid in its name lets a later worker reap it."""
-    root = settings.work_dir or Path(tempfile.gettempdir())
+    root = _workspaces(settings)
     root.mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix=f"{WORKSPACE_PREFIX}{os.getpid()}-{label}-", dir=root))
     try:
@@ -79,9 +84,8 @@ def job_workspace(settings: Settings, label: str) -> Iterator[Path]:
 
 def remove_orphaned_workspaces(settings: Settings) -> int:
     """Folders left by workers that were killed (SIGKILL skips every finally)."""
-    root = settings.work_dir or Path(tempfile.gettempdir())
     removed = 0
-    for path in root.glob(f"{WORKSPACE_PREFIX}*"):
+    for path in _workspaces(settings).glob(f"{WORKSPACE_PREFIX}*"):
         pid_text = path.name[len(WORKSPACE_PREFIX) :].split("-", 1)[0]
         if pid_text.isdigit() and not _process_alive(int(pid_text)):
             shutil.rmtree(path, ignore_errors=True)
@@ -135,7 +139,8 @@ def execute_stage(
     begun = host.begin()
     if begun is None:
         return StageOutcome(completed=False, outputs=0, message="asset deleted")
-    if stage != PROBE and begun.metadata is None:
+    describes_source = spec_for(stage).role == StageRole.DESCRIBES_SOURCE
+    if not describes_source and begun.metadata is None:
         raise TransientProcessingError("probe results are not recorded yet")
 
     progress = _Progress(host, cancel, stage)
@@ -144,7 +149,7 @@ def execute_stage(
         source = workspace / f"source{begun.source_suffix}"
         host.download_source(source)
         checksum = None
-        if stage == PROBE:
+        if describes_source:
             checksum = _verify_checksum(source, known=begun.checksum, declared=begun.declared_sha256)
         output_dir = workspace / "out"
         output_dir.mkdir()
@@ -163,7 +168,9 @@ def execute_stage(
     return host.record(result, stored, checksum=checksum, published=live.names)
 
 
-def direct_host(ctx: StageContext, *, asset_id: str, stage: Stage, handle: JobHandle, enqueue_next: bool) -> StageHost:
+def direct_host(
+    ctx: StageContext, *, asset_id: str, stage: Stage, handle: IngestionJobHandle, enqueue_next: bool
+) -> StageHost:
     return DirectStageHost(ctx, asset_id=asset_id, stage=stage, handle=handle, enqueue_next=enqueue_next)
 
 
@@ -174,8 +181,8 @@ def _verify_checksum(source: Path, *, known: str | None, declared: str | None) -
     Hashed even when the checksum is known: a same-size swap keeps the size, and only the hash tells.
     """
     actual = sha256_of(source)
-    if known is not None and actual != known:
+    if known not in (None, actual):
         raise PermanentProcessingError("SHA-256 mismatch: the stored bytes changed after they were verified")
-    if declared is not None and actual != declared:
+    if declared not in (None, actual):
         raise PermanentProcessingError("SHA-256 mismatch: the stored bytes do not match the declared sha256")
     return actual if known is None else None

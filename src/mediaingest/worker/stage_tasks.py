@@ -47,6 +47,11 @@ def run_stage(ctx: StageContext, run: TaskRun) -> None:
     if report.ended == TaskStatus.SUCCEEDED:
         run.wake()  # its successors are committed: claim them before the bookkeeping below
     _observe(ctx, handle.job_id, run.attempt, job_type, report)
+    _raise_unless_succeeded(report)
+
+
+def _raise_unless_succeeded(report: isolation.AttemptReport) -> None:
+    """How the runner takes an attempt that did not succeed: cancelled, or failed with its retry class."""
     if report.ended == TaskStatus.CANCELLED:
         raise TaskCancelled(report.message)
     if report.ended == TaskStatus.FAILED:
