@@ -90,22 +90,39 @@ def hls_playlist(
     check_signature(asset_id, expires, signature, settings)
     if name not in (*_WITH_CAPTIONS, CLIP_PLAYLIST) and not _MEDIA_PLAYLIST_NAME.match(name):
         raise NotFoundError(f"no playlist {name!r}")
+    asset = _read_asset(db, asset_id, with_captions=name in _WITH_CAPTIONS)
+    hls = _SignedHls(
+        assets.storage, settings, asset_id=asset_id, folder=_hls_folder(owner_id=asset.owner_id, asset_id=asset_id),
+        expires=expires, signature=signature, ttl=max(60, int(expires - time.time())),
+    )  # fmt: skip
+    if name in _SUBTITLES:
+        return _subtitles(hls, name, asset.captions)
+    if name == CLIP_PLAYLIST:
+        return _clip_playlist(
+            hls, owner_id=asset.owner_id, frame_rate=asset.frame_rate, in_frame=in_frame, out_frame=out_frame
+        )
+    return _stored_playlist(hls, name, asset.captions)
+
+
+@dataclass(frozen=True)
+class _PlaylistAsset:
+    """What serving a playlist reads of the asset, in one short read."""
+
+    owner_id: str
+    captions: tuple[AssetProxy, str, float] | None  # read for the playlists that carry them
+    frame_rate: str | None
+
+
+def _read_asset(db: Db, asset_id: str, *, with_captions: bool) -> _PlaylistAsset:
     with db.read() as session:
         asset = session.get(MediaAsset, asset_id)
         if asset is None:
             raise NotFoundError("asset not found")
-        owner_id = asset.owner_id
-        captions = _captions_of(asset) if name in _WITH_CAPTIONS else None
-        frame_rate = asset.metadata_record.frame_rate if asset.metadata_record else None
-    hls = _SignedHls(
-        assets.storage, settings, asset_id=asset_id, folder=_hls_folder(owner_id=owner_id, asset_id=asset_id),
-        expires=expires, signature=signature, ttl=max(60, int(expires - time.time())),
-    )  # fmt: skip
-    if name in _SUBTITLES:
-        return _subtitles(hls, name, captions)
-    if name == CLIP_PLAYLIST:
-        return _clip_playlist(hls, owner_id=owner_id, frame_rate=frame_rate, in_frame=in_frame, out_frame=out_frame)
-    return _stored_playlist(hls, name, captions)
+        return _PlaylistAsset(
+            owner_id=asset.owner_id,
+            captions=_captions_of(asset) if with_captions else None,
+            frame_rate=asset.metadata_record.frame_rate if asset.metadata_record else None,
+        )
 
 
 @dataclass(frozen=True)

@@ -522,7 +522,7 @@ class AssetService:
         return ConfirmedUpload(asset=asset)
 
     def _remove_orphan(self, orphan: tuple[str, str] | None) -> None:
-        """The completed object no row will point at (see `_confirmable`)."""
+        """Removes the completed object that no row will point at (see `_confirmable`)."""
         if orphan is not None:
             self.storage.delete(*orphan)
 

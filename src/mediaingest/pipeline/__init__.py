@@ -60,9 +60,14 @@ def run_stage_function(
         if stage not in stages_for(media_type):
             return StageResult(message=f"{stage} does not apply to {media_type.value.lower()}")
         if metadata is None:
-            describer = spec_for(stage_with_role(StageRole.DESCRIBES_SOURCE))
-            metadata = describer.run(
-                StageInput(source, media_type, MediaMetadata(), out_dir, options, None, cancel)
-            ).metadata
+            metadata = _described(source, media_type, out_dir, options=options, cancel=cancel)
     job = StageInput(source, media_type, metadata or MediaMetadata(), out_dir, options, on_progress, cancel, live)
     return spec.run(job)
+
+
+def _described(
+    source: Path, media_type: MediaType, out_dir: Path, *, options: PipelineOptions, cancel: threading.Event | None
+) -> MediaMetadata | None:
+    """What the stage that describes the source finds, for a stage started without its metadata."""
+    describer = spec_for(stage_with_role(StageRole.DESCRIBES_SOURCE))
+    return describer.run(StageInput(source, media_type, MediaMetadata(), out_dir, options, None, cancel)).metadata

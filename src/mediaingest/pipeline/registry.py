@@ -82,8 +82,8 @@ Placement = Literal["job", "worker"]
 
 
 class StageRole(StrEnum):
-    """What the core needs of a stage besides running it. Exactly one stage has each role (checked as
-    stages register); the core asks for a stage by its role, never by its name."""
+    """What the core needs of a stage besides running it; the core asks for a stage by its role, never by
+    its name. No two stages share a role (checked as they register), and the built-in stages have each."""
 
     # Runs first, and its result is the asset's metadata, which every other stage reads.
     DESCRIBES_SOURCE = "describes_source"

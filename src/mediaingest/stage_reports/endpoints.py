@@ -161,9 +161,8 @@ def _current(db: Db, claims: Claims) -> CurrentAttempt:
             f"attempt {claims.attempt} of {claims.stage} is not the current one "
             f"(the stage is {task.status.value.lower()} at attempt {task.attempts})"
         )
-    handle = IngestionJobHandle(
-        job_id=job_id, task_id=task.id, attempt=claims.attempt
-    )  # fenced by the attempt's number
+    # Fenced by the attempt's number.
+    handle = IngestionJobHandle(job_id=job_id, task_id=task.id, attempt=claims.attempt)
     return CurrentAttempt(handle=handle, owner_id=task.tenant)
 
 

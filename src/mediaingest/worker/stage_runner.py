@@ -32,7 +32,7 @@ from mediaingest.pipeline.registry import StageRole, load_stage_modules, spec_fo
 from mediaingest.pipeline.types import LiveOutputs
 from mediaingest.runtime import Runtime
 from mediaingest.worker.jobs import IngestionJobHandle
-from mediaingest.worker.stage_host import DirectStageHost, StageHost, StageOutcome
+from mediaingest.worker.stage_host import DirectStageHost, StageAsset, StageHost, StageOutcome
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -146,11 +146,7 @@ def execute_stage(
     progress = _Progress(host, cancel, stage)
     with job_workspace(settings, stage) as workspace:
         progress(0.0, "downloading source")
-        source = workspace / f"source{begun.source_suffix}"
-        host.download_source(source)
-        checksum = None
-        if describes_source:
-            checksum = _verify_checksum(source, known=begun.checksum, declared=begun.declared_sha256)
+        source, checksum = _download_source(host, begun, workspace, verify=describes_source)
         output_dir = workspace / "out"
         output_dir.mkdir()
         live = _LivePublisher(host, stage, cancel)
@@ -166,6 +162,14 @@ def execute_stage(
             raise StageCancelledError(f"{stage} cancelled")
         stored = [host.store(output) for output in result.outputs]
     return host.record(result, stored, checksum=checksum, published=live.names)
+
+
+def _download_source(host: StageHost, begun: StageAsset, workspace: Path, *, verify: bool) -> tuple[Path, str | None]:
+    """The source in the workspace; with `verify` (the stage that reads it whole), checked against the
+    upload's SHA-256, which is returned when confirm could not record it."""
+    source = workspace / f"source{begun.source_suffix}"
+    host.download_source(source)
+    return source, _verify_checksum(source, known=begun.checksum, declared=begun.declared_sha256) if verify else None
 
 
 def direct_host(
