@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
 import structlog
@@ -116,6 +116,10 @@ class ApiStageHost:
                 log.warning("stage.report_retrying", what=what, attempt=attempt, error=error.message)
                 time.sleep(decision.delay_seconds)
 
+    @overload
+    def _post(self, path: str, body: BaseModel | None, answer: type[T]) -> T: ...
+    @overload
+    def _post(self, path: str, body: BaseModel | None, answer: None) -> None: ...
     def _post(self, path: str, body: BaseModel | None, answer: type[T] | None) -> T | None:
         def call() -> T | None:
             try:
@@ -151,7 +155,6 @@ class ApiStageHost:
             return None
         except _Superseded as exc:
             raise StageCancelledError(f"{self.stage}: a later attempt started") from exc
-        assert start is not None
         self._start = start
         return StageAsset(
             media_type=start.media_type,
@@ -198,7 +201,7 @@ class ApiStageHost:
             answer = self._post("progress", report, ProgressAnswer)
         except (_Gone, _Superseded):
             return False
-        return bool(answer and answer.current)
+        return answer.current
 
     def report_playable(self, seconds: float) -> None:
         now = time.monotonic()
@@ -219,7 +222,6 @@ class ApiStageHost:
             signed = self._post("outputs", request, SignedPuts)
         except (_Gone, _Superseded) as exc:
             raise StageCancelledError(f"{self.stage}: no longer this attempt's") from exc
-        assert signed is not None
         put = signed.files[0]
 
         def call() -> None:
@@ -258,7 +260,6 @@ class ApiStageHost:
             answer = self._post("record", report, StageRecorded)
         except (_Gone, _Superseded):
             return StageOutcome(completed=False, outputs=0, message="asset deleted or job taken over")
-        assert answer is not None
         return StageOutcome(completed=answer.completed, outputs=answer.outputs, message=result.message)
 
     def discard(self, published: Iterable[str]) -> None:
