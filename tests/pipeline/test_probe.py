@@ -191,3 +191,14 @@ def test_anamorphic_frame_rate_and_rotation_mapping() -> None:
 def test_metadata_round_trips_through_a_dict() -> None:
     md = MediaMetadata(duration_seconds=2.0, has_video=True, exif={"Orientation": 6})
     assert MediaMetadata.from_dict({**md.to_dict(), "id": 7, "asset_id": "x"}) == md
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [{"format": None}, {"streams": None}, {"streams": [{"codec_type": "audio", "tags": None}]},
+     {"streams": [{"codec_type": "audio", "index": 1.5}]}],
+)  # fmt: skip
+def test_ffprobe_json_of_an_unexpected_shape_makes_the_media_unreadable(shape: dict[str, object]) -> None:
+    """Never a stage crash (retried as if temporary): a permanent, plain failure naming what was odd."""
+    with pytest.raises(MediaUnreadableError, match="ffprobe's description of the file cannot be read"):
+        metadata_from_ffprobe(shape)

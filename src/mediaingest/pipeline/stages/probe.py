@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from PIL import ExifTags, Image, ImageFile, IptcImagePlugin, UnidentifiedImageError
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationError
 
 from mediaingest.exceptions import MediaTooLargeError, MediaUnreadableError, ProcessingError
 from mediaingest.models.enums import MediaType
@@ -258,6 +258,9 @@ class _Format(BaseModel):
     tags: _Tags = Field(default_factory=_Tags)
 
 
+_Parsed = TypeVar("_Parsed", bound=BaseModel)
+
+
 class _Ffprobe(BaseModel):
     """ffprobe's -show_format -show_streams JSON, as far as the metadata reads it."""
 
@@ -291,9 +294,22 @@ class _Ffprobe(BaseModel):
         return next((tags.timecode for tags in [*(s.tags for s in ordered), self.format.tags] if tags.timecode), None)
 
 
+def _read(model: type[_Parsed], data: Any) -> _Parsed:
+    """ffprobe's JSON read into `model`: JSON shaped otherwise (a file crafted to make ffprobe print what it
+    never should) makes the media unreadable, with a clear error, rather than crashing the stage."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the top level"
+        raise MediaUnreadableError(
+            f"ffprobe's description of the file cannot be read ({where}: {first['msg']})"
+        ) from exc
+
+
 def metadata_from_ffprobe(data: dict[str, Any]) -> MediaMetadata:
     """Map ffprobe's -show_format -show_streams JSON onto MediaMetadata (pure, no I/O)."""
-    probed = _Ffprobe.model_validate(data)
+    probed = _read(_Ffprobe, data)
     video, audio = probed.picture, probed.audio
     if video is None and not audio:
         raise MediaUnreadableError("the file has no audio or video stream")
@@ -410,7 +426,7 @@ def _content_light_level(item: dict[str, Any]) -> dict[str, int]:
 def _add_frame_side_data(source: Path, md: MediaMetadata, options: PipelineOptions) -> None:
     """HDR10 mastering data often lives in the first frame's SEI, not in the container: read one frame."""
     try:
-        frames = options.tools.probe(
+        raw = options.tools.probe(
             source,
             extra_args=(
                 "-select_streams",
@@ -422,9 +438,10 @@ def _add_frame_side_data(source: Path, md: MediaMetadata, options: PipelineOptio
                 "frame=side_data_list",
             ),
         )
+        frames = _read(_Frames, raw)
     except ProcessingError:
         return  # the main probe succeeded; missing mastering data does not make the media unreadable
-    for frame in _Frames.model_validate(frames).frames:
+    for frame in frames.frames:
         _apply_side_data(md, frame.side_data_list)
 
 
@@ -549,7 +566,7 @@ def _describe_image(source: Path, options: PipelineOptions) -> tuple[_Ffprobe, d
     # Formats ffmpeg lacks (some TIFF variants) may still open with Pillow.
     with contextlib.suppress(MediaUnreadableError):
         raw = options.tools.probe(source)
-    probed = _Ffprobe.model_validate(raw or {})
+    probed = _read(_Ffprobe, raw or {})
     stream = probed.first_video
     check_pixel_budget(stream.width, stream.height, options, what="the image's pixels")
     return probed, raw
