@@ -102,7 +102,7 @@ def _measure(source: Source, scratch: Path) -> dict[str, Any]:
     options = PipelineOptions.from_settings(settings, proxy_heights=(360,))
     storage = LocalStorage(scratch / "storage", secret=b"bench-secret", public_url="http://bench")
     storage.ensure_buckets([settings.bucket_incoming, settings.bucket_processed, settings.bucket_proxies])
-    service = TimelineService(settings=settings, storage=storage, options=options)
+    service = TimelineService(settings=settings, storage=storage, options=options, asset_exists=lambda _id: True)
     timeline = timeline_of(_asset(source, storage, settings, scratch, options))
     chooser = random.Random(29)
     times = [chooser.uniform(0, timeline.seconds) for _ in range(FRAMES)]

@@ -3,6 +3,7 @@ is built here from the settings passed in, never at import, so tests and process
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -19,7 +20,7 @@ from mediaingest.assets.endpoints import router as assets_router
 from mediaingest.assets.events import router as asset_events_router
 from mediaingest.assets.playback import router as playback_router
 from mediaingest.assets.service import AssetService
-from mediaingest.assets.timeline import TimelineService
+from mediaingest.assets.timeline import TimelineService, asset_lives
 from mediaingest.assets.timeline_endpoints import router as timeline_router
 from mediaingest.config import Settings, StorageBackendName
 from mediaingest.db import create_db_engine, create_session_factory
@@ -71,8 +72,9 @@ def create_app(
         settings=settings, storage=storage, dispatcher=build_dispatcher(settings, on_work=on_work)
     )
     app.state.timeline_service = TimelineService(
-        settings=settings, storage=storage, options=PipelineOptions.from_settings(settings)
-    )
+        settings=settings, storage=storage, options=PipelineOptions.from_settings(settings),
+        asset_exists=functools.partial(asset_lives, session_factory),
+    )  # fmt: skip
     metrics.track_storage_usage(app.state.read_session_factory)
 
     # Added last, so it runs first: the request id and access log cover the 413 answers too.

@@ -201,6 +201,13 @@ SORTS: dict[str, Any] = {
 }
 
 
+def exists_for_share(session: Session, *, asset_id: str) -> bool:
+    """Whether the asset still exists, once any transaction deleting it has ended (FOR SHARE waits for its
+    row lock; SQLite's writers are serialized already)."""
+    found = session.scalar(sa.select(MediaAsset.id).where(MediaAsset.id == asset_id).with_for_update(read=True))
+    return found is not None
+
+
 @dataclass(frozen=True)
 class PageWindow:
     """Which rows of a sorted listing one page reads: `skip` rows, then up to `limit`, counted from the

@@ -17,6 +17,7 @@ import io
 import math
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -33,7 +34,7 @@ from mediaingest.assets.metadata import metadata_of
 from mediaingest.assets.storage_keys import derived_key
 from mediaingest.assets.timeline_schemas import FilmstripOut, FilmstripTile, FrameFormat, FrameOut, PictureSource
 from mediaingest.config import Settings
-from mediaingest.db import utcnow
+from mediaingest.db import SessionFactory, session_scope, utcnow
 from mediaingest.exceptions import (
     ConflictError,
     NotFoundError,
@@ -215,11 +216,26 @@ class _FilmstripPlan:
         ]
 
 
+def asset_lives(session_factory: SessionFactory, asset_id: str) -> bool:
+    """Whether the asset exists, once a delete in progress has ended: it holds the asset's row (PostgreSQL)
+    or the write lock (SQLite), which this waits for."""
+    with session_scope(session_factory) as session:
+        return repository.exists_for_share(session, asset_id=asset_id)
+
+
 class TimelineService:
-    def __init__(self, *, settings: Settings, storage: Storage, options: PipelineOptions) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        storage: Storage,
+        options: PipelineOptions,
+        asset_exists: Callable[[str], bool],
+    ) -> None:
         self.settings = settings
         self.storage = storage
         self.options = options
+        self.asset_exists = asset_exists  # by id, after any delete in progress (see `asset_lives`)
         self.files = MediaCache(
             storage, settings.data_dir / "timeline-cache", max_bytes=settings.timeline_cache_mb * 2**20
         )
@@ -247,7 +263,7 @@ class TimelineService:
         cached = self._stored(key)
         if not cached:
             (image,) = self._decode(picture, [frame], timeline.rate, size)
-            self._store(key, _encode(image, fmt, self.options), _CONTENT_TYPES[fmt])
+            self._store(timeline, key, _encode(image, fmt, self.options), _CONTENT_TYPES[fmt])
             log.info("timeline.frame_rendered", asset_id=timeline.asset_id, frame=frame, source=picture.kind)
         return FrameOut(
             url=self._signed(key),
@@ -279,7 +295,7 @@ class TimelineService:
         cached = self._stored(key)
         if not cached:
             sheet = _contact_sheet(self._filmstrip_pictures(timeline, plan, size), columns, rows, size)
-            self._store(key, _encode(sheet, "jpg", self.options), _CONTENT_TYPES["jpg"])
+            self._store(timeline, key, _encode(sheet, "jpg", self.options), _CONTENT_TYPES["jpg"])
             log.info("timeline.filmstrip_rendered", asset_id=timeline.asset_id, count=count, source=plan.kind)
         return FilmstripOut(
             url=self._signed(key),
@@ -363,11 +379,17 @@ class TimelineService:
             return False
         return True
 
-    def _store(self, key: str, data: bytes, content_type: str) -> None:
+    def _store(self, timeline: Timeline, key: str, data: bytes, content_type: str) -> None:
+        """Keeps a picture under the asset's prefix, unless the asset was deleted while it was rendered: that
+        delete removed the prefix before this upload, and the picture would outlive its asset."""
         with tempfile.TemporaryDirectory(prefix="mediaingest-timeline-") as folder:
             path = Path(folder) / "picture"
             path.write_bytes(data)
             self.storage.upload_file(self.settings.bucket_processed, key, path, content_type=content_type)
+        # After the upload: a delete that starts later removes the picture with the prefix.
+        if not self.asset_exists(timeline.asset_id):
+            self.storage.delete(self.settings.bucket_processed, key)
+            raise NotFoundError("asset not found")
 
     def _signed(self, key: str) -> str:
         return self.storage.presign_get(
