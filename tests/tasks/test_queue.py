@@ -203,6 +203,22 @@ def test_the_claim_caps_each_tenant_and_takes_tenants_in_turn(factory: SessionFa
     assert sorted(claim(10)) == sorted(chores)
 
 
+def test_the_capped_claim_finds_every_tenant_with_due_tasks_and_only_those(factory: SessionFactory) -> None:
+    """The tenants are found one after another along the queued tasks' index (a skip scan on PostgreSQL):
+    tenants with nothing due, or due only in another queue, sit between them and are passed over."""
+    now = utcnow()
+    later = _defer(factory, 2, tenant="b-later", run_after=now + timedelta(hours=1))
+    with session_scope(factory) as session:
+        elsewhere = queue.defer(session, name="t", queue="stages", tenant="c-elsewhere", run_after=now).id
+    due = {tenant: _defer(factory, 2, tenant=tenant, run_after=now)[0] for tenant in ("a", "d", "e")}
+    with session_scope(factory) as session:
+        claimed = queue.claim(session, worker_id="w", queues=["default"], limit=10, lease_seconds=60, now=utcnow(),
+                              tenant_cap=1)  # fmt: skip
+        assert sorted(t.id for t in claimed) == sorted(due.values())
+    for task_id in [*later, elsewhere]:
+        assert _task(factory, task_id).status == TaskStatus.QUEUED
+
+
 def test_an_attempt_fences_its_own_report(factory: SessionFactory) -> None:
     [task_id] = _defer(factory, 1)
     now = utcnow()

@@ -186,7 +186,7 @@ def _tenant_lines(
     # No claim takes more than `limit` tasks, so only the head of each tenant's line can be taken: read
     # those `limit` rows of each tenant from the queued tasks' tenant index (LATERAL, which SQLite lacks)
     # instead of ranking every due task (3,000 due tasks of six tenants: 27 ms → 1.4 ms in the database).
-    tenants = sa.select(Task.tenant).where(*due, Task.tenant.is_not(None)).distinct().cte("tenants")
+    tenants = _tenants_with_due_tasks(due)
     head = (
         sa.select(Task.id, Task.tenant, Task.priority, Task.run_after, Task.created_at)
         .where(*due, Task.tenant == tenants.c.tenant)
@@ -202,6 +202,17 @@ def _tenant_lines(
         sa.select(head.c.id, head.c.tenant, head_place.label("place")).select_from(tenants).join(head, sa.true()),
         untenanted.limit(limit),
     ).subquery("lines")
+
+
+def _tenants_with_due_tasks(due: tuple[sa.ColumnElement[bool], ...]) -> sa.CTE:
+    """The tenants that have due tasks, by a skip scan of the queued tasks' tenant index: one descent per
+    tenant (the next tenant after the last found) rather than a DISTINCT over every due task's index entry
+    (3,000 due tasks of six tenants: 1.4 ms → 0.1 ms in the database)."""
+    first = sa.select(Task.tenant).where(*due, Task.tenant.is_not(None)).order_by(Task.tenant).limit(1)
+    found = first.cte("tenants", recursive=True)
+    after = sa.select(Task.tenant).where(*due, Task.tenant > found.c.tenant).order_by(Task.tenant).limit(1)
+    found = found.union_all(sa.select(after.scalar_subquery()).where(found.c.tenant.is_not(None)))
+    return sa.select(found.c.tenant).where(found.c.tenant.is_not(None)).cte("due_tenants")
 
 
 def held_by(session: Session, *, worker_id: str) -> Sequence[Task]:
