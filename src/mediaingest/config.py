@@ -166,8 +166,8 @@ class Settings(BaseSettings):
     transcribe: bool | None = Field(
         None,
         alias="TRANSCRIBE",
-        description="off: the transcript stage does nothing. Unset: it transcribes where the `transcribe` extra "
-        "is installed (the embedded default, the speech image) and does nothing elsewhere.",
+        description="off: no asset goes through the transcript stage. Unset: it transcribes where the `transcribe` "
+        "extra is installed (the embedded default, the speech image) and does nothing elsewhere.",
     )
     transcribe_model: str = Field(
         "",

@@ -26,6 +26,7 @@ from fixtures.chart import (
     render,
     run_helm,
 )
+from mediaingest.config import Settings
 from mediaingest.models.enums import JobPriority, MediaType, Stage
 from mediaingest.operator.jobs import StageAttempt, build_stage_job
 from mediaingest.operator.settings import OperatorSettings
@@ -104,7 +105,7 @@ def _media_asset(asset_id: str, owner_id: str, media_type: MediaType, priority: 
 
     asset = MediaAsset(id=asset_id, owner_id=owner_id, type=media_type, storage_bucket="incoming",
                        storage_key="u/x.png", file_size=9, priority=priority)  # fmt: skip
-    return build_media_asset(asset, namespace="media", release="media-release")
+    return build_media_asset(asset, namespace="media", release="media-release", settings=Settings())
 
 
 def test_the_media_asset_manifest_matches_the_crd(validate_resource) -> None:

@@ -32,6 +32,14 @@ def test_a_silent_video_skips_audio_visuals_once_probed() -> None:
     assert Stage("audio_visuals") in stages_for(MediaType.VIDEO, MediaMetadata(has_video=True, has_audio=True))
 
 
+def test_transcribe_off_leaves_the_transcript_stage_out_of_the_plan() -> None:
+    off = Settings(TRANSCRIBE=False)  # type: ignore[call-arg]
+    assert stages_for(MediaType.AUDIO, settings=off) == [Stage("probe"), Stage("audio_visuals")]
+    assert Stage("transcript") not in stages_for(MediaType.VIDEO, MediaMetadata(has_audio=True), off)
+    # Unset, each stage image decides (the stage itself says "off" where transcription is not installed).
+    assert Stage("transcript") in stages_for(MediaType.AUDIO, settings=Settings(TRANSCRIBE=None))  # type: ignore[call-arg]
+
+
 def test_options_from_settings() -> None:
     settings = Settings(FFMPEG_PATH="/opt/ff/ffmpeg", PROXY_HEIGHTS=[720, 360], SPRITE_COLUMNS=5, WAVEFORM_WIDTH=900)  # type: ignore[call-arg]
     options = PipelineOptions.from_settings(settings)

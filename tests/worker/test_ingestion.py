@@ -145,6 +145,19 @@ def test_each_media_type_runs_its_plan(
             assert image.size == (proxy["width"], proxy["height"])
 
 
+def test_transcribe_off_runs_no_transcript_stage(
+    api: TestClient, ingest_settings: Settings, users: Users, small_audio: Path
+) -> None:
+    # Off, the stage is left out of the plan: no job that only says "off", no stage process for it.
+    _, headers = users.create()
+    asset_id = upload(api, headers, small_audio, mime_type="audio/wav")["assetId"]
+    with embedded_worker(ingest_settings.model_copy(update={"transcribe": False})):
+        wait_until(lambda: status_of(api, headers, asset_id)["processingStatus"] in ("READY", "FAILED"), timeout=90)
+    status = status_of(api, headers, asset_id)
+    assert status["processingStatus"] == "READY", status
+    assert {job["type"] for job in status["jobs"]} == {"METADATA_EXTRACTION", "AUDIO_ANALYSIS"}
+
+
 def test_corrupt_media_fails_permanently_after_one_attempt(
     api: TestClient, ingest_settings: Settings, users: Users, small_video: Path, tmp_path: Path
 ) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
+from mediaingest.config import Settings
 from mediaingest.db import SessionFactory
 from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus
@@ -69,9 +70,10 @@ def _truncate(text: str | None, limit: int = MESSAGE_LIMIT) -> str | None:
     return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
-def build_media_asset(asset: MediaAsset, *, namespace: str, release: str | None) -> dict[str, Any]:
+def build_media_asset(asset: MediaAsset, *, namespace: str, release: str | None, settings: Settings) -> dict[str, Any]:
     """The MediaAsset of a confirmed upload. Its spec is what was uploaded and the plan as it stood at
-    confirmation; the probe may drop a stage (a silent video has no audio visuals): status.stages tells."""
+    confirmation (without the stages `settings` turn off); the probe may drop a stage (a silent video has
+    no audio visuals): status.stages tells."""
     return {
         "apiVersion": naming.API_VERSION,
         "kind": naming.KIND,
@@ -96,7 +98,7 @@ def build_media_asset(asset: MediaAsset, *, namespace: str, release: str | None)
             "source": {"bucket": asset.storage_bucket, "key": asset.storage_key},
             "size": asset.file_size,
             "priority": asset.priority.value,
-            "stages": list(stages_for(asset.type)),
+            "stages": list(stages_for(asset.type, settings=settings)),
         },
     }
 

@@ -315,7 +315,8 @@ class KubernetesRunner:
                         queue.cancelled(session, task_id=task.id, worker_id=self.runner_id, now=utcnow())
                         continue
                     manifest = projection.build_media_asset(asset, namespace=self.settings.namespace,
-                                                            release=self.settings.release)  # fmt: skip
+                                                            release=self.settings.release,
+                                                            settings=self.app_settings)  # fmt: skip
                     found.append((task.id, manifest))
                 return found
 

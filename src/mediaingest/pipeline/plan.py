@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from mediaingest.config import Settings
 from mediaingest.models.enums import MediaType, Stage
 from mediaingest.pipeline.registry import StageSpec, stages
 from mediaingest.pipeline.types import MediaMetadata
 
 
-def stages_for(media_type: MediaType, metadata: MediaMetadata | None = None) -> list[Stage]:
+def stages_for(
+    media_type: MediaType, metadata: MediaMetadata | None = None, settings: Settings | None = None
+) -> list[Stage]:
     """The registered stages for `media_type`, probe first.
 
     Without metadata (before probe has run, or for the operator's static plan) a video keeps its audio
     visuals stage; generate_audio_visuals then finishes at once with "no audio stream" if there is none.
+    With settings, a stage they turn off (TRANSCRIBE=off) is left out: it gets no job, process or pod.
     """
-    return [spec.stage for spec in stages() if _applies(spec, media_type, metadata)]
+    return [
+        spec.stage
+        for spec in stages()
+        if _applies(spec, media_type, metadata) and not (settings is not None and spec.turned_off(settings))
+    ]
 
 
 def _applies(spec: StageSpec, media_type: MediaType, metadata: MediaMetadata | None) -> bool:

@@ -21,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from mediaingest.config import ConfigurationError
+from mediaingest.config import ConfigurationError, Settings
 from mediaingest.models.enums import IngestionJobType, MediaType, ProxyType, Stage
 from mediaingest.pipeline.measurements import AudioMeasurements, ProxyMeasurements, TranscriptMeasurements
 from mediaingest.pipeline.options import PipelineOptions
@@ -119,6 +119,9 @@ class StageSpec:
     measurements: type[Measurements] | None = None
     outputs: tuple[OutputKind, ...] = ()
     role: StageRole | None = None
+    # True when the settings turn the stage off (TRANSCRIBE=off): it is left out of every plan made with
+    # them, so it costs no job, process or pod (a stage that runs only to say "off" costs all three).
+    turned_off: Callable[[Settings], bool] = lambda _settings: False
 
     @property
     def output_kind_names(self) -> frozenset[str]:
@@ -240,6 +243,7 @@ BUILT_IN: tuple[StageSpec, ...] = (
         # about real time on 2 cores).
         resources=JobResources(("1", "2"), ("1Gi", "3Gi"), "6Gi", "7Gi", 900, 2.0, memory_cap="12Gi"),
         needs_audio=True,
+        turned_off=lambda settings: settings.transcribe is False,
         measurements=TranscriptMeasurements,
         outputs=(
             OutputKind(ProxyType.TRANSCRIPT, "json", "Transcript"),

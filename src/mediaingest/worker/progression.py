@@ -38,8 +38,8 @@ log = structlog.stdlib.get_logger(__name__)
 _VIDEO_KINDS = (ProxyType.VIDEO, ProxyType.VIDEO_VP9)
 
 
-def plan_for(asset: MediaAsset) -> list[Stage]:
-    return stages_for(asset.type, metadata_of(asset))
+def plan_for(asset: MediaAsset, settings: Settings) -> list[Stage]:
+    return stages_for(asset.type, metadata_of(asset), settings)
 
 
 def stage_started(
@@ -112,15 +112,15 @@ def stage_succeeded(
         job.append_log(log_entry("job.completed", attempt=handle.attempt, message=message))
     session.refresh(asset)
     if enqueue_next and stage == stage_with_role(StageRole.DESCRIBES_SOURCE):
-        for next_stage in plan_for(asset)[1:]:
+        for next_stage in plan_for(asset, settings)[1:]:
             enqueue_stage(session, asset=asset, stage=next_stage, settings=settings)
     session.flush()
-    _ready_if_complete(session, asset)
+    _ready_if_complete(session, asset, settings)
     return True
 
 
-def _ready_if_complete(session: Session, asset: MediaAsset) -> None:
-    plan = plan_for(asset)
+def _ready_if_complete(session: Session, asset: MediaAsset, settings: Settings) -> None:
+    plan = plan_for(asset, settings)
     done = set(
         session.scalars(
             sa.select(IngestionJob.type)
