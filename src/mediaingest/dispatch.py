@@ -24,7 +24,8 @@ from mediaingest.config import ExecutorName, Settings
 from mediaingest.models import IngestionJob, MediaAsset
 from mediaingest.models.enums import Stage
 from mediaingest.models.job import log_entry
-from mediaingest.pipeline.registry import Placement, StageRole, job_type_for, spec_for, stage_names, stage_with_role
+from mediaingest.pipeline.plan import first_stages
+from mediaingest.pipeline.registry import Placement, job_type_for, spec_for, stage_names
 from mediaingest.tasks import queue
 from mediaingest.tasks.registry import KUBERNETES_QUEUE, STAGE_JOBS_QUEUE, STAGES_QUEUE
 
@@ -107,8 +108,8 @@ class Dispatcher:
 
     def dispatch(self, session: Session, asset: MediaAsset) -> None:
         """Starts ingestion of an UPLOADED asset. Idempotent."""
-        first = stage_with_role(StageRole.DESCRIBES_SOURCE)
-        enqueue_stage(session, asset=asset, stage=first, settings=self.settings)
+        for stage in first_stages(asset.type, self.settings):
+            enqueue_stage(session, asset=asset, stage=stage, settings=self.settings)
         if self.settings.executor == ExecutorName.KUBERNETES:
             enqueue_publish(session, asset=asset)
         if self.on_work is not None:

@@ -158,6 +158,28 @@ def test_transcribe_off_runs_no_transcript_stage(
     assert {job["type"] for job in status["jobs"]} == {"METADATA_EXTRACTION", "AUDIO_ANALYSIS"}
 
 
+def test_a_stills_thumbnails_start_beside_the_probe_and_find_a_truncated_file(
+    api: TestClient, ingest_settings: Settings, users: Users, small_jpeg: Path, small_video: Path, tmp_path: Path
+) -> None:
+    # The thumbnails read nothing the probe records: both are queued at confirm. A video's wait for it.
+    _, headers = users.create()
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(small_jpeg.read_bytes()[: small_jpeg.stat().st_size // 2])
+    still = upload(api, headers, truncated, mime_type="image/jpeg")["assetId"]
+    video = upload(api, headers, small_video, mime_type="video/mp4")["assetId"]
+    assert {job["type"] for job in status_of(api, headers, still)["jobs"]} == {
+        "METADATA_EXTRACTION", "THUMBNAIL_GENERATION"
+    }  # fmt: skip
+    assert {job["type"] for job in status_of(api, headers, video)["jobs"]} == {"METADATA_EXTRACTION"}
+    # The header describes the still; decoding it, the thumbnails find it cut short: FAILED, once, saying so.
+    with embedded_worker(ingest_settings):
+        wait_until(lambda: status_of(api, headers, still)["processingStatus"] == "FAILED", timeout=60)
+    status = status_of(api, headers, still)
+    assert status["error"].startswith("thumbnails stage failed: ") and "truncated" in status["error"], status
+    thumbnails = next(job for job in status["jobs"] if job["type"] == "THUMBNAIL_GENERATION")
+    assert (thumbnails["status"], thumbnails["attempts"]) == ("FAILED", 1)
+
+
 def test_corrupt_media_fails_permanently_after_one_attempt(
     api: TestClient, ingest_settings: Settings, users: Users, small_video: Path, tmp_path: Path
 ) -> None:

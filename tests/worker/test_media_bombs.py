@@ -115,7 +115,7 @@ def _resources(api: TestClient, asset_id: str) -> list[dict[str, Any]]:
     return [entry for log in logs for entry in (log or []) if entry["event"] == "job.resources"]
 
 
-def test_a_png_bomb_fails_at_probe_without_touching_the_api_memory(
+def test_a_png_bomb_fails_before_anything_decodes_it_without_touching_the_api_memory(
     api: TestClient, bomb_settings: Settings, users: Users, small_jpeg: Path, tmp_path: Path
 ) -> None:
     _, headers = users.create()
@@ -129,9 +129,11 @@ def test_a_png_bomb_fails_at_probe_without_touching_the_api_memory(
 
     error = _asset(api, headers, bomb_id)["error"]
     assert "13000x13000 (169 megapixels)" in error and "limit is 50 megapixels" in error
-    [probe] = _resources(api, bomb_id)
-    assert probe["peakRssBytes"] < 200 * MIB  # header read only: nothing was decoded
-    assert probe["toolsPeakRssBytes"] < 200 * MIB  # ffprobe never saw it (it took 712 MB)
+    # The probe and, beside it, the thumbnails: each read the header only, and refused.
+    refused = _resources(api, bomb_id)
+    assert len(refused) == 2
+    assert all(stage["peakRssBytes"] < 200 * MIB for stage in refused)  # nothing was decoded
+    assert all(stage["toolsPeakRssBytes"] < 200 * MIB for stage in refused)  # ffprobe never saw it (712 MB)
     assert api_memory.growth < 100 * MIB, f"the API process grew by {api_memory.growth / MIB:.0f} MiB"
 
 

@@ -52,14 +52,15 @@ def run_stage_function(
     """Run one stage on a local file, writing its outputs into `out_dir`.
 
     The stage that describes the source (the probe) returns StageResult(metadata=…). The other stages
-    need that metadata; when the caller has none (a Job started without it), the source is described here
-    first. A stage outside the media type's plan is a successful no-op, like audio visuals for a silent video.
+    need that metadata (unless they declare `needs_no_metadata` for the media type); when the caller has
+    none (a Job started without it), the source is described here first. A stage outside the media type's
+    plan is a successful no-op, like audio visuals for a silent video.
     """
     spec = spec_for(stage)
     if spec.role != StageRole.DESCRIBES_SOURCE:
         if stage not in stages_for(media_type):
             return StageResult(message=f"{stage} does not apply to {media_type.value.lower()}")
-        if metadata is None:
+        if metadata is None and media_type not in spec.needs_no_metadata:
             metadata = _described(source, media_type, out_dir, options=options, cancel=cancel)
     job = StageInput(source, media_type, metadata or MediaMetadata(), out_dir, options, on_progress, cancel, live)
     return spec.run(job)

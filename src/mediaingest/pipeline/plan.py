@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mediaingest.config import Settings
 from mediaingest.models.enums import MediaType, Stage
-from mediaingest.pipeline.registry import StageSpec, stages
+from mediaingest.pipeline.registry import StageSpec, spec_for, stages
 from mediaingest.pipeline.types import MediaMetadata
 
 
@@ -22,6 +22,13 @@ def stages_for(
         for spec in stages()
         if _applies(spec, media_type, metadata) and not (settings is not None and spec.turned_off(settings))
     ]
+
+
+def first_stages(media_type: MediaType, settings: Settings) -> list[Stage]:
+    """The stages an upload starts with: the one that describes the source, and beside it those that read
+    nothing it records (`StageSpec.needs_no_metadata`); the rest follow once it has."""
+    first, *rest = stages_for(media_type, settings=settings)
+    return [first, *(stage for stage in rest if media_type in spec_for(stage).needs_no_metadata)]
 
 
 def _applies(spec: StageSpec, media_type: MediaType, metadata: MediaMetadata | None) -> bool:

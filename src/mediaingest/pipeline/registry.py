@@ -119,6 +119,9 @@ class StageSpec:
     measurements: type[Measurements] | None = None
     outputs: tuple[OutputKind, ...] = ()
     role: StageRole | None = None
+    # The media types for which the stage reads nothing the stage that describes the source records: it
+    # starts beside that stage instead of after it (a still's thumbnails need only its pixels).
+    needs_no_metadata: frozenset[MediaType] = frozenset()
     # True when the settings turn the stage off (TRANSCRIBE=off): it is left out of every plan made with
     # them, so it costs no job, process or pod (a stage that runs only to say "off" costs all three).
     turned_off: Callable[[Settings], bool] = lambda _settings: False
@@ -206,6 +209,8 @@ BUILT_IN: tuple[StageSpec, ...] = (
             cancel=job.cancel,
         ),
         resources=JobResources(("500m", "2"), ("512Mi", "2Gi"), "6Gi", "7Gi", 600, 0.5),
+        # A still's thumbnails check its pixel budget and find a truncated file themselves.
+        needs_no_metadata=frozenset({MediaType.IMAGE}),
         outputs=(
             OutputKind(ProxyType.POSTER, "image", "Poster frame"),
             OutputKind(ProxyType.THUMBNAIL, "image", "Thumbnail"),

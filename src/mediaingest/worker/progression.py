@@ -154,5 +154,9 @@ def _log_ingestion_completed(session: Session, asset: MediaAsset) -> None:
 
 
 def fail_asset(session: Session, asset: MediaAsset, *, stage: Stage, error: str) -> None:
+    """FAILED with the first stage's reason: stages run side by side, and a second failure neither
+    replaces the reason people read nor counts the asset twice."""
+    if asset.processing_status == AssetProcessingStatus.FAILED:
+        return
     mark_failed(session, asset, reason=f"{stage} stage failed: {error}")
     metrics.assets_finished_total.labels(status="FAILED").inc()

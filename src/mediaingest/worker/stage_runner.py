@@ -139,8 +139,9 @@ def execute_stage(
     begun = host.begin()
     if begun is None:
         return StageOutcome(completed=False, outputs=0, message="asset deleted")
-    describes_source = spec_for(stage).role == StageRole.DESCRIBES_SOURCE
-    if not describes_source and begun.metadata is None:
+    spec = spec_for(stage)
+    describes_source = spec.role == StageRole.DESCRIBES_SOURCE
+    if begun.metadata is None and not describes_source and begun.media_type not in spec.needs_no_metadata:
         raise TransientProcessingError("probe results are not recorded yet")
 
     progress = _Progress(host, cancel, stage)

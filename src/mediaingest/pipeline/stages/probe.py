@@ -449,7 +449,7 @@ def _add_frame_side_data(source: Path, md: MediaMetadata, options: PipelineOptio
 
 
 def check_pixel_budget(
-    width: int | None, height: int | None, options: PipelineOptions, *, what: str = "the image"
+    width: int | None, height: int | None, options: PipelineOptions, *, what: str = "the image's pixels"
 ) -> None:
     """Refuses media whose pictures would decode to more pixels than a stage may hold (media bombs); a size
     not known is not checked."""
@@ -470,7 +470,7 @@ def read_image_size(source: Path, options: PipelineOptions) -> None:
         raise MediaTooLargeError(f"the image is too large to decode: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return  # not Pillow's format: ffprobe's dimensions are checked instead
-    check_pixel_budget(width, height, options, what="the image's pixels")
+    check_pixel_budget(width, height, options)
 
 
 # A baseline or progressive YCbCr JPEG's chroma subsampling (the luma component's sampling factors, the
@@ -568,7 +568,7 @@ def _describe_image(source: Path, options: PipelineOptions) -> tuple[_Ffprobe, d
         raw = options.tools.probe(source)
     probed = _read(_Ffprobe, raw or {})
     stream = probed.first_video
-    check_pixel_budget(stream.width, stream.height, options, what="the image's pixels")
+    check_pixel_budget(stream.width, stream.height, options)
     return probed, raw
 
 
@@ -583,9 +583,6 @@ def _read_picture(source: Path) -> _Picture:
                 exif=image.getexif(),
                 iptc=_iptc_to_json(image),
             )
-            # Decoding is the only way to find a truncated file; draft() keeps a huge JPEG cheap.
-            image.draft(picture.mode, (256, 256))
-            image.load()
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise image_unreadable(exc, source) from exc
     return picture
