@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from mediaingest.exceptions import MediaUnreadableError
 from mediaingest.models.enums import MediaType
 from mediaingest.pipeline.options import PipelineOptions
-from mediaingest.pipeline.stages.probe import jpeg_stream, metadata_from_ffprobe, probe
+from mediaingest.pipeline.stages.probe import jpeg_stream, metadata_from_ffprobe, png_stream, probe
 from mediaingest.pipeline.types import MediaMetadata
 
 
@@ -130,6 +131,65 @@ def test_a_plain_jpeg_is_described_from_its_header_as_ffprobe_does(
         stream["pix_fmt"], stream["color_range"], stream["color_space"], 8
     )  # fmt: skip
     assert (md.format_name, md.raw) == ("jpeg", None)
+
+
+@pytest.mark.parametrize(
+    ("pix_fmt", "described"),
+    [("rgb24", True), ("rgba", True), ("gray", True), ("ya8", True), ("pal8", True), ("rgb48be", True),
+     ("rgba64be", True), ("gray16be", True), ("ya16be", False), ("monob", False)],
+)  # fmt: skip
+def test_a_png_is_described_from_its_header_as_ffprobe_does(
+    tmp_path: Path, options: PipelineOptions, pix_fmt: str, described: bool
+) -> None:
+    """ffprobe decodes a PNG whole to describe it; the header says the same for the usual depths and colour
+    types (16-bit grey with alpha and 1-bit pictures are left to ffprobe)."""
+    path = tmp_path / "picture.png"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48", "-frames:v", "1",
+                    "-pix_fmt", pix_fmt, str(path)], check=True)  # fmt: skip
+    from_header = png_stream(path)
+    assert (from_header is not None) == described
+    (stream,) = options.tools.probe(path)["streams"]
+    assert stream["pix_fmt"] == pix_fmt
+    if from_header is not None:
+        assert {key: stream.get(key) for key in from_header} == from_header
+        md = probe(path, MediaType.IMAGE, options=options)
+        assert (md.pixel_format, md.color_range, md.color_space, md.format_name) == (pix_fmt, "pc", None, "png")
+
+
+def test_a_png_with_colour_chunks_is_described_by_ffprobe(tmp_path: Path, options: PipelineOptions) -> None:
+    path = tmp_path / "srgb.png"
+    Image.new("RGB", (64, 48), "teal").save(path, "PNG", icc_profile=ImageCms.ImageCmsProfile(
+        ImageCms.createProfile("sRGB")).tobytes())  # fmt: skip
+    assert png_stream(path) is None
+    assert probe(path, MediaType.IMAGE, options=options).raw is not None  # ffprobe ran
+
+
+@pytest.mark.parametrize("exif_after_pixels", [False, True])
+def test_a_pngs_exif_is_read_before_or_after_its_pixels(
+    tmp_path: Path, options: PipelineOptions, exif_after_pixels: bool
+) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: turned 90° clockwise to show
+    path = tmp_path / "turned.png"
+    Image.new("RGB", (64, 48), "olive").save(path, "PNG", exif=exif)
+    if exif_after_pixels:
+        _move_chunk_after_pixels(path, b"eXIf")
+    md = probe(path, MediaType.IMAGE, options=options)
+    assert (md.rotation, md.display_width, md.display_height) == (90, 48, 64)
+
+
+def _move_chunk_after_pixels(path: Path, kind: bytes) -> None:
+    """Rewrites the PNG with the chunk `kind` just before IEND, where some writers put an eXIf."""
+    data = path.read_bytes()
+    chunks, offset = [], 8
+    while offset < len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        chunks.append(data[offset : offset + 12 + length])
+        offset += 12 + length
+    moved = [chunk for chunk in chunks if chunk[4:8] == kind]
+    kept = [chunk for chunk in chunks if chunk[4:8] != kind]
+    assert moved and kept[-1][4:8] == b"IEND"
+    path.write_bytes(data[:8] + b"".join(kept[:-1] + moved + kept[-1:]))
 
 
 @pytest.mark.parametrize(
