@@ -70,7 +70,9 @@ def _encode(source: Path, metadata: Any, rung: Rendition, options: PipelineOptio
     filters = [*base_video_filters(metadata), filter_spec("fps", metadata.frame_rate)]
     filters += [filter_spec("scale", rung.width, rung.height, flags="bicubic"), filter_spec("setsar", 1)]
     graph.chain([video_stream_specifier(metadata)], [*filters, filter_spec("format", "yuv420p")], [f"h264_{rung.rung}"])
-    command = FfmpegCommand([FfmpegInput(source)], [rendition_output(rung, metadata, options)], graph)
+    # The rung's MP4 is what is measured; the HLS copy its encoder also feeds goes beside it, by variant.
+    hls_root = rung.path.with_suffix("")
+    command = FfmpegCommand([FfmpegInput(source)], [rendition_output(rung, metadata, options, hls_root)], graph)
     subprocess.run(["ffmpeg", "-v", "error", *command.argv("ffmpeg")[1:]], check=True)
 
 
