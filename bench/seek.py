@@ -25,6 +25,7 @@ from bench.sources import Source
 from mediaingest.models.enums import MediaType
 from mediaingest.pipeline.ffmpeg import FfmpegCommand, FfmpegInput, FilterGraph, filter_spec
 from mediaingest.pipeline.filters import base_video_filters, video_stream_specifier
+from mediaingest.pipeline.hls import HLS_DIR
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.stages.probe import probe
 from mediaingest.pipeline.stages.proxies import Rendition, build_proxy_plan, rendition_output
@@ -72,6 +73,7 @@ def _encode(source: Path, metadata: Any, rung: Rendition, options: PipelineOptio
     graph.chain([video_stream_specifier(metadata)], [*filters, filter_spec("format", "yuv420p")], [f"h264_{rung.rung}"])
     # The rung's MP4 is what is measured; the HLS copy its encoder also feeds goes beside it, by variant.
     hls_root = rung.path.with_suffix("")
+    (hls_root / HLS_DIR / rung.resolution).mkdir(parents=True)  # ffmpeg's hls muxer makes no folders
     command = FfmpegCommand([FfmpegInput(source)], [rendition_output(rung, metadata, options, hls_root)], graph)
     subprocess.run(["ffmpeg", "-v", "error", *command.argv("ffmpeg")[1:]], check=True)
 
