@@ -156,12 +156,22 @@ def test_a_png_is_described_from_its_header_as_ffprobe_does(
         assert (md.pixel_format, md.color_range, md.color_space, md.format_name) == (pix_fmt, "pc", None, "png")
 
 
-def test_a_png_with_colour_chunks_is_described_by_ffprobe(tmp_path: Path, options: PipelineOptions) -> None:
-    path = tmp_path / "srgb.png"
-    Image.new("RGB", (64, 48), "teal").save(path, "PNG", icc_profile=ImageCms.ImageCmsProfile(
-        ImageCms.createProfile("sRGB")).tobytes())  # fmt: skip
+@pytest.mark.parametrize(
+    ("mode", "save_options", "pix_fmt"),
+    [
+        ("RGB", {"icc_profile": ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()}, "rgb24"),
+        ("RGB", {"transparency": (0, 0, 0)}, "rgba"),  # ffmpeg gives a tRNS colour key an alpha channel
+        ("L", {"transparency": 0}, "ya8"),
+    ],
+)
+def test_a_png_whose_chunks_change_its_description_is_described_by_ffprobe(
+    tmp_path: Path, options: PipelineOptions, mode: str, save_options: dict[str, object], pix_fmt: str
+) -> None:
+    path = tmp_path / "chunks.png"
+    Image.new(mode, (64, 48)).save(path, "PNG", **save_options)
     assert png_stream(path) is None
-    assert probe(path, MediaType.IMAGE, options=options).raw is not None  # ffprobe ran
+    md = probe(path, MediaType.IMAGE, options=options)
+    assert md.raw is not None and md.pixel_format == pix_fmt  # ffprobe ran
 
 
 @pytest.mark.parametrize("exif_after_pixels", [False, True])

@@ -514,44 +514,55 @@ _PNG_PIX_FMT = {
     "RGB": "rgb24", "RGBA": "rgba", "L": "gray", "LA": "ya8", "P": "pal8",
     "RGB;16B": "rgb48be", "RGBA;16B": "rgba64be", "I;16B": "gray16be",
 }  # fmt: skip
-# Chunks from which ffmpeg's png decoder takes colour properties (primaries, transfer) that ffprobe reports.
-_PNG_COLOUR_INFO = ("srgb", "gamma", "chromaticity", "icc_profile")
+# Chunks that make ffmpeg describe a PNG otherwise than its header does: transparency (tRNS: ffmpeg
+# adds an alpha channel), animation (acTL: apng), and colour properties ffprobe then reports (sRGB, gAMA,
+# cHRM, iCCP; cICP in later ffmpeg). Such files go to ffprobe.
+_PNG_CHUNKS_FOR_FFPROBE = frozenset({b"tRNS", b"acTL", b"sRGB", b"gAMA", b"cHRM", b"iCCP", b"cICP"})
+_PNG_PIXELS = frozenset({b"IDAT", b"fdAT"})
 
 
 def png_stream(source: Path) -> dict[str, Any] | None:
     """What ffprobe would say of a PNG's picture, read from its header: the pixel format, full range. None
-    when a chunk gives the picture colour properties, or for a bit depth and colour type not in the table.
+    when a chunk makes ffmpeg's description differ, or for a bit depth and colour type not in the table.
 
     ffprobe decodes a PNG whole to describe it (0.19 CPU-s for 24 MP)."""
     try:
         with Image.open(source) as image:
-            if image.format != "PNG" or any(key in image.info for key in _PNG_COLOUR_INFO):
+            if image.format != "PNG":
                 return None
             raw_mode = image.tile[0].args if image.tile else None
-            pixel_format = _PNG_PIX_FMT.get(raw_mode) if isinstance(raw_mode, str) else None
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
         return None
-    if pixel_format is None:
+    pixel_format = _PNG_PIX_FMT.get(raw_mode) if isinstance(raw_mode, str) else None
+    chunks = _png_chunks(source)
+    if pixel_format is None or chunks is None or _PNG_CHUNKS_FOR_FFPROBE.intersection(chunks):
         return None
     return {"codec_type": "video", "pix_fmt": pixel_format, "color_range": "pc"}
+
+
+def _png_chunks(source: Path) -> list[bytes] | None:
+    """The kinds of a PNG's chunks in order, read by skipping from one chunk's header to the next; None
+    when the file ends before IEND."""
+    kinds: list[bytes] = []
+    with source.open("rb") as png:
+        png.seek(8)  # the signature
+        while len(header := png.read(8)) == 8:
+            length, kind = struct.unpack(">I4s", header)
+            kinds.append(kind)
+            if kind == b"IEND":
+                return kinds
+            png.seek(length + 4, 1)  # the data and its CRC
+    return None
 
 
 def _png_has_chunks_after_pixels(source: Path) -> bool:
     """Whether chunks other than the end follow a PNG's pixel data. Pillow finds those (an eXIf, text) only
     by decoding every pixel first, so a PNG without them has its EXIF read from the header alone."""
-    with source.open("rb") as png:
-        png.seek(8)  # the signature
-        in_pixels = False
-        while len(header := png.read(8)) == 8:
-            length, kind = struct.unpack(">I4s", header)
-            if kind == b"IEND":
-                return False
-            if kind in (b"IDAT", b"fdAT"):
-                in_pixels = True
-            elif in_pixels:
-                return True
-            png.seek(length + 4, 1)  # the data and its CRC
-    return True  # cut short: Pillow's full read says how
+    chunks = _png_chunks(source)
+    if chunks is None:
+        return True  # cut short: Pillow's full read says how
+    first_pixels = next((index for index, kind in enumerate(chunks) if kind in _PNG_PIXELS), len(chunks))
+    return any(kind not in _PNG_PIXELS and kind != b"IEND" for kind in chunks[first_pixels:])
 
 
 def _exif_of(image: ImageFile.ImageFile, source: Path) -> Image.Exif:
