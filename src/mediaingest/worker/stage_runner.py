@@ -147,7 +147,10 @@ def execute_stage(
     progress = _Progress(host, cancel, stage)
     with job_workspace(settings, stage) as workspace:
         progress(0.0, "downloading source")
-        source, checksum = _download_source(host, begun, workspace, verify=describes_source)
+        # The stage that describes the source checks the bytes against the upload's SHA-256; a stage that
+        # starts beside it, before that is done, checks them too rather than work from unchecked bytes.
+        verify = describes_source or begun.metadata is None
+        source, checksum = _download_source(host, begun, workspace, verify=verify)
         output_dir = workspace / "out"
         output_dir.mkdir()
         live = _LivePublisher(host, stage, cancel)
@@ -166,17 +169,15 @@ def execute_stage(
 
 
 def _download_source(host: StageHost, begun: StageAsset, workspace: Path, *, verify: bool) -> tuple[Path, str | None]:
-    """The source in the workspace; with `verify` (the stage that reads it whole), checked against the
-    upload's SHA-256, which is returned when confirm could not record it."""
+    """The source in the workspace; with `verify`, checked against the upload's SHA-256, which is returned
+    when confirm could not record it."""
     source = workspace / f"source{begun.source_suffix}"
     host.download_source(source)
     return source, _verify_checksum(source, known=begun.checksum, declared=begun.declared_sha256) if verify else None
 
 
-def direct_host(
-    ctx: StageContext, *, asset_id: str, stage: Stage, handle: IngestionJobHandle, enqueue_next: bool
-) -> StageHost:
-    return DirectStageHost(ctx, asset_id=asset_id, stage=stage, handle=handle, enqueue_next=enqueue_next)
+def direct_host(ctx: StageContext, *, asset_id: str, stage: Stage, handle: IngestionJobHandle) -> StageHost:
+    return DirectStageHost(ctx, asset_id=asset_id, stage=stage, handle=handle)
 
 
 def _verify_checksum(source: Path, *, known: str | None, declared: str | None) -> str | None:
