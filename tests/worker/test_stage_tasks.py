@@ -17,6 +17,7 @@ from mediaingest.models import IngestionJob, MediaAsset, Task, TaskStatus, User
 from mediaingest.models.enums import AssetProcessingStatus, IngestionJobStatus, JobPriority, Stage, UploadStatus
 from mediaingest.tasks import queue
 from mediaingest.tasks.registry import STAGES_QUEUE, TaskRun
+from mediaingest.worker import progression
 from mediaingest.worker.stage_runner import StageContext
 from mediaingest.worker.stage_tasks import RUN
 
@@ -197,4 +198,64 @@ def test_a_stage_this_worker_does_not_know_fails_its_job_and_asset_saying_so(mak
         assert "loudness stage failed: UnknownStageError: unknown stage 'loudness'" in (asset.error or "")
         # The worker's periodic tasks share the table: the stage's own task is the one that failed.
         assert session.scalar(sa.select(Task.status).where(Task.name == RUN.name)) == TaskStatus.FAILED
+    engine.dispose()
+
+
+def _succeed_due_stages(factory: SessionFactory, asset_id: str, settings: Settings, *, only: set[str]) -> list[str]:
+    """Claims the asset's due stage tasks and records the success of those named in `only`, as a stage
+    process does (the rest are given back); returns the stages that succeeded."""
+    done = []
+    with session_scope(factory) as session:
+        for task in queue.claim(session, worker_id="w", queues=[STAGES_QUEUE], limit=10, lease_seconds=60,
+                                now=utcnow()):  # fmt: skip
+            if task.payload["assetId"] != asset_id or task.payload["stage"] not in only:
+                queue.release(session, task_id=task.id, worker_id="w", now=utcnow())
+                continue
+            job = session.scalar(sa.select(IngestionJob).where(IngestionJob.task_id == task.id))
+            asset = session.get(MediaAsset, asset_id)
+            assert job is not None and asset is not None
+            handle = progression.stage_started(session, job=job, attempt=task.attempts, worker_id="w")
+            assert progression.stage_succeeded(session, asset=asset, stage=Stage(task.payload["stage"]),
+                                               handle=handle, message="done", settings=settings)  # fmt: skip
+            done.append(task.payload["stage"])
+    return sorted(done)
+
+
+def _jobs_and_status(factory: SessionFactory, asset_id: str) -> tuple[set[str], AssetProcessingStatus]:
+    with factory() as session:
+        asset = session.get(MediaAsset, asset_id)
+        assert asset is not None
+        return set(session.scalars(sa.select(IngestionJob.type).where(IngestionJob.asset_id == asset_id))), (
+            asset.processing_status
+        )
+
+
+def test_a_stage_turned_on_or_off_while_an_asset_is_in_flight_never_leaves_it_stuck(database_url: str) -> None:
+    """The plan follows the settings of whoever records a success (a rolling update may flip TRANSCRIBE):
+    a stage turned on after the probe is queued at the next success rather than waited for for ever, and
+    one turned off after it was queued still finishes before the asset is READY."""
+    off, on = (SETTINGS.model_copy(update={"transcribe": flag}) for flag in (False, None))
+    after_probe = {"proxies", "thumbnails", "audio_visuals"}
+    engine = create_db_engine(database_url)
+    factory = create_session_factory(engine)
+    turned_on, turned_off = _seed(factory, priorities=[JobPriority.NORMAL, JobPriority.NORMAL])
+    with session_scope(factory) as session:
+        for asset_id in (turned_on, turned_off):
+            session.get(MediaAsset, asset_id).checksum = "0" * 64  # type: ignore[union-attr]
+
+    # Turned on: probed while off, so no transcript job; the next success (under on) queues it.
+    assert _succeed_due_stages(factory, turned_on, off, only={"probe"}) == ["probe"]
+    assert "TRANSCRIPTION" not in _jobs_and_status(factory, turned_on)[0]
+    assert _succeed_due_stages(factory, turned_on, on, only=after_probe) == sorted(after_probe)
+    jobs, status = _jobs_and_status(factory, turned_on)
+    assert "TRANSCRIPTION" in jobs and status == AssetProcessingStatus.PROCESSING
+    assert _succeed_due_stages(factory, turned_on, on, only={"transcript"}) == ["transcript"]
+    assert _jobs_and_status(factory, turned_on)[1] == AssetProcessingStatus.READY
+
+    # Turned off: its transcript was queued while on; the asset waits for it, and becomes READY once.
+    assert _succeed_due_stages(factory, turned_off, on, only={"probe"}) == ["probe"]
+    assert _succeed_due_stages(factory, turned_off, off, only=after_probe) == sorted(after_probe)
+    assert _jobs_and_status(factory, turned_off)[1] == AssetProcessingStatus.PROCESSING
+    assert _succeed_due_stages(factory, turned_off, off, only={"transcript"}) == ["transcript"]
+    assert _jobs_and_status(factory, turned_off)[1] == AssetProcessingStatus.READY
     engine.dispose()

@@ -171,7 +171,7 @@ Current = Annotated[CurrentAttempt, Depends(_current)]
 
 def _host(ctx: StageContext, claims: identity.StageClaims, current: CurrentAttempt) -> DirectStageHost:
     return DirectStageHost(
-        ctx, asset_id=claims.asset_id, stage=claims.stage, handle=current.handle, enqueue_next=True,
+        ctx, asset_id=claims.asset_id, stage=claims.stage, handle=current.handle,
         owner_id=current.owner_id,
     )  # fmt: skip
 

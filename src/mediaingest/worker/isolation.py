@@ -162,7 +162,7 @@ def _stage_process_main(
     ctx = StageContext.open(settings)
     report: AttemptReport
     try:
-        host = direct_host(ctx, asset_id=asset_id, stage=stage, handle=handle, enqueue_next=True)
+        host = direct_host(ctx, asset_id=asset_id, stage=stage, handle=handle)
         outcome = execute_stage(host, stage=stage, cancel=cancel, settings=settings, options=ctx.options)
         ended = TaskStatus.SUCCEEDED if outcome.completed else TaskStatus.CANCELLED
         report = AttemptReport(ended=ended, message=outcome.message)

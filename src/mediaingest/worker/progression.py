@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from mediaingest import metrics
+from mediaingest.assets import repository
 from mediaingest.assets.lifecycle import mark_failed, mark_ready
 from mediaingest.assets.metadata import metadata_of
 from mediaingest.config import Settings
@@ -71,7 +72,8 @@ def stage_attempt_failed(session: Session, task: Task, error: str, decision: Ret
         job.message = f"attempt {task.attempts} failed; retrying in {decision.delay_seconds:.0f} s"
     else:
         job.message = f"failed: {error[:200]}"
-        asset = session.get(MediaAsset, job.asset_id)
+        # Locked: a still's probe and thumbnails can fail at once, and the first to fail names the reason.
+        asset = repository.get_for_update(session, job.asset_id)
         if asset is not None:
             fail_asset(session, asset, stage=Stage(task.payload.get("stage", job.type.lower())), error=error)
     session.flush()
@@ -96,11 +98,11 @@ def mark_processing(session: Session, asset: MediaAsset) -> None:
 
 
 def stage_succeeded(
-    session: Session, *, asset: MediaAsset, stage: Stage, handle: IngestionJobHandle, message: str, enqueue_next: bool,
+    session: Session, *, asset: MediaAsset, stage: Stage, handle: IngestionJobHandle, message: str,
     settings: Settings,
 ) -> bool:  # fmt: skip
-    """Completes the stage's task (fenced by its attempt's handle) and its job; enqueues what follows the
-    probe; READY when all are done.
+    """Completes the stage's task (fenced by its attempt's handle) and its job; once the source is
+    described, queues the rest of the plan; READY when all are done.
 
     Returns False when the attempt was no longer current (the caller then discards its work).
     """
@@ -111,26 +113,27 @@ def stage_succeeded(
         job.progress, job.message = 100.0, message or "completed"
         job.append_log(log_entry("job.completed", attempt=handle.attempt, message=message))
     session.refresh(asset)
-    if enqueue_next and stage == stage_with_role(StageRole.DESCRIBES_SOURCE):
-        for next_stage in plan_for(asset, settings)[1:]:
-            enqueue_stage(session, asset=asset, stage=next_stage, settings=settings)
     session.flush()
-    _ready_if_complete(session, asset, settings)
+    _advance(session, asset, settings)
     return True
 
 
-def _ready_if_complete(session: Session, asset: MediaAsset, settings: Settings) -> None:
-    plan = plan_for(asset, settings)
-    done = set(
-        session.scalars(
-            sa.select(IngestionJob.type)
-            .join(Task, Task.id == IngestionJob.task_id)
-            .where(IngestionJob.asset_id == asset.id, Task.status == TaskStatus.SUCCEEDED)
-        )
-    )
-    if not all(job_type_for(stage) in done for stage in plan):
+def _advance(session: Session, asset: MediaAsset, settings: Settings) -> None:
+    """After any success: once the source is described, every stage of the plan has its job (queued now if
+    missing: after the probe, or when the settings turned a stage on since), and the asset is READY when
+    every job it has succeeded. Every job, planned or not: a stage the settings turned off since still
+    finishes first, so nothing ends an asset that is already READY."""
+    jobs = sa.select(IngestionJob.type, Task.status).join(Task, Task.id == IngestionJob.task_id)
+    statuses = {job_type: status for job_type, status in session.execute(jobs.where(IngestionJob.asset_id == asset.id))}
+    if statuses.get(job_type_for(stage_with_role(StageRole.DESCRIBES_SOURCE))) != TaskStatus.SUCCEEDED:
         return
-    if asset.checksum is None:  # never READY before the bytes are known to be the ones uploaded
+    for stage in plan_for(asset, settings):
+        if job_type_for(stage) not in statuses:
+            statuses[enqueue_stage(session, asset=asset, stage=stage, settings=settings).type] = TaskStatus.QUEUED
+    if any(status != TaskStatus.SUCCEEDED for status in statuses.values()):
+        return
+    # Never READY before the bytes are known to be the ones uploaded; and only once.
+    if asset.checksum is None or asset.processing_status == AssetProcessingStatus.READY:
         return
     mark_ready(session, asset)
     metrics.assets_finished_total.labels(status="READY").inc()

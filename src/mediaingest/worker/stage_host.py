@@ -117,10 +117,9 @@ class DirectStageHost:
         asset_id: str,
         stage: Stage,
         handle: IngestionJobHandle,
-        enqueue_next: bool,
         owner_id: str | None = None,
     ) -> None:
-        self.ctx, self.asset_id, self.stage, self.handle, self.enqueue_next = ctx, asset_id, stage, handle, enqueue_next
+        self.ctx, self.asset_id, self.stage, self.handle = ctx, asset_id, stage, handle
         self.owner_id = owner_id
         self._source: tuple[str, str, str | None] | None = None  # bucket, key, verified ETag
         self._last_playable_write = 0.0
@@ -255,7 +254,7 @@ class DirectStageHost:
             asset.checksum = checksum
         recorded = progression.stage_succeeded(
             session, asset=asset, stage=self.stage, handle=self.handle, message=result.message,
-            enqueue_next=self.enqueue_next, settings=self.ctx.settings,
+            settings=self.ctx.settings,
         )  # fmt: skip
         if not recorded:
             session.rollback()
