@@ -60,7 +60,7 @@ def run_stage_function(
     if spec.role != StageRole.DESCRIBES_SOURCE:
         if stage not in stages_for(media_type):
             return StageResult(message=f"{stage} does not apply to {media_type.value.lower()}")
-        if metadata is None and media_type not in spec.needs_no_metadata:
+        if metadata is None and spec.reads_metadata(media_type):
             metadata = _described(source, media_type, out_dir, options=options, cancel=cancel)
     job = StageInput(source, media_type, metadata or MediaMetadata(), out_dir, options, on_progress, cancel, live)
     return spec.run(job)

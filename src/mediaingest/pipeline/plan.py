@@ -28,7 +28,7 @@ def first_stages(media_type: MediaType, settings: Settings) -> list[Stage]:
     """The stages an upload starts with: the one that describes the source, and beside it those that read
     nothing it records (`StageSpec.needs_no_metadata`); the rest follow once it has."""
     first, *rest = stages_for(media_type, settings=settings)
-    return [first, *(stage for stage in rest if media_type in spec_for(stage).needs_no_metadata)]
+    return [first, *(stage for stage in rest if not spec_for(stage).reads_metadata(media_type))]
 
 
 def _applies(spec: StageSpec, media_type: MediaType, metadata: MediaMetadata | None) -> bool:

@@ -126,6 +126,11 @@ class StageSpec:
     # them, so it costs no job, process or pod (a stage that runs only to say "off" costs all three).
     turned_off: Callable[[Settings], bool] = lambda _settings: False
 
+    def reads_metadata(self, media_type: MediaType) -> bool:
+        """Whether the stage needs the metadata the stage that describes the source records, so it waits
+        for it; the one rule the plan, the stage runner and the stage entry point all ask."""
+        return self.role != StageRole.DESCRIBES_SOURCE and media_type not in self.needs_no_metadata
+
     @property
     def output_kind_names(self) -> frozenset[str]:
         return frozenset(output.kind for output in self.outputs)

@@ -141,15 +141,16 @@ def execute_stage(
         return StageOutcome(completed=False, outputs=0, message="asset deleted")
     spec = spec_for(stage)
     describes_source = spec.role == StageRole.DESCRIBES_SOURCE
-    if begun.metadata is None and not describes_source and begun.media_type not in spec.needs_no_metadata:
+    if begun.metadata is None and spec.reads_metadata(begun.media_type):
         raise TransientProcessingError("probe results are not recorded yet")
 
     progress = _Progress(host, cancel, stage)
     with job_workspace(settings, stage) as workspace:
         progress(0.0, "downloading source")
-        # The stage that describes the source checks the bytes against the upload's SHA-256; a stage that
-        # starts beside it, before that is done, checks them too rather than work from unchecked bytes.
-        verify = describes_source or begun.metadata is None
+        # The stage that describes the source checks the bytes against the upload's SHA-256. A stage that
+        # starts beside it checks them too when confirm could not (S3 without a client checksum), rather
+        # than work from bytes nobody has checked; otherwise the describing stage's check suffices.
+        verify = describes_source or (begun.metadata is None and begun.checksum is None)
         source, checksum = _download_source(host, begun, workspace, verify=verify)
         output_dir = workspace / "out"
         output_dir.mkdir()
