@@ -26,6 +26,7 @@ from mediaingest.models.enums import MediaType
 from mediaingest.pipeline.options import PipelineOptions
 from mediaingest.pipeline.timing import FrameTiming, rate_text, read_frame_timing
 from mediaingest.pipeline.types import MediaMetadata
+from mediaingest.pipeline.wav_header import wav_description
 
 __all__ = ["MediaMetadata", "metadata_from_ffprobe", "probe"]
 
@@ -83,7 +84,7 @@ def _probe_video(source: Path, options: PipelineOptions) -> MediaMetadata:
 
 def _describe(source: Path, media_type: MediaType, options: PipelineOptions) -> MediaMetadata:
     """ffprobe's description of the container and its streams, checked against what was uploaded."""
-    metadata = metadata_from_ffprobe(options.tools.probe(source))
+    metadata = metadata_from_ffprobe(wav_description(source) or options.tools.probe(source))
     check_pixel_budget(metadata.width, metadata.height, options, what="video frames")
     _require_stream(metadata, media_type)
     if metadata.has_hdr and metadata.mastering_display is None:
