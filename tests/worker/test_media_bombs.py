@@ -187,4 +187,5 @@ def test_every_stage_runs_outside_the_api_process(
     reports = _resources(api, asset_id)
     assert len(reports) == 5  # probe, proxies, thumbnails, audio visuals, transcript
     pids = {entry["pid"] for entry in reports}
-    assert os.getpid() not in pids and len(pids) == 5  # each attempt in a process of its own
+    # Each attempt in a stage process, never the API's; a warm one runs attempt after attempt.
+    assert os.getpid() not in pids and 1 <= len(pids) < 5

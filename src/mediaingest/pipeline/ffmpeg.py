@@ -17,6 +17,7 @@ that consumes decoded samples (waveform peaks) receives them in chunks through `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -368,7 +369,7 @@ class _OutputReader:
             finally:
                 if stopped is not None:
                     _kill(proc)
-                returncode = proc.wait()
+                returncode = _reap(proc)
                 _close_pipes(proc)
         return stopped, returncode
 
@@ -410,6 +411,42 @@ class _OutputReader:
 def _split_lines(data: bytes) -> tuple[list[str], bytes]:
     *complete, rest = data.split(b"\n")
     return [line.decode(errors="replace").rstrip("\r") for line in complete], rest
+
+
+class _ToolsPeak:
+    """The largest peak resident size of the tools this process has reaped since `reset()`: what one stage
+    attempt's ffmpeg and ffprobe runs took at most (a warm stage process runs many attempts, and the kernel's
+    RUSAGE_CHILDREN keeps only its lifetime's largest)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bytes = 0
+
+    def reset(self) -> None:
+        with self._lock:
+            self._bytes = 0
+
+    def note(self, peak_bytes: int) -> None:
+        with self._lock:
+            self._bytes = max(self._bytes, peak_bytes)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+
+TOOLS_PEAK = _ToolsPeak()
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> int:
+    """`proc.wait()`, reading the tool's own peak resident size as the kernel reaps it (`wait4`). A tool
+    already reaped (killed on a stop: `poll` reaps) is not counted."""
+    if proc.returncode is None:
+        with contextlib.suppress(ChildProcessError):
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            TOOLS_PEAK.note(usage.ru_maxrss * 1024)  # Linux reports KiB
+    return proc.wait()
 
 
 def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
@@ -505,22 +542,11 @@ def ffprobe_json(
     memory_limit_bytes: int | None = None,
 ) -> dict[str, Any]:
     """ffprobe's JSON for `path`; MediaUnreadableError with ffprobe's own reason if it cannot read it."""
-    argv = [ffprobe, "-hide_banner", "-v", "error", "-print_format", "json", *extra_args, _url(Path(path))]
+    lines = ffprobe_lines(path, ffprobe=ffprobe, args=["-print_format", "json", *extra_args], timeout=timeout,
+                          memory_limit_bytes=memory_limit_bytes)  # fmt: skip
+    text = "\n".join(lines)  # JSON keeps no line break inside a value: the lines' outer spaces are layout
     try:
-        done = subprocess.run(
-            _limited(argv, memory_limit_bytes),
-            capture_output=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise TransientProcessingError(f"ffprobe timed out after {timeout:.0f} s") from exc
-    except OSError as exc:
-        raise PermanentProcessingError(f"cannot start ffprobe: {exc.strerror}") from exc
-    _check_ffprobe_exit(done.returncode, done.stderr, memory_limit_bytes)
-    try:
-        data = json.loads(done.stdout)
+        data = json.loads(text)
     except ValueError as exc:
         raise MediaUnreadableError("ffprobe returned no usable description of the media") from exc
     return data if isinstance(data, dict) else {}
@@ -564,7 +590,7 @@ def ffprobe_lines(
             assert proc.stdout is not None
             for line in proc.stdout:
                 yield line.decode(errors="replace").strip()
-            returncode = proc.wait()
+            returncode = _reap(proc)
         finally:
             done.set()
             _kill(proc)

@@ -1,16 +1,25 @@
-"""Each stage attempt in a process of its own, so media work never shares memory with the worker or API.
+"""Each stage attempt in a stage process, so media work never shares memory with the worker or API.
 
 The embedded default runs the worker inside the API process; a stage there once took that process
-from 153 MB to 2.1 GB on a 657 KB PNG. Here the worker's thread only starts a stage process, keeps the
-job's lease (its heartbeat stays in the worker), and waits. The stage process runs `execute_stage`
-and records its own success, exactly as a Kubernetes stage pod does, then reports back what happened —
-completed, cancelled, or failed with the error's message and whether it is permanent — and how much
-memory it and its ffmpeg children took at their peak. A failure is the worker's to decide and record.
+from 153 MB to 2.1 GB on a 657 KB PNG. Here the worker's thread only hands the attempt to a stage process,
+keeps the job's lease (its heartbeat stays in the worker), and waits. The stage process runs
+`execute_stage` and records its own success, exactly as a Kubernetes stage pod does, then reports back
+what happened — completed, cancelled, or failed with the error's message and whether it is permanent —
+and how much memory it and its ffmpeg children took at their peak in that attempt. A failure is the
+worker's to decide and record.
+
+A stage process runs one attempt at a time and is kept warm for the next, as a prefork server keeps its
+workers: its database engine (with the statements it has compiled), its storage client and its stage
+modules are made once, not per attempt (measured: 0.06–0.1 CPU-s per attempt, a tenth of a still's or a
+voice note's whole work). It is retired, and the next attempt gets a fresh one, after anything that may
+have left it unlike a fresh one: a cancellation, an unexpected error, a resident size above
+RETIRE_ABOVE_RSS_BYTES, or MAX_ATTEMPTS_PER_PROCESS attempts. Between attempts it holds no database
+connection, and at most MAX_IDLE_PROCESSES wait idle in all.
 
 Processes come from a forkserver that has imported the pipeline once, so starting one costs a fork,
 not an interpreter start (a spawned interpreter takes about a second to import what a stage needs).
-Each stage process leads its own process group: cancelling it (the asset was deleted, the lease was
-lost) sends SIGTERM, which stops ffmpeg and ends the attempt as cancelled; one that died (the kernel's
+Each stage process leads its own process group: cancelling an attempt (the asset was deleted, the lease
+was lost) sends SIGTERM, which stops ffmpeg and ends the attempt as cancelled; one that died (the kernel's
 OOM killer, a crash) has its group killed so no ffmpeg outlives it, and is reported as a failure.
 """
 
@@ -29,6 +38,7 @@ from dataclasses import dataclass
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 import structlog
 
@@ -37,7 +47,7 @@ from mediaingest.exceptions import MediaIngestError, Permanent, error_message
 from mediaingest.logging import configure_logging
 from mediaingest.models import TaskStatus
 from mediaingest.models.enums import Stage
-from mediaingest.pipeline.ffmpeg import StageCancelledError
+from mediaingest.pipeline.ffmpeg import TOOLS_PEAK, StageCancelledError
 from mediaingest.worker.jobs import IngestionJobHandle
 from mediaingest.worker.stage_runner import StageContext, direct_host, execute_stage
 
@@ -57,6 +67,10 @@ _PR_SET_PDEATHSIG = 1
 # After SIGTERM a stage stops ffmpeg and records the cancellation within a second or two; past this
 # it is killed.
 CANCEL_GRACE_SECONDS = 15.0
+# When a stage process is retired rather than kept for the next attempt (see the module's docstring).
+RETIRE_ABOVE_RSS_BYTES = 512 * 2**20  # what Pillow or a malloc arena kept after a large still
+MAX_ATTEMPTS_PER_PROCESS = 200  # a slow leak anywhere (a library's cache) stays bounded
+MAX_IDLE_PROCESSES = max(2, os.cpu_count() or 1)  # a worker's stage slots are about half the cores
 
 
 def preload(module: str) -> None:
@@ -67,17 +81,14 @@ def preload(module: str) -> None:
         _CONTEXT.set_forkserver_preload([*_PRELOAD, _PRELOAD_LAST])
 
 
-def warm_up() -> None:
-    """Starts the forkserver now and waits until it has imported the pipeline (seconds on a busy machine),
-    so the first stage does not wait for it."""
+def warm_up(settings: Settings, *, processes: int) -> None:
+    """Starts the forkserver now, waits until it has imported the pipeline (seconds on a busy machine), and
+    starts `processes` stage processes to wait for the first attempts, so the first stages wait for none
+    of it."""
     forkserver.ensure_running()
-    ready = _CONTEXT.Process(target=_ready, name="stage-warm-up", daemon=True)
-    ready.start()  # forked once the preloads are done
-    ready.join(timeout=120)
-
-
-def _ready() -> None:
-    """What the warm-up's first process runs: nothing; that it started is the point."""
+    started = [_StageProcess(settings) for _ in range(max(0, min(processes, MAX_IDLE_PROCESSES)))]
+    for stage_process in started:
+        _IDLE.give_back(stage_process)
 
 
 @dataclass(frozen=True)
@@ -87,9 +98,89 @@ class AttemptReport:
     ended: TaskStatus  # SUCCEEDED, CANCELLED or FAILED: what its task becomes, unless a failure is retried
     message: str = ""
     permanent: bool = False  # when failed: no attempt can cure it (PermanentProcessingError)
-    peak_rss_bytes: int = 0  # the stage process itself (Python, Pillow)
-    tools_peak_rss_bytes: int = 0  # the largest of its ffmpeg/ffprobe children
+    peak_rss_bytes: int = 0  # the stage process itself (Python, Pillow), in this attempt
+    tools_peak_rss_bytes: int = 0  # the largest of its ffmpeg/ffprobe children in this attempt
     pid: int | None = None  # the stage process
+    reusable: bool = False  # the stage process may run another attempt (it is as good as a fresh one)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What the worker's thread sends a stage process: one attempt to run."""
+
+    handle: IngestionJobHandle
+    asset_id: str
+    stage: Stage
+
+
+class _StageProcess:
+    """A stage process and the worker's end of its pipe."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings  # held, so `is` tells which worker's settings it was made with
+        self.conn, child_end = _CONTEXT.Pipe(duplex=True)
+        self.process = _CONTEXT.Process(target=_stage_process_main, args=(settings, child_end), name="stage",
+                                        daemon=True)  # fmt: skip
+        self.process.start()
+        child_end.close()
+
+    def retire(self) -> None:
+        """Ends it: an idle one leaves its loop when the pipe closes; whatever is left of its group (an
+        orphaned ffmpeg after a death or a stop) is killed."""
+        self.conn.close()
+        self.process.join(timeout=5)
+        if self.process.exitcode != 0:
+            _signal_group(self.process.pid, signal.SIGKILL)
+        if self.process.exitcode is None:
+            self.process.join(timeout=5)
+
+
+class _IdleProcesses:
+    """Stage processes waiting for their next attempt, newest last; shared by every worker in the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_StageProcess] = []
+
+    def take(self, settings: Settings) -> _StageProcess:
+        """An idle process made with these settings, else a new one."""
+        with self._lock:
+            for index in range(len(self._idle) - 1, -1, -1):
+                if self._idle[index].settings is settings:
+                    candidate = self._idle.pop(index)
+                    if candidate.process.is_alive():
+                        return candidate
+                    retired = [candidate]
+                    break
+            else:
+                retired = []
+        for process in retired:
+            process.retire()
+        return _StageProcess(settings)
+
+    def give_back(self, stage_process: _StageProcess) -> None:
+        with self._lock:
+            self._idle.append(stage_process)
+            surplus = self._idle[: max(0, len(self._idle) - MAX_IDLE_PROCESSES)]
+            del self._idle[: len(surplus)]
+        for process in surplus:
+            process.retire()
+
+    def retire(self, settings: Settings) -> None:
+        """The idle processes made with these settings (their worker stops)."""
+        with self._lock:
+            leaving = [process for process in self._idle if process.settings is settings]
+            self._idle = [process for process in self._idle if process.settings is not settings]
+        for process in leaving:
+            process.retire()
+
+
+_IDLE = _IdleProcesses()
+
+
+def retire_idle(settings: Settings) -> None:
+    """A stopping worker's idle stage processes end with it."""
+    _IDLE.retire(settings)
 
 
 def run_attempt(
@@ -97,40 +188,49 @@ def run_attempt(
 ) -> AttemptReport:
     """Runs one attempt in a stage process and waits for it; `cancel` stops it. Never raises for the
     stage's own failures: they are reported."""
-    receiver, sender = _CONTEXT.Pipe(duplex=False)
-    process = _CONTEXT.Process(
-        target=_stage_process_main,
-        args=(settings, handle, asset_id, stage, sender),
-        name=f"stage-{stage}",
-        daemon=True,
-    )
-    process.start()
-    sender.close()
+    stage_process = _IDLE.take(settings)
+    report: AttemptReport | None = None
     try:
-        _wait_for(process, cancel)
-        report = receiver.recv() if receiver.poll() else None
+        stage_process.conn.send(_Attempt(handle, asset_id, stage))
+        report = _await_report(stage_process, cancel)
+    except (BrokenPipeError, EOFError, ConnectionResetError):
+        report = None  # it died before or while taking the attempt
     finally:
-        receiver.close()
-        if process.exitcode != 0:
-            _signal_group(process.pid, signal.SIGKILL)  # whatever is left of its group: an orphaned ffmpeg
-    if isinstance(report, AttemptReport):
+        if report is not None and report.reusable and not cancel.is_set():
+            _IDLE.give_back(stage_process)
+        else:
+            stage_process.retire()
+    if report is not None:
         return report
     if cancel.is_set():
         return AttemptReport(ended=TaskStatus.CANCELLED, message="stage process stopped")
-    return _death_report(process, stage)
+    return _death_report(stage_process.process, stage)
 
 
-def _wait_for(process: BaseProcess, cancel: threading.Event) -> None:
-    """Until the stage process ends; once `cancel` is set, SIGTERM to its group, SIGKILL after the grace."""
+def _await_report(stage_process: _StageProcess, cancel: threading.Event) -> AttemptReport | None:
+    """The attempt's report, or None when the process ended without one; once `cancel` is set, SIGTERM to
+    its group, SIGKILL after the grace."""
+    conn, process = stage_process.conn, stage_process.process
     terminated_at: float | None = None
-    while process.exitcode is None:
-        process.join(timeout=0.2)
-        if cancel.is_set() and process.exitcode is None:
+    while True:
+        if conn.poll(0.2):
+            try:
+                report = conn.recv()
+            except EOFError:
+                break
+            return report if isinstance(report, AttemptReport) else None
+        if not process.is_alive():
+            if conn.poll(0):
+                continue  # it sent its report, then ended
+            break
+        if cancel.is_set():
             if terminated_at is None:
                 terminated_at = time.monotonic()
                 _signal_group(process.pid, signal.SIGTERM)
             elif time.monotonic() - terminated_at > CANCEL_GRACE_SECONDS:
                 _signal_group(process.pid, signal.SIGKILL)
+    process.join(timeout=5)
+    return None
 
 
 def _death_report(process: BaseProcess, stage: Stage) -> AttemptReport:
@@ -148,9 +248,12 @@ def _signal_group(pid: int | None, signum: signal.Signals) -> None:
         os.killpg(pid, signum)
 
 
-def _stage_process_main(
-    settings: Settings, handle: IngestionJobHandle, asset_id: str, stage: Stage, sender: Connection
-) -> None:
+# --- in the stage process ----------------------------------------------------------------------------
+
+
+def _stage_process_main(settings: Settings, conn: Connection) -> None:
+    """Set up once, then one attempt after another until the worker closes the pipe or an attempt leaves
+    this process unfit for the next."""
     os.setpgid(0, 0)  # lead a group of our own, which ffmpeg joins: the worker stops both at once
     with contextlib.suppress(OSError, AttributeError):  # Linux: end with the forkserver (and worker)
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -158,31 +261,70 @@ def _stage_process_main(
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal; the worker decides
     configure_logging(settings.log_level, json=settings.log_json)
-    structlog.contextvars.bind_contextvars(asset_id=asset_id, stage=stage, job_id=handle.job_id)
     ctx = StageContext.open(settings)
+    try:
+        for attempts in range(1, MAX_ATTEMPTS_PER_PROCESS + 1):
+            try:
+                attempt = conn.recv()
+            except EOFError:
+                return  # retired while idle
+            report = _run_one(ctx, attempt, cancel)
+            reusable = report.reusable and attempts < MAX_ATTEMPTS_PER_PROCESS and not cancel.is_set()
+            reusable = reusable and _status_kib("VmRSS") * 1024 <= RETIRE_ABOVE_RSS_BYTES
+            conn.send(dataclasses.replace(report, reusable=reusable))
+            if not reusable:
+                return
+    finally:
+        ctx.close()
+        conn.close()
+
+
+def _run_one(ctx: StageContext, attempt: _Attempt, cancel: threading.Event) -> AttemptReport:
+    """One attempt, its peaks measured from its own start; `reusable` unless it ended in the unexpected."""
+    handle, stage = attempt.handle, attempt.stage
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(asset_id=attempt.asset_id, stage=stage, job_id=handle.job_id)
+    _reset_peak_rss()
+    TOOLS_PEAK.reset()
     report: AttemptReport
     try:
-        host = direct_host(ctx, asset_id=asset_id, stage=stage, handle=handle)
-        outcome = execute_stage(host, stage=stage, cancel=cancel, settings=settings, options=ctx.options)
+        host = direct_host(ctx, asset_id=attempt.asset_id, stage=stage, handle=handle)
+        outcome = execute_stage(host, stage=stage, cancel=cancel, settings=ctx.settings, options=ctx.options)
         ended = TaskStatus.SUCCEEDED if outcome.completed else TaskStatus.CANCELLED
-        report = AttemptReport(ended=ended, message=outcome.message)
+        report = AttemptReport(ended=ended, message=outcome.message, reusable=True)
     except StageCancelledError as cancelled:
         log.info("asset.stage_cancelled")
         report = AttemptReport(ended=TaskStatus.CANCELLED, message=cancelled.message)
     except Exception as error:
         report = _failure_report(error, handle)
     finally:
-        ctx.close()
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    tools = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    sender.send(dataclasses.replace(report, peak_rss_bytes=own, tools_peak_rss_bytes=tools, pid=os.getpid()))
-    sender.close()
+        ctx.close()  # no connection held while idle; the engine and its compiled statements stay
+    own = _status_kib("VmHWM") * 1024 or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return dataclasses.replace(report, peak_rss_bytes=own, tools_peak_rss_bytes=TOOLS_PEAK.bytes, pid=os.getpid())
 
 
 def _failure_report(error: Exception, handle: IngestionJobHandle) -> AttemptReport:
-    """A failed attempt as the worker reads it: the error's message, and whether it is permanent."""
-    if not isinstance(error, MediaIngestError):
+    """A failed attempt as the worker reads it: the error's message, and whether it is permanent. The
+    process stays fit for the next attempt after a failure of the media, not after one of the code."""
+    expected = isinstance(error, MediaIngestError)
+    if not expected:
         log.exception("asset.stage_crashed")
     permanent = isinstance(error, Permanent)
     log.warning("asset.stage_failed", error=error_message(error), attempt=handle.attempt, permanent=permanent)
-    return AttemptReport(ended=TaskStatus.FAILED, message=error_message(error), permanent=permanent)
+    return AttemptReport(ended=TaskStatus.FAILED, message=error_message(error), permanent=permanent,
+                         reusable=expected)  # fmt: skip
+
+
+def _reset_peak_rss() -> None:
+    """The kernel's high-water mark of this process's resident size starts again from its current size."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _status_kib(field: str) -> int:
+    """A `kB` field of /proc/self/status (VmHWM, VmRSS); 0 where there is none."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    return 0

@@ -2,7 +2,7 @@
 
 One thread ticks: it defers the periodic tasks that are due (once per period across every runner),
 then claims as many tasks of each queue as that queue has free slots, and hands each to a thread.
-A `stages` task runs its stage in a process of its own (`isolation`), so its slots are the machine's
+A `stages` task runs its stage in a stage process (`isolation`), so its slots are the machine's
 share of media work; `default` tasks (webhook deliveries, sweeps, reaping) are light and many. A
 heartbeat thread extends the lease of every task this runner holds and notices the ones it lost
 (cancelled, or reaped after a stall): their work is stopped. A failure is decided here, once, by the
@@ -104,11 +104,13 @@ class Worker:
                     self._wake.wait(self.settings.worker_poll_interval_seconds)
                     self._wake.clear()
         heartbeat.join(timeout=5)
+        isolation.retire_idle(self.settings)
         log.info("worker.stopped", worker_id=self.worker_id)
 
     def _prepare_stage_processes(self) -> None:
-        """Before the first stage: the forkserver ready, and the workspaces of killed workers removed."""
-        isolation.warm_up()
+        """Before the first stage: the forkserver and a stage process per slot ready, and the workspaces of
+        killed workers removed."""
+        isolation.warm_up(self.settings, processes=self.concurrency)
         removed = remove_orphaned_workspaces(self.settings)
         if removed:
             log.info("worker.orphaned_workspaces_removed", count=removed)

@@ -1,7 +1,7 @@
 """`stages.run`: one attempt at one stage of one asset, as a task on the `stages` queue.
 
-The runner's thread shows the attempt started on the job row, runs it in a stage process of its own
-(`isolation`), and reads back its plain outcome. A success the stage process has recorded itself (it
+The runner's thread shows the attempt started on the job row, hands it to a stage process (`isolation`),
+and reads back its plain outcome. A success the stage process has recorded itself (it
 finishes the task in the same transaction); a failure is raised here, and the runner decides it with the
 stage retry policy and records it once (`TaskSpec.fail` → `stage_failed`).
 """

@@ -1,0 +1,106 @@
+"""Warm stage processes: one runs attempt after attempt, each attempt's memory its own, and one that may be
+unlike a fresh process (a cancellation, a crash) is retired rather than given the next attempt."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SettingsFactory
+from mediaingest.config import Settings
+from mediaingest.models import TaskStatus
+from mediaingest.models.enums import Stage
+from mediaingest.pipeline.ffmpeg import TOOLS_PEAK, ffprobe_json, run_ffmpeg
+from mediaingest.worker import isolation
+from mediaingest.worker.jobs import IngestionJobHandle
+
+MIB = 2**20
+
+
+@pytest.fixture
+def stage_settings(make_settings: SettingsFactory) -> Settings:
+    return make_settings()
+
+
+def _attempt_on_a_deleted_asset(settings: Settings, cancel: threading.Event | None = None) -> isolation.AttemptReport:
+    """A real attempt, end to end through a stage process, that finds its asset gone: the cheapest one."""
+    handle = IngestionJobHandle(job_id="gone", task_id="gone", attempt=1, worker_id="test-worker")
+    return isolation.run_attempt(settings, handle=handle, asset_id="no-such-asset", stage=Stage("probe"),
+                                 cancel=cancel or threading.Event())  # fmt: skip
+
+
+def _alive(pid: int | None) -> bool:
+    assert pid is not None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is not alive
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_stage_process_runs_attempt_after_attempt_until_its_worker_retires_it(stage_settings: Settings) -> None:
+    first = _attempt_on_a_deleted_asset(stage_settings)
+    assert (first.ended, first.message, first.reusable) == (TaskStatus.CANCELLED, "asset deleted", True)
+    second = _attempt_on_a_deleted_asset(stage_settings)
+    assert second.pid == first.pid and second.pid != os.getpid()
+    isolation.retire_idle(stage_settings)
+    deadline = time.monotonic() + 10
+    while _alive(first.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(first.pid)
+
+
+def test_other_settings_never_get_a_process_made_with_these(
+    stage_settings: Settings, make_settings: SettingsFactory
+) -> None:
+    """A warm process holds its settings' database and storage: another worker's settings get their own."""
+    first = _attempt_on_a_deleted_asset(stage_settings)
+    other = make_settings(worker_concurrency=2)
+    assert _attempt_on_a_deleted_asset(other).pid != first.pid
+    for settings in (stage_settings, other):
+        isolation.retire_idle(settings)
+
+
+def test_a_cancelled_attempt_retires_its_stage_process(stage_settings: Settings) -> None:
+    """SIGTERM reached the process (and may have reached it after its report): the next attempt gets a
+    fresh one."""
+    cancel = threading.Event()
+    cancel.set()
+    cancelled = _attempt_on_a_deleted_asset(stage_settings, cancel)
+    assert cancelled.ended == TaskStatus.CANCELLED
+    after = _attempt_on_a_deleted_asset(stage_settings)
+    assert after.pid != cancelled.pid
+    isolation.retire_idle(stage_settings)
+
+
+def test_an_unexpected_error_retires_its_stage_process(stage_settings: Settings, tmp_path: Path) -> None:
+    """A failure of the code (not of the media) may leave the process in any state: it is not reused."""
+    broken = stage_settings.model_copy(update={"database_url": f"sqlite:///{tmp_path}/no-tables.db"})
+    failed = _attempt_on_a_deleted_asset(broken)
+    assert failed.ended == TaskStatus.FAILED and not failed.permanent and not failed.reusable
+    assert "no such table" in failed.message
+    assert _attempt_on_a_deleted_asset(broken).pid != failed.pid
+
+
+def test_the_tools_peak_is_each_runs_own(tmp_path: Path) -> None:
+    """What a stage process's tools took is counted from the attempt's start: a large ffmpeg run before does
+    not show in a small one's figure (the kernel's RUSAGE_CHILDREN keeps only the lifetime's largest).
+
+    Linux counts a child's peak from the fork, so a tool's figure is at least its parent's size then (this
+    test's Python: a few hundred MB at most); the large run holds far more than that."""
+    large = ["ffmpeg", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25:duration=6",
+             "-vf", "reverse", "-f", "null", "-"]  # fmt: skip
+    run_ffmpeg(large, duration_seconds=None, on_progress=None)
+    large_peak = TOOLS_PEAK.bytes
+    assert large_peak > 400 * MIB  # reverse holds every frame: 150 of 3 MB
+    TOOLS_PEAK.reset()
+    small = tmp_path / "small.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=duration=0.1", str(small)], check=True)
+    assert ffprobe_json(small)["streams"][0]["codec_type"] == "audio"
+    assert 0 < TOOLS_PEAK.bytes < large_peak - 100 * MIB  # ffprobe's own figure, not the 4K run's
