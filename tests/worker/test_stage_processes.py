@@ -4,7 +4,9 @@ unlike a fresh process (a cancellation, a crash) is retired rather than given th
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -77,6 +79,45 @@ def test_a_cancelled_attempt_retires_its_stage_process(stage_settings: Settings)
     after = _attempt_on_a_deleted_asset(stage_settings)
     assert after.pid != cancelled.pid
     isolation.retire_idle(stage_settings)
+
+
+def test_an_idle_stage_process_leaves_on_sigterm_and_the_next_attempt_runs_elsewhere(
+    stage_settings: Settings,
+) -> None:
+    """SIGTERM while idle (the forkserver or the machine stopping) ends the process at once, so no stale
+    signal cancels a later attempt; an attempt sent to it as it goes is run by another process instead of
+    failing as a death."""
+    for _ in range(3):  # the signal lands before, or just after, the next attempt is sent
+        idle = _attempt_on_a_deleted_asset(stage_settings)
+        os.kill(idle.pid or 0, signal.SIGTERM)
+        after = _attempt_on_a_deleted_asset(stage_settings)
+        assert (after.ended, after.message) == (TaskStatus.CANCELLED, "asset deleted")
+        assert after.pid != idle.pid
+    deadline = time.monotonic() + 10
+    while _alive(idle.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(idle.pid)
+    isolation.retire_idle(stage_settings)
+
+
+def test_a_process_with_idle_stage_processes_exits_without_retiring_them(stage_settings: Settings) -> None:
+    """Nothing retired them (a worker that never ran, an exception): the interpreter's exit still does,
+    instead of waiting for ever on a daemon child that never sees its pipe close."""
+    script = f"""
+import threading
+from mediaingest.config import Settings
+from mediaingest.models.enums import Stage
+from mediaingest.worker import isolation
+from mediaingest.worker.jobs import IngestionJobHandle
+settings = Settings(_env_file=None, database_url={stage_settings.database_url!r},
+                    data_dir={str(stage_settings.data_dir)!r}, local_storage_secret="test", storage_backend="local")
+handle = IngestionJobHandle(job_id="gone", task_id="gone", attempt=1, worker_id="test-worker")
+report = isolation.run_attempt(settings, handle=handle, asset_id="no-such-asset", stage=Stage("probe"),
+                               cancel=threading.Event())
+assert report.reusable, report
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
 
 
 def test_an_unexpected_error_retires_its_stage_process(stage_settings: Settings, tmp_path: Path) -> None:

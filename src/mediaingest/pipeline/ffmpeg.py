@@ -30,9 +30,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from mediaingest.exceptions import (
     MediaTooLargeError,
@@ -542,11 +543,11 @@ def ffprobe_json(
     memory_limit_bytes: int | None = None,
 ) -> dict[str, Any]:
     """ffprobe's JSON for `path`; MediaUnreadableError with ffprobe's own reason if it cannot read it."""
-    lines = ffprobe_lines(path, ffprobe=ffprobe, args=["-print_format", "json", *extra_args], timeout=timeout,
-                          memory_limit_bytes=memory_limit_bytes)  # fmt: skip
-    text = "\n".join(lines)  # JSON keeps no line break inside a value: the lines' outer spaces are layout
+    argv = [ffprobe, "-hide_banner", "-v", "error", "-print_format", "json", *extra_args, _url(Path(path))]
+    with _running_ffprobe(argv, timeout=timeout, memory_limit_bytes=memory_limit_bytes) as stdout:
+        output = stdout.read()
     try:
-        data = json.loads(text)
+        data = json.loads(output)
     except ValueError as exc:
         raise MediaUnreadableError("ffprobe returned no usable description of the media") from exc
     return data if isinstance(data, dict) else {}
@@ -564,6 +565,17 @@ def ffprobe_lines(
     failures as in ffprobe_json, raised once the output ends. `timeout` may be a function, asked again
     as the read goes on: a deadline that follows a duration learnt meanwhile."""
     argv = [ffprobe, "-hide_banner", "-v", "error", *args, _url(Path(path))]
+    with _running_ffprobe(argv, timeout=timeout, memory_limit_bytes=memory_limit_bytes) as stdout:
+        for line in stdout:
+            yield line.decode(errors="replace").strip()
+
+
+@contextmanager
+def _running_ffprobe(
+    argv: list[str], *, timeout: float | Callable[[], float], memory_limit_bytes: int | None
+) -> Iterator[IO[bytes]]:
+    """ffprobe running, its stdout to read; on leaving, it is reaped (its peak counted) and its failure —
+    a timeout, a kill, an exit code — raised, unless the reader's own exception is on its way."""
     with tempfile.TemporaryFile() as stderr:
         try:
             proc = subprocess.Popen(
@@ -588,8 +600,7 @@ def ffprobe_lines(
         watcher.start()
         try:
             assert proc.stdout is not None
-            for line in proc.stdout:
-                yield line.decode(errors="replace").strip()
+            yield proc.stdout
             returncode = _reap(proc)
         finally:
             done.set()

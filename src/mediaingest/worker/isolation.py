@@ -25,6 +25,7 @@ OOM killer, a crash) has its group killed so no ffmpeg outlives it, and is repor
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import dataclasses
@@ -104,6 +105,9 @@ class AttemptReport:
     reusable: bool = False  # the stage process may run another attempt (it is as good as a fresh one)
 
 
+_TAKEN = "taken"  # what a stage process answers first to an attempt: it is running it
+
+
 @dataclass(frozen=True)
 class _Attempt:
     """What the worker's thread sends a stage process: one attempt to run."""
@@ -166,6 +170,12 @@ class _IdleProcesses:
         for process in surplus:
             process.retire()
 
+    def retire_all(self) -> None:
+        with self._lock:
+            leaving, self._idle = self._idle, []
+        for process in leaving:
+            process.retire()
+
     def retire(self, settings: Settings) -> None:
         """The idle processes made with these settings (their worker stops)."""
         with self._lock:
@@ -176,6 +186,9 @@ class _IdleProcesses:
 
 
 _IDLE = _IdleProcesses()
+# Before multiprocessing's own exit handler (atexit runs the last registered first), which would wait
+# without end for a daemon child that never sees its pipe close.
+atexit.register(_IDLE.retire_all)
 
 
 def retire_idle(settings: Settings) -> None:
@@ -188,18 +201,15 @@ def run_attempt(
 ) -> AttemptReport:
     """Runs one attempt in a stage process and waits for it; `cancel` stops it. Never raises for the
     stage's own failures: they are reported."""
-    stage_process = _IDLE.take(settings)
-    report: AttemptReport | None = None
-    try:
-        stage_process.conn.send(_Attempt(handle, asset_id, stage))
-        report = _await_report(stage_process, cancel)
-    except (BrokenPipeError, EOFError, ConnectionResetError):
-        report = None  # it died before or while taking the attempt
-    finally:
+    for _ in range(2):  # an idle process that died before it took the attempt: once more, on another
+        stage_process = _IDLE.take(settings)
+        taken, report = _hand_over(stage_process, _Attempt(handle, asset_id, stage), cancel)
         if report is not None and report.reusable and not cancel.is_set():
             _IDLE.give_back(stage_process)
         else:
             stage_process.retire()
+        if taken or cancel.is_set():
+            break
     if report is not None:
         return report
     if cancel.is_set():
@@ -207,30 +217,36 @@ def run_attempt(
     return _death_report(stage_process.process, stage)
 
 
-def _await_report(stage_process: _StageProcess, cancel: threading.Event) -> AttemptReport | None:
-    """The attempt's report, or None when the process ended without one; once `cancel` is set, SIGTERM to
-    its group, SIGKILL after the grace."""
+def _hand_over(
+    stage_process: _StageProcess, attempt: _Attempt, cancel: threading.Event
+) -> tuple[bool, AttemptReport | None]:
+    """Sends the attempt and waits for its report: whether the process took it, and the report (None when
+    the process ended without one). Once `cancel` is set, SIGTERM to its group, SIGKILL after the grace."""
     conn, process = stage_process.conn, stage_process.process
-    terminated_at: float | None = None
-    while True:
-        if conn.poll(0.2):
-            try:
-                report = conn.recv()
-            except EOFError:
+    taken, terminated_at = False, None
+    try:
+        conn.send(attempt)
+        while True:
+            if conn.poll(0.2):
+                message = conn.recv()
+                if message == _TAKEN:
+                    taken = True
+                    continue
+                return taken, message if isinstance(message, AttemptReport) else None
+            if not process.is_alive():
+                if conn.poll(0):
+                    continue  # it sent its report, then ended
                 break
-            return report if isinstance(report, AttemptReport) else None
-        if not process.is_alive():
-            if conn.poll(0):
-                continue  # it sent its report, then ended
-            break
-        if cancel.is_set():
-            if terminated_at is None:
-                terminated_at = time.monotonic()
-                _signal_group(process.pid, signal.SIGTERM)
-            elif time.monotonic() - terminated_at > CANCEL_GRACE_SECONDS:
-                _signal_group(process.pid, signal.SIGKILL)
+            if cancel.is_set():
+                if terminated_at is None:
+                    terminated_at = time.monotonic()
+                    _signal_group(process.pid, signal.SIGTERM)
+                elif time.monotonic() - terminated_at > CANCEL_GRACE_SECONDS:
+                    _signal_group(process.pid, signal.SIGKILL)
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        pass  # it died before or while taking the attempt
     process.join(timeout=5)
-    return None
+    return taken, None
 
 
 def _death_report(process: BaseProcess, stage: Stage) -> AttemptReport:
@@ -251,14 +267,29 @@ def _signal_group(pid: int | None, signum: signal.Signals) -> None:
 # --- in the stage process ----------------------------------------------------------------------------
 
 
+class _Signals:
+    """What SIGTERM means to a stage process: while an attempt runs, stop it (it ends as cancelled, and the
+    process is retired); while idle, leave at once (the forkserver, the worker or the machine is stopping),
+    so no stale signal ever cancels a later attempt."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.busy = False
+
+    def __call__(self, *_: object) -> None:
+        if not self.busy:
+            raise SystemExit(0)  # out of the blocking recv()
+        self.cancel.set()
+
+
 def _stage_process_main(settings: Settings, conn: Connection) -> None:
     """Set up once, then one attempt after another until the worker closes the pipe or an attempt leaves
     this process unfit for the next."""
     os.setpgid(0, 0)  # lead a group of our own, which ffmpeg joins: the worker stops both at once
     with contextlib.suppress(OSError, AttributeError):  # Linux: end with the forkserver (and worker)
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    cancel = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: cancel.set())
+    signals = _Signals()
+    signal.signal(signal.SIGTERM, signals)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal; the worker decides
     configure_logging(settings.log_level, json=settings.log_json)
     ctx = StageContext.open(settings)
@@ -268,12 +299,17 @@ def _stage_process_main(settings: Settings, conn: Connection) -> None:
                 attempt = conn.recv()
             except EOFError:
                 return  # retired while idle
-            report = _run_one(ctx, attempt, cancel)
-            reusable = report.reusable and attempts < MAX_ATTEMPTS_PER_PROCESS and not cancel.is_set()
+            signals.busy = True
+            conn.send(_TAKEN)  # from here the attempt is this process's: its end is reported, or a death
+            report = _run_one(ctx, attempt, signals.cancel)
+            reusable = report.reusable and attempts < MAX_ATTEMPTS_PER_PROCESS and not signals.cancel.is_set()
             reusable = reusable and _status_kib("VmRSS") * 1024 <= RETIRE_ABOVE_RSS_BYTES
             conn.send(dataclasses.replace(report, reusable=reusable))
             if not reusable:
                 return
+            signals.busy = False
+            if signals.cancel.is_set():
+                return  # SIGTERM came as the attempt ended: the worker finds this process gone and takes another
     finally:
         ctx.close()
         conn.close()
@@ -316,9 +352,18 @@ def _failure_report(error: Exception, handle: IngestionJobHandle) -> AttemptRepo
 
 
 def _reset_peak_rss() -> None:
-    """The kernel's high-water mark of this process's resident size starts again from its current size."""
-    with contextlib.suppress(OSError):
+    """The kernel's high-water mark of this process's resident size starts again from its current size (what
+    earlier attempts left resident is counted; anything above it is this attempt's)."""
+    global _peak_reset_failed
+    try:
         Path("/proc/self/clear_refs").write_text("5")
+    except OSError as exc:
+        if not _peak_reset_failed:  # a sandbox without it: the peaks become the process's lifetime's
+            _peak_reset_failed = True
+            log.warning("stage_process.peak_rss_not_reset", error=str(exc))
+
+
+_peak_reset_failed = False
 
 
 def _status_kib(field: str) -> int:

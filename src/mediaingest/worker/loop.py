@@ -97,23 +97,26 @@ class Worker:
         heartbeat = threading.Thread(target=self._heartbeat, name="task-heartbeat", daemon=True)
         heartbeat.start()
         pool_size = sum(self.slots[name] for name in self.queues)
-        with ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="task") as pool:
-            while not self.stopping.is_set():
-                claimed = self.tick(pool)
-                if not claimed:
-                    self._wake.wait(self.settings.worker_poll_interval_seconds)
-                    self._wake.clear()
-        heartbeat.join(timeout=5)
-        isolation.retire_idle(self.settings)
+        try:
+            with ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="task") as pool:
+                while not self.stopping.is_set():
+                    claimed = self.tick(pool)
+                    if not claimed:
+                        self._wake.wait(self.settings.worker_poll_interval_seconds)
+                        self._wake.clear()
+            heartbeat.join(timeout=5)
+        finally:
+            isolation.retire_idle(self.settings)
         log.info("worker.stopped", worker_id=self.worker_id)
 
     def _prepare_stage_processes(self) -> None:
         """Before the first stage: the forkserver and a stage process per slot ready, and the workspaces of
         killed workers removed."""
-        isolation.warm_up(self.settings, processes=self.concurrency)
+        # Orphans first: a stage process started now could be given a dead one's pid, hiding its workspace.
         removed = remove_orphaned_workspaces(self.settings)
         if removed:
             log.info("worker.orphaned_workspaces_removed", count=removed)
+        isolation.warm_up(self.settings, processes=self.concurrency)
 
     def stop(self) -> None:
         self.stopping.set()
