@@ -147,20 +147,17 @@ class _IdleProcesses:
         self._idle: list[_StageProcess] = []
 
     def take(self, settings: Settings) -> _StageProcess:
-        """An idle process made with these settings, else a new one."""
+        """The newest idle process made with these settings, else a new one; any of them found dead (the OOM
+        killer may pick an idle one) is retired on the way."""
         with self._lock:
-            for index in range(len(self._idle) - 1, -1, -1):
-                if self._idle[index].settings is settings:
-                    candidate = self._idle.pop(index)
-                    if candidate.process.is_alive():
-                        return candidate
-                    retired = [candidate]
-                    break
-            else:
-                retired = []
-        for process in retired:
+            mine = [process for process in self._idle if process.settings is settings]
+            dead = [process for process in mine if not process.process.is_alive()]
+            alive = [process for process in mine if process not in dead]
+            chosen = alive[-1] if alive else None
+            self._idle = [process for process in self._idle if process is not chosen and process not in dead]
+        for process in dead:
             process.retire()
-        return _StageProcess(settings)
+        return chosen or _StageProcess(settings)
 
     def give_back(self, stage_process: _StageProcess) -> None:
         with self._lock:
