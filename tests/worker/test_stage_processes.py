@@ -50,6 +50,9 @@ def test_a_stage_process_runs_attempt_after_attempt_until_its_worker_retires_it(
     assert (first.ended, first.message, first.reusable) == (TaskStatus.CANCELLED, "asset deleted", True)
     second = _attempt_on_a_deleted_asset(stage_settings)
     assert second.pid == first.pid and second.pid != os.getpid()
+    # Each attempt's peak is measured from its start, which is reported beside it (what earlier attempts
+    # left resident is in both).
+    assert 0 < second.start_rss_bytes <= second.peak_rss_bytes
     isolation.retire_idle(stage_settings)
     deadline = time.monotonic() + 10
     while _alive(first.pid) and time.monotonic() < deadline:

@@ -100,6 +100,7 @@ class AttemptReport:
     message: str = ""
     permanent: bool = False  # when failed: no attempt can cure it (PermanentProcessingError)
     peak_rss_bytes: int = 0  # the stage process itself (Python, Pillow), in this attempt
+    start_rss_bytes: int = 0  # its resident size as the attempt began: what earlier attempts left, in the peak
     tools_peak_rss_bytes: int = 0  # the largest of its ffmpeg/ffprobe children in this attempt
     pid: int | None = None  # the stage process
     reusable: bool = False  # the stage process may run another attempt (it is as good as a fresh one)
@@ -318,6 +319,7 @@ def _run_one(ctx: StageContext, attempt: _Attempt, cancel: threading.Event) -> A
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(asset_id=attempt.asset_id, stage=stage, job_id=handle.job_id)
     _reset_peak_rss()
+    start = _status_kib("VmRSS") * 1024  # after the reset: the high-water mark is never below it
     TOOLS_PEAK.reset()
     report: AttemptReport
     try:
@@ -333,7 +335,8 @@ def _run_one(ctx: StageContext, attempt: _Attempt, cancel: threading.Event) -> A
     finally:
         ctx.close()  # no connection held while idle; the engine and its compiled statements stay
     own = _status_kib("VmHWM") * 1024 or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return dataclasses.replace(report, peak_rss_bytes=own, tools_peak_rss_bytes=TOOLS_PEAK.bytes, pid=os.getpid())
+    return dataclasses.replace(report, peak_rss_bytes=own, start_rss_bytes=start, tools_peak_rss_bytes=TOOLS_PEAK.bytes,
+                               pid=os.getpid())  # fmt: skip
 
 
 def _failure_report(error: Exception, handle: IngestionJobHandle) -> AttemptReport:

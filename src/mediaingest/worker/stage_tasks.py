@@ -71,11 +71,13 @@ def _observe(ctx: StageContext, job_id: str, attempt: int, job_type: str, report
         job = session.get(IngestionJob, job_id)
         if job is not None:
             job.append_log(log_entry("job.resources", attempt=attempt, peakRssBytes=report.peak_rss_bytes,
+                                     startRssBytes=report.start_rss_bytes,
                                      toolsPeakRssBytes=report.tools_peak_rss_bytes, pid=report.pid))  # fmt: skip
     log.info(
         "asset.stage_resources",
         ended=report.ended,
         peak_rss_mb=round(report.peak_rss_bytes / 2**20, 1),
+        start_rss_mb=round(report.start_rss_bytes / 2**20, 1),
         tools_peak_rss_mb=round(report.tools_peak_rss_bytes / 2**20, 1),
     )
 
