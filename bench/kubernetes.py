@@ -38,11 +38,12 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the fake API server and the live server are the tests' fixtures
 
-from bench.service import free_port, fresh_postgres_database, proc_status_kib  # noqa: E402
+from bench.service import free_port, fresh_postgres_database  # noqa: E402
 from bench.sources import CACHE  # noqa: E402
 from fixtures.kube import ApiServer, declare_resources, write_kubeconfig  # noqa: E402
 from fixtures.live_server import run_live_server  # noqa: E402
 from fixtures.uploads import upload  # noqa: E402
+from mediaingest.resident import status_kib  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
@@ -237,12 +238,12 @@ class OperatorProcess:
         )
 
     def sample(self) -> None:
-        if self.process is not None and (rss := proc_status_kib(self.process.pid, "VmRSS")):
+        if self.process is not None and (rss := status_kib("VmRSS", self.process.pid)):
             self.rss_samples.append(rss)
 
     def peak_kib(self) -> int:
         assert self.process is not None
-        return proc_status_kib(self.process.pid, "VmHWM") or 0
+        return status_kib("VmHWM", self.process.pid) or 0
 
     def stop(self) -> None:
         if self.process is not None:

@@ -26,6 +26,7 @@ from typing import Self
 import httpx
 
 from bench.sources import CACHE
+from mediaingest.resident import status_kib
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = CACHE / "logs"
@@ -69,17 +70,6 @@ def fresh_postgres_database(*, keep: bool = False) -> Iterator[str]:
         if not keep:
             with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def proc_status_kib(pid: int, field: str) -> int | None:
-    """A `kB` field of /proc/<pid>/status (VmHWM: peak resident set; VmRSS: current)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
@@ -171,10 +161,10 @@ class ServiceProcess:
         _wait_http(f"{self.url}/healthz", self.process, self.log_path)
 
     def rss_kib(self) -> int | None:
-        return proc_status_kib(self.pid, "VmRSS")
+        return status_kib("VmRSS", self.pid)
 
     def peak_rss_kib(self) -> int | None:
-        return proc_status_kib(self.pid, "VmHWM")
+        return status_kib("VmHWM", self.pid)
 
     def __enter__(self) -> Self:
         self.migrate()
@@ -236,7 +226,7 @@ class MotoProcess:
         httpx.post(f"{self.endpoint_url}/moto-api/reset", timeout=60).raise_for_status()
 
     def peak_rss_kib(self) -> int | None:
-        return proc_status_kib(self.process.pid, "VmHWM") if self.process else None
+        return status_kib("VmHWM", self.process.pid) if self.process else None
 
     def __enter__(self) -> Self:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

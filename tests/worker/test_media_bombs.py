@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from conftest import SettingsFactory, Users
 from fixtures.live_server import wait_until
 from fixtures.uploads import upload
+from mediaingest import resident
 from mediaingest.api import create_app
 from mediaingest.catalog import embedded_worker
 from mediaingest.config import Settings
@@ -78,7 +79,7 @@ class PeakRss:
     """This process's resident high-water mark, reset on entry (Linux: clear_refs 5 resets VmHWM)."""
 
     def __enter__(self) -> PeakRss:
-        Path("/proc/self/clear_refs").write_text("5")
+        resident.reset_peak()
         self.start = self._read("VmRSS")
         return self
 
@@ -87,10 +88,9 @@ class PeakRss:
 
     @staticmethod
     def _read(field: str) -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError(f"{field} not in /proc/self/status")
+        kib = resident.status_kib(field)
+        assert kib is not None, f"{field} not in /proc/self/status"
+        return kib * 1024
 
 
 @pytest.fixture

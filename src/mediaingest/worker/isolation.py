@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 
 import structlog
 
+from mediaingest import resident
 from mediaingest.config import Settings
 from mediaingest.exceptions import MediaIngestError, Permanent, error_message
 from mediaingest.logging import configure_logging
@@ -168,17 +168,11 @@ class _IdleProcesses:
         for process in surplus:
             process.retire()
 
-    def retire_all(self) -> None:
+    def retire(self, settings: Settings | None = None) -> None:
+        """The idle processes made with these settings (their worker stops), or all of them (at exit)."""
         with self._lock:
-            leaving, self._idle = self._idle, []
-        for process in leaving:
-            process.retire()
-
-    def retire(self, settings: Settings) -> None:
-        """The idle processes made with these settings (their worker stops)."""
-        with self._lock:
-            leaving = [process for process in self._idle if process.settings is settings]
-            self._idle = [process for process in self._idle if process.settings is not settings]
+            leaving = [process for process in self._idle if settings is None or process.settings is settings]
+            self._idle = [process for process in self._idle if process not in leaving]
         for process in leaving:
             process.retire()
 
@@ -186,7 +180,7 @@ class _IdleProcesses:
 _IDLE = _IdleProcesses()
 # Before multiprocessing's own exit handler (atexit runs the last registered first), which would wait
 # without end for a daemon child that never sees its pipe close.
-atexit.register(_IDLE.retire_all)
+atexit.register(_IDLE.retire)
 
 
 def retire_idle(settings: Settings) -> None:
@@ -301,7 +295,7 @@ def _stage_process_main(settings: Settings, conn: Connection) -> None:
             conn.send(_TAKEN)  # from here the attempt is this process's: its end is reported, or a death
             report = _run_one(ctx, attempt, signals.cancel)
             reusable = report.reusable and attempts < MAX_ATTEMPTS_PER_PROCESS and not signals.cancel.is_set()
-            reusable = reusable and _status_kib("VmRSS") * 1024 <= RETIRE_ABOVE_RSS_BYTES
+            reusable = reusable and _resident_bytes("VmRSS") <= RETIRE_ABOVE_RSS_BYTES
             conn.send(dataclasses.replace(report, reusable=reusable))
             if not reusable:
                 return
@@ -319,7 +313,7 @@ def _run_one(ctx: StageContext, attempt: _Attempt, cancel: threading.Event) -> A
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(asset_id=attempt.asset_id, stage=stage, job_id=handle.job_id)
     _reset_peak_rss()
-    start = _status_kib("VmRSS") * 1024  # after the reset: the high-water mark is never below it
+    start = _resident_bytes("VmRSS")  # after the reset: the high-water mark is never below it
     TOOLS_PEAK.reset()
     report: AttemptReport
     try:
@@ -334,7 +328,7 @@ def _run_one(ctx: StageContext, attempt: _Attempt, cancel: threading.Event) -> A
         report = _failure_report(error, handle)
     finally:
         ctx.close()  # no connection held while idle; the engine and its compiled statements stay
-    own = _status_kib("VmHWM") * 1024 or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    own = _resident_bytes("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return dataclasses.replace(report, peak_rss_bytes=own, start_rss_bytes=start, tools_peak_rss_bytes=TOOLS_PEAK.bytes,
                                pid=os.getpid())  # fmt: skip
 
@@ -356,7 +350,7 @@ def _reset_peak_rss() -> None:
     earlier attempts left resident is counted; anything above it is this attempt's)."""
     global _peak_reset_failed
     try:
-        Path("/proc/self/clear_refs").write_text("5")
+        resident.reset_peak()
     except OSError as exc:
         if not _peak_reset_failed:  # a sandbox without it: the peaks become the process's lifetime's
             _peak_reset_failed = True
@@ -366,10 +360,5 @@ def _reset_peak_rss() -> None:
 _peak_reset_failed = False
 
 
-def _status_kib(field: str) -> int:
-    """A `kB` field of /proc/self/status (VmHWM, VmRSS); 0 where there is none."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    return 0
+def _resident_bytes(field: str) -> int:
+    return (resident.status_kib(field) or 0) * 1024
